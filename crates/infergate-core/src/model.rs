@@ -1,0 +1,209 @@
+//! The resources of infergate as the domain sees them (not as rows, not as DTOs).
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// An IAM domain (account).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Domain {
+    pub id: String,
+    pub name: String,
+}
+
+/// An IAM project; every management resource lives in one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Project {
+    pub id: String,
+    pub domain_id: String,
+    pub name: String,
+    pub description: String,
+    pub created_at: i64,
+}
+
+/// An IAM user. `password_changed_at` kills tokens issued before it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub id: String,
+    pub domain_id: String,
+    pub name: String,
+    pub description: String,
+    pub password_hash: String,
+    pub password_changed_at: i64,
+    /// Administers the domain's users, projects and role grants (the bootstrap user).
+    pub domain_admin: bool,
+    pub enabled: bool,
+    pub created_at: i64,
+}
+
+/// A permanent AK/SK pair; the secret is stored encrypted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credential {
+    pub access: String,
+    pub user_id: String,
+    pub secret_sealed: String,
+    pub description: String,
+    pub status: String,
+    pub created_at: i64,
+}
+
+/// The roles a user may hold in a project.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Admin,
+    Member,
+    Viewer,
+}
+
+impl Role {
+    pub const ALL: [Role; 3] = [Role::Admin, Role::Member, Role::Viewer];
+
+    /// The role's name, which is also its id in the IAM API.
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Member => "member",
+            Role::Viewer => "viewer",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Role {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        Role::ALL.into_iter().find(|r| r.name() == s).ok_or(())
+    }
+}
+
+/// One inference backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Service {
+    pub id: String,
+    pub project_id: String,
+    pub name: String,
+    pub description: String,
+    pub upstreams: Vec<String>,
+    pub timeout_ms: u64,
+    pub owner: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// How callers of an API authenticate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum AuthType {
+    None,
+    App,
+    Iam,
+}
+
+impl AuthType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthType::None => "NONE",
+            AuthType::App => "APP",
+            AuthType::Iam => "IAM",
+        }
+    }
+}
+
+impl fmt::Display for AuthType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for AuthType {
+    type Err = ();
+    /// Case-insensitive, trimmed; `APIG` is an alias of `APP` (spec §7 #1).
+    fn from_str(s: &str) -> Result<Self, ()> {
+        match s.trim().to_ascii_uppercase().as_str() {
+            "NONE" => Ok(AuthType::None),
+            "APP" | "APIG" => Ok(AuthType::App),
+            "IAM" => Ok(AuthType::Iam),
+            _ => Err(()),
+        }
+    }
+}
+
+/// The HTTP method an API answers; `Any` matches every method.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ApiMethod {
+    Get,
+    Post,
+    Put,
+    Delete,
+    Head,
+    Patch,
+    Options,
+    Any,
+}
+
+impl ApiMethod {
+    pub const ALL: [ApiMethod; 8] = [
+        ApiMethod::Get,
+        ApiMethod::Post,
+        ApiMethod::Put,
+        ApiMethod::Delete,
+        ApiMethod::Head,
+        ApiMethod::Patch,
+        ApiMethod::Options,
+        ApiMethod::Any,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApiMethod::Get => "GET",
+            ApiMethod::Post => "POST",
+            ApiMethod::Put => "PUT",
+            ApiMethod::Delete => "DELETE",
+            ApiMethod::Head => "HEAD",
+            ApiMethod::Patch => "PATCH",
+            ApiMethod::Options => "OPTIONS",
+            ApiMethod::Any => "ANY",
+        }
+    }
+
+    /// Whether a request with `method` matches an API of this method.
+    pub fn matches(self, method: &str) -> bool {
+        self == ApiMethod::Any || self.as_str().eq_ignore_ascii_case(method)
+    }
+}
+
+impl FromStr for ApiMethod {
+    type Err = ();
+    /// Case-insensitive and trimmed (the definition lists `" POST"`, spec §7 #2).
+    fn from_str(s: &str) -> Result<Self, ()> {
+        let wanted = s.trim();
+        ApiMethod::ALL
+            .into_iter()
+            .find(|m| m.as_str().eq_ignore_ascii_case(wanted))
+            .ok_or(())
+    }
+}
+
+/// An API exposing a service under `api_path`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Api {
+    pub id: String,
+    pub service_id: String,
+    pub project_id: String,
+    pub name: String,
+    pub auth_type: AuthType,
+    pub support_app_code: bool,
+    pub api_path: String,
+    /// Stored as given; the management API always returns `ANY` (spec §7 #1, #22).
+    pub api_method: ApiMethod,
+    pub remark: String,
+    pub owner: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+}

@@ -1,0 +1,321 @@
+//! Field rules of the management API. Each check names the field and the rule it broke, so
+//! the admin plane can answer a 400 that tells the caller exactly what to fix.
+
+use std::fmt;
+
+use url::Url;
+
+/// A request field that broke a rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    pub field: String,
+    pub rule: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, rule: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            rule: rule.into(),
+        }
+    }
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid {}: {}", self.field, self.rule)
+    }
+}
+
+impl std::error::Error for FieldError {}
+
+pub type FieldResult<T> = Result<T, FieldError>;
+
+/// Default service timeout: the ModelArts backend limit of 40 s (spec §5.1).
+pub const DEFAULT_TIMEOUT_MS: u64 = 40_000;
+pub const MAX_TIMEOUT_MS: u64 = 600_000;
+pub const MAX_UPSTREAMS: usize = 16;
+
+fn is_ident_start(c: char) -> bool {
+    c.is_ascii_alphabetic()
+}
+
+/// `^[A-Za-z][A-Za-z0-9_]{min_rest,max_rest}$`-shaped names.
+fn check_name(
+    field: &str,
+    value: &str,
+    extra: &[char],
+    min_len: usize,
+    max_len: usize,
+    rule: &str,
+) -> FieldResult<()> {
+    let len = value.chars().count();
+    let mut chars = value.chars();
+    let ok = (min_len..=max_len).contains(&len)
+        && chars.next().is_some_and(is_ident_start)
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || extra.contains(&c));
+    if ok {
+        Ok(())
+    } else {
+        Err(FieldError::new(field, rule))
+    }
+}
+
+/// A string no longer than `max` characters.
+pub fn max_chars(field: &str, value: &str, max: usize) -> FieldResult<()> {
+    if value.chars().count() > max {
+        return Err(FieldError::new(
+            field,
+            format!("must be at most {max} characters"),
+        ));
+    }
+    Ok(())
+}
+
+/// Service names: a letter, then letters, digits, `_` or `-`; 1–64 characters.
+pub fn service_name(value: &str) -> FieldResult<()> {
+    check_name(
+        "service_name",
+        value,
+        &['-'],
+        1,
+        64,
+        "must match ^[A-Za-z][A-Za-z0-9_-]{0,63}$",
+    )
+}
+
+/// API names (spec §2.11): `^[A-Za-z][A-Za-z0-9_]{2,254}$`.
+pub fn api_name(value: &str) -> FieldResult<()> {
+    check_name(
+        "api_name",
+        value,
+        &[],
+        3,
+        255,
+        "must match ^[A-Za-z][A-Za-z0-9_]{2,254}$",
+    )
+}
+
+/// App names (spec §2.1, adopted gateway rule): `^[A-Za-z][A-Za-z0-9_]{2,63}$`.
+pub fn app_name(value: &str) -> FieldResult<()> {
+    check_name(
+        "app_name",
+        value,
+        &[],
+        3,
+        64,
+        "must match ^[A-Za-z][A-Za-z0-9_]{2,63}$",
+    )
+}
+
+/// API paths (spec §2.11): at most 255 characters, `^([/][A-Za-z0-9_%*.-]+){1,255}$`.
+pub fn api_path(field: &str, value: &str) -> FieldResult<()> {
+    let rule = "must be at most 255 characters matching ^([/][A-Za-z0-9_%*.-]+){1,255}$";
+    if value.is_empty() || value.len() > 255 || !value.starts_with('/') {
+        return Err(FieldError::new(field, rule));
+    }
+    let ok = value[1..].split('/').all(|segment| {
+        !segment.is_empty()
+            && segment
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_%*.-".contains(c))
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(FieldError::new(field, rule))
+    }
+}
+
+/// `api_url` accepts a path or an absolute http(s) URL whose path becomes the API path
+/// (spec §7 #3). Returns the path.
+pub fn api_url(value: &str) -> FieldResult<String> {
+    if value.starts_with('/') {
+        api_path("api_url", value)?;
+        return Ok(value.to_owned());
+    }
+    if value.len() > 255 {
+        return Err(FieldError::new("api_url", "must be at most 255 characters"));
+    }
+    let url = Url::parse(value).map_err(|_| {
+        FieldError::new(
+            "api_url",
+            "must be a path like /v1/infers/x or an absolute http(s) URL",
+        )
+    })?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(FieldError::new("api_url", "scheme must be http or https"));
+    }
+    let path = url.path().trim_end_matches('/').to_owned();
+    api_path("api_url", &path)?;
+    Ok(path)
+}
+
+/// An upstream base URL: http or https, a host, an optional port and base path; no
+/// credentials, query or fragment. Returned normalised without a trailing `/`.
+pub fn upstream(index: usize, value: &str) -> FieldResult<String> {
+    let field = format!("upstreams[{index}]");
+    let url = Url::parse(value.trim()).map_err(|e| {
+        FieldError::new(
+            &field,
+            format!("must be an absolute URL like http://host:port/base ({e})"),
+        )
+    })?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(FieldError::new(&field, "scheme must be http or https"));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(FieldError::new(&field, "must name a host"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(FieldError::new(&field, "must not carry credentials"));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(FieldError::new(&field, "must not have a query or fragment"));
+    }
+    Ok(url.as_str().trim_end_matches('/').to_owned())
+}
+
+/// The upstream list: 1 to 16 valid URLs.
+pub fn upstreams(values: &[String]) -> FieldResult<Vec<String>> {
+    if values.is_empty() || values.len() > MAX_UPSTREAMS {
+        return Err(FieldError::new(
+            "upstreams",
+            format!("must list between 1 and {MAX_UPSTREAMS} URLs"),
+        ));
+    }
+    values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| upstream(i, v))
+        .collect()
+}
+
+/// A service timeout in milliseconds: 1 to 600000.
+pub fn timeout_ms(value: i64) -> FieldResult<u64> {
+    if value < 1 || value > MAX_TIMEOUT_MS as i64 {
+        return Err(FieldError::new(
+            "timeout_ms",
+            format!("must be between 1 and {MAX_TIMEOUT_MS}"),
+        ));
+    }
+    Ok(value as u64)
+}
+
+/// `project_id` in a path (spec §2.0): 1–64 letters, digits and `-`.
+pub fn project_id(value: &str) -> FieldResult<()> {
+    let ok = (1..=64).contains(&value.len())
+        && value.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+    if ok {
+        Ok(())
+    } else {
+        Err(FieldError::new(
+            "project_id",
+            "must be 1-64 letters, digits or '-'",
+        ))
+    }
+}
+
+/// IAM user names: 1–64 characters, letters, digits and `_ - . @`, starting with a letter
+/// or digit.
+pub fn user_name(value: &str) -> FieldResult<()> {
+    let mut chars = value.chars();
+    let ok = (1..=64).contains(&value.chars().count())
+        && chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && chars.all(|c| c.is_ascii_alphanumeric() || "_-.@".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(FieldError::new(
+            "user.name",
+            "must be 1-64 letters, digits or _-.@, starting with a letter or digit",
+        ))
+    }
+}
+
+/// IAM project names: 1–64 letters, digits, `_` or `-`, starting with a letter or digit.
+pub fn project_name(value: &str) -> FieldResult<()> {
+    let mut chars = value.chars();
+    let ok = (1..=64).contains(&value.chars().count())
+        && chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && chars.all(|c| c.is_ascii_alphanumeric() || "_-".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(FieldError::new(
+            "project.name",
+            "must be 1-64 letters, digits, _ or -, starting with a letter or digit",
+        ))
+    }
+}
+
+/// Passwords: 8–128 characters.
+pub fn password(field: &str, value: &str) -> FieldResult<()> {
+    if !(8..=128).contains(&value.chars().count()) {
+        return Err(FieldError::new(field, "must be 8-128 characters"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn api_paths() {
+        assert!(api_path(
+            "api_path",
+            "/v1/infers/6f1c2b3a-4d5e-4f60-8a9b-0c1d2e3f4a5b"
+        )
+        .is_ok());
+        assert!(api_path("api_path", "/a").is_ok());
+        for bad in ["", "/", "a/b", "/a//b", "/a/", "/a b", "/a?x=1"] {
+            assert!(api_path("api_path", bad).is_err(), "{bad:?}");
+        }
+        assert!(api_path("api_path", &format!("/{}", "a".repeat(255))).is_err());
+    }
+
+    #[test]
+    fn api_urls() {
+        assert_eq!(
+            api_url("https://x.example.test/v1/infers/abc").expect("url"),
+            "/v1/infers/abc"
+        );
+        assert_eq!(api_url("/v1/x").expect("path"), "/v1/x");
+        assert!(api_url("ftp://x/y").is_err());
+        assert!(api_url("https://x.example.test/").is_err());
+    }
+
+    #[test]
+    fn names() {
+        assert!(api_name("infer_6f1c2b3a4d5e4f608a9b0c1d2e3f4a5b").is_ok());
+        assert!(api_name("ab").is_err());
+        assert!(api_name("1abc").is_err());
+        assert!(app_name("app_demo01").is_ok());
+        assert!(app_name("app-demo").is_err());
+        assert!(service_name("svc-demo").is_ok());
+        assert!(service_name("").is_err());
+        assert!(service_name(&"a".repeat(65)).is_err());
+    }
+
+    #[test]
+    fn upstream_rules() {
+        assert_eq!(
+            upstream(0, "http://127.0.0.1:8000/v1/").expect("ok"),
+            "http://127.0.0.1:8000/v1"
+        );
+        assert_eq!(upstream(0, "http://h").expect("ok"), "http://h");
+        for bad in [
+            "h:80",
+            "ftp://h/",
+            "http://u:p@h/",
+            "http://h/?q=1",
+            "http://",
+            "http://h/#f",
+        ] {
+            let err = upstream(2, bad).expect_err(bad);
+            assert_eq!(err.field, "upstreams[2]");
+        }
+        assert!(upstreams(&[]).is_err());
+    }
+}

@@ -1,0 +1,491 @@
+//! SDK-HMAC-SHA256: the request signature of the ModelArts/APIG signing SDKs (spec §5.2).
+//!
+//! This crate owns canonicalisation, signing and verification of the signature math only.
+//! It performs no IO and knows nothing of apps, users or stores: callers look up the secret
+//! that belongs to an `Access` key and decide what a failure means for them.
+
+use std::fmt;
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+use hmac::{Hmac, Mac};
+use http::HeaderMap;
+use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+/// The scheme token that starts an `Authorization` header of this algorithm.
+pub const ALGORITHM: &str = "SDK-HMAC-SHA256";
+/// Header carrying the signing time, `YYYYMMDD'T'HHMMSS'Z'`.
+pub const HEADER_SDK_DATE: &str = "x-sdk-date";
+/// Header that, when present, replaces the body hash in the canonical request.
+pub const HEADER_CONTENT_SHA256: &str = "x-sdk-content-sha256";
+/// The payload hash value clients use to leave the body unsigned.
+pub const UNSIGNED_PAYLOAD: &str = "UNSIGNED-PAYLOAD";
+/// SHA-256 of the empty byte string, in lowercase hex.
+pub const EMPTY_BODY_SHA256: &str =
+    "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+/// Allowed distance between the signing time and the verifier's clock (spec §5.2).
+pub const MAX_CLOCK_SKEW_SECONDS: i64 = 15 * 60;
+
+const SDK_DATE_FORMAT: &str = "%Y%m%dT%H%M%SZ";
+
+/// Bytes kept as they are by `E(s)`: `A–Z a–z 0–9 - _ . ~`.
+const ENCODE_SET: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+/// Why a request could not be signed or verified.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SignError {
+    #[error("Authorization header does not start with {ALGORITHM}")]
+    WrongAlgorithm,
+    #[error("Access or Credential is empty in Authorization")]
+    MissingAccess,
+    #[error("SignedHeaders is empty in Authorization")]
+    MissingSignedHeaders,
+    #[error("Signature is empty in Authorization")]
+    MissingSignature,
+    #[error("x-sdk-date is not a signed header")]
+    DateNotSigned,
+    #[error("X-Sdk-Date header not found")]
+    MissingDate,
+    #[error("X-Sdk-Date {0:?} is not in the format YYYYMMDDTHHMMSSZ")]
+    BadDate(String),
+    #[error("signed header {0:?} is not present in the request")]
+    MissingSignedHeader(String),
+    #[error("header {0:?} has a value that is not visible ASCII or UTF-8")]
+    BadHeaderValue(String),
+}
+
+/// The parsed `Authorization: SDK-HMAC-SHA256 Access=…, SignedHeaders=…, Signature=…` value.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Authorization {
+    pub access: String,
+    /// Lowercase header names in the order the client listed them.
+    pub signed_headers: Vec<String>,
+    pub signature: String,
+}
+
+impl fmt::Debug for Authorization {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Authorization")
+            .field("access", &self.access)
+            .field("signed_headers", &self.signed_headers)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Authorization {
+    /// Parses the header value: the scheme, then comma-separated `key=value` items with
+    /// optional spaces. Unknown items are ignored; any of the three missing is an error.
+    pub fn parse(value: &str) -> Result<Self, SignError> {
+        let value = value.trim_start();
+        let rest = value
+            .strip_prefix(ALGORITHM)
+            .ok_or(SignError::WrongAlgorithm)?;
+        if !rest.is_empty() && !rest.starts_with(' ') {
+            return Err(SignError::WrongAlgorithm);
+        }
+        let mut access = "";
+        let mut signed_headers = "";
+        let mut signature = "";
+        for item in rest.split(',') {
+            let Some((key, val)) = item.split_once('=') else {
+                continue;
+            };
+            match key.trim() {
+                "Access" => access = val.trim(),
+                "SignedHeaders" => signed_headers = val.trim(),
+                "Signature" => signature = val.trim(),
+                _ => {}
+            }
+        }
+        if access.is_empty() {
+            return Err(SignError::MissingAccess);
+        }
+        if signed_headers.is_empty() {
+            return Err(SignError::MissingSignedHeaders);
+        }
+        if signature.is_empty() {
+            return Err(SignError::MissingSignature);
+        }
+        Ok(Self {
+            access: access.to_owned(),
+            signed_headers: signed_headers
+                .split(';')
+                .map(|h| h.trim().to_ascii_lowercase())
+                .filter(|h| !h.is_empty())
+                .collect(),
+            signature: signature.to_owned(),
+        })
+    }
+
+    /// Renders the header value as the SDKs send it.
+    pub fn header_value(&self) -> String {
+        format!(
+            "{ALGORITHM} Access={}, SignedHeaders={}, Signature={}",
+            self.access,
+            self.signed_headers.join(";"),
+            self.signature
+        )
+    }
+}
+
+/// `E(s)`: percent-encodes every byte outside `A–Z a–z 0–9 - _ . ~` with uppercase hex.
+pub fn encode(bytes: &[u8]) -> String {
+    // utf8_percent_encode works on &str; encode raw bytes through percent_encode instead.
+    percent_encoding::percent_encode(bytes, ENCODE_SET).to_string()
+}
+
+fn encode_str(s: &str) -> String {
+    utf8_percent_encode(s, ENCODE_SET).to_string()
+}
+
+/// CanonicalURI: decode the raw path, split on `/`, encode each segment, and make sure the
+/// result ends with `/`.
+pub fn canonical_uri(raw_path: &str) -> String {
+    let decoded: Vec<u8> = percent_decode_str(raw_path).collect();
+    let mut out = String::with_capacity(decoded.len() + 8);
+    for (i, segment) in decoded.split(|b| *b == b'/').enumerate() {
+        if i > 0 {
+            out.push('/');
+        }
+        out.push_str(&encode(segment));
+    }
+    if !out.ends_with('/') {
+        out.push('/');
+    }
+    out
+}
+
+/// CanonicalQuery: items split on `&` and the first `=`, empty keys skipped, decoded (`+`
+/// stays `+`), sorted by (key, value), re-encoded and joined with `&`.
+pub fn canonical_query(raw_query: &str) -> String {
+    let mut pairs: Vec<(Vec<u8>, Vec<u8>)> = raw_query
+        .split('&')
+        .filter_map(|item| {
+            let (key, value) = item.split_once('=').unwrap_or((item, ""));
+            if key.is_empty() {
+                return None;
+            }
+            Some((
+                percent_decode_str(key).collect(),
+                percent_decode_str(value).collect(),
+            ))
+        })
+        .collect();
+    pairs.sort();
+    let mut out = String::with_capacity(raw_query.len() + 16);
+    for (i, (key, value)) in pairs.iter().enumerate() {
+        if i > 0 {
+            out.push('&');
+        }
+        out.push_str(&encode(key));
+        out.push('=');
+        out.push_str(&encode(value));
+    }
+    out
+}
+
+/// Canonical query built from already-decoded pairs, as the core SDK signer takes them.
+pub fn canonical_query_from_pairs(pairs: &[(&str, &str)]) -> String {
+    let mut sorted: Vec<(&str, &str)> = pairs
+        .iter()
+        .copied()
+        .filter(|(k, _)| !k.is_empty())
+        .collect();
+    sorted.sort();
+    sorted
+        .iter()
+        .map(|(k, v)| format!("{}={}", encode_str(k), encode_str(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// Lowercase hex SHA-256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// The inputs of a canonical request, all taken from the request as received or sent.
+#[derive(Debug, Clone)]
+pub struct CanonicalInput<'a> {
+    pub method: &'a str,
+    /// The path exactly as on the request line (still percent-encoded).
+    pub raw_path: &'a str,
+    /// The query exactly as on the request line, without `?`; empty when none.
+    pub raw_query: &'a str,
+    /// `(lowercase name, value)` in the order of `SignedHeaders`; values are trimmed here.
+    pub headers: Vec<(String, String)>,
+    pub payload_hash: &'a str,
+}
+
+impl CanonicalInput<'_> {
+    /// The signed header names joined by `;` (they must already be sorted by the signer).
+    pub fn signed_headers(&self) -> String {
+        self.headers
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .collect::<Vec<_>>()
+            .join(";")
+    }
+
+    /// The canonical request text of spec §5.2.
+    pub fn canonical_request(&self) -> String {
+        let mut out = String::with_capacity(256);
+        out.push_str(&self.method.to_ascii_uppercase());
+        out.push('\n');
+        out.push_str(&canonical_uri(self.raw_path));
+        out.push('\n');
+        out.push_str(&canonical_query(self.raw_query));
+        out.push('\n');
+        for (name, value) in &self.headers {
+            out.push_str(name);
+            out.push(':');
+            out.push_str(value.trim());
+            out.push('\n');
+        }
+        out.push('\n');
+        out.push_str(&self.signed_headers());
+        out.push('\n');
+        out.push_str(self.payload_hash);
+        out
+    }
+}
+
+/// `SDK-HMAC-SHA256\n{date}\n{hex(sha256(canonical_request))}`.
+pub fn string_to_sign(sdk_date: &str, canonical_request: &str) -> String {
+    format!(
+        "{ALGORITHM}\n{sdk_date}\n{}",
+        sha256_hex(canonical_request.as_bytes())
+    )
+}
+
+/// Hex HMAC-SHA256 of the string to sign, keyed by the secret's UTF-8 bytes.
+pub fn signature(secret: &[u8], string_to_sign: &str) -> String {
+    // HMAC accepts keys of any length, so new_from_slice cannot fail.
+    let mut mac = match Hmac::<Sha256>::new_from_slice(secret) {
+        Ok(mac) => mac,
+        Err(_) => unreachable_hmac(),
+    };
+    mac.update(string_to_sign.as_bytes());
+    hex::encode(mac.finalize().into_bytes())
+}
+
+#[cold]
+fn unreachable_hmac() -> ! {
+    panic!("HMAC-SHA256 accepts keys of every length")
+}
+
+/// Compares two hex signatures in constant time.
+pub fn signatures_equal(expected: &str, presented: &str) -> bool {
+    expected.len() == presented.len() && bool::from(expected.as_bytes().ct_eq(presented.as_bytes()))
+}
+
+/// Parses an `X-Sdk-Date` value into a UTC time.
+pub fn parse_sdk_date(value: &str) -> Result<DateTime<Utc>, SignError> {
+    NaiveDateTime::parse_from_str(value.trim(), SDK_DATE_FORMAT)
+        .map(|naive| naive.and_utc())
+        .map_err(|_| SignError::BadDate(value.to_owned()))
+}
+
+/// Formats a time as an `X-Sdk-Date` value.
+pub fn format_sdk_date(time: DateTime<Utc>) -> String {
+    time.format(SDK_DATE_FORMAT).to_string()
+}
+
+/// Whether the signing time lies within ±15 minutes of `now`.
+pub fn date_within_skew(signed_at: DateTime<Utc>, now: DateTime<Utc>) -> bool {
+    (now - signed_at).num_seconds().abs() <= MAX_CLOCK_SKEW_SECONDS
+}
+
+/// Joins the values of one header name with `,`, as the verifier canonicalises repeats.
+fn header_value(headers: &HeaderMap, name: &str) -> Result<Option<String>, SignError> {
+    let mut joined: Option<String> = None;
+    for value in headers.get_all(name) {
+        let text = std::str::from_utf8(value.as_bytes())
+            .map_err(|_| SignError::BadHeaderValue(name.to_owned()))?
+            .trim();
+        match joined.as_mut() {
+            Some(existing) => {
+                existing.push(',');
+                existing.push_str(text);
+            }
+            None => joined = Some(text.to_owned()),
+        }
+    }
+    Ok(joined)
+}
+
+/// A request as the verifier sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct ReceivedRequest<'a> {
+    pub method: &'a str,
+    pub raw_path: &'a str,
+    pub raw_query: &'a str,
+    pub headers: &'a HeaderMap,
+    /// Lowercase hex SHA-256 of the body as received; `None` when the body was not hashed
+    /// (the client declared `X-Sdk-Content-Sha256`, so its value is used instead).
+    pub body_sha256: Option<&'a str>,
+    /// Whether the body is empty (the core SDK then hashes "" even with the header set).
+    pub body_is_empty: bool,
+}
+
+/// What a verification needs once the Authorization header is parsed: the date and the
+/// canonical requests the server accepts (more than one only for the empty-body quirk).
+#[derive(Debug, Clone)]
+pub struct PreparedVerification {
+    pub authorization: Authorization,
+    pub sdk_date: String,
+    pub signed_at: DateTime<Utc>,
+    /// Canonical requests to try, the primary one first.
+    pub canonical_requests: Vec<String>,
+}
+
+/// Outcome of checking a prepared request against a secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Valid,
+    /// The signature did not match; carries the primary canonical request the server built.
+    Mismatch {
+        canonical_request: String,
+    },
+}
+
+impl PreparedVerification {
+    /// Parses the `Authorization` value and rebuilds the canonical request from the client's
+    /// `SignedHeaders` list, without yet knowing the secret.
+    pub fn prepare(authorization: &str, request: ReceivedRequest<'_>) -> Result<Self, SignError> {
+        let authorization = Authorization::parse(authorization)?;
+        if !authorization
+            .signed_headers
+            .iter()
+            .any(|h| h == HEADER_SDK_DATE)
+        {
+            return Err(SignError::DateNotSigned);
+        }
+        let sdk_date =
+            header_value(request.headers, HEADER_SDK_DATE)?.ok_or(SignError::MissingDate)?;
+        let signed_at = parse_sdk_date(&sdk_date)?;
+        let mut headers = Vec::with_capacity(authorization.signed_headers.len());
+        for name in &authorization.signed_headers {
+            let value = header_value(request.headers, name)?
+                .ok_or_else(|| SignError::MissingSignedHeader(name.clone()))?;
+            headers.push((name.clone(), value));
+        }
+        let declared = header_value(request.headers, HEADER_CONTENT_SHA256)?;
+        let mut payload_hashes: Vec<String> = Vec::with_capacity(2);
+        match (declared, request.body_sha256) {
+            (Some(declared), _) if !request.body_is_empty => payload_hashes.push(declared),
+            (Some(declared), _) => {
+                payload_hashes.push(declared);
+                payload_hashes.push(EMPTY_BODY_SHA256.to_owned());
+            }
+            (None, Some(hash)) => payload_hashes.push(hash.to_owned()),
+            (None, None) => payload_hashes.push(EMPTY_BODY_SHA256.to_owned()),
+        }
+        let canonical_requests = payload_hashes
+            .iter()
+            .map(|hash| {
+                CanonicalInput {
+                    method: request.method,
+                    raw_path: request.raw_path,
+                    raw_query: request.raw_query,
+                    headers: headers.clone(),
+                    payload_hash: hash,
+                }
+                .canonical_request()
+            })
+            .collect();
+        Ok(Self {
+            authorization,
+            sdk_date,
+            signed_at,
+            canonical_requests,
+        })
+    }
+
+    /// Checks the signature against `secret`, comparing in constant time.
+    pub fn verify(&self, secret: &[u8]) -> Verdict {
+        let mut matched = false;
+        for canonical in &self.canonical_requests {
+            let expected = signature(secret, &string_to_sign(&self.sdk_date, canonical));
+            matched |= signatures_equal(&expected, &self.authorization.signature);
+        }
+        if matched {
+            Verdict::Valid
+        } else {
+            Verdict::Mismatch {
+                canonical_request: self.canonical_requests[0].clone(),
+            }
+        }
+    }
+}
+
+/// What a client-side signature produced, kept for `--explain`.
+#[derive(Debug, Clone)]
+pub struct Signed {
+    pub authorization: Authorization,
+    pub canonical_request: String,
+    pub string_to_sign: String,
+}
+
+/// Signs a request the way the standalone APIG signer does: every given header is signed
+/// (lowercased, sorted), `host` included; the payload hash is `X-Sdk-Content-Sha256` when
+/// given, else the SHA-256 of `body`. `headers` must already contain `X-Sdk-Date` and `Host`.
+pub fn sign(
+    access: &str,
+    secret: &[u8],
+    method: &str,
+    raw_path: &str,
+    raw_query: &str,
+    headers: &[(String, String)],
+    body: &[u8],
+) -> Signed {
+    let mut signed: Vec<(String, String)> = Vec::with_capacity(headers.len());
+    for (name, value) in headers {
+        let name = name.to_ascii_lowercase();
+        match signed.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, existing)) => {
+                existing.push(',');
+                existing.push_str(value.trim());
+            }
+            None => signed.push((name, value.trim().to_owned())),
+        }
+    }
+    signed.sort_by(|a, b| a.0.cmp(&b.0));
+    let date = signed
+        .iter()
+        .find(|(n, _)| n == HEADER_SDK_DATE)
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default();
+    let payload_hash = signed
+        .iter()
+        .find(|(n, _)| n == HEADER_CONTENT_SHA256)
+        .map(|(_, v)| v.clone())
+        .unwrap_or_else(|| sha256_hex(body));
+    let input = CanonicalInput {
+        method,
+        raw_path,
+        raw_query,
+        headers: signed,
+        payload_hash: &payload_hash,
+    };
+    let canonical_request = input.canonical_request();
+    let string_to_sign = string_to_sign(&date, &canonical_request);
+    let signature = signature(secret, &string_to_sign);
+    Signed {
+        authorization: Authorization {
+            access: access.to_owned(),
+            signed_headers: input.headers.iter().map(|(n, _)| n.clone()).collect(),
+            signature,
+        },
+        canonical_request,
+        string_to_sign,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,680 @@
+//! The embedded SQLite backend: WAL, `synchronous=FULL` (a write is acknowledged only once
+//! durable), one writer connection so write transactions never fight over the lock, and a
+//! small pool of readers.
+
+use std::borrow::Cow;
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use infergate_core::model::{
+    Api, ApiMethod, AuthType, Credential, Domain, Project, Role, Service, User,
+};
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{Row, Sqlite, Transaction};
+
+use crate::{Bootstrap, ServiceUpdate, Store, StoreError, StoreResult};
+
+const MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "foundation",
+    include_str!("../migrations/sqlite/0001_foundation.sql"),
+)];
+
+fn migrator() -> Migrator {
+    Migrator {
+        migrations: Cow::Owned(
+            MIGRATIONS
+                .iter()
+                .map(|(version, description, sql)| {
+                    Migration::new(
+                        *version,
+                        Cow::Borrowed(*description),
+                        MigrationType::Simple,
+                        Cow::Borrowed(*sql),
+                        false,
+                    )
+                })
+                .collect(),
+        ),
+        ignore_missing: false,
+        locking: true,
+        no_tx: false,
+    }
+}
+
+/// The SQLite store.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    writer: SqlitePool,
+    reader: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file and runs pending migrations.
+    pub async fn open(path: &Path) -> StoreResult<Self> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(options.clone())
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("opening {}: {e}", path.display())))?;
+        migrator()
+            .run(&writer)
+            .await
+            .map_err(|e| StoreError::Internal(format!("migrating {}: {e}", path.display())))?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(options.read_only(true))
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("opening {}: {e}", path.display())))?;
+        Ok(Self { writer, reader })
+    }
+
+    async fn begin(&self) -> StoreResult<Transaction<'static, Sqlite>> {
+        Ok(self.writer.begin().await?)
+    }
+}
+
+async fn bump_revision(tx: &mut Transaction<'static, Sqlite>) -> StoreResult<()> {
+    sqlx::query("UPDATE config_revision SET revision = revision + 1 WHERE id = 1")
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+fn corrupt(what: &str, detail: impl std::fmt::Display) -> StoreError {
+    StoreError::Internal(format!("stored {what} is unreadable: {detail}"))
+}
+
+// === impl rows ===
+
+fn domain_from_row(row: &SqliteRow) -> StoreResult<Domain> {
+    Ok(Domain {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+    })
+}
+
+fn project_from_row(row: &SqliteRow) -> StoreResult<Project> {
+    Ok(Project {
+        id: row.try_get("id")?,
+        domain_id: row.try_get("domain_id")?,
+        name: row.try_get("name")?,
+        description: row.try_get("description")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+fn user_from_row(row: &SqliteRow) -> StoreResult<User> {
+    Ok(User {
+        id: row.try_get("id")?,
+        domain_id: row.try_get("domain_id")?,
+        name: row.try_get("name")?,
+        description: row.try_get("description")?,
+        password_hash: row.try_get("password_hash")?,
+        password_changed_at: row.try_get("password_changed_at")?,
+        domain_admin: row.try_get("domain_admin")?,
+        enabled: row.try_get("enabled")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+fn credential_from_row(row: &SqliteRow) -> StoreResult<Credential> {
+    Ok(Credential {
+        access: row.try_get("access")?,
+        user_id: row.try_get("user_id")?,
+        secret_sealed: row.try_get("secret_sealed")?,
+        description: row.try_get("description")?,
+        status: row.try_get("status")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+fn service_from_row(row: &SqliteRow) -> StoreResult<Service> {
+    let upstreams: String = row.try_get("upstreams")?;
+    let timeout_ms: i64 = row.try_get("timeout_ms")?;
+    Ok(Service {
+        id: row.try_get("id")?,
+        project_id: row.try_get("project_id")?,
+        name: row.try_get("name")?,
+        description: row.try_get("description")?,
+        upstreams: serde_json::from_str(&upstreams).map_err(|e| corrupt("upstreams", e))?,
+        timeout_ms: u64::try_from(timeout_ms).map_err(|e| corrupt("timeout_ms", e))?,
+        owner: row.try_get("owner")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+fn api_from_row(row: &SqliteRow) -> StoreResult<Api> {
+    let auth_type: String = row.try_get("auth_type")?;
+    let api_method: String = row.try_get("api_method")?;
+    Ok(Api {
+        id: row.try_get("id")?,
+        service_id: row.try_get("service_id")?,
+        project_id: row.try_get("project_id")?,
+        name: row.try_get("name")?,
+        auth_type: AuthType::from_str(&auth_type).map_err(|_| corrupt("auth_type", &auth_type))?,
+        support_app_code: row.try_get("support_app_code")?,
+        api_path: row.try_get("api_path")?,
+        api_method: ApiMethod::from_str(&api_method)
+            .map_err(|_| corrupt("api_method", &api_method))?,
+        remark: row.try_get("remark")?,
+        owner: row.try_get("owner")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+fn upstreams_json(upstreams: &[String]) -> String {
+    serde_json::to_string(upstreams).unwrap_or_else(|_| "[]".to_owned())
+}
+
+// === impl Store ===
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1").execute(&self.reader).await?;
+        Ok(())
+    }
+
+    async fn revision(&self) -> StoreResult<i64> {
+        let row = sqlx::query("SELECT revision FROM config_revision WHERE id = 1")
+            .fetch_one(&self.reader)
+            .await?;
+        Ok(row.try_get("revision")?)
+    }
+
+    async fn bootstrap(&self, plan: &Bootstrap) -> StoreResult<bool> {
+        let mut tx = self.begin().await?;
+        let exists = sqlx::query("SELECT id FROM domains WHERE name = $1")
+            .bind(&plan.domain.name)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if exists.is_some() {
+            return Ok(false);
+        }
+        sqlx::query("INSERT INTO domains (id, name) VALUES ($1, $2)")
+            .bind(&plan.domain.id)
+            .bind(&plan.domain.name)
+            .execute(&mut *tx)
+            .await?;
+        insert_project(&mut tx, &plan.project).await?;
+        insert_user(&mut tx, &plan.admin).await?;
+        sqlx::query("INSERT INTO role_grants (project_id, user_id, role) VALUES ($1, $2, $3)")
+            .bind(&plan.project.id)
+            .bind(&plan.admin.id)
+            .bind(Role::Admin.name())
+            .execute(&mut *tx)
+            .await?;
+        bump_revision(&mut tx).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn domain_by_name(&self, name: &str) -> StoreResult<Option<Domain>> {
+        sqlx::query("SELECT * FROM domains WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.reader)
+            .await?
+            .as_ref()
+            .map(domain_from_row)
+            .transpose()
+    }
+
+    async fn domain(&self, id: &str) -> StoreResult<Option<Domain>> {
+        sqlx::query("SELECT * FROM domains WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.reader)
+            .await?
+            .as_ref()
+            .map(domain_from_row)
+            .transpose()
+    }
+
+    async fn create_project(&self, project: &Project) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        insert_project(&mut tx, project).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn project(&self, id: &str) -> StoreResult<Option<Project>> {
+        sqlx::query("SELECT * FROM projects WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.reader)
+            .await?
+            .as_ref()
+            .map(project_from_row)
+            .transpose()
+    }
+
+    async fn project_by_name(&self, domain_id: &str, name: &str) -> StoreResult<Option<Project>> {
+        sqlx::query("SELECT * FROM projects WHERE domain_id = $1 AND name = $2")
+            .bind(domain_id)
+            .bind(name)
+            .fetch_optional(&self.reader)
+            .await?
+            .as_ref()
+            .map(project_from_row)
+            .transpose()
+    }
+
+    async fn list_projects(&self, domain_id: &str) -> StoreResult<Vec<Project>> {
+        sqlx::query("SELECT * FROM projects WHERE domain_id = $1 ORDER BY name")
+            .bind(domain_id)
+            .fetch_all(&self.reader)
+            .await?
+            .iter()
+            .map(project_from_row)
+            .collect()
+    }
+
+    async fn create_user(&self, user: &User) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        insert_user(&mut tx, user).await?;
+        bump_revision(&mut tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn user(&self, id: &str) -> StoreResult<Option<User>> {
+        sqlx::query("SELECT * FROM users WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.reader)
+            .await?
+            .as_ref()
+            .map(user_from_row)
+            .transpose()
+    }
+
+    async fn user_by_name(&self, domain_id: &str, name: &str) -> StoreResult<Option<User>> {
+        sqlx::query("SELECT * FROM users WHERE domain_id = $1 AND name = $2")
+            .bind(domain_id)
+            .bind(name)
+            .fetch_optional(&self.reader)
+            .await?
+            .as_ref()
+            .map(user_from_row)
+            .transpose()
+    }
+
+    async fn list_users(&self, domain_id: &str) -> StoreResult<Vec<User>> {
+        sqlx::query("SELECT * FROM users WHERE domain_id = $1 ORDER BY name")
+            .bind(domain_id)
+            .fetch_all(&self.reader)
+            .await?
+            .iter()
+            .map(user_from_row)
+            .collect()
+    }
+
+    async fn delete_user(&self, id: &str) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        for sql in [
+            "DELETE FROM role_grants WHERE user_id = $1",
+            "DELETE FROM credentials WHERE user_id = $1",
+        ] {
+            sqlx::query(sql).bind(id).execute(&mut *tx).await?;
+        }
+        let deleted = sqlx::query("DELETE FROM users WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        if deleted.rows_affected() == 0 {
+            return Err(StoreError::NotFound("user"));
+        }
+        bump_revision(&mut tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn set_password(&self, user_id: &str, hash: &str, changed_at: i64) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        let updated = sqlx::query(
+            "UPDATE users SET password_hash = $1, password_changed_at = $2 WHERE id = $3",
+        )
+        .bind(hash)
+        .bind(changed_at)
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await?;
+        if updated.rows_affected() == 0 {
+            return Err(StoreError::NotFound("user"));
+        }
+        bump_revision(&mut tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn grant_role(&self, project_id: &str, user_id: &str, role: Role) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        sqlx::query(
+            "INSERT INTO role_grants (project_id, user_id, role) VALUES ($1, $2, $3)
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(project_id)
+        .bind(user_id)
+        .bind(role.name())
+        .execute(&mut *tx)
+        .await?;
+        bump_revision(&mut tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn revoke_role(&self, project_id: &str, user_id: &str, role: Role) -> StoreResult<bool> {
+        let mut tx = self.begin().await?;
+        let deleted = sqlx::query(
+            "DELETE FROM role_grants WHERE project_id = $1 AND user_id = $2 AND role = $3",
+        )
+        .bind(project_id)
+        .bind(user_id)
+        .bind(role.name())
+        .execute(&mut *tx)
+        .await?;
+        bump_revision(&mut tx).await?;
+        tx.commit().await?;
+        Ok(deleted.rows_affected() > 0)
+    }
+
+    async fn roles(&self, project_id: &str, user_id: &str) -> StoreResult<Vec<Role>> {
+        let rows = sqlx::query(
+            "SELECT role FROM role_grants WHERE project_id = $1 AND user_id = $2 ORDER BY role",
+        )
+        .bind(project_id)
+        .bind(user_id)
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let name: String = row.try_get("role")?;
+                Role::from_str(&name).map_err(|_| corrupt("role", &name))
+            })
+            .collect()
+    }
+
+    async fn create_credential(
+        &self,
+        credential: &Credential,
+        max_per_user: u32,
+    ) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM credentials WHERE user_id = $1")
+            .bind(&credential.user_id)
+            .fetch_one(&mut *tx)
+            .await?;
+        let held: i64 = row.try_get("n")?;
+        if held >= i64::from(max_per_user) {
+            return Err(StoreError::Quota(format!(
+                "user already holds {held} access keys (limit {max_per_user})"
+            )));
+        }
+        sqlx::query(
+            "INSERT INTO credentials (access, user_id, secret_sealed, description, status, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&credential.access)
+        .bind(&credential.user_id)
+        .bind(&credential.secret_sealed)
+        .bind(&credential.description)
+        .bind(&credential.status)
+        .bind(credential.created_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| StoreError::from_sqlx(e, "access key already exists"))?;
+        bump_revision(&mut tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn credential(&self, access: &str) -> StoreResult<Option<Credential>> {
+        sqlx::query("SELECT * FROM credentials WHERE access = $1")
+            .bind(access)
+            .fetch_optional(&self.reader)
+            .await?
+            .as_ref()
+            .map(credential_from_row)
+            .transpose()
+    }
+
+    async fn create_service(&self, service: &Service) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        sqlx::query(
+            "INSERT INTO services (id, project_id, name, description, upstreams, timeout_ms, owner,
+                                   created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(&service.id)
+        .bind(&service.project_id)
+        .bind(&service.name)
+        .bind(&service.description)
+        .bind(upstreams_json(&service.upstreams))
+        .bind(service.timeout_ms as i64)
+        .bind(&service.owner)
+        .bind(service.created_at)
+        .bind(service.updated_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| {
+            StoreError::from_sqlx(
+                e,
+                &format!(
+                    "service_name {:?} is already used in this project",
+                    service.name
+                ),
+            )
+        })?;
+        bump_revision(&mut tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn service(&self, id: &str) -> StoreResult<Option<Service>> {
+        sqlx::query("SELECT * FROM services WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.reader)
+            .await?
+            .as_ref()
+            .map(service_from_row)
+            .transpose()
+    }
+
+    async fn list_services(&self, project_id: &str) -> StoreResult<Vec<Service>> {
+        sqlx::query("SELECT * FROM services WHERE project_id = $1 ORDER BY created_at, id")
+            .bind(project_id)
+            .fetch_all(&self.reader)
+            .await?
+            .iter()
+            .map(service_from_row)
+            .collect()
+    }
+
+    async fn update_service(&self, id: &str, update: &ServiceUpdate) -> StoreResult<Service> {
+        let mut tx = self.begin().await?;
+        let row = sqlx::query("SELECT * FROM services WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or(StoreError::NotFound("service"))?;
+        let mut service = service_from_row(&row)?;
+        if let Some(description) = &update.description {
+            service.description = description.clone();
+        }
+        if let Some(upstreams) = &update.upstreams {
+            service.upstreams = upstreams.clone();
+        }
+        if let Some(timeout_ms) = update.timeout_ms {
+            service.timeout_ms = timeout_ms;
+        }
+        service.updated_at = update.updated_at;
+        sqlx::query(
+            "UPDATE services SET description = $1, upstreams = $2, timeout_ms = $3, updated_at = $4
+             WHERE id = $5",
+        )
+        .bind(&service.description)
+        .bind(upstreams_json(&service.upstreams))
+        .bind(service.timeout_ms as i64)
+        .bind(service.updated_at)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        bump_revision(&mut tx).await?;
+        tx.commit().await?;
+        Ok(service)
+    }
+
+    async fn delete_service(&self, id: &str) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        sqlx::query("DELETE FROM apis WHERE service_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        let deleted = sqlx::query("DELETE FROM services WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        if deleted.rows_affected() == 0 {
+            return Err(StoreError::NotFound("service"));
+        }
+        bump_revision(&mut tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn create_api(&self, api: &Api) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        let service = sqlx::query("SELECT id FROM services WHERE id = $1")
+            .bind(&api.service_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if service.is_none() {
+            return Err(StoreError::NotFound("service"));
+        }
+        sqlx::query(
+            "INSERT INTO apis (id, service_id, project_id, name, auth_type, support_app_code,
+                               api_path, api_method, remark, owner, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        )
+        .bind(&api.id)
+        .bind(&api.service_id)
+        .bind(&api.project_id)
+        .bind(&api.name)
+        .bind(api.auth_type.as_str())
+        .bind(api.support_app_code)
+        .bind(&api.api_path)
+        .bind(api.api_method.as_str())
+        .bind(&api.remark)
+        .bind(&api.owner)
+        .bind(api.created_at)
+        .bind(api.updated_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| {
+            StoreError::from_sqlx(
+                e,
+                &format!(
+                    "an API with api_path {:?} and auth_type {} already exists",
+                    api.api_path, api.auth_type
+                ),
+            )
+        })?;
+        bump_revision(&mut tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn api(&self, id: &str) -> StoreResult<Option<Api>> {
+        sqlx::query("SELECT * FROM apis WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.reader)
+            .await?
+            .as_ref()
+            .map(api_from_row)
+            .transpose()
+    }
+
+    async fn list_apis(&self, service_id: &str) -> StoreResult<Vec<Api>> {
+        sqlx::query("SELECT * FROM apis WHERE service_id = $1 ORDER BY created_at, id")
+            .bind(service_id)
+            .fetch_all(&self.reader)
+            .await?
+            .iter()
+            .map(api_from_row)
+            .collect()
+    }
+
+    async fn delete_api(&self, id: &str) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        let deleted = sqlx::query("DELETE FROM apis WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        if deleted.rows_affected() == 0 {
+            return Err(StoreError::NotFound("api"));
+        }
+        bump_revision(&mut tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+async fn insert_project(
+    tx: &mut Transaction<'static, Sqlite>,
+    project: &Project,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO projects (id, domain_id, name, description, created_at)
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(&project.id)
+    .bind(&project.domain_id)
+    .bind(&project.name)
+    .bind(&project.description)
+    .bind(project.created_at)
+    .execute(&mut **tx)
+    .await
+    .map_err(|e| {
+        StoreError::from_sqlx(
+            e,
+            &format!("project name {:?} already exists", project.name),
+        )
+    })?;
+    Ok(())
+}
+
+async fn insert_user(tx: &mut Transaction<'static, Sqlite>, user: &User) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO users (id, domain_id, name, description, password_hash, password_changed_at,
+                            domain_admin, enabled, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(&user.id)
+    .bind(&user.domain_id)
+    .bind(&user.name)
+    .bind(&user.description)
+    .bind(&user.password_hash)
+    .bind(user.password_changed_at)
+    .bind(user.domain_admin)
+    .bind(user.enabled)
+    .bind(user.created_at)
+    .execute(&mut **tx)
+    .await
+    .map_err(|e| StoreError::from_sqlx(e, &format!("user name {:?} already exists", user.name)))?;
+    Ok(())
+}

@@ -1,0 +1,329 @@
+//! The store conformance suite: every backend must pass every case. Each case takes a
+//! fresh, empty store; `backend_suite!` instantiates the cases for one backend.
+
+use infergate_core::model::{
+    Api, ApiMethod, AuthType, Credential, Domain, Project, Role, Service, User,
+};
+use infergate_store::{Bootstrap, ServiceUpdate, SqliteStore, Store, StoreError};
+
+fn plan() -> Bootstrap {
+    Bootstrap {
+        domain: Domain {
+            id: "d1".into(),
+            name: "default".into(),
+        },
+        project: Project {
+            id: "p1".into(),
+            domain_id: "d1".into(),
+            name: "default".into(),
+            description: String::new(),
+            created_at: 1,
+        },
+        admin: user("u-admin", "admin", true),
+    }
+}
+
+fn user(id: &str, name: &str, domain_admin: bool) -> User {
+    User {
+        id: id.into(),
+        domain_id: "d1".into(),
+        name: name.into(),
+        description: String::new(),
+        password_hash: "$argon2id$x".into(),
+        password_changed_at: 1,
+        domain_admin,
+        enabled: true,
+        created_at: 1,
+    }
+}
+
+fn service(id: &str, name: &str) -> Service {
+    Service {
+        id: id.into(),
+        project_id: "p1".into(),
+        name: name.into(),
+        description: "d".into(),
+        upstreams: vec!["http://127.0.0.1:9000/v1".into()],
+        timeout_ms: 40_000,
+        owner: "u-admin".into(),
+        created_at: 10,
+        updated_at: 10,
+    }
+}
+
+fn api(id: &str, service_id: &str, path: &str, auth_type: AuthType) -> Api {
+    Api {
+        id: id.into(),
+        service_id: service_id.into(),
+        project_id: "p1".into(),
+        name: format!("api_{id}"),
+        auth_type,
+        support_app_code: true,
+        api_path: path.into(),
+        api_method: ApiMethod::Get,
+        remark: String::new(),
+        owner: "u-admin".into(),
+        created_at: 20,
+        updated_at: 20,
+    }
+}
+
+pub async fn bootstrap_is_idempotent(store: &dyn Store) {
+    assert!(store.bootstrap(&plan()).await.expect("first"));
+    assert!(!store.bootstrap(&plan()).await.expect("second"));
+    let domain = store
+        .domain_by_name("default")
+        .await
+        .expect("q")
+        .expect("domain");
+    assert_eq!(domain.id, "d1");
+    assert_eq!(store.list_users("d1").await.expect("users").len(), 1);
+    assert_eq!(
+        store.roles("p1", "u-admin").await.expect("roles"),
+        vec![Role::Admin]
+    );
+}
+
+pub async fn services_crud_and_names(store: &dyn Store) {
+    store.bootstrap(&plan()).await.expect("bootstrap");
+    let before = store.revision().await.expect("rev");
+    store
+        .create_service(&service("s1", "svc"))
+        .await
+        .expect("create");
+    assert!(store.revision().await.expect("rev") > before);
+    let err = store
+        .create_service(&service("s2", "svc"))
+        .await
+        .expect_err("dup");
+    assert!(
+        matches!(err, StoreError::Conflict(ref m) if m.contains("svc")),
+        "{err:?}"
+    );
+    assert_eq!(
+        store.service("s1").await.expect("q"),
+        Some(service("s1", "svc"))
+    );
+    let updated = store
+        .update_service(
+            "s1",
+            &ServiceUpdate {
+                description: None,
+                upstreams: Some(vec!["http://a".into(), "http://b".into()]),
+                timeout_ms: Some(5),
+                updated_at: 99,
+            },
+        )
+        .await
+        .expect("update");
+    assert_eq!(updated.upstreams.len(), 2);
+    assert_eq!(updated.description, "d");
+    assert_eq!(store.service("s1").await.expect("q"), Some(updated));
+    assert!(matches!(
+        store
+            .update_service(
+                "nope",
+                &ServiceUpdate {
+                    description: None,
+                    upstreams: None,
+                    timeout_ms: None,
+                    updated_at: 1
+                }
+            )
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!(store.list_services("p1").await.expect("list").len(), 1);
+}
+
+pub async fn apis_unique_path_per_auth_type_and_cascade(store: &dyn Store) {
+    store.bootstrap(&plan()).await.expect("bootstrap");
+    store
+        .create_service(&service("s1", "svc"))
+        .await
+        .expect("svc");
+    store
+        .create_api(&api("a1", "s1", "/v1/x", AuthType::App))
+        .await
+        .expect("a1");
+    store
+        .create_api(&api("a2", "s1", "/v1/x", AuthType::Iam))
+        .await
+        .expect("same path, other type");
+    let err = store
+        .create_api(&api("a3", "s1", "/v1/x", AuthType::App))
+        .await
+        .expect_err("dup");
+    assert!(
+        matches!(err, StoreError::Conflict(ref m) if m.contains("/v1/x") && m.contains("APP")),
+        "{err:?}"
+    );
+    assert!(matches!(
+        store
+            .create_api(&api("a4", "missing", "/v1/y", AuthType::App))
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!(
+        store.api("a1").await.expect("q"),
+        Some(api("a1", "s1", "/v1/x", AuthType::App))
+    );
+    assert_eq!(store.list_apis("s1").await.expect("list").len(), 2);
+    store.delete_api("a1").await.expect("delete");
+    assert!(matches!(
+        store.delete_api("a1").await,
+        Err(StoreError::NotFound(_))
+    ));
+    store.delete_service("s1").await.expect("delete service");
+    assert_eq!(store.api("a2").await.expect("q"), None);
+    assert_eq!(store.service("s1").await.expect("q"), None);
+}
+
+pub async fn users_roles_and_credentials(store: &dyn Store) {
+    store.bootstrap(&plan()).await.expect("bootstrap");
+    store
+        .create_user(&user("u2", "alice", false))
+        .await
+        .expect("user");
+    assert!(matches!(
+        store.create_user(&user("u3", "alice", false)).await,
+        Err(StoreError::Conflict(_))
+    ));
+    store
+        .grant_role("p1", "u2", Role::Viewer)
+        .await
+        .expect("grant");
+    store
+        .grant_role("p1", "u2", Role::Viewer)
+        .await
+        .expect("grant twice is fine");
+    store
+        .grant_role("p1", "u2", Role::Member)
+        .await
+        .expect("grant");
+    assert_eq!(
+        store.roles("p1", "u2").await.expect("roles"),
+        vec![Role::Member, Role::Viewer]
+    );
+    assert!(store
+        .revoke_role("p1", "u2", Role::Viewer)
+        .await
+        .expect("revoke"));
+    assert!(!store
+        .revoke_role("p1", "u2", Role::Viewer)
+        .await
+        .expect("revoke again"));
+    let cred = |access: &str| Credential {
+        access: access.into(),
+        user_id: "u2".into(),
+        secret_sealed: "v1:x".into(),
+        description: String::new(),
+        status: "active".into(),
+        created_at: 1,
+    };
+    store.create_credential(&cred("AK1"), 2).await.expect("1");
+    store.create_credential(&cred("AK2"), 2).await.expect("2");
+    assert!(matches!(
+        store.create_credential(&cred("AK3"), 2).await,
+        Err(StoreError::Quota(_))
+    ));
+    assert_eq!(
+        store.credential("AK1").await.expect("q").map(|c| c.user_id),
+        Some("u2".into())
+    );
+    store
+        .set_password("u2", "$argon2id$y", 50)
+        .await
+        .expect("pw");
+    assert_eq!(
+        store
+            .user("u2")
+            .await
+            .expect("q")
+            .map(|u| u.password_changed_at),
+        Some(50)
+    );
+    store.delete_user("u2").await.expect("delete");
+    assert_eq!(store.user("u2").await.expect("q"), None);
+    assert_eq!(store.credential("AK1").await.expect("q"), None);
+    assert!(store.roles("p1", "u2").await.expect("roles").is_empty());
+    assert!(matches!(
+        store.delete_user("u2").await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+pub async fn projects(store: &dyn Store) {
+    store.bootstrap(&plan()).await.expect("bootstrap");
+    let p = Project {
+        id: "p2".into(),
+        domain_id: "d1".into(),
+        name: "team-b".into(),
+        description: "b".into(),
+        created_at: 3,
+    };
+    store.create_project(&p).await.expect("create");
+    assert!(matches!(
+        store
+            .create_project(&Project {
+                id: "p3".into(),
+                ..p.clone()
+            })
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(
+        store.project_by_name("d1", "team-b").await.expect("q"),
+        Some(p.clone())
+    );
+    assert_eq!(store.list_projects("d1").await.expect("list").len(), 2);
+}
+
+macro_rules! backend_suite {
+    ($backend:ident, $open:expr) => {
+        mod $backend {
+            use super::*;
+            macro_rules! case {
+                ($name:ident) => {
+                    #[tokio::test]
+                    async fn $name() {
+                        let (store, _guard) = $open.await;
+                        super::$name(&*store).await;
+                    }
+                };
+            }
+            case!(bootstrap_is_idempotent);
+            case!(services_crud_and_names);
+            case!(apis_unique_path_per_auth_type_and_cascade);
+            case!(users_roles_and_credentials);
+            case!(projects);
+        }
+    };
+}
+
+async fn open_sqlite() -> (Box<dyn Store>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = SqliteStore::open(&dir.path().join("test.db"))
+        .await
+        .expect("open");
+    (Box::new(store), dir)
+}
+
+backend_suite!(sqlite, open_sqlite());
+
+#[tokio::test]
+async fn sqlite_data_survives_reopen() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("test.db");
+    {
+        let store = SqliteStore::open(&path).await.expect("open");
+        store.bootstrap(&plan()).await.expect("bootstrap");
+        store
+            .create_service(&service("s1", "svc"))
+            .await
+            .expect("svc");
+    }
+    let store = SqliteStore::open(&path).await.expect("reopen");
+    assert!(!store.bootstrap(&plan()).await.expect("bootstrap"));
+    assert!(store.service("s1").await.expect("q").is_some());
+}
