@@ -1,0 +1,273 @@
+//! Services: the inference backends that APIs expose (our extension; spec R7).
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::Json;
+use infergate_core::access::Action;
+use infergate_core::model::Service;
+use infergate_core::{ids, validate};
+use infergate_store::{ServiceUpdate, StoreError};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::auth::ProjectCaller;
+use crate::error::ApiError;
+use crate::extract::{MaJson, MaQuery};
+use crate::paging::{Page, PageQuery};
+use crate::{now_ms, AdminState};
+
+// === DTOs ===
+
+/// Path parameters of `/v1/{project_id}/…/{service_id}`.
+#[derive(Debug, Deserialize)]
+pub struct ServicePath {
+    #[allow(dead_code)]
+    pub project_id: String,
+    pub service_id: String,
+}
+
+/// Path parameters of `/v1/{project_id}/…/{service_id}/…/{api_id}`.
+#[derive(Debug, Deserialize)]
+pub struct ApiPath {
+    #[allow(dead_code)]
+    pub project_id: String,
+    pub service_id: String,
+    pub api_id: String,
+}
+
+/// Body of `POST /v1/{project_id}/services`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ServiceCreate {
+    /// `^[A-Za-z][A-Za-z0-9_-]{0,63}$`, unique in the project.
+    pub service_name: String,
+    /// At most 1024 characters.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// 1–16 absolute http(s) base URLs.
+    pub upstreams: Vec<String>,
+    /// 1–600000; default 40000.
+    #[serde(default)]
+    pub timeout_ms: Option<i64>,
+    #[serde(default)]
+    pub workspace_id: Option<String>,
+}
+
+/// Body of `PUT /v1/{project_id}/services/{service_id}`; omitted fields are kept.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ServiceModify {
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub upstreams: Option<Vec<String>>,
+    #[serde(default)]
+    pub timeout_ms: Option<i64>,
+    #[serde(default)]
+    pub workspace_id: Option<String>,
+}
+
+/// A service as the API shows it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ServiceInfo {
+    pub service_id: String,
+    pub service_name: String,
+    pub description: String,
+    pub upstreams: Vec<String>,
+    pub timeout_ms: u64,
+    /// Always `running`: the gateway routes to a service as soon as it exists.
+    pub status: &'static str,
+    pub owner: String,
+    pub project_id: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl From<Service> for ServiceInfo {
+    fn from(s: Service) -> Self {
+        Self {
+            service_id: s.id,
+            service_name: s.name,
+            description: s.description,
+            upstreams: s.upstreams,
+            timeout_ms: s.timeout_ms,
+            status: "running",
+            owner: s.owner,
+            project_id: s.project_id,
+            created_at: s.created_at,
+            updated_at: s.updated_at,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ServiceList {
+    pub services: Vec<ServiceInfo>,
+    pub count: usize,
+    pub total_count: usize,
+}
+
+const MAX_DESCRIPTION: usize = 1024;
+
+/// Loads a service of the caller's project; another project's service is "not found".
+pub async fn load_service(
+    state: &AdminState,
+    caller: &ProjectCaller,
+    service_id: &str,
+) -> Result<Service, ApiError> {
+    if service_id.is_empty() || service_id.len() > 128 {
+        return Err(ApiError::BadRequest(
+            "invalid service_id: must be 1-128 characters".into(),
+        ));
+    }
+    state
+        .store
+        .service(service_id)
+        .await?
+        .filter(|s| s.project_id == caller.project_id)
+        .ok_or_else(|| ApiError::ServiceNotFound(service_id.to_owned()))
+}
+
+// === handlers ===
+
+#[utoipa::path(post, path = "/v1/{project_id}/services", tag = "services",
+    params(("project_id" = String, Path)), request_body = ServiceCreate,
+    responses((status = 200, body = ServiceInfo), (status = 400), (status = 401), (status = 403), (status = 409)))]
+async fn services_create(
+    State(state): State<Arc<AdminState>>,
+    caller: ProjectCaller,
+    MaJson(body): MaJson<ServiceCreate>,
+) -> Result<Json<ServiceInfo>, ApiError> {
+    caller.require(Action::Create, "create services in this project")?;
+    validate::service_name(&body.service_name)?;
+    let description = body.description.unwrap_or_default();
+    validate::max_chars("description", &description, MAX_DESCRIPTION)?;
+    let upstreams = validate::upstreams(&body.upstreams)?;
+    let timeout_ms = match body.timeout_ms {
+        Some(t) => validate::timeout_ms(t)?,
+        None => validate::DEFAULT_TIMEOUT_MS,
+    };
+    let now = now_ms();
+    let service = Service {
+        id: ids::new_uuid(),
+        project_id: caller.project_id.clone(),
+        name: body.service_name,
+        description,
+        upstreams,
+        timeout_ms,
+        owner: caller.user_id.clone(),
+        created_at: now,
+        updated_at: now,
+    };
+    state.store.create_service(&service).await?;
+    Ok(Json(service.into()))
+}
+
+#[utoipa::path(get, path = "/v1/{project_id}/services", tag = "services",
+    params(("project_id" = String, Path), PageQuery),
+    responses((status = 200, body = ServiceList), (status = 401), (status = 403)))]
+async fn services_list(
+    State(state): State<Arc<AdminState>>,
+    caller: ProjectCaller,
+    MaQuery(query): MaQuery<PageQuery>,
+) -> Result<Json<ServiceList>, ApiError> {
+    caller.require(Action::Read, "list services")?;
+    let page = Page::from_query(&query)?;
+    let all = state.store.list_services(&caller.project_id).await?;
+    let total_count = all.len();
+    let services: Vec<ServiceInfo> = page.apply(all).into_iter().map(Into::into).collect();
+    Ok(Json(ServiceList {
+        count: services.len(),
+        total_count,
+        services,
+    }))
+}
+
+#[utoipa::path(get, path = "/v1/{project_id}/services/{service_id}", tag = "services",
+    params(("project_id" = String, Path), ("service_id" = String, Path)),
+    responses((status = 200, body = ServiceInfo), (status = 401), (status = 403), (status = 404)))]
+async fn services_show(
+    State(state): State<Arc<AdminState>>,
+    caller: ProjectCaller,
+    Path(ServicePath { service_id, .. }): Path<ServicePath>,
+) -> Result<Json<ServiceInfo>, ApiError> {
+    caller.require(Action::Read, "read services")?;
+    Ok(Json(
+        load_service(&state, &caller, &service_id).await?.into(),
+    ))
+}
+
+#[utoipa::path(put, path = "/v1/{project_id}/services/{service_id}", tag = "services",
+    params(("project_id" = String, Path), ("service_id" = String, Path)), request_body = ServiceModify,
+    responses((status = 200, body = ServiceInfo), (status = 400), (status = 401), (status = 403), (status = 404)))]
+async fn services_update(
+    State(state): State<Arc<AdminState>>,
+    caller: ProjectCaller,
+    Path(ServicePath { service_id, .. }): Path<ServicePath>,
+    MaJson(body): MaJson<ServiceModify>,
+) -> Result<Json<ServiceInfo>, ApiError> {
+    let service = load_service(&state, &caller, &service_id).await?;
+    caller.require(
+        Action::Write {
+            owner: &service.owner,
+        },
+        "update this service",
+    )?;
+    if let Some(description) = &body.description {
+        validate::max_chars("description", description, MAX_DESCRIPTION)?;
+    }
+    let upstreams = body
+        .upstreams
+        .as_deref()
+        .map(validate::upstreams)
+        .transpose()?;
+    let timeout_ms = body.timeout_ms.map(validate::timeout_ms).transpose()?;
+    let update = ServiceUpdate {
+        description: body.description,
+        upstreams,
+        timeout_ms,
+        updated_at: now_ms(),
+    };
+    let service = state
+        .store
+        .update_service(&service.id, &update)
+        .await
+        .map_err(|e| match e {
+            StoreError::NotFound(_) => ApiError::ServiceNotFound(service_id.clone()),
+            other => other.into(),
+        })?;
+    Ok(Json(service.into()))
+}
+
+#[utoipa::path(delete, path = "/v1/{project_id}/services/{service_id}", tag = "services",
+    params(("project_id" = String, Path), ("service_id" = String, Path)),
+    responses((status = 204), (status = 401), (status = 403), (status = 404)))]
+async fn services_delete(
+    State(state): State<Arc<AdminState>>,
+    caller: ProjectCaller,
+    Path(ServicePath { service_id, .. }): Path<ServicePath>,
+) -> Result<axum::http::StatusCode, ApiError> {
+    let service = load_service(&state, &caller, &service_id).await?;
+    caller.require(
+        Action::Write {
+            owner: &service.owner,
+        },
+        "delete this service",
+    )?;
+    state
+        .store
+        .delete_service(&service.id)
+        .await
+        .map_err(|e| match e {
+            StoreError::NotFound(_) => ApiError::ServiceNotFound(service_id.clone()),
+            other => other.into(),
+        })?;
+    Ok(axum::http::StatusCode::NO_CONTENT)
+}
+
+pub fn router() -> OpenApiRouter<Arc<AdminState>> {
+    OpenApiRouter::new()
+        .routes(routes!(services_create, services_list))
+        .routes(routes!(services_show, services_update, services_delete))
+}

@@ -1,0 +1,255 @@
+//! A management plane over a fresh temporary store, driven in process with `oneshot`.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{HeaderMap, Method, Request, StatusCode};
+use axum::Router;
+use http_body_util::BodyExt;
+use infergate_admin::bootstrap::{default_project_id, ensure_bootstrap};
+use infergate_admin::{app, AdminSettings, AdminState};
+use infergate_core::{MasterKey, Secret};
+use infergate_store::{SqliteStore, Store};
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+pub const ADMIN_PASSWORD: &str = "admin-pass-1";
+pub const PUBLIC_URL: &str = "https://infer.example.test";
+
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Value,
+}
+
+impl Reply {
+    pub fn code(&self) -> &str {
+        self.body["error_code"].as_str().unwrap_or("")
+    }
+
+    /// Asserts a ModelArts error: status and `error_code`.
+    #[track_caller]
+    pub fn assert_error(&self, status: u16, code: &str) {
+        assert_eq!(
+            (self.status.as_u16(), self.code()),
+            (status, code),
+            "body: {}",
+            self.body
+        );
+        assert!(self.body["error_msg"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()));
+    }
+
+    #[track_caller]
+    pub fn assert_ok(&self) -> &Value {
+        assert!(self.status.is_success(), "{} {}", self.status, self.body);
+        &self.body
+    }
+}
+
+pub struct TestApp {
+    pub router: Router,
+    pub state: Arc<AdminState>,
+    pub project_id: String,
+    pub admin_token: String,
+    _dir: tempfile::TempDir,
+}
+
+impl TestApp {
+    pub async fn new() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store: Arc<dyn Store> = Arc::new(
+            SqliteStore::open(&dir.path().join("t.db"))
+                .await
+                .expect("open"),
+        );
+        ensure_bootstrap(store.as_ref(), &Secret::new(ADMIN_PASSWORD))
+            .await
+            .expect("bootstrap");
+        let project_id = default_project_id(store.as_ref())
+            .await
+            .expect("q")
+            .expect("project");
+        let state = Arc::new(AdminState::new(
+            store,
+            MasterKey::generate(),
+            AdminSettings {
+                public_url: PUBLIC_URL.into(),
+                admin_url: "http://127.0.0.1:8081".into(),
+            },
+        ));
+        let mut test = Self {
+            router: app(state.clone()),
+            state,
+            project_id,
+            admin_token: String::new(),
+            _dir: dir,
+        };
+        test.admin_token = test.token("admin", ADMIN_PASSWORD, "default").await;
+        test
+    }
+
+    pub async fn send(&self, req: Request<Body>) -> Reply {
+        let response = self.router.clone().oneshot(req).await.expect("infallible");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+        };
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    /// A request with an optional token and JSON body.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Reply {
+        let mut req = Request::builder().method(method).uri(path);
+        if let Some(token) = token {
+            req = req.header("X-Auth-Token", token);
+        }
+        let body = match body {
+            Some(v) => {
+                req = req.header("Content-Type", "application/json");
+                Body::from(v.to_string())
+            }
+            None => Body::empty(),
+        };
+        self.send(req.body(body).expect("request")).await
+    }
+
+    pub async fn raw(&self, method: Method, path: &str, token: &str, body: &str) -> Reply {
+        let req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("X-Auth-Token", token)
+            .body(Body::from(body.to_owned()))
+            .expect("request");
+        self.send(req).await
+    }
+
+    pub async fn issue(&self, name: &str, password: &str, scope: Value) -> Reply {
+        let mut auth = json!({"identity": {"methods": ["password"], "password": {"user": {
+            "name": name, "password": password, "domain": {"name": "default"}}}}});
+        if !scope.is_null() {
+            auth["scope"] = scope;
+        }
+        self.call(
+            Method::POST,
+            "/v3/auth/tokens",
+            None,
+            Some(json!({"auth": auth})),
+        )
+        .await
+    }
+
+    /// A project-scoped token.
+    pub async fn token(&self, name: &str, password: &str, project: &str) -> String {
+        let reply = self
+            .issue(name, password, json!({"project": {"name": project}}))
+            .await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+        reply.headers["x-subject-token"]
+            .to_str()
+            .expect("ascii")
+            .to_owned()
+    }
+
+    pub async fn create_user(&self, name: &str) -> String {
+        let reply = self
+            .call(
+                Method::POST,
+                "/v3/users",
+                Some(&self.admin_token),
+                Some(json!({"user": {"name": name, "password": format!("{name}-password")}})),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+        reply.body["user"]["id"].as_str().expect("id").to_owned()
+    }
+
+    pub async fn create_project(&self, name: &str) -> String {
+        let reply = self
+            .call(
+                Method::POST,
+                "/v3/projects",
+                Some(&self.admin_token),
+                Some(json!({"project": {"name": name}})),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+        reply.body["project"]["id"].as_str().expect("id").to_owned()
+    }
+
+    pub async fn grant(&self, project_id: &str, user_id: &str, role: &str) {
+        let reply = self
+            .call(
+                Method::PUT,
+                &format!("/v3/projects/{project_id}/users/{user_id}/roles/{role}"),
+                Some(&self.admin_token),
+                None,
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::NO_CONTENT, "{}", reply.body);
+    }
+
+    /// A user with `role` in the default project, and a token scoped to it.
+    pub async fn user_with_role(&self, name: &str, role: &str) -> (String, String) {
+        let id = self.create_user(name).await;
+        self.grant(&self.project_id, &id, role).await;
+        let token = self
+            .token(name, &format!("{name}-password"), "default")
+            .await;
+        (id, token)
+    }
+
+    pub fn v1(&self, rest: &str) -> String {
+        format!("/v1/{}{rest}", self.project_id)
+    }
+
+    pub async fn create_service(&self, token: &str, name: &str) -> Reply {
+        self.call(
+            Method::POST,
+            &self.v1("/services"),
+            Some(token),
+            Some(json!({"service_name": name, "upstreams": ["http://127.0.0.1:9/v1"]})),
+        )
+        .await
+    }
+
+    /// Creates a service and returns its id.
+    pub async fn service(&self, token: &str, name: &str) -> String {
+        let reply = self.create_service(token, name).await;
+        reply.assert_ok()["service_id"]
+            .as_str()
+            .expect("id")
+            .to_owned()
+    }
+
+    pub async fn create_api(&self, token: &str, service_id: &str, body: Value) -> Reply {
+        self.call(
+            Method::POST,
+            &self.v1(&format!("/app-auth/{service_id}/apis")),
+            Some(token),
+            Some(body),
+        )
+        .await
+    }
+}

@@ -1,0 +1,473 @@
+//! The IAM subset: tokens, users, projects, roles, grants, AK/SK, in Keystone shapes.
+
+use axum::body::Body;
+use axum::http::{Method, Request};
+use infergate_core::token::Scope;
+use serde_json::{json, Value};
+
+use crate::harness::{TestApp, ADMIN_PASSWORD};
+
+fn assert_keystone_error(body: &Value, code: u16) {
+    assert_eq!(body["error"]["code"], code, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
+    assert!(body["error"]["title"].is_string(), "{body}");
+}
+
+#[tokio::test]
+async fn password_token_shapes() {
+    let t = TestApp::new().await;
+    let reply = t
+        .issue(
+            "admin",
+            ADMIN_PASSWORD,
+            json!({"project": {"name": "default"}}),
+        )
+        .await;
+    assert_eq!(reply.status.as_u16(), 201);
+    let token = &reply.body["token"];
+    assert_eq!(token["methods"], json!(["password"]));
+    assert_eq!(token["project"]["id"], t.project_id.as_str());
+    assert_eq!(token["project"]["name"], "default");
+    assert_eq!(token["user"]["name"], "admin");
+    assert_eq!(token["user"]["domain"]["name"], "default");
+    assert_eq!(token["roles"], json!([{"id": "admin", "name": "admin"}]));
+    assert!(!token["catalog"].as_array().expect("catalog").is_empty());
+    let issued = token["issued_at"].as_str().expect("issued");
+    let expires = token["expires_at"].as_str().expect("expires");
+    assert_eq!(
+        issued.len(),
+        "2024-01-02T03:04:05.000000Z".len(),
+        "{issued}"
+    );
+    let parse = |s: &str| chrono::DateTime::parse_from_rfc3339(s).expect("time");
+    assert_eq!((parse(expires) - parse(issued)).num_hours(), 24);
+    assert!(reply.body.get("X-Subject-Token").is_none());
+
+    // Scope by project id, and nocatalog.
+    let mut by_id = t
+        .call(
+            Method::POST,
+            "/v3/auth/tokens?nocatalog=true",
+            None,
+            Some(
+                json!({"auth": {"identity": {"methods": ["password"], "password": {"user": {
+                "name": "admin", "password": ADMIN_PASSWORD, "domain": {"name": "default"}}}},
+                "scope": {"project": {"id": t.project_id}}}}),
+            ),
+        )
+        .await;
+    assert_eq!(by_id.status.as_u16(), 201);
+    assert_eq!(by_id.body["token"]["catalog"], json!([]));
+    let domain_scoped = t
+        .issue(
+            "admin",
+            ADMIN_PASSWORD,
+            json!({"domain": {"name": "default"}}),
+        )
+        .await;
+    assert_eq!(domain_scoped.status.as_u16(), 201);
+    assert_eq!(domain_scoped.body["token"]["domain"]["name"], "default");
+    assert!(domain_scoped.body["token"].get("project").is_none());
+
+    // Validate: the caller's token plus X-Subject-Token.
+    let subject = by_id.headers.remove("x-subject-token").expect("token");
+    let req = Request::builder()
+        .method(Method::GET)
+        .uri("/v3/auth/tokens")
+        .header("X-Auth-Token", &t.admin_token)
+        .header("X-Subject-Token", subject.clone())
+        .body(Body::empty())
+        .expect("req");
+    let validated = t.send(req).await;
+    assert_eq!(validated.status.as_u16(), 200, "{}", validated.body);
+    assert_eq!(
+        validated.body["token"]["project"]["id"],
+        t.project_id.as_str()
+    );
+    let req = Request::builder()
+        .method(Method::GET)
+        .uri("/v3/auth/tokens")
+        .header("X-Auth-Token", &t.admin_token)
+        .header("X-Subject-Token", "igt1.bad.token")
+        .body(Body::empty())
+        .expect("req");
+    let invalid = t.send(req).await;
+    assert_eq!(invalid.status.as_u16(), 404);
+    assert_keystone_error(&invalid.body, 404);
+}
+
+#[tokio::test]
+async fn refusals_in_keystone_shape() {
+    let t = TestApp::new().await;
+    let wrong = t.issue("admin", "wrong-password", Value::Null).await;
+    assert_eq!(wrong.status.as_u16(), 401);
+    assert_keystone_error(&wrong.body, 401);
+    let unknown = t.issue("nobody", ADMIN_PASSWORD, Value::Null).await;
+    assert_eq!(unknown.status.as_u16(), 401);
+    let not_member = t
+        .issue(
+            "admin",
+            ADMIN_PASSWORD,
+            json!({"project": {"name": "missing"}}),
+        )
+        .await;
+    assert_eq!(not_member.status.as_u16(), 401);
+    let bad = t
+        .call(
+            Method::POST,
+            "/v3/auth/tokens",
+            None,
+            Some(json!({"auth": {"identity": {"methods": "password"}}})),
+        )
+        .await;
+    assert_eq!(bad.status.as_u16(), 400);
+    assert!(
+        bad.body["error"]["message"]
+            .as_str()
+            .expect("msg")
+            .contains("auth.identity.methods"),
+        "{}",
+        bad.body
+    );
+    let no_token = t.call(Method::GET, "/v3/users", None, None).await;
+    assert_eq!(no_token.status.as_u16(), 401);
+    assert_keystone_error(&no_token.body, 401);
+
+    // A project member is not a domain administrator.
+    let (_, member) = t.user_with_role("alice", "member").await;
+    for (method, path, body) in [
+        (
+            Method::POST,
+            "/v3/users",
+            Some(json!({"user": {"name": "x", "password": "password-1"}})),
+        ),
+        (Method::GET, "/v3/users", None),
+        (
+            Method::POST,
+            "/v3/projects",
+            Some(json!({"project": {"name": "p"}})),
+        ),
+    ] {
+        let reply = t.call(method, path, Some(&member), body).await;
+        assert_eq!(reply.status.as_u16(), 403, "{path}");
+        assert_keystone_error(&reply.body, 403);
+    }
+    let short = t
+        .call(
+            Method::POST,
+            "/v3/users",
+            Some(&t.admin_token),
+            Some(json!({"user": {"name": "bob", "password": "short"}})),
+        )
+        .await;
+    assert_eq!(short.status.as_u16(), 400);
+    assert!(short.body["error"]["message"]
+        .as_str()
+        .expect("msg")
+        .contains("user.password"));
+    let dup = t
+        .call(
+            Method::POST,
+            "/v3/users",
+            Some(&t.admin_token),
+            Some(json!({"user": {"name": "alice", "password": "password-1"}})),
+        )
+        .await;
+    assert_eq!(dup.status.as_u16(), 409);
+}
+
+#[tokio::test]
+async fn tokens_expire_and_die_with_their_user() {
+    let t = TestApp::new().await;
+    let (user_id, token) = t.user_with_role("carol", "member").await;
+    t.call(Method::GET, &t.v1("/services"), Some(&token), None)
+        .await
+        .assert_ok();
+
+    let day_ago = infergate_admin::now_ms() - 25 * 3600 * 1000;
+    let (expired, _) =
+        t.state
+            .tokens
+            .issue(&user_id, Scope::Project(t.project_id.clone()), day_ago);
+    t.call(Method::GET, &t.v1("/services"), Some(&expired), None)
+        .await
+        .assert_error(401, "ModelArts.0202");
+
+    // A password change kills earlier tokens; a new one works.
+    let changed = t
+        .call(
+            Method::POST,
+            &format!("/v3/users/{user_id}/password"),
+            Some(&token),
+            Some(json!({"user": {"password": "carol-new-password", "original_password": "carol-password"}})),
+        )
+        .await;
+    assert_eq!(changed.status.as_u16(), 204, "{}", changed.body);
+    t.call(Method::GET, &t.v1("/services"), Some(&token), None)
+        .await
+        .assert_error(401, "ModelArts.0203");
+    let fresh = t.token("carol", "carol-new-password", "default").await;
+    t.call(Method::GET, &t.v1("/services"), Some(&fresh), None)
+        .await
+        .assert_ok();
+
+    let deleted = t
+        .call(
+            Method::DELETE,
+            &format!("/v3/users/{user_id}"),
+            Some(&t.admin_token),
+            None,
+        )
+        .await;
+    assert_eq!(deleted.status.as_u16(), 204);
+    t.call(Method::GET, &t.v1("/services"), Some(&fresh), None)
+        .await
+        .assert_error(401, "ModelArts.0203");
+}
+
+#[tokio::test]
+async fn users_projects_roles_listing() {
+    let t = TestApp::new().await;
+    let roles = t
+        .call(Method::GET, "/v3/roles", Some(&t.admin_token), None)
+        .await;
+    let names: Vec<&str> = roles.body["roles"]
+        .as_array()
+        .expect("roles")
+        .iter()
+        .map(|r| r["name"].as_str().expect("name"))
+        .collect();
+    assert_eq!(names, ["admin", "member", "viewer"]);
+    let uid = t.create_user("dave").await;
+    let users = t
+        .call(
+            Method::GET,
+            "/v3/users?name=dave",
+            Some(&t.admin_token),
+            None,
+        )
+        .await;
+    assert_eq!(users.body["users"][0]["id"], uid.as_str());
+    let pid = t.create_project("research").await;
+    t.grant(&pid, &uid, "viewer").await;
+    let listed = t
+        .call(
+            Method::GET,
+            &format!("/v3/projects/{pid}/users/{uid}/roles"),
+            Some(&t.admin_token),
+            None,
+        )
+        .await;
+    assert_eq!(listed.body["roles"][0]["id"], "viewer");
+    let dave = t.token("dave", "dave-password", "research").await;
+    let projects = t.call(Method::GET, "/v3/projects", Some(&dave), None).await;
+    let visible: Vec<&str> = projects.body["projects"]
+        .as_array()
+        .expect("projects")
+        .iter()
+        .map(|p| p["name"].as_str().expect("name"))
+        .collect();
+    assert_eq!(visible, ["research"]);
+    let missing = t
+        .call(
+            Method::PUT,
+            &format!("/v3/projects/{pid}/users/{uid}/roles/owner"),
+            Some(&t.admin_token),
+            None,
+        )
+        .await;
+    assert_eq!(missing.status.as_u16(), 404);
+    let revoke_absent = t
+        .call(
+            Method::DELETE,
+            &format!("/v3/projects/{pid}/users/{uid}/roles/admin"),
+            Some(&t.admin_token),
+            None,
+        )
+        .await;
+    assert_eq!(revoke_absent.status.as_u16(), 404);
+}
+
+fn signed_request(
+    method: &str,
+    path: &str,
+    ak: &str,
+    sk: &str,
+    body: &str,
+    project: Option<&str>,
+) -> Request<Body> {
+    let date = infergate_sign::format_sdk_date(chrono::Utc::now());
+    let mut headers = vec![
+        ("Host".to_string(), "admin.example.test".to_string()),
+        ("X-Sdk-Date".to_string(), date),
+        ("Content-Type".to_string(), "application/json".to_string()),
+    ];
+    if let Some(p) = project {
+        headers.push(("X-Project-Id".to_string(), p.to_string()));
+    }
+    let (raw_path, raw_query) = path.split_once('?').unwrap_or((path, ""));
+    let signed = infergate_sign::sign(
+        ak,
+        sk.as_bytes(),
+        method,
+        raw_path,
+        raw_query,
+        &headers,
+        body.as_bytes(),
+    );
+    let mut req = Request::builder().method(method).uri(path);
+    for (n, v) in &headers {
+        req = req.header(n, v);
+    }
+    req.header("Authorization", signed.authorization.header_value())
+        .body(Body::from(body.to_owned()))
+        .expect("req")
+}
+
+#[tokio::test]
+async fn aksk_signed_management_calls() {
+    let t = TestApp::new().await;
+    let (uid, token) = t.user_with_role("erin", "member").await;
+    let created = t
+        .call(
+            Method::POST,
+            "/v3.0/OS-CREDENTIAL/credentials",
+            Some(&token),
+            Some(json!({"credential": {"user_id": uid, "description": "ci"}})),
+        )
+        .await;
+    assert_eq!(created.status.as_u16(), 201, "{}", created.body);
+    let cred = &created.body["credential"];
+    let ak = cred["access"].as_str().expect("ak").to_owned();
+    let sk = cred["secret"].as_str().expect("sk").to_owned();
+    assert_eq!(ak.len(), 20);
+    assert_eq!(sk.len(), 40);
+    assert_eq!(cred["status"], "active");
+    let stored = t
+        .state
+        .store
+        .credential(&ak)
+        .await
+        .expect("q")
+        .expect("stored");
+    assert!(
+        !stored.secret_sealed.contains(&sk),
+        "SK is encrypted at rest"
+    );
+
+    let body = json!({"service_name": "signed", "upstreams": ["http://127.0.0.1:9"]}).to_string();
+    let path = t.v1("/services");
+    let ok = t
+        .send(signed_request("POST", &path, &ak, &sk, &body, None))
+        .await;
+    assert_eq!(ok.status.as_u16(), 200, "{}", ok.body);
+    assert_eq!(ok.body["owner"], uid.as_str());
+    let with_project = t
+        .send(signed_request(
+            "GET",
+            &path,
+            &ak,
+            &sk,
+            "",
+            Some(&t.project_id),
+        ))
+        .await;
+    assert_eq!(with_project.status.as_u16(), 200, "{}", with_project.body);
+    t.send(signed_request(
+        "GET",
+        &path,
+        &ak,
+        &sk,
+        "",
+        Some("another-project"),
+    ))
+    .await
+    .assert_error(403, "ModelArts.0210");
+
+    // Body changed after signing, wrong secret, unknown key.
+    let mut tampered = signed_request("POST", &path, &ak, &sk, &body, None);
+    *tampered.body_mut() = Body::from(body.replace("signed", "signex"));
+    let reply = t.send(tampered).await;
+    reply.assert_error(401, "ModelArts.0206");
+    assert!(reply.body["error_msg"]
+        .as_str()
+        .expect("msg")
+        .contains("canonicalRequest:POST|"));
+    t.send(signed_request(
+        "GET",
+        &path,
+        &ak,
+        "not-the-secret",
+        "",
+        None,
+    ))
+    .await
+    .assert_error(401, "ModelArts.0206");
+    t.send(signed_request("GET", &path, "UNKNOWNAK", &sk, "", None))
+        .await
+        .assert_error(401, "ModelArts.0206");
+
+    // At most two keys per user; a member cannot create keys for others.
+    let second = t
+        .call(
+            Method::POST,
+            "/v3.0/OS-CREDENTIAL/credentials",
+            Some(&token),
+            Some(json!({"credential": {"user_id": uid}})),
+        )
+        .await;
+    assert_eq!(second.status.as_u16(), 201);
+    let third = t
+        .call(
+            Method::POST,
+            "/v3.0/OS-CREDENTIAL/credentials",
+            Some(&token),
+            Some(json!({"credential": {"user_id": uid}})),
+        )
+        .await;
+    assert_eq!(third.status.as_u16(), 400);
+    assert_eq!(third.body["error"]["message"], "akSkNumExceed");
+    let admin_id = t
+        .state
+        .store
+        .user_by_name(
+            &t.state
+                .store
+                .domain_by_name("default")
+                .await
+                .expect("q")
+                .expect("d")
+                .id,
+            "admin",
+        )
+        .await
+        .expect("q")
+        .expect("admin")
+        .id;
+    let foreign = t
+        .call(
+            Method::POST,
+            "/v3.0/OS-CREDENTIAL/credentials",
+            Some(&token),
+            Some(json!({"credential": {"user_id": admin_id}})),
+        )
+        .await;
+    assert_eq!(foreign.status.as_u16(), 403);
+
+    // Deleting the user kills the key.
+    t.call(
+        Method::DELETE,
+        &format!("/v3/users/{uid}"),
+        Some(&t.admin_token),
+        None,
+    )
+    .await;
+    t.send(signed_request("GET", &path, &ak, &sk, "", None))
+        .await
+        .assert_error(401, "ModelArts.0206");
+}

@@ -1,0 +1,9 @@
+//! API tests of the management plane, in process over a temporary SQLite store.
+
+mod apis;
+mod definitions;
+mod harness;
+mod iam;
+mod openapi;
+mod roles;
+mod services;

@@ -1,0 +1,105 @@
+//! The OpenAPI document is generated from the handlers; this checks it against the list of
+//! operations the plane must serve, and that every documented route is really routed.
+
+use axum::http::Method;
+use serde_json::Value;
+
+use crate::harness::TestApp;
+
+/// (method, path) of every operation this plane serves.
+const OPERATIONS: &[(&str, &str)] = &[
+    ("post", "/v1/{project_id}/services"),
+    ("get", "/v1/{project_id}/services"),
+    ("get", "/v1/{project_id}/services/{service_id}"),
+    ("put", "/v1/{project_id}/services/{service_id}"),
+    ("delete", "/v1/{project_id}/services/{service_id}"),
+    ("post", "/v1/{project_id}/app-auth/{service_id}/apis"),
+    (
+        "get",
+        "/v1/{project_id}/app-auth/{service_id}/apis/{api_id}",
+    ),
+    (
+        "get",
+        "/v1/{project_id}/services/{service_id}/app-auth-apis",
+    ),
+    (
+        "delete",
+        "/v1/{project_id}/services/{service_id}/app-auth-apis/{api_id}",
+    ),
+    ("post", "/v3/auth/tokens"),
+    ("get", "/v3/auth/tokens"),
+    ("post", "/v3/projects"),
+    ("get", "/v3/projects"),
+    ("get", "/v3/projects/{project_id}"),
+    ("post", "/v3/users"),
+    ("get", "/v3/users"),
+    ("get", "/v3/users/{user_id}"),
+    ("delete", "/v3/users/{user_id}"),
+    ("post", "/v3/users/{user_id}/password"),
+    ("get", "/v3/roles"),
+    (
+        "put",
+        "/v3/projects/{project_id}/users/{user_id}/roles/{role_id}",
+    ),
+    (
+        "delete",
+        "/v3/projects/{project_id}/users/{user_id}/roles/{role_id}",
+    ),
+    ("get", "/v3/projects/{project_id}/users/{user_id}/roles"),
+    ("post", "/v3.0/OS-CREDENTIAL/credentials"),
+    ("get", "/healthz"),
+    ("get", "/readyz"),
+];
+
+fn documented(doc: &Value) -> Vec<(String, String)> {
+    let mut ops = Vec::new();
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for method in item.as_object().expect("item").keys() {
+            ops.push((method.clone(), path.clone()));
+        }
+    }
+    ops.sort();
+    ops
+}
+
+#[tokio::test]
+async fn document_lists_exactly_the_operations() {
+    let t = TestApp::new().await;
+    let reply = t.call(Method::GET, "/openapi.json", None, None).await;
+    let doc = reply.assert_ok();
+    assert!(doc["openapi"].as_str().expect("version").starts_with("3."));
+    let mut want: Vec<(String, String)> = OPERATIONS
+        .iter()
+        .map(|(m, p)| (m.to_string(), p.to_string()))
+        .collect();
+    want.sort();
+    assert_eq!(documented(doc), want);
+}
+
+#[tokio::test]
+async fn every_documented_route_is_served() {
+    let t = TestApp::new().await;
+    let doc = serde_json::to_value(infergate_admin::openapi()).expect("json");
+    for (method, path) in documented(&doc) {
+        let concrete = path
+            .replace("{project_id}", &t.project_id)
+            .replace("{service_id}", "s")
+            .replace("{api_id}", "a")
+            .replace("{user_id}", "u")
+            .replace("{role_id}", "r");
+        let method: Method = method.to_uppercase().parse().expect("method");
+        let reply = t
+            .call(method.clone(), &concrete, Some(&t.admin_token), None)
+            .await;
+        let unrouted = matches!(reply.status.as_u16(), 404 | 405)
+            && (reply.code() == "ModelArts.0104"
+                || reply.body["error"]["message"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with("no resource at")));
+        assert!(
+            !unrouted,
+            "{method} {path} is documented but not routed: {}",
+            reply.body
+        );
+    }
+}

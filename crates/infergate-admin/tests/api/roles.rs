@@ -1,0 +1,212 @@
+//! The role matrix: every operation of this plane × {project admin, creator (member),
+//! other member, viewer, no role, other project}, each cell asserting status and code.
+
+use axum::http::Method;
+use serde_json::{json, Value};
+
+use crate::harness::TestApp;
+
+struct Callers {
+    /// (label, token) in the column order of the expectations.
+    columns: Vec<(&'static str, String)>,
+    owner: String,
+}
+
+async fn callers(t: &TestApp) -> Callers {
+    let (_, owner) = t.user_with_role("owner", "member").await;
+    let (_, member) = t.user_with_role("member2", "member").await;
+    let (_, viewer) = t.user_with_role("viewer", "viewer").await;
+    // A token issued while the user held a role, which was then revoked.
+    let (norole_id, norole) = t.user_with_role("norole", "member").await;
+    let revoked = t
+        .call(
+            Method::DELETE,
+            &format!(
+                "/v3/projects/{}/users/{norole_id}/roles/member",
+                t.project_id
+            ),
+            Some(&t.admin_token),
+            None,
+        )
+        .await;
+    assert_eq!(revoked.status.as_u16(), 204);
+    // A member of another project, with a token scoped to that project.
+    let other_project = t.create_project("team-b").await;
+    let other_id = t.create_user("outsider").await;
+    t.grant(&other_project, &other_id, "admin").await;
+    let other = t.token("outsider", "outsider-password", "team-b").await;
+    Callers {
+        columns: vec![
+            ("admin", t.admin_token.clone()),
+            ("owner", owner.clone()),
+            ("member", member),
+            ("viewer", viewer),
+            ("norole", norole),
+            ("other-project", other),
+        ],
+        owner,
+    }
+}
+
+const OK: (u16, &str) = (200, "");
+const NO_CONTENT: (u16, &str) = (204, "");
+const DENIED: (u16, &str) = (403, "ModelArts.0108");
+const WRONG_PROJECT: (u16, &str) = (403, "ModelArts.0210");
+const READ: [(u16, &str); 6] = [OK, OK, OK, OK, DENIED, WRONG_PROJECT];
+const CREATE: [(u16, &str); 6] = [OK, OK, OK, DENIED, DENIED, WRONG_PROJECT];
+const WRITE_OWNED: [(u16, &str); 6] = [OK, OK, DENIED, DENIED, DENIED, WRONG_PROJECT];
+const DELETE_OWNED: [(u16, &str); 6] = [
+    NO_CONTENT,
+    NO_CONTENT,
+    DENIED,
+    DENIED,
+    DENIED,
+    WRONG_PROJECT,
+];
+
+fn api_id(reply: &Value) -> String {
+    reply["api"]["api_id"].as_str().expect("api id").to_owned()
+}
+
+#[tokio::test]
+async fn matrix() {
+    let t = TestApp::new().await;
+    let c = callers(&t).await;
+    let shared = t.service(&c.owner, "shared").await;
+    let shared_api = api_id(t.create_api(&c.owner, &shared, json!({})).await.assert_ok());
+    let mut failures = Vec::new();
+    let operations = [
+        "services_create",
+        "services_list",
+        "services_show",
+        "services_update",
+        "services_delete",
+        "CreateAppAuthApi",
+        "GetAppAuthApiInfo",
+        "GetAppAuthApisInfo",
+        "DeleteAppAuthApi",
+    ];
+    for operation in operations {
+        let expected = match operation {
+            "services_create" => CREATE,
+            "services_list" | "services_show" | "GetAppAuthApiInfo" | "GetAppAuthApisInfo" => READ,
+            "services_update" | "CreateAppAuthApi" => WRITE_OWNED,
+            _ => DELETE_OWNED,
+        };
+        for (i, (label, token)) in c.columns.iter().enumerate() {
+            // Fresh objects of the owner for every cell that changes something.
+            let fresh = t
+                .service(&c.owner, &format!("s-{operation}-{i}").replace('_', "-"))
+                .await;
+            let reply = match operation {
+                "services_create" => t.create_service(token, &format!("new-{i}")).await,
+                "services_list" => {
+                    t.call(Method::GET, &t.v1("/services"), Some(token), None)
+                        .await
+                }
+                "services_show" => {
+                    t.call(
+                        Method::GET,
+                        &t.v1(&format!("/services/{shared}")),
+                        Some(token),
+                        None,
+                    )
+                    .await
+                }
+                "services_update" => {
+                    t.call(
+                        Method::PUT,
+                        &t.v1(&format!("/services/{fresh}")),
+                        Some(token),
+                        Some(json!({"description": "changed"})),
+                    )
+                    .await
+                }
+                "services_delete" => {
+                    t.call(
+                        Method::DELETE,
+                        &t.v1(&format!("/services/{fresh}")),
+                        Some(token),
+                        None,
+                    )
+                    .await
+                }
+                "CreateAppAuthApi" => t.create_api(token, &fresh, json!({})).await,
+                "GetAppAuthApiInfo" => {
+                    t.call(
+                        Method::GET,
+                        &t.v1(&format!("/app-auth/{shared}/apis/{shared_api}")),
+                        Some(token),
+                        None,
+                    )
+                    .await
+                }
+                "GetAppAuthApisInfo" => {
+                    t.call(
+                        Method::GET,
+                        &t.v1(&format!("/services/{shared}/app-auth-apis")),
+                        Some(token),
+                        None,
+                    )
+                    .await
+                }
+                _ => {
+                    let api = api_id(t.create_api(&c.owner, &fresh, json!({})).await.assert_ok());
+                    t.call(
+                        Method::DELETE,
+                        &t.v1(&format!("/services/{fresh}/app-auth-apis/{api}")),
+                        Some(token),
+                        None,
+                    )
+                    .await
+                }
+            };
+            let got = (reply.status.as_u16(), reply.code().to_owned());
+            let want = (expected[i].0, expected[i].1.to_owned());
+            if got != want {
+                failures.push(format!(
+                    "{operation} as {label}: got {got:?}, want {want:?} ({})",
+                    reply.body
+                ));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[tokio::test]
+async fn token_scope_rules() {
+    let t = TestApp::new().await;
+    // Domain-scoped and unscoped tokens cannot call project operations.
+    for scope in [json!({"domain": {"name": "default"}}), Value::Null] {
+        let reply = t
+            .issue("admin", crate::harness::ADMIN_PASSWORD, scope)
+            .await;
+        let token = reply.headers["x-subject-token"]
+            .to_str()
+            .expect("ascii")
+            .to_owned();
+        t.call(Method::GET, &t.v1("/services"), Some(&token), None)
+            .await
+            .assert_error(401, "ModelArts.0212");
+    }
+    t.call(Method::GET, &t.v1("/services"), None, None)
+        .await
+        .assert_error(401, "ModelArts.0201");
+    t.call(
+        Method::GET,
+        &t.v1("/services"),
+        Some("igt1.garbage.x"),
+        None,
+    )
+    .await
+    .assert_error(401, "ModelArts.0203");
+    t.call(
+        Method::GET,
+        "/v1/not_valid!/services",
+        Some(&t.admin_token),
+        None,
+    )
+    .await
+    .assert_error(400, "ModelArts.0101");
+}

@@ -1,0 +1,116 @@
+//! The resolved configuration of `serve`: flags and environment (through clap), then the
+//! TOML file, then defaults.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use serde::Deserialize;
+
+use crate::cli::ServeArgs;
+
+/// Keys of the optional TOML file; unknown keys are an error so typos do not go unnoticed.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub data_dir: Option<PathBuf>,
+    pub admin_listen: Option<SocketAddr>,
+    pub gateway_listen: Option<SocketAddr>,
+    pub public_url: Option<String>,
+}
+
+impl FileConfig {
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading config file {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub data_dir: PathBuf,
+    pub admin_listen: SocketAddr,
+    pub gateway_listen: SocketAddr,
+    /// `None`: derived from the bound gateway address once it is known.
+    pub public_url: Option<String>,
+}
+
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:8081";
+pub const DEFAULT_GATEWAY_LISTEN: &str = "127.0.0.1:8080";
+
+impl Settings {
+    pub fn resolve(args: ServeArgs) -> anyhow::Result<Self> {
+        let file = match &args.config {
+            Some(path) => FileConfig::load(path)?,
+            None => FileConfig::default(),
+        };
+        let public_url = args.public_url.or(file.public_url);
+        if let Some(url) = &public_url {
+            let parsed = url::Url::parse(url)
+                .with_context(|| format!("public_url {url:?} is not an absolute URL"))?;
+            if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
+                bail!("public_url {url:?} must be an http or https URL with a host");
+            }
+        }
+        Ok(Self {
+            data_dir: args
+                .data_dir
+                .or(file.data_dir)
+                .unwrap_or_else(|| PathBuf::from("infergate-data")),
+            admin_listen: match args.admin_listen.or(file.admin_listen) {
+                Some(addr) => addr,
+                None => DEFAULT_ADMIN_LISTEN.parse()?,
+            },
+            gateway_listen: match args.gateway_listen.or(file.gateway_listen) {
+                Some(addr) => addr,
+                None => DEFAULT_GATEWAY_LISTEN.parse()?,
+            },
+            public_url: public_url.map(|u| u.trim_end_matches('/').to_owned()),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_win_over_file_and_file_over_defaults() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("infergate.toml");
+        std::fs::write(
+            &path,
+            "data_dir = \"/tmp/from-file\"\nadmin_listen = \"127.0.0.1:9001\"\npublic_url = \"https://file.example/\"\n",
+        )
+        .expect("write");
+        let settings = Settings::resolve(ServeArgs {
+            config: Some(path.clone()),
+            admin_listen: Some("127.0.0.1:9999".parse().expect("addr")),
+            ..ServeArgs::default()
+        })
+        .expect("resolve");
+        assert_eq!(settings.admin_listen.port(), 9999);
+        assert_eq!(settings.data_dir, PathBuf::from("/tmp/from-file"));
+        assert_eq!(settings.gateway_listen.to_string(), DEFAULT_GATEWAY_LISTEN);
+        assert_eq!(settings.public_url.as_deref(), Some("https://file.example"));
+
+        std::fs::write(&path, "admin_lisen = \"x\"\n").expect("write");
+        let err = Settings::resolve(ServeArgs {
+            config: Some(path),
+            ..ServeArgs::default()
+        })
+        .expect_err("unknown key");
+        assert!(format!("{err:#}").contains("admin_lisen"), "{err:#}");
+    }
+
+    #[test]
+    fn public_url_is_checked() {
+        let err = Settings::resolve(ServeArgs {
+            public_url: Some("not a url".into()),
+            ..ServeArgs::default()
+        })
+        .expect_err("bad url");
+        assert!(format!("{err:#}").contains("public_url"));
+    }
+}

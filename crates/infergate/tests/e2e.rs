@@ -1,0 +1,234 @@
+//! End-to-end tests of the real binary: `infergate serve` on port 0 over a temporary data
+//! directory, driven over loopback HTTP.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+const PASSWORD: &str = "e2e-admin-password";
+
+struct Server {
+    child: Child,
+    admin: String,
+    gateway: String,
+    project_id: String,
+    stdout: Vec<String>,
+}
+
+async fn start(data_dir: &Path, password: Option<&str>) -> Server {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_infergate"));
+    cmd.args([
+        "serve",
+        "--admin-listen",
+        "127.0.0.1:0",
+        "--gateway-listen",
+        "127.0.0.1:0",
+        "--data-dir",
+    ])
+    .arg(data_dir)
+    .env_remove("INFERGATE_ADMIN_PASSWORD")
+    .env_remove("INFERGATE_MASTER_KEY")
+    .env("INFERGATE_LOG", "warn")
+    .stdout(Stdio::piped())
+    .stderr(Stdio::inherit())
+    .kill_on_drop(true);
+    if let Some(pw) = password {
+        cmd.env("INFERGATE_ADMIN_PASSWORD", pw);
+    }
+    let mut child = cmd.spawn().expect("spawn infergate");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let mut seen = Vec::new();
+    let read = async {
+        while let Some(line) = lines.next_line().await.expect("read") {
+            let done = line.trim_start().starts_with("data directory:");
+            seen.push(line);
+            if done {
+                break;
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(60), read)
+        .await
+        .expect("server printed its banner");
+    let field = |name: &str| {
+        seen.iter()
+            .find_map(|l| {
+                l.trim_start()
+                    .strip_prefix(name)
+                    .map(|v| v.trim().to_owned())
+            })
+            .unwrap_or_else(|| panic!("{name} missing in {seen:?}"))
+    };
+    Server {
+        admin: field("admin API:"),
+        gateway: field("gateway:"),
+        project_id: field("project default:"),
+        stdout: seen.clone(),
+        child,
+    }
+}
+
+async fn token(client: &reqwest::Client, server: &Server, password: &str) -> String {
+    let reply = client
+        .post(format!("{}/v3/auth/tokens", server.admin))
+        .json(
+            &json!({"auth": {"identity": {"methods": ["password"], "password": {"user": {
+            "name": "admin", "password": password, "domain": {"name": "default"}}}},
+            "scope": {"project": {"name": "default"}}}}),
+        )
+        .send()
+        .await
+        .expect("token request");
+    assert_eq!(reply.status().as_u16(), 201);
+    reply.headers()["x-subject-token"]
+        .to_str()
+        .expect("ascii")
+        .to_owned()
+}
+
+#[tokio::test]
+async fn first_start_bootstraps_and_second_start_keeps_data() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let mut server = start(&data, Some(PASSWORD)).await;
+    assert!(!server
+        .stdout
+        .iter()
+        .any(|l| l.contains("Generated password")));
+    assert_eq!(server.project_id.len(), 32);
+    let client = reqwest::Client::new();
+    let health = client
+        .get(format!("{}/healthz", server.admin))
+        .send()
+        .await
+        .expect("healthz");
+    assert_eq!(health.status().as_u16(), 200);
+    let ready = client
+        .get(format!("{}/readyz", server.admin))
+        .send()
+        .await
+        .expect("readyz");
+    assert_eq!(ready.status().as_u16(), 200);
+    let key_mode = std::fs::metadata(data.join("master.key"))
+        .expect("key")
+        .permissions()
+        .mode();
+    assert_eq!(key_mode & 0o777, 0o600);
+    assert!(!data.join("initial-admin-password").exists());
+
+    // The gateway listener answers JSON with a request id.
+    let gw = client
+        .get(format!("{}/v1/infers/x", server.gateway))
+        .send()
+        .await
+        .expect("gateway");
+    assert_eq!(gw.status().as_u16(), 404);
+    assert!(gw.headers().contains_key("x-request-id"));
+    let body: Value = gw.json().await.expect("json");
+    assert_eq!(body["error_code"], "APIG.0101");
+
+    let project = server.project_id.clone();
+    server.child.kill().await.expect("kill");
+    let second = start(&data, None).await;
+    assert_eq!(second.project_id, project, "nothing is created twice");
+    assert!(!second
+        .stdout
+        .iter()
+        .any(|l| l.contains("Generated password")));
+    token(&client, &second, PASSWORD).await;
+}
+
+#[tokio::test]
+async fn generated_password_is_printed_once_and_saved_privately() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let server = start(&data, None).await;
+    let line = server
+        .stdout
+        .iter()
+        .find(|l| l.starts_with("Generated password of user admin:"))
+        .expect("password line");
+    let printed = line.rsplit(' ').next().expect("password").to_owned();
+    let file = data.join("initial-admin-password");
+    assert_eq!(
+        std::fs::read_to_string(&file).expect("file").trim(),
+        printed
+    );
+    assert_eq!(
+        std::fs::metadata(&file).expect("meta").permissions().mode() & 0o777,
+        0o600
+    );
+    token(&reqwest::Client::new(), &server, &printed).await;
+}
+
+#[tokio::test]
+async fn a_create_acknowledged_before_kill_9_survives() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let mut server = start(&data, Some(PASSWORD)).await;
+    let client = reqwest::Client::new();
+    let token = token(&client, &server, PASSWORD).await;
+    let created = client
+        .post(format!(
+            "{}/v1/{}/services",
+            server.admin, server.project_id
+        ))
+        .header("X-Auth-Token", &token)
+        .json(&json!({"service_name": "durable", "upstreams": ["http://127.0.0.1:9/v1"]}))
+        .send()
+        .await
+        .expect("create");
+    assert_eq!(created.status().as_u16(), 200);
+    let service: Value = created.json().await.expect("json");
+    // SIGKILL right after the 200: no shutdown hook runs.
+    server.child.start_kill().expect("kill -9");
+    server.child.wait().await.expect("reaped");
+
+    let restarted = start(&data, None).await;
+    let shown = client
+        .get(format!(
+            "{}/v1/{}/services/{}",
+            restarted.admin,
+            restarted.project_id,
+            service["service_id"].as_str().expect("id")
+        ))
+        .header("X-Auth-Token", &token)
+        .send()
+        .await
+        .expect("show");
+    assert_eq!(shown.status().as_u16(), 200);
+    let again: Value = shown.json().await.expect("json");
+    assert_eq!(again, service);
+}
+
+#[tokio::test]
+async fn a_missing_master_key_is_refused_not_regenerated() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let mut server = start(&data, Some(PASSWORD)).await;
+    server.child.kill().await.expect("kill");
+    std::fs::remove_file(data.join("master.key")).expect("remove key");
+    let output = Command::new(env!("CARGO_BIN_EXE_infergate"))
+        .args([
+            "serve",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--gateway-listen",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
+        .arg(&data)
+        .env_remove("INFERGATE_MASTER_KEY")
+        .output()
+        .await
+        .expect("run");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("master.key is missing"), "{stderr}");
+}
