@@ -207,3 +207,40 @@ pub struct Api {
     pub created_at: i64,
     pub updated_at: i64,
 }
+
+/// One AppCode of an app: sealed for recovery, indexed by a keyed hash for lookups.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppCode {
+    pub sealed: String,
+    pub index: String,
+    pub created_at: i64,
+}
+
+/// A client credential: AppKey/AppSecret and up to a quota of AppCodes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct App {
+    pub id: String,
+    pub project_id: String,
+    pub name: String,
+    pub remark: String,
+    pub app_key: String,
+    pub secret_sealed: String,
+    /// Always `APIG` for apps created here (spec §3).
+    pub app_type: String,
+    pub owner: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+    /// In the order they were added; a reset keeps the position.
+    pub codes: Vec<AppCode>,
+    /// Number of APIs the app is authorized for; derived from the authorizations.
+    pub bounded_api_count: i64,
+}
+
+/// Permission for an app's credentials to call an API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Authorization {
+    pub auth_id: String,
+    pub api_id: String,
+    pub app_id: String,
+    pub created_at: i64,
+}

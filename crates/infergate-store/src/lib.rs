@@ -8,7 +8,9 @@ mod error;
 mod sqlite;
 
 use async_trait::async_trait;
-use infergate_core::model::{Api, Credential, Domain, Project, Role, Service, User};
+use infergate_core::model::{
+    Api, App, AppCode, Authorization, Credential, Domain, Project, Role, Service, User,
+};
 
 pub use error::StoreError;
 pub use sqlite::SqliteStore;
@@ -87,5 +89,56 @@ pub trait Store: Send + Sync + 'static {
     async fn create_api(&self, api: &Api) -> StoreResult<()>;
     async fn api(&self, id: &str) -> StoreResult<Option<Api>>;
     async fn list_apis(&self, service_id: &str) -> StoreResult<Vec<Api>>;
+    /// Deletes an API with its authorizations (spec R15).
     async fn delete_api(&self, id: &str) -> StoreResult<()>;
+
+    /// Creates an app unless its owner already holds `max_per_user` apps
+    /// ([`StoreError::Quota`]); a name used in the project is a [`StoreError::Conflict`].
+    async fn create_app(&self, app: &App, max_per_user: u32) -> StoreResult<()>;
+    async fn app(&self, id: &str) -> StoreResult<Option<App>>;
+    async fn app_by_name(&self, project_id: &str, name: &str) -> StoreResult<Option<App>>;
+    async fn list_apps(&self, project_id: &str) -> StoreResult<Vec<App>>;
+    /// Deletes an app with its AppCodes; an app still bound to APIs is refused with
+    /// [`StoreError::Conflict`] (spec R6).
+    async fn delete_app(&self, id: &str) -> StoreResult<()>;
+    async fn set_app_secret(
+        &self,
+        id: &str,
+        secret_sealed: &str,
+        updated_at: i64,
+    ) -> StoreResult<App>;
+    /// Appends an AppCode unless the app holds `max_per_app` ([`StoreError::Quota`]).
+    async fn add_app_code(
+        &self,
+        app_id: &str,
+        code: &AppCode,
+        max_per_app: u32,
+    ) -> StoreResult<App>;
+    /// Replaces the code whose index is `old_index`, keeping its position.
+    async fn replace_app_code(
+        &self,
+        app_id: &str,
+        old_index: &str,
+        code: &AppCode,
+    ) -> StoreResult<App>;
+    async fn delete_app_code(&self, app_id: &str, index: &str, updated_at: i64)
+        -> StoreResult<App>;
+
+    /// Binds apps to an API in one transaction. Already-bound apps keep their auth id. Per
+    /// grant: the auth id in force, or `None` when the app no longer exists.
+    async fn authorize(
+        &self,
+        api_id: &str,
+        grants: &[Authorization],
+    ) -> StoreResult<Vec<Option<String>>>;
+    /// Unbinds apps from an API in one transaction; per app, whether it was bound.
+    async fn unauthorize(&self, api_id: &str, app_ids: &[String]) -> StoreResult<Vec<bool>>;
+    /// Makes `grants` the complete set of apps bound to the API, in one transaction.
+    async fn replace_authorizations(
+        &self,
+        api_id: &str,
+        grants: &[Authorization],
+    ) -> StoreResult<Vec<Option<String>>>;
+    async fn authorizations_of_api(&self, api_id: &str) -> StoreResult<Vec<Authorization>>;
+    async fn authorizations_of_app(&self, app_id: &str) -> StoreResult<Vec<Authorization>>;
 }

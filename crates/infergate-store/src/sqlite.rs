@@ -9,22 +9,30 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use infergate_core::model::{
-    Api, ApiMethod, AuthType, Credential, Domain, Project, Role, Service, User,
+    Api, ApiMethod, App, AppCode, AuthType, Authorization, Credential, Domain, Project, Role,
+    Service, User,
 };
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::{Row, Sqlite, SqliteConnection, Transaction};
 
 use crate::{Bootstrap, ServiceUpdate, Store, StoreError, StoreResult};
 
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "foundation",
-    include_str!("../migrations/sqlite/0001_foundation.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "foundation",
+        include_str!("../migrations/sqlite/0001_foundation.sql"),
+    ),
+    (
+        2,
+        "apps",
+        include_str!("../migrations/sqlite/0002_apps.sql"),
+    ),
+];
 
 fn migrator() -> Migrator {
     Migrator {
@@ -541,6 +549,12 @@ impl Store for SqliteStore {
 
     async fn delete_service(&self, id: &str) -> StoreResult<()> {
         let mut tx = self.begin().await?;
+        sqlx::query(
+            "DELETE FROM authorizations WHERE api_id IN (SELECT id FROM apis WHERE service_id = $1)",
+        )
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
         sqlx::query("DELETE FROM apis WHERE service_id = $1")
             .bind(id)
             .execute(&mut *tx)
@@ -621,6 +635,10 @@ impl Store for SqliteStore {
 
     async fn delete_api(&self, id: &str) -> StoreResult<()> {
         let mut tx = self.begin().await?;
+        sqlx::query("DELETE FROM authorizations WHERE api_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
         let deleted = sqlx::query("DELETE FROM apis WHERE id = $1")
             .bind(id)
             .execute(&mut *tx)
@@ -632,6 +650,425 @@ impl Store for SqliteStore {
         tx.commit().await?;
         Ok(())
     }
+
+    async fn create_app(&self, app: &App, max_per_user: u32) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM apps WHERE owner = $1")
+            .bind(&app.owner)
+            .fetch_one(&mut *tx)
+            .await?;
+        let held: i64 = row.try_get("n")?;
+        if held >= i64::from(max_per_user) {
+            return Err(StoreError::Quota(format!(
+                "the user already owns {held} apps (quota {max_per_user})"
+            )));
+        }
+        sqlx::query(
+            "INSERT INTO apps (id, project_id, name, remark, app_key, secret_sealed, app_type, owner,
+                               created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(&app.id)
+        .bind(&app.project_id)
+        .bind(&app.name)
+        .bind(&app.remark)
+        .bind(&app.app_key)
+        .bind(&app.secret_sealed)
+        .bind(&app.app_type)
+        .bind(&app.owner)
+        .bind(app.created_at)
+        .bind(app.updated_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| {
+            StoreError::from_sqlx(e, &format!("app_name {:?} is already used in this project", app.name))
+        })?;
+        bump_revision(&mut tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn app(&self, id: &str) -> StoreResult<Option<App>> {
+        let mut conn = self.reader.acquire().await?;
+        Ok(fetch_apps(&mut conn, AppFilter::Id(id))
+            .await?
+            .into_iter()
+            .next())
+    }
+
+    async fn app_by_name(&self, project_id: &str, name: &str) -> StoreResult<Option<App>> {
+        let mut conn = self.reader.acquire().await?;
+        Ok(fetch_apps(&mut conn, AppFilter::Name(project_id, name))
+            .await?
+            .into_iter()
+            .next())
+    }
+
+    async fn list_apps(&self, project_id: &str) -> StoreResult<Vec<App>> {
+        let mut conn = self.reader.acquire().await?;
+        fetch_apps(&mut conn, AppFilter::Project(project_id)).await
+    }
+
+    async fn delete_app(&self, id: &str) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM authorizations WHERE app_id = $1")
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await?;
+        let bound: i64 = row.try_get("n")?;
+        if bound > 0 {
+            return Err(StoreError::Conflict(format!(
+                "app is still bound to {bound} APIs; unauthorize them first"
+            )));
+        }
+        sqlx::query("DELETE FROM app_codes WHERE app_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        let deleted = sqlx::query("DELETE FROM apps WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        if deleted.rows_affected() == 0 {
+            return Err(StoreError::NotFound("app"));
+        }
+        bump_revision(&mut tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn set_app_secret(
+        &self,
+        id: &str,
+        secret_sealed: &str,
+        updated_at: i64,
+    ) -> StoreResult<App> {
+        let mut tx = self.begin().await?;
+        touch_app(&mut tx, id, updated_at).await?;
+        sqlx::query("UPDATE apps SET secret_sealed = $1 WHERE id = $2")
+            .bind(secret_sealed)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        bump_revision(&mut tx).await?;
+        let app = fetch_app(&mut tx, id).await?;
+        tx.commit().await?;
+        Ok(app)
+    }
+
+    async fn add_app_code(
+        &self,
+        app_id: &str,
+        code: &AppCode,
+        max_per_app: u32,
+    ) -> StoreResult<App> {
+        let mut tx = self.begin().await?;
+        touch_app(&mut tx, app_id, code.created_at).await?;
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n, COALESCE(MAX(position), -1) AS last FROM app_codes WHERE app_id = $1",
+        )
+        .bind(app_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        let held: i64 = row.try_get("n")?;
+        let last: i64 = row.try_get("last")?;
+        if held >= i64::from(max_per_app) {
+            return Err(StoreError::Quota(format!(
+                "the app already has {held} AppCodes (quota {max_per_app})"
+            )));
+        }
+        sqlx::query(
+            "INSERT INTO app_codes (app_id, position, code_sealed, code_index, created_at)
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(app_id)
+        .bind(last + 1)
+        .bind(&code.sealed)
+        .bind(&code.index)
+        .bind(code.created_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| StoreError::from_sqlx(e, "AppCode already exists"))?;
+        bump_revision(&mut tx).await?;
+        let app = fetch_app(&mut tx, app_id).await?;
+        tx.commit().await?;
+        Ok(app)
+    }
+
+    async fn replace_app_code(
+        &self,
+        app_id: &str,
+        old_index: &str,
+        code: &AppCode,
+    ) -> StoreResult<App> {
+        let mut tx = self.begin().await?;
+        touch_app(&mut tx, app_id, code.created_at).await?;
+        let updated = sqlx::query(
+            "UPDATE app_codes SET code_sealed = $1, code_index = $2, created_at = $3
+             WHERE app_id = $4 AND code_index = $5",
+        )
+        .bind(&code.sealed)
+        .bind(&code.index)
+        .bind(code.created_at)
+        .bind(app_id)
+        .bind(old_index)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| StoreError::from_sqlx(e, "AppCode already exists"))?;
+        if updated.rows_affected() == 0 {
+            return Err(StoreError::NotFound("AppCode"));
+        }
+        bump_revision(&mut tx).await?;
+        let app = fetch_app(&mut tx, app_id).await?;
+        tx.commit().await?;
+        Ok(app)
+    }
+
+    async fn delete_app_code(
+        &self,
+        app_id: &str,
+        index: &str,
+        updated_at: i64,
+    ) -> StoreResult<App> {
+        let mut tx = self.begin().await?;
+        let deleted = sqlx::query("DELETE FROM app_codes WHERE app_id = $1 AND code_index = $2")
+            .bind(app_id)
+            .bind(index)
+            .execute(&mut *tx)
+            .await?;
+        if deleted.rows_affected() == 0 {
+            return Err(StoreError::NotFound("AppCode"));
+        }
+        touch_app(&mut tx, app_id, updated_at).await?;
+        bump_revision(&mut tx).await?;
+        let app = fetch_app(&mut tx, app_id).await?;
+        tx.commit().await?;
+        Ok(app)
+    }
+
+    async fn authorize(
+        &self,
+        api_id: &str,
+        grants: &[Authorization],
+    ) -> StoreResult<Vec<Option<String>>> {
+        let mut tx = self.begin().await?;
+        require_api(&mut tx, api_id).await?;
+        let results = bind_apps(&mut tx, grants).await?;
+        bump_revision(&mut tx).await?;
+        tx.commit().await?;
+        Ok(results)
+    }
+
+    async fn unauthorize(&self, api_id: &str, app_ids: &[String]) -> StoreResult<Vec<bool>> {
+        let mut tx = self.begin().await?;
+        require_api(&mut tx, api_id).await?;
+        let mut results = Vec::with_capacity(app_ids.len());
+        for app_id in app_ids {
+            let deleted =
+                sqlx::query("DELETE FROM authorizations WHERE api_id = $1 AND app_id = $2")
+                    .bind(api_id)
+                    .bind(app_id)
+                    .execute(&mut *tx)
+                    .await?;
+            results.push(deleted.rows_affected() > 0);
+        }
+        bump_revision(&mut tx).await?;
+        tx.commit().await?;
+        Ok(results)
+    }
+
+    async fn replace_authorizations(
+        &self,
+        api_id: &str,
+        grants: &[Authorization],
+    ) -> StoreResult<Vec<Option<String>>> {
+        let mut tx = self.begin().await?;
+        require_api(&mut tx, api_id).await?;
+        let rows = sqlx::query("SELECT app_id FROM authorizations WHERE api_id = $1")
+            .bind(api_id)
+            .fetch_all(&mut *tx)
+            .await?;
+        for row in rows {
+            let app_id: String = row.try_get("app_id")?;
+            if !grants.iter().any(|g| g.app_id == app_id) {
+                sqlx::query("DELETE FROM authorizations WHERE api_id = $1 AND app_id = $2")
+                    .bind(api_id)
+                    .bind(&app_id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        let results = bind_apps(&mut tx, grants).await?;
+        bump_revision(&mut tx).await?;
+        tx.commit().await?;
+        Ok(results)
+    }
+
+    async fn authorizations_of_api(&self, api_id: &str) -> StoreResult<Vec<Authorization>> {
+        sqlx::query("SELECT * FROM authorizations WHERE api_id = $1 ORDER BY created_at, auth_id")
+            .bind(api_id)
+            .fetch_all(&self.reader)
+            .await?
+            .iter()
+            .map(authorization_from_row)
+            .collect()
+    }
+
+    async fn authorizations_of_app(&self, app_id: &str) -> StoreResult<Vec<Authorization>> {
+        sqlx::query("SELECT * FROM authorizations WHERE app_id = $1 ORDER BY created_at, auth_id")
+            .bind(app_id)
+            .fetch_all(&self.reader)
+            .await?
+            .iter()
+            .map(authorization_from_row)
+            .collect()
+    }
+}
+
+// === impl apps ===
+
+/// Which apps [`fetch_apps`] loads.
+enum AppFilter<'a> {
+    Id(&'a str),
+    Name(&'a str, &'a str),
+    Project(&'a str),
+}
+
+const APP_COLUMNS: &str =
+    "SELECT a.*, (SELECT COUNT(*) FROM authorizations z WHERE z.app_id = a.id)
+     AS bounded_api_count FROM apps a";
+
+/// Loads apps with their AppCodes and bound-API counts.
+async fn fetch_apps(conn: &mut SqliteConnection, filter: AppFilter<'_>) -> StoreResult<Vec<App>> {
+    let (where_clause, binds): (&str, Vec<&str>) = match filter {
+        AppFilter::Id(id) => ("a.id = $1", vec![id]),
+        AppFilter::Name(project, name) => {
+            ("a.project_id = $1 AND a.name = $2", vec![project, name])
+        }
+        AppFilter::Project(project) => ("a.project_id = $1", vec![project]),
+    };
+    let sql = format!("{APP_COLUMNS} WHERE {where_clause} ORDER BY a.created_at, a.id");
+    let mut query = sqlx::query(&sql);
+    for bind in &binds {
+        query = query.bind(*bind);
+    }
+    let rows = query.fetch_all(&mut *conn).await?;
+    let mut apps = Vec::with_capacity(rows.len());
+    for row in &rows {
+        apps.push(App {
+            id: row.try_get("id")?,
+            project_id: row.try_get("project_id")?,
+            name: row.try_get("name")?,
+            remark: row.try_get("remark")?,
+            app_key: row.try_get("app_key")?,
+            secret_sealed: row.try_get("secret_sealed")?,
+            app_type: row.try_get("app_type")?,
+            owner: row.try_get("owner")?,
+            created_at: row.try_get("created_at")?,
+            updated_at: row.try_get("updated_at")?,
+            codes: Vec::new(),
+            bounded_api_count: row.try_get("bounded_api_count")?,
+        });
+    }
+    if apps.is_empty() {
+        return Ok(apps);
+    }
+    let code_sql = format!(
+        "SELECT c.* FROM app_codes c WHERE c.app_id IN (SELECT a.id FROM apps a WHERE {where_clause})
+         ORDER BY c.app_id, c.position"
+    );
+    let mut code_query = sqlx::query(&code_sql);
+    for bind in &binds {
+        code_query = code_query.bind(*bind);
+    }
+    for row in code_query.fetch_all(&mut *conn).await? {
+        let app_id: String = row.try_get("app_id")?;
+        if let Some(app) = apps.iter_mut().find(|a| a.id == app_id) {
+            app.codes.push(AppCode {
+                sealed: row.try_get("code_sealed")?,
+                index: row.try_get("code_index")?,
+                created_at: row.try_get("created_at")?,
+            });
+        }
+    }
+    Ok(apps)
+}
+
+async fn fetch_app(conn: &mut SqliteConnection, id: &str) -> StoreResult<App> {
+    fetch_apps(conn, AppFilter::Id(id))
+        .await?
+        .into_iter()
+        .next()
+        .ok_or(StoreError::NotFound("app"))
+}
+
+async fn touch_app(
+    tx: &mut Transaction<'static, Sqlite>,
+    app_id: &str,
+    now: i64,
+) -> StoreResult<()> {
+    let updated = sqlx::query("UPDATE apps SET updated_at = $1 WHERE id = $2")
+        .bind(now)
+        .bind(app_id)
+        .execute(&mut **tx)
+        .await?;
+    if updated.rows_affected() == 0 {
+        return Err(StoreError::NotFound("app"));
+    }
+    Ok(())
+}
+
+fn authorization_from_row(row: &SqliteRow) -> StoreResult<Authorization> {
+    Ok(Authorization {
+        auth_id: row.try_get("auth_id")?,
+        api_id: row.try_get("api_id")?,
+        app_id: row.try_get("app_id")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+async fn require_api(tx: &mut Transaction<'static, Sqlite>, api_id: &str) -> StoreResult<()> {
+    let found = sqlx::query("SELECT id FROM apis WHERE id = $1")
+        .bind(api_id)
+        .fetch_optional(&mut **tx)
+        .await?;
+    found.map(|_| ()).ok_or(StoreError::NotFound("api"))
+}
+
+/// Inserts each grant unless bound already; returns the auth id in force per grant.
+async fn bind_apps(
+    tx: &mut Transaction<'static, Sqlite>,
+    grants: &[Authorization],
+) -> StoreResult<Vec<Option<String>>> {
+    let mut results = Vec::with_capacity(grants.len());
+    for grant in grants {
+        let app = sqlx::query("SELECT id FROM apps WHERE id = $1")
+            .bind(&grant.app_id)
+            .fetch_optional(&mut **tx)
+            .await?;
+        if app.is_none() {
+            results.push(None);
+            continue;
+        }
+        sqlx::query(
+            "INSERT INTO authorizations (auth_id, api_id, app_id, created_at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (api_id, app_id) DO NOTHING",
+        )
+        .bind(&grant.auth_id)
+        .bind(&grant.api_id)
+        .bind(&grant.app_id)
+        .bind(grant.created_at)
+        .execute(&mut **tx)
+        .await?;
+        let row =
+            sqlx::query("SELECT auth_id FROM authorizations WHERE api_id = $1 AND app_id = $2")
+                .bind(&grant.api_id)
+                .bind(&grant.app_id)
+                .fetch_one(&mut **tx)
+                .await?;
+        results.push(Some(row.try_get("auth_id")?));
+    }
+    Ok(results)
 }
 
 async fn insert_project(
