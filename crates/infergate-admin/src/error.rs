@@ -25,6 +25,10 @@ pub enum ApiError {
     ApiNotFound(String),
     ApiNotInService { api_id: String, service_id: String },
     ApiConflict(String),
+    AppNotFound(String),
+    AppCodeNotFound(String),
+    AppConflict(String),
+    AppStillBound(String),
     Conflict(String),
     NoRoute { method: String, path: String },
     MethodNotAllowed { method: String, path: String },
@@ -94,6 +98,26 @@ impl ApiError {
                 StatusCode::CONFLICT,
                 "ModelArts.3921",
                 format!("failed to create app-auth API: {msg}"),
+            ),
+            AppNotFound(id) => (
+                StatusCode::NOT_FOUND,
+                "ModelArts.3923",
+                format!("app {id} does not exist"),
+            ),
+            AppCodeNotFound(code) => (
+                StatusCode::NOT_FOUND,
+                "ModelArts.3923",
+                format!("the app has no AppCode {code}"),
+            ),
+            AppConflict(msg) => (
+                StatusCode::CONFLICT,
+                "ModelArts.3929",
+                format!("failed to create app: {msg}"),
+            ),
+            AppStillBound(msg) => (
+                StatusCode::BAD_REQUEST,
+                "ModelArts.3933",
+                format!("failed to delete app: {msg}"),
             ),
             Conflict(msg) => (StatusCode::CONFLICT, "ModelArts.0104", msg.clone()),
             NoRoute { method, path } => (

@@ -5,7 +5,9 @@
 //! reaches data only through the `Store` trait and never speaks SQL.
 
 pub mod apis;
+pub mod apps;
 pub mod auth;
+pub mod auths;
 pub mod bootstrap;
 pub mod error;
 pub mod extract;
@@ -37,6 +39,28 @@ pub struct AdminSettings {
     pub public_url: String,
     /// Base URL of this management plane, as shown in token catalogs.
     pub admin_url: String,
+    /// Mask `app_secret` in reads unless the request asks for it (spec §7 #7).
+    pub mask_app_secrets: bool,
+    /// Apps one user may own (spec R2).
+    pub max_apps_per_user: u32,
+    /// AppCodes one app may hold (spec R5).
+    pub max_app_codes_per_app: u32,
+}
+
+impl AdminSettings {
+    pub const DEFAULT_MAX_APPS_PER_USER: u32 = 5;
+    pub const DEFAULT_MAX_APP_CODES_PER_APP: u32 = 5;
+
+    /// Settings with the default quotas and plain-text secrets.
+    pub fn new(public_url: impl Into<String>, admin_url: impl Into<String>) -> Self {
+        Self {
+            public_url: public_url.into(),
+            admin_url: admin_url.into(),
+            mask_app_secrets: false,
+            max_apps_per_user: Self::DEFAULT_MAX_APPS_PER_USER,
+            max_app_codes_per_app: Self::DEFAULT_MAX_APP_CODES_PER_APP,
+        }
+    }
 }
 
 /// Everything a management handler may use.
@@ -72,6 +96,8 @@ pub fn now_ms() -> i64 {
     tags(
         (name = "services", description = "Inference backends"),
         (name = "app-auth APIs", description = "How services are exposed (spec §2.11–2.15)"),
+        (name = "apps", description = "Apps, AppSecrets and AppCodes (spec §2.1–2.10)"),
+        (name = "authorizations", description = "Which apps may call which API (spec §2.13, §2.16–2.20)"),
         (name = "iam", description = "Tokens, users, projects, roles, AK/SK (Keystone v3 shapes)"),
         (name = "operations", description = "Health and readiness")
     )
@@ -121,6 +147,8 @@ fn surfaces() -> Surfaces {
     let (modelarts, modelarts_doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(services::router())
         .merge(apis::router())
+        .merge(apps::router())
+        .merge(auths::router())
         .split_for_parts();
     let (iam, iam_doc) = iam::router().split_for_parts();
     let (public, public_doc) = iam::public_router()

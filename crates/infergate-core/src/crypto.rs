@@ -129,6 +129,18 @@ impl MasterKey {
     }
 }
 
+impl MasterKey {
+    /// A keyed hash of `value` for equality lookups of sealed secrets (AppCodes): the same
+    /// value always gives the same index, and the index reveals nothing without the key.
+    pub fn blind_index(&self, purpose: &str, value: &str) -> String {
+        let key = self.derive(purpose);
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&key)
+            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+        mac.update(value.as_bytes());
+        hex::encode(mac.finalize().into_bytes())
+    }
+}
+
 /// Hashes a password with argon2id and a random salt (PHC string).
 pub fn hash_password(password: &Secret) -> Result<String, CryptoError> {
     use argon2::password_hash::{PasswordHasher, SaltString};

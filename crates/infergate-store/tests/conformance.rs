@@ -1,8 +1,9 @@
 //! The store conformance suite: every backend must pass every case. Each case takes a
 //! fresh, empty store; `backend_suite!` instantiates the cases for one backend.
 
-use infergate_core::model::{App, AppCode, Authorization, 
-    Api, ApiMethod, AuthType, Credential, Domain, Project, Role, Service, User,
+use infergate_core::model::{
+    Api, ApiMethod, App, AppCode, AuthType, Authorization, Credential, Domain, Project, Role,
+    Service, User,
 };
 use infergate_store::{Bootstrap, ServiceUpdate, SqliteStore, Store, StoreError};
 
@@ -315,68 +316,216 @@ fn grant(api_id: &str, app_id: &str) -> Authorization {
 
 pub async fn apps_quota_names_and_codes(store: &dyn Store) {
     store.bootstrap(&plan()).await.expect("bootstrap");
-    store.create_app(&app("x1", "app_one", "u-admin"), 2).await.expect("1");
+    store
+        .create_app(&app("x1", "app_one", "u-admin"), 2)
+        .await
+        .expect("1");
     assert!(matches!(
         store.create_app(&app("x2", "app_one", "u-admin"), 2).await,
         Err(StoreError::Conflict(ref m)) if m.contains("app_one")
     ));
-    store.create_app(&app("x2", "app_two", "u-admin"), 2).await.expect("2");
-    assert!(matches!(store.create_app(&app("x3", "app_three", "u-admin"), 2).await, Err(StoreError::Quota(_))));
-    store.create_app(&app("x3", "app_three", "someone"), 2).await.expect("other owner");
+    store
+        .create_app(&app("x2", "app_two", "u-admin"), 2)
+        .await
+        .expect("2");
+    assert!(matches!(
+        store
+            .create_app(&app("x3", "app_three", "u-admin"), 2)
+            .await,
+        Err(StoreError::Quota(_))
+    ));
+    store
+        .create_app(&app("x3", "app_three", "someone"), 2)
+        .await
+        .expect("other owner");
     assert_eq!(store.list_apps("p1").await.expect("list").len(), 3);
-    assert_eq!(store.app_by_name("p1", "app_two").await.expect("q").map(|a| a.id), Some("x2".into()));
+    assert_eq!(
+        store
+            .app_by_name("p1", "app_two")
+            .await
+            .expect("q")
+            .map(|a| a.id),
+        Some("x2".into())
+    );
 
-    store.add_app_code("x1", &code("c1", 50), 2).await.expect("c1");
-    let with_two = store.add_app_code("x1", &code("c2", 51), 2).await.expect("c2");
-    assert_eq!(with_two.codes.iter().map(|c| c.index.as_str()).collect::<Vec<_>>(), ["c1", "c2"]);
+    store
+        .add_app_code("x1", &code("c1", 50), 2)
+        .await
+        .expect("c1");
+    let with_two = store
+        .add_app_code("x1", &code("c2", 51), 2)
+        .await
+        .expect("c2");
+    assert_eq!(
+        with_two
+            .codes
+            .iter()
+            .map(|c| c.index.as_str())
+            .collect::<Vec<_>>(),
+        ["c1", "c2"]
+    );
     assert_eq!(with_two.updated_at, 51);
-    assert!(matches!(store.add_app_code("x1", &code("c3", 52), 2).await, Err(StoreError::Quota(_))));
-    assert!(matches!(store.add_app_code("x2", &code("c1", 52), 2).await, Err(StoreError::Conflict(_))));
-    let replaced = store.replace_app_code("x1", "c1", &code("c9", 53)).await.expect("replace");
-    assert_eq!(replaced.codes.iter().map(|c| c.index.as_str()).collect::<Vec<_>>(), ["c9", "c2"]);
-    assert!(matches!(store.replace_app_code("x1", "c1", &code("c8", 54)).await, Err(StoreError::NotFound(_))));
+    assert!(matches!(
+        store.add_app_code("x1", &code("c3", 52), 2).await,
+        Err(StoreError::Quota(_))
+    ));
+    assert!(matches!(
+        store.add_app_code("x2", &code("c1", 52), 2).await,
+        Err(StoreError::Conflict(_))
+    ));
+    let replaced = store
+        .replace_app_code("x1", "c1", &code("c9", 53))
+        .await
+        .expect("replace");
+    assert_eq!(
+        replaced
+            .codes
+            .iter()
+            .map(|c| c.index.as_str())
+            .collect::<Vec<_>>(),
+        ["c9", "c2"]
+    );
+    assert!(matches!(
+        store.replace_app_code("x1", "c1", &code("c8", 54)).await,
+        Err(StoreError::NotFound(_))
+    ));
     let deleted = store.delete_app_code("x1", "c9", 55).await.expect("delete");
     assert_eq!(deleted.codes.len(), 1);
-    assert!(matches!(store.delete_app_code("x1", "c9", 56).await, Err(StoreError::NotFound(_))));
-    let reset = store.set_app_secret("x1", "v1:new", 60).await.expect("secret");
-    assert_eq!((reset.secret_sealed.as_str(), reset.updated_at), ("v1:new", 60));
+    assert!(matches!(
+        store.delete_app_code("x1", "c9", 56).await,
+        Err(StoreError::NotFound(_))
+    ));
+    let reset = store
+        .set_app_secret("x1", "v1:new", 60)
+        .await
+        .expect("secret");
+    assert_eq!(
+        (reset.secret_sealed.as_str(), reset.updated_at),
+        ("v1:new", 60)
+    );
     store.delete_app("x1").await.expect("delete app");
     assert_eq!(store.app("x1").await.expect("q"), None);
-    assert!(matches!(store.delete_app("x1").await, Err(StoreError::NotFound(_))));
+    assert!(matches!(
+        store.delete_app("x1").await,
+        Err(StoreError::NotFound(_))
+    ));
 }
 
 pub async fn authorizations_and_counts(store: &dyn Store) {
     store.bootstrap(&plan()).await.expect("bootstrap");
-    store.create_service(&service("s1", "svc")).await.expect("svc");
-    store.create_api(&api("a1", "s1", "/v1/x", AuthType::App)).await.expect("a1");
-    store.create_api(&api("a2", "s1", "/v1/y", AuthType::App)).await.expect("a2");
-    store.create_app(&app("x1", "app_one", "u-admin"), 5).await.expect("x1");
-    store.create_app(&app("x2", "app_two", "u-admin"), 5).await.expect("x2");
+    store
+        .create_service(&service("s1", "svc"))
+        .await
+        .expect("svc");
+    store
+        .create_api(&api("a1", "s1", "/v1/x", AuthType::App))
+        .await
+        .expect("a1");
+    store
+        .create_api(&api("a2", "s1", "/v1/y", AuthType::App))
+        .await
+        .expect("a2");
+    store
+        .create_app(&app("x1", "app_one", "u-admin"), 5)
+        .await
+        .expect("x1");
+    store
+        .create_app(&app("x2", "app_two", "u-admin"), 5)
+        .await
+        .expect("x2");
 
-    let first = store.authorize("a1", &[grant("a1", "x1"), grant("a1", "gone")]).await.expect("auth");
+    let first = store
+        .authorize("a1", &[grant("a1", "x1"), grant("a1", "gone")])
+        .await
+        .expect("auth");
     assert_eq!(first, vec![Some("auth-a1-x1".to_string()), None]);
     let again = store
-        .authorize("a1", &[Authorization { auth_id: "other".into(), ..grant("a1", "x1") }])
+        .authorize(
+            "a1",
+            &[Authorization {
+                auth_id: "other".into(),
+                ..grant("a1", "x1")
+            }],
+        )
         .await
         .expect("idempotent");
-    assert_eq!(again, vec![Some("auth-a1-x1".to_string())], "the first auth id stays");
-    store.authorize("a2", &[grant("a2", "x1"), grant("a2", "x2")]).await.expect("a2");
-    assert_eq!(store.app("x1").await.expect("q").expect("x1").bounded_api_count, 2);
-    assert!(matches!(store.authorize("missing", &[grant("missing", "x1")]).await, Err(StoreError::NotFound(_))));
-    assert!(matches!(store.delete_app("x1").await, Err(StoreError::Conflict(ref m)) if m.contains('2')));
+    assert_eq!(
+        again,
+        vec![Some("auth-a1-x1".to_string())],
+        "the first auth id stays"
+    );
+    store
+        .authorize("a2", &[grant("a2", "x1"), grant("a2", "x2")])
+        .await
+        .expect("a2");
+    assert_eq!(
+        store
+            .app("x1")
+            .await
+            .expect("q")
+            .expect("x1")
+            .bounded_api_count,
+        2
+    );
+    assert!(matches!(
+        store.authorize("missing", &[grant("missing", "x1")]).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(
+        matches!(store.delete_app("x1").await, Err(StoreError::Conflict(ref m)) if m.contains('2'))
+    );
 
-    assert_eq!(store.unauthorize("a2", &["x1".into(), "x1".into()]).await.expect("unauth"), vec![true, false]);
-    let replaced = store.replace_authorizations("a2", &[grant("a2", "x1")]).await.expect("replace");
+    assert_eq!(
+        store
+            .unauthorize("a2", &["x1".into(), "x1".into()])
+            .await
+            .expect("unauth"),
+        vec![true, false]
+    );
+    let replaced = store
+        .replace_authorizations("a2", &[grant("a2", "x1")])
+        .await
+        .expect("replace");
     assert_eq!(replaced, vec![Some("auth-a2-x1".to_string())]);
-    let bound: Vec<String> = store.authorizations_of_api("a2").await.expect("q").into_iter().map(|a| a.app_id).collect();
+    let bound: Vec<String> = store
+        .authorizations_of_api("a2")
+        .await
+        .expect("q")
+        .into_iter()
+        .map(|a| a.app_id)
+        .collect();
     assert_eq!(bound, ["x1"]);
-    assert_eq!(store.app("x2").await.expect("q").expect("x2").bounded_api_count, 0);
+    assert_eq!(
+        store
+            .app("x2")
+            .await
+            .expect("q")
+            .expect("x2")
+            .bounded_api_count,
+        0
+    );
     assert_eq!(store.authorizations_of_app("x1").await.expect("q").len(), 2);
 
     store.delete_api("a1").await.expect("delete api");
-    assert_eq!(store.app("x1").await.expect("q").expect("x1").bounded_api_count, 1);
+    assert_eq!(
+        store
+            .app("x1")
+            .await
+            .expect("q")
+            .expect("x1")
+            .bounded_api_count,
+        1
+    );
     store.delete_service("s1").await.expect("delete service");
-    assert_eq!(store.app("x1").await.expect("q").expect("x1").bounded_api_count, 0);
+    assert_eq!(
+        store
+            .app("x1")
+            .await
+            .expect("q")
+            .expect("x1")
+            .bounded_api_count,
+        0
+    );
     store.delete_app("x1").await.expect("now deletable");
 }
 

@@ -29,7 +29,8 @@ pub enum Command {
 
 #[derive(Debug, Args, Default)]
 pub struct ServeArgs {
-    /// TOML file with any of the keys data_dir, admin_listen, gateway_listen, public_url.
+    /// TOML file with any of the keys data_dir, admin_listen, gateway_listen, public_url,
+    /// max_apps_per_user, max_app_codes_per_app, mask_app_secrets.
     #[arg(long, env = "INFERGATE_CONFIG")]
     pub config: Option<PathBuf>,
     /// Directory of the SQLite database, master key and initial password [default: ./infergate-data].
@@ -44,4 +45,14 @@ pub struct ServeArgs {
     /// Base URL of every predict_url [default: http://<gateway-listen>].
     #[arg(long, env = "INFERGATE_PUBLIC_URL")]
     pub public_url: Option<String>,
+    /// Apps one user may own [default: 5].
+    #[arg(long, env = "INFERGATE_MAX_APPS_PER_USER")]
+    pub max_apps_per_user: Option<u32>,
+    /// AppCodes one app may hold [default: 5].
+    #[arg(long, env = "INFERGATE_MAX_APP_CODES_PER_APP")]
+    pub max_app_codes_per_app: Option<u32>,
+    /// Show app_secret as ****** in reads unless the request asks for it (iphertext_enabled
+    /// with app_ids) [default: false].
+    #[arg(long, env = "INFERGATE_MASK_APP_SECRETS", num_args = 0..=1, default_missing_value = "true")]
+    pub mask_app_secrets: Option<bool>,
 }

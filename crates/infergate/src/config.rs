@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use serde::Deserialize;
 
+use infergate_admin::AdminSettings;
+
 use crate::cli::ServeArgs;
 
 /// Keys of the optional TOML file; unknown keys are an error so typos do not go unnoticed.
@@ -17,6 +19,9 @@ pub struct FileConfig {
     pub admin_listen: Option<SocketAddr>,
     pub gateway_listen: Option<SocketAddr>,
     pub public_url: Option<String>,
+    pub max_apps_per_user: Option<u32>,
+    pub max_app_codes_per_app: Option<u32>,
+    pub mask_app_secrets: Option<bool>,
 }
 
 impl FileConfig {
@@ -34,6 +39,17 @@ pub struct Settings {
     pub gateway_listen: SocketAddr,
     /// `None`: derived from the bound gateway address once it is known.
     pub public_url: Option<String>,
+    pub max_apps_per_user: u32,
+    pub max_app_codes_per_app: u32,
+    pub mask_app_secrets: bool,
+}
+
+fn positive(name: &str, value: Option<u32>, default: u32) -> anyhow::Result<u32> {
+    match value {
+        Some(0) => bail!("{name} must be at least 1"),
+        Some(n) => Ok(n),
+        None => Ok(default),
+    }
 }
 
 pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:8081";
@@ -67,6 +83,20 @@ impl Settings {
                 None => DEFAULT_GATEWAY_LISTEN.parse()?,
             },
             public_url: public_url.map(|u| u.trim_end_matches('/').to_owned()),
+            max_apps_per_user: positive(
+                "max_apps_per_user",
+                args.max_apps_per_user.or(file.max_apps_per_user),
+                AdminSettings::DEFAULT_MAX_APPS_PER_USER,
+            )?,
+            max_app_codes_per_app: positive(
+                "max_app_codes_per_app",
+                args.max_app_codes_per_app.or(file.max_app_codes_per_app),
+                AdminSettings::DEFAULT_MAX_APP_CODES_PER_APP,
+            )?,
+            mask_app_secrets: args
+                .mask_app_secrets
+                .or(file.mask_app_secrets)
+                .unwrap_or(false),
         })
     }
 }

@@ -144,8 +144,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         store,
         master,
         AdminSettings {
-            public_url: public_url.clone(),
-            admin_url: admin_url.clone(),
+            mask_app_secrets: settings.mask_app_secrets,
+            max_apps_per_user: settings.max_apps_per_user,
+            max_app_codes_per_app: settings.max_app_codes_per_app,
+            ..AdminSettings::new(public_url.clone(), admin_url.clone())
         },
     ));
     println!("infergate {} ready", env!("CARGO_PKG_VERSION"));

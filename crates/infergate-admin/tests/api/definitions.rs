@@ -195,3 +195,144 @@ fn strictness_catches_a_missing_field() {
     let result = std::panic::catch_unwind(|| assert_conforms("GetAppAuthApiInfo", &reply));
     assert!(result.is_err());
 }
+
+#[tokio::test]
+async fn app_and_authorization_operations_conform() {
+    let t = TestApp::new().await;
+    let sid = t.service(&t.admin_token, "svc").await;
+    let created = t.create_app(&t.admin_token, "app_demo01").await;
+    assert_conforms("CreateApigApp", &created);
+    assert_conforms(
+        "CreateApigApp",
+        &t.create_app(&t.admin_token, "app_demo01").await,
+    );
+    assert_conforms("CreateApigApp", &t.create_app(&t.admin_token, "x").await);
+    let app_id = created.body["app"]["app_id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let app = |rest: &str| t.v1(&format!("/app-auth/apps/{app_id}{rest}"));
+    let get = |path: String| {
+        let t = &t;
+        async move { t.call(Method::GET, &path, Some(&t.admin_token), None).await }
+    };
+
+    assert_conforms(
+        "ListApigApps",
+        &get(t.v1("/app-auth/apps?limit=10&offset=0&sort_by=created_at&order=desc")).await,
+    );
+    assert_conforms("ShowApigApp", &get(app("")).await);
+    assert_conforms("ShowApigApp", &get(t.v1("/app-auth/apps/missing")).await);
+    assert_conforms(
+        "ApigAppExists",
+        &get(t.v1("/app-auth/apps/app_demo01/exists")).await,
+    );
+    assert_conforms(
+        "ApigAppExists",
+        &get(t.v1("/app-auth/apps/nothing/exists")).await,
+    );
+    let secret = t
+        .call(Method::PUT, &app("/app-secret"), Some(&t.admin_token), None)
+        .await;
+    assert_conforms("ResetApigAppSecret", &secret);
+    let code = t
+        .call(Method::POST, &app("/app-code"), Some(&t.admin_token), None)
+        .await;
+    assert_conforms("CreateApigAppCode", &code);
+    let value = code.body["app"]["app_codes"][0]
+        .as_str()
+        .expect("code")
+        .to_owned();
+    let reset = t
+        .call(
+            Method::PUT,
+            &app(&format!("/app-code/{value}")),
+            Some(&t.admin_token),
+            None,
+        )
+        .await;
+    assert_conforms("ResetApigAppCode", &reset);
+    assert_conforms(
+        "ResetApigAppCode",
+        &t.call(
+            Method::PUT,
+            &app(&format!("/app-code/{value}")),
+            Some(&t.admin_token),
+            None,
+        )
+        .await,
+    );
+    let value = reset.body["app"]["app_codes"][0]
+        .as_str()
+        .expect("code")
+        .to_owned();
+    let deleted = t
+        .call(
+            Method::DELETE,
+            &app(&format!("/app-code/{value}")),
+            Some(&t.admin_token),
+            None,
+        )
+        .await;
+    assert_conforms("DeleteApigAppCode", &deleted);
+
+    let registered = t
+        .batch(
+            Method::POST,
+            &t.v1(&format!("/services/{sid}/app-auth-api")),
+            &t.admin_token,
+            &[&app_id, "missing"],
+        )
+        .await;
+    assert_conforms("CreateAndAuthAppAuthApi", &registered);
+    let api_id = registered.body["api"]["api_id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let path = t.auth_path(&sid, &api_id);
+    assert_conforms(
+        "AuthorizeApiToApigApps",
+        &t.batch(Method::POST, &path, &t.admin_token, &[&app_id])
+            .await,
+    );
+    assert_conforms(
+        "AuthorizeApiToApigApps",
+        &t.batch(
+            Method::POST,
+            &t.auth_path(&sid, "nope"),
+            &t.admin_token,
+            &[&app_id],
+        )
+        .await,
+    );
+    assert_conforms("ShowApisBindToApp", &get(app("/auth-apis")).await);
+    assert_conforms(
+        "ShowApiAuthInfos",
+        &get(t.v1(&format!(
+            "/services/{sid}/app-auth-apis/{api_id}/api-auths?show_only=AUTH"
+        )))
+        .await,
+    );
+    assert_conforms(
+        "GetServiceAppAuthApiAuthInfo",
+        &get(t.v1(&format!("/services/{sid}/api-auths"))).await,
+    );
+    let bare = t.service(&t.admin_token, "bare").await;
+    assert_conforms(
+        "GetServiceAppAuthApiAuthInfo",
+        &get(t.v1(&format!("/services/{bare}/api-auths"))).await,
+    );
+    let refused = t
+        .call(Method::DELETE, &app(""), Some(&t.admin_token), None)
+        .await;
+    assert_conforms("DeleteApigApp", &refused);
+    let unbound = t
+        .batch(Method::DELETE, &path, &t.admin_token, &[&app_id, "missing"])
+        .await;
+    assert_conforms("DeleteApiAppAuth", &unbound);
+    let gone = t
+        .call(Method::DELETE, &app(""), Some(&t.admin_token), None)
+        .await;
+    assert_eq!(gone.status.as_u16(), 200);
+    assert_conforms("DeleteApigApp", &gone);
+}

@@ -58,6 +58,10 @@ pub struct TestApp {
 
 impl TestApp {
     pub async fn new() -> Self {
+        Self::with_settings(AdminSettings::new(PUBLIC_URL, "http://127.0.0.1:8081")).await
+    }
+
+    pub async fn with_settings(settings: AdminSettings) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let store: Arc<dyn Store> = Arc::new(
             SqliteStore::open(&dir.path().join("t.db"))
@@ -71,14 +75,7 @@ impl TestApp {
             .await
             .expect("q")
             .expect("project");
-        let state = Arc::new(AdminState::new(
-            store,
-            MasterKey::generate(),
-            AdminSettings {
-                public_url: PUBLIC_URL.into(),
-                admin_url: "http://127.0.0.1:8081".into(),
-            },
-        ));
+        let state = Arc::new(AdminState::new(store, MasterKey::generate(), settings));
         let mut test = Self {
             router: app(state.clone()),
             state,
@@ -241,6 +238,52 @@ impl TestApp {
             .as_str()
             .expect("id")
             .to_owned()
+    }
+
+    pub fn database_files(&self) -> Vec<std::path::PathBuf> {
+        ["t.db", "t.db-wal"]
+            .iter()
+            .map(|f| self._dir.path().join(f))
+            .collect()
+    }
+
+    pub async fn create_app(&self, token: &str, name: &str) -> Reply {
+        self.call(
+            Method::POST,
+            &self.v1("/app-auth/apps"),
+            Some(token),
+            Some(json!({"app_name": name, "app_remark": "test app"})),
+        )
+        .await
+    }
+
+    /// Creates an app and returns its `app` object.
+    pub async fn app(&self, token: &str, name: &str) -> Value {
+        self.create_app(token, name).await.assert_ok()["app"].clone()
+    }
+
+    /// Creates an APP API on a service and returns its id.
+    pub async fn app_api(&self, token: &str, service_id: &str) -> String {
+        let reply = self
+            .create_api(token, service_id, json!({"auth_type": "APP"}))
+            .await;
+        reply.assert_ok()["api"]["api_id"]
+            .as_str()
+            .expect("id")
+            .to_owned()
+    }
+
+    pub fn auth_path(&self, service_id: &str, api_id: &str) -> String {
+        self.v1(&format!(
+            "/services/{service_id}/app-auth-apis/{api_id}/app-auth-api"
+        ))
+    }
+
+    /// Sends a batch of app ids to an authorization path.
+    pub async fn batch(&self, method: Method, path: &str, token: &str, app_ids: &[&str]) -> Reply {
+        let apps: Vec<Value> = app_ids.iter().map(|id| json!({"app_id": id})).collect();
+        self.call(method, path, Some(token), Some(json!({"apps": apps})))
+            .await
     }
 
     pub async fn create_api(&self, token: &str, service_id: &str, body: Value) -> Reply {

@@ -26,6 +26,47 @@ const OPERATIONS: &[(&str, &str)] = &[
         "delete",
         "/v1/{project_id}/services/{service_id}/app-auth-apis/{api_id}",
     ),
+    ("post", "/v1/{project_id}/app-auth/apps"),
+    ("get", "/v1/{project_id}/app-auth/apps"),
+    ("get", "/v1/{project_id}/app-auth/apps/{app_id}"),
+    ("get", "/v1/{project_id}/app-auth/apps/{app_id}/exists"),
+    ("delete", "/v1/{project_id}/app-auth/apps/{app_id}"),
+    ("put", "/v1/{project_id}/app-auth/apps/{app_id}/app-secret"),
+    ("post", "/v1/{project_id}/app-auth/apps/{app_id}/app-code"),
+    (
+        "put",
+        "/v1/{project_id}/app-auth/apps/{app_id}/app-code/{app_code}",
+    ),
+    (
+        "delete",
+        "/v1/{project_id}/app-auth/apps/{app_id}/app-code/{app_code}",
+    ),
+    ("get", "/v1/{project_id}/app-auth/apps/{app_id}/auth-apis"),
+    (
+        "post",
+        "/v1/{project_id}/services/{service_id}/app-auth-api",
+    ),
+    (
+        "post",
+        "/v1/{project_id}/services/{service_id}/app-auth-apis/{api_id}/app-auth-api",
+    ),
+    (
+        "put",
+        "/v1/{project_id}/services/{service_id}/app-auth-apis/{api_id}/app-auth-api",
+    ),
+    (
+        "delete",
+        "/v1/{project_id}/services/{service_id}/app-auth-apis/{api_id}/app-auth-api",
+    ),
+    (
+        "delete",
+        "/v1/{project_id}/app-auth/{service_id}/apis/{api_id}/auths",
+    ),
+    (
+        "get",
+        "/v1/{project_id}/services/{service_id}/app-auth-apis/{api_id}/api-auths",
+    ),
+    ("get", "/v1/{project_id}/services/{service_id}/api-auths"),
     ("post", "/v3/auth/tokens"),
     ("get", "/v3/auth/tokens"),
     ("post", "/v3/projects"),
@@ -85,6 +126,8 @@ async fn every_documented_route_is_served() {
             .replace("{project_id}", &t.project_id)
             .replace("{service_id}", "s")
             .replace("{api_id}", "a")
+            .replace("{app_id}", "x")
+            .replace("{app_code}", "c")
             .replace("{user_id}", "u")
             .replace("{role_id}", "r");
         let method: Method = method.to_uppercase().parse().expect("method");

@@ -4,15 +4,17 @@
 use axum::http::Method;
 use serde_json::{json, Value};
 
-use crate::harness::TestApp;
+use infergate_admin::AdminSettings;
 
-struct Callers {
+use crate::harness::{TestApp, PUBLIC_URL};
+
+pub(crate) struct Callers {
     /// (label, token) in the column order of the expectations.
     columns: Vec<(&'static str, String)>,
     owner: String,
 }
 
-async fn callers(t: &TestApp) -> Callers {
+pub(crate) async fn callers(t: &TestApp) -> Callers {
     let (_, owner) = t.user_with_role("owner", "member").await;
     let (_, member) = t.user_with_role("member2", "member").await;
     let (_, viewer) = t.user_with_role("viewer", "viewer").await;
@@ -209,4 +211,194 @@ async fn token_scope_rules() {
     )
     .await
     .assert_error(400, "ModelArts.0101");
+}
+
+const APP_NOT_FOUND: (u16, &str) = (404, "ModelArts.3923");
+const READ_APP: [(u16, &str); 6] = [OK, OK, APP_NOT_FOUND, APP_NOT_FOUND, DENIED, WRONG_PROJECT];
+const CHANGE_APP: [(u16, &str); 6] = [
+    DENIED,
+    OK,
+    APP_NOT_FOUND,
+    APP_NOT_FOUND,
+    DENIED,
+    WRONG_PROJECT,
+];
+
+#[tokio::test]
+async fn app_and_authorization_matrix() {
+    let t = TestApp::with_settings(AdminSettings {
+        max_apps_per_user: 1000,
+        ..AdminSettings::new(PUBLIC_URL, "http://a")
+    })
+    .await;
+    let c = callers(&t).await;
+    let shared = t.service(&c.owner, "shared").await;
+    let shared_api = api_id(t.create_api(&c.owner, &shared, json!({})).await.assert_ok());
+    let shared_app = t.app(&c.owner, "shared_app").await["app_id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let operations: [(&str, [(u16, &str); 6]); 17] = [
+        ("CreateApigApp", CREATE),
+        ("ListApigApps", READ),
+        ("ApigAppExists", READ),
+        ("ShowApigApp", READ_APP),
+        ("ShowApisBindToApp", READ_APP),
+        ("DeleteApigApp", CHANGE_APP),
+        ("ResetApigAppSecret", CHANGE_APP),
+        ("CreateApigAppCode", CHANGE_APP),
+        ("ResetApigAppCode", CHANGE_APP),
+        ("DeleteApigAppCode", CHANGE_APP),
+        ("CreateAndAuthAppAuthApi", WRITE_OWNED),
+        ("AuthorizeApiToApigApps", WRITE_OWNED),
+        ("UpdateAuthApiToApigApps", WRITE_OWNED),
+        ("DeleteApiAppAuth", WRITE_OWNED),
+        ("DeleteApiAppAuthAlias", WRITE_OWNED),
+        ("ShowApiAuthInfos", READ),
+        ("GetServiceAppAuthApiAuthInfo", READ),
+    ];
+    let mut failures = Vec::new();
+    for (n, (operation, expected)) in operations.into_iter().enumerate() {
+        for (i, (label, token)) in c.columns.iter().enumerate() {
+            let fresh_service = t.service(&c.owner, &format!("m{n}-{i}")).await;
+            let fresh_api = api_id(
+                t.create_api(&c.owner, &fresh_service, json!({}))
+                    .await
+                    .assert_ok(),
+            );
+            let fresh_app = t.app(&c.owner, &format!("app_{n}_{i}")).await;
+            let app_id = fresh_app["app_id"].as_str().expect("id").to_owned();
+            let app_path = t.v1(&format!("/app-auth/apps/{app_id}"));
+            let code = t
+                .call(
+                    Method::POST,
+                    &format!("{app_path}/app-code"),
+                    Some(&c.owner),
+                    None,
+                )
+                .await
+                .assert_ok()["app"]["app_codes"][0]
+                .as_str()
+                .expect("code")
+                .to_owned();
+            let auth_path = t.auth_path(&fresh_service, &fresh_api);
+            if operation.starts_with("DeleteApiAppAuth") {
+                t.batch(Method::POST, &auth_path, &c.owner, &[&app_id])
+                    .await
+                    .assert_ok();
+            }
+            let bare = token.as_str();
+            let token = Some(bare);
+            let reply = match operation {
+                "CreateApigApp" => t.create_app(bare, &format!("new_{n}_{i}")).await,
+                "ListApigApps" => {
+                    t.call(Method::GET, &t.v1("/app-auth/apps"), token, None)
+                        .await
+                }
+                "ApigAppExists" => {
+                    t.call(
+                        Method::GET,
+                        &t.v1("/app-auth/apps/shared_app/exists"),
+                        token,
+                        None,
+                    )
+                    .await
+                }
+                "ShowApigApp" => {
+                    t.call(
+                        Method::GET,
+                        &t.v1(&format!("/app-auth/apps/{shared_app}")),
+                        token,
+                        None,
+                    )
+                    .await
+                }
+                "ShowApisBindToApp" => {
+                    t.call(
+                        Method::GET,
+                        &t.v1(&format!("/app-auth/apps/{shared_app}/auth-apis")),
+                        token,
+                        None,
+                    )
+                    .await
+                }
+                "DeleteApigApp" => t.call(Method::DELETE, &app_path, token, None).await,
+                "ResetApigAppSecret" => {
+                    t.call(Method::PUT, &format!("{app_path}/app-secret"), token, None)
+                        .await
+                }
+                "CreateApigAppCode" => {
+                    t.call(Method::POST, &format!("{app_path}/app-code"), token, None)
+                        .await
+                }
+                "ResetApigAppCode" => {
+                    t.call(
+                        Method::PUT,
+                        &format!("{app_path}/app-code/{code}"),
+                        token,
+                        None,
+                    )
+                    .await
+                }
+                "DeleteApigAppCode" => {
+                    t.call(
+                        Method::DELETE,
+                        &format!("{app_path}/app-code/{code}"),
+                        token,
+                        None,
+                    )
+                    .await
+                }
+                "CreateAndAuthAppAuthApi" => {
+                    let path = t.v1(&format!("/services/{fresh_service}/app-auth-api"));
+                    t.batch(Method::POST, &path, bare, &[&app_id]).await
+                }
+                "AuthorizeApiToApigApps" => {
+                    t.batch(Method::POST, &auth_path, bare, &[&app_id]).await
+                }
+                "UpdateAuthApiToApigApps" => {
+                    t.batch(Method::PUT, &auth_path, bare, &[&app_id]).await
+                }
+                "DeleteApiAppAuth" => t.batch(Method::DELETE, &auth_path, bare, &[&app_id]).await,
+                "DeleteApiAppAuthAlias" => {
+                    let alias = t.v1(&format!("/app-auth/{fresh_service}/apis/{fresh_api}/auths"));
+                    t.batch(Method::DELETE, &alias, bare, &[&app_id]).await
+                }
+                "ShowApiAuthInfos" => {
+                    let path = t.v1(&format!(
+                        "/services/{shared}/app-auth-apis/{shared_api}/api-auths"
+                    ));
+                    t.call(Method::GET, &path, token, None).await
+                }
+                _ => {
+                    t.call(
+                        Method::GET,
+                        &t.v1(&format!("/services/{shared}/api-auths")),
+                        token,
+                        None,
+                    )
+                    .await
+                }
+            };
+            let got = (reply.status.as_u16(), reply.code().to_owned());
+            let want = (expected[i].0, expected[i].1.to_owned());
+            if got != want {
+                failures.push(format!(
+                    "{operation} as {label}: got {got:?}, want {want:?} ({})",
+                    reply.body
+                ));
+            }
+            // A successful batch must have succeeded for the app too (R8 holds: owner's app).
+            if got.0 == 200 {
+                for key in ["auth_result", "unauth_result"] {
+                    if let Some(results) = reply.body[key].as_array() {
+                        if results.iter().any(|r| r["success"] != true) {
+                            failures.push(format!("{operation} as {label}: {}", reply.body));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
