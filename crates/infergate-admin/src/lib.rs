@@ -25,7 +25,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use infergate_core::token::TokenCodec;
 use infergate_core::MasterKey;
-use infergate_store::Store;
+use infergate_store::{ConfigPublisher, Store};
 use serde_json::json;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
@@ -69,6 +69,8 @@ pub struct AdminState {
     pub master: MasterKey,
     pub tokens: TokenCodec,
     pub settings: AdminSettings,
+    /// Republishes the gateway snapshot after each successful write, before the response.
+    pub publisher: Option<Arc<ConfigPublisher>>,
 }
 
 impl AdminState {
@@ -78,7 +80,13 @@ impl AdminState {
             tokens: TokenCodec::new(&master),
             master,
             settings,
+            publisher: None,
         }
+    }
+
+    pub fn with_publisher(mut self, publisher: Arc<ConfigPublisher>) -> Self {
+        self.publisher = Some(publisher);
+        self
     }
 }
 
@@ -181,14 +189,27 @@ pub fn app(state: Arc<AdminState>) -> Router {
     } = surfaces();
     let doc = Arc::new(doc);
     let inner = Router::new()
-        .merge(modelarts.route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            auth::require_modelarts_caller,
-        )))
-        .merge(iam.route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            auth::require_iam_caller,
-        )))
+        .merge(
+            modelarts
+                .route_layer(middleware::from_fn_with_state(
+                    state.clone(),
+                    auth::require_modelarts_caller,
+                ))
+                .route_layer(middleware::from_fn_with_state(
+                    state.clone(),
+                    publish_changes,
+                )),
+        )
+        .merge(
+            iam.route_layer(middleware::from_fn_with_state(
+                state.clone(),
+                auth::require_iam_caller,
+            ))
+            .route_layer(middleware::from_fn_with_state(
+                state.clone(),
+                publish_changes,
+            )),
+        )
         .merge(public)
         .route(
             "/openapi.json",
@@ -206,6 +227,25 @@ pub fn app(state: Arc<AdminState>) -> Router {
     Router::new()
         .fallback_service(normalized)
         .layer(middleware::from_fn(request_id))
+}
+
+/// After a successful write, the gateway snapshot is rebuilt before the response leaves,
+/// so the very next call through the gateway sees the change.
+async fn publish_changes(
+    State(state): State<Arc<AdminState>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let writes = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    let response = next.run(req).await;
+    if writes && response.status().is_success() {
+        if let Some(publisher) = &state.publisher {
+            if let Err(err) = publisher.refresh().await {
+                tracing::error!(error = %err, "publishing the new configuration failed; the periodic refresh will retry");
+            }
+        }
+    }
+    response
 }
 
 async fn no_route(method: Method, uri: Uri) -> Response {

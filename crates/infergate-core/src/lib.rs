@@ -9,6 +9,7 @@ pub mod access;
 pub mod crypto;
 pub mod ids;
 pub mod model;
+pub mod snapshot;
 pub mod token;
 pub mod validate;
 

@@ -5,14 +5,17 @@
 //! serves bumps the configuration revision in the same transaction.
 
 mod error;
+mod publisher;
 mod sqlite;
 
 use async_trait::async_trait;
 use infergate_core::model::{
     Api, App, AppCode, Authorization, Credential, Domain, Project, Role, Service, User,
 };
+use infergate_core::snapshot::ConfigDump;
 
 pub use error::StoreError;
+pub use publisher::ConfigPublisher;
 pub use sqlite::SqliteStore;
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -141,4 +144,7 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Vec<Option<String>>>;
     async fn authorizations_of_api(&self, api_id: &str) -> StoreResult<Vec<Authorization>>;
     async fn authorizations_of_app(&self, app_id: &str) -> StoreResult<Vec<Authorization>>;
+
+    /// Everything the gateway snapshot is built from, read in one transaction.
+    async fn load_config(&self) -> StoreResult<ConfigDump>;
 }

@@ -12,6 +12,7 @@ use infergate_core::model::{
     Api, ApiMethod, App, AppCode, AuthType, Authorization, Credential, Domain, Project, Role,
     Service, User,
 };
+use infergate_core::snapshot::ConfigDump;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
@@ -914,6 +915,68 @@ impl Store for SqliteStore {
             .collect()
     }
 
+    async fn load_config(&self) -> StoreResult<ConfigDump> {
+        let mut tx = self.reader.begin().await?;
+        let revision: i64 = sqlx::query("SELECT revision FROM config_revision WHERE id = 1")
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get("revision")?;
+        let services = sqlx::query("SELECT * FROM services")
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(service_from_row)
+            .collect::<StoreResult<_>>()?;
+        let apis = sqlx::query("SELECT * FROM apis")
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(api_from_row)
+            .collect::<StoreResult<_>>()?;
+        let authorizations = sqlx::query("SELECT * FROM authorizations")
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(authorization_from_row)
+            .collect::<StoreResult<_>>()?;
+        let users = sqlx::query("SELECT * FROM users")
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(user_from_row)
+            .collect::<StoreResult<_>>()?;
+        let credentials = sqlx::query("SELECT * FROM credentials")
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(credential_from_row)
+            .collect::<StoreResult<_>>()?;
+        let mut grants = Vec::new();
+        for row in sqlx::query("SELECT project_id, user_id, role FROM role_grants")
+            .fetch_all(&mut *tx)
+            .await?
+        {
+            let role: String = row.try_get("role")?;
+            grants.push((
+                row.try_get("project_id")?,
+                row.try_get("user_id")?,
+                Role::from_str(&role).map_err(|_| corrupt("role", &role))?,
+            ));
+        }
+        let apps = fetch_all_apps(&mut tx).await?;
+        tx.commit().await?;
+        Ok(ConfigDump {
+            revision,
+            services,
+            apis,
+            apps,
+            authorizations,
+            users,
+            credentials,
+            grants,
+        })
+    }
+
     async fn authorizations_of_app(&self, app_id: &str) -> StoreResult<Vec<Authorization>> {
         sqlx::query("SELECT * FROM authorizations WHERE app_id = $1 ORDER BY created_at, auth_id")
             .bind(app_id)
@@ -929,6 +992,7 @@ impl Store for SqliteStore {
 
 /// Which apps [`fetch_apps`] loads.
 enum AppFilter<'a> {
+    All,
     Id(&'a str),
     Name(&'a str, &'a str),
     Project(&'a str),
@@ -941,6 +1005,7 @@ const APP_COLUMNS: &str =
 /// Loads apps with their AppCodes and bound-API counts.
 async fn fetch_apps(conn: &mut SqliteConnection, filter: AppFilter<'_>) -> StoreResult<Vec<App>> {
     let (where_clause, binds): (&str, Vec<&str>) = match filter {
+        AppFilter::All => ("1 = 1", vec![]),
         AppFilter::Id(id) => ("a.id = $1", vec![id]),
         AppFilter::Name(project, name) => {
             ("a.project_id = $1 AND a.name = $2", vec![project, name])
@@ -992,6 +1057,10 @@ async fn fetch_apps(conn: &mut SqliteConnection, filter: AppFilter<'_>) -> Store
         }
     }
     Ok(apps)
+}
+
+async fn fetch_all_apps(conn: &mut SqliteConnection) -> StoreResult<Vec<App>> {
+    fetch_apps(conn, AppFilter::All).await
 }
 
 async fn fetch_app(conn: &mut SqliteConnection, id: &str) -> StoreResult<App> {

@@ -30,7 +30,8 @@ pub enum Command {
 #[derive(Debug, Args, Default)]
 pub struct ServeArgs {
     /// TOML file with any of the keys data_dir, admin_listen, gateway_listen, public_url,
-    /// max_apps_per_user, max_app_codes_per_app, mask_app_secrets.
+    /// max_apps_per_user, max_app_codes_per_app, mask_app_secrets, max_body_bytes,
+    /// max_uri_bytes, max_header_bytes, max_headers_total_bytes.
     #[arg(long, env = "INFERGATE_CONFIG")]
     pub config: Option<PathBuf>,
     /// Directory of the SQLite database, master key and initial password [default: ./infergate-data].
@@ -55,4 +56,16 @@ pub struct ServeArgs {
     /// with app_ids) [default: false].
     #[arg(long, env = "INFERGATE_MASK_APP_SECRETS", num_args = 0..=1, default_missing_value = "true")]
     pub mask_app_secrets: Option<bool>,
+    /// Largest request body the gateway accepts, in bytes [default: 12582912].
+    #[arg(long, env = "INFERGATE_MAX_BODY_BYTES")]
+    pub max_body_bytes: Option<usize>,
+    /// Longest request URI, in bytes [default: 32768].
+    #[arg(long, env = "INFERGATE_MAX_URI_BYTES")]
+    pub max_uri_bytes: Option<usize>,
+    /// Largest single request header, in bytes [default: 32768].
+    #[arg(long, env = "INFERGATE_MAX_HEADER_BYTES")]
+    pub max_header_bytes: Option<usize>,
+    /// Largest total of request headers, in bytes [default: 131072].
+    #[arg(long, env = "INFERGATE_MAX_HEADERS_TOTAL_BYTES")]
+    pub max_headers_total_bytes: Option<usize>,
 }

@@ -8,6 +8,7 @@ use anyhow::{bail, Context};
 use serde::Deserialize;
 
 use infergate_admin::AdminSettings;
+use infergate_gateway::Limits;
 
 use crate::cli::ServeArgs;
 
@@ -22,6 +23,10 @@ pub struct FileConfig {
     pub max_apps_per_user: Option<u32>,
     pub max_app_codes_per_app: Option<u32>,
     pub mask_app_secrets: Option<bool>,
+    pub max_body_bytes: Option<usize>,
+    pub max_uri_bytes: Option<usize>,
+    pub max_header_bytes: Option<usize>,
+    pub max_headers_total_bytes: Option<usize>,
 }
 
 impl FileConfig {
@@ -42,11 +47,16 @@ pub struct Settings {
     pub max_apps_per_user: u32,
     pub max_app_codes_per_app: u32,
     pub mask_app_secrets: bool,
+    pub limits: Limits,
 }
 
-fn positive(name: &str, value: Option<u32>, default: u32) -> anyhow::Result<u32> {
+fn positive<N: PartialEq + Default + Copy>(
+    name: &str,
+    value: Option<N>,
+    default: N,
+) -> anyhow::Result<N> {
     match value {
-        Some(0) => bail!("{name} must be at least 1"),
+        Some(n) if n == N::default() => bail!("{name} must be at least 1"),
         Some(n) => Ok(n),
         None => Ok(default),
     }
@@ -97,6 +107,32 @@ impl Settings {
                 .mask_app_secrets
                 .or(file.mask_app_secrets)
                 .unwrap_or(false),
+            limits: {
+                let defaults = Limits::default();
+                Limits {
+                    max_body_bytes: positive(
+                        "max_body_bytes",
+                        args.max_body_bytes.or(file.max_body_bytes),
+                        defaults.max_body_bytes,
+                    )?,
+                    max_uri_bytes: positive(
+                        "max_uri_bytes",
+                        args.max_uri_bytes.or(file.max_uri_bytes),
+                        defaults.max_uri_bytes,
+                    )?,
+                    max_header_bytes: positive(
+                        "max_header_bytes",
+                        args.max_header_bytes.or(file.max_header_bytes),
+                        defaults.max_header_bytes,
+                    )?,
+                    max_headers_total_bytes: positive(
+                        "max_headers_total_bytes",
+                        args.max_headers_total_bytes
+                            .or(file.max_headers_total_bytes),
+                        defaults.max_headers_total_bytes,
+                    )?,
+                }
+            },
         })
     }
 }

@@ -2,7 +2,6 @@
 
 mod cli;
 mod config;
-mod gateway_listener;
 mod serve;
 
 use clap::Parser;

@@ -10,7 +10,8 @@ use anyhow::{bail, Context};
 use infergate_admin::bootstrap;
 use infergate_admin::{AdminSettings, AdminState};
 use infergate_core::{ids, validate, MasterKey, Secret};
-use infergate_store::{SqliteStore, Store};
+use infergate_gateway::{Gateway, GatewaySettings};
+use infergate_store::{ConfigPublisher, SqliteStore, Store};
 use tokio::net::TcpListener;
 
 use crate::cli::ServeArgs;
@@ -83,6 +84,18 @@ async fn bootstrap(store: &dyn Store, data_dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Catches any change a write did not publish (its refresh failed) within a few seconds.
+async fn refresh_periodically(publisher: Arc<ConfigPublisher>) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if let Err(err) = publisher.refresh().await {
+            tracing::warn!(error = %err, "configuration refresh failed; serving the last snapshot");
+        }
+    }
+}
+
 async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
@@ -140,16 +153,28 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .await?
         .unwrap_or_else(|| "(deleted)".into());
 
-    let state = Arc::new(AdminState::new(
-        store,
-        master,
-        AdminSettings {
-            mask_app_secrets: settings.mask_app_secrets,
-            max_apps_per_user: settings.max_apps_per_user,
-            max_app_codes_per_app: settings.max_app_codes_per_app,
-            ..AdminSettings::new(public_url.clone(), admin_url.clone())
+    let publisher = ConfigPublisher::start(store.clone(), master.clone()).await?;
+    let state = Arc::new(
+        AdminState::new(
+            store,
+            master,
+            AdminSettings {
+                mask_app_secrets: settings.mask_app_secrets,
+                max_apps_per_user: settings.max_apps_per_user,
+                max_app_codes_per_app: settings.max_app_codes_per_app,
+                ..AdminSettings::new(public_url.clone(), admin_url.clone())
+            },
+        )
+        .with_publisher(publisher.clone()),
+    );
+    let gateway = Gateway::new(
+        publisher.snapshots(),
+        GatewaySettings {
+            limits: settings.limits.clone(),
+            ..GatewaySettings::default()
         },
-    ));
+    );
+    tokio::spawn(refresh_periodically(publisher));
     println!("infergate {} ready", env!("CARGO_PKG_VERSION"));
     println!("  project default: {default_project}");
     println!("  admin API:       {admin_url}");
@@ -160,10 +185,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 
     let admin = axum::serve(admin_listener, infergate_admin::app(state))
         .with_graceful_shutdown(shutdown_signal());
-    let gateway = axum::serve(gateway_listener, crate::gateway_listener::router())
-        .with_graceful_shutdown(shutdown_signal());
-    let (admin_result, gateway_result) = tokio::join!(admin, gateway);
+    let gateway = infergate_gateway::serve(gateway_listener, gateway, shutdown_signal());
+    let (admin_result, ()) = tokio::join!(admin, gateway);
     admin_result.context("admin listener")?;
-    gateway_result.context("gateway listener")?;
     Ok(())
 }

@@ -2,77 +2,13 @@
 //! directory, driven over loopback HTTP.
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
-use std::process::Stdio;
-use std::time::Duration;
 
 use serde_json::{json, Value};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 
-const PASSWORD: &str = "e2e-admin-password";
+use common::{start, Server, PASSWORD};
 
-struct Server {
-    child: Child,
-    admin: String,
-    gateway: String,
-    project_id: String,
-    stdout: Vec<String>,
-}
-
-async fn start(data_dir: &Path, password: Option<&str>) -> Server {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_infergate"));
-    cmd.args([
-        "serve",
-        "--admin-listen",
-        "127.0.0.1:0",
-        "--gateway-listen",
-        "127.0.0.1:0",
-        "--data-dir",
-    ])
-    .arg(data_dir)
-    .env_remove("INFERGATE_ADMIN_PASSWORD")
-    .env_remove("INFERGATE_MASTER_KEY")
-    .env("INFERGATE_LOG", "warn")
-    .stdout(Stdio::piped())
-    .stderr(Stdio::inherit())
-    .kill_on_drop(true);
-    if let Some(pw) = password {
-        cmd.env("INFERGATE_ADMIN_PASSWORD", pw);
-    }
-    let mut child = cmd.spawn().expect("spawn infergate");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let mut seen = Vec::new();
-    let read = async {
-        while let Some(line) = lines.next_line().await.expect("read") {
-            let done = line.trim_start().starts_with("data directory:");
-            seen.push(line);
-            if done {
-                break;
-            }
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(60), read)
-        .await
-        .expect("server printed its banner");
-    let field = |name: &str| {
-        seen.iter()
-            .find_map(|l| {
-                l.trim_start()
-                    .strip_prefix(name)
-                    .map(|v| v.trim().to_owned())
-            })
-            .unwrap_or_else(|| panic!("{name} missing in {seen:?}"))
-    };
-    Server {
-        admin: field("admin API:"),
-        gateway: field("gateway:"),
-        project_id: field("project default:"),
-        stdout: seen.clone(),
-        child,
-    }
-}
+mod common;
 
 async fn token(client: &reqwest::Client, server: &Server, password: &str) -> String {
     let reply = client

@@ -1,0 +1,303 @@
+//! Call-time authentication (spec §5): which credential a request presents, which of the
+//! APIs on the matched path it selects, and whether it is valid. Pure: the snapshot and
+//! `now` come in as arguments.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use http::HeaderMap;
+use infergate_core::model::AuthType;
+use infergate_core::snapshot::{ApiRoute, Snapshot};
+use infergate_core::token::{Scope, TokenError};
+use infergate_sign::{PreparedVerification, ReceivedRequest, Verdict};
+
+use crate::error::GatewayError;
+
+pub const HEADER_APP_CODE: &str = "x-apig-appcode";
+pub const HEADER_API_KEY: &str = "apikey";
+pub const HEADER_AUTH_TOKEN: &str = "x-auth-token";
+
+/// The credential a request presents, in the spec's order of precedence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Presented {
+    /// `Authorization: SDK-HMAC-SHA256 …` whose `Access` is an AppKey.
+    AppSignature,
+    /// The same, with an IAM access key.
+    IamSignature,
+    /// A signature whose `Access` is neither (or unreadable).
+    UnknownSignature,
+    AppCode(String),
+    ApiKey(String),
+    Token(String),
+    Nothing,
+}
+
+impl Presented {
+    pub fn classify(headers: &HeaderMap, snapshot: &Snapshot) -> Self {
+        let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        if let Some(auth) =
+            text("authorization").filter(|v| v.trim_start().starts_with(infergate_sign::ALGORITHM))
+        {
+            return match infergate_sign::Authorization::parse(auth) {
+                Ok(parsed) if snapshot.app_by_key(&parsed.access).is_some() => {
+                    Presented::AppSignature
+                }
+                Ok(parsed) if snapshot.iam_key(&parsed.access).is_some() => Presented::IamSignature,
+                _ => Presented::UnknownSignature,
+            };
+        }
+        if let Some(code) = text(HEADER_APP_CODE) {
+            return Presented::AppCode(code.trim().to_owned());
+        }
+        if let Some(key) = text(HEADER_API_KEY) {
+            return Presented::ApiKey(key.trim().to_owned());
+        }
+        if let Some(token) = text(HEADER_AUTH_TOKEN) {
+            return Presented::Token(token.trim().to_owned());
+        }
+        Presented::Nothing
+    }
+
+    /// Whether verifying this credential needs the body hash.
+    pub fn is_signature(&self) -> bool {
+        matches!(
+            self,
+            Presented::AppSignature | Presented::IamSignature | Presented::UnknownSignature
+        )
+    }
+}
+
+/// Picks the API among those on the matched path (already filtered by method): the
+/// presented credential chooses APP, IAM or NONE; an open (NONE) API serves any caller;
+/// otherwise the authentication error of the API that is there.
+pub fn select(
+    apis: &[&Arc<ApiRoute>],
+    presented: &Presented,
+) -> Result<Arc<ApiRoute>, GatewayError> {
+    let find = |t: AuthType| {
+        apis.iter()
+            .find(|a| a.auth_type == t)
+            .map(|a| Arc::clone(a))
+    };
+    let wanted = match presented {
+        Presented::AppSignature | Presented::AppCode(_) | Presented::ApiKey(_) => {
+            Some(AuthType::App)
+        }
+        Presented::IamSignature | Presented::Token(_) => Some(AuthType::Iam),
+        Presented::UnknownSignature => Some(if find(AuthType::App).is_some() {
+            AuthType::App
+        } else {
+            AuthType::Iam
+        }),
+        Presented::Nothing => None,
+    };
+    if let Some(api) = wanted.and_then(find) {
+        return Ok(api);
+    }
+    if let Some(api) = find(AuthType::None) {
+        return Ok(api);
+    }
+    if find(AuthType::App).is_some() {
+        return Err(GatewayError::AppAuth("Authorization not found".into()));
+    }
+    Err(GatewayError::IamAuth("x-auth-token not found".into()))
+}
+
+/// Who is calling, once authenticated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Caller {
+    Anonymous,
+    App { app_id: String },
+    User { user_id: String },
+}
+
+/// The parts of a request the verification reads.
+#[derive(Debug, Clone, Copy)]
+pub struct CallRequest<'a> {
+    pub method: &'a str,
+    pub raw_path: &'a str,
+    pub raw_query: &'a str,
+    pub headers: &'a HeaderMap,
+    /// Lowercase hex SHA-256 of the body when it was buffered.
+    pub body_sha256: Option<&'a str>,
+    pub body_is_empty: bool,
+}
+
+fn prepare(request: &CallRequest<'_>) -> Result<PreparedVerification, infergate_sign::SignError> {
+    let authorization = request
+        .headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    PreparedVerification::prepare(
+        authorization,
+        ReceivedRequest {
+            method: request.method,
+            raw_path: request.raw_path,
+            raw_query: request.raw_query,
+            headers: request.headers,
+            body_sha256: request.body_sha256,
+            body_is_empty: request.body_is_empty,
+        },
+    )
+}
+
+fn check_skew(prepared: &PreparedVerification, now: DateTime<Utc>) -> Result<(), String> {
+    if infergate_sign::date_within_skew(prepared.signed_at, now) {
+        return Ok(());
+    }
+    Err(format!(
+        "signature expired, signature time:{},server time:{}",
+        prepared.sdk_date,
+        infergate_sign::format_sdk_date(now)
+    ))
+}
+
+fn mismatch_message(prefix: &str, canonical_request: &str) -> String {
+    format!(
+        "{prefix}, canonicalRequest:{}",
+        canonical_request.replace('\n', "|")
+    )
+}
+
+/// Authenticates the caller of `api`.
+pub fn authenticate(
+    snapshot: &Snapshot,
+    api: &ApiRoute,
+    presented: &Presented,
+    request: &CallRequest<'_>,
+    now: DateTime<Utc>,
+) -> Result<Caller, GatewayError> {
+    match api.auth_type {
+        AuthType::None => Ok(Caller::Anonymous),
+        AuthType::App => authenticate_app(snapshot, api, presented, request, now),
+        AuthType::Iam => authenticate_iam(snapshot, api, presented, request, now),
+    }
+}
+
+fn authenticate_app(
+    snapshot: &Snapshot,
+    api: &ApiRoute,
+    presented: &Presented,
+    request: &CallRequest<'_>,
+    now: DateTime<Utc>,
+) -> Result<Caller, GatewayError> {
+    let app = match presented {
+        Presented::AppSignature | Presented::UnknownSignature => {
+            let prepared = prepare(request).map_err(|e| GatewayError::AppAuth(e.to_string()))?;
+            check_skew(&prepared, now).map_err(GatewayError::AppAuth)?;
+            let access = &prepared.authorization.access;
+            let app = snapshot
+                .app_by_key(access)
+                .ok_or_else(|| GatewayError::AppAuth(format!("app not found, appkey {access}")))?;
+            if let Verdict::Mismatch { canonical_request } =
+                prepared.verify(app.secret.expose().as_bytes())
+            {
+                return Err(GatewayError::AppAuth(mismatch_message(
+                    "verify signature fail",
+                    &canonical_request,
+                )));
+            }
+            app
+        }
+        Presented::AppCode(code) => {
+            if !api.support_app_code {
+                return Err(GatewayError::AppAuth(
+                    "AppCode authentication is not enabled for this API".into(),
+                ));
+            }
+            snapshot.app_by_code(code).ok_or_else(|| {
+                GatewayError::AppAuth("app not found with specified appCode".into())
+            })?
+        }
+        Presented::ApiKey(key) => {
+            if !api.support_app_code {
+                return Err(GatewayError::AppAuth(
+                    "apikey authentication is not enabled for this API".into(),
+                ));
+            }
+            snapshot.app_by_key(key).ok_or_else(|| {
+                GatewayError::AppAuth("app not found with specified apikey".into())
+            })?
+        }
+        _ => return Err(GatewayError::AppAuth("Authorization not found".into())),
+    };
+    Ok(Caller::App {
+        app_id: app.app_id.clone(),
+    })
+}
+
+fn authenticate_iam(
+    snapshot: &Snapshot,
+    api: &ApiRoute,
+    presented: &Presented,
+    request: &CallRequest<'_>,
+    now: DateTime<Utc>,
+) -> Result<Caller, GatewayError> {
+    let project = &api.service.project_id;
+    let user_id = match presented {
+        Presented::Token(token) => {
+            let codec = snapshot
+                .tokens()
+                .ok_or_else(|| GatewayError::IamAuth("decrypt token fail".into()))?;
+            let claims = codec
+                .check(token, now.timestamp_millis())
+                .map_err(|e| match e {
+                    TokenError::Expired { expires_at } => {
+                        GatewayError::IamAuth(format!("token expires, expires_at: {expires_at}"))
+                    }
+                    TokenError::Invalid => GatewayError::IamAuth("decrypt token fail".into()),
+                })?;
+            let Scope::Project(scoped) = &claims.scope else {
+                return Err(GatewayError::IamAuth(
+                    "token is not scoped to a project".into(),
+                ));
+            };
+            if scoped != project {
+                return Err(GatewayError::IamAuth(
+                    "token is scoped to another project".into(),
+                ));
+            }
+            snapshot
+                .user(&claims.user_id)
+                .filter(|u| u.enabled && u.password_changed_at <= claims.issued_at)
+                .ok_or_else(|| GatewayError::IamAuth("token is no longer valid".into()))?;
+            claims.user_id
+        }
+        Presented::IamSignature | Presented::UnknownSignature => {
+            let prepared = prepare(request)
+                .map_err(|e| GatewayError::IamAuth(format!("verify aksk signature fail: {e}")))?;
+            check_skew(&prepared, now).map_err(GatewayError::IamAuth)?;
+            let access = &prepared.authorization.access;
+            let key = snapshot.iam_key(access).ok_or_else(|| {
+                GatewayError::IamAuth(format!("Get secretKey failed,ak:{access},err:ak not exist"))
+            })?;
+            if let Verdict::Mismatch { canonical_request } =
+                prepared.verify(key.secret.expose().as_bytes())
+            {
+                return Err(GatewayError::IamAuth(mismatch_message(
+                    "verify aksk signature fail",
+                    &canonical_request,
+                )));
+            }
+            snapshot
+                .user(&key.user_id)
+                .filter(|u| u.enabled)
+                .ok_or_else(|| GatewayError::IamAuth("the key's user no longer exists".into()))?;
+            key.user_id.clone()
+        }
+        _ => return Err(GatewayError::IamAuth("x-auth-token not found".into())),
+    };
+    let member = snapshot
+        .user(&user_id)
+        .is_some_and(|u| u.projects.contains(project));
+    if !member {
+        return Err(GatewayError::IamAuth(
+            "the user has no role in the service's project".into(),
+        ));
+    }
+    Ok(Caller::User { user_id })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,377 @@
+//! Forwarding: pick an upstream (round robin, skipping ones that recently refused a
+//! connection), rewrite the request, and stream the response back frame by frame.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::request::Parts;
+use http::{Request, Response, StatusCode, Uri};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use infergate_core::snapshot::{ApiRoute, Upstream};
+
+use crate::authn::{Caller, HEADER_API_KEY, HEADER_APP_CODE, HEADER_AUTH_TOKEN};
+use crate::body::{full, is_length_limit, streamed, GatewayBody};
+use crate::error::GatewayError;
+
+/// Headers that describe one hop, never forwarded (RFC 9110 §7.6.1).
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+];
+
+/// Headers the gateway sets for the upstream; a client's own copies are dropped.
+pub const HEADER_APP_ID: &str = "x-app-id";
+pub const HEADER_API_ID: &str = "x-api-id";
+pub const HEADER_USER_ID: &str = "x-user-id";
+
+/// The request body as the gateway holds it.
+pub enum ForwardBody {
+    /// Read already (signed, or empty): can be sent again to another upstream.
+    Buffered(Bytes),
+    /// Streamed from the client: sent once.
+    Stream(Option<Incoming>),
+}
+
+/// One call ready to forward.
+pub struct Call<'a> {
+    pub api: &'a ApiRoute,
+    pub caller: &'a Caller,
+    pub parts: Parts,
+    pub body: ForwardBody,
+    pub remote: SocketAddr,
+    pub request_id: &'a str,
+    pub max_body: usize,
+}
+
+/// The pooled client and the passive health of upstreams.
+pub struct Upstreams {
+    client: Client<HttpConnector, GatewayBody>,
+    ejected: Mutex<HashMap<String, Instant>>,
+    ejection: Duration,
+}
+
+impl Upstreams {
+    pub fn new(ejection: Duration) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(Duration::from_secs(5)));
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(1024)
+            .build(connector);
+        Self {
+            client,
+            ejected: Mutex::new(HashMap::new()),
+            ejection,
+        }
+    }
+
+    fn is_ejected(&self, authority: &str) -> bool {
+        let Ok(mut map) = self.ejected.lock() else {
+            return false;
+        };
+        match map.get(authority) {
+            Some(until) if *until > Instant::now() => true,
+            Some(_) => {
+                map.remove(authority);
+                false
+            }
+            None => false,
+        }
+    }
+
+    fn eject(&self, authority: &str) {
+        if let Ok(mut map) = self.ejected.lock() {
+            map.insert(authority.to_owned(), Instant::now() + self.ejection);
+        }
+    }
+
+    /// Upstreams in the order to try: healthy ones in rotation, then ejected ones.
+    fn order<'u>(&self, api: &'u ApiRoute) -> Vec<&'u Upstream> {
+        let all: Vec<&Upstream> = api
+            .service
+            .rotation()
+            .map(|i| &api.service.upstreams[i])
+            .collect();
+        let (healthy, ejected): (Vec<_>, Vec<_>) = all
+            .into_iter()
+            .partition(|u| !self.is_ejected(&u.authority));
+        healthy.into_iter().chain(ejected).collect()
+    }
+
+    pub async fn forward(&self, call: Call<'_>) -> Result<Response<GatewayBody>, GatewayError> {
+        let Call {
+            api,
+            caller,
+            mut parts,
+            body,
+            remote,
+            request_id,
+            max_body,
+        } = call;
+        let upgrade = is_upgrade(&parts.headers);
+        let client_upgrade = if upgrade {
+            parts.extensions.remove::<hyper::upgrade::OnUpgrade>()
+        } else {
+            None
+        };
+        let headers = upstream_headers(&parts, api, caller, remote, request_id, upgrade);
+        let rest = &parts.uri.path()[api.api_path.len().min(parts.uri.path().len())..];
+        let query = parts.uri.query();
+        let order = self.order(api);
+        if order.is_empty() {
+            return Err(GatewayError::UpstreamUnavailable(
+                "the service has no upstream".into(),
+            ));
+        }
+        let mut body = body;
+        let mut last_error = String::new();
+        for upstream in order {
+            if upstream.scheme != "http" {
+                last_error = format!("{} upstreams are not supported", upstream.scheme);
+                continue;
+            }
+            let uri = upstream_uri(upstream, rest, query)?;
+            let request_body = match &mut body {
+                ForwardBody::Buffered(bytes) => full(bytes.clone()),
+                ForwardBody::Stream(stream) => match stream.take() {
+                    Some(incoming) => streamed(incoming, max_body),
+                    None => break,
+                },
+            };
+            let mut request = Request::new(request_body);
+            *request.method_mut() = parts.method.clone();
+            *request.uri_mut() = uri;
+            *request.headers_mut() = headers.clone();
+            if let Ok(host) = HeaderValue::from_str(&upstream.authority) {
+                request.headers_mut().insert(header::HOST, host);
+            }
+            let sent =
+                tokio::time::timeout(api.service.timeout, self.client.request(request)).await;
+            match sent {
+                Err(_) => {
+                    return Err(GatewayError::UpstreamTimeout {
+                        timeout_ms: api.service.timeout.as_millis(),
+                    })
+                }
+                Ok(Err(err)) if err.is_connect() => {
+                    tracing::warn!(upstream = %upstream.authority, error = %err, "upstream refused the connection");
+                    self.eject(&upstream.authority);
+                    last_error = format!("connecting to {} failed", upstream.authority);
+                }
+                Ok(Err(err)) => {
+                    if is_length_limit(&err) {
+                        return Err(GatewayError::BodyTooLarge { limit: max_body });
+                    }
+                    tracing::warn!(upstream = %upstream.authority, error = %err, "upstream request failed");
+                    return Err(GatewayError::UpstreamUnavailable(format!(
+                        "the request to {} failed",
+                        upstream.authority
+                    )));
+                }
+                Ok(Ok(response)) => {
+                    return Ok(downstream_response(response, request_id, client_upgrade))
+                }
+            }
+        }
+        Err(GatewayError::UpstreamUnavailable(last_error))
+    }
+}
+
+fn is_upgrade(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::UPGRADE)
+        && headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| {
+                v.split(',')
+                    .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+            })
+}
+
+/// `{base}{rest}?{query}`: the matched `api_path` is replaced by the upstream's base path.
+fn upstream_uri(upstream: &Upstream, rest: &str, query: Option<&str>) -> Result<Uri, GatewayError> {
+    let mut path = String::with_capacity(upstream.base_path.len() + rest.len() + 1);
+    path.push_str(&upstream.base_path);
+    path.push_str(rest);
+    if path.is_empty() {
+        path.push('/');
+    }
+    let text = match query {
+        Some(q) => format!("{}://{}{}?{}", upstream.scheme, upstream.authority, path, q),
+        None => format!("{}://{}{}", upstream.scheme, upstream.authority, path),
+    };
+    text.parse::<Uri>()
+        .map_err(|e| GatewayError::BadRequest(format!("cannot build the upstream URI: {e}")))
+}
+
+fn connection_tokens(headers: &HeaderMap) -> Vec<HeaderName> {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .collect()
+}
+
+/// The headers sent upstream: hop-by-hop and credential headers removed, forwarding and
+/// identity headers added.
+fn upstream_headers(
+    parts: &Parts,
+    api: &ApiRoute,
+    caller: &Caller,
+    remote: SocketAddr,
+    request_id: &str,
+    upgrade: bool,
+) -> HeaderMap {
+    let mut headers = parts.headers.clone();
+    for name in connection_tokens(&parts.headers) {
+        if !(upgrade && name == header::UPGRADE) {
+            headers.remove(name);
+        }
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+    if upgrade {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    } else {
+        headers.remove(header::UPGRADE);
+    }
+    for name in [HEADER_APP_ID, HEADER_API_ID, HEADER_USER_ID] {
+        headers.remove(name);
+    }
+    if !matches!(caller, Caller::Anonymous) {
+        for name in [
+            "authorization",
+            HEADER_APP_CODE,
+            HEADER_API_KEY,
+            HEADER_AUTH_TOKEN,
+        ] {
+            headers.remove(name);
+        }
+    }
+    let original_host = parts.headers.get(header::HOST).cloned();
+    let client_ip = remote.ip().to_string();
+    let forwarded_for = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+        Some(prior) => format!("{prior}, {client_ip}"),
+        None => client_ip,
+    };
+    let mut set = |name: &'static str, value: &str| {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            headers.insert(name, v);
+        }
+    };
+    set("x-forwarded-for", &forwarded_for);
+    set("x-forwarded-proto", "http");
+    set("x-request-id", request_id);
+    set(HEADER_API_ID, &api.api_id);
+    match caller {
+        Caller::App { app_id } => set(HEADER_APP_ID, app_id),
+        Caller::User { user_id } => set(HEADER_USER_ID, user_id),
+        Caller::Anonymous => {}
+    }
+    if let Some(host) = original_host {
+        headers.insert("x-forwarded-host", host);
+    }
+    headers
+}
+
+/// The upstream's response, streamed: hop-by-hop headers dropped, `X-Request-Id` added.
+/// A `101 Switching Protocols` is spliced to the client's upgraded connection.
+fn downstream_response(
+    mut response: Response<Incoming>,
+    request_id: &str,
+    client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+) -> Response<GatewayBody> {
+    let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
+    if switching {
+        if let Some(client) = client_upgrade {
+            let upstream = hyper::upgrade::on(&mut response);
+            tokio::spawn(async move {
+                match (client.await, upstream.await) {
+                    (Ok(client), Ok(upstream)) => {
+                        let mut client = TokioIo::new(client);
+                        let mut upstream = TokioIo::new(upstream);
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+                    }
+                    (client, upstream) => {
+                        tracing::debug!(
+                            client_ok = client.is_ok(),
+                            upstream_ok = upstream.is_ok(),
+                            "upgrade failed"
+                        );
+                    }
+                }
+            });
+        }
+    }
+    let (mut parts, body) = response.into_parts();
+    for name in connection_tokens(&parts.headers) {
+        if !(switching && name == header::UPGRADE) {
+            parts.headers.remove(name);
+        }
+    }
+    for name in HOP_BY_HOP {
+        parts.headers.remove(name);
+    }
+    if switching {
+        parts
+            .headers
+            .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    }
+    if let Ok(id) = HeaderValue::from_str(request_id) {
+        parts.headers.insert("x-request-id", id);
+    }
+    let body = body
+        .map_err(|e| Box::new(e) as crate::body::BoxError)
+        .boxed_unsync();
+    Response::from_parts(parts, body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upstream_uris() {
+        let up = Upstream::parse("http://127.0.0.1:9000/base").expect("upstream");
+        assert_eq!(
+            upstream_uri(&up, "/predictions/poetry", Some("a=1"))
+                .expect("uri")
+                .to_string(),
+            "http://127.0.0.1:9000/base/predictions/poetry?a=1"
+        );
+        assert_eq!(
+            upstream_uri(&up, "", None).expect("uri").to_string(),
+            "http://127.0.0.1:9000/base"
+        );
+        let bare = Upstream::parse("http://h:1").expect("upstream");
+        assert_eq!(
+            upstream_uri(&bare, "", None).expect("uri").to_string(),
+            "http://h:1/"
+        );
+        assert_eq!(
+            upstream_uri(&bare, "/x%20y", None)
+                .expect("uri")
+                .to_string(),
+            "http://h:1/x%20y"
+        );
+    }
+}

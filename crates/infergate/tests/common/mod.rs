@@ -1,0 +1,208 @@
+//! Shared by the end-to-end tests: the real binary on port 0, an admin client, and a mock
+//! model server.
+
+#![allow(dead_code)]
+
+pub mod upstream;
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+pub const PASSWORD: &str = "e2e-admin-password";
+
+pub struct Server {
+    pub child: Child,
+    pub admin: String,
+    pub gateway: String,
+    pub project_id: String,
+    pub stdout: Vec<String>,
+}
+
+pub async fn start(data_dir: &Path, password: Option<&str>) -> Server {
+    start_with(data_dir, password, &[]).await
+}
+
+/// Starts `infergate serve` and waits for its banner.
+pub async fn start_with(data_dir: &Path, password: Option<&str>, extra: &[&str]) -> Server {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_infergate"));
+    cmd.args([
+        "serve",
+        "--admin-listen",
+        "127.0.0.1:0",
+        "--gateway-listen",
+        "127.0.0.1:0",
+        "--data-dir",
+    ])
+    .arg(data_dir)
+    .args(extra)
+    .env_remove("INFERGATE_ADMIN_PASSWORD")
+    .env_remove("INFERGATE_MASTER_KEY")
+    .env("INFERGATE_LOG", "warn")
+    .stdout(Stdio::piped())
+    .stderr(Stdio::inherit())
+    .kill_on_drop(true);
+    if let Some(pw) = password {
+        cmd.env("INFERGATE_ADMIN_PASSWORD", pw);
+    }
+    let mut child = cmd.spawn().expect("spawn infergate");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let mut seen = Vec::new();
+    let read = async {
+        while let Some(line) = lines.next_line().await.expect("read") {
+            let done = line.trim_start().starts_with("data directory:");
+            seen.push(line);
+            if done {
+                break;
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(60), read)
+        .await
+        .expect("server printed its banner");
+    let field = |name: &str| {
+        seen.iter()
+            .find_map(|l| {
+                l.trim_start()
+                    .strip_prefix(name)
+                    .map(|v| v.trim().to_owned())
+            })
+            .unwrap_or_else(|| panic!("{name} missing in {seen:?}"))
+    };
+    Server {
+        admin: field("admin API:"),
+        gateway: field("gateway:"),
+        project_id: field("project default:"),
+        stdout: seen.clone(),
+        child,
+    }
+}
+
+/// A management client logged in as the bootstrap admin.
+pub struct Admin {
+    pub client: reqwest::Client,
+    pub base: String,
+    pub project: String,
+    pub token: String,
+}
+
+impl Admin {
+    pub async fn login(server: &Server) -> Self {
+        let client = reqwest::Client::new();
+        let token = issue_token(&client, &server.admin, "admin", PASSWORD).await;
+        Self {
+            client,
+            base: server.admin.clone(),
+            project: server.project_id.clone(),
+            token,
+        }
+    }
+
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let url = if path.starts_with("/v3") {
+            format!("{}{path}", self.base)
+        } else {
+            format!("{}/v1/{}{path}", self.base, self.project)
+        };
+        let mut req = self
+            .client
+            .request(method, url)
+            .header("X-Auth-Token", &self.token);
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let reply = req.send().await.expect("admin request");
+        let status = reply.status();
+        let text = reply.text().await.expect("body");
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    pub async fn ok(&self, method: Method, path: &str, body: Option<Value>) -> Value {
+        let (status, value) = self.send(method, path, body).await;
+        assert!(status.is_success(), "{path}: {status} {value}");
+        value
+    }
+
+    /// A service over `upstream` with one API of `auth_type`; returns (service id, api id).
+    pub async fn service_with_api(
+        &self,
+        name: &str,
+        upstream: &str,
+        api: Value,
+    ) -> (String, String) {
+        let service = self
+            .ok(
+                Method::POST,
+                "/services",
+                Some(json!({"service_name": name, "upstreams": [upstream], "timeout_ms": 1000})),
+            )
+            .await;
+        let sid = service["service_id"].as_str().expect("sid").to_owned();
+        let created = self
+            .ok(Method::POST, &format!("/app-auth/{sid}/apis"), Some(api))
+            .await;
+        (
+            sid,
+            created["api"]["api_id"]
+                .as_str()
+                .expect("api id")
+                .to_owned(),
+        )
+    }
+
+    /// An app; returns its `app` object.
+    pub async fn app(&self, name: &str) -> Value {
+        self.ok(
+            Method::POST,
+            "/app-auth/apps",
+            Some(json!({"app_name": name})),
+        )
+        .await["app"]
+            .clone()
+    }
+
+    pub async fn authorize(&self, sid: &str, api: &str, app_id: &str) {
+        let reply = self
+            .ok(
+                Method::POST,
+                &format!("/services/{sid}/app-auth-apis/{api}/app-auth-api"),
+                Some(json!({"apps": [{"app_id": app_id}]})),
+            )
+            .await;
+        assert_eq!(reply["auth_result"][0]["success"], true, "{reply}");
+    }
+}
+
+pub async fn issue_token(
+    client: &reqwest::Client,
+    admin: &str,
+    user: &str,
+    password: &str,
+) -> String {
+    let reply = client
+        .post(format!("{admin}/v3/auth/tokens"))
+        .json(
+            &json!({"auth": {"identity": {"methods": ["password"], "password": {"user": {
+            "name": user, "password": password, "domain": {"name": "default"}}}},
+            "scope": {"project": {"name": "default"}}}}),
+        )
+        .send()
+        .await
+        .expect("token request");
+    assert_eq!(reply.status().as_u16(), 201);
+    reply.headers()["x-subject-token"]
+        .to_str()
+        .expect("ascii")
+        .to_owned()
+}

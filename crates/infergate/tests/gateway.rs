@@ -1,0 +1,606 @@
+//! The gateway end to end: the real binary on port 0, a mock model server, and requests
+//! signed by the official signing SDKs from PyPI (see `scripts/setup-interop.sh`).
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+use serde_json::{json, Value};
+use tokio::io::AsyncWriteExt;
+
+use common::upstream::{closed_port_url, now_micros, start_mock, Mock};
+use common::{start_with, Admin, Server, PASSWORD};
+
+fn python() -> PathBuf {
+    if let Ok(path) = std::env::var("INFERGATE_TEST_PYTHON") {
+        return PathBuf::from(path);
+    }
+    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv-interop/bin/python");
+    assert!(
+        venv.exists(),
+        "the interop tests need the official signing SDKs: run scripts/setup-interop.sh (or scripts/test.sh)"
+    );
+    venv
+}
+
+/// Signs with an official SDK (`signer`: "core" or "apig") and sends it; returns
+/// (status, body, headers as sent).
+async fn sdk_call(
+    gateway: &str,
+    signer: &str,
+    app: &Value,
+    mut spec: Value,
+) -> (u16, Value, Value) {
+    spec["signer"] = json!(signer);
+    spec["base"] = json!(gateway);
+    spec["key"] = app["app_key"].clone();
+    spec["secret"] = app["app_secret"].clone();
+    for (field, default) in [
+        ("query", json!([])),
+        ("headers", json!({})),
+        ("body", json!("")),
+    ] {
+        if spec.get(field).is_none() {
+            spec[field] = default;
+        }
+    }
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/interop/sign_call.py");
+    let mut child = tokio::process::Command::new(python())
+        .arg(script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python");
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin
+        .write_all(spec.to_string().as_bytes())
+        .await
+        .expect("write");
+    drop(stdin);
+    let output = child.wait_with_output().await.expect("python ran");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let reply: Value = serde_json::from_slice(&output.stdout).expect("json from python");
+    (
+        reply["status"].as_u64().expect("status") as u16,
+        reply["body"].clone(),
+        reply["sent_headers"].clone(),
+    )
+}
+
+struct Setup {
+    server: Server,
+    admin: Admin,
+    mock: Mock,
+    sid: String,
+    api: String,
+    app: Value,
+    _dir: tempfile::TempDir,
+}
+
+/// A server with one APP API (AppCode enabled) and one authorized app.
+async fn setup(extra: &[&str]) -> Setup {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = start_with(&dir.path().join("data"), Some(PASSWORD), extra).await;
+    let admin = Admin::login(&server).await;
+    let mock = start_mock().await;
+    let (sid, api) = admin
+        .service_with_api(
+            "svc",
+            &mock.url,
+            json!({"auth_type": "APP", "support_app_code": true}),
+        )
+        .await;
+    let app = admin.app("app_client").await;
+    admin
+        .authorize(&sid, &api, app["app_id"].as_str().expect("id"))
+        .await;
+    Setup {
+        server,
+        admin,
+        mock,
+        sid,
+        api,
+        app,
+        _dir: dir,
+    }
+}
+
+#[tokio::test]
+async fn official_sdk_signed_calls_reach_the_model() {
+    let s = setup(&[]).await;
+    let base = format!("/v1/infers/{}", s.sid);
+    for signer in ["core", "apig"] {
+        // GET with a query.
+        let (status, body, _) = sdk_call(
+            &s.server.gateway,
+            signer,
+            &s.app,
+            json!({"method": "GET", "path": format!("{base}/health"), "query": [["limit", "10"], ["b", "2"], ["a", "1"], ["name", "hello world"]]}),
+        )
+        .await;
+        assert_eq!(status, 200, "{signer}: {body}");
+        assert_eq!(body["method"], "GET");
+        assert_eq!(
+            body["path"], "/base/health",
+            "the api_path prefix is replaced by the upstream base"
+        );
+        assert!(
+            body["query"]
+                .as_str()
+                .expect("query")
+                .contains("name=hello%20world"),
+            "{body}"
+        );
+        let headers = &body["headers"];
+        assert!(
+            headers.get("authorization").is_none(),
+            "credentials are stripped: {headers}"
+        );
+        assert_eq!(headers["x-app-id"], s.app["app_id"]);
+        assert_eq!(headers["x-api-id"], s.api.as_str());
+        assert_eq!(headers["x-request-id"].as_str().map(str::len), Some(32));
+        assert_eq!(headers["x-forwarded-for"], "127.0.0.1");
+
+        // POST JSON: the body hash is signed.
+        let payload = json!({"inputs": "你好", "max_tokens": 16}).to_string();
+        let (status, body, _) = sdk_call(
+            &s.server.gateway,
+            signer,
+            &s.app,
+            json!({"method": "POST", "path": format!("{base}/v1/chat/completions"), "headers": {"Content-Type": "application/json"}, "body": payload}),
+        )
+        .await;
+        assert_eq!(status, 200, "{signer}: {body}");
+        assert_eq!(body["body"], payload.as_str());
+
+        // PUT on a path needing percent-encoding, non-JSON body.
+        let (status, body, sent) = sdk_call(
+            &s.server.gateway,
+            signer,
+            &s.app,
+            json!({"method": "PUT", "path": format!("{base}/files/a%20b+c/%C3%BC~"), "query": [["q", "x/y"], ["z", "*"]], "headers": {"Content-Type": "text/plain"}, "body": "hello"}),
+        )
+        .await;
+        assert_eq!(status, 200, "{signer}: {body} (sent {sent})");
+        assert_eq!(body["path"], "/base/files/a%20b+c/%C3%BC~");
+        assert_eq!(body["body"], "hello");
+    }
+}
+
+#[tokio::test]
+async fn any_changed_byte_or_a_stale_date_is_refused() {
+    let s = setup(&[]).await;
+    let base = format!("/v1/infers/{}", s.sid);
+    for mutate in ["body", "path", "query", "header"] {
+        let (status, body, _) = sdk_call(
+            &s.server.gateway,
+            "apig",
+            &s.app,
+            json!({"method": "POST", "path": format!("{base}/x"), "query": [["a", "1"]], "headers": {"Content-Type": "application/json"}, "body": "{\"a\":1}", "mutate": mutate}),
+        )
+        .await;
+        assert_eq!(status, 401, "{mutate}: {body}");
+        assert_eq!(body["error_code"], "APIG.0303", "{mutate}");
+        assert_eq!(body["request_id"].as_str().map(str::len), Some(32));
+        if mutate != "header" {
+            let msg = body["error_msg"].as_str().expect("msg");
+            assert!(
+                msg.contains("verify signature fail, canonicalRequest:POST|"),
+                "{msg}"
+            );
+            assert!(!msg.contains(s.app["app_secret"].as_str().expect("secret")));
+        }
+    }
+    let stale = infergate_sign::format_sdk_date(chrono::Utc::now() - chrono::Duration::minutes(16));
+    let (status, body, _) = sdk_call(
+        &s.server.gateway,
+        "core",
+        &s.app,
+        json!({"method": "GET", "path": base, "headers": {"X-Sdk-Date": stale}}),
+    )
+    .await;
+    assert_eq!(status, 401, "{body}");
+    assert!(
+        body["error_msg"]
+            .as_str()
+            .expect("msg")
+            .contains("signature expired"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn authorization_app_codes_iam_and_open_apis() {
+    let s = setup(&[]).await;
+    let gw = &s.server.gateway;
+    let client = reqwest::Client::new();
+    let base = format!("{gw}/v1/infers/{}", s.sid);
+
+    // An app that is not authorized: 403.
+    let stranger = s.admin.app("app_stranger").await;
+    let (status, body, _) = sdk_call(
+        gw,
+        "core",
+        &stranger,
+        json!({"method": "GET", "path": format!("/v1/infers/{}", s.sid)}),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error_code"].clone()),
+        (403, json!("APIG.0304")),
+        "{body}"
+    );
+
+    // AppCode and apikey on an API with support_app_code.
+    let app_id = s.app["app_id"].as_str().expect("id");
+    let code = s
+        .admin
+        .ok(
+            Method::POST,
+            &format!("/app-auth/apps/{app_id}/app-code"),
+            None,
+        )
+        .await["app"]["app_codes"][0]
+        .as_str()
+        .expect("code")
+        .to_owned();
+    let via_code = client
+        .get(&base)
+        .header("X-Apig-AppCode", &code)
+        .send()
+        .await
+        .expect("call");
+    assert_eq!(via_code.status().as_u16(), 200);
+    let echoed: Value = via_code.json().await.expect("json");
+    assert!(
+        echoed["headers"].get("x-apig-appcode").is_none(),
+        "the AppCode is not forwarded"
+    );
+    let via_key = client
+        .get(&base)
+        .header("apikey", s.app["app_key"].as_str().expect("key"))
+        .send()
+        .await
+        .expect("call");
+    assert_eq!(via_key.status().as_u16(), 200);
+    let wrong_code = client
+        .get(&base)
+        .header("X-Apig-AppCode", "nope")
+        .send()
+        .await
+        .expect("call");
+    assert_eq!(wrong_code.status().as_u16(), 401);
+    let none = client.get(&base).send().await.expect("call");
+    assert_eq!(none.status().as_u16(), 401);
+    let body: Value = none.json().await.expect("json");
+    assert_eq!(body["error_code"], "APIG.0303");
+
+    // Without support_app_code, an AppCode is refused.
+    let (sid2, api2) = s
+        .admin
+        .service_with_api(
+            "strict",
+            &s.mock.url,
+            json!({"auth_type": "APP", "support_app_code": false}),
+        )
+        .await;
+    s.admin.authorize(&sid2, &api2, app_id).await;
+    let strict = client
+        .get(format!("{gw}/v1/infers/{sid2}"))
+        .header("X-Apig-AppCode", &code)
+        .send()
+        .await
+        .expect("call");
+    assert_eq!(strict.status().as_u16(), 401);
+
+    // IAM: a project token and an AK/SK signature; NONE: open.
+    let (sid3, _) = s
+        .admin
+        .service_with_api("iam", &s.mock.url, json!({"auth_type": "IAM"}))
+        .await;
+    let iam_url = format!("{gw}/v1/infers/{sid3}/predict");
+    let by_token = client
+        .post(&iam_url)
+        .header("X-Auth-Token", &s.admin.token)
+        .body("x")
+        .send()
+        .await
+        .expect("call");
+    assert_eq!(by_token.status().as_u16(), 200);
+    let echoed: Value = by_token.json().await.expect("json");
+    assert!(echoed["headers"].get("x-auth-token").is_none());
+    assert!(echoed["headers"]["x-user-id"].is_string());
+    let bad_token = client
+        .get(&iam_url)
+        .header("X-Auth-Token", "igt1.bad.token")
+        .send()
+        .await
+        .expect("call");
+    assert_eq!(bad_token.status().as_u16(), 401);
+    let body: Value = bad_token.json().await.expect("json");
+    assert_eq!(body["error_code"], "APIG.0301");
+    let users = s.admin.ok(Method::GET, "/v3/users?name=admin", None).await;
+    let admin_id = users["users"][0]["id"].as_str().expect("id").to_owned();
+    let cred = s
+        .admin
+        .ok(
+            Method::POST,
+            "/v3.0/OS-CREDENTIAL/credentials",
+            Some(json!({"credential": {"user_id": admin_id}})),
+        )
+        .await;
+    let iam_key = json!({"app_key": cred["credential"]["access"], "app_secret": cred["credential"]["secret"]});
+    let (status, body, _) = sdk_call(
+        gw,
+        "core",
+        &iam_key,
+        json!({"method": "GET", "path": format!("/v1/infers/{sid3}/predict")}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    // An AppKey signature on an IAM-only path gets the IAM error.
+    let (status, body, _) = sdk_call(
+        gw,
+        "core",
+        &s.app,
+        json!({"method": "GET", "path": format!("/v1/infers/{sid3}")}),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error_code"].clone()),
+        (401, json!("APIG.0301")),
+        "{body}"
+    );
+
+    let (sid4, _) = s
+        .admin
+        .service_with_api("open", &s.mock.url, json!({"auth_type": "NONE"}))
+        .await;
+    let open = client
+        .get(format!("{gw}/v1/infers/{sid4}"))
+        .send()
+        .await
+        .expect("call");
+    assert_eq!(open.status().as_u16(), 200);
+    let nothing = client
+        .get(format!("{gw}/v1/infers/unknown"))
+        .send()
+        .await
+        .expect("call");
+    assert_eq!(nothing.status().as_u16(), 404);
+    let body: Value = nothing.json().await.expect("json");
+    assert_eq!(body["error_code"], "APIG.0101");
+}
+
+#[tokio::test]
+async fn revoked_credentials_fail_on_the_very_next_call() {
+    let s = setup(&[]).await;
+    let gw = &s.server.gateway;
+    let client = reqwest::Client::new();
+    let app_id = s.app["app_id"].as_str().expect("id").to_owned();
+    let path = format!("/v1/infers/{}", s.sid);
+    let call = json!({"method": "GET", "path": path});
+
+    assert_eq!(sdk_call(gw, "core", &s.app, call.clone()).await.0, 200);
+    // Resetting the secret: the old one fails at once.
+    s.admin
+        .ok(
+            Method::PUT,
+            &format!("/app-auth/apps/{app_id}/app-secret"),
+            None,
+        )
+        .await;
+    assert_eq!(sdk_call(gw, "core", &s.app, call.clone()).await.0, 401);
+    let fresh = s
+        .admin
+        .ok(Method::GET, &format!("/app-auth/apps/{app_id}"), None)
+        .await["app"]
+        .clone();
+    assert_eq!(sdk_call(gw, "core", &fresh, call.clone()).await.0, 200);
+
+    // Deleting an AppCode.
+    let code = s
+        .admin
+        .ok(
+            Method::POST,
+            &format!("/app-auth/apps/{app_id}/app-code"),
+            None,
+        )
+        .await["app"]["app_codes"][0]
+        .as_str()
+        .expect("code")
+        .to_owned();
+    let with_code = || {
+        client
+            .get(format!("{gw}{path}"))
+            .header("X-Apig-AppCode", &code)
+            .send()
+    };
+    assert_eq!(with_code().await.expect("call").status().as_u16(), 200);
+    s.admin
+        .ok(
+            Method::DELETE,
+            &format!("/app-auth/apps/{app_id}/app-code/{code}"),
+            None,
+        )
+        .await;
+    assert_eq!(with_code().await.expect("call").status().as_u16(), 401);
+
+    // Revoking the authorization.
+    s.admin
+        .ok(
+            Method::DELETE,
+            &format!("/services/{}/app-auth-apis/{}/app-auth-api", s.sid, s.api),
+            Some(json!({"apps": [{"app_id": app_id}]})),
+        )
+        .await;
+    let (status, body, _) = sdk_call(gw, "core", &fresh, call).await;
+    assert_eq!(
+        (status, body["error_code"].clone()),
+        (403, json!("APIG.0304"))
+    );
+}
+
+#[tokio::test]
+async fn server_sent_events_arrive_as_they_are_sent() {
+    let s = setup(&[]).await;
+    let (sid, _) = s
+        .admin
+        .service_with_api("stream", &s.mock.url, json!({"auth_type": "NONE"}))
+        .await;
+    let mut response = reqwest::get(format!("{}/v1/infers/{sid}/sse", s.server.gateway))
+        .await
+        .expect("call");
+    assert_eq!(response.status().as_u16(), 200);
+    let mut pending = String::new();
+    let mut delays = Vec::new();
+    while let Some(chunk) = response.chunk().await.expect("chunk") {
+        let received = now_micros();
+        pending.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = pending.find("\n\n") {
+            let event: String = pending.drain(..end + 2).collect();
+            let sent: u128 = event
+                .lines()
+                .find_map(|l| l.strip_prefix("data: "))
+                .expect("data line")
+                .parse()
+                .expect("micros");
+            delays.push(received.saturating_sub(sent));
+        }
+    }
+    assert_eq!(delays.len(), 20, "every event arrived");
+    let worst = delays.iter().max().copied().unwrap_or_default();
+    assert!(
+        worst < 50_000,
+        "an event took {worst} µs to arrive: {delays:?}"
+    );
+}
+
+#[tokio::test]
+async fn upstream_failures_limits_and_cancellation() {
+    let s = setup(&["--max-body-bytes", "4096"]).await;
+    let gw = &s.server.gateway;
+    let client = reqwest::Client::new();
+    let (down, _) = s
+        .admin
+        .service_with_api(
+            "down",
+            &closed_port_url().await,
+            json!({"auth_type": "NONE"}),
+        )
+        .await;
+    let reply = client
+        .get(format!("{gw}/v1/infers/{down}"))
+        .send()
+        .await
+        .expect("call");
+    assert_eq!(reply.status().as_u16(), 502);
+    let body: Value = reply.json().await.expect("json");
+    assert_eq!(body["error_code"], "APIG.0201");
+
+    // A second upstream that works: the refused one is skipped or retried past.
+    let failover = s
+        .admin
+        .ok(Method::POST, "/services", Some(json!({"service_name": "failover", "upstreams": [closed_port_url().await, s.mock.url]})))
+        .await;
+    let fid = failover["service_id"].as_str().expect("id").to_owned();
+    s.admin
+        .ok(
+            Method::POST,
+            &format!("/app-auth/{fid}/apis"),
+            Some(json!({"auth_type": "NONE"})),
+        )
+        .await;
+    for _ in 0..4 {
+        let reply = client
+            .get(format!("{gw}/v1/infers/{fid}"))
+            .send()
+            .await
+            .expect("call");
+        assert_eq!(reply.status().as_u16(), 200);
+    }
+
+    let (open, _) = s
+        .admin
+        .service_with_api("open", &s.mock.url, json!({"auth_type": "NONE"}))
+        .await;
+    let started = Instant::now();
+    let slow = client
+        .get(format!("{gw}/v1/infers/{open}/slow"))
+        .send()
+        .await
+        .expect("call");
+    assert_eq!(slow.status().as_u16(), 504, "timeout_ms is 1000");
+    assert!(started.elapsed() < Duration::from_secs(3));
+    let body: Value = slow.json().await.expect("json");
+    assert_eq!(body["error_code"], "APIG.0203");
+
+    let big = client
+        .post(format!("{gw}/v1/infers/{open}"))
+        .body(vec![b'x'; 5000])
+        .send()
+        .await
+        .expect("call");
+    assert_eq!(big.status().as_u16(), 413);
+    let fits = client
+        .post(format!("{gw}/v1/infers/{open}"))
+        .body(vec![b'x'; 4000])
+        .send()
+        .await
+        .expect("call");
+    assert_eq!(fits.status().as_u16(), 200);
+    let long_uri = client
+        .get(format!("{gw}/v1/infers/{open}?q={}", "a".repeat(40_000)))
+        .send()
+        .await
+        .expect("call");
+    assert_eq!(long_uri.status().as_u16(), 414);
+
+    // A client that goes away cancels the upstream call.
+    let addr = s.server.gateway.trim_start_matches("http://").to_owned();
+    let calls = &s.mock.recorder.calls;
+    let before = calls.load(std::sync::atomic::Ordering::SeqCst);
+    let mut socket = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    socket
+        .write_all(
+            format!("GET /v1/infers/{open}/cancel HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes(),
+        )
+        .await
+        .expect("write");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while calls.load(std::sync::atomic::Ordering::SeqCst) == before {
+        assert!(
+            Instant::now() < deadline,
+            "the call never reached the upstream"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!s
+        .mock
+        .recorder
+        .cancelled
+        .load(std::sync::atomic::Ordering::SeqCst));
+    drop(socket);
+    while !s
+        .mock
+        .recorder
+        .cancelled
+        .load(std::sync::atomic::Ordering::SeqCst)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the upstream call was not cancelled"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
