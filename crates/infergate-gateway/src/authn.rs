@@ -160,6 +160,24 @@ fn mismatch_message(prefix: &str, canonical_request: &str) -> String {
     )
 }
 
+/// Verifies an SDK-HMAC-SHA256 signature: the header, the date window, the key named by
+/// `Access` (found by `lookup`, which also gives its secret), then the signature itself.
+fn verify_signature<'s, K>(
+    request: &CallRequest<'_>,
+    now: DateTime<Utc>,
+    refuse: fn(String) -> GatewayError,
+    mismatch: &str,
+    lookup: impl FnOnce(&str) -> Result<(&'s K, &'s str), String>,
+) -> Result<&'s K, GatewayError> {
+    let prepared = prepare(request).map_err(|e| refuse(e.to_string()))?;
+    check_skew(&prepared, now).map_err(refuse)?;
+    let (key, secret) = lookup(&prepared.authorization.access).map_err(refuse)?;
+    if let Verdict::Mismatch { canonical_request } = prepared.verify(secret.as_bytes()) {
+        return Err(refuse(mismatch_message(mismatch, &canonical_request)));
+    }
+    Ok(key)
+}
+
 /// Authenticates the caller of `api`.
 pub fn authenticate(
     snapshot: &Snapshot,
@@ -183,23 +201,18 @@ fn authenticate_app(
     now: DateTime<Utc>,
 ) -> Result<Caller, GatewayError> {
     let app = match presented {
-        Presented::AppSignature | Presented::UnknownSignature => {
-            let prepared = prepare(request).map_err(|e| GatewayError::AppAuth(e.to_string()))?;
-            check_skew(&prepared, now).map_err(GatewayError::AppAuth)?;
-            let access = &prepared.authorization.access;
-            let app = snapshot
-                .app_by_key(access)
-                .ok_or_else(|| GatewayError::AppAuth(format!("app not found, appkey {access}")))?;
-            if let Verdict::Mismatch { canonical_request } =
-                prepared.verify(app.secret.expose().as_bytes())
-            {
-                return Err(GatewayError::AppAuth(mismatch_message(
-                    "verify signature fail",
-                    &canonical_request,
-                )));
-            }
-            app
-        }
+        Presented::AppSignature | Presented::UnknownSignature => verify_signature(
+            request,
+            now,
+            GatewayError::AppAuth,
+            "verify signature fail",
+            |access| {
+                snapshot
+                    .app_by_key(access)
+                    .map(|app| (app, app.secret.expose()))
+                    .ok_or_else(|| format!("app not found, appkey {access}"))
+            },
+        )?,
         Presented::AppCode(code) => {
             if !api.support_app_code {
                 return Err(GatewayError::AppAuth(
@@ -265,21 +278,18 @@ fn authenticate_iam(
             claims.user_id
         }
         Presented::IamSignature | Presented::UnknownSignature => {
-            let prepared = prepare(request)
-                .map_err(|e| GatewayError::IamAuth(format!("verify aksk signature fail: {e}")))?;
-            check_skew(&prepared, now).map_err(GatewayError::IamAuth)?;
-            let access = &prepared.authorization.access;
-            let key = snapshot.iam_key(access).ok_or_else(|| {
-                GatewayError::IamAuth(format!("Get secretKey failed,ak:{access},err:ak not exist"))
-            })?;
-            if let Verdict::Mismatch { canonical_request } =
-                prepared.verify(key.secret.expose().as_bytes())
-            {
-                return Err(GatewayError::IamAuth(mismatch_message(
-                    "verify aksk signature fail",
-                    &canonical_request,
-                )));
-            }
+            let key = verify_signature(
+                request,
+                now,
+                GatewayError::IamAuth,
+                "verify aksk signature fail",
+                |access| {
+                    snapshot
+                        .iam_key(access)
+                        .map(|key| (key, key.secret.expose()))
+                        .ok_or_else(|| format!("Get secretKey failed,ak:{access},err:ak not exist"))
+                },
+            )?;
             snapshot
                 .user(&key.user_id)
                 .filter(|u| u.enabled)

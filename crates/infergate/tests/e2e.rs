@@ -11,21 +11,7 @@ use common::{start, Server, PASSWORD};
 mod common;
 
 async fn token(client: &reqwest::Client, server: &Server, password: &str) -> String {
-    let reply = client
-        .post(format!("{}/v3/auth/tokens", server.admin))
-        .json(
-            &json!({"auth": {"identity": {"methods": ["password"], "password": {"user": {
-            "name": "admin", "password": password, "domain": {"name": "default"}}}},
-            "scope": {"project": {"name": "default"}}}}),
-        )
-        .send()
-        .await
-        .expect("token request");
-    assert_eq!(reply.status().as_u16(), 201);
-    reply.headers()["x-subject-token"]
-        .to_str()
-        .expect("ascii")
-        .to_owned()
+    common::issue_token(client, &server.admin, "admin", password).await
 }
 
 #[tokio::test]
