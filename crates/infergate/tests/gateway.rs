@@ -604,3 +604,53 @@ async fn upstream_failures_limits_and_cancellation() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+#[tokio::test]
+async fn upgrades_pass_through() {
+    let s = setup(&[]).await;
+    let (open, _) = s
+        .admin
+        .service_with_api("ws", &s.mock.url, json!({"auth_type": "NONE"}))
+        .await;
+    let addr = s.server.gateway.trim_start_matches("http://").to_owned();
+    let mut socket = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    socket
+        .write_all(
+            format!("GET /v1/infers/{open}/ws HTTP/1.1\r\nHost: {addr}\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+                .as_bytes(),
+        )
+        .await
+        .expect("write");
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        let n = tokio::io::AsyncReadExt::read(&mut socket, &mut byte)
+            .await
+            .expect("read");
+        assert_eq!(
+            n,
+            1,
+            "connection closed before the response head: {}",
+            String::from_utf8_lossy(&head)
+        );
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).to_lowercase();
+    assert!(head.starts_with("http/1.1 101"), "{head}");
+    assert!(head.contains("upgrade: echo"), "{head}");
+    socket
+        .write_all(b"ping over the upgraded connection")
+        .await
+        .expect("write");
+    let mut echoed = vec![0u8; 33];
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio::io::AsyncReadExt::read_exact(&mut socket, &mut echoed),
+    )
+    .await
+    .expect("echo in time")
+    .expect("read");
+    assert_eq!(&echoed, b"ping over the upgraded connection");
+}

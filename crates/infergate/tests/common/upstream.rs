@@ -46,8 +46,33 @@ pub fn now_micros() -> u128 {
         .as_micros()
 }
 
+/// Answers an `Upgrade: echo` request with 101 and echoes raw bytes on the connection.
+fn upgrade_echo(mut req: Request) -> Response {
+    let Some(on_upgrade) = req.extensions_mut().remove::<hyper::upgrade::OnUpgrade>() else {
+        return (StatusCode::BAD_REQUEST, "no upgrade").into_response();
+    };
+    tokio::spawn(async move {
+        if let Ok(upgraded) = on_upgrade.await {
+            let (mut reader, mut writer) = tokio::io::split(hyper_util::rt::TokioIo::new(upgraded));
+            let _ = tokio::io::copy(&mut reader, &mut writer).await;
+        }
+    });
+    let mut response = Response::new(Body::empty());
+    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    response
+        .headers_mut()
+        .insert("upgrade", HeaderValue::from_static("echo"));
+    response
+        .headers_mut()
+        .insert("connection", HeaderValue::from_static("upgrade"));
+    response
+}
+
 async fn handle(State(recorder): State<Recorder>, req: Request) -> Response {
     recorder.calls.fetch_add(1, Ordering::SeqCst);
+    if req.headers().contains_key("upgrade") {
+        return upgrade_echo(req);
+    }
     let path = req.uri().path().to_owned();
     let tail = path.strip_prefix("/base").unwrap_or(&path).to_owned();
     match tail.as_str() {
