@@ -275,6 +275,17 @@ async fn token_view(
                 "url": state.settings.admin_url,
             }],
         }, {
+            "id": "inference",
+            "name": "infergate",
+            "type": "inference",
+            "endpoints": [{
+                "id": "inference-public",
+                "interface": "public",
+                "region": "default",
+                "region_id": "default",
+                "url": state.settings.public_url,
+            }],
+        }, {
             "id": "identity",
             "name": "keystone",
             "type": "identity",

@@ -14,8 +14,39 @@ use clap::{Args, Parser, Subcommand};
     about = "An authenticating gateway for model-inference services"
 )]
 pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// Options of every client command; each overrides what `infergate login` saved.
+#[derive(Debug, Args, Clone, Default)]
+pub struct Global {
+    /// Management API base URL.
+    #[arg(long, global = true, env = "INFERGATE_URL")]
+    pub url: Option<String>,
+    /// Gateway base URL, for `call` with a path.
+    #[arg(long, global = true, env = "INFERGATE_GATEWAY_URL")]
+    pub gateway: Option<String>,
+    /// Project id.
+    #[arg(long, global = true, env = "INFERGATE_PROJECT")]
+    pub project: Option<String>,
+    /// IAM token.
+    #[arg(long, global = true, env = "INFERGATE_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Output format.
+    #[arg(short = 'o', long, global = true, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Output {
+    /// An aligned table for people.
+    #[default]
+    Table,
+    /// The API's own JSON, for scripts.
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -25,6 +56,346 @@ pub enum Command {
         after_help = "Examples:\n  infergate serve\n  INFERGATE_ADMIN_PASSWORD=s3cret-pass infergate serve --data-dir /var/lib/infergate\n  infergate serve --config /etc/infergate.toml --public-url https://infer.example.com"
     )]
     Serve(Box<ServeArgs>),
+    /// Log in to a management API and save the token (mode 0600).
+    #[command(
+        after_help = "Examples:\n  infergate login --url http://127.0.0.1:8081 --user admin\n  INFERGATE_PASSWORD=… infergate login --url http://10.0.0.2:8081 --user ops --project team-a"
+    )]
+    Login(LoginArgs),
+    /// Inference services (backends).
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  infergate service create --name llama --upstream http://10.0.0.5:8000/v1\n  infergate service list"
+    )]
+    Service(ServiceCmd),
+    /// APIs that expose services through the gateway.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  infergate api create --service llama --auth-type APP --app-code\n  infergate api list --service llama"
+    )]
+    Api(ApiCmd),
+    /// Apps (AppKey/AppSecret), their AppCodes and authorizations.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  infergate app create --name mobile\n  infergate app authorize --app mobile --service llama\n  infergate app code add mobile"
+    )]
+    App(AppCmd),
+    /// Which apps may call a service's API.
+    #[command(subcommand)]
+    Auth(AuthCmd),
+    /// IAM users.
+    #[command(subcommand)]
+    User(UserCmd),
+    /// IAM projects.
+    #[command(subcommand)]
+    Project(ProjectCmd),
+    /// Role grants of users in projects.
+    #[command(subcommand)]
+    Role(RoleCmd),
+    /// Permanent IAM access keys (AK/SK).
+    #[command(subcommand)]
+    Key(KeyCmd),
+    /// Call an inference API, signing like the official SDKs; streams the answer.
+    #[command(
+        after_help = "Examples:\n  infergate call --app mobile -X POST /v1/infers/<id>/chat/completions -d @req.json\n  infergate call --app-code <code> /v1/infers/<id>/health\n  infergate call --app mobile --explain /v1/infers/<id>"
+    )]
+    Call(CallArgs),
+    /// Print the signature headers of a request (for curl).
+    #[command(
+        after_help = "Examples:\n  infergate sign --app-key K --app-secret S -X GET 'http://127.0.0.1:8080/v1/infers/<id>?q=1'\n  infergate sign --app-key K --app-secret S --curl -X POST -d '{}' http://…"
+    )]
+    Sign(SignArgs),
+    /// Shell completions.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    /// User name.
+    #[arg(long)]
+    pub user: String,
+    /// Project name to scope the token to.
+    #[arg(long, default_value = "default")]
+    pub project_name: String,
+    /// Domain name.
+    #[arg(long, default_value = "default")]
+    pub domain: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ServiceCmd {
+    /// Create a service.
+    Create {
+        #[arg(long)]
+        name: String,
+        /// Upstream base URL; repeat for several.
+        #[arg(long = "upstream", required = true)]
+        upstreams: Vec<String>,
+        #[arg(long)]
+        description: Option<String>,
+        #[arg(long)]
+        timeout_ms: Option<i64>,
+    },
+    /// List services.
+    List,
+    /// Show a service (by name or id).
+    Show { service: String },
+    /// Change a service's upstreams, description or timeout.
+    Update {
+        service: String,
+        #[arg(long = "upstream")]
+        upstreams: Vec<String>,
+        #[arg(long)]
+        description: Option<String>,
+        #[arg(long)]
+        timeout_ms: Option<i64>,
+    },
+    /// Delete a service with its APIs and their authorizations.
+    Delete { service: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ApiCmd {
+    /// Create an API of a service.
+    Create {
+        #[arg(long)]
+        service: String,
+        /// NONE, APP or IAM.
+        #[arg(long, default_value = "APP")]
+        auth_type: String,
+        /// Allow AppCode and apikey authentication.
+        #[arg(long, conflicts_with = "no_app_code")]
+        app_code: bool,
+        /// Refuse AppCode and apikey authentication.
+        #[arg(long)]
+        no_app_code: bool,
+        #[arg(long)]
+        name: Option<String>,
+        /// API path (default /v1/infers/<service id>).
+        #[arg(long)]
+        path: Option<String>,
+        #[arg(long)]
+        remark: Option<String>,
+    },
+    /// List the APIs of a service.
+    List {
+        #[arg(long)]
+        service: String,
+    },
+    /// Show an API.
+    Show {
+        #[arg(long)]
+        service: String,
+        api: String,
+    },
+    /// Delete an API and its authorizations.
+    Delete {
+        #[arg(long)]
+        service: String,
+        api: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AppCmd {
+    /// Create an app; its AppSecret is shown once.
+    Create {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        remark: Option<String>,
+    },
+    /// List your apps.
+    List {
+        /// Substring of the app name.
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Show an app (by name or id).
+    Show { app: String },
+    /// Whether an app of that name exists.
+    Exists { name: String },
+    /// Delete an app (it must not be authorized to any API).
+    Delete { app: String },
+    /// Replace the AppSecret; the old one stops working at once.
+    ResetSecret { app: String },
+    /// The APIs an app is authorized for.
+    Apis { app: String },
+    /// AppCodes.
+    #[command(subcommand)]
+    Code(CodeCmd),
+    /// Authorize an app to a service's API (registering the APP API if needed).
+    Authorize {
+        #[arg(long)]
+        app: String,
+        #[arg(long)]
+        service: String,
+        /// A specific API id (default: the service's APP API).
+        #[arg(long)]
+        api: Option<String>,
+    },
+    /// Revoke an app's authorization to a service's API.
+    Unauthorize {
+        #[arg(long)]
+        app: String,
+        #[arg(long)]
+        service: String,
+        #[arg(long)]
+        api: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CodeCmd {
+    /// Add a generated AppCode.
+    Add { app: String },
+    /// Replace an AppCode by a new one.
+    Reset { app: String, code: String },
+    /// Delete an AppCode; it stops working at once.
+    Delete { app: String, code: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuthCmd {
+    /// Apps and whether each may call the API.
+    List {
+        #[arg(long)]
+        service: String,
+        #[arg(long)]
+        api: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCmd {
+    /// Create a user; the password is read from INFERGATE_NEW_PASSWORD or prompted.
+    Create {
+        #[arg(long)]
+        name: String,
+    },
+    List,
+    Delete {
+        user: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProjectCmd {
+    Create {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        description: Option<String>,
+    },
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RoleCmd {
+    /// The roles that exist.
+    List,
+    /// Give a user a role in a project.
+    Grant {
+        #[arg(long)]
+        user: String,
+        #[arg(long)]
+        project: String,
+        #[arg(long)]
+        role: String,
+    },
+    /// Take a role away.
+    Revoke {
+        #[arg(long)]
+        user: String,
+        #[arg(long)]
+        project: String,
+        #[arg(long)]
+        role: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCmd {
+    /// Create an AK/SK for yourself (or, as domain admin, another user); the SK is shown once.
+    Create {
+        #[arg(long)]
+        user: Option<String>,
+        #[arg(long)]
+        description: Option<String>,
+    },
+}
+
+/// Request options shared by `call` and `sign`.
+#[derive(Debug, Args, Clone)]
+pub struct RequestArgs {
+    /// HTTP method.
+    #[arg(short = 'X', long = "request", default_value = "GET")]
+    pub method: String,
+    /// Header `Name: value`; repeat for several.
+    #[arg(short = 'H', long = "header")]
+    pub headers: Vec<String>,
+    /// Body text, or @file.
+    #[arg(short = 'd', long = "data", conflicts_with = "data_binary")]
+    pub data: Option<String>,
+    /// Body bytes from @file or text, sent as they are.
+    #[arg(long)]
+    pub data_binary: Option<String>,
+    /// Full URL, or a path on the gateway.
+    pub target: String,
+}
+
+#[derive(Debug, Args)]
+pub struct CallArgs {
+    #[command(flatten)]
+    pub request: RequestArgs,
+    /// Sign with this app's AppKey/AppSecret (looked up through the management API).
+    #[arg(long, group = "credential")]
+    pub app: Option<String>,
+    #[arg(
+        long,
+        env = "INFERGATE_APP_KEY",
+        requires = "app_secret",
+        group = "credential"
+    )]
+    pub app_key: Option<String>,
+    #[arg(long, env = "INFERGATE_APP_SECRET", hide_env_values = true)]
+    pub app_secret: Option<String>,
+    /// Authenticate with an AppCode.
+    #[arg(long, group = "credential")]
+    pub app_code: Option<String>,
+    /// Authenticate with an IAM token (the saved one with --iam).
+    #[arg(long, group = "credential")]
+    pub iam: bool,
+    /// Print the response status and headers.
+    #[arg(short = 'i', long)]
+    pub include: bool,
+    /// Print what is sent and received on stderr.
+    #[arg(short = 'v', long)]
+    pub verbose: bool,
+    /// Print the canonical request and string to sign on stderr.
+    #[arg(long)]
+    pub explain: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SignArgs {
+    #[command(flatten)]
+    pub request: RequestArgs,
+    #[arg(long, env = "INFERGATE_APP_KEY")]
+    pub app_key: String,
+    #[arg(long, env = "INFERGATE_APP_SECRET", hide_env_values = true)]
+    pub app_secret: String,
+    /// Signing time `YYYYMMDDTHHMMSSZ` (default now).
+    #[arg(long)]
+    pub date: Option<String>,
+    /// Print a ready curl command instead of the headers.
+    #[arg(long)]
+    pub curl: bool,
+    /// Print the canonical request and string to sign too.
+    #[arg(long)]
+    pub explain: bool,
 }
 
 #[derive(Debug, Args, Default)]

@@ -1,0 +1,282 @@
+//! The command-line client driven as a user would: the real binary against a real server
+//! and a mock model server.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use serde_json::Value;
+
+use common::upstream::start_mock;
+use common::{start_with, PASSWORD};
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+async fn cli(config: &Path, args: &[&str]) -> Run {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_infergate"))
+        .args(args)
+        .env("INFERGATE_CONFIG_DIR", config)
+        .env("INFERGATE_PASSWORD", PASSWORD)
+        .env_remove("INFERGATE_URL")
+        .env_remove("INFERGATE_TOKEN")
+        .env_remove("INFERGATE_PROJECT")
+        .env_remove("INFERGATE_GATEWAY_URL")
+        .output()
+        .await
+        .expect("run infergate");
+    Run {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+async fn ok(config: &Path, args: &[&str]) -> String {
+    let run = cli(config, args).await;
+    assert_eq!(
+        run.code, 0,
+        "{args:?}\nstdout: {}\nstderr: {}",
+        run.stdout, run.stderr
+    );
+    run.stdout
+}
+
+#[tokio::test]
+async fn a_whole_workflow_from_the_terminal() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("config");
+    let server = start_with(&dir.path().join("data"), Some(PASSWORD), &[]).await;
+    let mock = start_mock().await;
+
+    let login = ok(
+        &config,
+        &["login", "--url", &server.admin, "--user", "admin"],
+    )
+    .await;
+    assert!(login.contains("Logged in as admin"), "{login}");
+    let saved = config.join("credentials.json");
+    assert_eq!(
+        std::fs::metadata(&saved)
+            .expect("saved")
+            .permissions()
+            .mode()
+            & 0o777,
+        0o600
+    );
+
+    let created = ok(
+        &config,
+        &[
+            "service",
+            "create",
+            "--name",
+            "llama",
+            "--upstream",
+            &mock.url,
+        ],
+    )
+    .await;
+    assert!(
+        created.starts_with("FIELD") && created.contains("llama"),
+        "{created}"
+    );
+    let table = ok(&config, &["service", "list"]).await;
+    assert!(
+        table.starts_with("ID") && table.contains("llama"),
+        "{table}"
+    );
+    let listed: Value =
+        serde_json::from_str(&ok(&config, &["-o", "json", "service", "list"]).await).expect("json");
+    let sid = listed["services"][0]["service_id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+
+    ok(
+        &config,
+        &[
+            "api",
+            "create",
+            "--service",
+            "llama",
+            "--auth-type",
+            "APP",
+            "--app-code",
+        ],
+    )
+    .await;
+    let app_out = cli(
+        &config,
+        &["-o", "json", "app", "create", "--name", "mobile"],
+    )
+    .await;
+    assert_eq!(app_out.code, 0, "{}", app_out.stderr);
+    assert!(
+        app_out.stderr.contains("Store the AppSecret"),
+        "{}",
+        app_out.stderr
+    );
+    let app: Value = serde_json::from_str(&app_out.stdout).expect("json");
+    let authorized = ok(
+        &config,
+        &["app", "authorize", "--app", "mobile", "--service", "llama"],
+    )
+    .await;
+    assert!(authorized.contains("true"), "{authorized}");
+
+    // `call` signs with the app's credentials and prints the model's answer.
+    let path = format!("/v1/infers/{sid}/chat/completions");
+    let answer = ok(
+        &config,
+        &[
+            "call",
+            "--app",
+            "mobile",
+            "-X",
+            "POST",
+            &path,
+            "-d",
+            "{\"prompt\":\"hi\"}",
+        ],
+    )
+    .await;
+    let echoed: Value = serde_json::from_str(&answer).expect("the mock's JSON");
+    assert_eq!(echoed["body"], "{\"prompt\":\"hi\"}");
+    assert_eq!(echoed["headers"]["x-app-id"], app["app"]["app_id"]);
+
+    // `sign --curl` produces a command curl runs against the gateway.
+    let url = format!("{}{path}?q=1", server.gateway);
+    let key = app["app"]["app_key"].as_str().expect("key");
+    let secret = app["app"]["app_secret"].as_str().expect("secret");
+    let curl_line = ok(
+        &config,
+        &[
+            "sign",
+            "--app-key",
+            key,
+            "--app-secret",
+            secret,
+            "--curl",
+            "-X",
+            "PUT",
+            "-d",
+            "{}",
+            &url,
+        ],
+    )
+    .await;
+    let curl = tokio::process::Command::new("bash")
+        .args([
+            "-c",
+            &format!("{} -s -o /dev/null -w '%{{http_code}}'", curl_line.trim()),
+        ])
+        .output()
+        .await
+        .expect("curl");
+    assert_eq!(String::from_utf8_lossy(&curl.stdout), "200", "{curl_line}");
+
+    // Revoked: `call` exits 1 with the server's error on one line.
+    ok(
+        &config,
+        &[
+            "app",
+            "unauthorize",
+            "--app",
+            "mobile",
+            "--service",
+            "llama",
+        ],
+    )
+    .await;
+    let refused = cli(&config, &["call", "--app", "mobile", &path]).await;
+    assert_eq!(refused.code, 1, "{}", refused.stderr);
+    assert!(
+        refused.stderr.starts_with("error: APIG.0304 (403)"),
+        "{}",
+        refused.stderr
+    );
+    assert!(refused.stderr.contains("[request "), "{}", refused.stderr);
+
+    let codes = ok(&config, &["app", "code", "add", "mobile"]).await;
+    assert!(codes.starts_with("APP_CODES"), "{codes}");
+    let missing = cli(&config, &["app", "delete", "nobody"]).await;
+    assert_eq!(missing.code, 2, "{}", missing.stderr);
+    let deleted = cli(&config, &["app", "delete", "mobile"]).await;
+    assert_eq!(deleted.code, 0, "{}", deleted.stderr);
+}
+
+#[tokio::test]
+async fn exit_codes_and_spec_vectors() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("config");
+    let unreachable = cli(
+        &config,
+        &[
+            "--url",
+            "http://127.0.0.1:1",
+            "--token",
+            "t",
+            "--project",
+            "p",
+            "service",
+            "list",
+        ],
+    )
+    .await;
+    assert_eq!(unreachable.code, 3, "{}", unreachable.stderr);
+    let not_logged_in = cli(&config, &["service", "list"]).await;
+    assert_eq!(not_logged_in.code, 2, "{}", not_logged_in.stderr);
+    assert_eq!(cli(&config, &["service", "create"]).await.code, 2);
+
+    let v1 = ok(
+        &config,
+        &[
+            "sign",
+            "--app-key",
+            "a1b2c3d4e5f60718293a4b5c6d7e8f90",
+            "--app-secret",
+            "0f1e2d3c4b5a69788796a5b4c3d2e1f0",
+            "--date",
+            "20240102T030405Z",
+            "https://infer.example.test/v1/infers/6f1c2b3a-4d5e-4f60-8a9b-0c1d2e3f4a5b/health?limit=10&b=2&a=1&a=0&name=hello%20world&flag",
+        ],
+    )
+    .await;
+    assert!(
+        v1.contains("Signature=c6236d0ed81a7fc36c8c5e36fa766dcdf22f8bbe10dbe4b9435c26dad2285db7"),
+        "{v1}"
+    );
+    let v3 = ok(
+        &config,
+        &[
+            "sign",
+            "--app-key",
+            "a1b2c3d4e5f60718293a4b5c6d7e8f90",
+            "--app-secret",
+            "0f1e2d3c4b5a69788796a5b4c3d2e1f0",
+            "--date",
+            "20240102T030405Z",
+            "-X",
+            "PUT",
+            "-H",
+            "Content-Type: text/plain",
+            "--data-binary",
+            "hello",
+            "--explain",
+            "https://infer.example.test/v1/infers/6f1c2b3a-4d5e-4f60-8a9b-0c1d2e3f4a5b/files/a%20b+c/%C3%BC~*?q=x/y&z=%2A&empty=",
+        ],
+    )
+    .await;
+    assert!(
+        v3.contains("Signature=24a7ee5891f3a39b0c532d652556879a9b2c80aa2b5d9ca2c8d6a17caaa5a7fe"),
+        "{v3}"
+    );
+
+    let completions = ok(&config, &["completions", "bash"]).await;
+    assert!(completions.contains("infergate"));
+}
