@@ -212,6 +212,19 @@ async fn authenticate(state: &AdminState, req: Request) -> Result<Request, AuthF
     Ok(req)
 }
 
+/// Runs the handler and marks the response with the acting user, for the access log.
+async fn run_as(req: Request, next: Next) -> Response {
+    let user = req
+        .extensions()
+        .get::<Authenticated>()
+        .map(|a| crate::ActingUser(a.user.id.clone()));
+    let mut response = next.run(req).await;
+    if let Some(user) = user {
+        response.extensions_mut().insert(user);
+    }
+    response
+}
+
 /// Middleware of the ModelArts surface.
 pub async fn require_modelarts_caller(
     State(state): State<Arc<AdminState>>,
@@ -219,7 +232,7 @@ pub async fn require_modelarts_caller(
     next: Next,
 ) -> Response {
     match authenticate(&state, req).await {
-        Ok(req) => next.run(req).await,
+        Ok(req) => run_as(req, next).await,
         Err(failure) => ApiError::from(failure).into_response(),
     }
 }
@@ -231,7 +244,7 @@ pub async fn require_iam_caller(
     next: Next,
 ) -> Response {
     match authenticate(&state, req).await {
-        Ok(req) => next.run(req).await,
+        Ok(req) => run_as(req, next).await,
         Err(failure) => IamError::from(failure).into_response(),
     }
 }

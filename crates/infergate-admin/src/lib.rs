@@ -23,6 +23,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use infergate_core::logsink::LogSink;
 use infergate_core::token::TokenCodec;
 use infergate_core::MasterKey;
 use infergate_store::{ConfigPublisher, Store};
@@ -71,7 +72,67 @@ pub struct AdminState {
     pub settings: AdminSettings,
     /// Republishes the gateway snapshot after each successful write, before the response.
     pub publisher: Option<Arc<ConfigPublisher>>,
+    /// Metrics and the access log; absent in tests that do not look at them.
+    pub observability: Option<Observability>,
 }
+
+/// The process's metrics registry and access log, as the management plane uses them.
+#[derive(Clone)]
+pub struct Observability {
+    pub registry: prometheus::Registry,
+    pub access_log: Option<Arc<LogSink>>,
+    requests: prometheus::IntCounterVec,
+    snapshot_revision: prometheus::IntGauge,
+    snapshot_age: prometheus::Gauge,
+    log_dropped: prometheus::IntGauge,
+}
+
+impl Observability {
+    pub fn new(
+        registry: prometheus::Registry,
+        access_log: Option<Arc<LogSink>>,
+    ) -> Result<Self, prometheus::Error> {
+        let requests = prometheus::IntCounterVec::new(
+            prometheus::Opts::new(
+                "infergate_admin_requests_total",
+                "Management requests, by operation and status.",
+            ),
+            &["operation", "status"],
+        )?;
+        let snapshot_revision = prometheus::IntGauge::new(
+            "infergate_snapshot_revision",
+            "Configuration revision the gateway serves.",
+        )?;
+        let snapshot_age = prometheus::Gauge::new(
+            "infergate_snapshot_age_seconds",
+            "Seconds since the served snapshot was published.",
+        )?;
+        let log_dropped = prometheus::IntGauge::new(
+            "infergate_access_log_dropped_lines",
+            "Access-log lines dropped because the writer could not keep up.",
+        )?;
+        registry.register(Box::new(requests.clone()))?;
+        registry.register(Box::new(snapshot_revision.clone()))?;
+        registry.register(Box::new(snapshot_age.clone()))?;
+        registry.register(Box::new(log_dropped.clone()))?;
+        Ok(Self {
+            registry,
+            access_log,
+            requests,
+            snapshot_revision,
+            snapshot_age,
+            log_dropped,
+        })
+    }
+}
+
+/// The user a management request acted as, set on the response by the auth middleware.
+#[derive(Debug, Clone)]
+pub struct ActingUser(pub String);
+
+/// The request id, set on the request by the outermost middleware.
+#[derive(Debug, Clone)]
+struct RequestId(String);
 
 impl AdminState {
     pub fn new(store: Arc<dyn Store>, master: MasterKey, settings: AdminSettings) -> Self {
@@ -81,7 +142,13 @@ impl AdminState {
             master,
             settings,
             publisher: None,
+            observability: None,
         }
+    }
+
+    pub fn with_observability(mut self, observability: Observability) -> Self {
+        self.observability = Some(observability);
+        self
     }
 
     pub fn with_publisher(mut self, publisher: Arc<ConfigPublisher>) -> Self {
@@ -218,8 +285,10 @@ pub fn app(state: Arc<AdminState>) -> Router {
                 async move { Json(doc.as_ref().clone()) }
             }),
         )
+        .route("/metrics", get(metrics))
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state);
     let normalized = tower::ServiceBuilder::new()
         .map_request(collapse_slashes)
@@ -294,9 +363,91 @@ fn collapse_slashes(mut req: Request) -> Request {
     req
 }
 
+/// `/metrics`: the Prometheus text format of every metric of the process.
+async fn metrics(State(state): State<Arc<AdminState>>) -> Response {
+    let Some(obs) = &state.observability else {
+        return (StatusCode::NOT_FOUND, "metrics are off").into_response();
+    };
+    if let Some(publisher) = &state.publisher {
+        let snapshot = publisher.snapshots().load_full();
+        obs.snapshot_revision.set(snapshot.revision);
+        let age_ms = (now_ms() - snapshot.published_at_ms).max(0);
+        obs.snapshot_age.set(age_ms as f64 / 1000.0);
+    }
+    if let Some(sink) = &obs.access_log {
+        obs.log_dropped.set(sink.dropped() as i64);
+    }
+    let mut text = String::new();
+    if let Err(err) = prometheus::TextEncoder::new().encode_utf8(&obs.registry.gather(), &mut text)
+    {
+        tracing::error!(error = %err, "encoding metrics failed");
+        return ApiError::Internal.into_response();
+    }
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        text,
+    )
+        .into_response()
+}
+
+/// Counts every management request by operation (its route, never its concrete path) and
+/// status, and writes its access-log line with the acting user.
+async fn observe(State(state): State<Arc<AdminState>>, req: Request, next: Next) -> Response {
+    let Some(obs) = state.observability.clone() else {
+        return next.run(req).await;
+    };
+    let started = std::time::Instant::now();
+    let method = req.method().clone();
+    let operation = match req.extensions().get::<axum::extract::MatchedPath>() {
+        // `/v1/{project_id}/services` becomes `/v1/:project_id/services`: braces inside label
+        // values trip some text-format parsers.
+        Some(path) => format!(
+            "{method} {}",
+            path.as_str().replace('{', ":").replace('}', "")
+        ),
+        None => "unmatched".to_owned(),
+    };
+    let path = req.uri().path().to_owned();
+    let request_id = req
+        .extensions()
+        .get::<RequestId>()
+        .map(|r| r.0.clone())
+        .unwrap_or_default();
+    let response = next.run(req).await;
+    let status = response.status().as_u16();
+    obs.requests
+        .with_label_values(&[operation.as_str(), &status.to_string()])
+        .inc();
+    if let Some(sink) = &obs.access_log {
+        let user = response
+            .extensions()
+            .get::<ActingUser>()
+            .map(|u| u.0.clone());
+        sink.emit(
+            json!({
+                "time": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                "kind": "management",
+                "request_id": request_id,
+                "operation": operation,
+                "method": method.as_str(),
+                "path": path,
+                "status": status,
+                "user_id": user,
+                "total_ms": (started.elapsed().as_secs_f64() * 1_000_000.0).round() / 1000.0,
+            })
+            .to_string(),
+        );
+    }
+    response
+}
+
 /// Tags every response with `X-Request-Id` and logs one line per request.
-async fn request_id(req: Request, next: Next) -> Response {
+async fn request_id(mut req: Request, next: Next) -> Response {
     let id = infergate_core::ids::new_hex_id();
+    req.extensions_mut().insert(RequestId(id.clone()));
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     let started = std::time::Instant::now();

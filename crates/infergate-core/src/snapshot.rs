@@ -121,6 +121,8 @@ pub struct IamUser {
 #[derive(Debug, Default)]
 pub struct Snapshot {
     pub revision: i64,
+    /// When the publisher made this snapshot current (epoch ms; 0 for an empty one).
+    pub published_at_ms: i64,
     routes: HashMap<String, Vec<Arc<ApiRoute>>>,
     apps_by_key: HashMap<String, Arc<AppCredential>>,
     apps_by_code: HashMap<String, Arc<AppCredential>>,
@@ -261,6 +263,7 @@ impl Snapshot {
         }
         let snapshot = Self {
             revision: dump.revision,
+            published_at_ms: 0,
             routes,
             apps_by_key,
             apps_by_code,

@@ -37,3 +37,64 @@ pub fn is_length_limit(err: &(dyn std::error::Error + 'static)) -> bool {
     }
     false
 }
+
+/// A response body that counts the bytes it streams and runs `finish` once, when the
+/// stream ends or the body is dropped (the client went away).
+pub struct Observed {
+    inner: GatewayBody,
+    bytes: u64,
+    finish: Option<Box<dyn FnOnce(u64) + Send>>,
+}
+
+impl Observed {
+    pub fn new(inner: GatewayBody, finish: impl FnOnce(u64) + Send + 'static) -> Self {
+        Self {
+            inner,
+            bytes: 0,
+            finish: Some(Box::new(finish)),
+        }
+    }
+
+    fn complete(&mut self) {
+        if let Some(finish) = self.finish.take() {
+            finish(self.bytes);
+        }
+    }
+}
+
+impl hyper::body::Body for Observed {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        let poll = std::pin::Pin::new(&mut this.inner).poll_frame(cx);
+        match &poll {
+            std::task::Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    this.bytes += data.len() as u64;
+                }
+            }
+            std::task::Poll::Ready(None) => this.complete(),
+            _ => {}
+        }
+        poll
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for Observed {
+    fn drop(&mut self) {
+        self.complete();
+    }
+}

@@ -92,6 +92,34 @@ impl GatewayError {
         }
     }
 
+    /// The metric reason of an authentication or authorization refusal; `None` for others.
+    pub fn auth_reason(&self) -> Option<&'static str> {
+        let why = match self {
+            GatewayError::NotAuthorized { .. } => return Some("not_authorized"),
+            GatewayError::AppAuth(why) | GatewayError::IamAuth(why) => why.as_str(),
+            _ => return None,
+        };
+        Some(
+            if why.starts_with("verify") || why.contains("X-Sdk-Content-Sha256") {
+                "bad_signature"
+            } else if why.starts_with("signature expired") {
+                "expired_date"
+            } else if why.starts_with("app not found, appkey")
+                || why.starts_with("Get secretKey failed")
+            {
+                "unknown_key"
+            } else if why.starts_with("app not found with specified") {
+                "unknown_app_code"
+            } else if why.contains("token") {
+                "bad_token"
+            } else if why.contains("not found") || why.contains("is empty") {
+                "missing_credential"
+            } else {
+                "other"
+            },
+        )
+    }
+
     pub fn into_response(self, request_id: &str) -> Response<GatewayBody> {
         let (status, code, msg) = self.parts();
         let body =

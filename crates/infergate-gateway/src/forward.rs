@@ -2,7 +2,6 @@
 //! connection), rewrite the request, and stream the response back frame by frame.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -20,6 +19,8 @@ use infergate_core::snapshot::{ApiRoute, Upstream};
 use crate::authn::{Caller, HEADER_API_KEY, HEADER_APP_CODE, HEADER_AUTH_TOKEN};
 use crate::body::{full, is_length_limit, streamed, GatewayBody};
 use crate::error::GatewayError;
+use crate::metrics::GatewayMetrics;
+use crate::{CallRecord, ConnInfo};
 
 /// Headers that describe one hop, never forwarded (RFC 9110 §7.6.1).
 const HOP_BY_HOP: [&str; 8] = [
@@ -52,7 +53,7 @@ pub struct Call<'a> {
     pub caller: &'a Caller,
     pub parts: Parts,
     pub body: ForwardBody,
-    pub remote: SocketAddr,
+    pub conn: ConnInfo,
     pub request_id: &'a str,
     pub max_body: usize,
 }
@@ -113,23 +114,35 @@ impl Upstreams {
         healthy.into_iter().chain(ejected).collect()
     }
 
-    pub async fn forward(&self, call: Call<'_>) -> Result<Response<GatewayBody>, GatewayError> {
+    pub async fn forward(
+        &self,
+        call: Call<'_>,
+        record: &mut CallRecord,
+        metrics: Option<&GatewayMetrics>,
+    ) -> Result<Response<GatewayBody>, GatewayError> {
         let Call {
             api,
             caller,
             mut parts,
             body,
-            remote,
+            conn,
             request_id,
             max_body,
         } = call;
+        let upstream_error = |authority: &str, kind: &str| {
+            if let Some(m) = metrics {
+                m.upstream_errors
+                    .with_label_values(&[authority, kind])
+                    .inc();
+            }
+        };
         let upgrade = is_upgrade(&parts.headers);
         let client_upgrade = if upgrade {
             parts.extensions.remove::<hyper::upgrade::OnUpgrade>()
         } else {
             None
         };
-        let headers = upstream_headers(&parts, api, caller, remote, request_id, upgrade);
+        let headers = upstream_headers(&parts, api, caller, conn, request_id, upgrade);
         let rest = &parts.uri.path()[api.api_path.len().min(parts.uri.path().len())..];
         let query = parts.uri.query();
         let order = self.order(api);
@@ -160,20 +173,27 @@ impl Upstreams {
             if let Ok(host) = HeaderValue::from_str(&upstream.authority) {
                 request.headers_mut().insert(header::HOST, host);
             }
+            record.upstream = Some(upstream.authority.clone());
+            let sent_at = Instant::now();
             let sent =
                 tokio::time::timeout(api.service.timeout, self.client.request(request)).await;
+            let elapsed = sent_at.elapsed();
+            record.upstream_ms = Some((elapsed.as_secs_f64() * 1_000_000.0).round() / 1000.0);
             match sent {
                 Err(_) => {
+                    upstream_error(&upstream.authority, "timeout");
                     return Err(GatewayError::UpstreamTimeout {
                         timeout_ms: api.service.timeout.as_millis(),
-                    })
+                    });
                 }
                 Ok(Err(err)) if err.is_connect() => {
+                    upstream_error(&upstream.authority, "connect");
                     tracing::warn!(upstream = %upstream.authority, error = %err, "upstream refused the connection");
                     self.eject(&upstream.authority);
                     last_error = format!("connecting to {} failed", upstream.authority);
                 }
                 Ok(Err(err)) => {
+                    upstream_error(&upstream.authority, "other");
                     if is_length_limit(&err) {
                         return Err(GatewayError::BodyTooLarge { limit: max_body });
                     }
@@ -184,7 +204,12 @@ impl Upstreams {
                     )));
                 }
                 Ok(Ok(response)) => {
-                    return Ok(downstream_response(response, request_id, client_upgrade))
+                    if let Some(m) = metrics {
+                        m.upstream_duration
+                            .with_label_values(&[upstream.authority.as_str()])
+                            .observe(elapsed.as_secs_f64());
+                    }
+                    return Ok(downstream_response(response, request_id, client_upgrade));
                 }
             }
         }
@@ -236,7 +261,7 @@ fn upstream_headers(
     parts: &Parts,
     api: &ApiRoute,
     caller: &Caller,
-    remote: SocketAddr,
+    conn: ConnInfo,
     request_id: &str,
     upgrade: bool,
 ) -> HeaderMap {
@@ -268,7 +293,7 @@ fn upstream_headers(
         }
     }
     let original_host = parts.headers.get(header::HOST).cloned();
-    let client_ip = remote.ip().to_string();
+    let client_ip = conn.remote.ip().to_string();
     let forwarded_for = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
         Some(prior) => format!("{prior}, {client_ip}"),
         None => client_ip,
@@ -279,7 +304,7 @@ fn upstream_headers(
         }
     };
     set("x-forwarded-for", &forwarded_for);
-    set("x-forwarded-proto", "http");
+    set("x-forwarded-proto", if conn.tls { "https" } else { "http" });
     set("x-request-id", request_id);
     set(HEADER_API_ID, &api.api_id);
     match caller {

@@ -9,12 +9,12 @@ pub mod authn;
 pub mod body;
 pub mod error;
 mod forward;
+pub mod metrics;
 mod server;
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
@@ -28,7 +28,9 @@ use sha2::{Digest, Sha256};
 use crate::authn::{CallRequest, Caller, Presented};
 use crate::body::GatewayBody;
 use crate::error::GatewayError;
-pub use crate::server::serve;
+use crate::metrics::GatewayMetrics;
+pub use crate::server::{serve, serve_with, ConnInfo, TlsFiles};
+use infergate_core::logsink::LogSink;
 
 /// Limits of spec §5.1, configurable.
 #[derive(Debug, Clone)]
@@ -58,6 +60,8 @@ pub struct GatewaySettings {
     pub ejection: Duration,
     /// How long in-flight calls may take to finish on shutdown.
     pub shutdown_grace: Duration,
+    /// Refuse AppCode and `apikey` credentials on plain-HTTP connections (spec §5.1).
+    pub require_https_for_app_code: bool,
 }
 
 impl Default for GatewaySettings {
@@ -66,6 +70,7 @@ impl Default for GatewaySettings {
             limits: Limits::default(),
             ejection: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(30),
+            require_https_for_app_code: false,
         }
     }
 }
@@ -93,38 +98,142 @@ impl RequestIds {
     }
 }
 
+/// Where the gateway reports what it did: metrics and the access log, both optional.
+#[derive(Clone, Default)]
+pub struct Observers {
+    pub metrics: Option<GatewayMetrics>,
+    pub access_log: Option<Arc<LogSink>>,
+}
+
+/// What one call did, for its metrics and access-log line.
+#[derive(Debug)]
+pub struct CallRecord {
+    pub request_id: String,
+    pub method: http::Method,
+    /// The path, and the query's keys without their values.
+    pub target: String,
+    pub api_id: Option<String>,
+    pub caller: Option<Caller>,
+    pub auth: &'static str,
+    pub upstream: Option<String>,
+    pub upstream_ms: Option<f64>,
+    pub bytes_in: u64,
+    started: Instant,
+}
+
+/// `path?k1=&k2=`: the query's values never reach a log.
+fn loggable_target(uri: &http::Uri) -> String {
+    match uri.query() {
+        None => uri.path().to_owned(),
+        Some(query) => {
+            let keys: Vec<&str> = query
+                .split('&')
+                .filter(|kv| !kv.is_empty())
+                .map(|kv| kv.split('=').next().unwrap_or(""))
+                .collect();
+            format!("{}?{}=", uri.path(), keys.join("=&"))
+        }
+    }
+}
+
 /// The gateway: shared by every connection.
 pub struct Gateway {
     snapshots: Arc<ArcSwap<Snapshot>>,
     settings: GatewaySettings,
     upstreams: forward::Upstreams,
     ids: RequestIds,
+    observers: Observers,
 }
 
 impl Gateway {
-    pub fn new(snapshots: Arc<ArcSwap<Snapshot>>, settings: GatewaySettings) -> Arc<Self> {
+    pub fn new(
+        snapshots: Arc<ArcSwap<Snapshot>>,
+        settings: GatewaySettings,
+        observers: Observers,
+    ) -> Arc<Self> {
         Arc::new(Self {
             upstreams: forward::Upstreams::new(settings.ejection),
             snapshots,
             settings,
             ids: RequestIds::new(),
+            observers,
         })
     }
 
-    /// Serves one call; every failure becomes an `APIG.*` response.
-    pub async fn handle(
-        &self,
-        req: Request<Incoming>,
-        remote: SocketAddr,
-    ) -> Response<GatewayBody> {
-        let request_id = self.ids.next();
-        match self.call(req, remote, &request_id).await {
+    pub fn metrics(&self) -> Option<&GatewayMetrics> {
+        self.observers.metrics.as_ref()
+    }
+
+    /// Serves one call; every failure becomes an `APIG.*` response. Metrics and the access
+    /// log are written when the response body has been streamed (or abandoned).
+    pub async fn handle(&self, req: Request<Incoming>, conn: ConnInfo) -> Response<GatewayBody> {
+        let mut record = CallRecord {
+            request_id: self.ids.next(),
+            method: req.method().clone(),
+            target: loggable_target(req.uri()),
+            api_id: None,
+            caller: None,
+            auth: "none",
+            upstream: None,
+            upstream_ms: None,
+            bytes_in: req.body().size_hint().exact().unwrap_or(0),
+            started: Instant::now(),
+        };
+        if let Some(m) = &self.observers.metrics {
+            m.in_flight.inc();
+        }
+        let response = match self.call(req, conn, &mut record).await {
             Ok(response) => response,
             Err(err) => {
-                tracing::debug!(%request_id, reason = err.reason(), "call refused");
-                err.into_response(&request_id)
+                if let Some(reason) = err.auth_reason() {
+                    record.auth = reason;
+                    if let Some(m) = &self.observers.metrics {
+                        m.auth_failures.with_label_values(&[reason]).inc();
+                    }
+                }
+                tracing::debug!(request_id = %record.request_id, reason = err.reason(), "call refused");
+                err.into_response(&record.request_id)
             }
+        };
+        self.observe(record, response)
+    }
+
+    fn observe(
+        &self,
+        record: CallRecord,
+        response: Response<GatewayBody>,
+    ) -> Response<GatewayBody> {
+        let status = response.status().as_u16();
+        let metrics = self.observers.metrics.clone();
+        let sink = self.observers.access_log.clone();
+        if let Some(m) = &metrics {
+            let api = record.api_id.as_deref().unwrap_or("none");
+            m.duration
+                .with_label_values(&[api])
+                .observe(record.started.elapsed().as_secs_f64());
         }
+        let (parts, body) = response.into_parts();
+        let finish = move |bytes_out: u64| {
+            if let Some(m) = &metrics {
+                m.in_flight.dec();
+                let app = match &record.caller {
+                    Some(Caller::App { app_id }) => app_id.as_str(),
+                    _ => "",
+                };
+                m.requests
+                    .with_label_values(&[
+                        record.api_id.as_deref().unwrap_or("none"),
+                        app,
+                        metrics::method_class(&record.method),
+                        &status.to_string(),
+                    ])
+                    .inc();
+            }
+            if let Some(sink) = &sink {
+                sink.emit(access_line(&record, status, bytes_out));
+            }
+        };
+        Response::from_parts(parts, body::Observed::new(body, finish).boxed_unsync())
     }
 
     fn check_limits(&self, req: &Request<Incoming>) -> Result<(), GatewayError> {
@@ -169,8 +278,8 @@ impl Gateway {
     async fn call(
         &self,
         req: Request<Incoming>,
-        remote: SocketAddr,
-        request_id: &str,
+        conn: ConnInfo,
+        record: &mut CallRecord,
     ) -> Result<Response<GatewayBody>, GatewayError> {
         self.check_limits(&req)?;
         let snapshot = self.snapshots.load_full();
@@ -202,6 +311,16 @@ impl Gateway {
         // Select the API by the presented credential.
         let presented = Presented::classify(&parts.headers, &snapshot);
         let api = authn::select(&candidates, &presented)?;
+        record.api_id = Some(api.api_id.clone());
+        if !conn.tls
+            && self.settings.require_https_for_app_code
+            && api.auth_type == AuthType::App
+            && matches!(presented, Presented::AppCode(_) | Presented::ApiKey(_))
+        {
+            return Err(GatewayError::AppAuth(
+                "AppCode and apikey authentication require HTTPS".into(),
+            ));
+        }
 
         // A signed body is read and hashed before anything is forwarded.
         let declared_hash = parts
@@ -215,6 +334,7 @@ impl Gateway {
         let body_is_empty = body.is_end_stream();
         let (forward_body, body_hash) = if needs_hash {
             let bytes = collect_limited(body, self.settings.limits.max_body_bytes).await?;
+            record.bytes_in = bytes.len() as u64;
             let hash = hex::encode(Sha256::digest(&bytes));
             if let Some(declared) = declared_hash {
                 if !bytes.is_empty() && !declared.eq_ignore_ascii_case(&hash) {
@@ -245,6 +365,7 @@ impl Gateway {
             now,
         )?;
 
+        record.caller = Some(caller.clone());
         // Authorize: an app must be bound to the API.
         if let Caller::App { app_id } = &caller {
             if !api.authorizes(app_id) {
@@ -253,17 +374,22 @@ impl Gateway {
                 });
             }
         }
+        record.auth = "ok";
 
         self.upstreams
-            .forward(forward::Call {
-                api: &api,
-                caller: &caller,
-                parts,
-                body: forward_body,
-                remote,
-                request_id,
-                max_body: self.settings.limits.max_body_bytes,
-            })
+            .forward(
+                forward::Call {
+                    api: &api,
+                    caller: &caller,
+                    parts,
+                    body: forward_body,
+                    conn,
+                    request_id: &record.request_id.clone(),
+                    max_body: self.settings.limits.max_body_bytes,
+                },
+                record,
+                self.observers.metrics.as_ref(),
+            )
             .await
     }
 
@@ -273,6 +399,34 @@ impl Gateway {
             _ => GatewayError::AppAuth(why),
         }
     }
+}
+
+/// One JSON line of the access log. It never holds a credential, token, signature or query
+/// value.
+fn access_line(record: &CallRecord, status: u16, bytes_out: u64) -> String {
+    let (app_id, user_id) = match &record.caller {
+        Some(Caller::App { app_id }) => (Some(app_id.as_str()), None),
+        Some(Caller::User { user_id }) => (None, Some(user_id.as_str())),
+        _ => (None, None),
+    };
+    serde_json::json!({
+        "time": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        "kind": "call",
+        "request_id": record.request_id,
+        "api_id": record.api_id,
+        "app_id": app_id,
+        "user_id": user_id,
+        "method": record.method.as_str(),
+        "path": record.target,
+        "status": status,
+        "bytes_in": record.bytes_in,
+        "bytes_out": bytes_out,
+        "total_ms": (record.started.elapsed().as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0,
+        "upstream": record.upstream,
+        "upstream_ms": record.upstream_ms,
+        "auth": record.auth,
+    })
+    .to_string()
 }
 
 /// Reads a body up to `limit` bytes.

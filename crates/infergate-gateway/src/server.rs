@@ -1,24 +1,183 @@
-//! The gateway's accept loop: HTTP/1.1 and h2c on one listener, upgrades allowed, and a
+//! Listeners: an accept loop serving HTTP/1.1 and HTTP/2 (h2c in the clear, ALPN over TLS)
+//! with upgrades, optional TLS whose certificate is re-read when its files change or on
+//! SIGHUP (new connections get the new certificate, open ones are not touched), and a
 //! graceful shutdown that stops accepting and lets in-flight calls finish (bounded).
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
+use arc_swap::ArcSwap;
+use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::TcpListener;
 
+use crate::body::BoxError;
 use crate::Gateway;
 
-/// Serves `listener` until `shutdown` resolves, then drains connections.
-pub async fn serve(
+/// Who connected, for the service of that connection.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnInfo {
+    pub remote: SocketAddr,
+    pub tls: bool,
+}
+
+/// A certificate and key read from PEM files, re-read when they change.
+pub struct TlsFiles {
+    cert: PathBuf,
+    key: PathBuf,
+    config: ArcSwap<rustls::ServerConfig>,
+    stamp: std::sync::Mutex<Option<(SystemTime, SystemTime)>>,
+}
+
+fn modified(path: &Path) -> Option<SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+fn load_config(cert: &Path, key: &Path) -> Result<rustls::ServerConfig, String> {
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| format!("reading {}: {e}", cert.display()))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("reading {}: {e}", cert.display()))?;
+    if chain.is_empty() {
+        return Err(format!("{} holds no certificate", cert.display()));
+    }
+    let key =
+        PrivateKeyDer::from_pem_file(key).map_err(|e| format!("reading {}: {e}", key.display()))?;
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())?
+    .with_no_client_auth()
+    .with_single_cert(chain, key)
+    .map_err(|e| format!("certificate and key do not fit: {e}"))?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+impl TlsFiles {
+    /// Reads the files once; an error here stops the start.
+    pub fn load(cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Result<Arc<Self>, String> {
+        let (cert, key) = (cert.into(), key.into());
+        let config = load_config(&cert, &key)?;
+        Ok(Arc::new(Self {
+            stamp: std::sync::Mutex::new(modified(&cert).zip(modified(&key))),
+            cert,
+            key,
+            config: ArcSwap::from_pointee(config),
+        }))
+    }
+
+    /// Re-reads the files; a broken pair is logged and the current certificate kept.
+    pub fn reload(&self) -> bool {
+        match load_config(&self.cert, &self.key) {
+            Ok(config) => {
+                self.config.store(Arc::new(config));
+                tracing::info!(cert = %self.cert.display(), "TLS certificate reloaded");
+                true
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "TLS certificate reload failed; keeping the current one");
+                false
+            }
+        }
+    }
+
+    fn changed(&self) -> bool {
+        let now = modified(&self.cert).zip(modified(&self.key));
+        let Ok(mut stamp) = self.stamp.lock() else {
+            return false;
+        };
+        if *stamp != now {
+            *stamp = now;
+            return true;
+        }
+        false
+    }
+
+    /// Watches the files (every second) and SIGHUP, reloading on either.
+    pub fn watch(self: &Arc<Self>) {
+        let files = self.clone();
+        tokio::spawn(async move {
+            let mut hangup =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                let signalled = async {
+                    match hangup.as_mut() {
+                        Some(s) => s.recv().await.is_some(),
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    _ = tick.tick() => {
+                        if files.changed() {
+                            // Let a writer finish both files before reading them.
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                            files.changed();
+                            files.reload();
+                        }
+                    }
+                    true = signalled => { files.reload(); }
+                }
+            }
+        });
+    }
+
+    fn acceptor(&self) -> tokio_rustls::TlsAcceptor {
+        tokio_rustls::TlsAcceptor::from(self.config.load_full())
+    }
+}
+
+/// Counts a connection in the open-connections gauge while it lives.
+struct OpenConnection(Option<prometheus::IntGauge>);
+
+impl OpenConnection {
+    fn new(gauge: Option<prometheus::IntGauge>) -> Self {
+        if let Some(g) = &gauge {
+            g.inc();
+        }
+        Self(gauge)
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        if let Some(g) = &self.0 {
+            g.dec();
+        }
+    }
+}
+
+/// Serves every connection of `listener` with the service `make` builds for it, until
+/// `shutdown` resolves; then waits up to `grace` for open connections.
+pub async fn serve_with<M, S, B>(
     listener: TcpListener,
-    gateway: Arc<Gateway>,
+    tls: Option<Arc<TlsFiles>>,
+    make: M,
+    grace: Duration,
+    connections: Option<prometheus::IntGauge>,
     shutdown: impl Future<Output = ()>,
-) {
+) where
+    M: Fn(ConnInfo) -> S,
+    S: hyper::service::Service<http::Request<Incoming>, Response = http::Response<B>>
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
     let builder = auto::Builder::new(TokioExecutor::new());
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
@@ -29,35 +188,73 @@ pub async fn serve(
                     Ok(pair) => pair,
                     Err(err) => {
                         tracing::warn!(error = %err, "accept failed");
-                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        tokio::time::sleep(Duration::from_millis(50)).await;
                         continue;
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                let gateway = gateway.clone();
-                let service = service_fn(move |req| {
-                    let gateway = gateway.clone();
-                    async move { Ok::<_, Infallible>(gateway.handle(req, remote).await) }
-                });
-                let connection = builder
-                    .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                    .into_owned();
-                let connection = graceful.watch(connection);
-                tokio::spawn(async move {
-                    if let Err(err) = connection.await {
-                        tracing::debug!(error = %err, "connection ended with an error");
+                let service = make(ConnInfo { remote, tls: tls.is_some() });
+                let builder = builder.clone();
+                let watcher = graceful.watcher();
+                let open = OpenConnection::new(connections.clone());
+                match &tls {
+                    None => {
+                        let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
+                        let connection = watcher.watch(connection);
+                        tokio::spawn(async move {
+                            let _open = open;
+                            if let Err(err) = connection.await {
+                                tracing::debug!(error = %err, "connection ended with an error");
+                            }
+                        });
                     }
-                });
+                    Some(files) => {
+                        let acceptor = files.acceptor();
+                        tokio::spawn(async move {
+                            let _open = open;
+                            let stream = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await {
+                                Ok(Ok(stream)) => stream,
+                                Ok(Err(err)) => {
+                                    tracing::debug!(error = %err, "TLS handshake failed");
+                                    return;
+                                }
+                                Err(_) => return,
+                            };
+                            let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
+                            if let Err(err) = watcher.watch(connection).await {
+                                tracing::debug!(error = %err, "connection ended with an error");
+                            }
+                        });
+                    }
+                }
             }
             _ = &mut shutdown => break,
         }
     }
     drop(listener);
-    let grace = gateway.settings.shutdown_grace;
     if tokio::time::timeout(grace, graceful.shutdown())
         .await
         .is_err()
     {
         tracing::warn!("in-flight calls did not finish within the shutdown grace period");
     }
+}
+
+/// Serves the gateway on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: TcpListener,
+    gateway: Arc<Gateway>,
+    tls: Option<Arc<TlsFiles>>,
+    shutdown: impl Future<Output = ()>,
+) {
+    let grace = gateway.settings.shutdown_grace;
+    let connections = gateway.metrics().map(|m| m.open_connections.clone());
+    let make = move |info: ConnInfo| {
+        let gateway = gateway.clone();
+        service_fn(move |req| {
+            let gateway = gateway.clone();
+            async move { Ok::<_, Infallible>(gateway.handle(req, info).await) }
+        })
+    };
+    serve_with(listener, tls, make, grace, connections, shutdown).await;
 }

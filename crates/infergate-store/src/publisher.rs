@@ -44,7 +44,7 @@ impl ConfigPublisher {
     async fn rebuild(&self) -> StoreResult<()> {
         let dump = self.store.load_config().await?;
         let master = self.master.clone();
-        let (snapshot, problems) =
+        let (mut snapshot, problems) =
             tokio::task::spawn_blocking(move || Snapshot::build(dump, &master))
                 .await
                 .map_err(|e| crate::StoreError::Internal(format!("snapshot build failed: {e}")))?;
@@ -56,6 +56,10 @@ impl ConfigPublisher {
             apis = snapshot.api_count(),
             "snapshot published"
         );
+        snapshot.published_at_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or_default();
         self.current.store(Arc::new(snapshot));
         Ok(())
     }

@@ -402,7 +402,9 @@ pub struct SignArgs {
 pub struct ServeArgs {
     /// TOML file with any of the keys data_dir, admin_listen, gateway_listen, public_url,
     /// max_apps_per_user, max_app_codes_per_app, mask_app_secrets, max_body_bytes,
-    /// max_uri_bytes, max_header_bytes, max_headers_total_bytes.
+    /// max_uri_bytes, max_header_bytes, max_headers_total_bytes, access_log, log_format,
+    /// gateway_tls_cert, gateway_tls_key, admin_tls_cert, admin_tls_key,
+    /// require_https_for_app_code.
     #[arg(long, env = "INFERGATE_CONFIG")]
     pub config: Option<PathBuf>,
     /// Directory of the SQLite database, master key and initial password [default: ./infergate-data].
@@ -427,6 +429,27 @@ pub struct ServeArgs {
     /// with app_ids) [default: false].
     #[arg(long, env = "INFERGATE_MASK_APP_SECRETS", num_args = 0..=1, default_missing_value = "true")]
     pub mask_app_secrets: Option<bool>,
+    /// Access log: `stdout`, `off` or a file path (one JSON line per call) [default: stdout].
+    #[arg(long, env = "INFERGATE_ACCESS_LOG")]
+    pub access_log: Option<String>,
+    /// Format of the process log on stderr: `text` or `json` [default: text].
+    #[arg(long, env = "INFERGATE_LOG_FORMAT")]
+    pub log_format: Option<String>,
+    /// PEM certificate chain of the gateway listener (enables HTTPS and HTTP/2 via ALPN).
+    #[arg(long, env = "INFERGATE_GATEWAY_TLS_CERT", requires = "gateway_tls_key")]
+    pub gateway_tls_cert: Option<PathBuf>,
+    /// PEM private key of the gateway listener.
+    #[arg(long, env = "INFERGATE_GATEWAY_TLS_KEY", requires = "gateway_tls_cert")]
+    pub gateway_tls_key: Option<PathBuf>,
+    /// PEM certificate chain of the admin listener.
+    #[arg(long, env = "INFERGATE_ADMIN_TLS_CERT", requires = "admin_tls_key")]
+    pub admin_tls_cert: Option<PathBuf>,
+    /// PEM private key of the admin listener.
+    #[arg(long, env = "INFERGATE_ADMIN_TLS_KEY", requires = "admin_tls_cert")]
+    pub admin_tls_key: Option<PathBuf>,
+    /// Refuse AppCode and apikey credentials over plain HTTP [default: false].
+    #[arg(long, env = "INFERGATE_REQUIRE_HTTPS_FOR_APP_CODE", num_args = 0..=1, default_missing_value = "true")]
+    pub require_https_for_app_code: Option<bool>,
     /// Largest request body the gateway accepts, in bytes [default: 12582912].
     #[arg(long, env = "INFERGATE_MAX_BODY_BYTES")]
     pub max_body_bytes: Option<usize>,

@@ -27,6 +27,13 @@ pub struct FileConfig {
     pub max_uri_bytes: Option<usize>,
     pub max_header_bytes: Option<usize>,
     pub max_headers_total_bytes: Option<usize>,
+    pub access_log: Option<String>,
+    pub log_format: Option<String>,
+    pub gateway_tls_cert: Option<PathBuf>,
+    pub gateway_tls_key: Option<PathBuf>,
+    pub admin_tls_cert: Option<PathBuf>,
+    pub admin_tls_key: Option<PathBuf>,
+    pub require_https_for_app_code: Option<bool>,
 }
 
 impl FileConfig {
@@ -48,6 +55,32 @@ pub struct Settings {
     pub max_app_codes_per_app: u32,
     pub mask_app_secrets: bool,
     pub limits: Limits,
+    pub access_log: AccessLogTarget,
+    pub log_json: bool,
+    /// (certificate, key) PEM files.
+    pub gateway_tls: Option<(PathBuf, PathBuf)>,
+    pub admin_tls: Option<(PathBuf, PathBuf)>,
+    pub require_https_for_app_code: bool,
+}
+
+/// Where the access log goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccessLogTarget {
+    Off,
+    Stdout,
+    File(PathBuf),
+}
+
+fn tls_pair(
+    name: &str,
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+) -> anyhow::Result<Option<(PathBuf, PathBuf)>> {
+    match (cert, key) {
+        (Some(c), Some(k)) => Ok(Some((c, k))),
+        (None, None) => Ok(None),
+        _ => bail!("{name}_tls_cert and {name}_tls_key go together"),
+    }
 }
 
 fn positive<N: PartialEq + Default + Copy>(
@@ -79,7 +112,36 @@ impl Settings {
                 bail!("public_url {url:?} must be an http or https URL with a host");
             }
         }
+        let access_log = match args.access_log.or(file.access_log).as_deref() {
+            None | Some("stdout") | Some("-") => AccessLogTarget::Stdout,
+            Some("off") => AccessLogTarget::Off,
+            Some(path) => AccessLogTarget::File(PathBuf::from(path)),
+        };
+        let log_json = match args.log_format.or(file.log_format).as_deref() {
+            None | Some("text") => false,
+            Some("json") => true,
+            Some(other) => bail!("log_format {other:?} is not text or json"),
+        };
+        let gateway_tls = tls_pair(
+            "gateway",
+            args.gateway_tls_cert.or(file.gateway_tls_cert),
+            args.gateway_tls_key.or(file.gateway_tls_key),
+        )?;
+        let admin_tls = tls_pair(
+            "admin",
+            args.admin_tls_cert.or(file.admin_tls_cert),
+            args.admin_tls_key.or(file.admin_tls_key),
+        )?;
+        let require_https_for_app_code = args
+            .require_https_for_app_code
+            .or(file.require_https_for_app_code)
+            .unwrap_or(false);
         Ok(Self {
+            access_log,
+            log_json,
+            gateway_tls,
+            admin_tls,
+            require_https_for_app_code,
             data_dir: args
                 .data_dir
                 .or(file.data_dir)

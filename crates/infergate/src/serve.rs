@@ -3,19 +3,23 @@
 
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
+use hyper_util::service::TowerToHyperService;
 use infergate_admin::bootstrap;
+use infergate_admin::Observability;
 use infergate_admin::{AdminSettings, AdminState};
+use infergate_core::logsink::LogSink;
 use infergate_core::{ids, validate, MasterKey, Secret};
-use infergate_gateway::{Gateway, GatewaySettings};
+use infergate_gateway::metrics::GatewayMetrics;
+use infergate_gateway::{serve_with, Gateway, GatewaySettings, Observers, TlsFiles};
 use infergate_store::{ConfigPublisher, SqliteStore, Store};
 use tokio::net::TcpListener;
 
 use crate::cli::ServeArgs;
-use crate::config::Settings;
+use crate::config::{AccessLogTarget, Settings};
 
 const DATABASE_FILE: &str = "infergate.db";
 const MASTER_KEY_FILE: &str = "master.key";
@@ -116,15 +120,66 @@ async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
+/// Starts the access-log writer thread; lines are written in batches and flushed when
+/// the queue is empty, so a burst costs one flush.
+fn start_access_log(target: &AccessLogTarget) -> anyhow::Result<Option<Arc<LogSink>>> {
+    let mut writer: Box<dyn Write + Send> = match target {
+        AccessLogTarget::Off => return Ok(None),
+        AccessLogTarget::Stdout => Box::new(std::io::stdout()),
+        AccessLogTarget::File(path) => Box::new(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .with_context(|| format!("opening the access log {}", path.display()))?,
+        ),
+    };
+    let (sink, rx) = LogSink::new(65_536);
+    std::thread::Builder::new()
+        .name("access-log".into())
+        .spawn(move || {
+            while let Ok(line) = rx.recv() {
+                let mut batch = vec![line];
+                while let Ok(more) = rx.try_recv() {
+                    batch.push(more);
+                }
+                for line in batch {
+                    let _ = writer.write_all(line.as_bytes());
+                    let _ = writer.write_all(b"\n");
+                }
+                let _ = writer.flush();
+            }
+        })
+        .context("starting the access-log writer")?;
+    Ok(Some(Arc::new(sink)))
+}
+
+fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("INFERGATE_LOG")
+        .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn load_tls(pair: &Option<(PathBuf, PathBuf)>) -> anyhow::Result<Option<Arc<TlsFiles>>> {
+    let Some((cert, key)) = pair else {
+        return Ok(None);
+    };
+    let files = TlsFiles::load(cert, key).map_err(anyhow::Error::msg)?;
+    files.watch();
+    Ok(Some(files))
+}
+
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("INFERGATE_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let settings = Settings::resolve(args)?;
+    init_logging(settings.log_json);
     let data_dir = &settings.data_dir;
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("creating data directory {}", data_dir.display()))?;
@@ -143,17 +198,33 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("binding the gateway listener {}", settings.gateway_listen))?;
     let admin_addr = admin_listener.local_addr()?;
     let gateway_addr = gateway_listener.local_addr()?;
+    let gateway_scheme = if settings.gateway_tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let admin_scheme = if settings.admin_tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     let public_url = settings
         .public_url
         .clone()
-        .unwrap_or_else(|| format!("http://{gateway_addr}"));
-    let admin_url = format!("http://{admin_addr}");
+        .unwrap_or_else(|| format!("{gateway_scheme}://{gateway_addr}"));
+    let admin_url = format!("{admin_scheme}://{admin_addr}");
 
     let default_project = bootstrap::default_project_id(store.as_ref())
         .await?
         .unwrap_or_else(|| "(deleted)".into());
 
     let publisher = ConfigPublisher::start(store.clone(), master.clone()).await?;
+    let registry = prometheus::Registry::new();
+    let access_log = start_access_log(&settings.access_log)?;
+    let gateway_metrics = GatewayMetrics::new(&registry)?;
+    let observability = Observability::new(registry, access_log.clone())?;
+    let gateway_tls = load_tls(&settings.gateway_tls)?;
+    let admin_tls = load_tls(&settings.admin_tls)?;
     let state = Arc::new(
         AdminState::new(
             store,
@@ -165,28 +236,41 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 ..AdminSettings::new(public_url.clone(), admin_url.clone())
             },
         )
-        .with_publisher(publisher.clone()),
+        .with_publisher(publisher.clone())
+        .with_observability(observability),
     );
     let gateway = Gateway::new(
         publisher.snapshots(),
         GatewaySettings {
             limits: settings.limits.clone(),
+            require_https_for_app_code: settings.require_https_for_app_code,
             ..GatewaySettings::default()
+        },
+        Observers {
+            metrics: Some(gateway_metrics),
+            access_log,
         },
     );
     tokio::spawn(refresh_periodically(publisher));
     println!("infergate {} ready", env!("CARGO_PKG_VERSION"));
     println!("  project default: {default_project}");
     println!("  admin API:       {admin_url}");
-    println!("  gateway:         http://{gateway_addr}");
+    println!("  gateway:         {gateway_scheme}://{gateway_addr}");
     println!("  public URL:      {public_url}");
     println!("  data directory:  {}", data_dir.display());
     std::io::stdout().flush()?;
 
-    let admin = axum::serve(admin_listener, infergate_admin::app(state))
-        .with_graceful_shutdown(shutdown_signal());
-    let gateway = infergate_gateway::serve(gateway_listener, gateway, shutdown_signal());
-    let (admin_result, ()) = tokio::join!(admin, gateway);
-    admin_result.context("admin listener")?;
+    let router = infergate_admin::app(state);
+    let admin = serve_with(
+        admin_listener,
+        admin_tls,
+        move |_| TowerToHyperService::new(router.clone()),
+        std::time::Duration::from_secs(10),
+        None,
+        shutdown_signal(),
+    );
+    let gateway =
+        infergate_gateway::serve(gateway_listener, gateway, gateway_tls, shutdown_signal());
+    tokio::join!(admin, gateway);
     Ok(())
 }

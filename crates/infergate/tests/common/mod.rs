@@ -30,6 +30,16 @@ pub async fn start(data_dir: &Path, password: Option<&str>) -> Server {
 
 /// Starts `infergate serve` and waits for its banner.
 pub async fn start_with(data_dir: &Path, password: Option<&str>, extra: &[&str]) -> Server {
+    start_logging(data_dir, password, extra, None).await
+}
+
+/// Like [`start_with`], with the process log (stderr) written to `stderr_file` at debug level.
+pub async fn start_logging(
+    data_dir: &Path,
+    password: Option<&str>,
+    extra: &[&str],
+    stderr_file: Option<&Path>,
+) -> Server {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_infergate"));
     cmd.args([
         "serve",
@@ -49,6 +59,10 @@ pub async fn start_with(data_dir: &Path, password: Option<&str>, extra: &[&str])
     .kill_on_drop(true);
     if let Some(pw) = password {
         cmd.env("INFERGATE_ADMIN_PASSWORD", pw);
+    }
+    if let Some(path) = stderr_file {
+        let file = std::fs::File::create(path).expect("stderr file");
+        cmd.stderr(Stdio::from(file)).env("INFERGATE_LOG", "debug");
     }
     let mut child = cmd.spawn().expect("spawn infergate");
     let stdout = child.stdout.take().expect("stdout");

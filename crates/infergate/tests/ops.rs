@@ -1,0 +1,407 @@
+//! Operating the gateway: Prometheus metrics, the access log (and what it must never
+//! contain), and TLS with certificate reload.
+
+mod common;
+
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use common::upstream::{closed_port_url, start_mock};
+use common::{start_logging, start_with, Admin, PASSWORD};
+
+fn sample(metrics: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
+    metrics
+        .samples
+        .iter()
+        .filter(|s| s.metric == name)
+        .filter(|s| labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+        .map(|s| match s.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            _ => 0.0,
+        })
+        .sum()
+}
+
+fn signed(method: &str, url: &str, key: &str, secret: &str) -> Vec<(String, String)> {
+    let parsed = reqwest::Url::parse(url).expect("url");
+    let host = format!(
+        "{}:{}",
+        parsed.host_str().expect("host"),
+        parsed.port().expect("port")
+    );
+    let headers = vec![
+        ("Host".to_string(), host),
+        (
+            "X-Sdk-Date".to_string(),
+            infergate_sign::format_sdk_date(chrono::Utc::now()),
+        ),
+    ];
+    let s = infergate_sign::sign(
+        key,
+        secret.as_bytes(),
+        method,
+        parsed.path(),
+        parsed.query().unwrap_or(""),
+        &headers,
+        b"",
+    );
+    let mut out: Vec<(String, String)> = headers.into_iter().filter(|(n, _)| n != "Host").collect();
+    out.push(("Authorization".into(), s.authorization.header_value()));
+    out
+}
+
+#[tokio::test]
+async fn metrics_count_each_outcome_once_and_logs_hold_no_secret() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let access_log = dir.path().join("access.log");
+    let stderr = dir.path().join("stderr.log");
+    let server = start_logging(
+        &dir.path().join("data"),
+        Some(PASSWORD),
+        &["--access-log", access_log.to_str().expect("path")],
+        Some(&stderr),
+    )
+    .await;
+    let admin = Admin::login(&server).await;
+    let mock = start_mock().await;
+    let (sid, api) = admin
+        .service_with_api(
+            "svc",
+            &mock.url,
+            json!({"auth_type": "APP", "support_app_code": true}),
+        )
+        .await;
+    let app = admin.app("app_ok").await;
+    let app_id = app["app_id"].as_str().expect("id").to_owned();
+    admin.authorize(&sid, &api, &app_id).await;
+    let stranger = admin.app("app_stranger").await;
+    let code = admin
+        .ok(
+            Method::POST,
+            &format!("/app-auth/apps/{app_id}/app-code"),
+            None,
+        )
+        .await["app"]["app_codes"][0]
+        .as_str()
+        .expect("code")
+        .to_owned();
+    let stranger_code = admin
+        .ok(
+            Method::POST,
+            &format!(
+                "/app-auth/apps/{}/app-code",
+                stranger["app_id"].as_str().expect("id")
+            ),
+            None,
+        )
+        .await["app"]["app_codes"][0]
+        .as_str()
+        .expect("code")
+        .to_owned();
+    let down_url = closed_port_url().await;
+    let (down, down_api) = admin
+        .service_with_api("down", &down_url, json!({"auth_type": "NONE"}))
+        .await;
+    let (iam_sid, _) = admin
+        .service_with_api("iam", &mock.url, json!({"auth_type": "IAM"}))
+        .await;
+
+    let client = reqwest::Client::new();
+    let gw = &server.gateway;
+    let url = format!("{gw}/v1/infers/{sid}/predict?secret_looking_value=s3cr3t");
+    let key = app["app_key"].as_str().expect("key");
+    let secret = app["app_secret"].as_str().expect("secret");
+    let mut signature = String::new();
+
+    // ok (signed), bad signature, not authorized (AppCode of an unbound app), upstream down,
+    // plus an AppCode call and an IAM token call for the secrets check.
+    let mut req = client.get(&url);
+    for (n, v) in signed("GET", &url, key, secret) {
+        if n == "Authorization" {
+            signature = v.rsplit('=').next().expect("signature").to_owned();
+        }
+        req = req.header(n, v);
+    }
+    assert_eq!(req.send().await.expect("call").status().as_u16(), 200);
+    let mut bad = client.get(&url);
+    for (n, v) in signed("GET", &url, key, "wrong-secret") {
+        bad = bad.header(n, v);
+    }
+    assert_eq!(bad.send().await.expect("call").status().as_u16(), 401);
+    let denied = client
+        .get(&url)
+        .header("X-Apig-AppCode", &stranger_code)
+        .send()
+        .await
+        .expect("call");
+    assert_eq!(denied.status().as_u16(), 403);
+    let down_call = client
+        .get(format!("{gw}/v1/infers/{down}"))
+        .send()
+        .await
+        .expect("call");
+    assert_eq!(down_call.status().as_u16(), 502);
+    let by_code = client
+        .get(&url)
+        .header("X-Apig-AppCode", &code)
+        .send()
+        .await
+        .expect("call");
+    assert_eq!(by_code.status().as_u16(), 200);
+    let by_token = client
+        .get(format!("{gw}/v1/infers/{iam_sid}"))
+        .header("X-Auth-Token", &admin.token)
+        .send()
+        .await
+        .expect("call");
+    assert_eq!(by_token.status().as_u16(), 200);
+
+    let text = client
+        .get(format!("{}/metrics", server.admin))
+        .send()
+        .await
+        .expect("scrape")
+        .text()
+        .await
+        .expect("text");
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned())))
+        .expect("Prometheus text format");
+    let requests = "infergate_gateway_requests_total";
+    assert_eq!(
+        sample(
+            &scrape,
+            requests,
+            &[
+                ("api", &api),
+                ("app", &app_id),
+                ("status", "200"),
+                ("method", "GET")
+            ]
+        ),
+        2.0
+    );
+    assert_eq!(
+        sample(&scrape, requests, &[("api", &api), ("status", "401")]),
+        1.0
+    );
+    assert_eq!(
+        sample(&scrape, requests, &[("api", &api), ("status", "403")]),
+        1.0
+    );
+    assert_eq!(
+        sample(&scrape, requests, &[("api", &down_api), ("status", "502")]),
+        1.0
+    );
+    let failures = "infergate_gateway_auth_failures_total";
+    assert_eq!(
+        sample(&scrape, failures, &[("reason", "bad_signature")]),
+        1.0
+    );
+    assert_eq!(
+        sample(&scrape, failures, &[("reason", "not_authorized")]),
+        1.0
+    );
+    let authority = down_url
+        .trim_start_matches("http://")
+        .trim_end_matches("/base");
+    assert_eq!(
+        sample(
+            &scrape,
+            "infergate_gateway_upstream_errors_total",
+            &[("upstream", authority), ("kind", "connect")]
+        ),
+        1.0
+    );
+    assert!(
+        sample(
+            &scrape,
+            "infergate_gateway_request_duration_seconds_count",
+            &[("api", &api)]
+        ) >= 4.0
+    );
+    assert!(
+        sample(
+            &scrape,
+            "infergate_gateway_upstream_duration_seconds_count",
+            &[]
+        ) >= 3.0
+    );
+    assert_eq!(
+        sample(&scrape, "infergate_gateway_in_flight_requests", &[]),
+        0.0
+    );
+    assert!(sample(&scrape, "infergate_snapshot_revision", &[]) > 0.0);
+    let admin_lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("infergate_admin_requests_total"))
+        .collect();
+    assert!(
+        sample(
+            &scrape,
+            "infergate_admin_requests_total",
+            &[
+                ("operation", "POST /v1/:project_id/services"),
+                ("status", "200")
+            ]
+        ) >= 3.0,
+        "{admin_lines:?}"
+    );
+    for sample in &scrape.samples {
+        for value in sample.labels.values() {
+            assert!(
+                !value.contains("s3cr3t") && !value.contains("/predict"),
+                "unbounded label {value}"
+            );
+        }
+    }
+
+    // One JSON line per call; no credential anywhere in the logs.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let log = std::fs::read_to_string(&access_log).expect("access log");
+    let calls: Vec<Value> = log
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).expect("JSON line"))
+        .filter(|l| l["kind"] == "call")
+        .collect();
+    assert_eq!(calls.len(), 6, "{log}");
+    let first = &calls[0];
+    assert_eq!(first["status"], 200);
+    assert_eq!(first["app_id"], app_id.as_str());
+    assert_eq!(
+        first["path"],
+        format!("/v1/infers/{sid}/predict?secret_looking_value=")
+    );
+    assert!(first["total_ms"].as_f64().is_some() && first["upstream_ms"].as_f64().is_some());
+    assert!(
+        log.lines()
+            .any(|l| l.contains("\"kind\":\"management\"") && l.contains("\"user_id\":\"")),
+        "management calls are logged with the user"
+    );
+    let process_log = std::fs::read_to_string(&stderr).expect("stderr");
+    for (what, needle) in [
+        ("AppSecret", secret),
+        ("AppCode", code.as_str()),
+        ("token", admin.token.as_str()),
+        ("signature", signature.as_str()),
+        ("query value", "s3cr3t"),
+    ] {
+        assert!(!needle.is_empty());
+        assert!(!log.contains(needle), "the access log holds the {what}");
+        assert!(
+            !process_log.contains(needle),
+            "the process log holds the {what}"
+        );
+    }
+}
+
+fn self_signed() -> (String, String, Vec<u8>) {
+    let certified =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("cert");
+    (
+        certified.cert.pem(),
+        certified.signing_key.serialize_pem(),
+        certified.cert.der().to_vec(),
+    )
+}
+
+fn peer_cert(response: &reqwest::Response) -> Vec<u8> {
+    response
+        .extensions()
+        .get::<reqwest::tls::TlsInfo>()
+        .and_then(|info| info.peer_certificate())
+        .expect("peer certificate")
+        .to_vec()
+}
+
+#[tokio::test]
+async fn https_with_http2_and_certificate_reload() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (cert_a, key_a, der_a) = self_signed();
+    let (cert_b, key_b, der_b) = self_signed();
+    let cert_path = dir.path().join("gateway.crt");
+    let key_path = dir.path().join("gateway.key");
+    std::fs::write(&cert_path, &cert_a).expect("cert");
+    std::fs::write(&key_path, &key_a).expect("key");
+    let server = start_with(
+        &dir.path().join("data"),
+        Some(PASSWORD),
+        &[
+            "--gateway-tls-cert",
+            cert_path.to_str().expect("path"),
+            "--gateway-tls-key",
+            key_path.to_str().expect("path"),
+            "--access-log",
+            "off",
+        ],
+    )
+    .await;
+    assert!(server.gateway.starts_with("https://"), "{}", server.gateway);
+    let admin = Admin::login(&server).await;
+    let mock = start_mock().await;
+    let (sid, _) = admin
+        .service_with_api("open", &mock.url, json!({"auth_type": "NONE"}))
+        .await;
+    let port = server.gateway.rsplit(':').next().expect("port").to_owned();
+    let url = format!("https://localhost:{port}/v1/infers/{sid}");
+    let client = |h2: bool| {
+        let mut builder = reqwest::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_der(&der_a).expect("a"))
+            .add_root_certificate(reqwest::Certificate::from_der(&der_b).expect("b"))
+            .tls_info(true)
+            .pool_idle_timeout(Duration::from_secs(60));
+        builder = if h2 {
+            builder.http2_prior_knowledge()
+        } else {
+            builder.http1_only()
+        };
+        builder.build().expect("client")
+    };
+
+    let h1 = client(false);
+    let first = h1.get(&url).send().await.expect("https call");
+    assert_eq!(first.status().as_u16(), 200);
+    assert_eq!(first.version(), reqwest::Version::HTTP_11);
+    assert_eq!(peer_cert(&first), der_a);
+    let echoed: Value = first.json().await.expect("json");
+    assert_eq!(echoed["headers"]["x-forwarded-proto"], "https");
+    let h2 = client(true);
+    let over_h2 = h2.get(&url).send().await.expect("h2 call");
+    assert_eq!(over_h2.status().as_u16(), 200);
+    assert_eq!(over_h2.version(), reqwest::Version::HTTP_2);
+
+    // Replace the files; the watcher picks them up within about a second.
+    std::fs::write(&key_path, &key_b).expect("key");
+    std::fs::write(&cert_path, &cert_b).expect("cert");
+    let mut fresh_der = Vec::new();
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let fresh = client(false)
+            .get(&url)
+            .send()
+            .await
+            .expect("new connection");
+        assert_eq!(fresh.status().as_u16(), 200);
+        fresh_der = peer_cert(&fresh);
+        if fresh_der == der_b {
+            break;
+        }
+    }
+    assert_eq!(
+        fresh_der, der_b,
+        "a new connection sees the new certificate"
+    );
+    // The connections opened before still work, on the old certificate.
+    let again = h2.get(&url).send().await.expect("old h2 connection");
+    assert_eq!(again.status().as_u16(), 200);
+    let again = h1.get(&url).send().await.expect("old h1 connection");
+    assert_eq!(again.status().as_u16(), 200);
+    assert_eq!(
+        peer_cert(&again),
+        der_a,
+        "the pooled connection kept its TLS session"
+    );
+}
