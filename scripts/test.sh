@@ -3,4 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup-interop.sh
+# The store suite (and the multi-node tests) also run on PostgreSQL; the local server of
+# this kind of machine is used unless INFERGATE_TEST_DATABASE_URL names another.
+export INFERGATE_TEST_DATABASE_URL="${INFERGATE_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test}"
 cargo test --workspace "$@"

@@ -5,6 +5,7 @@
 //! serves bumps the configuration revision in the same transaction.
 
 mod error;
+mod postgres;
 mod publisher;
 mod sqlite;
 
@@ -15,10 +16,34 @@ use infergate_core::model::{
 use infergate_core::snapshot::ConfigDump;
 
 pub use error::StoreError;
+pub use postgres::PgStore;
 pub use publisher::ConfigPublisher;
 pub use sqlite::SqliteStore;
 
 pub type StoreResult<T> = Result<T, StoreError>;
+
+/// A migrator over migrations compiled into the binary (append-only, one list per backend).
+pub(crate) fn migrator(list: &[(i64, &'static str, &'static str)]) -> sqlx::migrate::Migrator {
+    use std::borrow::Cow;
+    sqlx::migrate::Migrator {
+        migrations: Cow::Owned(
+            list.iter()
+                .map(|(version, description, sql)| {
+                    sqlx::migrate::Migration::new(
+                        *version,
+                        Cow::Borrowed(*description),
+                        sqlx::migrate::MigrationType::Simple,
+                        Cow::Borrowed(*sql),
+                        false,
+                    )
+                })
+                .collect(),
+        ),
+        ignore_missing: false,
+        locking: true,
+        no_tx: false,
+    }
+}
 
 /// What the first start on an empty store creates, in one transaction.
 #[derive(Debug, Clone)]

@@ -5,7 +5,7 @@ use infergate_core::model::{
     Api, ApiMethod, App, AppCode, AuthType, Authorization, Credential, Domain, Project, Role,
     Service, User,
 };
-use infergate_store::{Bootstrap, ServiceUpdate, SqliteStore, Store, StoreError};
+use infergate_store::{Bootstrap, PgStore, ServiceUpdate, SqliteStore, Store, StoreError};
 
 fn plan() -> Bootstrap {
     Bootstrap {
@@ -537,8 +537,10 @@ macro_rules! backend_suite {
                 ($name:ident) => {
                     #[tokio::test]
                     async fn $name() {
-                        let (store, _guard) = $open.await;
+                        let (store, guard) = $open.await;
                         super::$name(&*store).await;
+                        drop(store);
+                        guard.finish().await;
                     }
                 };
             }
@@ -562,6 +564,103 @@ async fn open_sqlite() -> (Box<dyn Store>, tempfile::TempDir) {
 }
 
 backend_suite!(sqlite, open_sqlite());
+
+/// What a test's store lives in, removed once the test is done with it.
+trait Scratch {
+    async fn finish(self);
+}
+
+impl Scratch for tempfile::TempDir {
+    async fn finish(self) {}
+}
+
+/// A test's PostgreSQL schema.
+struct PgSchema {
+    admin_url: String,
+    schema: String,
+}
+
+impl Scratch for PgSchema {
+    async fn finish(self) {
+        // Let released connections finish their rollbacks before dropping the schema.
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        if let Ok(pool) = sqlx::PgPool::connect(&self.admin_url).await {
+            let drop = format!("DROP SCHEMA IF EXISTS {} CASCADE", self.schema);
+            let _ = sqlx::query(&drop).execute(&pool).await;
+            pool.close().await;
+        }
+    }
+}
+
+/// A store on its own schema of the database in `INFERGATE_TEST_DATABASE_URL`.
+async fn open_pg() -> (Box<dyn Store>, PgSchema) {
+    let url = std::env::var("INFERGATE_TEST_DATABASE_URL").expect(
+        "INFERGATE_TEST_DATABASE_URL must name a PostgreSQL database (scripts/test.sh sets it)",
+    );
+    let schema = format!("t_{}", uuid_like());
+    let pool = sqlx::PgPool::connect(&url).await.expect("connect");
+    sqlx::query(&format!("CREATE SCHEMA {schema}"))
+        .execute(&pool)
+        .await
+        .expect("schema");
+    pool.close().await;
+    let sep = if url.contains('?') { '&' } else { '?' };
+    let store = PgStore::connect(&format!("{url}{sep}options=-c%20search_path%3D{schema}"))
+        .await
+        .expect("open");
+    (
+        Box::new(store),
+        PgSchema {
+            admin_url: url,
+            schema,
+        },
+    )
+}
+
+fn uuid_like() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_nanos();
+    format!(
+        "{:x}{}_{}",
+        nanos,
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+backend_suite!(postgres, open_pg());
+
+#[tokio::test]
+async fn postgres_writes_race_safely() {
+    let (store, schema) = open_pg().await;
+    store.bootstrap(&plan()).await.expect("bootstrap");
+    let store: std::sync::Arc<dyn Store> = std::sync::Arc::from(store);
+    // Twenty concurrent creates against a quota of five: exactly five succeed.
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            store
+                .create_app(&app(&format!("r{i}"), &format!("app_r{i}"), "u-admin"), 5)
+                .await
+        }));
+    }
+    let mut created = 0;
+    for task in tasks {
+        match task.await.expect("task") {
+            Ok(()) => created += 1,
+            Err(StoreError::Quota(_)) => {}
+            Err(other) => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(created, 5);
+    drop(store);
+    schema.finish().await;
+}
 
 #[tokio::test]
 async fn sqlite_data_survives_reopen() {

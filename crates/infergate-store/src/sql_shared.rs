@@ -1,0 +1,1094 @@
+// The SQL shared by the SQLite and PostgreSQL backends, included by each backend module.
+// Each includer defines `Db`, `DbRow`, `DbConn`, `ThisStore` (with `reader`, `begin()` and
+// `begin_snapshot()`) and `after_bump()`; the statements use `$n` placeholders, which both
+// databases accept, and only types both map the same way.
+
+async fn bump_revision(tx: &mut Transaction<'static, Db>) -> StoreResult<()> {
+    let revision: i64 = sqlx::query(
+        "UPDATE config_revision SET revision = revision + 1 WHERE id = 1 RETURNING revision",
+    )
+    .fetch_one(&mut **tx)
+    .await?
+    .try_get("revision")?;
+    after_bump(tx, revision).await
+}
+
+fn corrupt(what: &str, detail: impl std::fmt::Display) -> StoreError {
+    StoreError::Internal(format!("stored {what} is unreadable: {detail}"))
+}
+
+// === impl rows ===
+
+fn domain_from_row(row: &DbRow) -> StoreResult<Domain> {
+    Ok(Domain {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+    })
+}
+
+fn project_from_row(row: &DbRow) -> StoreResult<Project> {
+    Ok(Project {
+        id: row.try_get("id")?,
+        domain_id: row.try_get("domain_id")?,
+        name: row.try_get("name")?,
+        description: row.try_get("description")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+fn user_from_row(row: &DbRow) -> StoreResult<User> {
+    Ok(User {
+        id: row.try_get("id")?,
+        domain_id: row.try_get("domain_id")?,
+        name: row.try_get("name")?,
+        description: row.try_get("description")?,
+        password_hash: row.try_get("password_hash")?,
+        password_changed_at: row.try_get("password_changed_at")?,
+        domain_admin: row.try_get("domain_admin")?,
+        enabled: row.try_get("enabled")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+fn credential_from_row(row: &DbRow) -> StoreResult<Credential> {
+    Ok(Credential {
+        access: row.try_get("access")?,
+        user_id: row.try_get("user_id")?,
+        secret_sealed: row.try_get("secret_sealed")?,
+        description: row.try_get("description")?,
+        status: row.try_get("status")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+fn service_from_row(row: &DbRow) -> StoreResult<Service> {
+    let upstreams: String = row.try_get("upstreams")?;
+    let timeout_ms: i64 = row.try_get("timeout_ms")?;
+    Ok(Service {
+        id: row.try_get("id")?,
+        project_id: row.try_get("project_id")?,
+        name: row.try_get("name")?,
+        description: row.try_get("description")?,
+        upstreams: serde_json::from_str(&upstreams).map_err(|e| corrupt("upstreams", e))?,
+        timeout_ms: u64::try_from(timeout_ms).map_err(|e| corrupt("timeout_ms", e))?,
+        owner: row.try_get("owner")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+fn api_from_row(row: &DbRow) -> StoreResult<Api> {
+    let auth_type: String = row.try_get("auth_type")?;
+    let api_method: String = row.try_get("api_method")?;
+    Ok(Api {
+        id: row.try_get("id")?,
+        service_id: row.try_get("service_id")?,
+        project_id: row.try_get("project_id")?,
+        name: row.try_get("name")?,
+        auth_type: AuthType::from_str(&auth_type).map_err(|_| corrupt("auth_type", &auth_type))?,
+        support_app_code: row.try_get("support_app_code")?,
+        api_path: row.try_get("api_path")?,
+        api_method: ApiMethod::from_str(&api_method)
+            .map_err(|_| corrupt("api_method", &api_method))?,
+        remark: row.try_get("remark")?,
+        owner: row.try_get("owner")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+fn upstreams_json(upstreams: &[String]) -> String {
+    serde_json::to_string(upstreams).unwrap_or_else(|_| "[]".to_owned())
+}
+
+// === impl Store ===
+
+#[async_trait]
+impl Store for ThisStore {
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1").execute(&self.reader).await?;
+        Ok(())
+    }
+
+    async fn revision(&self) -> StoreResult<i64> {
+        let row = sqlx::query("SELECT revision FROM config_revision WHERE id = 1")
+            .fetch_one(&self.reader)
+            .await?;
+        Ok(row.try_get("revision")?)
+    }
+
+    async fn bootstrap(&self, plan: &Bootstrap) -> StoreResult<bool> {
+        let mut tx = self.begin().await?;
+        let exists = sqlx::query("SELECT id FROM domains WHERE name = $1")
+            .bind(&plan.domain.name)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if exists.is_some() {
+            return Ok(false);
+        }
+        sqlx::query("INSERT INTO domains (id, name) VALUES ($1, $2)")
+            .bind(&plan.domain.id)
+            .bind(&plan.domain.name)
+            .execute(&mut *tx)
+            .await?;
+        insert_project(&mut tx, &plan.project).await?;
+        insert_user(&mut tx, &plan.admin).await?;
+        sqlx::query("INSERT INTO role_grants (project_id, user_id, role) VALUES ($1, $2, $3)")
+            .bind(&plan.project.id)
+            .bind(&plan.admin.id)
+            .bind(Role::Admin.name())
+            .execute(&mut *tx)
+            .await?;
+        bump_revision(&mut tx).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn domain_by_name(&self, name: &str) -> StoreResult<Option<Domain>> {
+        sqlx::query("SELECT * FROM domains WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.reader)
+            .await?
+            .as_ref()
+            .map(domain_from_row)
+            .transpose()
+    }
+
+    async fn domain(&self, id: &str) -> StoreResult<Option<Domain>> {
+        sqlx::query("SELECT * FROM domains WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.reader)
+            .await?
+            .as_ref()
+            .map(domain_from_row)
+            .transpose()
+    }
+
+    async fn create_project(&self, project: &Project) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        insert_project(&mut tx, project).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn project(&self, id: &str) -> StoreResult<Option<Project>> {
+        sqlx::query("SELECT * FROM projects WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.reader)
+            .await?
+            .as_ref()
+            .map(project_from_row)
+            .transpose()
+    }
+
+    async fn project_by_name(&self, domain_id: &str, name: &str) -> StoreResult<Option<Project>> {
+        sqlx::query("SELECT * FROM projects WHERE domain_id = $1 AND name = $2")
+            .bind(domain_id)
+            .bind(name)
+            .fetch_optional(&self.reader)
+            .await?
+            .as_ref()
+            .map(project_from_row)
+            .transpose()
+    }
+
+    async fn list_projects(&self, domain_id: &str) -> StoreResult<Vec<Project>> {
+        sqlx::query("SELECT * FROM projects WHERE domain_id = $1 ORDER BY name")
+            .bind(domain_id)
+            .fetch_all(&self.reader)
+            .await?
+            .iter()
+            .map(project_from_row)
+            .collect()
+    }
+
+    async fn create_user(&self, user: &User) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        insert_user(&mut tx, user).await?;
+        bump_revision(&mut tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn user(&self, id: &str) -> StoreResult<Option<User>> {
+        sqlx::query("SELECT * FROM users WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.reader)
+            .await?
+            .as_ref()
+            .map(user_from_row)
+            .transpose()
+    }
+
+    async fn user_by_name(&self, domain_id: &str, name: &str) -> StoreResult<Option<User>> {
+        sqlx::query("SELECT * FROM users WHERE domain_id = $1 AND name = $2")
+            .bind(domain_id)
+            .bind(name)
+            .fetch_optional(&self.reader)
+            .await?
+            .as_ref()
+            .map(user_from_row)
+            .transpose()
+    }
+
+    async fn list_users(&self, domain_id: &str) -> StoreResult<Vec<User>> {
+        sqlx::query("SELECT * FROM users WHERE domain_id = $1 ORDER BY name")
+            .bind(domain_id)
+            .fetch_all(&self.reader)
+            .await?
+            .iter()
+            .map(user_from_row)
+            .collect()
+    }
+
+    async fn delete_user(&self, id: &str) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        for sql in [
+            "DELETE FROM role_grants WHERE user_id = $1",
+            "DELETE FROM credentials WHERE user_id = $1",
+        ] {
+            sqlx::query(sql).bind(id).execute(&mut *tx).await?;
+        }
+        let deleted = sqlx::query("DELETE FROM users WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        if deleted.rows_affected() == 0 {
+            return Err(StoreError::NotFound("user"));
+        }
+        bump_revision(&mut tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn set_password(&self, user_id: &str, hash: &str, changed_at: i64) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        let updated = sqlx::query(
+            "UPDATE users SET password_hash = $1, password_changed_at = $2 WHERE id = $3",
+        )
+        .bind(hash)
+        .bind(changed_at)
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await?;
+        if updated.rows_affected() == 0 {
+            return Err(StoreError::NotFound("user"));
+        }
+        bump_revision(&mut tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn grant_role(&self, project_id: &str, user_id: &str, role: Role) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        sqlx::query(
+            "INSERT INTO role_grants (project_id, user_id, role) VALUES ($1, $2, $3)
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(project_id)
+        .bind(user_id)
+        .bind(role.name())
+        .execute(&mut *tx)
+        .await?;
+        bump_revision(&mut tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn revoke_role(&self, project_id: &str, user_id: &str, role: Role) -> StoreResult<bool> {
+        let mut tx = self.begin().await?;
+        let deleted = sqlx::query(
+            "DELETE FROM role_grants WHERE project_id = $1 AND user_id = $2 AND role = $3",
+        )
+        .bind(project_id)
+        .bind(user_id)
+        .bind(role.name())
+        .execute(&mut *tx)
+        .await?;
+        bump_revision(&mut tx).await?;
+        tx.commit().await?;
+        Ok(deleted.rows_affected() > 0)
+    }
+
+    async fn roles(&self, project_id: &str, user_id: &str) -> StoreResult<Vec<Role>> {
+        let rows = sqlx::query(
+            "SELECT role FROM role_grants WHERE project_id = $1 AND user_id = $2 ORDER BY role",
+        )
+        .bind(project_id)
+        .bind(user_id)
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let name: String = row.try_get("role")?;
+                Role::from_str(&name).map_err(|_| corrupt("role", &name))
+            })
+            .collect()
+    }
+
+    async fn create_credential(
+        &self,
+        credential: &Credential,
+        max_per_user: u32,
+    ) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM credentials WHERE user_id = $1")
+            .bind(&credential.user_id)
+            .fetch_one(&mut *tx)
+            .await?;
+        let held: i64 = row.try_get("n")?;
+        if held >= i64::from(max_per_user) {
+            return Err(StoreError::Quota(format!(
+                "user already holds {held} access keys (limit {max_per_user})"
+            )));
+        }
+        sqlx::query(
+            "INSERT INTO credentials (access, user_id, secret_sealed, description, status, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&credential.access)
+        .bind(&credential.user_id)
+        .bind(&credential.secret_sealed)
+        .bind(&credential.description)
+        .bind(&credential.status)
+        .bind(credential.created_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| StoreError::from_sqlx(e, "access key already exists"))?;
+        bump_revision(&mut tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn credential(&self, access: &str) -> StoreResult<Option<Credential>> {
+        sqlx::query("SELECT * FROM credentials WHERE access = $1")
+            .bind(access)
+            .fetch_optional(&self.reader)
+            .await?
+            .as_ref()
+            .map(credential_from_row)
+            .transpose()
+    }
+
+    async fn create_service(&self, service: &Service) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        sqlx::query(
+            "INSERT INTO services (id, project_id, name, description, upstreams, timeout_ms, owner,
+                                   created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(&service.id)
+        .bind(&service.project_id)
+        .bind(&service.name)
+        .bind(&service.description)
+        .bind(upstreams_json(&service.upstreams))
+        .bind(service.timeout_ms as i64)
+        .bind(&service.owner)
+        .bind(service.created_at)
+        .bind(service.updated_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| {
+            StoreError::from_sqlx(
+                e,
+                &format!(
+                    "service_name {:?} is already used in this project",
+                    service.name
+                ),
+            )
+        })?;
+        bump_revision(&mut tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn service(&self, id: &str) -> StoreResult<Option<Service>> {
+        sqlx::query("SELECT * FROM services WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.reader)
+            .await?
+            .as_ref()
+            .map(service_from_row)
+            .transpose()
+    }
+
+    async fn list_services(&self, project_id: &str) -> StoreResult<Vec<Service>> {
+        sqlx::query("SELECT * FROM services WHERE project_id = $1 ORDER BY created_at, id")
+            .bind(project_id)
+            .fetch_all(&self.reader)
+            .await?
+            .iter()
+            .map(service_from_row)
+            .collect()
+    }
+
+    async fn update_service(&self, id: &str, update: &ServiceUpdate) -> StoreResult<Service> {
+        let mut tx = self.begin().await?;
+        let row = sqlx::query("SELECT * FROM services WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or(StoreError::NotFound("service"))?;
+        let mut service = service_from_row(&row)?;
+        if let Some(description) = &update.description {
+            service.description = description.clone();
+        }
+        if let Some(upstreams) = &update.upstreams {
+            service.upstreams = upstreams.clone();
+        }
+        if let Some(timeout_ms) = update.timeout_ms {
+            service.timeout_ms = timeout_ms;
+        }
+        service.updated_at = update.updated_at;
+        sqlx::query(
+            "UPDATE services SET description = $1, upstreams = $2, timeout_ms = $3, updated_at = $4
+             WHERE id = $5",
+        )
+        .bind(&service.description)
+        .bind(upstreams_json(&service.upstreams))
+        .bind(service.timeout_ms as i64)
+        .bind(service.updated_at)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        bump_revision(&mut tx).await?;
+        tx.commit().await?;
+        Ok(service)
+    }
+
+    async fn delete_service(&self, id: &str) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        sqlx::query(
+            "DELETE FROM authorizations WHERE api_id IN (SELECT id FROM apis WHERE service_id = $1)",
+        )
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM apis WHERE service_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        let deleted = sqlx::query("DELETE FROM services WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        if deleted.rows_affected() == 0 {
+            return Err(StoreError::NotFound("service"));
+        }
+        bump_revision(&mut tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn create_api(&self, api: &Api) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        let service = sqlx::query("SELECT id FROM services WHERE id = $1")
+            .bind(&api.service_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if service.is_none() {
+            return Err(StoreError::NotFound("service"));
+        }
+        sqlx::query(
+            "INSERT INTO apis (id, service_id, project_id, name, auth_type, support_app_code,
+                               api_path, api_method, remark, owner, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        )
+        .bind(&api.id)
+        .bind(&api.service_id)
+        .bind(&api.project_id)
+        .bind(&api.name)
+        .bind(api.auth_type.as_str())
+        .bind(api.support_app_code)
+        .bind(&api.api_path)
+        .bind(api.api_method.as_str())
+        .bind(&api.remark)
+        .bind(&api.owner)
+        .bind(api.created_at)
+        .bind(api.updated_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| {
+            StoreError::from_sqlx(
+                e,
+                &format!(
+                    "an API with api_path {:?} and auth_type {} already exists",
+                    api.api_path, api.auth_type
+                ),
+            )
+        })?;
+        bump_revision(&mut tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn api(&self, id: &str) -> StoreResult<Option<Api>> {
+        sqlx::query("SELECT * FROM apis WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.reader)
+            .await?
+            .as_ref()
+            .map(api_from_row)
+            .transpose()
+    }
+
+    async fn list_apis(&self, service_id: &str) -> StoreResult<Vec<Api>> {
+        sqlx::query("SELECT * FROM apis WHERE service_id = $1 ORDER BY created_at, id")
+            .bind(service_id)
+            .fetch_all(&self.reader)
+            .await?
+            .iter()
+            .map(api_from_row)
+            .collect()
+    }
+
+    async fn delete_api(&self, id: &str) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        sqlx::query("DELETE FROM authorizations WHERE api_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        let deleted = sqlx::query("DELETE FROM apis WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        if deleted.rows_affected() == 0 {
+            return Err(StoreError::NotFound("api"));
+        }
+        bump_revision(&mut tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn create_app(&self, app: &App, max_per_user: u32) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM apps WHERE owner = $1")
+            .bind(&app.owner)
+            .fetch_one(&mut *tx)
+            .await?;
+        let held: i64 = row.try_get("n")?;
+        if held >= i64::from(max_per_user) {
+            return Err(StoreError::Quota(format!(
+                "the user already owns {held} apps (quota {max_per_user})"
+            )));
+        }
+        sqlx::query(
+            "INSERT INTO apps (id, project_id, name, remark, app_key, secret_sealed, app_type, owner,
+                               created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(&app.id)
+        .bind(&app.project_id)
+        .bind(&app.name)
+        .bind(&app.remark)
+        .bind(&app.app_key)
+        .bind(&app.secret_sealed)
+        .bind(&app.app_type)
+        .bind(&app.owner)
+        .bind(app.created_at)
+        .bind(app.updated_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| {
+            StoreError::from_sqlx(e, &format!("app_name {:?} is already used in this project", app.name))
+        })?;
+        bump_revision(&mut tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn app(&self, id: &str) -> StoreResult<Option<App>> {
+        let mut conn = self.reader.acquire().await?;
+        Ok(fetch_apps(&mut conn, AppFilter::Id(id))
+            .await?
+            .into_iter()
+            .next())
+    }
+
+    async fn app_by_name(&self, project_id: &str, name: &str) -> StoreResult<Option<App>> {
+        let mut conn = self.reader.acquire().await?;
+        Ok(fetch_apps(&mut conn, AppFilter::Name(project_id, name))
+            .await?
+            .into_iter()
+            .next())
+    }
+
+    async fn list_apps(&self, project_id: &str) -> StoreResult<Vec<App>> {
+        let mut conn = self.reader.acquire().await?;
+        fetch_apps(&mut conn, AppFilter::Project(project_id)).await
+    }
+
+    async fn delete_app(&self, id: &str) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM authorizations WHERE app_id = $1")
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await?;
+        let bound: i64 = row.try_get("n")?;
+        if bound > 0 {
+            return Err(StoreError::Conflict(format!(
+                "app is still bound to {bound} APIs; unauthorize them first"
+            )));
+        }
+        sqlx::query("DELETE FROM app_codes WHERE app_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        let deleted = sqlx::query("DELETE FROM apps WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        if deleted.rows_affected() == 0 {
+            return Err(StoreError::NotFound("app"));
+        }
+        bump_revision(&mut tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn set_app_secret(
+        &self,
+        id: &str,
+        secret_sealed: &str,
+        updated_at: i64,
+    ) -> StoreResult<App> {
+        let mut tx = self.begin().await?;
+        touch_app(&mut tx, id, updated_at).await?;
+        sqlx::query("UPDATE apps SET secret_sealed = $1 WHERE id = $2")
+            .bind(secret_sealed)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        bump_revision(&mut tx).await?;
+        let app = fetch_app(&mut tx, id).await?;
+        tx.commit().await?;
+        Ok(app)
+    }
+
+    async fn add_app_code(
+        &self,
+        app_id: &str,
+        code: &AppCode,
+        max_per_app: u32,
+    ) -> StoreResult<App> {
+        let mut tx = self.begin().await?;
+        touch_app(&mut tx, app_id, code.created_at).await?;
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n, COALESCE(MAX(position), -1) AS last FROM app_codes WHERE app_id = $1",
+        )
+        .bind(app_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        let held: i64 = row.try_get("n")?;
+        let last: i64 = row.try_get("last")?;
+        if held >= i64::from(max_per_app) {
+            return Err(StoreError::Quota(format!(
+                "the app already has {held} AppCodes (quota {max_per_app})"
+            )));
+        }
+        sqlx::query(
+            "INSERT INTO app_codes (app_id, position, code_sealed, code_index, created_at)
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(app_id)
+        .bind(last + 1)
+        .bind(&code.sealed)
+        .bind(&code.index)
+        .bind(code.created_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| StoreError::from_sqlx(e, "AppCode already exists"))?;
+        bump_revision(&mut tx).await?;
+        let app = fetch_app(&mut tx, app_id).await?;
+        tx.commit().await?;
+        Ok(app)
+    }
+
+    async fn replace_app_code(
+        &self,
+        app_id: &str,
+        old_index: &str,
+        code: &AppCode,
+    ) -> StoreResult<App> {
+        let mut tx = self.begin().await?;
+        touch_app(&mut tx, app_id, code.created_at).await?;
+        let updated = sqlx::query(
+            "UPDATE app_codes SET code_sealed = $1, code_index = $2, created_at = $3
+             WHERE app_id = $4 AND code_index = $5",
+        )
+        .bind(&code.sealed)
+        .bind(&code.index)
+        .bind(code.created_at)
+        .bind(app_id)
+        .bind(old_index)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| StoreError::from_sqlx(e, "AppCode already exists"))?;
+        if updated.rows_affected() == 0 {
+            return Err(StoreError::NotFound("AppCode"));
+        }
+        bump_revision(&mut tx).await?;
+        let app = fetch_app(&mut tx, app_id).await?;
+        tx.commit().await?;
+        Ok(app)
+    }
+
+    async fn delete_app_code(
+        &self,
+        app_id: &str,
+        index: &str,
+        updated_at: i64,
+    ) -> StoreResult<App> {
+        let mut tx = self.begin().await?;
+        let deleted = sqlx::query("DELETE FROM app_codes WHERE app_id = $1 AND code_index = $2")
+            .bind(app_id)
+            .bind(index)
+            .execute(&mut *tx)
+            .await?;
+        if deleted.rows_affected() == 0 {
+            return Err(StoreError::NotFound("AppCode"));
+        }
+        touch_app(&mut tx, app_id, updated_at).await?;
+        bump_revision(&mut tx).await?;
+        let app = fetch_app(&mut tx, app_id).await?;
+        tx.commit().await?;
+        Ok(app)
+    }
+
+    async fn authorize(
+        &self,
+        api_id: &str,
+        grants: &[Authorization],
+    ) -> StoreResult<Vec<Option<String>>> {
+        let mut tx = self.begin().await?;
+        require_api(&mut tx, api_id).await?;
+        let results = bind_apps(&mut tx, grants).await?;
+        bump_revision(&mut tx).await?;
+        tx.commit().await?;
+        Ok(results)
+    }
+
+    async fn unauthorize(&self, api_id: &str, app_ids: &[String]) -> StoreResult<Vec<bool>> {
+        let mut tx = self.begin().await?;
+        require_api(&mut tx, api_id).await?;
+        let mut results = Vec::with_capacity(app_ids.len());
+        for app_id in app_ids {
+            let deleted =
+                sqlx::query("DELETE FROM authorizations WHERE api_id = $1 AND app_id = $2")
+                    .bind(api_id)
+                    .bind(app_id)
+                    .execute(&mut *tx)
+                    .await?;
+            results.push(deleted.rows_affected() > 0);
+        }
+        bump_revision(&mut tx).await?;
+        tx.commit().await?;
+        Ok(results)
+    }
+
+    async fn replace_authorizations(
+        &self,
+        api_id: &str,
+        grants: &[Authorization],
+    ) -> StoreResult<Vec<Option<String>>> {
+        let mut tx = self.begin().await?;
+        require_api(&mut tx, api_id).await?;
+        let rows = sqlx::query("SELECT app_id FROM authorizations WHERE api_id = $1")
+            .bind(api_id)
+            .fetch_all(&mut *tx)
+            .await?;
+        for row in rows {
+            let app_id: String = row.try_get("app_id")?;
+            if !grants.iter().any(|g| g.app_id == app_id) {
+                sqlx::query("DELETE FROM authorizations WHERE api_id = $1 AND app_id = $2")
+                    .bind(api_id)
+                    .bind(&app_id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        let results = bind_apps(&mut tx, grants).await?;
+        bump_revision(&mut tx).await?;
+        tx.commit().await?;
+        Ok(results)
+    }
+
+    async fn authorizations_of_api(&self, api_id: &str) -> StoreResult<Vec<Authorization>> {
+        sqlx::query("SELECT * FROM authorizations WHERE api_id = $1 ORDER BY created_at, auth_id")
+            .bind(api_id)
+            .fetch_all(&self.reader)
+            .await?
+            .iter()
+            .map(authorization_from_row)
+            .collect()
+    }
+
+    async fn load_config(&self) -> StoreResult<ConfigDump> {
+        let mut tx = self.begin_snapshot().await?;
+        let revision: i64 = sqlx::query("SELECT revision FROM config_revision WHERE id = 1")
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get("revision")?;
+        let services = sqlx::query("SELECT * FROM services")
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(service_from_row)
+            .collect::<StoreResult<_>>()?;
+        let apis = sqlx::query("SELECT * FROM apis")
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(api_from_row)
+            .collect::<StoreResult<_>>()?;
+        let authorizations = sqlx::query("SELECT * FROM authorizations")
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(authorization_from_row)
+            .collect::<StoreResult<_>>()?;
+        let users = sqlx::query("SELECT * FROM users")
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(user_from_row)
+            .collect::<StoreResult<_>>()?;
+        let credentials = sqlx::query("SELECT * FROM credentials")
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(credential_from_row)
+            .collect::<StoreResult<_>>()?;
+        let mut grants = Vec::new();
+        for row in sqlx::query("SELECT project_id, user_id, role FROM role_grants")
+            .fetch_all(&mut *tx)
+            .await?
+        {
+            let role: String = row.try_get("role")?;
+            grants.push((
+                row.try_get("project_id")?,
+                row.try_get("user_id")?,
+                Role::from_str(&role).map_err(|_| corrupt("role", &role))?,
+            ));
+        }
+        let apps = fetch_all_apps(&mut tx).await?;
+        tx.commit().await?;
+        Ok(ConfigDump {
+            revision,
+            services,
+            apis,
+            apps,
+            authorizations,
+            users,
+            credentials,
+            grants,
+        })
+    }
+
+    async fn authorizations_of_app(&self, app_id: &str) -> StoreResult<Vec<Authorization>> {
+        sqlx::query("SELECT * FROM authorizations WHERE app_id = $1 ORDER BY created_at, auth_id")
+            .bind(app_id)
+            .fetch_all(&self.reader)
+            .await?
+            .iter()
+            .map(authorization_from_row)
+            .collect()
+    }
+}
+
+// === impl apps ===
+
+/// Which apps [`fetch_apps`] loads.
+enum AppFilter<'a> {
+    All,
+    Id(&'a str),
+    Name(&'a str, &'a str),
+    Project(&'a str),
+}
+
+const APP_COLUMNS: &str =
+    "SELECT a.*, (SELECT COUNT(*) FROM authorizations z WHERE z.app_id = a.id)
+     AS bounded_api_count FROM apps a";
+
+/// Loads apps with their AppCodes and bound-API counts.
+async fn fetch_apps(conn: &mut DbConn, filter: AppFilter<'_>) -> StoreResult<Vec<App>> {
+    let (where_clause, binds): (&str, Vec<&str>) = match filter {
+        AppFilter::All => ("1 = 1", vec![]),
+        AppFilter::Id(id) => ("a.id = $1", vec![id]),
+        AppFilter::Name(project, name) => {
+            ("a.project_id = $1 AND a.name = $2", vec![project, name])
+        }
+        AppFilter::Project(project) => ("a.project_id = $1", vec![project]),
+    };
+    let sql = format!("{APP_COLUMNS} WHERE {where_clause} ORDER BY a.created_at, a.id");
+    let mut query = sqlx::query(&sql);
+    for bind in &binds {
+        query = query.bind(*bind);
+    }
+    let rows = query.fetch_all(&mut *conn).await?;
+    let mut apps = Vec::with_capacity(rows.len());
+    for row in &rows {
+        apps.push(App {
+            id: row.try_get("id")?,
+            project_id: row.try_get("project_id")?,
+            name: row.try_get("name")?,
+            remark: row.try_get("remark")?,
+            app_key: row.try_get("app_key")?,
+            secret_sealed: row.try_get("secret_sealed")?,
+            app_type: row.try_get("app_type")?,
+            owner: row.try_get("owner")?,
+            created_at: row.try_get("created_at")?,
+            updated_at: row.try_get("updated_at")?,
+            codes: Vec::new(),
+            bounded_api_count: row.try_get("bounded_api_count")?,
+        });
+    }
+    if apps.is_empty() {
+        return Ok(apps);
+    }
+    let code_sql = format!(
+        "SELECT c.* FROM app_codes c WHERE c.app_id IN (SELECT a.id FROM apps a WHERE {where_clause})
+         ORDER BY c.app_id, c.position"
+    );
+    let mut code_query = sqlx::query(&code_sql);
+    for bind in &binds {
+        code_query = code_query.bind(*bind);
+    }
+    for row in code_query.fetch_all(&mut *conn).await? {
+        let app_id: String = row.try_get("app_id")?;
+        if let Some(app) = apps.iter_mut().find(|a| a.id == app_id) {
+            app.codes.push(AppCode {
+                sealed: row.try_get("code_sealed")?,
+                index: row.try_get("code_index")?,
+                created_at: row.try_get("created_at")?,
+            });
+        }
+    }
+    Ok(apps)
+}
+
+async fn fetch_all_apps(conn: &mut DbConn) -> StoreResult<Vec<App>> {
+    fetch_apps(conn, AppFilter::All).await
+}
+
+async fn fetch_app(conn: &mut DbConn, id: &str) -> StoreResult<App> {
+    fetch_apps(conn, AppFilter::Id(id))
+        .await?
+        .into_iter()
+        .next()
+        .ok_or(StoreError::NotFound("app"))
+}
+
+async fn touch_app(
+    tx: &mut Transaction<'static, Db>,
+    app_id: &str,
+    now: i64,
+) -> StoreResult<()> {
+    let updated = sqlx::query("UPDATE apps SET updated_at = $1 WHERE id = $2")
+        .bind(now)
+        .bind(app_id)
+        .execute(&mut **tx)
+        .await?;
+    if updated.rows_affected() == 0 {
+        return Err(StoreError::NotFound("app"));
+    }
+    Ok(())
+}
+
+fn authorization_from_row(row: &DbRow) -> StoreResult<Authorization> {
+    Ok(Authorization {
+        auth_id: row.try_get("auth_id")?,
+        api_id: row.try_get("api_id")?,
+        app_id: row.try_get("app_id")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+async fn require_api(tx: &mut Transaction<'static, Db>, api_id: &str) -> StoreResult<()> {
+    let found = sqlx::query("SELECT id FROM apis WHERE id = $1")
+        .bind(api_id)
+        .fetch_optional(&mut **tx)
+        .await?;
+    found.map(|_| ()).ok_or(StoreError::NotFound("api"))
+}
+
+/// Inserts each grant unless bound already; returns the auth id in force per grant.
+async fn bind_apps(
+    tx: &mut Transaction<'static, Db>,
+    grants: &[Authorization],
+) -> StoreResult<Vec<Option<String>>> {
+    let mut results = Vec::with_capacity(grants.len());
+    for grant in grants {
+        let app = sqlx::query("SELECT id FROM apps WHERE id = $1")
+            .bind(&grant.app_id)
+            .fetch_optional(&mut **tx)
+            .await?;
+        if app.is_none() {
+            results.push(None);
+            continue;
+        }
+        sqlx::query(
+            "INSERT INTO authorizations (auth_id, api_id, app_id, created_at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (api_id, app_id) DO NOTHING",
+        )
+        .bind(&grant.auth_id)
+        .bind(&grant.api_id)
+        .bind(&grant.app_id)
+        .bind(grant.created_at)
+        .execute(&mut **tx)
+        .await?;
+        let row =
+            sqlx::query("SELECT auth_id FROM authorizations WHERE api_id = $1 AND app_id = $2")
+                .bind(&grant.api_id)
+                .bind(&grant.app_id)
+                .fetch_one(&mut **tx)
+                .await?;
+        results.push(Some(row.try_get("auth_id")?));
+    }
+    Ok(results)
+}
+
+async fn insert_project(
+    tx: &mut Transaction<'static, Db>,
+    project: &Project,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO projects (id, domain_id, name, description, created_at)
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(&project.id)
+    .bind(&project.domain_id)
+    .bind(&project.name)
+    .bind(&project.description)
+    .bind(project.created_at)
+    .execute(&mut **tx)
+    .await
+    .map_err(|e| {
+        StoreError::from_sqlx(
+            e,
+            &format!("project name {:?} already exists", project.name),
+        )
+    })?;
+    Ok(())
+}
+
+async fn insert_user(tx: &mut Transaction<'static, Db>, user: &User) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO users (id, domain_id, name, description, password_hash, password_changed_at,
+                            domain_admin, enabled, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(&user.id)
+    .bind(&user.domain_id)
+    .bind(&user.name)
+    .bind(&user.description)
+    .bind(&user.password_hash)
+    .bind(user.password_changed_at)
+    .bind(user.domain_admin)
+    .bind(user.enabled)
+    .bind(user.created_at)
+    .execute(&mut **tx)
+    .await
+    .map_err(|e| StoreError::from_sqlx(e, &format!("user name {:?} already exists", user.name)))?;
+    Ok(())
+}
