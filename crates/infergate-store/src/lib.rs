@@ -16,7 +16,7 @@ use infergate_core::model::{
 use infergate_core::snapshot::ConfigDump;
 
 pub use error::StoreError;
-pub use postgres::PgStore;
+pub use postgres::{PgStore, CHANGES_CHANNEL};
 pub use publisher::ConfigPublisher;
 pub use sqlite::SqliteStore;
 

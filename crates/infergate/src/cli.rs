@@ -56,6 +56,12 @@ pub enum Command {
         after_help = "Examples:\n  infergate serve\n  INFERGATE_ADMIN_PASSWORD=s3cret-pass infergate serve --data-dir /var/lib/infergate\n  infergate serve --config /etc/infergate.toml --public-url https://infer.example.com"
     )]
     Serve(Box<ServeArgs>),
+    /// Run the PostgreSQL migrations and exit.
+    Migrate {
+        /// postgres://… of the shared database.
+        #[arg(long, env = "INFERGATE_DATABASE_URL", hide_env_values = true)]
+        database_url: String,
+    },
     /// Log in to a management API and save the token (mode 0600).
     #[command(
         after_help = "Examples:\n  infergate login --url http://127.0.0.1:8081 --user admin\n  INFERGATE_PASSWORD=… infergate login --url http://10.0.0.2:8081 --user ops --project team-a"
@@ -419,6 +425,17 @@ pub struct ServeArgs {
     /// Base URL of every predict_url [default: http://<gateway-listen>].
     #[arg(long, env = "INFERGATE_PUBLIC_URL")]
     pub public_url: Option<String>,
+    /// Shared PostgreSQL (postgres://…) instead of the embedded SQLite; needs
+    /// INFERGATE_MASTER_KEY, the same on every node.
+    #[arg(long, env = "INFERGATE_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Planes to run: all, gateway or admin [default: all].
+    #[arg(long, env = "INFERGATE_ROLE")]
+    pub role: Option<String>,
+    /// How often the configuration revision is checked besides change notices, in ms
+    /// [default: 5000].
+    #[arg(long, env = "INFERGATE_REFRESH_INTERVAL_MS")]
+    pub refresh_interval_ms: Option<u64>,
     /// Apps one user may own [default: 5].
     #[arg(long, env = "INFERGATE_MAX_APPS_PER_USER")]
     pub max_apps_per_user: Option<u32>,

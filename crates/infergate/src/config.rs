@@ -20,6 +20,9 @@ pub struct FileConfig {
     pub admin_listen: Option<SocketAddr>,
     pub gateway_listen: Option<SocketAddr>,
     pub public_url: Option<String>,
+    pub database_url: Option<String>,
+    pub role: Option<String>,
+    pub refresh_interval_ms: Option<u64>,
     pub max_apps_per_user: Option<u32>,
     pub max_app_codes_per_app: Option<u32>,
     pub mask_app_secrets: Option<bool>,
@@ -55,12 +58,33 @@ pub struct Settings {
     pub max_app_codes_per_app: u32,
     pub mask_app_secrets: bool,
     pub limits: Limits,
+    pub database_url: Option<String>,
+    pub role: Role,
+    pub refresh_interval: std::time::Duration,
     pub access_log: AccessLogTarget,
     pub log_json: bool,
     /// (certificate, key) PEM files.
     pub gateway_tls: Option<(PathBuf, PathBuf)>,
     pub admin_tls: Option<(PathBuf, PathBuf)>,
     pub require_https_for_app_code: bool,
+}
+
+/// Which planes a node runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    All,
+    Gateway,
+    Admin,
+}
+
+impl Role {
+    pub fn admin(self) -> bool {
+        self != Role::Gateway
+    }
+
+    pub fn gateway(self) -> bool {
+        self != Role::Admin
+    }
 }
 
 /// Where the access log goes.
@@ -136,7 +160,27 @@ impl Settings {
             .require_https_for_app_code
             .or(file.require_https_for_app_code)
             .unwrap_or(false);
+        let role = match args.role.or(file.role).as_deref() {
+            None | Some("all") => Role::All,
+            Some("gateway") => Role::Gateway,
+            Some("admin") => Role::Admin,
+            Some(other) => bail!("role {other:?} is not all, gateway or admin"),
+        };
+        let refresh_interval = std::time::Duration::from_millis(positive(
+            "refresh_interval_ms",
+            args.refresh_interval_ms.or(file.refresh_interval_ms),
+            5000,
+        )?);
+        let database_url = args.database_url.or(file.database_url);
+        if let Some(url) = &database_url {
+            if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                bail!("database_url must be a postgres:// URL");
+            }
+        }
         Ok(Self {
+            database_url,
+            role,
+            refresh_interval,
             access_log,
             log_json,
             gateway_tls,

@@ -34,6 +34,15 @@ fn main() -> ExitCode {
             }
         };
     }
+    if let Command::Migrate { database_url } = &cli.command {
+        return match runtime.block_on(serve::migrate(database_url)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("infergate: {err:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     match runtime.block_on(client_command(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
@@ -46,7 +55,7 @@ fn main() -> ExitCode {
 async fn client_command(cli: Cli) -> Result<(), CliError> {
     let global = cli.global;
     match cli.command {
-        Command::Serve(_) => Ok(()),
+        Command::Serve(_) | Command::Migrate { .. } => Ok(()),
         Command::Login(args) => commands::login(&global, args).await,
         Command::Sign(args) => call::sign_command(args),
         Command::Call(args) => call::call_command(&global, args).await,

@@ -15,7 +15,7 @@ use infergate_core::logsink::LogSink;
 use infergate_core::{ids, validate, MasterKey, Secret};
 use infergate_gateway::metrics::GatewayMetrics;
 use infergate_gateway::{serve_with, Gateway, GatewaySettings, Observers, TlsFiles};
-use infergate_store::{ConfigPublisher, SqliteStore, Store};
+use infergate_store::{ConfigPublisher, PgStore, SqliteStore, Store};
 use tokio::net::TcpListener;
 
 use crate::cli::ServeArgs;
@@ -89,8 +89,8 @@ async fn bootstrap(store: &dyn Store, data_dir: &Path) -> anyhow::Result<()> {
 }
 
 /// Catches any change a write did not publish (its refresh failed) within a few seconds.
-async fn refresh_periodically(publisher: Arc<ConfigPublisher>) {
-    let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+async fn refresh_periodically(publisher: Arc<ConfigPublisher>, every: std::time::Duration) {
+    let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
@@ -185,11 +185,22 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("creating data directory {}", data_dir.display()))?;
     std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700))
         .with_context(|| format!("restricting {}", data_dir.display()))?;
-    let database = data_dir.join(DATABASE_FILE);
-    let master = load_master_key(data_dir, database.exists())?;
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&database).await?);
+    let (store, master, postgres): (Arc<dyn Store>, MasterKey, Option<PgStore>) =
+        match &settings.database_url {
+            Some(url) => {
+                let pg = PgStore::connect(url).await?;
+                let master = cluster_master_key(&pg).await?;
+                (Arc::new(pg.clone()), master, Some(pg))
+            }
+            None => {
+                let database = data_dir.join(DATABASE_FILE);
+                let master = load_master_key(data_dir, database.exists())?;
+                (Arc::new(SqliteStore::open(&database).await?), master, None)
+            }
+        };
     bootstrap(store.as_ref(), data_dir).await?;
 
+    let role = settings.role;
     let admin_listener = TcpListener::bind(settings.admin_listen)
         .await
         .with_context(|| format!("binding the admin listener {}", settings.admin_listen))?;
@@ -251,26 +262,102 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             access_log,
         },
     );
-    tokio::spawn(refresh_periodically(publisher));
+    tokio::spawn(refresh_periodically(
+        publisher.clone(),
+        settings.refresh_interval,
+    ));
+    if let Some(pg) = postgres {
+        tokio::spawn(follow_notifications(pg, publisher));
+    }
+    let off = |on: bool, url: String| if on { url } else { "(off: --role)".into() };
     println!("infergate {} ready", env!("CARGO_PKG_VERSION"));
     println!("  project default: {default_project}");
-    println!("  admin API:       {admin_url}");
-    println!("  gateway:         {gateway_scheme}://{gateway_addr}");
+    println!("  admin API:       {}", off(role.admin(), admin_url));
+    println!(
+        "  gateway:         {}",
+        off(role.gateway(), format!("{gateway_scheme}://{gateway_addr}"))
+    );
     println!("  public URL:      {public_url}");
+    match &settings.database_url {
+        Some(_) => println!("  store:           PostgreSQL"),
+        None => println!("  store:           SQLite"),
+    }
     println!("  data directory:  {}", data_dir.display());
     std::io::stdout().flush()?;
 
     let router = infergate_admin::app(state);
-    let admin = serve_with(
-        admin_listener,
-        admin_tls,
-        move |_| TowerToHyperService::new(router.clone()),
-        std::time::Duration::from_secs(10),
-        None,
-        shutdown_signal(),
-    );
-    let gateway =
-        infergate_gateway::serve(gateway_listener, gateway, gateway_tls, shutdown_signal());
+    let admin = async move {
+        if role.admin() {
+            serve_with(
+                admin_listener,
+                admin_tls,
+                move |_| TowerToHyperService::new(router.clone()),
+                std::time::Duration::from_secs(10),
+                None,
+                shutdown_signal(),
+            )
+            .await;
+        }
+    };
+    let gateway = async move {
+        if role.gateway() {
+            infergate_gateway::serve(gateway_listener, gateway, gateway_tls, shutdown_signal())
+                .await;
+        }
+    };
     tokio::join!(admin, gateway);
+    Ok(())
+}
+
+/// The data key shared by every node of a PostgreSQL cluster, sealed in the database by
+/// INFERGATE_MASTER_KEY; the first node to start creates it.
+async fn cluster_master_key(pg: &PgStore) -> anyhow::Result<MasterKey> {
+    let wrapping = std::env::var("INFERGATE_MASTER_KEY").context(
+        "INFERGATE_MASTER_KEY is required with --database-url (the same 32-byte key on every node)",
+    )?;
+    let wrapping = MasterKey::parse(&wrapping).context("INFERGATE_MASTER_KEY")?;
+    let candidate = wrapping.encrypt(&Secret::new(MasterKey::generate().to_hex()));
+    let sealed = pg.shared_key(&candidate).await?;
+    let data = wrapping
+        .decrypt(&sealed)
+        .context("the cluster's data key does not open with this INFERGATE_MASTER_KEY")?;
+    MasterKey::parse(data.expose()).context("the cluster's data key is malformed")
+}
+
+/// Applies changes announced by other nodes as soon as they commit; reconnects after an
+/// outage (the periodic check covers the gap).
+async fn follow_notifications(pg: PgStore, publisher: Arc<ConfigPublisher>) {
+    loop {
+        match sqlx::postgres::PgListener::connect_with(pg.pool()).await {
+            Ok(mut listener) => {
+                if let Err(err) = listener.listen(infergate_store::CHANGES_CHANNEL).await {
+                    tracing::warn!(error = %err, "LISTEN failed");
+                } else {
+                    let _ = publisher.refresh().await;
+                    loop {
+                        match listener.recv().await {
+                            Ok(_) => {
+                                if let Err(err) = publisher.refresh().await {
+                                    tracing::warn!(error = %err, "applying a change failed");
+                                }
+                            }
+                            Err(err) => {
+                                tracing::warn!(error = %err, "change notifications interrupted");
+                                break;
+                            }
+                        }
+                    }
+                }
+            }
+            Err(err) => tracing::debug!(error = %err, "cannot listen for changes yet"),
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
+}
+
+/// `infergate migrate`.
+pub async fn migrate(url: &str) -> anyhow::Result<()> {
+    PgStore::connect(url).await?;
+    println!("migrations applied");
     Ok(())
 }

@@ -40,6 +40,17 @@ pub async fn start_logging(
     extra: &[&str],
     stderr_file: Option<&Path>,
 ) -> Server {
+    start_full(data_dir, password, extra, stderr_file, &[]).await
+}
+
+/// Starts a node with extra environment variables.
+pub async fn start_full(
+    data_dir: &Path,
+    password: Option<&str>,
+    extra: &[&str],
+    stderr_file: Option<&Path>,
+    envs: &[(&str, &str)],
+) -> Server {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_infergate"));
     cmd.args([
         "serve",
@@ -59,6 +70,9 @@ pub async fn start_logging(
     .kill_on_drop(true);
     if let Some(pw) = password {
         cmd.env("INFERGATE_ADMIN_PASSWORD", pw);
+    }
+    for (name, value) in envs {
+        cmd.env(name, value);
     }
     if let Some(path) = stderr_file {
         let file = std::fs::File::create(path).expect("stderr file");

@@ -1,0 +1,367 @@
+//! Several nodes on one PostgreSQL: propagation of changes, a database outage, and a
+//! bootstrap race. Each test works in its own schema of `INFERGATE_TEST_DATABASE_URL`.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+use serde_json::json;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+
+use common::upstream::start_mock;
+use common::{start_full, Admin, Server, PASSWORD};
+
+const MASTER_KEY: &str = "5f1c0e3a9b7d4c2e8a6b1f0d3c5e7a9b2d4f6a8c0e1b3d5f7a9c1e3b5d7f9a0c";
+
+struct Schema {
+    base: String,
+    name: String,
+}
+
+impl Schema {
+    async fn new() -> Self {
+        let base = std::env::var("INFERGATE_TEST_DATABASE_URL").expect(
+            "INFERGATE_TEST_DATABASE_URL must name a PostgreSQL database (scripts/test.sh sets it)",
+        );
+        let name = format!(
+            "c_{:x}_{}",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .expect("clock")
+                .as_nanos(),
+            std::process::id()
+        );
+        let pool = sqlx::PgPool::connect(&base).await.expect("connect");
+        sqlx::query(&format!("CREATE SCHEMA {name}"))
+            .execute(&pool)
+            .await
+            .expect("schema");
+        pool.close().await;
+        Self { base, name }
+    }
+
+    /// The URL of this schema, optionally through another host:port (a proxy).
+    fn url(&self, via: Option<&str>) -> String {
+        let mut url = self.base.clone();
+        if let Some(addr) = via {
+            url = url
+                .replace("127.0.0.1:5432", addr)
+                .replace("localhost:5432", addr);
+        }
+        let sep = if url.contains('?') { '&' } else { '?' };
+        format!("{url}{sep}options=-c%20search_path%3D{}", self.name)
+    }
+
+    async fn drop_schema(self) {
+        if let Ok(pool) = sqlx::PgPool::connect(&self.base).await {
+            let _ = sqlx::query(&format!("DROP SCHEMA IF EXISTS {} CASCADE", self.name))
+                .execute(&pool)
+                .await;
+        }
+    }
+}
+
+async fn node(dir: &std::path::Path, name: &str, url: &str, extra: &[&str]) -> Server {
+    let mut args = vec!["--database-url", url, "--access-log", "off"];
+    args.extend_from_slice(extra);
+    start_full(
+        &dir.join(name),
+        Some(PASSWORD),
+        &args,
+        None,
+        &[("INFERGATE_MASTER_KEY", MASTER_KEY)],
+    )
+    .await
+}
+
+/// Polls `url` with the AppCode until its status is `want`; returns how long that took.
+async fn until_status(
+    client: &reqwest::Client,
+    url: &str,
+    code: &str,
+    want: u16,
+    limit: Duration,
+) -> Duration {
+    let started = Instant::now();
+    loop {
+        let status = client
+            .get(url)
+            .header("X-Apig-AppCode", code)
+            .send()
+            .await
+            .expect("call")
+            .status()
+            .as_u16();
+        if status == want {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < limit,
+            "{url} answered {status}, not {want}, after {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test]
+async fn changes_reach_every_node_within_a_second() {
+    let schema = Schema::new().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = schema.url(None);
+    let a = node(dir.path(), "a", &url, &[]).await;
+    let b = node(dir.path(), "b", &url, &[]).await;
+    let c = node(dir.path(), "c", &url, &[]).await;
+    assert_eq!(a.project_id, b.project_id);
+    assert_eq!(b.project_id, c.project_id);
+    let admin_a = Admin::login(&a).await;
+    // A token issued by one node is accepted by the others.
+    let admin_c = Admin {
+        base: c.admin.clone(),
+        ..Admin::login(&a).await
+    };
+    let mock = start_mock().await;
+    let (sid, api) = admin_a
+        .service_with_api(
+            "svc",
+            &mock.url,
+            json!({"auth_type": "APP", "support_app_code": true}),
+        )
+        .await;
+    let app = admin_a.app("app_cluster").await;
+    let app_id = app["app_id"].as_str().expect("id").to_owned();
+    let code = admin_a
+        .ok(
+            Method::POST,
+            &format!("/app-auth/apps/{app_id}/app-code"),
+            None,
+        )
+        .await["app"]["app_codes"][0]
+        .as_str()
+        .expect("code")
+        .to_owned();
+    let client = reqwest::Client::new();
+    let path = format!("/v1/infers/{sid}");
+    let limit = Duration::from_secs(1);
+
+    admin_a.authorize(&sid, &api, &app_id).await;
+    for n in [&b, &c] {
+        until_status(&client, &format!("{}{path}", n.gateway), &code, 200, limit).await;
+    }
+    let unauth = json!({"apps": [{"app_id": app_id}]});
+    let auth_path = format!("/services/{sid}/app-auth-apis/{api}/app-auth-api");
+    admin_c
+        .ok(Method::DELETE, &auth_path, Some(unauth.clone()))
+        .await;
+    for n in [&a, &b] {
+        until_status(&client, &format!("{}{path}", n.gateway), &code, 403, limit).await;
+    }
+
+    // Propagation time over 100 changes made on A, observed on B.
+    let mut times = Vec::new();
+    for i in 0..100 {
+        let (method, want) = if i % 2 == 0 {
+            (Method::POST, 200)
+        } else {
+            (Method::DELETE, 403)
+        };
+        let written = Instant::now();
+        admin_a.ok(method, &auth_path, Some(unauth.clone())).await;
+        let write_ms = written.elapsed();
+        let seen = until_status(&client, &format!("{}{path}", b.gateway), &code, want, limit).await;
+        times.push(write_ms + seen);
+    }
+    times.sort();
+    let p50 = times[49];
+    let p99 = times[98];
+    eprintln!(
+        "propagation A→B over 100 changes (write + visibility): p50 {p50:?}, p99 {p99:?}, max {:?}",
+        times[99]
+    );
+    assert!(p99 < limit);
+    drop((a, b, c));
+    schema.drop_schema().await;
+}
+
+/// A TCP proxy to PostgreSQL that can be cut (every connection closed, new ones refused)
+/// and restored.
+struct Proxy {
+    addr: String,
+    up: Arc<AtomicBool>,
+    open: Arc<Mutex<Vec<JoinHandle<()>>>>,
+}
+
+impl Proxy {
+    async fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr").to_string();
+        let up = Arc::new(AtomicBool::new(true));
+        let open: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
+        let (up2, open2) = (up.clone(), open.clone());
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                if !up2.load(Ordering::SeqCst) {
+                    continue;
+                }
+                let task = tokio::spawn(async move {
+                    if let Ok(mut server) = TcpStream::connect("127.0.0.1:5432").await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+                open2.lock().expect("lock").push(task);
+            }
+        });
+        Self { addr, up, open }
+    }
+
+    fn cut(&self) {
+        self.up.store(false, Ordering::SeqCst);
+        for task in self.open.lock().expect("lock").drain(..) {
+            task.abort();
+        }
+    }
+
+    fn restore(&self) {
+        self.up.store(true, Ordering::SeqCst);
+    }
+}
+
+#[tokio::test]
+async fn a_database_outage_never_stops_the_gateway() {
+    let schema = Schema::new().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let proxy = Proxy::start().await;
+    let direct = node(dir.path(), "direct", &schema.url(None), &[]).await;
+    let proxied = node(
+        dir.path(),
+        "proxied",
+        &schema.url(Some(&proxy.addr)),
+        &["--refresh-interval-ms", "300"],
+    )
+    .await;
+    let admin = Admin::login(&direct).await;
+    let proxied_admin = Admin {
+        base: proxied.admin.clone(),
+        ..Admin::login(&direct).await
+    };
+    let mock = start_mock().await;
+    let (sid, api) = admin
+        .service_with_api(
+            "svc",
+            &mock.url,
+            json!({"auth_type": "APP", "support_app_code": true}),
+        )
+        .await;
+    let app = admin.app("app_outage").await;
+    let app_id = app["app_id"].as_str().expect("id").to_owned();
+    let code = admin
+        .ok(
+            Method::POST,
+            &format!("/app-auth/apps/{app_id}/app-code"),
+            None,
+        )
+        .await["app"]["app_codes"][0]
+        .as_str()
+        .expect("code")
+        .to_owned();
+    admin.authorize(&sid, &api, &app_id).await;
+    let client = reqwest::Client::new();
+    let url = format!("{}/v1/infers/{sid}", proxied.gateway);
+    until_status(&client, &url, &code, 200, Duration::from_secs(2)).await;
+
+    proxy.cut();
+    for _ in 0..20 {
+        let status = client
+            .get(&url)
+            .header("X-Apig-AppCode", &code)
+            .send()
+            .await
+            .expect("call")
+            .status();
+        assert_eq!(
+            status.as_u16(),
+            200,
+            "the gateway serves from its snapshot during the outage"
+        );
+    }
+    let (status, body) = proxied_admin
+        .send(
+            Method::POST,
+            "/services",
+            Some(json!({"service_name": "during", "upstreams": [mock.url.clone()]})),
+        )
+        .await;
+    assert_eq!(status.as_u16(), 503, "{body}");
+    assert_eq!(body["error_code"], "ModelArts.0503");
+    let ready = client
+        .get(format!("{}/readyz", proxied.admin))
+        .send()
+        .await
+        .expect("readyz");
+    assert_eq!(ready.status().as_u16(), 503);
+
+    // A change made elsewhere during the outage arrives once the database is back.
+    admin
+        .ok(
+            Method::DELETE,
+            &format!("/services/{sid}/app-auth-apis/{api}/app-auth-api"),
+            Some(json!({"apps": [{"app_id": app_id}]})),
+        )
+        .await;
+    assert_eq!(
+        client
+            .get(&url)
+            .header("X-Apig-AppCode", &code)
+            .send()
+            .await
+            .expect("call")
+            .status()
+            .as_u16(),
+        200
+    );
+    proxy.restore();
+    until_status(&client, &url, &code, 403, Duration::from_secs(10)).await;
+    let ready = client
+        .get(format!("{}/readyz", proxied.admin))
+        .send()
+        .await
+        .expect("readyz");
+    assert_eq!(ready.status().as_u16(), 200);
+    drop((direct, proxied));
+    schema.drop_schema().await;
+}
+
+#[tokio::test]
+async fn two_nodes_bootstrapping_together_make_one_admin() {
+    let schema = Schema::new().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = schema.url(None);
+    let (a, b) = tokio::join!(
+        node(dir.path(), "a", &url, &[]),
+        node(dir.path(), "b", &url, &[])
+    );
+    assert_eq!(a.project_id, b.project_id, "one default project");
+    let admin = Admin::login(&b).await;
+    let users = admin.ok(Method::GET, "/v3/users", None).await;
+    let admins = users["users"]
+        .as_array()
+        .expect("users")
+        .iter()
+        .filter(|u| u["name"] == "admin")
+        .count();
+    assert_eq!(admins, 1);
+    let projects = admin.ok(Method::GET, "/v3/projects", None).await;
+    assert_eq!(projects["projects"].as_array().expect("projects").len(), 1);
+    // Both nodes share one data key: a token of A works on B.
+    let from_a = Admin::login(&a).await;
+    let on_b = Admin {
+        base: b.admin.clone(),
+        ..from_a
+    };
+    on_b.ok(Method::GET, "/services", None).await;
+    drop((a, b));
+    schema.drop_schema().await;
+}
