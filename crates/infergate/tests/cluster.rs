@@ -124,30 +124,11 @@ async fn changes_reach_every_node_within_a_second() {
         ..Admin::login(&a).await
     };
     let mock = start_mock().await;
-    let (sid, api) = admin_a
-        .service_with_api(
-            "svc",
-            &mock.url,
-            json!({"auth_type": "APP", "support_app_code": true}),
-        )
-        .await;
-    let app = admin_a.app("app_cluster").await;
-    let app_id = app["app_id"].as_str().expect("id").to_owned();
-    let code = admin_a
-        .ok(
-            Method::POST,
-            &format!("/app-auth/apps/{app_id}/app-code"),
-            None,
-        )
-        .await["app"]["app_codes"][0]
-        .as_str()
-        .expect("code")
-        .to_owned();
+    let (sid, api, app_id, code) = admin_a.app_code_setup(&mock.url, "app_cluster").await;
     let client = reqwest::Client::new();
     let path = format!("/v1/infers/{sid}");
     let limit = Duration::from_secs(1);
 
-    admin_a.authorize(&sid, &api, &app_id).await;
     for n in [&b, &c] {
         until_status(&client, &format!("{}{path}", n.gateway), &code, 200, limit).await;
     }
@@ -248,26 +229,7 @@ async fn a_database_outage_never_stops_the_gateway() {
         ..Admin::login(&direct).await
     };
     let mock = start_mock().await;
-    let (sid, api) = admin
-        .service_with_api(
-            "svc",
-            &mock.url,
-            json!({"auth_type": "APP", "support_app_code": true}),
-        )
-        .await;
-    let app = admin.app("app_outage").await;
-    let app_id = app["app_id"].as_str().expect("id").to_owned();
-    let code = admin
-        .ok(
-            Method::POST,
-            &format!("/app-auth/apps/{app_id}/app-code"),
-            None,
-        )
-        .await["app"]["app_codes"][0]
-        .as_str()
-        .expect("code")
-        .to_owned();
-    admin.authorize(&sid, &api, &app_id).await;
+    let (sid, api, app_id, code) = admin.app_code_setup(&mock.url, "app_outage").await;
     let client = reqwest::Client::new();
     let url = format!("{}/v1/infers/{sid}", proxied.gateway);
     until_status(&client, &url, &code, 200, Duration::from_secs(2)).await;

@@ -200,6 +200,42 @@ impl Admin {
             .clone()
     }
 
+    /// Adds an AppCode to an app and returns it.
+    pub async fn app_code(&self, app_id: &str) -> String {
+        self.ok(
+            Method::POST,
+            &format!("/app-auth/apps/{app_id}/app-code"),
+            None,
+        )
+        .await["app"]["app_codes"]
+            .as_array()
+            .and_then(|codes| codes.last())
+            .and_then(Value::as_str)
+            .expect("code")
+            .to_owned()
+    }
+
+    /// A service over `upstream` with an APP API (AppCode on) and an app authorized to it,
+    /// with one AppCode: (service id, API id, app id, AppCode).
+    pub async fn app_code_setup(
+        &self,
+        upstream: &str,
+        app_name: &str,
+    ) -> (String, String, String, String) {
+        let (sid, api) = self
+            .service_with_api(
+                "svc",
+                upstream,
+                json!({"auth_type": "APP", "support_app_code": true}),
+            )
+            .await;
+        let app = self.app(app_name).await;
+        let app_id = app["app_id"].as_str().expect("id").to_owned();
+        let code = self.app_code(&app_id).await;
+        self.authorize(&sid, &api, &app_id).await;
+        (sid, api, app_id, code)
+    }
+
     pub async fn authorize(&self, sid: &str, api: &str, app_id: &str) {
         let reply = self
             .ok(
