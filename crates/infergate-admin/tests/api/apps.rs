@@ -412,12 +412,7 @@ async fn no_secret_is_stored_in_plain_text() {
         .to_owned();
     let secret = app["app_secret"].as_str().expect("secret").to_owned();
     let key = app["app_key"].as_str().expect("key").to_owned();
-    let mut bytes = Vec::new();
-    for file in t.database_files() {
-        if let Ok(content) = std::fs::read(&file) {
-            bytes.extend(content);
-        }
-    }
+    let bytes = t.stored_bytes().await;
     let contains = |needle: &str| bytes.windows(needle.len()).any(|w| w == needle.as_bytes());
     assert!(
         contains(&key),

@@ -9,7 +9,34 @@ use http_body_util::BodyExt;
 use infergate_admin::bootstrap::{default_project_id, ensure_bootstrap};
 use infergate_admin::{app, AdminSettings, AdminState};
 use infergate_core::{MasterKey, Secret};
-use infergate_store::{SqliteStore, Store};
+use infergate_store::{PgStore, SqliteStore, Store};
+
+/// A PostgreSQL store in a fresh schema of `INFERGATE_TEST_DATABASE_URL` (the schemas are
+/// named `api_test_*`; `scripts/test.sh` drops them after the run).
+async fn open_postgres() -> PgStore {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let url = std::env::var("INFERGATE_TEST_DATABASE_URL").expect("INFERGATE_TEST_DATABASE_URL");
+    let schema = format!(
+        "api_test_{}_{}_{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_millis(),
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    );
+    let pool = sqlx::PgPool::connect(&url).await.expect("connect");
+    sqlx::query(&format!("CREATE SCHEMA {schema}"))
+        .execute(&pool)
+        .await
+        .expect("schema");
+    pool.close().await;
+    let sep = if url.contains('?') { '&' } else { '?' };
+    PgStore::connect(&format!("{url}{sep}options=-c%20search_path%3D{schema}"))
+        .await
+        .expect("open")
+}
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
@@ -54,6 +81,7 @@ pub struct TestApp {
     pub project_id: String,
     pub admin_token: String,
     _dir: tempfile::TempDir,
+    pg: Option<PgStore>,
 }
 
 impl TestApp {
@@ -63,11 +91,21 @@ impl TestApp {
 
     pub async fn with_settings(settings: AdminSettings) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store: Arc<dyn Store> = Arc::new(
-            SqliteStore::open(&dir.path().join("t.db"))
-                .await
-                .expect("open"),
-        );
+        let (store, pg): (Arc<dyn Store>, Option<PgStore>) =
+            match std::env::var("INFERGATE_TEST_BACKEND").as_deref() {
+                Ok("postgres") => {
+                    let pg = open_postgres().await;
+                    (Arc::new(pg.clone()), Some(pg))
+                }
+                _ => (
+                    Arc::new(
+                        SqliteStore::open(&dir.path().join("t.db"))
+                            .await
+                            .expect("open"),
+                    ),
+                    None,
+                ),
+            };
         ensure_bootstrap(store.as_ref(), &Secret::new(ADMIN_PASSWORD))
             .await
             .expect("bootstrap");
@@ -82,6 +120,7 @@ impl TestApp {
             project_id,
             admin_token: String::new(),
             _dir: dir,
+            pg,
         };
         test.admin_token = test.token("admin", ADMIN_PASSWORD, "default").await;
         test
@@ -240,11 +279,27 @@ impl TestApp {
             .to_owned()
     }
 
-    pub fn database_files(&self) -> Vec<std::path::PathBuf> {
-        ["t.db", "t.db-wal"]
-            .iter()
-            .map(|f| self._dir.path().join(f))
-            .collect()
+    /// Everything the store holds of apps and AppCodes, as bytes: the SQLite files, or on
+    /// PostgreSQL the rows as text.
+    pub async fn stored_bytes(&self) -> Vec<u8> {
+        if let Some(pg) = &self.pg {
+            let mut out = Vec::new();
+            for table in ["apps", "app_codes"] {
+                let sql =
+                    format!("SELECT COALESCE(string_agg(t::text, ' '), '') AS rows FROM {table} t");
+                let row = sqlx::query(&sql).fetch_one(pg.pool()).await.expect("dump");
+                let text: String = sqlx::Row::try_get(&row, "rows").expect("rows");
+                out.extend(text.into_bytes());
+            }
+            return out;
+        }
+        let mut out = Vec::new();
+        for file in ["t.db", "t.db-wal"] {
+            if let Ok(content) = std::fs::read(self._dir.path().join(file)) {
+                out.extend(content);
+            }
+        }
+        out
     }
 
     pub async fn create_app(&self, token: &str, name: &str) -> Reply {
