@@ -13,6 +13,9 @@ use crate::crypto::{MasterKey, Secret};
 use crate::model::{Api, ApiMethod, App, AuthType, Authorization, Credential, Role, Service, User};
 use crate::token::TokenCodec;
 
+/// A role grant: (project id, user id, role).
+pub type Grant = (String, String, Role);
+
 /// Everything a snapshot is built from, read consistently at one revision.
 #[derive(Debug, Clone, Default)]
 pub struct ConfigDump {
@@ -23,8 +26,67 @@ pub struct ConfigDump {
     pub authorizations: Vec<Authorization>,
     pub users: Vec<User>,
     pub credentials: Vec<Credential>,
-    /// (project id, user id, role)
-    pub grants: Vec<(String, String, Role)>,
+    pub grants: Vec<Grant>,
+}
+
+/// The objects that changed between two revisions, as they are now (`None`: deleted).
+/// Each list replaces what the dump held for those ids.
+#[derive(Debug, Clone, Default)]
+pub struct ConfigDelta {
+    pub revision: i64,
+    pub services: Vec<(String, Option<Service>)>,
+    /// The current APIs of each changed service.
+    pub apis_of_services: Vec<(String, Vec<Api>)>,
+    pub apis: Vec<(String, Option<Api>)>,
+    /// The current authorizations of each changed API (and of each changed service's APIs).
+    pub authorizations_of_apis: Vec<(String, Vec<Authorization>)>,
+    pub apps: Vec<(String, Option<App>)>,
+    pub users: Vec<(String, Option<User>)>,
+    pub credentials_of_users: Vec<(String, Vec<Credential>)>,
+    pub grants_of_users: Vec<(String, Vec<Grant>)>,
+}
+
+/// Drops the items whose `key` is `id` and adds what stands there now.
+fn replace<T>(
+    items: &mut Vec<T>,
+    id: &str,
+    key: impl Fn(&T) -> &str,
+    now: impl IntoIterator<Item = T>,
+) {
+    items.retain(|item| key(item) != id);
+    items.extend(now);
+}
+
+impl ConfigDump {
+    /// Applies the changes of later revisions, leaving the dump as a full read at
+    /// `delta.revision` would have returned it (up to order).
+    pub fn apply(&mut self, delta: ConfigDelta) {
+        for (id, now) in delta.services {
+            replace(&mut self.services, &id, |s| &s.id, now);
+        }
+        for (id, now) in delta.apis_of_services {
+            replace(&mut self.apis, &id, |a| &a.service_id, now);
+        }
+        for (id, now) in delta.apis {
+            replace(&mut self.apis, &id, |a| &a.id, now);
+        }
+        for (id, now) in delta.authorizations_of_apis {
+            replace(&mut self.authorizations, &id, |a| &a.api_id, now);
+        }
+        for (id, now) in delta.apps {
+            replace(&mut self.apps, &id, |a| &a.id, now);
+        }
+        for (id, now) in delta.users {
+            replace(&mut self.users, &id, |u| &u.id, now);
+        }
+        for (id, now) in delta.credentials_of_users {
+            replace(&mut self.credentials, &id, |c| &c.user_id, now);
+        }
+        for (id, now) in delta.grants_of_users {
+            replace(&mut self.grants, &id, |g| &g.1, now);
+        }
+        self.revision = delta.revision;
+    }
 }
 
 /// One upstream base URL of a service, split for request building.

@@ -13,11 +13,11 @@ use async_trait::async_trait;
 use infergate_core::model::{
     Api, App, AppCode, Authorization, Credential, Domain, Project, Role, Service, User,
 };
-use infergate_core::snapshot::ConfigDump;
+use infergate_core::snapshot::{ConfigDelta, ConfigDump};
 
 pub use error::StoreError;
 pub use postgres::{PgStore, CHANGES_CHANNEL};
-pub use publisher::ConfigPublisher;
+pub use publisher::{ConfigPublisher, Refresh};
 pub use sqlite::SqliteStore;
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -172,4 +172,8 @@ pub trait Store: Send + Sync + 'static {
 
     /// Everything the gateway snapshot is built from, read in one transaction.
     async fn load_config(&self) -> StoreResult<ConfigDump>;
+
+    /// The objects changed after revision `since`, read in one transaction; `None` when
+    /// the change log cannot cover the gap (then load everything).
+    async fn changes_since(&self, since: i64) -> StoreResult<Option<ConfigDelta>>;
 }

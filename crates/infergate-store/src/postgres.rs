@@ -11,7 +11,7 @@ use infergate_core::model::{
     Api, ApiMethod, App, AppCode, AuthType, Authorization, Credential, Domain, Project, Role,
     Service, User,
 };
-use infergate_core::snapshot::ConfigDump;
+use infergate_core::snapshot::{ConfigDelta, ConfigDump};
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Postgres, Row, Transaction};
 
@@ -42,6 +42,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         3,
         "cluster key",
         include_str!("../migrations/postgres/0003_cluster_key.sql"),
+    ),
+    (
+        4,
+        "config changes",
+        include_str!("../migrations/postgres/0004_config_changes.sql"),
     ),
 ];
 

@@ -3,13 +3,23 @@
 // `begin_snapshot()`) and `after_bump()`; the statements use `$n` placeholders, which both
 // databases accept, and only types both map the same way.
 
-async fn bump_revision(tx: &mut Transaction<'static, Db>) -> StoreResult<()> {
+/// Moves the configuration revision on and records what changed at it, so other nodes can
+/// apply the change without reloading everything.
+async fn bump_revision(tx: &mut Transaction<'static, Db>, changed: &[(&str, &str)]) -> StoreResult<()> {
     let revision: i64 = sqlx::query(
         "UPDATE config_revision SET revision = revision + 1 WHERE id = 1 RETURNING revision",
     )
     .fetch_one(&mut **tx)
     .await?
     .try_get("revision")?;
+    for (entity, id) in changed {
+        sqlx::query("INSERT INTO config_changes (revision, entity, entity_id) VALUES ($1, $2, $3)")
+            .bind(revision)
+            .bind(*entity)
+            .bind(*id)
+            .execute(&mut **tx)
+            .await?;
+    }
     after_bump(tx, revision).await
 }
 
@@ -139,7 +149,7 @@ impl Store for ThisStore {
             .bind(Role::Admin.name())
             .execute(&mut *tx)
             .await?;
-        bump_revision(&mut tx).await?;
+        bump_revision(&mut tx, &[("user", &plan.admin.id)]).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -205,7 +215,7 @@ impl Store for ThisStore {
     async fn create_user(&self, user: &User) -> StoreResult<()> {
         let mut tx = self.begin().await?;
         insert_user(&mut tx, user).await?;
-        bump_revision(&mut tx).await?;
+        bump_revision(&mut tx, &[("user", &user.id)]).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -256,7 +266,7 @@ impl Store for ThisStore {
         if deleted.rows_affected() == 0 {
             return Err(StoreError::NotFound("user"));
         }
-        bump_revision(&mut tx).await?;
+        bump_revision(&mut tx, &[("user", id)]).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -274,7 +284,7 @@ impl Store for ThisStore {
         if updated.rows_affected() == 0 {
             return Err(StoreError::NotFound("user"));
         }
-        bump_revision(&mut tx).await?;
+        bump_revision(&mut tx, &[("user", user_id)]).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -290,7 +300,7 @@ impl Store for ThisStore {
         .bind(role.name())
         .execute(&mut *tx)
         .await?;
-        bump_revision(&mut tx).await?;
+        bump_revision(&mut tx, &[("user", user_id)]).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -305,7 +315,7 @@ impl Store for ThisStore {
         .bind(role.name())
         .execute(&mut *tx)
         .await?;
-        bump_revision(&mut tx).await?;
+        bump_revision(&mut tx, &[("user", user_id)]).await?;
         tx.commit().await?;
         Ok(deleted.rows_affected() > 0)
     }
@@ -355,7 +365,7 @@ impl Store for ThisStore {
         .execute(&mut *tx)
         .await
         .map_err(|e| StoreError::from_sqlx(e, "access key already exists"))?;
-        bump_revision(&mut tx).await?;
+        bump_revision(&mut tx, &[("user", &credential.user_id)]).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -397,7 +407,7 @@ impl Store for ThisStore {
                 ),
             )
         })?;
-        bump_revision(&mut tx).await?;
+        bump_revision(&mut tx, &[("service", &service.id)]).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -451,7 +461,7 @@ impl Store for ThisStore {
         .bind(id)
         .execute(&mut *tx)
         .await?;
-        bump_revision(&mut tx).await?;
+        bump_revision(&mut tx, &[("service", id)]).await?;
         tx.commit().await?;
         Ok(service)
     }
@@ -475,7 +485,7 @@ impl Store for ThisStore {
         if deleted.rows_affected() == 0 {
             return Err(StoreError::NotFound("service"));
         }
-        bump_revision(&mut tx).await?;
+        bump_revision(&mut tx, &[("service", id)]).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -517,7 +527,7 @@ impl Store for ThisStore {
                 ),
             )
         })?;
-        bump_revision(&mut tx).await?;
+        bump_revision(&mut tx, &[("api", &api.id)]).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -555,7 +565,7 @@ impl Store for ThisStore {
         if deleted.rows_affected() == 0 {
             return Err(StoreError::NotFound("api"));
         }
-        bump_revision(&mut tx).await?;
+        bump_revision(&mut tx, &[("api", id)]).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -592,7 +602,7 @@ impl Store for ThisStore {
         .map_err(|e| {
             StoreError::from_sqlx(e, &format!("app_name {:?} is already used in this project", app.name))
         })?;
-        bump_revision(&mut tx).await?;
+        bump_revision(&mut tx, &[("app", &app.id)]).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -641,7 +651,7 @@ impl Store for ThisStore {
         if deleted.rows_affected() == 0 {
             return Err(StoreError::NotFound("app"));
         }
-        bump_revision(&mut tx).await?;
+        bump_revision(&mut tx, &[("app", id)]).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -659,7 +669,7 @@ impl Store for ThisStore {
             .bind(id)
             .execute(&mut *tx)
             .await?;
-        bump_revision(&mut tx).await?;
+        bump_revision(&mut tx, &[("app", id)]).await?;
         let app = fetch_app(&mut tx, id).await?;
         tx.commit().await?;
         Ok(app)
@@ -698,7 +708,7 @@ impl Store for ThisStore {
         .execute(&mut *tx)
         .await
         .map_err(|e| StoreError::from_sqlx(e, "AppCode already exists"))?;
-        bump_revision(&mut tx).await?;
+        bump_revision(&mut tx, &[("app", app_id)]).await?;
         let app = fetch_app(&mut tx, app_id).await?;
         tx.commit().await?;
         Ok(app)
@@ -727,7 +737,7 @@ impl Store for ThisStore {
         if updated.rows_affected() == 0 {
             return Err(StoreError::NotFound("AppCode"));
         }
-        bump_revision(&mut tx).await?;
+        bump_revision(&mut tx, &[("app", app_id)]).await?;
         let app = fetch_app(&mut tx, app_id).await?;
         tx.commit().await?;
         Ok(app)
@@ -749,7 +759,7 @@ impl Store for ThisStore {
             return Err(StoreError::NotFound("AppCode"));
         }
         touch_app(&mut tx, app_id, updated_at).await?;
-        bump_revision(&mut tx).await?;
+        bump_revision(&mut tx, &[("app", app_id)]).await?;
         let app = fetch_app(&mut tx, app_id).await?;
         tx.commit().await?;
         Ok(app)
@@ -763,7 +773,7 @@ impl Store for ThisStore {
         let mut tx = self.begin().await?;
         require_api(&mut tx, api_id).await?;
         let results = bind_apps(&mut tx, grants).await?;
-        bump_revision(&mut tx).await?;
+        bump_revision(&mut tx, &[("api", api_id)]).await?;
         tx.commit().await?;
         Ok(results)
     }
@@ -781,7 +791,7 @@ impl Store for ThisStore {
                     .await?;
             results.push(deleted.rows_affected() > 0);
         }
-        bump_revision(&mut tx).await?;
+        bump_revision(&mut tx, &[("api", api_id)]).await?;
         tx.commit().await?;
         Ok(results)
     }
@@ -808,7 +818,7 @@ impl Store for ThisStore {
             }
         }
         let results = bind_apps(&mut tx, grants).await?;
-        bump_revision(&mut tx).await?;
+        bump_revision(&mut tx, &[("api", api_id)]).await?;
         tx.commit().await?;
         Ok(results)
     }
@@ -821,6 +831,92 @@ impl Store for ThisStore {
             .iter()
             .map(authorization_from_row)
             .collect()
+    }
+
+    async fn changes_since(&self, since: i64) -> StoreResult<Option<ConfigDelta>> {
+        const MAX_CHANGED: usize = 10_000;
+        let mut tx = self.begin_snapshot().await?;
+        let revision: i64 = sqlx::query("SELECT revision FROM config_revision WHERE id = 1")
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get("revision")?;
+        let mut delta = ConfigDelta {
+            revision,
+            ..ConfigDelta::default()
+        };
+        if revision <= since {
+            return Ok((revision == since).then_some(delta));
+        }
+        let logged: i64 = sqlx::query(
+            "SELECT COUNT(DISTINCT revision) AS n FROM config_changes WHERE revision > $1 AND revision <= $2",
+        )
+        .bind(since)
+        .bind(revision)
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get("n")?;
+        if logged != revision - since {
+            return Ok(None);
+        }
+        let changed = sqlx::query(
+            "SELECT DISTINCT entity, entity_id FROM config_changes WHERE revision > $1 AND revision <= $2",
+        )
+        .bind(since)
+        .bind(revision)
+        .fetch_all(&mut *tx)
+        .await?;
+        if changed.len() > MAX_CHANGED {
+            return Ok(None);
+        }
+        for row in changed {
+            let entity: String = row.try_get("entity")?;
+            let id: String = row.try_get("entity_id")?;
+            match entity.as_str() {
+                "service" => {
+                    let service = one_by(&mut tx, "SELECT * FROM services WHERE id = $1", &id, service_from_row).await?;
+                    let apis: Vec<Api> = all_by(&mut tx, "SELECT * FROM apis WHERE service_id = $1", &id, api_from_row).await?;
+                    for api in &apis {
+                        let grants = authorizations_in(&mut tx, &api.id).await?;
+                        delta.authorizations_of_apis.push((api.id.clone(), grants));
+                    }
+                    delta.services.push((id.clone(), service));
+                    delta.apis_of_services.push((id, apis));
+                }
+                "api" => {
+                    let api = one_by(&mut tx, "SELECT * FROM apis WHERE id = $1", &id, api_from_row).await?;
+                    let grants = authorizations_in(&mut tx, &id).await?;
+                    delta.authorizations_of_apis.push((id.clone(), grants));
+                    delta.apis.push((id, api));
+                }
+                "app" => {
+                    let app = fetch_apps(&mut tx, AppFilter::Id(&id)).await?.into_iter().next();
+                    delta.apps.push((id, app));
+                }
+                "user" => {
+                    let user = one_by(&mut tx, "SELECT * FROM users WHERE id = $1", &id, user_from_row).await?;
+                    let credentials = all_by(&mut tx, "SELECT * FROM credentials WHERE user_id = $1", &id, credential_from_row).await?;
+                    let mut grants = Vec::new();
+                    for g in sqlx::query("SELECT project_id, role FROM role_grants WHERE user_id = $1")
+                        .bind(&id)
+                        .fetch_all(&mut *tx)
+                        .await?
+                    {
+                        let role: String = g.try_get("role")?;
+                        grants.push((
+                            g.try_get("project_id")?,
+                            id.clone(),
+                            Role::from_str(&role).map_err(|_| corrupt("role", &role))?,
+                        ));
+                    }
+                    delta.users.push((id.clone(), user));
+                    delta.credentials_of_users.push((id.clone(), credentials));
+                    delta.grants_of_users.push((id, grants));
+                }
+                other => return Err(corrupt("change entity", other)),
+            }
+        }
+        tx.commit().await?;
+        Ok(Some(delta))
     }
 
     async fn load_config(&self) -> StoreResult<ConfigDump> {
@@ -1002,6 +1098,42 @@ fn authorization_from_row(row: &DbRow) -> StoreResult<Authorization> {
         app_id: row.try_get("app_id")?,
         created_at: row.try_get("created_at")?,
     })
+}
+
+/// The row of `sql` (one `$1` parameter) for `id`, mapped.
+async fn one_by<T>(
+    tx: &mut Transaction<'static, Db>,
+    sql: &str,
+    id: &str,
+    map: fn(&DbRow) -> StoreResult<T>,
+) -> StoreResult<Option<T>> {
+    sqlx::query(sql)
+        .bind(id)
+        .fetch_optional(&mut **tx)
+        .await?
+        .as_ref()
+        .map(map)
+        .transpose()
+}
+
+/// The rows of `sql` (one `$1` parameter) for `id`, mapped.
+async fn all_by<T>(
+    tx: &mut Transaction<'static, Db>,
+    sql: &str,
+    id: &str,
+    map: fn(&DbRow) -> StoreResult<T>,
+) -> StoreResult<Vec<T>> {
+    sqlx::query(sql)
+        .bind(id)
+        .fetch_all(&mut **tx)
+        .await?
+        .iter()
+        .map(map)
+        .collect()
+}
+
+async fn authorizations_in(tx: &mut Transaction<'static, Db>, api_id: &str) -> StoreResult<Vec<Authorization>> {
+    all_by(tx, "SELECT * FROM authorizations WHERE api_id = $1", api_id, authorization_from_row).await
 }
 
 async fn require_api(tx: &mut Transaction<'static, Db>, api_id: &str) -> StoreResult<()> {

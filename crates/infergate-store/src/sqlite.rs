@@ -11,7 +11,7 @@ use infergate_core::model::{
     Api, ApiMethod, App, AppCode, AuthType, Authorization, Credential, Domain, Project, Role,
     Service, User,
 };
-use infergate_core::snapshot::ConfigDump;
+use infergate_core::snapshot::{ConfigDelta, ConfigDump};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
@@ -35,6 +35,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         2,
         "apps",
         include_str!("../migrations/sqlite/0002_apps.sql"),
+    ),
+    (
+        3,
+        "config changes",
+        include_str!("../migrations/sqlite/0003_config_changes.sql"),
     ),
 ];
 

@@ -529,6 +529,160 @@ pub async fn authorizations_and_counts(store: &dyn Store) {
     store.delete_app("x1").await.expect("now deletable");
 }
 
+fn normalized(mut dump: infergate_core::snapshot::ConfigDump) -> String {
+    dump.services.sort_by(|a, b| a.id.cmp(&b.id));
+    dump.apis.sort_by(|a, b| a.id.cmp(&b.id));
+    dump.apps.sort_by(|a, b| a.id.cmp(&b.id));
+    dump.authorizations
+        .sort_by(|a, b| a.auth_id.cmp(&b.auth_id));
+    dump.users.sort_by(|a, b| a.id.cmp(&b.id));
+    dump.credentials.sort_by(|a, b| a.access.cmp(&b.access));
+    dump.grants.sort();
+    format!("{dump:?}")
+}
+
+pub async fn change_log_replays_to_a_full_read(store: &dyn Store) {
+    store.bootstrap(&plan()).await.expect("bootstrap");
+    let before = store.load_config().await.expect("load");
+    assert_eq!(
+        store
+            .changes_since(before.revision)
+            .await
+            .expect("q")
+            .map(|d| d.revision),
+        Some(before.revision)
+    );
+    store
+        .create_service(&service("s1", "svc"))
+        .await
+        .expect("svc");
+    store
+        .create_service(&service("s2", "svc2"))
+        .await
+        .expect("svc2");
+    store
+        .create_api(&api("a1", "s1", "/v1/x", AuthType::App))
+        .await
+        .expect("a1");
+    store
+        .create_api(&api("a2", "s2", "/v1/y", AuthType::App))
+        .await
+        .expect("a2");
+    store
+        .create_api(&api("a3", "s1", "/v1/z", AuthType::Iam))
+        .await
+        .expect("a3");
+    store
+        .create_app(&app("x1", "app_one", "u-admin"), 5)
+        .await
+        .expect("x1");
+    store
+        .create_app(&app("x2", "app_two", "u-admin"), 5)
+        .await
+        .expect("x2");
+    store
+        .add_app_code("x1", &code("c1", 50), 5)
+        .await
+        .expect("code");
+    store
+        .authorize("a1", &[grant("a1", "x1"), grant("a1", "x2")])
+        .await
+        .expect("auth");
+    store
+        .authorize("a2", &[grant("a2", "x2")])
+        .await
+        .expect("auth");
+    store
+        .unauthorize("a1", &["x2".into()])
+        .await
+        .expect("unauth");
+    store
+        .set_app_secret("x2", "v1:other", 70)
+        .await
+        .expect("secret");
+    store
+        .create_user(&user("u2", "alice", false))
+        .await
+        .expect("user");
+    store
+        .grant_role("p1", "u2", Role::Member)
+        .await
+        .expect("grant");
+    store
+        .create_credential(
+            &Credential {
+                access: "AK1".into(),
+                user_id: "u2".into(),
+                secret_sealed: "v1:x".into(),
+                description: String::new(),
+                status: "active".into(),
+                created_at: 1,
+            },
+            2,
+        )
+        .await
+        .expect("credential");
+    store
+        .update_service(
+            "s1",
+            &ServiceUpdate {
+                description: Some("new".into()),
+                upstreams: None,
+                timeout_ms: None,
+                updated_at: 80,
+            },
+        )
+        .await
+        .expect("update");
+    store.delete_api("a3").await.expect("delete api");
+    store.delete_service("s2").await.expect("delete service");
+    store
+        .create_user(&user("u3", "bob", false))
+        .await
+        .expect("user");
+    store.delete_user("u3").await.expect("delete user");
+    let delta = store
+        .changes_since(before.revision)
+        .await
+        .expect("q")
+        .expect("covered");
+    let mut patched = before;
+    patched.apply(delta);
+    let full = store.load_config().await.expect("load");
+    assert_eq!(patched.revision, full.revision);
+    assert_eq!(normalized(patched), normalized(full));
+}
+
+pub async fn publisher_applies_changes_incrementally(store: std::sync::Arc<dyn Store>) {
+    use infergate_store::{ConfigPublisher, Refresh};
+    store.bootstrap(&plan()).await.expect("bootstrap");
+    let publisher = ConfigPublisher::start(store.clone(), infergate_core::MasterKey::generate())
+        .await
+        .expect("start");
+    assert_eq!(
+        publisher.refresh_with().await.expect("refresh"),
+        Refresh::Unchanged
+    );
+    store
+        .create_service(&service("s1", "svc"))
+        .await
+        .expect("svc");
+    store
+        .create_api(&api("a1", "s1", "/v1/x", AuthType::None))
+        .await
+        .expect("api");
+    assert_eq!(
+        publisher.refresh_with().await.expect("refresh"),
+        Refresh::Incremental
+    );
+    let snapshot = publisher.snapshots().load_full();
+    assert_eq!(snapshot.revision, store.revision().await.expect("rev"));
+    assert!(snapshot.route("/v1/x/y").is_some());
+    store.delete_service("s1").await.expect("delete");
+    publisher.refresh().await.expect("refresh");
+    assert!(publisher.snapshots().load_full().route("/v1/x/y").is_none());
+}
+
 macro_rules! backend_suite {
     ($backend:ident, $open:expr) => {
         mod $backend {
@@ -551,6 +705,16 @@ macro_rules! backend_suite {
             case!(projects);
             case!(apps_quota_names_and_codes);
             case!(authorizations_and_counts);
+            case!(change_log_replays_to_a_full_read);
+
+            #[tokio::test]
+            async fn publisher_applies_changes_incrementally() {
+                let (store, guard) = $open.await;
+                let store: std::sync::Arc<dyn Store> = std::sync::Arc::from(store);
+                super::publisher_applies_changes_incrementally(store.clone()).await;
+                drop(store);
+                guard.finish().await;
+            }
         }
     };
 }
