@@ -327,3 +327,47 @@ async fn two_nodes_bootstrapping_together_make_one_admin() {
     drop((a, b));
     schema.drop_schema().await;
 }
+
+#[tokio::test]
+async fn a_gateway_only_node_serves_what_an_admin_node_configures() {
+    let schema = Schema::new().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = schema.url(None);
+    let admin_node = node(dir.path(), "admin", &url, &["--role", "admin"]).await;
+    let gateway_node = node(dir.path(), "gateway", &url, &["--role", "gateway"]).await;
+    assert!(
+        admin_node.gateway.starts_with("(off"),
+        "{}",
+        admin_node.gateway
+    );
+    assert!(
+        gateway_node.admin.starts_with("(off"),
+        "{}",
+        gateway_node.admin
+    );
+    let admin = Admin::login(&admin_node).await;
+    let mock = start_mock().await;
+    let (sid, _) = admin
+        .service_with_api("open", &mock.url, json!({"auth_type": "NONE"}))
+        .await;
+    let client = reqwest::Client::new();
+    let started = Instant::now();
+    loop {
+        let status = client
+            .get(format!("{}/v1/infers/{sid}", gateway_node.gateway))
+            .send()
+            .await
+            .expect("call")
+            .status();
+        if status.as_u16() == 200 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "not served within 1 s: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    drop((admin_node, gateway_node));
+    schema.drop_schema().await;
+}
