@@ -155,23 +155,11 @@ impl Store for ThisStore {
     }
 
     async fn domain_by_name(&self, name: &str) -> StoreResult<Option<Domain>> {
-        sqlx::query("SELECT * FROM domains WHERE name = $1")
-            .bind(name)
-            .fetch_optional(&self.reader)
-            .await?
-            .as_ref()
-            .map(domain_from_row)
-            .transpose()
+        one_by(&self.reader, "SELECT * FROM domains WHERE name = $1", name, domain_from_row).await
     }
 
     async fn domain(&self, id: &str) -> StoreResult<Option<Domain>> {
-        sqlx::query("SELECT * FROM domains WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&self.reader)
-            .await?
-            .as_ref()
-            .map(domain_from_row)
-            .transpose()
+        one_by(&self.reader, "SELECT * FROM domains WHERE id = $1", id, domain_from_row).await
     }
 
     async fn create_project(&self, project: &Project) -> StoreResult<()> {
@@ -182,13 +170,7 @@ impl Store for ThisStore {
     }
 
     async fn project(&self, id: &str) -> StoreResult<Option<Project>> {
-        sqlx::query("SELECT * FROM projects WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&self.reader)
-            .await?
-            .as_ref()
-            .map(project_from_row)
-            .transpose()
+        one_by(&self.reader, "SELECT * FROM projects WHERE id = $1", id, project_from_row).await
     }
 
     async fn project_by_name(&self, domain_id: &str, name: &str) -> StoreResult<Option<Project>> {
@@ -203,13 +185,7 @@ impl Store for ThisStore {
     }
 
     async fn list_projects(&self, domain_id: &str) -> StoreResult<Vec<Project>> {
-        sqlx::query("SELECT * FROM projects WHERE domain_id = $1 ORDER BY name")
-            .bind(domain_id)
-            .fetch_all(&self.reader)
-            .await?
-            .iter()
-            .map(project_from_row)
-            .collect()
+        all_by(&self.reader, "SELECT * FROM projects WHERE domain_id = $1 ORDER BY name", domain_id, project_from_row).await
     }
 
     async fn create_user(&self, user: &User) -> StoreResult<()> {
@@ -221,13 +197,7 @@ impl Store for ThisStore {
     }
 
     async fn user(&self, id: &str) -> StoreResult<Option<User>> {
-        sqlx::query("SELECT * FROM users WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&self.reader)
-            .await?
-            .as_ref()
-            .map(user_from_row)
-            .transpose()
+        one_by(&self.reader, "SELECT * FROM users WHERE id = $1", id, user_from_row).await
     }
 
     async fn user_by_name(&self, domain_id: &str, name: &str) -> StoreResult<Option<User>> {
@@ -242,13 +212,7 @@ impl Store for ThisStore {
     }
 
     async fn list_users(&self, domain_id: &str) -> StoreResult<Vec<User>> {
-        sqlx::query("SELECT * FROM users WHERE domain_id = $1 ORDER BY name")
-            .bind(domain_id)
-            .fetch_all(&self.reader)
-            .await?
-            .iter()
-            .map(user_from_row)
-            .collect()
+        all_by(&self.reader, "SELECT * FROM users WHERE domain_id = $1 ORDER BY name", domain_id, user_from_row).await
     }
 
     async fn delete_user(&self, id: &str) -> StoreResult<()> {
@@ -371,13 +335,7 @@ impl Store for ThisStore {
     }
 
     async fn credential(&self, access: &str) -> StoreResult<Option<Credential>> {
-        sqlx::query("SELECT * FROM credentials WHERE access = $1")
-            .bind(access)
-            .fetch_optional(&self.reader)
-            .await?
-            .as_ref()
-            .map(credential_from_row)
-            .transpose()
+        one_by(&self.reader, "SELECT * FROM credentials WHERE access = $1", access, credential_from_row).await
     }
 
     async fn create_service(&self, service: &Service) -> StoreResult<()> {
@@ -413,23 +371,11 @@ impl Store for ThisStore {
     }
 
     async fn service(&self, id: &str) -> StoreResult<Option<Service>> {
-        sqlx::query("SELECT * FROM services WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&self.reader)
-            .await?
-            .as_ref()
-            .map(service_from_row)
-            .transpose()
+        one_by(&self.reader, "SELECT * FROM services WHERE id = $1", id, service_from_row).await
     }
 
     async fn list_services(&self, project_id: &str) -> StoreResult<Vec<Service>> {
-        sqlx::query("SELECT * FROM services WHERE project_id = $1 ORDER BY created_at, id")
-            .bind(project_id)
-            .fetch_all(&self.reader)
-            .await?
-            .iter()
-            .map(service_from_row)
-            .collect()
+        all_by(&self.reader, "SELECT * FROM services WHERE project_id = $1 ORDER BY created_at, id", project_id, service_from_row).await
     }
 
     async fn update_service(&self, id: &str, update: &ServiceUpdate) -> StoreResult<Service> {
@@ -533,23 +479,11 @@ impl Store for ThisStore {
     }
 
     async fn api(&self, id: &str) -> StoreResult<Option<Api>> {
-        sqlx::query("SELECT * FROM apis WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&self.reader)
-            .await?
-            .as_ref()
-            .map(api_from_row)
-            .transpose()
+        one_by(&self.reader, "SELECT * FROM apis WHERE id = $1", id, api_from_row).await
     }
 
     async fn list_apis(&self, service_id: &str) -> StoreResult<Vec<Api>> {
-        sqlx::query("SELECT * FROM apis WHERE service_id = $1 ORDER BY created_at, id")
-            .bind(service_id)
-            .fetch_all(&self.reader)
-            .await?
-            .iter()
-            .map(api_from_row)
-            .collect()
+        all_by(&self.reader, "SELECT * FROM apis WHERE service_id = $1 ORDER BY created_at, id", service_id, api_from_row).await
     }
 
     async fn delete_api(&self, id: &str) -> StoreResult<()> {
@@ -824,13 +758,7 @@ impl Store for ThisStore {
     }
 
     async fn authorizations_of_api(&self, api_id: &str) -> StoreResult<Vec<Authorization>> {
-        sqlx::query("SELECT * FROM authorizations WHERE api_id = $1 ORDER BY created_at, auth_id")
-            .bind(api_id)
-            .fetch_all(&self.reader)
-            .await?
-            .iter()
-            .map(authorization_from_row)
-            .collect()
+        all_by(&self.reader, "SELECT * FROM authorizations WHERE api_id = $1 ORDER BY created_at, auth_id", api_id, authorization_from_row).await
     }
 
     async fn changes_since(&self, since: i64) -> StoreResult<Option<ConfigDelta>> {
@@ -873,8 +801,8 @@ impl Store for ThisStore {
             let id: String = row.try_get("entity_id")?;
             match entity.as_str() {
                 "service" => {
-                    let service = one_by(&mut tx, "SELECT * FROM services WHERE id = $1", &id, service_from_row).await?;
-                    let apis: Vec<Api> = all_by(&mut tx, "SELECT * FROM apis WHERE service_id = $1", &id, api_from_row).await?;
+                    let service = one_by(&mut *tx, "SELECT * FROM services WHERE id = $1", &id, service_from_row).await?;
+                    let apis: Vec<Api> = all_by(&mut *tx, "SELECT * FROM apis WHERE service_id = $1", &id, api_from_row).await?;
                     for api in &apis {
                         let grants = authorizations_in(&mut tx, &api.id).await?;
                         delta.authorizations_of_apis.push((api.id.clone(), grants));
@@ -883,7 +811,7 @@ impl Store for ThisStore {
                     delta.apis_of_services.push((id, apis));
                 }
                 "api" => {
-                    let api = one_by(&mut tx, "SELECT * FROM apis WHERE id = $1", &id, api_from_row).await?;
+                    let api = one_by(&mut *tx, "SELECT * FROM apis WHERE id = $1", &id, api_from_row).await?;
                     let grants = authorizations_in(&mut tx, &id).await?;
                     delta.authorizations_of_apis.push((id.clone(), grants));
                     delta.apis.push((id, api));
@@ -893,8 +821,8 @@ impl Store for ThisStore {
                     delta.apps.push((id, app));
                 }
                 "user" => {
-                    let user = one_by(&mut tx, "SELECT * FROM users WHERE id = $1", &id, user_from_row).await?;
-                    let credentials = all_by(&mut tx, "SELECT * FROM credentials WHERE user_id = $1", &id, credential_from_row).await?;
+                    let user = one_by(&mut *tx, "SELECT * FROM users WHERE id = $1", &id, user_from_row).await?;
+                    let credentials = all_by(&mut *tx, "SELECT * FROM credentials WHERE user_id = $1", &id, credential_from_row).await?;
                     let mut grants = Vec::new();
                     for g in sqlx::query("SELECT project_id, role FROM role_grants WHERE user_id = $1")
                         .bind(&id)
@@ -982,13 +910,7 @@ impl Store for ThisStore {
     }
 
     async fn authorizations_of_app(&self, app_id: &str) -> StoreResult<Vec<Authorization>> {
-        sqlx::query("SELECT * FROM authorizations WHERE app_id = $1 ORDER BY created_at, auth_id")
-            .bind(app_id)
-            .fetch_all(&self.reader)
-            .await?
-            .iter()
-            .map(authorization_from_row)
-            .collect()
+        all_by(&self.reader, "SELECT * FROM authorizations WHERE app_id = $1 ORDER BY created_at, auth_id", app_id, authorization_from_row).await
     }
 }
 
@@ -1101,15 +1023,15 @@ fn authorization_from_row(row: &DbRow) -> StoreResult<Authorization> {
 }
 
 /// The row of `sql` (one `$1` parameter) for `id`, mapped.
-async fn one_by<T>(
-    tx: &mut Transaction<'static, Db>,
+async fn one_by<'e, T>(
+    exec: impl sqlx::Executor<'e, Database = Db>,
     sql: &str,
     id: &str,
     map: fn(&DbRow) -> StoreResult<T>,
 ) -> StoreResult<Option<T>> {
     sqlx::query(sql)
         .bind(id)
-        .fetch_optional(&mut **tx)
+        .fetch_optional(exec)
         .await?
         .as_ref()
         .map(map)
@@ -1117,15 +1039,15 @@ async fn one_by<T>(
 }
 
 /// The rows of `sql` (one `$1` parameter) for `id`, mapped.
-async fn all_by<T>(
-    tx: &mut Transaction<'static, Db>,
+async fn all_by<'e, T>(
+    exec: impl sqlx::Executor<'e, Database = Db>,
     sql: &str,
     id: &str,
     map: fn(&DbRow) -> StoreResult<T>,
 ) -> StoreResult<Vec<T>> {
     sqlx::query(sql)
         .bind(id)
-        .fetch_all(&mut **tx)
+        .fetch_all(exec)
         .await?
         .iter()
         .map(map)
@@ -1133,7 +1055,7 @@ async fn all_by<T>(
 }
 
 async fn authorizations_in(tx: &mut Transaction<'static, Db>, api_id: &str) -> StoreResult<Vec<Authorization>> {
-    all_by(tx, "SELECT * FROM authorizations WHERE api_id = $1", api_id, authorization_from_row).await
+    all_by(&mut **tx, "SELECT * FROM authorizations WHERE api_id = $1", api_id, authorization_from_row).await
 }
 
 async fn require_api(tx: &mut Transaction<'static, Db>, api_id: &str) -> StoreResult<()> {
