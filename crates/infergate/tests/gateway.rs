@@ -91,17 +91,7 @@ async fn setup(extra: &[&str]) -> Setup {
     let server = start_with(&dir.path().join("data"), Some(PASSWORD), extra).await;
     let admin = Admin::login(&server).await;
     let mock = start_mock().await;
-    let (sid, api) = admin
-        .service_with_api(
-            "svc",
-            &mock.url,
-            json!({"auth_type": "APP", "support_app_code": true}),
-        )
-        .await;
-    let app = admin.app("app_client").await;
-    admin
-        .authorize(&sid, &api, app["app_id"].as_str().expect("id"))
-        .await;
+    let (sid, api, app) = admin.authorized_app(&mock.url, "app_client").await;
     Setup {
         server,
         admin,
@@ -241,17 +231,7 @@ async fn authorization_app_codes_iam_and_open_apis() {
 
     // AppCode and apikey on an API with support_app_code.
     let app_id = s.app["app_id"].as_str().expect("id");
-    let code = s
-        .admin
-        .ok(
-            Method::POST,
-            &format!("/app-auth/apps/{app_id}/app-code"),
-            None,
-        )
-        .await["app"]["app_codes"][0]
-        .as_str()
-        .expect("code")
-        .to_owned();
+    let code = s.admin.app_code(app_id).await;
     let via_code = client
         .get(&base)
         .header("X-Apig-AppCode", &code)
@@ -407,17 +387,7 @@ async fn revoked_credentials_fail_on_the_very_next_call() {
     assert_eq!(sdk_call(gw, "core", &fresh, call.clone()).await.0, 200);
 
     // Deleting an AppCode.
-    let code = s
-        .admin
-        .ok(
-            Method::POST,
-            &format!("/app-auth/apps/{app_id}/app-code"),
-            None,
-        )
-        .await["app"]["app_codes"][0]
-        .as_str()
-        .expect("code")
-        .to_owned();
+    let code = s.admin.app_code(&app_id).await;
     let with_code = || {
         client
             .get(format!("{gw}{path}"))

@@ -5,7 +5,6 @@ mod common;
 
 use std::time::Duration;
 
-use reqwest::Method;
 use serde_json::{json, Value};
 
 use common::upstream::{closed_port_url, start_mock};
@@ -68,40 +67,13 @@ async fn metrics_count_each_outcome_once_and_logs_hold_no_secret() {
     .await;
     let admin = Admin::login(&server).await;
     let mock = start_mock().await;
-    let (sid, api) = admin
-        .service_with_api(
-            "svc",
-            &mock.url,
-            json!({"auth_type": "APP", "support_app_code": true}),
-        )
-        .await;
-    let app = admin.app("app_ok").await;
+    let (sid, api, app) = admin.authorized_app(&mock.url, "app_ok").await;
     let app_id = app["app_id"].as_str().expect("id").to_owned();
-    admin.authorize(&sid, &api, &app_id).await;
     let stranger = admin.app("app_stranger").await;
-    let code = admin
-        .ok(
-            Method::POST,
-            &format!("/app-auth/apps/{app_id}/app-code"),
-            None,
-        )
-        .await["app"]["app_codes"][0]
-        .as_str()
-        .expect("code")
-        .to_owned();
+    let code = admin.app_code(&app_id).await;
     let stranger_code = admin
-        .ok(
-            Method::POST,
-            &format!(
-                "/app-auth/apps/{}/app-code",
-                stranger["app_id"].as_str().expect("id")
-            ),
-            None,
-        )
-        .await["app"]["app_codes"][0]
-        .as_str()
-        .expect("code")
-        .to_owned();
+        .app_code(stranger["app_id"].as_str().expect("id"))
+        .await;
     let down_url = closed_port_url().await;
     let (down, down_api) = admin
         .service_with_api("down", &down_url, json!({"auth_type": "NONE"}))

@@ -215,13 +215,9 @@ impl Admin {
             .to_owned()
     }
 
-    /// A service over `upstream` with an APP API (AppCode on) and an app authorized to it,
-    /// with one AppCode: (service id, API id, app id, AppCode).
-    pub async fn app_code_setup(
-        &self,
-        upstream: &str,
-        app_name: &str,
-    ) -> (String, String, String, String) {
+    /// A service "svc" over `upstream` with an APP API (AppCode on) and an app authorized
+    /// to it: (service id, API id, the app object).
+    pub async fn authorized_app(&self, upstream: &str, app_name: &str) -> (String, String, Value) {
         let (sid, api) = self
             .service_with_api(
                 "svc",
@@ -230,9 +226,20 @@ impl Admin {
             )
             .await;
         let app = self.app(app_name).await;
+        self.authorize(&sid, &api, app["app_id"].as_str().expect("id"))
+            .await;
+        (sid, api, app)
+    }
+
+    /// [`Admin::authorized_app`] with one AppCode: (service id, API id, app id, AppCode).
+    pub async fn app_code_setup(
+        &self,
+        upstream: &str,
+        app_name: &str,
+    ) -> (String, String, String, String) {
+        let (sid, api, app) = self.authorized_app(upstream, app_name).await;
         let app_id = app["app_id"].as_str().expect("id").to_owned();
         let code = self.app_code(&app_id).await;
-        self.authorize(&sid, &api, &app_id).await;
         (sid, api, app_id, code)
     }
 
