@@ -1,0 +1,627 @@
+#!/usr/bin/env python3
+"""infergate side by side with nginx, HAProxy and Envoy, on loopback.
+
+Every proxy is pinned to the same core (--proxy-core); the upstream (an nginx answering a fixed
+JSON from memory) and the load generators run on the other cores (--load-cores). Two targets
+are always loaded at the same time, by two load generators with the same connection count and
+duration, for several short rounds: their ratio is then immune to the speed changes of virtual
+cores. An nginx-vs-nginx pair shows the noise floor.
+
+Run bench/setup.sh once, then:  python3 bench/run.py   (see bench/README.md)
+"""
+
+import argparse
+import base64
+import hashlib
+import hmac
+import json
+import os
+import platform
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench"
+RESPONSE = '{"id":"bench","object":"prediction","model":"bench","outputs":[0.12,0.57,0.31]}'
+HMAC_KEY = b"haproxy-bench-hmac-key-0123456789"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def tool(name, extra=()):
+    for cand in [*extra, shutil.which(name), f"/usr/sbin/{name}"]:
+        if cand and Path(cand).exists():
+            return str(cand)
+    sys.exit(f"bench: {name} not found; run bench/setup.sh first")
+
+
+def cpu_seconds(pid):
+    """CPU time of every thread of a process, from schedstat (nanoseconds)."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            total += int((task / "schedstat").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            pass
+    return total / 1e9
+
+
+def wait_http(url, timeout=30.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(url, timeout=1).read()
+            return
+        except urllib.error.HTTPError:
+            return
+        except OSError:
+            time.sleep(0.1)
+    sys.exit(f"bench: {url} did not answer within {timeout:.0f} s")
+
+
+class Procs:
+    def __init__(self, work):
+        self.work = work
+        self.procs = []
+
+    def start(self, name, core, argv, env=None, stdout=None):
+        log = open(self.work / f"{name}.log", "w")
+        p = subprocess.Popen(["taskset", "-c", core, *argv], stdout=stdout or log,
+                             stderr=log, env=env, text=True)
+        self.procs.append(p)
+        return p
+
+    def stop(self):
+        for p in self.procs:
+            if p.poll() is None:
+                p.terminate()
+        for p in self.procs:
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+# ---------------------------------------------------------------- configurations
+
+def nginx_conf(work, name, body):
+    path = work / f"{name}.conf"
+    path.write_text(f"""
+worker_processes 1;
+daemon off;
+master_process off;
+pid {work}/{name}.pid;
+error_log {work}/{name}.err warn;
+events {{ worker_connections 16384; }}
+http {{
+  access_log off;
+  keepalive_requests 100000000;
+  keepalive_timeout 300s;
+  client_body_temp_path {work}/{name}-body;
+  proxy_temp_path {work}/{name}-proxy;
+  fastcgi_temp_path {work}/{name}-fcgi;
+  uwsgi_temp_path {work}/{name}-uwsgi;
+  scgi_temp_path {work}/{name}-scgi;
+  {body}
+}}
+""")
+    return path
+
+
+def upstream_conf(work, port):
+    return nginx_conf(work, "upstream", f"""
+  client_body_buffer_size 64k;
+  client_body_in_single_buffer on;
+  server {{
+    listen 127.0.0.1:{port} backlog=4096;
+    location ~ /echo$ {{
+      mirror /_read_body;
+      mirror_request_body on;
+      default_type application/json;
+      return 200 $request_body;
+    }}
+    location = /_read_body {{ internal; return 204; }}
+    location ~ /sse$ {{
+      default_type text/event-stream;
+      return 200 'data: {{"token":"hello"}}\\n\\n';
+    }}
+    location / {{
+      default_type application/json;
+      return 200 '{RESPONSE}';
+    }}
+  }}
+""")
+
+
+def nginx_proxy_conf(work, name, port, upstream):
+    return nginx_conf(work, name, f"""
+  upstream up {{ server 127.0.0.1:{upstream}; keepalive 512; keepalive_requests 100000000; }}
+  server {{
+    listen 127.0.0.1:{port} backlog=4096;
+    location / {{
+      proxy_pass http://up;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+    }}
+  }}
+""")
+
+
+def haproxy_conf(work, port, upstream):
+    key = base64.b64encode(HMAC_KEY).decode()
+    path = work / "haproxy.cfg"
+    path.write_text(f"""
+global
+  nbthread 1
+  maxconn 4096
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+frontend fe
+  bind 127.0.0.1:{port}
+  # HMAC-SHA256 over "X-Sdk-Date\\npath", compared with X-Signature (hex).
+  http-request set-var(txn.sig) req.hdr(x-signature)
+  http-request set-var(txn.path) path
+  http-request deny deny_status 401 unless {{ req.hdr(x-sdk-date),concat(\\n,txn.path),hmac(sha256,{key}),hex,lower,strcmp(txn.sig) eq 0 }}
+  default_backend be
+backend be
+  http-reuse always
+  server up 127.0.0.1:{upstream}
+""")
+    return path
+
+
+def envoy_conf(work, port, upstream):
+    hcm = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
+    router = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
+    conf = {
+        "static_resources": {
+            "listeners": [{
+                "name": "bench",
+                "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
+                "filter_chains": [{"filters": [{
+                    "name": "envoy.filters.network.http_connection_manager",
+                    "typed_config": {
+                        "@type": hcm,
+                        "stat_prefix": "bench",
+                        "route_config": {"virtual_hosts": [{
+                            "name": "all", "domains": ["*"],
+                            "routes": [{"match": {"prefix": "/"}, "route": {"cluster": "up"}}],
+                        }]},
+                        "http_filters": [{"name": "envoy.filters.http.router",
+                                          "typed_config": {"@type": router}}],
+                    },
+                }]}],
+            }],
+            "clusters": [{
+                "name": "up", "type": "STATIC", "connect_timeout": "5s",
+                "load_assignment": {"cluster_name": "up", "endpoints": [{"lb_endpoints": [{
+                    "endpoint": {"address": {"socket_address": {
+                        "address": "127.0.0.1", "port_value": upstream}}}}]}]},
+            }],
+        },
+    }
+    path = work / "envoy.json"
+    path.write_text(json.dumps(conf))
+    return path
+
+
+# ---------------------------------------------------------------- infergate
+
+class Infergate:
+    def __init__(self, procs, work, core, binary, upstream, wrapper=()):
+        self.binary = binary
+        self.env = dict(os.environ, INFERGATE_CONFIG_DIR=str(work / "cli"),
+                        INFERGATE_ADMIN_PASSWORD="bench-Admin-pass-1", INFERGATE_LOG="warn")
+        out = open(work / "infergate.out", "w")
+        self.proc = procs.start("infergate", core, [
+            *wrapper, binary, "serve", "--data-dir", str(work / "infergate-data"),
+            "--admin-listen", "127.0.0.1:0", "--gateway-listen", "127.0.0.1:0",
+            "--access-log", "off"], env=self.env, stdout=out)
+        self.admin = self.gateway = None
+        deadline = time.time() + 120
+        while time.time() < deadline and not (self.admin and self.gateway):
+            time.sleep(0.1)
+            for line in (work / "infergate.out").read_text().splitlines():
+                if line.strip().startswith("admin API:"):
+                    self.admin = line.split()[-1]
+                if line.strip().startswith("gateway:"):
+                    self.gateway = line.split()[-1]
+            if self.proc.poll() is not None:
+                sys.exit("bench: infergate serve exited; see its log in " + str(work))
+        if not (self.admin and self.gateway):
+            sys.exit("bench: infergate did not print its addresses")
+        self.cli("login", "--url", self.admin, "--user", "admin",
+                 env={"INFERGATE_PASSWORD": "bench-Admin-pass-1"})
+        service = self.cli("service", "create", "--name", "bench", "--upstream",
+                           f"http://127.0.0.1:{upstream}", "-o", "json")
+        api = self.cli("api", "create", "--service", "bench", "--auth-type", "APP", "-o", "json")
+        app = self.cli("app", "create", "--name", "bench", "-o", "json")
+        self.cli("app", "authorize", "--app", "bench", "--service", "bench", "-o", "json")
+        self.service_id = service.get("service_id") or service.get("id")
+        app_obj = app.get("app", app)
+        self.app_key, self.app_secret = app_obj["app_key"], app_obj["app_secret"]
+        self.base = find_key(api, "predict_url")
+
+    def cli(self, *args, env=None):
+        out = subprocess.run([self.binary, *args], env=dict(self.env, **(env or {})),
+                             capture_output=True, text=True)
+        if out.returncode != 0:
+            sys.exit(f"bench: infergate {' '.join(args)} failed: {out.stderr.strip()}")
+        try:
+            return json.JSONDecoder().raw_decode(out.stdout.strip())[0]
+        except json.JSONDecodeError:
+            return {}
+
+    def signed_headers(self, method, url, body_file=None):
+        argv = ["sign", "--app-key", self.app_key, "--app-secret", self.app_secret,
+                "-X", method, url]
+        if body_file:
+            argv += ["--data-binary", f"@{body_file}", "-H", "Content-Type: application/json"]
+        out = subprocess.run([self.binary, *argv], env=self.env, capture_output=True, text=True,
+                             check=True)
+        return [line for line in out.stdout.splitlines() if ":" in line]
+
+
+def find_key(obj, key):
+    if isinstance(obj, dict):
+        if key in obj:
+            return obj[key]
+        for v in obj.values():
+            found = find_key(v, key)
+            if found:
+                return found
+    if isinstance(obj, list):
+        for v in obj:
+            found = find_key(v, key)
+            if found:
+                return found
+    return None
+
+
+# ---------------------------------------------------------------- measuring
+
+class Target:
+    def __init__(self, name, url, pid, headers=(), body_file=None):
+        self.name, self.url, self.pid = name, url, pid
+        self.headers, self.body_file = list(headers), body_file
+
+
+def wrk_cmd(args, target, core):
+    cmd = ["taskset", "-c", core, args.wrk, "-t1", f"-c{args.connections}",
+           f"-d{args.duration}s", "-s", str(BENCH / "report.lua")]
+    for h in target.headers:
+        cmd += ["-H", h]
+    return cmd + [target.url]
+
+
+def paired(args, a, b):
+    """Loads a and b at the same time for args.rounds rounds; one dict per round."""
+    rounds = []
+    for _ in range(args.rounds):
+        cpu0 = (cpu_seconds(a.pid), cpu_seconds(b.pid))
+        t0 = time.time()
+        procs = []
+        for target, core in ((a, args.load_cores[0]), (b, args.load_cores[-1])):
+            env = dict(os.environ, BENCH_BODY_FILE=target.body_file or "")
+            procs.append(subprocess.Popen(wrk_cmd(args, target, core), env=env,
+                                          stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                          text=True))
+        outs = [p.communicate() for p in procs]
+        wall = time.time() - t0
+        cpu1 = (cpu_seconds(a.pid), cpu_seconds(b.pid))
+        r = {}
+        for key, target, (out, err), c0, c1 in zip("ab", (a, b), outs, cpu0, cpu1):
+            line = [l for l in out.splitlines() if l.startswith("{")]
+            if not line:
+                sys.exit(f"bench: wrk against {target.name} printed no result: {out}{err}")
+            res = json.loads(line[-1])
+            if res["non_2xx"] or res["errors"]:
+                sys.exit(f"bench: {target.name} answered {res['non_2xx']} non-2xx and "
+                         f"{res['errors']} errors; its log is in {args.work}")
+            res["rps"] = res["requests"] / res["seconds"]
+            res["cpu_us"] = (c1 - c0) * 1e6 / max(res["requests"], 1)
+            res["cpu_share"] = (c1 - c0) / wall
+            r[key] = res
+        r["ratio"] = r["a"]["rps"] / r["b"]["rps"]
+        rounds.append(r)
+    return rounds
+
+
+def med(values):
+    return statistics.median(values)
+
+
+def summarize(name, a, b, rounds):
+    ratios = [r["ratio"] for r in rounds]
+    cpu_ratio = [r["a"]["cpu_us"] / r["b"]["cpu_us"] for r in rounds]
+    side = lambda k, f: med([r[k][f] for r in rounds])
+    return {
+        "pair": name, "a": a.name, "b": b.name,
+        "ratio": med(ratios), "ratio_min": min(ratios), "ratio_max": max(ratios),
+        "cpu_ratio": med(cpu_ratio),
+        "a_rps": side("a", "rps"), "b_rps": side("b", "rps"),
+        "a_p50": side("a", "p50_us"), "a_p99": side("a", "p99_us"),
+        "b_p50": side("b", "p50_us"), "b_p99": side("b", "p99_us"),
+        "a_cpu": side("a", "cpu_us"), "b_cpu": side("b", "cpu_us"),
+        "core_busy": med([r["a"]["cpu_share"] + r["b"]["cpu_share"] for r in rounds]),
+        "rounds": rounds,
+    }
+
+
+def load(args, url, extra=(), core=None):
+    cmd = ["taskset", "-c", core or args.load_cores[-1], args.load, url, *extra]
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    if out.returncode != 0:
+        sys.exit(f"bench: infergate-load failed: {out.stderr.strip()}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def open_loop(args, ig, direct_url):
+    """Both at --rate at once: through the gateway and straight to the upstream."""
+    rounds = []
+    for _ in range(args.rounds):
+        common = ["--rate", str(args.rate), "-c", "16", "-d", str(args.duration)]
+        cmds = [
+            ["taskset", "-c", args.load_cores[0], args.load, ig.base + "/predict", *common,
+             "--app-key", ig.app_key, "--app-secret", ig.app_secret],
+            ["taskset", "-c", args.load_cores[-1], args.load, direct_url, *common],
+        ]
+        procs = [subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for c in cmds]
+        res = [json.loads(p.communicate()[0].strip().splitlines()[-1]) for p in procs]
+        for r in res:
+            if r["non_2xx"] or r["errors"]:
+                sys.exit(f"bench: open-loop run had failures: {r}")
+        rounds.append({"gateway": res[0], "direct": res[1]})
+    return rounds
+
+
+def first_event(args, ig, direct_url):
+    rows = []
+    for _ in range(args.rounds):
+        via = load(args, ig.base + "/sse", ["--first-event", "1000", "--app-key", ig.app_key,
+                                            "--app-secret", ig.app_secret])
+        direct = load(args, direct_url, ["--first-event", "1000"])
+        rows.append((via["p50_us"], direct["p50_us"]))
+    return rows
+
+
+def fresh_vs_once(args, ig):
+    rows = {"fresh": [], "once": []}
+    for _ in range(args.rounds):
+        for mode in ("fresh", "once"):
+            c0 = cpu_seconds(ig.proc.pid)
+            r = load(args, ig.base + "/predict", [
+                "-c", str(args.connections), "-d", str(args.duration), "--sign", mode,
+                "--app-key", ig.app_key, "--app-secret", ig.app_secret])
+            c1 = cpu_seconds(ig.proc.pid)
+            if r["non_2xx"] or r["errors"]:
+                sys.exit(f"bench: the {mode} signature run had failures: {r}")
+            rows[mode].append({"rps": r["rps"], "cpu_us": (c1 - c0) * 1e6 / r["requests"]})
+    return rows
+
+
+# ---------------------------------------------------------------- report
+
+def machine():
+    model = "unknown CPU"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            model = line.split(":", 1)[1].strip()
+            break
+    mem = Path("/proc/meminfo").read_text().split()[1]
+    return f"{os.cpu_count()} × {model}, {int(mem) // 1024 // 1024} GiB, {platform.platform()}"
+
+
+def git_commit():
+    out = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+                         capture_output=True, text=True)
+    dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--", "crates"],
+                           capture_output=True, text=True).stdout.strip()
+    return out.stdout.strip() + (" (+ uncommitted changes)" if dirty else "")
+
+
+def report(args, pairs, open_rounds, sse, signing, versions):
+    lines = [f"Machine: {machine()}",
+             f"Commit: {git_commit()}; {versions}",
+             f"Command: `python3 bench/run.py {' '.join(sys.argv[1:])}`".replace("  ", " "),
+             f"Proxies on core {args.proxy_core}; upstream and load generators on "
+             f"{','.join(args.load_cores)}; {args.rounds} rounds × {args.duration} s, "
+             f"{args.connections} connections per load generator (wrk -t1).", "",
+             "| pair (a vs b, loaded together) | a req/s | b req/s | ratio a/b median [min–max] "
+             "| a p50/p99 µs | b p50/p99 µs | a CPU µs/req | b CPU µs/req | CPU ratio | core busy |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for p in pairs:
+        lines.append(
+            f"| {p['pair']} | {p['a_rps']:,.0f} | {p['b_rps']:,.0f} | **{p['ratio']:.3f}** "
+            f"[{p['ratio_min']:.3f}–{p['ratio_max']:.3f}] | {p['a_p50']:.0f} / {p['a_p99']:.0f} "
+            f"| {p['b_p50']:.0f} / {p['b_p99']:.0f} | {p['a_cpu']:.1f} | {p['b_cpu']:.1f} "
+            f"| {p['cpu_ratio']:.3f} | {p['core_busy'] * 100:.0f}% |")
+    if open_rounds:
+        g50 = med([r["gateway"]["p50_us"] for r in open_rounds])
+        d50 = med([r["direct"]["p50_us"] for r in open_rounds])
+        g99 = med([r["gateway"]["p99_us"] for r in open_rounds])
+        d99 = med([r["direct"]["p99_us"] for r in open_rounds])
+        late = max(max(r["gateway"]["late_p99_us"], r["direct"]["late_p99_us"])
+                   for r in open_rounds)
+        lines += ["", f"Open loop at {args.rate:.0f} req/s each, through the gateway (fresh "
+                  "signature per request) and straight to the upstream, at the same time "
+                  f"(median of {len(open_rounds)} rounds; schedule lag p99 ≤ {late} µs):", "",
+                  "| | p50 µs | p99 µs |", "|---|---|---|",
+                  f"| gateway | {g50} | {g99} |", f"| direct | {d50} | {d99} |",
+                  f"| **added** | **{g50 - d50}** | **{g99 - d99}** |"]
+    if sse:
+        diffs = [v - d for v, d in sse]
+        lines += ["", "SSE, time to the first event (p50 of 1,000 sequential requests per "
+                  f"round): through the gateway minus direct, per round: "
+                  f"{', '.join(f'{x} µs' for x in diffs)}; median **{med(diffs)} µs**."]
+    if signing:
+        f_cpu = med([r["cpu_us"] for r in signing["fresh"]])
+        o_cpu = med([r["cpu_us"] for r in signing["once"]])
+        lines += ["", "Fresh signature per request vs one replayed signature (infergate-load, "
+                  "one after the other): gateway CPU per request "
+                  f"{f_cpu:.1f} µs vs {o_cpu:.1f} µs (ratio {f_cpu / o_cpu:.3f}); "
+                  f"req/s {med([r['rps'] for r in signing['fresh']]):,.0f} vs "
+                  f"{med([r['rps'] for r in signing['once']]):,.0f}."]
+    return "\n".join(lines)
+
+
+def profile(args, procs, binary, up):
+    """Instruction counts per request under callgrind: where the gateway's time goes."""
+    out = args.work / "callgrind.out"
+    ig = Infergate(procs, args.work, args.proxy_core, binary, up, wrapper=[
+        "valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", "--dump-instr=no"])
+    url = ig.base + "/predict?model=bench&stream=false"
+    key = ["--app-key", ig.app_key, "--app-secret", ig.app_secret]
+    load(args, url, ["-c", "8", "-d", "5", *key])  # warm up: pools, caches
+    subprocess.run(["callgrind_control", "-z", str(ig.proc.pid)], check=True,
+                   capture_output=True)
+    r = load(args, url, ["-c", "8", "-d", str(args.duration), *key])
+    subprocess.run(["callgrind_control", "-d", str(ig.proc.pid)], check=True,
+                   capture_output=True)
+    time.sleep(1)
+    dumps = sorted(args.work.glob("callgrind.out*"), key=lambda p: p.stat().st_mtime)
+    annotate = lambda *flags: subprocess.run(
+        ["callgrind_annotate", *flags, str(dumps[-1])], capture_output=True, text=True).stdout
+    total = 0
+    for line in annotate().splitlines():
+        if "PROGRAM TOTALS" in line:
+            total = int(line.split()[0].replace(",", ""))
+    print(f"{r['requests']} requests; {total:,} instructions; "
+          f"{total / max(r['requests'], 1):,.0f} instructions per request")
+    print(annotate("--inclusive=yes", "--threshold=99")[:20000])
+    print(f"(full data: {dumps[-1]})")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--proxy-core", default="0")
+    ap.add_argument("--load-cores", default="1", help="comma-separated cores for load and upstream")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--duration", type=int, default=4, help="seconds per round")
+    ap.add_argument("--connections", type=int, default=32)
+    ap.add_argument("--rate", type=float, default=5000.0, help="open-loop rate")
+    ap.add_argument("--only", default="", help="comma-separated pair names to run")
+    ap.add_argument("--no-build", action="store_true")
+    ap.add_argument("--out", help="also write the report to this file")
+    ap.add_argument("--profile", action="store_true",
+                    help="run infergate under callgrind instead and print instructions per request")
+    args = ap.parse_args()
+    args.load_cores = args.load_cores.split(",")
+
+    if not args.no_build:
+        subprocess.run(["cargo", "build", "--release", "--locked", "-p", "infergate", "-p",
+                        "infergate-bench"], cwd=ROOT, check=True)
+    binary = str(ROOT / "target/release/infergate")
+    args.load = str(ROOT / "target/release/infergate-load")
+    nginx, haproxy = tool("nginx"), tool("haproxy")
+    args.wrk = tool("wrk")
+    envoy = tool("envoy", [BENCH / ".venv/bin/envoy"])
+    versions = "; ".join([
+        subprocess.run([nginx, "-v"], capture_output=True, text=True).stderr.strip(),
+        subprocess.run([haproxy, "-v"], capture_output=True, text=True).stdout.split("\n")[0]
+        .split(" - ")[0],
+        "envoy " + (re.findall(r"/(\d+\.\d+\.\d+)/", subprocess.run(
+            [envoy, "--version"], capture_output=True, text=True).stdout) or ["?"])[0],
+        subprocess.run([args.wrk, "-v"], capture_output=True, text=True).stdout.split(" [")[0],
+    ])
+
+    args.work = Path(tempfile.mkdtemp(prefix="infergate-bench-"))
+    procs = Procs(args.work)
+    try:
+        up = free_port()
+        load_core = args.load_cores[-1]
+        procs.start("upstream", load_core, [nginx, "-c", str(upstream_conf(args.work, up))])
+        wait_http(f"http://127.0.0.1:{up}/")
+        if args.profile:
+            return profile(args, procs, binary, up)
+        core = args.proxy_core
+        ports = {n: free_port() for n in ("nginx-a", "nginx-b", "haproxy", "envoy")}
+        pids = {}
+        for n in ("nginx-a", "nginx-b"):
+            pids[n] = procs.start(n, core, [nginx, "-c", str(
+                nginx_proxy_conf(args.work, n, ports[n], up))]).pid
+        pids["haproxy"] = procs.start("haproxy", core, [
+            haproxy, "-db", "-f", str(haproxy_conf(args.work, ports["haproxy"], up))]).pid
+        pids["envoy"] = procs.start("envoy", core, [
+            envoy, "-c", str(envoy_conf(args.work, ports["envoy"], up)), "--concurrency", "1",
+            "--disable-hot-restart", "--log-level", "error"]).pid
+        for n in ("nginx-a", "nginx-b", "envoy"):
+            wait_http(f"http://127.0.0.1:{ports[n]}/")
+        wait_http(f"http://127.0.0.1:{ports['haproxy']}/")
+        ig = Infergate(procs, args.work, core, binary, up)
+
+        path = f"/v1/infers/{ig.service_id}/predict"
+        get_url = ig.base + "/predict?model=bench&stream=false"
+        body_file = args.work / "body.json"
+        body_file.write_text(json.dumps({"inputs": "x" * 1000})[:1024].ljust(1024))
+        # Replayable signed requests (the date window is 15 minutes; a run takes less).
+        ig_get = Target("infergate APP-signed GET", get_url, ig.proc.pid,
+                        ig.signed_headers("GET", get_url))
+        post_url = ig.base + "/echo"
+        ig_post = Target("infergate APP-signed 1 KiB POST", post_url, ig.proc.pid,
+                         ig.signed_headers("POST", post_url, body_file), str(body_file))
+        peer = lambda n, suffix="/predict?model=bench&stream=false", **kw: Target(
+            n, f"http://127.0.0.1:{ports[n]}{path.rsplit('/', 1)[0]}{suffix}", pids[n], **kw)
+        date = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        hap_path = path.rsplit("/", 1)[0] + "/predict"
+        sig = hmac.new(HMAC_KEY, f"{date}\n{hap_path}".encode(), hashlib.sha256).hexdigest()
+        hap = peer("haproxy", headers=[f"X-Sdk-Date: {date}", f"X-Signature: {sig}"])
+        pairs_all = {
+            "control": lambda: (peer("nginx-a"), peer("nginx-b")),
+            "nginx": lambda: (ig_get, peer("nginx-a")),
+            "haproxy-hmac": lambda: (ig_get, hap),
+            "envoy": lambda: (ig_get, peer("envoy")),
+            "post": lambda: (ig_post, peer("nginx-a", "/echo", body_file=str(body_file))),
+        }
+        labels = {
+            "control": "nginx vs nginx (control)",
+            "nginx": "infergate signed GET vs nginx plain proxy",
+            "haproxy-hmac": "infergate signed GET vs HAProxy HMAC-SHA256 check",
+            "envoy": "infergate signed GET vs Envoy plain proxy",
+            "post": "infergate signed 1 KiB POST vs nginx plain proxy",
+        }
+        only = [o for o in args.only.split(",") if o]
+        pairs = []
+        for name, make in pairs_all.items():
+            if only and name not in only:
+                continue
+            a, b = make()
+            rounds = paired(args, a, b)
+            pairs.append(summarize(labels[name], a, b, rounds))
+            print(f"{labels[name]}: ratio {pairs[-1]['ratio']:.3f}", file=sys.stderr)
+        open_rounds = sse = signing = None
+        if not only or "latency" in only:
+            open_rounds = open_loop(args, ig, f"http://127.0.0.1:{up}/predict")
+            sse = first_event(args, ig, f"http://127.0.0.1:{up}/sse")
+        if not only or "signing" in only:
+            signing = fresh_vs_once(args, ig)
+        text = report(args, pairs, open_rounds, sse, signing, versions)
+        print(text)
+        if args.out:
+            Path(args.out).write_text(text + "\n")
+        (args.work / "raw.json").write_text(json.dumps(
+            {"pairs": pairs, "open_loop": open_rounds, "sse": sse, "signing": signing},
+            indent=1))
+    finally:
+        procs.stop()
+
+
+if __name__ == "__main__":
+    main()

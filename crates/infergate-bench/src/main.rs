@@ -1,0 +1,485 @@
+//! `infergate-load`: the load generator of `bench/`. It keeps HTTP/1.1 connections open and
+//! sends requests signed with SDK-HMAC-SHA256 (a fresh signature per request, or one signature
+//! replayed), either as fast as answers come back (closed loop) or on a fixed schedule (open
+//! loop, `--rate`), or measures the time to the first body frame (`--first-event`). It prints
+//! one JSON object.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use clap::{Parser, ValueEnum};
+use http::{HeaderName, HeaderValue, Method, Request, Uri};
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum SignMode {
+    /// A new `X-Sdk-Date` and signature for every request.
+    Fresh,
+    /// One signature made at the start, replayed (valid for the 15-minute window).
+    Once,
+}
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "infergate-load",
+    about = "Load generator for infergate's benchmark suite"
+)]
+struct Args {
+    /// Target URL (http only).
+    url: String,
+    #[arg(short = 'X', long, default_value = "GET")]
+    method: String,
+    /// Send a body of this many bytes (a JSON string), signed by its SHA-256.
+    #[arg(long, default_value_t = 0)]
+    body_bytes: usize,
+    /// Sign with this AppKey (needs --app-secret); unsigned without.
+    #[arg(long)]
+    app_key: Option<String>,
+    #[arg(long)]
+    app_secret: Option<String>,
+    #[arg(long, value_enum, default_value = "fresh")]
+    sign: SignMode,
+    /// Open connections.
+    #[arg(short = 'c', long, default_value_t = 32)]
+    connections: usize,
+    /// Seconds to run.
+    #[arg(short = 'd', long, default_value_t = 5.0)]
+    duration: f64,
+    /// Open loop: send this many requests per second in all, on schedule.
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Send this many requests one after another and time the first body frame of each.
+    #[arg(long)]
+    first_event: Option<usize>,
+    /// Extra header `name: value` (repeatable).
+    #[arg(short = 'H', long = "header")]
+    headers: Vec<String>,
+    /// Runtime threads (1: a single-threaded runtime).
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+}
+
+/// What every request shares.
+struct Target {
+    addr: SocketAddr,
+    method: Method,
+    host: String,
+    path: String,
+    query: String,
+    path_and_query: Uri,
+    body: Bytes,
+    extra: Vec<(HeaderName, HeaderValue)>,
+    key: Option<(String, Vec<u8>)>,
+    /// The replayed `(x-sdk-date, authorization)` in `once` mode.
+    once: Option<(String, String)>,
+}
+
+impl Target {
+    fn signature(&self, date: &str) -> Option<String> {
+        let (access, secret) = self.key.as_ref()?;
+        let headers = [
+            ("host".to_owned(), self.host.clone()),
+            (infergate_sign::HEADER_SDK_DATE.to_owned(), date.to_owned()),
+        ];
+        let signed = infergate_sign::sign(
+            access,
+            secret,
+            self.method.as_str(),
+            &self.path,
+            &self.query,
+            &headers,
+            &self.body,
+        );
+        Some(signed.authorization.header_value())
+    }
+
+    fn request(&self, dates: &mut DateCache) -> Result<Request<Full<Bytes>>, String> {
+        let mut builder = Request::builder()
+            .method(self.method.clone())
+            .uri(self.path_and_query.clone())
+            .header(http::header::HOST, &self.host);
+        let signed = match &self.once {
+            Some((date, auth)) => Some((date.clone(), auth.clone())),
+            None if self.key.is_some() => {
+                let date = dates.now().to_owned();
+                self.signature(&date).map(|auth| (date, auth))
+            }
+            None => None,
+        };
+        if let Some((date, auth)) = signed {
+            builder = builder
+                .header(infergate_sign::HEADER_SDK_DATE, date)
+                .header(http::header::AUTHORIZATION, auth);
+        }
+        if !self.body.is_empty() {
+            builder = builder.header(http::header::CONTENT_TYPE, "application/json");
+        }
+        for (n, v) in &self.extra {
+            builder = builder.header(n, v);
+        }
+        builder
+            .body(Full::new(self.body.clone()))
+            .map_err(|e| format!("building the request: {e}"))
+    }
+}
+
+/// `X-Sdk-Date` of the current second, formatted once a second.
+#[derive(Default)]
+struct DateCache {
+    second: i64,
+    text: String,
+}
+
+impl DateCache {
+    fn now(&mut self) -> &str {
+        let now = chrono::Utc::now();
+        if now.timestamp() != self.second || self.text.is_empty() {
+            self.second = now.timestamp();
+            self.text = infergate_sign::format_sdk_date(now);
+        }
+        &self.text
+    }
+}
+
+/// What one connection measured.
+#[derive(Default)]
+struct Tally {
+    latencies_us: Vec<u32>,
+    late_us: Vec<u32>,
+    ok: u64,
+    non_2xx: u64,
+    errors: u64,
+}
+
+impl Tally {
+    fn merge(&mut self, other: Tally) {
+        self.latencies_us.extend(other.latencies_us);
+        self.late_us.extend(other.late_us);
+        self.ok += other.ok;
+        self.non_2xx += other.non_2xx;
+        self.errors += other.errors;
+    }
+}
+
+async fn connect(addr: SocketAddr) -> Result<SendRequest<Full<Bytes>>, String> {
+    let stream = TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("connecting to {addr}: {e}"))?;
+    let _ = stream.set_nodelay(true);
+    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| format!("handshake with {addr}: {e}"))?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(sender)
+}
+
+/// When the open loop sends its next request: a shared ticket counter and the schedule.
+struct Schedule {
+    start: Instant,
+    rate: f64,
+    next: AtomicU64,
+}
+
+impl Schedule {
+    fn take(&self) -> Instant {
+        let ticket = self.next.fetch_add(1, Ordering::Relaxed);
+        self.start + Duration::from_secs_f64(ticket as f64 / self.rate)
+    }
+}
+
+/// Sends requests on one connection until the deadline; reconnects after an error.
+async fn drive(target: Arc<Target>, schedule: Option<Arc<Schedule>>, deadline: Instant) -> Tally {
+    let mut tally = Tally::default();
+    let mut dates = DateCache::default();
+    let mut sender: Option<SendRequest<Full<Bytes>>> = None;
+    loop {
+        let due = match &schedule {
+            Some(s) => {
+                let at = s.take();
+                if at >= deadline {
+                    break;
+                }
+                tokio::time::sleep_until(at).await;
+                Some(at)
+            }
+            None if Instant::now() >= deadline => break,
+            None => None,
+        };
+        let conn = match sender.as_mut() {
+            Some(s) => s,
+            None => match connect(target.addr).await {
+                Ok(s) => sender.insert(s),
+                Err(_) => {
+                    tally.errors += 1;
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            },
+        };
+        let request = match target.request(&mut dates) {
+            Ok(r) => r,
+            Err(_) => {
+                tally.errors += 1;
+                break;
+            }
+        };
+        if conn.ready().await.is_err() {
+            sender = None;
+            tally.errors += 1;
+            continue;
+        }
+        let sent = Instant::now();
+        if let Some(at) = due {
+            tally
+                .late_us
+                .push(sent.saturating_duration_since(at).as_micros() as u32);
+        }
+        match conn.send_request(request).await {
+            Ok(response) => {
+                let status = response.status();
+                let drained = response.into_body().collect().await.is_ok();
+                tally
+                    .latencies_us
+                    .push(sent.elapsed().as_micros().min(u32::MAX as u128) as u32);
+                if !drained {
+                    tally.errors += 1;
+                    sender = None;
+                } else if status.is_success() {
+                    tally.ok += 1;
+                } else {
+                    tally.non_2xx += 1;
+                }
+            }
+            Err(_) => {
+                tally.errors += 1;
+                sender = None;
+            }
+        }
+    }
+    tally
+}
+
+/// Sends `n` requests one after another on one connection; records the time to the first
+/// body frame of each.
+async fn first_events(target: Arc<Target>, n: usize) -> Tally {
+    let mut tally = Tally::default();
+    let mut dates = DateCache::default();
+    let mut sender = match connect(target.addr).await {
+        Ok(s) => s,
+        Err(_) => {
+            tally.errors += 1;
+            return tally;
+        }
+    };
+    for _ in 0..n {
+        let Ok(request) = target.request(&mut dates) else {
+            tally.errors += 1;
+            break;
+        };
+        if sender.ready().await.is_err() {
+            tally.errors += 1;
+            break;
+        }
+        let sent = Instant::now();
+        let Ok(response) = sender.send_request(request).await else {
+            tally.errors += 1;
+            break;
+        };
+        let status = response.status();
+        let mut body = response.into_body();
+        let first = body.frame().await;
+        tally
+            .latencies_us
+            .push(sent.elapsed().as_micros().min(u32::MAX as u128) as u32);
+        if !matches!(first, Some(Ok(_))) || !status.is_success() {
+            tally.non_2xx += 1;
+        } else {
+            tally.ok += 1;
+        }
+        while let Some(frame) = body.frame().await {
+            if frame.is_err() {
+                tally.errors += 1;
+                break;
+            }
+        }
+    }
+    tally
+}
+
+fn percentile(sorted: &[u32], p: f64) -> Option<u32> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    Some(sorted[rank.clamp(1, sorted.len()) - 1])
+}
+
+async fn resolve(uri: &Uri) -> Result<SocketAddr, String> {
+    let authority = uri.authority().ok_or("the URL has no host")?;
+    let port = authority.port_u16().unwrap_or(80);
+    tokio::net::lookup_host((authority.host(), port))
+        .await
+        .map_err(|e| format!("resolving {authority}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("{authority} has no address"))
+}
+
+async fn target(args: &Args) -> Result<Target, String> {
+    let uri: Uri = args
+        .url
+        .parse()
+        .map_err(|e| format!("url: not a URL: {e}"))?;
+    if uri.scheme_str() != Some("http") {
+        return Err("url: only http:// targets are supported".into());
+    }
+    let addr = resolve(&uri).await?;
+    let host = uri
+        .authority()
+        .map(|a| a.as_str().to_owned())
+        .unwrap_or_default();
+    let method = Method::from_bytes(args.method.as_bytes())
+        .map_err(|_| format!("method: {:?} is not an HTTP method", args.method))?;
+    let path_and_query: Uri = uri
+        .path_and_query()
+        .map(|pq| pq.as_str())
+        .unwrap_or("/")
+        .parse()
+        .map_err(|e| format!("url: {e}"))?;
+    let body = if args.body_bytes == 0 {
+        Bytes::new()
+    } else {
+        // A JSON string of the requested size: `"aaaa…"`.
+        let mut text = String::with_capacity(args.body_bytes);
+        text.push('"');
+        while text.len() + 1 < args.body_bytes {
+            text.push('a');
+        }
+        text.push('"');
+        Bytes::from(text)
+    };
+    let mut extra = Vec::new();
+    for h in &args.headers {
+        let (n, v) = h
+            .split_once(':')
+            .ok_or_else(|| format!("header: {h:?} is not `name: value`"))?;
+        let name = HeaderName::from_bytes(n.trim().as_bytes())
+            .map_err(|_| format!("header: {n:?} is not a header name"))?;
+        let value = HeaderValue::from_str(v.trim())
+            .map_err(|_| format!("header: the value of {n:?} is not a header value"))?;
+        extra.push((name, value));
+    }
+    let key = match (&args.app_key, &args.app_secret) {
+        (Some(k), Some(s)) => Some((k.clone(), s.as_bytes().to_vec())),
+        (None, None) => None,
+        _ => return Err("app-key and app-secret go together".into()),
+    };
+    let mut target = Target {
+        addr,
+        method,
+        host,
+        path: uri.path().to_owned(),
+        query: uri.query().unwrap_or("").to_owned(),
+        path_and_query,
+        body,
+        extra,
+        key,
+        once: None,
+    };
+    if args.sign == SignMode::Once {
+        let date = DateCache::default().now().to_owned();
+        target.once = target.signature(&date).map(|auth| (date, auth));
+    }
+    Ok(target)
+}
+
+async fn run(args: Args) -> Result<serde_json::Value, String> {
+    if args.connections == 0 {
+        return Err("connections: must be at least 1".into());
+    }
+    if !(args.duration > 0.0) {
+        return Err("duration: must be more than 0 seconds".into());
+    }
+    let target = Arc::new(target(&args).await?);
+    let started = Instant::now();
+    let mut tally = Tally::default();
+    if let Some(n) = args.first_event {
+        tally = first_events(target, n).await;
+    } else {
+        let deadline = started + Duration::from_secs_f64(args.duration);
+        let schedule = match args.rate {
+            Some(rate) if rate > 0.0 => Some(Arc::new(Schedule {
+                start: started + Duration::from_millis(20),
+                rate,
+                next: AtomicU64::new(0),
+            })),
+            Some(_) => return Err("rate: must be more than 0 per second".into()),
+            None => None,
+        };
+        let tasks: Vec<_> = (0..args.connections)
+            .map(|_| tokio::spawn(drive(target.clone(), schedule.clone(), deadline)))
+            .collect();
+        for task in tasks {
+            if let Ok(t) = task.await {
+                tally.merge(t);
+            }
+        }
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    tally.latencies_us.sort_unstable();
+    tally.late_us.sort_unstable();
+    let done = tally.ok + tally.non_2xx;
+    Ok(serde_json::json!({
+        "requests": done,
+        "ok": tally.ok,
+        "non_2xx": tally.non_2xx,
+        "errors": tally.errors,
+        "seconds": seconds,
+        "rps": done as f64 / seconds,
+        "p50_us": percentile(&tally.latencies_us, 50.0),
+        "p90_us": percentile(&tally.latencies_us, 90.0),
+        "p99_us": percentile(&tally.latencies_us, 99.0),
+        "max_us": tally.latencies_us.last(),
+        "late_p99_us": percentile(&tally.late_us, 99.0),
+    }))
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let runtime = if args.threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(args.threads)
+            .enable_all()
+            .build()
+    };
+    let runtime = match runtime {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("infergate-load: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(args)) {
+        Ok(report) => {
+            println!("{report}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("infergate-load: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
