@@ -406,7 +406,7 @@ async fn run(args: Args) -> Result<serde_json::Value, String> {
     if args.connections == 0 {
         return Err("connections: must be at least 1".into());
     }
-    if !(args.duration > 0.0) {
+    if args.duration.is_nan() || args.duration <= 0.0 {
         return Err("duration: must be more than 0 seconds".into());
     }
     let target = Arc::new(target(&args).await?);
