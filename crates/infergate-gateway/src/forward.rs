@@ -2,6 +2,7 @@
 //! connection), rewrite the request, and stream the response back frame by frame.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -23,21 +24,37 @@ use crate::metrics::GatewayMetrics;
 use crate::{CallRecord, ConnInfo};
 
 /// Headers that describe one hop, never forwarded (RFC 9110 §7.6.1).
-const HOP_BY_HOP: [&str; 8] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
+static HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
 ];
 
 /// Headers the gateway sets for the upstream; a client's own copies are dropped.
 pub const HEADER_APP_ID: &str = "x-app-id";
 pub const HEADER_API_ID: &str = "x-api-id";
 pub const HEADER_USER_ID: &str = "x-user-id";
+static IDENTITY: [HeaderName; 3] = [
+    HeaderName::from_static(HEADER_APP_ID),
+    HeaderName::from_static(HEADER_API_ID),
+    HeaderName::from_static(HEADER_USER_ID),
+];
+/// Credential headers, removed once the gateway has checked them.
+static CREDENTIALS: [HeaderName; 4] = [
+    header::AUTHORIZATION,
+    HeaderName::from_static(HEADER_APP_CODE),
+    HeaderName::from_static(HEADER_API_KEY),
+    HeaderName::from_static(HEADER_AUTH_TOKEN),
+];
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The request body as the gateway holds it.
 pub enum ForwardBody {
@@ -54,7 +71,6 @@ pub struct Call<'a> {
     pub parts: Parts,
     pub body: ForwardBody,
     pub conn: ConnInfo,
-    pub request_id: &'a str,
     pub max_body: usize,
 }
 
@@ -62,6 +78,8 @@ pub struct Call<'a> {
 pub struct Upstreams {
     client: Client<HttpConnector, GatewayBody>,
     ejected: Mutex<HashMap<String, Instant>>,
+    /// Whether `ejected` may hold an entry: calls skip its lock while nothing is ejected.
+    any_ejected: AtomicBool,
     ejection: Duration,
 }
 
@@ -77,6 +95,7 @@ impl Upstreams {
         Self {
             client,
             ejected: Mutex::new(HashMap::new()),
+            any_ejected: AtomicBool::new(false),
             ejection,
         }
     }
@@ -85,32 +104,35 @@ impl Upstreams {
         let Ok(mut map) = self.ejected.lock() else {
             return false;
         };
-        match map.get(authority) {
+        let ejected = match map.get(authority) {
             Some(until) if *until > Instant::now() => true,
             Some(_) => {
                 map.remove(authority);
                 false
             }
             None => false,
+        };
+        if map.is_empty() {
+            self.any_ejected.store(false, Ordering::Relaxed);
         }
+        ejected
     }
 
     fn eject(&self, authority: &str) {
         if let Ok(mut map) = self.ejected.lock() {
             map.insert(authority.to_owned(), Instant::now() + self.ejection);
+            self.any_ejected.store(true, Ordering::Relaxed);
         }
     }
 
     /// Upstreams in the order to try: healthy ones in rotation, then ejected ones.
     fn order<'u>(&self, api: &'u ApiRoute) -> Vec<&'u Upstream> {
-        let all: Vec<&Upstream> = api
-            .service
-            .rotation()
-            .map(|i| &api.service.upstreams[i])
-            .collect();
-        let (healthy, ejected): (Vec<_>, Vec<_>) = all
-            .into_iter()
-            .partition(|u| !self.is_ejected(&u.authority));
+        let rotation = api.service.rotation().map(|i| &api.service.upstreams[i]);
+        if !self.any_ejected.load(Ordering::Relaxed) {
+            return rotation.collect();
+        }
+        let (healthy, ejected): (Vec<_>, Vec<_>) =
+            rotation.partition(|u| !self.is_ejected(&u.authority));
         healthy.into_iter().chain(ejected).collect()
     }
 
@@ -126,7 +148,6 @@ impl Upstreams {
             mut parts,
             body,
             conn,
-            request_id,
             max_body,
         } = call;
         let upstream_error = |authority: &str, kind: &str| {
@@ -142,7 +163,7 @@ impl Upstreams {
         } else {
             None
         };
-        let headers = upstream_headers(&parts, api, caller, conn, request_id, upgrade);
+        let headers = upstream_headers(&parts, api, caller, conn, &record.request_id, upgrade);
         let rest = &parts.uri.path()[api.api_path.len().min(parts.uri.path().len())..];
         let query = parts.uri.query();
         let order = self.order(api);
@@ -153,7 +174,9 @@ impl Upstreams {
         }
         let mut body = body;
         let mut last_error = String::new();
-        for upstream in order {
+        let attempts = order.len();
+        let mut headers = Some(headers);
+        for (attempt, upstream) in order.into_iter().enumerate() {
             if upstream.scheme != "http" {
                 last_error = format!("{} upstreams are not supported", upstream.scheme);
                 continue;
@@ -169,7 +192,13 @@ impl Upstreams {
             let mut request = Request::new(request_body);
             *request.method_mut() = parts.method.clone();
             *request.uri_mut() = uri;
-            *request.headers_mut() = headers.clone();
+            // The last attempt takes the headers; earlier ones copy them for a retry.
+            let attempt_headers = if attempt + 1 < attempts {
+                headers.clone()
+            } else {
+                headers.take()
+            };
+            *request.headers_mut() = attempt_headers.unwrap_or_default();
             if let Ok(host) = HeaderValue::from_str(&upstream.authority) {
                 request.headers_mut().insert(header::HOST, host);
             }
@@ -209,7 +238,11 @@ impl Upstreams {
                             .with_label_values(&[upstream.authority.as_str()])
                             .observe(elapsed.as_secs_f64());
                     }
-                    return Ok(downstream_response(response, request_id, client_upgrade));
+                    return Ok(downstream_response(
+                        response,
+                        &record.request_id,
+                        client_upgrade,
+                    ));
                 }
             }
         }
@@ -256,7 +289,7 @@ fn connection_tokens(headers: &HeaderMap) -> Vec<HeaderName> {
 }
 
 /// The headers sent upstream: hop-by-hop and credential headers removed, forwarding and
-/// identity headers added.
+/// identity headers added. Built in one pass over the client's headers.
 fn upstream_headers(
     parts: &Parts,
     api: &ApiRoute,
@@ -265,55 +298,55 @@ fn upstream_headers(
     request_id: &str,
     upgrade: bool,
 ) -> HeaderMap {
-    let mut headers = parts.headers.clone();
-    for name in connection_tokens(&parts.headers) {
-        if !(upgrade && name == header::UPGRADE) {
-            headers.remove(name);
+    let original = &parts.headers;
+    // Names listed in `Connection` are hop-by-hop too; most requests have none.
+    let listed = if original.contains_key(header::CONNECTION) {
+        connection_tokens(original)
+    } else {
+        Vec::new()
+    };
+    let strip_credentials = !matches!(caller, Caller::Anonymous);
+    let mut headers = HeaderMap::with_capacity(original.len() + 6);
+    let mut prior_forwarded_for: Option<&HeaderValue> = None;
+    for (name, value) in original {
+        if *name == X_FORWARDED_FOR {
+            prior_forwarded_for = prior_forwarded_for.or(Some(value));
+            continue;
         }
-    }
-    for name in HOP_BY_HOP {
-        headers.remove(name);
+        let keep_upgrade = upgrade && *name == header::UPGRADE;
+        let dropped = HOP_BY_HOP.contains(name)
+            || (listed.contains(name) && !keep_upgrade)
+            || (*name == header::UPGRADE && !upgrade)
+            || IDENTITY.contains(name)
+            || (strip_credentials && CREDENTIALS.contains(name));
+        if !dropped {
+            headers.append(name.clone(), value.clone());
+        }
     }
     if upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-    } else {
-        headers.remove(header::UPGRADE);
     }
-    for name in [HEADER_APP_ID, HEADER_API_ID, HEADER_USER_ID] {
-        headers.remove(name);
-    }
-    if !matches!(caller, Caller::Anonymous) {
-        for name in [
-            "authorization",
-            HEADER_APP_CODE,
-            HEADER_API_KEY,
-            HEADER_AUTH_TOKEN,
-        ] {
-            headers.remove(name);
-        }
-    }
-    let original_host = parts.headers.get(header::HOST).cloned();
     let client_ip = conn.remote.ip().to_string();
-    let forwarded_for = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+    let forwarded_for = match prior_forwarded_for.and_then(|v| v.to_str().ok()) {
         Some(prior) => format!("{prior}, {client_ip}"),
         None => client_ip,
     };
-    let mut set = |name: &'static str, value: &str| {
+    let mut set = |name: HeaderName, value: &str| {
         if let Ok(v) = HeaderValue::from_str(value) {
             headers.insert(name, v);
         }
     };
-    set("x-forwarded-for", &forwarded_for);
-    set("x-forwarded-proto", if conn.tls { "https" } else { "http" });
-    set("x-request-id", request_id);
-    set(HEADER_API_ID, &api.api_id);
+    set(X_FORWARDED_FOR, &forwarded_for);
+    set(X_FORWARDED_PROTO, if conn.tls { "https" } else { "http" });
+    set(X_REQUEST_ID, request_id);
+    set(IDENTITY[1].clone(), &api.api_id);
     match caller {
-        Caller::App { app_id } => set(HEADER_APP_ID, app_id),
-        Caller::User { user_id } => set(HEADER_USER_ID, user_id),
+        Caller::App { app_id } => set(IDENTITY[0].clone(), app_id),
+        Caller::User { user_id } => set(IDENTITY[2].clone(), user_id),
         Caller::Anonymous => {}
     }
-    if let Some(host) = original_host {
-        headers.insert("x-forwarded-host", host);
+    if let Some(host) = original.get(header::HOST) {
+        headers.insert(X_FORWARDED_HOST, host.clone());
     }
     headers
 }
@@ -348,13 +381,17 @@ fn downstream_response(
         }
     }
     let (mut parts, body) = response.into_parts();
-    for name in connection_tokens(&parts.headers) {
-        if !(switching && name == header::UPGRADE) {
-            parts.headers.remove(name);
+    if parts.headers.contains_key(header::CONNECTION) {
+        for name in connection_tokens(&parts.headers) {
+            if !(switching && name == header::UPGRADE) {
+                parts.headers.remove(name);
+            }
         }
     }
-    for name in HOP_BY_HOP {
-        parts.headers.remove(name);
+    if parts.headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
+        for name in &HOP_BY_HOP {
+            parts.headers.remove(name);
+        }
     }
     if switching {
         parts
@@ -362,7 +399,7 @@ fn downstream_response(
             .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
     if let Ok(id) = HeaderValue::from_str(request_id) {
-        parts.headers.insert("x-request-id", id);
+        parts.headers.insert(X_REQUEST_ID, id);
     }
     let body = body
         .map_err(|e| Box::new(e) as crate::body::BoxError)

@@ -90,11 +90,15 @@ impl RequestIds {
     }
 
     fn next(&self) -> String {
-        format!(
-            "{:016x}{:016x}",
-            self.prefix,
-            self.next.fetch_add(1, Ordering::Relaxed)
-        )
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let counter = self.next.fetch_add(1, Ordering::Relaxed);
+        let mut out = String::with_capacity(32);
+        for word in [self.prefix, counter] {
+            for shift in (0..16).rev() {
+                out.push(HEX[((word >> (shift * 4)) & 0xf) as usize] as char);
+            }
+        }
+        out
     }
 }
 
@@ -170,7 +174,12 @@ impl Gateway {
         let mut record = CallRecord {
             request_id: self.ids.next(),
             method: req.method().clone(),
-            target: loggable_target(req.uri()),
+            // Only the access log reads it.
+            target: if self.observers.access_log.is_some() {
+                loggable_target(req.uri())
+            } else {
+                String::new()
+            },
             api_id: None,
             caller: None,
             auth: "none",
@@ -203,7 +212,7 @@ impl Gateway {
         record: CallRecord,
         response: Response<GatewayBody>,
     ) -> Response<GatewayBody> {
-        let status = response.status().as_u16();
+        let status = response.status();
         let metrics = self.observers.metrics.clone();
         let sink = self.observers.access_log.clone();
         if let Some(m) = &metrics {
@@ -225,12 +234,12 @@ impl Gateway {
                         record.api_id.as_deref().unwrap_or("none"),
                         app,
                         metrics::method_class(&record.method),
-                        &status.to_string(),
+                        status.as_str(),
                     ])
                     .inc();
             }
             if let Some(sink) = &sink {
-                sink.emit(access_line(&record, status, bytes_out));
+                sink.emit(access_line(&record, status.as_u16(), bytes_out));
             }
         };
         Response::from_parts(parts, body::Observed::new(body, finish).boxed_unsync())
@@ -332,7 +341,12 @@ impl Gateway {
         let needs_hash =
             api.auth_type != AuthType::None && presented.is_signature() && !unsigned_payload;
         let body_is_empty = body.is_end_stream();
-        let (forward_body, body_hash) = if needs_hash {
+        let (forward_body, body_hash) = if needs_hash && body_is_empty {
+            (
+                forward::ForwardBody::Buffered(Bytes::new()),
+                Some(infergate_sign::EMPTY_BODY_SHA256.to_owned()),
+            )
+        } else if needs_hash {
             let bytes = collect_limited(body, self.settings.limits.max_body_bytes).await?;
             record.bytes_in = bytes.len() as u64;
             let hash = hex::encode(Sha256::digest(&bytes));
@@ -384,7 +398,6 @@ impl Gateway {
                     parts,
                     body: forward_body,
                     conn,
-                    request_id: &record.request_id.clone(),
                     max_body: self.settings.limits.max_body_bytes,
                 },
                 record,

@@ -143,6 +143,55 @@ fn encode_str(s: &str) -> String {
     utf8_percent_encode(s, ENCODE_SET).to_string()
 }
 
+/// Whether `E(s)` keeps the byte as it is.
+fn is_unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~')
+}
+
+/// Appends CanonicalURI to `out`. A path of unreserved bytes and `/` (the usual case)
+/// decodes and encodes to itself, so it is copied as it is.
+fn push_canonical_uri(out: &mut String, raw_path: &str) {
+    if raw_path.bytes().all(|b| b == b'/' || is_unreserved(b)) {
+        out.push_str(raw_path);
+        if !raw_path.ends_with('/') {
+            out.push('/');
+        }
+    } else {
+        out.push_str(&canonical_uri(raw_path));
+    }
+}
+
+/// Appends CanonicalQuery to `out`. A query of unreserved bytes, `&` and one `=` per item
+/// decodes and encodes to itself, so only its items are sorted.
+fn push_canonical_query(out: &mut String, raw_query: &str) {
+    if !raw_query
+        .bytes()
+        .all(|b| b == b'&' || b == b'=' || is_unreserved(b))
+    {
+        out.push_str(&canonical_query(raw_query));
+        return;
+    }
+    let mut pairs: Vec<(&str, &str)> = raw_query
+        .split('&')
+        .map(|item| item.split_once('=').unwrap_or((item, "")))
+        .filter(|(key, _)| !key.is_empty())
+        .collect();
+    if pairs.iter().any(|(_, value)| value.contains('=')) {
+        // A second `=` belongs to the value and is encoded.
+        out.push_str(&canonical_query(raw_query));
+        return;
+    }
+    pairs.sort_unstable();
+    for (i, (key, value)) in pairs.iter().enumerate() {
+        if i > 0 {
+            out.push('&');
+        }
+        out.push_str(key);
+        out.push('=');
+        out.push_str(value);
+    }
+}
+
 /// CanonicalURI: decode the raw path, split on `/`, encode each segment, and make sure the
 /// result ends with `/`.
 pub fn canonical_uri(raw_path: &str) -> String {
@@ -234,25 +283,53 @@ impl CanonicalInput<'_> {
 
     /// The canonical request text of spec §5.2.
     pub fn canonical_request(&self) -> String {
-        let mut out = String::with_capacity(256);
-        out.push_str(&self.method.to_ascii_uppercase());
-        out.push('\n');
-        out.push_str(&canonical_uri(self.raw_path));
-        out.push('\n');
-        out.push_str(&canonical_query(self.raw_query));
-        out.push('\n');
-        for (name, value) in &self.headers {
-            out.push_str(name);
-            out.push(':');
-            out.push_str(value.trim());
-            out.push('\n');
-        }
-        out.push('\n');
-        out.push_str(&self.signed_headers());
-        out.push('\n');
+        let mut out = canonical_request_head(
+            self.method,
+            self.raw_path,
+            self.raw_query,
+            &self.headers,
+            self.payload_hash.len(),
+        );
         out.push_str(self.payload_hash);
         out
     }
+}
+
+/// The canonical request up to and including the newline before the payload hash; `spare`
+/// more bytes are reserved for it.
+fn canonical_request_head(
+    method: &str,
+    raw_path: &str,
+    raw_query: &str,
+    headers: &[(String, String)],
+    spare: usize,
+) -> String {
+    let headers_len: usize = headers.iter().map(|(n, v)| 2 * n.len() + v.len() + 3).sum();
+    let mut out =
+        String::with_capacity(method.len() + raw_path.len() + raw_query.len() + headers_len + 8 + spare);
+    for c in method.chars() {
+        out.push(c.to_ascii_uppercase());
+    }
+    out.push('\n');
+    push_canonical_uri(&mut out, raw_path);
+    out.push('\n');
+    push_canonical_query(&mut out, raw_query);
+    out.push('\n');
+    for (name, value) in headers {
+        out.push_str(name);
+        out.push(':');
+        out.push_str(value.trim());
+        out.push('\n');
+    }
+    out.push('\n');
+    for (i, (name, _)) in headers.iter().enumerate() {
+        if i > 0 {
+            out.push(';');
+        }
+        out.push_str(name);
+    }
+    out.push('\n');
+    out
 }
 
 /// `SDK-HMAC-SHA256\n{date}\n{hex(sha256(canonical_request))}`.
@@ -261,6 +338,34 @@ pub fn string_to_sign(sdk_date: &str, canonical_request: &str) -> String {
         "{ALGORITHM}\n{sdk_date}\n{}",
         sha256_hex(canonical_request.as_bytes())
     )
+}
+
+/// HMAC-SHA256 of the string to sign built from its parts, without building the string.
+fn signature_bytes(secret: &[u8], sdk_date: &str, canonical_request: &str) -> [u8; 32] {
+    let mut digest_hex = [0u8; 64];
+    // The buffer is exactly twice the digest's length, so encoding cannot fail.
+    let _ = hex::encode_to_slice(Sha256::digest(canonical_request.as_bytes()), &mut digest_hex);
+    let mut mac = match Hmac::<Sha256>::new_from_slice(secret) {
+        Ok(mac) => mac,
+        Err(_) => unreachable_hmac(),
+    };
+    mac.update(ALGORITHM.as_bytes());
+    mac.update(b"\n");
+    mac.update(sdk_date.as_bytes());
+    mac.update(b"\n");
+    mac.update(&digest_hex);
+    mac.finalize().into_bytes().into()
+}
+
+/// The 32 bytes of a signature written as 64 lowercase hex digits (the only form a signer
+/// produces); `None` for anything else.
+fn decode_signature(text: &str) -> Option<[u8; 32]> {
+    if text.len() != 64 || !text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(text, &mut out).ok()?;
+    Some(out)
 }
 
 /// Hex HMAC-SHA256 of the string to sign, keyed by the secret's UTF-8 bytes.
@@ -386,17 +491,19 @@ impl PreparedVerification {
             (None, Some(hash)) => payload_hashes.push(hash.to_owned()),
             (None, None) => payload_hashes.push(EMPTY_BODY_SHA256.to_owned()),
         }
+        let head = canonical_request_head(
+            request.method,
+            request.raw_path,
+            request.raw_query,
+            &headers,
+            64,
+        );
         let canonical_requests = payload_hashes
             .iter()
             .map(|hash| {
-                CanonicalInput {
-                    method: request.method,
-                    raw_path: request.raw_path,
-                    raw_query: request.raw_query,
-                    headers: headers.clone(),
-                    payload_hash: hash,
-                }
-                .canonical_request()
+                let mut canonical = head.clone();
+                canonical.push_str(hash);
+                canonical
             })
             .collect();
         Ok(Self {
@@ -409,10 +516,13 @@ impl PreparedVerification {
 
     /// Checks the signature against `secret`, comparing in constant time.
     pub fn verify(&self, secret: &[u8]) -> Verdict {
+        let presented = decode_signature(&self.authorization.signature);
         let mut matched = false;
         for canonical in &self.canonical_requests {
-            let expected = signature(secret, &string_to_sign(&self.sdk_date, canonical));
-            matched |= signatures_equal(&expected, &self.authorization.signature);
+            let expected = signature_bytes(secret, &self.sdk_date, canonical);
+            if let Some(presented) = &presented {
+                matched |= bool::from(expected[..].ct_eq(&presented[..]));
+            }
         }
         if matched {
             Verdict::Valid

@@ -405,4 +405,35 @@ proptest! {
             Verdict::Valid
         );
     }
+
+    /// The copy-through paths for plain paths and queries give what decoding and encoding give.
+    #[test]
+    fn canonical_fast_paths_agree(path in "[a-zA-Z0-9/._~%+ -]{0,24}", query in "[a-zA-Z0-9&=._~%+ -]{0,24}") {
+        let mut fast = String::new();
+        push_canonical_uri(&mut fast, &path);
+        prop_assert_eq!(fast, canonical_uri(&path));
+        let mut fast = String::new();
+        push_canonical_query(&mut fast, &query);
+        prop_assert_eq!(fast, canonical_query(&query));
+    }
+
+    /// Only the exact lowercase hex of the signature is accepted.
+    #[test]
+    fn signature_must_be_exact_lowercase_hex(req in req_strategy(), upper in 0usize..64) {
+        let (path, query, hdrs) = render(&req);
+        let signed = sign(KEY, SECRET, &req.method, &path, &query, &hdrs, &req.body);
+        let mut auth = signed.authorization.clone();
+        let mut chars: Vec<char> = auth.signature.chars().collect();
+        let letters: Vec<usize> = (0..chars.len()).filter(|&i| chars[i].is_ascii_alphabetic()).collect();
+        if letters.is_empty() {
+            return Ok(());
+        }
+        let at = letters[upper % letters.len()];
+        chars[at] = chars[at].to_ascii_uppercase();
+        auth.signature = chars.into_iter().collect();
+        prop_assert_ne!(
+            verify_with(&req.method, &path, &query, &hdrs, &auth.header_value(), &req.body),
+            Verdict::Valid
+        );
+    }
 }

@@ -410,7 +410,7 @@ pub struct ServeArgs {
     /// max_apps_per_user, max_app_codes_per_app, mask_app_secrets, max_body_bytes,
     /// max_uri_bytes, max_header_bytes, max_headers_total_bytes, access_log, log_format,
     /// gateway_tls_cert, gateway_tls_key, admin_tls_cert, admin_tls_key,
-    /// require_https_for_app_code.
+    /// require_https_for_app_code, workers.
     #[arg(long, env = "INFERGATE_CONFIG")]
     pub config: Option<PathBuf>,
     /// Directory of the SQLite database, master key and initial password [default: ./infergate-data].
@@ -436,6 +436,10 @@ pub struct ServeArgs {
     /// [default: 5000].
     #[arg(long, env = "INFERGATE_REFRESH_INTERVAL_MS")]
     pub refresh_interval_ms: Option<u64>,
+    /// Threads serving both listeners [default: one per available core]; 1 runs everything
+    /// on one thread, the fastest choice for a gateway given a single core.
+    #[arg(long, env = "INFERGATE_WORKERS")]
+    pub workers: Option<usize>,
     /// Apps one user may own [default: 5].
     #[arg(long, env = "INFERGATE_MAX_APPS_PER_USER")]
     pub max_apps_per_user: Option<u32>,

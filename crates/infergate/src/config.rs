@@ -37,6 +37,7 @@ pub struct FileConfig {
     pub admin_tls_cert: Option<PathBuf>,
     pub admin_tls_key: Option<PathBuf>,
     pub require_https_for_app_code: Option<bool>,
+    pub workers: Option<usize>,
 }
 
 impl FileConfig {
@@ -67,6 +68,8 @@ pub struct Settings {
     pub gateway_tls: Option<(PathBuf, PathBuf)>,
     pub admin_tls: Option<(PathBuf, PathBuf)>,
     pub require_https_for_app_code: bool,
+    /// Runtime threads; `None`: one per available core.
+    pub workers: Option<usize>,
 }
 
 /// Which planes a node runs.
@@ -171,6 +174,10 @@ impl Settings {
             args.refresh_interval_ms.or(file.refresh_interval_ms),
             5000,
         )?);
+        let workers = match args.workers.or(file.workers) {
+            None => None,
+            Some(n) => Some(positive("workers", Some(n), 1)?),
+        };
         let database_url = args.database_url.or(file.database_url);
         if let Some(url) = &database_url {
             if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
@@ -178,6 +185,7 @@ impl Settings {
             }
         }
         Ok(Self {
+            workers,
             database_url,
             role,
             refresh_interval,

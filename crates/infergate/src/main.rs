@@ -13,20 +13,49 @@ use clap::{CommandFactory, Parser};
 use crate::cli::{Cli, Command};
 use crate::client::{call, commands, CliError, Client};
 
+/// The async runtime: one thread per available core (the process's CPU affinity counts)
+/// unless `workers` says otherwise; a single worker runs everything on the calling thread,
+/// with no hand-offs between threads.
+fn runtime(workers: Option<usize>) -> Result<tokio::runtime::Runtime, ExitCode> {
+    let workers = workers.or_else(|| {
+        std::thread::available_parallelism()
+            .ok()
+            .map(|n| n.get())
+            .filter(|&n| n == 1)
+    });
+    let built = match workers {
+        Some(1) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+        Some(n) => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(n)
+            .enable_all()
+            .build(),
+        None => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build(),
+    };
+    built.map_err(|err| {
+        eprintln!("infergate: cannot start the async runtime: {err}");
+        ExitCode::FAILURE
+    })
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(err) => {
-            eprintln!("infergate: cannot start the async runtime: {err}");
-            return ExitCode::FAILURE;
-        }
-    };
     if let Command::Serve(args) = cli.command {
-        return match runtime.block_on(serve::run(*args)) {
+        let settings = match config::Settings::resolve(*args) {
+            Ok(settings) => settings,
+            Err(err) => {
+                eprintln!("infergate: {err:#}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let runtime = match runtime(settings.workers) {
+            Ok(rt) => rt,
+            Err(code) => return code,
+        };
+        return match runtime.block_on(serve::run(settings)) {
             Ok(()) => ExitCode::SUCCESS,
             Err(err) => {
                 eprintln!("infergate: {err:#}");
@@ -34,6 +63,10 @@ fn main() -> ExitCode {
             }
         };
     }
+    let runtime = match runtime(None) {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
     if let Command::Migrate { database_url } = &cli.command {
         return match runtime.block_on(serve::migrate(database_url)) {
             Ok(()) => ExitCode::SUCCESS,

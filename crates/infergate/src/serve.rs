@@ -18,7 +18,6 @@ use infergate_gateway::{serve_with, Gateway, GatewaySettings, Observers, TlsFile
 use infergate_store::{ConfigPublisher, PgStore, SqliteStore, Store};
 use tokio::net::TcpListener;
 
-use crate::cli::ServeArgs;
 use crate::config::{AccessLogTarget, Settings};
 
 const DATABASE_FILE: &str = "infergate.db";
@@ -177,8 +176,7 @@ fn load_tls(pair: &Option<(PathBuf, PathBuf)>) -> anyhow::Result<Option<Arc<TlsF
     Ok(Some(files))
 }
 
-pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let settings = Settings::resolve(args)?;
+pub async fn run(settings: Settings) -> anyhow::Result<()> {
     init_logging(settings.log_json);
     let data_dir = &settings.data_dir;
     std::fs::create_dir_all(data_dir)
