@@ -60,30 +60,30 @@ fn replace<T>(
 impl ConfigDump {
     /// Applies the changes of later revisions, leaving the dump as a full read at
     /// `delta.revision` would have returned it (up to order).
-    pub fn apply(&mut self, delta: ConfigDelta) {
-        for (id, now) in delta.services {
-            replace(&mut self.services, &id, |s| &s.id, now);
+    pub fn apply(&mut self, delta: &ConfigDelta) {
+        for (id, now) in &delta.services {
+            replace(&mut self.services, id, |s| &s.id, now.clone());
         }
-        for (id, now) in delta.apis_of_services {
-            replace(&mut self.apis, &id, |a| &a.service_id, now);
+        for (id, now) in &delta.apis_of_services {
+            replace(&mut self.apis, id, |a| &a.service_id, now.clone());
         }
-        for (id, now) in delta.apis {
-            replace(&mut self.apis, &id, |a| &a.id, now);
+        for (id, now) in &delta.apis {
+            replace(&mut self.apis, id, |a| &a.id, now.clone());
         }
-        for (id, now) in delta.authorizations_of_apis {
-            replace(&mut self.authorizations, &id, |a| &a.api_id, now);
+        for (id, now) in &delta.authorizations_of_apis {
+            replace(&mut self.authorizations, id, |a| &a.api_id, now.clone());
         }
-        for (id, now) in delta.apps {
-            replace(&mut self.apps, &id, |a| &a.id, now);
+        for (id, now) in &delta.apps {
+            replace(&mut self.apps, id, |a| &a.id, now.clone());
         }
-        for (id, now) in delta.users {
-            replace(&mut self.users, &id, |u| &u.id, now);
+        for (id, now) in &delta.users {
+            replace(&mut self.users, id, |u| &u.id, now.clone());
         }
-        for (id, now) in delta.credentials_of_users {
-            replace(&mut self.credentials, &id, |c| &c.user_id, now);
+        for (id, now) in &delta.credentials_of_users {
+            replace(&mut self.credentials, id, |c| &c.user_id, now.clone());
         }
-        for (id, now) in delta.grants_of_users {
-            replace(&mut self.grants, &id, |g| &g.1, now);
+        for (id, now) in &delta.grants_of_users {
+            replace(&mut self.grants, id, |g| &g.1, now.clone());
         }
         self.revision = delta.revision;
     }
@@ -179,19 +179,153 @@ pub struct IamUser {
     pub projects: HashSet<String>,
 }
 
-/// The gateway's view of the configuration at one revision.
+/// Map from a shared key: cloning the map copies pointers, not strings.
+type Shared<V> = Arc<HashMap<Arc<str>, V>>;
+
+/// The gateway's view of the configuration at one revision. Its maps are shared between
+/// snapshots, so a change copies only the maps it touches.
 #[derive(Debug, Default)]
 pub struct Snapshot {
     pub revision: i64,
     /// When the publisher made this snapshot current (epoch ms; 0 for an empty one).
     pub published_at_ms: i64,
-    routes: HashMap<String, Vec<Arc<ApiRoute>>>,
-    apps_by_key: HashMap<String, Arc<AppCredential>>,
-    apps_by_code: HashMap<String, Arc<AppCredential>>,
-    iam_keys: HashMap<String, IamKey>,
-    users: HashMap<String, IamUser>,
+    routes: Shared<Arc<[Arc<ApiRoute>]>>,
+    /// API id → its `api_path`, to find the route of a changed API.
+    api_paths: Shared<Arc<str>>,
+    apps_by_key: Shared<Arc<AppCredential>>,
+    apps_by_code: Shared<Arc<AppCredential>>,
+    /// App id → the keys it holds in `apps_by_key` and `apps_by_code`.
+    app_keys: Shared<Arc<AppKeys>>,
+    iam_keys: Arc<HashMap<String, IamKey>>,
+    users: Arc<HashMap<String, IamUser>>,
     tokens: Option<TokenCodec>,
-    api_count: usize,
+}
+
+/// The lookup keys of one app: its AppKey and its AppCodes.
+#[derive(Debug)]
+struct AppKeys {
+    app_key: Arc<str>,
+    codes: Vec<Arc<str>>,
+}
+
+fn service_route(s: &Service, problems: &mut Vec<String>) -> Arc<ServiceRoute> {
+    let upstreams = s
+        .upstreams
+        .iter()
+        .filter_map(|u| {
+            let parsed = Upstream::parse(u);
+            if parsed.is_none() {
+                problems.push(format!("service {}: bad upstream {u:?}", s.id));
+            }
+            parsed
+        })
+        .collect();
+    Arc::new(ServiceRoute {
+        id: s.id.clone(),
+        project_id: s.project_id.clone(),
+        upstreams,
+        timeout: Duration::from_millis(s.timeout_ms),
+        next: AtomicUsize::new(0),
+    })
+}
+
+fn api_route(
+    api: &Api,
+    service: Arc<ServiceRoute>,
+    authorized_apps: HashSet<String>,
+) -> Arc<ApiRoute> {
+    Arc::new(ApiRoute {
+        authorized_apps,
+        api_id: api.id.clone(),
+        api_path: api.api_path.clone(),
+        auth_type: api.auth_type,
+        support_app_code: api.support_app_code,
+        method: api.api_method,
+        service,
+    })
+}
+
+/// Adds an app's credential under its AppKey and AppCodes.
+fn insert_app(
+    app: &App,
+    master: &MasterKey,
+    apps_by_key: &mut HashMap<Arc<str>, Arc<AppCredential>>,
+    apps_by_code: &mut HashMap<Arc<str>, Arc<AppCredential>>,
+    app_keys: &mut HashMap<Arc<str>, Arc<AppKeys>>,
+    problems: &mut Vec<String>,
+) {
+    let secret = match master.decrypt(&app.secret_sealed) {
+        Ok(secret) => secret,
+        Err(e) => {
+            problems.push(format!("app {}: secret: {e}", app.id));
+            return;
+        }
+    };
+    let credential = Arc::new(AppCredential {
+        app_id: app.id.clone(),
+        app_key: app.app_key.clone(),
+        secret,
+    });
+    let mut codes = Vec::with_capacity(app.codes.len());
+    for code in &app.codes {
+        match master.decrypt(&code.sealed) {
+            Ok(value) => {
+                let code: Arc<str> = Arc::from(value.expose());
+                apps_by_code.insert(code.clone(), credential.clone());
+                codes.push(code);
+            }
+            Err(e) => problems.push(format!("app {}: AppCode: {e}", app.id)),
+        }
+    }
+    let app_key: Arc<str> = Arc::from(app.app_key.as_str());
+    apps_by_key.insert(app_key.clone(), credential);
+    app_keys.insert(
+        Arc::from(app.id.as_str()),
+        Arc::new(AppKeys { app_key, codes }),
+    );
+}
+
+/// IAM users (with the projects where they hold a role) and active AK/SK pairs.
+fn iam(
+    dump: &ConfigDump,
+    master: &MasterKey,
+    problems: &mut Vec<String>,
+) -> (HashMap<String, IamUser>, HashMap<String, IamKey>) {
+    let mut users: HashMap<String, IamUser> = dump
+        .users
+        .iter()
+        .map(|u| {
+            (
+                u.id.clone(),
+                IamUser {
+                    enabled: u.enabled,
+                    password_changed_at: u.password_changed_at,
+                    projects: HashSet::new(),
+                },
+            )
+        })
+        .collect();
+    for (project, user, _) in &dump.grants {
+        if let Some(u) = users.get_mut(user) {
+            u.projects.insert(project.clone());
+        }
+    }
+    let mut iam_keys = HashMap::new();
+    for credential in dump.credentials.iter().filter(|c| c.status == "active") {
+        match master.decrypt(&credential.secret_sealed) {
+            Ok(secret) => {
+                iam_keys.insert(
+                    credential.access.clone(),
+                    IamKey {
+                        user_id: credential.user_id.clone(),
+                        secret,
+                    },
+                );
+            }
+            Err(e) => problems.push(format!("credential {}: {e}", credential.access)),
+        }
+    }
+    (users, iam_keys)
 }
 
 impl Snapshot {
@@ -201,140 +335,263 @@ impl Snapshot {
     }
 
     /// Builds the snapshot; secrets that cannot be unsealed are left out and reported.
-    pub fn build(dump: ConfigDump, master: &MasterKey) -> (Self, Vec<String>) {
+    pub fn build(dump: &ConfigDump, master: &MasterKey) -> (Self, Vec<String>) {
         let mut problems = Vec::new();
-        let services: HashMap<String, Arc<ServiceRoute>> = dump
+        let services: HashMap<&str, Arc<ServiceRoute>> = dump
             .services
-            .into_iter()
-            .map(|s| {
-                let upstreams = s
-                    .upstreams
-                    .iter()
-                    .filter_map(|u| {
-                        let parsed = Upstream::parse(u);
-                        if parsed.is_none() {
-                            problems.push(format!("service {}: bad upstream {u:?}", s.id));
-                        }
-                        parsed
-                    })
-                    .collect();
-                let route = ServiceRoute {
-                    id: s.id.clone(),
-                    project_id: s.project_id,
-                    upstreams,
-                    timeout: Duration::from_millis(s.timeout_ms),
-                    next: AtomicUsize::new(0),
-                };
-                (s.id, Arc::new(route))
-            })
+            .iter()
+            .map(|s| (s.id.as_str(), service_route(s, &mut problems)))
             .collect();
-        let mut authorized: HashMap<String, HashSet<String>> = HashMap::new();
-        for grant in dump.authorizations {
+        let mut authorized: HashMap<&str, HashSet<String>> = HashMap::new();
+        for grant in &dump.authorizations {
             authorized
-                .entry(grant.api_id)
+                .entry(grant.api_id.as_str())
                 .or_default()
-                .insert(grant.app_id);
+                .insert(grant.app_id.clone());
         }
-        let mut routes: HashMap<String, Vec<Arc<ApiRoute>>> = HashMap::new();
-        let mut api_count = 0;
-        for api in dump.apis {
-            let Some(service) = services.get(&api.service_id) else {
+        let mut routes: HashMap<Arc<str>, Vec<Arc<ApiRoute>>> = HashMap::new();
+        let mut api_paths = HashMap::with_capacity(dump.apis.len());
+        for api in &dump.apis {
+            let Some(service) = services.get(api.service_id.as_str()) else {
                 problems.push(format!(
                     "api {}: service {} missing",
                     api.id, api.service_id
                 ));
                 continue;
             };
-            let route = ApiRoute {
-                authorized_apps: authorized.remove(&api.id).unwrap_or_default(),
-                api_id: api.id,
-                api_path: api.api_path.clone(),
-                auth_type: api.auth_type,
-                support_app_code: api.support_app_code,
-                method: api.api_method,
-                service: service.clone(),
-            };
+            let grants = authorized.remove(api.id.as_str()).unwrap_or_default();
+            let path: Arc<str> = Arc::from(api.api_path.as_str());
             routes
-                .entry(api.api_path)
+                .entry(path.clone())
                 .or_default()
-                .push(Arc::new(route));
-            api_count += 1;
+                .push(api_route(api, service.clone(), grants));
+            api_paths.insert(Arc::from(api.id.as_str()), path);
         }
         let mut apps_by_key = HashMap::with_capacity(dump.apps.len());
         let mut apps_by_code = HashMap::new();
-        for app in dump.apps {
-            let secret = match master.decrypt(&app.secret_sealed) {
-                Ok(secret) => secret,
-                Err(e) => {
-                    problems.push(format!("app {}: secret: {e}", app.id));
-                    continue;
-                }
-            };
-            let credential = Arc::new(AppCredential {
-                app_id: app.id.clone(),
-                app_key: app.app_key.clone(),
-                secret,
-            });
-            for code in &app.codes {
-                match master.decrypt(&code.sealed) {
-                    Ok(value) => {
-                        apps_by_code.insert(value.expose().to_owned(), credential.clone());
-                    }
-                    Err(e) => problems.push(format!("app {}: AppCode: {e}", app.id)),
-                }
-            }
-            apps_by_key.insert(app.app_key, credential);
+        let mut app_keys = HashMap::with_capacity(dump.apps.len());
+        for app in &dump.apps {
+            insert_app(
+                app,
+                master,
+                &mut apps_by_key,
+                &mut apps_by_code,
+                &mut app_keys,
+                &mut problems,
+            );
         }
-        let mut users: HashMap<String, IamUser> = dump
-            .users
-            .into_iter()
-            .map(|u| {
-                (
-                    u.id,
-                    IamUser {
-                        enabled: u.enabled,
-                        password_changed_at: u.password_changed_at,
-                        projects: HashSet::new(),
-                    },
-                )
-            })
-            .collect();
-        for (project, user, _) in dump.grants {
-            if let Some(u) = users.get_mut(&user) {
-                u.projects.insert(project);
-            }
-        }
-        let mut iam_keys = HashMap::new();
-        for credential in dump
-            .credentials
-            .into_iter()
-            .filter(|c| c.status == "active")
-        {
-            match master.decrypt(&credential.secret_sealed) {
-                Ok(secret) => {
-                    iam_keys.insert(
-                        credential.access,
-                        IamKey {
-                            user_id: credential.user_id,
-                            secret,
-                        },
-                    );
-                }
-                Err(e) => problems.push(format!("credential {}: {e}", credential.access)),
-            }
-        }
+        let (users, iam_keys) = iam(dump, master, &mut problems);
         let snapshot = Self {
             revision: dump.revision,
             published_at_ms: 0,
+            routes: Arc::new(routes.into_iter().map(|(k, v)| (k, v.into())).collect()),
+            api_paths: Arc::new(api_paths),
+            apps_by_key: Arc::new(apps_by_key),
+            apps_by_code: Arc::new(apps_by_code),
+            app_keys: Arc::new(app_keys),
+            iam_keys: Arc::new(iam_keys),
+            users: Arc::new(users),
+            tokens: Some(TokenCodec::new(master)),
+        };
+        (snapshot, problems)
+    }
+
+    /// The snapshot after `delta`, given `dump` with `delta` already applied. Only what the
+    /// delta names is rebuilt; every other route and credential is shared with `self`. Gives
+    /// what [`Snapshot::build`] gives for `dump`.
+    pub fn patch(
+        &self,
+        delta: &ConfigDelta,
+        dump: &ConfigDump,
+        master: &MasterKey,
+    ) -> (Self, Vec<String>) {
+        let mut problems = Vec::new();
+        let (routes, api_paths) = self.patch_routes(delta, dump, &mut problems);
+        let (apps_by_key, apps_by_code, app_keys) = if delta.apps.is_empty() {
+            (
+                self.apps_by_key.clone(),
+                self.apps_by_code.clone(),
+                self.app_keys.clone(),
+            )
+        } else {
+            let mut by_key = (*self.apps_by_key).clone();
+            let mut by_code = (*self.apps_by_code).clone();
+            let mut keys = (*self.app_keys).clone();
+            for (id, now) in &delta.apps {
+                if let Some(old) = keys.remove(id.as_str()) {
+                    by_key.remove(&old.app_key);
+                    for code in &old.codes {
+                        by_code.remove(code);
+                    }
+                }
+                if let Some(app) = now {
+                    insert_app(
+                        app,
+                        master,
+                        &mut by_key,
+                        &mut by_code,
+                        &mut keys,
+                        &mut problems,
+                    );
+                }
+            }
+            (Arc::new(by_key), Arc::new(by_code), Arc::new(keys))
+        };
+        let iam_changed = !(delta.users.is_empty()
+            && delta.credentials_of_users.is_empty()
+            && delta.grants_of_users.is_empty());
+        let (users, iam_keys) = if iam_changed {
+            let (users, keys) = iam(dump, master, &mut problems);
+            (Arc::new(users), Arc::new(keys))
+        } else {
+            (self.users.clone(), self.iam_keys.clone())
+        };
+        let snapshot = Self {
+            revision: delta.revision,
+            published_at_ms: 0,
             routes,
+            api_paths,
             apps_by_key,
             apps_by_code,
+            app_keys,
             iam_keys,
             users,
             tokens: Some(TokenCodec::new(master)),
-            api_count,
         };
         (snapshot, problems)
+    }
+
+    /// Rebuilds the routes of the APIs the delta touches (changed APIs, APIs of changed
+    /// services, APIs whose authorizations changed); other APIs on the same paths are kept.
+    #[allow(clippy::type_complexity)]
+    fn patch_routes(
+        &self,
+        delta: &ConfigDelta,
+        dump: &ConfigDump,
+        problems: &mut Vec<String>,
+    ) -> (Shared<Arc<[Arc<ApiRoute>]>>, Shared<Arc<str>>) {
+        let changed_services: HashSet<&str> = delta
+            .services
+            .iter()
+            .map(|(id, _)| id.as_str())
+            .chain(delta.apis_of_services.iter().map(|(id, _)| id.as_str()))
+            .collect();
+        let mut affected: HashSet<&str> = delta
+            .apis
+            .iter()
+            .map(|(id, _)| id.as_str())
+            .chain(
+                delta
+                    .authorizations_of_apis
+                    .iter()
+                    .map(|(id, _)| id.as_str()),
+            )
+            .chain(
+                delta
+                    .apis_of_services
+                    .iter()
+                    .flat_map(|(_, apis)| apis.iter().map(|a| a.id.as_str())),
+            )
+            .collect();
+        // The old APIs of a changed service, wherever they are now.
+        let mut old: HashMap<&str, &Arc<ApiRoute>> = HashMap::new();
+        if !changed_services.is_empty() {
+            for route in self.routes.values().flat_map(|apis| apis.iter()) {
+                if changed_services.contains(route.service.id.as_str()) {
+                    affected.insert(route.api_id.as_str());
+                }
+            }
+        }
+        if affected.is_empty() {
+            return (self.routes.clone(), self.api_paths.clone());
+        }
+        let mut paths: HashSet<Arc<str>> = HashSet::new();
+        for id in &affected {
+            if let Some(path) = self.api_paths.get(*id) {
+                paths.insert(path.clone());
+                if let Some(route) = self.routes[path].iter().find(|r| r.api_id == *id) {
+                    old.insert(id, route);
+                }
+            }
+        }
+        let current: Vec<&Api> = dump
+            .apis
+            .iter()
+            .filter(|a| affected.contains(a.id.as_str()))
+            .collect();
+        // The services of the affected APIs: changed ones anew, others as they were.
+        let wanted: HashSet<&str> = current.iter().map(|a| a.service_id.as_str()).collect();
+        let mut services: HashMap<&str, Arc<ServiceRoute>> = HashMap::new();
+        for route in old.values() {
+            let id = route.service.id.as_str();
+            if wanted.contains(id) && !changed_services.contains(id) {
+                services.insert(id, route.service.clone());
+            }
+        }
+        if wanted.iter().any(|id| !services.contains_key(id)) {
+            for s in &dump.services {
+                if wanted.contains(s.id.as_str()) && !services.contains_key(s.id.as_str()) {
+                    services.insert(s.id.as_str(), service_route(s, problems));
+                }
+            }
+        }
+        let grants: HashMap<&str, &Vec<Authorization>> = delta
+            .authorizations_of_apis
+            .iter()
+            .map(|(id, grants)| (id.as_str(), grants))
+            .collect();
+        let mut api_paths = (*self.api_paths).clone();
+        for id in &affected {
+            api_paths.remove(*id);
+        }
+        let mut rebuilt: HashMap<Arc<str>, Vec<Arc<ApiRoute>>> = HashMap::new();
+        for api in current {
+            let Some(service) = services.get(api.service_id.as_str()) else {
+                problems.push(format!(
+                    "api {}: service {} missing",
+                    api.id, api.service_id
+                ));
+                continue;
+            };
+            let authorized = match grants.get(api.id.as_str()) {
+                Some(list) => list.iter().map(|g| g.app_id.clone()).collect(),
+                None => match old.get(api.id.as_str()) {
+                    Some(route) => route.authorized_apps.clone(),
+                    None => dump
+                        .authorizations
+                        .iter()
+                        .filter(|g| g.api_id == api.id)
+                        .map(|g| g.app_id.clone())
+                        .collect(),
+                },
+            };
+            let path: Arc<str> = Arc::from(api.api_path.as_str());
+            paths.insert(path.clone());
+            api_paths.insert(Arc::from(api.id.as_str()), path.clone());
+            rebuilt
+                .entry(path)
+                .or_default()
+                .push(api_route(api, service.clone(), authorized));
+        }
+        let mut routes = (*self.routes).clone();
+        for path in paths {
+            let mut apis: Vec<Arc<ApiRoute>> = routes
+                .get(&path)
+                .map(|apis| {
+                    apis.iter()
+                        .filter(|r| !affected.contains(r.api_id.as_str()))
+                        .cloned()
+                        .collect()
+                })
+                .unwrap_or_default();
+            apis.extend(rebuilt.remove(&path).unwrap_or_default());
+            if apis.is_empty() {
+                routes.remove(&path);
+            } else {
+                routes.insert(path, apis.into());
+            }
+        }
+        (Arc::new(routes), Arc::new(api_paths))
     }
 
     /// The APIs registered on the longest `api_path` that prefixes `path` at a `/`
@@ -343,7 +600,7 @@ impl Snapshot {
         let mut candidate = path;
         loop {
             if let Some(apis) = self.routes.get(candidate) {
-                return Some(apis);
+                return Some(&apis[..]);
             }
             match candidate.rfind('/') {
                 Some(0) | None => return None,
@@ -373,7 +630,58 @@ impl Snapshot {
     }
 
     pub fn api_count(&self) -> usize {
-        self.api_count
+        self.api_paths.len()
+    }
+
+    /// The content of the snapshot as sorted lines (secrets as their SHA-256), for comparing
+    /// two snapshots: a patched one and one built whole must describe alike.
+    pub fn describe(&self) -> Vec<String> {
+        use sha2::{Digest, Sha256};
+        let digest = |s: &Secret| hex::encode(Sha256::digest(s.expose().as_bytes()));
+        let mut lines = vec![format!("revision {}", self.revision)];
+        for (path, apis) in self.routes.iter() {
+            for a in apis.iter() {
+                let mut apps: Vec<&String> = a.authorized_apps.iter().collect();
+                apps.sort();
+                let s = &a.service;
+                lines.push(format!(
+                    "route {path} api={} path={} auth={:?} code={} method={:?} service={}/{}/{:?}/{:?} apps={apps:?}",
+                    a.api_id, a.api_path, a.auth_type, a.support_app_code, a.method, s.id,
+                    s.project_id, s.upstreams, s.timeout,
+                ));
+            }
+        }
+        for (id, path) in self.api_paths.iter() {
+            lines.push(format!("api {id} {path}"));
+        }
+        for (key, c) in self.apps_by_key.iter() {
+            lines.push(format!("key {key} app={} {}", c.app_id, digest(&c.secret)));
+        }
+        for (code, c) in self.apps_by_code.iter() {
+            lines.push(format!("code {code} app={} key={}", c.app_id, c.app_key));
+        }
+        for (id, keys) in self.app_keys.iter() {
+            let mut codes = keys.codes.clone();
+            codes.sort();
+            lines.push(format!("app {id} key={} codes={codes:?}", keys.app_key));
+        }
+        for (access, k) in self.iam_keys.iter() {
+            lines.push(format!(
+                "ak {access} user={} {}",
+                k.user_id,
+                digest(&k.secret)
+            ));
+        }
+        for (id, u) in self.users.iter() {
+            let mut projects: Vec<&String> = u.projects.iter().collect();
+            projects.sort();
+            lines.push(format!(
+                "user {id} enabled={} changed={} projects={projects:?}",
+                u.enabled, u.password_changed_at
+            ));
+        }
+        lines.sort();
+        lines
     }
 }
 
@@ -425,7 +733,7 @@ mod tests {
             ],
             ..ConfigDump::default()
         };
-        let (snap, problems) = Snapshot::build(dump, &master);
+        let (snap, problems) = Snapshot::build(&dump, &master);
         assert!(problems.is_empty());
         let ids = |path: &str| -> Vec<String> {
             snap.route(path)
@@ -473,7 +781,7 @@ mod tests {
             ..app.clone()
         };
         let (snap, problems) = Snapshot::build(
-            ConfigDump {
+            &ConfigDump {
                 apps: vec![app, broken],
                 ..ConfigDump::default()
             },
@@ -495,7 +803,7 @@ mod tests {
     fn round_robin_rotation() {
         let master = MasterKey::generate();
         let (snap, _) = Snapshot::build(
-            ConfigDump {
+            &ConfigDump {
                 services: vec![service("s")],
                 apis: vec![api("a", "/a", AuthType::None)],
                 ..ConfigDump::default()
@@ -509,5 +817,201 @@ mod tests {
         assert_eq!(second, [1, 0]);
         assert_eq!(route.service.upstreams[0].base_path, "/base");
         assert_eq!(route.service.upstreams[1].authority, "h2");
+    }
+
+    fn app(master: &MasterKey, id: &str, codes: &[&str]) -> App {
+        App {
+            id: id.into(),
+            project_id: "p".into(),
+            name: id.into(),
+            remark: String::new(),
+            app_key: format!("key-{id}"),
+            secret_sealed: master.encrypt(&Secret::new(format!("secret-{id}"))),
+            app_type: "APIG".into(),
+            owner: "u".into(),
+            created_at: 0,
+            updated_at: 0,
+            codes: codes
+                .iter()
+                .map(|c| AppCode {
+                    sealed: master.encrypt(&Secret::new(*c)),
+                    index: (*c).into(),
+                    created_at: 0,
+                })
+                .collect(),
+            bounded_api_count: 0,
+        }
+    }
+
+    fn grant(api_id: &str, app_id: &str) -> Authorization {
+        Authorization {
+            auth_id: format!("{api_id}-{app_id}"),
+            api_id: api_id.into(),
+            app_id: app_id.into(),
+            created_at: 0,
+        }
+    }
+
+    fn grants_of(dump: &ConfigDump, api_id: &str) -> Vec<Authorization> {
+        dump.authorizations
+            .iter()
+            .filter(|g| g.api_id == api_id)
+            .cloned()
+            .collect()
+    }
+
+    /// Each step's delta, patched into the previous snapshot, gives what a whole build of the
+    /// resulting configuration gives; untouched maps stay shared.
+    #[test]
+    fn patching_matches_a_full_build() {
+        let master = MasterKey::generate();
+        let s2 = Service {
+            id: "s2".into(),
+            ..service("s")
+        };
+        let mut dump = ConfigDump {
+            revision: 1,
+            services: vec![service("s"), s2.clone()],
+            apis: vec![
+                api("a1", "/p/one", AuthType::App),
+                api("a2", "/p/one", AuthType::Iam),
+                Api {
+                    service_id: "s2".into(),
+                    ..api("b1", "/p/two", AuthType::App)
+                },
+            ],
+            apps: vec![app(&master, "x", &["code-x"]), app(&master, "y", &[])],
+            authorizations: vec![grant("a1", "x"), grant("b1", "y")],
+            ..ConfigDump::default()
+        };
+        let (mut snap, _) = Snapshot::build(&dump, &master);
+        let user = User {
+            id: "u1".into(),
+            domain_id: "d".into(),
+            name: "u1".into(),
+            description: String::new(),
+            password_hash: String::new(),
+            password_changed_at: 0,
+            domain_admin: false,
+            enabled: true,
+            created_at: 0,
+        };
+        type Step<'a> = Box<dyn Fn(&ConfigDump) -> ConfigDelta + 'a>;
+        let steps: Vec<Step> = vec![
+            // An authorization added.
+            Box::new(|d| {
+                let mut g = grants_of(d, "a1");
+                g.push(grant("a1", "y"));
+                ConfigDelta {
+                    authorizations_of_apis: vec![("a1".into(), g)],
+                    ..ConfigDelta::default()
+                }
+            }),
+            // An API moved to another path, keeping its authorizations.
+            Box::new(|d| ConfigDelta {
+                apis: vec![("a1".into(), Some(api("a1", "/p/moved", AuthType::App)))],
+                authorizations_of_apis: vec![("a1".into(), grants_of(d, "a1"))],
+                ..ConfigDelta::default()
+            }),
+            // A new API on a service that had none listed in the delta.
+            Box::new(|_| ConfigDelta {
+                apis: vec![(
+                    "b2".into(),
+                    Some(Api {
+                        service_id: "s2".into(),
+                        ..api("b2", "/p/one", AuthType::None)
+                    }),
+                )],
+                authorizations_of_apis: vec![("b2".into(), vec![])],
+                ..ConfigDelta::default()
+            }),
+            // A service's upstreams changed: its APIs follow.
+            Box::new(|d| {
+                let s2 = Service {
+                    upstreams: vec!["http://10.0.0.1:81".into()],
+                    ..s2.clone()
+                };
+                let apis: Vec<Api> = d
+                    .apis
+                    .iter()
+                    .filter(|a| a.service_id == "s2")
+                    .cloned()
+                    .collect();
+                ConfigDelta {
+                    authorizations_of_apis: apis
+                        .iter()
+                        .map(|a| (a.id.clone(), grants_of(d, &a.id)))
+                        .collect(),
+                    services: vec![("s2".into(), Some(s2))],
+                    apis_of_services: vec![("s2".into(), apis)],
+                    ..ConfigDelta::default()
+                }
+            }),
+            // An app deleted, another given a new AppCode.
+            Box::new(|_| ConfigDelta {
+                apps: vec![
+                    ("x".into(), None),
+                    ("y".into(), Some(app(&master, "y", &["code-y"]))),
+                ],
+                ..ConfigDelta::default()
+            }),
+            // An API deleted.
+            Box::new(|_| ConfigDelta {
+                apis: vec![("a2".into(), None)],
+                authorizations_of_apis: vec![("a2".into(), vec![])],
+                ..ConfigDelta::default()
+            }),
+            // A service deleted with its APIs.
+            Box::new(|_| ConfigDelta {
+                services: vec![("s2".into(), None)],
+                apis_of_services: vec![("s2".into(), vec![])],
+                ..ConfigDelta::default()
+            }),
+            // A user with a key and a grant.
+            Box::new(|_| ConfigDelta {
+                users: vec![("u1".into(), Some(user.clone()))],
+                credentials_of_users: vec![(
+                    "u1".into(),
+                    vec![Credential {
+                        access: "AK1".into(),
+                        user_id: "u1".into(),
+                        secret_sealed: master.encrypt(&Secret::new("sk")),
+                        description: String::new(),
+                        status: "active".into(),
+                        created_at: 0,
+                    }],
+                )],
+                grants_of_users: vec![("u1".into(), vec![("p".into(), "u1".into(), Role::Member)])],
+                ..ConfigDelta::default()
+            }),
+        ];
+        for (i, step) in steps.iter().enumerate() {
+            let mut delta = step(&dump);
+            delta.revision = dump.revision + 1;
+            dump.apply(&delta);
+            let (patched, problems) = snap.patch(&delta, &dump, &master);
+            assert!(problems.is_empty(), "step {i}: {problems:?}");
+            let (built, _) = Snapshot::build(&dump, &master);
+            assert_eq!(patched.describe(), built.describe(), "step {i}");
+            if delta.apps.is_empty() {
+                assert!(
+                    Arc::ptr_eq(&patched.apps_by_key, &snap.apps_by_key),
+                    "step {i}"
+                );
+            }
+            if delta.apis.is_empty()
+                && delta.services.is_empty()
+                && delta.authorizations_of_apis.is_empty()
+            {
+                assert!(Arc::ptr_eq(&patched.routes, &snap.routes), "step {i}");
+            }
+            snap = patched;
+        }
+        assert_eq!(snap.api_count(), 1);
+        assert!(snap
+            .route("/p/moved/x")
+            .is_some_and(|apis| apis[0].authorizes("y")));
+        assert!(snap.app_by_code("code-y").is_some() && snap.app_by_code("code-x").is_none());
+        assert!(snap.iam_key("AK1").is_some());
     }
 }

@@ -111,7 +111,7 @@ fn snapshot_with(apis: usize) -> Snapshot {
         })
         .collect();
     Snapshot::build(
-        ConfigDump {
+        &ConfigDump {
             services,
             apis,
             ..ConfigDump::default()

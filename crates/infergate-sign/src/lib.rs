@@ -305,8 +305,9 @@ fn canonical_request_head(
     spare: usize,
 ) -> String {
     let headers_len: usize = headers.iter().map(|(n, v)| 2 * n.len() + v.len() + 3).sum();
-    let mut out =
-        String::with_capacity(method.len() + raw_path.len() + raw_query.len() + headers_len + 8 + spare);
+    let mut out = String::with_capacity(
+        method.len() + raw_path.len() + raw_query.len() + headers_len + 8 + spare,
+    );
     for c in method.chars() {
         out.push(c.to_ascii_uppercase());
     }
@@ -344,7 +345,10 @@ pub fn string_to_sign(sdk_date: &str, canonical_request: &str) -> String {
 fn signature_bytes(secret: &[u8], sdk_date: &str, canonical_request: &str) -> [u8; 32] {
     let mut digest_hex = [0u8; 64];
     // The buffer is exactly twice the digest's length, so encoding cannot fail.
-    let _ = hex::encode_to_slice(Sha256::digest(canonical_request.as_bytes()), &mut digest_hex);
+    let _ = hex::encode_to_slice(
+        Sha256::digest(canonical_request.as_bytes()),
+        &mut digest_hex,
+    );
     let mut mac = match Hmac::<Sha256>::new_from_slice(secret) {
         Ok(mac) => mac,
         Err(_) => unreachable_hmac(),
@@ -391,9 +395,29 @@ pub fn signatures_equal(expected: &str, presented: &str) -> bool {
 
 /// Parses an `X-Sdk-Date` value into a UTC time.
 pub fn parse_sdk_date(value: &str) -> Result<DateTime<Utc>, SignError> {
-    NaiveDateTime::parse_from_str(value.trim(), SDK_DATE_FORMAT)
+    let text = value.trim();
+    if let Some(time) = parse_basic_date(text.as_bytes()) {
+        return Ok(time);
+    }
+    NaiveDateTime::parse_from_str(text, SDK_DATE_FORMAT)
         .map(|naive| naive.and_utc())
         .map_err(|_| SignError::BadDate(value.to_owned()))
+}
+
+/// `YYYYMMDDTHHMMSSZ` read digit by digit (what every signer sends); `None` sends anything
+/// else, valid or not, to the general parser.
+fn parse_basic_date(b: &[u8]) -> Option<DateTime<Utc>> {
+    if b.len() != 16 || b[8] != b'T' || b[15] != b'Z' {
+        return None;
+    }
+    let num = |range: std::ops::Range<usize>| -> Option<u32> {
+        b[range].iter().try_fold(0u32, |n, d| {
+            d.is_ascii_digit().then(|| n * 10 + u32::from(d - b'0'))
+        })
+    };
+    let date = chrono::NaiveDate::from_ymd_opt(num(0..4)? as i32, num(4..6)?, num(6..8)?)?;
+    let time = date.and_hms_opt(num(9..11)?, num(11..13)?, num(13..15)?)?;
+    Some(time.and_utc())
 }
 
 /// Formats a time as an `X-Sdk-Date` value.

@@ -436,4 +436,13 @@ proptest! {
             Verdict::Valid
         );
     }
+
+    /// The digit-by-digit date reader agrees with the general parser.
+    #[test]
+    fn sdk_dates_parse_alike(text in "[0-9]{8}T[0-9]{6}Z|[0-9T:Z -]{0,18}") {
+        let general = NaiveDateTime::parse_from_str(text.trim(), SDK_DATE_FORMAT)
+            .map(|naive| naive.and_utc())
+            .ok();
+        prop_assert_eq!(parse_sdk_date(&text).ok(), general);
+    }
 }

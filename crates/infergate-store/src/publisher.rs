@@ -1,7 +1,8 @@
 //! Keeps the gateway's snapshot in step with the store. The first build reads everything;
 //! after that only the objects changed since the published revision are read (from the
-//! change log written by every write) and patched into the kept configuration, which is
-//! then rebuilt into a snapshot and swapped atomically. Refreshes are serialised, so a
+//! change log written by every write) and patched into the kept configuration and into the
+//! current snapshot (only the routes and credentials they touch are rebuilt); the new
+//! snapshot is swapped atomically. Refreshes are serialised, so a
 //! slower, older build never replaces a newer one.
 
 use std::sync::Arc;
@@ -11,7 +12,11 @@ use infergate_core::snapshot::{ConfigDump, Snapshot};
 use infergate_core::MasterKey;
 use tokio::sync::Mutex;
 
-use crate::{Store, StoreResult};
+use crate::{Store, StoreError, StoreResult};
+
+fn internal(message: String) -> StoreError {
+    StoreError::Internal(message)
+}
 
 /// Publishes snapshots of one store to the gateway.
 pub struct ConfigPublisher {
@@ -52,12 +57,7 @@ impl ConfigPublisher {
         self.current.load().revision
     }
 
-    async fn publish(&self, dump: ConfigDump) -> StoreResult<()> {
-        let master = self.master.clone();
-        let (mut snapshot, problems) =
-            tokio::task::spawn_blocking(move || Snapshot::build(dump, &master))
-                .await
-                .map_err(|e| crate::StoreError::Internal(format!("snapshot build failed: {e}")))?;
+    async fn publish(&self, mut snapshot: Snapshot, problems: Vec<String>) {
         for problem in problems {
             tracing::error!(%problem, "configuration item left out of the snapshot");
         }
@@ -71,38 +71,62 @@ impl ConfigPublisher {
             "snapshot published"
         );
         self.current.store(Arc::new(snapshot));
-        Ok(())
     }
 
     /// Publishes the store's current configuration if its revision moved, reading only the
-    /// changed objects when the change log covers the gap.
+    /// changed objects when the change log covers the gap and rebuilding only what they
+    /// touch.
     pub async fn refresh_with(&self) -> StoreResult<Refresh> {
         let mut config = self.config.lock().await;
-        let (dump, how) = match config.take() {
+        let master = self.master.clone();
+        match config.take() {
             Some(mut dump) => match self.store.changes_since(dump.revision).await {
                 Ok(Some(delta)) if delta.revision == dump.revision => {
                     *config = Some(dump);
-                    return Ok(Refresh::Unchanged);
+                    Ok(Refresh::Unchanged)
                 }
                 Ok(Some(delta)) => {
-                    dump.apply(delta);
-                    (dump, Refresh::Incremental)
+                    let current = self.current.load_full();
+                    let (dump, snapshot, problems) = tokio::task::spawn_blocking(move || {
+                        dump.apply(&delta);
+                        let (snapshot, problems) = current.patch(&delta, &dump, &master);
+                        (dump, snapshot, problems)
+                    })
+                    .await
+                    .map_err(|e| internal(format!("snapshot patch failed: {e}")))?;
+                    self.publish(snapshot, problems).await;
+                    *config = Some(dump);
+                    Ok(Refresh::Incremental)
                 }
-                Ok(None) => (self.store.load_config().await?, Refresh::Full),
+                Ok(None) => {
+                    let dump = self.store.load_config().await?;
+                    *config = Some(self.build(dump).await?);
+                    Ok(Refresh::Full)
+                }
                 Err(err) => {
                     *config = Some(dump);
-                    return Err(err);
+                    Err(err)
                 }
             },
-            None => (self.store.load_config().await?, Refresh::Full),
-        };
-        *config = Some(dump.clone());
-        if let Err(err) = self.publish(dump).await {
-            // The kept configuration is ahead of the snapshot: start over next time.
-            *config = None;
-            return Err(err);
+            None => {
+                let dump = self.store.load_config().await?;
+                *config = Some(self.build(dump).await?);
+                Ok(Refresh::Full)
+            }
         }
-        Ok(how)
+    }
+
+    /// Builds and publishes a snapshot of the whole of `dump`; gives the dump back to keep.
+    async fn build(&self, dump: ConfigDump) -> StoreResult<ConfigDump> {
+        let master = self.master.clone();
+        let (dump, snapshot, problems) = tokio::task::spawn_blocking(move || {
+            let (snapshot, problems) = Snapshot::build(&dump, &master);
+            (dump, snapshot, problems)
+        })
+        .await
+        .map_err(|e| internal(format!("snapshot build failed: {e}")))?;
+        self.publish(snapshot, problems).await;
+        Ok(dump)
     }
 
     /// Like [`ConfigPublisher::refresh_with`]; returns whether a new snapshot was published.

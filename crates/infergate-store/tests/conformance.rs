@@ -646,10 +646,16 @@ pub async fn change_log_replays_to_a_full_read(store: &dyn Store) {
         .await
         .expect("q")
         .expect("covered");
+    let master = infergate_core::MasterKey::generate();
+    let (old_snapshot, _) = infergate_core::snapshot::Snapshot::build(&before, &master);
     let mut patched = before;
-    patched.apply(delta);
+    patched.apply(&delta);
     let full = store.load_config().await.expect("load");
     assert_eq!(patched.revision, full.revision);
+    // The snapshot patched with the delta holds what one built from a full read holds.
+    let (patched_snapshot, _) = old_snapshot.patch(&delta, &patched, &master);
+    let (full_snapshot, _) = infergate_core::snapshot::Snapshot::build(&full, &master);
+    assert_eq!(patched_snapshot.describe(), full_snapshot.describe());
     assert_eq!(normalized(patched), normalized(full));
 }
 

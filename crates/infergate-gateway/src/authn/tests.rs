@@ -82,7 +82,7 @@ fn fixture(support_app_code: bool) -> (Snapshot, MasterKey) {
         grants: vec![("p".into(), "user1".into(), Role::Member)],
         ..ConfigDump::default()
     };
-    (Snapshot::build(dump, &master).0, master)
+    (Snapshot::build(&dump, &master).0, master)
 }
 
 fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
