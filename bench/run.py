@@ -58,6 +58,12 @@ def cpu_seconds(pid):
     return total / 1e9
 
 
+def user_sys_ticks(pid):
+    """(user, system) CPU clock ticks of a process, all threads."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]), int(fields[12])
+
+
 def wait_http(url, timeout=30.0):
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -315,6 +321,7 @@ def paired(args, a, b):
     rounds = []
     for _ in range(args.rounds):
         cpu0 = (cpu_seconds(a.pid), cpu_seconds(b.pid))
+        ticks0 = (user_sys_ticks(a.pid), user_sys_ticks(b.pid))
         t0 = time.time()
         procs = []
         for target, core in ((a, args.load_cores[0]), (b, args.load_cores[-1])):
@@ -325,8 +332,10 @@ def paired(args, a, b):
         outs = [p.communicate() for p in procs]
         wall = time.time() - t0
         cpu1 = (cpu_seconds(a.pid), cpu_seconds(b.pid))
+        ticks1 = (user_sys_ticks(a.pid), user_sys_ticks(b.pid))
         r = {}
-        for key, target, (out, err), c0, c1 in zip("ab", (a, b), outs, cpu0, cpu1):
+        for key, target, (out, err), c0, c1, t0, t1 in zip(
+                "ab", (a, b), outs, cpu0, cpu1, ticks0, ticks1):
             line = [l for l in out.splitlines() if l.startswith("{")]
             if not line:
                 sys.exit(f"bench: wrk against {target.name} printed no result: {out}{err}")
@@ -337,6 +346,8 @@ def paired(args, a, b):
             res["rps"] = res["requests"] / res["seconds"]
             res["cpu_us"] = (c1 - c0) * 1e6 / max(res["requests"], 1)
             res["cpu_share"] = (c1 - c0) / wall
+            user, system = t1[0] - t0[0], t1[1] - t0[1]
+            res["kernel_share"] = system / max(user + system, 1)
             r[key] = res
         r["ratio"] = r["a"]["rps"] / r["b"]["rps"]
         rounds.append(r)
@@ -359,6 +370,7 @@ def summarize(name, a, b, rounds):
         "a_p50": side("a", "p50_us"), "a_p99": side("a", "p99_us"),
         "b_p50": side("b", "p50_us"), "b_p99": side("b", "p99_us"),
         "a_cpu": side("a", "cpu_us"), "b_cpu": side("b", "cpu_us"),
+        "a_kernel": side("a", "kernel_share"), "b_kernel": side("b", "kernel_share"),
         "core_busy": med([r["a"]["cpu_share"] + r["b"]["cpu_share"] for r in rounds]),
         "rounds": rounds,
     }
@@ -445,14 +457,16 @@ def report(args, pairs, open_rounds, sse, signing, versions):
              f"{','.join(args.load_cores)}; {args.rounds} rounds × {args.duration} s, "
              f"{args.connections} connections per load generator (wrk -t1).", "",
              "| pair (a vs b, loaded together) | a req/s | b req/s | ratio a/b median [min–max] "
-             "| a p50/p99 µs | b p50/p99 µs | a CPU µs/req | b CPU µs/req | CPU ratio | core busy |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "| a p50/p99 µs | b p50/p99 µs | a CPU µs/req | b CPU µs/req | CPU ratio "
+             "| in kernel a / b | core busy |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for p in pairs:
         lines.append(
             f"| {p['pair']} | {p['a_rps']:,.0f} | {p['b_rps']:,.0f} | **{p['ratio']:.3f}** "
             f"[{p['ratio_min']:.3f}–{p['ratio_max']:.3f}] | {p['a_p50']:.0f} / {p['a_p99']:.0f} "
             f"| {p['b_p50']:.0f} / {p['b_p99']:.0f} | {p['a_cpu']:.1f} | {p['b_cpu']:.1f} "
-            f"| {p['cpu_ratio']:.3f} | {p['core_busy'] * 100:.0f}% |")
+            f"| {p['cpu_ratio']:.3f} | {p['a_kernel'] * 100:.0f}% / {p['b_kernel'] * 100:.0f}% "
+            f"| {p['core_busy'] * 100:.0f}% |")
     if open_rounds:
         g50 = med([r["gateway"]["p50_us"] for r in open_rounds])
         d50 = med([r["direct"]["p50_us"] for r in open_rounds])
