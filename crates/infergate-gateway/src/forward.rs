@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -12,15 +12,14 @@ use http::request::Parts;
 use http::{Request, Response, StatusCode, Uri};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 use infergate_core::snapshot::{ApiRoute, Upstream};
 
 use crate::authn::{Caller, HEADER_API_KEY, HEADER_APP_CODE, HEADER_AUTH_TOKEN};
 use crate::body::{full, is_length_limit, streamed, GatewayBody};
 use crate::error::GatewayError;
 use crate::metrics::GatewayMetrics;
+use crate::pool::{Pool, PooledBody, SendError};
 use crate::{CallRecord, ConnInfo};
 
 /// Headers that describe one hop, never forwarded (RFC 9110 §7.6.1).
@@ -74,9 +73,9 @@ pub struct Call<'a> {
     pub max_body: usize,
 }
 
-/// The pooled client and the passive health of upstreams.
+/// The connection pool and the passive health of upstreams.
 pub struct Upstreams {
-    client: Client<HttpConnector, GatewayBody>,
+    pool: Arc<Pool>,
     ejected: Mutex<HashMap<String, Instant>>,
     /// Whether `ejected` may hold an entry: calls skip its lock while nothing is ejected.
     any_ejected: AtomicBool,
@@ -85,15 +84,8 @@ pub struct Upstreams {
 
 impl Upstreams {
     pub fn new(ejection: Duration) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(Duration::from_secs(5)));
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(1024)
-            .build(connector);
         Self {
-            client,
+            pool: Pool::new(1024, Duration::from_secs(90)),
             ejected: Mutex::new(HashMap::new()),
             any_ejected: AtomicBool::new(false),
             ejection,
@@ -204,8 +196,11 @@ impl Upstreams {
             }
             record.upstream = Some(upstream.authority.clone());
             let sent_at = Instant::now();
-            let sent =
-                tokio::time::timeout(api.service.timeout, self.client.request(request)).await;
+            let sent = tokio::time::timeout(
+                api.service.timeout,
+                self.pool.send(&upstream.authority, request),
+            )
+            .await;
             let elapsed = sent_at.elapsed();
             record.upstream_ms = Some((elapsed.as_secs_f64() * 1_000_000.0).round() / 1000.0);
             match sent {
@@ -215,13 +210,13 @@ impl Upstreams {
                         timeout_ms: api.service.timeout.as_millis(),
                     });
                 }
-                Ok(Err(err)) if err.is_connect() => {
+                Ok(Err(SendError::Connect(err))) => {
                     upstream_error(&upstream.authority, "connect");
                     tracing::warn!(upstream = %upstream.authority, error = %err, "upstream refused the connection");
                     self.eject(&upstream.authority);
                     last_error = format!("connecting to {} failed", upstream.authority);
                 }
-                Ok(Err(err)) => {
+                Ok(Err(SendError::Other(err))) => {
                     upstream_error(&upstream.authority, "other");
                     if is_length_limit(&err) {
                         return Err(GatewayError::BodyTooLarge { limit: max_body });
@@ -262,19 +257,21 @@ fn is_upgrade(headers: &HeaderMap) -> bool {
             })
 }
 
-/// `{base}{rest}?{query}`: the matched `api_path` is replaced by the upstream's base path.
+/// `{base}{rest}?{query}` in origin form (the request line's target): the matched
+/// `api_path` is replaced by the upstream's base path.
 fn upstream_uri(upstream: &Upstream, rest: &str, query: Option<&str>) -> Result<Uri, GatewayError> {
-    let mut path = String::with_capacity(upstream.base_path.len() + rest.len() + 1);
-    path.push_str(&upstream.base_path);
-    path.push_str(rest);
-    if path.is_empty() {
-        path.push('/');
+    let query_len = query.map_or(0, |q| q.len() + 1);
+    let mut target = String::with_capacity(upstream.base_path.len() + rest.len() + query_len + 1);
+    target.push_str(&upstream.base_path);
+    target.push_str(rest);
+    if target.is_empty() {
+        target.push('/');
     }
-    let text = match query {
-        Some(q) => format!("{}://{}{}?{}", upstream.scheme, upstream.authority, path, q),
-        None => format!("{}://{}{}", upstream.scheme, upstream.authority, path),
-    };
-    text.parse::<Uri>()
+    if let Some(q) = query {
+        target.push('?');
+        target.push_str(q);
+    }
+    Uri::try_from(target)
         .map_err(|e| GatewayError::BadRequest(format!("cannot build the upstream URI: {e}")))
 }
 
@@ -354,12 +351,13 @@ fn upstream_headers(
 /// The upstream's response, streamed: hop-by-hop headers dropped, `X-Request-Id` added.
 /// A `101 Switching Protocols` is spliced to the client's upgraded connection.
 fn downstream_response(
-    mut response: Response<Incoming>,
+    mut response: Response<PooledBody>,
     request_id: &str,
     client_upgrade: Option<hyper::upgrade::OnUpgrade>,
 ) -> Response<GatewayBody> {
     let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
     if switching {
+        response.body_mut().detach();
         if let Some(client) = client_upgrade {
             let upstream = hyper::upgrade::on(&mut response);
             tokio::spawn(async move {
@@ -418,22 +416,19 @@ mod tests {
             upstream_uri(&up, "/predictions/poetry", Some("a=1"))
                 .expect("uri")
                 .to_string(),
-            "http://127.0.0.1:9000/base/predictions/poetry?a=1"
+            "/base/predictions/poetry?a=1"
         );
         assert_eq!(
             upstream_uri(&up, "", None).expect("uri").to_string(),
-            "http://127.0.0.1:9000/base"
+            "/base"
         );
         let bare = Upstream::parse("http://h:1").expect("upstream");
-        assert_eq!(
-            upstream_uri(&bare, "", None).expect("uri").to_string(),
-            "http://h:1/"
-        );
+        assert_eq!(upstream_uri(&bare, "", None).expect("uri").to_string(), "/");
         assert_eq!(
             upstream_uri(&bare, "/x%20y", None)
                 .expect("uri")
                 .to_string(),
-            "http://h:1/x%20y"
+            "/x%20y"
         );
     }
 }

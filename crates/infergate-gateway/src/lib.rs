@@ -10,6 +10,7 @@ pub mod body;
 pub mod error;
 mod forward;
 pub mod metrics;
+mod pool;
 mod server;
 
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -454,6 +454,58 @@ async fn server_sent_events_arrive_as_they_are_sent() {
     );
 }
 
+/// Calls one after another share one upstream connection; a response abandoned half-way
+/// does not put its connection back, and the next call still works.
+#[tokio::test]
+async fn upstream_connections_are_kept_alive_and_reused() {
+    let s = setup(&[]).await;
+    let (sid, _) = s
+        .admin
+        .service_with_api("reuse", &s.mock.url, json!({"auth_type": "NONE"}))
+        .await;
+    let client = reqwest::Client::new();
+    for i in 0..20 {
+        let response = client
+            .post(format!("{}/v1/infers/{sid}/echo", s.server.gateway))
+            .body(format!("call {i}"))
+            .send()
+            .await
+            .expect("call");
+        assert_eq!(response.status().as_u16(), 200);
+        let reply: Value = response.json().await.expect("json");
+        assert_eq!(reply["body"], format!("call {i}"));
+    }
+    assert_eq!(
+        s.mock.recorder.connections(),
+        1,
+        "one kept-alive connection"
+    );
+
+    // Read one event of a stream, then walk away: that connection is not reused.
+    let mut stream = client
+        .get(format!("{}/v1/infers/{sid}/sse", s.server.gateway))
+        .send()
+        .await
+        .expect("sse");
+    assert!(stream.chunk().await.expect("chunk").is_some());
+    drop(stream);
+    for _ in 0..3 {
+        let response = client
+            .get(format!("{}/v1/infers/{sid}/after", s.server.gateway))
+            .send()
+            .await
+            .expect("call after");
+        assert_eq!(response.status().as_u16(), 200);
+        let reply: Value = response.json().await.expect("json");
+        assert_eq!(reply["path"], "/base/after");
+    }
+    assert!(
+        s.mock.recorder.connections() <= 3,
+        "{}",
+        s.mock.recorder.connections()
+    );
+}
+
 #[tokio::test]
 async fn upstream_failures_limits_and_cancellation() {
     let s = setup(&["--max-body-bytes", "4096"]).await;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
@@ -17,6 +17,15 @@ use serde_json::json;
 pub struct Recorder {
     pub cancelled: Arc<AtomicBool>,
     pub calls: Arc<AtomicUsize>,
+    /// The client address of every connection a call arrived on.
+    pub peers: Arc<std::sync::Mutex<std::collections::HashSet<std::net::SocketAddr>>>,
+}
+
+impl Recorder {
+    /// How many connections calls arrived on.
+    pub fn connections(&self) -> usize {
+        self.peers.lock().expect("peers").len()
+    }
 }
 
 pub struct Mock {
@@ -68,8 +77,13 @@ fn upgrade_echo(mut req: Request) -> Response {
     response
 }
 
-async fn handle(State(recorder): State<Recorder>, req: Request) -> Response {
+async fn handle(
+    State(recorder): State<Recorder>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    req: Request,
+) -> Response {
     recorder.calls.fetch_add(1, Ordering::SeqCst);
+    recorder.peers.lock().expect("peers").insert(peer);
     if req.headers().contains_key("upgrade") {
         return upgrade_echo(req);
     }
@@ -137,7 +151,11 @@ pub async fn start_mock() -> Mock {
         .expect("bind mock");
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
+        let _ = axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .await;
     });
     Mock {
         url: format!("http://{addr}/base"),

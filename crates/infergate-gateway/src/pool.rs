@@ -1,0 +1,236 @@
+//! Keep-alive HTTP/1.1 connections to upstreams. A call takes an idle connection of its
+//! upstream (or opens one), sends on it, and the connection goes back to the pool when the
+//! response body has been read to its end; a response abandoned half-way closes it.
+//!
+//! Built on `hyper::client::conn` directly: a call costs one uncontended lock to take a
+//! connection and one to return it, with no dispatch task or pool checkout future between.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Request, Response};
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+use crate::body::GatewayBody;
+
+type Sender = SendRequest<GatewayBody>;
+
+/// Why a request got no response.
+#[derive(Debug)]
+pub enum SendError {
+    /// No connection could be opened: the upstream is down (or not resolvable).
+    Connect(String),
+    /// The request failed on an open connection.
+    Other(hyper::Error),
+}
+
+struct Idle {
+    since: Instant,
+    sender: Sender,
+}
+
+/// Idle connections by upstream authority.
+pub struct Pool {
+    idle: Mutex<HashMap<String, Vec<Idle>>>,
+    max_idle_per_upstream: usize,
+    idle_timeout: Duration,
+    connect_timeout: Duration,
+}
+
+impl Pool {
+    pub fn new(max_idle_per_upstream: usize, idle_timeout: Duration) -> Arc<Self> {
+        Arc::new(Self {
+            idle: Mutex::new(HashMap::new()),
+            max_idle_per_upstream,
+            idle_timeout,
+            connect_timeout: Duration::from_secs(5),
+        })
+    }
+
+    /// The most recently used idle connection that is still open.
+    fn take(&self, authority: &str) -> Option<Sender> {
+        let mut idle = self.idle.lock().ok()?;
+        let list = idle.get_mut(authority)?;
+        while let Some(entry) = list.pop() {
+            if !entry.sender.is_closed() && entry.since.elapsed() < self.idle_timeout {
+                return Some(entry.sender);
+            }
+        }
+        None
+    }
+
+    fn put(&self, authority: &str, sender: Sender) {
+        if sender.is_closed() {
+            return;
+        }
+        let Ok(mut idle) = self.idle.lock() else {
+            return;
+        };
+        let entry = Idle {
+            since: Instant::now(),
+            sender,
+        };
+        match idle.get_mut(authority) {
+            Some(list) => {
+                // The oldest are at the front; drop those past the idle timeout.
+                let expired = list
+                    .iter()
+                    .take_while(|e| e.since.elapsed() >= self.idle_timeout)
+                    .count();
+                list.drain(..expired);
+                if list.len() < self.max_idle_per_upstream {
+                    list.push(entry);
+                }
+            }
+            None => {
+                idle.insert(authority.to_owned(), vec![entry]);
+            }
+        }
+    }
+
+    async fn connect(&self, authority: &str) -> Result<Sender, SendError> {
+        let (host, port) = split_authority(authority)
+            .ok_or_else(|| SendError::Connect(format!("{authority} is not host:port")))?;
+        let stream = tokio::time::timeout(self.connect_timeout, TcpStream::connect((host, port)))
+            .await
+            .map_err(|_| SendError::Connect(format!("connecting to {authority} timed out")))?
+            .map_err(|e| SendError::Connect(format!("connecting to {authority}: {e}")))?;
+        let _ = stream.set_nodelay(true);
+        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| SendError::Connect(format!("handshake with {authority}: {e}")))?;
+        tokio::spawn(async move {
+            if let Err(err) = connection.with_upgrades().await {
+                tracing::debug!(error = %err, "upstream connection ended with an error");
+            }
+        });
+        Ok(sender)
+    }
+
+    /// Sends `request` to `authority`: on an idle connection, else on a new one. A request
+    /// that a reused connection could not take (it closed meanwhile) is sent on a new one.
+    pub async fn send(
+        self: &Arc<Self>,
+        authority: &str,
+        mut request: Request<GatewayBody>,
+    ) -> Result<Response<PooledBody>, SendError> {
+        loop {
+            let (mut sender, reused) = match self.take(authority) {
+                Some(sender) => (sender, true),
+                None => (self.connect(authority).await?, false),
+            };
+            if let Err(err) = sender.ready().await {
+                if reused {
+                    continue;
+                }
+                return Err(SendError::Other(err));
+            }
+            match sender.try_send_request(request).await {
+                Ok(response) => {
+                    let (parts, body) = response.into_parts();
+                    let pooled = PooledBody::new(body, self.clone(), authority, sender);
+                    return Ok(Response::from_parts(parts, pooled));
+                }
+                Err(mut err) => match err.take_message() {
+                    Some(unsent) if reused => request = unsent,
+                    _ => return Err(SendError::Other(err.into_error())),
+                },
+            }
+        }
+    }
+}
+
+/// `host` (without IPv6 brackets) and port (80 when absent).
+fn split_authority(authority: &str) -> Option<(&str, u16)> {
+    let parsed: http::uri::Authority = authority.parse().ok()?;
+    let port = parsed.port_u16().unwrap_or(80);
+    let host = parsed.host();
+    let start = authority.find(host)?;
+    let host = &authority[start..start + host.len()];
+    Some((host.trim_start_matches('[').trim_end_matches(']'), port))
+}
+
+/// A response body from a pooled connection: once read to its end the connection goes back
+/// to the pool; dropped before that, the connection is closed with it.
+pub struct PooledBody {
+    inner: Incoming,
+    back: Option<(Arc<Pool>, String, Sender)>,
+}
+
+impl PooledBody {
+    fn new(inner: Incoming, pool: Arc<Pool>, authority: &str, sender: Sender) -> Self {
+        let mut body = Self {
+            inner,
+            back: Some((pool, authority.to_owned(), sender)),
+        };
+        if body.inner.is_end_stream() {
+            // No body to read (204, 304, HEAD, length 0): the connection is free now.
+            body.release();
+        }
+        body
+    }
+
+    fn release(&mut self) {
+        if let Some((pool, authority, sender)) = self.back.take() {
+            pool.put(&authority, sender);
+        }
+    }
+
+    /// Keeps the connection out of the pool: it now carries an upgraded protocol.
+    pub fn detach(&mut self) {
+        self.back = None;
+    }
+}
+
+impl Body for PooledBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = self.get_mut();
+        let poll = Pin::new(&mut this.inner).poll_frame(cx);
+        match &poll {
+            // A body of known length is over with its last byte; the server may never poll
+            // for the end.
+            Poll::Ready(Some(Ok(_))) if this.inner.is_end_stream() => this.release(),
+            Poll::Ready(None) => this.release(),
+            Poll::Ready(Some(Err(_))) => this.back = None,
+            _ => {}
+        }
+        poll
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_authority;
+
+    #[test]
+    fn authorities_split_into_host_and_port() {
+        assert_eq!(split_authority("127.0.0.1:9000"), Some(("127.0.0.1", 9000)));
+        assert_eq!(
+            split_authority("model.internal"),
+            Some(("model.internal", 80))
+        );
+        assert_eq!(split_authority("[::1]:8080"), Some(("::1", 8080)));
+        assert_eq!(split_authority("bad host:1"), None);
+    }
+}
