@@ -38,11 +38,10 @@ impl Presented {
         if let Some(auth) =
             text("authorization").filter(|v| v.trim_start().starts_with(infergate_sign::ALGORITHM))
         {
-            return match infergate_sign::Authorization::parse(auth) {
-                Ok(parsed) if snapshot.app_by_key(&parsed.access).is_some() => {
-                    Presented::AppSignature
-                }
-                Ok(parsed) if snapshot.iam_key(&parsed.access).is_some() => Presented::IamSignature,
+            // Only the access key matters here; the header is parsed whole when verified.
+            return match infergate_sign::Authorization::access_of(auth) {
+                Ok(access) if snapshot.app_by_key(access).is_some() => Presented::AppSignature,
+                Ok(access) if snapshot.iam_key(access).is_some() => Presented::IamSignature,
                 _ => Presented::UnknownSignature,
             };
         }

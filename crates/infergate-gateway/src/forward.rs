@@ -323,10 +323,9 @@ fn upstream_headers(
     if upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
-    let client_ip = conn.remote.ip().to_string();
     let forwarded_for = match prior_forwarded_for.and_then(|v| v.to_str().ok()) {
-        Some(prior) => format!("{prior}, {client_ip}"),
-        None => client_ip,
+        Some(prior) => format!("{prior}, {}", conn.remote.ip()),
+        None => ip_text(conn.remote.ip()),
     };
     let mut set = |name: HeaderName, value: &str| {
         if let Ok(v) = HeaderValue::from_str(value) {
@@ -346,6 +345,30 @@ fn upstream_headers(
         headers.insert(X_FORWARDED_HOST, host.clone());
     }
     headers
+}
+
+/// An address as text; IPv4 (the usual client) is written without the formatting machinery.
+fn ip_text(ip: std::net::IpAddr) -> String {
+    match ip {
+        std::net::IpAddr::V4(v4) => {
+            let mut out = String::with_capacity(15);
+            for (i, octet) in v4.octets().iter().enumerate() {
+                if i > 0 {
+                    out.push('.');
+                }
+                let (h, t, u) = (octet / 100, octet / 10 % 10, octet % 10);
+                if h > 0 {
+                    out.push(char::from(b'0' + h));
+                }
+                if h > 0 || t > 0 {
+                    out.push(char::from(b'0' + t));
+                }
+                out.push(char::from(b'0' + u));
+            }
+            out
+        }
+        other => other.to_string(),
+    }
 }
 
 /// The upstream's response, streamed: hop-by-hop headers dropped, `X-Request-Id` added.
@@ -408,6 +431,21 @@ fn downstream_response(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ip_text_is_display() {
+        for text in [
+            "0.0.0.0",
+            "127.0.0.1",
+            "10.20.30.40",
+            "255.255.255.255",
+            "1.100.9.200",
+            "::1",
+        ] {
+            let ip: std::net::IpAddr = text.parse().expect("ip");
+            assert_eq!(ip_text(ip), ip.to_string());
+        }
+    }
 
     #[test]
     fn upstream_uris() {

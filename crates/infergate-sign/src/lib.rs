@@ -81,6 +81,26 @@ impl Authorization {
     /// Parses the header value: the scheme, then comma-separated `key=value` items with
     /// optional spaces. Unknown items are ignored; any of the three missing is an error.
     pub fn parse(value: &str) -> Result<Self, SignError> {
+        let (access, signed_headers, signature) = Self::split(value)?;
+        Ok(Self {
+            access: access.to_owned(),
+            signed_headers: signed_headers
+                .split(';')
+                .map(|h| h.trim().to_ascii_lowercase())
+                .filter(|h| !h.is_empty())
+                .collect(),
+            signature: signature.to_owned(),
+        })
+    }
+
+    /// The `Access` of a header value that [`Authorization::parse`] accepts, without
+    /// copying anything.
+    pub fn access_of(value: &str) -> Result<&str, SignError> {
+        Self::split(value).map(|(access, _, _)| access)
+    }
+
+    /// `(Access, SignedHeaders, Signature)` as they stand in the value, trimmed.
+    fn split(value: &str) -> Result<(&str, &str, &str), SignError> {
         let value = value.trim_start();
         let rest = value
             .strip_prefix(ALGORITHM)
@@ -111,15 +131,7 @@ impl Authorization {
         if signature.is_empty() {
             return Err(SignError::MissingSignature);
         }
-        Ok(Self {
-            access: access.to_owned(),
-            signed_headers: signed_headers
-                .split(';')
-                .map(|h| h.trim().to_ascii_lowercase())
-                .filter(|h| !h.is_empty())
-                .collect(),
-            signature: signature.to_owned(),
-        })
+        Ok((access, signed_headers, signature))
     }
 
     /// Renders the header value as the SDKs send it.
