@@ -384,33 +384,44 @@ def load(args, url, extra=(), core=None):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def open_loop(args, ig, direct_url):
-    """Both at --rate at once: through the gateway and straight to the upstream."""
+def open_loop(args, ig, direct_url, nginx_url):
+    """A proxy and the upstream itself loaded at --rate at once: the gateway (fresh signature
+    per request), then nginx, each with its own direct run alongside."""
+    common = ["--rate", str(args.rate), "-c", "16", "-d", str(args.duration)]
+    proxies = {
+        "gateway": [ig.base + "/predict", "--app-key", ig.app_key,
+                    "--app-secret", ig.app_secret],
+        "nginx": [nginx_url],
+    }
     rounds = []
     for _ in range(args.rounds):
-        common = ["--rate", str(args.rate), "-c", "16", "-d", str(args.duration)]
-        cmds = [
-            ["taskset", "-c", args.load_cores[0], args.load, ig.base + "/predict", *common,
-             "--app-key", ig.app_key, "--app-secret", ig.app_secret],
-            ["taskset", "-c", args.load_cores[-1], args.load, direct_url, *common],
-        ]
-        procs = [subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-                 for c in cmds]
-        res = [json.loads(p.communicate()[0].strip().splitlines()[-1]) for p in procs]
-        for r in res:
-            if r["non_2xx"] or r["errors"]:
-                sys.exit(f"bench: open-loop run had failures: {r}")
-        rounds.append({"gateway": res[0], "direct": res[1]})
+        result = {}
+        for name, target in proxies.items():
+            cmds = [
+                ["taskset", "-c", args.load_cores[0], args.load, target[0], *common,
+                 *target[1:]],
+                ["taskset", "-c", args.load_cores[-1], args.load, direct_url, *common],
+            ]
+            procs = [subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                      text=True) for c in cmds]
+            res = [json.loads(p.communicate()[0].strip().splitlines()[-1]) for p in procs]
+            for r in res:
+                if r["non_2xx"] or r["errors"]:
+                    sys.exit(f"bench: open-loop run had failures: {r}")
+            result[name], result[f"direct_{name}"] = res
+        rounds.append(result)
     return rounds
 
 
-def first_event(args, ig, direct_url):
+def first_event(args, ig, direct_url, nginx_url):
+    """(through the gateway, direct, through nginx) p50 of the first event, per round."""
     rows = []
     for _ in range(args.rounds):
         via = load(args, ig.base + "/sse", ["--first-event", "1000", "--app-key", ig.app_key,
                                             "--app-secret", ig.app_secret])
         direct = load(args, direct_url, ["--first-event", "1000"])
-        rows.append((via["p50_us"], direct["p50_us"]))
+        nginx = load(args, nginx_url, ["--first-event", "1000"])
+        rows.append((via["p50_us"], direct["p50_us"], nginx["p50_us"]))
     return rows
 
 
@@ -468,23 +479,27 @@ def report(args, pairs, open_rounds, sse, signing, versions):
             f"| {p['cpu_ratio']:.3f} | {p['a_kernel'] * 100:.0f}% / {p['b_kernel'] * 100:.0f}% "
             f"| {p['core_busy'] * 100:.0f}% |")
     if open_rounds:
-        g50 = med([r["gateway"]["p50_us"] for r in open_rounds])
-        d50 = med([r["direct"]["p50_us"] for r in open_rounds])
-        g99 = med([r["gateway"]["p99_us"] for r in open_rounds])
-        d99 = med([r["direct"]["p99_us"] for r in open_rounds])
-        late = max(max(r["gateway"]["late_p99_us"], r["direct"]["late_p99_us"])
-                   for r in open_rounds)
-        lines += ["", f"Open loop at {args.rate:.0f} req/s each, through the gateway (fresh "
-                  "signature per request) and straight to the upstream, at the same time "
-                  f"(median of {len(open_rounds)} rounds; schedule lag p99 ≤ {late} µs):", "",
-                  "| | p50 µs | p99 µs |", "|---|---|---|",
-                  f"| gateway | {g50} | {g99} |", f"| direct | {d50} | {d99} |",
-                  f"| **added** | **{g50 - d50}** | **{g99 - d99}** |"]
+        p = lambda key, q: med([r[key][q] for r in open_rounds])
+        added = lambda name, q: med([r[name][q] - r[f"direct_{name}"][q] for r in open_rounds])
+        late = max(max(v["late_p99_us"] for v in r.values()) for r in open_rounds)
+        lines += ["", f"Open loop at {args.rate:.0f} req/s: a proxy and the upstream itself "
+                  "loaded at the same time, each at that rate (the gateway with a fresh "
+                  f"signature per request); median of {len(open_rounds)} rounds; schedule lag "
+                  f"p99 ≤ {late} µs:", "",
+                  "| through | p50 µs | p99 µs | direct p50 / p99 µs | added p50 µs | added p99 µs |",
+                  "|---|---|---|---|---|---|"]
+        for name, label in (("gateway", "**infergate**"), ("nginx", "nginx (plain proxy)")):
+            lines.append(
+                f"| {label} | {p(name, 'p50_us')} | {p(name, 'p99_us')} "
+                f"| {p('direct_' + name, 'p50_us')} / {p('direct_' + name, 'p99_us')} "
+                f"| **{added(name, 'p50_us')}** | **{added(name, 'p99_us')}** |")
     if sse:
-        diffs = [v - d for v, d in sse]
+        diffs = [v - d for v, d, _ in sse]
+        nginx_diffs = [n - d for _, d, n in sse]
         lines += ["", "SSE, time to the first event (p50 of 1,000 sequential requests per "
                   f"round): through the gateway minus direct, per round: "
-                  f"{', '.join(f'{x} µs' for x in diffs)}; median **{med(diffs)} µs**."]
+                  f"{', '.join(f'{x} µs' for x in diffs)}; median **{med(diffs)} µs** "
+                  f"(through nginx minus direct: median {med(nginx_diffs)} µs)."]
     if signing:
         f_cpu = med([r["cpu_us"] for r in signing["fresh"]])
         o_cpu = med([r["cpu_us"] for r in signing["once"]])
@@ -622,8 +637,10 @@ def main():
             print(f"{labels[name]}: ratio {pairs[-1]['ratio']:.3f}", file=sys.stderr)
         open_rounds = sse = signing = None
         if not only or "latency" in only:
-            open_rounds = open_loop(args, ig, f"http://127.0.0.1:{up}/predict")
-            sse = first_event(args, ig, f"http://127.0.0.1:{up}/sse")
+            open_rounds = open_loop(args, ig, f"http://127.0.0.1:{up}/predict",
+                                    f"http://127.0.0.1:{ports['nginx-a']}/predict")
+            sse = first_event(args, ig, f"http://127.0.0.1:{up}/sse",
+                              f"http://127.0.0.1:{ports['nginx-a']}/sse")
         if not only or "signing" in only:
             signing = fresh_vs_once(args, ig)
         text = report(args, pairs, open_rounds, sse, signing, versions)

@@ -6,7 +6,6 @@
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -183,17 +182,40 @@ async fn connect(addr: SocketAddr) -> Result<SendRequest<Full<Bytes>>, String> {
     Ok(sender)
 }
 
-/// When the open loop sends its next request: a shared ticket counter and the schedule.
+/// When the open loop sends its next request. A thread of its own sleeps until each
+/// scheduled instant (the OS timer is precise to tens of microseconds, the runtime's to a
+/// millisecond, which would send the requests in bursts) and hands the instant to whichever
+/// connection is free.
 struct Schedule {
-    start: Instant,
-    rate: f64,
-    next: AtomicU64,
+    due: tokio::sync::Mutex<tokio::sync::mpsc::UnboundedReceiver<Instant>>,
 }
 
 impl Schedule {
-    fn take(&self) -> Instant {
-        let ticket = self.next.fetch_add(1, Ordering::Relaxed);
-        self.start + Duration::from_secs_f64(ticket as f64 / self.rate)
+    fn start(rate: f64, start: std::time::Instant, deadline: std::time::Instant) -> Self {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        std::thread::spawn(move || {
+            for ticket in 0u64.. {
+                let at = start + Duration::from_secs_f64(ticket as f64 / rate);
+                if at >= deadline {
+                    break;
+                }
+                let now = std::time::Instant::now();
+                if at > now {
+                    std::thread::sleep(at - now);
+                }
+                if tx.send(Instant::from_std(at)).is_err() {
+                    break;
+                }
+            }
+        });
+        Self {
+            due: tokio::sync::Mutex::new(rx),
+        }
+    }
+
+    /// The next scheduled instant; `None` once the schedule is over.
+    async fn take(&self) -> Option<Instant> {
+        self.due.lock().await.recv().await
     }
 }
 
@@ -204,14 +226,10 @@ async fn drive(target: Arc<Target>, schedule: Option<Arc<Schedule>>, deadline: I
     let mut sender: Option<SendRequest<Full<Bytes>>> = None;
     loop {
         let due = match &schedule {
-            Some(s) => {
-                let at = s.take();
-                if at >= deadline {
-                    break;
-                }
-                tokio::time::sleep_until(at).await;
-                Some(at)
-            }
+            Some(s) => match s.take().await {
+                Some(at) => Some(at),
+                None => break,
+            },
             None if Instant::now() >= deadline => break,
             None => None,
         };
@@ -417,11 +435,11 @@ async fn run(args: Args) -> Result<serde_json::Value, String> {
     } else {
         let deadline = started + Duration::from_secs_f64(args.duration);
         let schedule = match args.rate {
-            Some(rate) if rate > 0.0 => Some(Arc::new(Schedule {
-                start: started + Duration::from_millis(20),
+            Some(rate) if rate > 0.0 => Some(Arc::new(Schedule::start(
                 rate,
-                next: AtomicU64::new(0),
-            })),
+                started.into_std() + Duration::from_millis(20),
+                deadline.into_std(),
+            ))),
             Some(_) => return Err("rate: must be more than 0 per second".into()),
             None => None,
         };

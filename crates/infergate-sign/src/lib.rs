@@ -517,31 +517,30 @@ impl PreparedVerification {
             headers.push((name.clone(), value));
         }
         let declared = header_value(request.headers, HEADER_CONTENT_SHA256)?;
-        let mut payload_hashes: Vec<String> = Vec::with_capacity(2);
-        match (declared, request.body_sha256) {
-            (Some(declared), _) if !request.body_is_empty => payload_hashes.push(declared),
-            (Some(declared), _) => {
-                payload_hashes.push(declared);
-                payload_hashes.push(EMPTY_BODY_SHA256.to_owned());
-            }
-            (None, Some(hash)) => payload_hashes.push(hash.to_owned()),
-            (None, None) => payload_hashes.push(EMPTY_BODY_SHA256.to_owned()),
-        }
+        // The hash the client signed, and for the empty-body quirk a second candidate.
+        let (primary, second): (&str, Option<&str>) = match (&declared, request.body_sha256) {
+            (Some(declared), _) if !request.body_is_empty => (declared, None),
+            (Some(declared), _) => (declared, Some(EMPTY_BODY_SHA256)),
+            (None, Some(hash)) => (hash, None),
+            (None, None) => (EMPTY_BODY_SHA256, None),
+        };
         let head = canonical_request_head(
             request.method,
             request.raw_path,
             request.raw_query,
             &headers,
-            64,
+            primary.len(),
         );
-        let canonical_requests = payload_hashes
-            .iter()
-            .map(|hash| {
-                let mut canonical = head.clone();
-                canonical.push_str(hash);
-                canonical
-            })
-            .collect();
+        let mut canonical_requests = Vec::with_capacity(1 + usize::from(second.is_some()));
+        if let Some(hash) = second {
+            let mut canonical = head.clone();
+            canonical.push_str(hash);
+            canonical_requests.push(canonical);
+        }
+        let mut canonical = head;
+        canonical.push_str(primary);
+        // The primary canonical request comes first.
+        canonical_requests.insert(0, canonical);
         Ok(Self {
             authorization,
             sdk_date,
