@@ -501,3 +501,64 @@ fn main() -> ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(body: &str, sign: SignMode) -> Target {
+        let mut t = Target {
+            addr: "127.0.0.1:9".parse().expect("addr"),
+            method: Method::POST,
+            host: "127.0.0.1:9".into(),
+            path: "/v1/infers/x/predict".into(),
+            query: "b=2&a=1".into(),
+            path_and_query: "/v1/infers/x/predict?b=2&a=1".parse().expect("uri"),
+            body: Bytes::from(body.to_owned()),
+            extra: Vec::new(),
+            key: Some(("key".into(), b"secret".to_vec())),
+            once: None,
+        };
+        if sign == SignMode::Once {
+            let date = DateCache::default().now().to_owned();
+            t.once = t.signature(&date).map(|auth| (date, auth));
+        }
+        t
+    }
+
+    /// What the load generator sends is what the gateway's verifier accepts, with the
+    /// secret it was signed with and no other.
+    #[test]
+    fn requests_carry_valid_signatures() {
+        for mode in [SignMode::Fresh, SignMode::Once] {
+            let t = target("{\"inputs\":1}", mode);
+            let request = t.request(&mut DateCache::default()).expect("request");
+            let headers = request.headers();
+            let auth = headers["authorization"].to_str().expect("ascii");
+            let prepared = infergate_sign::PreparedVerification::prepare(
+                auth,
+                infergate_sign::ReceivedRequest {
+                    method: "POST",
+                    raw_path: &t.path,
+                    raw_query: &t.query,
+                    headers,
+                    body_sha256: Some(&infergate_sign::sha256_hex(&t.body)),
+                    body_is_empty: false,
+                },
+            )
+            .expect("prepare");
+            assert_eq!(prepared.verify(b"secret"), infergate_sign::Verdict::Valid);
+            assert_ne!(prepared.verify(b"other"), infergate_sign::Verdict::Valid);
+        }
+    }
+
+    #[test]
+    fn percentiles_are_ranks() {
+        let sorted: Vec<u32> = (1..=100).collect();
+        assert_eq!(percentile(&sorted, 50.0), Some(50));
+        assert_eq!(percentile(&sorted, 99.0), Some(99));
+        assert_eq!(percentile(&sorted, 100.0), Some(100));
+        assert_eq!(percentile(&[7], 1.0), Some(7));
+        assert_eq!(percentile(&[], 50.0), None);
+    }
+}
