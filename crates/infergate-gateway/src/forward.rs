@@ -155,7 +155,15 @@ impl Upstreams {
         } else {
             None
         };
-        let headers = upstream_headers(&parts, api, caller, conn, &record.request_id, upgrade);
+        let mut headers = std::mem::take(&mut parts.headers);
+        rewrite_headers(
+            &mut headers,
+            &api.api_id,
+            caller,
+            conn,
+            &record.request_id,
+            upgrade,
+        );
         let rest = &parts.uri.path()[api.api_path.len().min(parts.uri.path().len())..];
         let query = parts.uri.query();
         let order = self.order(api);
@@ -285,48 +293,48 @@ fn connection_tokens(headers: &HeaderMap) -> Vec<HeaderName> {
         .collect()
 }
 
-/// The headers sent upstream: hop-by-hop and credential headers removed, forwarding and
-/// identity headers added. Built in one pass over the client's headers.
-fn upstream_headers(
-    parts: &Parts,
-    api: &ApiRoute,
+/// Turns the client's headers into those sent upstream, in place: hop-by-hop, credential
+/// and spoofed identity headers removed, forwarding and identity headers set.
+fn rewrite_headers(
+    headers: &mut HeaderMap,
+    api_id: &str,
     caller: &Caller,
     conn: ConnInfo,
     request_id: &str,
     upgrade: bool,
-) -> HeaderMap {
-    let original = &parts.headers;
+) {
     // Names listed in `Connection` are hop-by-hop too; most requests have none.
-    let listed = if original.contains_key(header::CONNECTION) {
-        connection_tokens(original)
-    } else {
-        Vec::new()
-    };
+    if headers.contains_key(header::CONNECTION) {
+        for name in connection_tokens(headers) {
+            if !(upgrade && name == header::UPGRADE) {
+                headers.remove(name);
+            }
+        }
+    }
     let strip_credentials = !matches!(caller, Caller::Anonymous);
-    let mut headers = HeaderMap::with_capacity(original.len() + 6);
-    let mut prior_forwarded_for: Option<&HeaderValue> = None;
-    for (name, value) in original {
-        if *name == X_FORWARDED_FOR {
-            prior_forwarded_for = prior_forwarded_for.or(Some(value));
-            continue;
-        }
-        let keep_upgrade = upgrade && *name == header::UPGRADE;
-        let dropped = HOP_BY_HOP.contains(name)
-            || (listed.contains(name) && !keep_upgrade)
-            || (*name == header::UPGRADE && !upgrade)
-            || IDENTITY.contains(name)
-            || (strip_credentials && CREDENTIALS.contains(name));
-        if !dropped {
-            headers.append(name.clone(), value.clone());
-        }
+    let doomed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| {
+            HOP_BY_HOP.contains(name)
+                || (*name == header::UPGRADE && !upgrade)
+                || IDENTITY.contains(name)
+                || (strip_credentials && CREDENTIALS.contains(name))
+        })
+        .cloned()
+        .collect();
+    for name in doomed {
+        headers.remove(name);
     }
     if upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
-    let forwarded_for = match prior_forwarded_for.and_then(|v| v.to_str().ok()) {
+    let forwarded_for = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
         Some(prior) => format!("{prior}, {}", conn.remote.ip()),
         None => ip_text(conn.remote.ip()),
     };
+    if let Some(host) = headers.get(header::HOST).cloned() {
+        headers.insert(X_FORWARDED_HOST, host);
+    }
     let mut set = |name: HeaderName, value: &str| {
         if let Ok(v) = HeaderValue::from_str(value) {
             headers.insert(name, v);
@@ -335,16 +343,12 @@ fn upstream_headers(
     set(X_FORWARDED_FOR, &forwarded_for);
     set(X_FORWARDED_PROTO, if conn.tls { "https" } else { "http" });
     set(X_REQUEST_ID, request_id);
-    set(IDENTITY[1].clone(), &api.api_id);
+    set(IDENTITY[1].clone(), api_id);
     match caller {
         Caller::App { app_id } => set(IDENTITY[0].clone(), app_id),
         Caller::User { user_id } => set(IDENTITY[2].clone(), user_id),
         Caller::Anonymous => {}
     }
-    if let Some(host) = original.get(header::HOST) {
-        headers.insert(X_FORWARDED_HOST, host.clone());
-    }
-    headers
 }
 
 /// An address as text; IPv4 (the usual client) is written without the formatting machinery.
@@ -431,6 +435,96 @@ fn downstream_response(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn rewritten(pairs: &[(&str, &str)], caller: Caller, upgrade: bool) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for (n, v) in pairs {
+            headers.append(
+                HeaderName::from_bytes(n.as_bytes()).expect("name"),
+                HeaderValue::from_str(v).expect("value"),
+            );
+        }
+        let conn = ConnInfo {
+            remote: "127.0.0.2:5555".parse().expect("addr"),
+            tls: false,
+        };
+        rewrite_headers(&mut headers, "api1", &caller, conn, "rid", upgrade);
+        headers
+    }
+
+    fn values(headers: &HeaderMap, name: &str) -> Vec<String> {
+        headers
+            .get_all(name)
+            .iter()
+            .map(|v| v.to_str().expect("text").to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn upstream_headers_lose_hops_credentials_and_spoofed_identity() {
+        let h = rewritten(
+            &[
+                ("host", "gw.example"),
+                ("connection", "keep-alive, x-secret-hop"),
+                ("keep-alive", "timeout=5"),
+                ("x-secret-hop", "1"),
+                ("te", "trailers"),
+                ("upgrade", "h2c"),
+                ("authorization", "SDK-HMAC-SHA256 Access=k"),
+                ("x-apig-appcode", "code"),
+                ("apikey", "key"),
+                ("x-auth-token", "token"),
+                ("x-app-id", "spoof"),
+                ("x-user-id", "spoof"),
+                ("x-forwarded-for", "10.0.0.9"),
+                ("accept", "a"),
+                ("accept", "b"),
+            ],
+            Caller::App {
+                app_id: "app1".into(),
+            },
+            false,
+        );
+        for gone in [
+            "connection",
+            "keep-alive",
+            "x-secret-hop",
+            "te",
+            "upgrade",
+            "authorization",
+            "x-apig-appcode",
+            "apikey",
+            "x-auth-token",
+            "x-user-id",
+        ] {
+            assert!(!h.contains_key(gone), "{gone} was forwarded");
+        }
+        assert_eq!(values(&h, "x-app-id"), ["app1"]);
+        assert_eq!(values(&h, "x-api-id"), ["api1"]);
+        assert_eq!(values(&h, "x-request-id"), ["rid"]);
+        assert_eq!(values(&h, "x-forwarded-for"), ["10.0.0.9, 127.0.0.2"]);
+        assert_eq!(values(&h, "x-forwarded-proto"), ["http"]);
+        assert_eq!(values(&h, "x-forwarded-host"), ["gw.example"]);
+        assert_eq!(values(&h, "accept"), ["a", "b"]);
+    }
+
+    #[test]
+    fn upgrades_keep_their_headers_and_open_apis_their_credentials() {
+        let h = rewritten(
+            &[
+                ("connection", "Upgrade"),
+                ("upgrade", "websocket"),
+                ("authorization", "Bearer model-token"),
+            ],
+            Caller::Anonymous,
+            true,
+        );
+        assert_eq!(values(&h, "upgrade"), ["websocket"]);
+        assert_eq!(values(&h, "connection"), ["upgrade"]);
+        assert_eq!(values(&h, "authorization"), ["Bearer model-token"]);
+        assert_eq!(values(&h, "x-forwarded-for"), ["127.0.0.2"]);
+        assert!(!h.contains_key("x-app-id") && !h.contains_key("x-user-id"));
+    }
 
     #[test]
     fn ip_text_is_display() {

@@ -147,7 +147,8 @@ pub struct Gateway {
     settings: GatewaySettings,
     upstreams: forward::Upstreams,
     ids: RequestIds,
-    observers: Observers,
+    /// Shared with every response body still streaming.
+    observers: Arc<Observers>,
 }
 
 impl Gateway {
@@ -161,7 +162,7 @@ impl Gateway {
             snapshots,
             settings,
             ids: RequestIds::new(),
-            observers,
+            observers: Arc::new(observers),
         })
     }
 
@@ -214,9 +215,8 @@ impl Gateway {
         response: Response<GatewayBody>,
     ) -> Response<GatewayBody> {
         let status = response.status();
-        let metrics = self.observers.metrics.clone();
-        let sink = self.observers.access_log.clone();
-        if let Some(m) = &metrics {
+        let observers = self.observers.clone();
+        if let Some(m) = &observers.metrics {
             let api = record.api_id.as_deref().unwrap_or("none");
             m.duration
                 .with_label_values(&[api])
@@ -224,7 +224,7 @@ impl Gateway {
         }
         let (parts, body) = response.into_parts();
         let finish = move |bytes_out: u64| {
-            if let Some(m) = &metrics {
+            if let Some(m) = &observers.metrics {
                 m.in_flight.dec();
                 let app = match &record.caller {
                     Some(Caller::App { app_id }) => app_id.as_str(),
@@ -239,7 +239,7 @@ impl Gateway {
                     ])
                     .inc();
             }
-            if let Some(sink) = &sink {
+            if let Some(sink) = &observers.access_log {
                 sink.emit(access_line(&record, status.as_u16(), bytes_out));
             }
         };
