@@ -36,9 +36,15 @@ struct Idle {
     sender: Sender,
 }
 
-/// Idle connections by upstream authority.
+/// Idle connections by upstream authority, and when they were last swept for expired ones.
+struct IdleSet {
+    by_authority: HashMap<String, Vec<Idle>>,
+    swept: Instant,
+}
+
+/// Idle connections, by upstream.
 pub struct Pool {
-    idle: Mutex<HashMap<String, Vec<Idle>>>,
+    idle: Mutex<IdleSet>,
     max_idle_per_upstream: usize,
     idle_timeout: Duration,
     connect_timeout: Duration,
@@ -47,7 +53,10 @@ pub struct Pool {
 impl Pool {
     pub fn new(max_idle_per_upstream: usize, idle_timeout: Duration) -> Arc<Self> {
         Arc::new(Self {
-            idle: Mutex::new(HashMap::new()),
+            idle: Mutex::new(IdleSet {
+                by_authority: HashMap::new(),
+                swept: Instant::now(),
+            }),
             max_idle_per_upstream,
             idle_timeout,
             connect_timeout: Duration::from_secs(5),
@@ -57,7 +66,7 @@ impl Pool {
     /// The most recently used idle connection that is still open.
     fn take(&self, authority: &str) -> Option<Sender> {
         let mut idle = self.idle.lock().ok()?;
-        let list = idle.get_mut(authority)?;
+        let list = idle.by_authority.get_mut(authority)?;
         while let Some(entry) = list.pop() {
             if !entry.sender.is_closed() && entry.since.elapsed() < self.idle_timeout {
                 return Some(entry.sender);
@@ -77,7 +86,16 @@ impl Pool {
             since: Instant::now(),
             sender,
         };
-        match idle.get_mut(authority) {
+        if idle.swept.elapsed() >= self.idle_timeout {
+            // Upstreams no longer called keep no connection open past the idle timeout.
+            let timeout = self.idle_timeout;
+            idle.by_authority.retain(|_, list| {
+                list.retain(|e| e.since.elapsed() < timeout && !e.sender.is_closed());
+                !list.is_empty()
+            });
+            idle.swept = Instant::now();
+        }
+        match idle.by_authority.get_mut(authority) {
             Some(list) => {
                 // The oldest are at the front; drop those past the idle timeout.
                 let expired = list
@@ -90,7 +108,7 @@ impl Pool {
                 }
             }
             None => {
-                idle.insert(authority.to_owned(), vec![entry]);
+                idle.by_authority.insert(authority.to_owned(), vec![entry]);
             }
         }
     }
