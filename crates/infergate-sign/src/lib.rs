@@ -4,6 +4,7 @@
 //! It performs no IO and knows nothing of apps, users or stores: callers look up the secret
 //! that belongs to an `Access` key and decide what a failure means for them.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use chrono::{DateTime, NaiveDateTime, Utc};
@@ -309,14 +310,17 @@ impl CanonicalInput<'_> {
 
 /// The canonical request up to and including the newline before the payload hash; `spare`
 /// more bytes are reserved for it.
-fn canonical_request_head(
+fn canonical_request_head<N: AsRef<str>, V: AsRef<str>>(
     method: &str,
     raw_path: &str,
     raw_query: &str,
-    headers: &[(String, String)],
+    headers: &[(N, V)],
     spare: usize,
 ) -> String {
-    let headers_len: usize = headers.iter().map(|(n, v)| 2 * n.len() + v.len() + 3).sum();
+    let headers_len: usize = headers
+        .iter()
+        .map(|(n, v)| 2 * n.as_ref().len() + v.as_ref().len() + 3)
+        .sum();
     let mut out = String::with_capacity(
         method.len() + raw_path.len() + raw_query.len() + headers_len + 8 + spare,
     );
@@ -329,9 +333,9 @@ fn canonical_request_head(
     push_canonical_query(&mut out, raw_query);
     out.push('\n');
     for (name, value) in headers {
-        out.push_str(name);
+        out.push_str(name.as_ref());
         out.push(':');
-        out.push_str(value.trim());
+        out.push_str(value.as_ref().trim());
         out.push('\n');
     }
     out.push('\n');
@@ -339,7 +343,7 @@ fn canonical_request_head(
         if i > 0 {
             out.push(';');
         }
-        out.push_str(name);
+        out.push_str(name.as_ref());
     }
     out.push('\n');
     out
@@ -442,19 +446,21 @@ pub fn date_within_skew(signed_at: DateTime<Utc>, now: DateTime<Utc>) -> bool {
     (now - signed_at).num_seconds().abs() <= MAX_CLOCK_SKEW_SECONDS
 }
 
-/// Joins the values of one header name with `,`, as the verifier canonicalises repeats.
-fn header_value(headers: &HeaderMap, name: &str) -> Result<Option<String>, SignError> {
-    let mut joined: Option<String> = None;
+/// Joins the values of one header name with `,`, as the verifier canonicalises repeats; a
+/// single value (the usual case) is borrowed.
+fn header_value<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<Cow<'h, str>>, SignError> {
+    let mut joined: Option<Cow<'h, str>> = None;
     for value in headers.get_all(name) {
         let text = std::str::from_utf8(value.as_bytes())
             .map_err(|_| SignError::BadHeaderValue(name.to_owned()))?
             .trim();
         match joined.as_mut() {
             Some(existing) => {
+                let existing = existing.to_mut();
                 existing.push(',');
                 existing.push_str(text);
             }
-            None => joined = Some(text.to_owned()),
+            None => joined = Some(Cow::Borrowed(text)),
         }
     }
     Ok(joined)
@@ -507,15 +513,20 @@ impl PreparedVerification {
         {
             return Err(SignError::DateNotSigned);
         }
-        let sdk_date =
-            header_value(request.headers, HEADER_SDK_DATE)?.ok_or(SignError::MissingDate)?;
-        let signed_at = parse_sdk_date(&sdk_date)?;
-        let mut headers = Vec::with_capacity(authorization.signed_headers.len());
+        let date = header_value(request.headers, HEADER_SDK_DATE)?.ok_or(SignError::MissingDate)?;
+        let signed_at = parse_sdk_date(&date)?;
+        let mut headers: Vec<(&str, Cow<'_, str>)> =
+            Vec::with_capacity(authorization.signed_headers.len());
         for name in &authorization.signed_headers {
-            let value = header_value(request.headers, name)?
-                .ok_or_else(|| SignError::MissingSignedHeader(name.clone()))?;
-            headers.push((name.clone(), value));
+            let value = if name == HEADER_SDK_DATE {
+                date.clone()
+            } else {
+                header_value(request.headers, name)?
+                    .ok_or_else(|| SignError::MissingSignedHeader(name.clone()))?
+            };
+            headers.push((name, value));
         }
+        let sdk_date = date.into_owned();
         let declared = header_value(request.headers, HEADER_CONTENT_SHA256)?;
         // The hash the client signed, and for the empty-body quirk a second candidate.
         let (primary, second): (&str, Option<&str>) = match (&declared, request.body_sha256) {
