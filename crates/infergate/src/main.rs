@@ -11,6 +11,11 @@ use std::process::ExitCode;
 use clap::{CommandFactory, Parser};
 
 use crate::cli::{Cli, Command};
+
+/// mimalloc: a gateway call makes dozens of short-lived allocations, which it serves with
+/// fewer instructions and less contention than the system allocator.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use crate::client::{call, commands, CliError, Client};
 
 /// The async runtime: one thread per available core (the process's CPU affinity counts)
