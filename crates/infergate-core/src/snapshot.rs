@@ -93,8 +93,8 @@ impl ConfigDump {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Upstream {
     pub scheme: String,
-    /// `host[:port]`
-    pub authority: String,
+    /// `host[:port]`; shared, since every call through the upstream names it.
+    pub authority: Arc<str>,
     /// Base path without a trailing `/` (empty for none).
     pub base_path: String,
 }
@@ -112,7 +112,7 @@ impl Upstream {
         }
         Some(Self {
             scheme: scheme.to_ascii_lowercase(),
-            authority: authority.to_owned(),
+            authority: Arc::from(authority),
             base_path: path.trim_end_matches('/').to_owned(),
         })
     }
@@ -181,6 +181,8 @@ pub struct IamUser {
 
 /// Map from a shared key: cloning the map copies pointers, not strings.
 type Shared<V> = Arc<HashMap<Arc<str>, V>>;
+/// `api_path` → the APIs registered on it.
+type Routes = Shared<Arc<[Arc<ApiRoute>]>>;
 
 /// The gateway's view of the configuration at one revision. Its maps are shared between
 /// snapshots, so a change copies only the maps it touches.
@@ -189,7 +191,7 @@ pub struct Snapshot {
     pub revision: i64,
     /// When the publisher made this snapshot current (epoch ms; 0 for an empty one).
     pub published_at_ms: i64,
-    routes: Shared<Arc<[Arc<ApiRoute>]>>,
+    routes: Routes,
     /// API id → its `api_path`, to find the route of a changed API.
     api_paths: Shared<Arc<str>>,
     apps_by_key: Shared<Arc<AppCredential>>,
@@ -456,20 +458,23 @@ impl Snapshot {
             app_keys,
             iam_keys,
             users,
-            tokens: Some(TokenCodec::new(master)),
+            // The token key derives from the master key alone.
+            tokens: self
+                .tokens
+                .clone()
+                .or_else(|| Some(TokenCodec::new(master))),
         };
         (snapshot, problems)
     }
 
     /// Rebuilds the routes of the APIs the delta touches (changed APIs, APIs of changed
     /// services, APIs whose authorizations changed); other APIs on the same paths are kept.
-    #[allow(clippy::type_complexity)]
     fn patch_routes(
         &self,
         delta: &ConfigDelta,
         dump: &ConfigDump,
         problems: &mut Vec<String>,
-    ) -> (Shared<Arc<[Arc<ApiRoute>]>>, Shared<Arc<str>>) {
+    ) -> (Routes, Shared<Arc<str>>) {
         let changed_services: HashSet<&str> = delta
             .services
             .iter()
@@ -816,7 +821,7 @@ mod tests {
         assert_eq!(first, [0, 1]);
         assert_eq!(second, [1, 0]);
         assert_eq!(route.service.upstreams[0].base_path, "/base");
-        assert_eq!(route.service.upstreams[1].authority, "h2");
+        assert_eq!(&*route.service.upstreams[1].authority, "h2");
     }
 
     fn app(master: &MasterKey, id: &str, codes: &[&str]) -> App {

@@ -7,10 +7,11 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use http::{HeaderMap, HeaderName, HeaderValue};
-use infergate_core::model::{Api, ApiMethod, AuthType, Service};
 use infergate_core::snapshot::{ConfigDump, Snapshot};
 use infergate_core::MasterKey;
 use infergate_sign::{PreparedVerification, ReceivedRequest, Verdict};
+
+mod common;
 
 const KEY: &str = "a1b2c3d4e5f60718293a4b5c6d7e8f90";
 const SECRET: &[u8] = b"0f1e2d3c4b5a69788796a5b4c3d2e1f0";
@@ -79,37 +80,7 @@ fn verify(c: &mut Criterion) {
 }
 
 fn snapshot_with(apis: usize) -> Snapshot {
-    let services: Vec<Service> = (0..apis)
-        .map(|i| Service {
-            id: format!("00000000-0000-4000-8000-{i:012}"),
-            project_id: "p".into(),
-            name: format!("svc{i}"),
-            description: String::new(),
-            upstreams: vec!["http://127.0.0.1:9000".into()],
-            timeout_ms: 1000,
-            owner: "u".into(),
-            created_at: 0,
-            updated_at: 0,
-        })
-        .collect();
-    let apis: Vec<Api> = services
-        .iter()
-        .enumerate()
-        .map(|(i, s)| Api {
-            id: format!("{i:032x}"),
-            service_id: s.id.clone(),
-            project_id: "p".into(),
-            name: format!("api{i}"),
-            auth_type: AuthType::App,
-            support_app_code: true,
-            api_path: format!("/v1/infers/{}", s.id),
-            api_method: ApiMethod::Any,
-            remark: String::new(),
-            owner: "u".into(),
-            created_at: 0,
-            updated_at: 0,
-        })
-        .collect();
+    let (services, apis) = common::services_and_apis(apis);
     Snapshot::build(
         &ConfigDump {
             services,

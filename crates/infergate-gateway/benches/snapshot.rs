@@ -4,9 +4,11 @@
 //! Run: `cargo bench -p infergate-gateway --bench snapshot`
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use infergate_core::model::{Api, ApiMethod, App, AuthType, Authorization, Service};
+use infergate_core::model::{App, Authorization};
 use infergate_core::snapshot::{ConfigDelta, ConfigDump, Snapshot};
 use infergate_core::{MasterKey, Secret};
+
+mod common;
 
 const APIS: usize = 100_000;
 const APPS: usize = 100_000;
@@ -14,37 +16,7 @@ const GRANTS_PER_API: usize = 10;
 
 fn dump(master: &MasterKey) -> ConfigDump {
     let sealed = master.encrypt(&Secret::new("0f1e2d3c4b5a69788796a5b4c3d2e1f0"));
-    let services: Vec<Service> = (0..APIS)
-        .map(|i| Service {
-            id: format!("00000000-0000-4000-8000-{i:012}"),
-            project_id: "p".into(),
-            name: format!("svc{i}"),
-            description: String::new(),
-            upstreams: vec!["http://127.0.0.1:9000/v1".into()],
-            timeout_ms: 1000,
-            owner: "u".into(),
-            created_at: 0,
-            updated_at: 0,
-        })
-        .collect();
-    let apis: Vec<Api> = services
-        .iter()
-        .enumerate()
-        .map(|(i, s)| Api {
-            id: format!("{i:032x}"),
-            service_id: s.id.clone(),
-            project_id: "p".into(),
-            name: format!("api{i}"),
-            auth_type: AuthType::App,
-            support_app_code: true,
-            api_path: format!("/v1/infers/{}", s.id),
-            api_method: ApiMethod::Any,
-            remark: String::new(),
-            owner: "u".into(),
-            created_at: 0,
-            updated_at: 0,
-        })
-        .collect();
+    let (services, apis) = common::services_and_apis(APIS);
     let apps: Vec<App> = (0..APPS)
         .map(|i| App {
             id: format!("a{i:031x}"),

@@ -7,9 +7,9 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use http::HeaderMap;
 use infergate_core::model::AuthType;
-use infergate_core::snapshot::{ApiRoute, Snapshot};
+use infergate_core::snapshot::{ApiRoute, AppCredential, Snapshot};
 use infergate_core::token::{Scope, TokenError};
-use infergate_sign::{PreparedVerification, ReceivedRequest, Verdict};
+use infergate_sign::{PreparedVerification, Verdict};
 
 use crate::error::GatewayError;
 
@@ -110,35 +110,17 @@ pub enum Caller {
     User { user_id: String },
 }
 
-/// The parts of a request the verification reads.
-#[derive(Debug, Clone, Copy)]
-pub struct CallRequest<'a> {
-    pub method: &'a str,
-    pub raw_path: &'a str,
-    pub raw_query: &'a str,
-    pub headers: &'a HeaderMap,
-    /// Lowercase hex SHA-256 of the body when it was buffered.
-    pub body_sha256: Option<&'a str>,
-    pub body_is_empty: bool,
-}
+/// The parts of a request the verification reads: the signer crate's own view of a
+/// received request.
+pub use infergate_sign::ReceivedRequest as CallRequest;
 
 fn prepare(request: &CallRequest<'_>) -> Result<PreparedVerification, infergate_sign::SignError> {
     let authorization = request
         .headers
-        .get("authorization")
+        .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    PreparedVerification::prepare(
-        authorization,
-        ReceivedRequest {
-            method: request.method,
-            raw_path: request.raw_path,
-            raw_query: request.raw_query,
-            headers: request.headers,
-            body_sha256: request.body_sha256,
-            body_is_empty: request.body_is_empty,
-        },
-    )
+    PreparedVerification::prepare(authorization, *request)
 }
 
 fn check_skew(prepared: &PreparedVerification, now: DateTime<Utc>) -> Result<(), String> {
@@ -213,30 +195,31 @@ fn authenticate_app(
             },
         )?,
         Presented::AppCode(code) => {
-            if !api.support_app_code {
-                return Err(GatewayError::AppAuth(
-                    "AppCode authentication is not enabled for this API".into(),
-                ));
-            }
-            snapshot.app_by_code(code).ok_or_else(|| {
-                GatewayError::AppAuth("app not found with specified appCode".into())
-            })?
+            simple_credential(api, "AppCode", "appCode", snapshot.app_by_code(code))?
         }
         Presented::ApiKey(key) => {
-            if !api.support_app_code {
-                return Err(GatewayError::AppAuth(
-                    "apikey authentication is not enabled for this API".into(),
-                ));
-            }
-            snapshot.app_by_key(key).ok_or_else(|| {
-                GatewayError::AppAuth("app not found with specified apikey".into())
-            })?
+            simple_credential(api, "apikey", "apikey", snapshot.app_by_key(key))?
         }
         _ => return Err(GatewayError::AppAuth("Authorization not found".into())),
     };
     Ok(Caller::App {
         app_id: app.app_id.clone(),
     })
+}
+
+/// An AppCode or `apikey` credential: allowed only where the API enables AppCodes.
+fn simple_credential<'s>(
+    api: &ApiRoute,
+    kind: &str,
+    named: &str,
+    found: Option<&'s Arc<AppCredential>>,
+) -> Result<&'s Arc<AppCredential>, GatewayError> {
+    if !api.support_app_code {
+        return Err(GatewayError::AppAuth(format!(
+            "{kind} authentication is not enabled for this API"
+        )));
+    }
+    found.ok_or_else(|| GatewayError::AppAuth(format!("app not found with specified {named}")))
 }
 
 fn authenticate_iam(

@@ -160,7 +160,7 @@ impl Upstreams {
             &mut headers,
             &api.api_id,
             caller,
-            conn,
+            &conn,
             &record.request_id,
             upgrade,
         );
@@ -238,7 +238,7 @@ impl Upstreams {
                 Ok(Ok(response)) => {
                     if let Some(m) = metrics {
                         m.upstream_duration
-                            .with_label_values(&[upstream.authority.as_str()])
+                            .with_label_values(&[&*upstream.authority])
                             .observe(elapsed.as_secs_f64());
                     }
                     return Ok(downstream_response(
@@ -299,7 +299,7 @@ fn rewrite_headers(
     headers: &mut HeaderMap,
     api_id: &str,
     caller: &Caller,
-    conn: ConnInfo,
+    conn: &ConnInfo,
     request_id: &str,
     upgrade: bool,
 ) {
@@ -329,18 +329,20 @@ fn rewrite_headers(
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
     let forwarded_for = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(prior) => format!("{prior}, {}", conn.remote.ip()),
-        None => ip_text(conn.remote.ip()),
+        Some(prior) => HeaderValue::from_str(&format!("{prior}, {}", conn.remote.ip())).ok(),
+        None => Some(conn.client_ip.clone()),
     };
     if let Some(host) = headers.get(header::HOST).cloned() {
         headers.insert(X_FORWARDED_HOST, host);
+    }
+    if let Some(value) = forwarded_for {
+        headers.insert(X_FORWARDED_FOR, value);
     }
     let mut set = |name: HeaderName, value: &str| {
         if let Ok(v) = HeaderValue::from_str(value) {
             headers.insert(name, v);
         }
     };
-    set(X_FORWARDED_FOR, &forwarded_for);
     set(X_FORWARDED_PROTO, if conn.tls { "https" } else { "http" });
     set(X_REQUEST_ID, request_id);
     set(IDENTITY[1].clone(), api_id);
@@ -348,30 +350,6 @@ fn rewrite_headers(
         Caller::App { app_id } => set(IDENTITY[0].clone(), app_id),
         Caller::User { user_id } => set(IDENTITY[2].clone(), user_id),
         Caller::Anonymous => {}
-    }
-}
-
-/// An address as text; IPv4 (the usual client) is written without the formatting machinery.
-fn ip_text(ip: std::net::IpAddr) -> String {
-    match ip {
-        std::net::IpAddr::V4(v4) => {
-            let mut out = String::with_capacity(15);
-            for (i, octet) in v4.octets().iter().enumerate() {
-                if i > 0 {
-                    out.push('.');
-                }
-                let (h, t, u) = (octet / 100, octet / 10 % 10, octet % 10);
-                if h > 0 {
-                    out.push(char::from(b'0' + h));
-                }
-                if h > 0 || t > 0 {
-                    out.push(char::from(b'0' + t));
-                }
-                out.push(char::from(b'0' + u));
-            }
-            out
-        }
-        other => other.to_string(),
     }
 }
 
@@ -444,11 +422,8 @@ mod tests {
                 HeaderValue::from_str(v).expect("value"),
             );
         }
-        let conn = ConnInfo {
-            remote: "127.0.0.2:5555".parse().expect("addr"),
-            tls: false,
-        };
-        rewrite_headers(&mut headers, "api1", &caller, conn, "rid", upgrade);
+        let conn = ConnInfo::new("127.0.0.2:5555".parse().expect("addr"), false);
+        rewrite_headers(&mut headers, "api1", &caller, &conn, "rid", upgrade);
         headers
     }
 
@@ -524,21 +499,6 @@ mod tests {
         assert_eq!(values(&h, "authorization"), ["Bearer model-token"]);
         assert_eq!(values(&h, "x-forwarded-for"), ["127.0.0.2"]);
         assert!(!h.contains_key("x-app-id") && !h.contains_key("x-user-id"));
-    }
-
-    #[test]
-    fn ip_text_is_display() {
-        for text in [
-            "0.0.0.0",
-            "127.0.0.1",
-            "10.20.30.40",
-            "255.255.255.255",
-            "1.100.9.200",
-            "::1",
-        ] {
-            let ip: std::net::IpAddr = text.parse().expect("ip");
-            assert_eq!(ip_text(ip), ip.to_string());
-        }
     }
 
     #[test]

@@ -91,15 +91,11 @@ impl RequestIds {
     }
 
     fn next(&self) -> String {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
         let counter = self.next.fetch_add(1, Ordering::Relaxed);
-        let mut out = String::with_capacity(32);
-        for word in [self.prefix, counter] {
-            for shift in (0..16).rev() {
-                out.push(HEX[((word >> (shift * 4)) & 0xf) as usize] as char);
-            }
-        }
-        out
+        let mut bytes = [0u8; 16];
+        bytes[..8].copy_from_slice(&self.prefix.to_be_bytes());
+        bytes[8..].copy_from_slice(&counter.to_be_bytes());
+        hex::encode(bytes)
     }
 }
 
@@ -120,7 +116,7 @@ pub struct CallRecord {
     pub api_id: Option<String>,
     pub caller: Option<Caller>,
     pub auth: &'static str,
-    pub upstream: Option<String>,
+    pub upstream: Option<Arc<str>>,
     pub upstream_ms: Option<f64>,
     pub bytes_in: u64,
     started: Instant,
@@ -342,11 +338,8 @@ impl Gateway {
         let needs_hash =
             api.auth_type != AuthType::None && presented.is_signature() && !unsigned_payload;
         let body_is_empty = body.is_end_stream();
-        let (forward_body, body_hash) = if needs_hash && body_is_empty {
-            (
-                forward::ForwardBody::Buffered(Bytes::new()),
-                Some(infergate_sign::EMPTY_BODY_SHA256.to_owned()),
-            )
+        let (forward_body, body_hash) = if body_is_empty {
+            (forward::ForwardBody::Buffered(Bytes::new()), None)
         } else if needs_hash {
             let bytes = collect_limited(body, self.settings.limits.max_body_bytes).await?;
             record.bytes_in = bytes.len() as u64;
@@ -358,10 +351,14 @@ impl Gateway {
                 }
             }
             (forward::ForwardBody::Buffered(bytes), Some(hash))
-        } else if body_is_empty {
-            (forward::ForwardBody::Buffered(Bytes::new()), None)
         } else {
             (forward::ForwardBody::Stream(Some(body)), None)
+        };
+        // An empty body's hash is a constant.
+        let body_sha256 = match &body_hash {
+            Some(hash) => Some(hash.as_str()),
+            None if needs_hash => Some(infergate_sign::EMPTY_BODY_SHA256),
+            None => None,
         };
 
         let now = chrono::Utc::now();
@@ -374,7 +371,7 @@ impl Gateway {
                 raw_path: parts.uri.path(),
                 raw_query: parts.uri.query().unwrap_or(""),
                 headers: &parts.headers,
-                body_sha256: body_hash.as_deref(),
+                body_sha256,
                 body_is_empty,
             },
             now,
@@ -436,7 +433,7 @@ fn access_line(record: &CallRecord, status: u16, bytes_out: u64) -> String {
         "bytes_in": record.bytes_in,
         "bytes_out": bytes_out,
         "total_ms": (record.started.elapsed().as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0,
-        "upstream": record.upstream,
+        "upstream": record.upstream.as_deref(),
         "upstream_ms": record.upstream_ms,
         "auth": record.auth,
     })

@@ -116,10 +116,13 @@ impl Pool {
     async fn connect(&self, authority: &str) -> Result<Sender, SendError> {
         let (host, port) = split_authority(authority)
             .ok_or_else(|| SendError::Connect(format!("{authority} is not host:port")))?;
-        let stream = tokio::time::timeout(self.connect_timeout, TcpStream::connect((host, port)))
-            .await
-            .map_err(|_| SendError::Connect(format!("connecting to {authority} timed out")))?
-            .map_err(|e| SendError::Connect(format!("connecting to {authority}: {e}")))?;
+        let stream = tokio::time::timeout(
+            self.connect_timeout,
+            TcpStream::connect((host.as_str(), port)),
+        )
+        .await
+        .map_err(|_| SendError::Connect(format!("connecting to {authority} timed out")))?
+        .map_err(|e| SendError::Connect(format!("connecting to {authority}: {e}")))?;
         let _ = stream.set_nodelay(true);
         let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
@@ -136,7 +139,7 @@ impl Pool {
     /// that a reused connection could not take (it closed meanwhile) is sent on a new one.
     pub async fn send(
         self: &Arc<Self>,
-        authority: &str,
+        authority: &Arc<str>,
         mut request: Request<GatewayBody>,
     ) -> Result<Response<PooledBody>, SendError> {
         loop {
@@ -153,7 +156,7 @@ impl Pool {
             match sender.try_send_request(request).await {
                 Ok(response) => {
                     let (parts, body) = response.into_parts();
-                    let pooled = PooledBody::new(body, self.clone(), authority, sender);
+                    let pooled = PooledBody::new(body, self.clone(), authority.clone(), sender);
                     return Ok(Response::from_parts(parts, pooled));
                 }
                 Err(mut err) => match err.take_message() {
@@ -166,27 +169,24 @@ impl Pool {
 }
 
 /// `host` (without IPv6 brackets) and port (80 when absent).
-fn split_authority(authority: &str) -> Option<(&str, u16)> {
+fn split_authority(authority: &str) -> Option<(String, u16)> {
     let parsed: http::uri::Authority = authority.parse().ok()?;
-    let port = parsed.port_u16().unwrap_or(80);
-    let host = parsed.host();
-    let start = authority.find(host)?;
-    let host = &authority[start..start + host.len()];
-    Some((host.trim_start_matches('[').trim_end_matches(']'), port))
+    let host = parsed.host().trim_start_matches('[').trim_end_matches(']');
+    Some((host.to_owned(), parsed.port_u16().unwrap_or(80)))
 }
 
 /// A response body from a pooled connection: once read to its end the connection goes back
 /// to the pool; dropped before that, the connection is closed with it.
 pub struct PooledBody {
     inner: Incoming,
-    back: Option<(Arc<Pool>, String, Sender)>,
+    back: Option<(Arc<Pool>, Arc<str>, Sender)>,
 }
 
 impl PooledBody {
-    fn new(inner: Incoming, pool: Arc<Pool>, authority: &str, sender: Sender) -> Self {
+    fn new(inner: Incoming, pool: Arc<Pool>, authority: Arc<str>, sender: Sender) -> Self {
         let mut body = Self {
             inner,
-            back: Some((pool, authority.to_owned(), sender)),
+            back: Some((pool, authority, sender)),
         };
         if body.inner.is_end_stream() {
             // No body to read (204, 304, HEAD, length 0): the connection is free now.
@@ -243,12 +243,15 @@ mod tests {
 
     #[test]
     fn authorities_split_into_host_and_port() {
-        assert_eq!(split_authority("127.0.0.1:9000"), Some(("127.0.0.1", 9000)));
+        assert_eq!(
+            split_authority("127.0.0.1:9000"),
+            Some(("127.0.0.1".into(), 9000))
+        );
         assert_eq!(
             split_authority("model.internal"),
-            Some(("model.internal", 80))
+            Some(("model.internal".into(), 80))
         );
-        assert_eq!(split_authority("[::1]:8080"), Some(("::1", 8080)));
+        assert_eq!(split_authority("[::1]:8080"), Some(("::1".into(), 8080)));
         assert_eq!(split_authority("bad host:1"), None);
     }
 }

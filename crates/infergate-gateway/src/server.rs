@@ -24,10 +24,24 @@ use crate::body::BoxError;
 use crate::Gateway;
 
 /// Who connected, for the service of that connection.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ConnInfo {
     pub remote: SocketAddr,
     pub tls: bool,
+    /// The client's address as a header value, written once per connection.
+    pub client_ip: http::HeaderValue,
+}
+
+impl ConnInfo {
+    pub fn new(remote: SocketAddr, tls: bool) -> Self {
+        let client_ip = http::HeaderValue::from_str(&remote.ip().to_string())
+            .unwrap_or_else(|_| http::HeaderValue::from_static("unknown"));
+        Self {
+            remote,
+            tls,
+            client_ip,
+        }
+    }
 }
 
 /// A certificate and key read from PEM files, re-read when they change.
@@ -193,7 +207,7 @@ pub async fn serve_with<M, S, B>(
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                let service = make(ConnInfo { remote, tls: tls.is_some() });
+                let service = make(ConnInfo::new(remote, tls.is_some()));
                 let builder = builder.clone();
                 let watcher = graceful.watcher();
                 let open = OpenConnection::new(connections.clone());
@@ -253,6 +267,7 @@ pub async fn serve(
         let gateway = gateway.clone();
         service_fn(move |req| {
             let gateway = gateway.clone();
+            let info = info.clone();
             async move { Ok::<_, Infallible>(gateway.handle(req, info).await) }
         })
     };

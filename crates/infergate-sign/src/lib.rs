@@ -357,7 +357,8 @@ pub fn string_to_sign(sdk_date: &str, canonical_request: &str) -> String {
     )
 }
 
-/// HMAC-SHA256 of the string to sign built from its parts, without building the string.
+/// HMAC-SHA256, keyed by the secret's UTF-8 bytes, of the string to sign
+/// (`SDK-HMAC-SHA256\n{date}\n{hex(sha256(canonical_request))}`), fed in its parts.
 fn signature_bytes(secret: &[u8], sdk_date: &str, canonical_request: &str) -> [u8; 32] {
     let mut digest_hex = [0u8; 64];
     // The buffer is exactly twice the digest's length, so encoding cannot fail.
@@ -365,6 +366,7 @@ fn signature_bytes(secret: &[u8], sdk_date: &str, canonical_request: &str) -> [u
         Sha256::digest(canonical_request.as_bytes()),
         &mut digest_hex,
     );
+    // HMAC accepts keys of any length, so new_from_slice cannot fail.
     let mut mac = match Hmac::<Sha256>::new_from_slice(secret) {
         Ok(mac) => mac,
         Err(_) => unreachable_hmac(),
@@ -388,25 +390,9 @@ fn decode_signature(text: &str) -> Option<[u8; 32]> {
     Some(out)
 }
 
-/// Hex HMAC-SHA256 of the string to sign, keyed by the secret's UTF-8 bytes.
-pub fn signature(secret: &[u8], string_to_sign: &str) -> String {
-    // HMAC accepts keys of any length, so new_from_slice cannot fail.
-    let mut mac = match Hmac::<Sha256>::new_from_slice(secret) {
-        Ok(mac) => mac,
-        Err(_) => unreachable_hmac(),
-    };
-    mac.update(string_to_sign.as_bytes());
-    hex::encode(mac.finalize().into_bytes())
-}
-
 #[cold]
 fn unreachable_hmac() -> ! {
     panic!("HMAC-SHA256 accepts keys of every length")
-}
-
-/// Compares two hex signatures in constant time.
-pub fn signatures_equal(expected: &str, presented: &str) -> bool {
-    expected.len() == presented.len() && bool::from(expected.as_bytes().ct_eq(presented.as_bytes()))
 }
 
 /// Parses an `X-Sdk-Date` value into a UTC time.
@@ -631,7 +617,7 @@ pub fn sign(
     };
     let canonical_request = input.canonical_request();
     let string_to_sign = string_to_sign(&date, &canonical_request);
-    let signature = signature(secret, &string_to_sign);
+    let signature = hex::encode(signature_bytes(secret, &date, &canonical_request));
     Signed {
         authorization: Authorization {
             access: access.to_owned(),

@@ -14,10 +14,6 @@ use tokio::sync::Mutex;
 
 use crate::{Store, StoreError, StoreResult};
 
-fn internal(message: String) -> StoreError {
-    StoreError::Internal(message)
-}
-
 /// Publishes snapshots of one store to the gateway.
 pub struct ConfigPublisher {
     store: Arc<dyn Store>,
@@ -78,42 +74,37 @@ impl ConfigPublisher {
     /// touch.
     pub async fn refresh_with(&self) -> StoreResult<Refresh> {
         let mut config = self.config.lock().await;
-        let master = self.master.clone();
-        match config.take() {
-            Some(mut dump) => match self.store.changes_since(dump.revision).await {
+        if let Some(mut dump) = config.take() {
+            match self.store.changes_since(dump.revision).await {
                 Ok(Some(delta)) if delta.revision == dump.revision => {
                     *config = Some(dump);
-                    Ok(Refresh::Unchanged)
+                    return Ok(Refresh::Unchanged);
                 }
                 Ok(Some(delta)) => {
                     let current = self.current.load_full();
+                    let master = self.master.clone();
                     let (dump, snapshot, problems) = tokio::task::spawn_blocking(move || {
                         dump.apply(&delta);
                         let (snapshot, problems) = current.patch(&delta, &dump, &master);
                         (dump, snapshot, problems)
                     })
                     .await
-                    .map_err(|e| internal(format!("snapshot patch failed: {e}")))?;
+                    .map_err(|e| StoreError::Internal(format!("snapshot patch failed: {e}")))?;
                     self.publish(snapshot, problems).await;
                     *config = Some(dump);
-                    Ok(Refresh::Incremental)
+                    return Ok(Refresh::Incremental);
                 }
-                Ok(None) => {
-                    let dump = self.store.load_config().await?;
-                    *config = Some(self.build(dump).await?);
-                    Ok(Refresh::Full)
-                }
+                // The change log no longer covers the gap: read everything.
+                Ok(None) => {}
                 Err(err) => {
                     *config = Some(dump);
-                    Err(err)
+                    return Err(err);
                 }
-            },
-            None => {
-                let dump = self.store.load_config().await?;
-                *config = Some(self.build(dump).await?);
-                Ok(Refresh::Full)
             }
         }
+        let dump = self.store.load_config().await?;
+        *config = Some(self.build(dump).await?);
+        Ok(Refresh::Full)
     }
 
     /// Builds and publishes a snapshot of the whole of `dump`; gives the dump back to keep.
@@ -124,7 +115,7 @@ impl ConfigPublisher {
             (dump, snapshot, problems)
         })
         .await
-        .map_err(|e| internal(format!("snapshot build failed: {e}")))?;
+        .map_err(|e| StoreError::Internal(format!("snapshot build failed: {e}")))?;
         self.publish(snapshot, problems).await;
         Ok(dump)
     }
