@@ -20,7 +20,7 @@ use crate::auth::ProjectCaller;
 use crate::error::ApiError;
 use crate::extract::{MaJson, MaQuery};
 use crate::services::{load_service, ApiPath, ServicePath};
-use crate::{now_ms, AdminState};
+use crate::{stamp_ms, AdminState};
 
 // === DTOs ===
 
@@ -202,7 +202,7 @@ async fn apis_create(
         },
         "create APIs of this service",
     )?;
-    let api = api_from_request(body.unwrap_or_default(), &service, &caller, now_ms())?;
+    let api = api_from_request(body.unwrap_or_default(), &service, &caller, stamp_ms())?;
     state.store.create_api(&api).await.map_err(|e| match e {
         StoreError::Conflict(msg) => ApiError::ApiConflict(msg),
         StoreError::NotFound(_) => ApiError::ServiceNotFound(service_id.clone()),

@@ -21,7 +21,7 @@ use crate::auth::ProjectCaller;
 use crate::error::ApiError;
 use crate::extract::MaJson;
 use crate::paging::Params;
-use crate::{now_ms, AdminState};
+use crate::{now_ms, stamp_ms, AdminState};
 
 /// Purpose string of the keyed hash that finds an AppCode by value.
 pub const APP_CODE_INDEX: &str = "infergate/app-code-index/v1";
@@ -324,7 +324,7 @@ async fn apps_create(
     validate::app_name(&body.app_name)?;
     let remark = body.app_remark.unwrap_or_default();
     validate::max_chars("app_remark", &remark, MAX_REMARK)?;
-    let now = now_ms();
+    let now = stamp_ms();
     let secret = Secret::new(ids::new_hex_id());
     let app = App {
         id: ids::new_hex_id(),

@@ -26,7 +26,7 @@ use crate::error::ApiError;
 use crate::extract::MaJson;
 use crate::paging::Params;
 use crate::services::{load_service, ApiPath, ServicePath};
-use crate::{now_ms, AdminState};
+use crate::{stamp_ms, AdminState};
 
 /// Apps one batch may name.
 pub const MAX_APPS_PER_REQUEST: usize = 100;
@@ -216,7 +216,7 @@ async fn bind(
     checked: Vec<Checked>,
     replace: bool,
 ) -> Result<Vec<AppAuthResultInfo>, ApiError> {
-    let now = now_ms();
+    let now = stamp_ms();
     let grants: Vec<Authorization> = checked
         .iter()
         .filter_map(|c| match c {
@@ -306,7 +306,7 @@ async fn auths_create_and_authorize(
     let api = match existing {
         Some(api) => api,
         None => {
-            let now = now_ms();
+            let now = stamp_ms();
             let api = Api {
                 id: ids::new_hex_id(),
                 service_id: service.id.clone(),

@@ -17,7 +17,7 @@ use crate::auth::ProjectCaller;
 use crate::error::ApiError;
 use crate::extract::{MaJson, MaQuery};
 use crate::paging::{Page, PageQuery};
-use crate::{now_ms, AdminState};
+use crate::{now_ms, stamp_ms, AdminState};
 
 // === DTOs ===
 
@@ -148,7 +148,7 @@ async fn services_create(
         Some(t) => validate::timeout_ms(t)?,
         None => validate::DEFAULT_TIMEOUT_MS,
     };
-    let now = now_ms();
+    let now = stamp_ms();
     let service = Service {
         id: ids::new_uuid(),
         project_id: caller.project_id.clone(),
