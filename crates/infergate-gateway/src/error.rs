@@ -120,11 +120,17 @@ impl GatewayError {
         )
     }
 
-    pub fn into_response(self, request_id: &str) -> Response<GatewayBody> {
+    /// The status and JSON body of the answer.
+    pub fn body(&self, request_id: &str) -> (StatusCode, String) {
         let (status, code, msg) = self.parts();
         let body =
             serde_json::json!({"error_code": code, "error_msg": msg, "request_id": request_id});
-        let mut response = Response::new(full(Bytes::from(body.to_string())));
+        (status, body.to_string())
+    }
+
+    pub fn into_response(self, request_id: &str) -> Response<GatewayBody> {
+        let (status, body) = self.body(request_id);
+        let mut response = Response::new(full(Bytes::from(body)));
         *response.status_mut() = status;
         let headers = response.headers_mut();
         headers.insert(

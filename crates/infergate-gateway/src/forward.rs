@@ -18,6 +18,7 @@ use infergate_core::snapshot::{ApiRoute, Upstream};
 use crate::authn::{Caller, HEADER_API_KEY, HEADER_APP_CODE, HEADER_AUTH_TOKEN};
 use crate::body::{full, is_length_limit, streamed, GatewayBody};
 use crate::error::GatewayError;
+use crate::h1::UpstreamConn;
 use crate::metrics::GatewayMetrics;
 use crate::pool::{Pool, PooledBody, SendError};
 use crate::{CallRecord, ConnInfo};
@@ -76,6 +77,8 @@ pub struct Call<'a> {
 /// The connection pool and the passive health of upstreams.
 pub struct Upstreams {
     pool: Arc<Pool>,
+    /// Connections of the HTTP/1.1 fast path.
+    pub(crate) h1_pool: Arc<Pool<UpstreamConn>>,
     ejected: Mutex<HashMap<String, Instant>>,
     /// Whether `ejected` may hold an entry: calls skip its lock while nothing is ejected.
     any_ejected: AtomicBool,
@@ -86,6 +89,7 @@ impl Upstreams {
     pub fn new(ejection: Duration) -> Self {
         Self {
             pool: Pool::new(1024, Duration::from_secs(90)),
+            h1_pool: Pool::new(1024, Duration::from_secs(90)),
             ejected: Mutex::new(HashMap::new()),
             any_ejected: AtomicBool::new(false),
             ejection,
@@ -110,7 +114,7 @@ impl Upstreams {
         ejected
     }
 
-    fn eject(&self, authority: &str) {
+    pub(crate) fn eject(&self, authority: &str) {
         if let Ok(mut map) = self.ejected.lock() {
             map.insert(authority.to_owned(), Instant::now() + self.ejection);
             self.any_ejected.store(true, Ordering::Relaxed);
@@ -118,7 +122,7 @@ impl Upstreams {
     }
 
     /// Upstreams in the order to try: healthy ones in rotation, then ejected ones.
-    fn order<'u>(&self, api: &'u ApiRoute) -> Vec<&'u Upstream> {
+    pub(crate) fn order<'u>(&self, api: &'u ApiRoute) -> Vec<&'u Upstream> {
         let rotation = api.service.rotation().map(|i| &api.service.upstreams[i]);
         if !self.any_ejected.load(Ordering::Relaxed) {
             return rotation.collect();
@@ -142,13 +146,6 @@ impl Upstreams {
             conn,
             max_body,
         } = call;
-        let upstream_error = |authority: &str, kind: &str| {
-            if let Some(m) = metrics {
-                m.upstream_errors
-                    .with_label_values(&[authority, kind])
-                    .inc();
-            }
-        };
         let upgrade = is_upgrade(&parts.headers);
         let client_upgrade = if upgrade {
             parts.extensions.remove::<hyper::upgrade::OnUpgrade>()
@@ -209,47 +206,100 @@ impl Upstreams {
                 self.pool.send(&upstream.authority, request),
             )
             .await;
-            let elapsed = sent_at.elapsed();
-            record.upstream_ms = Some((elapsed.as_secs_f64() * 1_000_000.0).round() / 1000.0);
-            match sent {
-                Err(_) => {
-                    upstream_error(&upstream.authority, "timeout");
-                    return Err(GatewayError::UpstreamTimeout {
-                        timeout_ms: api.service.timeout.as_millis(),
-                    });
-                }
-                Ok(Err(SendError::Connect(err))) => {
-                    upstream_error(&upstream.authority, "connect");
-                    tracing::warn!(upstream = %upstream.authority, error = %err, "upstream refused the connection");
-                    self.eject(&upstream.authority);
-                    last_error = format!("connecting to {} failed", upstream.authority);
-                }
-                Ok(Err(SendError::Other(err))) => {
-                    upstream_error(&upstream.authority, "other");
-                    if is_length_limit(&err) {
-                        return Err(GatewayError::BodyTooLarge { limit: max_body });
-                    }
-                    tracing::warn!(upstream = %upstream.authority, error = %err, "upstream request failed");
-                    return Err(GatewayError::UpstreamUnavailable(format!(
-                        "the request to {} failed",
-                        upstream.authority
-                    )));
-                }
+            let failure = match sent {
                 Ok(Ok(response)) => {
-                    if let Some(m) = metrics {
-                        m.upstream_duration
-                            .with_label_values(&[&*upstream.authority])
-                            .observe(elapsed.as_secs_f64());
-                    }
+                    answered(record, upstream, sent_at, metrics);
                     return Ok(downstream_response(
                         response,
                         &record.request_id,
                         client_upgrade,
                     ));
                 }
-            }
+                Err(_) => Failure::Timeout,
+                Ok(Err(SendError::Connect(err))) => Failure::Connect(err),
+                Ok(Err(SendError::Other(err))) if is_length_limit(&err) => {
+                    upstream_error(metrics, &upstream.authority, "other");
+                    return Err(GatewayError::BodyTooLarge { limit: max_body });
+                }
+                Ok(Err(SendError::Other(err))) => Failure::Other(err.to_string()),
+            };
+            record.upstream_ms = Some(millis(sent_at.elapsed()));
+            last_error = self.failed(api, upstream, failure, metrics)?;
         }
         Err(GatewayError::UpstreamUnavailable(last_error))
+    }
+}
+
+/// How an attempt on one upstream went wrong.
+pub enum Failure {
+    Timeout,
+    /// No connection could be opened.
+    Connect(String),
+    Other(String),
+}
+
+impl Upstreams {
+    /// Counts and logs a failed attempt. A refused connection ejects the upstream and gives
+    /// the reason, to try the next one; any other failure ends the call.
+    pub fn failed(
+        &self,
+        api: &ApiRoute,
+        upstream: &Upstream,
+        failure: Failure,
+        metrics: Option<&GatewayMetrics>,
+    ) -> Result<String, GatewayError> {
+        let authority = &*upstream.authority;
+        match failure {
+            Failure::Timeout => {
+                upstream_error(metrics, authority, "timeout");
+                Err(GatewayError::UpstreamTimeout {
+                    timeout_ms: api.service.timeout.as_millis(),
+                })
+            }
+            Failure::Connect(why) => {
+                upstream_error(metrics, authority, "connect");
+                tracing::warn!(upstream = %authority, error = %why, "upstream refused the connection");
+                self.eject(authority);
+                Ok(format!("connecting to {authority} failed"))
+            }
+            Failure::Other(why) => {
+                upstream_error(metrics, authority, "other");
+                tracing::warn!(upstream = %authority, error = %why, "upstream request failed");
+                Err(GatewayError::UpstreamUnavailable(format!(
+                    "the request to {authority} failed"
+                )))
+            }
+        }
+    }
+}
+
+/// Counts an upstream error of `kind`.
+pub fn upstream_error(metrics: Option<&GatewayMetrics>, authority: &str, kind: &str) {
+    if let Some(m) = metrics {
+        m.upstream_errors
+            .with_label_values(&[authority, kind])
+            .inc();
+    }
+}
+
+/// Milliseconds with microsecond precision, for the access log.
+pub fn millis(elapsed: Duration) -> f64 {
+    (elapsed.as_secs_f64() * 1_000_000.0).round() / 1000.0
+}
+
+/// Records how long `upstream` took to answer with a response head.
+pub fn answered(
+    record: &mut CallRecord,
+    upstream: &Upstream,
+    sent_at: Instant,
+    metrics: Option<&GatewayMetrics>,
+) {
+    let elapsed = sent_at.elapsed();
+    record.upstream_ms = Some(millis(elapsed));
+    if let Some(m) = metrics {
+        m.upstream_duration
+            .with_label_values(&[&*upstream.authority])
+            .observe(elapsed.as_secs_f64());
     }
 }
 
@@ -295,7 +345,7 @@ fn connection_tokens(headers: &HeaderMap) -> Vec<HeaderName> {
 
 /// Turns the client's headers into those sent upstream, in place: hop-by-hop, credential
 /// and spoofed identity headers removed, forwarding and identity headers set.
-fn rewrite_headers(
+pub(crate) fn rewrite_headers(
     headers: &mut HeaderMap,
     api_id: &str,
     caller: &Caller,

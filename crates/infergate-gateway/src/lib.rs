@@ -9,6 +9,7 @@ pub mod authn;
 pub mod body;
 pub mod error;
 mod forward;
+mod h1;
 pub mod metrics;
 mod pool;
 mod server;
@@ -63,6 +64,8 @@ pub struct GatewaySettings {
     pub shutdown_grace: Duration,
     /// Refuse AppCode and `apikey` credentials on plain-HTTP connections (spec §5.1).
     pub require_https_for_app_code: bool,
+    /// Serve plain HTTP/1.1 calls on the fast path (the general server takes the rest).
+    pub http1_fast_path: bool,
 }
 
 impl Default for GatewaySettings {
@@ -72,6 +75,7 @@ impl Default for GatewaySettings {
             ejection: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(30),
             require_https_for_app_code: false,
+            http1_fast_path: true,
         }
     }
 }
@@ -104,6 +108,47 @@ impl RequestIds {
 pub struct Observers {
     pub metrics: Option<GatewayMetrics>,
     pub access_log: Option<Arc<LogSink>>,
+}
+
+impl Observers {
+    /// Counts a finished call and writes its access-log line.
+    fn finish(&self, record: &CallRecord, status: u16, bytes_out: u64) {
+        if let Some(m) = &self.metrics {
+            m.in_flight.dec();
+            let app = match &record.caller {
+                Some(Caller::App { app_id }) => app_id.as_str(),
+                _ => "",
+            };
+            let status = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::OK);
+            m.requests
+                .with_label_values(&[
+                    record.api_id.as_deref().unwrap_or("none"),
+                    app,
+                    metrics::method_class(&record.method),
+                    status.as_str(),
+                ])
+                .inc();
+        }
+        if let Some(sink) = &self.access_log {
+            sink.emit(access_line(record, status, bytes_out));
+        }
+    }
+}
+
+/// The API a call's head selected, and the credential it presents.
+struct Selected {
+    api: Arc<ApiRoute>,
+    presented: Presented,
+    /// Whether the signature covers the body's hash, so the body is read before forwarding.
+    needs_hash: bool,
+}
+
+/// `X-Sdk-Content-Sha256` as the client sent it.
+fn declared_body_hash(headers: &http::HeaderMap) -> Option<&str> {
+    headers
+        .get(infergate_sign::HEADER_CONTENT_SHA256)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
 }
 
 /// What one call did, for its metrics and access-log line.
@@ -166,15 +211,17 @@ impl Gateway {
         self.observers.metrics.as_ref()
     }
 
-    /// Serves one call; every failure becomes an `APIG.*` response. Metrics and the access
-    /// log are written when the response body has been streamed (or abandoned).
-    pub async fn handle(&self, req: Request<Incoming>, conn: ConnInfo) -> Response<GatewayBody> {
-        let mut record = CallRecord {
+    /// Starts the record of one call (and counts it in flight).
+    fn begin(&self, method: &http::Method, uri: &http::Uri, bytes_in: u64) -> CallRecord {
+        if let Some(m) = &self.observers.metrics {
+            m.in_flight.inc();
+        }
+        CallRecord {
             request_id: self.ids.next(),
-            method: req.method().clone(),
+            method: method.clone(),
             // Only the access log reads it.
             target: if self.observers.access_log.is_some() {
-                loggable_target(req.uri())
+                loggable_target(uri)
             } else {
                 String::new()
             },
@@ -183,26 +230,45 @@ impl Gateway {
             auth: "none",
             upstream: None,
             upstream_ms: None,
-            bytes_in: req.body().size_hint().exact().unwrap_or(0),
+            bytes_in,
             started: Instant::now(),
-        };
-        if let Some(m) = &self.observers.metrics {
-            m.in_flight.inc();
         }
+    }
+
+    /// Counts a refusal and logs it at debug level.
+    fn refused(&self, err: &GatewayError, record: &mut CallRecord) {
+        if let Some(reason) = err.auth_reason() {
+            record.auth = reason;
+            if let Some(m) = &self.observers.metrics {
+                m.auth_failures.with_label_values(&[reason]).inc();
+            }
+        }
+        tracing::debug!(request_id = %record.request_id, reason = err.reason(), "call refused");
+    }
+
+    /// Serves one call; every failure becomes an `APIG.*` response. Metrics and the access
+    /// log are written when the response body has been streamed (or abandoned).
+    pub async fn handle(&self, req: Request<Incoming>, conn: ConnInfo) -> Response<GatewayBody> {
+        let bytes_in = req.body().size_hint().exact().unwrap_or(0);
+        let mut record = self.begin(req.method(), req.uri(), bytes_in);
         let response = match self.call(req, conn, &mut record).await {
             Ok(response) => response,
             Err(err) => {
-                if let Some(reason) = err.auth_reason() {
-                    record.auth = reason;
-                    if let Some(m) = &self.observers.metrics {
-                        m.auth_failures.with_label_values(&[reason]).inc();
-                    }
-                }
-                tracing::debug!(request_id = %record.request_id, reason = err.reason(), "call refused");
+                self.refused(&err, &mut record);
                 err.into_response(&record.request_id)
             }
         };
         self.observe(record, response)
+    }
+
+    /// Records the time to the response head.
+    fn observe_head(&self, record: &CallRecord) {
+        if let Some(m) = &self.observers.metrics {
+            let api = record.api_id.as_deref().unwrap_or("none");
+            m.duration
+                .with_label_values(&[api])
+                .observe(record.started.elapsed().as_secs_f64());
+        }
     }
 
     fn observe(
@@ -211,47 +277,23 @@ impl Gateway {
         response: Response<GatewayBody>,
     ) -> Response<GatewayBody> {
         let status = response.status();
+        self.observe_head(&record);
         let observers = self.observers.clone();
-        if let Some(m) = &observers.metrics {
-            let api = record.api_id.as_deref().unwrap_or("none");
-            m.duration
-                .with_label_values(&[api])
-                .observe(record.started.elapsed().as_secs_f64());
-        }
         let (parts, body) = response.into_parts();
-        let finish = move |bytes_out: u64| {
-            if let Some(m) = &observers.metrics {
-                m.in_flight.dec();
-                let app = match &record.caller {
-                    Some(Caller::App { app_id }) => app_id.as_str(),
-                    _ => "",
-                };
-                m.requests
-                    .with_label_values(&[
-                        record.api_id.as_deref().unwrap_or("none"),
-                        app,
-                        metrics::method_class(&record.method),
-                        status.as_str(),
-                    ])
-                    .inc();
-            }
-            if let Some(sink) = &observers.access_log {
-                sink.emit(access_line(&record, status.as_u16(), bytes_out));
-            }
-        };
+        let finish = move |bytes_out: u64| observers.finish(&record, status.as_u16(), bytes_out);
         Response::from_parts(parts, body::Observed::new(body, finish).boxed_unsync())
     }
 
-    fn check_limits(&self, req: &Request<Incoming>) -> Result<(), GatewayError> {
+    fn check_limits(&self, parts: &http::request::Parts) -> Result<(), GatewayError> {
         let limits = &self.settings.limits;
-        let uri_len = req.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
+        let uri_len = parts.uri.path_and_query().map_or(0, |pq| pq.as_str().len());
         if uri_len > limits.max_uri_bytes {
             return Err(GatewayError::UriTooLong {
                 limit: limits.max_uri_bytes,
             });
         }
         let mut total = 0usize;
-        for (name, value) in req.headers() {
+        for (name, value) in &parts.headers {
             let size = name.as_str().len() + value.len();
             if size > limits.max_header_bytes {
                 return Err(GatewayError::HeadersTooLarge(format!(
@@ -268,8 +310,8 @@ impl Gateway {
                 limits.max_headers_total_bytes
             )));
         }
-        let declared = req
-            .headers()
+        let declared = parts
+            .headers
             .get(http::header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
@@ -281,15 +323,15 @@ impl Gateway {
         Ok(())
     }
 
-    async fn call(
+    /// What the head alone decides: limits, the route, and the API the credential selects.
+    fn select(
         &self,
-        req: Request<Incoming>,
-        conn: ConnInfo,
+        snapshot: &Snapshot,
+        parts: &mut http::request::Parts,
+        conn: &ConnInfo,
         record: &mut CallRecord,
-    ) -> Result<Response<GatewayBody>, GatewayError> {
-        self.check_limits(&req)?;
-        let snapshot = self.snapshots.load_full();
-        let (mut parts, body) = req.into_parts();
+    ) -> Result<Selected, GatewayError> {
+        self.check_limits(parts)?;
         if !parts.headers.contains_key(http::header::HOST) {
             // HTTP/2 carries the host in :authority; signatures are over `host`.
             if let Some(value) = parts
@@ -315,7 +357,7 @@ impl Gateway {
         }
 
         // Select the API by the presented credential.
-        let presented = Presented::classify(&parts.headers, &snapshot);
+        let presented = Presented::classify(&parts.headers, snapshot);
         let api = authn::select(&candidates, &presented)?;
         record.api_id = Some(api.api_id.clone());
         if !conn.tls
@@ -327,71 +369,111 @@ impl Gateway {
                 "AppCode and apikey authentication require HTTPS".into(),
             ));
         }
-
         // A signed body is read and hashed before anything is forwarded.
-        let declared_hash = parts
-            .headers
-            .get(infergate_sign::HEADER_CONTENT_SHA256)
-            .and_then(|v| v.to_str().ok())
-            .map(str::trim);
-        let unsigned_payload = declared_hash == Some(infergate_sign::UNSIGNED_PAYLOAD);
-        let needs_hash =
-            api.auth_type != AuthType::None && presented.is_signature() && !unsigned_payload;
-        let body_is_empty = body.is_end_stream();
-        let (forward_body, body_hash) = if body_is_empty {
-            (forward::ForwardBody::Buffered(Bytes::new()), None)
-        } else if needs_hash {
-            let bytes = collect_limited(body, self.settings.limits.max_body_bytes).await?;
-            record.bytes_in = bytes.len() as u64;
-            let hash = hex::encode(Sha256::digest(&bytes));
-            if let Some(declared) = declared_hash {
-                if !bytes.is_empty() && !declared.eq_ignore_ascii_case(&hash) {
-                    return Err(self
-                        .auth_error(&api, "the body does not match X-Sdk-Content-Sha256".into()));
-                }
+        let needs_hash = api.auth_type != AuthType::None
+            && presented.is_signature()
+            && declared_body_hash(&parts.headers) != Some(infergate_sign::UNSIGNED_PAYLOAD);
+        Ok(Selected {
+            api,
+            presented,
+            needs_hash,
+        })
+    }
+
+    /// The hex SHA-256 of a signed body, checked against `X-Sdk-Content-Sha256` when the
+    /// client declared one.
+    fn hash_body(
+        &self,
+        api: &ApiRoute,
+        headers: &http::HeaderMap,
+        bytes: &[u8],
+    ) -> Result<String, GatewayError> {
+        let hash = hex::encode(Sha256::digest(bytes));
+        if let Some(declared) = declared_body_hash(headers) {
+            if !bytes.is_empty() && !declared.eq_ignore_ascii_case(&hash) {
+                return Err(
+                    self.auth_error(api, "the body does not match X-Sdk-Content-Sha256".into())
+                );
             }
-            (forward::ForwardBody::Buffered(bytes), Some(hash))
-        } else {
-            (forward::ForwardBody::Stream(Some(body)), None)
-        };
+        }
+        Ok(hash)
+    }
+
+    /// Authenticates the caller of the selected API and checks the app is authorized.
+    fn admit(
+        &self,
+        snapshot: &Snapshot,
+        selected: &Selected,
+        parts: &http::request::Parts,
+        body_hash: Option<&str>,
+        body_is_empty: bool,
+        record: &mut CallRecord,
+    ) -> Result<Caller, GatewayError> {
         // An empty body's hash is a constant.
-        let body_sha256 = match &body_hash {
-            Some(hash) => Some(hash.as_str()),
-            None if needs_hash => Some(infergate_sign::EMPTY_BODY_SHA256),
+        let body_sha256 = match body_hash {
+            Some(hash) => Some(hash),
+            None if selected.needs_hash => Some(infergate_sign::EMPTY_BODY_SHA256),
             None => None,
         };
-
-        let now = chrono::Utc::now();
         let caller = authn::authenticate(
-            &snapshot,
-            &api,
-            &presented,
+            snapshot,
+            &selected.api,
+            &selected.presented,
             &CallRequest {
-                method,
+                method: parts.method.as_str(),
                 raw_path: parts.uri.path(),
                 raw_query: parts.uri.query().unwrap_or(""),
                 headers: &parts.headers,
                 body_sha256,
                 body_is_empty,
             },
-            now,
+            chrono::Utc::now(),
         )?;
-
         record.caller = Some(caller.clone());
         // Authorize: an app must be bound to the API.
         if let Caller::App { app_id } = &caller {
-            if !api.authorizes(app_id) {
+            if !selected.api.authorizes(app_id) {
                 return Err(GatewayError::NotAuthorized {
                     app_id: app_id.clone(),
                 });
             }
         }
         record.auth = "ok";
+        Ok(caller)
+    }
 
+    async fn call(
+        &self,
+        req: Request<Incoming>,
+        conn: ConnInfo,
+        record: &mut CallRecord,
+    ) -> Result<Response<GatewayBody>, GatewayError> {
+        let snapshot = self.snapshots.load_full();
+        let (mut parts, body) = req.into_parts();
+        let selected = self.select(&snapshot, &mut parts, &conn, record)?;
+        let body_is_empty = body.is_end_stream();
+        let (forward_body, body_hash) = if body_is_empty {
+            (forward::ForwardBody::Buffered(Bytes::new()), None)
+        } else if selected.needs_hash {
+            let bytes = collect_limited(body, self.settings.limits.max_body_bytes).await?;
+            record.bytes_in = bytes.len() as u64;
+            let hash = self.hash_body(&selected.api, &parts.headers, &bytes)?;
+            (forward::ForwardBody::Buffered(bytes), Some(hash))
+        } else {
+            (forward::ForwardBody::Stream(Some(body)), None)
+        };
+        let caller = self.admit(
+            &snapshot,
+            &selected,
+            &parts,
+            body_hash.as_deref(),
+            body_is_empty,
+            record,
+        )?;
         self.upstreams
             .forward(
                 forward::Call {
-                    api: &api,
+                    api: &selected.api,
                     caller: &caller,
                     parts,
                     body: forward_body,

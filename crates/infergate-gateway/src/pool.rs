@@ -22,6 +22,18 @@ use crate::body::GatewayBody;
 
 type Sender = SendRequest<GatewayBody>;
 
+/// A connection the pool can hold while idle.
+pub trait Pooled: Send + 'static {
+    /// Whether the peer closed it (or it is otherwise unusable) while idle.
+    fn is_closed(&self) -> bool;
+}
+
+impl Pooled for Sender {
+    fn is_closed(&self) -> bool {
+        SendRequest::is_closed(self)
+    }
+}
+
 /// Why a request got no response.
 #[derive(Debug)]
 pub enum SendError {
@@ -31,26 +43,26 @@ pub enum SendError {
     Other(hyper::Error),
 }
 
-struct Idle {
+struct Idle<C> {
     since: Instant,
-    sender: Sender,
+    conn: C,
 }
 
 /// Idle connections by upstream authority, and when they were last swept for expired ones.
-struct IdleSet {
-    by_authority: HashMap<String, Vec<Idle>>,
+struct IdleSet<C> {
+    by_authority: HashMap<String, Vec<Idle<C>>>,
     swept: Instant,
 }
 
 /// Idle connections, by upstream.
-pub struct Pool {
-    idle: Mutex<IdleSet>,
+pub struct Pool<C = Sender> {
+    idle: Mutex<IdleSet<C>>,
     max_idle_per_upstream: usize,
     idle_timeout: Duration,
     connect_timeout: Duration,
 }
 
-impl Pool {
+impl<C: Pooled> Pool<C> {
     pub fn new(max_idle_per_upstream: usize, idle_timeout: Duration) -> Arc<Self> {
         Arc::new(Self {
             idle: Mutex::new(IdleSet {
@@ -64,19 +76,19 @@ impl Pool {
     }
 
     /// The most recently used idle connection that is still open.
-    fn take(&self, authority: &str) -> Option<Sender> {
+    pub fn take(&self, authority: &str) -> Option<C> {
         let mut idle = self.idle.lock().ok()?;
         let list = idle.by_authority.get_mut(authority)?;
         while let Some(entry) = list.pop() {
-            if !entry.sender.is_closed() && entry.since.elapsed() < self.idle_timeout {
-                return Some(entry.sender);
+            if !entry.conn.is_closed() && entry.since.elapsed() < self.idle_timeout {
+                return Some(entry.conn);
             }
         }
         None
     }
 
-    fn put(&self, authority: &str, sender: Sender) {
-        if sender.is_closed() {
+    pub fn put(&self, authority: &str, conn: C) {
+        if conn.is_closed() {
             return;
         }
         let Ok(mut idle) = self.idle.lock() else {
@@ -84,13 +96,13 @@ impl Pool {
         };
         let entry = Idle {
             since: Instant::now(),
-            sender,
+            conn,
         };
         if idle.swept.elapsed() >= self.idle_timeout {
             // Upstreams no longer called keep no connection open past the idle timeout.
             let timeout = self.idle_timeout;
             idle.by_authority.retain(|_, list| {
-                list.retain(|e| e.since.elapsed() < timeout && !e.sender.is_closed());
+                list.retain(|e| e.since.elapsed() < timeout && !e.conn.is_closed());
                 !list.is_empty()
             });
             idle.swept = Instant::now();
@@ -113,17 +125,28 @@ impl Pool {
         }
     }
 
-    async fn connect(&self, authority: &str) -> Result<Sender, SendError> {
-        let (host, port) = split_authority(authority)
-            .ok_or_else(|| SendError::Connect(format!("{authority} is not host:port")))?;
+    /// A new TCP connection to `authority`; the error says why there is none.
+    pub async fn connect_tcp(&self, authority: &str) -> Result<TcpStream, String> {
+        let (host, port) =
+            split_authority(authority).ok_or_else(|| format!("{authority} is not host:port"))?;
         let stream = tokio::time::timeout(
             self.connect_timeout,
             TcpStream::connect((host.as_str(), port)),
         )
         .await
-        .map_err(|_| SendError::Connect(format!("connecting to {authority} timed out")))?
-        .map_err(|e| SendError::Connect(format!("connecting to {authority}: {e}")))?;
+        .map_err(|_| format!("connecting to {authority} timed out"))?
+        .map_err(|e| format!("connecting to {authority}: {e}"))?;
         let _ = stream.set_nodelay(true);
+        Ok(stream)
+    }
+}
+
+impl Pool<Sender> {
+    async fn connect(&self, authority: &str) -> Result<Sender, SendError> {
+        let stream = self
+            .connect_tcp(authority)
+            .await
+            .map_err(SendError::Connect)?;
         let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|e| SendError::Connect(format!("handshake with {authority}: {e}")))?;

@@ -21,7 +21,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::TcpListener;
 
 use crate::body::BoxError;
-use crate::Gateway;
+use crate::{h1, Gateway};
 
 /// Who connected, for the service of that connection.
 #[derive(Debug, Clone)]
@@ -173,10 +173,13 @@ impl Drop for OpenConnection {
 }
 
 /// Serves every connection of `listener` with the service `make` builds for it, until
-/// `shutdown` resolves; then waits up to `grace` for open connections.
+/// `shutdown` resolves; then waits up to `grace` for open connections. With `fast`,
+/// plain-TCP connections start on that gateway's HTTP/1.1 fast path and reach `make`'s
+/// service only for what the fast path does not take.
 pub async fn serve_with<M, S, B>(
     listener: TcpListener,
     tls: Option<Arc<TlsFiles>>,
+    fast: Option<Arc<Gateway>>,
     make: M,
     grace: Duration,
     connections: Option<prometheus::IntGauge>,
@@ -194,6 +197,8 @@ pub async fn serve_with<M, S, B>(
 {
     let builder = auto::Builder::new(TokioExecutor::new());
     let graceful = GracefulShutdown::new();
+    // Tells fast-path connections to close once their call is answered.
+    let (stop, stopping) = tokio::sync::watch::channel(false);
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -207,17 +212,26 @@ pub async fn serve_with<M, S, B>(
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                let service = make(ConnInfo::new(remote, tls.is_some()));
+                let info = ConnInfo::new(remote, tls.is_some());
+                let service = make(info.clone());
                 let builder = builder.clone();
                 let watcher = graceful.watcher();
                 let open = OpenConnection::new(connections.clone());
                 match &tls {
                     None => {
-                        let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
-                        let connection = watcher.watch(connection);
+                        let fast = fast.clone();
+                        let mut stopping = stopping.clone();
                         tokio::spawn(async move {
                             let _open = open;
-                            if let Err(err) = connection.await {
+                            let io = match fast {
+                                Some(gateway) => match h1::serve(&gateway, stream, &info, &mut stopping).await {
+                                    h1::Ended::Closed => return,
+                                    h1::Ended::Fallback(io) => io,
+                                },
+                                None => h1::Prefixed::new(bytes::Bytes::new(), stream),
+                            };
+                            let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service).into_owned();
+                            if let Err(err) = watcher.watch(connection).await {
                                 tracing::debug!(error = %err, "connection ended with an error");
                             }
                         });
@@ -246,6 +260,8 @@ pub async fn serve_with<M, S, B>(
         }
     }
     drop(listener);
+    let _ = stop.send(true);
+    // Fast-path connections hold a watcher too, so this waits for them as well.
     if tokio::time::timeout(grace, graceful.shutdown())
         .await
         .is_err()
@@ -263,6 +279,7 @@ pub async fn serve(
 ) {
     let grace = gateway.settings.shutdown_grace;
     let connections = gateway.metrics().map(|m| m.open_connections.clone());
+    let fast = gateway.settings.http1_fast_path.then(|| gateway.clone());
     let make = move |info: ConnInfo| {
         let gateway = gateway.clone();
         service_fn(move |req| {
@@ -271,5 +288,5 @@ pub async fn serve(
             async move { Ok::<_, Infallible>(gateway.handle(req, info).await) }
         })
     };
-    serve_with(listener, tls, make, grace, connections, shutdown).await;
+    serve_with(listener, tls, fast, make, grace, connections, shutdown).await;
 }

@@ -410,7 +410,7 @@ pub struct ServeArgs {
     /// max_apps_per_user, max_app_codes_per_app, mask_app_secrets, max_body_bytes,
     /// max_uri_bytes, max_header_bytes, max_headers_total_bytes, access_log, log_format,
     /// gateway_tls_cert, gateway_tls_key, admin_tls_cert, admin_tls_key,
-    /// require_https_for_app_code, workers.
+    /// require_https_for_app_code, workers, http1_fast_path.
     #[arg(long, env = "INFERGATE_CONFIG")]
     pub config: Option<PathBuf>,
     /// Directory of the SQLite database, master key and initial password [default: ./infergate-data].
@@ -468,6 +468,10 @@ pub struct ServeArgs {
     /// PEM private key of the admin listener.
     #[arg(long, env = "INFERGATE_ADMIN_TLS_KEY", requires = "admin_tls_cert")]
     pub admin_tls_key: Option<PathBuf>,
+    /// Serve plain HTTP/1.1 calls on the gateway's fast path; `false` sends every call
+    /// through the general HTTP server [default: true].
+    #[arg(long, env = "INFERGATE_HTTP1_FAST_PATH", num_args = 0..=1, default_missing_value = "true")]
+    pub http1_fast_path: Option<bool>,
     /// Refuse AppCode and apikey credentials over plain HTTP [default: false].
     #[arg(long, env = "INFERGATE_REQUIRE_HTTPS_FOR_APP_CODE", num_args = 0..=1, default_missing_value = "true")]
     pub require_https_for_app_code: Option<bool>,

@@ -38,6 +38,7 @@ pub struct FileConfig {
     pub admin_tls_key: Option<PathBuf>,
     pub require_https_for_app_code: Option<bool>,
     pub workers: Option<usize>,
+    pub http1_fast_path: Option<bool>,
 }
 
 impl FileConfig {
@@ -70,6 +71,8 @@ pub struct Settings {
     pub require_https_for_app_code: bool,
     /// Runtime threads; `None`: one per available core.
     pub workers: Option<usize>,
+    /// Whether plain HTTP/1.1 calls take the gateway's fast path.
+    pub http1_fast_path: bool,
 }
 
 /// Which planes a node runs.
@@ -186,6 +189,10 @@ impl Settings {
         }
         Ok(Self {
             workers,
+            http1_fast_path: args
+                .http1_fast_path
+                .or(file.http1_fast_path)
+                .unwrap_or(true),
             database_url,
             role,
             refresh_interval,

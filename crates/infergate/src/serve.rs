@@ -253,6 +253,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         GatewaySettings {
             limits: settings.limits.clone(),
             require_https_for_app_code: settings.require_https_for_app_code,
+            http1_fast_path: settings.http1_fast_path,
             ..GatewaySettings::default()
         },
         Observers {
@@ -289,6 +290,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             serve_with(
                 admin_listener,
                 admin_tls,
+                None,
                 move |_| TowerToHyperService::new(router.clone()),
                 std::time::Duration::from_secs(10),
                 None,

@@ -587,12 +587,9 @@ async fn upstream_failures_limits_and_cancellation() {
     assert_eq!(long_uri.status().as_u16(), 414);
 
     // A client that goes away cancels the upstream call.
-    let addr = s.server.gateway.trim_start_matches("http://").to_owned();
+    let (mut socket, addr) = connect(&s.server.gateway).await;
     let calls = &s.mock.recorder.calls;
     let before = calls.load(std::sync::atomic::Ordering::SeqCst);
-    let mut socket = tokio::net::TcpStream::connect(&addr)
-        .await
-        .expect("connect");
     socket
         .write_all(
             format!("GET /v1/infers/{open}/cancel HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes(),
@@ -634,10 +631,7 @@ async fn upgrades_pass_through() {
         .admin
         .service_with_api("ws", &s.mock.url, json!({"auth_type": "NONE"}))
         .await;
-    let addr = s.server.gateway.trim_start_matches("http://").to_owned();
-    let mut socket = tokio::net::TcpStream::connect(&addr)
-        .await
-        .expect("connect");
+    let (mut socket, addr) = connect(&s.server.gateway).await;
     socket
         .write_all(
             format!("GET /v1/infers/{open}/ws HTTP/1.1\r\nHost: {addr}\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
@@ -675,4 +669,231 @@ async fn upgrades_pass_through() {
     .expect("echo in time")
     .expect("read");
     assert_eq!(&echoed, b"ping over the upgraded connection");
+}
+
+/// A raw connection to the gateway, and its `host:port`.
+async fn connect(gateway: &str) -> (tokio::net::TcpStream, String) {
+    let addr = gateway.trim_start_matches("http://").to_owned();
+    let socket = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    (socket, addr)
+}
+
+/// Everything the gateway sends until it closes the connection.
+async fn read_to_close(socket: &mut tokio::net::TcpStream) -> Vec<u8> {
+    let mut all = Vec::new();
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio::io::AsyncReadExt::read_to_end(socket, &mut all),
+    )
+    .await
+    .expect("closed in time")
+    .expect("read");
+    all
+}
+
+/// Reads one response from a raw socket: its head (lowercased) and a body of
+/// `Content-Length` bytes or chunked to its end.
+async fn read_response(
+    socket: &mut tokio::net::TcpStream,
+    pending: &mut Vec<u8>,
+) -> (String, Vec<u8>) {
+    use tokio::io::AsyncReadExt;
+    async fn more(socket: &mut tokio::net::TcpStream, pending: &mut Vec<u8>) {
+        let mut chunk = [0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(5), socket.read(&mut chunk))
+            .await
+            .expect("in time")
+            .expect("read");
+        assert!(n > 0, "closed early: {}", String::from_utf8_lossy(pending));
+        pending.extend_from_slice(&chunk[..n]);
+    }
+    let end = loop {
+        if let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+            break end;
+        }
+        more(socket, pending).await;
+    };
+    let head = String::from_utf8_lossy(&pending[..end]).to_lowercase();
+    pending.drain(..end + 4);
+    let mut body = Vec::new();
+    if let Some(length) = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length: "))
+    {
+        let length: usize = length.trim().parse().expect("length");
+        while pending.len() < length {
+            more(socket, pending).await;
+        }
+        body = pending.drain(..length).collect();
+    } else if head.contains("transfer-encoding: chunked") {
+        loop {
+            let line_end = loop {
+                if let Some(i) = pending.windows(2).position(|w| w == b"\r\n") {
+                    break i;
+                }
+                more(socket, pending).await;
+            };
+            let line = String::from_utf8_lossy(&pending[..line_end]).into_owned();
+            let size = usize::from_str_radix(line.split(';').next().unwrap_or("").trim(), 16)
+                .expect("chunk size");
+            if size == 0 {
+                // Trailers up to the empty line.
+                loop {
+                    if let Some(i) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+                        pending.drain(..i + 4);
+                        break;
+                    }
+                    more(socket, pending).await;
+                }
+                break;
+            }
+            while pending.len() < line_end + 2 + size + 2 {
+                more(socket, pending).await;
+            }
+            body.extend_from_slice(&pending[line_end + 2..line_end + 2 + size]);
+            pending.drain(..line_end + 2 + size + 2);
+        }
+    }
+    (head, body)
+}
+
+/// Every framing of an upstream response is relayed intact, pipelined requests are
+/// answered in order, and one client connection keeps using one upstream connection.
+#[tokio::test]
+async fn response_framings_pipelining_and_fallbacks_on_one_connection() {
+    let s = setup(&[]).await;
+    let raw = common::upstream::start_raw().await;
+    let (sid, _) = s
+        .admin
+        .service_with_api("raw", &raw.url, json!({"auth_type": "NONE"}))
+        .await;
+    let (mut socket, addr) = connect(&s.server.gateway).await;
+    let get =
+        |path: &str| format!("GET /v1/infers/{sid}/raw/{path} HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+    // Two requests in one write.
+    socket
+        .write_all(format!("{}{}", get("length"), get("chunked")).as_bytes())
+        .await
+        .expect("write");
+    let mut pending = Vec::new();
+    let (head, body) = read_response(&mut socket, &mut pending).await;
+    assert!(head.starts_with("http/1.1 200 ok"), "{head}");
+    assert_eq!(body, b"hello");
+    assert!(
+        !head.contains("spoofed") && !head.contains("x-hop"),
+        "{head}"
+    );
+    let request_id = head
+        .lines()
+        .find_map(|l| l.strip_prefix("x-request-id: "))
+        .expect("request id");
+    assert_eq!(request_id.len(), 32, "{head}");
+    let (head, body) = read_response(&mut socket, &mut pending).await;
+    assert!(head.contains("transfer-encoding: chunked"), "{head}");
+    assert_eq!(body, b"hello, world");
+
+    for (path, status, expected) in [
+        ("nocontent", "204", &b""[..]),
+        ("early", "200", b"ok"),
+        ("close", "200", b"until the upstream closes"),
+        ("bad", "502", b""),
+    ] {
+        socket.write_all(get(path).as_bytes()).await.expect("write");
+        let (head, body) = read_response(&mut socket, &mut pending).await;
+        assert!(
+            head.starts_with(&format!("http/1.1 {status}")),
+            "{path}: {head}"
+        );
+        if status == "502" {
+            let error: Value = serde_json::from_slice(&body).expect("json");
+            assert_eq!(error["error_code"], "APIG.0201");
+        } else {
+            assert_eq!(body, expected, "{path}");
+        }
+    }
+    socket
+        .write_all(
+            format!("HEAD /v1/infers/{sid}/raw/x HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes(),
+        )
+        .await
+        .expect("write");
+    let end = loop {
+        if let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+            break end;
+        }
+        let mut chunk = [0u8; 1024];
+        let n = tokio::io::AsyncReadExt::read(&mut socket, &mut chunk)
+            .await
+            .expect("read");
+        assert!(n > 0);
+        pending.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&pending[..end]).to_lowercase();
+    pending.drain(..end + 4);
+    assert!(head.contains("content-length: 10"), "{head}");
+    // Connections: one for length/chunked/nocontent/early/close (closed by the upstream
+    // after `close`), then one for bad (closed after it), then one for HEAD.
+    assert_eq!(raw.connections.load(std::sync::atomic::Ordering::SeqCst), 3);
+
+    // A chunked request body, on the same connection, goes to the general server; so does
+    // everything after it.
+    let (echo, _) = s
+        .admin
+        .service_with_api("echo", &s.mock.url, json!({"auth_type": "NONE"}))
+        .await;
+    socket
+        .write_all(
+            format!("POST /v1/infers/{echo}/in HTTP/1.1\r\nHost: {addr}\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nabcd\r\n0\r\n\r\nGET /v1/infers/{echo}/next HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .await
+        .expect("write");
+    let (head, body) = read_response(&mut socket, &mut pending).await;
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    let reply: Value = serde_json::from_slice(&body).expect("json");
+    assert_eq!(reply["body"], "abcd");
+    let (head, body) = read_response(&mut socket, &mut pending).await;
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    let reply: Value = serde_json::from_slice(&body).expect("json");
+    assert_eq!(reply["path"], "/base/next");
+    let rest = read_to_close(&mut socket).await;
+    assert!(rest.is_empty());
+}
+
+/// Bodies past the fast path's limit are streamed by the general server; a request that
+/// asks to close gets `Connection: close` and a closed connection.
+#[tokio::test]
+async fn large_bodies_and_connection_close() {
+    let s = setup(&[]).await;
+    let (open, _) = s
+        .admin
+        .service_with_api("big", &s.mock.url, json!({"auth_type": "NONE"}))
+        .await;
+    let client = reqwest::Client::new();
+    for size in [0usize, 1, 64 * 1024, 64 * 1024 + 1, 1024 * 1024] {
+        let reply: Value = client
+            .post(format!("{}/v1/infers/{open}/big", s.server.gateway))
+            .body(vec![b'x'; size])
+            .send()
+            .await
+            .expect("call")
+            .json()
+            .await
+            .expect("json");
+        assert_eq!(reply["body_len"], size, "{size}");
+    }
+    let (mut socket, addr) = connect(&s.server.gateway).await;
+    socket
+        .write_all(
+            format!("POST /v1/infers/{open}/c HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: 3\r\n\r\nabc").as_bytes(),
+        )
+        .await
+        .expect("write");
+    let all = read_to_close(&mut socket).await;
+    let text = String::from_utf8_lossy(&all).to_lowercase();
+    assert!(text.starts_with("http/1.1 200"), "{text}");
+    assert!(text.contains("connection: close\r\n"), "{text}");
+    assert!(text.contains("\"body\":\"abc\""), "{text}");
 }

@@ -172,3 +172,79 @@ pub async fn closed_port_url() -> String {
     drop(listener);
     format!("http://{addr}/base")
 }
+
+/// An upstream written byte by byte: answers each request with the raw response its path
+/// names, to exercise every response framing. Counts the connections it accepted.
+pub struct RawUpstream {
+    pub url: String,
+    pub connections: Arc<AtomicUsize>,
+}
+
+fn raw_answer(method: &str, path: &str) -> (&'static [u8], bool) {
+    match (method, path) {
+        (_, "/raw/length") => (
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-Request-Id: spoofed\r\nConnection: keep-alive, X-Hop\r\nX-Hop: 1\r\n\r\nhello",
+            false,
+        ),
+        (_, "/raw/chunked") => (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n7;ext=1\r\n, world\r\n0\r\nX-Trailer: t\r\n\r\n",
+            false,
+        ),
+        (_, "/raw/close") => (
+            b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil the upstream closes",
+            true,
+        ),
+        (_, "/raw/nocontent") => (b"HTTP/1.1 204 No Content\r\n\r\n", false),
+        (_, "/raw/early") => (
+            b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+            false,
+        ),
+        ("HEAD", _) => (b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n", false),
+        (_, "/raw/bad") => (
+            b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nx",
+            true,
+        ),
+        _ => (b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n", false),
+    }
+}
+
+pub async fn start_raw() -> RawUpstream {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind raw upstream");
+    let addr = listener.local_addr().expect("addr");
+    let connections = Arc::new(AtomicUsize::new(0));
+    let counted = connections.clone();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            counted.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut pending = Vec::new();
+                loop {
+                    let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") else {
+                        let mut chunk = [0u8; 4096];
+                        match socket.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => pending.extend_from_slice(&chunk[..n]),
+                        }
+                        continue;
+                    };
+                    let head = String::from_utf8_lossy(&pending[..end]).into_owned();
+                    pending.drain(..end + 4);
+                    let mut words = head.split_whitespace();
+                    let method = words.next().unwrap_or("").to_owned();
+                    let path = words.next().unwrap_or("").to_owned();
+                    let (answer, close) = raw_answer(&method, &path);
+                    if socket.write_all(answer).await.is_err() || close {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    RawUpstream {
+        url: format!("http://{addr}"),
+        connections,
+    }
+}

@@ -1,0 +1,986 @@
+//! The HTTP/1.1 fast path for plain-TCP connections: the request head is parsed once from
+//! the connection's buffer, the call goes through the same phases as every other (limits,
+//! route, select, authenticate, authorize), the head is written to a kept-alive upstream
+//! connection with the gateway's edits, and the response is relayed as its bytes arrive:
+//! no dispatch task, no body channel, no per-frame boxing.
+//!
+//! It takes only the common case: HTTP/1.1 in origin form, no `Transfer-Encoding`, no
+//! `Upgrade` or `Expect`, a body of at most [`MAX_BODY`] bytes. The first request that is
+//! anything else hands the connection, with the bytes read so far, to the general server
+//! (hyper: HTTP/2, upgrades, chunked and large bodies), which serves it from then on.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::header::{HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Request, Uri, Version};
+use infergate_core::snapshot::{ApiRoute, Upstream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+
+use crate::authn::Caller;
+use crate::error::GatewayError;
+use crate::forward::{answered, millis, rewrite_headers, upstream_error, Failure};
+use crate::pool::Pooled;
+use crate::{CallRecord, ConnInfo, Gateway};
+
+/// The largest request body the fast path reads whole; larger ones are streamed by the
+/// general server.
+pub const MAX_BODY: usize = 64 * 1024;
+/// Header lines a head may have (the general server's limit too).
+const MAX_HEADERS: usize = 100;
+/// A request head that has not ended by this size goes to the general server, which answers
+/// it with its own error.
+const MAX_HEAD: usize = 256 * 1024;
+/// A response head larger than this is refused.
+const MAX_RESPONSE_HEAD: usize = 128 * 1024;
+/// How long a kept-alive client connection may wait, idle or in the middle of a head.
+const IDLE: Duration = Duration::from_secs(75);
+/// What is read at a time.
+const READ_SIZE: usize = 16 * 1024;
+/// Bytes a client may send ahead (pipelined) while its call is with the upstream.
+const MAX_AHEAD: usize = 1024 * 1024;
+
+/// A connection whose first bytes were already read: they are read again first.
+pub struct Prefixed {
+    prefix: Bytes,
+    stream: TcpStream,
+}
+
+impl Prefixed {
+    pub fn new(prefix: Bytes, stream: TcpStream) -> Self {
+        Self { prefix, stream }
+    }
+}
+
+impl AsyncRead for Prefixed {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if !this.prefix.is_empty() {
+            let n = this.prefix.len().min(buf.remaining());
+            buf.put_slice(&this.prefix.split_to(n));
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Prefixed {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+    }
+}
+
+/// How a connection served by the fast path ended.
+pub enum Ended {
+    Closed,
+    /// A request the fast path does not take: the general server serves the rest.
+    Fallback(Prefixed),
+}
+
+/// What the first look at a buffered request head found.
+#[derive(Debug, PartialEq, Eq)]
+enum Inspect {
+    Complete(HeadInfo),
+    Partial,
+    /// Not for the fast path (or not valid HTTP/1: the general server answers it).
+    Elsewhere,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+struct HeadInfo {
+    len: usize,
+    body_len: usize,
+    close: bool,
+}
+
+/// The value of a `Content-Length` line: digits only.
+fn content_length(value: &[u8]) -> Option<u64> {
+    let value = value.trim_ascii();
+    if value.is_empty() || value.len() > 15 || !value.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(value.iter().fold(0, |n, d| n * 10 + u64::from(d - b'0')))
+}
+
+/// Comma-separated tokens of a header value, trimmed.
+fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value
+        .split(|&b| b == b',')
+        .map(<[u8]>::trim_ascii)
+        .filter(|t| !t.is_empty())
+}
+
+fn inspect(buf: &[u8]) -> Inspect {
+    if buf.is_empty() {
+        return Inspect::Partial;
+    }
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    let len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) if buf.len() <= MAX_HEAD => return Inspect::Partial,
+        _ => return Inspect::Elsewhere,
+    };
+    if req.version != Some(1) || !req.path.is_some_and(|p| p.starts_with('/')) {
+        return Inspect::Elsewhere;
+    }
+    let mut body_len: Option<u64> = None;
+    let mut close = false;
+    for header in req.headers.iter() {
+        let name = header.name.as_bytes();
+        if name.eq_ignore_ascii_case(b"content-length") {
+            match content_length(header.value) {
+                Some(n) if body_len.is_none_or(|b| b == n) => body_len = Some(n),
+                _ => return Inspect::Elsewhere,
+            }
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding")
+            || name.eq_ignore_ascii_case(b"upgrade")
+            || name.eq_ignore_ascii_case(b"expect")
+        {
+            return Inspect::Elsewhere;
+        } else if name.eq_ignore_ascii_case(b"connection") {
+            for token in tokens(header.value) {
+                if token.eq_ignore_ascii_case(b"close") {
+                    close = true;
+                } else if token.eq_ignore_ascii_case(b"upgrade") {
+                    return Inspect::Elsewhere;
+                }
+            }
+        }
+    }
+    match usize::try_from(body_len.unwrap_or(0)) {
+        Ok(body_len) if body_len <= MAX_BODY => Inspect::Complete(HeadInfo {
+            len,
+            body_len,
+            close,
+        }),
+        _ => Inspect::Elsewhere,
+    }
+}
+
+/// The request head as `http` parts; names and values share the head's buffer.
+fn request_parts(head: &Bytes) -> Result<http::request::Parts, String> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    req.parse(head).map_err(|e| e.to_string())?;
+    let method = Method::from_bytes(req.method.unwrap_or("").as_bytes())
+        .map_err(|_| "invalid method".to_owned())?;
+    let uri = Uri::from_maybe_shared(head.slice_ref(req.path.unwrap_or("").as_bytes()))
+        .map_err(|e| format!("invalid request target: {e}"))?;
+    let mut map = HeaderMap::with_capacity(req.headers.len());
+    for header in req.headers.iter() {
+        let name = HeaderName::from_bytes(header.name.as_bytes())
+            .map_err(|_| format!("invalid header name {}", header.name))?;
+        let value = HeaderValue::from_maybe_shared(head.slice_ref(header.value))
+            .map_err(|_| format!("invalid value of header {}", header.name))?;
+        map.append(name, value);
+    }
+    let (mut parts, ()) = Request::new(()).into_parts();
+    parts.method = method;
+    parts.uri = uri;
+    parts.version = Version::HTTP_11;
+    parts.headers = map;
+    Ok(parts)
+}
+
+/// An idle timer per connection, pushed back lazily: it is re-armed only when it fires
+/// before the connection has been idle for [`IDLE`].
+struct IdleTimer {
+    sleep: Pin<Box<tokio::time::Sleep>>,
+    active: Instant,
+}
+
+impl IdleTimer {
+    fn new() -> Self {
+        Self {
+            sleep: Box::pin(tokio::time::sleep(IDLE)),
+            active: Instant::now(),
+        }
+    }
+
+    /// Resolves once the connection has been idle for [`IDLE`].
+    async fn expired(&mut self) {
+        loop {
+            self.sleep.as_mut().await;
+            let deadline = self.active + IDLE;
+            if Instant::now() >= deadline {
+                return;
+            }
+            self.sleep
+                .as_mut()
+                .reset(tokio::time::Instant::from_std(deadline));
+        }
+    }
+}
+
+/// Serves `stream` until it closes, the gateway stops, or a request needs the general
+/// server.
+pub async fn serve(
+    gateway: &Gateway,
+    mut stream: TcpStream,
+    conn: &ConnInfo,
+    stop: &mut watch::Receiver<bool>,
+) -> Ended {
+    let mut buf = BytesMut::with_capacity(READ_SIZE);
+    let mut idle = IdleTimer::new();
+    loop {
+        let info = loop {
+            match inspect(&buf) {
+                Inspect::Complete(info) => break info,
+                Inspect::Elsewhere => return Ended::Fallback(Prefixed::new(buf.freeze(), stream)),
+                Inspect::Partial => {}
+            }
+            if *stop.borrow() && buf.is_empty() {
+                return Ended::Closed;
+            }
+            buf.reserve(READ_SIZE);
+            let read = tokio::select! {
+                read = stream.read_buf(&mut buf) => read,
+                _ = stop.changed(), if buf.is_empty() => return Ended::Closed,
+                () = idle.expired() => return Ended::Closed,
+            };
+            if !matches!(read, Ok(n) if n > 0) {
+                return Ended::Closed;
+            }
+        };
+        let head = buf.split_to(info.len).freeze();
+        while buf.len() < info.body_len {
+            buf.reserve(info.body_len - buf.len());
+            let read = tokio::select! {
+                read = stream.read_buf(&mut buf) => read,
+                () = idle.expired() => return Ended::Closed,
+            };
+            if !matches!(read, Ok(n) if n > 0) {
+                return Ended::Closed;
+            }
+        }
+        let body = buf.split_to(info.body_len).freeze();
+        let close = info.close || *stop.borrow();
+        let mut client = Client {
+            stream: &mut stream,
+            ahead: &mut buf,
+        };
+        let keep_alive = gateway
+            .serve_fast(&head, body, conn, &mut client, close)
+            .await;
+        if !keep_alive || *stop.borrow() {
+            return Ended::Closed;
+        }
+        idle.active = Instant::now();
+    }
+}
+
+/// The client's connection and the bytes it sent past the current request.
+struct Client<'c> {
+    stream: &'c mut TcpStream,
+    ahead: &'c mut BytesMut,
+}
+
+impl Client<'_> {
+    /// Waits for `work`; `None` when the client closed its connection first (which drops
+    /// `work`, cancelling the upstream call). Bytes it sends meanwhile are kept for later.
+    async fn unless_gone<T>(&mut self, work: impl std::future::Future<Output = T>) -> Option<T> {
+        tokio::pin!(work);
+        loop {
+            if self.ahead.len() < MAX_AHEAD {
+                self.ahead.reserve(READ_SIZE);
+            }
+            tokio::select! {
+                done = &mut work => return Some(done),
+                read = self.stream.read_buf(self.ahead), if self.ahead.len() < MAX_AHEAD => {
+                    if !matches!(read, Ok(n) if n > 0) {
+                        return None;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The framing of a response body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    /// No body (HEAD, 204, 304).
+    Empty,
+    Length(u64),
+    /// Relayed as it is, chunk framing included.
+    Chunked,
+    /// Ends when the upstream closes; sent to the client chunked.
+    UntilClose,
+}
+
+/// A response head, rewritten for the client (without its final empty line).
+#[derive(Debug)]
+struct ResponseHead {
+    status: u16,
+    out: Vec<u8>,
+    framing: Framing,
+    /// Whether the upstream keeps the connection open after this response.
+    keep_alive: bool,
+}
+
+/// Headers never relayed from an upstream response (RFC 9110 §7.6.1).
+const RESPONSE_HOPS: [&[u8]; 9] = [
+    b"connection",
+    b"keep-alive",
+    b"proxy-connection",
+    b"proxy-authenticate",
+    b"proxy-authorization",
+    b"te",
+    b"trailer",
+    b"transfer-encoding",
+    b"x-request-id",
+];
+
+/// Rewrites a parsed response head for the client: hop-by-hop headers (and those the
+/// upstream lists in `Connection`) dropped, `X-Request-Id` set, framing decided.
+fn response_head(
+    res: &httparse::Response<'_, '_>,
+    head_only: bool,
+    request_id: &str,
+) -> Result<ResponseHead, String> {
+    let status = res.code.unwrap_or(0);
+    let mut listed: Vec<&[u8]> = Vec::new();
+    let mut close = res.version != Some(1);
+    let mut chunked = None;
+    let mut length: Option<u64> = None;
+    let mut size = 64 + request_id.len();
+    for header in res.headers.iter() {
+        let name = header.name.as_bytes();
+        size += name.len() + header.value.len() + 4;
+        if name.eq_ignore_ascii_case(b"connection") {
+            for token in tokens(header.value) {
+                if token.eq_ignore_ascii_case(b"close") {
+                    close = true;
+                } else if token.eq_ignore_ascii_case(b"keep-alive") && res.version == Some(0) {
+                    close = false;
+                }
+                listed.push(token);
+            }
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            let last = tokens(header.value).last().unwrap_or(b"");
+            chunked = Some(last.eq_ignore_ascii_case(b"chunked"));
+        } else if name.eq_ignore_ascii_case(b"content-length") {
+            match content_length(header.value) {
+                Some(n) if length.is_none_or(|l| l == n) => length = Some(n),
+                _ => return Err("the upstream sent an invalid Content-Length".into()),
+            }
+        }
+    }
+    let framing = if head_only || status == 204 || status == 304 {
+        Framing::Empty
+    } else {
+        match (chunked, length) {
+            (Some(true), _) => Framing::Chunked,
+            (Some(false), _) | (None, None) => Framing::UntilClose,
+            (None, Some(n)) => Framing::Length(n),
+        }
+    };
+    let mut out = Vec::with_capacity(size);
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(itoa_status(status).as_bytes());
+    out.push(b' ');
+    let reason = res.reason.filter(|r| !r.is_empty()).or_else(|| {
+        http::StatusCode::from_u16(status)
+            .ok()
+            .and_then(|s| s.canonical_reason())
+    });
+    out.extend_from_slice(reason.unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for header in res.headers.iter() {
+        let name = header.name.as_bytes();
+        let hop = RESPONSE_HOPS.iter().any(|h| name.eq_ignore_ascii_case(h))
+            || listed.iter().any(|l| name.eq_ignore_ascii_case(l))
+            || (chunked.is_some() && name.eq_ignore_ascii_case(b"content-length"));
+        let keep_te =
+            framing == Framing::Chunked && name.eq_ignore_ascii_case(b"transfer-encoding");
+        if hop && !keep_te {
+            continue;
+        }
+        out.extend_from_slice(name);
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(header.value);
+        out.extend_from_slice(b"\r\n");
+    }
+    if framing == Framing::UntilClose {
+        out.extend_from_slice(b"transfer-encoding: chunked\r\n");
+    }
+    out.extend_from_slice(b"x-request-id: ");
+    out.extend_from_slice(request_id.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    Ok(ResponseHead {
+        status,
+        out,
+        framing,
+        keep_alive: !close && framing != Framing::UntilClose,
+    })
+}
+
+fn itoa_status(status: u16) -> String {
+    format!("{status:03}")
+}
+
+/// Tracks where a chunked body ends while its bytes are relayed unchanged.
+#[derive(Debug, Default)]
+struct ChunkedEnd {
+    state: ChunkState,
+    /// The current size or trailer line, until its end arrives.
+    line: Vec<u8>,
+}
+
+#[derive(Debug, Default, PartialEq, Eq)]
+enum ChunkState {
+    #[default]
+    Size,
+    Data(u64),
+    DataEnd,
+    Trailer,
+    Done,
+}
+
+/// The longest chunk-size or trailer line accepted.
+const MAX_CHUNK_LINE: usize = 8 * 1024;
+
+impl ChunkedEnd {
+    fn done(&self) -> bool {
+        self.state == ChunkState::Done
+    }
+
+    /// How many bytes of `input` belong to the body; fewer than all only once it ended.
+    fn advance(&mut self, input: &[u8]) -> Result<usize, String> {
+        let mut at = 0;
+        while at < input.len() {
+            match self.state {
+                ChunkState::Done => break,
+                ChunkState::Data(left) => {
+                    let take = (input.len() - at).min(usize::try_from(left).unwrap_or(usize::MAX));
+                    at += take;
+                    let left = left - take as u64;
+                    self.state = if left == 0 {
+                        ChunkState::DataEnd
+                    } else {
+                        ChunkState::Data(left)
+                    };
+                }
+                ChunkState::Size | ChunkState::DataEnd | ChunkState::Trailer => {
+                    let rest = &input[at..];
+                    let (piece, ended) = match rest.iter().position(|&b| b == b'\n') {
+                        Some(i) => (&rest[..=i], true),
+                        None => (rest, false),
+                    };
+                    if self.line.len() + piece.len() > MAX_CHUNK_LINE {
+                        return Err("a chunk line of the upstream response is too long".into());
+                    }
+                    self.line.extend_from_slice(piece);
+                    at += piece.len();
+                    if ended {
+                        self.line_ended()?;
+                    }
+                }
+            }
+        }
+        Ok(at)
+    }
+
+    fn line_ended(&mut self) -> Result<(), String> {
+        let line = std::mem::take(&mut self.line);
+        let blank = line == b"\r\n" || line == b"\n";
+        self.state = match self.state {
+            ChunkState::Size => match httparse::parse_chunk_size(&line) {
+                Ok(httparse::Status::Complete((_, 0))) => ChunkState::Trailer,
+                Ok(httparse::Status::Complete((_, size))) => ChunkState::Data(size),
+                _ => return Err("the upstream sent an invalid chunk size".into()),
+            },
+            ChunkState::DataEnd if blank => ChunkState::Size,
+            ChunkState::DataEnd => return Err("a chunk of the upstream response overran".into()),
+            ChunkState::Trailer if blank => ChunkState::Done,
+            ChunkState::Trailer => ChunkState::Trailer,
+            ChunkState::Data(_) | ChunkState::Done => return Err("chunk framing".into()),
+        };
+        self.line = line;
+        self.line.clear();
+        Ok(())
+    }
+}
+
+/// A kept-alive connection to an upstream and the bytes read from it but not yet used.
+pub struct UpstreamConn {
+    stream: TcpStream,
+    buf: BytesMut,
+}
+
+impl Pooled for UpstreamConn {
+    fn is_closed(&self) -> bool {
+        // An idle connection has nothing to read: if it is readable, the upstream closed it
+        // (or sent bytes nobody asked for). The readiness flag can be stale, so a readable
+        // one is probed once.
+        let mut cx = Context::from_waker(Waker::noop());
+        match self.stream.poll_read_ready(&mut cx) {
+            Poll::Pending => false,
+            Poll::Ready(Err(_)) => true,
+            Poll::Ready(Ok(())) => {
+                let mut probe = [0u8; 1];
+                !matches!(self.stream.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+            }
+        }
+    }
+}
+
+/// Why relaying a response body stopped early.
+enum RelayError {
+    Upstream(String),
+    Client,
+}
+
+impl UpstreamConn {
+    /// Reads the next response head, skipping informational (1xx) responses.
+    async fn read_head(
+        &mut self,
+        head_only: bool,
+        request_id: &str,
+        received: &mut bool,
+    ) -> Result<ResponseHead, Option<String>> {
+        loop {
+            if !self.buf.is_empty() {
+                *received = true;
+                let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+                let mut res = httparse::Response::new(&mut headers);
+                match res.parse(&self.buf) {
+                    Ok(httparse::Status::Complete(len)) => {
+                        let code = res.code.unwrap_or(0);
+                        if code == 101 {
+                            return Err(Some("the upstream switched protocols unasked".into()));
+                        }
+                        if (100..200).contains(&code) {
+                            self.buf.advance(len);
+                            continue;
+                        }
+                        let head = response_head(&res, head_only, request_id).map_err(Some)?;
+                        self.buf.advance(len);
+                        return Ok(head);
+                    }
+                    Ok(httparse::Status::Partial) if self.buf.len() <= MAX_RESPONSE_HEAD => {}
+                    Ok(httparse::Status::Partial) => {
+                        return Err(Some("the upstream response head is too large".into()))
+                    }
+                    Err(e) => return Err(Some(format!("invalid upstream response: {e}"))),
+                }
+            }
+            self.buf.reserve(READ_SIZE);
+            match self.stream.read_buf(&mut self.buf).await {
+                Ok(0) if !*received => return Err(None),
+                Ok(0) => return Err(Some("the upstream closed mid-response".into())),
+                Ok(_) => {}
+                Err(e) if !*received => {
+                    tracing::debug!(error = %e, "upstream connection failed before a response");
+                    return Err(None);
+                }
+                Err(e) => return Err(Some(format!("reading the upstream response: {e}"))),
+            }
+        }
+    }
+
+    /// Relays the body after `out` (the client's response head) to the client, writing each
+    /// piece as it arrives. Returns the body bytes sent.
+    async fn relay(
+        &mut self,
+        client: &mut TcpStream,
+        mut out: Vec<u8>,
+        framing: Framing,
+    ) -> Result<u64, RelayError> {
+        let mut sent = 0u64;
+        let mut chunked = ChunkedEnd::default();
+        let mut left = match framing {
+            Framing::Length(total) => total,
+            _ => 0,
+        };
+        loop {
+            // Move what belongs to the body from the buffer to `out`; `ended` once it is all
+            // there.
+            let ended = match framing {
+                Framing::Empty => true,
+                Framing::Length(_) => {
+                    let take = self
+                        .buf
+                        .len()
+                        .min(usize::try_from(left).unwrap_or(usize::MAX));
+                    out.extend_from_slice(&self.buf[..take]);
+                    self.buf.advance(take);
+                    left -= take as u64;
+                    sent += take as u64;
+                    left == 0
+                }
+                Framing::Chunked => {
+                    let take = chunked.advance(&self.buf).map_err(RelayError::Upstream)?;
+                    out.extend_from_slice(&self.buf[..take]);
+                    self.buf.advance(take);
+                    sent += take as u64;
+                    chunked.done()
+                }
+                Framing::UntilClose => {
+                    if !self.buf.is_empty() {
+                        out.extend_from_slice(format!("{:x}\r\n", self.buf.len()).as_bytes());
+                        out.extend_from_slice(&self.buf);
+                        out.extend_from_slice(b"\r\n");
+                        sent += self.buf.len() as u64;
+                        self.buf.clear();
+                    }
+                    false
+                }
+            };
+            if !out.is_empty() {
+                client
+                    .write_all(&out)
+                    .await
+                    .map_err(|_| RelayError::Client)?;
+                out.clear();
+            }
+            if ended {
+                return Ok(sent);
+            }
+            self.buf.reserve(READ_SIZE);
+            match self.stream.read_buf(&mut self.buf).await {
+                Ok(0) if framing == Framing::UntilClose => {
+                    client
+                        .write_all(b"0\r\n\r\n")
+                        .await
+                        .map_err(|_| RelayError::Client)?;
+                    return Ok(sent);
+                }
+                Ok(0) => {
+                    return Err(RelayError::Upstream(
+                        "the upstream closed mid-response".into(),
+                    ))
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    return Err(RelayError::Upstream(format!(
+                        "reading the upstream response: {e}"
+                    )))
+                }
+            }
+        }
+    }
+}
+
+/// `METHOD target HTTP/1.1`, `host`, the rewritten headers, the body.
+fn request_bytes(
+    parts: &http::request::Parts,
+    upstream: &Upstream,
+    rest: &str,
+    body: &[u8],
+) -> Vec<u8> {
+    let query = parts.uri.query();
+    let headers_len: usize = parts
+        .headers
+        .iter()
+        .map(|(n, v)| n.as_str().len() + v.len() + 4)
+        .sum();
+    let mut out = Vec::with_capacity(
+        64 + upstream.base_path.len()
+            + rest.len()
+            + query.map_or(0, str::len)
+            + upstream.authority.len()
+            + headers_len
+            + body.len(),
+    );
+    out.extend_from_slice(parts.method.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(upstream.base_path.as_bytes());
+    out.extend_from_slice(rest.as_bytes());
+    if upstream.base_path.is_empty() && rest.is_empty() {
+        out.push(b'/');
+    }
+    if let Some(query) = query {
+        out.push(b'?');
+        out.extend_from_slice(query.as_bytes());
+    }
+    out.extend_from_slice(b" HTTP/1.1\r\nhost: ");
+    out.extend_from_slice(upstream.authority.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for (name, value) in &parts.headers {
+        if name == http::header::HOST {
+            continue;
+        }
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(body);
+    out
+}
+
+/// A whole response the gateway answers itself.
+fn error_bytes(err: &GatewayError, request_id: &str, close: bool) -> (u16, Vec<u8>) {
+    let (status, body) = err.body(request_id);
+    let reason = status.canonical_reason().unwrap_or("");
+    let mut out = format!(
+        "HTTP/1.1 {} {reason}\r\ncontent-type: application/json\r\nx-request-id: {request_id}\r\ncontent-length: {}\r\n{}\r\n",
+        status.as_u16(),
+        body.len(),
+        if close { "connection: close\r\n" } else { "" },
+    )
+    .into_bytes();
+    out.extend_from_slice(body.as_bytes());
+    (status.as_u16(), out)
+}
+
+impl Gateway {
+    /// Serves one call of the fast path; `false` when the client connection must close.
+    async fn serve_fast(
+        &self,
+        head: &Bytes,
+        body: Bytes,
+        conn: &ConnInfo,
+        client: &mut Client<'_>,
+        close: bool,
+    ) -> bool {
+        let mut parts = match request_parts(head) {
+            Ok(parts) => parts,
+            Err(why) => {
+                let record = self.begin(&Method::GET, &Uri::from_static("/"), 0);
+                let (status, bytes) =
+                    error_bytes(&GatewayError::BadRequest(why), &record.request_id, true);
+                let _ = client.stream.write_all(&bytes).await;
+                self.observers.finish(&record, status, 0);
+                return false;
+            }
+        };
+        let mut record = self.begin(&parts.method, &parts.uri, body.len() as u64);
+        let admitted = self.admit_fast(&mut parts, &body, conn, &mut record);
+        let (api, caller) = match admitted {
+            Ok(admitted) => admitted,
+            Err(err) => return self.answer_error(err, record, client, close).await,
+        };
+        rewrite_headers(
+            &mut parts.headers,
+            &api.api_id,
+            &caller,
+            conn,
+            &record.request_id,
+            false,
+        );
+        let forwarded = self
+            .forward_fast(&api, &parts, &body, &mut record, client, close)
+            .await;
+        match forwarded {
+            Ok(keep_alive) => keep_alive,
+            Err(err) => self.answer_error(err, record, client, close).await,
+        }
+    }
+
+    fn admit_fast(
+        &self,
+        parts: &mut http::request::Parts,
+        body: &Bytes,
+        conn: &ConnInfo,
+        record: &mut CallRecord,
+    ) -> Result<(Arc<ApiRoute>, Caller), GatewayError> {
+        let snapshot = self.snapshots.load();
+        let selected = self.select(&snapshot, parts, conn, record)?;
+        let body_hash = if selected.needs_hash && !body.is_empty() {
+            Some(self.hash_body(&selected.api, &parts.headers, body)?)
+        } else {
+            None
+        };
+        let caller = self.admit(
+            &snapshot,
+            &selected,
+            parts,
+            body_hash.as_deref(),
+            body.is_empty(),
+            record,
+        )?;
+        Ok((selected.api, caller))
+    }
+
+    async fn answer_error(
+        &self,
+        err: GatewayError,
+        mut record: CallRecord,
+        client: &mut Client<'_>,
+        close: bool,
+    ) -> bool {
+        self.refused(&err, &mut record);
+        let (status, bytes) = error_bytes(&err, &record.request_id, close);
+        self.observe_head(&record);
+        let written = client.stream.write_all(&bytes).await.is_ok();
+        self.observers.finish(&record, status, 0);
+        written && !close
+    }
+
+    /// Sends the call to the API's upstreams in turn until one answers, then relays the
+    /// response. `Ok(keep_alive)` once a response head was relayed.
+    async fn forward_fast(
+        &self,
+        api: &ApiRoute,
+        parts: &http::request::Parts,
+        body: &[u8],
+        record: &mut CallRecord,
+        client: &mut Client<'_>,
+        close: bool,
+    ) -> Result<bool, GatewayError> {
+        let metrics = self.observers.metrics.as_ref();
+        let path = parts.uri.path();
+        let rest = &path[api.api_path.len().min(path.len())..];
+        let order = self.upstreams.order(api);
+        if order.is_empty() {
+            return Err(GatewayError::UpstreamUnavailable(
+                "the service has no upstream".into(),
+            ));
+        }
+        let head_only = parts.method == Method::HEAD;
+        let retry_safe = parts.method.is_idempotent();
+        let mut last_error = String::new();
+        for upstream in order {
+            if upstream.scheme != "http" {
+                last_error = format!("{} upstreams are not supported", upstream.scheme);
+                continue;
+            }
+            let request = request_bytes(parts, upstream, rest, body);
+            record.upstream = Some(upstream.authority.clone());
+            let sent_at = Instant::now();
+            let exchange = tokio::time::timeout(
+                api.service.timeout,
+                self.exchange(
+                    &upstream.authority,
+                    &request,
+                    retry_safe,
+                    head_only,
+                    &record.request_id,
+                ),
+            );
+            let Some(result) = client.unless_gone(exchange).await else {
+                // The client went away: the upstream call was dropped with it.
+                self.observers.finish(record, 499, 0);
+                return Ok(false);
+            };
+            let failure = match result {
+                Ok(Ok(pair)) => Ok(pair),
+                Err(_) => Err(Failure::Timeout),
+                Ok(Err(failure)) => Err(failure),
+            };
+            let (mut up, head) = match failure {
+                Ok(pair) => pair,
+                Err(failure) => {
+                    record.upstream_ms = Some(millis(sent_at.elapsed()));
+                    last_error = self.upstreams.failed(api, upstream, failure, metrics)?;
+                    continue;
+                }
+            };
+            answered(record, upstream, sent_at, metrics);
+            self.observe_head(record);
+            let mut out = head.out;
+            if close {
+                out.extend_from_slice(b"connection: close\r\n");
+            }
+            out.extend_from_slice(b"\r\n");
+            let relayed = up.relay(client.stream, out, head.framing).await;
+            let keep_alive = match relayed {
+                Ok(sent) => {
+                    if head.keep_alive && up.buf.is_empty() {
+                        self.upstreams.h1_pool.put(&upstream.authority, up);
+                    }
+                    self.observers.finish(record, head.status, sent);
+                    !close
+                }
+                Err(err) => {
+                    if let RelayError::Upstream(why) = err {
+                        upstream_error(metrics, &upstream.authority, "other");
+                        tracing::warn!(upstream = %upstream.authority, error = %why, "upstream response failed");
+                    }
+                    self.observers.finish(record, head.status, 0);
+                    false
+                }
+            };
+            return Ok(keep_alive);
+        }
+        Err(GatewayError::UpstreamUnavailable(last_error))
+    }
+
+    /// Writes `request` to a connection of `authority` (an idle one, else a new one) and
+    /// reads the response head. A reused connection that fails before any response byte
+    /// is replaced by a new one when the request can be sent twice (or was not sent).
+    async fn exchange(
+        &self,
+        authority: &str,
+        request: &[u8],
+        retry_safe: bool,
+        head_only: bool,
+        request_id: &str,
+    ) -> Result<(UpstreamConn, ResponseHead), Failure> {
+        let pool = &self.upstreams.h1_pool;
+        loop {
+            let (mut up, reused) = match pool.take(authority) {
+                Some(up) => (up, true),
+                None => {
+                    let stream = pool
+                        .connect_tcp(authority)
+                        .await
+                        .map_err(Failure::Connect)?;
+                    let up = UpstreamConn {
+                        stream,
+                        buf: BytesMut::with_capacity(READ_SIZE),
+                    };
+                    (up, false)
+                }
+            };
+            if let Err(e) = up.stream.write_all(request).await {
+                if reused {
+                    continue;
+                }
+                return Err(Failure::Other(format!("writing the request: {e}")));
+            }
+            let mut received = false;
+            match up.read_head(head_only, request_id, &mut received).await {
+                Ok(head) => return Ok((up, head)),
+                Err(None) if reused && retry_safe => continue,
+                Err(None) => {
+                    return Err(Failure::Other(
+                        "the upstream closed the connection without a response".into(),
+                    ))
+                }
+                Err(Some(why)) => return Err(Failure::Other(why)),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
