@@ -12,6 +12,7 @@ use std::time::Duration;
 use crate::crypto::{MasterKey, Secret};
 use crate::model::{Api, ApiMethod, App, AuthType, Authorization, Credential, Role, Service, User};
 use crate::token::TokenCodec;
+use infergate_sign::SigningKey;
 
 /// A role grant: (project id, user id, role).
 pub type Grant = (String, String, Role);
@@ -161,6 +162,8 @@ pub struct AppCredential {
     pub app_id: String,
     pub app_key: String,
     pub secret: Secret,
+    /// The secret prepared for verifying signatures.
+    pub signing_key: SigningKey,
 }
 
 /// An IAM AK/SK pair.
@@ -168,6 +171,8 @@ pub struct AppCredential {
 pub struct IamKey {
     pub user_id: String,
     pub secret: Secret,
+    /// The secret prepared for verifying signatures.
+    pub signing_key: SigningKey,
 }
 
 /// What the gateway knows of an IAM user.
@@ -266,6 +271,7 @@ fn insert_app(
     let credential = Arc::new(AppCredential {
         app_id: app.id.clone(),
         app_key: app.app_key.clone(),
+        signing_key: SigningKey::new(secret.expose().as_bytes()),
         secret,
     });
     let mut codes = Vec::with_capacity(app.codes.len());
@@ -320,6 +326,7 @@ fn iam(
                     credential.access.clone(),
                     IamKey {
                         user_id: credential.user_id.clone(),
+                        signing_key: SigningKey::new(secret.expose().as_bytes()),
                         secret,
                     },
                 );

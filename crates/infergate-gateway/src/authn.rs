@@ -9,7 +9,7 @@ use http::HeaderMap;
 use infergate_core::model::AuthType;
 use infergate_core::snapshot::{ApiRoute, AppCredential, Snapshot};
 use infergate_core::token::{Scope, TokenError};
-use infergate_sign::{PreparedVerification, Verdict};
+use infergate_sign::{PreparedVerification, SigningKey, Verdict};
 
 use crate::error::GatewayError;
 
@@ -148,12 +148,12 @@ fn verify_signature<'s, K>(
     now: DateTime<Utc>,
     refuse: fn(String) -> GatewayError,
     mismatch: &str,
-    lookup: impl FnOnce(&str) -> Result<(&'s K, &'s str), String>,
+    lookup: impl FnOnce(&str) -> Result<(&'s K, &'s SigningKey), String>,
 ) -> Result<&'s K, GatewayError> {
     let prepared = prepare(request).map_err(|e| refuse(e.to_string()))?;
     check_skew(&prepared, now).map_err(refuse)?;
-    let (key, secret) = lookup(&prepared.authorization.access).map_err(refuse)?;
-    if let Verdict::Mismatch { canonical_request } = prepared.verify(secret.as_bytes()) {
+    let (key, signing_key) = lookup(&prepared.authorization.access).map_err(refuse)?;
+    if let Verdict::Mismatch { canonical_request } = prepared.verify_with(signing_key) {
         return Err(refuse(mismatch_message(mismatch, &canonical_request)));
     }
     Ok(key)
@@ -190,7 +190,7 @@ fn authenticate_app(
             |access| {
                 snapshot
                     .app_by_key(access)
-                    .map(|app| (app, app.secret.expose()))
+                    .map(|app| (app, &app.signing_key))
                     .ok_or_else(|| format!("app not found, appkey {access}"))
             },
         )?,
@@ -268,7 +268,7 @@ fn authenticate_iam(
                 |access| {
                     snapshot
                         .iam_key(access)
-                        .map(|key| (key, key.secret.expose()))
+                        .map(|key| (key, &key.signing_key))
                         .ok_or_else(|| format!("Get secretKey failed,ak:{access},err:ak not exist"))
                 },
             )?;

@@ -25,7 +25,6 @@ use http_body_util::BodyExt;
 use hyper::body::{Body, Incoming};
 use infergate_core::model::AuthType;
 use infergate_core::snapshot::{ApiRoute, Snapshot};
-use sha2::{Digest, Sha256};
 
 use crate::authn::{CallRequest, Caller, Presented};
 use crate::body::GatewayBody;
@@ -388,7 +387,7 @@ impl Gateway {
         headers: &http::HeaderMap,
         bytes: &[u8],
     ) -> Result<String, GatewayError> {
-        let hash = hex::encode(Sha256::digest(bytes));
+        let hash = infergate_sign::sha256_hex(bytes);
         if let Some(declared) = declared_body_hash(headers) {
             if !bytes.is_empty() && !declared.eq_ignore_ascii_case(&hash) {
                 return Err(

@@ -8,10 +8,9 @@ use std::borrow::Cow;
 use std::fmt;
 
 use chrono::{DateTime, NaiveDateTime, Utc};
-use hmac::{Hmac, Mac};
 use http::HeaderMap;
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
-use sha2::{Digest, Sha256};
+use ring::{digest, hmac};
 use subtle::ConstantTimeEq;
 
 /// The scheme token that starts an `Authorization` header of this algorithm.
@@ -268,7 +267,7 @@ pub fn canonical_query_from_pairs(pairs: &[(&str, &str)]) -> String {
 
 /// Lowercase hex SHA-256 of `bytes`.
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
+    hex::encode(digest::digest(&digest::SHA256, bytes))
 }
 
 /// The inputs of a canonical request, all taken from the request as received or sent.
@@ -357,26 +356,41 @@ pub fn string_to_sign(sdk_date: &str, canonical_request: &str) -> String {
     )
 }
 
+/// A secret ready to sign with: HMAC-SHA256's inner and outer key blocks are hashed once
+/// here instead of for every request.
+#[derive(Clone)]
+pub struct SigningKey(hmac::Key);
+
+impl SigningKey {
+    pub fn new(secret: &[u8]) -> Self {
+        Self(hmac::Key::new(hmac::HMAC_SHA256, secret))
+    }
+}
+
+impl fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SigningKey(..)")
+    }
+}
+
 /// HMAC-SHA256, keyed by the secret's UTF-8 bytes, of the string to sign
 /// (`SDK-HMAC-SHA256\n{date}\n{hex(sha256(canonical_request))}`), fed in its parts.
-fn signature_bytes(secret: &[u8], sdk_date: &str, canonical_request: &str) -> [u8; 32] {
+fn signature_bytes(key: &SigningKey, sdk_date: &str, canonical_request: &str) -> [u8; 32] {
     let mut digest_hex = [0u8; 64];
     // The buffer is exactly twice the digest's length, so encoding cannot fail.
     let _ = hex::encode_to_slice(
-        Sha256::digest(canonical_request.as_bytes()),
+        digest::digest(&digest::SHA256, canonical_request.as_bytes()),
         &mut digest_hex,
     );
-    // HMAC accepts keys of any length, so new_from_slice cannot fail.
-    let mut mac = match Hmac::<Sha256>::new_from_slice(secret) {
-        Ok(mac) => mac,
-        Err(_) => unreachable_hmac(),
-    };
+    let mut mac = hmac::Context::with_key(&key.0);
     mac.update(ALGORITHM.as_bytes());
     mac.update(b"\n");
     mac.update(sdk_date.as_bytes());
     mac.update(b"\n");
     mac.update(&digest_hex);
-    mac.finalize().into_bytes().into()
+    let mut out = [0u8; 32];
+    out.copy_from_slice(mac.sign().as_ref());
+    out
 }
 
 /// The 32 bytes of a signature written as 64 lowercase hex digits (the only form a signer
@@ -388,11 +402,6 @@ fn decode_signature(text: &str) -> Option<[u8; 32]> {
     let mut out = [0u8; 32];
     hex::decode_to_slice(text, &mut out).ok()?;
     Some(out)
-}
-
-#[cold]
-fn unreachable_hmac() -> ! {
-    panic!("HMAC-SHA256 accepts keys of every length")
 }
 
 /// Parses an `X-Sdk-Date` value into a UTC time.
@@ -548,10 +557,15 @@ impl PreparedVerification {
 
     /// Checks the signature against `secret`, comparing in constant time.
     pub fn verify(&self, secret: &[u8]) -> Verdict {
+        self.verify_with(&SigningKey::new(secret))
+    }
+
+    /// [`PreparedVerification::verify`] with a key prepared beforehand.
+    pub fn verify_with(&self, key: &SigningKey) -> Verdict {
         let presented = decode_signature(&self.authorization.signature);
         let mut matched = false;
         for canonical in &self.canonical_requests {
-            let expected = signature_bytes(secret, &self.sdk_date, canonical);
+            let expected = signature_bytes(key, &self.sdk_date, canonical);
             if let Some(presented) = &presented {
                 matched |= bool::from(expected[..].ct_eq(&presented[..]));
             }
@@ -617,7 +631,11 @@ pub fn sign(
     };
     let canonical_request = input.canonical_request();
     let string_to_sign = string_to_sign(&date, &canonical_request);
-    let signature = hex::encode(signature_bytes(secret, &date, &canonical_request));
+    let signature = hex::encode(signature_bytes(
+        &SigningKey::new(secret),
+        &date,
+        &canonical_request,
+    ));
     Signed {
         authorization: Authorization {
             access: access.to_owned(),
