@@ -4,7 +4,10 @@
 //! Built from a [`ConfigDump`] (everything the store holds, read in one transaction) and
 //! swapped whole; the gateway never reads the store on a request.
 
-use std::collections::{HashMap, HashSet};
+/// The snapshot's maps hash with foldhash: keys come from the configuration, and lookups
+/// are on every call's path, where SipHash's cost shows.
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+type HashSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -308,7 +311,7 @@ fn iam(
                 IamUser {
                     enabled: u.enabled,
                     password_changed_at: u.password_changed_at,
-                    projects: HashSet::new(),
+                    projects: HashSet::default(),
                 },
             )
         })
@@ -318,7 +321,7 @@ fn iam(
             u.projects.insert(project.clone());
         }
     }
-    let mut iam_keys = HashMap::new();
+    let mut iam_keys = HashMap::default();
     for credential in dump.credentials.iter().filter(|c| c.status == "active") {
         match master.decrypt(&credential.secret_sealed) {
             Ok(secret) => {
@@ -351,15 +354,15 @@ impl Snapshot {
             .iter()
             .map(|s| (s.id.as_str(), service_route(s, &mut problems)))
             .collect();
-        let mut authorized: HashMap<&str, HashSet<String>> = HashMap::new();
+        let mut authorized: HashMap<&str, HashSet<String>> = HashMap::default();
         for grant in &dump.authorizations {
             authorized
                 .entry(grant.api_id.as_str())
                 .or_default()
                 .insert(grant.app_id.clone());
         }
-        let mut routes: HashMap<Arc<str>, Vec<Arc<ApiRoute>>> = HashMap::new();
-        let mut api_paths = HashMap::with_capacity(dump.apis.len());
+        let mut routes: HashMap<Arc<str>, Vec<Arc<ApiRoute>>> = HashMap::default();
+        let mut api_paths = HashMap::with_capacity_and_hasher(dump.apis.len(), Default::default());
         for api in &dump.apis {
             let Some(service) = services.get(api.service_id.as_str()) else {
                 problems.push(format!(
@@ -376,9 +379,10 @@ impl Snapshot {
                 .push(api_route(api, service.clone(), grants));
             api_paths.insert(Arc::from(api.id.as_str()), path);
         }
-        let mut apps_by_key = HashMap::with_capacity(dump.apps.len());
-        let mut apps_by_code = HashMap::new();
-        let mut app_keys = HashMap::with_capacity(dump.apps.len());
+        let mut apps_by_key =
+            HashMap::with_capacity_and_hasher(dump.apps.len(), Default::default());
+        let mut apps_by_code = HashMap::default();
+        let mut app_keys = HashMap::with_capacity_and_hasher(dump.apps.len(), Default::default());
         for app in &dump.apps {
             insert_app(
                 app,
@@ -506,7 +510,7 @@ impl Snapshot {
             )
             .collect();
         // The old APIs of a changed service, wherever they are now.
-        let mut old: HashMap<&str, &Arc<ApiRoute>> = HashMap::new();
+        let mut old: HashMap<&str, &Arc<ApiRoute>> = HashMap::default();
         if !changed_services.is_empty() {
             for route in self.routes.values().flat_map(|apis| apis.iter()) {
                 if changed_services.contains(route.service.id.as_str()) {
@@ -517,7 +521,7 @@ impl Snapshot {
         if affected.is_empty() {
             return (self.routes.clone(), self.api_paths.clone());
         }
-        let mut paths: HashSet<Arc<str>> = HashSet::new();
+        let mut paths: HashSet<Arc<str>> = HashSet::default();
         for id in &affected {
             if let Some(path) = self.api_paths.get(*id) {
                 paths.insert(path.clone());
@@ -533,7 +537,7 @@ impl Snapshot {
             .collect();
         // The services of the affected APIs: changed ones anew, others as they were.
         let wanted: HashSet<&str> = current.iter().map(|a| a.service_id.as_str()).collect();
-        let mut services: HashMap<&str, Arc<ServiceRoute>> = HashMap::new();
+        let mut services: HashMap<&str, Arc<ServiceRoute>> = HashMap::default();
         for route in old.values() {
             let id = route.service.id.as_str();
             if wanted.contains(id) && !changed_services.contains(id) {
@@ -556,7 +560,7 @@ impl Snapshot {
         for id in &affected {
             api_paths.remove(*id);
         }
-        let mut rebuilt: HashMap<Arc<str>, Vec<Arc<ApiRoute>>> = HashMap::new();
+        let mut rebuilt: HashMap<Arc<str>, Vec<Arc<ApiRoute>>> = HashMap::default();
         for api in current {
             let Some(service) = services.get(api.service_id.as_str()) else {
                 problems.push(format!(

@@ -111,14 +111,24 @@ impl Authorization {
         let mut access = "";
         let mut signed_headers = "";
         let mut signature = "";
-        for item in rest.split(',') {
-            let Some((key, val)) = item.split_once('=') else {
+        // Items are split at ASCII bytes, so every slice lies on character boundaries.
+        let bytes = rest.as_bytes();
+        let mut start = 0;
+        while start <= bytes.len() {
+            let end = bytes[start..]
+                .iter()
+                .position(|&b| b == b',')
+                .map_or(bytes.len(), |i| start + i);
+            let item = &rest[start..end];
+            start = end + 1;
+            let Some(eq) = item.bytes().position(|b| b == b'=') else {
                 continue;
             };
-            match key.trim() {
-                "Access" => access = val.trim(),
-                "SignedHeaders" => signed_headers = val.trim(),
-                "Signature" => signature = val.trim(),
+            let val = item[eq + 1..].trim_ascii();
+            match item[..eq].trim_ascii() {
+                "Access" => access = val,
+                "SignedHeaders" => signed_headers = val,
+                "Signature" => signature = val,
                 _ => {}
             }
         }

@@ -446,3 +446,54 @@ proptest! {
         prop_assert_eq!(parse_sdk_date(&text).ok(), general);
     }
 }
+
+/// The plain reading of an `Authorization` value's items, to check the byte scanner against.
+fn split_reference(rest: &str) -> (&str, &str, &str) {
+    let (mut access, mut signed, mut signature) = ("", "", "");
+    for item in rest.split(',') {
+        let Some((key, val)) = item.split_once('=') else {
+            continue;
+        };
+        match key.trim() {
+            "Access" => access = val.trim(),
+            "SignedHeaders" => signed = val.trim(),
+            "Signature" => signature = val.trim(),
+            _ => {}
+        }
+    }
+    (access, signed, signature)
+}
+
+proptest! {
+    #[test]
+    fn authorization_items_split_as_read_plainly(
+        items in proptest::collection::vec(
+            (
+                prop_oneof![Just("Access"), Just("SignedHeaders"), Just("Signature"), Just(" Access "), Just("x"), Just("")],
+                prop_oneof![Just("="), Just(" = "), Just("")],
+                "[a-z0-9;= é]{0,8}",
+            ),
+            0..6,
+        ),
+        trailing_comma in any::<bool>(),
+    ) {
+        let mut rest = String::from(" ");
+        for (i, (key, eq, val)) in items.iter().enumerate() {
+            if i > 0 {
+                rest.push(',');
+            }
+            rest.push_str(key);
+            rest.push_str(eq);
+            rest.push_str(val);
+        }
+        if trailing_comma {
+            rest.push(',');
+        }
+        let expected = split_reference(&rest);
+        let value = format!("{ALGORITHM}{rest}");
+        match Authorization::split(&value) {
+            Ok(found) => prop_assert_eq!(found, expected),
+            Err(_) => prop_assert!(expected.0.is_empty() || expected.1.is_empty() || expected.2.is_empty()),
+        }
+    }
+}
