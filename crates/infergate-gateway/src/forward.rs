@@ -44,13 +44,6 @@ static IDENTITY: [HeaderName; 3] = [
     HeaderName::from_static(HEADER_API_ID),
     HeaderName::from_static(HEADER_USER_ID),
 ];
-/// Credential headers, removed once the gateway has checked them.
-static CREDENTIALS: [HeaderName; 4] = [
-    header::AUTHORIZATION,
-    HeaderName::from_static(HEADER_APP_CODE),
-    HeaderName::from_static(HEADER_API_KEY),
-    HeaderName::from_static(HEADER_AUTH_TOKEN),
-];
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
@@ -343,6 +336,26 @@ fn connection_tokens(headers: &HeaderMap) -> Vec<HeaderName> {
         .collect()
 }
 
+/// Whether a client's header is dropped before forwarding: hop-by-hop (`Upgrade` unless
+/// upgrading), identity headers only the gateway sets, and checked credentials. The same
+/// names as [`HOP_BY_HOP`] and [`IDENTITY`] and the credential headers, matched as text.
+fn dropped(name: &HeaderName, upgrade: bool, strip_credentials: bool) -> bool {
+    match name.as_str() {
+        "connection"
+        | "keep-alive"
+        | "proxy-connection"
+        | "proxy-authenticate"
+        | "proxy-authorization"
+        | "te"
+        | "trailer"
+        | "transfer-encoding" => true,
+        "upgrade" => !upgrade,
+        HEADER_APP_ID | HEADER_API_ID | HEADER_USER_ID => true,
+        "authorization" | HEADER_APP_CODE | HEADER_API_KEY | HEADER_AUTH_TOKEN => strip_credentials,
+        _ => false,
+    }
+}
+
 /// Turns the client's headers into those sent upstream, in place: hop-by-hop, credential
 /// and spoofed identity headers removed, forwarding and identity headers set.
 pub(crate) fn rewrite_headers(
@@ -364,12 +377,7 @@ pub(crate) fn rewrite_headers(
     let strip_credentials = !matches!(caller, Caller::Anonymous);
     let doomed: Vec<HeaderName> = headers
         .keys()
-        .filter(|name| {
-            HOP_BY_HOP.contains(name)
-                || (*name == header::UPGRADE && !upgrade)
-                || IDENTITY.contains(name)
-                || (strip_credentials && CREDENTIALS.contains(name))
-        })
+        .filter(|name| dropped(name, upgrade, strip_credentials))
         .cloned()
         .collect();
     for name in doomed {
@@ -549,6 +557,39 @@ mod tests {
         assert_eq!(values(&h, "authorization"), ["Bearer model-token"]);
         assert_eq!(values(&h, "x-forwarded-for"), ["127.0.0.2"]);
         assert!(!h.contains_key("x-app-id") && !h.contains_key("x-user-id"));
+    }
+
+    /// Credential headers, removed once the gateway has checked them.
+    static CREDENTIALS: [HeaderName; 4] = [
+        header::AUTHORIZATION,
+        HeaderName::from_static(HEADER_APP_CODE),
+        HeaderName::from_static(HEADER_API_KEY),
+        HeaderName::from_static(HEADER_AUTH_TOKEN),
+    ];
+
+    #[test]
+    fn the_dropped_names_are_the_listed_ones() {
+        for name in HOP_BY_HOP.iter().chain(&IDENTITY) {
+            assert!(dropped(name, false, false), "{name}");
+        }
+        for name in &CREDENTIALS {
+            assert!(
+                dropped(name, false, true) && !dropped(name, false, false),
+                "{name}"
+            );
+        }
+        assert!(dropped(&header::UPGRADE, false, true));
+        assert!(!dropped(&header::UPGRADE, true, true));
+        for kept in [
+            "host",
+            "accept",
+            "content-length",
+            "x-sdk-date",
+            "x-forwarded-for",
+        ] {
+            let name = HeaderName::from_static(kept);
+            assert!(!dropped(&name, false, true), "{kept}");
+        }
     }
 
     #[test]
