@@ -201,7 +201,8 @@ fn request_parts(head: &Bytes) -> Result<http::request::Parts, String> {
         .map_err(|_| "invalid method".to_owned())?;
     let uri = Uri::from_maybe_shared(head.slice_ref(req.path.unwrap_or("").as_bytes()))
         .map_err(|e| format!("invalid request target: {e}"))?;
-    let mut map = HeaderMap::with_capacity(req.headers.len());
+    // Room for the headers the gateway adds before forwarding.
+    let mut map = HeaderMap::with_capacity(req.headers.len() + 8);
     for header in req.headers.iter() {
         let name = HeaderName::from_bytes(header.name.as_bytes())
             .map_err(|_| format!("invalid header name {}", header.name))?;

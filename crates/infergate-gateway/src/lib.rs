@@ -98,7 +98,10 @@ impl RequestIds {
         let mut bytes = [0u8; 16];
         bytes[..8].copy_from_slice(&self.prefix.to_be_bytes());
         bytes[8..].copy_from_slice(&counter.to_be_bytes());
-        hex::encode(bytes)
+        // Into a buffer of exactly twice the length, so neither step can fail.
+        let mut text = [0u8; 32];
+        let _ = hex::encode_to_slice(bytes, &mut text);
+        String::from_utf8_lossy(&text).into_owned()
     }
 }
 
@@ -534,4 +537,24 @@ async fn collect_limited(body: Incoming, limit: usize) -> Result<Bytes, GatewayE
                 GatewayError::BadRequest(format!("reading the request body failed: {e}"))
             }
         })
+}
+
+#[cfg(test)]
+mod request_id_tests {
+    use super::RequestIds;
+
+    #[test]
+    fn request_ids_are_32_hex_digits_and_differ() {
+        let ids = RequestIds::new();
+        let (a, b) = (ids.next(), ids.next());
+        for id in [&a, &b] {
+            assert_eq!(id.len(), 32);
+            assert!(
+                id.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')),
+                "{id}"
+            );
+        }
+        assert_ne!(a, b);
+        assert_eq!(a[..16], b[..16], "one process prefix");
+    }
 }
