@@ -518,6 +518,9 @@ def profile(args, procs, binary, up):
         "valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", "--dump-instr=no"])
     url = ig.base + "/predict?model=bench&stream=false"
     key = ["--app-key", ig.app_key, "--app-secret", ig.app_secret]
+    if args.profile_body:
+        url = ig.base + "/echo"
+        key += ["-X", "POST", "--body-bytes", str(args.profile_body)]
     load(args, url, ["-c", "8", "-d", "5", *key])  # warm up: pools, caches
     subprocess.run(["callgrind_control", "-z", str(ig.proc.pid)], check=True,
                    capture_output=True)
@@ -551,6 +554,8 @@ def main():
     ap.add_argument("--out", help="also write the report to this file")
     ap.add_argument("--profile", action="store_true",
                     help="run infergate under callgrind instead and print instructions per request")
+    ap.add_argument("--profile-body", type=int, default=0, metavar="BYTES",
+                    help="with --profile: signed POSTs of this many body bytes instead of GETs")
     args = ap.parse_args()
     args.load_cores = args.load_cores.split(",")
 

@@ -277,7 +277,10 @@ pub fn canonical_query_from_pairs(pairs: &[(&str, &str)]) -> String {
 
 /// Lowercase hex SHA-256 of `bytes`.
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(digest::digest(&digest::SHA256, bytes))
+    let mut text = [0u8; 64];
+    // The buffer is exactly twice the digest's length, so encoding cannot fail.
+    let _ = hex::encode_to_slice(digest::digest(&digest::SHA256, bytes), &mut text);
+    String::from_utf8_lossy(&text).into_owned()
 }
 
 /// The inputs of a canonical request, all taken from the request as received or sent.

@@ -497,3 +497,12 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn sha256_hex_is_lowercase_hex_of_the_digest() {
+    assert_eq!(sha256_hex(b""), EMPTY_BODY_SHA256);
+    assert_eq!(
+        sha256_hex(b"abc"),
+        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    );
+}
