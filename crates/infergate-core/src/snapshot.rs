@@ -27,7 +27,7 @@ pub struct ConfigDump {
     pub services: Vec<Service>,
     pub apis: Vec<Api>,
     pub apps: Vec<App>,
-    pub authorizations: Vec<Authorization>,
+    pub authorizations: AuthorizationsByApi,
     pub users: Vec<User>,
     pub credentials: Vec<Credential>,
     pub grants: Vec<Grant>,
@@ -61,6 +61,63 @@ fn replace<T>(
     items.extend(now);
 }
 
+/// The authorizations of a configuration, grouped by API, so that one API's grants are
+/// replaced without scanning everyone else's.
+#[derive(Clone, Default)]
+pub struct AuthorizationsByApi(std::collections::HashMap<String, Vec<Authorization>>);
+
+impl AuthorizationsByApi {
+    /// The grants of one API.
+    pub fn of(&self, api_id: &str) -> &[Authorization] {
+        self.0.get(api_id).map_or(&[], Vec::as_slice)
+    }
+
+    /// Every grant, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = &Authorization> {
+        self.0.values().flatten()
+    }
+
+    /// How many grants there are.
+    pub fn len(&self) -> usize {
+        self.0.values().map(Vec::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.values().all(Vec::is_empty)
+    }
+
+    /// Replaces the grants of `api_id` by `now`.
+    pub fn replace(&mut self, api_id: &str, now: Vec<Authorization>) {
+        self.0.remove(api_id);
+        self.extend(now);
+    }
+}
+
+impl Extend<Authorization> for AuthorizationsByApi {
+    fn extend<I: IntoIterator<Item = Authorization>>(&mut self, items: I) {
+        for item in items {
+            self.0.entry(item.api_id.clone()).or_default().push(item);
+        }
+    }
+}
+
+impl FromIterator<Authorization> for AuthorizationsByApi {
+    fn from_iter<I: IntoIterator<Item = Authorization>>(items: I) -> Self {
+        let mut grouped = Self::default();
+        grouped.extend(items);
+        grouped
+    }
+}
+
+/// Sorted by `auth_id`, so that equal contents print the same.
+impl std::fmt::Debug for AuthorizationsByApi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut all: Vec<&Authorization> = self.iter().collect();
+        all.sort_by(|a, b| a.auth_id.cmp(&b.auth_id));
+        f.debug_list().entries(all).finish()
+    }
+}
+
 impl ConfigDump {
     /// Applies the changes of later revisions, leaving the dump as a full read at
     /// `delta.revision` would have returned it (up to order).
@@ -75,7 +132,7 @@ impl ConfigDump {
             replace(&mut self.apis, id, |a| &a.id, now.clone());
         }
         for (id, now) in &delta.authorizations_of_apis {
-            replace(&mut self.authorizations, id, |a| &a.api_id, now.clone());
+            self.authorizations.replace(id, now.clone());
         }
         for (id, now) in &delta.apps {
             replace(&mut self.apps, id, |a| &a.id, now.clone());
@@ -355,7 +412,7 @@ impl Snapshot {
             .map(|s| (s.id.as_str(), service_route(s, &mut problems)))
             .collect();
         let mut authorized: HashMap<&str, HashSet<String>> = HashMap::default();
-        for grant in &dump.authorizations {
+        for grant in dump.authorizations.iter() {
             authorized
                 .entry(grant.api_id.as_str())
                 .or_default()
@@ -575,8 +632,8 @@ impl Snapshot {
                     Some(route) => route.authorized_apps.clone(),
                     None => dump
                         .authorizations
+                        .of(&api.id)
                         .iter()
-                        .filter(|g| g.api_id == api.id)
                         .map(|g| g.app_id.clone())
                         .collect(),
                 },
@@ -869,11 +926,26 @@ mod tests {
     }
 
     fn grants_of(dump: &ConfigDump, api_id: &str) -> Vec<Authorization> {
-        dump.authorizations
-            .iter()
-            .filter(|g| g.api_id == api_id)
-            .cloned()
-            .collect()
+        dump.authorizations.of(api_id).to_vec()
+    }
+
+    #[test]
+    fn authorizations_are_replaced_per_api() {
+        let mut all: AuthorizationsByApi = [grant("a1", "x"), grant("a1", "y"), grant("a2", "x")]
+            .into_iter()
+            .collect();
+        assert_eq!(all.len(), 3);
+        all.replace("a1", vec![grant("a1", "z")]);
+        let apps =
+            |api: &str| -> Vec<String> { all.of(api).iter().map(|g| g.app_id.clone()).collect() };
+        assert_eq!(apps("a1"), ["z"]);
+        assert_eq!(apps("a2"), ["x"]);
+        all.replace("a2", Vec::new());
+        assert!(all.of("a2").is_empty());
+        assert_eq!(all.len(), 1);
+        let printed = format!("{all:?}");
+        let again: AuthorizationsByApi = all.iter().cloned().collect();
+        assert_eq!(printed, format!("{again:?}"));
     }
 
     /// Each step's delta, patched into the previous snapshot, gives what a whole build of the
@@ -897,7 +969,7 @@ mod tests {
                 },
             ],
             apps: vec![app(&master, "x", &["code-x"]), app(&master, "y", &[])],
-            authorizations: vec![grant("a1", "x"), grant("b1", "y")],
+            authorizations: [grant("a1", "x"), grant("b1", "y")].into_iter().collect(),
             ..ConfigDump::default()
         };
         let (mut snap, _) = Snapshot::build(&dump, &master);

@@ -5,7 +5,7 @@
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use infergate_core::model::{App, Authorization};
-use infergate_core::snapshot::{ConfigDelta, ConfigDump, Snapshot};
+use infergate_core::snapshot::{AuthorizationsByApi, ConfigDelta, ConfigDump, Snapshot};
 use infergate_core::{MasterKey, Secret};
 
 mod common;
@@ -33,7 +33,7 @@ fn dump(master: &MasterKey) -> ConfigDump {
             bounded_api_count: 0,
         })
         .collect();
-    let authorizations: Vec<Authorization> = (0..APIS * GRANTS_PER_API)
+    let authorizations: AuthorizationsByApi = (0..APIS * GRANTS_PER_API)
         .map(|n| Authorization {
             auth_id: format!("{n:032x}"),
             api_id: format!("{:032x}", n / GRANTS_PER_API),
@@ -85,12 +85,7 @@ fn build(c: &mut Criterion) {
     // One authorization added, as the store reports it: the API's authorizations now. The
     // kept configuration and the current snapshot are patched.
     let api_id = format!("{:032x}", 42);
-    let mut grants: Vec<Authorization> = base
-        .authorizations
-        .iter()
-        .filter(|a| a.api_id == api_id)
-        .cloned()
-        .collect();
+    let mut grants: Vec<Authorization> = base.authorizations.of(&api_id).to_vec();
     grants.push(Authorization {
         auth_id: "new".into(),
         api_id: api_id.clone(),

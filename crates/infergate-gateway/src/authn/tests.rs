@@ -62,12 +62,14 @@ fn fixture(support_app_code: bool) -> (Snapshot, MasterKey) {
             }],
             bounded_api_count: 1,
         }],
-        authorizations: vec![Authorization {
+        authorizations: [Authorization {
             auth_id: "a".into(),
             api_id: "app-api".into(),
             app_id: "app1".into(),
             created_at: 0,
-        }],
+        }]
+        .into_iter()
+        .collect(),
         users: vec![User {
             id: "user1".into(),
             domain_id: "d".into(),
