@@ -105,6 +105,10 @@ impl FromIterator<Authorization> for AuthorizationsByApi {
     fn from_iter<I: IntoIterator<Item = Authorization>>(items: I) -> Self {
         let mut grouped = Self::default();
         grouped.extend(items);
+        // A full read is kept for long: no spare room in the lists.
+        for list in grouped.0.values_mut() {
+            list.shrink_to_fit();
+        }
         grouped
     }
 }
