@@ -35,6 +35,13 @@ static HOP_BY_HOP: [HeaderName; 8] = [
     header::TRANSFER_ENCODING,
 ];
 
+/// Whether a header name, in any case, is one of [`HOP_BY_HOP`].
+pub fn is_hop_by_hop(name: &[u8]) -> bool {
+    HOP_BY_HOP
+        .iter()
+        .any(|hop| name.eq_ignore_ascii_case(hop.as_str().as_bytes()))
+}
+
 /// Headers the gateway sets for the upstream; a client's own copies are dropped.
 pub const HEADER_APP_ID: &str = "x-app-id";
 pub const HEADER_API_ID: &str = "x-api-id";

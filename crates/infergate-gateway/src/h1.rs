@@ -9,7 +9,7 @@
 //! anything else hands the connection, with the bytes read so far, to the general server
 //! (hyper: HTTP/2, upgrades, chunked and large bodies), which serves it from then on.
 
-use std::io;
+use std::io::{self, Write};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
@@ -25,7 +25,7 @@ use tokio::sync::watch;
 
 use crate::authn::Caller;
 use crate::error::GatewayError;
-use crate::forward::{answered, millis, rewrite_headers, upstream_error, Failure};
+use crate::forward::{answered, is_hop_by_hop, millis, rewrite_headers, upstream_error, Failure};
 use crate::pool::Pooled;
 use crate::{CallRecord, ConnInfo, Gateway};
 
@@ -354,19 +354,6 @@ struct ResponseHead {
     keep_alive: bool,
 }
 
-/// Headers never relayed from an upstream response (RFC 9110 §7.6.1).
-const RESPONSE_HOPS: [&[u8]; 9] = [
-    b"connection",
-    b"keep-alive",
-    b"proxy-connection",
-    b"proxy-authenticate",
-    b"proxy-authorization",
-    b"te",
-    b"trailer",
-    b"transfer-encoding",
-    b"x-request-id",
-];
-
 /// Rewrites a parsed response head for the client: hop-by-hop headers (and those the
 /// upstream lists in `Connection`) dropped, `X-Request-Id` set, framing decided.
 fn response_head(
@@ -413,18 +400,21 @@ fn response_head(
     };
     let mut out = Vec::with_capacity(size);
     out.extend_from_slice(b"HTTP/1.1 ");
-    out.extend_from_slice(itoa_status(status).as_bytes());
+    let code = http::StatusCode::from_u16(status)
+        .map_err(|_| format!("the upstream answered status {status}"))?;
+    out.extend_from_slice(code.as_str().as_bytes());
     out.push(b' ');
-    let reason = res.reason.filter(|r| !r.is_empty()).or_else(|| {
-        http::StatusCode::from_u16(status)
-            .ok()
-            .and_then(|s| s.canonical_reason())
-    });
+    let reason = res
+        .reason
+        .filter(|r| !r.is_empty())
+        .or_else(|| code.canonical_reason());
     out.extend_from_slice(reason.unwrap_or("").as_bytes());
     out.extend_from_slice(b"\r\n");
     for header in res.headers.iter() {
         let name = header.name.as_bytes();
-        let hop = RESPONSE_HOPS.iter().any(|h| name.eq_ignore_ascii_case(h))
+        // The upstream's `X-Request-Id` is replaced by the gateway's.
+        let hop = is_hop_by_hop(name)
+            || name.eq_ignore_ascii_case(b"x-request-id")
             || listed.iter().any(|l| name.eq_ignore_ascii_case(l))
             || (chunked.is_some() && name.eq_ignore_ascii_case(b"content-length"));
         let keep_te =
@@ -449,10 +439,6 @@ fn response_head(
         framing,
         keep_alive: !close && framing != Framing::UntilClose,
     })
-}
-
-fn itoa_status(status: u16) -> String {
-    format!("{status:03}")
 }
 
 /// Tracks where a chunked body ends while its bytes are relayed unchanged.
@@ -654,7 +640,8 @@ impl UpstreamConn {
                 }
                 Framing::UntilClose => {
                     if !self.buf.is_empty() {
-                        out.extend_from_slice(format!("{:x}\r\n", self.buf.len()).as_bytes());
+                        // Writing to a Vec cannot fail.
+                        let _ = write!(out, "{:x}\r\n", self.buf.len());
                         out.extend_from_slice(&self.buf);
                         out.extend_from_slice(b"\r\n");
                         sent += self.buf.len() as u64;
@@ -892,12 +879,7 @@ impl Gateway {
                 self.observers.finish(record, 499, 0);
                 return Ok(false);
             };
-            let failure = match result {
-                Ok(Ok(pair)) => Ok(pair),
-                Err(_) => Err(Failure::Timeout),
-                Ok(Err(failure)) => Err(failure),
-            };
-            let (mut up, head) = match failure {
+            let (mut up, head) = match result.unwrap_or(Err(Failure::Timeout)) {
                 Ok(pair) => pair,
                 Err(failure) => {
                     record.upstream_ms = Some(millis(sent_at.elapsed()));

@@ -277,10 +277,15 @@ pub fn canonical_query_from_pairs(pairs: &[(&str, &str)]) -> String {
 
 /// Lowercase hex SHA-256 of `bytes`.
 pub fn sha256_hex(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(&sha256_hex_digits(bytes)).into_owned()
+}
+
+/// The 64 lowercase hex digits of the SHA-256 of `bytes`, without allocating.
+fn sha256_hex_digits(bytes: &[u8]) -> [u8; 64] {
     let mut text = [0u8; 64];
     // The buffer is exactly twice the digest's length, so encoding cannot fail.
     let _ = hex::encode_to_slice(digest::digest(&digest::SHA256, bytes), &mut text);
-    String::from_utf8_lossy(&text).into_owned()
+    text
 }
 
 /// The inputs of a canonical request, all taken from the request as received or sent.
@@ -389,12 +394,7 @@ impl fmt::Debug for SigningKey {
 /// HMAC-SHA256, keyed by the secret's UTF-8 bytes, of the string to sign
 /// (`SDK-HMAC-SHA256\n{date}\n{hex(sha256(canonical_request))}`), fed in its parts.
 fn signature_bytes(key: &SigningKey, sdk_date: &str, canonical_request: &str) -> [u8; 32] {
-    let mut digest_hex = [0u8; 64];
-    // The buffer is exactly twice the digest's length, so encoding cannot fail.
-    let _ = hex::encode_to_slice(
-        digest::digest(&digest::SHA256, canonical_request.as_bytes()),
-        &mut digest_hex,
-    );
+    let digest_hex = sha256_hex_digits(canonical_request.as_bytes());
     let mut mac = hmac::Context::with_key(&key.0);
     mac.update(ALGORITHM.as_bytes());
     mac.update(b"\n");
@@ -550,16 +550,13 @@ impl PreparedVerification {
             &headers,
             primary.len(),
         );
-        let mut canonical_requests = Vec::with_capacity(1 + usize::from(second.is_some()));
-        if let Some(hash) = second {
-            let mut canonical = head.clone();
-            canonical.push_str(hash);
-            canonical_requests.push(canonical);
-        }
-        let mut canonical = head;
-        canonical.push_str(primary);
+        let with = |mut head: String, hash: &str| {
+            head.push_str(hash);
+            head
+        };
+        let second = second.map(|hash| with(head.clone(), hash));
         // The primary canonical request comes first.
-        canonical_requests.insert(0, canonical);
+        let canonical_requests = std::iter::once(with(head, primary)).chain(second).collect();
         Ok(Self {
             authorization,
             sdk_date,
