@@ -5,11 +5,10 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use http::HeaderMap;
 use infergate_core::model::AuthType;
 use infergate_core::snapshot::{ApiRoute, AppCredential, Snapshot};
 use infergate_core::token::{Scope, TokenError};
-use infergate_sign::{PreparedVerification, SigningKey, Verdict};
+use infergate_sign::{HeaderSource, PreparedVerification, SigningKey, Verdict};
 
 use crate::error::GatewayError;
 
@@ -33,10 +32,10 @@ pub enum Presented {
 }
 
 impl Presented {
-    pub fn classify(headers: &HeaderMap, snapshot: &Snapshot) -> Self {
-        let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    pub fn classify<H: HeaderSource + ?Sized>(headers: &H, snapshot: &Snapshot) -> Self {
+        let text = |name: &str| headers.text(name);
         if let Some(auth) =
-            text("authorization").filter(|v| v.trim_start().starts_with(infergate_sign::ALGORITHM))
+            text("authorization").filter(|v| v.starts_with(infergate_sign::ALGORITHM))
         {
             // Only the access key matters here; the header is parsed whole when verified.
             return match infergate_sign::Authorization::access_of(auth) {
@@ -46,13 +45,13 @@ impl Presented {
             };
         }
         if let Some(code) = text(HEADER_APP_CODE) {
-            return Presented::AppCode(code.trim().to_owned());
+            return Presented::AppCode(code.to_owned());
         }
         if let Some(key) = text(HEADER_API_KEY) {
-            return Presented::ApiKey(key.trim().to_owned());
+            return Presented::ApiKey(key.to_owned());
         }
         if let Some(token) = text(HEADER_AUTH_TOKEN) {
-            return Presented::Token(token.trim().to_owned());
+            return Presented::Token(token.to_owned());
         }
         Presented::Nothing
     }
@@ -114,12 +113,10 @@ pub enum Caller {
 /// received request.
 pub use infergate_sign::ReceivedRequest as CallRequest;
 
-fn prepare(request: &CallRequest<'_>) -> Result<PreparedVerification, infergate_sign::SignError> {
-    let authorization = request
-        .headers
-        .get(http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
+fn prepare<H: HeaderSource + ?Sized>(
+    request: &CallRequest<'_, H>,
+) -> Result<PreparedVerification, infergate_sign::SignError> {
+    let authorization = request.headers.text("authorization").unwrap_or("");
     PreparedVerification::prepare(authorization, *request)
 }
 
@@ -143,8 +140,8 @@ fn mismatch_message(prefix: &str, canonical_request: &str) -> String {
 
 /// Verifies an SDK-HMAC-SHA256 signature: the header, the date window, the key named by
 /// `Access` (found by `lookup`, which also gives its secret), then the signature itself.
-fn verify_signature<'s, K>(
-    request: &CallRequest<'_>,
+fn verify_signature<'s, K, H: HeaderSource + ?Sized>(
+    request: &CallRequest<'_, H>,
     now: DateTime<Utc>,
     refuse: fn(String) -> GatewayError,
     mismatch: &str,
@@ -160,11 +157,11 @@ fn verify_signature<'s, K>(
 }
 
 /// Authenticates the caller of `api`.
-pub fn authenticate(
+pub fn authenticate<H: HeaderSource + ?Sized>(
     snapshot: &Snapshot,
     api: &ApiRoute,
     presented: &Presented,
-    request: &CallRequest<'_>,
+    request: &CallRequest<'_, H>,
     now: DateTime<Utc>,
 ) -> Result<Caller, GatewayError> {
     match api.auth_type {
@@ -174,11 +171,11 @@ pub fn authenticate(
     }
 }
 
-fn authenticate_app(
+fn authenticate_app<H: HeaderSource + ?Sized>(
     snapshot: &Snapshot,
     api: &ApiRoute,
     presented: &Presented,
-    request: &CallRequest<'_>,
+    request: &CallRequest<'_, H>,
     now: DateTime<Utc>,
 ) -> Result<Caller, GatewayError> {
     let app = match presented {
@@ -222,11 +219,11 @@ fn simple_credential<'s>(
     found.ok_or_else(|| GatewayError::AppAuth(format!("app not found with specified {named}")))
 }
 
-fn authenticate_iam(
+fn authenticate_iam<H: HeaderSource + ?Sized>(
     snapshot: &Snapshot,
     api: &ApiRoute,
     presented: &Presented,
-    request: &CallRequest<'_>,
+    request: &CallRequest<'_, H>,
     now: DateTime<Utc>,
 ) -> Result<Caller, GatewayError> {
     let project = &api.service.project_id;

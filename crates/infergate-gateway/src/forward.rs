@@ -15,7 +15,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use infergate_core::snapshot::{ApiRoute, Upstream};
 
-use crate::authn::{Caller, HEADER_API_KEY, HEADER_APP_CODE, HEADER_AUTH_TOKEN};
+use crate::authn::Caller;
 use crate::body::{full, is_length_limit, streamed, GatewayBody};
 use crate::error::GatewayError;
 use crate::h1::UpstreamConn;
@@ -153,14 +153,13 @@ impl Upstreams {
             None
         };
         let mut headers = std::mem::take(&mut parts.headers);
-        rewrite_headers(
-            &mut headers,
-            &api.api_id,
+        let forwarded = Forwarded {
+            api_id: &api.api_id,
             caller,
-            &conn,
-            &record.request_id,
-            upgrade,
-        );
+            conn: &conn,
+            request_id: &record.request_id,
+        };
+        rewrite_headers(&mut headers, &forwarded, upgrade);
         let rest = &parts.uri.path()[api.api_path.len().min(parts.uri.path().len())..];
         let query = parts.uri.query();
         let order = self.order(api);
@@ -345,34 +344,84 @@ fn connection_tokens(headers: &HeaderMap) -> Vec<HeaderName> {
 
 /// Whether a client's header is dropped before forwarding: hop-by-hop (`Upgrade` unless
 /// upgrading), identity headers only the gateway sets, and checked credentials. The same
-/// names as [`HOP_BY_HOP`] and [`IDENTITY`] and the credential headers, matched as text.
-fn dropped(name: &HeaderName, upgrade: bool, strip_credentials: bool) -> bool {
-    match name.as_str() {
-        "connection"
-        | "keep-alive"
-        | "proxy-connection"
-        | "proxy-authenticate"
-        | "proxy-authorization"
-        | "te"
-        | "trailer"
-        | "transfer-encoding" => true,
-        "upgrade" => !upgrade,
-        HEADER_APP_ID | HEADER_API_ID | HEADER_USER_ID => true,
-        "authorization" | HEADER_APP_CODE | HEADER_API_KEY | HEADER_AUTH_TOKEN => strip_credentials,
+/// names as [`HOP_BY_HOP`] and [`IDENTITY`] and the credential headers, matched as text in
+/// any case.
+pub(crate) fn dropped(name: &str, upgrade: bool, strip_credentials: bool) -> bool {
+    // No name of the list is longer than this.
+    let mut lower = [0u8; 24];
+    let Some(lower) = lower.get_mut(..name.len()) else {
+        return false;
+    };
+    lower.copy_from_slice(name.as_bytes());
+    lower.make_ascii_lowercase();
+    match &*lower {
+        b"connection"
+        | b"keep-alive"
+        | b"proxy-connection"
+        | b"proxy-authenticate"
+        | b"proxy-authorization"
+        | b"te"
+        | b"trailer"
+        | b"transfer-encoding" => true,
+        b"upgrade" => !upgrade,
+        b"x-app-id" | b"x-api-id" | b"x-user-id" => true,
+        b"authorization" | b"x-apig-appcode" | b"apikey" | b"x-auth-token" => strip_credentials,
         _ => false,
+    }
+}
+
+/// What the gateway tells the upstream about a call.
+pub(crate) struct Forwarded<'a> {
+    pub api_id: &'a str,
+    pub caller: &'a Caller,
+    pub conn: &'a ConnInfo,
+    pub request_id: &'a str,
+}
+
+impl Forwarded<'_> {
+    /// The headers the gateway sets, each replacing the client's own: `X-Forwarded-Host`
+    /// (when the client sent `Host`), `-For` (appended to the client's), `-Proto`,
+    /// `X-Request-Id` and the caller's identity.
+    pub fn each(
+        &self,
+        host: Option<&[u8]>,
+        prior_for: Option<&str>,
+        mut set: impl FnMut(&HeaderName, &[u8]),
+    ) {
+        if let Some(host) = host {
+            set(&X_FORWARDED_HOST, host);
+        }
+        match prior_for {
+            Some(prior) => set(
+                &X_FORWARDED_FOR,
+                format!("{prior}, {}", self.conn.remote.ip()).as_bytes(),
+            ),
+            None => set(&X_FORWARDED_FOR, self.conn.client_ip.as_bytes()),
+        }
+        let proto: &[u8] = if self.conn.tls { b"https" } else { b"http" };
+        set(&X_FORWARDED_PROTO, proto);
+        set(&X_REQUEST_ID, self.request_id.as_bytes());
+        set(&IDENTITY[1], self.api_id.as_bytes());
+        match self.caller {
+            Caller::App { app_id } => set(&IDENTITY[0], app_id.as_bytes()),
+            Caller::User { user_id } => set(&IDENTITY[2], user_id.as_bytes()),
+            Caller::Anonymous => {}
+        }
+    }
+
+    /// Whether [`Forwarded::each`] replaces a client's header of this name (any case).
+    pub fn replaces(name: &str, host_sent: bool) -> bool {
+        [&X_FORWARDED_FOR, &X_FORWARDED_PROTO, &X_REQUEST_ID]
+            .into_iter()
+            .chain(&IDENTITY)
+            .chain(host_sent.then_some(&X_FORWARDED_HOST))
+            .any(|set| name.eq_ignore_ascii_case(set.as_str()))
     }
 }
 
 /// Turns the client's headers into those sent upstream, in place: hop-by-hop, credential
 /// and spoofed identity headers removed, forwarding and identity headers set.
-pub(crate) fn rewrite_headers(
-    headers: &mut HeaderMap,
-    api_id: &str,
-    caller: &Caller,
-    conn: &ConnInfo,
-    request_id: &str,
-    upgrade: bool,
-) {
+pub(crate) fn rewrite_headers(headers: &mut HeaderMap, forwarded: &Forwarded<'_>, upgrade: bool) {
     // Names listed in `Connection` are hop-by-hop too; most requests have none.
     if headers.contains_key(header::CONNECTION) {
         for name in connection_tokens(headers) {
@@ -381,10 +430,10 @@ pub(crate) fn rewrite_headers(
             }
         }
     }
-    let strip_credentials = !matches!(caller, Caller::Anonymous);
+    let strip_credentials = !matches!(forwarded.caller, Caller::Anonymous);
     let doomed: Vec<HeaderName> = headers
         .keys()
-        .filter(|name| dropped(name, upgrade, strip_credentials))
+        .filter(|name| dropped(name.as_str(), upgrade, strip_credentials))
         .cloned()
         .collect();
     for name in doomed {
@@ -393,29 +442,20 @@ pub(crate) fn rewrite_headers(
     if upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
-    let forwarded_for = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(prior) => HeaderValue::from_str(&format!("{prior}, {}", conn.remote.ip())).ok(),
-        None => Some(conn.client_ip.clone()),
-    };
-    if let Some(host) = headers.get(header::HOST).cloned() {
-        headers.insert(X_FORWARDED_HOST, host);
-    }
-    if let Some(value) = forwarded_for {
-        headers.insert(X_FORWARDED_FOR, value);
-    }
-    let mut set = |name: HeaderName, value: &str| {
-        if let Ok(v) = HeaderValue::from_str(value) {
-            headers.insert(name, v);
-        }
-    };
-    set(X_FORWARDED_PROTO, if conn.tls { "https" } else { "http" });
-    set(X_REQUEST_ID, request_id);
-    set(IDENTITY[1].clone(), api_id);
-    match caller {
-        Caller::App { app_id } => set(IDENTITY[0].clone(), app_id),
-        Caller::User { user_id } => set(IDENTITY[2].clone(), user_id),
-        Caller::Anonymous => {}
-    }
+    let host = headers.get(header::HOST).cloned();
+    let prior_for = headers
+        .get(&X_FORWARDED_FOR)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    forwarded.each(
+        host.as_ref().map(HeaderValue::as_bytes),
+        prior_for.as_deref(),
+        |name, value| {
+            if let Ok(value) = HeaderValue::from_bytes(value) {
+                headers.insert(name.clone(), value);
+            }
+        },
+    );
 }
 
 /// The upstream's response, streamed: hop-by-hop headers dropped, `X-Request-Id` added.
@@ -478,6 +518,7 @@ fn downstream_response(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::authn::{HEADER_API_KEY, HEADER_APP_CODE, HEADER_AUTH_TOKEN};
 
     fn rewritten(pairs: &[(&str, &str)], caller: Caller, upgrade: bool) -> HeaderMap {
         let mut headers = HeaderMap::new();
@@ -488,7 +529,13 @@ mod tests {
             );
         }
         let conn = ConnInfo::new("127.0.0.2:5555".parse().expect("addr"), false);
-        rewrite_headers(&mut headers, "api1", &caller, &conn, "rid", upgrade);
+        let forwarded = Forwarded {
+            api_id: "api1",
+            caller: &caller,
+            conn: &conn,
+            request_id: "rid",
+        };
+        rewrite_headers(&mut headers, &forwarded, upgrade);
         headers
     }
 
@@ -577,16 +624,18 @@ mod tests {
     #[test]
     fn the_dropped_names_are_the_listed_ones() {
         for name in HOP_BY_HOP.iter().chain(&IDENTITY) {
-            assert!(dropped(name, false, false), "{name}");
+            assert!(dropped(name.as_str(), false, false), "{name}");
         }
         for name in &CREDENTIALS {
             assert!(
-                dropped(name, false, true) && !dropped(name, false, false),
+                dropped(name.as_str(), false, true) && !dropped(name.as_str(), false, false),
                 "{name}"
             );
         }
-        assert!(dropped(&header::UPGRADE, false, true));
-        assert!(!dropped(&header::UPGRADE, true, true));
+        assert!(dropped("upgrade", false, true));
+        assert!(!dropped("Upgrade", true, true));
+        assert!(dropped("Proxy-Authorization", false, false));
+        assert!(dropped("X-APIG-AppCode", false, true));
         for kept in [
             "host",
             "accept",
@@ -594,8 +643,7 @@ mod tests {
             "x-sdk-date",
             "x-forwarded-for",
         ] {
-            let name = HeaderName::from_static(kept);
-            assert!(!dropped(&name, false, true), "{kept}");
+            assert!(!dropped(kept, false, true), "{kept}");
         }
     }
 

@@ -16,8 +16,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
-use http::header::{HeaderMap, HeaderName, HeaderValue};
-use http::{Method, Request, Uri, Version};
+use http::Method;
 use infergate_core::snapshot::{ApiRoute, Upstream};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
@@ -25,9 +24,12 @@ use tokio::sync::watch;
 
 use crate::authn::Caller;
 use crate::error::GatewayError;
-use crate::forward::{answered, is_hop_by_hop, millis, rewrite_headers, upstream_error, Failure};
+use crate::forward::{
+    answered, dropped, is_hop_by_hop, millis, upstream_error, Failure, Forwarded,
+};
 use crate::pool::Pooled;
-use crate::{CallRecord, ConnInfo, Gateway};
+use crate::{CallRecord, ConnInfo, Gateway, Head};
+use infergate_sign::HeaderSource;
 
 /// The largest request body the fast path reads whole; larger ones are streamed by the
 /// general server.
@@ -155,7 +157,7 @@ fn inspect(buf: &[u8]) -> Inspect {
         Ok(httparse::Status::Partial) if buf.len() <= MAX_HEAD => return Inspect::Partial,
         _ => return Inspect::Elsewhere,
     };
-    if req.version != Some(1) || !req.path.is_some_and(|p| p.starts_with('/')) {
+    if req.version != Some(1) || !req.path.is_some_and(plain_target) {
         return Inspect::Elsewhere;
     }
     let mut body_len: Option<u64> = None;
@@ -192,30 +194,58 @@ fn inspect(buf: &[u8]) -> Inspect {
     }
 }
 
-/// The request head as `http` parts; names and values share the head's buffer.
-fn request_parts(head: &Bytes) -> Result<http::request::Parts, String> {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut headers);
-    req.parse(head).map_err(|e| e.to_string())?;
-    let method = Method::from_bytes(req.method.unwrap_or("").as_bytes())
-        .map_err(|_| "invalid method".to_owned())?;
-    let uri = Uri::from_maybe_shared(head.slice_ref(req.path.unwrap_or("").as_bytes()))
-        .map_err(|e| format!("invalid request target: {e}"))?;
-    // Room for the headers the gateway adds before forwarding.
-    let mut map = HeaderMap::with_capacity(req.headers.len() + 8);
-    for header in req.headers.iter() {
-        let name = HeaderName::from_bytes(header.name.as_bytes())
-            .map_err(|_| format!("invalid header name {}", header.name))?;
-        let value = HeaderValue::from_maybe_shared(head.slice_ref(header.value))
-            .map_err(|_| format!("invalid value of header {}", header.name))?;
-        map.append(name, value);
+/// The header lines of a request head parsed in place, as the call's phases read them.
+#[derive(Debug, Clone, Copy)]
+pub struct RawHeaders<'h>(pub &'h [httparse::Header<'h>]);
+
+impl HeaderSource for RawHeaders<'_> {
+    fn values<'s>(&'s self, name: &str) -> impl Iterator<Item = &'s [u8]> {
+        self.0
+            .iter()
+            .filter(move |h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| h.value)
     }
-    let (mut parts, ()) = Request::new(()).into_parts();
-    parts.method = method;
-    parts.uri = uri;
-    parts.version = Version::HTTP_11;
-    parts.headers = map;
-    Ok(parts)
+
+    fn all(&self) -> impl Iterator<Item = (&str, &[u8])> {
+        self.0.iter().map(|h| (h.name, h.value))
+    }
+}
+
+/// A request target the fast path takes as it is: origin form, visible ASCII, none of the
+/// bytes the general server's URI parser treats specially or refuses (`#` starts a fragment
+/// it drops; `"<>`{}` it refuses in part of the target), at most its length limit.
+fn plain_target(target: &str) -> bool {
+    target.starts_with('/')
+        && target.len() < usize::from(u16::MAX)
+        && target.bytes().all(|b| {
+            matches!(b, 0x21..=0x7e) && !matches!(b, b'"' | b'#' | b'<' | b'>' | b'`' | b'{' | b'}')
+        })
+}
+
+/// The method, target and header lines of a head [`inspect`] found complete.
+fn parse_head<'b, 'h>(
+    head: &'b [u8],
+    slots: &'h mut [httparse::Header<'b>],
+) -> Result<(Method, &'b str, &'h [httparse::Header<'b>]), String> {
+    let mut req = httparse::Request::new(slots);
+    req.parse(head).map_err(|e| e.to_string())?;
+    let httparse::Request {
+        method,
+        path,
+        headers,
+        ..
+    } = req;
+    let method =
+        Method::from_bytes(method.unwrap_or("").as_bytes()).map_err(|_| "invalid method")?;
+    Ok((method, path.unwrap_or("/"), headers))
+}
+
+/// The path and query of an origin-form target.
+fn split_target(target: &str) -> (&str, Option<&str>) {
+    match target.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (target, None),
+    }
 }
 
 /// An idle timer per connection, pushed back lazily: it is re-armed only when it fires
@@ -685,50 +715,78 @@ impl UpstreamConn {
     }
 }
 
-/// `METHOD target HTTP/1.1`, `host`, the rewritten headers, the body.
+/// `METHOD target HTTP/1.1`, `host`, the client's headers less those the gateway drops or
+/// replaces, the gateway's own, the body.
 fn request_bytes(
-    parts: &http::request::Parts,
+    head: &Head<'_, RawHeaders<'_>>,
     upstream: &Upstream,
     rest: &str,
+    forwarded: &Forwarded<'_>,
     body: &[u8],
 ) -> Vec<u8> {
-    let query = parts.uri.query();
-    let headers_len: usize = parts
-        .headers
+    let headers = head.headers.0;
+    let headers_len: usize = headers
         .iter()
-        .map(|(n, v)| n.as_str().len() + v.len() + 4)
+        .map(|h| h.name.len() + h.value.len() + 4)
         .sum();
     let mut out = Vec::with_capacity(
-        64 + upstream.base_path.len()
+        256 + upstream.base_path.len()
             + rest.len()
-            + query.map_or(0, str::len)
+            + head.query.map_or(0, str::len)
             + upstream.authority.len()
             + headers_len
             + body.len(),
     );
-    out.extend_from_slice(parts.method.as_str().as_bytes());
+    out.extend_from_slice(head.method.as_str().as_bytes());
     out.push(b' ');
     out.extend_from_slice(upstream.base_path.as_bytes());
     out.extend_from_slice(rest.as_bytes());
     if upstream.base_path.is_empty() && rest.is_empty() {
         out.push(b'/');
     }
-    if let Some(query) = query {
+    if let Some(query) = head.query {
         out.push(b'?');
         out.extend_from_slice(query.as_bytes());
     }
     out.extend_from_slice(b" HTTP/1.1\r\nhost: ");
     out.extend_from_slice(upstream.authority.as_bytes());
     out.extend_from_slice(b"\r\n");
-    for (name, value) in &parts.headers {
-        if name == http::header::HOST {
+    let strip_credentials = !matches!(forwarded.caller, Caller::Anonymous);
+    let host = head.headers.values("host").next();
+    // Names listed in `Connection` are hop-by-hop too; most requests have none.
+    let connection = head.headers.values("connection").next().is_some();
+    let listed = |name: &str| {
+        connection
+            && head
+                .headers
+                .values("connection")
+                .flat_map(tokens)
+                .any(|token| token.eq_ignore_ascii_case(name.as_bytes()))
+    };
+    let mut prior_for = None;
+    for header in headers {
+        let name = header.name;
+        if name.eq_ignore_ascii_case("x-forwarded-for") && prior_for.is_none() {
+            prior_for = std::str::from_utf8(header.value).ok().map(str::trim);
+        }
+        if name.eq_ignore_ascii_case("host")
+            || dropped(name, false, strip_credentials)
+            || Forwarded::replaces(name, host.is_some())
+            || listed(name)
+        {
             continue;
         }
-        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(name.as_bytes());
         out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(header.value);
         out.extend_from_slice(b"\r\n");
     }
+    forwarded.each(host, prior_for, |name, value| {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value);
+        out.extend_from_slice(b"\r\n");
+    });
     out.extend_from_slice(b"\r\n");
     out.extend_from_slice(body);
     out
@@ -759,10 +817,11 @@ impl Gateway {
         client: &mut Client<'_>,
         close: bool,
     ) -> bool {
-        let mut parts = match request_parts(head) {
-            Ok(parts) => parts,
+        let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let (method, target, headers) = match parse_head(head, &mut slots) {
+            Ok(parsed) => parsed,
             Err(why) => {
-                let record = self.begin(&Method::GET, &Uri::from_static("/"), 0);
+                let record = self.begin(&Method::GET, "/", None, 0);
                 let (status, bytes) =
                     error_bytes(&GatewayError::BadRequest(why), &record.request_id, true);
                 let _ = client.stream.write_all(&bytes).await;
@@ -770,22 +829,30 @@ impl Gateway {
                 return false;
             }
         };
-        let mut record = self.begin(&parts.method, &parts.uri, body.len() as u64);
-        let admitted = self.admit_fast(&mut parts, &body, conn, &mut record);
+        let (path, query) = split_target(target);
+        let head = Head {
+            method: &method,
+            path,
+            query,
+            headers: &RawHeaders(headers),
+        };
+        let mut record = self.begin(&method, path, query, body.len() as u64);
+        let admitted = self.admit_fast(&head, &body, conn, &mut record);
         let (api, caller) = match admitted {
             Ok(admitted) => admitted,
             Err(err) => return self.answer_error(err, record, client, close).await,
         };
-        rewrite_headers(
-            &mut parts.headers,
-            &api.api_id,
-            &caller,
-            conn,
-            &record.request_id,
-            false,
-        );
         let forwarded = self
-            .forward_fast(&api, &parts, &body, &mut record, client, close)
+            .forward_fast(
+                &api,
+                &head,
+                &caller,
+                conn,
+                &body,
+                &mut record,
+                client,
+                close,
+            )
             .await;
         match forwarded {
             Ok(keep_alive) => keep_alive,
@@ -795,22 +862,22 @@ impl Gateway {
 
     fn admit_fast(
         &self,
-        parts: &mut http::request::Parts,
+        head: &Head<'_, RawHeaders<'_>>,
         body: &Bytes,
         conn: &ConnInfo,
         record: &mut CallRecord,
     ) -> Result<(Arc<ApiRoute>, Caller), GatewayError> {
         let snapshot = self.snapshots.load();
-        let selected = self.select(&snapshot, parts, conn, record)?;
+        let selected = self.select(&snapshot, head, conn, record)?;
         let body_hash = if selected.needs_hash && !body.is_empty() {
-            Some(self.hash_body(&selected.api, &parts.headers, body)?)
+            Some(self.hash_body(&selected.api, head.headers, body)?)
         } else {
             None
         };
         let caller = self.admit(
             &snapshot,
             &selected,
-            parts,
+            head,
             body_hash.as_deref(),
             body.is_empty(),
             record,
@@ -835,17 +902,20 @@ impl Gateway {
 
     /// Sends the call to the API's upstreams in turn until one answers, then relays the
     /// response. `Ok(keep_alive)` once a response head was relayed.
+    #[allow(clippy::too_many_arguments)]
     async fn forward_fast(
         &self,
         api: &ApiRoute,
-        parts: &http::request::Parts,
+        head: &Head<'_, RawHeaders<'_>>,
+        caller: &Caller,
+        conn: &ConnInfo,
         body: &[u8],
         record: &mut CallRecord,
         client: &mut Client<'_>,
         close: bool,
     ) -> Result<bool, GatewayError> {
         let metrics = self.observers.metrics.as_ref();
-        let path = parts.uri.path();
+        let path = head.path;
         let rest = &path[api.api_path.len().min(path.len())..];
         let order = self.upstreams.order(api);
         if order.is_empty() {
@@ -853,15 +923,21 @@ impl Gateway {
                 "the service has no upstream".into(),
             ));
         }
-        let head_only = parts.method == Method::HEAD;
-        let retry_safe = parts.method.is_idempotent();
+        let head_only = *head.method == Method::HEAD;
+        let retry_safe = head.method.is_idempotent();
         let mut last_error = String::new();
         for upstream in order {
             if upstream.scheme != "http" {
                 last_error = format!("{} upstreams are not supported", upstream.scheme);
                 continue;
             }
-            let request = request_bytes(parts, upstream, rest, body);
+            let forwarded = Forwarded {
+                api_id: &api.api_id,
+                caller,
+                conn,
+                request_id: &record.request_id,
+            };
+            let request = request_bytes(head, upstream, rest, &forwarded, body);
             record.upstream = Some(upstream.authority.clone());
             let sent_at = Instant::now();
             let exchange = tokio::time::timeout(

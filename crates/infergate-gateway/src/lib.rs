@@ -25,6 +25,7 @@ use http_body_util::BodyExt;
 use hyper::body::{Body, Incoming};
 use infergate_core::model::AuthType;
 use infergate_core::snapshot::{ApiRoute, Snapshot};
+use infergate_sign::HeaderSource;
 
 use crate::authn::{CallRequest, Caller, Presented};
 use crate::body::GatewayBody;
@@ -146,11 +147,29 @@ struct Selected {
 }
 
 /// `X-Sdk-Content-Sha256` as the client sent it.
-fn declared_body_hash(headers: &http::HeaderMap) -> Option<&str> {
-    headers
-        .get(infergate_sign::HEADER_CONTENT_SHA256)
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
+fn declared_body_hash<H: HeaderSource + ?Sized>(headers: &H) -> Option<&str> {
+    headers.text(infergate_sign::HEADER_CONTENT_SHA256)
+}
+
+/// A request head as the phases read it: from `http` parts (the general server) or parsed
+/// in place (the HTTP/1.1 fast path).
+struct Head<'a, H: ?Sized> {
+    method: &'a http::Method,
+    /// The path as on the request line.
+    path: &'a str,
+    query: Option<&'a str>,
+    headers: &'a H,
+}
+
+impl<'a> Head<'a, http::HeaderMap> {
+    fn of(parts: &'a http::request::Parts) -> Self {
+        Self {
+            method: &parts.method,
+            path: parts.uri.path(),
+            query: parts.uri.query(),
+            headers: &parts.headers,
+        }
+    }
 }
 
 /// What one call did, for its metrics and access-log line.
@@ -170,16 +189,16 @@ pub struct CallRecord {
 }
 
 /// `path?k1=&k2=`: the query's values never reach a log.
-fn loggable_target(uri: &http::Uri) -> String {
-    match uri.query() {
-        None => uri.path().to_owned(),
+fn loggable_target(path: &str, query: Option<&str>) -> String {
+    match query {
+        None => path.to_owned(),
         Some(query) => {
             let keys: Vec<&str> = query
                 .split('&')
                 .filter(|kv| !kv.is_empty())
                 .map(|kv| kv.split('=').next().unwrap_or(""))
                 .collect();
-            format!("{}?{}=", uri.path(), keys.join("=&"))
+            format!("{path}?{}=", keys.join("=&"))
         }
     }
 }
@@ -214,7 +233,13 @@ impl Gateway {
     }
 
     /// Starts the record of one call (and counts it in flight).
-    fn begin(&self, method: &http::Method, uri: &http::Uri, bytes_in: u64) -> CallRecord {
+    fn begin(
+        &self,
+        method: &http::Method,
+        path: &str,
+        query: Option<&str>,
+        bytes_in: u64,
+    ) -> CallRecord {
         if let Some(m) = &self.observers.metrics {
             m.in_flight.inc();
         }
@@ -223,7 +248,7 @@ impl Gateway {
             method: method.clone(),
             // Only the access log reads it.
             target: if self.observers.access_log.is_some() {
-                loggable_target(uri)
+                loggable_target(path, query)
             } else {
                 String::new()
             },
@@ -252,7 +277,7 @@ impl Gateway {
     /// log are written when the response body has been streamed (or abandoned).
     pub async fn handle(&self, req: Request<Incoming>, conn: ConnInfo) -> Response<GatewayBody> {
         let bytes_in = req.body().size_hint().exact().unwrap_or(0);
-        let mut record = self.begin(req.method(), req.uri(), bytes_in);
+        let mut record = self.begin(req.method(), req.uri().path(), req.uri().query(), bytes_in);
         let response = match self.call(req, conn, &mut record).await {
             Ok(response) => response,
             Err(err) => {
@@ -286,21 +311,24 @@ impl Gateway {
         Response::from_parts(parts, body::Observed::new(body, finish).boxed_unsync())
     }
 
-    fn check_limits(&self, parts: &http::request::Parts) -> Result<(), GatewayError> {
+    fn check_limits<H: HeaderSource + ?Sized>(
+        &self,
+        head: &Head<'_, H>,
+    ) -> Result<(), GatewayError> {
         let limits = &self.settings.limits;
-        let uri_len = parts.uri.path_and_query().map_or(0, |pq| pq.as_str().len());
+        let uri_len = head.path.len() + head.query.map_or(0, |q| q.len() + 1);
         if uri_len > limits.max_uri_bytes {
             return Err(GatewayError::UriTooLong {
                 limit: limits.max_uri_bytes,
             });
         }
         let mut total = 0usize;
-        for (name, value) in &parts.headers {
-            let size = name.as_str().len() + value.len();
+        for (name, value) in head.headers.all() {
+            let size = name.len() + value.len();
             if size > limits.max_header_bytes {
                 return Err(GatewayError::HeadersTooLarge(format!(
                     "header {} exceeds {} bytes",
-                    name.as_str(),
+                    name.to_ascii_lowercase(),
                     limits.max_header_bytes
                 )));
             }
@@ -312,10 +340,9 @@ impl Gateway {
                 limits.max_headers_total_bytes
             )));
         }
-        let declared = parts
+        let declared = head
             .headers
-            .get(http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
+            .text("content-length")
             .and_then(|v| v.parse::<u64>().ok());
         if declared.is_some_and(|n| n > limits.max_body_bytes as u64) {
             return Err(GatewayError::BodyTooLarge {
@@ -326,30 +353,18 @@ impl Gateway {
     }
 
     /// What the head alone decides: limits, the route, and the API the credential selects.
-    fn select(
+    fn select<H: HeaderSource + ?Sized>(
         &self,
         snapshot: &Snapshot,
-        parts: &mut http::request::Parts,
+        head: &Head<'_, H>,
         conn: &ConnInfo,
         record: &mut CallRecord,
     ) -> Result<Selected, GatewayError> {
-        self.check_limits(parts)?;
-        if !parts.headers.contains_key(http::header::HOST) {
-            // HTTP/2 carries the host in :authority; signatures are over `host`.
-            if let Some(value) = parts
-                .uri
-                .authority()
-                .and_then(|a| http::HeaderValue::from_str(a.as_str()).ok())
-            {
-                parts.headers.insert(http::header::HOST, value);
-            }
-        }
+        self.check_limits(head)?;
 
         // Route: longest api_path prefix, then the method.
-        let on_path = snapshot
-            .route(parts.uri.path())
-            .ok_or(GatewayError::NoApi)?;
-        let method = parts.method.as_str();
+        let on_path = snapshot.route(head.path).ok_or(GatewayError::NoApi)?;
+        let method = head.method.as_str();
         let candidates: Vec<&Arc<ApiRoute>> = on_path
             .iter()
             .filter(|a| a.method.matches(method))
@@ -359,7 +374,7 @@ impl Gateway {
         }
 
         // Select the API by the presented credential.
-        let presented = Presented::classify(&parts.headers, snapshot);
+        let presented = Presented::classify(head.headers, snapshot);
         let api = authn::select(&candidates, &presented)?;
         record.api_id = Some(api.api_id.clone());
         if !conn.tls
@@ -374,7 +389,7 @@ impl Gateway {
         // A signed body is read and hashed before anything is forwarded.
         let needs_hash = api.auth_type != AuthType::None
             && presented.is_signature()
-            && declared_body_hash(&parts.headers) != Some(infergate_sign::UNSIGNED_PAYLOAD);
+            && declared_body_hash(head.headers) != Some(infergate_sign::UNSIGNED_PAYLOAD);
         Ok(Selected {
             api,
             presented,
@@ -384,10 +399,10 @@ impl Gateway {
 
     /// The hex SHA-256 of a signed body, checked against `X-Sdk-Content-Sha256` when the
     /// client declared one.
-    fn hash_body(
+    fn hash_body<H: HeaderSource + ?Sized>(
         &self,
         api: &ApiRoute,
-        headers: &http::HeaderMap,
+        headers: &H,
         bytes: &[u8],
     ) -> Result<String, GatewayError> {
         let hash = infergate_sign::sha256_hex(bytes);
@@ -402,11 +417,11 @@ impl Gateway {
     }
 
     /// Authenticates the caller of the selected API and checks the app is authorized.
-    fn admit(
+    fn admit<H: HeaderSource + ?Sized>(
         &self,
         snapshot: &Snapshot,
         selected: &Selected,
-        parts: &http::request::Parts,
+        head: &Head<'_, H>,
         body_hash: Option<&str>,
         body_is_empty: bool,
         record: &mut CallRecord,
@@ -422,10 +437,10 @@ impl Gateway {
             &selected.api,
             &selected.presented,
             &CallRequest {
-                method: parts.method.as_str(),
-                raw_path: parts.uri.path(),
-                raw_query: parts.uri.query().unwrap_or(""),
-                headers: &parts.headers,
+                method: head.method.as_str(),
+                raw_path: head.path,
+                raw_query: head.query.unwrap_or(""),
+                headers: head.headers,
                 body_sha256,
                 body_is_empty,
             },
@@ -452,7 +467,17 @@ impl Gateway {
     ) -> Result<Response<GatewayBody>, GatewayError> {
         let snapshot = self.snapshots.load_full();
         let (mut parts, body) = req.into_parts();
-        let selected = self.select(&snapshot, &mut parts, &conn, record)?;
+        if !parts.headers.contains_key(http::header::HOST) {
+            // HTTP/2 carries the host in :authority; signatures are over `host`.
+            if let Some(value) = parts
+                .uri
+                .authority()
+                .and_then(|a| http::HeaderValue::from_str(a.as_str()).ok())
+            {
+                parts.headers.insert(http::header::HOST, value);
+            }
+        }
+        let selected = self.select(&snapshot, &Head::of(&parts), &conn, record)?;
         let body_is_empty = body.is_end_stream();
         let (forward_body, body_hash) = if body_is_empty {
             (forward::ForwardBody::Buffered(Bytes::new()), None)
@@ -467,7 +492,7 @@ impl Gateway {
         let caller = self.admit(
             &snapshot,
             &selected,
-            &parts,
+            &Head::of(&parts),
             body_hash.as_deref(),
             body_is_empty,
             record,

@@ -454,12 +454,46 @@ pub fn date_within_skew(signed_at: DateTime<Utc>, now: DateTime<Utc>) -> bool {
     (now - signed_at).num_seconds().abs() <= MAX_CLOCK_SKEW_SECONDS
 }
 
+/// Where the verifier reads a request's headers: an `http::HeaderMap`, or the header list
+/// of a request head parsed in place. Names are asked for in lowercase and matched in any
+/// case.
+pub trait HeaderSource {
+    /// Each value of the header `name` (lowercase), in the order received.
+    fn values<'s>(&'s self, name: &str) -> impl Iterator<Item = &'s [u8]>;
+
+    /// Every header as `(name, value)`, in the order received.
+    fn all(&self) -> impl Iterator<Item = (&str, &[u8])>;
+
+    /// The first value of `name` as text, trimmed; `None` when absent or not UTF-8.
+    fn text(&self, name: &str) -> Option<&str> {
+        self.values(name)
+            .next()
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .map(str::trim)
+    }
+}
+
+impl HeaderSource for HeaderMap {
+    fn values<'s>(&'s self, name: &str) -> impl Iterator<Item = &'s [u8]> {
+        self.get_all(name)
+            .into_iter()
+            .map(http::HeaderValue::as_bytes)
+    }
+
+    fn all(&self) -> impl Iterator<Item = (&str, &[u8])> {
+        self.iter().map(|(n, v)| (n.as_str(), v.as_bytes()))
+    }
+}
+
 /// Joins the values of one header name with `,`, as the verifier canonicalises repeats; a
 /// single value (the usual case) is borrowed.
-fn header_value<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<Cow<'h, str>>, SignError> {
+fn header_value<'h, H: HeaderSource + ?Sized>(
+    headers: &'h H,
+    name: &str,
+) -> Result<Option<Cow<'h, str>>, SignError> {
     let mut joined: Option<Cow<'h, str>> = None;
-    for value in headers.get_all(name) {
-        let text = std::str::from_utf8(value.as_bytes())
+    for value in headers.values(name) {
+        let text = std::str::from_utf8(value)
             .map_err(|_| SignError::BadHeaderValue(name.to_owned()))?
             .trim();
         match joined.as_mut() {
@@ -475,18 +509,27 @@ fn header_value<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<Cow<'h,
 }
 
 /// A request as the verifier sees it.
-#[derive(Debug, Clone, Copy)]
-pub struct ReceivedRequest<'a> {
+#[derive(Debug)]
+pub struct ReceivedRequest<'a, H: ?Sized = HeaderMap> {
     pub method: &'a str,
     pub raw_path: &'a str,
     pub raw_query: &'a str,
-    pub headers: &'a HeaderMap,
+    pub headers: &'a H,
     /// Lowercase hex SHA-256 of the body as received; `None` when the body was not hashed
     /// (the client declared `X-Sdk-Content-Sha256`, so its value is used instead).
     pub body_sha256: Option<&'a str>,
     /// Whether the body is empty (the core SDK then hashes "" even with the header set).
     pub body_is_empty: bool,
 }
+
+// By hand: derived impls would ask `H: Clone`, which a reference does not need.
+impl<H: ?Sized> Clone for ReceivedRequest<'_, H> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<H: ?Sized> Copy for ReceivedRequest<'_, H> {}
 
 /// What a verification needs once the Authorization header is parsed: the date and the
 /// canonical requests the server accepts (more than one only for the empty-body quirk).
@@ -512,7 +555,10 @@ pub enum Verdict {
 impl PreparedVerification {
     /// Parses the `Authorization` value and rebuilds the canonical request from the client's
     /// `SignedHeaders` list, without yet knowing the secret.
-    pub fn prepare(authorization: &str, request: ReceivedRequest<'_>) -> Result<Self, SignError> {
+    pub fn prepare<H: HeaderSource + ?Sized>(
+        authorization: &str,
+        request: ReceivedRequest<'_, H>,
+    ) -> Result<Self, SignError> {
         let authorization = Authorization::parse(authorization)?;
         if !authorization
             .signed_headers

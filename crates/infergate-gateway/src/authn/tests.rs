@@ -1,7 +1,7 @@
 //! Authentication decisions against a snapshot built from the spec's §5.4 keys.
 
 use super::*;
-use http::{HeaderName, HeaderValue};
+use http::{HeaderMap, HeaderName, HeaderValue};
 use infergate_core::model::{Api, ApiMethod, App, AppCode, Authorization, Role, Service, User};
 use infergate_core::snapshot::ConfigDump;
 use infergate_core::{MasterKey, Secret};

@@ -1,4 +1,5 @@
 use super::*;
+use http::header::{HeaderMap, HeaderName, HeaderValue};
 
 fn info(len: usize, body_len: usize, close: bool) -> Inspect {
     Inspect::Complete(HeadInfo {
@@ -50,34 +51,144 @@ fn everything_else_goes_to_the_general_server() {
 }
 
 #[test]
-fn request_parts_share_the_head() {
-    let head = Bytes::from_static(
-        b"PUT /v1/infers/s/p%20q?x=1&y HTTP/1.1\r\nHost: gw:80\r\nX-A: 1\r\nx-a: 2\r\n\r\n",
-    );
-    let parts = request_parts(&head).expect("parts");
-    assert_eq!(parts.method, Method::PUT);
-    assert_eq!(parts.uri.path(), "/v1/infers/s/p%20q");
-    assert_eq!(parts.uri.query(), Some("x=1&y"));
-    assert_eq!(parts.headers["host"], "gw:80");
-    let all: Vec<_> = parts.headers.get_all("x-a").iter().collect();
-    assert_eq!(all, ["1", "2"]);
+fn heads_are_read_in_place() {
+    let head = b"PUT /v1/infers/s/p%20q?x=1&y HTTP/1.1\r\nHost: gw:80\r\nX-A: 1\r\nx-a: 2\r\n\r\n";
+    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let (method, target, headers) = parse_head(head, &mut slots).expect("head");
+    assert_eq!(method, Method::PUT);
+    assert_eq!(split_target(target), ("/v1/infers/s/p%20q", Some("x=1&y")));
+    assert_eq!(split_target("/a?"), ("/a", Some("")));
+    assert_eq!(split_target("/a"), ("/a", None));
+    let headers = RawHeaders(headers);
+    assert_eq!(headers.text("host"), Some("gw:80"));
+    let all: Vec<_> = headers.values("x-a").collect();
+    assert_eq!(all, [b"1", b"2"]);
+    assert_eq!(headers.values("x-b").count(), 0);
+}
+
+#[test]
+fn targets_the_general_server_reads_differently_go_there() {
+    for target in ["/a", "/a/b%20c?x=1&y=%2F", "/~!$&'()*+,;=:@[]|\\^"] {
+        assert!(plain_target(target), "{target}");
+        assert!(
+            http::Uri::try_from(target).is_ok(),
+            "the general server takes {target} too"
+        );
+    }
+    for target in [
+        "a", "/a#f", "/a b", "/\"q\"", "/{x}", "/<x>", "/`", "/\u{e9}", "/\x7f",
+    ] {
+        assert!(!plain_target(target), "{target}");
+    }
+}
+
+fn raw_head(text: &[u8]) -> (Method, String, Vec<(String, Vec<u8>)>) {
+    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let (method, target, headers) = parse_head(text, &mut slots).expect("head");
+    let headers = headers
+        .iter()
+        .map(|h| (h.name.to_owned(), h.value.to_vec()))
+        .collect();
+    (method, target.to_owned(), headers)
+}
+
+fn client_conn() -> ConnInfo {
+    ConnInfo::new("127.0.0.2:5555".parse().expect("addr"), false)
+}
+
+fn forwarded<'a>(caller: &'a Caller, conn: &'a ConnInfo) -> Forwarded<'a> {
+    Forwarded {
+        api_id: "api1",
+        caller,
+        conn,
+        request_id: "rid",
+    }
+}
+
+fn forwarded_bytes(text: &[u8], caller: &Caller, upstream: &Upstream, rest: &str) -> String {
+    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let (method, target, headers) = parse_head(text, &mut slots).expect("head");
+    let (path, query) = split_target(target);
+    let head = Head {
+        method: &method,
+        path,
+        query,
+        headers: &RawHeaders(headers),
+    };
+    let conn = client_conn();
+    let forwarded = forwarded(caller, &conn);
+    String::from_utf8(request_bytes(&head, upstream, rest, &forwarded, b"hi")).expect("text")
 }
 
 #[test]
 fn upstream_request_bytes() {
-    let head = Bytes::from_static(
-        b"POST /v1/infers/s/run?a=1 HTTP/1.1\r\nHost: gw\r\nContent-Length: 2\r\nX-Api-Id: api\r\n\r\n",
-    );
-    let parts = request_parts(&head).expect("parts");
+    let head = b"POST /v1/infers/s/run?a=1 HTTP/1.1\r\nHost: gw\r\nContent-Length: 2\r\nX-Api-Id: spoof\r\n\r\n";
     let upstream = Upstream::parse("http://10.0.0.1:9000/base").expect("upstream");
-    let bytes = request_bytes(&parts, &upstream, "/run", b"hi");
+    let app = Caller::App {
+        app_id: "app1".into(),
+    };
     assert_eq!(
-        String::from_utf8(bytes).expect("text"),
-        "POST /base/run?a=1 HTTP/1.1\r\nhost: 10.0.0.1:9000\r\ncontent-length: 2\r\nx-api-id: api\r\n\r\nhi"
+        forwarded_bytes(head, &app, &upstream, "/run"),
+        "POST /base/run?a=1 HTTP/1.1\r\nhost: 10.0.0.1:9000\r\nContent-Length: 2\r\n\
+         x-forwarded-host: gw\r\nx-forwarded-for: 127.0.0.2\r\nx-forwarded-proto: http\r\n\
+         x-request-id: rid\r\nx-api-id: api1\r\nx-app-id: app1\r\n\r\nhi"
     );
     let bare = Upstream::parse("http://h:1").expect("upstream");
-    let bytes = request_bytes(&parts, &bare, "", b"");
-    assert!(bytes.starts_with(b"POST /?a=1 HTTP/1.1\r\n"));
+    assert!(forwarded_bytes(head, &app, &bare, "").starts_with("POST /?a=1 HTTP/1.1\r\n"));
+}
+
+/// The fast path forwards the same headers as the general server's rewrite of a
+/// `HeaderMap`, whatever the case of the client's names.
+#[test]
+fn both_servers_forward_the_same_headers() {
+    let head = b"GET /v1/x HTTP/1.1\r\nHost: gw.example\r\nConnection: keep-alive, X-Secret-Hop\r\n\
+        Keep-Alive: timeout=5\r\nx-secret-hop: 1\r\nTE: trailers\r\n\
+        Authorization: SDK-HMAC-SHA256 Access=k\r\nX-Apig-AppCode: code\r\napikey: key\r\n\
+        X-Auth-Token: t\r\nX-App-Id: spoof\r\nX-User-Id: spoof\r\nX-Request-Id: spoof\r\n\
+        X-Forwarded-Proto: https\r\nX-Forwarded-Host: spoof\r\nX-Forwarded-For: 10.0.0.9\r\n\
+        x-forwarded-for: 10.0.0.8\r\nAccept: a\r\naccept: b\r\nX-Sdk-Date: 20240102T030405Z\r\n\r\n";
+    let upstream = Upstream::parse("http://up:1").expect("upstream");
+    for caller in [
+        Caller::Anonymous,
+        Caller::App {
+            app_id: "app1".into(),
+        },
+        Caller::User {
+            user_id: "u1".into(),
+        },
+    ] {
+        let fast = forwarded_bytes(head, &caller, &upstream, "");
+        let mut fast: Vec<(String, String)> = fast
+            .split("\r\n")
+            .skip(1)
+            .take_while(|line| !line.is_empty())
+            .map(|line| {
+                let (name, value) = line.split_once(": ").expect("header line");
+                (name.to_ascii_lowercase(), value.to_owned())
+            })
+            .filter(|(name, _)| name != "host")
+            .collect();
+        fast.sort();
+
+        let (_, _, pairs) = raw_head(head);
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(
+                HeaderName::from_bytes(name.as_bytes()).expect("name"),
+                HeaderValue::from_bytes(&value).expect("value"),
+            );
+        }
+        let conn = client_conn();
+        crate::forward::rewrite_headers(&mut map, &forwarded(&caller, &conn), false);
+        let mut general: Vec<(String, String)> = map
+            .iter()
+            .filter(|(name, _)| *name != http::header::HOST)
+            .map(|(n, v)| (n.as_str().to_owned(), v.to_str().expect("text").to_owned()))
+            .collect();
+        general.sort();
+        assert_eq!(fast, general, "{caller:?}");
+        assert!(fast.contains(&("x-forwarded-for".into(), "10.0.0.9, 127.0.0.2".into())));
+    }
 }
 
 fn parse_response(raw: &[u8], head_only: bool) -> Result<ResponseHead, String> {
