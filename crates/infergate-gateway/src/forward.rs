@@ -15,7 +15,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use infergate_core::snapshot::{ApiRoute, Upstream};
 
-use crate::authn::Caller;
+use crate::authn::{Caller, HEADER_API_KEY, HEADER_APP_CODE, HEADER_AUTH_TOKEN};
 use crate::body::{full, is_length_limit, streamed, GatewayBody};
 use crate::error::GatewayError;
 use crate::h1::UpstreamConn;
@@ -24,22 +24,44 @@ use crate::pool::{Pool, PooledBody, SendError};
 use crate::{CallRecord, ConnInfo};
 
 /// Headers that describe one hop, never forwarded (RFC 9110 §7.6.1).
+const HOP_NAMES: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+];
 static HOP_BY_HOP: [HeaderName; 8] = [
-    header::CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
-    header::PROXY_AUTHENTICATE,
-    header::PROXY_AUTHORIZATION,
-    header::TE,
-    header::TRAILER,
-    header::TRANSFER_ENCODING,
+    HeaderName::from_static(HOP_NAMES[0]),
+    HeaderName::from_static(HOP_NAMES[1]),
+    HeaderName::from_static(HOP_NAMES[2]),
+    HeaderName::from_static(HOP_NAMES[3]),
+    HeaderName::from_static(HOP_NAMES[4]),
+    HeaderName::from_static(HOP_NAMES[5]),
+    HeaderName::from_static(HOP_NAMES[6]),
+    HeaderName::from_static(HOP_NAMES[7]),
 ];
 
-/// Whether a header name, in any case, is one of [`HOP_BY_HOP`].
+/// `name` lowercased into `buf`; `None` when longer than any name matched this way.
+fn lowered<'b>(name: &[u8], buf: &'b mut [u8; 24]) -> Option<&'b [u8]> {
+    let lower = buf.get_mut(..name.len())?;
+    lower.copy_from_slice(name);
+    lower.make_ascii_lowercase();
+    Some(lower)
+}
+
+/// Whether `name`, in any case, is one of `names` (all lowercase).
+fn named(name: &[u8], names: &[&str]) -> bool {
+    let mut buf = [0u8; 24];
+    lowered(name, &mut buf).is_some_and(|lower| names.iter().any(|n| n.as_bytes() == lower))
+}
+
+/// Whether a header name, in any case, is one of [`HOP_NAMES`].
 pub fn is_hop_by_hop(name: &[u8]) -> bool {
-    HOP_BY_HOP
-        .iter()
-        .any(|hop| name.eq_ignore_ascii_case(hop.as_str().as_bytes()))
+    named(name, &HOP_NAMES)
 }
 
 /// Headers the gateway sets for the upstream; a client's own copies are dropped.
@@ -51,10 +73,21 @@ static IDENTITY: [HeaderName; 3] = [
     HeaderName::from_static(HEADER_API_ID),
     HeaderName::from_static(HEADER_USER_ID),
 ];
-const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
-const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+/// The headers the gateway sets on every forwarded call, as [`Forwarded::each`] sets them
+/// (`X-Forwarded-Host` last: only set when the client sent `Host`).
+const SET_NAMES: [&str; 7] = [
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-request-id",
+    HEADER_APP_ID,
+    HEADER_API_ID,
+    HEADER_USER_ID,
+    "x-forwarded-host",
+];
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static(SET_NAMES[0]);
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static(SET_NAMES[1]);
+const X_REQUEST_ID: HeaderName = HeaderName::from_static(SET_NAMES[2]);
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static(SET_NAMES[6]);
 
 /// The request body as the gateway holds it.
 pub enum ForwardBody {
@@ -347,27 +380,21 @@ fn connection_tokens(headers: &HeaderMap) -> Vec<HeaderName> {
 /// names as [`HOP_BY_HOP`] and [`IDENTITY`] and the credential headers, matched as text in
 /// any case.
 pub(crate) fn dropped(name: &str, upgrade: bool, strip_credentials: bool) -> bool {
-    // No name of the list is longer than this.
-    let mut lower = [0u8; 24];
-    let Some(lower) = lower.get_mut(..name.len()) else {
+    let mut buf = [0u8; 24];
+    let Some(lower) = lowered(name.as_bytes(), &mut buf) else {
         return false;
     };
-    lower.copy_from_slice(name.as_bytes());
-    lower.make_ascii_lowercase();
-    match &*lower {
-        b"connection"
-        | b"keep-alive"
-        | b"proxy-connection"
-        | b"proxy-authenticate"
-        | b"proxy-authorization"
-        | b"te"
-        | b"trailer"
-        | b"transfer-encoding" => true,
-        b"upgrade" => !upgrade,
-        b"x-app-id" | b"x-api-id" | b"x-user-id" => true,
-        b"authorization" | b"x-apig-appcode" | b"apikey" | b"x-auth-token" => strip_credentials,
-        _ => false,
-    }
+    let is = |names: &[&str]| names.iter().any(|n| n.as_bytes() == lower);
+    is(&HOP_NAMES)
+        || is(&[HEADER_APP_ID, HEADER_API_ID, HEADER_USER_ID])
+        || (lower == b"upgrade" && !upgrade)
+        || (strip_credentials
+            && is(&[
+                "authorization",
+                HEADER_APP_CODE,
+                HEADER_API_KEY,
+                HEADER_AUTH_TOKEN,
+            ]))
 }
 
 /// What the gateway tells the upstream about a call.
@@ -411,11 +438,12 @@ impl Forwarded<'_> {
 
     /// Whether [`Forwarded::each`] replaces a client's header of this name (any case).
     pub fn replaces(name: &str, host_sent: bool) -> bool {
-        [&X_FORWARDED_FOR, &X_FORWARDED_PROTO, &X_REQUEST_ID]
-            .into_iter()
-            .chain(&IDENTITY)
-            .chain(host_sent.then_some(&X_FORWARDED_HOST))
-            .any(|set| name.eq_ignore_ascii_case(set.as_str()))
+        let names = if host_sent {
+            &SET_NAMES[..]
+        } else {
+            &SET_NAMES[..6]
+        };
+        named(name.as_bytes(), names)
     }
 }
 
@@ -518,7 +546,6 @@ fn downstream_response(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::authn::{HEADER_API_KEY, HEADER_APP_CODE, HEADER_AUTH_TOKEN};
 
     fn rewritten(pairs: &[(&str, &str)], caller: Caller, upgrade: bool) -> HeaderMap {
         let mut headers = HeaderMap::new();

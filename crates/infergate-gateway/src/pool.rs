@@ -50,7 +50,7 @@ struct Idle<C> {
 
 /// Idle connections by upstream authority, and when they were last swept for expired ones.
 struct IdleSet<C> {
-    by_authority: HashMap<String, Vec<Idle<C>>>,
+    by_authority: HashMap<String, Vec<Idle<C>>, foldhash::fast::RandomState>,
     swept: Instant,
 }
 
@@ -66,7 +66,7 @@ impl<C: Pooled> Pool<C> {
     pub fn new(max_idle_per_upstream: usize, idle_timeout: Duration) -> Arc<Self> {
         Arc::new(Self {
             idle: Mutex::new(IdleSet {
-                by_authority: HashMap::new(),
+                by_authority: HashMap::default(),
                 swept: Instant::now(),
             }),
             max_idle_per_upstream,

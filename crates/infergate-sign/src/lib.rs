@@ -115,13 +115,10 @@ impl Authorization {
         let bytes = rest.as_bytes();
         let mut start = 0;
         while start <= bytes.len() {
-            let end = bytes[start..]
-                .iter()
-                .position(|&b| b == b',')
-                .map_or(bytes.len(), |i| start + i);
+            let end = memchr::memchr(b',', &bytes[start..]).map_or(bytes.len(), |i| start + i);
             let item = &rest[start..end];
             start = end + 1;
-            let Some(eq) = item.bytes().position(|b| b == b'=') else {
+            let Some(eq) = memchr::memchr(b'=', item.as_bytes()) else {
                 continue;
             };
             let val = item[eq + 1..].trim_ascii();
