@@ -113,18 +113,34 @@ pub enum Ended {
     Fallback(Prefixed),
 }
 
-/// What the first look at a buffered request head found.
+/// Where the request head at the start of a buffer ends.
 #[derive(Debug, PartialEq, Eq)]
-enum Inspect {
-    Complete(HeadInfo),
-    Partial,
-    /// Not for the fast path (or not valid HTTP/1: the general server answers it).
+enum HeadEnd {
+    /// Its length, empty line included.
+    At(usize),
+    NotYet,
+    /// Lines ended by a bare LF, or no end within [`MAX_HEAD`]: the general server reads it.
     Elsewhere,
 }
 
-#[derive(Debug, PartialEq, Eq)]
-struct HeadInfo {
-    len: usize,
+fn head_end(buf: &[u8]) -> HeadEnd {
+    if let Some(at) = memchr::memmem::find(buf, b"\r\n\r\n") {
+        return HeadEnd::At(at + 4);
+    }
+    if buf.len() > MAX_HEAD
+        || memchr::memmem::find(buf, b"\n\n").is_some()
+        || memchr::memmem::find(buf, b"\n\r\n").is_some()
+    {
+        return HeadEnd::Elsewhere;
+    }
+    HeadEnd::NotYet
+}
+
+/// A request head the fast path takes, read in place.
+struct Parsed<'h> {
+    method: Method,
+    target: &'h str,
+    headers: &'h [httparse::Header<'h>],
     body_len: usize,
     close: bool,
 }
@@ -146,52 +162,67 @@ fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
         .filter(|t| !t.is_empty())
 }
 
-fn inspect(buf: &[u8]) -> Inspect {
-    if buf.is_empty() {
-        return Inspect::Partial;
+/// Parses a whole head (as [`head_end`] found it); `None` when the fast path does not take
+/// it (or it is not valid HTTP/1: the general server answers it).
+fn read_head<'h>(head: &'h [u8], slots: &'h mut [httparse::Header<'h>]) -> Option<Parsed<'h>> {
+    let mut req = httparse::Request::new(slots);
+    // A head that ended earlier, at a bare LF, is not all of `head`.
+    if req.parse(head).ok()? != httparse::Status::Complete(head.len()) {
+        return None;
     }
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut headers);
-    let len = match req.parse(buf) {
-        Ok(httparse::Status::Complete(len)) => len,
-        Ok(httparse::Status::Partial) if buf.len() <= MAX_HEAD => return Inspect::Partial,
-        _ => return Inspect::Elsewhere,
-    };
-    if req.version != Some(1) || !req.path.is_some_and(plain_target) {
-        return Inspect::Elsewhere;
+    let httparse::Request {
+        method,
+        path,
+        version,
+        headers,
+    } = req;
+    let target = path.filter(|p| plain_target(p))?;
+    if version != Some(1) {
+        return None;
     }
+    let method = Method::from_bytes(method?.as_bytes()).ok()?;
     let mut body_len: Option<u64> = None;
     let mut close = false;
-    for header in req.headers.iter() {
+    for header in headers.iter() {
         let name = header.name.as_bytes();
         if name.eq_ignore_ascii_case(b"content-length") {
             match content_length(header.value) {
                 Some(n) if body_len.is_none_or(|b| b == n) => body_len = Some(n),
-                _ => return Inspect::Elsewhere,
+                _ => return None,
             }
         } else if name.eq_ignore_ascii_case(b"transfer-encoding")
             || name.eq_ignore_ascii_case(b"upgrade")
             || name.eq_ignore_ascii_case(b"expect")
         {
-            return Inspect::Elsewhere;
+            return None;
         } else if name.eq_ignore_ascii_case(b"connection") {
             for token in tokens(header.value) {
                 if token.eq_ignore_ascii_case(b"close") {
                     close = true;
                 } else if token.eq_ignore_ascii_case(b"upgrade") {
-                    return Inspect::Elsewhere;
+                    return None;
                 }
             }
         }
     }
-    match usize::try_from(body_len.unwrap_or(0)) {
-        Ok(body_len) if body_len <= MAX_BODY => Inspect::Complete(HeadInfo {
-            len,
-            body_len,
-            close,
-        }),
-        _ => Inspect::Elsewhere,
-    }
+    let body_len = usize::try_from(body_len.unwrap_or(0))
+        .ok()
+        .filter(|&n| n <= MAX_BODY)?;
+    Some(Parsed {
+        method,
+        target,
+        headers,
+        body_len,
+        close,
+    })
+}
+
+/// The bytes read so far, whole again, for the general server.
+fn rejoin(head: &[u8], rest: &[u8]) -> Bytes {
+    let mut all = BytesMut::with_capacity(head.len() + rest.len());
+    all.extend_from_slice(head);
+    all.extend_from_slice(rest);
+    all.freeze()
 }
 
 /// The header lines of a request head parsed in place, as the call's phases read them.
@@ -222,24 +253,6 @@ fn plain_target(target: &str) -> bool {
         })
 }
 
-/// The method, target and header lines of a head [`inspect`] found complete.
-fn parse_head<'b, 'h>(
-    head: &'b [u8],
-    slots: &'h mut [httparse::Header<'b>],
-) -> Result<(Method, &'b str, &'h [httparse::Header<'b>]), String> {
-    let mut req = httparse::Request::new(slots);
-    req.parse(head).map_err(|e| e.to_string())?;
-    let httparse::Request {
-        method,
-        path,
-        headers,
-        ..
-    } = req;
-    let method =
-        Method::from_bytes(method.unwrap_or("").as_bytes()).map_err(|_| "invalid method")?;
-    Ok((method, path.unwrap_or("/"), headers))
-}
-
 /// The path and query of an origin-form target.
 fn split_target(target: &str) -> (&str, Option<&str>) {
     match target.split_once('?') {
@@ -248,33 +261,40 @@ fn split_target(target: &str) -> (&str, Option<&str>) {
     }
 }
 
-/// An idle timer per connection, pushed back lazily: it is re-armed only when it fires
-/// before the connection has been idle for [`IDLE`].
-struct IdleTimer {
+/// A connection's timer, re-armed lazily: a deadline later than the one armed costs nothing
+/// until the timer fires early and finds it moved; only an earlier deadline resets it.
+struct LazyTimer {
     sleep: Pin<Box<tokio::time::Sleep>>,
-    active: Instant,
+    armed: Deadline,
 }
 
-impl IdleTimer {
-    fn new() -> Self {
+type Deadline = tokio::time::Instant;
+
+impl LazyTimer {
+    fn new(deadline: Deadline) -> Self {
         Self {
-            sleep: Box::pin(tokio::time::sleep(IDLE)),
-            active: Instant::now(),
+            sleep: Box::pin(tokio::time::sleep_until(deadline)),
+            armed: deadline,
         }
     }
 
-    /// Resolves once the connection has been idle for [`IDLE`].
-    async fn expired(&mut self) {
+    /// Resolves at `deadline`.
+    async fn until(&mut self, deadline: Deadline) {
         loop {
+            if self.armed > deadline {
+                self.arm(deadline);
+            }
             self.sleep.as_mut().await;
-            let deadline = self.active + IDLE;
-            if Instant::now() >= deadline {
+            if Deadline::now() >= deadline {
                 return;
             }
-            self.sleep
-                .as_mut()
-                .reset(tokio::time::Instant::from_std(deadline));
+            self.arm(deadline);
         }
+    }
+
+    fn arm(&mut self, deadline: Deadline) {
+        self.sleep.as_mut().reset(deadline);
+        self.armed = deadline;
     }
 }
 
@@ -287,13 +307,15 @@ pub async fn serve(
     stop: &mut watch::Receiver<bool>,
 ) -> Ended {
     let mut buf = BytesMut::with_capacity(READ_SIZE);
-    let mut idle = IdleTimer::new();
+    let mut active = Deadline::now();
+    let mut idle = LazyTimer::new(active + IDLE);
+    let mut exchanges = LazyTimer::new(active + IDLE);
     loop {
-        let info = loop {
-            match inspect(&buf) {
-                Inspect::Complete(info) => break info,
-                Inspect::Elsewhere => return Ended::Fallback(Prefixed::new(buf.freeze(), stream)),
-                Inspect::Partial => {}
+        let end = loop {
+            match head_end(&buf) {
+                HeadEnd::At(end) => break end,
+                HeadEnd::Elsewhere => return Ended::Fallback(Prefixed::new(buf.freeze(), stream)),
+                HeadEnd::NotYet => {}
             }
             if *stop.borrow() && buf.is_empty() {
                 return Ended::Closed;
@@ -302,59 +324,80 @@ pub async fn serve(
             let read = tokio::select! {
                 read = stream.read_buf(&mut buf) => read,
                 _ = stop.changed(), if buf.is_empty() => return Ended::Closed,
-                () = idle.expired() => return Ended::Closed,
+                () = idle.until(active + IDLE) => return Ended::Closed,
             };
             if !matches!(read, Ok(n) if n > 0) {
                 return Ended::Closed;
             }
         };
-        let head = buf.split_to(info.len).freeze();
-        while buf.len() < info.body_len {
-            buf.reserve(info.body_len - buf.len());
+        let head = buf.split_to(end).freeze();
+        let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let Some(request) = read_head(&head, &mut slots) else {
+            return Ended::Fallback(Prefixed::new(rejoin(&head, &buf), stream));
+        };
+        while buf.len() < request.body_len {
+            buf.reserve(request.body_len - buf.len());
             let read = tokio::select! {
                 read = stream.read_buf(&mut buf) => read,
-                () = idle.expired() => return Ended::Closed,
+                () = idle.until(active + IDLE) => return Ended::Closed,
             };
             if !matches!(read, Ok(n) if n > 0) {
                 return Ended::Closed;
             }
         }
-        let body = buf.split_to(info.body_len).freeze();
-        let close = info.close || *stop.borrow();
+        let body = buf.split_to(request.body_len).freeze();
+        let close = request.close || *stop.borrow();
         let mut client = Client {
             stream: &mut stream,
             ahead: &mut buf,
+            timer: &mut exchanges,
         };
         let keep_alive = gateway
-            .serve_fast(&head, body, conn, &mut client, close)
+            .serve_fast(&request, body, conn, &mut client, close)
             .await;
         if !keep_alive || *stop.borrow() {
             return Ended::Closed;
         }
-        idle.active = Instant::now();
+        active = Deadline::now();
     }
 }
 
-/// The client's connection and the bytes it sent past the current request.
+/// The client's connection, the bytes it sent past the current request, and the timer of
+/// upstream exchanges.
 struct Client<'c> {
     stream: &'c mut TcpStream,
     ahead: &'c mut BytesMut,
+    timer: &'c mut LazyTimer,
+}
+
+/// How waiting for an upstream exchange ended.
+enum Waited<T> {
+    Done(T),
+    TimedOut,
+    /// The client closed its connection.
+    Gone,
 }
 
 impl Client<'_> {
-    /// Waits for `work`; `None` when the client closed its connection first (which drops
-    /// `work`, cancelling the upstream call). Bytes it sends meanwhile are kept for later.
-    async fn unless_gone<T>(&mut self, work: impl std::future::Future<Output = T>) -> Option<T> {
+    /// Waits for `work` until `deadline`; dropping `work` (when the client closes its
+    /// connection first, or time runs out) cancels the upstream call. Bytes the client sends
+    /// meanwhile are kept for later.
+    async fn unless_gone<T>(
+        &mut self,
+        work: impl std::future::Future<Output = T>,
+        deadline: Deadline,
+    ) -> Waited<T> {
         tokio::pin!(work);
         loop {
             if self.ahead.len() < MAX_AHEAD {
                 self.ahead.reserve(READ_SIZE);
             }
             tokio::select! {
-                done = &mut work => return Some(done),
+                done = &mut work => return Waited::Done(done),
+                () = self.timer.until(deadline) => return Waited::TimedOut,
                 read = self.stream.read_buf(self.ahead), if self.ahead.len() < MAX_AHEAD => {
                     if !matches!(read, Ok(n) if n > 0) {
-                        return None;
+                        return Waited::Gone;
                     }
                 }
             }
@@ -811,32 +854,20 @@ impl Gateway {
     /// Serves one call of the fast path; `false` when the client connection must close.
     async fn serve_fast(
         &self,
-        head: &Bytes,
+        request: &Parsed<'_>,
         body: Bytes,
         conn: &ConnInfo,
         client: &mut Client<'_>,
         close: bool,
     ) -> bool {
-        let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let (method, target, headers) = match parse_head(head, &mut slots) {
-            Ok(parsed) => parsed,
-            Err(why) => {
-                let record = self.begin(&Method::GET, "/", None, 0);
-                let (status, bytes) =
-                    error_bytes(&GatewayError::BadRequest(why), &record.request_id, true);
-                let _ = client.stream.write_all(&bytes).await;
-                self.observers.finish(&record, status, 0);
-                return false;
-            }
-        };
-        let (path, query) = split_target(target);
+        let (path, query) = split_target(request.target);
         let head = Head {
-            method: &method,
+            method: &request.method,
             path,
             query,
-            headers: &RawHeaders(headers),
+            headers: &RawHeaders(request.headers),
         };
-        let mut record = self.begin(&method, path, query, body.len() as u64);
+        let mut record = self.begin(&request.method, path, query, body.len() as u64);
         let admitted = self.admit_fast(&head, &body, conn, &mut record);
         let (api, caller) = match admitted {
             Ok(admitted) => admitted,
@@ -940,22 +971,26 @@ impl Gateway {
             let request = request_bytes(head, upstream, rest, &forwarded, body);
             record.upstream = Some(upstream.authority.clone());
             let sent_at = Instant::now();
-            let exchange = tokio::time::timeout(
-                api.service.timeout,
-                self.exchange(
-                    &upstream.authority,
-                    &request,
-                    retry_safe,
-                    head_only,
-                    &record.request_id,
-                ),
+            let exchange = self.exchange(
+                &upstream.authority,
+                &request,
+                retry_safe,
+                head_only,
+                &record.request_id,
             );
-            let Some(result) = client.unless_gone(exchange).await else {
-                // The client went away: the upstream call was dropped with it.
-                self.observers.finish(record, 499, 0);
-                return Ok(false);
+            let result = match client
+                .unless_gone(exchange, Deadline::from_std(sent_at) + api.service.timeout)
+                .await
+            {
+                Waited::Done(result) => result,
+                Waited::TimedOut => Err(Failure::Timeout),
+                Waited::Gone => {
+                    // The client went away: the upstream call was dropped with it.
+                    self.observers.finish(record, 499, 0);
+                    return Ok(false);
+                }
             };
-            let (mut up, head) = match result.unwrap_or(Err(Failure::Timeout)) {
+            let (mut up, head) = match result {
                 Ok(pair) => pair,
                 Err(failure) => {
                     record.upstream_ms = Some(millis(sent_at.elapsed()));

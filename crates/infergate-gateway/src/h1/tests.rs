@@ -1,6 +1,35 @@
 use super::*;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 
+/// What the fast path makes of the bytes at the start of a connection's buffer.
+#[derive(Debug, PartialEq, Eq)]
+enum Inspect {
+    Complete(HeadInfo),
+    Partial,
+    Elsewhere,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+struct HeadInfo {
+    len: usize,
+    body_len: usize,
+    close: bool,
+}
+
+fn inspect(buf: &[u8]) -> Inspect {
+    match head_end(buf) {
+        HeadEnd::NotYet => Inspect::Partial,
+        HeadEnd::Elsewhere => Inspect::Elsewhere,
+        HeadEnd::At(len) => {
+            let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            match read_head(&buf[..len], &mut slots) {
+                Some(parsed) => info(len, parsed.body_len, parsed.close),
+                None => Inspect::Elsewhere,
+            }
+        }
+    }
+}
+
 fn info(len: usize, body_len: usize, close: bool) -> Inspect {
     Inspect::Complete(HeadInfo {
         len,
@@ -42,6 +71,11 @@ fn everything_else_goes_to_the_general_server() {
         "GET / HTTP/1.1\r\nUpgrade: h2c\r\n\r\n",
         "GET / HTTP/1.1\r\nBad Header: x\r\n\r\n",
         "garbage\r\n\r\n",
+        "GET / HTTP/1.1\nHost: gw\n\n",
+        "GET / HTTP/1.1\r\nHost: gw\n\r\n",
+        "GET / HTTP/1.1\nHost: gw\n\nGET / HTTP/1.1\r\n\r\n",
+        "GET /a#b HTTP/1.1\r\n\r\n",
+        "FOO@ / HTTP/1.1\r\n\r\n",
         &big,
     ] {
         assert_eq!(inspect(head.as_bytes()), Inspect::Elsewhere, "{head:?}");
@@ -54,12 +88,15 @@ fn everything_else_goes_to_the_general_server() {
 fn heads_are_read_in_place() {
     let head = b"PUT /v1/infers/s/p%20q?x=1&y HTTP/1.1\r\nHost: gw:80\r\nX-A: 1\r\nx-a: 2\r\n\r\n";
     let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let (method, target, headers) = parse_head(head, &mut slots).expect("head");
-    assert_eq!(method, Method::PUT);
-    assert_eq!(split_target(target), ("/v1/infers/s/p%20q", Some("x=1&y")));
+    let parsed = read_head(head, &mut slots).expect("head");
+    assert_eq!(parsed.method, Method::PUT);
+    assert_eq!(
+        split_target(parsed.target),
+        ("/v1/infers/s/p%20q", Some("x=1&y"))
+    );
     assert_eq!(split_target("/a?"), ("/a", Some("")));
     assert_eq!(split_target("/a"), ("/a", None));
-    let headers = RawHeaders(headers);
+    let headers = RawHeaders(parsed.headers);
     assert_eq!(headers.text("host"), Some("gw:80"));
     let all: Vec<_> = headers.values("x-a").collect();
     assert_eq!(all, [b"1", b"2"]);
@@ -82,14 +119,14 @@ fn targets_the_general_server_reads_differently_go_there() {
     }
 }
 
-fn raw_head(text: &[u8]) -> (Method, String, Vec<(String, Vec<u8>)>) {
+fn header_lines(text: &[u8]) -> Vec<(String, Vec<u8>)> {
     let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let (method, target, headers) = parse_head(text, &mut slots).expect("head");
-    let headers = headers
+    let parsed = read_head(text, &mut slots).expect("head");
+    parsed
+        .headers
         .iter()
         .map(|h| (h.name.to_owned(), h.value.to_vec()))
-        .collect();
-    (method, target.to_owned(), headers)
+        .collect()
 }
 
 fn client_conn() -> ConnInfo {
@@ -107,13 +144,13 @@ fn forwarded<'a>(caller: &'a Caller, conn: &'a ConnInfo) -> Forwarded<'a> {
 
 fn forwarded_bytes(text: &[u8], caller: &Caller, upstream: &Upstream, rest: &str) -> String {
     let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let (method, target, headers) = parse_head(text, &mut slots).expect("head");
-    let (path, query) = split_target(target);
+    let parsed = read_head(text, &mut slots).expect("head");
+    let (path, query) = split_target(parsed.target);
     let head = Head {
-        method: &method,
+        method: &parsed.method,
         path,
         query,
-        headers: &RawHeaders(headers),
+        headers: &RawHeaders(parsed.headers),
     };
     let conn = client_conn();
     let forwarded = forwarded(caller, &conn);
@@ -170,7 +207,7 @@ fn both_servers_forward_the_same_headers() {
             .collect();
         fast.sort();
 
-        let (_, _, pairs) = raw_head(head);
+        let pairs = header_lines(head);
         let mut map = HeaderMap::new();
         for (name, value) in pairs {
             map.append(
@@ -360,4 +397,26 @@ async fn an_idle_upstream_connection_closed_by_its_peer_is_not_reused() {
         assert!(Instant::now() < deadline, "the close was never seen");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+}
+
+#[tokio::test]
+async fn a_lazy_timer_fires_at_each_deadline_moved_later_or_earlier() {
+    let start = Deadline::now();
+    let mut timer = LazyTimer::new(start + Duration::from_millis(20));
+    // Later than armed: it fires early, finds the deadline moved, and waits on.
+    timer.until(start + Duration::from_millis(60)).await;
+    assert!(start.elapsed() >= Duration::from_millis(60));
+    let far = Deadline::now() + Duration::from_secs(30);
+    tokio::select! {
+        () = timer.until(far) => panic!("fired 30 s early"),
+        () = tokio::time::sleep(Duration::from_millis(20)) => {}
+    }
+    // Earlier than armed: it is reset.
+    let near = Deadline::now();
+    timer.until(near + Duration::from_millis(40)).await;
+    let waited = near.elapsed();
+    assert!(
+        waited >= Duration::from_millis(40) && waited < Duration::from_secs(10),
+        "{waited:?}"
+    );
 }
