@@ -329,9 +329,7 @@ pub fn answered(
     let elapsed = sent_at.elapsed();
     record.upstream_ms = Some(millis(elapsed));
     if let Some(m) = metrics {
-        m.upstream_duration
-            .with_label_values(&[&*upstream.authority])
-            .observe(elapsed.as_secs_f64());
+        m.observe_upstream(&upstream.authority, elapsed.as_secs_f64());
     }
 }
 

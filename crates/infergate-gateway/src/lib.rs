@@ -99,10 +99,11 @@ impl RequestIds {
         let mut bytes = [0u8; 16];
         bytes[..8].copy_from_slice(&self.prefix.to_be_bytes());
         bytes[8..].copy_from_slice(&counter.to_be_bytes());
-        // Into a buffer of exactly twice the length, so neither step can fail.
+        // Into a buffer of exactly twice the length, so encoding cannot fail; hex digits are
+        // ASCII.
         let mut text = [0u8; 32];
         let _ = hex::encode_to_slice(bytes, &mut text);
-        String::from_utf8_lossy(&text).into_owned()
+        std::str::from_utf8(&text).unwrap_or_default().to_owned()
     }
 }
 
@@ -123,14 +124,12 @@ impl Observers {
                 _ => "",
             };
             let status = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::OK);
-            m.requests
-                .with_label_values(&[
-                    record.api_id.as_deref().unwrap_or("none"),
-                    app,
-                    metrics::method_class(&record.method),
-                    status.as_str(),
-                ])
-                .inc();
+            m.count_request(
+                record.api_id.as_deref().unwrap_or("none"),
+                app,
+                metrics::method_class(&record.method),
+                status.as_str(),
+            );
         }
         if let Some(sink) = &self.access_log {
             sink.emit(access_line(record, status, bytes_out));
@@ -292,9 +291,7 @@ impl Gateway {
     fn observe_head(&self, record: &CallRecord) {
         if let Some(m) = &self.observers.metrics {
             let api = record.api_id.as_deref().unwrap_or("none");
-            m.duration
-                .with_label_values(&[api])
-                .observe(record.started.elapsed().as_secs_f64());
+            m.observe_duration(api, record.started.elapsed().as_secs_f64());
         }
     }
 

@@ -1,7 +1,12 @@
 //! Prometheus metrics of the data plane. Label values are ids from the configuration,
 //! fixed reason words, method classes and status codes: never user input.
 
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry};
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+};
 
 /// The gateway's metrics, registered in the process registry.
 #[derive(Clone)]
@@ -13,6 +18,76 @@ pub struct GatewayMetrics {
     pub upstream_errors: IntCounterVec,
     pub open_connections: IntGauge,
     pub in_flight: IntGauge,
+    /// Tells these metrics from another set's in the per-thread cache of handles.
+    id: u64,
+}
+
+/// Where the ids of metric sets come from.
+static NEXT_ID: AtomicU64 = AtomicU64::new(0);
+
+/// A metric's handle for the label values it was last used with.
+struct Cached<M> {
+    owner: u64,
+    labels: Vec<String>,
+    handle: M,
+}
+
+/// The handles this thread used last: consecutive calls to the same API from the same app
+/// (the usual case) skip the label lookup of the metric vectors.
+struct Recent {
+    duration: Option<Cached<Histogram>>,
+    upstream: Option<Cached<Histogram>>,
+    requests: Option<Cached<IntCounter>>,
+}
+
+thread_local! {
+    static RECENT: RefCell<Recent> = const {
+        RefCell::new(Recent {
+            duration: None,
+            upstream: None,
+            requests: None,
+        })
+    };
+}
+
+/// Uses the handle of `labels` in `slot` (looked up with `lookup` when the slot holds
+/// another's).
+fn with_cached<M>(
+    slot: &mut Option<Cached<M>>,
+    owner: u64,
+    labels: &[&str],
+    lookup: impl FnOnce(&[&str]) -> M,
+    apply: impl FnOnce(&M),
+) {
+    let hit = slot.as_ref().is_some_and(|c| {
+        c.owner == owner
+            && c.labels.len() == labels.len()
+            && c.labels.iter().zip(labels).all(|(a, b)| a == b)
+    });
+    if !hit {
+        let handle = lookup(labels);
+        match slot {
+            Some(cached) => {
+                cached.owner = owner;
+                cached.handle = handle;
+                cached.labels.resize_with(labels.len(), String::new);
+                for (kept, label) in cached.labels.iter_mut().zip(labels) {
+                    kept.clear();
+                    kept.push_str(label);
+                }
+            }
+            None => {
+                *slot = Some(Cached {
+                    owner,
+                    labels: labels.iter().map(|l| (*l).to_owned()).collect(),
+                    handle,
+                });
+            }
+        }
+    }
+    if let Some(cached) = slot {
+        apply(&cached.handle);
+    }
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -82,7 +157,59 @@ impl GatewayMetrics {
             upstream_errors,
             open_connections,
             in_flight,
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
         })
+    }
+
+    /// Runs `f` on this thread's cache (or, were it in use, on an empty one).
+    fn recent(&self, f: impl FnOnce(&mut Recent)) {
+        RECENT.with(|recent| match recent.try_borrow_mut() {
+            Ok(mut recent) => f(&mut recent),
+            Err(_) => f(&mut Recent {
+                duration: None,
+                upstream: None,
+                requests: None,
+            }),
+        });
+    }
+
+    /// A call's time to its response head.
+    pub fn observe_duration(&self, api: &str, seconds: f64) {
+        self.recent(|r| {
+            with_cached(
+                &mut r.duration,
+                self.id,
+                &[api],
+                |l| self.duration.with_label_values(l),
+                |h| h.observe(seconds),
+            );
+        });
+    }
+
+    /// An upstream's time from request sent to response head.
+    pub fn observe_upstream(&self, upstream: &str, seconds: f64) {
+        self.recent(|r| {
+            with_cached(
+                &mut r.upstream,
+                self.id,
+                &[upstream],
+                |l| self.upstream_duration.with_label_values(l),
+                |h| h.observe(seconds),
+            );
+        });
+    }
+
+    /// Counts an answered call.
+    pub fn count_request(&self, api: &str, app: &str, method: &str, status: &str) {
+        self.recent(|r| {
+            with_cached(
+                &mut r.requests,
+                self.id,
+                &[api, app, method, status],
+                |l| self.requests.with_label_values(l),
+                IntCounter::inc,
+            );
+        });
     }
 }
 
@@ -97,5 +224,46 @@ pub fn method_class(method: &http::Method) -> &'static str {
         http::Method::HEAD => "HEAD",
         http::Method::OPTIONS => "OPTIONS",
         _ => "OTHER",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cached_handles_count_into_their_own_set_and_labels() {
+        let (ra, rb) = (Registry::new(), Registry::new());
+        let a = GatewayMetrics::new(&ra).expect("metrics");
+        let b = GatewayMetrics::new(&rb).expect("metrics");
+        for (m, api, status) in [
+            (&a, "api1", "200"),
+            (&a, "api1", "200"),
+            (&b, "api1", "200"),
+            (&a, "api2", "200"),
+            (&a, "api1", "500"),
+            (&a, "api1", "200"),
+        ] {
+            m.count_request(api, "app", "GET", status);
+            m.observe_duration(api, 0.25);
+            m.observe_upstream(status, 0.5);
+        }
+        let count = |m: &GatewayMetrics, api, status| {
+            m.requests
+                .with_label_values(&[api, "app", "GET", status])
+                .get()
+        };
+        assert_eq!(count(&a, "api1", "200"), 3);
+        assert_eq!(count(&a, "api2", "200"), 1);
+        assert_eq!(count(&a, "api1", "500"), 1);
+        assert_eq!(count(&b, "api1", "200"), 1);
+        assert_eq!(count(&b, "api2", "200"), 0);
+        let observed = |h: &HistogramVec, label| h.with_label_values(&[label]).get_sample_count();
+        assert_eq!(observed(&a.duration, "api1"), 4);
+        assert_eq!(observed(&a.duration, "api2"), 1);
+        assert_eq!(observed(&b.duration, "api1"), 1);
+        assert_eq!(observed(&a.upstream_duration, "200"), 4);
+        assert_eq!(observed(&a.upstream_duration, "500"), 1);
+        assert_eq!(observed(&b.upstream_duration, "200"), 1);
     }
 }

@@ -506,3 +506,36 @@ fn sha256_hex_is_lowercase_hex_of_the_digest() {
         "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
     );
 }
+
+#[test]
+fn a_signature_matches_only_its_own_lowercase_hex() {
+    let expected: [u8; 32] = std::array::from_fn(|i| (i * 37 + 11) as u8);
+    let text = hex::encode(expected);
+    assert!(signature_matches(&expected, text.as_bytes()));
+    for at in 0..text.len() {
+        let mut other = text.clone().into_bytes();
+        other[at] = if other[at] == b'0' { b'1' } else { b'0' };
+        assert!(!signature_matches(&expected, &other), "differs at {at}");
+    }
+    assert!(!signature_matches(
+        &expected,
+        text.to_uppercase().as_bytes()
+    ));
+    assert!(!signature_matches(&expected, &text.as_bytes()[..63]));
+    assert!(!signature_matches(&expected, format!("{text}0").as_bytes()));
+    assert!(!signature_matches(&expected, b""));
+}
+
+#[test]
+fn the_plain_bytes_are_those_encoding_keeps() {
+    for b in 0..=255u8 {
+        let kept = encode(&[b]) == (b as char).to_string();
+        assert_eq!(
+            all_plain(std::str::from_utf8(&[b]).unwrap_or("%"), 0),
+            kept && b.is_ascii(),
+            "{b:#x}"
+        );
+    }
+    assert!(all_plain("/a/b-c_d.e~f/", PATH_SEP) && !all_plain("/a&b", PATH_SEP));
+    assert!(all_plain("a=1&b=2", QUERY_SEP) && !all_plain("a/b", QUERY_SEP));
+}
