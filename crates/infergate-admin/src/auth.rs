@@ -142,7 +142,7 @@ async fn verify_aksk(
             infergate_sign::format_sdk_date(now)
         )));
     }
-    let access = prepared.authorization.access.clone();
+    let access = prepared.access.to_owned();
     let credential = state
         .store
         .credential(&access)

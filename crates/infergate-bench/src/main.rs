@@ -535,6 +535,7 @@ mod tests {
             let request = t.request(&mut DateCache::default()).expect("request");
             let headers = request.headers();
             let auth = headers["authorization"].to_str().expect("ascii");
+            let body_hash = infergate_sign::sha256_hex(&t.body);
             let prepared = infergate_sign::PreparedVerification::prepare(
                 auth,
                 infergate_sign::ReceivedRequest {
@@ -542,7 +543,7 @@ mod tests {
                     raw_path: &t.path,
                     raw_query: &t.query,
                     headers,
-                    body_sha256: Some(&infergate_sign::sha256_hex(&t.body)),
+                    body_sha256: Some(&body_hash),
                     body_is_empty: false,
                 },
             )

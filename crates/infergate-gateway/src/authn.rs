@@ -113,9 +113,9 @@ pub enum Caller {
 /// received request.
 pub use infergate_sign::ReceivedRequest as CallRequest;
 
-fn prepare<H: HeaderSource + ?Sized>(
-    request: &CallRequest<'_, H>,
-) -> Result<PreparedVerification, infergate_sign::SignError> {
+fn prepare<'a, H: HeaderSource + ?Sized>(
+    request: &CallRequest<'a, H>,
+) -> Result<PreparedVerification<'a>, infergate_sign::SignError> {
     let authorization = request.headers.text("authorization").unwrap_or("");
     PreparedVerification::prepare(authorization, *request)
 }
@@ -149,7 +149,7 @@ fn verify_signature<'s, K, H: HeaderSource + ?Sized>(
 ) -> Result<&'s K, GatewayError> {
     let prepared = prepare(request).map_err(|e| refuse(e.to_string()))?;
     check_skew(&prepared, now).map_err(refuse)?;
-    let (key, signing_key) = lookup(&prepared.authorization.access).map_err(refuse)?;
+    let (key, signing_key) = lookup(prepared.access).map_err(refuse)?;
     if let Verdict::Mismatch { canonical_request } = prepared.verify_with(signing_key) {
         return Err(refuse(mismatch_message(mismatch, &canonical_request)));
     }

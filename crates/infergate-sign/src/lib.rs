@@ -365,8 +365,14 @@ fn canonical_request_head<N: AsRef<str>, V: AsRef<str>>(
     out.push('\n');
     push_canonical_query(&mut out, raw_query);
     out.push('\n');
+    // Names are lowercase in the canonical request, however the client listed them.
+    let push_name = |out: &mut String, name: &str| {
+        let start = out.len();
+        out.push_str(name);
+        out[start..].make_ascii_lowercase();
+    };
     for (name, value) in headers {
-        out.push_str(name.as_ref());
+        push_name(&mut out, name.as_ref());
         out.push(':');
         out.push_str(value.as_ref().trim());
         out.push('\n');
@@ -376,7 +382,7 @@ fn canonical_request_head<N: AsRef<str>, V: AsRef<str>>(
         if i > 0 {
             out.push(';');
         }
-        out.push_str(name.as_ref());
+        push_name(&mut out, name.as_ref());
     }
     out.push('\n');
     out
@@ -559,13 +565,17 @@ impl<H: ?Sized> Copy for ReceivedRequest<'_, H> {}
 
 /// What a verification needs once the Authorization header is parsed: the date and the
 /// canonical requests the server accepts (more than one only for the empty-body quirk).
+/// It borrows from the request it was prepared from.
 #[derive(Debug, Clone)]
-pub struct PreparedVerification {
-    pub authorization: Authorization,
-    pub sdk_date: String,
+pub struct PreparedVerification<'a> {
+    /// `Access` of the Authorization header.
+    pub access: &'a str,
+    /// `Signature` of the Authorization header, as sent.
+    signature: &'a str,
+    pub sdk_date: Cow<'a, str>,
     pub signed_at: DateTime<Utc>,
-    /// Canonical requests to try, the primary one first.
-    pub canonical_requests: Vec<String>,
+    /// The primary canonical request, then the empty-body quirk's when there is one.
+    canonical_requests: (String, Option<String>),
 }
 
 /// Outcome of checking a prepared request against a secret.
@@ -578,35 +588,36 @@ pub enum Verdict {
     },
 }
 
-impl PreparedVerification {
+impl<'a> PreparedVerification<'a> {
     /// Parses the `Authorization` value and rebuilds the canonical request from the client's
     /// `SignedHeaders` list, without yet knowing the secret.
     pub fn prepare<H: HeaderSource + ?Sized>(
-        authorization: &str,
-        request: ReceivedRequest<'_, H>,
+        authorization: &'a str,
+        request: ReceivedRequest<'a, H>,
     ) -> Result<Self, SignError> {
-        let authorization = Authorization::parse(authorization)?;
-        if !authorization
-            .signed_headers
-            .iter()
-            .any(|h| h == HEADER_SDK_DATE)
-        {
+        let (access, signed_headers, signature) = Authorization::split(authorization)?;
+        // Names in the client's order, as it listed them (any case).
+        let names = || {
+            signed_headers
+                .split(';')
+                .map(str::trim)
+                .filter(|h| !h.is_empty())
+        };
+        if !names().any(|h| h.eq_ignore_ascii_case(HEADER_SDK_DATE)) {
             return Err(SignError::DateNotSigned);
         }
         let date = header_value(request.headers, HEADER_SDK_DATE)?.ok_or(SignError::MissingDate)?;
         let signed_at = parse_sdk_date(&date)?;
-        let mut headers: Vec<(&str, Cow<'_, str>)> =
-            Vec::with_capacity(authorization.signed_headers.len());
-        for name in &authorization.signed_headers {
-            let value = if name == HEADER_SDK_DATE {
+        let mut headers: Vec<(&str, Cow<'_, str>)> = Vec::with_capacity(8);
+        for name in names() {
+            let value = if name.eq_ignore_ascii_case(HEADER_SDK_DATE) {
                 date.clone()
             } else {
                 header_value(request.headers, name)?
-                    .ok_or_else(|| SignError::MissingSignedHeader(name.clone()))?
+                    .ok_or_else(|| SignError::MissingSignedHeader(name.to_ascii_lowercase()))?
             };
             headers.push((name, value));
         }
-        let sdk_date = date.into_owned();
         let declared = header_value(request.headers, HEADER_CONTENT_SHA256)?;
         // The hash the client signed, and for the empty-body quirk a second candidate.
         let (primary, second): (&str, Option<&str>) = match (&declared, request.body_sha256) {
@@ -627,14 +638,19 @@ impl PreparedVerification {
             head
         };
         let second = second.map(|hash| with(head.clone(), hash));
-        // The primary canonical request comes first.
-        let canonical_requests = std::iter::once(with(head, primary)).chain(second).collect();
         Ok(Self {
-            authorization,
-            sdk_date,
+            access,
+            signature,
+            sdk_date: date,
             signed_at,
-            canonical_requests,
+            canonical_requests: (with(head, primary), second),
         })
+    }
+
+    /// The canonical requests the server accepts, the primary one first.
+    pub fn canonical_requests(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.canonical_requests.0.as_str())
+            .chain(self.canonical_requests.1.as_deref())
     }
 
     /// Checks the signature against `secret`, comparing in constant time.
@@ -644,9 +660,9 @@ impl PreparedVerification {
 
     /// [`PreparedVerification::verify`] with a key prepared beforehand.
     pub fn verify_with(&self, key: &SigningKey) -> Verdict {
-        let presented = self.authorization.signature.as_bytes();
+        let presented = self.signature.as_bytes();
         let mut matched = false;
-        for canonical in &self.canonical_requests {
+        for canonical in self.canonical_requests() {
             let expected = signature_bytes(key, &self.sdk_date, canonical);
             matched |= signature_matches(&expected, presented);
         }
@@ -654,7 +670,7 @@ impl PreparedVerification {
             Verdict::Valid
         } else {
             Verdict::Mismatch {
-                canonical_request: self.canonical_requests[0].clone(),
+                canonical_request: self.canonical_requests.0.clone(),
             }
         }
     }

@@ -73,6 +73,15 @@ fn v1_get_with_query() {
         verify_with("GET", &path, query, &hdrs, expected, b""),
         Verdict::Valid
     );
+    // Names listed in another case are read as lowercase, as signers write them.
+    let mixed = expected.replace(
+        "SignedHeaders=host;x-sdk-date",
+        "SignedHeaders=Host; X-Sdk-Date",
+    );
+    assert_eq!(
+        verify_with("GET", &path, query, &hdrs, &mixed, b""),
+        Verdict::Valid
+    );
     let sorted = "a=0&a=1&b=2&flag=&limit=10&name=hello%20world";
     assert_eq!(
         verify_with("GET", &path, sorted, &hdrs, expected, b""),
@@ -160,8 +169,9 @@ fn v3_path_needing_encoding() {
     );
     // UNSIGNED-PAYLOAD: the server does not need the body hash at all.
     let map = header_map(&hdrs_b);
+    let authorization = signed_b.authorization.header_value();
     let prepared = PreparedVerification::prepare(
-        &signed_b.authorization.header_value(),
+        &authorization,
         ReceivedRequest {
             method: "PUT",
             raw_path: &path,
