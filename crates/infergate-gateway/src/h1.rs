@@ -138,6 +138,8 @@ fn head_end(buf: &[u8]) -> HeadEnd {
 
 /// A request head the fast path takes, read in place.
 struct Parsed<'h> {
+    /// The whole head.
+    raw: &'h [u8],
     method: Method,
     target: &'h str,
     headers: &'h [httparse::Header<'h>],
@@ -209,6 +211,7 @@ fn read_head<'h>(head: &'h [u8], slots: &'h mut [httparse::Header<'h>]) -> Optio
         .ok()
         .filter(|&n| n <= MAX_BODY)?;
     Some(Parsed {
+        raw: head,
         method,
         target,
         headers,
@@ -225,21 +228,89 @@ fn rejoin(head: &[u8], rest: &[u8]) -> Bytes {
     all.freeze()
 }
 
-/// The header lines of a request head parsed in place, as the call's phases read them.
+/// The header lines of a request head parsed in place, as the call's phases read them, and
+/// the head they lie in.
 #[derive(Debug, Clone, Copy)]
-pub struct RawHeaders<'h>(pub &'h [httparse::Header<'h>]);
+pub struct RawHeaders<'h> {
+    pub lines: &'h [httparse::Header<'h>],
+    pub head: &'h [u8],
+}
 
 impl HeaderSource for RawHeaders<'_> {
     fn values<'s>(&'s self, name: &str) -> impl Iterator<Item = &'s [u8]> {
-        self.0
+        self.lines
             .iter()
             .filter(move |h| h.name.eq_ignore_ascii_case(name))
             .map(|h| h.value)
     }
 
     fn all(&self) -> impl Iterator<Item = (&str, &[u8])> {
-        self.0.iter().map(|h| (h.name, h.value))
+        self.lines.iter().map(|h| (h.name, h.value))
     }
+}
+
+/// Where `part` lies in `within`, when it is a slice of it.
+fn offset_in(within: &[u8], part: &[u8]) -> Option<usize> {
+    let at = (part.as_ptr() as usize).checked_sub(within.as_ptr() as usize)?;
+    (at + part.len() <= within.len()).then_some(at)
+}
+
+/// Copies header lines to an output buffer: lines kept as they were sent go in runs of whole
+/// lines straight from the head they were parsed from, one copy per run.
+struct LineCopier<'h> {
+    head: &'h [u8],
+    /// The run of whole lines not yet copied.
+    run: std::ops::Range<usize>,
+}
+
+impl<'h> LineCopier<'h> {
+    fn new(head: &'h [u8]) -> Self {
+        Self { head, run: 0..0 }
+    }
+
+    /// The span of `header`'s line in the head, CRLF included: `name: value` with nothing
+    /// but spaces between colon and value (as the line will be written anyway).
+    fn line(&self, header: &httparse::Header<'_>) -> Option<std::ops::Range<usize>> {
+        let start = offset_in(self.head, header.name.as_bytes())?;
+        let value = offset_in(self.head, header.value)?;
+        let colon = start + header.name.len();
+        let end = value + header.value.len();
+        let gap = self.head.get(colon..value)?;
+        let plain = gap.first() == Some(&b':') && gap[1..].iter().all(|&b| b == b' ');
+        (plain && self.head.get(end..end + 2) == Some(b"\r\n")).then_some(start..end + 2)
+    }
+
+    /// Copies `header` (now, or with the run it continues).
+    fn keep(&mut self, out: &mut Vec<u8>, header: &httparse::Header<'_>) {
+        match self.line(header) {
+            Some(line) if line.start == self.run.end && !self.run.is_empty() => {
+                self.run.end = line.end;
+            }
+            Some(line) => {
+                self.flush(out);
+                self.run = line;
+            }
+            None => {
+                self.flush(out);
+                push_header(out, header.name.as_bytes(), header.value);
+            }
+        }
+    }
+
+    fn flush(&mut self, out: &mut Vec<u8>) {
+        if let Some(run) = self.head.get(self.run.clone()) {
+            out.extend_from_slice(run);
+        }
+        self.run = 0..0;
+    }
+}
+
+/// Writes one `name: value` line.
+fn push_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
 }
 
 /// A request target the fast path takes as it is: origin form, visible ASCII, none of the
@@ -321,7 +392,9 @@ pub async fn serve(
                 return Ended::Closed;
             }
             buf.reserve(READ_SIZE);
+            // In this order: no random draw per wake-up.
             let read = tokio::select! {
+                biased;
                 read = stream.read_buf(&mut buf) => read,
                 _ = stop.changed(), if buf.is_empty() => return Ended::Closed,
                 () = idle.until(active + IDLE) => return Ended::Closed,
@@ -338,6 +411,7 @@ pub async fn serve(
         while buf.len() < request.body_len {
             buf.reserve(request.body_len - buf.len());
             let read = tokio::select! {
+                biased;
                 read = stream.read_buf(&mut buf) => read,
                 () = idle.until(active + IDLE) => return Ended::Closed,
             };
@@ -392,7 +466,9 @@ impl Client<'_> {
             if self.ahead.len() < MAX_AHEAD {
                 self.ahead.reserve(READ_SIZE);
             }
+            // The exchange first: once it is done, nothing else is polled.
             tokio::select! {
+                biased;
                 done = &mut work => return Waited::Done(done),
                 () = self.timer.until(deadline) => return Waited::TimedOut,
                 read = self.stream.read_buf(self.ahead), if self.ahead.len() < MAX_AHEAD => {
@@ -431,6 +507,7 @@ struct ResponseHead {
 /// upstream lists in `Connection`) dropped, `X-Request-Id` set, framing decided.
 fn response_head(
     res: &httparse::Response<'_, '_>,
+    raw: &[u8],
     head_only: bool,
     request_id: &str,
 ) -> Result<ResponseHead, String> {
@@ -483,6 +560,7 @@ fn response_head(
         .or_else(|| code.canonical_reason());
     out.extend_from_slice(reason.unwrap_or("").as_bytes());
     out.extend_from_slice(b"\r\n");
+    let mut lines = LineCopier::new(raw);
     for header in res.headers.iter() {
         let name = header.name.as_bytes();
         // The upstream's `X-Request-Id` is replaced by the gateway's.
@@ -492,14 +570,11 @@ fn response_head(
             || (chunked.is_some() && name.eq_ignore_ascii_case(b"content-length"));
         let keep_te =
             framing == Framing::Chunked && name.eq_ignore_ascii_case(b"transfer-encoding");
-        if hop && !keep_te {
-            continue;
+        if !hop || keep_te {
+            lines.keep(&mut out, header);
         }
-        out.extend_from_slice(name);
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(header.value);
-        out.extend_from_slice(b"\r\n");
     }
+    lines.flush(&mut out);
     if framing == Framing::UntilClose {
         out.extend_from_slice(b"transfer-encoding: chunked\r\n");
     }
@@ -649,7 +724,8 @@ impl UpstreamConn {
                             self.buf.advance(len);
                             continue;
                         }
-                        let head = response_head(&res, head_only, request_id).map_err(Some)?;
+                        let head =
+                            response_head(&res, &self.buf, head_only, request_id).map_err(Some)?;
                         self.buf.advance(len);
                         return Ok(head);
                     }
@@ -767,7 +843,7 @@ fn request_bytes(
     forwarded: &Forwarded<'_>,
     body: &[u8],
 ) -> Vec<u8> {
-    let headers = head.headers.0;
+    let headers = head.headers.lines;
     let headers_len: usize = headers
         .iter()
         .map(|h| h.name.len() + h.value.len() + 4)
@@ -807,6 +883,7 @@ fn request_bytes(
                 .any(|token| token.eq_ignore_ascii_case(name.as_bytes()))
     };
     let mut prior_for = None;
+    let mut lines = LineCopier::new(head.headers.head);
     for header in headers {
         let name = header.name;
         if name.eq_ignore_ascii_case("x-forwarded-for") && prior_for.is_none() {
@@ -819,16 +896,11 @@ fn request_bytes(
         {
             continue;
         }
-        out.extend_from_slice(name.as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(header.value);
-        out.extend_from_slice(b"\r\n");
+        lines.keep(&mut out, header);
     }
+    lines.flush(&mut out);
     forwarded.each(host, prior_for, |name, value| {
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value);
-        out.extend_from_slice(b"\r\n");
+        push_header(&mut out, name.as_str().as_bytes(), value);
     });
     out.extend_from_slice(b"\r\n");
     out.extend_from_slice(body);
@@ -865,7 +937,10 @@ impl Gateway {
             method: &request.method,
             path,
             query,
-            headers: &RawHeaders(request.headers),
+            headers: &RawHeaders {
+                lines: request.headers,
+                head: request.raw,
+            },
         };
         let mut record = self.begin(&request.method, path, query, body.len() as u64);
         let admitted = self.admit_fast(&head, &body, conn, &mut record);

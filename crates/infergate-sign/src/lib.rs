@@ -209,15 +209,20 @@ fn push_canonical_query(out: &mut String, raw_query: &str) {
         out.push_str(&canonical_query(raw_query));
         return;
     }
-    let mut pairs: Vec<(&str, &str)> = raw_query
-        .split('&')
-        .map(|item| item.split_once('=').unwrap_or((item, "")))
-        .filter(|(key, _)| !key.is_empty())
-        .collect();
-    if pairs.iter().any(|(_, value)| value.contains('=')) {
-        // A second `=` belongs to the value and is encoded.
-        out.push_str(&canonical_query(raw_query));
-        return;
+    let mut pairs: Vec<(&str, &str)> = Vec::with_capacity(8);
+    for item in raw_query.split('&') {
+        let (key, value) = match item.bytes().position(|b| b == b'=') {
+            Some(eq) => (&item[..eq], &item[eq + 1..]),
+            None => (item, ""),
+        };
+        if value.bytes().any(|b| b == b'=') {
+            // A second `=` belongs to the value and is encoded.
+            out.push_str(&canonical_query(raw_query));
+            return;
+        }
+        if !key.is_empty() {
+            pairs.push((key, value));
+        }
     }
     pairs.sort_unstable();
     for (i, (key, value)) in pairs.iter().enumerate() {
@@ -600,7 +605,7 @@ impl<'a> PreparedVerification<'a> {
         let names = || {
             signed_headers
                 .split(';')
-                .map(str::trim)
+                .map(str::trim_ascii)
                 .filter(|h| !h.is_empty())
         };
         if !names().any(|h| h.eq_ignore_ascii_case(HEADER_SDK_DATE)) {

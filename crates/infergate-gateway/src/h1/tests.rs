@@ -96,7 +96,10 @@ fn heads_are_read_in_place() {
     );
     assert_eq!(split_target("/a?"), ("/a", Some("")));
     assert_eq!(split_target("/a"), ("/a", None));
-    let headers = RawHeaders(parsed.headers);
+    let headers = RawHeaders {
+        lines: parsed.headers,
+        head,
+    };
     assert_eq!(headers.text("host"), Some("gw:80"));
     let all: Vec<_> = headers.values("x-a").collect();
     assert_eq!(all, [b"1", b"2"]);
@@ -150,7 +153,10 @@ fn forwarded_bytes(text: &[u8], caller: &Caller, upstream: &Upstream, rest: &str
         method: &parsed.method,
         path,
         query,
-        headers: &RawHeaders(parsed.headers),
+        headers: &RawHeaders {
+            lines: parsed.headers,
+            head: text,
+        },
     };
     let conn = client_conn();
     let forwarded = forwarded(caller, &conn);
@@ -232,7 +238,7 @@ fn parse_response(raw: &[u8], head_only: bool) -> Result<ResponseHead, String> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut res = httparse::Response::new(&mut headers);
     assert!(res.parse(raw).expect("parse").is_complete());
-    response_head(&res, head_only, "rid")
+    response_head(&res, raw, head_only, "rid")
 }
 
 fn text(head: &ResponseHead) -> String {
@@ -419,4 +425,30 @@ async fn a_lazy_timer_fires_at_each_deadline_moved_later_or_earlier() {
         waited >= Duration::from_millis(40) && waited < Duration::from_secs(10),
         "{waited:?}"
     );
+}
+
+#[test]
+fn header_lines_are_copied_in_runs_or_rewritten_when_not_plain() {
+    let head = b"GET /v1/x HTTP/1.1\r\nHost: gw\r\nX-A:1\r\nX-B:  2\r\nAuthorization: x\r\nX-C: 3 \r\nX-T:\tv\r\nX-E:\r\nX-F: 6\r\n\r\n";
+    let upstream = Upstream::parse("http://up:1").expect("upstream");
+    let app = Caller::App {
+        app_id: "app1".into(),
+    };
+    let bytes = forwarded_bytes(head, &app, &upstream, "");
+    let lines: Vec<&str> = bytes.split("\r\n").skip(2).take(6).collect();
+    assert_eq!(
+        lines,
+        ["X-A:1", "X-B:  2", "X-C: 3", "X-T: v", "X-E:", "X-F: 6"],
+        "{bytes}"
+    );
+    // Kept as a run of whole lines where they were plain, around the dropped credential.
+    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let parsed = read_head(head, &mut slots).expect("head");
+    let copier = LineCopier::new(head);
+    let spans: Vec<bool> = parsed
+        .headers
+        .iter()
+        .map(|h| copier.line(h).is_some())
+        .collect();
+    assert_eq!(spans, [true, true, true, true, false, false, true, true]);
 }
