@@ -8,7 +8,9 @@ use chrono::{DateTime, Utc};
 use infergate_core::model::AuthType;
 use infergate_core::snapshot::{ApiRoute, AppCredential, Snapshot};
 use infergate_core::token::{Scope, TokenError};
-use infergate_sign::{HeaderSource, PreparedVerification, SigningKey, Verdict};
+use infergate_sign::{
+    AuthorizationParts, HeaderSource, PreparedVerification, SignError, SigningKey, Verdict,
+};
 
 use crate::error::GatewayError;
 
@@ -16,52 +18,63 @@ pub const HEADER_APP_CODE: &str = "x-apig-appcode";
 pub const HEADER_API_KEY: &str = "apikey";
 pub const HEADER_AUTH_TOKEN: &str = "x-auth-token";
 
-/// The credential a request presents, in the spec's order of precedence.
+/// The credential a request presents, in the spec's order of precedence, read from its
+/// headers.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Presented {
+pub enum Presented<'h> {
     /// `Authorization: SDK-HMAC-SHA256 …` whose `Access` is an AppKey.
-    AppSignature,
+    AppSignature(AuthorizationParts<'h>),
     /// The same, with an IAM access key.
-    IamSignature,
-    /// A signature whose `Access` is neither (or unreadable).
-    UnknownSignature,
-    AppCode(String),
-    ApiKey(String),
-    Token(String),
+    IamSignature(AuthorizationParts<'h>),
+    /// A signature whose `Access` is neither, or that cannot be read.
+    UnknownSignature(Result<AuthorizationParts<'h>, SignError>),
+    AppCode(&'h str),
+    ApiKey(&'h str),
+    Token(&'h str),
     Nothing,
 }
 
-impl Presented {
-    pub fn classify<H: HeaderSource + ?Sized>(headers: &H, snapshot: &Snapshot) -> Self {
+impl<'h> Presented<'h> {
+    pub fn classify<H: HeaderSource + ?Sized>(headers: &'h H, snapshot: &Snapshot) -> Self {
         let text = |name: &str| headers.text(name);
         if let Some(auth) =
             text("authorization").filter(|v| v.starts_with(infergate_sign::ALGORITHM))
         {
-            // Only the access key matters here; the header is parsed whole when verified.
-            return match infergate_sign::Authorization::access_of(auth) {
-                Ok(access) if snapshot.app_by_key(access).is_some() => Presented::AppSignature,
-                Ok(access) if snapshot.iam_key(access).is_some() => Presented::IamSignature,
-                _ => Presented::UnknownSignature,
+            // Read once here; verified whole later.
+            return match AuthorizationParts::parse(auth) {
+                Ok(parts) if snapshot.app_by_key(parts.access).is_some() => {
+                    Presented::AppSignature(parts)
+                }
+                Ok(parts) if snapshot.iam_key(parts.access).is_some() => {
+                    Presented::IamSignature(parts)
+                }
+                read => Presented::UnknownSignature(read),
             };
         }
         if let Some(code) = text(HEADER_APP_CODE) {
-            return Presented::AppCode(code.to_owned());
+            return Presented::AppCode(code);
         }
         if let Some(key) = text(HEADER_API_KEY) {
-            return Presented::ApiKey(key.to_owned());
+            return Presented::ApiKey(key);
         }
         if let Some(token) = text(HEADER_AUTH_TOKEN) {
-            return Presented::Token(token.to_owned());
+            return Presented::Token(token);
         }
         Presented::Nothing
     }
 
     /// Whether verifying this credential needs the body hash.
     pub fn is_signature(&self) -> bool {
-        matches!(
-            self,
-            Presented::AppSignature | Presented::IamSignature | Presented::UnknownSignature
-        )
+        self.signature().is_some()
+    }
+
+    /// The signature's `Authorization` items (or why they cannot be read).
+    fn signature(&self) -> Option<Result<AuthorizationParts<'h>, SignError>> {
+        match self {
+            Presented::AppSignature(parts) | Presented::IamSignature(parts) => Some(Ok(*parts)),
+            Presented::UnknownSignature(read) => Some(read.clone()),
+            _ => None,
+        }
     }
 }
 
@@ -78,11 +91,11 @@ pub fn select(
             .map(|a| Arc::clone(a))
     };
     let wanted = match presented {
-        Presented::AppSignature | Presented::AppCode(_) | Presented::ApiKey(_) => {
+        Presented::AppSignature(_) | Presented::AppCode(_) | Presented::ApiKey(_) => {
             Some(AuthType::App)
         }
-        Presented::IamSignature | Presented::Token(_) => Some(AuthType::Iam),
-        Presented::UnknownSignature => Some(if find(AuthType::App).is_some() {
+        Presented::IamSignature(_) | Presented::Token(_) => Some(AuthType::Iam),
+        Presented::UnknownSignature(_) => Some(if find(AuthType::App).is_some() {
             AuthType::App
         } else {
             AuthType::Iam
@@ -113,13 +126,6 @@ pub enum Caller {
 /// received request.
 pub use infergate_sign::ReceivedRequest as CallRequest;
 
-fn prepare<'a, H: HeaderSource + ?Sized>(
-    request: &CallRequest<'a, H>,
-) -> Result<PreparedVerification<'a>, infergate_sign::SignError> {
-    let authorization = request.headers.text("authorization").unwrap_or("");
-    PreparedVerification::prepare(authorization, *request)
-}
-
 fn check_skew(prepared: &PreparedVerification, now: DateTime<Utc>) -> Result<(), String> {
     if infergate_sign::date_within_skew(prepared.signed_at, now) {
         return Ok(());
@@ -142,12 +148,15 @@ fn mismatch_message(prefix: &str, canonical_request: &str) -> String {
 /// `Access` (found by `lookup`, which also gives its secret), then the signature itself.
 fn verify_signature<'s, K, H: HeaderSource + ?Sized>(
     request: &CallRequest<'_, H>,
+    authorization: Result<AuthorizationParts<'_>, SignError>,
     now: DateTime<Utc>,
     refuse: fn(String) -> GatewayError,
     mismatch: &str,
     lookup: impl FnOnce(&str) -> Result<(&'s K, &'s SigningKey), String>,
 ) -> Result<&'s K, GatewayError> {
-    let prepared = prepare(request).map_err(|e| refuse(e.to_string()))?;
+    let prepared = authorization
+        .and_then(|parts| PreparedVerification::prepare_parts(parts, *request))
+        .map_err(|e| refuse(e.to_string()))?;
     check_skew(&prepared, now).map_err(refuse)?;
     let (key, signing_key) = lookup(prepared.access).map_err(refuse)?;
     if let Verdict::Mismatch { canonical_request } = prepared.verify_with(signing_key) {
@@ -179,8 +188,11 @@ fn authenticate_app<H: HeaderSource + ?Sized>(
     now: DateTime<Utc>,
 ) -> Result<Caller, GatewayError> {
     let app = match presented {
-        Presented::AppSignature | Presented::UnknownSignature => verify_signature(
+        Presented::AppSignature(_) | Presented::UnknownSignature(_) => verify_signature(
             request,
+            presented
+                .signature()
+                .unwrap_or(Err(SignError::WrongAlgorithm)),
             now,
             GatewayError::AppAuth,
             "verify signature fail",
@@ -191,10 +203,10 @@ fn authenticate_app<H: HeaderSource + ?Sized>(
                     .ok_or_else(|| format!("app not found, appkey {access}"))
             },
         )?,
-        Presented::AppCode(code) => {
+        &Presented::AppCode(code) => {
             simple_credential(api, "AppCode", "appCode", snapshot.app_by_code(code))?
         }
-        Presented::ApiKey(key) => {
+        &Presented::ApiKey(key) => {
             simple_credential(api, "apikey", "apikey", snapshot.app_by_key(key))?
         }
         _ => return Err(GatewayError::AppAuth("Authorization not found".into())),
@@ -256,9 +268,12 @@ fn authenticate_iam<H: HeaderSource + ?Sized>(
                 .ok_or_else(|| GatewayError::IamAuth("token is no longer valid".into()))?;
             claims.user_id
         }
-        Presented::IamSignature | Presented::UnknownSignature => {
+        Presented::IamSignature(_) | Presented::UnknownSignature(_) => {
             let key = verify_signature(
                 request,
+                presented
+                    .signature()
+                    .unwrap_or(Err(SignError::WrongAlgorithm)),
                 now,
                 GatewayError::IamAuth,
                 "verify aksk signature fail",

@@ -319,10 +319,19 @@ fn push_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
 fn plain_target(target: &str) -> bool {
     target.starts_with('/')
         && target.len() < usize::from(u16::MAX)
-        && target.bytes().all(|b| {
-            matches!(b, 0x21..=0x7e) && !matches!(b, b'"' | b'#' | b'<' | b'>' | b'`' | b'{' | b'}')
-        })
+        && target.bytes().all(|b| PLAIN_TARGET[usize::from(b)])
 }
+
+/// The bytes [`plain_target`] takes, one lookup each.
+static PLAIN_TARGET: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0x21;
+    while b <= 0x7e {
+        table[b] = !matches!(b as u8, b'"' | b'#' | b'<' | b'>' | b'`' | b'{' | b'}');
+        b += 1;
+    }
+    table
+};
 
 /// The path and query of an origin-form target.
 fn split_target(target: &str) -> (&str, Option<&str>) {

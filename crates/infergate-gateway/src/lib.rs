@@ -138,9 +138,9 @@ impl Observers {
 }
 
 /// The API a call's head selected, and the credential it presents.
-struct Selected {
+struct Selected<'h> {
     api: Arc<ApiRoute>,
-    presented: Presented,
+    presented: Presented<'h>,
     /// Whether the signature covers the body's hash, so the body is read before forwarding.
     needs_hash: bool,
 }
@@ -350,13 +350,13 @@ impl Gateway {
     }
 
     /// What the head alone decides: limits, the route, and the API the credential selects.
-    fn select<H: HeaderSource + ?Sized>(
+    fn select<'h, H: HeaderSource + ?Sized>(
         &self,
         snapshot: &Snapshot,
-        head: &Head<'_, H>,
+        head: &Head<'h, H>,
         conn: &ConnInfo,
         record: &mut CallRecord,
-    ) -> Result<Selected, GatewayError> {
+    ) -> Result<Selected<'h>, GatewayError> {
         self.check_limits(head)?;
 
         // Route: longest api_path prefix, then the method.
@@ -417,7 +417,7 @@ impl Gateway {
     fn admit<H: HeaderSource + ?Sized>(
         &self,
         snapshot: &Snapshot,
-        selected: &Selected,
+        selected: &Selected<'_>,
         head: &Head<'_, H>,
         body_hash: Option<&str>,
         body_is_empty: bool,

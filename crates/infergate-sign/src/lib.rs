@@ -81,26 +81,49 @@ impl Authorization {
     /// Parses the header value: the scheme, then comma-separated `key=value` items with
     /// optional spaces. Unknown items are ignored; any of the three missing is an error.
     pub fn parse(value: &str) -> Result<Self, SignError> {
-        let (access, signed_headers, signature) = Self::split(value)?;
+        let parts = AuthorizationParts::parse(value)?;
         Ok(Self {
-            access: access.to_owned(),
-            signed_headers: signed_headers
+            access: parts.access.to_owned(),
+            signed_headers: parts
+                .signed_headers
                 .split(';')
                 .map(|h| h.trim().to_ascii_lowercase())
                 .filter(|h| !h.is_empty())
                 .collect(),
-            signature: signature.to_owned(),
+            signature: parts.signature.to_owned(),
         })
     }
 
     /// The `Access` of a header value that [`Authorization::parse`] accepts, without
     /// copying anything.
     pub fn access_of(value: &str) -> Result<&str, SignError> {
-        Self::split(value).map(|(access, _, _)| access)
+        AuthorizationParts::parse(value).map(|parts| parts.access)
     }
 
-    /// `(Access, SignedHeaders, Signature)` as they stand in the value, trimmed.
-    fn split(value: &str) -> Result<(&str, &str, &str), SignError> {
+    /// Renders the header value as the SDKs send it.
+    pub fn header_value(&self) -> String {
+        format!(
+            "{ALGORITHM} Access={}, SignedHeaders={}, Signature={}",
+            self.access,
+            self.signed_headers.join(";"),
+            self.signature
+        )
+    }
+}
+
+/// The three items of an `Authorization` value as they stand in it, trimmed: what
+/// [`Authorization::parse`] reads, without copying.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuthorizationParts<'a> {
+    pub access: &'a str,
+    /// `;`-separated names as the client listed them.
+    pub signed_headers: &'a str,
+    pub signature: &'a str,
+}
+
+impl<'a> AuthorizationParts<'a> {
+    /// Reads the header value as [`Authorization::parse`] does.
+    pub fn parse(value: &'a str) -> Result<Self, SignError> {
         let value = value.trim_start();
         let rest = value
             .strip_prefix(ALGORITHM)
@@ -138,17 +161,11 @@ impl Authorization {
         if signature.is_empty() {
             return Err(SignError::MissingSignature);
         }
-        Ok((access, signed_headers, signature))
-    }
-
-    /// Renders the header value as the SDKs send it.
-    pub fn header_value(&self) -> String {
-        format!(
-            "{ALGORITHM} Access={}, SignedHeaders={}, Signature={}",
-            self.access,
-            self.signed_headers.join(";"),
-            self.signature
-        )
+        Ok(Self {
+            access,
+            signed_headers,
+            signature,
+        })
     }
 }
 
@@ -600,7 +617,19 @@ impl<'a> PreparedVerification<'a> {
         authorization: &'a str,
         request: ReceivedRequest<'a, H>,
     ) -> Result<Self, SignError> {
-        let (access, signed_headers, signature) = Authorization::split(authorization)?;
+        Self::prepare_parts(AuthorizationParts::parse(authorization)?, request)
+    }
+
+    /// [`PreparedVerification::prepare`] for an `Authorization` value already read.
+    pub fn prepare_parts<H: HeaderSource + ?Sized>(
+        parts: AuthorizationParts<'a>,
+        request: ReceivedRequest<'a, H>,
+    ) -> Result<Self, SignError> {
+        let AuthorizationParts {
+            access,
+            signed_headers,
+            signature,
+        } = parts;
         // Names in the client's order, as it listed them (any case).
         let names = || {
             signed_headers
