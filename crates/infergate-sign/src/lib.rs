@@ -320,10 +320,27 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 
 /// The 64 lowercase hex digits of the SHA-256 of `bytes`, without allocating.
 fn sha256_hex_digits(bytes: &[u8]) -> [u8; 64] {
-    let mut text = [0u8; 64];
-    // The buffer is exactly twice the digest's length, so encoding cannot fail.
-    let _ = hex::encode_to_slice(digest::digest(&digest::SHA256, bytes), &mut text);
-    text
+    hex_digits(digest::digest(&digest::SHA256, bytes).as_ref())
+}
+
+/// The lowercase hex digits of `bytes`, which must be `N / 2` long (the rest of the output
+/// stays zero otherwise); one table lookup per byte.
+pub fn hex_digits<const N: usize>(bytes: &[u8]) -> [u8; N] {
+    static PAIRS: [[u8; 2]; 256] = {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut table = [[0u8; 2]; 256];
+        let mut b = 0;
+        while b < 256 {
+            table[b] = [DIGITS[b >> 4], DIGITS[b & 15]];
+            b += 1;
+        }
+        table
+    };
+    let mut out = [0u8; N];
+    for (pair, &b) in out.chunks_exact_mut(2).zip(bytes) {
+        pair.copy_from_slice(&PAIRS[usize::from(b)]);
+    }
+    out
 }
 
 /// The inputs of a canonical request, all taken from the request as received or sent.
@@ -453,9 +470,7 @@ fn signature_bytes(key: &SigningKey, sdk_date: &str, canonical_request: &str) ->
 /// Whether a presented signature is `expected`, written as 64 lowercase hex digits (the
 /// only form a signer produces), in time independent of where they differ.
 fn signature_matches(expected: &[u8; 32], presented: &[u8]) -> bool {
-    let mut digits = [0u8; 64];
-    // The buffer is exactly twice the signature's length, so encoding cannot fail.
-    let _ = hex::encode_to_slice(expected, &mut digits);
+    let digits: [u8; 64] = hex_digits(expected);
     if presented.len() != digits.len() {
         return false;
     }

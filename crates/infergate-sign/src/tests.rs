@@ -552,3 +552,12 @@ fn the_plain_bytes_are_those_encoding_keeps() {
     assert!(all_plain("/a/b-c_d.e~f/", PATH_SEP) && !all_plain("/a&b", PATH_SEP));
     assert!(all_plain("a=1&b=2", QUERY_SEP) && !all_plain("a/b", QUERY_SEP));
 }
+
+#[test]
+fn hex_digits_are_lowercase_hex() {
+    let bytes: Vec<u8> = (0..=255).collect();
+    let digits: [u8; 512] = hex_digits(&bytes);
+    assert_eq!(digits.as_slice(), hex::encode(&bytes).as_bytes());
+    let short: [u8; 4] = hex_digits(&[0xab]);
+    assert_eq!(&short, b"ab\0\0");
+}
