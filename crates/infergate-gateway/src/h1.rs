@@ -11,7 +11,7 @@
 
 use std::io::{self, Write};
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
@@ -124,7 +124,9 @@ enum HeadEnd {
 }
 
 fn head_end(buf: &[u8]) -> HeadEnd {
-    if let Some(at) = memchr::memmem::find(buf, b"\r\n\r\n") {
+    static EMPTY_LINE: LazyLock<memchr::memmem::Finder<'static>> =
+        LazyLock::new(|| memchr::memmem::Finder::new(b"\r\n\r\n"));
+    if let Some(at) = EMPTY_LINE.find(buf) {
         return HeadEnd::At(at + 4);
     }
     if buf.len() > MAX_HEAD
@@ -335,8 +337,8 @@ static PLAIN_TARGET: [bool; 256] = {
 
 /// The path and query of an origin-form target.
 fn split_target(target: &str) -> (&str, Option<&str>) {
-    match target.split_once('?') {
-        Some((path, query)) => (path, Some(query)),
+    match target.bytes().position(|b| b == b'?') {
+        Some(at) => (&target[..at], Some(&target[at + 1..])),
         None => (target, None),
     }
 }

@@ -227,7 +227,11 @@ fn push_canonical_query(out: &mut String, raw_query: &str) {
         return;
     }
     let mut pairs: Vec<(&str, &str)> = Vec::with_capacity(8);
-    for item in raw_query.split('&') {
+    let items = raw_query.as_bytes().split(|&b| b == b'&').map(|item| {
+        // Split at ASCII bytes, so on character boundaries.
+        std::str::from_utf8(item).unwrap_or_default()
+    });
+    for item in items {
         let (key, value) = match item.bytes().position(|b| b == b'=') {
             Some(eq) => (&item[..eq], &item[eq + 1..]),
             None => (item, ""),
@@ -645,27 +649,28 @@ impl<'a> PreparedVerification<'a> {
             signed_headers,
             signature,
         } = parts;
-        // Names in the client's order, as it listed them (any case).
-        let names = || {
-            signed_headers
-                .split(';')
-                .map(str::trim_ascii)
-                .filter(|h| !h.is_empty())
-        };
-        if !names().any(|h| h.eq_ignore_ascii_case(HEADER_SDK_DATE)) {
+        // Names in the client's order, as it listed them (any case); values below.
+        let mut headers: Vec<(&str, Cow<'_, str>)> = signed_headers
+            .split(';')
+            .map(str::trim_ascii)
+            .filter(|h| !h.is_empty())
+            .map(|name| (name, Cow::Borrowed("")))
+            .collect();
+        if !headers
+            .iter()
+            .any(|(h, _)| h.eq_ignore_ascii_case(HEADER_SDK_DATE))
+        {
             return Err(SignError::DateNotSigned);
         }
         let date = header_value(request.headers, HEADER_SDK_DATE)?.ok_or(SignError::MissingDate)?;
         let signed_at = parse_sdk_date(&date)?;
-        let mut headers: Vec<(&str, Cow<'_, str>)> = Vec::with_capacity(8);
-        for name in names() {
-            let value = if name.eq_ignore_ascii_case(HEADER_SDK_DATE) {
+        for (name, value) in &mut headers {
+            *value = if name.eq_ignore_ascii_case(HEADER_SDK_DATE) {
                 date.clone()
             } else {
                 header_value(request.headers, name)?
                     .ok_or_else(|| SignError::MissingSignedHeader(name.to_ascii_lowercase()))?
             };
-            headers.push((name, value));
         }
         let declared = header_value(request.headers, HEADER_CONTENT_SHA256)?;
         // The hash the client signed, and for the empty-body quirk a second candidate.
