@@ -205,7 +205,7 @@ impl ServiceRoute {
 /// An API as the gateway routes it.
 #[derive(Debug)]
 pub struct ApiRoute {
-    pub api_id: String,
+    pub api_id: Arc<str>,
     pub api_path: String,
     pub auth_type: AuthType,
     pub support_app_code: bool,
@@ -223,7 +223,7 @@ impl ApiRoute {
 /// An app's credential material.
 #[derive(Debug)]
 pub struct AppCredential {
-    pub app_id: String,
+    pub app_id: Arc<str>,
     pub app_key: String,
     pub secret: Secret,
     /// The secret prepared for verifying signatures.
@@ -233,7 +233,7 @@ pub struct AppCredential {
 /// An IAM AK/SK pair.
 #[derive(Debug)]
 pub struct IamKey {
-    pub user_id: String,
+    pub user_id: Arc<str>,
     pub secret: Secret,
     /// The secret prepared for verifying signatures.
     pub signing_key: SigningKey,
@@ -307,7 +307,7 @@ fn api_route(
 ) -> Arc<ApiRoute> {
     Arc::new(ApiRoute {
         authorized_apps,
-        api_id: api.id.clone(),
+        api_id: api.id.as_str().into(),
         api_path: api.api_path.clone(),
         auth_type: api.auth_type,
         support_app_code: api.support_app_code,
@@ -333,7 +333,7 @@ fn insert_app(
         }
     };
     let credential = Arc::new(AppCredential {
-        app_id: app.id.clone(),
+        app_id: app.id.as_str().into(),
         app_key: app.app_key.clone(),
         signing_key: SigningKey::new(secret.expose().as_bytes()),
         secret,
@@ -389,7 +389,7 @@ fn iam(
                 iam_keys.insert(
                     credential.access.clone(),
                     IamKey {
-                        user_id: credential.user_id.clone(),
+                        user_id: credential.user_id.as_str().into(),
                         signing_key: SigningKey::new(secret.expose().as_bytes()),
                         secret,
                     },
@@ -575,7 +575,7 @@ impl Snapshot {
         if !changed_services.is_empty() {
             for route in self.routes.values().flat_map(|apis| apis.iter()) {
                 if changed_services.contains(route.service.id.as_str()) {
-                    affected.insert(route.api_id.as_str());
+                    affected.insert(&*route.api_id);
                 }
             }
         }
@@ -586,7 +586,7 @@ impl Snapshot {
         for id in &affected {
             if let Some(path) = self.api_paths.get(*id) {
                 paths.insert(path.clone());
-                if let Some(route) = self.routes[path].iter().find(|r| r.api_id == *id) {
+                if let Some(route) = self.routes[path].iter().find(|r| &*r.api_id == *id) {
                     old.insert(id, route);
                 }
             }
@@ -656,7 +656,7 @@ impl Snapshot {
                 .get(&path)
                 .map(|apis| {
                     apis.iter()
-                        .filter(|r| !affected.contains(r.api_id.as_str()))
+                        .filter(|r| !affected.contains(&*r.api_id))
                         .cloned()
                         .collect()
                 })
@@ -814,7 +814,7 @@ mod tests {
         assert!(problems.is_empty());
         let ids = |path: &str| -> Vec<String> {
             snap.route(path)
-                .map(|r| r.iter().map(|a| a.api_id.clone()).collect())
+                .map(|r| r.iter().map(|a| a.api_id.to_string()).collect())
                 .unwrap_or_default()
         };
         assert_eq!(ids("/v1/infers/x"), ["a", "b"]);
@@ -869,10 +869,7 @@ mod tests {
             snap.app_by_key("key").map(|a| a.secret.expose()),
             Some("sec")
         );
-        assert_eq!(
-            snap.app_by_code(&code).map(|a| a.app_id.as_str()),
-            Some("x")
-        );
+        assert_eq!(snap.app_by_code(&code).map(|a| &*a.app_id), Some("x"));
         assert!(snap.app_by_key("key2").is_none());
     }
 

@@ -118,8 +118,8 @@ pub fn select(
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Caller {
     Anonymous,
-    App { app_id: String },
-    User { user_id: String },
+    App { app_id: Arc<str> },
+    User { user_id: Arc<str> },
 }
 
 /// The parts of a request the verification reads: the signer crate's own view of a
@@ -266,7 +266,7 @@ fn authenticate_iam<H: HeaderSource + ?Sized>(
                 .user(&claims.user_id)
                 .filter(|u| u.enabled && u.password_changed_at <= claims.issued_at)
                 .ok_or_else(|| GatewayError::IamAuth("token is no longer valid".into()))?;
-            claims.user_id
+            claims.user_id.into()
         }
         Presented::IamSignature(_) | Presented::UnknownSignature(_) => {
             let key = verify_signature(

@@ -118,7 +118,7 @@ impl Observers {
         if let Some(m) = &self.metrics {
             m.in_flight.dec();
             let app = match &record.caller {
-                Some(Caller::App { app_id }) => app_id.as_str(),
+                Some(Caller::App { app_id }) => app_id,
                 _ => "",
             };
             let status = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::OK);
@@ -176,7 +176,7 @@ pub struct CallRecord {
     pub method: http::Method,
     /// The path, and the query's keys without their values.
     pub target: String,
-    pub api_id: Option<String>,
+    pub api_id: Option<Arc<str>>,
     pub caller: Option<Caller>,
     pub auth: &'static str,
     pub upstream: Option<Arc<str>>,
@@ -446,7 +446,7 @@ impl Gateway {
         if let Caller::App { app_id } = &caller {
             if !selected.api.authorizes(app_id) {
                 return Err(GatewayError::NotAuthorized {
-                    app_id: app_id.clone(),
+                    app_id: app_id.to_string(),
                 });
             }
         }
@@ -520,15 +520,15 @@ impl Gateway {
 /// value.
 fn access_line(record: &CallRecord, status: u16, bytes_out: u64) -> String {
     let (app_id, user_id) = match &record.caller {
-        Some(Caller::App { app_id }) => (Some(app_id.as_str()), None),
-        Some(Caller::User { user_id }) => (None, Some(user_id.as_str())),
+        Some(Caller::App { app_id }) => (Some(&**app_id), None),
+        Some(Caller::User { user_id }) => (None, Some(&**user_id)),
         _ => (None, None),
     };
     serde_json::json!({
         "time": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         "kind": "call",
         "request_id": record.request_id,
-        "api_id": record.api_id,
+        "api_id": record.api_id.as_deref(),
         "app_id": app_id,
         "user_id": user_id,
         "method": record.method.as_str(),
