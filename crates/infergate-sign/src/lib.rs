@@ -227,11 +227,7 @@ fn push_canonical_query(out: &mut String, raw_query: &str) {
         return;
     }
     let mut pairs: Vec<(&str, &str)> = Vec::with_capacity(8);
-    let items = raw_query.as_bytes().split(|&b| b == b'&').map(|item| {
-        // Split at ASCII bytes, so on character boundaries.
-        std::str::from_utf8(item).unwrap_or_default()
-    });
-    for item in items {
+    for item in raw_query.split('&') {
         let (key, value) = match item.bytes().position(|b| b == b'=') {
             Some(eq) => (&item[..eq], &item[eq + 1..]),
             None => (item, ""),
