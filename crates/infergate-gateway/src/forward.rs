@@ -45,23 +45,83 @@ static HOP_BY_HOP: [HeaderName; 8] = [
     HeaderName::from_static(HOP_NAMES[7]),
 ];
 
-/// `name` lowercased into `buf`; `None` when longer than any name matched this way.
-fn lowered<'b>(name: &[u8], buf: &'b mut [u8; 24]) -> Option<&'b [u8]> {
-    let lower = buf.get_mut(..name.len())?;
-    lower.copy_from_slice(name);
-    lower.make_ascii_lowercase();
-    Some(lower)
+/// What a header name means to the gateway when it forwards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Named {
+    /// One of [`HOP_NAMES`].
+    Hop,
+    Upgrade,
+    /// Identity headers only the gateway sets.
+    Identity,
+    /// Credentials the gateway checks.
+    Credential,
+    Host,
+    ForwardedFor,
+    ForwardedHost,
+    /// Others the gateway sets ([`SET_NAMES`]).
+    Set,
+    Other,
 }
 
-/// Whether `name`, in any case, is one of `names` (all lowercase).
-fn named(name: &[u8], names: &[&str]) -> bool {
-    let mut buf = [0u8; 24];
-    lowered(name, &mut buf).is_some_and(|lower| names.iter().any(|n| n.as_bytes() == lower))
+/// Every name [`named`] recognises.
+const SPECIAL: [(&str, Named); 21] = [
+    (HOP_NAMES[0], Named::Hop),
+    (HOP_NAMES[1], Named::Hop),
+    (HOP_NAMES[2], Named::Hop),
+    (HOP_NAMES[3], Named::Hop),
+    (HOP_NAMES[4], Named::Hop),
+    (HOP_NAMES[5], Named::Hop),
+    (HOP_NAMES[6], Named::Hop),
+    (HOP_NAMES[7], Named::Hop),
+    ("upgrade", Named::Upgrade),
+    (HEADER_APP_ID, Named::Identity),
+    (HEADER_API_ID, Named::Identity),
+    (HEADER_USER_ID, Named::Identity),
+    ("authorization", Named::Credential),
+    (HEADER_APP_CODE, Named::Credential),
+    (HEADER_API_KEY, Named::Credential),
+    (HEADER_AUTH_TOKEN, Named::Credential),
+    ("host", Named::Host),
+    (SET_NAMES[0], Named::ForwardedFor),
+    (SET_NAMES[1], Named::Set),
+    (SET_NAMES[2], Named::Set),
+    (SET_NAMES[6], Named::ForwardedHost),
+];
+
+/// The longest name of [`SPECIAL`].
+const LONGEST: usize = 19;
+
+/// [`SPECIAL`] by name length: most names are told apart by their length alone.
+static BY_LENGTH: [[Option<(&str, Named)>; 3]; LONGEST + 1] = {
+    let mut table = [[None; 3]; LONGEST + 1];
+    let mut i = 0;
+    while i < SPECIAL.len() {
+        let len = SPECIAL[i].0.len();
+        let mut slot = 0;
+        while table[len][slot].is_some() {
+            slot += 1;
+        }
+        table[len][slot] = Some(SPECIAL[i]);
+        i += 1;
+    }
+    table
+};
+
+/// What a header name (in any case) is to the gateway.
+pub(crate) fn named(name: &[u8]) -> Named {
+    let Some(candidates) = BY_LENGTH.get(name.len()) else {
+        return Named::Other;
+    };
+    candidates
+        .iter()
+        .map_while(|c| *c)
+        .find(|(n, _)| name.eq_ignore_ascii_case(n.as_bytes()))
+        .map_or(Named::Other, |(_, kind)| kind)
 }
 
 /// Whether a header name, in any case, is one of [`HOP_NAMES`].
 pub fn is_hop_by_hop(name: &[u8]) -> bool {
-    named(name, &HOP_NAMES)
+    named(name) == Named::Hop
 }
 
 /// Headers the gateway sets for the upstream; a client's own copies are dropped.
@@ -378,21 +438,28 @@ fn connection_tokens(headers: &HeaderMap) -> Vec<HeaderName> {
 /// names as [`HOP_BY_HOP`] and [`IDENTITY`] and the credential headers, matched as text in
 /// any case.
 pub(crate) fn dropped(name: &str, upgrade: bool, strip_credentials: bool) -> bool {
-    let mut buf = [0u8; 24];
-    let Some(lower) = lowered(name.as_bytes(), &mut buf) else {
-        return false;
-    };
-    let is = |names: &[&str]| names.iter().any(|n| n.as_bytes() == lower);
-    is(&HOP_NAMES)
-        || is(&[HEADER_APP_ID, HEADER_API_ID, HEADER_USER_ID])
-        || (lower == b"upgrade" && !upgrade)
-        || (strip_credentials
-            && is(&[
-                "authorization",
-                HEADER_APP_CODE,
-                HEADER_API_KEY,
-                HEADER_AUTH_TOKEN,
-            ]))
+    named(name.as_bytes()).dropped(upgrade, strip_credentials)
+}
+
+impl Named {
+    /// See [`dropped`].
+    pub fn dropped(self, upgrade: bool, strip_credentials: bool) -> bool {
+        match self {
+            Named::Hop | Named::Identity => true,
+            Named::Upgrade => !upgrade,
+            Named::Credential => strip_credentials,
+            _ => false,
+        }
+    }
+
+    /// Whether [`Forwarded::each`] replaces a client's header of this name.
+    pub fn replaced(self, host_sent: bool) -> bool {
+        match self {
+            Named::ForwardedFor | Named::Set | Named::Identity => true,
+            Named::ForwardedHost => host_sent,
+            _ => false,
+        }
+    }
 }
 
 /// What the gateway tells the upstream about a call.
@@ -432,16 +499,6 @@ impl Forwarded<'_> {
             Caller::User { user_id } => set(&IDENTITY[2], user_id.as_bytes()),
             Caller::Anonymous => {}
         }
-    }
-
-    /// Whether [`Forwarded::each`] replaces a client's header of this name (any case).
-    pub fn replaces(name: &str, host_sent: bool) -> bool {
-        let names = if host_sent {
-            &SET_NAMES[..]
-        } else {
-            &SET_NAMES[..6]
-        };
-        named(name.as_bytes(), names)
     }
 }
 
@@ -670,6 +727,25 @@ mod tests {
         ] {
             assert!(!dropped(kept, false, true), "{kept}");
         }
+    }
+
+    #[test]
+    fn special_names_are_known_in_any_case_and_no_others() {
+        for (name, kind) in SPECIAL {
+            assert_eq!(named(name.as_bytes()), kind, "{name}");
+            assert_eq!(named(name.to_ascii_uppercase().as_bytes()), kind, "{name}");
+        }
+        for other in [
+            "accept",
+            "user-agent",
+            "x-sdk-date",
+            "x-forwarded",
+            "",
+            "hosts",
+        ] {
+            assert_eq!(named(other.as_bytes()), Named::Other, "{other}");
+        }
+        assert!(is_hop_by_hop(b"Transfer-Encoding") && !is_hop_by_hop(b"upgrade"));
     }
 
     #[test]

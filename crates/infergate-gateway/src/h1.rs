@@ -25,7 +25,7 @@ use tokio::sync::watch;
 use crate::authn::Caller;
 use crate::error::GatewayError;
 use crate::forward::{
-    answered, dropped, is_hop_by_hop, millis, upstream_error, Failure, Forwarded,
+    answered, is_hop_by_hop, millis, named, upstream_error, Failure, Forwarded, Named,
 };
 use crate::pool::Pooled;
 use crate::{CallRecord, ConnInfo, Gateway, Head};
@@ -896,14 +896,14 @@ fn request_bytes(
     let mut prior_for = None;
     let mut lines = LineCopier::new(head.headers.head);
     for header in headers {
-        let name = header.name;
-        if name.eq_ignore_ascii_case("x-forwarded-for") && prior_for.is_none() {
+        let kind = named(header.name.as_bytes());
+        if kind == Named::ForwardedFor && prior_for.is_none() {
             prior_for = std::str::from_utf8(header.value).ok().map(str::trim);
         }
-        if name.eq_ignore_ascii_case("host")
-            || dropped(name, false, strip_credentials)
-            || Forwarded::replaces(name, host.is_some())
-            || listed(name)
+        if kind == Named::Host
+            || kind.dropped(false, strip_credentials)
+            || kind.replaced(host.is_some())
+            || listed(header.name)
         {
             continue;
         }
