@@ -157,6 +157,33 @@ pub enum ForwardBody {
     Stream(Option<Incoming>),
 }
 
+/// The upstreams of a call in the order to try them: a service's only upstream needs no list.
+pub(crate) enum Order<'u> {
+    One(Option<&'u Upstream>),
+    Many(std::vec::IntoIter<&'u Upstream>),
+}
+
+impl<'u> Iterator for Order<'u> {
+    type Item = &'u Upstream;
+
+    fn next(&mut self) -> Option<&'u Upstream> {
+        match self {
+            Order::One(only) => only.take(),
+            Order::Many(list) => list.next(),
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let len = match self {
+            Order::One(only) => usize::from(only.is_some()),
+            Order::Many(list) => list.len(),
+        };
+        (len, Some(len))
+    }
+}
+
+impl ExactSizeIterator for Order<'_> {}
+
 /// One call ready to forward.
 pub struct Call<'a> {
     pub api: &'a ApiRoute,
@@ -215,14 +242,25 @@ impl Upstreams {
     }
 
     /// Upstreams in the order to try: healthy ones in rotation, then ejected ones.
-    pub(crate) fn order<'u>(&self, api: &'u ApiRoute) -> Vec<&'u Upstream> {
-        let rotation = api.service.rotation().map(|i| &api.service.upstreams[i]);
+    pub(crate) fn order<'u>(&self, api: &'u ApiRoute) -> Order<'u> {
+        let upstreams = &api.service.upstreams;
+        if let [only] = &upstreams[..] {
+            // Nothing to rotate or reorder.
+            return Order::One(Some(only));
+        }
+        let rotation = api.service.rotation().map(|i| &upstreams[i]);
         if !self.any_ejected.load(Ordering::Relaxed) {
-            return rotation.collect();
+            return Order::Many(rotation.collect::<Vec<_>>().into_iter());
         }
         let (healthy, ejected): (Vec<_>, Vec<_>) =
             rotation.partition(|u| !self.is_ejected(&u.authority));
-        healthy.into_iter().chain(ejected).collect()
+        Order::Many(
+            healthy
+                .into_iter()
+                .chain(ejected)
+                .collect::<Vec<_>>()
+                .into_iter(),
+        )
     }
 
     pub async fn forward(
@@ -256,7 +294,7 @@ impl Upstreams {
         let rest = &parts.uri.path()[api.api_path.len().min(parts.uri.path().len())..];
         let query = parts.uri.query();
         let order = self.order(api);
-        if order.is_empty() {
+        if order.len() == 0 {
             return Err(GatewayError::UpstreamUnavailable(
                 "the service has no upstream".into(),
             ));
@@ -265,7 +303,7 @@ impl Upstreams {
         let mut last_error = String::new();
         let attempts = order.len();
         let mut headers = Some(headers);
-        for (attempt, upstream) in order.into_iter().enumerate() {
+        for (attempt, upstream) in order.enumerate() {
             if upstream.scheme != "http" {
                 last_error = format!("{} upstreams are not supported", upstream.scheme);
                 continue;

@@ -388,6 +388,7 @@ pub async fn serve(
     let mut active = Deadline::now();
     let mut idle = LazyTimer::new(active + IDLE);
     let mut exchanges = LazyTimer::new(active + IDLE);
+    let mut scratch = Scratch::default();
     loop {
         let end = loop {
             match head_end(&buf) {
@@ -432,6 +433,7 @@ pub async fn serve(
             stream: &mut stream,
             ahead: &mut buf,
             timer: &mut exchanges,
+            scratch: &mut scratch,
         };
         let keep_alive = gateway
             .serve_fast(&request, body, conn, &mut client, close)
@@ -449,6 +451,29 @@ struct Client<'c> {
     stream: &'c mut TcpStream,
     ahead: &'c mut BytesMut,
     timer: &'c mut LazyTimer,
+    scratch: &'c mut Scratch,
+}
+
+/// A connection's buffers for the bytes of upstream requests and client response heads,
+/// reused from call to call.
+#[derive(Default)]
+struct Scratch {
+    request: Vec<u8>,
+    response: Vec<u8>,
+}
+
+impl Scratch {
+    /// Buffers larger than this are not kept while the connection waits.
+    const KEPT: usize = 16 * 1024;
+
+    fn keep(&mut self, request: Vec<u8>, response: Vec<u8>) {
+        if request.capacity() <= Self::KEPT {
+            self.request = request;
+        }
+        if response.capacity() <= Self::KEPT {
+            self.response = response;
+        }
+    }
 }
 
 /// How waiting for an upstream exchange ended.
@@ -517,6 +542,7 @@ fn response_head(
     raw: &[u8],
     head_only: bool,
     request_id: &str,
+    mut out: Vec<u8>,
 ) -> Result<ResponseHead, String> {
     let status = res.code.unwrap_or(0);
     let mut listed: Vec<&[u8]> = Vec::new();
@@ -555,7 +581,8 @@ fn response_head(
             (None, Some(n)) => Framing::Length(n),
         }
     };
-    let mut out = Vec::with_capacity(size);
+    out.clear();
+    out.reserve(size);
     out.extend_from_slice(b"HTTP/1.1 ");
     let code = http::StatusCode::from_u16(status)
         .map_err(|_| format!("the upstream answered status {status}"))?;
@@ -715,6 +742,7 @@ impl UpstreamConn {
         head_only: bool,
         request_id: &str,
         received: &mut bool,
+        out: &mut Vec<u8>,
     ) -> Result<ResponseHead, Option<String>> {
         loop {
             if !self.buf.is_empty() {
@@ -731,8 +759,9 @@ impl UpstreamConn {
                             self.buf.advance(len);
                             continue;
                         }
-                        let head =
-                            response_head(&res, &self.buf, head_only, request_id).map_err(Some)?;
+                        let out = std::mem::take(out);
+                        let head = response_head(&res, &self.buf, head_only, request_id, out)
+                            .map_err(Some)?;
                         self.buf.advance(len);
                         return Ok(head);
                     }
@@ -762,7 +791,7 @@ impl UpstreamConn {
     async fn relay(
         &mut self,
         client: &mut TcpStream,
-        mut out: Vec<u8>,
+        out: &mut Vec<u8>,
         framing: Framing,
     ) -> Result<u64, RelayError> {
         let mut sent = 0u64;
@@ -808,7 +837,7 @@ impl UpstreamConn {
             };
             if !out.is_empty() {
                 client
-                    .write_all(&out)
+                    .write_all(out)
                     .await
                     .map_err(|_| RelayError::Client)?;
                 out.clear();
@@ -849,20 +878,11 @@ fn request_bytes(
     rest: &str,
     forwarded: &Forwarded<'_>,
     body: &[u8],
-) -> Vec<u8> {
+    out: &mut Vec<u8>,
+) {
     let headers = head.headers.lines;
-    let headers_len: usize = headers
-        .iter()
-        .map(|h| h.name.len() + h.value.len() + 4)
-        .sum();
-    let mut out = Vec::with_capacity(
-        256 + upstream.base_path.len()
-            + rest.len()
-            + head.query.map_or(0, str::len)
-            + upstream.authority.len()
-            + headers_len
-            + body.len(),
-    );
+    out.clear();
+    out.reserve(256 + head.headers.head.len() + upstream.base_path.len() + body.len());
     out.extend_from_slice(head.method.as_str().as_bytes());
     out.push(b' ');
     out.extend_from_slice(upstream.base_path.as_bytes());
@@ -903,15 +923,14 @@ fn request_bytes(
         {
             continue;
         }
-        lines.keep(&mut out, header);
+        lines.keep(out, header);
     }
-    lines.flush(&mut out);
+    lines.flush(out);
     forwarded.each(host, prior_for, |name, value| {
-        push_header(&mut out, name.as_str().as_bytes(), value);
+        push_header(out, name.as_str().as_bytes(), value);
     });
     out.extend_from_slice(b"\r\n");
     out.extend_from_slice(body);
-    out
 }
 
 /// A whole response the gateway answers itself.
@@ -1031,7 +1050,7 @@ impl Gateway {
         let path = head.path;
         let rest = &path[api.api_path.len().min(path.len())..];
         let order = self.upstreams.order(api);
-        if order.is_empty() {
+        if order.len() == 0 {
             return Err(GatewayError::UpstreamUnavailable(
                 "the service has no upstream".into(),
             ));
@@ -1039,6 +1058,9 @@ impl Gateway {
         let head_only = *head.method == Method::HEAD;
         let retry_safe = head.method.is_idempotent();
         let mut last_error = String::new();
+        // The connection's buffers, given back once the call is relayed.
+        let mut request = std::mem::take(&mut client.scratch.request);
+        let mut response = std::mem::take(&mut client.scratch.response);
         for upstream in order {
             if upstream.scheme != "http" {
                 last_error = format!("{} upstreams are not supported", upstream.scheme);
@@ -1050,7 +1072,7 @@ impl Gateway {
                 conn,
                 request_id: &record.request_id,
             };
-            let request = request_bytes(head, upstream, rest, &forwarded, body);
+            request_bytes(head, upstream, rest, &forwarded, body, &mut request);
             record.upstream = Some(upstream.authority.clone());
             let sent_at = Instant::now();
             let exchange = self.exchange(
@@ -1059,6 +1081,7 @@ impl Gateway {
                 retry_safe,
                 head_only,
                 &record.request_id,
+                &mut response,
             );
             let result = match client
                 .unless_gone(exchange, Deadline::from_std(sent_at) + api.service.timeout)
@@ -1087,7 +1110,8 @@ impl Gateway {
                 out.extend_from_slice(b"connection: close\r\n");
             }
             out.extend_from_slice(b"\r\n");
-            let relayed = up.relay(client.stream, out, head.framing).await;
+            let relayed = up.relay(client.stream, &mut out, head.framing).await;
+            client.scratch.keep(request, out);
             let keep_alive = match relayed {
                 Ok(sent) => {
                     if head.keep_alive && up.buf.is_empty() {
@@ -1120,6 +1144,7 @@ impl Gateway {
         retry_safe: bool,
         head_only: bool,
         request_id: &str,
+        out: &mut Vec<u8>,
     ) -> Result<(UpstreamConn, ResponseHead), Failure> {
         let pool = &self.upstreams.h1_pool;
         loop {
@@ -1144,7 +1169,10 @@ impl Gateway {
                 return Err(Failure::Other(format!("writing the request: {e}")));
             }
             let mut received = false;
-            match up.read_head(head_only, request_id, &mut received).await {
+            match up
+                .read_head(head_only, request_id, &mut received, out)
+                .await
+            {
                 Ok(head) => return Ok((up, head)),
                 Err(None) if reused && retry_safe => continue,
                 Err(None) => {

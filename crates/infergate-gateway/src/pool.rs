@@ -94,25 +94,26 @@ impl<C: Pooled> Pool<C> {
         let Ok(mut idle) = self.idle.lock() else {
             return;
         };
-        let entry = Idle {
-            since: Instant::now(),
-            conn,
-        };
-        if idle.swept.elapsed() >= self.idle_timeout {
+        // One clock reading for every age compared here.
+        let now = Instant::now();
+        let entry = Idle { since: now, conn };
+        let timeout = self.idle_timeout;
+        if now.saturating_duration_since(idle.swept) >= timeout {
             // Upstreams no longer called keep no connection open past the idle timeout.
-            let timeout = self.idle_timeout;
             idle.by_authority.retain(|_, list| {
-                list.retain(|e| e.since.elapsed() < timeout && !e.conn.is_closed());
+                list.retain(|e| {
+                    now.saturating_duration_since(e.since) < timeout && !e.conn.is_closed()
+                });
                 !list.is_empty()
             });
-            idle.swept = Instant::now();
+            idle.swept = now;
         }
         match idle.by_authority.get_mut(authority) {
             Some(list) => {
                 // The oldest are at the front; drop those past the idle timeout.
                 let expired = list
                     .iter()
-                    .take_while(|e| e.since.elapsed() >= self.idle_timeout)
+                    .take_while(|e| now.saturating_duration_since(e.since) >= timeout)
                     .count();
                 list.drain(..expired);
                 if list.len() < self.max_idle_per_upstream {

@@ -175,7 +175,9 @@ fn forwarded_bytes(text: &[u8], caller: &Caller, upstream: &Upstream, rest: &str
     };
     let conn = client_conn();
     let forwarded = forwarded(caller, &conn);
-    String::from_utf8(request_bytes(&head, upstream, rest, &forwarded, b"hi")).expect("text")
+    let mut out = Vec::new();
+    request_bytes(&head, upstream, rest, &forwarded, b"hi", &mut out);
+    String::from_utf8(out).expect("text")
 }
 
 #[test]
@@ -253,7 +255,7 @@ fn parse_response(raw: &[u8], head_only: bool) -> Result<ResponseHead, String> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut res = httparse::Response::new(&mut headers);
     assert!(res.parse(raw).expect("parse").is_complete());
-    response_head(&res, raw, head_only, "rid")
+    response_head(&res, raw, head_only, "rid", Vec::new())
 }
 
 fn text(head: &ResponseHead) -> String {
