@@ -144,16 +144,21 @@ fn mismatch_message(prefix: &str, canonical_request: &str) -> String {
     )
 }
 
-/// Verifies an SDK-HMAC-SHA256 signature: the header, the date window, the key named by
-/// `Access` (found by `lookup`, which also gives its secret), then the signature itself.
+/// Verifies the SDK-HMAC-SHA256 signature presented: the header, the date window, the key
+/// named by `Access` (found by `lookup`, which also gives its secret), then the signature
+/// itself.
 fn verify_signature<'s, K, H: HeaderSource + ?Sized>(
     request: &CallRequest<'_, H>,
-    authorization: Result<AuthorizationParts<'_>, SignError>,
+    presented: &Presented<'_>,
     now: DateTime<Utc>,
     refuse: fn(String) -> GatewayError,
     mismatch: &str,
     lookup: impl FnOnce(&str) -> Result<(&'s K, &'s SigningKey), String>,
 ) -> Result<&'s K, GatewayError> {
+    // Only signatures come here; anything else reads as a header of another scheme.
+    let authorization = presented
+        .signature()
+        .unwrap_or(Err(SignError::WrongAlgorithm));
     let prepared = authorization
         .and_then(|parts| PreparedVerification::prepare_parts(parts, *request))
         .map_err(|e| refuse(e.to_string()))?;
@@ -190,9 +195,7 @@ fn authenticate_app<H: HeaderSource + ?Sized>(
     let app = match presented {
         Presented::AppSignature(_) | Presented::UnknownSignature(_) => verify_signature(
             request,
-            presented
-                .signature()
-                .unwrap_or(Err(SignError::WrongAlgorithm)),
+            presented,
             now,
             GatewayError::AppAuth,
             "verify signature fail",
@@ -271,9 +274,7 @@ fn authenticate_iam<H: HeaderSource + ?Sized>(
         Presented::IamSignature(_) | Presented::UnknownSignature(_) => {
             let key = verify_signature(
                 request,
-                presented
-                    .signature()
-                    .unwrap_or(Err(SignError::WrongAlgorithm)),
+                presented,
                 now,
                 GatewayError::IamAuth,
                 "verify aksk signature fail",

@@ -58,7 +58,7 @@ pub(crate) enum Named {
     Host,
     ForwardedFor,
     ForwardedHost,
-    /// Others the gateway sets ([`SET_NAMES`]).
+    /// Others the gateway sets (`X-Forwarded-Proto`, `X-Request-Id`).
     Set,
     Other,
 }
@@ -82,10 +82,10 @@ const SPECIAL: [(&str, Named); 21] = [
     (HEADER_API_KEY, Named::Credential),
     (HEADER_AUTH_TOKEN, Named::Credential),
     ("host", Named::Host),
-    (SET_NAMES[0], Named::ForwardedFor),
-    (SET_NAMES[1], Named::Set),
-    (SET_NAMES[2], Named::Set),
-    (SET_NAMES[6], Named::ForwardedHost),
+    (FORWARDED_FOR, Named::ForwardedFor),
+    (FORWARDED_PROTO, Named::Set),
+    (REQUEST_ID, Named::Set),
+    (FORWARDED_HOST, Named::ForwardedHost),
 ];
 
 /// The longest name of [`SPECIAL`].
@@ -133,21 +133,15 @@ static IDENTITY: [HeaderName; 3] = [
     HeaderName::from_static(HEADER_API_ID),
     HeaderName::from_static(HEADER_USER_ID),
 ];
-/// The headers the gateway sets on every forwarded call, as [`Forwarded::each`] sets them
-/// (`X-Forwarded-Host` last: only set when the client sent `Host`).
-const SET_NAMES: [&str; 7] = [
-    "x-forwarded-for",
-    "x-forwarded-proto",
-    "x-request-id",
-    HEADER_APP_ID,
-    HEADER_API_ID,
-    HEADER_USER_ID,
-    "x-forwarded-host",
-];
-const X_FORWARDED_FOR: HeaderName = HeaderName::from_static(SET_NAMES[0]);
-const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static(SET_NAMES[1]);
-const X_REQUEST_ID: HeaderName = HeaderName::from_static(SET_NAMES[2]);
-const X_FORWARDED_HOST: HeaderName = HeaderName::from_static(SET_NAMES[6]);
+/// The other headers the gateway sets on every forwarded call ([`Forwarded::each`]).
+const FORWARDED_FOR: &str = "x-forwarded-for";
+const FORWARDED_PROTO: &str = "x-forwarded-proto";
+const FORWARDED_HOST: &str = "x-forwarded-host";
+const REQUEST_ID: &str = "x-request-id";
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static(FORWARDED_FOR);
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static(FORWARDED_PROTO);
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static(FORWARDED_HOST);
+const X_REQUEST_ID: HeaderName = HeaderName::from_static(REQUEST_ID);
 
 /// The request body as the gateway holds it.
 pub enum ForwardBody {
@@ -242,25 +236,26 @@ impl Upstreams {
     }
 
     /// Upstreams in the order to try: healthy ones in rotation, then ejected ones.
-    pub(crate) fn order<'u>(&self, api: &'u ApiRoute) -> Order<'u> {
+    pub(crate) fn order<'u>(&self, api: &'u ApiRoute) -> Result<Order<'u>, GatewayError> {
         let upstreams = &api.service.upstreams;
-        if let [only] = &upstreams[..] {
+        if upstreams.len() < 2 {
             // Nothing to rotate or reorder.
-            return Order::One(Some(only));
+            return match upstreams.first() {
+                Some(only) => Ok(Order::One(Some(only))),
+                None => Err(GatewayError::UpstreamUnavailable(
+                    "the service has no upstream".into(),
+                )),
+            };
         }
         let rotation = api.service.rotation().map(|i| &upstreams[i]);
-        if !self.any_ejected.load(Ordering::Relaxed) {
-            return Order::Many(rotation.collect::<Vec<_>>().into_iter());
-        }
-        let (healthy, ejected): (Vec<_>, Vec<_>) =
-            rotation.partition(|u| !self.is_ejected(&u.authority));
-        Order::Many(
-            healthy
-                .into_iter()
-                .chain(ejected)
-                .collect::<Vec<_>>()
-                .into_iter(),
-        )
+        let order: Vec<_> = if self.any_ejected.load(Ordering::Relaxed) {
+            let (healthy, ejected): (Vec<_>, Vec<_>) =
+                rotation.partition(|u| !self.is_ejected(&u.authority));
+            healthy.into_iter().chain(ejected).collect()
+        } else {
+            rotation.collect()
+        };
+        Ok(Order::Many(order.into_iter()))
     }
 
     pub async fn forward(
@@ -293,12 +288,7 @@ impl Upstreams {
         rewrite_headers(&mut headers, &forwarded, upgrade);
         let rest = &parts.uri.path()[api.api_path.len().min(parts.uri.path().len())..];
         let query = parts.uri.query();
-        let order = self.order(api);
-        if order.len() == 0 {
-            return Err(GatewayError::UpstreamUnavailable(
-                "the service has no upstream".into(),
-            ));
-        }
+        let order = self.order(api)?;
         let mut body = body;
         let mut last_error = String::new();
         let attempts = order.len();

@@ -140,11 +140,9 @@ fn head_end(buf: &[u8]) -> HeadEnd {
 
 /// A request head the fast path takes, read in place.
 struct Parsed<'h> {
-    /// The whole head.
-    raw: &'h [u8],
     method: Method,
     target: &'h str,
-    headers: &'h [httparse::Header<'h>],
+    headers: RawHeaders<'h>,
     body_len: usize,
     close: bool,
 }
@@ -213,10 +211,12 @@ fn read_head<'h>(head: &'h [u8], slots: &'h mut [httparse::Header<'h>]) -> Optio
         .ok()
         .filter(|&n| n <= MAX_BODY)?;
     Some(Parsed {
-        raw: head,
         method,
         target,
-        headers,
+        headers: RawHeaders {
+            lines: headers,
+            head,
+        },
         body_len,
         close,
     })
@@ -963,10 +963,7 @@ impl Gateway {
             method: &request.method,
             path,
             query,
-            headers: &RawHeaders {
-                lines: request.headers,
-                head: request.raw,
-            },
+            headers: &request.headers,
         };
         let mut record = self.begin(&request.method, path, query, body.len() as u64);
         let admitted = self.admit_fast(&head, &body, conn, &mut record);
@@ -1049,12 +1046,7 @@ impl Gateway {
         let metrics = self.observers.metrics.as_ref();
         let path = head.path;
         let rest = &path[api.api_path.len().min(path.len())..];
-        let order = self.upstreams.order(api);
-        if order.len() == 0 {
-            return Err(GatewayError::UpstreamUnavailable(
-                "the service has no upstream".into(),
-            ));
-        }
+        let order = self.upstreams.order(api)?;
         let head_only = *head.method == Method::HEAD;
         let retry_safe = head.method.is_idempotent();
         let mut last_error = String::new();

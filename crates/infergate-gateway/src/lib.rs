@@ -99,9 +99,7 @@ impl RequestIds {
         let mut bytes = [0u8; 16];
         bytes[..8].copy_from_slice(&self.prefix.to_be_bytes());
         bytes[8..].copy_from_slice(&counter.to_be_bytes());
-        // Hex digits are ASCII.
-        let text: [u8; 32] = infergate_sign::hex_digits(&bytes);
-        std::str::from_utf8(&text).unwrap_or_default().to_owned()
+        infergate_sign::hex_string(&bytes)
     }
 }
 

@@ -40,14 +40,16 @@ struct Recent {
     requests: Option<Cached<IntCounter>>,
 }
 
-thread_local! {
-    static RECENT: RefCell<Recent> = const {
-        RefCell::new(Recent {
-            duration: None,
-            upstream: None,
-            requests: None,
-        })
+impl Recent {
+    const EMPTY: Recent = Recent {
+        duration: None,
+        upstream: None,
+        requests: None,
     };
+}
+
+thread_local! {
+    static RECENT: RefCell<Recent> = const { RefCell::new(Recent::EMPTY) };
 }
 
 /// Uses the handle of `labels` in `slot` (looked up with `lookup` when the slot holds
@@ -65,25 +67,11 @@ fn with_cached<M>(
             && c.labels.iter().zip(labels).all(|(a, b)| a == b)
     });
     if !hit {
-        let handle = lookup(labels);
-        match slot {
-            Some(cached) => {
-                cached.owner = owner;
-                cached.handle = handle;
-                cached.labels.resize_with(labels.len(), String::new);
-                for (kept, label) in cached.labels.iter_mut().zip(labels) {
-                    kept.clear();
-                    kept.push_str(label);
-                }
-            }
-            None => {
-                *slot = Some(Cached {
-                    owner,
-                    labels: labels.iter().map(|l| (*l).to_owned()).collect(),
-                    handle,
-                });
-            }
-        }
+        *slot = Some(Cached {
+            owner,
+            labels: labels.iter().map(|l| (*l).to_owned()).collect(),
+            handle: lookup(labels),
+        });
     }
     if let Some(cached) = slot {
         apply(&cached.handle);
@@ -165,11 +153,10 @@ impl GatewayMetrics {
     fn recent(&self, f: impl FnOnce(&mut Recent)) {
         RECENT.with(|recent| match recent.try_borrow_mut() {
             Ok(mut recent) => f(&mut recent),
-            Err(_) => f(&mut Recent {
-                duration: None,
-                upstream: None,
-                requests: None,
-            }),
+            Err(_) => {
+                let mut empty = Recent::EMPTY;
+                f(&mut empty)
+            }
         });
     }
 

@@ -94,12 +94,6 @@ impl Authorization {
         })
     }
 
-    /// The `Access` of a header value that [`Authorization::parse`] accepts, without
-    /// copying anything.
-    pub fn access_of(value: &str) -> Result<&str, SignError> {
-        AuthorizationParts::parse(value).map(|parts| parts.access)
-    }
-
     /// Renders the header value as the SDKs send it.
     pub fn header_value(&self) -> String {
         format!(
@@ -315,7 +309,7 @@ pub fn canonical_query_from_pairs(pairs: &[(&str, &str)]) -> String {
 
 /// Lowercase hex SHA-256 of `bytes`.
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(&sha256_hex_digits(bytes)).into_owned()
+    hex_string(digest::digest(&digest::SHA256, bytes).as_ref())
 }
 
 /// The 64 lowercase hex digits of the SHA-256 of `bytes`, without allocating.
@@ -323,22 +317,35 @@ fn sha256_hex_digits(bytes: &[u8]) -> [u8; 64] {
     hex_digits(digest::digest(&digest::SHA256, bytes).as_ref())
 }
 
+/// The two lowercase hex digits of every byte, one table lookup each.
+static HEX_PAIRS: [[u8; 2]; 256] = {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut table = [[0u8; 2]; 256];
+    let mut b = 0;
+    while b < 256 {
+        table[b] = [DIGITS[b >> 4], DIGITS[b & 15]];
+        b += 1;
+    }
+    table
+};
+
 /// The lowercase hex digits of `bytes`, which must be `N / 2` long (the rest of the output
-/// stays zero otherwise); one table lookup per byte.
-pub fn hex_digits<const N: usize>(bytes: &[u8]) -> [u8; N] {
-    static PAIRS: [[u8; 2]; 256] = {
-        const DIGITS: &[u8; 16] = b"0123456789abcdef";
-        let mut table = [[0u8; 2]; 256];
-        let mut b = 0;
-        while b < 256 {
-            table[b] = [DIGITS[b >> 4], DIGITS[b & 15]];
-            b += 1;
-        }
-        table
-    };
+/// stays zero otherwise), without allocating.
+fn hex_digits<const N: usize>(bytes: &[u8]) -> [u8; N] {
     let mut out = [0u8; N];
     for (pair, &b) in out.chunks_exact_mut(2).zip(bytes) {
-        pair.copy_from_slice(&PAIRS[usize::from(b)]);
+        pair.copy_from_slice(&HEX_PAIRS[usize::from(b)]);
+    }
+    out
+}
+
+/// The lowercase hex digits of `bytes` as text.
+pub fn hex_string(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(2 * bytes.len());
+    for &b in bytes {
+        let [high, low] = HEX_PAIRS[usize::from(b)];
+        out.push(char::from(high));
+        out.push(char::from(low));
     }
     out
 }
@@ -698,7 +705,7 @@ impl<'a> PreparedVerification<'a> {
     }
 
     /// The canonical requests the server accepts, the primary one first.
-    pub fn canonical_requests(&self) -> impl Iterator<Item = &str> {
+    fn canonical_requests(&self) -> impl Iterator<Item = &str> {
         std::iter::once(self.canonical_requests.0.as_str())
             .chain(self.canonical_requests.1.as_deref())
     }

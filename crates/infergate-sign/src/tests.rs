@@ -558,6 +558,7 @@ fn hex_digits_are_lowercase_hex() {
     let bytes: Vec<u8> = (0..=255).collect();
     let digits: [u8; 512] = hex_digits(&bytes);
     assert_eq!(digits.as_slice(), hex::encode(&bytes).as_bytes());
+    assert_eq!(hex_string(&bytes), hex::encode(&bytes));
     let short: [u8; 4] = hex_digits(&[0xab]);
     assert_eq!(&short, b"ab\0\0");
 }

@@ -96,10 +96,7 @@ fn heads_are_read_in_place() {
     );
     assert_eq!(split_target("/a?"), ("/a", Some("")));
     assert_eq!(split_target("/a"), ("/a", None));
-    let headers = RawHeaders {
-        lines: parsed.headers,
-        head,
-    };
+    let headers = parsed.headers;
     assert_eq!(headers.text("host"), Some("gw:80"));
     let all: Vec<_> = headers.values("x-a").collect();
     assert_eq!(all, [b"1", b"2"]);
@@ -142,6 +139,7 @@ fn header_lines(text: &[u8]) -> Vec<(String, Vec<u8>)> {
     let parsed = read_head(text, &mut slots).expect("head");
     parsed
         .headers
+        .lines
         .iter()
         .map(|h| (h.name.to_owned(), h.value.to_vec()))
         .collect()
@@ -168,10 +166,7 @@ fn forwarded_bytes(text: &[u8], caller: &Caller, upstream: &Upstream, rest: &str
         method: &parsed.method,
         path,
         query,
-        headers: &RawHeaders {
-            lines: parsed.headers,
-            head: text,
-        },
+        headers: &parsed.headers,
     };
     let conn = client_conn();
     let forwarded = forwarded(caller, &conn);
@@ -464,6 +459,7 @@ fn header_lines_are_copied_in_runs_or_rewritten_when_not_plain() {
     let copier = LineCopier::new(head);
     let spans: Vec<bool> = parsed
         .headers
+        .lines
         .iter()
         .map(|h| copier.line(h).is_some())
         .collect();
