@@ -541,6 +541,33 @@ def profile(args, procs, binary, up):
     print(f"(full data: {dumps[-1]})")
 
 
+def syscalls(args, procs, binary, up):
+    """System calls per request of infergate and of nginx (plain proxy), counted by strace
+    attached during a load run: the kernel side of where the time goes."""
+    ig = Infergate(procs, args.work, args.proxy_core, binary, up)
+    port = free_port()
+    nginx = procs.start("nginx-a", args.proxy_core, [tool("nginx"), "-c", str(
+        nginx_proxy_conf(args.work, "nginx-a", port, up))])
+    wait_http(f"http://127.0.0.1:{port}/")
+    key = ["--app-key", ig.app_key, "--app-secret", ig.app_secret]
+    runs = [("infergate", ig.proc.pid, ig.base + "/predict?model=bench&stream=false", key),
+            ("nginx", nginx.pid, f"http://127.0.0.1:{port}/predict?model=bench", [])]
+    for name, pid, url, extra in runs:
+        load(args, url, ["-c", "8", "-d", "2", *extra])  # warm up: pools, caches
+        out = args.work / f"strace-{name}.txt"
+        tracer = subprocess.Popen(["strace", "-f", "-c", "-o", str(out), "-p", str(pid)],
+                                  stderr=subprocess.DEVNULL)
+        time.sleep(1)
+        r = load(args, url, ["-c", "8", "-d", str(args.duration), *extra])
+        tracer.send_signal(2)
+        tracer.wait()
+        print(f"{name}: {r['requests']} requests; calls per request:")
+        for line in out.read_text().splitlines():
+            f = line.split()
+            if len(f) >= 5 and f[3].isdigit():
+                print(f"  {f[-1]:<16} {int(f[3]) / max(r['requests'], 1):6.2f}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--proxy-core", default="0")
@@ -554,6 +581,8 @@ def main():
     ap.add_argument("--out", help="also write the report to this file")
     ap.add_argument("--profile", action="store_true",
                     help="run infergate under callgrind instead and print instructions per request")
+    ap.add_argument("--syscalls", action="store_true",
+                    help="count system calls per request of infergate and nginx under strace")
     ap.add_argument("--profile-body", type=int, default=0, metavar="BYTES",
                     help="with --profile: signed POSTs of this many body bytes instead of GETs")
     args = ap.parse_args()
@@ -585,6 +614,8 @@ def main():
         wait_http(f"http://127.0.0.1:{up}/")
         if args.profile:
             return profile(args, procs, binary, up)
+        if args.syscalls:
+            return syscalls(args, procs, binary, up)
         core = args.proxy_core
         ports = {n: free_port() for n in ("nginx-a", "nginx-b", "haproxy", "envoy")}
         pids = {}

@@ -222,14 +222,6 @@ fn read_head<'h>(head: &'h [u8], slots: &'h mut [httparse::Header<'h>]) -> Optio
     })
 }
 
-/// The bytes read so far, whole again, for the general server.
-fn rejoin(head: &[u8], rest: &[u8]) -> Bytes {
-    let mut all = BytesMut::with_capacity(head.len() + rest.len());
-    all.extend_from_slice(head);
-    all.extend_from_slice(rest);
-    all.freeze()
-}
-
 /// The header lines of a request head parsed in place, as the call's phases read them, and
 /// the head they lie in.
 #[derive(Debug, Clone, Copy)]
@@ -385,6 +377,8 @@ pub async fn serve(
     stop: &mut watch::Receiver<bool>,
 ) -> Ended {
     let mut buf = BytesMut::with_capacity(READ_SIZE);
+    // What the client sends while a call is with the upstream; appended to `buf` after it.
+    let mut ahead = BytesMut::new();
     let mut active = Deadline::now();
     let mut idle = LazyTimer::new(active + IDLE);
     let mut exchanges = LazyTimer::new(active + IDLE);
@@ -411,13 +405,33 @@ pub async fn serve(
                 return Ended::Closed;
             }
         };
-        let head = buf.split_to(end).freeze();
-        let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let Some(request) = read_head(&head, &mut slots) else {
-            return Ended::Fallback(Prefixed::new(rejoin(&head, &buf), stream));
-        };
-        while buf.len() < request.body_len {
-            buf.reserve(request.body_len - buf.len());
+        // The head is read in place; when its body has not all arrived, the rest is read
+        // and the head parsed again (the buffer may have moved).
+        let used = loop {
+            let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            let Some(request) = read_head(&buf[..end], &mut slots) else {
+                return Ended::Fallback(Prefixed::new(buf.freeze(), stream));
+            };
+            let used = end + request.body_len;
+            if buf.len() >= used {
+                let close = request.close || *stop.borrow();
+                let mut client = Client {
+                    stream: &mut stream,
+                    ahead: &mut ahead,
+                    timer: &mut exchanges,
+                    scratch: &mut scratch,
+                };
+                let body = &buf[end..used];
+                if !gateway
+                    .serve_fast(&request, body, conn, &mut client, close)
+                    .await
+                    || *stop.borrow()
+                {
+                    return Ended::Closed;
+                }
+                break used;
+            }
+            buf.reserve(used - buf.len());
             let read = tokio::select! {
                 biased;
                 read = stream.read_buf(&mut buf) => read,
@@ -426,20 +440,11 @@ pub async fn serve(
             if !matches!(read, Ok(n) if n > 0) {
                 return Ended::Closed;
             }
-        }
-        let body = buf.split_to(request.body_len).freeze();
-        let close = request.close || *stop.borrow();
-        let mut client = Client {
-            stream: &mut stream,
-            ahead: &mut buf,
-            timer: &mut exchanges,
-            scratch: &mut scratch,
         };
-        let keep_alive = gateway
-            .serve_fast(&request, body, conn, &mut client, close)
-            .await;
-        if !keep_alive || *stop.borrow() {
-            return Ended::Closed;
+        buf.advance(used);
+        if !ahead.is_empty() {
+            buf.extend_from_slice(&ahead);
+            ahead.clear();
         }
         active = Deadline::now();
     }
@@ -495,19 +500,24 @@ impl Client<'_> {
     ) -> Waited<T> {
         tokio::pin!(work);
         loop {
-            if self.ahead.len() < MAX_AHEAD {
-                self.ahead.reserve(READ_SIZE);
-            }
-            // The exchange first: once it is done, nothing else is polled.
-            tokio::select! {
+            // The exchange first: once it is done, nothing else is polled. The client's
+            // bytes are read only once they are there: no buffer is set aside before.
+            let ready = tokio::select! {
                 biased;
                 done = &mut work => return Waited::Done(done),
                 () = self.timer.until(deadline) => return Waited::TimedOut,
-                read = self.stream.read_buf(self.ahead), if self.ahead.len() < MAX_AHEAD => {
-                    if !matches!(read, Ok(n) if n > 0) {
-                        return Waited::Gone;
-                    }
-                }
+                ready = std::future::poll_fn(|cx| self.stream.poll_read_ready(cx)),
+                    if self.ahead.len() < MAX_AHEAD => ready,
+            };
+            if ready.is_err() {
+                return Waited::Gone;
+            }
+            self.ahead.reserve(READ_SIZE);
+            match self.stream.try_read_buf(self.ahead) {
+                Ok(0) => return Waited::Gone,
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(_) => return Waited::Gone,
             }
         }
     }
@@ -953,7 +963,7 @@ impl Gateway {
     async fn serve_fast(
         &self,
         request: &Parsed<'_>,
-        body: Bytes,
+        body: &[u8],
         conn: &ConnInfo,
         client: &mut Client<'_>,
         close: bool,
@@ -966,22 +976,13 @@ impl Gateway {
             headers: &request.headers,
         };
         let mut record = self.begin(&request.method, path, query, body.len() as u64);
-        let admitted = self.admit_fast(&head, &body, conn, &mut record);
+        let admitted = self.admit_fast(&head, body, conn, &mut record);
         let (api, caller) = match admitted {
             Ok(admitted) => admitted,
             Err(err) => return self.answer_error(err, record, client, close).await,
         };
         let forwarded = self
-            .forward_fast(
-                &api,
-                &head,
-                &caller,
-                conn,
-                &body,
-                &mut record,
-                client,
-                close,
-            )
+            .forward_fast(&api, &head, &caller, conn, body, &mut record, client, close)
             .await;
         match forwarded {
             Ok(keep_alive) => keep_alive,
@@ -992,7 +993,7 @@ impl Gateway {
     fn admit_fast(
         &self,
         head: &Head<'_, RawHeaders<'_>>,
-        body: &Bytes,
+        body: &[u8],
         conn: &ConnInfo,
         record: &mut CallRecord,
     ) -> Result<(Arc<ApiRoute>, Caller), GatewayError> {

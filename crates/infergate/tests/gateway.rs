@@ -862,6 +862,70 @@ async fn response_framings_pipelining_and_fallbacks_on_one_connection() {
     assert!(rest.is_empty());
 }
 
+/// A body that arrives in pieces is read whole before the call, and a request the client
+/// sends while its previous call is still with the upstream is answered after it, in order.
+#[tokio::test]
+async fn bodies_in_pieces_and_requests_sent_during_a_call() {
+    let s = setup(&[]).await;
+    let (open, _) = s
+        .admin
+        .service_with_api("pieces", &s.mock.url, json!({"auth_type": "NONE"}))
+        .await;
+    let (mut socket, addr) = connect(&s.server.gateway).await;
+    let mut pending = Vec::new();
+    socket
+        .write_all(
+            format!("POST /v1/infers/{open}/a HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 10\r\n\r\nabcd")
+                .as_bytes(),
+        )
+        .await
+        .expect("write");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    socket.write_all(b"efg").await.expect("write");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    socket.write_all(b"hij").await.expect("write");
+    let (head, body) = read_response(&mut socket, &mut pending).await;
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    let reply: Value = serde_json::from_slice(&body).expect("json");
+    assert_eq!(reply["body"], "abcdefghij");
+
+    // The upstream takes 3 s to answer `slow`, past the service's 1 s: the next request
+    // comes meanwhile, in two writes.
+    socket
+        .write_all(
+            format!("GET /v1/infers/{open}/slow HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes(),
+        )
+        .await
+        .expect("write");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let next = format!(
+        "POST /v1/infers/{open}/next HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 2\r\n\r\nok"
+    );
+    let (first, second) = next.as_bytes().split_at(20);
+    socket.write_all(first).await.expect("write");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    socket.write_all(second).await.expect("write");
+    let (head, body) = read_response(&mut socket, &mut pending).await;
+    assert!(head.starts_with("http/1.1 504"), "{head}");
+    let error: Value = serde_json::from_slice(&body).expect("json");
+    assert!(
+        error["error_code"]
+            .as_str()
+            .is_some_and(|c| c.starts_with("APIG.")),
+        "{error}"
+    );
+    let (head, body) = tokio::time::timeout(
+        Duration::from_secs(10),
+        read_response(&mut socket, &mut pending),
+    )
+    .await
+    .expect("the request sent during the call is answered");
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    let reply: Value = serde_json::from_slice(&body).expect("json");
+    assert_eq!(reply["path"], "/base/next");
+    assert_eq!(reply["body"], "ok");
+}
+
 /// Bodies past the fast path's limit are streamed by the general server; a request that
 /// asks to close gets `Connection: close` and a closed connection.
 #[tokio::test]
