@@ -283,7 +283,7 @@ impl Upstreams {
             api_id: &api.api_id,
             caller,
             conn: &conn,
-            request_id: &record.request_id,
+            request_id: record.request_id.as_bytes(),
         };
         rewrite_headers(&mut headers, &forwarded, upgrade);
         let rest = &parts.uri.path()[api.api_path.len().min(parts.uri.path().len())..];
@@ -331,7 +331,7 @@ impl Upstreams {
                     answered(record, upstream, sent_at, metrics);
                     return Ok(downstream_response(
                         response,
-                        &record.request_id,
+                        record.request_id.as_bytes(),
                         client_upgrade,
                     ));
                 }
@@ -495,7 +495,8 @@ pub(crate) struct Forwarded<'a> {
     pub api_id: &'a str,
     pub caller: &'a Caller,
     pub conn: &'a ConnInfo,
-    pub request_id: &'a str,
+    /// The call's id, as the header carries it.
+    pub request_id: &'a [u8],
 }
 
 impl Forwarded<'_> {
@@ -520,7 +521,7 @@ impl Forwarded<'_> {
         }
         let proto: &[u8] = if self.conn.tls { b"https" } else { b"http" };
         set(&X_FORWARDED_PROTO, proto);
-        set(&X_REQUEST_ID, self.request_id.as_bytes());
+        set(&X_REQUEST_ID, self.request_id);
         set(&IDENTITY[1], self.api_id.as_bytes());
         match self.caller {
             Caller::App { app_id } => set(&IDENTITY[0], app_id.as_bytes()),
@@ -573,7 +574,7 @@ pub(crate) fn rewrite_headers(headers: &mut HeaderMap, forwarded: &Forwarded<'_>
 /// A `101 Switching Protocols` is spliced to the client's upgraded connection.
 fn downstream_response(
     mut response: Response<PooledBody>,
-    request_id: &str,
+    request_id: &[u8],
     client_upgrade: Option<hyper::upgrade::OnUpgrade>,
 ) -> Response<GatewayBody> {
     let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
@@ -617,7 +618,7 @@ fn downstream_response(
             .headers
             .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
-    if let Ok(id) = HeaderValue::from_str(request_id) {
+    if let Ok(id) = HeaderValue::from_bytes(request_id) {
         parts.headers.insert(X_REQUEST_ID, id);
     }
     let body = body
@@ -643,7 +644,7 @@ mod tests {
             api_id: "api1",
             caller: &caller,
             conn: &conn,
-            request_id: "rid",
+            request_id: b"rid",
         };
         rewrite_headers(&mut headers, &forwarded, upgrade);
         headers

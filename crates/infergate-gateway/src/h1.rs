@@ -551,7 +551,7 @@ fn response_head(
     res: &httparse::Response<'_, '_>,
     raw: &[u8],
     head_only: bool,
-    request_id: &str,
+    request_id: &[u8],
     mut out: Vec<u8>,
 ) -> Result<ResponseHead, String> {
     let status = res.code.unwrap_or(0);
@@ -623,7 +623,7 @@ fn response_head(
         out.extend_from_slice(b"transfer-encoding: chunked\r\n");
     }
     out.extend_from_slice(b"x-request-id: ");
-    out.extend_from_slice(request_id.as_bytes());
+    out.extend_from_slice(request_id);
     out.extend_from_slice(b"\r\n");
     Ok(ResponseHead {
         status,
@@ -750,7 +750,7 @@ impl UpstreamConn {
     async fn read_head(
         &mut self,
         head_only: bool,
-        request_id: &str,
+        request_id: &[u8],
         received: &mut bool,
         out: &mut Vec<u8>,
     ) -> Result<ResponseHead, Option<String>> {
@@ -1023,7 +1023,7 @@ impl Gateway {
         close: bool,
     ) -> bool {
         self.refused(&err, &mut record);
-        let (status, bytes) = error_bytes(&err, &record.request_id, close);
+        let (status, bytes) = error_bytes(&err, record.request_id.as_str(), close);
         self.observe_head(&record);
         let written = client.stream.write_all(&bytes).await.is_ok();
         self.observers.finish(&record, status, 0);
@@ -1063,7 +1063,7 @@ impl Gateway {
                 api_id: &api.api_id,
                 caller,
                 conn,
-                request_id: &record.request_id,
+                request_id: record.request_id.as_bytes(),
             };
             request_bytes(head, upstream, rest, &forwarded, body, &mut request);
             record.upstream = Some(upstream.authority.clone());
@@ -1073,7 +1073,7 @@ impl Gateway {
                 &request,
                 retry_safe,
                 head_only,
-                &record.request_id,
+                record.request_id.as_bytes(),
                 &mut response,
             );
             let result = match client
@@ -1136,7 +1136,7 @@ impl Gateway {
         request: &[u8],
         retry_safe: bool,
         head_only: bool,
-        request_id: &str,
+        request_id: &[u8],
         out: &mut Vec<u8>,
     ) -> Result<(UpstreamConn, ResponseHead), Failure> {
         let pool = &self.upstreams.h1_pool;

@@ -82,24 +82,53 @@ impl Default for GatewaySettings {
 
 /// Request ids: a random per-process prefix and a counter, 32 hex characters.
 struct RequestIds {
-    prefix: u64,
+    /// The hex digits of a per-process random prefix.
+    prefix: [u8; 16],
     next: AtomicU64,
 }
 
 impl RequestIds {
     fn new() -> Self {
         Self {
-            prefix: rand::random(),
+            prefix: infergate_sign::hex_digits(&rand::random::<u64>().to_be_bytes()),
             next: AtomicU64::new(rand::random::<u32>() as u64),
         }
     }
 
-    fn next(&self) -> String {
+    fn next(&self) -> RequestId {
         let counter = self.next.fetch_add(1, Ordering::Relaxed);
-        let mut bytes = [0u8; 16];
-        bytes[..8].copy_from_slice(&self.prefix.to_be_bytes());
-        bytes[8..].copy_from_slice(&counter.to_be_bytes());
-        infergate_sign::hex_string(&bytes)
+        let mut id = [0u8; 32];
+        id[..16].copy_from_slice(&self.prefix);
+        id[16..].copy_from_slice(&infergate_sign::hex_digits::<16>(&counter.to_be_bytes()));
+        RequestId(id)
+    }
+}
+
+/// A call's id: 32 lowercase hex digits (the process's prefix, then a counter), kept
+/// inline.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct RequestId([u8; 32]);
+
+impl RequestId {
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    pub fn as_str(&self) -> &str {
+        // Hex digits are ASCII: never the empty fallback.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
+impl std::fmt::Display for RequestId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::fmt::Debug for RequestId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RequestId({})", self.as_str())
     }
 }
 
@@ -170,7 +199,7 @@ impl<'a> Head<'a, http::HeaderMap> {
 /// What one call did, for its metrics and access-log line.
 #[derive(Debug)]
 pub struct CallRecord {
-    pub request_id: String,
+    pub request_id: RequestId,
     pub method: http::Method,
     /// The path, and the query's keys without their values.
     pub target: String,
@@ -277,7 +306,7 @@ impl Gateway {
             Ok(response) => response,
             Err(err) => {
                 self.refused(&err, &mut record);
-                err.into_response(&record.request_id)
+                err.into_response(record.request_id.as_str())
             }
         };
         self.observe(record, response)
@@ -525,7 +554,7 @@ fn access_line(record: &CallRecord, status: u16, bytes_out: u64) -> String {
     serde_json::json!({
         "time": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         "kind": "call",
-        "request_id": record.request_id,
+        "request_id": record.request_id.as_str(),
         "api_id": record.api_id.as_deref(),
         "app_id": app_id,
         "user_id": user_id,
@@ -565,7 +594,8 @@ mod request_id_tests {
     fn request_ids_are_32_hex_digits_and_differ() {
         let ids = RequestIds::new();
         let (a, b) = (ids.next(), ids.next());
-        for id in [&a, &b] {
+        let (a, b) = (a.as_str(), b.as_str());
+        for id in [a, b] {
             assert_eq!(id.len(), 32);
             assert!(
                 id.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')),

@@ -331,7 +331,7 @@ static HEX_PAIRS: [[u8; 2]; 256] = {
 
 /// The lowercase hex digits of `bytes`, which must be `N / 2` long (the rest of the output
 /// stays zero otherwise), without allocating.
-fn hex_digits<const N: usize>(bytes: &[u8]) -> [u8; N] {
+pub fn hex_digits<const N: usize>(bytes: &[u8]) -> [u8; N] {
     let mut out = [0u8; N];
     for (pair, &b) in out.chunks_exact_mut(2).zip(bytes) {
         pair.copy_from_slice(&HEX_PAIRS[usize::from(b)]);

@@ -154,7 +154,7 @@ fn forwarded<'a>(caller: &'a Caller, conn: &'a ConnInfo) -> Forwarded<'a> {
         api_id: "api1",
         caller,
         conn,
-        request_id: "rid",
+        request_id: b"rid",
     }
 }
 
@@ -250,7 +250,7 @@ fn parse_response(raw: &[u8], head_only: bool) -> Result<ResponseHead, String> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut res = httparse::Response::new(&mut headers);
     assert!(res.parse(raw).expect("parse").is_complete());
-    response_head(&res, raw, head_only, "rid", Vec::new())
+    response_head(&res, raw, head_only, b"rid", Vec::new())
 }
 
 fn text(head: &ResponseHead) -> String {
