@@ -328,7 +328,7 @@ impl Upstreams {
             .await;
             let failure = match sent {
                 Ok(Ok(response)) => {
-                    answered(record, upstream, sent_at, metrics);
+                    answered(record, upstream, sent_at, Instant::now(), metrics);
                     return Ok(downstream_response(
                         response,
                         record.request_id.as_bytes(),
@@ -412,9 +412,10 @@ pub fn answered(
     record: &mut CallRecord,
     upstream: &Upstream,
     sent_at: Instant,
+    now: Instant,
     metrics: Option<&GatewayMetrics>,
 ) {
-    let elapsed = sent_at.elapsed();
+    let elapsed = now.saturating_duration_since(sent_at);
     record.upstream_ms = Some(millis(elapsed));
     if let Some(m) = metrics {
         m.observe_upstream(&upstream.authority, elapsed.as_secs_f64());

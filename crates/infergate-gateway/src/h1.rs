@@ -422,12 +422,12 @@ pub async fn serve(
                     scratch: &mut scratch,
                 };
                 let body = &buf[end..used];
-                if !gateway
+                match gateway
                     .serve_fast(&request, body, conn, &mut client, close)
                     .await
-                    || *stop.borrow()
                 {
-                    return Ended::Closed;
+                    Some(ended) if !*stop.borrow() => active = Deadline::from_std(ended),
+                    _ => return Ended::Closed,
                 }
                 break used;
             }
@@ -446,7 +446,6 @@ pub async fn serve(
             buf.extend_from_slice(&ahead);
             ahead.clear();
         }
-        active = Deadline::now();
     }
 }
 
@@ -797,14 +796,16 @@ impl UpstreamConn {
     }
 
     /// Relays the body after `out` (the client's response head) to the client, writing each
-    /// piece as it arrives. Returns the body bytes sent.
+    /// piece as it arrives. Returns the body bytes sent, and whether any had to be waited
+    /// for (when none had, the response ended as its head arrived).
     async fn relay(
         &mut self,
         client: &mut TcpStream,
         out: &mut Vec<u8>,
         framing: Framing,
-    ) -> Result<u64, RelayError> {
+    ) -> Result<(u64, bool), RelayError> {
         let mut sent = 0u64;
+        let mut waited = false;
         let mut chunked = ChunkedEnd::default();
         let mut left = match framing {
             Framing::Length(total) => total,
@@ -853,8 +854,9 @@ impl UpstreamConn {
                 out.clear();
             }
             if ended {
-                return Ok(sent);
+                return Ok((sent, waited));
             }
+            waited = true;
             self.buf.reserve(READ_SIZE);
             match self.stream.read_buf(&mut self.buf).await {
                 Ok(0) if framing == Framing::UntilClose => {
@@ -862,7 +864,7 @@ impl UpstreamConn {
                         .write_all(b"0\r\n\r\n")
                         .await
                         .map_err(|_| RelayError::Client)?;
-                    return Ok(sent);
+                    return Ok((sent, waited));
                 }
                 Ok(0) => {
                     return Err(RelayError::Upstream(
@@ -959,7 +961,8 @@ fn error_bytes(err: &GatewayError, request_id: &str, close: bool) -> (u16, Vec<u
 }
 
 impl Gateway {
-    /// Serves one call of the fast path; `false` when the client connection must close.
+    /// Serves one call of the fast path: `Some(when it ended)` while the client connection
+    /// stays open, `None` when it must close.
     async fn serve_fast(
         &self,
         request: &Parsed<'_>,
@@ -967,7 +970,7 @@ impl Gateway {
         conn: &ConnInfo,
         client: &mut Client<'_>,
         close: bool,
-    ) -> bool {
+    ) -> Option<Instant> {
         let (path, query) = split_target(request.target);
         let head = Head {
             method: &request.method,
@@ -985,7 +988,7 @@ impl Gateway {
             .forward_fast(&api, &head, &caller, conn, body, &mut record, client, close)
             .await;
         match forwarded {
-            Ok(keep_alive) => keep_alive,
+            Ok(ended) => ended,
             Err(err) => self.answer_error(err, record, client, close).await,
         }
     }
@@ -1021,17 +1024,19 @@ impl Gateway {
         mut record: CallRecord,
         client: &mut Client<'_>,
         close: bool,
-    ) -> bool {
+    ) -> Option<Instant> {
         self.refused(&err, &mut record);
         let (status, bytes) = error_bytes(&err, record.request_id.as_str(), close);
-        self.observe_head(&record);
+        let now = Instant::now();
+        self.observe_head(&record, now);
         let written = client.stream.write_all(&bytes).await.is_ok();
         self.observers.finish(&record, status, 0);
-        written && !close
+        (written && !close).then_some(now)
     }
 
     /// Sends the call to the API's upstreams in turn until one answers, then relays the
-    /// response. `Ok(keep_alive)` once a response head was relayed.
+    /// response. `Ok` once a response head was relayed: `Some(when the response ended)` while
+    /// the client connection stays open.
     #[allow(clippy::too_many_arguments)]
     async fn forward_fast(
         &self,
@@ -1043,13 +1048,11 @@ impl Gateway {
         record: &mut CallRecord,
         client: &mut Client<'_>,
         close: bool,
-    ) -> Result<bool, GatewayError> {
+    ) -> Result<Option<Instant>, GatewayError> {
         let metrics = self.observers.metrics.as_ref();
         let path = head.path;
         let rest = &path[api.api_path.len().min(path.len())..];
         let order = self.upstreams.order(api)?;
-        let head_only = *head.method == Method::HEAD;
-        let retry_safe = head.method.is_idempotent();
         let mut last_error = String::new();
         // The connection's buffers, given back once the call is relayed.
         let mut request = std::mem::take(&mut client.scratch.request);
@@ -1070,9 +1073,9 @@ impl Gateway {
             let sent_at = Instant::now();
             let exchange = self.exchange(
                 &upstream.authority,
+                sent_at,
                 &request,
-                retry_safe,
-                head_only,
+                head.method,
                 record.request_id.as_bytes(),
                 &mut response,
             );
@@ -1085,7 +1088,7 @@ impl Gateway {
                 Waited::Gone => {
                     // The client went away: the upstream call was dropped with it.
                     self.observers.finish(record, 499, 0);
-                    return Ok(false);
+                    return Ok(None);
                 }
             };
             let (mut up, head) = match result {
@@ -1096,8 +1099,10 @@ impl Gateway {
                     continue;
                 }
             };
-            answered(record, upstream, sent_at, metrics);
-            self.observe_head(record);
+            // One reading of the clock for the upstream's time and the time to the head.
+            let now = Instant::now();
+            answered(record, upstream, sent_at, now, metrics);
+            self.observe_head(record, now);
             let mut out = head.out;
             if close {
                 out.extend_from_slice(b"connection: close\r\n");
@@ -1105,13 +1110,14 @@ impl Gateway {
             out.extend_from_slice(b"\r\n");
             let relayed = up.relay(client.stream, &mut out, head.framing).await;
             client.scratch.keep(request, out);
-            let keep_alive = match relayed {
-                Ok(sent) => {
+            let ended = match relayed {
+                Ok((sent, waited)) => {
+                    let ended = if waited { Instant::now() } else { now };
                     if head.keep_alive && up.buf.is_empty() {
-                        self.upstreams.h1_pool.put(&upstream.authority, up);
+                        self.upstreams.h1_pool.put(&upstream.authority, up, ended);
                     }
                     self.observers.finish(record, head.status, sent);
-                    !close
+                    (!close).then_some(ended)
                 }
                 Err(err) => {
                     if let RelayError::Upstream(why) = err {
@@ -1119,29 +1125,32 @@ impl Gateway {
                         tracing::warn!(upstream = %upstream.authority, error = %why, "upstream response failed");
                     }
                     self.observers.finish(record, head.status, 0);
-                    false
+                    None
                 }
             };
-            return Ok(keep_alive);
+            return Ok(ended);
         }
         Err(GatewayError::UpstreamUnavailable(last_error))
     }
 
     /// Writes `request` to a connection of `authority` (an idle one, else a new one) and
     /// reads the response head. A reused connection that fails before any response byte
-    /// is replaced by a new one when the request can be sent twice (or was not sent).
+    /// is replaced by a new one when the request (of `method`) can be sent twice (or was not
+    /// sent).
     async fn exchange(
         &self,
         authority: &str,
+        sent_at: Instant,
         request: &[u8],
-        retry_safe: bool,
-        head_only: bool,
+        method: &Method,
         request_id: &[u8],
         out: &mut Vec<u8>,
     ) -> Result<(UpstreamConn, ResponseHead), Failure> {
         let pool = &self.upstreams.h1_pool;
+        let head_only = *method == Method::HEAD;
+        let retry_safe = method.is_idempotent();
         loop {
-            let (mut up, reused) = match pool.take(authority) {
+            let (mut up, reused) = match pool.take(authority, sent_at) {
                 Some(up) => (up, true),
                 None => {
                     let stream = pool

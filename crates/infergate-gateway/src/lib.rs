@@ -212,6 +212,32 @@ pub struct CallRecord {
     started: Instant,
 }
 
+/// The wall-clock time at `at`: the system's clock is read at most once a second per
+/// thread and the monotonic clock counts from there (a signature's date window is minutes
+/// wide; a change of the system clock is seen within a second).
+fn wall_time(at: Instant) -> chrono::DateTime<chrono::Utc> {
+    thread_local! {
+        static ANCHOR: std::cell::Cell<Option<(Instant, chrono::DateTime<chrono::Utc>)>> =
+            const { std::cell::Cell::new(None) };
+    }
+    ANCHOR.with(|anchor| {
+        if let Some((read_at, wall)) = anchor.get() {
+            let since = at.checked_duration_since(read_at);
+            if let Some(since) = since.filter(|d| *d < Duration::from_secs(1)) {
+                if let Some(time) = chrono::TimeDelta::from_std(since)
+                    .ok()
+                    .and_then(|d| wall.checked_add_signed(d))
+                {
+                    return time;
+                }
+            }
+        }
+        let wall = chrono::Utc::now();
+        anchor.set(Some((at, wall)));
+        wall
+    })
+}
+
 /// `path?k1=&k2=`: the query's values never reach a log.
 fn loggable_target(path: &str, query: Option<&str>) -> String {
     match query {
@@ -312,11 +338,12 @@ impl Gateway {
         self.observe(record, response)
     }
 
-    /// Records the time to the response head.
-    fn observe_head(&self, record: &CallRecord) {
+    /// Records the time to the response head, which came at `now`.
+    fn observe_head(&self, record: &CallRecord, now: Instant) {
         if let Some(m) = &self.observers.metrics {
             let api = record.api_id.as_deref().unwrap_or("none");
-            m.observe_duration(api, record.started.elapsed().as_secs_f64());
+            let took = now.saturating_duration_since(record.started);
+            m.observe_duration(api, took.as_secs_f64());
         }
     }
 
@@ -326,7 +353,7 @@ impl Gateway {
         response: Response<GatewayBody>,
     ) -> Response<GatewayBody> {
         let status = response.status();
-        self.observe_head(&record);
+        self.observe_head(&record, Instant::now());
         let observers = self.observers.clone();
         let (parts, body) = response.into_parts();
         let finish = move |bytes_out: u64| observers.finish(&record, status.as_u16(), bytes_out);
@@ -466,7 +493,7 @@ impl Gateway {
                 body_sha256,
                 body_is_empty,
             },
-            chrono::Utc::now(),
+            wall_time(record.started),
         )?;
         record.caller = Some(caller.clone());
         // Authorize: an app must be bound to the API.
@@ -588,7 +615,25 @@ async fn collect_limited(body: Incoming, limit: usize) -> Result<Bytes, GatewayE
 
 #[cfg(test)]
 mod request_id_tests {
-    use super::RequestIds;
+    use super::{wall_time, RequestIds};
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn wall_time_follows_the_system_clock_and_the_instants() {
+        let now = Instant::now();
+        let before = chrono::Utc::now();
+        let wall = wall_time(now);
+        let gap = (wall - before).num_milliseconds().abs();
+        assert!(gap < 1000, "{wall} vs {before}");
+        // Within the second after a reading, times differ as the instants do.
+        let later = wall_time(now + Duration::from_millis(400));
+        assert_eq!((later - wall).num_milliseconds(), 400);
+        // Past it, or before the reading, the system clock is read again.
+        let again = wall_time(now + Duration::from_secs(5));
+        assert!((again - chrono::Utc::now()).num_milliseconds().abs() < 1000);
+        let earlier = wall_time(now);
+        assert!((earlier - chrono::Utc::now()).num_milliseconds().abs() < 1000);
+    }
 
     #[test]
     fn request_ids_are_32_hex_digits_and_differ() {

@@ -75,27 +75,29 @@ impl<C: Pooled> Pool<C> {
         })
     }
 
-    /// The most recently used idle connection that is still open.
-    pub fn take(&self, authority: &str) -> Option<C> {
+    /// The most recently used idle connection that is still open (`now`: the caller's
+    /// reading of the clock).
+    pub fn take(&self, authority: &str, now: Instant) -> Option<C> {
         let mut idle = self.idle.lock().ok()?;
         let list = idle.by_authority.get_mut(authority)?;
         while let Some(entry) = list.pop() {
-            if !entry.conn.is_closed() && entry.since.elapsed() < self.idle_timeout {
+            if !entry.conn.is_closed()
+                && now.saturating_duration_since(entry.since) < self.idle_timeout
+            {
                 return Some(entry.conn);
             }
         }
         None
     }
 
-    pub fn put(&self, authority: &str, conn: C) {
+    /// Keeps `conn` for a later call, idle since `now`.
+    pub fn put(&self, authority: &str, conn: C, now: Instant) {
         if conn.is_closed() {
             return;
         }
         let Ok(mut idle) = self.idle.lock() else {
             return;
         };
-        // One clock reading for every age compared here.
-        let now = Instant::now();
         let entry = Idle { since: now, conn };
         let timeout = self.idle_timeout;
         if now.saturating_duration_since(idle.swept) >= timeout {
@@ -167,7 +169,7 @@ impl Pool<Sender> {
         mut request: Request<GatewayBody>,
     ) -> Result<Response<PooledBody>, SendError> {
         loop {
-            let (mut sender, reused) = match self.take(authority) {
+            let (mut sender, reused) = match self.take(authority, Instant::now()) {
                 Some(sender) => (sender, true),
                 None => (self.connect(authority).await?, false),
             };
@@ -221,7 +223,7 @@ impl PooledBody {
 
     fn release(&mut self) {
         if let Some((pool, authority, sender)) = self.back.take() {
-            pool.put(&authority, sender);
+            pool.put(&authority, sender, Instant::now());
         }
     }
 
