@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use bytes::{Buf, Bytes, BytesMut};
 use http::Method;
 use infergate_core::snapshot::{ApiRoute, Upstream};
+use smallvec::SmallVec;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
@@ -554,7 +555,7 @@ fn response_head(
     mut out: Vec<u8>,
 ) -> Result<ResponseHead, String> {
     let status = res.code.unwrap_or(0);
-    let mut listed: Vec<&[u8]> = Vec::new();
+    let mut listed: SmallVec<[&[u8]; 4]> = SmallVec::new();
     let mut close = res.version != Some(1);
     let mut chunked = None;
     let mut length: Option<u64> = None;

@@ -11,6 +11,7 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use http::HeaderMap;
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use ring::{digest, hmac};
+use smallvec::SmallVec;
 use subtle::ConstantTimeEq;
 
 /// The scheme token that starts an `Authorization` header of this algorithm.
@@ -220,7 +221,7 @@ fn push_canonical_query(out: &mut String, raw_query: &str) {
         out.push_str(&canonical_query(raw_query));
         return;
     }
-    let mut pairs: Vec<(&str, &str)> = Vec::with_capacity(8);
+    let mut pairs: SmallVec<[(&str, &str); 8]> = SmallVec::new();
     for item in raw_query.split('&') {
         let (key, value) = match item.bytes().position(|b| b == b'=') {
             Some(eq) => (&item[..eq], &item[eq + 1..]),
@@ -653,7 +654,7 @@ impl<'a> PreparedVerification<'a> {
             signature,
         } = parts;
         // Names in the client's order, as it listed them (any case); values below.
-        let mut headers: Vec<(&str, Cow<'_, str>)> = signed_headers
+        let mut headers: SmallVec<[(&str, Cow<'_, str>); 8]> = signed_headers
             .split(';')
             .map(str::trim_ascii)
             .filter(|h| !h.is_empty())
