@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use infergate_core::model::AuthType;
-use infergate_core::snapshot::{ApiRoute, AppCredential, Snapshot};
+use infergate_core::snapshot::{ApiRoute, AppCredential, IamKey, Snapshot};
 use infergate_core::token::{Scope, TokenError};
 use infergate_sign::{
     AuthorizationParts, HeaderSource, PreparedVerification, SignError, SigningKey, Verdict,
@@ -20,12 +20,12 @@ pub const HEADER_AUTH_TOKEN: &str = "x-auth-token";
 
 /// The credential a request presents, in the spec's order of precedence, read from its
 /// headers.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Presented<'h> {
-    /// `Authorization: SDK-HMAC-SHA256 …` whose `Access` is an AppKey.
-    AppSignature(AuthorizationParts<'h>),
-    /// The same, with an IAM access key.
-    IamSignature(AuthorizationParts<'h>),
+    /// `Authorization: SDK-HMAC-SHA256 …` whose `Access` is this app's AppKey.
+    AppSignature(AuthorizationParts<'h>, &'h AppCredential),
+    /// The same, with this IAM access key.
+    IamSignature(AuthorizationParts<'h>, &'h IamKey),
     /// A signature whose `Access` is neither, or that cannot be read.
     UnknownSignature(Result<AuthorizationParts<'h>, SignError>),
     AppCode(&'h str),
@@ -35,21 +35,23 @@ pub enum Presented<'h> {
 }
 
 impl<'h> Presented<'h> {
-    pub fn classify<H: HeaderSource + ?Sized>(headers: &'h H, snapshot: &Snapshot) -> Self {
+    pub fn classify<H: HeaderSource + ?Sized>(headers: &'h H, snapshot: &'h Snapshot) -> Self {
         let text = |name: &str| headers.text(name);
         if let Some(auth) =
             text("authorization").filter(|v| v.starts_with(infergate_sign::ALGORITHM))
         {
             // Read once here; verified whole later.
-            return match AuthorizationParts::parse(auth) {
-                Ok(parts) if snapshot.app_by_key(parts.access).is_some() => {
-                    Presented::AppSignature(parts)
-                }
-                Ok(parts) if snapshot.iam_key(parts.access).is_some() => {
-                    Presented::IamSignature(parts)
-                }
-                read => Presented::UnknownSignature(read),
+            let parts = match AuthorizationParts::parse(auth) {
+                Ok(parts) => parts,
+                unread => return Presented::UnknownSignature(unread),
             };
+            if let Some(app) = snapshot.app_by_key(parts.access) {
+                return Presented::AppSignature(parts, app);
+            }
+            if let Some(key) = snapshot.iam_key(parts.access) {
+                return Presented::IamSignature(parts, key);
+            }
+            return Presented::UnknownSignature(Ok(parts));
         }
         if let Some(code) = text(HEADER_APP_CODE) {
             return Presented::AppCode(code);
@@ -71,7 +73,9 @@ impl<'h> Presented<'h> {
     /// The signature's `Authorization` items (or why they cannot be read).
     fn signature(&self) -> Option<Result<AuthorizationParts<'h>, SignError>> {
         match self {
-            Presented::AppSignature(parts) | Presented::IamSignature(parts) => Some(Ok(*parts)),
+            Presented::AppSignature(parts, _) | Presented::IamSignature(parts, _) => {
+                Some(Ok(*parts))
+            }
             Presented::UnknownSignature(read) => Some(read.clone()),
             _ => None,
         }
@@ -91,10 +95,10 @@ pub fn select(
             .map(|a| Arc::clone(a))
     };
     let wanted = match presented {
-        Presented::AppSignature(_) | Presented::AppCode(_) | Presented::ApiKey(_) => {
+        Presented::AppSignature(..) | Presented::AppCode(_) | Presented::ApiKey(_) => {
             Some(AuthType::App)
         }
-        Presented::IamSignature(_) | Presented::Token(_) => Some(AuthType::Iam),
+        Presented::IamSignature(..) | Presented::Token(_) => Some(AuthType::Iam),
         Presented::UnknownSignature(_) => Some(if find(AuthType::App).is_some() {
             AuthType::App
         } else {
@@ -193,17 +197,16 @@ fn authenticate_app<H: HeaderSource + ?Sized>(
     now: DateTime<Utc>,
 ) -> Result<Caller, GatewayError> {
     let app = match presented {
-        Presented::AppSignature(_) | Presented::UnknownSignature(_) => verify_signature(
+        Presented::AppSignature(..) | Presented::UnknownSignature(_) => verify_signature(
             request,
             presented,
             now,
             GatewayError::AppAuth,
             "verify signature fail",
-            |access| {
-                snapshot
-                    .app_by_key(access)
-                    .map(|app| (app, &app.signing_key))
-                    .ok_or_else(|| format!("app not found, appkey {access}"))
+            // The app was found when the credential was read, from the same snapshot.
+            |access| match presented {
+                Presented::AppSignature(_, app) => Ok((*app, &app.signing_key)),
+                _ => Err(format!("app not found, appkey {access}")),
             },
         )?,
         &Presented::AppCode(code) => {
@@ -271,18 +274,17 @@ fn authenticate_iam<H: HeaderSource + ?Sized>(
                 .ok_or_else(|| GatewayError::IamAuth("token is no longer valid".into()))?;
             claims.user_id.into()
         }
-        Presented::IamSignature(_) | Presented::UnknownSignature(_) => {
+        Presented::IamSignature(..) | Presented::UnknownSignature(_) => {
             let key = verify_signature(
                 request,
                 presented,
                 now,
                 GatewayError::IamAuth,
                 "verify aksk signature fail",
-                |access| {
-                    snapshot
-                        .iam_key(access)
-                        .map(|key| (key, &key.signing_key))
-                        .ok_or_else(|| format!("Get secretKey failed,ak:{access},err:ak not exist"))
+                // As for apps: the key was found when the credential was read.
+                |access| match presented {
+                    Presented::IamSignature(_, key) => Ok((*key, &key.signing_key)),
+                    _ => Err(format!("Get secretKey failed,ak:{access},err:ak not exist")),
                 },
             )?;
             snapshot

@@ -26,6 +26,7 @@ use hyper::body::{Body, Incoming};
 use infergate_core::model::AuthType;
 use infergate_core::snapshot::{ApiRoute, Snapshot};
 use infergate_sign::HeaderSource;
+use smallvec::SmallVec;
 
 use crate::authn::{CallRequest, Caller, Presented};
 use crate::body::GatewayBody;
@@ -404,7 +405,7 @@ impl Gateway {
     /// What the head alone decides: limits, the route, and the API the credential selects.
     fn select<'h, H: HeaderSource + ?Sized>(
         &self,
-        snapshot: &Snapshot,
+        snapshot: &'h Snapshot,
         head: &Head<'h, H>,
         conn: &ConnInfo,
         record: &mut CallRecord,
@@ -414,7 +415,7 @@ impl Gateway {
         // Route: longest api_path prefix, then the method.
         let on_path = snapshot.route(head.path).ok_or(GatewayError::NoApi)?;
         let method = head.method.as_str();
-        let candidates: Vec<&Arc<ApiRoute>> = on_path
+        let candidates: SmallVec<[&Arc<ApiRoute>; 4]> = on_path
             .iter()
             .filter(|a| a.method.matches(method))
             .collect();

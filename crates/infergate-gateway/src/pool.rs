@@ -90,11 +90,9 @@ impl<C: Pooled> Pool<C> {
         None
     }
 
-    /// Keeps `conn` for a later call, idle since `now`.
+    /// Keeps `conn` for a later call, idle since `now`. Whether it is still open is checked
+    /// when it is taken.
     pub fn put(&self, authority: &str, conn: C, now: Instant) {
-        if conn.is_closed() {
-            return;
-        }
         let Ok(mut idle) = self.idle.lock() else {
             return;
         };
