@@ -213,29 +213,34 @@ pub struct CallRecord {
     started: Instant,
 }
 
-/// The wall-clock time at `at`: the system's clock is read at most once a second per
-/// thread and the monotonic clock counts from there (a signature's date window is minutes
-/// wide; a change of the system clock is seen within a second).
+/// The wall-clock time at `at`: the system's clock is read once a second per thread (or for
+/// an instant more than a second from the last reading), and the monotonic clock counts from
+/// there. A signature's date window is minutes wide; a change of the system clock is seen
+/// within a second.
 fn wall_time(at: Instant) -> chrono::DateTime<chrono::Utc> {
     thread_local! {
         static ANCHOR: std::cell::Cell<Option<(Instant, chrono::DateTime<chrono::Utc>)>> =
             const { std::cell::Cell::new(None) };
     }
+    let apart = |a: Instant, b: Instant| {
+        a.saturating_duration_since(b)
+            .max(b.saturating_duration_since(a))
+    };
     ANCHOR.with(|anchor| {
-        if let Some((read_at, wall)) = anchor.get() {
-            let since = at.checked_duration_since(read_at);
-            if let Some(since) = since.filter(|d| *d < Duration::from_secs(1)) {
-                if let Some(time) = chrono::TimeDelta::from_std(since)
-                    .ok()
-                    .and_then(|d| wall.checked_add_signed(d))
-                {
-                    return time;
-                }
+        let (read_at, wall) = match anchor.get() {
+            Some(reading) if apart(at, reading.0) < Duration::from_secs(1) => reading,
+            _ => {
+                let reading = (Instant::now(), chrono::Utc::now());
+                anchor.set(Some(reading));
+                reading
             }
-        }
-        let wall = chrono::Utc::now();
-        anchor.set(Some((at, wall)));
-        wall
+        };
+        let since = |a: Instant, b: Instant| {
+            chrono::TimeDelta::from_std(a.saturating_duration_since(b)).unwrap_or_default()
+        };
+        // One of the two is zero.
+        wall.checked_add_signed(since(at, read_at) - since(read_at, at))
+            .unwrap_or(wall)
     })
 }
 
@@ -625,15 +630,17 @@ mod request_id_tests {
         let before = chrono::Utc::now();
         let wall = wall_time(now);
         let gap = (wall - before).num_milliseconds().abs();
-        assert!(gap < 1000, "{wall} vs {before}");
-        // Within the second after a reading, times differ as the instants do.
+        assert!(gap < 100, "{wall} vs {before}");
+        // Within a second of the reading, times differ exactly as the instants do.
         let later = wall_time(now + Duration::from_millis(400));
         assert_eq!((later - wall).num_milliseconds(), 400);
-        // Past it, or before the reading, the system clock is read again.
-        let again = wall_time(now + Duration::from_secs(5));
-        assert!((again - chrono::Utc::now()).num_milliseconds().abs() < 1000);
-        let earlier = wall_time(now);
-        assert!((earlier - chrono::Utc::now()).num_milliseconds().abs() < 1000);
+        // Further away, in either direction, the clock is read again and counted back.
+        let ahead = wall_time(now + Duration::from_secs(5));
+        assert!(((ahead - wall).num_milliseconds() - 5000).abs() < 100);
+        if let Some(past) = now.checked_sub(Duration::from_secs(5)) {
+            let earlier = wall_time(past);
+            assert!(((wall - earlier).num_milliseconds() - 5000).abs() < 100);
+        }
     }
 
     #[test]
