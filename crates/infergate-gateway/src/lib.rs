@@ -222,25 +222,23 @@ fn wall_time(at: Instant) -> chrono::DateTime<chrono::Utc> {
         static ANCHOR: std::cell::Cell<Option<(Instant, chrono::DateTime<chrono::Utc>)>> =
             const { std::cell::Cell::new(None) };
     }
-    let apart = |a: Instant, b: Instant| {
-        a.saturating_duration_since(b)
-            .max(b.saturating_duration_since(a))
+    // How far `at` lies after `from` (negative: before).
+    let offset = |from: Instant| {
+        let since = |a: Instant, b: Instant| {
+            chrono::TimeDelta::from_std(a.saturating_duration_since(b)).unwrap_or_default()
+        };
+        since(at, from) - since(from, at)
     };
     ANCHOR.with(|anchor| {
         let (read_at, wall) = match anchor.get() {
-            Some(reading) if apart(at, reading.0) < Duration::from_secs(1) => reading,
+            Some(reading) if offset(reading.0).abs() < chrono::TimeDelta::seconds(1) => reading,
             _ => {
                 let reading = (Instant::now(), chrono::Utc::now());
                 anchor.set(Some(reading));
                 reading
             }
         };
-        let since = |a: Instant, b: Instant| {
-            chrono::TimeDelta::from_std(a.saturating_duration_since(b)).unwrap_or_default()
-        };
-        // One of the two is zero.
-        wall.checked_add_signed(since(at, read_at) - since(read_at, at))
-            .unwrap_or(wall)
+        wall.checked_add_signed(offset(read_at)).unwrap_or(wall)
     })
 }
 

@@ -85,6 +85,17 @@ struct Setup {
     _dir: tempfile::TempDir,
 }
 
+impl Setup {
+    /// A service on the mock upstream with one open (auth type NONE) API; its id.
+    async fn open_service(&self, name: &str) -> String {
+        let (sid, _) = self
+            .admin
+            .service_with_api(name, &self.mock.url, json!({"auth_type": "NONE"}))
+            .await;
+        sid
+    }
+}
+
 /// A server with one APP API (AppCode enabled) and one authorized app.
 async fn setup(extra: &[&str]) -> Setup {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -340,10 +351,7 @@ async fn authorization_app_codes_iam_and_open_apis() {
         "{body}"
     );
 
-    let (sid4, _) = s
-        .admin
-        .service_with_api("open", &s.mock.url, json!({"auth_type": "NONE"}))
-        .await;
+    let sid4 = s.open_service("open").await;
     let open = client
         .get(format!("{gw}/v1/infers/{sid4}"))
         .send()
@@ -422,10 +430,7 @@ async fn revoked_credentials_fail_on_the_very_next_call() {
 #[tokio::test]
 async fn server_sent_events_arrive_as_they_are_sent() {
     let s = setup(&[]).await;
-    let (sid, _) = s
-        .admin
-        .service_with_api("stream", &s.mock.url, json!({"auth_type": "NONE"}))
-        .await;
+    let sid = s.open_service("stream").await;
     let mut response = reqwest::get(format!("{}/v1/infers/{sid}/sse", s.server.gateway))
         .await
         .expect("call");
@@ -459,10 +464,7 @@ async fn server_sent_events_arrive_as_they_are_sent() {
 #[tokio::test]
 async fn upstream_connections_are_kept_alive_and_reused() {
     let s = setup(&[]).await;
-    let (sid, _) = s
-        .admin
-        .service_with_api("reuse", &s.mock.url, json!({"auth_type": "NONE"}))
-        .await;
+    let sid = s.open_service("reuse").await;
     let client = reqwest::Client::new();
     for i in 0..20 {
         let response = client
@@ -550,10 +552,7 @@ async fn upstream_failures_limits_and_cancellation() {
         assert_eq!(reply.status().as_u16(), 200);
     }
 
-    let (open, _) = s
-        .admin
-        .service_with_api("open", &s.mock.url, json!({"auth_type": "NONE"}))
-        .await;
+    let open = s.open_service("open").await;
     let started = Instant::now();
     let slow = client
         .get(format!("{gw}/v1/infers/{open}/slow"))
@@ -627,10 +626,7 @@ async fn upstream_failures_limits_and_cancellation() {
 #[tokio::test]
 async fn upgrades_pass_through() {
     let s = setup(&[]).await;
-    let (open, _) = s
-        .admin
-        .service_with_api("ws", &s.mock.url, json!({"auth_type": "NONE"}))
-        .await;
+    let open = s.open_service("ws").await;
     let (mut socket, addr) = connect(&s.server.gateway).await;
     socket
         .write_all(
@@ -839,10 +835,7 @@ async fn response_framings_pipelining_and_fallbacks_on_one_connection() {
 
     // A chunked request body, on the same connection, goes to the general server; so does
     // everything after it.
-    let (echo, _) = s
-        .admin
-        .service_with_api("echo", &s.mock.url, json!({"auth_type": "NONE"}))
-        .await;
+    let echo = s.open_service("echo").await;
     socket
         .write_all(
             format!("POST /v1/infers/{echo}/in HTTP/1.1\r\nHost: {addr}\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nabcd\r\n0\r\n\r\nGET /v1/infers/{echo}/next HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")
@@ -867,10 +860,7 @@ async fn response_framings_pipelining_and_fallbacks_on_one_connection() {
 #[tokio::test]
 async fn bodies_in_pieces_and_requests_sent_during_a_call() {
     let s = setup(&[]).await;
-    let (open, _) = s
-        .admin
-        .service_with_api("pieces", &s.mock.url, json!({"auth_type": "NONE"}))
-        .await;
+    let open = s.open_service("pieces").await;
     let (mut socket, addr) = connect(&s.server.gateway).await;
     let mut pending = Vec::new();
     socket
@@ -931,10 +921,7 @@ async fn bodies_in_pieces_and_requests_sent_during_a_call() {
 #[tokio::test]
 async fn large_bodies_and_connection_close() {
     let s = setup(&[]).await;
-    let (open, _) = s
-        .admin
-        .service_with_api("big", &s.mock.url, json!({"auth_type": "NONE"}))
-        .await;
+    let open = s.open_service("big").await;
     let client = reqwest::Client::new();
     for size in [0usize, 1, 64 * 1024, 64 * 1024 + 1, 1024 * 1024] {
         let reply: Value = client
