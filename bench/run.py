@@ -31,7 +31,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
 RESPONSE = '{"id":"bench","object":"prediction","model":"bench","outputs":[0.12,0.57,0.31]}'
-HMAC_KEY = b"haproxy-bench-hmac-key-0123456789"
+HMAC_KEY = b"bench-hmac-key-0123456789abcdefgh"
+NJS_MODULE = "/usr/lib/nginx/modules/ngx_http_js_module.so"
 
 
 def free_port():
@@ -102,9 +103,10 @@ class Procs:
 
 # ---------------------------------------------------------------- configurations
 
-def nginx_conf(work, name, body):
+def nginx_conf(work, name, body, main=""):
     path = work / f"{name}.conf"
     path.write_text(f"""
+{main}
 worker_processes 1;
 daemon off;
 master_process off;
@@ -151,19 +153,39 @@ def upstream_conf(work, port):
 """)
 
 
-def nginx_proxy_conf(work, name, port, upstream):
+def nginx_proxy_conf(work, name, port, upstream, check=False):
+    """nginx as a plain reverse proxy; with `check`, it first verifies the same HMAC-SHA256
+    header as HAProxy does, in njs (nginx's JavaScript module)."""
+    main = http = deny = ""
+    if check:
+        script = work / "hmac.js"
+        script.write_text(f"""
+var crypto = require('crypto');
+// HMAC-SHA256 over "X-Sdk-Date\\npath", compared with X-Signature (hex).
+function valid(r) {{
+  var date = r.headersIn['X-Sdk-Date'], sig = r.headersIn['X-Signature'];
+  if (!date || !sig) return '0';
+  var mac = crypto.createHmac('sha256', '{HMAC_KEY.decode()}').update(date + '\\n' + r.uri);
+  return mac.digest('hex') === sig ? '1' : '0';
+}}
+export default {{ valid }};
+""")
+        main = f"load_module {NJS_MODULE};"
+        http = f"js_import hmac from {script};\n  js_set $hmac_valid hmac.valid;"
+        deny = 'if ($hmac_valid != "1") { return 401; }'
     return nginx_conf(work, name, f"""
+  {http}
   upstream up {{ server 127.0.0.1:{upstream}; keepalive 512; keepalive_requests 100000000; }}
   server {{
     listen 127.0.0.1:{port} backlog=4096;
     location / {{
+      {deny}
       proxy_pass http://up;
       proxy_http_version 1.1;
       proxy_set_header Connection "";
       proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
     }}
-  }}
-""")
+  }}""", main)
 
 
 def haproxy_conf(work, port, upstream):
@@ -354,6 +376,23 @@ def paired(args, a, b):
     return rounds
 
 
+def hmac_check_works(target, date, sig):
+    """The peer answers the signed request and refuses one whose signature is one digit off."""
+    def status(signature):
+        req = urllib.request.Request(target.url, headers={
+            "X-Sdk-Date": date, "X-Signature": signature})
+        try:
+            with urllib.request.urlopen(req, timeout=5) as res:
+                return res.status
+        except urllib.error.HTTPError as err:
+            return err.code
+    wrong = sig[:-1] + ("0" if sig[-1] != "0" else "1")
+    got = (status(sig), status(wrong))
+    if got != (200, 401):
+        sys.exit(f"bench: {target.name} answered {got[0]} to a signed request and {got[1]} "
+                 "to a wrongly signed one (200 and 401 expected)")
+
+
 def med(values):
     return statistics.median(values)
 
@@ -388,11 +427,10 @@ def open_loop(args, ig, direct_url, nginx_url):
     """A proxy and the upstream itself loaded at --rate at once: the gateway (fresh signature
     per request), then nginx, each with its own direct run alongside."""
     common = ["--rate", str(args.rate), "-c", "16", "-d", str(args.duration)]
-    proxies = {
-        "gateway": [ig.base + "/predict", "--app-key", ig.app_key,
-                    "--app-secret", ig.app_secret],
-        "nginx": [nginx_url],
-    }
+    # Both generators sign every request (nginx ignores the headers): they share a core with
+    # the upstream, so they must cost it the same.
+    signing = ["--app-key", ig.app_key, "--app-secret", ig.app_secret]
+    proxies = {"gateway": [ig.base + "/predict", *signing], "nginx": [nginx_url, *signing]}
     rounds = []
     for _ in range(args.rounds):
         result = {}
@@ -483,8 +521,8 @@ def report(args, pairs, open_rounds, sse, signing, versions):
         added = lambda name, q: med([r[name][q] - r[f"direct_{name}"][q] for r in open_rounds])
         late = max(max(v["late_p99_us"] for v in r.values()) for r in open_rounds)
         lines += ["", f"Open loop at {args.rate:.0f} req/s: a proxy and the upstream itself "
-                  "loaded at the same time, each at that rate (the gateway with a fresh "
-                  f"signature per request); median of {len(open_rounds)} rounds; schedule lag "
+                  "loaded at the same time, each at that rate (the proxied load with a fresh "
+                  f"signature per request, through either proxy); median of {len(open_rounds)} rounds; schedule lag "
                   f"p99 ≤ {late} µs:", "",
                   "| through | p50 µs | p99 µs | direct p50 / p99 µs | added p50 µs | added p99 µs |",
                   "|---|---|---|---|---|---|"]
@@ -617,17 +655,17 @@ def main():
         if args.syscalls:
             return syscalls(args, procs, binary, up)
         core = args.proxy_core
-        ports = {n: free_port() for n in ("nginx-a", "nginx-b", "haproxy", "envoy")}
+        ports = {n: free_port() for n in ("nginx-a", "nginx-b", "nginx-hmac", "haproxy", "envoy")}
         pids = {}
-        for n in ("nginx-a", "nginx-b"):
+        for n in ("nginx-a", "nginx-b", "nginx-hmac"):
             pids[n] = procs.start(n, core, [nginx, "-c", str(
-                nginx_proxy_conf(args.work, n, ports[n], up))]).pid
+                nginx_proxy_conf(args.work, n, ports[n], up, check=n == "nginx-hmac"))]).pid
         pids["haproxy"] = procs.start("haproxy", core, [
             haproxy, "-db", "-f", str(haproxy_conf(args.work, ports["haproxy"], up))]).pid
         pids["envoy"] = procs.start("envoy", core, [
             envoy, "-c", str(envoy_conf(args.work, ports["envoy"], up)), "--concurrency", "1",
             "--disable-hot-restart", "--log-level", "error"]).pid
-        for n in ("nginx-a", "nginx-b", "envoy"):
+        for n in ("nginx-a", "nginx-b", "nginx-hmac", "envoy"):
             wait_http(f"http://127.0.0.1:{ports[n]}/")
         wait_http(f"http://127.0.0.1:{ports['haproxy']}/")
         ig = Infergate(procs, args.work, core, binary, up)
@@ -647,11 +685,16 @@ def main():
         date = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
         hap_path = path.rsplit("/", 1)[0] + "/predict"
         sig = hmac.new(HMAC_KEY, f"{date}\n{hap_path}".encode(), hashlib.sha256).hexdigest()
-        hap = peer("haproxy", headers=[f"X-Sdk-Date: {date}", f"X-Signature: {sig}"])
+        hmac_headers = [f"X-Sdk-Date: {date}", f"X-Signature: {sig}"]
+        hap = peer("haproxy", headers=hmac_headers)
+        njs = peer("nginx-hmac", headers=hmac_headers)
+        for checker in (hap, njs):
+            hmac_check_works(checker, date, sig)
         pairs_all = {
             "control": lambda: (peer("nginx-a"), peer("nginx-b")),
             "nginx": lambda: (ig_get, peer("nginx-a")),
             "haproxy-hmac": lambda: (ig_get, hap),
+            "nginx-hmac": lambda: (ig_get, njs),
             "envoy": lambda: (ig_get, peer("envoy")),
             "post": lambda: (ig_post, peer("nginx-a", "/echo", body_file=str(body_file))),
         }
@@ -659,6 +702,7 @@ def main():
             "control": "nginx vs nginx (control)",
             "nginx": "infergate signed GET vs nginx plain proxy",
             "haproxy-hmac": "infergate signed GET vs HAProxy HMAC-SHA256 check",
+            "nginx-hmac": "infergate signed GET vs nginx (njs) HMAC-SHA256 check",
             "envoy": "infergate signed GET vs Envoy plain proxy",
             "post": "infergate signed 1 KiB POST vs nginx plain proxy",
         }
