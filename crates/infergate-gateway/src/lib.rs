@@ -224,21 +224,23 @@ fn wall_time(at: Instant) -> chrono::DateTime<chrono::Utc> {
     }
     // How far `at` lies after `from` (negative: before).
     let offset = |from: Instant| {
-        let since = |a: Instant, b: Instant| {
-            chrono::TimeDelta::from_std(a.saturating_duration_since(b)).unwrap_or_default()
-        };
-        since(at, from) - since(from, at)
+        let delta = |d| chrono::TimeDelta::from_std(d).unwrap_or_default();
+        match at.checked_duration_since(from) {
+            Some(after) => delta(after),
+            None => -delta(from.duration_since(at)),
+        }
     };
     ANCHOR.with(|anchor| {
-        let (read_at, wall) = match anchor.get() {
-            Some(reading) if offset(reading.0).abs() < chrono::TimeDelta::seconds(1) => reading,
-            _ => {
-                let reading = (Instant::now(), chrono::Utc::now());
-                anchor.set(Some(reading));
-                reading
-            }
-        };
-        wall.checked_add_signed(offset(read_at)).unwrap_or(wall)
+        let near = anchor
+            .get()
+            .map(|(read_at, wall)| (wall, offset(read_at)))
+            .filter(|(_, after)| after.abs() < chrono::TimeDelta::seconds(1));
+        let (wall, after) = near.unwrap_or_else(|| {
+            let (read_at, wall) = (Instant::now(), chrono::Utc::now());
+            anchor.set(Some((read_at, wall)));
+            (wall, offset(read_at))
+        });
+        wall.checked_add_signed(after).unwrap_or(wall)
     })
 }
 

@@ -195,6 +195,16 @@ static PLAIN: [u8; 256] = {
     table
 };
 
+/// `text` without leading and trailing whitespace, as [`str::trim`] has it; a value that
+/// starts and ends with a visible ASCII character (the usual header value) is not scanned.
+fn trim(text: &str) -> &str {
+    match text.as_bytes() {
+        [first, .., last] if first.is_ascii_graphic() && last.is_ascii_graphic() => text,
+        [only] if only.is_ascii_graphic() => text,
+        _ => text.trim(),
+    }
+}
+
 /// Whether every byte of `text` is unreserved or of the class `sep`.
 fn all_plain(text: &str, sep: u8) -> bool {
     text.bytes()
@@ -222,18 +232,27 @@ fn push_canonical_query(out: &mut String, raw_query: &str) {
         return;
     }
     let mut pairs: SmallVec<[(&str, &str); 8]> = SmallVec::new();
-    for item in raw_query.split('&') {
-        let (key, value) = match item.bytes().position(|b| b == b'=') {
-            Some(eq) => (&item[..eq], &item[eq + 1..]),
-            None => (item, ""),
-        };
-        if value.bytes().any(|b| b == b'=') {
-            // A second `=` belongs to the value and is encoded.
-            out.push_str(&canonical_query(raw_query));
-            return;
-        }
-        if !key.is_empty() {
-            pairs.push((key, value));
+    // The query is ASCII here: its items are found byte by byte, with no character search.
+    let (mut start, mut eq) = (0, None);
+    for (i, b) in raw_query.bytes().chain([b'&']).enumerate() {
+        match (b, eq) {
+            (b'=', None) => eq = Some(i),
+            (b'=', Some(_)) => {
+                // A second `=` belongs to the value and is encoded.
+                out.push_str(&canonical_query(raw_query));
+                return;
+            }
+            (b'&', _) => {
+                let (key, value) = match eq {
+                    Some(eq) => (&raw_query[start..eq], &raw_query[eq + 1..i]),
+                    None => (&raw_query[start..i], ""),
+                };
+                if !key.is_empty() {
+                    pairs.push((key, value));
+                }
+                (start, eq) = (i + 1, None);
+            }
+            _ => {}
         }
     }
     pairs.sort_unstable();
@@ -421,7 +440,7 @@ fn canonical_request_head<N: AsRef<str>, V: AsRef<str>>(
     for (name, value) in headers {
         push_name(&mut out, name.as_ref());
         out.push(':');
-        out.push_str(value.as_ref().trim());
+        out.push_str(trim(value.as_ref()));
         out.push('\n');
     }
     out.push('\n');
@@ -496,7 +515,7 @@ fn signature_matches(expected: &[u8; 32], presented: &[u8]) -> bool {
 
 /// Parses an `X-Sdk-Date` value into a UTC time.
 pub fn parse_sdk_date(value: &str) -> Result<DateTime<Utc>, SignError> {
-    let text = value.trim();
+    let text = trim(value);
     if let Some(time) = parse_basic_date(text.as_bytes()) {
         return Ok(time);
     }
@@ -546,7 +565,7 @@ pub trait HeaderSource {
         self.values(name)
             .next()
             .and_then(|v| std::str::from_utf8(v).ok())
-            .map(str::trim)
+            .map(trim)
     }
 }
 
@@ -570,9 +589,9 @@ fn header_value<'h, H: HeaderSource + ?Sized>(
 ) -> Result<Option<Cow<'h, str>>, SignError> {
     let mut joined: Option<Cow<'h, str>> = None;
     for value in headers.values(name) {
-        let text = std::str::from_utf8(value)
-            .map_err(|_| SignError::BadHeaderValue(name.to_owned()))?
-            .trim();
+        let text = trim(
+            std::str::from_utf8(value).map_err(|_| SignError::BadHeaderValue(name.to_owned()))?,
+        );
         match joined.as_mut() {
             Some(existing) => {
                 let existing = existing.to_mut();

@@ -427,6 +427,12 @@ proptest! {
         prop_assert_eq!(fast, canonical_query(&query));
     }
 
+    /// The trim that skips values with visible ends trims as `str::trim` does.
+    #[test]
+    fn trim_is_str_trim(text in "[ \t\r\n\u{b}\u{c}\u{85}\u{a0}\u{3000}a-z=\u{1}\u{7f}é]{0,8}") {
+        prop_assert_eq!(trim(&text), text.trim());
+    }
+
     /// Only the exact lowercase hex of the signature is accepted.
     #[test]
     fn signature_must_be_exact_lowercase_hex(req in req_strategy(), upper in 0usize..64) {
