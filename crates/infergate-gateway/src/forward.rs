@@ -90,33 +90,93 @@ const SPECIAL: [(&str, Named); 21] = [
 
 /// The longest name of [`SPECIAL`].
 const LONGEST: usize = 19;
+/// Words of eight bytes that hold the longest name.
+const WORDS: usize = LONGEST.div_ceil(8);
+
+/// A name of [`SPECIAL`] as words to compare eight bytes at a time: `word` holds its bytes
+/// (lowercase letters and `-`, zero-padded), `fold` the bit 0x20 at each letter.
+#[derive(Clone, Copy)]
+struct Special {
+    word: [u64; WORDS],
+    fold: [u64; WORDS],
+    kind: Named,
+}
+
+/// `bytes` zero-padded into words, as [`named`] reads a name.
+const fn words(bytes: &[u8]) -> [u64; WORDS] {
+    let mut padded = [0u8; WORDS * 8];
+    let mut i = 0;
+    while i < bytes.len() {
+        padded[i] = bytes[i];
+        i += 1;
+    }
+    let mut out = [0u64; WORDS];
+    let mut w = 0;
+    while w < WORDS {
+        let mut chunk = [0u8; 8];
+        let mut j = 0;
+        while j < 8 {
+            chunk[j] = padded[w * 8 + j];
+            j += 1;
+        }
+        out[w] = u64::from_le_bytes(chunk);
+        w += 1;
+    }
+    out
+}
 
 /// [`SPECIAL`] by name length: most names are told apart by their length alone.
-static BY_LENGTH: [[Option<(&str, Named)>; 3]; LONGEST + 1] = {
+static BY_LENGTH: [[Option<Special>; 3]; LONGEST + 1] = {
     let mut table = [[None; 3]; LONGEST + 1];
     let mut i = 0;
     while i < SPECIAL.len() {
-        let len = SPECIAL[i].0.len();
+        let (name, kind) = SPECIAL[i];
+        let bytes = name.as_bytes();
+        let mut fold = [0u8; LONGEST];
+        let mut b = 0;
+        while b < bytes.len() {
+            assert!(bytes[b].is_ascii_lowercase() || bytes[b] == b'-');
+            if bytes[b].is_ascii_lowercase() {
+                fold[b] = 0x20;
+            }
+            b += 1;
+        }
         let mut slot = 0;
-        while table[len][slot].is_some() {
+        while table[bytes.len()][slot].is_some() {
             slot += 1;
         }
-        table[len][slot] = Some(SPECIAL[i]);
+        table[bytes.len()][slot] = Some(Special {
+            word: words(bytes),
+            fold: words(&fold),
+            kind,
+        });
         i += 1;
     }
     table
 };
 
-/// What a header name (in any case) is to the gateway.
+/// What a header name (in any case) is to the gateway. Setting bit 0x20 turns a capital into
+/// its small letter and any other byte into something no letter of a special name is; at a
+/// `-` nothing is set, so only `-` matches there.
 pub(crate) fn named(name: &[u8]) -> Named {
     let Some(candidates) = BY_LENGTH.get(name.len()) else {
         return Named::Other;
     };
-    candidates
+    let Some(first) = candidates[0] else {
+        return Named::Other;
+    };
+    let mut padded = [0u8; WORDS * 8];
+    padded[..name.len()].copy_from_slice(name);
+    let word = words(&padded);
+    let matches = |c: &Special| (0..WORDS).all(|w| word[w] | c.fold[w] == c.word[w]);
+    if matches(&first) {
+        return first.kind;
+    }
+    candidates[1..]
         .iter()
         .map_while(|c| *c)
-        .find(|(n, _)| name.eq_ignore_ascii_case(n.as_bytes()))
-        .map_or(Named::Other, |(_, kind)| kind)
+        .find(matches)
+        .map_or(Named::Other, |c| c.kind)
 }
 
 /// Whether a header name, in any case, is one of [`HOP_NAMES`].
@@ -774,6 +834,25 @@ mod tests {
             "hosts",
         ] {
             assert_eq!(named(other.as_bytes()), Named::Other, "{other}");
+        }
+        // Every name with one byte changed, to any value, is told as a comparison of the
+        // whole name in any case tells it (a carriage return folds to `-` under bit 0x20:
+        // it must not match).
+        let by_comparison = |name: &[u8]| {
+            SPECIAL
+                .iter()
+                .find(|(n, _)| name.eq_ignore_ascii_case(n.as_bytes()))
+                .map_or(Named::Other, |(_, kind)| *kind)
+        };
+        for (name, _) in SPECIAL {
+            for at in 0..name.len() {
+                for byte in 0..=255u8 {
+                    let mut other = name.as_bytes().to_vec();
+                    other[at] = byte;
+                    let want = by_comparison(&other);
+                    assert_eq!(named(&other), want, "{name} with {byte:#x} at {at}");
+                }
+            }
         }
         assert!(is_hop_by_hop(b"Transfer-Encoding") && !is_hop_by_hop(b"upgrade"));
     }
