@@ -376,8 +376,18 @@ def paired(args, a, b):
     return rounds
 
 
-def hmac_check_works(target, date, sig):
+def hmac_headers(path):
+    """`X-Sdk-Date` and `X-Signature` (HMAC-SHA256 over "date\npath") for the HMAC peers."""
+    date = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    sig = hmac.new(HMAC_KEY, f"{date}\n{path}".encode(), hashlib.sha256).hexdigest()
+    return [f"X-Sdk-Date: {date}", f"X-Signature: {sig}"]
+
+
+def hmac_check_works(target):
     """The peer answers the signed request and refuses one whose signature is one digit off."""
+    sent = dict(h.split(": ", 1) for h in target.headers)
+    date, sig = sent["X-Sdk-Date"], sent["X-Signature"]
+
     def status(signature):
         req = urllib.request.Request(target.url, headers={
             "X-Sdk-Date": date, "X-Signature": signature})
@@ -585,16 +595,26 @@ def profile(args, procs, binary, up):
 
 
 def syscalls(args, procs, binary, up):
-    """System calls per request of infergate and of nginx (plain proxy), counted by strace
-    attached during a load run: the kernel side of where the time goes."""
+    """System calls per request of infergate, nginx (plain proxy) and the two HMAC peers,
+    counted by strace attached during a load run: the kernel side of where the time goes."""
     ig = Infergate(procs, args.work, args.proxy_core, binary, up)
-    port = free_port()
-    nginx = procs.start("nginx-a", args.proxy_core, [tool("nginx"), "-c", str(
-        nginx_proxy_conf(args.work, "nginx-a", port, up))])
-    wait_http(f"http://127.0.0.1:{port}/")
+    ports = {n: free_port() for n in ("nginx-a", "nginx-hmac", "haproxy")}
+    pids = {}
+    for n in ("nginx-a", "nginx-hmac"):
+        pids[n] = procs.start(n, args.proxy_core, [tool("nginx"), "-c", str(
+            nginx_proxy_conf(args.work, n, ports[n], up, check=n == "nginx-hmac"))]).pid
+    pids["haproxy"] = procs.start("haproxy", args.proxy_core, [
+        tool("haproxy"), "-db", "-f", str(haproxy_conf(args.work, ports["haproxy"], up))]).pid
+    for port in ports.values():
+        wait_http(f"http://127.0.0.1:{port}/")
     key = ["--app-key", ig.app_key, "--app-secret", ig.app_secret]
+    signed = [a for h in hmac_headers("/predict") for a in ("-H", h)]
     runs = [("infergate", ig.proc.pid, ig.base + "/predict?model=bench&stream=false", key),
-            ("nginx", nginx.pid, f"http://127.0.0.1:{port}/predict?model=bench", [])]
+            ("nginx", pids["nginx-a"], f"http://127.0.0.1:{ports['nginx-a']}/predict", []),
+            ("haproxy-hmac", pids["haproxy"], f"http://127.0.0.1:{ports['haproxy']}/predict",
+             signed),
+            ("nginx-hmac", pids["nginx-hmac"],
+             f"http://127.0.0.1:{ports['nginx-hmac']}/predict", signed)]
     for name, pid, url, extra in runs:
         load(args, url, ["-c", "8", "-d", "2", *extra])  # warm up: pools, caches
         out = args.work / f"strace-{name}.txt"
@@ -604,6 +624,8 @@ def syscalls(args, procs, binary, up):
         r = load(args, url, ["-c", "8", "-d", str(args.duration), *extra])
         tracer.send_signal(2)
         tracer.wait()
+        if r["non_2xx"] or r["errors"]:
+            sys.exit(f"bench: {name} answered {r['non_2xx']} non-2xx and {r['errors']} errors")
         print(f"{name}: {r['requests']} requests; calls per request:")
         for line in out.read_text().splitlines():
             f = line.split()
@@ -689,14 +711,11 @@ def main():
                          ig.signed_headers("POST", post_url, body_file), str(body_file))
         peer = lambda n, suffix="/predict?model=bench&stream=false", **kw: Target(
             n, f"http://127.0.0.1:{ports[n]}{path.rsplit('/', 1)[0]}{suffix}", pids[n], **kw)
-        date = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-        hap_path = path.rsplit("/", 1)[0] + "/predict"
-        sig = hmac.new(HMAC_KEY, f"{date}\n{hap_path}".encode(), hashlib.sha256).hexdigest()
-        hmac_headers = [f"X-Sdk-Date: {date}", f"X-Signature: {sig}"]
-        hap = peer("haproxy", headers=hmac_headers)
-        njs = peer("nginx-hmac", headers=hmac_headers)
+        signed = hmac_headers(path.rsplit("/", 1)[0] + "/predict")
+        hap = peer("haproxy", headers=signed)
+        njs = peer("nginx-hmac", headers=signed)
         for checker in (hap, njs):
-            hmac_check_works(checker, date, sig)
+            hmac_check_works(checker)
         pairs_all = {
             "control": lambda: (peer("nginx-a"), peer("nginx-b")),
             "nginx": lambda: (ig_get, peer("nginx-a")),
