@@ -155,9 +155,9 @@ static BY_LENGTH: [[Option<Special>; 3]; LONGEST + 1] = {
     table
 };
 
-/// What a header name (in any case) is to the gateway. Setting bit 0x20 turns a capital into
-/// its small letter and any other byte into something no letter of a special name is; at a
-/// `-` nothing is set, so only `-` matches there.
+/// What a header name (in any case) is to the gateway. At a letter of a special name, bit
+/// 0x20 set in the name's byte gives that letter only from the letter or its capital; at a
+/// `-` nothing is set, so only `-` matches there (a carriage return would fold to `-`).
 pub(crate) fn named(name: &[u8]) -> Named {
     let Some(candidates) = BY_LENGTH.get(name.len()) else {
         return Named::Other;
