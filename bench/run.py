@@ -59,6 +59,19 @@ def cpu_seconds(pid):
     return total / 1e9
 
 
+def sleeps(pid):
+    """Times the process's threads gave up the core of their own accord (blocked), in all."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            for line in (task / "status").read_text().splitlines():
+                if line.startswith("voluntary_ctxt_switches:"):
+                    total += int(line.split()[1])
+        except (OSError, ValueError, IndexError):
+            pass
+    return total
+
+
 def user_sys_ticks(pid):
     """(user, system) CPU clock ticks of a process, all threads."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -344,6 +357,7 @@ def paired(args, a, b):
     for _ in range(args.rounds):
         cpu0 = (cpu_seconds(a.pid), cpu_seconds(b.pid))
         ticks0 = (user_sys_ticks(a.pid), user_sys_ticks(b.pid))
+        sleeps0 = (sleeps(a.pid), sleeps(b.pid))
         t0 = time.time()
         procs = []
         for target, core in ((a, args.load_cores[0]), (b, args.load_cores[-1])):
@@ -355,9 +369,10 @@ def paired(args, a, b):
         wall = time.time() - t0
         cpu1 = (cpu_seconds(a.pid), cpu_seconds(b.pid))
         ticks1 = (user_sys_ticks(a.pid), user_sys_ticks(b.pid))
+        sleeps1 = (sleeps(a.pid), sleeps(b.pid))
         r = {}
-        for key, target, (out, err), c0, c1, t0, t1 in zip(
-                "ab", (a, b), outs, cpu0, cpu1, ticks0, ticks1):
+        for key, target, (out, err), c0, c1, t0, t1, s0, s1 in zip(
+                "ab", (a, b), outs, cpu0, cpu1, ticks0, ticks1, sleeps0, sleeps1):
             line = [l for l in out.splitlines() if l.startswith("{")]
             if not line:
                 sys.exit(f"bench: wrk against {target.name} printed no result: {out}{err}")
@@ -368,6 +383,7 @@ def paired(args, a, b):
             res["rps"] = res["requests"] / res["seconds"]
             res["cpu_us"] = (c1 - c0) * 1e6 / max(res["requests"], 1)
             res["cpu_share"] = (c1 - c0) / wall
+            res["sleeps"] = (s1 - s0) / max(res["requests"], 1)
             user, system = t1[0] - t0[0], t1[1] - t0[1]
             res["kernel_share"] = system / max(user + system, 1)
             r[key] = res
@@ -421,6 +437,7 @@ def summarize(name, a, b, rounds):
         "a_cpu": side("a", "cpu_us"), "b_cpu": side("b", "cpu_us"),
         "a_kernel": side("a", "kernel_share"), "b_kernel": side("b", "kernel_share"),
         "core_busy": med([r["a"]["cpu_share"] + r["b"]["cpu_share"] for r in rounds]),
+        "a_sleeps": side("a", "sleeps"), "b_sleeps": side("b", "sleeps"),
         "rounds": rounds,
     }
 
@@ -521,15 +538,15 @@ def report(args, pairs, open_rounds, sse, signing, versions):
              f"{args.connections} connections per load generator (wrk -t1).", "",
              "| pair (a vs b, loaded together) | a req/s | b req/s | ratio a/b median [min–max] "
              "| a p50/p99 µs | b p50/p99 µs | a CPU µs/req | b CPU µs/req | CPU ratio "
-             "| in kernel a / b | core busy |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| in kernel a / b | core busy | blocked per request a / b |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for p in pairs:
         lines.append(
             f"| {p['pair']} | {p['a_rps']:,.0f} | {p['b_rps']:,.0f} | **{p['ratio']:.3f}** "
             f"[{p['ratio_min']:.3f}–{p['ratio_max']:.3f}] | {p['a_p50']:.0f} / {p['a_p99']:.0f} "
             f"| {p['b_p50']:.0f} / {p['b_p99']:.0f} | {p['a_cpu']:.1f} | {p['b_cpu']:.1f} "
             f"| {p['cpu_ratio']:.3f} | {p['a_kernel'] * 100:.0f}% / {p['b_kernel'] * 100:.0f}% "
-            f"| {p['core_busy'] * 100:.0f}% |")
+            f"| {p['core_busy'] * 100:.0f}% | {p['a_sleeps']:.3f} / {p['b_sleeps']:.3f} |")
     if open_rounds:
         p = lambda key, q: med([r[key][q] for r in open_rounds])
         added = lambda name, q: med([r[name][q] - r[f"direct_{name}"][q] for r in open_rounds])
