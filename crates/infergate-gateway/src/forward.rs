@@ -102,7 +102,7 @@ struct Special {
     kind: Named,
 }
 
-/// `bytes` zero-padded into words, as [`named`] reads a name.
+/// `bytes` zero-padded into words (for the table; [`named`] pads with one copy).
 const fn words(bytes: &[u8]) -> [u64; WORDS] {
     let mut padded = [0u8; WORDS * 8];
     let mut i = 0;
@@ -110,6 +110,11 @@ const fn words(bytes: &[u8]) -> [u64; WORDS] {
         padded[i] = bytes[i];
         i += 1;
     }
+    padded_words(&padded)
+}
+
+/// Zero-padded bytes as little-endian words.
+const fn padded_words(padded: &[u8; WORDS * 8]) -> [u64; WORDS] {
     let mut out = [0u64; WORDS];
     let mut w = 0;
     while w < WORDS {
@@ -159,23 +164,17 @@ static BY_LENGTH: [[Option<Special>; 3]; LONGEST + 1] = {
 /// 0x20 set in the name's byte gives that letter only from the letter or its capital; at a
 /// `-` nothing is set, so only `-` matches there (a carriage return would fold to `-`).
 pub(crate) fn named(name: &[u8]) -> Named {
-    let Some(candidates) = BY_LENGTH.get(name.len()) else {
-        return Named::Other;
-    };
-    let Some(first) = candidates[0] else {
+    // Most lengths have no special name: those need no copy of the name.
+    let Some(candidates) = BY_LENGTH.get(name.len()).filter(|c| c[0].is_some()) else {
         return Named::Other;
     };
     let mut padded = [0u8; WORDS * 8];
     padded[..name.len()].copy_from_slice(name);
-    let word = words(&padded);
-    let matches = |c: &Special| (0..WORDS).all(|w| word[w] | c.fold[w] == c.word[w]);
-    if matches(&first) {
-        return first.kind;
-    }
-    candidates[1..]
+    let word = padded_words(&padded);
+    candidates
         .iter()
-        .map_while(|c| *c)
-        .find(matches)
+        .map_while(Option::as_ref)
+        .find(|c| (0..WORDS).all(|w| word[w] | c.fold[w] == c.word[w]))
         .map_or(Named::Other, |c| c.kind)
 }
 

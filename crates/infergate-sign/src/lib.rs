@@ -198,9 +198,9 @@ static PLAIN: [u8; 256] = {
 /// `text` without leading and trailing whitespace, as [`str::trim`] has it; a value that
 /// starts and ends with a visible ASCII character (the usual header value) is not scanned.
 fn trim(text: &str) -> &str {
-    match text.as_bytes() {
-        [first, .., last] if first.is_ascii_graphic() && last.is_ascii_graphic() => text,
-        [only] if only.is_ascii_graphic() => text,
+    let bytes = text.as_bytes();
+    match (bytes.first(), bytes.last()) {
+        (Some(first), Some(last)) if first.is_ascii_graphic() && last.is_ascii_graphic() => text,
         _ => text.trim(),
     }
 }
