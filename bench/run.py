@@ -48,28 +48,28 @@ def tool(name, extra=()):
     sys.exit(f"bench: {name} not found; run bench/setup.sh first")
 
 
-def cpu_seconds(pid):
-    """CPU time of every thread of a process, from schedstat (nanoseconds)."""
+def per_thread(pid, read):
+    """The sum of `read(task folder)` over every thread of a process (threads that end while
+    being read count nothing)."""
     total = 0
     for task in Path(f"/proc/{pid}/task").iterdir():
         try:
-            total += int((task / "schedstat").read_text().split()[0])
+            total += read(task)
         except (OSError, ValueError, IndexError):
             pass
-    return total / 1e9
+    return total
+
+
+def cpu_seconds(pid):
+    """CPU time of every thread of a process, from schedstat (nanoseconds)."""
+    return per_thread(pid, lambda t: int((t / "schedstat").read_text().split()[0])) / 1e9
 
 
 def sleeps(pid):
     """Times the process's threads gave up the core of their own accord (blocked), in all."""
-    total = 0
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        try:
-            for line in (task / "status").read_text().splitlines():
-                if line.startswith("voluntary_ctxt_switches:"):
-                    total += int(line.split()[1])
-        except (OSError, ValueError, IndexError):
-            pass
-    return total
+    return per_thread(pid, lambda t: sum(
+        int(line.split()[1]) for line in (t / "status").read_text().splitlines()
+        if line.startswith("voluntary_ctxt_switches:")))
 
 
 def user_sys_ticks(pid):
@@ -611,19 +611,28 @@ def profile(args, procs, binary, up):
     print(f"(full data: {dumps[-1]})")
 
 
+def start_peers(args, procs, names, up):
+    """Starts the named nginx proxies (`nginx-hmac` checking the HMAC header) and `haproxy`
+    on the proxy core and waits until each answers; their (ports, pids)."""
+    ports = {n: free_port() for n in names}
+    pids = {}
+    for n in names:
+        if n == "haproxy":
+            argv = [tool("haproxy"), "-db", "-f", str(haproxy_conf(args.work, ports[n], up))]
+        else:
+            argv = [tool("nginx"), "-c", str(
+                nginx_proxy_conf(args.work, n, ports[n], up, check=n == "nginx-hmac"))]
+        pids[n] = procs.start(n, args.proxy_core, argv).pid
+    for port in ports.values():
+        wait_http(f"http://127.0.0.1:{port}/")
+    return ports, pids
+
+
 def syscalls(args, procs, binary, up):
     """System calls per request of infergate, nginx (plain proxy) and the two HMAC peers,
     counted by strace attached during a load run: the kernel side of where the time goes."""
     ig = Infergate(procs, args.work, args.proxy_core, binary, up)
-    ports = {n: free_port() for n in ("nginx-a", "nginx-hmac", "haproxy")}
-    pids = {}
-    for n in ("nginx-a", "nginx-hmac"):
-        pids[n] = procs.start(n, args.proxy_core, [tool("nginx"), "-c", str(
-            nginx_proxy_conf(args.work, n, ports[n], up, check=n == "nginx-hmac"))]).pid
-    pids["haproxy"] = procs.start("haproxy", args.proxy_core, [
-        tool("haproxy"), "-db", "-f", str(haproxy_conf(args.work, ports["haproxy"], up))]).pid
-    for port in ports.values():
-        wait_http(f"http://127.0.0.1:{port}/")
+    ports, pids = start_peers(args, procs, ("nginx-a", "nginx-hmac", "haproxy"), up)
     key = ["--app-key", ig.app_key, "--app-secret", ig.app_secret]
     signed = [a for h in hmac_headers("/predict") for a in ("-H", h)]
     runs = [("infergate", ig.proc.pid, ig.base + "/predict?model=bench&stream=false", key),
@@ -701,19 +710,12 @@ def main():
         if args.syscalls:
             return syscalls(args, procs, binary, up)
         core = args.proxy_core
-        ports = {n: free_port() for n in ("nginx-a", "nginx-b", "nginx-hmac", "haproxy", "envoy")}
-        pids = {}
-        for n in ("nginx-a", "nginx-b", "nginx-hmac"):
-            pids[n] = procs.start(n, core, [nginx, "-c", str(
-                nginx_proxy_conf(args.work, n, ports[n], up, check=n == "nginx-hmac"))]).pid
-        pids["haproxy"] = procs.start("haproxy", core, [
-            haproxy, "-db", "-f", str(haproxy_conf(args.work, ports["haproxy"], up))]).pid
+        ports, pids = start_peers(args, procs, ("nginx-a", "nginx-b", "nginx-hmac", "haproxy"), up)
+        ports["envoy"] = free_port()
         pids["envoy"] = procs.start("envoy", core, [
             envoy, "-c", str(envoy_conf(args.work, ports["envoy"], up)), "--concurrency", "1",
             "--disable-hot-restart", "--log-level", "error"]).pid
-        for n in ("nginx-a", "nginx-b", "nginx-hmac", "envoy"):
-            wait_http(f"http://127.0.0.1:{ports[n]}/")
-        wait_http(f"http://127.0.0.1:{ports['haproxy']}/")
+        wait_http(f"http://127.0.0.1:{ports['envoy']}/")
         ig = Infergate(procs, args.work, core, binary, up)
 
         path = f"/v1/infers/{ig.service_id}/predict"
