@@ -611,6 +611,43 @@ def profile(args, procs, binary, up):
     print(f"(full data: {dumps[-1]})")
 
 
+def sample(args, procs, binary, up):
+    """Where the time goes on the real CPU: perf's software `cpu-clock` sampling (no hardware
+    counters needed) attached to infergate and an nginx plain proxy while both are loaded
+    together, as in the pair; prints each one's kernel/user split and its top symbols."""
+    ig = Infergate(procs, args.work, args.proxy_core, binary, up)
+    ports, pids = start_peers(args, procs, ("nginx-a",), up)
+    url = ig.base + "/predict?model=bench&stream=false"
+    a = Target("infergate", url, ig.proc.pid, ig.signed_headers("GET", url))
+    b = Target("nginx", f"http://127.0.0.1:{ports['nginx-a']}/predict", pids["nginx-a"])
+    duration, args.rounds = args.duration, 1
+    args.duration = 2
+    paired(args, a, b)  # warm up: pools, caches
+    args.duration = duration
+    data = {t.name: args.work / f"perf-{t.name}.data" for t in (a, b)}
+    recorders = [subprocess.Popen(["perf", "record", "-e", "cpu-clock", "-F", "10000", "-g",
+                                   "-o", str(data[t.name]), "-p", str(t.pid)],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                 for t in (a, b)]
+    time.sleep(0.3)
+    r = paired(args, a, b)[0]
+    for rec in recorders:
+        rec.send_signal(2)
+        rec.wait()
+    report_of = lambda name, *flags: subprocess.run(
+        ["perf", "report", "-i", str(data[name]), "--no-children", "-g", "none", *flags],
+        capture_output=True, text=True).stdout
+    for key, t in (("a", a), ("b", b)):
+        print(f"{t.name}: {r[key]['rps']:,.0f} req/s, {r[key]['cpu_us']:.1f} CPU µs/req "
+              "(sampling slows both)")
+        rows = [l for l in report_of(t.name, "--sort", "dso").splitlines()
+                if l.strip() and not l.startswith("#")]
+        print("\n".join(rows[:5]))
+        rows = [l for l in report_of(t.name, "--sort", "dso,sym").splitlines()
+                if l.strip() and not l.startswith("#") and "[k]" not in l]
+        print("\n".join(rows[:30]) + f"\n(full data: {data[t.name]})\n")
+
+
 def start_peers(args, procs, names, up):
     """Starts the named nginx proxies (`nginx-hmac` checking the HMAC header) and `haproxy`
     on the proxy core and waits until each answers; their (ports, pids)."""
@@ -676,6 +713,8 @@ def main():
                     help="run infergate under callgrind instead and print instructions per request")
     ap.add_argument("--syscalls", action="store_true",
                     help="count system calls per request of infergate and nginx under strace")
+    ap.add_argument("--sample", action="store_true",
+                    help="sample infergate and nginx (loaded together) with perf cpu-clock")
     ap.add_argument("--profile-body", type=int, default=0, metavar="BYTES",
                     help="with --profile: signed POSTs of this many body bytes instead of GETs")
     args = ap.parse_args()
@@ -709,6 +748,8 @@ def main():
             return profile(args, procs, binary, up)
         if args.syscalls:
             return syscalls(args, procs, binary, up)
+        if args.sample:
+            return sample(args, procs, binary, up)
         core = args.proxy_core
         ports, pids = start_peers(args, procs, ("nginx-a", "nginx-b", "nginx-hmac", "haproxy"), up)
         ports["envoy"] = free_port()

