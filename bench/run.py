@@ -35,10 +35,19 @@ HMAC_KEY = b"bench-hmac-key-0123456789abcdefgh"
 NJS_MODULE = "/usr/lib/nginx/modules/ngx_http_js_module.so"
 
 
+GIVEN_PORTS = set()
+
+
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A loopback port free now and not handed out before in this run (the kernel may offer
+    a port again once the probing socket is closed, before its first taker binds it)."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in GIVEN_PORTS:
+            GIVEN_PORTS.add(port)
+            return port
 
 
 def tool(name, extra=()):
@@ -782,6 +791,7 @@ def main():
             "haproxy-hmac": lambda: (ig_get, hap),
             "nginx-hmac": lambda: (ig_get, njs),
             "envoy": lambda: (ig_get, peer("envoy")),
+            "nginx-envoy": lambda: (peer("nginx-a"), peer("envoy")),
             "post": lambda: (ig_post, peer("nginx-a", "/echo", body_file=str(body_file))),
         }
         labels = {
@@ -790,6 +800,7 @@ def main():
             "haproxy-hmac": "infergate signed GET vs HAProxy HMAC-SHA256 check",
             "nginx-hmac": "infergate signed GET vs nginx (njs) HMAC-SHA256 check",
             "envoy": "infergate signed GET vs Envoy plain proxy",
+            "nginx-envoy": "nginx plain proxy vs Envoy plain proxy (reference)",
             "post": "infergate signed 1 KiB POST vs nginx plain proxy",
         }
         only = [o for o in args.only.split(",") if o]

@@ -28,7 +28,7 @@ use crate::error::GatewayError;
 use crate::forward::{
     answered, is_hop_by_hop, millis, named, upstream_error, Failure, Forwarded, Named,
 };
-use crate::pool::Pooled;
+use crate::pool::{Pool, Pooled};
 use crate::{CallRecord, ConnInfo, Gateway, Head};
 use infergate_sign::HeaderSource;
 
@@ -383,7 +383,7 @@ pub async fn serve(
     let mut active = Deadline::now();
     let mut idle = LazyTimer::new(active + IDLE);
     let mut exchanges = LazyTimer::new(active + IDLE);
-    let mut scratch = Scratch::default();
+    let mut scratch = Scratch::new(gateway.upstreams.h1_pool.clone());
     loop {
         let end = loop {
             match head_end(&buf) {
@@ -459,17 +459,68 @@ struct Client<'c> {
     scratch: &'c mut Scratch,
 }
 
-/// A connection's buffers for the bytes of upstream requests and client response heads,
-/// reused from call to call.
-#[derive(Default)]
+/// A client connection's buffers for the bytes of upstream requests and client response
+/// heads, reused from call to call, and the upstream connection of its last call.
 struct Scratch {
     request: Vec<u8>,
     response: Vec<u8>,
+    held: Option<Held>,
+    pool: Arc<Pool<UpstreamConn>>,
+}
+
+/// An upstream connection kept by a client connection for its next call: a client mostly
+/// calls the same API again, and then takes it back with no pool lock and no lookup.
+struct Held {
+    authority: Arc<str>,
+    conn: UpstreamConn,
+    since: Instant,
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        // The client is gone: its upstream connection serves the other clients.
+        if let Some(held) = self.held.take() {
+            self.pool.put(&held.authority, held.conn, held.since);
+        }
+    }
 }
 
 impl Scratch {
     /// Buffers larger than this are not kept while the connection waits.
     const KEPT: usize = 16 * 1024;
+
+    fn new(pool: Arc<Pool<UpstreamConn>>) -> Self {
+        Self {
+            request: Vec::new(),
+            response: Vec::new(),
+            held: None,
+            pool,
+        }
+    }
+
+    /// The held connection when it is to `authority` and still usable at `now`; one to
+    /// another upstream goes to the pool.
+    fn take_held(&mut self, authority: &Arc<str>, now: Instant) -> Option<UpstreamConn> {
+        let held = self.held.take()?;
+        if Arc::ptr_eq(&held.authority, authority) || *held.authority == **authority {
+            return (self.pool.still_fresh(held.since, now) && !held.conn.is_closed())
+                .then_some(held.conn);
+        }
+        self.pool.put(&held.authority, held.conn, held.since);
+        None
+    }
+
+    /// Keeps `conn`, idle since `since`, for the connection's next call.
+    fn hold(&mut self, authority: &Arc<str>, conn: UpstreamConn, since: Instant) {
+        let held = Held {
+            authority: authority.clone(),
+            conn,
+            since,
+        };
+        if let Some(before) = self.held.replace(held) {
+            self.pool.put(&before.authority, before.conn, before.since);
+        }
+    }
 
     fn keep(&mut self, request: Vec<u8>, response: Vec<u8>) {
         if request.capacity() <= Self::KEPT {
@@ -1072,8 +1123,10 @@ impl Gateway {
             request_bytes(head, upstream, rest, &forwarded, body, &mut request);
             record.upstream = Some(upstream.authority.clone());
             let sent_at = Instant::now();
+            let held = client.scratch.take_held(&upstream.authority, sent_at);
             let exchange = self.exchange(
                 &upstream.authority,
+                held,
                 sent_at,
                 &request,
                 head.method,
@@ -1115,7 +1168,7 @@ impl Gateway {
                 Ok((sent, waited)) => {
                     let ended = if waited { Instant::now() } else { now };
                     if head.keep_alive && up.buf.is_empty() {
-                        self.upstreams.h1_pool.put(&upstream.authority, up, ended);
+                        client.scratch.hold(&upstream.authority, up, ended);
                     }
                     self.observers.finish(record, head.status, sent);
                     (!close).then_some(ended)
@@ -1134,13 +1187,15 @@ impl Gateway {
         Err(GatewayError::UpstreamUnavailable(last_error))
     }
 
-    /// Writes `request` to a connection of `authority` (an idle one, else a new one) and
-    /// reads the response head. A reused connection that fails before any response byte
-    /// is replaced by a new one when the request (of `method`) can be sent twice (or was not
-    /// sent).
+    /// Writes `request` to a connection of `authority` (`held`, else an idle one, else a
+    /// new one) and reads the response head. A reused connection that fails before any
+    /// response byte is replaced by another when the request (of `method`) can be sent
+    /// twice (or was not sent).
+    #[allow(clippy::too_many_arguments)]
     async fn exchange(
         &self,
         authority: &str,
+        mut held: Option<UpstreamConn>,
         sent_at: Instant,
         request: &[u8],
         method: &Method,
@@ -1151,7 +1206,7 @@ impl Gateway {
         let head_only = *method == Method::HEAD;
         let retry_safe = method.is_idempotent();
         loop {
-            let (mut up, reused) = match pool.take(authority, sent_at) {
+            let (mut up, reused) = match held.take().or_else(|| pool.take(authority, sent_at)) {
                 Some(up) => (up, true),
                 None => {
                     let stream = pool

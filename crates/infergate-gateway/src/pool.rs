@@ -1,6 +1,8 @@
 //! Keep-alive HTTP/1.1 connections to upstreams. A call takes an idle connection of its
 //! upstream (or opens one), sends on it, and the connection goes back to the pool when the
-//! response body has been read to its end; a response abandoned half-way closes it.
+//! response body has been read to its end; a response abandoned half-way closes it. (The
+//! HTTP/1.1 fast path keeps the connection of a client connection's last call with that
+//! client connection, and hands it to the pool when the client leaves: see `h1`.)
 //!
 //! Built on `hyper::client::conn` directly: a call costs one uncontended lock to take a
 //! connection and one to return it, with no dispatch task or pool checkout future between.
@@ -81,13 +83,16 @@ impl<C: Pooled> Pool<C> {
         let mut idle = self.idle.lock().ok()?;
         let list = idle.by_authority.get_mut(authority)?;
         while let Some(entry) = list.pop() {
-            if !entry.conn.is_closed()
-                && now.saturating_duration_since(entry.since) < self.idle_timeout
-            {
+            if self.still_fresh(entry.since, now) && !entry.conn.is_closed() {
                 return Some(entry.conn);
             }
         }
         None
+    }
+
+    /// Whether a connection idle since `since` may still be used at `now`.
+    pub fn still_fresh(&self, since: Instant, now: Instant) -> bool {
+        now.saturating_duration_since(since) < self.idle_timeout
     }
 
     /// Keeps `conn` for a later call, idle since `now`. Whether it is still open is checked

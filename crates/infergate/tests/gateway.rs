@@ -508,6 +508,46 @@ async fn upstream_connections_are_kept_alive_and_reused() {
     );
 }
 
+/// A client connection keeps the upstream connection of its last call for its next one:
+/// two clients calling in turn use two; once they have gone, a third takes theirs over.
+#[tokio::test]
+async fn a_client_connection_keeps_its_upstream_connection_then_leaves_it_to_others() {
+    let s = setup(&[]).await;
+    let sid = s.open_service("held").await;
+    let url = format!("{}/v1/infers/{sid}/echo", s.server.gateway);
+    let call = |client: &reqwest::Client, body: String| {
+        let request = client.post(&url).body(body.clone()).send();
+        async move {
+            let response = request.await.expect("call");
+            assert_eq!(response.status().as_u16(), 200);
+            let reply: Value = response.json().await.expect("json");
+            assert_eq!(reply["body"], body);
+        }
+    };
+    let (a, b) = (reqwest::Client::new(), reqwest::Client::new());
+    for i in 0..5 {
+        call(&a, format!("a {i}")).await;
+        call(&b, format!("b {i}")).await;
+    }
+    assert_eq!(
+        s.mock.recorder.connections(),
+        2,
+        "one per client connection"
+    );
+    drop((a, b));
+    // The gateway sees both clients close, and their upstream connections go to the pool.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let c = reqwest::Client::new();
+    for i in 0..5 {
+        call(&c, format!("c {i}")).await;
+    }
+    assert_eq!(
+        s.mock.recorder.connections(),
+        2,
+        "the third client took one over"
+    );
+}
+
 #[tokio::test]
 async fn upstream_failures_limits_and_cancellation() {
     let s = setup(&["--max-body-bytes", "4096"]).await;
