@@ -476,11 +476,18 @@ struct Held {
     since: Instant,
 }
 
+impl Held {
+    /// Hands the connection to the pool, idle since it was held.
+    fn release(self, pool: &Pool<UpstreamConn>) {
+        pool.put(&self.authority, self.conn, self.since);
+    }
+}
+
 impl Drop for Scratch {
     fn drop(&mut self) {
         // The client is gone: its upstream connection serves the other clients.
         if let Some(held) = self.held.take() {
-            self.pool.put(&held.authority, held.conn, held.since);
+            held.release(&self.pool);
         }
     }
 }
@@ -502,11 +509,11 @@ impl Scratch {
     /// another upstream goes to the pool.
     fn take_held(&mut self, authority: &Arc<str>, now: Instant) -> Option<UpstreamConn> {
         let held = self.held.take()?;
-        if Arc::ptr_eq(&held.authority, authority) || *held.authority == **authority {
+        if *held.authority == **authority {
             return (self.pool.still_fresh(held.since, now) && !held.conn.is_closed())
                 .then_some(held.conn);
         }
-        self.pool.put(&held.authority, held.conn, held.since);
+        held.release(&self.pool);
         None
     }
 
@@ -518,7 +525,7 @@ impl Scratch {
             since,
         };
         if let Some(before) = self.held.replace(held) {
-            self.pool.put(&before.authority, before.conn, before.since);
+            before.release(&self.pool);
         }
     }
 

@@ -95,8 +95,8 @@ impl<C: Pooled> Pool<C> {
         now.saturating_duration_since(since) < self.idle_timeout
     }
 
-    /// Keeps `conn` for a later call, idle since `now`. Whether it is still open is checked
-    /// when it is taken.
+    /// Keeps `conn` for a later call, idle since `now` (which also dates the sweep of expired
+    /// connections). Whether it is still open is checked when it is taken.
     pub fn put(&self, authority: &str, conn: C, now: Instant) {
         let Ok(mut idle) = self.idle.lock() else {
             return;

@@ -508,6 +508,20 @@ async fn upstream_connections_are_kept_alive_and_reused() {
     );
 }
 
+/// The gateway's `infergate_gateway_open_connections` gauge, from the admin API's metrics.
+async fn open_client_connections(admin: &str) -> f64 {
+    let text = reqwest::get(format!("{admin}/metrics"))
+        .await
+        .expect("scrape")
+        .text()
+        .await
+        .expect("text");
+    text.lines()
+        .find_map(|line| line.strip_prefix("infergate_gateway_open_connections "))
+        .and_then(|value| value.trim().parse().ok())
+        .expect("the open-connections gauge")
+}
+
 /// A client connection keeps the upstream connection of its last call for its next one:
 /// two clients calling in turn use two; once they have gone, a third takes theirs over.
 #[tokio::test]
@@ -535,8 +549,15 @@ async fn a_client_connection_keeps_its_upstream_connection_then_leaves_it_to_oth
         "one per client connection"
     );
     drop((a, b));
-    // The gateway sees both clients close, and their upstream connections go to the pool.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Once the gateway counts no open client connection, both have handed theirs to the pool.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while open_client_connections(&s.server.admin).await != 0.0 {
+        assert!(
+            Instant::now() < deadline,
+            "the clients' closes were never seen"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let c = reqwest::Client::new();
     for i in 0..5 {
         call(&c, format!("c {i}")).await;
