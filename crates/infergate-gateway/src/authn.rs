@@ -12,7 +12,7 @@ use infergate_sign::{
     AuthorizationParts, HeaderSource, PreparedVerification, SignError, SigningKey, Verdict,
 };
 
-use crate::error::GatewayError;
+use crate::error::{AuthFailure, AuthReason, GatewayError};
 
 pub const HEADER_APP_CODE: &str = "x-apig-appcode";
 pub const HEADER_API_KEY: &str = "apikey";
@@ -113,9 +113,15 @@ pub fn select(
         return Ok(api);
     }
     if find(AuthType::App).is_some() {
-        return Err(GatewayError::AppAuth("Authorization not found".into()));
+        return Err(GatewayError::AppAuth(AuthFailure::new(
+            AuthReason::MissingCredential,
+            "Authorization not found",
+        )));
     }
-    Err(GatewayError::IamAuth("x-auth-token not found".into()))
+    Err(GatewayError::IamAuth(AuthFailure::new(
+        AuthReason::MissingCredential,
+        "x-auth-token not found",
+    )))
 }
 
 /// Who is calling, once authenticated.
@@ -130,14 +136,17 @@ pub enum Caller {
 /// received request.
 pub use infergate_sign::ReceivedRequest as CallRequest;
 
-fn check_skew(prepared: &PreparedVerification, now: DateTime<Utc>) -> Result<(), String> {
+fn check_skew(prepared: &PreparedVerification, now: DateTime<Utc>) -> Result<(), AuthFailure> {
     if infergate_sign::date_within_skew(prepared.signed_at, now) {
         return Ok(());
     }
-    Err(format!(
-        "signature expired, signature time:{},server time:{}",
-        prepared.sdk_date,
-        infergate_sign::format_sdk_date(now)
+    Err(AuthFailure::new(
+        AuthReason::ExpiredDate,
+        format!(
+            "signature expired, signature time:{},server time:{}",
+            prepared.sdk_date,
+            infergate_sign::format_sdk_date(now)
+        ),
     ))
 }
 
@@ -155,9 +164,9 @@ fn verify_signature<'s, K, H: HeaderSource + ?Sized>(
     request: &CallRequest<'_, H>,
     presented: &Presented<'_>,
     now: DateTime<Utc>,
-    refuse: fn(String) -> GatewayError,
+    refuse: fn(AuthFailure) -> GatewayError,
     mismatch: &str,
-    lookup: impl FnOnce(&str) -> Result<(&'s K, &'s SigningKey), String>,
+    lookup: impl FnOnce(&str) -> Result<(&'s K, &'s SigningKey), AuthFailure>,
 ) -> Result<&'s K, GatewayError> {
     // Only signatures come here; anything else reads as a header of another scheme.
     let authorization = presented
@@ -165,11 +174,19 @@ fn verify_signature<'s, K, H: HeaderSource + ?Sized>(
         .unwrap_or(Err(SignError::WrongAlgorithm));
     let prepared = authorization
         .and_then(|parts| PreparedVerification::prepare_parts(parts, *request))
-        .map_err(|e| refuse(e.to_string()))?;
+        .map_err(|e| {
+            refuse(AuthFailure::new(
+                AuthReason::MalformedSignature,
+                e.to_string(),
+            ))
+        })?;
     check_skew(&prepared, now).map_err(refuse)?;
     let (key, signing_key) = lookup(prepared.access).map_err(refuse)?;
     if let Verdict::Mismatch { canonical_request } = prepared.verify_with(signing_key) {
-        return Err(refuse(mismatch_message(mismatch, &canonical_request)));
+        return Err(refuse(AuthFailure::new(
+            AuthReason::BadSignature,
+            mismatch_message(mismatch, &canonical_request),
+        )));
     }
     Ok(key)
 }
@@ -206,7 +223,10 @@ fn authenticate_app<H: HeaderSource + ?Sized>(
             // The app was found when the credential was read, from the same snapshot.
             |access| match presented {
                 Presented::AppSignature(_, app) => Ok((*app, &app.signing_key)),
-                _ => Err(format!("app not found, appkey {access}")),
+                _ => Err(AuthFailure::new(
+                    AuthReason::UnknownKey,
+                    format!("app not found, appkey {access}"),
+                )),
             },
         )?,
         &Presented::AppCode(code) => {
@@ -215,7 +235,12 @@ fn authenticate_app<H: HeaderSource + ?Sized>(
         &Presented::ApiKey(key) => {
             simple_credential(api, "apikey", "apikey", snapshot.app_by_key(key))?
         }
-        _ => return Err(GatewayError::AppAuth("Authorization not found".into())),
+        _ => {
+            return Err(GatewayError::AppAuth(AuthFailure::new(
+                AuthReason::MissingCredential,
+                "Authorization not found",
+            )))
+        }
     };
     Ok(Caller::App {
         app_id: app.app_id.clone(),
@@ -230,11 +255,17 @@ fn simple_credential<'s>(
     found: Option<&'s Arc<AppCredential>>,
 ) -> Result<&'s Arc<AppCredential>, GatewayError> {
     if !api.support_app_code {
-        return Err(GatewayError::AppAuth(format!(
-            "{kind} authentication is not enabled for this API"
+        return Err(GatewayError::AppAuth(AuthFailure::new(
+            AuthReason::AppCodeNotAllowed,
+            format!("{kind} authentication is not enabled for this API"),
         )));
     }
-    found.ok_or_else(|| GatewayError::AppAuth(format!("app not found with specified {named}")))
+    found.ok_or_else(|| {
+        GatewayError::AppAuth(AuthFailure::new(
+            AuthReason::UnknownAppCode,
+            format!("app not found with specified {named}"),
+        ))
+    })
 }
 
 fn authenticate_iam<H: HeaderSource + ?Sized>(
@@ -249,29 +280,25 @@ fn authenticate_iam<H: HeaderSource + ?Sized>(
         Presented::Token(token) => {
             let codec = snapshot
                 .tokens()
-                .ok_or_else(|| GatewayError::IamAuth("decrypt token fail".into()))?;
+                .ok_or_else(|| bad_token("decrypt token fail"))?;
             let claims = codec
                 .check(token, now.timestamp_millis())
                 .map_err(|e| match e {
                     TokenError::Expired { expires_at } => {
-                        GatewayError::IamAuth(format!("token expires, expires_at: {expires_at}"))
+                        bad_token(&format!("token expires, expires_at: {expires_at}"))
                     }
-                    TokenError::Invalid => GatewayError::IamAuth("decrypt token fail".into()),
+                    TokenError::Invalid => bad_token("decrypt token fail"),
                 })?;
             let Scope::Project(scoped) = &claims.scope else {
-                return Err(GatewayError::IamAuth(
-                    "token is not scoped to a project".into(),
-                ));
+                return Err(bad_token("token is not scoped to a project"));
             };
             if scoped != project {
-                return Err(GatewayError::IamAuth(
-                    "token is scoped to another project".into(),
-                ));
+                return Err(bad_token("token is scoped to another project"));
             }
             snapshot
                 .user(&claims.user_id)
                 .filter(|u| u.enabled && u.password_changed_at <= claims.issued_at)
-                .ok_or_else(|| GatewayError::IamAuth("token is no longer valid".into()))?;
+                .ok_or_else(|| bad_token("token is no longer valid"))?;
             claims.user_id.into()
         }
         Presented::IamSignature(..) | Presented::UnknownSignature(_) => {
@@ -284,26 +311,44 @@ fn authenticate_iam<H: HeaderSource + ?Sized>(
                 // As for apps: the key was found when the credential was read.
                 |access| match presented {
                     Presented::IamSignature(_, key) => Ok((*key, &key.signing_key)),
-                    _ => Err(format!("Get secretKey failed,ak:{access},err:ak not exist")),
+                    _ => Err(AuthFailure::new(
+                        AuthReason::UnknownKey,
+                        format!("Get secretKey failed,ak:{access},err:ak not exist"),
+                    )),
                 },
             )?;
             snapshot
                 .user(&key.user_id)
                 .filter(|u| u.enabled)
-                .ok_or_else(|| GatewayError::IamAuth("the key's user no longer exists".into()))?;
+                .ok_or_else(|| {
+                    GatewayError::IamAuth(AuthFailure::new(
+                        AuthReason::UnknownKey,
+                        "the key's user no longer exists",
+                    ))
+                })?;
             key.user_id.clone()
         }
-        _ => return Err(GatewayError::IamAuth("x-auth-token not found".into())),
+        _ => {
+            return Err(GatewayError::IamAuth(AuthFailure::new(
+                AuthReason::MissingCredential,
+                "x-auth-token not found",
+            )))
+        }
     };
     let member = snapshot
         .user(&user_id)
         .is_some_and(|u| u.projects.contains(project));
     if !member {
-        return Err(GatewayError::IamAuth(
-            "the user has no role in the service's project".into(),
-        ));
+        return Err(GatewayError::IamAuth(AuthFailure::new(
+            AuthReason::NoRole,
+            "the user has no role in the service's project",
+        )));
     }
     Ok(Caller::User { user_id })
+}
+
+fn bad_token(why: &str) -> GatewayError {
+    GatewayError::IamAuth(AuthFailure::new(AuthReason::BadToken, why))
 }
 
 #[cfg(test)]

@@ -1,10 +1,15 @@
 //! Body types: responses are streamed frame by frame as boxed bodies; request bodies are
 //! either buffered (signed, so hashed before forwarding) or streamed under the size limit.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
 use bytes::Bytes;
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Empty, Full, Limited};
-use hyper::body::Incoming;
+use hyper::body::{Body, Frame, Incoming, SizeHint};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -21,8 +26,96 @@ pub fn empty() -> GatewayBody {
     Empty::new().map_err(|never| match never {}).boxed_unsync()
 }
 
+/// A request body as a listener hands it to its service: the client's bytes, failing when
+/// none arrive for the listener's body idle timeout.
+pub type ClientBody = IdleTimeout<Incoming>;
+
+/// A body whose next frame must come within `timeout` of being waited for: a client that
+/// stops sending in the middle of a body does not hold its connection (and an upstream's)
+/// open. The timer runs only while the body's reader waits, never while the reader itself
+/// is slow to ask.
+pub struct IdleTimeout<B> {
+    inner: B,
+    timeout: Duration,
+    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+/// The error of a body whose client went quiet.
+#[derive(Debug)]
+pub struct BodyIdle(pub Duration);
+
+impl std::fmt::Display for BodyIdle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "no body bytes arrived for {} ms", self.0.as_millis())
+    }
+}
+
+impl std::error::Error for BodyIdle {}
+
+impl<B> IdleTimeout<B> {
+    pub fn new(inner: B, timeout: Duration) -> Self {
+        Self {
+            inner,
+            timeout,
+            sleep: None,
+        }
+    }
+}
+
+impl<B> Body for IdleTimeout<B>
+where
+    B: Body + Unpin,
+    B::Error: Into<BoxError>,
+{
+    type Data = B::Data;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<B::Data>, BoxError>>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(frame) => {
+                this.sleep = None;
+                Poll::Ready(frame.map(|f| f.map_err(Into::into)))
+            }
+            Poll::Pending => {
+                let timeout = this.timeout;
+                let sleep = this
+                    .sleep
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+                match sleep.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(BodyIdle(timeout))))),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Whether an error (or one of its sources) is a client's body going quiet.
+pub fn body_idle(err: &(dyn std::error::Error + 'static)) -> Option<Duration> {
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = current {
+        if let Some(idle) = e.downcast_ref::<BodyIdle>() {
+            return Some(idle.0);
+        }
+        current = e.source();
+    }
+    None
+}
+
 /// A client body streamed to the upstream, failing once it passes `limit` bytes.
-pub fn streamed(body: Incoming, limit: usize) -> GatewayBody {
+pub fn streamed(body: ClientBody, limit: usize) -> GatewayBody {
     Limited::new(body, limit).boxed_unsync()
 }
 
@@ -67,18 +160,18 @@ impl hyper::body::Body for Observed {
     type Error = BoxError;
 
     fn poll_frame(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, BoxError>>> {
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
-        let poll = std::pin::Pin::new(&mut this.inner).poll_frame(cx);
+        let poll = Pin::new(&mut this.inner).poll_frame(cx);
         match &poll {
-            std::task::Poll::Ready(Some(Ok(frame))) => {
+            Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
                     this.bytes += data.len() as u64;
                 }
             }
-            std::task::Poll::Ready(None) => this.complete(),
+            Poll::Ready(None) => this.complete(),
             _ => {}
         }
         poll
@@ -88,7 +181,7 @@ impl hyper::body::Body for Observed {
         self.inner.is_end_stream()
     }
 
-    fn size_hint(&self) -> hyper::body::SizeHint {
+    fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
     }
 }

@@ -9,20 +9,91 @@ use crate::body::{full, GatewayBody};
 const APP_PREFIX: &str = "Incorrect app authentication information: ";
 const IAM_PREFIX: &str = "Incorrect IAM authentication information: ";
 
+/// Why an authentication failed: decided where the credential is checked, carried to the
+/// metrics label and the error body without reading any message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthReason {
+    /// No credential the API accepts was presented.
+    MissingCredential,
+    /// The `Authorization` signature cannot be read or lacks a part it needs.
+    MalformedSignature,
+    /// The signature, or the body hash it covers, does not match.
+    BadSignature,
+    /// `X-Sdk-Date` is outside the allowed window.
+    ExpiredDate,
+    /// No app or IAM key has the signature's `Access`, or the key's user is gone.
+    UnknownKey,
+    /// No app has the AppCode or `apikey`.
+    UnknownAppCode,
+    /// The API does not accept AppCodes (or `apikey`), or not over plain HTTP.
+    AppCodeNotAllowed,
+    /// The IAM token cannot be read, expired, is scoped elsewhere or was revoked.
+    BadToken,
+    /// The authenticated user has no role in the service's project.
+    NoRole,
+}
+
+impl AuthReason {
+    /// The metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            AuthReason::MissingCredential => "missing_credential",
+            AuthReason::MalformedSignature => "malformed_signature",
+            AuthReason::BadSignature => "bad_signature",
+            AuthReason::ExpiredDate => "expired_date",
+            AuthReason::UnknownKey => "unknown_key",
+            AuthReason::UnknownAppCode => "unknown_app_code",
+            AuthReason::AppCodeNotAllowed => "app_code_not_allowed",
+            AuthReason::BadToken => "bad_token",
+            AuthReason::NoRole => "no_role",
+        }
+    }
+}
+
+/// An authentication failure: its reason and the message the client reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthFailure {
+    pub reason: AuthReason,
+    pub message: String,
+}
+
+impl AuthFailure {
+    pub fn new(reason: AuthReason, message: impl Into<String>) -> Self {
+        Self {
+            reason,
+            message: message.into(),
+        }
+    }
+}
+
 /// A call the gateway refuses or cannot complete.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GatewayError {
     NoApi,
     MethodNotAllowed,
-    AppAuth(String),
-    IamAuth(String),
-    NotAuthorized { app_id: String },
-    BodyTooLarge { limit: usize },
-    UriTooLong { limit: usize },
+    AppAuth(AuthFailure),
+    IamAuth(AuthFailure),
+    NotAuthorized {
+        app_id: String,
+    },
+    BodyTooLarge {
+        limit: usize,
+    },
+    UriTooLong {
+        limit: usize,
+    },
     HeadersTooLarge(String),
     BadRequest(String),
+    /// A request whose framing or head is ambiguous: answered 400 and the connection closed.
+    Malformed(String),
+    /// The client sent no body bytes for this long.
+    BodyTimeout {
+        timeout_ms: u128,
+    },
     UpstreamUnavailable(String),
-    UpstreamTimeout { timeout_ms: u128 },
+    UpstreamTimeout {
+        timeout_ms: u128,
+    },
 }
 
 impl GatewayError {
@@ -40,8 +111,16 @@ impl GatewayError {
                 "APIG.0101",
                 "The API does not exist or has not been published in the environment: method not allowed".into(),
             ),
-            AppAuth(why) => (StatusCode::UNAUTHORIZED, "APIG.0303", format!("{APP_PREFIX}{why}")),
-            IamAuth(why) => (StatusCode::UNAUTHORIZED, "APIG.0301", format!("{IAM_PREFIX}{why}")),
+            AppAuth(why) => (
+                StatusCode::UNAUTHORIZED,
+                "APIG.0303",
+                format!("{APP_PREFIX}{}", why.message),
+            ),
+            IamAuth(why) => (
+                StatusCode::UNAUTHORIZED,
+                "APIG.0301",
+                format!("{IAM_PREFIX}{}", why.message),
+            ),
             NotAuthorized { app_id } => (
                 StatusCode::FORBIDDEN,
                 "APIG.0304",
@@ -62,7 +141,14 @@ impl GatewayError {
                 "APIG.0201",
                 format!("Request header too large: {why}"),
             ),
-            BadRequest(why) => (StatusCode::BAD_REQUEST, "APIG.0201", format!("Bad request: {why}")),
+            BadRequest(why) | Malformed(why) => {
+                (StatusCode::BAD_REQUEST, "APIG.0201", format!("Bad request: {why}"))
+            }
+            BodyTimeout { timeout_ms } => (
+                StatusCode::REQUEST_TIMEOUT,
+                "APIG.0201",
+                format!("Request timeout: no body bytes within {timeout_ms} ms"),
+            ),
             UpstreamUnavailable(why) => (
                 StatusCode::BAD_GATEWAY,
                 "APIG.0201",
@@ -84,9 +170,12 @@ impl GatewayError {
             AppAuth(_) => "app_auth",
             IamAuth(_) => "iam_auth",
             NotAuthorized { .. } => "not_authorized",
-            BodyTooLarge { .. } | UriTooLong { .. } | HeadersTooLarge(_) | BadRequest(_) => {
-                "bad_request"
-            }
+            BodyTooLarge { .. }
+            | UriTooLong { .. }
+            | HeadersTooLarge(_)
+            | BadRequest(_)
+            | Malformed(_)
+            | BodyTimeout { .. } => "bad_request",
             UpstreamUnavailable(_) => "upstream_unavailable",
             UpstreamTimeout { .. } => "upstream_timeout",
         }
@@ -94,29 +183,18 @@ impl GatewayError {
 
     /// The metric reason of an authentication or authorization refusal; `None` for others.
     pub fn auth_reason(&self) -> Option<&'static str> {
-        let why = match self {
-            GatewayError::NotAuthorized { .. } => return Some("not_authorized"),
-            GatewayError::AppAuth(why) | GatewayError::IamAuth(why) => why.as_str(),
-            _ => return None,
-        };
-        Some(
-            if why.starts_with("verify") || why.contains("X-Sdk-Content-Sha256") {
-                "bad_signature"
-            } else if why.starts_with("signature expired") {
-                "expired_date"
-            } else if why.starts_with("app not found, appkey")
-                || why.starts_with("Get secretKey failed")
-            {
-                "unknown_key"
-            } else if why.starts_with("app not found with specified") {
-                "unknown_app_code"
-            } else if why.contains("token") {
-                "bad_token"
-            } else if why.contains("not found") || why.contains("is empty") {
-                "missing_credential"
-            } else {
-                "other"
-            },
+        match self {
+            GatewayError::NotAuthorized { .. } => Some("not_authorized"),
+            GatewayError::AppAuth(why) | GatewayError::IamAuth(why) => Some(why.reason.label()),
+            _ => None,
+        }
+    }
+
+    /// Whether the connection is closed after this answer: its framing cannot be trusted.
+    pub fn closes_connection(&self) -> bool {
+        matches!(
+            self,
+            GatewayError::Malformed(_) | GatewayError::BodyTimeout { .. }
         )
     }
 
@@ -139,6 +217,9 @@ impl GatewayError {
         );
         if let Ok(id) = HeaderValue::from_str(request_id) {
             headers.insert("x-request-id", id);
+        }
+        if self.closes_connection() {
+            headers.insert(http::header::CONNECTION, HeaderValue::from_static("close"));
         }
         response
     }

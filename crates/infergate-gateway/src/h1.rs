@@ -25,8 +25,10 @@ use tokio::sync::watch;
 
 use crate::authn::Caller;
 use crate::error::GatewayError;
-use crate::forward::{
-    answered, is_hop_by_hop, millis, named, upstream_error, Failure, Forwarded, Named,
+use crate::forward::{answered, millis, upstream_error, Failure};
+use crate::http_rules::{
+    self, content_length, forwarded_length, forwards_header, is_hop_by_hop, named,
+    removable_by_connection, tokens, Forwarded, RequestFraming,
 };
 use crate::pool::{Pool, Pooled};
 use crate::{CallRecord, ConnInfo, Gateway, Head};
@@ -42,7 +44,7 @@ const MAX_HEADERS: usize = 100;
 const MAX_HEAD: usize = 256 * 1024;
 /// A response head larger than this is refused.
 const MAX_RESPONSE_HEAD: usize = 128 * 1024;
-/// How long a kept-alive client connection may wait, idle or in the middle of a head.
+/// How long a kept-alive client connection may wait idle between requests.
 const IDLE: Duration = Duration::from_secs(75);
 /// What is read at a time.
 const READ_SIZE: usize = 16 * 1024;
@@ -144,34 +146,44 @@ struct Parsed<'h> {
     method: Method,
     target: &'h str,
     headers: RawHeaders<'h>,
+    framing: RequestFraming,
     body_len: usize,
     close: bool,
 }
 
-/// The value of a `Content-Length` line: digits only.
-fn content_length(value: &[u8]) -> Option<u64> {
-    let value = value.trim_ascii();
-    if value.is_empty() || value.len() > 15 || !value.iter().all(u8::is_ascii_digit) {
-        return None;
+/// What the fast path makes of a whole request head.
+enum HeadRead<'h> {
+    Take(Parsed<'h>),
+    /// Its framing is ambiguous: answered with an error, and the connection closed.
+    Refuse(Refused<'h>),
+    /// Not one the fast path takes (or not valid HTTP/1: the general server answers it).
+    Elsewhere,
+}
+
+/// A head refused for its framing: what the access log names, and why.
+struct Refused<'h> {
+    method: Method,
+    target: &'h str,
+    error: GatewayError,
+}
+
+/// Parses a whole head (as [`head_end`] found it).
+fn read_head<'h>(head: &'h [u8], slots: &'h mut [httparse::Header<'h>]) -> HeadRead<'h> {
+    match parse_head(head, slots) {
+        Ok(Some(parsed)) => HeadRead::Take(parsed),
+        Ok(None) => HeadRead::Elsewhere,
+        Err(refused) => HeadRead::Refuse(refused),
     }
-    Some(value.iter().fold(0, |n, d| n * 10 + u64::from(d - b'0')))
 }
 
-/// Comma-separated tokens of a header value, trimmed.
-fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
-    value
-        .split(|&b| b == b',')
-        .map(<[u8]>::trim_ascii)
-        .filter(|t| !t.is_empty())
-}
-
-/// Parses a whole head (as [`head_end`] found it); `None` when the fast path does not take
-/// it (or it is not valid HTTP/1: the general server answers it).
-fn read_head<'h>(head: &'h [u8], slots: &'h mut [httparse::Header<'h>]) -> Option<Parsed<'h>> {
+fn parse_head<'h>(
+    head: &'h [u8],
+    slots: &'h mut [httparse::Header<'h>],
+) -> Result<Option<Parsed<'h>>, Refused<'h>> {
     let mut req = httparse::Request::new(slots);
     // A head that ended earlier, at a bare LF, is not all of `head`.
-    if req.parse(head).ok()? != httparse::Status::Complete(head.len()) {
-        return None;
+    if req.parse(head).ok() != Some(httparse::Status::Complete(head.len())) {
+        return Ok(None);
     }
     let httparse::Request {
         method,
@@ -179,48 +191,54 @@ fn read_head<'h>(head: &'h [u8], slots: &'h mut [httparse::Header<'h>]) -> Optio
         version,
         headers,
     } = req;
-    let target = path.filter(|p| plain_target(p))?;
-    if version != Some(1) {
-        return None;
-    }
-    let method = Method::from_bytes(method?.as_bytes()).ok()?;
-    let mut body_len: Option<u64> = None;
+    let (Some(target), Some(1), Some(method)) = (path.filter(|p| plain_target(p)), version, method)
+    else {
+        return Ok(None);
+    };
+    let Ok(method) = Method::from_bytes(method.as_bytes()) else {
+        return Ok(None);
+    };
+    let framing = http_rules::request_framing(true, headers.iter().map(|h| (h.name, h.value)))
+        .map_err(|error| Refused {
+            method: method.clone(),
+            target,
+            error,
+        })?;
+    let body_len = match framing {
+        RequestFraming::None => 0,
+        RequestFraming::Length(n) => n,
+        // Chunked bodies are the general server's.
+        RequestFraming::Chunked => return Ok(None),
+    };
     let mut close = false;
     for header in headers.iter() {
         let name = header.name.as_bytes();
-        if name.eq_ignore_ascii_case(b"content-length") {
-            match content_length(header.value) {
-                Some(n) if body_len.is_none_or(|b| b == n) => body_len = Some(n),
-                _ => return None,
-            }
-        } else if name.eq_ignore_ascii_case(b"transfer-encoding")
-            || name.eq_ignore_ascii_case(b"upgrade")
-            || name.eq_ignore_ascii_case(b"expect")
-        {
-            return None;
+        if name.eq_ignore_ascii_case(b"upgrade") || name.eq_ignore_ascii_case(b"expect") {
+            return Ok(None);
         } else if name.eq_ignore_ascii_case(b"connection") {
             for token in tokens(header.value) {
                 if token.eq_ignore_ascii_case(b"close") {
                     close = true;
                 } else if token.eq_ignore_ascii_case(b"upgrade") {
-                    return None;
+                    return Ok(None);
                 }
             }
         }
     }
-    let body_len = usize::try_from(body_len.unwrap_or(0))
-        .ok()
-        .filter(|&n| n <= MAX_BODY)?;
-    Some(Parsed {
+    let Some(body_len) = usize::try_from(body_len).ok().filter(|&n| n <= MAX_BODY) else {
+        return Ok(None);
+    };
+    Ok(Some(Parsed {
         method,
         target,
         headers: RawHeaders {
             lines: headers,
             head,
         },
+        framing,
         body_len,
         close,
-    })
+    }))
 }
 
 /// The header lines of a request head parsed in place, as the call's phases read them, and
@@ -380,8 +398,11 @@ pub async fn serve(
     let mut buf = BytesMut::with_capacity(READ_SIZE);
     // What the client sends while a call is with the upstream; appended to `buf` after it.
     let mut ahead = BytesMut::new();
+    let listener = &gateway.settings.listener;
     let mut active = Deadline::now();
-    let mut idle = LazyTimer::new(active + IDLE);
+    // When the head being read began (the connection's start counts for its first).
+    let mut head_started = Some(active);
+    let mut idle = LazyTimer::new(active + listener.header_timeout);
     let mut exchanges = LazyTimer::new(active + IDLE);
     let mut scratch = Scratch::new(gateway.upstreams.h1_pool.clone());
     loop {
@@ -395,23 +416,44 @@ pub async fn serve(
                 return Ended::Closed;
             }
             buf.reserve(READ_SIZE);
+            // Idle between requests, then the whole head within the header timeout.
+            let deadline = match head_started {
+                Some(started) => started + listener.header_timeout,
+                None => active + IDLE,
+            };
             // In this order: no random draw per wake-up.
             let read = tokio::select! {
                 biased;
                 read = stream.read_buf(&mut buf) => read,
                 _ = stop.changed(), if buf.is_empty() => return Ended::Closed,
-                () = idle.until(active + IDLE) => return Ended::Closed,
+                () = idle.until(deadline) => return Ended::Closed,
             };
             if !matches!(read, Ok(n) if n > 0) {
                 return Ended::Closed;
             }
+            head_started.get_or_insert_with(Deadline::now);
         };
         // The head is read in place; when its body has not all arrived, the rest is read
         // and the head parsed again (the buffer may have moved).
         let used = loop {
             let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-            let Some(request) = read_head(&buf[..end], &mut slots) else {
-                return Ended::Fallback(Prefixed::new(buf.freeze(), stream));
+            let request = match read_head(&buf[..end], &mut slots) {
+                HeadRead::Take(request) => request,
+                HeadRead::Elsewhere => return Ended::Fallback(Prefixed::new(buf.freeze(), stream)),
+                HeadRead::Refuse(refused) => {
+                    let (path, query) = split_target(refused.target);
+                    let record = gateway.begin(&refused.method, path, query, 0);
+                    let mut client = Client {
+                        stream: &mut stream,
+                        ahead: &mut ahead,
+                        timer: &mut exchanges,
+                        scratch: &mut scratch,
+                    };
+                    gateway
+                        .answer_error(refused.error, record, &mut client, true)
+                        .await;
+                    return Ended::Closed;
+                }
             };
             let used = end + request.body_len;
             if buf.len() >= used {
@@ -433,10 +475,11 @@ pub async fn serve(
                 break used;
             }
             buf.reserve(used - buf.len());
+            // The body may pause at most the body idle timeout between reads.
             let read = tokio::select! {
                 biased;
                 read = stream.read_buf(&mut buf) => read,
-                () = idle.until(active + IDLE) => return Ended::Closed,
+                () = idle.until(Deadline::now() + listener.body_idle_timeout) => return Ended::Closed,
             };
             if !matches!(read, Ok(n) if n > 0) {
                 return Ended::Closed;
@@ -447,6 +490,7 @@ pub async fn serve(
             buf.extend_from_slice(&ahead);
             ahead.clear();
         }
+        head_started = (!buf.is_empty()).then(Deadline::now);
     }
 }
 
@@ -941,13 +985,15 @@ impl UpstreamConn {
     }
 }
 
-/// `METHOD target HTTP/1.1`, `host`, the client's headers less those the gateway drops or
-/// replaces, the gateway's own, the body.
+/// `METHOD target HTTP/1.1`, `host`, the client's headers that [`forwards_header`] lets
+/// through (less those its `Connection` lists and may remove), the headers the gateway sets,
+/// the framing the gateway decides, the body.
 fn request_bytes(
     head: &Head<'_, RawHeaders<'_>>,
     upstream: &Upstream,
     rest: &str,
     forwarded: &Forwarded<'_>,
+    framing: RequestFraming,
     body: &[u8],
     out: &mut Vec<u8>,
 ) {
@@ -968,7 +1014,6 @@ fn request_bytes(
     out.extend_from_slice(b" HTTP/1.1\r\nhost: ");
     out.extend_from_slice(upstream.authority.as_bytes());
     out.extend_from_slice(b"\r\n");
-    let strip_credentials = !matches!(forwarded.caller, Caller::Anonymous);
     let host = head.headers.values("host").next();
     // Names listed in `Connection` are hop-by-hop too; most requests have none.
     let connection = head.headers.values("connection").next().is_some();
@@ -980,26 +1025,25 @@ fn request_bytes(
                 .flat_map(tokens)
                 .any(|token| token.eq_ignore_ascii_case(name.as_bytes()))
     };
-    let mut prior_for = None;
     let mut lines = LineCopier::new(head.headers.head);
     for header in headers {
         let kind = named(header.name.as_bytes());
-        if kind == Named::ForwardedFor && prior_for.is_none() {
-            prior_for = std::str::from_utf8(header.value).ok().map(str::trim);
-        }
-        if kind == Named::Host
-            || kind.dropped(false, strip_credentials)
-            || kind.replaced(host.is_some())
-            || listed(header.name)
+        if !forwards_header(kind, header.value, false)
+            || (removable_by_connection(kind) && listed(header.name))
         {
             continue;
         }
         lines.keep(out, header);
     }
     lines.flush(out);
-    forwarded.each(host, prior_for, |name, value| {
+    let chain = http_rules::client_chain(forwarded.conn, head.headers.values("x-forwarded-for"));
+    forwarded.set_forwarded_headers(host, chain.as_deref(), |name, value| {
         push_header(out, name.as_str().as_bytes(), value);
     });
+    if let Some(length) = forwarded_length(framing, Some(body.len() as u64)) {
+        // Writing to a Vec cannot fail.
+        let _ = write!(out, "content-length: {length}\r\n");
+    }
     out.extend_from_slice(b"\r\n");
     out.extend_from_slice(body);
 }
@@ -1044,7 +1088,16 @@ impl Gateway {
             Err(err) => return self.answer_error(err, record, client, close).await,
         };
         let forwarded = self
-            .forward_fast(&api, &head, &caller, conn, body, &mut record, client, close)
+            .forward_fast(
+                &api,
+                &head,
+                &caller,
+                conn,
+                (body, request.framing),
+                &mut record,
+                client,
+                close,
+            )
             .await;
         match forwarded {
             Ok(ended) => ended,
@@ -1103,7 +1156,7 @@ impl Gateway {
         head: &Head<'_, RawHeaders<'_>>,
         caller: &Caller,
         conn: &ConnInfo,
-        body: &[u8],
+        (body, framing): (&[u8], RequestFraming),
         record: &mut CallRecord,
         client: &mut Client<'_>,
         close: bool,
@@ -1127,7 +1180,15 @@ impl Gateway {
                 conn,
                 request_id: record.request_id.as_bytes(),
             };
-            request_bytes(head, upstream, rest, &forwarded, body, &mut request);
+            request_bytes(
+                head,
+                upstream,
+                rest,
+                &forwarded,
+                framing,
+                body,
+                &mut request,
+            );
             record.upstream = Some(upstream.authority.clone());
             let sent_at = Instant::now();
             let held = client.scratch.take_held(&upstream.authority, sent_at);

@@ -10,6 +10,7 @@ pub mod body;
 pub mod error;
 mod forward;
 mod h1;
+mod http_rules;
 pub mod metrics;
 mod pool;
 mod server;
@@ -22,17 +23,20 @@ use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::BodyExt;
-use hyper::body::{Body, Incoming};
+use hyper::body::Body;
 use infergate_core::model::AuthType;
 use infergate_core::snapshot::{ApiRoute, Snapshot};
 use infergate_sign::HeaderSource;
 use smallvec::SmallVec;
 
 use crate::authn::{CallRequest, Caller, Presented};
-use crate::body::GatewayBody;
-use crate::error::GatewayError;
+use crate::body::{ClientBody, GatewayBody};
+use crate::error::{AuthFailure, AuthReason, GatewayError};
+pub use crate::http_rules::Cidr;
 use crate::metrics::GatewayMetrics;
-pub use crate::server::{serve, serve_with, ConnInfo, TlsFiles};
+pub use crate::server::{
+    serve, serve_with, ConnInfo, ConnectionMetrics, ListenerSettings, TlsFiles,
+};
 use infergate_core::logsink::LogSink;
 
 /// Limits of spec §5.1, configurable.
@@ -67,6 +71,8 @@ pub struct GatewaySettings {
     pub require_https_for_app_code: bool,
     /// Serve plain HTTP/1.1 calls on the fast path (the general server takes the rest).
     pub http1_fast_path: bool,
+    /// Timeouts, the connection cap and the trusted proxies of the gateway's listener.
+    pub listener: ListenerSettings,
 }
 
 impl Default for GatewaySettings {
@@ -77,6 +83,7 @@ impl Default for GatewaySettings {
             shutdown_grace: Duration::from_secs(30),
             require_https_for_app_code: false,
             http1_fast_path: true,
+            listener: ListenerSettings::default(),
         }
     }
 }
@@ -331,7 +338,7 @@ impl Gateway {
 
     /// Serves one call; every failure becomes an `APIG.*` response. Metrics and the access
     /// log are written when the response body has been streamed (or abandoned).
-    pub async fn handle(&self, req: Request<Incoming>, conn: ConnInfo) -> Response<GatewayBody> {
+    pub async fn handle(&self, req: Request<ClientBody>, conn: ConnInfo) -> Response<GatewayBody> {
         let bytes_in = req.body().size_hint().exact().unwrap_or(0);
         let mut record = self.begin(req.method(), req.uri().path(), req.uri().query(), bytes_in);
         let response = match self.call(req, conn, &mut record).await {
@@ -416,6 +423,8 @@ impl Gateway {
         record: &mut CallRecord,
     ) -> Result<Selected<'h>, GatewayError> {
         self.check_limits(head)?;
+        // Only a path that names what it reaches is routed, and forwarded as it was checked.
+        http_rules::check_path(head.path)?;
 
         // Route: longest api_path prefix, then the method.
         let on_path = snapshot.route(head.path).ok_or(GatewayError::NoApi)?;
@@ -437,9 +446,10 @@ impl Gateway {
             && api.auth_type == AuthType::App
             && matches!(presented, Presented::AppCode(_) | Presented::ApiKey(_))
         {
-            return Err(GatewayError::AppAuth(
-                "AppCode and apikey authentication require HTTPS".into(),
-            ));
+            return Err(GatewayError::AppAuth(AuthFailure::new(
+                AuthReason::AppCodeNotAllowed,
+                "AppCode and apikey authentication require HTTPS",
+            )));
         }
         // A signed body is read and hashed before anything is forwarded.
         let needs_hash = api.auth_type != AuthType::None
@@ -463,9 +473,13 @@ impl Gateway {
         let hash = infergate_sign::sha256_hex(bytes);
         if let Some(declared) = declared_body_hash(headers) {
             if !bytes.is_empty() && !declared.eq_ignore_ascii_case(&hash) {
-                return Err(
-                    self.auth_error(api, "the body does not match X-Sdk-Content-Sha256".into())
-                );
+                return Err(self.auth_error(
+                    api,
+                    AuthFailure::new(
+                        AuthReason::BadSignature,
+                        "the body does not match X-Sdk-Content-Sha256",
+                    ),
+                ));
             }
         }
         Ok(hash)
@@ -516,12 +530,21 @@ impl Gateway {
 
     async fn call(
         &self,
-        req: Request<Incoming>,
+        req: Request<ClientBody>,
         conn: ConnInfo,
         record: &mut CallRecord,
     ) -> Result<Response<GatewayBody>, GatewayError> {
         let snapshot = self.snapshots.load_full();
         let (mut parts, body) = req.into_parts();
+        // The general server parsed the framing already; the gateway's own rules decide
+        // whether it is unambiguous enough to forward.
+        let framing = http_rules::request_framing(
+            parts.version != http::Version::HTTP_10,
+            parts
+                .headers
+                .iter()
+                .map(|(n, v)| (n.as_str(), v.as_bytes())),
+        )?;
         if !parts.headers.contains_key(http::header::HOST) {
             // HTTP/2 carries the host in :authority; signatures are over `host`.
             if let Some(value) = parts
@@ -559,6 +582,7 @@ impl Gateway {
                     caller: &caller,
                     parts,
                     body: forward_body,
+                    framing,
                     conn,
                     max_body: self.settings.limits.max_body_bytes,
                 },
@@ -568,7 +592,7 @@ impl Gateway {
             .await
     }
 
-    fn auth_error(&self, api: &ApiRoute, why: String) -> GatewayError {
+    fn auth_error(&self, api: &ApiRoute, why: AuthFailure) -> GatewayError {
         match api.auth_type {
             AuthType::Iam => GatewayError::IamAuth(why),
             _ => GatewayError::AppAuth(why),
@@ -605,7 +629,7 @@ fn access_line(record: &CallRecord, status: u16, bytes_out: u64) -> String {
 }
 
 /// Reads a body up to `limit` bytes.
-async fn collect_limited(body: Incoming, limit: usize) -> Result<Bytes, GatewayError> {
+async fn collect_limited(body: ClientBody, limit: usize) -> Result<Bytes, GatewayError> {
     http_body_util::Limited::new(body, limit)
         .collect()
         .await
@@ -613,6 +637,10 @@ async fn collect_limited(body: Incoming, limit: usize) -> Result<Bytes, GatewayE
         .map_err(|e| {
             if body::is_length_limit(e.as_ref()) {
                 GatewayError::BodyTooLarge { limit }
+            } else if let Some(idle) = body::body_idle(e.as_ref()) {
+                GatewayError::BodyTimeout {
+                    timeout_ms: idle.as_millis(),
+                }
             } else {
                 GatewayError::BadRequest(format!("reading the request body failed: {e}"))
             }

@@ -17,6 +17,8 @@ pub struct GatewayMetrics {
     pub upstream_duration: HistogramVec,
     pub upstream_errors: IntCounterVec,
     pub open_connections: IntGauge,
+    /// Connections closed at once because the listener was at its cap.
+    pub refused_connections: IntCounter,
     pub in_flight: IntGauge,
     /// Tells these metrics from another set's in the per-thread cache of handles.
     id: u64,
@@ -126,6 +128,10 @@ impl GatewayMetrics {
             "infergate_gateway_open_connections",
             "Client connections open.",
         )?;
+        let refused_connections = IntCounter::new(
+            "infergate_gateway_refused_connections_total",
+            "Client connections closed at once because max_connections were open.",
+        )?;
         let in_flight = IntGauge::new(
             "infergate_gateway_in_flight_requests",
             "Calls being served.",
@@ -136,6 +142,7 @@ impl GatewayMetrics {
         registry.register(Box::new(upstream_duration.clone()))?;
         registry.register(Box::new(upstream_errors.clone()))?;
         registry.register(Box::new(open_connections.clone()))?;
+        registry.register(Box::new(refused_connections.clone()))?;
         registry.register(Box::new(in_flight.clone()))?;
         Ok(Self {
             requests,
@@ -144,6 +151,7 @@ impl GatewayMetrics {
             upstream_duration,
             upstream_errors,
             open_connections,
+            refused_connections,
             in_flight,
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
         })

@@ -7,21 +7,49 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::TcpListener;
 
-use crate::body::BoxError;
+use crate::body::{BoxError, ClientBody, IdleTimeout};
+use crate::http_rules::Cidr;
 use crate::{h1, Gateway};
+
+/// What a listener allows its clients: how long they may take, how many may be connected,
+/// and whose forwarding headers are believed.
+#[derive(Debug, Clone)]
+pub struct ListenerSettings {
+    /// A request head must arrive whole within this time of its first byte (and a
+    /// connection's first head within this time of the connection).
+    pub header_timeout: Duration,
+    /// A request body may pause this long between two reads.
+    pub body_idle_timeout: Duration,
+    /// Open connections beyond this are accepted and closed at once.
+    pub max_connections: usize,
+    /// Peers whose `X-Forwarded-For` chain is kept (and appended to).
+    pub trusted_proxies: Vec<Cidr>,
+}
+
+impl Default for ListenerSettings {
+    fn default() -> Self {
+        Self {
+            header_timeout: Duration::from_secs(15),
+            body_idle_timeout: Duration::from_secs(60),
+            max_connections: 16_384,
+            trusted_proxies: Vec::new(),
+        }
+    }
+}
 
 /// Who connected, for the service of that connection.
 #[derive(Debug, Clone)]
@@ -30,6 +58,8 @@ pub struct ConnInfo {
     pub tls: bool,
     /// The client's address as a header value, written once per connection.
     pub client_ip: http::HeaderValue,
+    /// Whether the peer is a trusted proxy, whose `X-Forwarded-For` chain is kept.
+    pub trusted_proxy: bool,
 }
 
 impl ConnInfo {
@@ -40,7 +70,14 @@ impl ConnInfo {
             remote,
             tls,
             client_ip,
+            trusted_proxy: false,
         }
+    }
+
+    /// The same, trusting the peer when it lies in one of `proxies`.
+    pub fn trusting(mut self, proxies: &[Cidr]) -> Self {
+        self.trusted_proxy = proxies.iter().any(|net| net.contains(self.remote.ip()));
+        self
     }
 }
 
@@ -152,21 +189,49 @@ impl TlsFiles {
     }
 }
 
-/// Counts a connection in the open-connections gauge while it lives.
-struct OpenConnection(Option<prometheus::IntGauge>);
+/// The metrics of a listener's connections.
+#[derive(Clone, Default)]
+pub struct ConnectionMetrics {
+    pub open: Option<prometheus::IntGauge>,
+    /// Connections closed at once because the listener had `max_connections` open.
+    pub refused: Option<prometheus::IntCounter>,
+}
+
+/// Counts a connection among the listener's open ones (and in the gauge) while it lives.
+struct OpenConnection {
+    gauge: Option<prometheus::IntGauge>,
+    count: Arc<AtomicUsize>,
+}
 
 impl OpenConnection {
-    fn new(gauge: Option<prometheus::IntGauge>) -> Self {
+    /// `None` when `max` connections are open already.
+    fn admit(
+        count: &Arc<AtomicUsize>,
+        max: usize,
+        gauge: Option<prometheus::IntGauge>,
+    ) -> Option<Self> {
+        let admitted = count
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |open| {
+                (open < max).then_some(open + 1)
+            })
+            .is_ok();
+        if !admitted {
+            return None;
+        }
         if let Some(g) = &gauge {
             g.inc();
         }
-        Self(gauge)
+        Some(Self {
+            gauge,
+            count: count.clone(),
+        })
     }
 }
 
 impl Drop for OpenConnection {
     fn drop(&mut self) {
-        if let Some(g) = &self.0 {
+        self.count.fetch_sub(1, Ordering::AcqRel);
+        if let Some(g) = &self.gauge {
             g.dec();
         }
     }
@@ -175,18 +240,21 @@ impl Drop for OpenConnection {
 /// Serves every connection of `listener` with the service `make` builds for it, until
 /// `shutdown` resolves; then waits up to `grace` for open connections. With `fast`,
 /// plain-TCP connections start on that gateway's HTTP/1.1 fast path and reach `make`'s
-/// service only for what the fast path does not take.
+/// service only for what the fast path does not take. `settings` bound how long a client
+/// may take over a head or a body and how many may be connected.
+#[allow(clippy::too_many_arguments)]
 pub async fn serve_with<M, S, B>(
     listener: TcpListener,
     tls: Option<Arc<TlsFiles>>,
     fast: Option<Arc<Gateway>>,
     make: M,
     grace: Duration,
-    connections: Option<prometheus::IntGauge>,
+    settings: ListenerSettings,
+    metrics: ConnectionMetrics,
     shutdown: impl Future<Output = ()>,
 ) where
     M: Fn(ConnInfo) -> S,
-    S: hyper::service::Service<http::Request<Incoming>, Response = http::Response<B>>
+    S: hyper::service::Service<http::Request<ClientBody>, Response = http::Response<B>>
         + Send
         + 'static,
     S::Future: Send + 'static,
@@ -195,7 +263,13 @@ pub async fn serve_with<M, S, B>(
     B::Data: Send,
     B::Error: Into<BoxError>,
 {
-    let builder = auto::Builder::new(TokioExecutor::new());
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(settings.header_timeout);
+    let open_count = Arc::new(AtomicUsize::new(0));
+    let body_idle = settings.body_idle_timeout;
     let graceful = GracefulShutdown::new();
     // Tells fast-path connections to close once their call is answered.
     let (stop, stopping) = tokio::sync::watch::channel(false);
@@ -211,12 +285,22 @@ pub async fn serve_with<M, S, B>(
                         continue;
                     }
                 };
+                let Some(open) = OpenConnection::admit(&open_count, settings.max_connections, metrics.open.clone()) else {
+                    // Over the cap: closed at once, before any byte is read.
+                    drop(stream);
+                    if let Some(refused) = &metrics.refused {
+                        refused.inc();
+                    }
+                    continue;
+                };
                 let _ = stream.set_nodelay(true);
-                let info = ConnInfo::new(remote, tls.is_some());
-                let service = make(info.clone());
+                let info = ConnInfo::new(remote, tls.is_some()).trusting(&settings.trusted_proxies);
+                let inner = make(info.clone());
+                let service = service_fn(move |req: http::Request<Incoming>| {
+                    inner.call(req.map(|body| IdleTimeout::new(body, body_idle)))
+                });
                 let builder = builder.clone();
                 let watcher = graceful.watcher();
-                let open = OpenConnection::new(connections.clone());
                 match &tls {
                     None => {
                         let fast = fast.clone();
@@ -238,9 +322,10 @@ pub async fn serve_with<M, S, B>(
                     }
                     Some(files) => {
                         let acceptor = files.acceptor();
+                        let handshake = settings.header_timeout;
                         tokio::spawn(async move {
                             let _open = open;
-                            let stream = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await {
+                            let stream = match tokio::time::timeout(handshake, acceptor.accept(stream)).await {
                                 Ok(Ok(stream)) => stream,
                                 Ok(Err(err)) => {
                                     tracing::debug!(error = %err, "TLS handshake failed");
@@ -278,7 +363,11 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) {
     let grace = gateway.settings.shutdown_grace;
-    let connections = gateway.metrics().map(|m| m.open_connections.clone());
+    let settings = gateway.settings.listener.clone();
+    let metrics = ConnectionMetrics {
+        open: gateway.metrics().map(|m| m.open_connections.clone()),
+        refused: gateway.metrics().map(|m| m.refused_connections.clone()),
+    };
     let fast = gateway.settings.http1_fast_path.then(|| gateway.clone());
     let make = move |info: ConnInfo| {
         let gateway = gateway.clone();
@@ -288,5 +377,8 @@ pub async fn serve(
             async move { Ok::<_, Infallible>(gateway.handle(req, info).await) }
         })
     };
-    serve_with(listener, tls, fast, make, grace, connections, shutdown).await;
+    serve_with(
+        listener, tls, fast, make, grace, settings, metrics, shutdown,
+    )
+    .await;
 }

@@ -410,7 +410,9 @@ pub struct ServeArgs {
     /// max_apps_per_user, max_app_codes_per_app, mask_app_secrets, max_body_bytes,
     /// max_uri_bytes, max_header_bytes, max_headers_total_bytes, access_log, log_format,
     /// gateway_tls_cert, gateway_tls_key, admin_tls_cert, admin_tls_key,
-    /// require_https_for_app_code, workers, http1_fast_path.
+    /// require_https_for_app_code, workers, http1_fast_path, database_url, role,
+    /// refresh_interval_ms, header_timeout_ms, body_idle_timeout_ms, max_connections,
+    /// trusted_proxies.
     #[arg(long, env = "INFERGATE_CONFIG")]
     pub config: Option<PathBuf>,
     /// Directory of the SQLite database, master key and initial password [default: ./infergate-data].
@@ -487,4 +489,19 @@ pub struct ServeArgs {
     /// Largest total of request headers, in bytes [default: 131072].
     #[arg(long, env = "INFERGATE_MAX_HEADERS_TOTAL_BYTES")]
     pub max_headers_total_bytes: Option<usize>,
+    /// Time a client has to send a whole request head, on both listeners, in milliseconds
+    /// [default: 15000].
+    #[arg(long, env = "INFERGATE_HEADER_TIMEOUT_MS")]
+    pub header_timeout_ms: Option<u64>,
+    /// Longest pause between two reads of a request body, on both listeners, in
+    /// milliseconds [default: 60000].
+    #[arg(long, env = "INFERGATE_BODY_IDLE_TIMEOUT_MS")]
+    pub body_idle_timeout_ms: Option<u64>,
+    /// Open connections per listener; more are accepted and closed at once [default: 16384].
+    #[arg(long, env = "INFERGATE_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Comma-separated networks (CIDR) of proxies whose X-Forwarded-For chain the gateway
+    /// keeps and appends to [default: none: X-Forwarded-For is the peer's address alone].
+    #[arg(long, env = "INFERGATE_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Option<Vec<String>>,
 }

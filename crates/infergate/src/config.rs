@@ -8,7 +8,7 @@ use anyhow::{bail, Context};
 use serde::Deserialize;
 
 use infergate_admin::AdminSettings;
-use infergate_gateway::Limits;
+use infergate_gateway::{Cidr, Limits, ListenerSettings};
 
 use crate::cli::ServeArgs;
 
@@ -39,6 +39,10 @@ pub struct FileConfig {
     pub require_https_for_app_code: Option<bool>,
     pub workers: Option<usize>,
     pub http1_fast_path: Option<bool>,
+    pub header_timeout_ms: Option<u64>,
+    pub body_idle_timeout_ms: Option<u64>,
+    pub max_connections: Option<usize>,
+    pub trusted_proxies: Option<Vec<String>>,
 }
 
 impl FileConfig {
@@ -73,6 +77,8 @@ pub struct Settings {
     pub workers: Option<usize>,
     /// Whether plain HTTP/1.1 calls take the gateway's fast path.
     pub http1_fast_path: bool,
+    /// Timeouts, connection cap and trusted proxies of both listeners.
+    pub listener: ListenerSettings,
 }
 
 /// Which planes a node runs.
@@ -187,7 +193,38 @@ impl Settings {
                 bail!("database_url must be a postgres:// URL");
             }
         }
+        let listener_defaults = ListenerSettings::default();
+        let millis = |name: &str, value: Option<u64>, default: std::time::Duration| {
+            positive(name, value, default.as_millis() as u64).map(std::time::Duration::from_millis)
+        };
+        let trusted_proxies = args
+            .trusted_proxies
+            .or(file.trusted_proxies)
+            .unwrap_or_default()
+            .iter()
+            .filter(|net| !net.trim().is_empty())
+            .map(|net| Cidr::parse(net).map_err(|e| anyhow::anyhow!("trusted_proxies: {e}")))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let listener = ListenerSettings {
+            header_timeout: millis(
+                "header_timeout_ms",
+                args.header_timeout_ms.or(file.header_timeout_ms),
+                listener_defaults.header_timeout,
+            )?,
+            body_idle_timeout: millis(
+                "body_idle_timeout_ms",
+                args.body_idle_timeout_ms.or(file.body_idle_timeout_ms),
+                listener_defaults.body_idle_timeout,
+            )?,
+            max_connections: positive(
+                "max_connections",
+                args.max_connections.or(file.max_connections),
+                listener_defaults.max_connections,
+            )?,
+            trusted_proxies,
+        };
         Ok(Self {
+            listener,
             workers,
             http1_fast_path: args
                 .http1_fast_path

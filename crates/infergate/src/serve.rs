@@ -14,7 +14,9 @@ use infergate_admin::{AdminSettings, AdminState};
 use infergate_core::logsink::LogSink;
 use infergate_core::{ids, validate, MasterKey, Secret};
 use infergate_gateway::metrics::GatewayMetrics;
-use infergate_gateway::{serve_with, Gateway, GatewaySettings, Observers, TlsFiles};
+use infergate_gateway::{
+    serve_with, ConnectionMetrics, Gateway, GatewaySettings, Observers, TlsFiles,
+};
 use infergate_store::{ConfigPublisher, PgStore, SqliteStore, Store};
 use tokio::net::TcpListener;
 
@@ -254,6 +256,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             limits: settings.limits.clone(),
             require_https_for_app_code: settings.require_https_for_app_code,
             http1_fast_path: settings.http1_fast_path,
+            listener: settings.listener.clone(),
             ..GatewaySettings::default()
         },
         Observers {
@@ -285,6 +288,11 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     std::io::stdout().flush()?;
 
     let router = infergate_admin::app(state);
+    // The admin listener has the same timeouts and cap; nobody proxies to it.
+    let admin_listener_settings = infergate_gateway::ListenerSettings {
+        trusted_proxies: Vec::new(),
+        ..settings.listener.clone()
+    };
     let admin = async move {
         if role.admin() {
             serve_with(
@@ -293,7 +301,8 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
                 None,
                 move |_| TowerToHyperService::new(router.clone()),
                 std::time::Duration::from_secs(10),
-                None,
+                admin_listener_settings,
+                ConnectionMetrics::default(),
                 shutdown_signal(),
             )
             .await;

@@ -154,7 +154,7 @@ fn spec_vector_v1_authenticates_the_app() {
     assert!(run(&snap, &path, &query, &h, at("20240102T031905Z")).is_ok());
     let late = run(&snap, &path, &query, &h, at("20240102T032006Z")).expect_err("expired");
     assert!(
-        matches!(late, GatewayError::AppAuth(ref m) if m.starts_with("signature expired, signature time:20240102T030405Z")),
+        matches!(late, GatewayError::AppAuth(ref m) if m.reason == AuthReason::ExpiredDate && m.message.starts_with("signature expired, signature time:20240102T030405Z")),
         "{late:?}"
     );
     let early = run(&snap, &path, &query, &h, at("20240102T024804Z"));
@@ -167,9 +167,11 @@ fn one_changed_byte_fails_with_the_canonical_request() {
     let (path, query, h) = signed_v1();
     let err =
         run(&snap, &path, &query.replace("b=2", "b=3"), &h, at(DATE)).expect_err("query changed");
-    let GatewayError::AppAuth(msg) = err else {
+    let GatewayError::AppAuth(failure) = err else {
         panic!("{err:?}")
     };
+    assert_eq!(failure.reason, AuthReason::BadSignature);
+    let msg = failure.message;
     assert!(
         msg.starts_with("verify signature fail, canonicalRequest:GET|/v1/infers/"),
         "{msg}"
@@ -202,14 +204,18 @@ fn app_codes_and_apikeys_only_with_support_app_code() {
     let bad = headers(&[(HEADER_APP_CODE, "nope")]);
     assert_eq!(
         run(&snap, &path, "", &bad, at(DATE)),
-        Err(GatewayError::AppAuth(
-            "app not found with specified appCode".into()
-        ))
+        Err(GatewayError::AppAuth(AuthFailure::new(
+            AuthReason::UnknownAppCode,
+            "app not found with specified appCode"
+        )))
     );
     let (strict, _) = fixture(false);
     assert!(matches!(
         run(&strict, &path, "", &ok, at(DATE)),
-        Err(GatewayError::AppAuth(_))
+        Err(GatewayError::AppAuth(AuthFailure {
+            reason: AuthReason::AppCodeNotAllowed,
+            ..
+        }))
     ));
     assert!(matches!(
         run(&strict, &path, "", &key, at(DATE)),
@@ -255,7 +261,9 @@ fn tokens_select_the_iam_api_and_must_be_scoped_to_its_project() {
     ));
     let later = now + chrono::Duration::hours(25);
     let expired = run(&snap, &path, "", &h, later).expect_err("expired");
-    assert!(matches!(expired, GatewayError::IamAuth(ref m) if m.starts_with("token expires")));
+    assert!(
+        matches!(expired, GatewayError::IamAuth(ref m) if m.reason == AuthReason::BadToken && m.message.starts_with("token expires"))
+    );
     assert_eq!(
         run(
             &snap,
@@ -264,7 +272,10 @@ fn tokens_select_the_iam_api_and_must_be_scoped_to_its_project() {
             &headers(&[(HEADER_AUTH_TOKEN, "garbage")]),
             now
         ),
-        Err(GatewayError::IamAuth("decrypt token fail".into()))
+        Err(GatewayError::IamAuth(AuthFailure::new(
+            AuthReason::BadToken,
+            "decrypt token fail"
+        )))
     );
 }
 
@@ -274,6 +285,9 @@ fn no_credential_gets_the_error_of_the_api_there() {
     let path = format!("/v1/infers/{SID}");
     assert_eq!(
         run(&snap, &path, "", &HeaderMap::new(), at(DATE)),
-        Err(GatewayError::AppAuth("Authorization not found".into()))
+        Err(GatewayError::AppAuth(AuthFailure::new(
+            AuthReason::MissingCredential,
+            "Authorization not found"
+        )))
     );
 }

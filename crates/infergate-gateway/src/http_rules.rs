@@ -1,0 +1,525 @@
+//! The rules about HTTP requests that both transports apply, and the only place they live:
+//! which header names mean something to the gateway, which of a client's headers reach an
+//! upstream, which names `Connection` may remove, how a request body is framed (RFC 9112
+//! §6), which paths may be routed at all, and the headers the gateway sets for the upstream.
+//!
+//! The fast path and the general server each read bytes and write bytes; every decision
+//! about headers, framing and paths is one of these functions.
+
+use std::net::IpAddr;
+
+use http::header::HeaderName;
+
+use crate::authn::{Caller, HEADER_API_KEY, HEADER_APP_CODE, HEADER_AUTH_TOKEN};
+use crate::error::GatewayError;
+use crate::ConnInfo;
+
+// === Header names ===
+
+/// Headers that describe one hop, never forwarded (RFC 9110 §7.6.1).
+pub(crate) const HOP_NAMES: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+];
+
+/// Headers the gateway sets for the upstream; a client's own copies are dropped.
+pub const HEADER_APP_ID: &str = "x-app-id";
+pub const HEADER_API_ID: &str = "x-api-id";
+pub const HEADER_USER_ID: &str = "x-user-id";
+const FORWARDED_FOR: &str = "x-forwarded-for";
+const FORWARDED_PROTO: &str = "x-forwarded-proto";
+const FORWARDED_HOST: &str = "x-forwarded-host";
+pub(crate) const REQUEST_ID: &str = "x-request-id";
+/// Every `X-Forwarded-*` name is the gateway's, whatever follows this.
+const FORWARDED_PREFIX: &[u8] = b"x-forwarded-";
+
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static(FORWARDED_FOR);
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static(FORWARDED_PROTO);
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static(FORWARDED_HOST);
+pub(crate) const X_REQUEST_ID: HeaderName = HeaderName::from_static(REQUEST_ID);
+const X_APP_ID: HeaderName = HeaderName::from_static(HEADER_APP_ID);
+const X_API_ID: HeaderName = HeaderName::from_static(HEADER_API_ID);
+const X_USER_ID: HeaderName = HeaderName::from_static(HEADER_USER_ID);
+
+/// What a header name means to the gateway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Named {
+    /// One of [`HOP_NAMES`].
+    Hop,
+    Upgrade,
+    /// The gateway writes the forwarded request's framing itself.
+    ContentLength,
+    /// The gateway writes the upstream's own.
+    Host,
+    /// `X-App-Id`, `X-Api-Id`, `X-User-Id`: who the gateway says is calling.
+    Identity,
+    /// `X-Apig-AppCode`, `apikey`, `X-Auth-Token`: credentials the gateway checks.
+    Credential,
+    /// A credential when it is an `SDK-HMAC-SHA256` signature; another scheme's (a key the
+    /// model server checks itself) passes.
+    Authorization,
+    /// `X-Forwarded-For`: the one forwarding header a trusted proxy's value is kept of.
+    ForwardedFor,
+    /// The other forwarding headers and the request id: `X-Forwarded-*`, `Forwarded`,
+    /// `X-Real-IP`, `X-Request-Id`.
+    GatewaySet,
+    Other,
+}
+
+/// Every name [`named`] recognises by itself (besides the `X-Forwarded-` prefix).
+const SPECIAL: [(&str, Named); 24] = [
+    (HOP_NAMES[0], Named::Hop),
+    (HOP_NAMES[1], Named::Hop),
+    (HOP_NAMES[2], Named::Hop),
+    (HOP_NAMES[3], Named::Hop),
+    (HOP_NAMES[4], Named::Hop),
+    (HOP_NAMES[5], Named::Hop),
+    (HOP_NAMES[6], Named::Hop),
+    (HOP_NAMES[7], Named::Hop),
+    ("upgrade", Named::Upgrade),
+    ("content-length", Named::ContentLength),
+    ("host", Named::Host),
+    (HEADER_APP_ID, Named::Identity),
+    (HEADER_API_ID, Named::Identity),
+    (HEADER_USER_ID, Named::Identity),
+    (HEADER_APP_CODE, Named::Credential),
+    (HEADER_API_KEY, Named::Credential),
+    (HEADER_AUTH_TOKEN, Named::Credential),
+    ("authorization", Named::Authorization),
+    (FORWARDED_FOR, Named::ForwardedFor),
+    (FORWARDED_PROTO, Named::GatewaySet),
+    (FORWARDED_HOST, Named::GatewaySet),
+    ("forwarded", Named::GatewaySet),
+    ("x-real-ip", Named::GatewaySet),
+    (REQUEST_ID, Named::GatewaySet),
+];
+
+/// The longest name of [`SPECIAL`].
+const LONGEST: usize = 19;
+/// Words of eight bytes that hold the longest name.
+const WORDS: usize = LONGEST.div_ceil(8);
+/// Names of one length at most.
+const SLOTS: usize = 4;
+
+/// A name of [`SPECIAL`] as words to compare eight bytes at a time: `word` holds its bytes
+/// (lowercase letters and `-`, zero-padded), `fold` the bit 0x20 at each letter.
+#[derive(Clone, Copy)]
+struct Special {
+    word: [u64; WORDS],
+    fold: [u64; WORDS],
+    kind: Named,
+}
+
+/// `bytes` zero-padded into words (for the table; [`named`] pads with one copy).
+const fn words(bytes: &[u8]) -> [u64; WORDS] {
+    let mut padded = [0u8; WORDS * 8];
+    let mut i = 0;
+    while i < bytes.len() {
+        padded[i] = bytes[i];
+        i += 1;
+    }
+    padded_words(&padded)
+}
+
+/// Zero-padded bytes as little-endian words.
+const fn padded_words(padded: &[u8; WORDS * 8]) -> [u64; WORDS] {
+    let mut out = [0u64; WORDS];
+    let mut w = 0;
+    while w < WORDS {
+        let mut chunk = [0u8; 8];
+        let mut j = 0;
+        while j < 8 {
+            chunk[j] = padded[w * 8 + j];
+            j += 1;
+        }
+        out[w] = u64::from_le_bytes(chunk);
+        w += 1;
+    }
+    out
+}
+
+/// [`SPECIAL`] by name length: most names are told apart by their length alone.
+static BY_LENGTH: [[Option<Special>; SLOTS]; LONGEST + 1] = {
+    let mut table = [[None; SLOTS]; LONGEST + 1];
+    let mut i = 0;
+    while i < SPECIAL.len() {
+        let (name, kind) = SPECIAL[i];
+        let bytes = name.as_bytes();
+        let mut fold = [0u8; LONGEST];
+        let mut b = 0;
+        while b < bytes.len() {
+            assert!(bytes[b].is_ascii_lowercase() || bytes[b] == b'-');
+            if bytes[b].is_ascii_lowercase() {
+                fold[b] = 0x20;
+            }
+            b += 1;
+        }
+        let mut slot = 0;
+        while table[bytes.len()][slot].is_some() {
+            slot += 1;
+        }
+        table[bytes.len()][slot] = Some(Special {
+            word: words(bytes),
+            fold: words(&fold),
+            kind,
+        });
+        i += 1;
+    }
+    table
+};
+
+/// What a header name is to the gateway, read in any case and with `_` as `-` (many
+/// servers read `X_App_Id` as `X-App-Id`). At a letter of a special name, bit 0x20 set in
+/// the name's byte gives that letter only from the letter or its capital; at a `-` nothing
+/// is set, so only `-` (or `_`, turned into `-` first) matches there: a carriage return
+/// would fold to `-`.
+pub(crate) fn named(name: &[u8]) -> Named {
+    if let Some(candidates) = BY_LENGTH.get(name.len()).filter(|c| c[0].is_some()) {
+        let mut padded = [0u8; WORDS * 8];
+        for (to, &from) in padded.iter_mut().zip(name) {
+            *to = if from == b'_' { b'-' } else { from };
+        }
+        let word = padded_words(&padded);
+        if let Some(found) = candidates
+            .iter()
+            .map_while(Option::as_ref)
+            .find(|c| (0..WORDS).all(|w| word[w] | c.fold[w] == c.word[w]))
+        {
+            return found.kind;
+        }
+    }
+    let forwarding = name.len() > FORWARDED_PREFIX.len()
+        && name
+            .iter()
+            .zip(FORWARDED_PREFIX)
+            .all(|(&b, &p)| b.to_ascii_lowercase() == p || (b == b'_' && p == b'-'));
+    if forwarding {
+        Named::GatewaySet
+    } else {
+        Named::Other
+    }
+}
+
+/// Whether a header name, in any case, is one of [`HOP_NAMES`].
+pub(crate) fn is_hop_by_hop(name: &[u8]) -> bool {
+    named(name) == Named::Hop
+}
+
+/// Whether an `Authorization` value is a credential the gateway checks (an
+/// `SDK-HMAC-SHA256` signature, in any case).
+fn is_gateway_signature(value: &[u8]) -> bool {
+    let algorithm = infergate_sign::ALGORITHM.as_bytes();
+    let value = value.trim_ascii_start();
+    value.len() >= algorithm.len() && value[..algorithm.len()].eq_ignore_ascii_case(algorithm)
+}
+
+/// Whether a client's header of this name and value reaches the upstream. Credentials the
+/// gateway recognises never do, whatever the API's auth type; nor do the names the gateway
+/// writes itself (framing, `Host`, identity, forwarding, request id) or hop-by-hop ones
+/// (`Upgrade` only while upgrading).
+pub(crate) fn forwards_header(kind: Named, value: &[u8], upgrade: bool) -> bool {
+    match kind {
+        Named::Other => true,
+        Named::Upgrade => upgrade,
+        Named::Authorization => !is_gateway_signature(value),
+        Named::Hop
+        | Named::ContentLength
+        | Named::Host
+        | Named::Identity
+        | Named::Credential
+        | Named::ForwardedFor
+        | Named::GatewaySet => false,
+    }
+}
+
+/// Whether a name listed in the client's `Connection` header removes the client's header of
+/// that name. Only headers the client could have left out anyway: never the framing,
+/// `Host`, or a header the gateway writes.
+pub(crate) fn removable_by_connection(kind: Named) -> bool {
+    matches!(kind, Named::Other | Named::Authorization)
+}
+
+/// Comma-separated tokens of a header value, trimmed.
+pub(crate) fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value
+        .split(|&b| b == b',')
+        .map(<[u8]>::trim_ascii)
+        .filter(|t| !t.is_empty())
+}
+
+/// The value of a `Content-Length` line: digits only (RFC 9110 §8.6), at most 15 of them.
+pub(crate) fn content_length(value: &[u8]) -> Option<u64> {
+    let value = value.trim_ascii();
+    if value.is_empty() || value.len() > 15 || !value.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(value.iter().fold(0, |n, d| n * 10 + u64::from(d - b'0')))
+}
+
+// === Framing ===
+
+/// How a client's request body is framed (RFC 9112 §6.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RequestFraming {
+    /// No `Content-Length` nor `Transfer-Encoding`: no body.
+    None,
+    Length(u64),
+    Chunked,
+}
+
+/// Decides the framing of a request from its header lines, refusing every ambiguous case:
+/// `Content-Length` with `Transfer-Encoding`, differing or malformed `Content-Length`
+/// values, a `Transfer-Encoding` other than exactly `chunked`, or one on HTTP/1.0; and a
+/// second `Host` (which one would be signed, which one routed?).
+pub(crate) fn request_framing<'a>(
+    http11: bool,
+    headers: impl IntoIterator<Item = (&'a str, &'a [u8])>,
+) -> Result<RequestFraming, GatewayError> {
+    let mut length: Option<u64> = None;
+    let mut codings = 0usize;
+    let mut chunked_last = false;
+    let mut hosts = 0usize;
+    for (name, value) in headers {
+        match named(name.as_bytes()) {
+            Named::Host if name.eq_ignore_ascii_case("host") => {
+                hosts += 1;
+                if hosts > 1 {
+                    return Err(malformed("the request has more than one Host"));
+                }
+            }
+            Named::ContentLength if name.len() == 14 && !name.contains('_') => {
+                match content_length(value) {
+                    Some(n) if length.is_none_or(|l| l == n) => length = Some(n),
+                    Some(_) => {
+                        return Err(malformed("the request has differing Content-Length values"))
+                    }
+                    None => return Err(malformed("Content-Length must be digits only")),
+                }
+            }
+            Named::Hop if name.eq_ignore_ascii_case("transfer-encoding") => {
+                for token in tokens(value) {
+                    codings += 1;
+                    chunked_last = token.eq_ignore_ascii_case(b"chunked");
+                }
+                if tokens(value).next().is_none() {
+                    return Err(malformed("Transfer-Encoding is empty"));
+                }
+            }
+            _ => {}
+        }
+    }
+    match (codings, length) {
+        (0, None) => Ok(RequestFraming::None),
+        (0, Some(n)) => Ok(RequestFraming::Length(n)),
+        (_, Some(_)) => Err(malformed(
+            "the request has both Content-Length and Transfer-Encoding",
+        )),
+        _ if !http11 => Err(malformed("Transfer-Encoding is not allowed in HTTP/1.0")),
+        (1, None) if chunked_last => Ok(RequestFraming::Chunked),
+        _ => Err(malformed(
+            "Transfer-Encoding must be exactly chunked (no other coding)",
+        )),
+    }
+}
+
+fn malformed(why: &str) -> GatewayError {
+    GatewayError::Malformed(why.into())
+}
+
+/// The `Content-Length` the gateway writes on the forwarded request: the length of a body
+/// it knows the size of (an empty one only when the client framed it with a length), none
+/// when the body is sent chunked or there is none.
+pub(crate) fn forwarded_length(client: RequestFraming, known: Option<u64>) -> Option<u64> {
+    match (client, known) {
+        (_, None) => None,
+        (RequestFraming::None, Some(0)) => None,
+        (_, Some(n)) => Some(n),
+    }
+}
+
+// === Paths ===
+
+/// Refuses a path that could reach something other than what its text names once an
+/// upstream normalises or decodes it: `.` and `..` segments, percent-encoded dots, slashes
+/// and backslashes (`%2e`, `%2f`, `%5c`, any case), encoded NUL, a raw backslash, NUL or
+/// any control byte. Routing and forwarding use the path only after this check.
+pub(crate) fn check_path(path: &str) -> Result<(), GatewayError> {
+    let bytes = path.as_bytes();
+    if bytes.first() != Some(&b'/') {
+        return Err(bad_path("the path must start with /"));
+    }
+    if let Some(&b) = bytes.iter().find(|&&b| b < 0x20 || b == 0x7f || b == b'\\') {
+        return Err(bad_path(if b == b'\\' {
+            "the path holds a backslash"
+        } else {
+            "the path holds a control byte"
+        }));
+    }
+    for at in memchr::memchr_iter(b'%', bytes) {
+        let code = bytes
+            .get(at + 1..at + 3)
+            .map(|pair| pair.to_ascii_lowercase());
+        if matches!(code.as_deref(), Some(b"2e" | b"2f" | b"5c" | b"00")) {
+            return Err(bad_path(
+                "the path holds an encoded dot, slash, backslash or NUL",
+            ));
+        }
+    }
+    if bytes
+        .split(|&b| b == b'/')
+        .any(|segment| segment == b"." || segment == b"..")
+    {
+        return Err(bad_path("the path holds a . or .. segment"));
+    }
+    Ok(())
+}
+
+fn bad_path(why: &str) -> GatewayError {
+    GatewayError::BadRequest(why.into())
+}
+
+// === Trusted proxies ===
+
+/// A network in CIDR notation (`10.0.0.0/8`, `::1/128`, or one address).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    network: IpAddr,
+    prefix: u8,
+}
+
+impl Cidr {
+    /// Reads `a.b.c.d/n`, `x::y/n` or a bare address.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        let (addr, prefix) = match text.split_once('/') {
+            Some((addr, prefix)) => (addr, Some(prefix)),
+            None => (text, None),
+        };
+        let network: IpAddr = addr
+            .parse()
+            .map_err(|_| format!("{text:?} is not an IP address or CIDR network"))?;
+        let max = if network.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => max,
+            Some(p) => p
+                .parse::<u8>()
+                .ok()
+                .filter(|&p| p <= max)
+                .ok_or_else(|| format!("{text:?}: the prefix length must be 0 to {max}"))?,
+        };
+        Ok(Self { network, prefix })
+    }
+
+    /// Whether `addr` lies in this network (an IPv4-mapped IPv6 address as its IPv4 one).
+    pub fn contains(&self, addr: IpAddr) -> bool {
+        let addr = match addr {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(addr, IpAddr::V4),
+            v4 => v4,
+        };
+        let keep = |bits: u32| {
+            let prefix = u32::from(self.prefix);
+            move |value: u128| {
+                if prefix == 0 {
+                    0
+                } else {
+                    value >> (bits - prefix)
+                }
+            }
+        };
+        match (self.network, addr) {
+            (IpAddr::V4(net), IpAddr::V4(a)) => {
+                let keep = keep(32);
+                keep(u128::from(u32::from(net))) == keep(u128::from(u32::from(a)))
+            }
+            (IpAddr::V6(net), IpAddr::V6(a)) => {
+                let keep = keep(128);
+                keep(u128::from(net)) == keep(u128::from(a))
+            }
+            _ => false,
+        }
+    }
+}
+
+impl std::fmt::Display for Cidr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.network, self.prefix)
+    }
+}
+
+// === The headers the gateway sets ===
+
+/// What the gateway tells the upstream about a call.
+pub(crate) struct Forwarded<'a> {
+    pub api_id: &'a str,
+    pub caller: &'a Caller,
+    pub conn: &'a ConnInfo,
+    /// The call's id, as the header carries it.
+    pub request_id: &'a [u8],
+}
+
+impl Forwarded<'_> {
+    /// Calls `set` for each header the gateway sets, in order: `X-Forwarded-Host` (the
+    /// client's `Host`, when it sent one), `X-Forwarded-For` (the peer's address, appended
+    /// to the client's chain only when the peer is a trusted proxy), `X-Forwarded-Proto`,
+    /// `X-Request-Id` and the caller's identity. Every client header of these names was
+    /// dropped by [`forwards_header`].
+    pub fn set_forwarded_headers(
+        &self,
+        host: Option<&[u8]>,
+        client_chain: Option<&[u8]>,
+        mut set: impl FnMut(&HeaderName, &[u8]),
+    ) {
+        if let Some(host) = host {
+            set(&X_FORWARDED_HOST, host);
+        }
+        match client_chain.filter(|_| self.conn.trusted_proxy) {
+            Some(chain) => {
+                let mut joined = chain.trim_ascii().to_vec();
+                joined.extend_from_slice(b", ");
+                joined.extend_from_slice(self.conn.client_ip.as_bytes());
+                set(&X_FORWARDED_FOR, &joined);
+            }
+            None => set(&X_FORWARDED_FOR, self.conn.client_ip.as_bytes()),
+        }
+        let proto: &[u8] = if self.conn.tls { b"https" } else { b"http" };
+        set(&X_FORWARDED_PROTO, proto);
+        set(&X_REQUEST_ID, self.request_id);
+        set(&X_API_ID, self.api_id.as_bytes());
+        match self.caller {
+            Caller::App { app_id } => set(&X_APP_ID, app_id.as_bytes()),
+            Caller::User { user_id } => set(&X_USER_ID, user_id.as_bytes()),
+            Caller::Anonymous => {}
+        }
+    }
+}
+
+/// The client's `X-Forwarded-For` chain (its lines joined), read only when the peer is a
+/// trusted proxy: nobody else's chain is kept.
+pub(crate) fn client_chain<'v>(
+    conn: &ConnInfo,
+    values: impl Iterator<Item = &'v [u8]>,
+) -> Option<Vec<u8>> {
+    if !conn.trusted_proxy {
+        return None;
+    }
+    let mut chain: Option<Vec<u8>> = None;
+    for value in values.map(<[u8]>::trim_ascii).filter(|v| !v.is_empty()) {
+        match &mut chain {
+            Some(chain) => {
+                chain.extend_from_slice(b", ");
+                chain.extend_from_slice(value);
+            }
+            None => chain = Some(value.to_vec()),
+        }
+    }
+    chain
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,400 @@
+use super::*;
+use proptest::prelude::*;
+
+#[test]
+fn special_names_are_known_in_any_case_and_with_underscores() {
+    for (name, kind) in SPECIAL {
+        assert_eq!(named(name.as_bytes()), kind, "{name}");
+        assert_eq!(named(name.to_ascii_uppercase().as_bytes()), kind, "{name}");
+        let underscored = name.replace('-', "_");
+        assert_eq!(named(underscored.as_bytes()), kind, "{underscored}");
+    }
+    for other in [
+        "accept",
+        "user-agent",
+        "x-sdk-date",
+        "x-forwarded",
+        "x-forwarded-",
+        "",
+        "hosts",
+        "x-app-idx",
+    ] {
+        assert_eq!(named(other.as_bytes()), Named::Other, "{other}");
+    }
+    for forwarding in [
+        "X-Forwarded-Port",
+        "x_forwarded_prefix",
+        "X-FORWARDED-SERVER",
+    ] {
+        assert_eq!(
+            named(forwarding.as_bytes()),
+            Named::GatewaySet,
+            "{forwarding}"
+        );
+    }
+    // Every name with one byte changed, to any value, is told as a comparison of the whole
+    // name in any case, `_` read as `-`, tells it (a carriage return folds to `-` under bit
+    // 0x20: it must not match).
+    let by_comparison = |name: &[u8]| {
+        let dashed: Vec<u8> = name
+            .iter()
+            .map(|&b| if b == b'_' { b'-' } else { b })
+            .collect();
+        if let Some((_, kind)) = SPECIAL
+            .iter()
+            .find(|(n, _)| dashed.eq_ignore_ascii_case(n.as_bytes()))
+        {
+            return *kind;
+        }
+        if dashed.len() > FORWARDED_PREFIX.len()
+            && dashed[..FORWARDED_PREFIX.len()].eq_ignore_ascii_case(FORWARDED_PREFIX)
+        {
+            return Named::GatewaySet;
+        }
+        Named::Other
+    };
+    for (name, _) in SPECIAL {
+        for at in 0..name.len() {
+            for byte in 0..=255u8 {
+                let mut other = name.as_bytes().to_vec();
+                other[at] = byte;
+                let want = by_comparison(&other);
+                assert_eq!(named(&other), want, "{name} with {byte:#x} at {at}");
+            }
+        }
+    }
+    assert!(is_hop_by_hop(b"Transfer-Encoding") && !is_hop_by_hop(b"upgrade"));
+}
+
+#[test]
+fn recognised_credentials_and_gateway_headers_never_pass() {
+    for name in [
+        "x-apig-appcode",
+        "X_Apig_AppCode",
+        "apikey",
+        "x-auth-token",
+        "X_AUTH_TOKEN",
+        "x-app-id",
+        "x_api_id",
+        "X-User-Id",
+        "x-forwarded-for",
+        "x-forwarded-host",
+        "forwarded",
+        "x-real-ip",
+        "x_real_ip",
+        "x-request-id",
+        "content-length",
+        "content_length",
+        "transfer-encoding",
+        "transfer_encoding",
+        "host",
+        "connection",
+        "proxy-authorization",
+    ] {
+        assert!(
+            !forwards_header(named(name.as_bytes()), b"x", false),
+            "{name} passes"
+        );
+    }
+    let authorization = named(b"Authorization");
+    for signed in [
+        "SDK-HMAC-SHA256 Access=k, SignedHeaders=host, Signature=00",
+        "sdk-hmac-sha256 Access=k",
+        "  SDK-HMAC-SHA256",
+    ] {
+        assert!(
+            !forwards_header(authorization, signed.as_bytes(), false),
+            "{signed}"
+        );
+    }
+    for other in ["Bearer sk-model-key", "Basic dTpw", "SDK-HMAC", ""] {
+        assert!(
+            forwards_header(authorization, other.as_bytes(), false),
+            "{other}"
+        );
+    }
+    assert!(forwards_header(named(b"upgrade"), b"websocket", true));
+    assert!(!forwards_header(named(b"upgrade"), b"websocket", false));
+    assert!(forwards_header(named(b"accept"), b"*/*", false));
+}
+
+#[test]
+fn connection_removes_only_what_the_client_could_leave_out() {
+    for protected in [
+        "content-length",
+        "transfer-encoding",
+        "host",
+        "x-request-id",
+        "x-forwarded-for",
+        "x-app-id",
+        "x-apig-appcode",
+    ] {
+        assert!(
+            !removable_by_connection(named(protected.as_bytes())),
+            "{protected}"
+        );
+    }
+    assert!(removable_by_connection(named(b"x-secret-hop")));
+    assert!(removable_by_connection(named(b"authorization")));
+}
+
+fn framing(lines: &[(&str, &str)]) -> Result<RequestFraming, GatewayError> {
+    request_framing(true, lines.iter().map(|(n, v)| (*n, v.as_bytes())))
+}
+
+#[test]
+fn framing_follows_rfc_9112_and_refuses_every_ambiguity() {
+    assert_eq!(framing(&[]), Ok(RequestFraming::None));
+    assert_eq!(
+        framing(&[("Content-Length", "5")]),
+        Ok(RequestFraming::Length(5))
+    );
+    assert_eq!(
+        framing(&[("content-length", "5"), ("Content-Length", " 5 ")]),
+        Ok(RequestFraming::Length(5))
+    );
+    assert_eq!(
+        framing(&[("Transfer-Encoding", "Chunked")]),
+        Ok(RequestFraming::Chunked)
+    );
+    // Names that only look like framing headers frame nothing (and never reach upstream).
+    assert_eq!(
+        framing(&[("Content_Length", "5"), ("Transfer_Encoding", "chunked")]),
+        Ok(RequestFraming::None)
+    );
+    for refused in [
+        &[("Content-Length", "5"), ("Transfer-Encoding", "chunked")][..],
+        &[("Transfer-Encoding", "chunked"), ("Content-Length", "5")],
+        &[("Content-Length", "5"), ("Content-Length", "6")],
+        &[("Content-Length", "5, 5")],
+        &[("Content-Length", "+5")],
+        &[("Content-Length", "-1")],
+        &[("Content-Length", "0x5")],
+        &[("Content-Length", "")],
+        &[("Content-Length", "1234567890123456")],
+        &[("Transfer-Encoding", "gzip")],
+        &[("Transfer-Encoding", "chunked, gzip")],
+        &[("Transfer-Encoding", "gzip, chunked")],
+        &[("Transfer-Encoding", "chunked, chunked")],
+        &[
+            ("Transfer-Encoding", "chunked"),
+            ("Transfer-Encoding", "chunked"),
+        ],
+        &[("Transfer-Encoding", "xchunked")],
+        &[("Transfer-Encoding", "chunked;q=1")],
+        &[("Transfer-Encoding", "")],
+        &[("Transfer-Encoding", " , ")],
+        &[("Host", "a"), ("host", "b")],
+    ] {
+        let got = framing(refused);
+        assert!(
+            matches!(got, Err(GatewayError::Malformed(_))),
+            "{refused:?}: {got:?}"
+        );
+    }
+    assert!(matches!(
+        request_framing(false, [("Transfer-Encoding", &b"chunked"[..])]),
+        Err(GatewayError::Malformed(_))
+    ));
+}
+
+#[test]
+fn the_gateway_writes_the_forwarded_length() {
+    assert_eq!(forwarded_length(RequestFraming::None, Some(0)), None);
+    assert_eq!(
+        forwarded_length(RequestFraming::Length(0), Some(0)),
+        Some(0)
+    );
+    assert_eq!(
+        forwarded_length(RequestFraming::Length(5), Some(5)),
+        Some(5)
+    );
+    // A chunked body read whole (to hash it) goes with its length.
+    assert_eq!(forwarded_length(RequestFraming::Chunked, Some(7)), Some(7));
+    assert_eq!(forwarded_length(RequestFraming::Chunked, None), None);
+}
+
+/// Hostile paths: each one is refused before routing.
+pub(crate) const HOSTILE_PATHS: &[&str] = &[
+    "/v1/infers/s/../../internal",
+    "/v1/infers/s/..",
+    "/v1/infers/s/./x",
+    "/v1/infers/s/.",
+    "/..",
+    "/v1/infers/s/%2e%2e/%2e%2e/internal",
+    "/v1/infers/s/%2E%2E/internal",
+    "/v1/infers/s/.%2e/internal",
+    "/v1/infers/s/%2e./internal",
+    "/v1/infers/s%2f..%2finternal",
+    "/v1/infers/s%2F..%2Finternal",
+    "/v1/infers/s/%5c..%5cinternal",
+    "/v1/infers/s/..\\internal",
+    "/v1/infers/s\\x",
+    "/v1/infers/s/%00",
+    "/v1/infers/s/\u{0}",
+    "/v1/infers/s/\t",
+    "/v1/infers/s/\u{7f}",
+    "v1/infers/s",
+    "",
+];
+
+#[test]
+fn hostile_paths_are_refused_and_plain_ones_pass() {
+    for path in HOSTILE_PATHS {
+        assert!(
+            matches!(check_path(path), Err(GatewayError::BadRequest(_))),
+            "{path:?} passed"
+        );
+    }
+    for path in [
+        "/",
+        "/v1/infers/s",
+        "/v1/infers/s/chat/completions",
+        "/v1/infers/s/a.b/..c/c../...",
+        "/v1/infers/s/%20x%41",
+        "/v1/infers/s//x",
+        "/v1/infers/s/%",
+        "/v1/infers/s/%2",
+    ] {
+        assert_eq!(check_path(path), Ok(()), "{path:?}");
+    }
+}
+
+/// Percent-decodes `%XX` sequences (others kept), as an upstream would.
+fn decode(path: &str) -> Vec<u8> {
+    let bytes = path.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    /// A path that passes names, once an upstream decodes it once, no segment that climbs
+    /// or stays, no backslash and no control byte: nothing outside the text it shows.
+    #[test]
+    fn an_accepted_path_decodes_to_what_it_shows(
+        segments in proptest::collection::vec(
+            prop_oneof![
+                Just(".".to_owned()), Just("..".to_owned()), Just("%2e".to_owned()),
+                Just("%2E%2e".to_owned()), Just("%2f".to_owned()), Just("%5C".to_owned()),
+                Just("\\".to_owned()), Just("%00".to_owned()), Just("%".to_owned()),
+                "[a-z.%0-9]{0,4}",
+            ],
+            0..6,
+        )
+    ) {
+        let path = format!("/{}", segments.join("/"));
+        if check_path(&path).is_ok() {
+            let decoded = decode(&path);
+            prop_assert!(!decoded.iter().any(|&b| b == b'\\' || b < 0x20));
+            for segment in decoded.split(|&b| b == b'/') {
+                prop_assert!(segment != b"." && segment != b"..", "{path:?}");
+            }
+        }
+    }
+
+    /// Framing is decided for any header lines without a panic, and agrees with a plain
+    /// reading of RFC 9112 §6.
+    #[test]
+    fn framing_of_any_lines(
+        lines in proptest::collection::vec(
+            (
+                prop_oneof![
+                    Just("Content-Length"), Just("content-length"), Just("Transfer-Encoding"),
+                    Just("transfer-encoding"), Just("Host"), Just("X-Other"),
+                    Just("Content_Length"),
+                ],
+                prop_oneof![
+                    Just("0".to_owned()), Just("5".to_owned()), Just("05".to_owned()),
+                    Just("chunked".to_owned()), Just("gzip".to_owned()),
+                    Just("chunked, gzip".to_owned()), Just(String::new()), Just("1,1".to_owned()),
+                    Just(" 7 ".to_owned()), "[0-9a-z, ]{0,6}",
+                ],
+            ),
+            0..5,
+        )
+    ) {
+        let lines: Vec<(&str, &str)> = lines.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        let got = framing(&lines);
+        let of = |name: &str| -> Vec<&str> {
+            lines.iter().filter(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| *v).collect()
+        };
+        let lengths = of("content-length");
+        let codings = of("transfer-encoding");
+        let hosts = of("host");
+        let numbers: Vec<Option<u64>> = lengths.iter().map(|v| {
+            let v = v.trim();
+            (!v.is_empty() && v.len() <= 15 && v.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| v.parse().ok()).flatten()
+        }).collect();
+        let tokens: Vec<String> = codings
+            .iter()
+            .flat_map(|v| v.split(','))
+            .map(|t| t.trim().to_ascii_lowercase())
+            .filter(|t| !t.is_empty())
+            .collect();
+        let want_ok = hosts.len() <= 1
+            && !codings.iter().any(|v| v.split(',').all(|t| t.trim().is_empty()))
+            && numbers.iter().all(Option::is_some)
+            && numbers.windows(2).all(|w| w[0] == w[1])
+            && (codings.is_empty() || (lengths.is_empty() && tokens == ["chunked"]));
+        prop_assert_eq!(got.is_ok(), want_ok, "{:?}: {:?}", lines, got);
+        if let Ok(framing) = got {
+            let want = if !codings.is_empty() {
+                RequestFraming::Chunked
+            } else {
+                match numbers.first() {
+                    Some(Some(n)) => RequestFraming::Length(*n),
+                    _ => RequestFraming::None,
+                }
+            };
+            prop_assert_eq!(framing, want);
+        }
+    }
+
+    /// No header name read in any case or with underscores passes as another kind.
+    #[test]
+    fn names_fold_case_and_underscores_only(name in "[A-Za-z_\\-]{1,22}") {
+        let dashed = name.replace('_', "-").to_ascii_lowercase();
+        prop_assert_eq!(named(name.as_bytes()), named(dashed.as_bytes()));
+    }
+}
+
+#[test]
+fn cidrs() {
+    let net = Cidr::parse("10.0.0.0/8").expect("cidr");
+    assert!(net.contains("10.200.1.1".parse().expect("ip")));
+    assert!(!net.contains("11.0.0.1".parse().expect("ip")));
+    assert!(net.contains("::ffff:10.0.0.1".parse().expect("ip")));
+    let one = Cidr::parse("192.0.2.7").expect("cidr");
+    assert!(one.contains("192.0.2.7".parse().expect("ip")));
+    assert!(!one.contains("192.0.2.8".parse().expect("ip")));
+    let v6 = Cidr::parse("fd00::/8").expect("cidr");
+    assert!(v6.contains("fd12::1".parse().expect("ip")));
+    assert!(!v6.contains("fe80::1".parse().expect("ip")));
+    assert!(!v6.contains("10.0.0.1".parse().expect("ip")));
+    let all = Cidr::parse("0.0.0.0/0").expect("cidr");
+    assert!(all.contains("8.8.8.8".parse().expect("ip")));
+    for bad in ["10.0.0.0/33", "x", "10.0.0.0/", "::/129", "10.0.0/8"] {
+        assert!(Cidr::parse(bad).is_err(), "{bad}");
+    }
+    assert_eq!(net.to_string(), "10.0.0.0/8");
+}
