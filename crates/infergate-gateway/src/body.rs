@@ -116,7 +116,38 @@ pub fn body_idle(err: &(dyn std::error::Error + 'static)) -> Option<Duration> {
 
 /// A client body streamed to the upstream, failing once it passes `limit` bytes.
 pub fn streamed(body: ClientBody, limit: usize) -> GatewayBody {
-    Limited::new(body, limit).boxed_unsync()
+    Limited::new(body, limit)
+        .map_err(|e| Box::new(FromClient(e)) as BoxError)
+        .boxed_unsync()
+}
+
+/// An error of the client's request body (its framing, its size, its pace): the client's
+/// fault, not the upstream's.
+#[derive(Debug)]
+pub struct FromClient(pub BoxError);
+
+impl std::fmt::Display for FromClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "reading the request body failed: {}", self.0)
+    }
+}
+
+impl std::error::Error for FromClient {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(self.0.as_ref())
+    }
+}
+
+/// The client body's error in an error's sources, if that is what it is.
+pub fn from_client<'e>(err: &'e (dyn std::error::Error + 'static)) -> Option<&'e FromClient> {
+    let mut current: Option<&'e (dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = current {
+        if let Some(client) = e.downcast_ref::<FromClient>() {
+            return Some(client);
+        }
+        current = e.source();
+    }
+    None
 }
 
 /// Whether an error (or one of its sources) is the body limit being passed.

@@ -17,7 +17,9 @@ use infergate_core::snapshot::{ApiRoute, Upstream};
 use smallvec::SmallVec;
 
 use crate::authn::Caller;
-use crate::body::{body_idle, full, is_length_limit, streamed, ClientBody, GatewayBody};
+use crate::body::{
+    body_idle, from_client, full, is_length_limit, streamed, ClientBody, GatewayBody,
+};
 use crate::error::GatewayError;
 use crate::h1::UpstreamConn;
 use crate::http_rules::{
@@ -245,6 +247,10 @@ impl Upstreams {
                     return Err(GatewayError::BodyTimeout {
                         timeout_ms: idle.as_millis(),
                     });
+                }
+                Ok(Err(SendError::Other(err))) if from_client(&err).is_some() => {
+                    let why = from_client(&err).map(|e| e.to_string()).unwrap_or_default();
+                    return Err(GatewayError::Malformed(why));
                 }
                 Ok(Err(SendError::Other(err))) => Failure::Other(err.to_string()),
             };

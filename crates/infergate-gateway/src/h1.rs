@@ -28,7 +28,7 @@ use crate::error::GatewayError;
 use crate::forward::{answered, millis, upstream_error, Failure};
 use crate::http_rules::{
     self, content_length, forwarded_length, forwards_header, is_hop_by_hop, named,
-    removable_by_connection, tokens, Forwarded, RequestFraming,
+    removable_by_connection, tokens, ChunkedEnd, Forwarded, RequestFraming,
 };
 use crate::pool::{Pool, Pooled};
 use crate::{CallRecord, ConnInfo, Gateway, Head};
@@ -733,89 +733,6 @@ fn response_head(
         framing,
         keep_alive: !close && framing != Framing::UntilClose,
     })
-}
-
-/// Tracks where a chunked body ends while its bytes are relayed unchanged.
-#[derive(Debug, Default)]
-struct ChunkedEnd {
-    state: ChunkState,
-    /// The current size or trailer line, until its end arrives.
-    line: Vec<u8>,
-}
-
-#[derive(Debug, Default, PartialEq, Eq)]
-enum ChunkState {
-    #[default]
-    Size,
-    Data(u64),
-    DataEnd,
-    Trailer,
-    Done,
-}
-
-/// The longest chunk-size or trailer line accepted.
-const MAX_CHUNK_LINE: usize = 8 * 1024;
-
-impl ChunkedEnd {
-    fn done(&self) -> bool {
-        self.state == ChunkState::Done
-    }
-
-    /// How many bytes of `input` belong to the body; fewer than all only once it ended.
-    fn advance(&mut self, input: &[u8]) -> Result<usize, String> {
-        let mut at = 0;
-        while at < input.len() {
-            match self.state {
-                ChunkState::Done => break,
-                ChunkState::Data(left) => {
-                    let take = (input.len() - at).min(usize::try_from(left).unwrap_or(usize::MAX));
-                    at += take;
-                    let left = left - take as u64;
-                    self.state = if left == 0 {
-                        ChunkState::DataEnd
-                    } else {
-                        ChunkState::Data(left)
-                    };
-                }
-                ChunkState::Size | ChunkState::DataEnd | ChunkState::Trailer => {
-                    let rest = &input[at..];
-                    let (piece, ended) = match rest.iter().position(|&b| b == b'\n') {
-                        Some(i) => (&rest[..=i], true),
-                        None => (rest, false),
-                    };
-                    if self.line.len() + piece.len() > MAX_CHUNK_LINE {
-                        return Err("a chunk line of the upstream response is too long".into());
-                    }
-                    self.line.extend_from_slice(piece);
-                    at += piece.len();
-                    if ended {
-                        self.line_ended()?;
-                    }
-                }
-            }
-        }
-        Ok(at)
-    }
-
-    fn line_ended(&mut self) -> Result<(), String> {
-        let line = std::mem::take(&mut self.line);
-        let blank = line == b"\r\n" || line == b"\n";
-        self.state = match self.state {
-            ChunkState::Size => match httparse::parse_chunk_size(&line) {
-                Ok(httparse::Status::Complete((_, 0))) => ChunkState::Trailer,
-                Ok(httparse::Status::Complete((_, size))) => ChunkState::Data(size),
-                _ => return Err("the upstream sent an invalid chunk size".into()),
-            },
-            ChunkState::DataEnd if blank => ChunkState::Size,
-            ChunkState::DataEnd => return Err("a chunk of the upstream response overran".into()),
-            ChunkState::Trailer if blank => ChunkState::Done,
-            ChunkState::Trailer => ChunkState::Trailer,
-            ChunkState::Data(_) | ChunkState::Done => return Err("chunk framing".into()),
-        };
-        self.line = line;
-        self.line.clear();
-        Ok(())
-    }
 }
 
 /// A kept-alive connection to an upstream and the bytes read from it but not yet used.

@@ -343,12 +343,95 @@ pub(crate) fn forwarded_length(client: RequestFraming, known: Option<u64>) -> Op
     }
 }
 
+/// Tracks where a chunked body ends while its bytes are relayed unchanged.
+#[derive(Debug, Default)]
+pub(crate) struct ChunkedEnd {
+    state: ChunkState,
+    /// The current size or trailer line, until its end arrives.
+    line: Vec<u8>,
+}
+
+#[derive(Debug, Default, PartialEq, Eq)]
+enum ChunkState {
+    #[default]
+    Size,
+    Data(u64),
+    DataEnd,
+    Trailer,
+    Done,
+}
+
+/// The longest chunk-size or trailer line accepted.
+pub(crate) const MAX_CHUNK_LINE: usize = 8 * 1024;
+
+impl ChunkedEnd {
+    pub(crate) fn done(&self) -> bool {
+        self.state == ChunkState::Done
+    }
+
+    /// How many bytes of `input` belong to the body; fewer than all only once it ended.
+    pub(crate) fn advance(&mut self, input: &[u8]) -> Result<usize, String> {
+        let mut at = 0;
+        while at < input.len() {
+            match self.state {
+                ChunkState::Done => break,
+                ChunkState::Data(left) => {
+                    let take = (input.len() - at).min(usize::try_from(left).unwrap_or(usize::MAX));
+                    at += take;
+                    let left = left - take as u64;
+                    self.state = if left == 0 {
+                        ChunkState::DataEnd
+                    } else {
+                        ChunkState::Data(left)
+                    };
+                }
+                ChunkState::Size | ChunkState::DataEnd | ChunkState::Trailer => {
+                    let rest = &input[at..];
+                    let (piece, ended) = match rest.iter().position(|&b| b == b'\n') {
+                        Some(i) => (&rest[..=i], true),
+                        None => (rest, false),
+                    };
+                    if self.line.len() + piece.len() > MAX_CHUNK_LINE {
+                        return Err("a chunk line of the upstream response is too long".into());
+                    }
+                    self.line.extend_from_slice(piece);
+                    at += piece.len();
+                    if ended {
+                        self.line_ended()?;
+                    }
+                }
+            }
+        }
+        Ok(at)
+    }
+
+    fn line_ended(&mut self) -> Result<(), String> {
+        let line = std::mem::take(&mut self.line);
+        let blank = line == b"\r\n" || line == b"\n";
+        self.state = match self.state {
+            ChunkState::Size => match httparse::parse_chunk_size(&line) {
+                Ok(httparse::Status::Complete((_, 0))) => ChunkState::Trailer,
+                Ok(httparse::Status::Complete((_, size))) => ChunkState::Data(size),
+                _ => return Err("the upstream sent an invalid chunk size".into()),
+            },
+            ChunkState::DataEnd if blank => ChunkState::Size,
+            ChunkState::DataEnd => return Err("a chunk of the upstream response overran".into()),
+            ChunkState::Trailer if blank => ChunkState::Done,
+            ChunkState::Trailer => ChunkState::Trailer,
+            ChunkState::Data(_) | ChunkState::Done => return Err("chunk framing".into()),
+        };
+        self.line = line;
+        self.line.clear();
+        Ok(())
+    }
+}
+
 // === Paths ===
 
 /// Refuses a path that could reach something other than what its text names once an
 /// upstream normalises or decodes it: `.` and `..` segments, percent-encoded dots, slashes
-/// and backslashes (`%2e`, `%2f`, `%5c`, any case), encoded NUL, a raw backslash, NUL or
-/// any control byte. Routing and forwarding use the path only after this check.
+/// and backslashes (`%2e`, `%2f`, `%5c`, any case), encoded control bytes, a raw
+/// backslash, NUL or any control byte. Routing and forwarding use the path only after this check.
 pub(crate) fn check_path(path: &str) -> Result<(), GatewayError> {
     let bytes = path.as_bytes();
     if bytes.first() != Some(&b'/') {
@@ -362,12 +445,13 @@ pub(crate) fn check_path(path: &str) -> Result<(), GatewayError> {
         }));
     }
     for at in memchr::memchr_iter(b'%', bytes) {
-        let code = bytes
+        let decoded = bytes
             .get(at + 1..at + 3)
-            .map(|pair| pair.to_ascii_lowercase());
-        if matches!(code.as_deref(), Some(b"2e" | b"2f" | b"5c" | b"00")) {
+            .and_then(|pair| std::str::from_utf8(pair).ok())
+            .and_then(|pair| u8::from_str_radix(pair, 16).ok());
+        if decoded.is_some_and(|b| matches!(b, b'.' | b'/' | b'\\' | 0..0x20 | 0x7f)) {
             return Err(bad_path(
-                "the path holds an encoded dot, slash, backslash or NUL",
+                "the path holds an encoded dot, slash, backslash or control byte",
             ));
         }
     }

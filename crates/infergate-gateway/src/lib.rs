@@ -10,6 +10,7 @@ pub mod body;
 pub mod error;
 mod forward;
 mod h1;
+mod head_guard;
 mod http_rules;
 pub mod metrics;
 mod pool;

@@ -22,6 +22,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::TcpListener;
 
 use crate::body::{BoxError, ClientBody, IdleTimeout};
+use crate::head_guard::HeadGuard;
 use crate::http_rules::Cidr;
 use crate::{h1, Gateway};
 
@@ -269,6 +270,7 @@ pub async fn serve_with<M, S, B>(
         .timer(TokioTimer::new())
         .header_read_timeout(settings.header_timeout);
     let open_count = Arc::new(AtomicUsize::new(0));
+    let header_timeout = settings.header_timeout;
     let body_idle = settings.body_idle_timeout;
     let graceful = GracefulShutdown::new();
     // Tells fast-path connections to close once their call is answered.
@@ -314,6 +316,7 @@ pub async fn serve_with<M, S, B>(
                                 },
                                 None => h1::Prefixed::new(bytes::Bytes::new(), stream),
                             };
+                            let io = HeadGuard::new(io, header_timeout);
                             let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service).into_owned();
                             if let Err(err) = watcher.watch(connection).await {
                                 tracing::debug!(error = %err, "connection ended with an error");
@@ -333,6 +336,7 @@ pub async fn serve_with<M, S, B>(
                                 }
                                 Err(_) => return,
                             };
+                            let stream = HeadGuard::new(stream, header_timeout);
                             let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
                             if let Err(err) = watcher.watch(connection).await {
                                 tracing::debug!(error = %err, "connection ended with an error");

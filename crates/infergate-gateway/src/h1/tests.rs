@@ -1,4 +1,5 @@
 use super::*;
+use crate::http_rules::MAX_CHUNK_LINE;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 
 /// What the fast path makes of the bytes at the start of a connection's buffer.

@@ -1,0 +1,316 @@
+//! The general server's HTTP/1 heads checked by the gateway's own framing rules before the
+//! HTTP library reads them. hyper resolves some ambiguities itself (it drops a
+//! `Content-Length` sent with `Transfer-Encoding` and reads the body chunked), so by the
+//! time a request reaches the gateway the ambiguity cannot be seen. This reader sits
+//! between the connection and hyper: it holds each request head back until it is whole,
+//! decides its framing with [`http_rules::request_framing`] (the rule the fast path
+//! applies), follows the body to find the next head, and replaces a refused head with one
+//! hyper itself answers with 400 and a closed connection. HTTP/2, upgrades and anything
+//! hyper would refuse anyway pass through untouched.
+//!
+//! It also keeps the header timeout: a head must be whole within it of its first byte (the
+//! first head, of the connection's start), or the connection ends. hyper's own timer never
+//! starts while the head is held back here.
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use crate::http_rules::{self, ChunkedEnd, RequestFraming};
+
+/// A head hyper refuses with 400 (an invalid `Content-Length`) and then closes.
+const REFUSED_HEAD: &[u8] = b"GET / HTTP/1.1\r\ncontent-length: refused\r\n\r\n";
+/// Heads longer than this pass as they are: hyper answers them itself.
+const MAX_HEAD: usize = 256 * 1024;
+/// Header lines parsed at most (hyper's own limit).
+const MAX_HEADERS: usize = 100;
+
+enum State {
+    /// Reading a request head (held back until whole).
+    Head,
+    /// This many body bytes follow.
+    Body(u64),
+    Chunked(ChunkedEnd),
+    /// Not HTTP/1 requests any more (HTTP/2, an upgrade), or bytes hyper refuses anyway.
+    Passthrough,
+    /// A head was refused: the rest of the connection is dropped.
+    Refused,
+}
+
+/// A connection's read side with its request heads checked.
+pub struct HeadGuard<IO> {
+    io: IO,
+    state: State,
+    /// The head being read, not yet handed on.
+    head: BytesMut,
+    /// Bytes checked and ready to hand on.
+    out: BytesMut,
+    /// The connection ended (or was refused): after `out`, end of stream.
+    ended: bool,
+    header_timeout: Duration,
+    /// While a head is awaited or being read: when it must be whole.
+    deadline: Option<tokio::time::Instant>,
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<IO> HeadGuard<IO> {
+    /// Guards `io`, whose first head must be whole within `header_timeout` from now.
+    pub fn new(io: IO, header_timeout: Duration) -> Self {
+        Self {
+            io,
+            state: State::Head,
+            head: BytesMut::new(),
+            out: BytesMut::new(),
+            ended: false,
+            header_timeout,
+            deadline: Some(tokio::time::Instant::now() + header_timeout),
+            timer: None,
+        }
+    }
+
+    /// Whether the head being read is past its deadline (arming the timer to wake `cx`
+    /// at the deadline otherwise).
+    fn head_late(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some(deadline) = self.deadline else {
+            return false;
+        };
+        let timer = self
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        if timer.deadline() != deadline {
+            timer.as_mut().reset(deadline);
+        }
+        timer.as_mut().poll(cx).is_ready()
+    }
+
+    /// Takes `bytes` read from the client through the state machine.
+    fn feed(&mut self, mut bytes: &[u8]) {
+        while !bytes.is_empty() {
+            match &mut self.state {
+                State::Passthrough => {
+                    self.out.extend_from_slice(bytes);
+                    return;
+                }
+                State::Refused => return,
+                State::Body(left) => {
+                    let take = bytes
+                        .len()
+                        .min(usize::try_from(*left).unwrap_or(usize::MAX));
+                    self.out.extend_from_slice(&bytes[..take]);
+                    bytes = &bytes[take..];
+                    *left -= take as u64;
+                    if *left == 0 {
+                        self.state = State::Head;
+                    }
+                }
+                State::Chunked(end) => match end.advance(bytes) {
+                    Ok(used) => {
+                        self.out.extend_from_slice(&bytes[..used]);
+                        bytes = &bytes[used..];
+                        if end.done() {
+                            self.state = State::Head;
+                        }
+                    }
+                    // hyper refuses the same bytes.
+                    Err(_) => self.state = State::Passthrough,
+                },
+                State::Head => {
+                    if self.head.is_empty() && self.deadline.is_none() {
+                        self.deadline = Some(tokio::time::Instant::now() + self.header_timeout);
+                    }
+                    self.head.extend_from_slice(bytes);
+                    bytes = &[];
+                    // The bytes after a whole head go round again.
+                    let rest = self.vet_head();
+                    if let Some(rest) = rest {
+                        self.feed(&rest);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Decides the head in `self.head` once it is whole; the bytes after it, if any.
+    fn vet_head(&mut self) -> Option<BytesMut> {
+        // Empty lines before a request line are hyper's to skip.
+        let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut req = httparse::Request::new(&mut slots);
+        let len = match req.parse(&self.head) {
+            Ok(httparse::Status::Complete(len)) => len,
+            Ok(httparse::Status::Partial) if self.head.len() <= MAX_HEAD => return None,
+            // Too long, not HTTP/1 (an HTTP/2 preface), or invalid: hyper answers it.
+            _ => {
+                self.state = State::Passthrough;
+                self.deadline = None;
+                let held = self.head.split();
+                self.out.extend_from_slice(&held);
+                return None;
+            }
+        };
+        let upgrade = req.method == Some("CONNECT")
+            || req
+                .headers
+                .iter()
+                .any(|h| h.name.eq_ignore_ascii_case("upgrade"));
+        let framing = http_rules::request_framing(
+            req.version == Some(1),
+            req.headers.iter().map(|h| (h.name, h.value)),
+        );
+        let rest = self.head.split_off(len);
+        let head = self.head.split();
+        self.deadline = None;
+        match framing {
+            Err(_) => {
+                self.out.extend_from_slice(REFUSED_HEAD);
+                self.state = State::Refused;
+                self.ended = true;
+                return None;
+            }
+            Ok(framing) => {
+                self.out.extend_from_slice(&head);
+                self.state = match framing {
+                    _ if upgrade => State::Passthrough,
+                    RequestFraming::None | RequestFraming::Length(0) => State::Head,
+                    RequestFraming::Length(n) => State::Body(n),
+                    RequestFraming::Chunked => State::Chunked(ChunkedEnd::default()),
+                };
+            }
+        }
+        (!rest.is_empty()).then_some(rest)
+    }
+}
+
+impl<IO: AsyncRead + Unpin> AsyncRead for HeadGuard<IO> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        loop {
+            if !this.out.is_empty() {
+                let n = this.out.len().min(buf.remaining());
+                buf.put_slice(&this.out[..n]);
+                this.out.advance(n);
+                return Poll::Ready(Ok(()));
+            }
+            if this.ended {
+                return Poll::Ready(Ok(()));
+            }
+            let mut chunk = [0u8; 8 * 1024];
+            let mut read = ReadBuf::new(&mut chunk);
+            match Pin::new(&mut this.io).poll_read(cx, &mut read) {
+                Poll::Pending if this.head_late(cx) => {
+                    return Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "the request head did not arrive within the header timeout",
+                    )))
+                }
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Ready(Ok(())) if read.filled().is_empty() => {
+                    // The client ended: what it sent of a head goes on as it is.
+                    let held = this.head.split();
+                    this.out.extend_from_slice(&held);
+                    this.ended = true;
+                }
+                Poll::Ready(Ok(())) => this.feed(read.filled()),
+            }
+        }
+    }
+}
+
+impl<IO: AsyncWrite + Unpin> AsyncWrite for HeadGuard<IO> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What hyper would read of `input` fed in pieces of `piece` bytes.
+    fn guarded(input: &[u8], piece: usize) -> Vec<u8> {
+        let mut guard = HeadGuard::new(tokio::io::empty(), Duration::from_secs(1));
+        for part in input.chunks(piece.max(1)) {
+            guard.feed(part);
+        }
+        let mut out = guard.out.to_vec();
+        if !guard.ended {
+            out.extend_from_slice(&guard.head);
+        }
+        out
+    }
+
+    #[test]
+    fn plain_requests_pass_unchanged_in_any_pieces() {
+        let requests: &[&[u8]] = &[
+            b"GET /a HTTP/1.1\r\nHost: g\r\n\r\n",
+            b"POST /a HTTP/1.1\r\nContent-Length: 5\r\n\r\nhelloGET /b HTTP/1.1\r\n\r\n",
+            b"POST /a HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5;x\r\nhello\r\n0\r\nT: 1\r\n\r\nGET /c HTTP/1.1\r\n\r\n",
+            b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x12\x04",
+            b"GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\nGET raw bytes \r\n\r\n Content-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"GET bad\r\nHost: x\r\n\r\n",
+        ];
+        for input in requests {
+            for piece in [1, 2, 3, 7, 64, 4096] {
+                assert_eq!(
+                    guarded(input, piece),
+                    input.to_vec(),
+                    "{:?} in pieces of {piece}",
+                    String::from_utf8_lossy(input)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_refused_head_becomes_one_hyper_refuses_and_the_rest_is_dropped() {
+        let first = b"GET /ok HTTP/1.1\r\n\r\n".as_slice();
+        for bad in [
+            b"POST /a HTTP/1.1\r\nContent-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nG".as_slice(),
+            b"POST /a HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n8\r\nSMUGGLED\r\n0\r\n\r\n",
+            b"POST /a HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+        ] {
+            let mut input = first.to_vec();
+            input.extend_from_slice(bad);
+            input.extend_from_slice(b"GET /smuggled HTTP/1.1\r\n\r\n");
+            for piece in [1, 5, 4096] {
+                let mut want = first.to_vec();
+                want.extend_from_slice(REFUSED_HEAD);
+                assert_eq!(guarded(&input, piece), want, "{:?}", String::from_utf8_lossy(bad));
+            }
+        }
+    }
+}

@@ -1,0 +1,739 @@
+//! Hostile request bytes against the real binary, with a raw upstream that counts the
+//! requests it parses: every request is refused with 400 or reaches the upstream exactly
+//! once, never twice, and the fast path and the general server decide the same.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::{start_with, Admin, Server, PASSWORD};
+use proptest::prelude::*;
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// One request as the upstream parsed it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Received {
+    method: String,
+    target: String,
+    /// Lowercase names, sorted; the ids that differ between two servers left out.
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+/// A raw upstream: parses requests with httparse (framing by `Content-Length` or chunked),
+/// records each, and answers each with `200 ok`.
+#[derive(Clone, Default)]
+struct Counting {
+    seen: Arc<Mutex<Vec<Received>>>,
+    /// Bytes it could not parse as a request.
+    garbled: Arc<Mutex<Vec<Vec<u8>>>>,
+}
+
+impl Counting {
+    fn taken(&self) -> Vec<Received> {
+        std::mem::take(&mut *self.seen.lock().expect("seen"))
+    }
+
+    fn garbled(&self) -> usize {
+        self.garbled.lock().expect("garbled").len()
+    }
+}
+
+/// Decodes a chunked body at the start of `buf`: (body, bytes used), `None` while partial.
+fn dechunk(buf: &[u8]) -> Option<Result<(Vec<u8>, usize), ()>> {
+    let mut at = 0;
+    let mut body = Vec::new();
+    loop {
+        match httparse::parse_chunk_size(&buf[at..]) {
+            Ok(httparse::Status::Complete((used, 0))) => {
+                at += used;
+                // Trailer lines up to the empty one.
+                loop {
+                    let rest = &buf[at..];
+                    let end = rest.windows(2).position(|w| w == b"\r\n")?;
+                    at += end + 2;
+                    if end == 0 {
+                        return Some(Ok((body, at)));
+                    }
+                }
+            }
+            Ok(httparse::Status::Complete((used, size))) => {
+                let size = usize::try_from(size).ok()?;
+                let start = at + used;
+                let data = buf.get(start..start + size)?;
+                body.extend_from_slice(data);
+                if buf.get(start + size..start + size + 2)? != b"\r\n" {
+                    return Some(Err(()));
+                }
+                at = start + size + 2;
+            }
+            Ok(httparse::Status::Partial) => return None,
+            Err(_) => return Some(Err(())),
+        }
+    }
+}
+
+/// Parses one request at the start of `buf`: `None` while partial.
+fn parse_request(buf: &[u8]) -> Option<Result<(Received, usize), ()>> {
+    let mut slots = [httparse::EMPTY_HEADER; 128];
+    let mut req = httparse::Request::new(&mut slots);
+    let head_len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return None,
+        Err(_) => return Some(Err(())),
+    };
+    let mut headers: Vec<(String, String)> = req
+        .headers
+        .iter()
+        .map(|h| {
+            (
+                h.name.to_ascii_lowercase(),
+                String::from_utf8_lossy(h.value).into_owned(),
+            )
+        })
+        .collect();
+    let chunked = headers.iter().any(|(n, _)| n == "transfer-encoding");
+    let length = headers
+        .iter()
+        .find(|(n, _)| n == "content-length")
+        .map(|(_, v)| v.trim().parse::<usize>());
+    let (body, used) = if chunked {
+        match dechunk(&buf[head_len..])? {
+            Ok((body, used)) => (body, head_len + used),
+            Err(()) => return Some(Err(())),
+        }
+    } else {
+        match length {
+            Some(Ok(n)) => (buf.get(head_len..head_len + n)?.to_vec(), head_len + n),
+            Some(Err(_)) => return Some(Err(())),
+            None => (Vec::new(), head_len),
+        }
+    };
+    headers.retain(|(n, _)| n != "x-request-id" && n != "x-api-id" && n != "host");
+    headers.sort();
+    Some(Ok((
+        Received {
+            method: req.method.unwrap_or("").to_owned(),
+            target: req.path.unwrap_or("").to_owned(),
+            headers,
+            body,
+        },
+        used,
+    )))
+}
+
+async fn start_counting() -> (String, Counting) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}/base", listener.local_addr().expect("addr"));
+    let counting = Counting::default();
+    let state = counting.clone();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let state = state.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                loop {
+                    match parse_request(&buf) {
+                        Some(Ok((received, used))) => {
+                            buf.drain(..used);
+                            state.seen.lock().expect("seen").push(received);
+                            let ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+                            if socket.write_all(ok).await.is_err() {
+                                return;
+                            }
+                            continue;
+                        }
+                        Some(Err(())) => {
+                            state.garbled.lock().expect("garbled").push(buf);
+                            return;
+                        }
+                        None => {}
+                    }
+                    let mut chunk = [0u8; 8192];
+                    match socket.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+            });
+        }
+    });
+    (url, counting)
+}
+
+/// A gateway (fast path on or off) with an open API in front of a counting upstream.
+struct Node {
+    _server: Server,
+    _dir: tempfile::TempDir,
+    gateway: String,
+    /// The API's path prefix.
+    prefix: String,
+    upstream: Counting,
+}
+
+async fn node(fast_path: bool) -> Node {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let flag = if fast_path { "true" } else { "false" };
+    let server = start_with(
+        &dir.path().join("data"),
+        Some(PASSWORD),
+        &["--http1-fast-path", flag],
+    )
+    .await;
+    let admin = Admin::login(&server).await;
+    let (url, upstream) = start_counting().await;
+    let (sid, _) = admin
+        .service_with_api("open", &url, json!({"auth_type": "NONE"}))
+        .await;
+    let gateway = server.gateway.trim_start_matches("http://").to_owned();
+    Node {
+        _server: server,
+        _dir: dir,
+        gateway,
+        prefix: format!("/v1/infers/{sid}"),
+        upstream,
+    }
+}
+
+/// What the gateway did with some bytes: the statuses it answered on that connection and
+/// the requests the upstream parsed.
+#[derive(Debug, PartialEq, Eq)]
+struct Outcome {
+    statuses: Vec<u16>,
+    upstream: Vec<Received>,
+    garbled: usize,
+}
+
+/// The statuses of the whole responses in `bytes`.
+fn statuses(mut bytes: &[u8]) -> Vec<u16> {
+    let mut out = Vec::new();
+    loop {
+        let mut slots = [httparse::EMPTY_HEADER; 64];
+        let mut res = httparse::Response::new(&mut slots);
+        let Ok(httparse::Status::Complete(len)) = res.parse(bytes) else {
+            return out;
+        };
+        out.push(res.code.unwrap_or(0));
+        let body = res
+            .headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+            .and_then(|h| {
+                std::str::from_utf8(h.value)
+                    .ok()?
+                    .trim()
+                    .parse::<usize>()
+                    .ok()
+            })
+            .unwrap_or(0);
+        match bytes.get(len + body..) {
+            Some(rest) => bytes = rest,
+            None => return out,
+        }
+    }
+}
+
+impl Node {
+    /// Sends `raw` (with `{P}` standing for the API's prefix) on a new connection, reads
+    /// what comes back until the connection is quiet, and collects what reached upstream.
+    async fn send(&self, raw: &[u8]) -> Outcome {
+        let raw = String::from_utf8_lossy(raw).replace("{P}", &self.prefix);
+        let mut socket = TcpStream::connect(&self.gateway).await.expect("connect");
+        socket.write_all(raw.as_bytes()).await.expect("write");
+        let mut answer = Vec::new();
+        let mut chunk = [0u8; 8192];
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+        loop {
+            // Quiet for this long after an answer: nothing more is coming.
+            let wait = if statuses(&answer).is_empty() {
+                deadline.saturating_duration_since(tokio::time::Instant::now())
+            } else {
+                Duration::from_millis(150)
+            };
+            match tokio::time::timeout(wait, socket.read(&mut chunk)).await {
+                Ok(Ok(n)) if n > 0 => answer.extend_from_slice(&chunk[..n]),
+                _ => break,
+            }
+        }
+        drop(socket);
+        // The upstream side of a forwarded call is complete before its answer came back.
+        Outcome {
+            statuses: statuses(&answer),
+            upstream: self.upstream.taken(),
+            garbled: self.upstream.garbled(),
+        }
+    }
+
+    /// A plain call after a hostile one gets its own answer, and is the only request the
+    /// upstream parses.
+    async fn still_clean(&self, after: &str) {
+        let outcome = self
+            .send(b"GET {P}/after HTTP/1.1\r\nHost: gw\r\n\r\n")
+            .await;
+        assert_eq!(outcome.statuses, [200], "the call after {after:?}");
+        assert_eq!(outcome.upstream.len(), 1, "the call after {after:?}");
+        assert_eq!(outcome.upstream[0].target, "/base/after");
+        assert_eq!(outcome.garbled, 0, "after {after:?}");
+    }
+}
+
+/// What a hostile request must come to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Want {
+    /// 400 and nothing upstream.
+    Refused,
+    /// Exactly one request upstream, answered 200.
+    Once,
+}
+
+/// The corpus: classic smuggling (CL.TE, TE.CL, TE.TE, folding), `Connection` naming the
+/// framing, traversal, bad bytes, spoofed identity and credentials on an open API.
+const CORPUS: &[(&str, &[u8], Want)] = &[
+    (
+        "Connection: content-length",
+        b"POST {P}/a HTTP/1.1\r\nHost: gw\r\nConnection: content-length\r\nContent-Length: 49\r\n\r\nGET /internal HTTP/1.1\r\nHost: x\r\nX-App-Id: evil\r\n\r\n",
+        Want::Once,
+    ),
+    (
+        "Connection: close, Content-Length",
+        b"POST {P}/a HTTP/1.1\r\nHost: gw\r\nConnection: close, Content-Length\r\nContent-Length: 30\r\n\r\nGET /internal HTTP/1.1\r\nA: b\r\n\r\n",
+        Want::Once,
+    ),
+    (
+        "Connection: keep-alive, content-length",
+        b"POST {P}/a HTTP/1.1\r\nHost: gw\r\nConnection: keep-alive, content-length\r\nContent-Length: 30\r\n\r\nGET /internal HTTP/1.1\r\nA: b\r\n\r\n",
+        Want::Once,
+    ),
+    (
+        "Connection: host, transfer-encoding",
+        b"POST {P}/a HTTP/1.1\r\nHost: gw\r\nConnection: host, transfer-encoding, x-request-id\r\nContent-Length: 5\r\n\r\nhello",
+        Want::Once,
+    ),
+    (
+        "CL.TE",
+        b"POST {P}/a HTTP/1.1\r\nHost: gw\r\nContent-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nG",
+        Want::Refused,
+    ),
+    (
+        "TE.CL",
+        b"POST {P}/a HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n8\r\nSMUGGLED\r\n0\r\n\r\n",
+        Want::Refused,
+    ),
+    (
+        "TE.TE with a second coding",
+        b"POST {P}/a HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: x\r\n\r\n0\r\n\r\n",
+        Want::Refused,
+    ),
+    (
+        "TE xchunked",
+        b"POST {P}/a HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: xchunked\r\nContent-Length: 4\r\n\r\n0\r\n\r\n",
+        Want::Refused,
+    ),
+    (
+        "TE gzip, chunked",
+        b"POST {P}/a HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
+        Want::Refused,
+    ),
+    (
+        "space before the colon",
+        b"POST {P}/a HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding : chunked\r\nContent-Length: 4\r\n\r\n0\r\n\r\n",
+        Want::Refused,
+    ),
+    (
+        "obs-fold",
+        b"GET {P}/a HTTP/1.1\r\nHost: gw\r\nX-Folded: a\r\n b\r\n\r\n",
+        Want::Refused,
+    ),
+    (
+        "folded Transfer-Encoding",
+        b"POST {P}/a HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding:\r\n chunked\r\nContent-Length: 4\r\n\r\n0\r\n\r\n",
+        Want::Refused,
+    ),
+    (
+        "bare CR",
+        b"GET {P}/a HTTP/1.1\r\nHost: gw\r\nX-A: a\rb\r\n\r\n",
+        Want::Refused,
+    ),
+    (
+        "NUL in a value",
+        b"GET {P}/a HTTP/1.1\r\nHost: gw\r\nX-A: a\0b\r\n\r\n",
+        Want::Refused,
+    ),
+    (
+        "invalid name byte",
+        b"GET {P}/a HTTP/1.1\r\nHost: gw\r\nX(A): b\r\n\r\n",
+        Want::Refused,
+    ),
+    (
+        "differing Content-Length",
+        b"POST {P}/a HTTP/1.1\r\nHost: gw\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!",
+        Want::Refused,
+    ),
+    (
+        "signed Content-Length",
+        b"POST {P}/a HTTP/1.1\r\nHost: gw\r\nContent-Length: +5\r\n\r\nhello",
+        Want::Refused,
+    ),
+    (
+        "two Hosts",
+        b"GET {P}/a HTTP/1.1\r\nHost: gw\r\nHost: evil\r\n\r\n",
+        Want::Refused,
+    ),
+    (
+        "huge chunk size",
+        b"POST {P}/a HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: chunked\r\n\r\nfffffffffffffffffff\r\nx\r\n0\r\n\r\n",
+        Want::Refused,
+    ),
+    (
+        "dot segments",
+        b"GET {P}/../../internal HTTP/1.1\r\nHost: gw\r\n\r\n",
+        Want::Refused,
+    ),
+    (
+        "encoded dots",
+        b"GET {P}/%2e%2e/%2E%2E/internal HTTP/1.1\r\nHost: gw\r\n\r\n",
+        Want::Refused,
+    ),
+    (
+        "encoded slash",
+        b"GET {P}%2f..%2finternal HTTP/1.1\r\nHost: gw\r\n\r\n",
+        Want::Refused,
+    ),
+    (
+        "backslash",
+        b"GET {P}/..\\internal HTTP/1.1\r\nHost: gw\r\n\r\n",
+        Want::Refused,
+    ),
+    (
+        "chunked with extensions and a trailer",
+        b"POST {P}/a HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\n0\r\nX-Trailer: evil\r\n\r\n",
+        Want::Once,
+    ),
+    (
+        "spoofed identity and forwarding",
+        b"GET {P}/a HTTP/1.1\r\nHost: gw\r\nX_App_Id: evil\r\nx_api_id: evil\r\nX-User-Id: evil\r\nX-Forwarded-For: 6.6.6.6\r\nForwarded: for=6.6.6.6\r\nX-Real-IP: 6.6.6.6\r\nX_Forwarded_Host: evil\r\n\r\n",
+        Want::Once,
+    ),
+    (
+        "credentials on an open API",
+        b"GET {P}/a HTTP/1.1\r\nHost: gw\r\nX-Apig-AppCode: c\r\napikey: k\r\nX-Auth-Token: t\r\nAuthorization: SDK-HMAC-SHA256 Access=k, SignedHeaders=host, Signature=00\r\nX_Apig_AppCode: c\r\n\r\n",
+        Want::Once,
+    ),
+    (
+        "pipelined after a body",
+        b"POST {P}/a HTTP/1.1\r\nHost: gw\r\nContent-Length: 5\r\n\r\nhelloGET {P}/b HTTP/1.1\r\nHost: gw\r\n\r\n",
+        Want::Once,
+    ),
+];
+
+/// Headers that must never reach the upstream from a client.
+const NEVER_UPSTREAM: &[&str] = &[
+    "x_app_id",
+    "x_api_id",
+    "x-user-id",
+    "forwarded",
+    "x-real-ip",
+    "x_forwarded_host",
+    "x-apig-appcode",
+    "x_apig_appcode",
+    "apikey",
+    "x-auth-token",
+    "authorization",
+];
+
+fn check(name: &str, want: Want, outcome: &Outcome) {
+    assert_eq!(
+        outcome.garbled, 0,
+        "{name}: the upstream got bytes it could not parse"
+    );
+    match want {
+        Want::Refused => {
+            assert_eq!(outcome.statuses, [400], "{name}: {outcome:?}");
+            assert!(outcome.upstream.is_empty(), "{name}: {outcome:?}");
+        }
+        Want::Once => {
+            assert_eq!(outcome.statuses.first(), Some(&200), "{name}: {outcome:?}");
+            let forwarded = &outcome.upstream[..1.min(outcome.upstream.len())];
+            assert_eq!(forwarded.len(), 1, "{name}: {outcome:?}");
+            for (header, value) in &forwarded[0].headers {
+                assert!(
+                    !NEVER_UPSTREAM.contains(&header.as_str()),
+                    "{name}: {header} reached the upstream"
+                );
+                if header == "x-forwarded-for" {
+                    assert_eq!(value, "127.0.0.1", "{name}");
+                }
+                if header == "x-app-id" || header == "x-user-id" {
+                    panic!("{name}: {header} on an anonymous call");
+                }
+            }
+            assert!(
+                !forwarded[0].target.contains("internal"),
+                "{name}: {outcome:?}"
+            );
+        }
+    }
+    // One client request, one upstream request: a pipelined second request is a second
+    // call with its own answer.
+    assert_eq!(
+        outcome.upstream.len(),
+        outcome.statuses.iter().filter(|&&s| s == 200).count(),
+        "{name}: {outcome:?}"
+    );
+}
+
+#[tokio::test]
+async fn hostile_requests_reach_the_upstream_once_or_not_at_all_on_both_servers() {
+    let fast = node(true).await;
+    let general = node(false).await;
+    for (name, raw, want) in CORPUS {
+        let on_fast = fast.send(raw).await;
+        check(name, *want, &on_fast);
+        fast.still_clean(name).await;
+        let on_general = general.send(raw).await;
+        check(name, *want, &on_general);
+        general.still_clean(name).await;
+        assert_eq!(on_fast, on_general, "{name}: the servers differ");
+    }
+}
+
+/// A request head made of lines that touch framing, hop-by-hop names, identity, paths and
+/// credentials, with the body its framing asks for.
+fn generated_request() -> impl Strategy<Value = Vec<u8>> {
+    let path = prop_oneof![
+        Just(""),
+        Just("/a"),
+        Just("/a/../b"),
+        Just("/%2e%2e/x"),
+        Just("/a%2Fb"),
+        Just("/ok?x=1&y=%2e"),
+        Just("/./a"),
+    ];
+    let line = prop_oneof![
+        Just("Content-Length: 5"),
+        Just("Content-Length: 0"),
+        Just("content-length: 6"),
+        Just("Transfer-Encoding: chunked"),
+        Just("Transfer-Encoding: gzip"),
+        Just("Connection: content-length"),
+        Just("Connection: close"),
+        Just("Connection: x-keep, host"),
+        Just("X-Keep: 1"),
+        Just("X_App_Id: e"),
+        Just("Forwarded: for=x"),
+        Just("X-Forwarded-For: 9.9.9.9"),
+        Just("Authorization: SDK-HMAC-SHA256 Access=x"),
+        Just("Authorization: Bearer k"),
+        Just("apikey: k"),
+        Just("Host: second"),
+        Just("Content_Length: 3"),
+    ];
+    (
+        prop_oneof![Just("GET"), Just("POST")],
+        path,
+        proptest::collection::vec(line, 0..5),
+    )
+        .prop_map(|(method, path, lines)| {
+            let mut raw = format!("{method} {{P}}{path} HTTP/1.1\r\nHost: gw\r\n");
+            for line in &lines {
+                raw.push_str(line);
+                raw.push_str("\r\n");
+            }
+            raw.push_str("\r\n");
+            let chunked = lines.iter().any(|l| l.starts_with("Transfer-Encoding"));
+            let length = lines
+                .iter()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length: ")
+                        .map(str::to_owned)
+                })
+                .and_then(|n| n.parse::<usize>().ok());
+            if chunked {
+                raw.push_str("5\r\nhello\r\n0\r\n\r\n");
+            } else if let Some(n) = length {
+                raw.push_str(&"hello!"[..n]);
+            }
+            raw.into_bytes()
+        })
+}
+
+#[test]
+fn generated_requests_get_the_same_decision_from_both_servers() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let (fast, general) = runtime.block_on(async { (node(true).await, node(false).await) });
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
+        cases: 40,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    });
+    runner
+        .run(&generated_request(), |raw| {
+            let (on_fast, on_general) =
+                runtime.block_on(async { (fast.send(&raw).await, general.send(&raw).await) });
+            let text = String::from_utf8_lossy(&raw).into_owned();
+            prop_assert_eq!(&on_fast, &on_general, "{}", text);
+            prop_assert!(on_fast.upstream.len() <= on_fast.statuses.len(), "{}", text);
+            prop_assert_eq!(on_fast.garbled, 0);
+            for received in &on_fast.upstream {
+                for (header, _) in &received.headers {
+                    prop_assert!(
+                        !NEVER_UPSTREAM.contains(&header.as_str()) || header == "authorization"
+                    );
+                }
+            }
+            Ok(())
+        })
+        .expect("both servers decide the same");
+}
+
+/// Whether the server closes `socket` within `within` (reading whatever it answers).
+async fn closed_within(socket: &mut TcpStream, within: Duration) -> (bool, Vec<u8>) {
+    let mut answer = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match tokio::time::timeout(left, socket.read(&mut chunk)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return (true, answer),
+            Ok(Ok(n)) => answer.extend_from_slice(&chunk[..n]),
+            Err(_) => return (false, answer),
+        }
+    }
+}
+
+#[tokio::test]
+async fn slow_clients_are_cut_off_on_both_servers_and_both_listeners() {
+    let limits = [
+        "--header-timeout-ms",
+        "400",
+        "--body-idle-timeout-ms",
+        "400",
+    ];
+    for fast_path in ["true", "false"] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut args = limits.to_vec();
+        args.extend(["--http1-fast-path", fast_path]);
+        let server = start_with(&dir.path().join("data"), Some(PASSWORD), &args).await;
+        let admin = Admin::login(&server).await;
+        let (url, upstream) = start_counting().await;
+        let (sid, _) = admin
+            .service_with_api("open", &url, json!({"auth_type": "NONE"}))
+            .await;
+        let gateway = server.gateway.trim_start_matches("http://").to_owned();
+        let admin_addr = server.admin.trim_start_matches("http://").to_owned();
+        for (listener, addr) in [("gateway", &gateway), ("admin", &admin_addr)] {
+            // Half a head, then nothing.
+            let mut socket = TcpStream::connect(addr).await.expect("connect");
+            socket
+                .write_all(b"GET /v1/infers/x HTTP/1.1\r\nHost: g")
+                .await
+                .expect("write");
+            let (closed, _) = closed_within(&mut socket, Duration::from_secs(5)).await;
+            assert!(
+                closed,
+                "{listener} (fast path {fast_path}) kept half a head open"
+            );
+            // A connection that sends nothing at all.
+            let mut silent = TcpStream::connect(addr).await.expect("connect");
+            let (closed, _) = closed_within(&mut silent, Duration::from_secs(5)).await;
+            assert!(
+                closed,
+                "{listener} (fast path {fast_path}) kept a silent connection"
+            );
+        }
+        // Half a body: the call is cut off and nothing half-read reaches the upstream.
+        let mut socket = TcpStream::connect(&gateway).await.expect("connect");
+        let head =
+            format!("POST /v1/infers/{sid}/a HTTP/1.1\r\nHost: g\r\nContent-Length: 10\r\n\r\nabc");
+        socket.write_all(head.as_bytes()).await.expect("write");
+        let (closed, answer) = closed_within(&mut socket, Duration::from_secs(5)).await;
+        assert!(
+            closed,
+            "fast path {fast_path}: half a body kept the connection"
+        );
+        let statuses = statuses(&answer);
+        assert!(
+            statuses.is_empty() || statuses == [408],
+            "fast path {fast_path}: {statuses:?}"
+        );
+        assert!(
+            upstream.taken().iter().all(|r| r.body.len() == 10),
+            "a partial body was forwarded as whole"
+        );
+    }
+}
+
+#[tokio::test]
+async fn connections_beyond_the_cap_are_closed_at_once_and_counted() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = start_with(
+        &dir.path().join("data"),
+        Some(PASSWORD),
+        &["--max-connections", "3"],
+    )
+    .await;
+    let gateway = server.gateway.trim_start_matches("http://").to_owned();
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let mut socket = TcpStream::connect(&gateway).await.expect("connect");
+        // Each is served: a request on it is answered.
+        socket
+            .write_all(b"GET /nothing HTTP/1.1\r\nHost: g\r\n\r\n")
+            .await
+            .expect("write");
+        let mut chunk = [0u8; 1024];
+        let n = socket.read(&mut chunk).await.expect("read");
+        assert!(
+            chunk[..n].starts_with(b"HTTP/1.1 404"),
+            "{:?}",
+            String::from_utf8_lossy(&chunk[..n])
+        );
+        held.push(socket);
+    }
+    let mut over = TcpStream::connect(&gateway)
+        .await
+        .expect("the kernel accepts it");
+    let _ = over
+        .write_all(b"GET /nothing HTTP/1.1\r\nHost: g\r\n\r\n")
+        .await;
+    let (closed, answer) = closed_within(&mut over, Duration::from_secs(2)).await;
+    assert!(
+        closed && answer.is_empty(),
+        "{:?}",
+        String::from_utf8_lossy(&answer)
+    );
+    let metrics = reqwest::get(format!("{}/metrics", server.admin))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains("infergate_gateway_refused_connections_total 1"),
+        "{metrics}"
+    );
+    // Once one closes, a new connection is served again.
+    drop(held.pop());
+    let mut served = None;
+    for _ in 0..50 {
+        let mut socket = TcpStream::connect(&gateway).await.expect("connect");
+        let _ = socket
+            .write_all(b"GET /nothing HTTP/1.1\r\nHost: g\r\n\r\n")
+            .await;
+        let (_, answer) = closed_within(&mut socket, Duration::from_millis(300)).await;
+        if answer.starts_with(b"HTTP/1.1 404") {
+            served = Some(socket);
+            break;
+        }
+    }
+    assert!(served.is_some(), "no connection served after one closed");
+}
