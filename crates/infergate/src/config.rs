@@ -329,6 +329,43 @@ mod tests {
     }
 
     #[test]
+    fn listener_settings_are_read_and_checked() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("infergate.toml");
+        std::fs::write(
+            &path,
+            "header_timeout_ms = 500\nmax_connections = 7\ntrusted_proxies = [\"10.0.0.0/8\", \"::1\"]\n",
+        )
+        .expect("write");
+        let settings = Settings::resolve(ServeArgs {
+            config: Some(path.clone()),
+            body_idle_timeout_ms: Some(900),
+            ..ServeArgs::default()
+        })
+        .expect("resolve");
+        let listener = &settings.listener;
+        assert_eq!(listener.header_timeout, std::time::Duration::from_millis(500));
+        assert_eq!(listener.body_idle_timeout, std::time::Duration::from_millis(900));
+        assert_eq!(listener.max_connections, 7);
+        assert_eq!(listener.trusted_proxies.len(), 2);
+        assert!(listener.trusted_proxies[0].contains("10.1.2.3".parse().expect("ip")));
+
+        std::fs::write(&path, "trusted_proxies = [\"10.0.0.0/33\"]\n").expect("write");
+        let err = Settings::resolve(ServeArgs {
+            config: Some(path.clone()),
+            ..ServeArgs::default()
+        })
+        .expect_err("bad network");
+        assert!(format!("{err:#}").contains("trusted_proxies"), "{err:#}");
+        let err = Settings::resolve(ServeArgs {
+            header_timeout_ms: Some(0),
+            ..ServeArgs::default()
+        })
+        .expect_err("zero timeout");
+        assert!(format!("{err:#}").contains("header_timeout_ms"), "{err:#}");
+    }
+
+    #[test]
     fn public_url_is_checked() {
         let err = Settings::resolve(ServeArgs {
             public_url: Some("not a url".into()),
