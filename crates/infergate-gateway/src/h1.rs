@@ -19,7 +19,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use http::Method;
 use infergate_core::snapshot::{ApiRoute, Upstream};
 use smallvec::SmallVec;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
@@ -51,69 +51,15 @@ const READ_SIZE: usize = 16 * 1024;
 /// Bytes a client may send ahead (pipelined) while its call is with the upstream.
 const MAX_AHEAD: usize = 1024 * 1024;
 
-/// A connection whose first bytes were already read: they are read again first.
-pub struct Prefixed {
-    prefix: Bytes,
-    stream: TcpStream,
-}
-
-impl Prefixed {
-    pub fn new(prefix: Bytes, stream: TcpStream) -> Self {
-        Self { prefix, stream }
-    }
-}
-
-impl AsyncRead for Prefixed {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        if !this.prefix.is_empty() {
-            let n = this.prefix.len().min(buf.remaining());
-            buf.put_slice(&this.prefix.split_to(n));
-            return Poll::Ready(Ok(()));
-        }
-        Pin::new(&mut this.stream).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for Prefixed {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().stream).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.stream.is_write_vectored()
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
-    }
-}
-
 /// How a connection served by the fast path ended.
 pub enum Ended {
     Closed,
-    /// A request the fast path does not take: the general server serves the rest.
-    Fallback(Prefixed),
+    /// A request the fast path does not take: the general server serves the rest, starting
+    /// with the bytes read so far.
+    Fallback {
+        read: Bytes,
+        stream: TcpStream,
+    },
 }
 
 /// Where the request head at the start of a buffer ends.
@@ -409,7 +355,12 @@ pub async fn serve(
         let end = loop {
             match head_end(&buf) {
                 HeadEnd::At(end) => break end,
-                HeadEnd::Elsewhere => return Ended::Fallback(Prefixed::new(buf.freeze(), stream)),
+                HeadEnd::Elsewhere => {
+                    return Ended::Fallback {
+                        read: buf.freeze(),
+                        stream,
+                    }
+                }
                 HeadEnd::NotYet => {}
             }
             if *stop.borrow() && buf.is_empty() {
@@ -439,7 +390,12 @@ pub async fn serve(
             let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
             let request = match read_head(&buf[..end], &mut slots) {
                 HeadRead::Take(request) => request,
-                HeadRead::Elsewhere => return Ended::Fallback(Prefixed::new(buf.freeze(), stream)),
+                HeadRead::Elsewhere => {
+                    return Ended::Fallback {
+                        read: buf.freeze(),
+                        stream,
+                    }
+                }
                 HeadRead::Refuse(refused) => {
                     let (path, query) = split_target(refused.target);
                     let record = gateway.begin(&refused.method, path, query, 0);

@@ -59,9 +59,10 @@ pub struct HeadGuard<IO> {
 }
 
 impl<IO> HeadGuard<IO> {
-    /// Guards `io`, whose first head must be whole within `header_timeout` from now.
-    pub fn new(io: IO, header_timeout: Duration) -> Self {
-        Self {
+    /// Guards `io`, of which `read` was read already (it is read again first); the first
+    /// head must be whole within `header_timeout` from now.
+    pub fn new(io: IO, read: &[u8], header_timeout: Duration) -> Self {
+        let mut guard = Self {
             io,
             state: State::Head,
             head: BytesMut::new(),
@@ -70,7 +71,9 @@ impl<IO> HeadGuard<IO> {
             header_timeout,
             deadline: Some(tokio::time::Instant::now() + header_timeout),
             timer: None,
-        }
+        };
+        guard.feed(read);
+        guard
     }
 
     /// Whether the head being read is past its deadline (arming the timer to wake `cx`
@@ -261,7 +264,7 @@ mod tests {
 
     /// What hyper would read of `input` fed in pieces of `piece` bytes.
     fn guarded(input: &[u8], piece: usize) -> Vec<u8> {
-        let mut guard = HeadGuard::new(tokio::io::empty(), Duration::from_secs(1));
+        let mut guard = HeadGuard::new(tokio::io::empty(), &[], Duration::from_secs(1));
         for part in input.chunks(piece.max(1)) {
             guard.feed(part);
         }
@@ -292,6 +295,41 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[tokio::test]
+    async fn bytes_read_before_come_first_then_the_socket_and_writes_go_through() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let client = tokio::spawn(async move {
+            let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+            s.write_all(b"ost: g\r\n\r\n").await.expect("write");
+            let mut back = Vec::new();
+            s.read_to_end(&mut back).await.expect("read");
+            back
+        });
+        let (stream, _) = listener.accept().await.expect("accept");
+        let mut guard = HeadGuard::new(stream, b"GET / HTTP/1.1\r\nH", Duration::from_secs(5));
+        let want = b"GET / HTTP/1.1\r\nHost: g\r\n\r\n";
+        let mut got = vec![0u8; want.len()];
+        guard.read_exact(&mut got).await.expect("read");
+        assert_eq!(&got, want);
+        guard.write_all(b"ok").await.expect("write");
+        guard.shutdown().await.expect("shutdown");
+        assert_eq!(client.await.expect("client"), b"ok");
+    }
+
+    #[tokio::test]
+    async fn a_head_that_does_not_finish_in_time_ends_the_connection() {
+        use tokio::io::AsyncReadExt;
+        let (near, _far) = tokio::io::duplex(64);
+        let mut guard = HeadGuard::new(near, b"GET / HT", Duration::from_millis(50));
+        let mut buf = [0u8; 16];
+        let read = guard.read(&mut buf).await;
+        assert_eq!(read.expect_err("timed out").kind(), io::ErrorKind::TimedOut);
     }
 
     #[test]

@@ -312,11 +312,10 @@ pub async fn serve_with<M, S, B>(
                             let io = match fast {
                                 Some(gateway) => match h1::serve(&gateway, stream, &info, &mut stopping).await {
                                     h1::Ended::Closed => return,
-                                    h1::Ended::Fallback(io) => io,
+                                    h1::Ended::Fallback { read, stream } => HeadGuard::new(stream, &read, header_timeout),
                                 },
-                                None => h1::Prefixed::new(bytes::Bytes::new(), stream),
+                                None => HeadGuard::new(stream, &[], header_timeout),
                             };
-                            let io = HeadGuard::new(io, header_timeout);
                             let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service).into_owned();
                             if let Err(err) = watcher.watch(connection).await {
                                 tracing::debug!(error = %err, "connection ended with an error");
@@ -336,7 +335,7 @@ pub async fn serve_with<M, S, B>(
                                 }
                                 Err(_) => return,
                             };
-                            let stream = HeadGuard::new(stream, header_timeout);
+                            let stream = HeadGuard::new(stream, &[], header_timeout);
                             let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
                             if let Err(err) = watcher.watch(connection).await {
                                 tracing::debug!(error = %err, "connection ended with an error");

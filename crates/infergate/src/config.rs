@@ -344,8 +344,14 @@ mod tests {
         })
         .expect("resolve");
         let listener = &settings.listener;
-        assert_eq!(listener.header_timeout, std::time::Duration::from_millis(500));
-        assert_eq!(listener.body_idle_timeout, std::time::Duration::from_millis(900));
+        assert_eq!(
+            listener.header_timeout,
+            std::time::Duration::from_millis(500)
+        );
+        assert_eq!(
+            listener.body_idle_timeout,
+            std::time::Duration::from_millis(900)
+        );
         assert_eq!(listener.max_connections, 7);
         assert_eq!(listener.trusted_proxies.len(), 2);
         assert!(listener.trusted_proxies[0].contains("10.1.2.3".parse().expect("ip")));

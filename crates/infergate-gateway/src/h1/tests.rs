@@ -411,29 +411,6 @@ fn broken_chunk_framing_is_an_error() {
 }
 
 #[tokio::test]
-async fn a_prefixed_stream_reads_its_prefix_first_then_the_socket() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let client = tokio::spawn(async move {
-        let mut s = TcpStream::connect(addr).await.expect("connect");
-        s.write_all(b" world").await.expect("write");
-        let mut back = Vec::new();
-        s.read_to_end(&mut back).await.expect("read");
-        back
-    });
-    let (stream, _) = listener.accept().await.expect("accept");
-    let mut prefixed = Prefixed::new(Bytes::from_static(b"hello"), stream);
-    let mut got = vec![0u8; 11];
-    prefixed.read_exact(&mut got).await.expect("read");
-    assert_eq!(&got, b"hello world");
-    prefixed.write_all(b"ok").await.expect("write");
-    prefixed.shutdown().await.expect("shutdown");
-    assert_eq!(client.await.expect("client"), b"ok");
-}
-
-#[tokio::test]
 async fn an_idle_upstream_connection_closed_by_its_peer_is_not_reused() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
