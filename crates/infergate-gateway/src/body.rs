@@ -102,18 +102,6 @@ where
     }
 }
 
-/// Whether an error (or one of its sources) is a client's body going quiet.
-pub fn body_idle(err: &(dyn std::error::Error + 'static)) -> Option<Duration> {
-    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(err);
-    while let Some(e) = current {
-        if let Some(idle) = e.downcast_ref::<BodyIdle>() {
-            return Some(idle.0);
-        }
-        current = e.source();
-    }
-    None
-}
-
 /// A client body streamed to the upstream, failing once it passes `limit` bytes.
 pub fn streamed(body: ClientBody, limit: usize) -> GatewayBody {
     Limited::new(body, limit)
@@ -138,28 +126,18 @@ impl std::error::Error for FromClient {
     }
 }
 
-/// The client body's error in an error's sources, if that is what it is.
-pub fn from_client<'e>(err: &'e (dyn std::error::Error + 'static)) -> Option<&'e FromClient> {
-    let mut current: Option<&'e (dyn std::error::Error + 'static)> = Some(err);
+/// The first error of type `T` among `err` and its sources.
+pub fn find_source<'e, T: std::error::Error + 'static>(
+    err: &'e (dyn std::error::Error + 'static),
+) -> Option<&'e T> {
+    let mut current = Some(err);
     while let Some(e) = current {
-        if let Some(client) = e.downcast_ref::<FromClient>() {
-            return Some(client);
+        if let Some(found) = e.downcast_ref::<T>() {
+            return Some(found);
         }
         current = e.source();
     }
     None
-}
-
-/// Whether an error (or one of its sources) is the body limit being passed.
-pub fn is_length_limit(err: &(dyn std::error::Error + 'static)) -> bool {
-    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(err);
-    while let Some(e) = current {
-        if e.is::<http_body_util::LengthLimitError>() {
-            return true;
-        }
-        current = e.source();
-    }
-    false
 }
 
 /// A response body that counts the bytes it streams and runs `finish` once, when the

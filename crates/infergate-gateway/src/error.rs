@@ -4,7 +4,7 @@
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode};
 
-use crate::body::{full, GatewayBody};
+use crate::body::{find_source, full, BodyIdle, GatewayBody};
 
 const APP_PREFIX: &str = "Incorrect app authentication information: ";
 const IAM_PREFIX: &str = "Incorrect IAM authentication information: ";
@@ -187,6 +187,20 @@ impl GatewayError {
             GatewayError::NotAuthorized { .. } => Some("not_authorized"),
             GatewayError::AppAuth(why) | GatewayError::IamAuth(why) => Some(why.reason.label()),
             _ => None,
+        }
+    }
+
+    /// The answer to a failure to read the client's request body: 413 past `limit`, 408
+    /// when the client went quiet, 400 (and the connection closed) for anything else.
+    pub fn client_body(err: &(dyn std::error::Error + 'static), limit: usize) -> GatewayError {
+        if find_source::<http_body_util::LengthLimitError>(err).is_some() {
+            GatewayError::BodyTooLarge { limit }
+        } else if let Some(BodyIdle(idle)) = find_source(err) {
+            GatewayError::BodyTimeout {
+                timeout_ms: idle.as_millis(),
+            }
+        } else {
+            GatewayError::Malformed(format!("reading the request body failed: {err}"))
         }
     }
 

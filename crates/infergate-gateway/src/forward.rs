@@ -17,9 +17,7 @@ use infergate_core::snapshot::{ApiRoute, Upstream};
 use smallvec::SmallVec;
 
 use crate::authn::Caller;
-use crate::body::{
-    body_idle, from_client, full, is_length_limit, streamed, ClientBody, GatewayBody,
-};
+use crate::body::{find_source, full, streamed, ClientBody, FromClient, GatewayBody};
 use crate::error::GatewayError;
 use crate::h1::UpstreamConn;
 use crate::http_rules::{
@@ -238,19 +236,9 @@ impl Upstreams {
                 }
                 Err(_) => Failure::Timeout,
                 Ok(Err(SendError::Connect(err))) => Failure::Connect(err),
-                Ok(Err(SendError::Other(err))) if is_length_limit(&err) => {
-                    upstream_error(metrics, &upstream.authority, "other");
-                    return Err(GatewayError::BodyTooLarge { limit: max_body });
-                }
-                Ok(Err(SendError::Other(err))) if body_idle(&err).is_some() => {
-                    let idle = body_idle(&err).unwrap_or_default();
-                    return Err(GatewayError::BodyTimeout {
-                        timeout_ms: idle.as_millis(),
-                    });
-                }
-                Ok(Err(SendError::Other(err))) if from_client(&err).is_some() => {
-                    let why = from_client(&err).map(|e| e.to_string()).unwrap_or_default();
-                    return Err(GatewayError::Malformed(why));
+                // The client's body failed (its size, pace or framing), not the upstream.
+                Ok(Err(SendError::Other(err))) if find_source::<FromClient>(&err).is_some() => {
+                    return Err(GatewayError::client_body(&err, max_body));
                 }
                 Ok(Err(SendError::Other(err))) => Failure::Other(err.to_string()),
             };

@@ -44,8 +44,9 @@ const MAX_HEADERS: usize = 100;
 const MAX_HEAD: usize = 256 * 1024;
 /// A response head larger than this is refused.
 const MAX_RESPONSE_HEAD: usize = 128 * 1024;
-/// How long a kept-alive client connection may wait idle between requests.
-const IDLE: Duration = Duration::from_secs(75);
+/// How long a kept-alive client connection may wait idle between requests (the general
+/// server's too).
+pub(crate) const IDLE: Duration = Duration::from_secs(75);
 /// What is read at a time.
 const READ_SIZE: usize = 16 * 1024;
 /// Bytes a client may send ahead (pipelined) while its call is with the upstream.

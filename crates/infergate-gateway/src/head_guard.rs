@@ -72,7 +72,7 @@ impl<IO> HeadGuard<IO> {
             deadline: Some(tokio::time::Instant::now() + header_timeout),
             timer: None,
         };
-        guard.feed(read);
+        guard.feed(BytesMut::from(read));
         guard
     }
 
@@ -91,12 +91,13 @@ impl<IO> HeadGuard<IO> {
         timer.as_mut().poll(cx).is_ready()
     }
 
-    /// Takes `bytes` read from the client through the state machine.
-    fn feed(&mut self, mut bytes: &[u8]) {
+    /// Takes `bytes` read from the client through the state machine: what is checked goes
+    /// to `out`, a head not yet whole waits in `head`.
+    fn feed(&mut self, mut bytes: BytesMut) {
         while !bytes.is_empty() {
             match &mut self.state {
                 State::Passthrough => {
-                    self.out.extend_from_slice(bytes);
+                    self.out.extend_from_slice(&bytes);
                     return;
                 }
                 State::Refused => return,
@@ -105,16 +106,16 @@ impl<IO> HeadGuard<IO> {
                         .len()
                         .min(usize::try_from(*left).unwrap_or(usize::MAX));
                     self.out.extend_from_slice(&bytes[..take]);
-                    bytes = &bytes[take..];
+                    bytes.advance(take);
                     *left -= take as u64;
                     if *left == 0 {
                         self.state = State::Head;
                     }
                 }
-                State::Chunked(end) => match end.advance(bytes) {
+                State::Chunked(end) => match end.advance(&bytes) {
                     Ok(used) => {
                         self.out.extend_from_slice(&bytes[..used]);
-                        bytes = &bytes[used..];
+                        bytes.advance(used);
                         if end.done() {
                             self.state = State::Head;
                         }
@@ -126,15 +127,27 @@ impl<IO> HeadGuard<IO> {
                     if self.head.is_empty() && self.deadline.is_none() {
                         self.deadline = Some(tokio::time::Instant::now() + self.header_timeout);
                     }
-                    self.head.extend_from_slice(bytes);
-                    bytes = &[];
+                    self.head.extend_from_slice(&bytes);
                     // The bytes after a whole head go round again.
-                    let rest = self.vet_head();
-                    if let Some(rest) = rest {
-                        self.feed(&rest);
-                    }
+                    bytes = self.vet_head().unwrap_or_default();
                 }
             }
+        }
+    }
+
+    /// Whether `n` bytes just read need no look: a passed-through stream, or the middle of
+    /// a body of known length (counted off here).
+    fn passes_unseen(&mut self, n: usize) -> bool {
+        match &mut self.state {
+            State::Passthrough => true,
+            State::Body(left) if n as u64 <= *left => {
+                *left -= n as u64;
+                if *left == 0 {
+                    self.state = State::Head;
+                }
+                true
+            }
+            _ => false,
         }
     }
 
@@ -195,6 +208,9 @@ impl<IO: AsyncRead + Unpin> AsyncRead for HeadGuard<IO> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        if buf.remaining() == 0 {
+            return Poll::Ready(Ok(()));
+        }
         loop {
             if !this.out.is_empty() {
                 let n = this.out.len().min(buf.remaining());
@@ -205,9 +221,9 @@ impl<IO: AsyncRead + Unpin> AsyncRead for HeadGuard<IO> {
             if this.ended {
                 return Poll::Ready(Ok(()));
             }
-            let mut chunk = [0u8; 8 * 1024];
-            let mut read = ReadBuf::new(&mut chunk);
-            match Pin::new(&mut this.io).poll_read(cx, &mut read) {
+            // Read straight into the reader's buffer: most bytes are handed on as they are.
+            let before = buf.filled().len();
+            match Pin::new(&mut this.io).poll_read(cx, buf) {
                 Poll::Pending if this.head_late(cx) => {
                     return Poll::Ready(Err(io::Error::new(
                         io::ErrorKind::TimedOut,
@@ -216,14 +232,23 @@ impl<IO: AsyncRead + Unpin> AsyncRead for HeadGuard<IO> {
                 }
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                Poll::Ready(Ok(())) if read.filled().is_empty() => {
-                    // The client ended: what it sent of a head goes on as it is.
-                    let held = this.head.split();
-                    this.out.extend_from_slice(&held);
-                    this.ended = true;
-                }
-                Poll::Ready(Ok(())) => this.feed(read.filled()),
+                Poll::Ready(Ok(())) => {}
             }
+            let read = buf.filled().len() - before;
+            if read == 0 {
+                // The client ended: what it sent of a head goes on as it is.
+                let held = this.head.split();
+                this.out.extend_from_slice(&held);
+                this.ended = true;
+                continue;
+            }
+            if this.passes_unseen(read) {
+                return Poll::Ready(Ok(()));
+            }
+            // A head (or a chunked body) is in them: taken back and checked first.
+            let taken = BytesMut::from(&buf.filled()[before..]);
+            buf.set_filled(before);
+            this.feed(taken);
         }
     }
 }
@@ -266,7 +291,7 @@ mod tests {
     fn guarded(input: &[u8], piece: usize) -> Vec<u8> {
         let mut guard = HeadGuard::new(tokio::io::empty(), &[], Duration::from_secs(1));
         for part in input.chunks(piece.max(1)) {
-            guard.feed(part);
+            guard.feed(BytesMut::from(part));
         }
         let mut out = guard.out.to_vec();
         if !guard.ended {
@@ -330,6 +355,52 @@ mod tests {
         let mut buf = [0u8; 16];
         let read = guard.read(&mut buf).await;
         assert_eq!(read.expect_err("timed out").kind(), io::ErrorKind::TimedOut);
+    }
+
+    /// What hyper reads of `input` written in pieces of `piece` bytes, through `poll_read`.
+    async fn read_through(input: &[u8], piece: usize) -> Vec<u8> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (near, mut far) = tokio::io::duplex(1 << 16);
+        let pieces: Vec<Vec<u8>> = input.chunks(piece).map(<[u8]>::to_vec).collect();
+        let writer = tokio::spawn(async move {
+            for piece in pieces {
+                if far.write_all(&piece).await.is_err() {
+                    return;
+                }
+                tokio::task::yield_now().await;
+            }
+        });
+        let mut guard = HeadGuard::new(near, &[], Duration::from_secs(5));
+        let mut got = Vec::new();
+        let _ = guard.read_to_end(&mut got).await;
+        let _ = writer.await;
+        got
+    }
+
+    #[tokio::test]
+    async fn the_reader_hands_on_what_the_state_machine_decides() {
+        let refused = b"GET /ok HTTP/1.1\r\n\r\nPOST /a HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
+        let inputs: [&[u8]; 4] = [
+            b"POST /a HTTP/1.1\r\nContent-Length: 20000\r\n\r\n",
+            b"POST /a HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\nGET /b HTTP/1.1\r\n\r\n",
+            b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+            refused,
+        ];
+        for input in inputs {
+            let mut input = input.to_vec();
+            if input.ends_with(b"20000\r\n\r\n") {
+                input.extend(std::iter::repeat_n(b'x', 20000));
+                input.extend_from_slice(b"GET /next HTTP/1.1\r\n\r\n");
+            }
+            for piece in [1, 9, 4096, 70000] {
+                assert_eq!(
+                    read_through(&input, piece).await,
+                    guarded(&input, piece),
+                    "{:?} in pieces of {piece}",
+                    String::from_utf8_lossy(&input[..input.len().min(60)])
+                );
+            }
+        }
     }
 
     #[test]

@@ -64,10 +64,9 @@ pub(crate) enum Named {
     /// A credential when it is an `SDK-HMAC-SHA256` signature; another scheme's (a key the
     /// model server checks itself) passes.
     Authorization,
-    /// `X-Forwarded-For`: the one forwarding header a trusted proxy's value is kept of.
-    ForwardedFor,
-    /// The other forwarding headers and the request id: `X-Forwarded-*`, `Forwarded`,
-    /// `X-Real-IP`, `X-Request-Id`.
+    /// The forwarding headers and the request id: `X-Forwarded-*`, `Forwarded`,
+    /// `X-Real-IP`, `X-Request-Id` (a trusted proxy's `X-Forwarded-For` chain is read
+    /// by [`client_chain`], then written anew).
     GatewaySet,
     Other,
 }
@@ -92,7 +91,7 @@ const SPECIAL: [(&str, Named); 24] = [
     (HEADER_API_KEY, Named::Credential),
     (HEADER_AUTH_TOKEN, Named::Credential),
     ("authorization", Named::Authorization),
-    (FORWARDED_FOR, Named::ForwardedFor),
+    (FORWARDED_FOR, Named::GatewaySet),
     (FORWARDED_PROTO, Named::GatewaySet),
     (FORWARDED_HOST, Named::GatewaySet),
     ("forwarded", Named::GatewaySet),
@@ -233,7 +232,6 @@ pub(crate) fn forwards_header(kind: Named, value: &[u8], upgrade: bool) -> bool 
         | Named::Host
         | Named::Identity
         | Named::Credential
-        | Named::ForwardedFor
         | Named::GatewaySet => false,
     }
 }
@@ -293,7 +291,8 @@ pub(crate) fn request_framing<'a>(
                     return Err(malformed("the request has more than one Host"));
                 }
             }
-            Named::ContentLength if name.len() == 14 && !name.contains('_') => {
+            // Only the names themselves frame a body; `Content_Length` is merely dropped.
+            Named::ContentLength if name.eq_ignore_ascii_case("content-length") => {
                 match content_length(value) {
                     Some(n) if length.is_none_or(|l| l == n) => length = Some(n),
                     Some(_) => {

@@ -635,17 +635,7 @@ async fn collect_limited(body: ClientBody, limit: usize) -> Result<Bytes, Gatewa
         .collect()
         .await
         .map(|c| c.to_bytes())
-        .map_err(|e| {
-            if body::is_length_limit(e.as_ref()) {
-                GatewayError::BodyTooLarge { limit }
-            } else if let Some(idle) = body::body_idle(e.as_ref()) {
-                GatewayError::BodyTimeout {
-                    timeout_ms: idle.as_millis(),
-                }
-            } else {
-                GatewayError::BadRequest(format!("reading the request body failed: {e}"))
-            }
-        })
+        .map_err(|e| GatewayError::client_body(e.as_ref(), limit))
 }
 
 #[cfg(test)]

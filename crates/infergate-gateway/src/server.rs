@@ -265,10 +265,13 @@ pub async fn serve_with<M, S, B>(
     B::Error: Into<BoxError>,
 {
     let mut builder = auto::Builder::new(TokioExecutor::new());
+    // hyper's head timer runs from when it waits for a head; the guard hands it only whole
+    // heads (keeping the header timeout itself), so to hyper this is the idle time allowed
+    // between requests: the fast path's.
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(settings.header_timeout);
+        .header_read_timeout(h1::IDLE);
     let open_count = Arc::new(AtomicUsize::new(0));
     let header_timeout = settings.header_timeout;
     let body_idle = settings.body_idle_timeout;

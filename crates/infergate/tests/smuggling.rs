@@ -168,23 +168,25 @@ async fn start_counting() -> (String, Counting) {
 
 /// A gateway (fast path on or off) with an open API in front of a counting upstream.
 struct Node {
-    _server: Server,
+    server: Server,
     _dir: tempfile::TempDir,
     gateway: String,
+    /// The admin listener's address.
+    admin: String,
     /// The API's path prefix.
     prefix: String,
     upstream: Counting,
 }
 
 async fn node(fast_path: bool) -> Node {
-    let dir = tempfile::tempdir().expect("tempdir");
     let flag = if fast_path { "true" } else { "false" };
-    let server = start_with(
-        &dir.path().join("data"),
-        Some(PASSWORD),
-        &["--http1-fast-path", flag],
-    )
-    .await;
+    node_with(&["--http1-fast-path", flag]).await
+}
+
+/// The same, with these flags of `serve`.
+async fn node_with(args: &[&str]) -> Node {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = start_with(&dir.path().join("data"), Some(PASSWORD), args).await;
     let admin = Admin::login(&server).await;
     let (url, upstream) = start_counting().await;
     let (sid, _) = admin
@@ -192,7 +194,8 @@ async fn node(fast_path: bool) -> Node {
         .await;
     let gateway = server.gateway.trim_start_matches("http://").to_owned();
     Node {
-        _server: server,
+        admin: server.admin.trim_start_matches("http://").to_owned(),
+        server,
         _dir: dir,
         gateway,
         prefix: format!("/v1/infers/{sid}"),
@@ -619,18 +622,10 @@ async fn slow_clients_are_cut_off_on_both_servers_and_both_listeners() {
         "400",
     ];
     for fast_path in ["true", "false"] {
-        let dir = tempfile::tempdir().expect("tempdir");
         let mut args = limits.to_vec();
         args.extend(["--http1-fast-path", fast_path]);
-        let server = start_with(&dir.path().join("data"), Some(PASSWORD), &args).await;
-        let admin = Admin::login(&server).await;
-        let (url, upstream) = start_counting().await;
-        let (sid, _) = admin
-            .service_with_api("open", &url, json!({"auth_type": "NONE"}))
-            .await;
-        let gateway = server.gateway.trim_start_matches("http://").to_owned();
-        let admin_addr = server.admin.trim_start_matches("http://").to_owned();
-        for (listener, addr) in [("gateway", &gateway), ("admin", &admin_addr)] {
+        let node = node_with(&args).await;
+        for (listener, addr) in [("gateway", &node.gateway), ("admin", &node.admin)] {
             // Half a head, then nothing.
             let mut socket = TcpStream::connect(addr).await.expect("connect");
             socket
@@ -651,9 +646,11 @@ async fn slow_clients_are_cut_off_on_both_servers_and_both_listeners() {
             );
         }
         // Half a body: the call is cut off and nothing half-read reaches the upstream.
-        let mut socket = TcpStream::connect(&gateway).await.expect("connect");
-        let head =
-            format!("POST /v1/infers/{sid}/a HTTP/1.1\r\nHost: g\r\nContent-Length: 10\r\n\r\nabc");
+        let mut socket = TcpStream::connect(&node.gateway).await.expect("connect");
+        let head = format!(
+            "POST {}/a HTTP/1.1\r\nHost: g\r\nContent-Length: 10\r\n\r\nabc",
+            node.prefix
+        );
         socket.write_all(head.as_bytes()).await.expect("write");
         let (closed, answer) = closed_within(&mut socket, Duration::from_secs(5)).await;
         assert!(
@@ -666,7 +663,7 @@ async fn slow_clients_are_cut_off_on_both_servers_and_both_listeners() {
             "fast path {fast_path}: {statuses:?}"
         );
         assert!(
-            upstream.taken().iter().all(|r| r.body.len() == 10),
+            node.upstream.taken().iter().all(|r| r.body.len() == 10),
             "a partial body was forwarded as whole"
         );
     }
@@ -736,4 +733,86 @@ async fn connections_beyond_the_cap_are_closed_at_once_and_counted() {
         }
     }
     assert!(served.is_some(), "no connection served after one closed");
+}
+
+/// An attacker with no credential, or with the credential of an app not authorized for the
+/// API, gets nothing behind an APP API, whatever it smuggles, spoofs or encodes: each
+/// attempt is refused and neither upstream parses a request; the authorized app's call goes
+/// through once, without its AppCode.
+#[tokio::test]
+async fn callers_without_the_right_credential_reach_nothing_behind_an_app_api() {
+    let node = node(true).await;
+    let admin = Admin::login(&node.server).await;
+    let (url, behind) = start_counting().await;
+    let (sid, _api, app_id, code) = admin.app_code_setup(&url, "client").await;
+    let stranger = admin.app("stranger").await;
+    let stranger_code = admin
+        .app_code(stranger["app_id"].as_str().expect("id"))
+        .await;
+    let api = format!("/v1/infers/{sid}");
+    let smuggled = format!("GET {api}/b HTTP/1.1\r\nHost: gw\r\nX-App-Id: {app_id}\r\n\r\n");
+    let cases = [
+        (
+            "a body smuggled past Connection: content-length",
+            format!(
+                "POST {api}/a HTTP/1.1\r\nHost: gw\r\nConnection: content-length\r\nContent-Length: {}\r\n\r\n{smuggled}",
+                smuggled.len()
+            ),
+            401,
+        ),
+        (
+            "the app's id spoofed",
+            format!("GET {api}/a HTTP/1.1\r\nHost: gw\r\nX-App-Id: {app_id}\r\nX_App_Id: {app_id}\r\n\r\n"),
+            401,
+        ),
+        (
+            "the AppCode under a name the gateway does not read",
+            format!("GET {api}/a HTTP/1.1\r\nHost: gw\r\nX_Apig_AppCode: {code}\r\n\r\n"),
+            401,
+        ),
+        (
+            "a signature in another case",
+            format!("GET {api}/a HTTP/1.1\r\nHost: gw\r\nAuthorization: sdk-hmac-sha256 Access=x, SignedHeaders=host, Signature=00\r\n\r\n"),
+            401,
+        ),
+        (
+            "an app that is not authorized",
+            format!("GET {api}/a HTTP/1.1\r\nHost: gw\r\nX-Apig-AppCode: {stranger_code}\r\n\r\n"),
+            403,
+        ),
+        (
+            "from the open API's path up into the app's",
+            format!("GET {{P}}/../{sid}/a HTTP/1.1\r\nHost: gw\r\n\r\n"),
+            400,
+        ),
+        (
+            "the same, encoded",
+            format!("GET {{P}}/%2e%2e%2f{sid}/a HTTP/1.1\r\nHost: gw\r\n\r\n"),
+            400,
+        ),
+    ];
+    for (name, raw, status) in &cases {
+        let outcome = node.send(raw.as_bytes()).await;
+        assert_eq!(outcome.statuses, [*status], "{name}: {outcome:?}");
+        assert!(
+            outcome.upstream.is_empty(),
+            "{name}: the open API's upstream was reached"
+        );
+        assert!(
+            behind.taken().is_empty(),
+            "{name}: the app API's upstream was reached"
+        );
+    }
+    let call = format!("GET {api}/a HTTP/1.1\r\nHost: gw\r\nX-Apig-AppCode: {code}\r\n\r\n");
+    let outcome = node.send(call.as_bytes()).await;
+    assert_eq!(outcome.statuses, [200]);
+    let forwarded = behind.taken();
+    assert_eq!(forwarded.len(), 1);
+    assert!(forwarded[0]
+        .headers
+        .contains(&("x-app-id".to_owned(), app_id.clone())));
+    assert!(!forwarded[0]
+        .headers
+        .iter()
+        .any(|(n, _)| n == "x-apig-appcode"));
 }
