@@ -400,14 +400,8 @@ pub async fn serve(
                 HeadRead::Refuse(refused) => {
                     let (path, query) = split_target(refused.target);
                     let record = gateway.begin(&refused.method, path, query, 0);
-                    let mut client = Client {
-                        stream: &mut stream,
-                        ahead: &mut ahead,
-                        timer: &mut exchanges,
-                        scratch: &mut scratch,
-                    };
                     gateway
-                        .answer_error(refused.error, record, &mut client, true)
+                        .answer_error(refused.error, record, &mut stream, true)
                         .await;
                     return Ended::Closed;
                 }
@@ -959,7 +953,7 @@ impl Gateway {
         let admitted = self.admit_fast(&head, body, conn, &mut record);
         let (api, caller) = match admitted {
             Ok(admitted) => admitted,
-            Err(err) => return self.answer_error(err, record, client, close).await,
+            Err(err) => return self.answer_error(err, record, client.stream, close).await,
         };
         let forwarded = self
             .forward_fast(
@@ -975,7 +969,7 @@ impl Gateway {
             .await;
         match forwarded {
             Ok(ended) => ended,
-            Err(err) => self.answer_error(err, record, client, close).await,
+            Err(err) => self.answer_error(err, record, client.stream, close).await,
         }
     }
 
@@ -1004,18 +998,21 @@ impl Gateway {
         Ok((selected.api, caller))
     }
 
+    /// Answers `err` on `stream`; `Some(when)` while the connection stays open (not when
+    /// `close` or the error itself closes it).
     async fn answer_error(
         &self,
         err: GatewayError,
         mut record: CallRecord,
-        client: &mut Client<'_>,
+        stream: &mut TcpStream,
         close: bool,
     ) -> Option<Instant> {
+        let close = close || err.closes_connection();
         self.refused(&err, &mut record);
         let (status, bytes) = error_bytes(&err, record.request_id.as_str(), close);
         let now = Instant::now();
         self.observe_head(&record, now);
-        let written = client.stream.write_all(&bytes).await.is_ok();
+        let written = stream.write_all(&bytes).await.is_ok();
         self.observers.finish(&record, status, 0);
         (written && !close).then_some(now)
     }

@@ -548,8 +548,8 @@ pub(crate) struct Forwarded<'a> {
 
 impl Forwarded<'_> {
     /// Calls `set` for each header the gateway sets, in order: `X-Forwarded-Host` (the
-    /// client's `Host`, when it sent one), `X-Forwarded-For` (the peer's address, appended
-    /// to the client's chain only when the peer is a trusted proxy), `X-Forwarded-Proto`,
+    /// client's `Host`, when it sent one), `X-Forwarded-For` (the peer's address, after the
+    /// chain [`client_chain`] kept from a trusted proxy), `X-Forwarded-Proto`,
     /// `X-Request-Id` and the caller's identity. Every client header of these names was
     /// dropped by [`forwards_header`].
     pub fn set_forwarded_headers(
@@ -561,7 +561,7 @@ impl Forwarded<'_> {
         if let Some(host) = host {
             set(&X_FORWARDED_HOST, host);
         }
-        match client_chain.filter(|_| self.conn.trusted_proxy) {
+        match client_chain {
             Some(chain) => {
                 let mut joined = chain.trim_ascii().to_vec();
                 joined.extend_from_slice(b", ");
