@@ -367,6 +367,11 @@ pub async fn serve(
             if *stop.borrow() && buf.is_empty() {
                 return Ended::Closed;
             }
+            // A head that began and did not end in what was read: its clock starts now (the
+            // clock is read only when a head takes more than one read).
+            if !buf.is_empty() {
+                head_started.get_or_insert_with(Deadline::now);
+            }
             buf.reserve(READ_SIZE);
             // Idle between requests, then the whole head within the header timeout.
             let deadline = match head_started {
@@ -383,7 +388,6 @@ pub async fn serve(
             if !matches!(read, Ok(n) if n > 0) {
                 return Ended::Closed;
             }
-            head_started.get_or_insert_with(Deadline::now);
         };
         // The head is read in place; when its body has not all arrived, the rest is read
         // and the head parsed again (the buffer may have moved).
@@ -441,7 +445,7 @@ pub async fn serve(
             buf.extend_from_slice(&ahead);
             ahead.clear();
         }
-        head_started = (!buf.is_empty()).then(Deadline::now);
+        head_started = None;
     }
 }
 

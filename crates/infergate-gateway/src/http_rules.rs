@@ -181,8 +181,14 @@ static BY_LENGTH: [[Option<Special>; SLOTS]; LONGEST + 1] = {
 pub(crate) fn named(name: &[u8]) -> Named {
     if let Some(candidates) = BY_LENGTH.get(name.len()).filter(|c| c[0].is_some()) {
         let mut padded = [0u8; WORDS * 8];
-        for (to, &from) in padded.iter_mut().zip(name) {
-            *to = if from == b'_' { b'-' } else { from };
+        padded[..name.len()].copy_from_slice(name);
+        // Most names have no `_`: one search, no rewrite.
+        if memchr::memchr(b'_', name).is_some() {
+            for byte in &mut padded[..name.len()] {
+                if *byte == b'_' {
+                    *byte = b'-';
+                }
+            }
         }
         let word = padded_words(&padded);
         if let Some(found) = candidates
@@ -283,34 +289,30 @@ pub(crate) fn request_framing<'a>(
     let mut codings = 0usize;
     let mut chunked_last = false;
     let mut hosts = 0usize;
+    // Only the names themselves frame a body (`Content_Length` is merely dropped); a name
+    // of another length is passed over by its length alone.
     for (name, value) in headers {
-        match named(name.as_bytes()) {
-            Named::Host if name.eq_ignore_ascii_case("host") => {
-                hosts += 1;
-                if hosts > 1 {
-                    return Err(malformed("the request has more than one Host"));
-                }
+        if name.eq_ignore_ascii_case("host") {
+            hosts += 1;
+            if hosts > 1 {
+                return Err(malformed("the request has more than one Host"));
             }
-            // Only the names themselves frame a body; `Content_Length` is merely dropped.
-            Named::ContentLength if name.eq_ignore_ascii_case("content-length") => {
-                match content_length(value) {
-                    Some(n) if length.is_none_or(|l| l == n) => length = Some(n),
-                    Some(_) => {
-                        return Err(malformed("the request has differing Content-Length values"))
-                    }
-                    None => return Err(malformed("Content-Length must be digits only")),
+        } else if name.eq_ignore_ascii_case("content-length") {
+            match content_length(value) {
+                Some(n) if length.is_none_or(|l| l == n) => length = Some(n),
+                Some(_) => {
+                    return Err(malformed("the request has differing Content-Length values"))
                 }
+                None => return Err(malformed("Content-Length must be digits only")),
             }
-            Named::Hop if name.eq_ignore_ascii_case("transfer-encoding") => {
-                for token in tokens(value) {
-                    codings += 1;
-                    chunked_last = token.eq_ignore_ascii_case(b"chunked");
-                }
-                if tokens(value).next().is_none() {
-                    return Err(malformed("Transfer-Encoding is empty"));
-                }
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            for token in tokens(value) {
+                codings += 1;
+                chunked_last = token.eq_ignore_ascii_case(b"chunked");
             }
-            _ => {}
+            if tokens(value).next().is_none() {
+                return Err(malformed("Transfer-Encoding is empty"));
+            }
         }
     }
     match (codings, length) {
@@ -454,10 +456,12 @@ pub(crate) fn check_path(path: &str) -> Result<(), GatewayError> {
             ));
         }
     }
-    if bytes
-        .split(|&b| b == b'/')
-        .any(|segment| segment == b"." || segment == b"..")
-    {
+    // Most paths hold no dot at all: one search, no split.
+    let dot_segment = memchr::memchr(b'.', bytes).is_some()
+        && bytes
+            .split(|&b| b == b'/')
+            .any(|segment| segment == b"." || segment == b"..");
+    if dot_segment {
         return Err(bad_path("the path holds a . or .. segment"));
     }
     Ok(())
