@@ -2,9 +2,11 @@
 //! `{"error_code": "APIG.xxxx", "error_msg": …, "request_id": …}` with the status chosen here.
 
 use bytes::Bytes;
+use http::header::HeaderName;
 use http::{HeaderValue, Response, StatusCode};
 
 use crate::body::{find_source, full, BodyIdle, GatewayBody};
+use crate::http_rules::X_REQUEST_ID;
 
 const APP_PREFIX: &str = "Incorrect app authentication information: ";
 const IAM_PREFIX: &str = "Incorrect IAM authentication information: ";
@@ -212,29 +214,56 @@ impl GatewayError {
         )
     }
 
-    /// The status and JSON body of the answer.
-    pub fn body(&self, request_id: &str) -> (StatusCode, String) {
+    /// The gateway's answer to this error (closing the connection when `close`, or when
+    /// the error itself closes it): the one answer both transports write.
+    pub fn answer<'r>(&self, request_id: &'r str, close: bool) -> ErrorAnswer<'r> {
         let (status, code, msg) = self.parts();
         let body =
             serde_json::json!({"error_code": code, "error_msg": msg, "request_id": request_id});
-        (status, body.to_string())
+        ErrorAnswer {
+            status,
+            body: body.to_string(),
+            request_id,
+            close: close || self.closes_connection(),
+        }
+    }
+}
+
+/// A response the gateway answers itself: a status, a JSON body, and its header lines.
+pub struct ErrorAnswer<'r> {
+    pub status: StatusCode,
+    pub body: String,
+    request_id: &'r str,
+    close: bool,
+}
+
+impl ErrorAnswer<'_> {
+    /// Whether the connection closes after the answer.
+    pub fn closes(&self) -> bool {
+        self.close
     }
 
-    pub fn into_response(self, request_id: &str) -> Response<GatewayBody> {
-        let (status, body) = self.body(request_id);
-        let mut response = Response::new(full(Bytes::from(body)));
-        *response.status_mut() = status;
-        let headers = response.headers_mut();
-        headers.insert(
-            http::header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        if let Ok(id) = HeaderValue::from_str(request_id) {
-            headers.insert("x-request-id", id);
+    /// Its header lines, less the framing (`Content-Length`, the transport's to write).
+    pub fn headers(&self) -> impl Iterator<Item = (HeaderName, &[u8])> {
+        [
+            Some((http::header::CONTENT_TYPE, b"application/json".as_slice())),
+            Some((X_REQUEST_ID, self.request_id.as_bytes())),
+            self.close
+                .then_some((http::header::CONNECTION, b"close".as_slice())),
+        ]
+        .into_iter()
+        .flatten()
+    }
+
+    pub fn into_response(self) -> Response<GatewayBody> {
+        let mut response = Response::new(full(Bytes::new()));
+        *response.status_mut() = self.status;
+        for (name, value) in self.headers() {
+            if let Ok(value) = HeaderValue::from_bytes(value) {
+                response.headers_mut().insert(name, value);
+            }
         }
-        if self.closes_connection() {
-            headers.insert(http::header::CONNECTION, HeaderValue::from_static("close"));
-        }
+        *response.body_mut() = full(Bytes::from(self.body));
         response
     }
 }

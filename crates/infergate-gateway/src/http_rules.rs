@@ -9,10 +9,11 @@
 use std::net::IpAddr;
 
 use http::header::HeaderName;
+use smallvec::SmallVec;
 
 use crate::authn::{Caller, HEADER_API_KEY, HEADER_APP_CODE, HEADER_AUTH_TOKEN};
 use crate::error::GatewayError;
-use crate::ConnInfo;
+use crate::phases::ConnInfo;
 
 // === Header names ===
 
@@ -39,7 +40,7 @@ pub(crate) const REQUEST_ID: &str = "x-request-id";
 /// Every `X-Forwarded-*` name is the gateway's, whatever follows this.
 const FORWARDED_PREFIX: &[u8] = b"x-forwarded-";
 
-const X_FORWARDED_FOR: HeaderName = HeaderName::from_static(FORWARDED_FOR);
+pub(crate) const X_FORWARDED_FOR: HeaderName = HeaderName::from_static(FORWARDED_FOR);
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static(FORWARDED_PROTO);
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static(FORWARDED_HOST);
 pub(crate) const X_REQUEST_ID: HeaderName = HeaderName::from_static(REQUEST_ID);
@@ -209,11 +210,6 @@ pub(crate) fn named(name: &[u8]) -> Named {
     } else {
         Named::Other
     }
-}
-
-/// Whether a header name, in any case, is one of [`HOP_NAMES`].
-pub(crate) fn is_hop_by_hop(name: &[u8]) -> bool {
-    named(name) == Named::Hop
 }
 
 /// Whether an `Authorization` value is a credential the gateway checks (an
@@ -539,7 +535,69 @@ impl std::fmt::Display for Cidr {
     }
 }
 
-// === The headers the gateway sets ===
+// === The forwarded request head ===
+
+/// Appends the request target an upstream receives: its base path, the path below the
+/// API's `api_path` (as [`check_path`] checked it), and the query as the client sent it.
+pub(crate) fn push_upstream_target(
+    out: &mut Vec<u8>,
+    base_path: &str,
+    (api_path, path): (&str, &str),
+    query: Option<&str>,
+) {
+    let rest = path.get(api_path.len()..).unwrap_or("");
+    out.extend_from_slice(base_path.as_bytes());
+    out.extend_from_slice(rest.as_bytes());
+    if base_path.is_empty() && rest.is_empty() {
+        out.push(b'/');
+    }
+    if let Some(query) = query {
+        out.push(b'?');
+        out.extend_from_slice(query.as_bytes());
+    }
+}
+
+/// Which of a client's header lines reach the upstream, decided from its `Connection`
+/// header once per request.
+pub(crate) struct ClientHeaders {
+    /// The client's `Connection` values, joined by commas.
+    listed: SmallVec<[u8; 32]>,
+    upgrade: bool,
+}
+
+impl ClientHeaders {
+    /// The rules for a request whose `Connection` lines are `connection`, and which has an
+    /// `Upgrade` header or not.
+    pub(crate) fn new<'v>(connection: impl Iterator<Item = &'v [u8]>, has_upgrade: bool) -> Self {
+        let mut listed = SmallVec::new();
+        for value in connection {
+            if !listed.is_empty() {
+                listed.push(b',');
+            }
+            listed.extend_from_slice(value);
+        }
+        let upgrade = has_upgrade && tokens(&listed).any(|t| t.eq_ignore_ascii_case(b"upgrade"));
+        Self { listed, upgrade }
+    }
+
+    /// Whether the request asks to upgrade its connection (`Upgrade`, and `Connection:
+    /// upgrade`).
+    pub(crate) fn upgrade(&self) -> bool {
+        self.upgrade
+    }
+
+    /// Whether the client's line `name: value` reaches the upstream: [`forwards_header`]
+    /// lets it through, and `Connection` does not list it (or may not remove it).
+    pub(crate) fn forwards(&self, name: &[u8], value: &[u8]) -> bool {
+        let kind = named(name);
+        forwards_header(kind, value, self.upgrade)
+            && !(removable_by_connection(kind) && self.lists(name))
+    }
+
+    fn lists(&self, name: &[u8]) -> bool {
+        !self.listed.is_empty() && tokens(&self.listed).any(|t| t.eq_ignore_ascii_case(name))
+    }
+}
 
 /// What the gateway tells the upstream about a call.
 pub(crate) struct Forwarded<'a> {
@@ -551,26 +609,30 @@ pub(crate) struct Forwarded<'a> {
 }
 
 impl Forwarded<'_> {
-    /// Calls `set` for each header the gateway sets, in order: `X-Forwarded-Host` (the
-    /// client's `Host`, when it sent one), `X-Forwarded-For` (the peer's address, after the
-    /// chain [`client_chain`] kept from a trusted proxy), `X-Forwarded-Proto`,
-    /// `X-Request-Id` and the caller's identity. Every client header of these names was
-    /// dropped by [`forwards_header`].
-    pub fn set_forwarded_headers(
+    /// Calls `set` for each header the gateway sets, in order: `Connection: upgrade` (when
+    /// the request upgrades), `X-Forwarded-Host` (the client's `Host`, when it sent one),
+    /// `X-Forwarded-For` (the peer's address, after the chain [`client_chain`] keeps of a
+    /// trusted proxy's `forwarded_for` lines), `X-Forwarded-Proto`, `X-Request-Id` and the
+    /// caller's identity. Every client header of these names was dropped by
+    /// [`ClientHeaders::forwards`].
+    pub fn set_forwarded_headers<'v>(
         &self,
+        client: &ClientHeaders,
         host: Option<&[u8]>,
-        client_chain: Option<&[u8]>,
+        forwarded_for: impl Iterator<Item = &'v [u8]>,
         mut set: impl FnMut(&HeaderName, &[u8]),
     ) {
+        if client.upgrade {
+            set(&http::header::CONNECTION, b"upgrade");
+        }
         if let Some(host) = host {
             set(&X_FORWARDED_HOST, host);
         }
-        match client_chain {
-            Some(chain) => {
-                let mut joined = chain.trim_ascii().to_vec();
-                joined.extend_from_slice(b", ");
-                joined.extend_from_slice(self.conn.client_ip.as_bytes());
-                set(&X_FORWARDED_FOR, &joined);
+        match client_chain(self.conn, forwarded_for) {
+            Some(mut chain) => {
+                chain.extend_from_slice(b", ");
+                chain.extend_from_slice(self.conn.client_ip.as_bytes());
+                set(&X_FORWARDED_FOR, &chain);
             }
             None => set(&X_FORWARDED_FOR, self.conn.client_ip.as_bytes()),
         }
@@ -588,10 +650,7 @@ impl Forwarded<'_> {
 
 /// The client's `X-Forwarded-For` chain (its lines joined), read only when the peer is a
 /// trusted proxy: nobody else's chain is kept.
-pub(crate) fn client_chain<'v>(
-    conn: &ConnInfo,
-    values: impl Iterator<Item = &'v [u8]>,
-) -> Option<Vec<u8>> {
+fn client_chain<'v>(conn: &ConnInfo, values: impl Iterator<Item = &'v [u8]>) -> Option<Vec<u8>> {
     if !conn.trusted_proxy {
         return None;
     }
@@ -606,6 +665,121 @@ pub(crate) fn client_chain<'v>(
         }
     }
     chain
+}
+
+// === The response head a client receives ===
+
+/// Which of an upstream's response header lines reach the client.
+pub(crate) struct ResponseLines<'h> {
+    /// The names the upstream's `Connection` lists.
+    listed: SmallVec<[&'h [u8]; 4]>,
+    /// A `101 Switching Protocols`, whose `Upgrade` stays.
+    switching: bool,
+    /// Whether the response has a `Transfer-Encoding`, which overrides a `Content-Length`.
+    transfer_encoded: bool,
+}
+
+impl<'h> ResponseLines<'h> {
+    pub(crate) fn new(
+        connection: impl Iterator<Item = &'h [u8]>,
+        switching: bool,
+        transfer_encoded: bool,
+    ) -> Self {
+        Self {
+            listed: connection.flat_map(tokens).collect(),
+            switching,
+            transfer_encoded,
+        }
+    }
+
+    /// Whether the upstream's line named `name` reaches the client: not hop-by-hop, not
+    /// listed in its `Connection` (but a switch keeps its `Upgrade`), not its `X-Request-Id`
+    /// (the gateway's replaces it), and no `Content-Length` beside a `Transfer-Encoding`.
+    pub(crate) fn forwards(&self, name: &[u8]) -> bool {
+        let listed = self.listed.iter().any(|l| name.eq_ignore_ascii_case(l));
+        match named(name) {
+            Named::Hop => false,
+            Named::ContentLength => !self.transfer_encoded && !listed,
+            Named::Upgrade => self.switching || !listed,
+            _ if name.eq_ignore_ascii_case(REQUEST_ID.as_bytes()) => false,
+            _ => !listed,
+        }
+    }
+
+    /// The `Connection` value the gateway writes to the client: `upgrade` on a switch.
+    pub(crate) fn connection(&self) -> Option<&'static [u8]> {
+        self.switching.then_some(b"upgrade".as_slice())
+    }
+}
+
+/// How an upstream's response body is framed (RFC 9112 §6.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ResponseFraming {
+    /// No body (HEAD, 204, 304).
+    Empty,
+    Length(u64),
+    /// Chunked (its `Transfer-Encoding` ends in `chunked`).
+    Chunked,
+    /// Ends when the upstream closes the connection.
+    UntilClose,
+}
+
+/// What an upstream's response head decides, for a transport that relays its bytes.
+pub(crate) struct ResponseHead<'h> {
+    pub lines: ResponseLines<'h>,
+    pub framing: ResponseFraming,
+    /// Whether the upstream keeps the connection open after this response.
+    pub keep_alive: bool,
+}
+
+/// Decides a response head: which lines reach the client, how its body is framed, and
+/// whether the connection stays open. Differing or malformed `Content-Length` values are
+/// refused. `minor`: the HTTP/1 minor version; `head_only`: the answer to a `HEAD`.
+pub(crate) fn response_head<'h>(
+    minor: u8,
+    status: u16,
+    head_only: bool,
+    headers: impl Iterator<Item = (&'h [u8], &'h [u8])> + Clone,
+) -> Result<ResponseHead<'h>, String> {
+    let mut close = minor != 1;
+    let mut chunked = None;
+    let mut length: Option<u64> = None;
+    for (name, value) in headers.clone() {
+        if name.eq_ignore_ascii_case(b"connection") {
+            for token in tokens(value) {
+                if token.eq_ignore_ascii_case(b"close") {
+                    close = true;
+                } else if token.eq_ignore_ascii_case(b"keep-alive") && minor == 0 {
+                    close = false;
+                }
+            }
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            let last = tokens(value).last().unwrap_or(b"");
+            chunked = Some(last.eq_ignore_ascii_case(b"chunked"));
+        } else if name.eq_ignore_ascii_case(b"content-length") {
+            match content_length(value) {
+                Some(n) if length.is_none_or(|l| l == n) => length = Some(n),
+                _ => return Err("the upstream sent an invalid Content-Length".into()),
+            }
+        }
+    }
+    let framing = if head_only || status == 204 || status == 304 {
+        ResponseFraming::Empty
+    } else {
+        match (chunked, length) {
+            (Some(true), _) => ResponseFraming::Chunked,
+            (Some(false), _) | (None, None) => ResponseFraming::UntilClose,
+            (None, Some(n)) => ResponseFraming::Length(n),
+        }
+    };
+    let connection = headers
+        .filter(|(name, _)| name.eq_ignore_ascii_case(b"connection"))
+        .map(|(_, value)| value);
+    Ok(ResponseHead {
+        lines: ResponseLines::new(connection, false, chunked.is_some()),
+        framing,
+        keep_alive: !close && framing != ResponseFraming::UntilClose,
+    })
 }
 
 #[cfg(test)]

@@ -63,7 +63,7 @@ fn special_names_are_known_in_any_case_and_with_underscores() {
             }
         }
     }
-    assert!(is_hop_by_hop(b"Transfer-Encoding") && !is_hop_by_hop(b"upgrade"));
+    assert!(named(b"Transfer-Encoding") == Named::Hop && named(b"upgrade") != Named::Hop);
 }
 
 #[test]
@@ -397,4 +397,23 @@ fn cidrs() {
         assert!(Cidr::parse(bad).is_err(), "{bad}");
     }
     assert_eq!(net.to_string(), "10.0.0.0/8");
+}
+
+fn target(base: &str, api_path: &str, path: &str, query: Option<&str>) -> String {
+    let mut out = Vec::new();
+    push_upstream_target(&mut out, base, (api_path, path), query);
+    String::from_utf8(out).expect("text")
+}
+
+#[test]
+fn upstream_targets_replace_the_api_path_by_the_base_path() {
+    let api = "/v1/infers/s";
+    assert_eq!(
+        target("/base", api, "/v1/infers/s/predictions/poetry", Some("a=1")),
+        "/base/predictions/poetry?a=1"
+    );
+    assert_eq!(target("/base", api, api, None), "/base");
+    assert_eq!(target("", api, api, None), "/");
+    assert_eq!(target("", api, api, Some("q")), "/?q");
+    assert_eq!(target("", api, "/v1/infers/s/x%20y", None), "/x%20y");
 }

@@ -1,6 +1,11 @@
+use super::head::*;
+use super::relay::*;
 use super::*;
-use crate::http_rules::MAX_CHUNK_LINE;
+use crate::http_rules::{ChunkedEnd, ResponseFraming, MAX_CHUNK_LINE};
 use http::header::{HeaderMap, HeaderName, HeaderValue};
+use http::Method;
+use infergate_core::snapshot::Upstream;
+use infergate_sign::HeaderSource;
 
 /// What the fast path makes of the bytes at the start of a connection's buffer.
 #[derive(Debug, PartialEq, Eq)]
@@ -174,7 +179,7 @@ fn forwarded<'a>(caller: &'a Caller, conn: &'a ConnInfo) -> Forwarded<'a> {
     }
 }
 
-fn forwarded_bytes(text: &[u8], caller: &Caller, upstream: &Upstream, rest: &str) -> String {
+fn forwarded_bytes(text: &[u8], caller: &Caller, upstream: &Upstream, api_path: &str) -> String {
     let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let HeadRead::Take(parsed) = read_head(text, &mut slots) else {
         panic!("not taken")
@@ -193,8 +198,7 @@ fn forwarded_bytes(text: &[u8], caller: &Caller, upstream: &Upstream, rest: &str
     let body: &[u8] = if parsed.body_len == 2 { b"hi" } else { b"" };
     request_bytes(
         &head,
-        upstream,
-        rest,
+        (upstream, api_path),
         &forwarded,
         parsed.framing,
         body,
@@ -211,13 +215,14 @@ fn upstream_request_bytes() {
         app_id: "app1".into(),
     };
     assert_eq!(
-        forwarded_bytes(head, &app, &upstream, "/run"),
+        forwarded_bytes(head, &app, &upstream, "/v1/infers/s"),
         "POST /base/run?a=1 HTTP/1.1\r\nhost: 10.0.0.1:9000\r\n\
          x-forwarded-host: gw\r\nx-forwarded-for: 127.0.0.2\r\nx-forwarded-proto: http\r\n\
          x-request-id: rid\r\nx-api-id: api1\r\nx-app-id: app1\r\ncontent-length: 2\r\n\r\nhi"
     );
     let bare = Upstream::parse("http://h:1").expect("upstream");
-    assert!(forwarded_bytes(head, &app, &bare, "").starts_with("POST /?a=1 HTTP/1.1\r\n"));
+    assert!(forwarded_bytes(head, &app, &bare, "/v1/infers/s/run")
+        .starts_with("POST /?a=1 HTTP/1.1\r\n"));
 }
 
 /// The fast path forwards the same headers as the general server's rewrite of a
@@ -243,7 +248,7 @@ fn both_servers_forward_the_same_headers() {
             user_id: "u1".into(),
         },
     ] {
-        let fast = forwarded_bytes(head, &caller, &upstream, "");
+        let fast = forwarded_bytes(head, &caller, &upstream, "/v1/x");
         let mut fast: Vec<(String, String)> = fast
             .split("\r\n")
             .skip(1)
@@ -265,7 +270,13 @@ fn both_servers_forward_the_same_headers() {
             );
         }
         let conn = client_conn();
-        crate::forward::rewrite_headers(&mut map, &forwarded(&caller, &conn), false);
+        let rules = crate::http_rules::ClientHeaders::new(
+            map.get_all(http::header::CONNECTION)
+                .iter()
+                .map(HeaderValue::as_bytes),
+            false,
+        );
+        let map = crate::general::upstream_headers(map, &rules, &forwarded(&caller, &conn));
         let mut general: Vec<(String, String)> = map
             .iter()
             .filter(|(name, _)| *name != http::header::HOST)
@@ -283,14 +294,14 @@ fn both_servers_forward_the_same_headers() {
     }
 }
 
-fn parse_response(raw: &[u8], head_only: bool) -> Result<ResponseHead, String> {
+fn parse_response(raw: &[u8], head_only: bool) -> Result<ClientHead, String> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut res = httparse::Response::new(&mut headers);
     assert!(res.parse(raw).expect("parse").is_complete());
-    response_head(&res, raw, head_only, b"rid", Vec::new())
+    client_head(&res, raw, head_only, b"rid", Vec::new())
 }
 
-fn text(head: &ResponseHead) -> String {
+fn text(head: &ClientHead) -> String {
     String::from_utf8(head.out.clone()).expect("text")
 }
 
@@ -302,7 +313,7 @@ fn response_heads_lose_hops_and_get_the_request_id() {
     )
     .expect("head");
     assert_eq!(head.status, 200);
-    assert_eq!(head.framing, Framing::Length(3));
+    assert_eq!(head.framing, ResponseFraming::Length(3));
     assert!(head.keep_alive);
     assert_eq!(
         text(&head),
@@ -317,26 +328,26 @@ fn response_framing() {
         false,
     )
     .expect("head");
-    assert_eq!(chunked.framing, Framing::Chunked);
+    assert_eq!(chunked.framing, ResponseFraming::Chunked);
     assert_eq!(
         text(&chunked),
         "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nx-request-id: rid\r\n"
     );
     let until_close = parse_response(b"HTTP/1.1 200 OK\r\n\r\n", false).expect("head");
-    assert_eq!(until_close.framing, Framing::UntilClose);
+    assert_eq!(until_close.framing, ResponseFraming::UntilClose);
     assert!(!until_close.keep_alive);
     assert!(text(&until_close).contains("transfer-encoding: chunked\r\n"));
     let gzip_only =
         parse_response(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n", false).expect("head");
-    assert_eq!(gzip_only.framing, Framing::UntilClose);
+    assert_eq!(gzip_only.framing, ResponseFraming::UntilClose);
     let head =
         parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\n", true).expect("head");
-    assert_eq!(head.framing, Framing::Empty);
+    assert_eq!(head.framing, ResponseFraming::Empty);
     assert!(text(&head).contains("Content-Length: 50"));
     for status in ["204 No Content", "304 Not Modified"] {
         let raw = format!("HTTP/1.1 {status}\r\n\r\n");
         let head = parse_response(raw.as_bytes(), false).expect("head");
-        assert_eq!(head.framing, Framing::Empty);
+        assert_eq!(head.framing, ResponseFraming::Empty);
         assert!(head.keep_alive);
     }
     let old = parse_response(b"HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\n", false).expect("head");
@@ -460,7 +471,7 @@ fn header_lines_are_copied_in_runs_or_rewritten_when_not_plain() {
     let app = Caller::App {
         app_id: "app1".into(),
     };
-    let bytes = forwarded_bytes(head, &app, &upstream, "");
+    let bytes = forwarded_bytes(head, &app, &upstream, "/v1/x");
     let lines: Vec<&str> = bytes.split("\r\n").skip(2).take(6).collect();
     assert_eq!(
         lines,

@@ -5,7 +5,6 @@
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -21,66 +20,10 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::TcpListener;
 
+use super::head_guard::HeadGuard;
 use crate::body::{BoxError, ClientBody, IdleTimeout};
-use crate::head_guard::HeadGuard;
-use crate::http_rules::Cidr;
-use crate::{h1, Gateway};
-
-/// What a listener allows its clients: how long they may take, how many may be connected,
-/// and whose forwarding headers are believed.
-#[derive(Debug, Clone)]
-pub struct ListenerSettings {
-    /// A request head must arrive whole within this time of its first byte (and a
-    /// connection's first head within this time of the connection).
-    pub header_timeout: Duration,
-    /// A request body may pause this long between two reads.
-    pub body_idle_timeout: Duration,
-    /// Open connections beyond this are accepted and closed at once.
-    pub max_connections: usize,
-    /// Peers whose `X-Forwarded-For` chain is kept (and appended to).
-    pub trusted_proxies: Vec<Cidr>,
-}
-
-impl Default for ListenerSettings {
-    fn default() -> Self {
-        Self {
-            header_timeout: Duration::from_secs(15),
-            body_idle_timeout: Duration::from_secs(60),
-            max_connections: 16_384,
-            trusted_proxies: Vec::new(),
-        }
-    }
-}
-
-/// Who connected, for the service of that connection.
-#[derive(Debug, Clone)]
-pub struct ConnInfo {
-    pub remote: SocketAddr,
-    pub tls: bool,
-    /// The client's address as a header value, written once per connection.
-    pub client_ip: http::HeaderValue,
-    /// Whether the peer is a trusted proxy, whose `X-Forwarded-For` chain is kept.
-    pub trusted_proxy: bool,
-}
-
-impl ConnInfo {
-    pub fn new(remote: SocketAddr, tls: bool) -> Self {
-        let client_ip = http::HeaderValue::from_str(&remote.ip().to_string())
-            .unwrap_or_else(|_| http::HeaderValue::from_static("unknown"));
-        Self {
-            remote,
-            tls,
-            client_ip,
-            trusted_proxy: false,
-        }
-    }
-
-    /// The same, trusting the peer when it lies in one of `proxies`.
-    pub fn trusting(mut self, proxies: &[Cidr]) -> Self {
-        self.trusted_proxy = proxies.iter().any(|net| net.contains(self.remote.ip()));
-        self
-    }
-}
+use crate::phases::ConnInfo;
+use crate::{fast, Gateway, ListenerSettings};
 
 /// A certificate and key read from PEM files, re-read when they change.
 pub struct TlsFiles {
@@ -271,7 +214,7 @@ pub async fn serve_with<M, S, B>(
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(h1::IDLE);
+        .header_read_timeout(fast::IDLE);
     let open_count = Arc::new(AtomicUsize::new(0));
     let header_timeout = settings.header_timeout;
     let body_idle = settings.body_idle_timeout;
@@ -313,9 +256,9 @@ pub async fn serve_with<M, S, B>(
                         tokio::spawn(async move {
                             let _open = open;
                             let io = match fast {
-                                Some(gateway) => match h1::serve(&gateway, stream, &info, &mut stopping).await {
-                                    h1::Ended::Closed => return,
-                                    h1::Ended::Fallback { read, stream } => HeadGuard::new(stream, &read, header_timeout),
+                                Some(gateway) => match fast::serve(&gateway, stream, &info, &mut stopping).await {
+                                    fast::Ended::Closed => return,
+                                    fast::Ended::Fallback { read, stream } => HeadGuard::new(stream, &read, header_timeout),
                                 },
                                 None => HeadGuard::new(stream, &[], header_timeout),
                             };

@@ -1,0 +1,564 @@
+//! The HTTP/1.1 fast path for plain-TCP connections: the request head is parsed once from
+//! the connection's buffer, the call goes through the same phases as every other (limits,
+//! route, select, authenticate, authorize), the head is written to a kept-alive upstream
+//! connection with the gateway's edits, and the response is relayed as its bytes arrive:
+//! no dispatch task, no body channel, no per-frame boxing.
+//!
+//! It takes only the common case: HTTP/1.1 in origin form, no `Transfer-Encoding`, no
+//! `Upgrade` or `Expect`, a body of at most [`MAX_BODY`] bytes. The first request that is
+//! anything else hands the connection, with the bytes read so far, to the general server
+//! (hyper: HTTP/2, upgrades, chunked and large bodies), which serves it from then on.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, Bytes, BytesMut};
+use infergate_core::snapshot::ApiRoute;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+
+use crate::authn::Caller;
+use crate::error::GatewayError;
+use crate::http_rules::{Forwarded, RequestFraming};
+use crate::phases::{CallRecord, ConnInfo, Head};
+use crate::upstreams::pool::{Pool, Pooled};
+use crate::upstreams::{Answered, Attempt, Attempted, Attempts, Failure};
+use crate::Gateway;
+use head::{
+    head_end, read_head, request_bytes, split_target, HeadEnd, HeadRead, Parsed, RawHeaders,
+};
+use relay::{error_bytes, ClientHead, RelayError};
+
+pub(crate) use relay::UpstreamConn;
+
+mod head;
+mod relay;
+
+/// The largest request body the fast path reads whole; larger ones are streamed by the
+/// general server.
+pub const MAX_BODY: usize = 64 * 1024;
+/// Header lines a head may have (the general server's limit too).
+pub(super) const MAX_HEADERS: usize = 100;
+/// A request head that has not ended by this size goes to the general server, which answers
+/// it with its own error.
+pub(super) const MAX_HEAD: usize = 256 * 1024;
+/// How long a kept-alive client connection may wait idle between requests (the general
+/// server's too).
+pub(crate) const IDLE: Duration = Duration::from_secs(75);
+/// What is read at a time.
+pub(super) const READ_SIZE: usize = 16 * 1024;
+/// Bytes a client may send ahead (pipelined) while its call is with the upstream.
+const MAX_AHEAD: usize = 1024 * 1024;
+
+/// How a connection served by the fast path ended.
+pub enum Ended {
+    Closed,
+    /// A request the fast path does not take: the general server serves the rest, starting
+    /// with the bytes read so far.
+    Fallback {
+        read: Bytes,
+        stream: TcpStream,
+    },
+}
+
+/// A connection's timer, re-armed lazily: a deadline later than the one armed costs nothing
+/// until the timer fires early and finds it moved; only an earlier deadline resets it.
+struct LazyTimer {
+    sleep: Pin<Box<tokio::time::Sleep>>,
+    armed: Deadline,
+}
+
+type Deadline = tokio::time::Instant;
+
+impl LazyTimer {
+    fn new(deadline: Deadline) -> Self {
+        Self {
+            sleep: Box::pin(tokio::time::sleep_until(deadline)),
+            armed: deadline,
+        }
+    }
+
+    /// Resolves at `deadline`.
+    async fn until(&mut self, deadline: Deadline) {
+        loop {
+            if self.armed > deadline {
+                self.arm(deadline);
+            }
+            self.sleep.as_mut().await;
+            if Deadline::now() >= deadline {
+                return;
+            }
+            self.arm(deadline);
+        }
+    }
+
+    fn arm(&mut self, deadline: Deadline) {
+        self.sleep.as_mut().reset(deadline);
+        self.armed = deadline;
+    }
+}
+
+/// Serves `stream` until it closes, the gateway stops, or a request needs the general
+/// server.
+pub async fn serve(
+    gateway: &Gateway,
+    mut stream: TcpStream,
+    conn: &ConnInfo,
+    stop: &mut watch::Receiver<bool>,
+) -> Ended {
+    let mut buf = BytesMut::with_capacity(READ_SIZE);
+    // What the client sends while a call is with the upstream; appended to `buf` after it.
+    let mut ahead = BytesMut::new();
+    let listener = &gateway.settings.listener;
+    let mut active = Deadline::now();
+    // When the head being read began (the connection's start counts for its first).
+    let mut head_started = Some(active);
+    let mut idle = LazyTimer::new(active + listener.header_timeout);
+    let mut exchanges = LazyTimer::new(active + IDLE);
+    let mut scratch = Scratch::new(gateway.fast_pool.clone());
+    loop {
+        let end = loop {
+            match head_end(&buf) {
+                HeadEnd::At(end) => break end,
+                HeadEnd::Elsewhere => {
+                    return Ended::Fallback {
+                        read: buf.freeze(),
+                        stream,
+                    }
+                }
+                HeadEnd::NotYet => {}
+            }
+            if *stop.borrow() && buf.is_empty() {
+                return Ended::Closed;
+            }
+            // A head that began and did not end in what was read: its clock starts now (the
+            // clock is read only when a head takes more than one read).
+            if !buf.is_empty() {
+                head_started.get_or_insert_with(Deadline::now);
+            }
+            buf.reserve(READ_SIZE);
+            // Idle between requests, then the whole head within the header timeout.
+            let deadline = match head_started {
+                Some(started) => started + listener.header_timeout,
+                None => active + IDLE,
+            };
+            // In this order: no random draw per wake-up.
+            let read = tokio::select! {
+                biased;
+                read = stream.read_buf(&mut buf) => read,
+                _ = stop.changed(), if buf.is_empty() => return Ended::Closed,
+                () = idle.until(deadline) => return Ended::Closed,
+            };
+            if !matches!(read, Ok(n) if n > 0) {
+                return Ended::Closed;
+            }
+        };
+        // The head is read in place; when its body has not all arrived, the rest is read
+        // and the head parsed again (the buffer may have moved).
+        let used = loop {
+            let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            let request = match read_head(&buf[..end], &mut slots) {
+                HeadRead::Take(request) => request,
+                HeadRead::Elsewhere => {
+                    return Ended::Fallback {
+                        read: buf.freeze(),
+                        stream,
+                    }
+                }
+                HeadRead::Refuse(refused) => {
+                    let (path, query) = split_target(refused.target);
+                    let record = gateway.begin(&refused.method, path, query, 0);
+                    gateway
+                        .answer_error(refused.error, record, &mut stream, true)
+                        .await;
+                    return Ended::Closed;
+                }
+            };
+            let used = end + request.body_len;
+            if buf.len() >= used {
+                let close = request.close || *stop.borrow();
+                let mut client = Client {
+                    stream: &mut stream,
+                    ahead: &mut ahead,
+                    timer: &mut exchanges,
+                    scratch: &mut scratch,
+                };
+                let body = &buf[end..used];
+                match gateway
+                    .serve_fast(&request, body, conn, &mut client, close)
+                    .await
+                {
+                    Some(ended) if !*stop.borrow() => active = Deadline::from_std(ended),
+                    _ => return Ended::Closed,
+                }
+                break used;
+            }
+            buf.reserve(used - buf.len());
+            // The body may pause at most the body idle timeout between reads.
+            let read = tokio::select! {
+                biased;
+                read = stream.read_buf(&mut buf) => read,
+                () = idle.until(Deadline::now() + listener.body_idle_timeout) => return Ended::Closed,
+            };
+            if !matches!(read, Ok(n) if n > 0) {
+                return Ended::Closed;
+            }
+        };
+        buf.advance(used);
+        if !ahead.is_empty() {
+            buf.extend_from_slice(&ahead);
+            ahead.clear();
+        }
+        head_started = None;
+    }
+}
+
+/// The client's connection, the bytes it sent past the current request, and the timer of
+/// upstream exchanges.
+struct Client<'c> {
+    stream: &'c mut TcpStream,
+    ahead: &'c mut BytesMut,
+    timer: &'c mut LazyTimer,
+    scratch: &'c mut Scratch,
+}
+
+/// A client connection's buffers for the bytes of upstream requests and client response
+/// heads, reused from call to call, and the upstream connection of its last call.
+struct Scratch {
+    request: Vec<u8>,
+    response: Vec<u8>,
+    held: Option<Held>,
+    pool: Arc<Pool<UpstreamConn>>,
+}
+
+/// An upstream connection kept by a client connection for its next call: a client mostly
+/// calls the same API again, and then takes it back with no pool lock and no lookup.
+struct Held {
+    authority: Arc<str>,
+    conn: UpstreamConn,
+    since: Instant,
+}
+
+impl Held {
+    /// Hands the connection to the pool, idle since it was held.
+    fn release(self, pool: &Pool<UpstreamConn>) {
+        pool.put(&self.authority, self.conn, self.since);
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        // The client is gone: its upstream connection serves the other clients.
+        if let Some(held) = self.held.take() {
+            held.release(&self.pool);
+        }
+    }
+}
+
+impl Scratch {
+    /// Buffers larger than this are not kept while the connection waits.
+    const KEPT: usize = 16 * 1024;
+
+    fn new(pool: Arc<Pool<UpstreamConn>>) -> Self {
+        Self {
+            request: Vec::new(),
+            response: Vec::new(),
+            held: None,
+            pool,
+        }
+    }
+
+    /// The held connection when it is to `authority` and still usable at `now`; one to
+    /// another upstream goes to the pool.
+    fn take_held(&mut self, authority: &Arc<str>, now: Instant) -> Option<UpstreamConn> {
+        let held = self.held.take()?;
+        if *held.authority == **authority {
+            return (self.pool.still_fresh(held.since, now) && !held.conn.is_closed())
+                .then_some(held.conn);
+        }
+        held.release(&self.pool);
+        None
+    }
+
+    /// Keeps `conn`, idle since `since`, for the connection's next call.
+    fn hold(&mut self, authority: &Arc<str>, conn: UpstreamConn, since: Instant) {
+        let held = Held {
+            authority: authority.clone(),
+            conn,
+            since,
+        };
+        if let Some(before) = self.held.replace(held) {
+            before.release(&self.pool);
+        }
+    }
+
+    fn keep(&mut self, request: Vec<u8>, response: Vec<u8>) {
+        if request.capacity() <= Self::KEPT {
+            self.request = request;
+        }
+        if response.capacity() <= Self::KEPT {
+            self.response = response;
+        }
+    }
+}
+
+/// How waiting for an upstream exchange ended.
+enum Waited<T> {
+    Done(T),
+    TimedOut,
+    /// The client closed its connection.
+    Gone,
+}
+
+impl Client<'_> {
+    /// Waits for `work` until `deadline`; dropping `work` (when the client closes its
+    /// connection first, or time runs out) cancels the upstream call. Bytes the client sends
+    /// meanwhile are kept for later.
+    async fn unless_gone<T>(
+        &mut self,
+        work: impl std::future::Future<Output = T>,
+        deadline: Deadline,
+    ) -> Waited<T> {
+        tokio::pin!(work);
+        loop {
+            // The exchange first: once it is done, nothing else is polled. The client's
+            // bytes are read only once they are there: no buffer is set aside before.
+            let ready = tokio::select! {
+                biased;
+                done = &mut work => return Waited::Done(done),
+                () = self.timer.until(deadline) => return Waited::TimedOut,
+                ready = std::future::poll_fn(|cx| self.stream.poll_read_ready(cx)),
+                    if self.ahead.len() < MAX_AHEAD => ready,
+            };
+            if ready.is_err() {
+                return Waited::Gone;
+            }
+            self.ahead.reserve(READ_SIZE);
+            match self.stream.try_read_buf(self.ahead) {
+                Ok(0) => return Waited::Gone,
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(_) => return Waited::Gone,
+            }
+        }
+    }
+}
+
+impl Gateway {
+    /// Serves one call of the fast path: `Some(when it ended)` while the client connection
+    /// stays open, `None` when it must close.
+    async fn serve_fast(
+        &self,
+        request: &Parsed<'_>,
+        body: &[u8],
+        conn: &ConnInfo,
+        client: &mut Client<'_>,
+        close: bool,
+    ) -> Option<Instant> {
+        let (path, query) = split_target(request.target);
+        let head = Head {
+            method: &request.method,
+            path,
+            query,
+            headers: &request.headers,
+        };
+        let mut record = self.begin(&request.method, path, query, body.len() as u64);
+        let admitted = self.admit_fast(&head, body, conn, &mut record);
+        let (api, caller) = match admitted {
+            Ok(admitted) => admitted,
+            Err(err) => return self.answer_error(err, record, client.stream, close).await,
+        };
+        let forwarded = self
+            .forward_fast(
+                (&api, &caller),
+                &head,
+                (body, request.framing),
+                (conn, &mut record),
+                client,
+                close,
+            )
+            .await;
+        match forwarded {
+            Ok(ended) => ended,
+            Err(err) => self.answer_error(err, record, client.stream, close).await,
+        }
+    }
+
+    fn admit_fast(
+        &self,
+        head: &Head<'_, RawHeaders<'_>>,
+        body: &[u8],
+        conn: &ConnInfo,
+        record: &mut CallRecord,
+    ) -> Result<(Arc<ApiRoute>, Caller), GatewayError> {
+        let snapshot = self.snapshots.load();
+        let selected = self.select(&snapshot, head, conn, record)?;
+        let body_hash = if selected.needs_hash && !body.is_empty() {
+            Some(self.hash_body(&selected.api, head.headers, body)?)
+        } else {
+            None
+        };
+        let caller = self.admit(
+            &snapshot,
+            &selected,
+            head,
+            body_hash.as_deref(),
+            body.is_empty(),
+            record,
+        )?;
+        Ok((selected.api, caller))
+    }
+
+    /// Answers `err` on `stream`; `Some(when)` while the connection stays open (not when
+    /// `close` or the error itself closes it).
+    async fn answer_error(
+        &self,
+        err: GatewayError,
+        mut record: CallRecord,
+        stream: &mut TcpStream,
+        close: bool,
+    ) -> Option<Instant> {
+        self.observers.refused(&err, &mut record);
+        let (status, close, bytes) = error_bytes(&err, record.request_id.as_str(), close);
+        let now = Instant::now();
+        self.observers.response_head(&record, now);
+        let written = stream.write_all(&bytes).await.is_ok();
+        self.observers.finish(&record, status, 0);
+        (written && !close).then_some(now)
+    }
+
+    /// Sends the call to the API's upstreams in turn until one answers, then relays the
+    /// response. `Ok` once a response head was relayed: `Some(when the response ended)` while
+    /// the client connection stays open.
+    async fn forward_fast(
+        &self,
+        (api, caller): (&ApiRoute, &Caller),
+        head: &Head<'_, RawHeaders<'_>>,
+        (body, framing): (&[u8], RequestFraming),
+        (conn, record): (&ConnInfo, &mut CallRecord),
+        client: &mut Client<'_>,
+        close: bool,
+    ) -> Result<Option<Instant>, GatewayError> {
+        // The connection's buffers, given back once the call is relayed.
+        let mut request = std::mem::take(&mut client.scratch.request);
+        let mut response = std::mem::take(&mut client.scratch.response);
+        let request_id = record.request_id;
+        let mut attempts = FastAttempts {
+            pool: &self.fast_pool,
+            head,
+            api_path: &api.api_path,
+            forwarded: Forwarded {
+                api_id: &api.api_id,
+                caller,
+                conn,
+                request_id: request_id.as_bytes(),
+            },
+            framing,
+            body,
+            request: &mut request,
+            response: &mut response,
+            client: &mut *client,
+        };
+        let answered = self
+            .upstreams
+            .try_in_turn(api, record, &self.observers, &mut attempts)
+            .await?;
+        let Some(Answered {
+            answer: (mut up, head),
+            upstream,
+            at: now,
+        }) = answered
+        else {
+            // The client went away: the upstream call was dropped with it.
+            self.observers.finish(record, 499, 0);
+            return Ok(None);
+        };
+        self.observers.response_head(record, now);
+        let mut out = head.out;
+        if close {
+            out.extend_from_slice(b"connection: close\r\n");
+        }
+        out.extend_from_slice(b"\r\n");
+        let relayed = up.relay(client.stream, &mut out, head.framing).await;
+        client.scratch.keep(request, out);
+        let ended = match relayed {
+            Ok((sent, waited)) => {
+                let ended = if waited { Instant::now() } else { now };
+                if head.keep_alive && up.buf.is_empty() {
+                    client.scratch.hold(&upstream.authority, up, ended);
+                }
+                self.observers.finish(record, head.status, sent);
+                (!close).then_some(ended)
+            }
+            Err(err) => {
+                if let RelayError::Upstream(why) = err {
+                    self.observers.upstream_error(&upstream.authority, "other");
+                    tracing::warn!(upstream = %upstream.authority, error = %why, "upstream response failed");
+                }
+                self.observers.finish(record, head.status, 0);
+                None
+            }
+        };
+        Ok(ended)
+    }
+}
+
+/// The attempts of one fast-path call, each writing the request to a kept-alive connection
+/// of its upstream while watching the client.
+struct FastAttempts<'a, 'c, 'h> {
+    pool: &'a Pool<UpstreamConn>,
+    head: &'a Head<'h, RawHeaders<'h>>,
+    api_path: &'a str,
+    forwarded: Forwarded<'a>,
+    framing: RequestFraming,
+    body: &'a [u8],
+    request: &'a mut Vec<u8>,
+    response: &'a mut Vec<u8>,
+    client: &'a mut Client<'c>,
+}
+
+impl Attempts for FastAttempts<'_, '_, '_> {
+    type Answer = (UpstreamConn, ClientHead);
+
+    async fn attempt(&mut self, attempt: &Attempt<'_>) -> Attempted<Self::Answer> {
+        let upstream = attempt.upstream;
+        request_bytes(
+            self.head,
+            (upstream, self.api_path),
+            &self.forwarded,
+            self.framing,
+            self.body,
+            self.request,
+        );
+        let held = self
+            .client
+            .scratch
+            .take_held(&upstream.authority, attempt.sent_at);
+        let exchange = UpstreamConn::exchange(
+            self.pool,
+            &upstream.authority,
+            held,
+            attempt.sent_at,
+            self.request,
+            self.head.method,
+            self.forwarded.request_id,
+            self.response,
+        );
+        match self
+            .client
+            .unless_gone(exchange, Deadline::from_std(attempt.deadline))
+            .await
+        {
+            Waited::Done(Ok(answer)) => Attempted::Answered(answer),
+            Waited::Done(Err(failure)) => Attempted::Failed(failure),
+            Waited::TimedOut => Attempted::Failed(Failure::Timeout),
+            Waited::Gone => Attempted::Abandoned,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

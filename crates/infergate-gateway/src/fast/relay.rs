@@ -1,0 +1,334 @@
+//! The fast path's upstream side: a kept-alive connection to an upstream, the exchange of
+//! one request on it, the response head rewritten for the client, and the body relayed as
+//! its bytes arrive. Every decision about the response comes from `http_rules`.
+
+use std::io::{self, Write};
+use std::task::{Context, Poll, Waker};
+use std::time::Instant;
+
+use bytes::{Buf, BytesMut};
+use http::Method;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use super::head::{push_header, LineCopier};
+use super::{MAX_HEADERS, READ_SIZE};
+use crate::error::GatewayError;
+use crate::http_rules::{self, ChunkedEnd, ResponseFraming};
+use crate::upstreams::pool::{Pool, Pooled};
+use crate::upstreams::Failure;
+
+/// A response head larger than this is refused.
+const MAX_RESPONSE_HEAD: usize = 128 * 1024;
+
+/// A response head rewritten for the client (without its final empty line), and what the
+/// relay needs to know of it.
+#[derive(Debug)]
+pub(super) struct ClientHead {
+    pub status: u16,
+    pub out: Vec<u8>,
+    pub framing: ResponseFraming,
+    /// Whether the upstream keeps the connection open after this response.
+    pub keep_alive: bool,
+}
+
+/// Writes a parsed response head for the client as [`http_rules::response_head`] decides
+/// it: the status line, the lines it forwards, the framing, the gateway's `X-Request-Id`.
+/// A chunked body is relayed as it came, its `Transfer-Encoding` lines with it; one that
+/// ends with the connection is sent chunked.
+pub(super) fn client_head(
+    res: &httparse::Response<'_, '_>,
+    raw: &[u8],
+    head_only: bool,
+    request_id: &[u8],
+    mut out: Vec<u8>,
+) -> Result<ClientHead, String> {
+    let status = res.code.unwrap_or(0);
+    let code = http::StatusCode::from_u16(status)
+        .map_err(|_| format!("the upstream answered status {status}"))?;
+    let lines = res.headers.iter().map(|h| (h.name.as_bytes(), h.value));
+    let decided = http_rules::response_head(res.version.unwrap_or(0), status, head_only, lines)?;
+    let size: usize = res
+        .headers
+        .iter()
+        .map(|h| h.name.len() + h.value.len() + 4)
+        .sum();
+    out.clear();
+    out.reserve(64 + request_id.len() + size);
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(code.as_str().as_bytes());
+    out.push(b' ');
+    let reason = res
+        .reason
+        .filter(|r| !r.is_empty())
+        .or_else(|| code.canonical_reason());
+    out.extend_from_slice(reason.unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\n");
+    let relays_codings = decided.framing == ResponseFraming::Chunked;
+    let mut copier = LineCopier::new(raw);
+    for header in res.headers.iter() {
+        let name = header.name.as_bytes();
+        let coding = relays_codings && name.eq_ignore_ascii_case(b"transfer-encoding");
+        if coding || decided.lines.forwards(name) {
+            copier.keep(&mut out, header);
+        }
+    }
+    copier.flush(&mut out);
+    if decided.framing == ResponseFraming::UntilClose {
+        out.extend_from_slice(b"transfer-encoding: chunked\r\n");
+    }
+    out.extend_from_slice(b"x-request-id: ");
+    out.extend_from_slice(request_id);
+    out.extend_from_slice(b"\r\n");
+    Ok(ClientHead {
+        status,
+        out,
+        framing: decided.framing,
+        keep_alive: decided.keep_alive,
+    })
+}
+
+/// The whole answer the gateway gives itself to `err`, as [`GatewayError::answer`] makes it.
+pub(super) fn error_bytes(
+    err: &GatewayError,
+    request_id: &str,
+    close: bool,
+) -> (u16, bool, Vec<u8>) {
+    let answer = err.answer(request_id, close);
+    let status = answer.status;
+    let mut out = Vec::with_capacity(160 + answer.body.len());
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for (name, value) in answer.headers() {
+        push_header(&mut out, name.as_str().as_bytes(), value);
+    }
+    // Writing to a Vec cannot fail.
+    let _ = write!(out, "content-length: {}\r\n\r\n", answer.body.len());
+    out.extend_from_slice(answer.body.as_bytes());
+    (status.as_u16(), answer.closes(), out)
+}
+
+/// A kept-alive connection to an upstream and the bytes read from it but not yet used.
+pub(crate) struct UpstreamConn {
+    pub(super) stream: TcpStream,
+    pub(super) buf: BytesMut,
+}
+
+impl Pooled for UpstreamConn {
+    fn is_closed(&self) -> bool {
+        // An idle connection has nothing to read: if it is readable, the upstream closed it
+        // (or sent bytes nobody asked for). The readiness flag can be stale, so a readable
+        // one is probed once.
+        let mut cx = Context::from_waker(Waker::noop());
+        match self.stream.poll_read_ready(&mut cx) {
+            Poll::Pending => false,
+            Poll::Ready(Err(_)) => true,
+            Poll::Ready(Ok(())) => {
+                let mut probe = [0u8; 1];
+                !matches!(self.stream.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+            }
+        }
+    }
+}
+
+/// Why relaying a response body stopped early.
+pub(super) enum RelayError {
+    Upstream(String),
+    Client,
+}
+
+impl UpstreamConn {
+    /// Reads the next response head, skipping informational (1xx) responses.
+    async fn read_head(
+        &mut self,
+        head_only: bool,
+        request_id: &[u8],
+        received: &mut bool,
+        out: &mut Vec<u8>,
+    ) -> Result<ClientHead, Option<String>> {
+        loop {
+            if !self.buf.is_empty() {
+                *received = true;
+                let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+                let mut res = httparse::Response::new(&mut headers);
+                match res.parse(&self.buf) {
+                    Ok(httparse::Status::Complete(len)) => {
+                        let code = res.code.unwrap_or(0);
+                        if code == 101 {
+                            return Err(Some("the upstream switched protocols unasked".into()));
+                        }
+                        if (100..200).contains(&code) {
+                            self.buf.advance(len);
+                            continue;
+                        }
+                        let out = std::mem::take(out);
+                        let head = client_head(&res, &self.buf, head_only, request_id, out)
+                            .map_err(Some)?;
+                        self.buf.advance(len);
+                        return Ok(head);
+                    }
+                    Ok(httparse::Status::Partial) if self.buf.len() <= MAX_RESPONSE_HEAD => {}
+                    Ok(httparse::Status::Partial) => {
+                        return Err(Some("the upstream response head is too large".into()))
+                    }
+                    Err(e) => return Err(Some(format!("invalid upstream response: {e}"))),
+                }
+            }
+            self.buf.reserve(READ_SIZE);
+            match self.stream.read_buf(&mut self.buf).await {
+                Ok(0) if !*received => return Err(None),
+                Ok(0) => return Err(Some("the upstream closed mid-response".into())),
+                Ok(_) => {}
+                Err(e) if !*received => {
+                    tracing::debug!(error = %e, "upstream connection failed before a response");
+                    return Err(None);
+                }
+                Err(e) => return Err(Some(format!("reading the upstream response: {e}"))),
+            }
+        }
+    }
+
+    /// Relays the body after `out` (the client's response head) to the client, writing each
+    /// piece as it arrives. Returns the body bytes sent, and whether any had to be waited
+    /// for (when none had, the response ended as its head arrived).
+    pub(super) async fn relay(
+        &mut self,
+        client: &mut TcpStream,
+        out: &mut Vec<u8>,
+        framing: ResponseFraming,
+    ) -> Result<(u64, bool), RelayError> {
+        let mut sent = 0u64;
+        let mut waited = false;
+        let mut chunked = ChunkedEnd::default();
+        let mut left = match framing {
+            ResponseFraming::Length(total) => total,
+            _ => 0,
+        };
+        loop {
+            // Move what belongs to the body from the buffer to `out`; `ended` once it is all
+            // there.
+            let ended = match framing {
+                ResponseFraming::Empty => true,
+                ResponseFraming::Length(_) => {
+                    let take = self
+                        .buf
+                        .len()
+                        .min(usize::try_from(left).unwrap_or(usize::MAX));
+                    out.extend_from_slice(&self.buf[..take]);
+                    self.buf.advance(take);
+                    left -= take as u64;
+                    sent += take as u64;
+                    left == 0
+                }
+                ResponseFraming::Chunked => {
+                    let take = chunked.advance(&self.buf).map_err(RelayError::Upstream)?;
+                    out.extend_from_slice(&self.buf[..take]);
+                    self.buf.advance(take);
+                    sent += take as u64;
+                    chunked.done()
+                }
+                ResponseFraming::UntilClose => {
+                    if !self.buf.is_empty() {
+                        // Writing to a Vec cannot fail.
+                        let _ = write!(out, "{:x}\r\n", self.buf.len());
+                        out.extend_from_slice(&self.buf);
+                        out.extend_from_slice(b"\r\n");
+                        sent += self.buf.len() as u64;
+                        self.buf.clear();
+                    }
+                    false
+                }
+            };
+            if !out.is_empty() {
+                client
+                    .write_all(out)
+                    .await
+                    .map_err(|_| RelayError::Client)?;
+                out.clear();
+            }
+            if ended {
+                return Ok((sent, waited));
+            }
+            waited = true;
+            self.buf.reserve(READ_SIZE);
+            match self.stream.read_buf(&mut self.buf).await {
+                Ok(0) if framing == ResponseFraming::UntilClose => {
+                    client
+                        .write_all(b"0\r\n\r\n")
+                        .await
+                        .map_err(|_| RelayError::Client)?;
+                    return Ok((sent, waited));
+                }
+                Ok(0) => {
+                    return Err(RelayError::Upstream(
+                        "the upstream closed mid-response".into(),
+                    ))
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    return Err(RelayError::Upstream(format!(
+                        "reading the upstream response: {e}"
+                    )))
+                }
+            }
+        }
+    }
+
+    /// Writes `request` to a connection of `authority` (`held`, else an idle one, else a
+    /// new one) and reads the response head. A reused connection that fails before any
+    /// response byte is replaced by another when the request (of `method`) can be sent
+    /// twice (or was not sent).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn exchange(
+        pool: &Pool<UpstreamConn>,
+        authority: &str,
+        mut held: Option<UpstreamConn>,
+        sent_at: Instant,
+        request: &[u8],
+        method: &Method,
+        request_id: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(UpstreamConn, ClientHead), Failure> {
+        let head_only = *method == Method::HEAD;
+        let retry_safe = method.is_idempotent();
+        loop {
+            let (mut up, reused) = match held.take().or_else(|| pool.take(authority, sent_at)) {
+                Some(up) => (up, true),
+                None => {
+                    let stream = pool
+                        .connect_tcp(authority)
+                        .await
+                        .map_err(Failure::Connect)?;
+                    let up = Self {
+                        stream,
+                        buf: BytesMut::with_capacity(READ_SIZE),
+                    };
+                    (up, false)
+                }
+            };
+            if let Err(e) = up.stream.write_all(request).await {
+                if reused {
+                    continue;
+                }
+                return Err(Failure::Other(format!("writing the request: {e}")));
+            }
+            let mut received = false;
+            match up
+                .read_head(head_only, request_id, &mut received, out)
+                .await
+            {
+                Ok(head) => return Ok((up, head)),
+                Err(None) if reused && retry_safe => continue,
+                Err(None) => {
+                    return Err(Failure::Other(
+                        "the upstream closed the connection without a response".into(),
+                    ))
+                }
+                Err(Some(why)) => return Err(Failure::Other(why)),
+            }
+        }
+    }
+}

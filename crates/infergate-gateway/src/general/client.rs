@@ -1,0 +1,596 @@
+//! The general server's side of an upstream call, over hyper's HTTP/1 client: the request
+//! built from the client's by the rules of `http_rules`, one attempt per upstream in the
+//! loop of `upstreams`, a pool of hyper senders, and the response streamed back frame by
+//! frame (a `101` spliced to the client's upgraded connection).
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::request::Parts;
+use http::{Request, Response, StatusCode, Uri};
+use http_body_util::BodyExt;
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
+use infergate_core::snapshot::ApiRoute;
+use smallvec::SmallVec;
+
+use crate::authn::Caller;
+use crate::body::{find_source, full, streamed, BoxError, ClientBody, FromClient, GatewayBody};
+use crate::error::GatewayError;
+use crate::http_rules::{
+    self, forwarded_length, ClientHeaders, Forwarded, RequestFraming, ResponseLines, X_REQUEST_ID,
+};
+use crate::phases::{CallRecord, ConnInfo};
+use crate::upstreams::pool::{Pool, Pooled};
+use crate::upstreams::{Attempt, Attempted, Attempts, Failure};
+use crate::Gateway;
+
+/// A connection to an upstream, as hyper's client holds it.
+pub(crate) type Sender = SendRequest<GatewayBody>;
+
+/// The request body as the gateway holds it.
+pub(crate) enum ForwardBody {
+    /// Read already (signed, or empty): can be sent again to another upstream.
+    Buffered(Bytes),
+    /// Streamed from the client: sent once.
+    Stream(Option<ClientBody>),
+}
+
+/// One call ready to forward.
+pub(crate) struct Call<'a> {
+    pub api: &'a ApiRoute,
+    pub caller: &'a Caller,
+    pub parts: Parts,
+    pub body: ForwardBody,
+    /// How the client framed the body.
+    pub framing: RequestFraming,
+    pub conn: ConnInfo,
+    pub max_body: usize,
+}
+
+impl Gateway {
+    /// Sends the call to its API's upstreams in turn until one answers, and streams the
+    /// answer back.
+    pub(crate) async fn forward(
+        &self,
+        call: Call<'_>,
+        record: &mut CallRecord,
+    ) -> Result<Response<GatewayBody>, GatewayError> {
+        let Call {
+            api,
+            caller,
+            mut parts,
+            body,
+            framing,
+            conn,
+            max_body,
+        } = call;
+        let client = ClientHeaders::new(
+            parts
+                .headers
+                .get_all(header::CONNECTION)
+                .iter()
+                .map(HeaderValue::as_bytes),
+            parts.headers.contains_key(header::UPGRADE),
+        );
+        let client_upgrade = if client.upgrade() {
+            parts.extensions.remove::<hyper::upgrade::OnUpgrade>()
+        } else {
+            None
+        };
+        let forwarded = Forwarded {
+            api_id: &api.api_id,
+            caller,
+            conn: &conn,
+            request_id: record.request_id.as_bytes(),
+        };
+        let headers = upstream_headers(std::mem::take(&mut parts.headers), &client, &forwarded);
+        let mut target = Vec::new();
+        let mut attempts = HyperAttempts {
+            pool: &self.general_pool,
+            parts: &parts,
+            api,
+            headers: Some(headers),
+            body,
+            framing,
+            max_body,
+            target: &mut target,
+        };
+        let answered = self
+            .upstreams
+            .try_in_turn(api, record, &self.observers, &mut attempts)
+            .await?;
+        match answered {
+            Some(answered) => Ok(downstream_response(
+                answered.answer,
+                record.request_id.as_bytes(),
+                client_upgrade,
+            )),
+            // The general server is never abandoned half-way: hyper drops the whole call.
+            None => Err(GatewayError::UpstreamUnavailable(
+                "the call was abandoned".into(),
+            )),
+        }
+    }
+}
+
+/// The attempts of one call, each on a hyper connection to its upstream.
+struct HyperAttempts<'a> {
+    pool: &'a Arc<Pool<Sender>>,
+    parts: &'a Parts,
+    api: &'a ApiRoute,
+    /// The rewritten headers; the last attempt takes them.
+    headers: Option<HeaderMap>,
+    body: ForwardBody,
+    framing: RequestFraming,
+    max_body: usize,
+    target: &'a mut Vec<u8>,
+}
+
+impl Attempts for HyperAttempts<'_> {
+    type Answer = Response<PooledBody>;
+
+    async fn attempt(&mut self, attempt: &Attempt<'_>) -> Attempted<Response<PooledBody>> {
+        let upstream = attempt.upstream;
+        self.target.clear();
+        http_rules::push_upstream_target(
+            self.target,
+            &upstream.base_path,
+            (&self.api.api_path, self.parts.uri.path()),
+            self.parts.uri.query(),
+        );
+        let uri = match Uri::try_from(self.target.as_slice()) {
+            Ok(uri) => uri,
+            Err(e) => {
+                return Attempted::Failed(Failure::Client(GatewayError::BadRequest(format!(
+                    "cannot build the upstream URI: {e}"
+                ))))
+            }
+        };
+        let (request_body, known) = match &mut self.body {
+            ForwardBody::Buffered(bytes) => (full(bytes.clone()), Some(bytes.len() as u64)),
+            ForwardBody::Stream(stream) => match stream.take() {
+                Some(incoming) => {
+                    let known = incoming.size_hint().exact();
+                    (streamed(incoming, self.max_body), known)
+                }
+                None => return Attempted::Spent,
+            },
+        };
+        let mut request = Request::new(request_body);
+        *request.method_mut() = self.parts.method.clone();
+        *request.uri_mut() = uri;
+        // The last attempt takes the headers; earlier ones copy them for a retry.
+        let headers = if attempt.last {
+            self.headers.take()
+        } else {
+            self.headers.clone()
+        };
+        *request.headers_mut() = headers.unwrap_or_default();
+        if let Ok(host) = HeaderValue::from_str(&upstream.authority) {
+            request.headers_mut().insert(header::HOST, host);
+        }
+        // The gateway frames the body itself: its length when known, else chunked.
+        if let Some(length) = forwarded_length(self.framing, known) {
+            request
+                .headers_mut()
+                .insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+        }
+        let deadline = tokio::time::Instant::from_std(attempt.deadline);
+        let sent = tokio::time::timeout_at(deadline, self.pool.send(&upstream.authority, request));
+        match sent.await {
+            Ok(Ok(response)) => Attempted::Answered(response),
+            Err(_) => Attempted::Failed(Failure::Timeout),
+            Ok(Err(SendError::Connect(err))) => Attempted::Failed(Failure::Connect(err)),
+            // The client's body failed (its size, pace or framing), not the upstream.
+            Ok(Err(SendError::Other(err))) if find_source::<FromClient>(&err).is_some() => {
+                Attempted::Failed(Failure::Client(GatewayError::client_body(
+                    &err,
+                    self.max_body,
+                )))
+            }
+            Ok(Err(SendError::Other(err))) => Attempted::Failed(Failure::Other(err.to_string())),
+        }
+    }
+}
+
+/// The headers an upstream receives: the client's lines that [`ClientHeaders::forwards`]
+/// lets through, then the headers the gateway sets. The framing and `Host` are the
+/// attempt's to write.
+pub(crate) fn upstream_headers(
+    client: HeaderMap,
+    rules: &ClientHeaders,
+    forwarded: &Forwarded<'_>,
+) -> HeaderMap {
+    let mut headers = HeaderMap::with_capacity(client.len() + 8);
+    let mut current: Option<HeaderName> = None;
+    let host = client.get(header::HOST).cloned();
+    let forwarded_for: SmallVec<[HeaderValue; 2]> = client
+        .get_all(http_rules::X_FORWARDED_FOR)
+        .iter()
+        .cloned()
+        .collect();
+    for (name, value) in client {
+        if let Some(name) = name {
+            current = Some(name);
+        }
+        let Some(name) = &current else { continue };
+        if rules.forwards(name.as_str().as_bytes(), value.as_bytes()) {
+            headers.append(name.clone(), value);
+        }
+    }
+    forwarded.set_forwarded_headers(
+        rules,
+        host.as_ref().map(HeaderValue::as_bytes),
+        forwarded_for.iter().map(HeaderValue::as_bytes),
+        |name, value| {
+            if let Ok(value) = HeaderValue::from_bytes(value) {
+                headers.insert(name.clone(), value);
+            }
+        },
+    );
+    headers
+}
+
+/// The upstream's response, streamed: its lines as [`ResponseLines::forwards`] lets them
+/// through, and `X-Request-Id` set. A `101 Switching Protocols` is spliced to the client's
+/// upgraded connection.
+fn downstream_response(
+    mut response: Response<PooledBody>,
+    request_id: &[u8],
+    client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+) -> Response<GatewayBody> {
+    let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
+    if switching {
+        response.body_mut().detach();
+        if let Some(client) = client_upgrade {
+            let upstream = hyper::upgrade::on(&mut response);
+            tokio::spawn(async move {
+                match (client.await, upstream.await) {
+                    (Ok(client), Ok(upstream)) => {
+                        let mut client = TokioIo::new(client);
+                        let mut upstream = TokioIo::new(upstream);
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+                    }
+                    (client, upstream) => {
+                        tracing::debug!(
+                            client_ok = client.is_ok(),
+                            upstream_ok = upstream.is_ok(),
+                            "upgrade failed"
+                        );
+                    }
+                }
+            });
+        }
+    }
+    let (mut parts, body) = response.into_parts();
+    let headers = &mut parts.headers;
+    let (dropped, connection) = {
+        let lines = ResponseLines::new(
+            headers
+                .get_all(header::CONNECTION)
+                .iter()
+                .map(HeaderValue::as_bytes),
+            switching,
+            headers.contains_key(header::TRANSFER_ENCODING),
+        );
+        let dropped: SmallVec<[HeaderName; 4]> = headers
+            .keys()
+            .filter(|name| !lines.forwards(name.as_str().as_bytes()))
+            .cloned()
+            .collect();
+        (dropped, lines.connection())
+    };
+    for name in dropped {
+        headers.remove(name);
+    }
+    if let Some(Ok(value)) = connection.map(HeaderValue::from_bytes) {
+        headers.insert(header::CONNECTION, value);
+    }
+    if let Ok(id) = HeaderValue::from_bytes(request_id) {
+        headers.insert(X_REQUEST_ID, id);
+    }
+    let body = body.map_err(|e| Box::new(e) as BoxError).boxed_unsync();
+    Response::from_parts(parts, body)
+}
+
+/// Why a request got no response.
+#[derive(Debug)]
+enum SendError {
+    /// No connection could be opened: the upstream is down (or not resolvable).
+    Connect(String),
+    /// The request failed on an open connection.
+    Other(hyper::Error),
+}
+
+impl Pooled for Sender {
+    fn is_closed(&self) -> bool {
+        SendRequest::is_closed(self)
+    }
+}
+
+impl Pool<Sender> {
+    async fn connect_sender(&self, authority: &str) -> Result<Sender, SendError> {
+        let stream = self
+            .connect_tcp(authority)
+            .await
+            .map_err(SendError::Connect)?;
+        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| SendError::Connect(format!("handshake with {authority}: {e}")))?;
+        tokio::spawn(async move {
+            if let Err(err) = connection.with_upgrades().await {
+                tracing::debug!(error = %err, "upstream connection ended with an error");
+            }
+        });
+        Ok(sender)
+    }
+
+    /// Sends `request` to `authority`: on an idle connection, else on a new one. A request
+    /// that a reused connection could not take (it closed meanwhile) is sent on a new one.
+    async fn send(
+        self: &Arc<Self>,
+        authority: &Arc<str>,
+        mut request: Request<GatewayBody>,
+    ) -> Result<Response<PooledBody>, SendError> {
+        loop {
+            let (mut sender, reused) = match self.take(authority, Instant::now()) {
+                Some(sender) => (sender, true),
+                None => (self.connect_sender(authority).await?, false),
+            };
+            if let Err(err) = sender.ready().await {
+                if reused {
+                    continue;
+                }
+                return Err(SendError::Other(err));
+            }
+            match sender.try_send_request(request).await {
+                Ok(response) => {
+                    let (parts, body) = response.into_parts();
+                    let pooled = PooledBody::new(body, self.clone(), authority.clone(), sender);
+                    return Ok(Response::from_parts(parts, pooled));
+                }
+                Err(mut err) => match err.take_message() {
+                    Some(unsent) if reused => request = unsent,
+                    _ => return Err(SendError::Other(err.into_error())),
+                },
+            }
+        }
+    }
+}
+
+/// A response body from a pooled connection: once read to its end the connection goes back
+/// to the pool; dropped before that, the connection is closed with it.
+struct PooledBody {
+    inner: Incoming,
+    back: Option<(Arc<Pool<Sender>>, Arc<str>, Sender)>,
+}
+
+impl PooledBody {
+    fn new(inner: Incoming, pool: Arc<Pool<Sender>>, authority: Arc<str>, sender: Sender) -> Self {
+        let mut body = Self {
+            inner,
+            back: Some((pool, authority, sender)),
+        };
+        if body.inner.is_end_stream() {
+            // No body to read (204, 304, HEAD, length 0): the connection is free now.
+            body.release();
+        }
+        body
+    }
+
+    fn release(&mut self) {
+        if let Some((pool, authority, sender)) = self.back.take() {
+            pool.put(&authority, sender, Instant::now());
+        }
+    }
+
+    /// Keeps the connection out of the pool: it now carries an upgraded protocol.
+    fn detach(&mut self) {
+        self.back = None;
+    }
+}
+
+impl Body for PooledBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = self.get_mut();
+        let poll = Pin::new(&mut this.inner).poll_frame(cx);
+        match &poll {
+            // A body of known length is over with its last byte; the server may never poll
+            // for the end.
+            Poll::Ready(Some(Ok(_))) if this.inner.is_end_stream() => this.release(),
+            Poll::Ready(None) => this.release(),
+            Poll::Ready(Some(Err(_))) => this.back = None,
+            _ => {}
+        }
+        poll
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http_rules::Cidr;
+
+    fn rewritten_by(
+        pairs: &[(&str, &str)],
+        caller: Caller,
+        upgrade: bool,
+        conn: &ConnInfo,
+    ) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for (n, v) in pairs {
+            headers.append(
+                HeaderName::from_bytes(n.as_bytes()).expect("name"),
+                HeaderValue::from_str(v).expect("value"),
+            );
+        }
+        let forwarded = Forwarded {
+            api_id: "api1",
+            caller: &caller,
+            conn,
+            request_id: b"rid",
+        };
+        let rules = ClientHeaders::new(
+            headers
+                .get_all(header::CONNECTION)
+                .iter()
+                .map(HeaderValue::as_bytes),
+            headers.contains_key(header::UPGRADE),
+        );
+        assert_eq!(rules.upgrade(), upgrade);
+        upstream_headers(headers, &rules, &forwarded)
+    }
+
+    fn rewritten(pairs: &[(&str, &str)], caller: Caller, upgrade: bool) -> HeaderMap {
+        let conn = ConnInfo::new("127.0.0.2:5555".parse().expect("addr"), false);
+        rewritten_by(pairs, caller, upgrade, &conn)
+    }
+
+    fn values(headers: &HeaderMap, name: &str) -> Vec<String> {
+        headers
+            .get_all(name)
+            .iter()
+            .map(|v| v.to_str().expect("text").to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn upstream_headers_lose_hops_credentials_and_spoofed_identity() {
+        for caller in [
+            Caller::Anonymous,
+            Caller::App {
+                app_id: "app1".into(),
+            },
+        ] {
+            let h = rewritten(
+                &[
+                    ("host", "gw.example"),
+                    (
+                        "connection",
+                        "keep-alive, x-secret-hop, content-length, x-app-id",
+                    ),
+                    ("keep-alive", "timeout=5"),
+                    ("x-secret-hop", "1"),
+                    ("te", "trailers"),
+                    ("upgrade", "h2c"),
+                    ("content-length", "5"),
+                    ("authorization", "SDK-HMAC-SHA256 Access=k"),
+                    ("x-apig-appcode", "code"),
+                    ("apikey", "key"),
+                    ("x-auth-token", "token"),
+                    ("x_apig_appcode", "code"),
+                    ("x-app-id", "spoof"),
+                    ("x_app_id", "spoof"),
+                    ("X_User_Id", "spoof"),
+                    ("x-user-id", "spoof"),
+                    ("x-forwarded-for", "10.0.0.9"),
+                    ("x-forwarded-port", "1"),
+                    ("x_forwarded_host", "evil"),
+                    ("forwarded", "for=10.0.0.9"),
+                    ("x-real-ip", "10.0.0.9"),
+                    ("accept", "a"),
+                    ("accept", "b"),
+                ],
+                caller.clone(),
+                false,
+            );
+            for gone in [
+                "connection",
+                "keep-alive",
+                "x-secret-hop",
+                "te",
+                "upgrade",
+                "content-length",
+                "authorization",
+                "x-apig-appcode",
+                "x_apig_appcode",
+                "apikey",
+                "x-auth-token",
+                "x_app_id",
+                "x_user_id",
+                "x-user-id",
+                "x-forwarded-port",
+                "x_forwarded_host",
+                "forwarded",
+                "x-real-ip",
+            ] {
+                assert!(!h.contains_key(gone), "{gone} was forwarded for {caller:?}");
+            }
+            let app = match &caller {
+                Caller::App { .. } => vec!["app1".to_owned()],
+                _ => vec![],
+            };
+            assert_eq!(values(&h, "x-app-id"), app);
+            assert_eq!(values(&h, "x-api-id"), ["api1"]);
+            assert_eq!(values(&h, "x-request-id"), ["rid"]);
+            assert_eq!(values(&h, "x-forwarded-for"), ["127.0.0.2"]);
+            assert_eq!(values(&h, "x-forwarded-proto"), ["http"]);
+            assert_eq!(values(&h, "x-forwarded-host"), ["gw.example"]);
+            assert_eq!(values(&h, "accept"), ["a", "b"]);
+        }
+    }
+
+    #[test]
+    fn a_trusted_proxy_keeps_its_chain() {
+        let pairs = [
+            ("x-forwarded-for", "203.0.113.7"),
+            ("X-Forwarded-For", "10.1.1.1"),
+        ];
+        let peer = "10.0.0.5:5555".parse().expect("addr");
+        let trusted =
+            ConnInfo::new(peer, false).trusting(&[Cidr::parse("10.0.0.0/24").expect("cidr")]);
+        let h = rewritten_by(&pairs, Caller::Anonymous, false, &trusted);
+        assert_eq!(
+            values(&h, "x-forwarded-for"),
+            ["203.0.113.7, 10.1.1.1, 10.0.0.5"]
+        );
+        let stranger =
+            ConnInfo::new(peer, false).trusting(&[Cidr::parse("10.0.1.0/24").expect("cidr")]);
+        let h = rewritten_by(&pairs, Caller::Anonymous, false, &stranger);
+        assert_eq!(values(&h, "x-forwarded-for"), ["10.0.0.5"]);
+    }
+
+    #[test]
+    fn upgrades_keep_their_headers_and_other_schemes_pass() {
+        let h = rewritten(
+            &[
+                ("connection", "Upgrade"),
+                ("upgrade", "websocket"),
+                ("authorization", "Bearer model-token"),
+            ],
+            Caller::Anonymous,
+            true,
+        );
+        assert_eq!(values(&h, "upgrade"), ["websocket"]);
+        assert_eq!(values(&h, "connection"), ["upgrade"]);
+        assert_eq!(values(&h, "authorization"), ["Bearer model-token"]);
+        assert_eq!(values(&h, "x-forwarded-for"), ["127.0.0.2"]);
+        assert!(!h.contains_key("x-app-id") && !h.contains_key("x-user-id"));
+        let signed = rewritten(
+            &[("authorization", "  sdk-hmac-sha256 Access=k")],
+            Caller::Anonymous,
+            false,
+        );
+        assert!(!signed.contains_key("authorization"));
+    }
+}

@@ -1,0 +1,128 @@
+//! The general server: hyper serves every connection the fast path does not (HTTP/2, TLS,
+//! upgrades, chunked and large bodies, anything unusual), and the admin listener. It reads
+//! and writes through hyper; every decision comes from `phases`, `http_rules` and
+//! `upstreams`.
+
+mod client;
+mod head_guard;
+mod server;
+
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::BodyExt;
+use hyper::body::Body;
+
+use crate::body::{self, ClientBody, GatewayBody};
+use crate::error::GatewayError;
+use crate::http_rules;
+use crate::phases::{CallRecord, ConnInfo, Head};
+use crate::Gateway;
+use client::{Call, ForwardBody};
+
+#[cfg(test)]
+pub(crate) use client::upstream_headers;
+pub(crate) use client::Sender;
+pub use server::{serve, serve_with, ConnectionMetrics, TlsFiles};
+
+impl Gateway {
+    /// Serves one call; every failure becomes an `APIG.*` response. Metrics and the access
+    /// log are written when the response body has been streamed (or abandoned).
+    pub async fn handle(&self, req: Request<ClientBody>, conn: ConnInfo) -> Response<GatewayBody> {
+        let bytes_in = req.body().size_hint().exact().unwrap_or(0);
+        let mut record = self.begin(req.method(), req.uri().path(), req.uri().query(), bytes_in);
+        let response = match self.call(req, conn, &mut record).await {
+            Ok(response) => response,
+            Err(err) => {
+                self.observers.refused(&err, &mut record);
+                err.answer(record.request_id.as_str(), false)
+                    .into_response()
+            }
+        };
+        self.observed(record, response)
+    }
+    /// Reports the response head now, and the call once its body has been streamed.
+    fn observed(
+        &self,
+        record: CallRecord,
+        response: Response<GatewayBody>,
+    ) -> Response<GatewayBody> {
+        let status = response.status();
+        self.observers.response_head(&record, Instant::now());
+        let observers = self.observers.clone();
+        let (parts, body) = response.into_parts();
+        let finish = move |bytes_out: u64| observers.finish(&record, status.as_u16(), bytes_out);
+        Response::from_parts(parts, body::Observed::new(body, finish).boxed_unsync())
+    }
+    async fn call(
+        &self,
+        req: Request<ClientBody>,
+        conn: ConnInfo,
+        record: &mut CallRecord,
+    ) -> Result<Response<GatewayBody>, GatewayError> {
+        let snapshot = self.snapshots.load_full();
+        let (mut parts, body) = req.into_parts();
+        // The general server parsed the framing already; the gateway's own rules decide
+        // whether it is unambiguous enough to forward.
+        let framing = http_rules::request_framing(
+            parts.version != http::Version::HTTP_10,
+            parts
+                .headers
+                .iter()
+                .map(|(n, v)| (n.as_str(), v.as_bytes())),
+        )?;
+        if !parts.headers.contains_key(http::header::HOST) {
+            // HTTP/2 carries the host in :authority; signatures are over `host`.
+            if let Some(value) = parts
+                .uri
+                .authority()
+                .and_then(|a| http::HeaderValue::from_str(a.as_str()).ok())
+            {
+                parts.headers.insert(http::header::HOST, value);
+            }
+        }
+        let selected = self.select(&snapshot, &Head::of(&parts), &conn, record)?;
+        let body_is_empty = body.is_end_stream();
+        let (forward_body, body_hash) = if body_is_empty {
+            (ForwardBody::Buffered(Bytes::new()), None)
+        } else if selected.needs_hash {
+            let bytes = collect_limited(body, self.settings.limits.max_body_bytes).await?;
+            record.bytes_in = bytes.len() as u64;
+            let hash = self.hash_body(&selected.api, &parts.headers, &bytes)?;
+            (ForwardBody::Buffered(bytes), Some(hash))
+        } else {
+            (ForwardBody::Stream(Some(body)), None)
+        };
+        let caller = self.admit(
+            &snapshot,
+            &selected,
+            &Head::of(&parts),
+            body_hash.as_deref(),
+            body_is_empty,
+            record,
+        )?;
+        self.forward(
+            Call {
+                api: &selected.api,
+                caller: &caller,
+                parts,
+                body: forward_body,
+                framing,
+                conn,
+                max_body: self.settings.limits.max_body_bytes,
+            },
+            record,
+        )
+        .await
+    }
+}
+
+/// Reads a body up to `limit` bytes.
+async fn collect_limited(body: ClientBody, limit: usize) -> Result<Bytes, GatewayError> {
+    http_body_util::Limited::new(body, limit)
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .map_err(|e| GatewayError::client_body(e.as_ref(), limit))
+}

@@ -1,0 +1,181 @@
+//! What the gateway reports about its calls: the metrics of each phase and one access-log
+//! line per call. Both transports report through [`Observers`]; neither formats a record
+//! itself.
+
+pub mod metrics;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use infergate_core::logsink::LogSink;
+use infergate_core::snapshot::Upstream;
+
+use crate::authn::Caller;
+use crate::phases::CallRecord;
+use metrics::GatewayMetrics;
+
+/// Where the gateway reports what it did: metrics and the access log, both optional.
+#[derive(Clone, Default)]
+pub struct Observers {
+    pub metrics: Option<GatewayMetrics>,
+    pub access_log: Option<Arc<LogSink>>,
+}
+
+impl Observers {
+    /// Counts a call in flight (until [`Observers::finish`]).
+    pub(crate) fn start(&self) {
+        if let Some(m) = &self.metrics {
+            m.in_flight.inc();
+        }
+    }
+
+    /// Whether anything reads a record's target (only the access log does).
+    pub(crate) fn logs_targets(&self) -> bool {
+        self.access_log.is_some()
+    }
+
+    /// Counts a finished call and writes its access-log line.
+    pub(crate) fn finish(&self, record: &CallRecord, status: u16, bytes_out: u64) {
+        if let Some(m) = &self.metrics {
+            m.in_flight.dec();
+            let app = match &record.caller {
+                Some(Caller::App { app_id }) => app_id,
+                _ => "",
+            };
+            let status = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::OK);
+            m.count_request(
+                record.api_id.as_deref().unwrap_or("none"),
+                app,
+                metrics::method_class(&record.method),
+                status.as_str(),
+            );
+        }
+        if let Some(sink) = &self.access_log {
+            sink.emit(access_line(record, status, bytes_out));
+        }
+    }
+
+    /// Records the time to the response head, which came at `now`.
+    pub(crate) fn response_head(&self, record: &CallRecord, now: Instant) {
+        if let Some(m) = &self.metrics {
+            let api = record.api_id.as_deref().unwrap_or("none");
+            let took = now.saturating_duration_since(record.started);
+            m.observe_duration(api, took.as_secs_f64());
+        }
+    }
+
+    /// Counts a refusal (by its authentication reason, when it has one) and logs it at debug
+    /// level.
+    pub(crate) fn refused(&self, err: &crate::error::GatewayError, record: &mut CallRecord) {
+        if let Some(reason) = err.auth_reason() {
+            record.auth = reason;
+            if let Some(m) = &self.metrics {
+                m.auth_failures.with_label_values(&[reason]).inc();
+            }
+        }
+        tracing::debug!(request_id = %record.request_id, reason = err.reason(), "call refused");
+    }
+
+    /// Records how long `upstream` took to answer with a response head, which came at `now`.
+    pub(crate) fn upstream_answered(
+        &self,
+        record: &mut CallRecord,
+        upstream: &Upstream,
+        sent_at: Instant,
+        now: Instant,
+    ) {
+        let elapsed = now.saturating_duration_since(sent_at);
+        record.upstream_ms = Some(millis(elapsed));
+        if let Some(m) = &self.metrics {
+            m.observe_upstream(&upstream.authority, elapsed.as_secs_f64());
+        }
+    }
+
+    /// Records a failed attempt on an upstream, sent at `sent_at`, by `kind` of failure.
+    pub(crate) fn upstream_failed(
+        &self,
+        record: &mut CallRecord,
+        authority: &str,
+        sent_at: Instant,
+        kind: &str,
+    ) {
+        record.upstream_ms = Some(millis(sent_at.elapsed()));
+        self.upstream_error(authority, kind);
+    }
+
+    /// Counts an upstream error of `kind`.
+    pub(crate) fn upstream_error(&self, authority: &str, kind: &str) {
+        if let Some(m) = &self.metrics {
+            m.upstream_errors
+                .with_label_values(&[authority, kind])
+                .inc();
+        }
+    }
+}
+
+/// Milliseconds with microsecond precision, for the access log.
+fn millis(elapsed: Duration) -> f64 {
+    (elapsed.as_secs_f64() * 1_000_000.0).round() / 1000.0
+}
+
+/// `path?k1=&k2=`: the query's values never reach a log.
+pub(crate) fn loggable_target(path: &str, query: Option<&str>) -> String {
+    match query {
+        None => path.to_owned(),
+        Some(query) => {
+            let keys: Vec<&str> = query
+                .split('&')
+                .filter(|kv| !kv.is_empty())
+                .map(|kv| kv.split('=').next().unwrap_or(""))
+                .collect();
+            format!("{path}?{}=", keys.join("=&"))
+        }
+    }
+}
+
+/// One JSON line of the access log. It never holds a credential, token, signature or query
+/// value.
+fn access_line(record: &CallRecord, status: u16, bytes_out: u64) -> String {
+    let (app_id, user_id) = match &record.caller {
+        Some(Caller::App { app_id }) => (Some(&**app_id), None),
+        Some(Caller::User { user_id }) => (None, Some(&**user_id)),
+        _ => (None, None),
+    };
+    serde_json::json!({
+        "time": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        "kind": "call",
+        "request_id": record.request_id.as_str(),
+        "api_id": record.api_id.as_deref(),
+        "app_id": app_id,
+        "user_id": user_id,
+        "method": record.method.as_str(),
+        "path": record.target,
+        "status": status,
+        "bytes_in": record.bytes_in,
+        "bytes_out": bytes_out,
+        "total_ms": millis(record.started.elapsed()),
+        "upstream": record.upstream.as_deref(),
+        "upstream_ms": record.upstream_ms,
+        "auth": record.auth,
+    })
+    .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_keep_query_keys_and_lose_values() {
+        assert_eq!(loggable_target("/a", None), "/a");
+        assert_eq!(
+            loggable_target("/a", Some("key=secret&x=1&&flag")),
+            "/a?key=&x=&flag="
+        );
+    }
+
+    #[test]
+    fn millis_keep_microseconds() {
+        assert_eq!(millis(Duration::from_micros(1_234_567)), 1234.567);
+    }
+}

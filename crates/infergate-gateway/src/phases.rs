@@ -1,0 +1,416 @@
+//! The phases of a call, the same for both transports: the record of what it did, the
+//! limits of its head, the API its path and credential select, the hash of a signed body,
+//! and admission (authentication and authorization). Each phase reads a [`Head`] (parsed by
+//! either transport) and an `Arc<Snapshot>`, and decides; none reads or writes bytes.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use infergate_core::model::AuthType;
+use infergate_core::snapshot::{ApiRoute, Snapshot};
+use infergate_sign::HeaderSource;
+use smallvec::SmallVec;
+
+use crate::authn::{self, CallRequest, Caller, Presented};
+use crate::error::{AuthFailure, AuthReason, GatewayError};
+use crate::http_rules::{self, Cidr};
+use crate::observe::loggable_target;
+use crate::Gateway;
+
+/// Who connected, for the service of that connection.
+#[derive(Debug, Clone)]
+pub struct ConnInfo {
+    pub remote: SocketAddr,
+    pub tls: bool,
+    /// The client's address as a header value, written once per connection.
+    pub client_ip: http::HeaderValue,
+    /// Whether the peer is a trusted proxy, whose `X-Forwarded-For` chain is kept.
+    pub trusted_proxy: bool,
+}
+
+impl ConnInfo {
+    pub fn new(remote: SocketAddr, tls: bool) -> Self {
+        let client_ip = http::HeaderValue::from_str(&remote.ip().to_string())
+            .unwrap_or_else(|_| http::HeaderValue::from_static("unknown"));
+        Self {
+            remote,
+            tls,
+            client_ip,
+            trusted_proxy: false,
+        }
+    }
+
+    /// The same, trusting the peer when it lies in one of `proxies`.
+    pub fn trusting(mut self, proxies: &[Cidr]) -> Self {
+        self.trusted_proxy = proxies.iter().any(|net| net.contains(self.remote.ip()));
+        self
+    }
+}
+
+/// Request ids: a random per-process prefix and a counter, 32 hex characters.
+pub(crate) struct RequestIds {
+    /// The hex digits of a per-process random prefix.
+    prefix: [u8; 16],
+    next: AtomicU64,
+}
+
+impl RequestIds {
+    pub(crate) fn new() -> Self {
+        Self {
+            prefix: infergate_sign::hex_digits(&rand::random::<u64>().to_be_bytes()),
+            next: AtomicU64::new(rand::random::<u32>() as u64),
+        }
+    }
+
+    pub(crate) fn next(&self) -> RequestId {
+        let counter = self.next.fetch_add(1, Ordering::Relaxed);
+        let mut id = [0u8; 32];
+        id[..16].copy_from_slice(&self.prefix);
+        id[16..].copy_from_slice(&infergate_sign::hex_digits::<16>(&counter.to_be_bytes()));
+        RequestId(id)
+    }
+}
+
+/// A call's id: 32 lowercase hex digits (the process's prefix, then a counter), kept
+/// inline.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct RequestId([u8; 32]);
+
+impl RequestId {
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    pub fn as_str(&self) -> &str {
+        // Hex digits are ASCII: never the empty fallback.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
+impl std::fmt::Display for RequestId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::fmt::Debug for RequestId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RequestId({})", self.as_str())
+    }
+}
+
+/// The API a call's head selected, and the credential it presents.
+pub(crate) struct Selected<'h> {
+    pub api: Arc<ApiRoute>,
+    pub presented: Presented<'h>,
+    /// Whether the signature covers the body's hash, so the body is read before forwarding.
+    pub needs_hash: bool,
+}
+
+/// `X-Sdk-Content-Sha256` as the client sent it.
+fn declared_body_hash<H: HeaderSource + ?Sized>(headers: &H) -> Option<&str> {
+    headers.text(infergate_sign::HEADER_CONTENT_SHA256)
+}
+
+/// A request head as the phases read it: from `http` parts (the general server) or parsed
+/// in place (the HTTP/1.1 fast path).
+pub(crate) struct Head<'a, H: ?Sized> {
+    pub method: &'a http::Method,
+    /// The path as on the request line.
+    pub path: &'a str,
+    pub query: Option<&'a str>,
+    pub headers: &'a H,
+}
+
+impl<'a> Head<'a, http::HeaderMap> {
+    pub(crate) fn of(parts: &'a http::request::Parts) -> Self {
+        Self {
+            method: &parts.method,
+            path: parts.uri.path(),
+            query: parts.uri.query(),
+            headers: &parts.headers,
+        }
+    }
+}
+
+/// What one call did, for its metrics and access-log line.
+#[derive(Debug)]
+pub struct CallRecord {
+    pub request_id: RequestId,
+    pub method: http::Method,
+    /// The path, and the query's keys without their values.
+    pub target: String,
+    pub api_id: Option<Arc<str>>,
+    pub caller: Option<Caller>,
+    pub auth: &'static str,
+    pub upstream: Option<Arc<str>>,
+    pub upstream_ms: Option<f64>,
+    pub bytes_in: u64,
+    pub(crate) started: Instant,
+}
+
+/// The wall-clock time at `at`: the system's clock is read once a second per thread (or for
+/// an instant more than a second from the last reading), and the monotonic clock counts from
+/// there. A signature's date window is minutes wide; a change of the system clock is seen
+/// within a second.
+fn wall_time(at: Instant) -> chrono::DateTime<chrono::Utc> {
+    thread_local! {
+        static ANCHOR: std::cell::Cell<Option<(Instant, chrono::DateTime<chrono::Utc>)>> =
+            const { std::cell::Cell::new(None) };
+    }
+    // How far `at` lies after `from` (negative: before).
+    let offset = |from: Instant| {
+        let delta = |d| chrono::TimeDelta::from_std(d).unwrap_or_default();
+        match at.checked_duration_since(from) {
+            Some(after) => delta(after),
+            None => -delta(from.duration_since(at)),
+        }
+    };
+    ANCHOR.with(|anchor| {
+        let near = anchor
+            .get()
+            .map(|(read_at, wall)| (wall, offset(read_at)))
+            .filter(|(_, after)| after.abs() < chrono::TimeDelta::seconds(1));
+        let (wall, after) = near.unwrap_or_else(|| {
+            let (read_at, wall) = (Instant::now(), chrono::Utc::now());
+            anchor.set(Some((read_at, wall)));
+            (wall, offset(read_at))
+        });
+        wall.checked_add_signed(after).unwrap_or(wall)
+    })
+}
+
+impl Gateway {
+    /// Starts the record of one call (and counts it in flight).
+    pub(crate) fn begin(
+        &self,
+        method: &http::Method,
+        path: &str,
+        query: Option<&str>,
+        bytes_in: u64,
+    ) -> CallRecord {
+        self.observers.start();
+        CallRecord {
+            request_id: self.ids.next(),
+            method: method.clone(),
+            // Only the access log reads it.
+            target: if self.observers.logs_targets() {
+                loggable_target(path, query)
+            } else {
+                String::new()
+            },
+            api_id: None,
+            caller: None,
+            auth: "none",
+            upstream: None,
+            upstream_ms: None,
+            bytes_in,
+            started: Instant::now(),
+        }
+    }
+
+    fn check_limits<H: HeaderSource + ?Sized>(
+        &self,
+        head: &Head<'_, H>,
+    ) -> Result<(), GatewayError> {
+        let limits = &self.settings.limits;
+        let uri_len = head.path.len() + head.query.map_or(0, |q| q.len() + 1);
+        if uri_len > limits.max_uri_bytes {
+            return Err(GatewayError::UriTooLong {
+                limit: limits.max_uri_bytes,
+            });
+        }
+        let mut total = 0usize;
+        for (name, value) in head.headers.all() {
+            let size = name.len() + value.len();
+            if size > limits.max_header_bytes {
+                return Err(GatewayError::HeadersTooLarge(format!(
+                    "header {} exceeds {} bytes",
+                    name.to_ascii_lowercase(),
+                    limits.max_header_bytes
+                )));
+            }
+            total += size;
+        }
+        if total > limits.max_headers_total_bytes {
+            return Err(GatewayError::HeadersTooLarge(format!(
+                "headers exceed {} bytes in all",
+                limits.max_headers_total_bytes
+            )));
+        }
+        let declared = head
+            .headers
+            .text("content-length")
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > limits.max_body_bytes as u64) {
+            return Err(GatewayError::BodyTooLarge {
+                limit: limits.max_body_bytes,
+            });
+        }
+        Ok(())
+    }
+
+    /// What the head alone decides: limits, the route, and the API the credential selects.
+    pub(crate) fn select<'h, H: HeaderSource + ?Sized>(
+        &self,
+        snapshot: &'h Snapshot,
+        head: &Head<'h, H>,
+        conn: &ConnInfo,
+        record: &mut CallRecord,
+    ) -> Result<Selected<'h>, GatewayError> {
+        self.check_limits(head)?;
+        // Only a path that names what it reaches is routed, and forwarded as it was checked.
+        http_rules::check_path(head.path)?;
+
+        // Route: longest api_path prefix, then the method.
+        let on_path = snapshot.route(head.path).ok_or(GatewayError::NoApi)?;
+        let method = head.method.as_str();
+        let candidates: SmallVec<[&Arc<ApiRoute>; 4]> = on_path
+            .iter()
+            .filter(|a| a.method.matches(method))
+            .collect();
+        if candidates.is_empty() {
+            return Err(GatewayError::MethodNotAllowed);
+        }
+
+        // Select the API by the presented credential.
+        let presented = Presented::classify(head.headers, snapshot);
+        let api = authn::select(&candidates, &presented)?;
+        record.api_id = Some(api.api_id.clone());
+        if !conn.tls
+            && self.settings.require_https_for_app_code
+            && api.auth_type == AuthType::App
+            && matches!(presented, Presented::AppCode(_) | Presented::ApiKey(_))
+        {
+            return Err(GatewayError::AppAuth(AuthFailure::new(
+                AuthReason::AppCodeNotAllowed,
+                "AppCode and apikey authentication require HTTPS",
+            )));
+        }
+        // A signed body is read and hashed before anything is forwarded.
+        let needs_hash = api.auth_type != AuthType::None
+            && presented.is_signature()
+            && declared_body_hash(head.headers) != Some(infergate_sign::UNSIGNED_PAYLOAD);
+        Ok(Selected {
+            api,
+            presented,
+            needs_hash,
+        })
+    }
+
+    /// The hex SHA-256 of a signed body, checked against `X-Sdk-Content-Sha256` when the
+    /// client declared one.
+    pub(crate) fn hash_body<H: HeaderSource + ?Sized>(
+        &self,
+        api: &ApiRoute,
+        headers: &H,
+        bytes: &[u8],
+    ) -> Result<String, GatewayError> {
+        let hash = infergate_sign::sha256_hex(bytes);
+        if let Some(declared) = declared_body_hash(headers) {
+            if !bytes.is_empty() && !declared.eq_ignore_ascii_case(&hash) {
+                return Err(self.auth_error(
+                    api,
+                    AuthFailure::new(
+                        AuthReason::BadSignature,
+                        "the body does not match X-Sdk-Content-Sha256",
+                    ),
+                ));
+            }
+        }
+        Ok(hash)
+    }
+
+    /// Authenticates the caller of the selected API and checks the app is authorized.
+    pub(crate) fn admit<H: HeaderSource + ?Sized>(
+        &self,
+        snapshot: &Snapshot,
+        selected: &Selected<'_>,
+        head: &Head<'_, H>,
+        body_hash: Option<&str>,
+        body_is_empty: bool,
+        record: &mut CallRecord,
+    ) -> Result<Caller, GatewayError> {
+        // An empty body's hash is a constant.
+        let body_sha256 = match body_hash {
+            Some(hash) => Some(hash),
+            None if selected.needs_hash => Some(infergate_sign::EMPTY_BODY_SHA256),
+            None => None,
+        };
+        let caller = authn::authenticate(
+            snapshot,
+            &selected.api,
+            &selected.presented,
+            &CallRequest {
+                method: head.method.as_str(),
+                raw_path: head.path,
+                raw_query: head.query.unwrap_or(""),
+                headers: head.headers,
+                body_sha256,
+                body_is_empty,
+            },
+            wall_time(record.started),
+        )?;
+        record.caller = Some(caller.clone());
+        // Authorize: an app must be bound to the API.
+        if let Caller::App { app_id } = &caller {
+            if !selected.api.authorizes(app_id) {
+                return Err(GatewayError::NotAuthorized {
+                    app_id: app_id.to_string(),
+                });
+            }
+        }
+        record.auth = "ok";
+        Ok(caller)
+    }
+
+    fn auth_error(&self, api: &ApiRoute, why: AuthFailure) -> GatewayError {
+        match api.auth_type {
+            AuthType::Iam => GatewayError::IamAuth(why),
+            _ => GatewayError::AppAuth(why),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{wall_time, RequestIds};
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn wall_time_follows_the_system_clock_and_the_instants() {
+        let now = Instant::now();
+        let before = chrono::Utc::now();
+        let wall = wall_time(now);
+        let gap = (wall - before).num_milliseconds().abs();
+        assert!(gap < 100, "{wall} vs {before}");
+        // Within a second of the reading, times differ exactly as the instants do.
+        let later = wall_time(now + Duration::from_millis(400));
+        assert_eq!((later - wall).num_milliseconds(), 400);
+        // Further away, in either direction, the clock is read again and counted back.
+        let ahead = wall_time(now + Duration::from_secs(5));
+        assert!(((ahead - wall).num_milliseconds() - 5000).abs() < 100);
+        if let Some(past) = now.checked_sub(Duration::from_secs(5)) {
+            let earlier = wall_time(past);
+            assert!(((wall - earlier).num_milliseconds() - 5000).abs() < 100);
+        }
+    }
+
+    #[test]
+    fn request_ids_are_32_hex_digits_and_differ() {
+        let ids = RequestIds::new();
+        let (a, b) = (ids.next(), ids.next());
+        let (a, b) = (a.as_str(), b.as_str());
+        for id in [a, b] {
+            assert_eq!(id.len(), 32);
+            assert!(
+                id.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')),
+                "{id}"
+            );
+        }
+        assert_ne!(a, b);
+        assert_eq!(a[..16], b[..16], "one process prefix");
+    }
+}

@@ -1,0 +1,242 @@
+//! Upstreams: the order a call tries a service's upstreams in (round robin, skipping ones
+//! that recently refused a connection), their passive health, the attempt loop both
+//! transports run, and the pool of idle connections.
+
+pub(crate) mod pool;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use infergate_core::snapshot::{ApiRoute, Upstream};
+
+use crate::error::GatewayError;
+use crate::observe::Observers;
+use crate::phases::CallRecord;
+
+/// The upstreams of a call in the order to try them: a service's only upstream needs no list.
+pub(crate) enum Order<'u> {
+    One(Option<&'u Upstream>),
+    Many(std::vec::IntoIter<&'u Upstream>),
+}
+
+impl<'u> Iterator for Order<'u> {
+    type Item = &'u Upstream;
+
+    fn next(&mut self) -> Option<&'u Upstream> {
+        match self {
+            Order::One(only) => only.take(),
+            Order::Many(list) => list.next(),
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let len = match self {
+            Order::One(only) => usize::from(only.is_some()),
+            Order::Many(list) => list.len(),
+        };
+        (len, Some(len))
+    }
+}
+
+impl ExactSizeIterator for Order<'_> {}
+
+/// The passive health of upstreams, and the order a call tries them in.
+pub(crate) struct Upstreams {
+    ejected: Mutex<HashMap<String, Instant>>,
+    /// Whether `ejected` may hold an entry: calls skip its lock while nothing is ejected.
+    any_ejected: AtomicBool,
+    ejection: Duration,
+}
+
+impl Upstreams {
+    pub(crate) fn new(ejection: Duration) -> Self {
+        Self {
+            ejected: Mutex::new(HashMap::new()),
+            any_ejected: AtomicBool::new(false),
+            ejection,
+        }
+    }
+
+    fn is_ejected(&self, authority: &str) -> bool {
+        let Ok(mut map) = self.ejected.lock() else {
+            return false;
+        };
+        let ejected = match map.get(authority) {
+            Some(until) if *until > Instant::now() => true,
+            Some(_) => {
+                map.remove(authority);
+                false
+            }
+            None => false,
+        };
+        if map.is_empty() {
+            self.any_ejected.store(false, Ordering::Relaxed);
+        }
+        ejected
+    }
+
+    fn eject(&self, authority: &str) {
+        if let Ok(mut map) = self.ejected.lock() {
+            map.insert(authority.to_owned(), Instant::now() + self.ejection);
+            self.any_ejected.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Upstreams in the order to try: healthy ones in rotation, then ejected ones.
+    fn order<'u>(&self, api: &'u ApiRoute) -> Result<Order<'u>, GatewayError> {
+        let upstreams = &api.service.upstreams;
+        if upstreams.len() < 2 {
+            // Nothing to rotate or reorder.
+            return match upstreams.first() {
+                Some(only) => Ok(Order::One(Some(only))),
+                None => Err(GatewayError::UpstreamUnavailable(
+                    "the service has no upstream".into(),
+                )),
+            };
+        }
+        let rotation = api.service.rotation().map(|i| &upstreams[i]);
+        let order: Vec<_> = if self.any_ejected.load(Ordering::Relaxed) {
+            let (healthy, ejected): (Vec<_>, Vec<_>) =
+                rotation.partition(|u| !self.is_ejected(&u.authority));
+            healthy.into_iter().chain(ejected).collect()
+        } else {
+            rotation.collect()
+        };
+        Ok(Order::Many(order.into_iter()))
+    }
+}
+
+/// How an attempt on one upstream went wrong.
+pub(crate) enum Failure {
+    Timeout,
+    /// No connection could be opened.
+    Connect(String),
+    Other(String),
+    /// The client's side failed (its body's size, pace or framing): the call ends with this
+    /// error, and no upstream is blamed.
+    Client(GatewayError),
+}
+
+impl Upstreams {
+    /// Counts and logs a failed attempt (sent at `sent_at`). A refused connection ejects the
+    /// upstream and gives the reason, to try the next one; any other failure ends the call.
+    fn failed(
+        &self,
+        api: &ApiRoute,
+        upstream: &Upstream,
+        failure: Failure,
+        (record, observers, sent_at): (&mut CallRecord, &Observers, Instant),
+    ) -> Result<String, GatewayError> {
+        let authority = &*upstream.authority;
+        match failure {
+            Failure::Client(err) => Err(err),
+            Failure::Timeout => {
+                observers.upstream_failed(record, authority, sent_at, "timeout");
+                Err(GatewayError::UpstreamTimeout {
+                    timeout_ms: api.service.timeout.as_millis(),
+                })
+            }
+            Failure::Connect(why) => {
+                observers.upstream_failed(record, authority, sent_at, "connect");
+                tracing::warn!(upstream = %authority, error = %why, "upstream refused the connection");
+                self.eject(authority);
+                Ok(format!("connecting to {authority} failed"))
+            }
+            Failure::Other(why) => {
+                observers.upstream_failed(record, authority, sent_at, "other");
+                tracing::warn!(upstream = %authority, error = %why, "upstream request failed");
+                Err(GatewayError::UpstreamUnavailable(format!(
+                    "the request to {authority} failed"
+                )))
+            }
+        }
+    }
+
+    /// The attempt loop of both transports: tries the API's upstreams in [`Upstreams::order`]
+    /// until one answers with a response head, recording each attempt. Upstreams the gateway
+    /// cannot speak to are skipped; a refused connection moves on to the next upstream, and
+    /// any other failure ends the call. `Ok(None)`: the client left while it waited.
+    pub(crate) async fn try_in_turn<'u, T: Attempts>(
+        &self,
+        api: &'u ApiRoute,
+        record: &mut CallRecord,
+        observers: &Observers,
+        transport: &mut T,
+    ) -> Result<Option<Answered<'u, T::Answer>>, GatewayError> {
+        let order = self.order(api)?;
+        let attempts = order.len();
+        let mut last_error = String::new();
+        for (n, upstream) in order.enumerate() {
+            if upstream.scheme != "http" {
+                last_error = format!("{} upstreams are not supported", upstream.scheme);
+                continue;
+            }
+            record.upstream = Some(upstream.authority.clone());
+            let sent_at = Instant::now();
+            let attempt = Attempt {
+                upstream,
+                sent_at,
+                deadline: sent_at + api.service.timeout,
+                last: n + 1 == attempts,
+            };
+            match transport.attempt(&attempt).await {
+                Attempted::Answered(answer) => {
+                    // One reading of the clock for the upstream's time and the time to the
+                    // head.
+                    let at = Instant::now();
+                    observers.upstream_answered(record, upstream, sent_at, at);
+                    return Ok(Some(Answered {
+                        answer,
+                        upstream,
+                        at,
+                    }));
+                }
+                Attempted::Failed(failure) => {
+                    last_error =
+                        self.failed(api, upstream, failure, (record, observers, sent_at))?;
+                }
+                Attempted::Abandoned => return Ok(None),
+                Attempted::Spent => break,
+            }
+        }
+        Err(GatewayError::UpstreamUnavailable(last_error))
+    }
+}
+
+/// One attempt of a call on one upstream.
+pub(crate) struct Attempt<'u> {
+    pub upstream: &'u Upstream,
+    pub sent_at: Instant,
+    /// When the upstream must have answered with a response head.
+    pub deadline: Instant,
+    /// Whether no upstream is left to try after this one.
+    pub last: bool,
+}
+
+/// How one attempt went.
+pub(crate) enum Attempted<T> {
+    /// The upstream answered with a response head.
+    Answered(T),
+    Failed(Failure),
+    /// The client left while it waited: nothing is answered.
+    Abandoned,
+    /// Nothing is left to send (a streamed body went with an earlier attempt): the call
+    /// ends with the last failure.
+    Spent,
+}
+
+/// A response head from an upstream, and when it came.
+pub(crate) struct Answered<'u, T> {
+    pub answer: T,
+    pub upstream: &'u Upstream,
+    pub at: Instant,
+}
+
+/// A transport's way to send a call to one upstream and read its response head.
+pub(crate) trait Attempts {
+    type Answer;
+
+    async fn attempt(&mut self, attempt: &Attempt<'_>) -> Attempted<Self::Answer>;
+}

@@ -1,0 +1,144 @@
+//! Idle keep-alive connections to upstreams, by authority, for both transports: each keeps
+//! its own kind of connection (a hyper sender, a raw stream) in a pool of its own. A call
+//! takes the most recent idle connection of its upstream (or opens one); the transport puts
+//! it back once the response has been read to its end.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::net::TcpStream;
+
+/// A connection the pool can hold while idle.
+pub trait Pooled: Send + 'static {
+    /// Whether the peer closed it (or it is otherwise unusable) while idle.
+    fn is_closed(&self) -> bool;
+}
+
+struct Idle<C> {
+    since: Instant,
+    conn: C,
+}
+
+/// Idle connections by upstream authority, and when they were last swept for expired ones.
+struct IdleSet<C> {
+    by_authority: HashMap<String, Vec<Idle<C>>, foldhash::fast::RandomState>,
+    swept: Instant,
+}
+
+/// Idle connections, by upstream.
+pub struct Pool<C> {
+    idle: Mutex<IdleSet<C>>,
+    max_idle_per_upstream: usize,
+    idle_timeout: Duration,
+    connect_timeout: Duration,
+}
+
+impl<C: Pooled> Pool<C> {
+    pub fn new(max_idle_per_upstream: usize, idle_timeout: Duration) -> Arc<Self> {
+        Arc::new(Self {
+            idle: Mutex::new(IdleSet {
+                by_authority: HashMap::default(),
+                swept: Instant::now(),
+            }),
+            max_idle_per_upstream,
+            idle_timeout,
+            connect_timeout: Duration::from_secs(5),
+        })
+    }
+
+    /// The most recently used idle connection that is still open (`now`: the caller's
+    /// reading of the clock).
+    pub fn take(&self, authority: &str, now: Instant) -> Option<C> {
+        let mut idle = self.idle.lock().ok()?;
+        let list = idle.by_authority.get_mut(authority)?;
+        while let Some(entry) = list.pop() {
+            if self.still_fresh(entry.since, now) && !entry.conn.is_closed() {
+                return Some(entry.conn);
+            }
+        }
+        None
+    }
+
+    /// Whether a connection idle since `since` may still be used at `now`.
+    pub fn still_fresh(&self, since: Instant, now: Instant) -> bool {
+        now.saturating_duration_since(since) < self.idle_timeout
+    }
+
+    /// Keeps `conn` for a later call, idle since `now` (which also dates the sweep of expired
+    /// connections). Whether it is still open is checked when it is taken.
+    pub fn put(&self, authority: &str, conn: C, now: Instant) {
+        let Ok(mut idle) = self.idle.lock() else {
+            return;
+        };
+        let entry = Idle { since: now, conn };
+        let timeout = self.idle_timeout;
+        if now.saturating_duration_since(idle.swept) >= timeout {
+            // Upstreams no longer called keep no connection open past the idle timeout.
+            idle.by_authority.retain(|_, list| {
+                list.retain(|e| {
+                    now.saturating_duration_since(e.since) < timeout && !e.conn.is_closed()
+                });
+                !list.is_empty()
+            });
+            idle.swept = now;
+        }
+        match idle.by_authority.get_mut(authority) {
+            Some(list) => {
+                // The oldest are at the front; drop those past the idle timeout.
+                let expired = list
+                    .iter()
+                    .take_while(|e| now.saturating_duration_since(e.since) >= timeout)
+                    .count();
+                list.drain(..expired);
+                if list.len() < self.max_idle_per_upstream {
+                    list.push(entry);
+                }
+            }
+            None => {
+                idle.by_authority.insert(authority.to_owned(), vec![entry]);
+            }
+        }
+    }
+
+    /// A new TCP connection to `authority`; the error says why there is none.
+    pub async fn connect_tcp(&self, authority: &str) -> Result<TcpStream, String> {
+        let (host, port) =
+            split_authority(authority).ok_or_else(|| format!("{authority} is not host:port"))?;
+        let stream = tokio::time::timeout(
+            self.connect_timeout,
+            TcpStream::connect((host.as_str(), port)),
+        )
+        .await
+        .map_err(|_| format!("connecting to {authority} timed out"))?
+        .map_err(|e| format!("connecting to {authority}: {e}"))?;
+        let _ = stream.set_nodelay(true);
+        Ok(stream)
+    }
+}
+
+/// `host` (without IPv6 brackets) and port (80 when absent).
+fn split_authority(authority: &str) -> Option<(String, u16)> {
+    let parsed: http::uri::Authority = authority.parse().ok()?;
+    let host = parsed.host().trim_start_matches('[').trim_end_matches(']');
+    Some((host.to_owned(), parsed.port_u16().unwrap_or(80)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_authority;
+
+    #[test]
+    fn authorities_split_into_host_and_port() {
+        assert_eq!(
+            split_authority("127.0.0.1:9000"),
+            Some(("127.0.0.1".into(), 9000))
+        );
+        assert_eq!(
+            split_authority("model.internal"),
+            Some(("model.internal".into(), 80))
+        );
+        assert_eq!(split_authority("[::1]:8080"), Some(("::1".into(), 8080)));
+        assert_eq!(split_authority("bad host:1"), None);
+    }
+}
