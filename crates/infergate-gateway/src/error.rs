@@ -1,12 +1,9 @@
 //! The gateway's error table (spec §4.3): every failure answered by the gateway itself is
 //! `{"error_code": "APIG.xxxx", "error_msg": …, "request_id": …}` with the status chosen here.
 
-use bytes::Bytes;
-use http::header::HeaderName;
-use http::{HeaderValue, Response, StatusCode};
+use http::StatusCode;
 
-use crate::body::{find_source, full, BodyIdle, GatewayBody};
-use crate::http_rules::X_REQUEST_ID;
+use crate::body::{find_source, BodyIdle};
 
 const APP_PREFIX: &str = "Incorrect app authentication information: ";
 const IAM_PREFIX: &str = "Incorrect IAM authentication information: ";
@@ -229,11 +226,12 @@ impl GatewayError {
     }
 }
 
-/// A response the gateway answers itself: a status, a JSON body, and its header lines.
+/// A response the gateway answers itself: a status and a JSON body (its header lines are
+/// `http_rules::answer_headers`).
 pub struct ErrorAnswer<'r> {
     pub status: StatusCode,
     pub body: String,
-    request_id: &'r str,
+    pub request_id: &'r str,
     close: bool,
 }
 
@@ -241,29 +239,5 @@ impl ErrorAnswer<'_> {
     /// Whether the connection closes after the answer.
     pub fn closes(&self) -> bool {
         self.close
-    }
-
-    /// Its header lines, less the framing (`Content-Length`, the transport's to write).
-    pub fn headers(&self) -> impl Iterator<Item = (HeaderName, &[u8])> {
-        [
-            Some((http::header::CONTENT_TYPE, b"application/json".as_slice())),
-            Some((X_REQUEST_ID, self.request_id.as_bytes())),
-            self.close
-                .then_some((http::header::CONNECTION, b"close".as_slice())),
-        ]
-        .into_iter()
-        .flatten()
-    }
-
-    pub fn into_response(self) -> Response<GatewayBody> {
-        let mut response = Response::new(full(Bytes::new()));
-        *response.status_mut() = self.status;
-        for (name, value) in self.headers() {
-            if let Ok(value) = HeaderValue::from_bytes(value) {
-                response.headers_mut().insert(name, value);
-            }
-        }
-        *response.body_mut() = full(Bytes::from(self.body));
-        response
     }
 }

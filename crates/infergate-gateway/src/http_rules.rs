@@ -6,14 +6,13 @@
 //! The fast path and the general server each read bytes and write bytes; every decision
 //! about headers, framing and paths is one of these functions.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use http::header::HeaderName;
 use smallvec::SmallVec;
 
 use crate::authn::{Caller, HEADER_API_KEY, HEADER_APP_CODE, HEADER_AUTH_TOKEN};
-use crate::error::GatewayError;
-use crate::phases::ConnInfo;
+use crate::error::{ErrorAnswer, GatewayError};
 
 // === Header names ===
 
@@ -261,6 +260,15 @@ pub(crate) fn content_length(value: &[u8]) -> Option<u64> {
     }
     Some(value.iter().fold(0, |n, d| n * 10 + u64::from(d - b'0')))
 }
+
+// === Sizes ===
+
+/// Header lines a request head may have: both servers parse at most this many (hyper's own
+/// limit).
+pub(crate) const MAX_HEADERS: usize = 100;
+/// A request head that has not ended by this size is not held or parsed by the gateway:
+/// hyper answers it with its own error.
+pub(crate) const MAX_HEAD: usize = 256 * 1024;
 
 // === Framing ===
 
@@ -599,6 +607,36 @@ impl ClientHeaders {
     }
 }
 
+/// Who connected, for the service of that connection.
+#[derive(Debug, Clone)]
+pub struct ConnInfo {
+    pub remote: SocketAddr,
+    pub tls: bool,
+    /// The client's address as a header value, written once per connection.
+    pub client_ip: http::HeaderValue,
+    /// Whether the peer is a trusted proxy, whose `X-Forwarded-For` chain is kept.
+    pub trusted_proxy: bool,
+}
+
+impl ConnInfo {
+    pub fn new(remote: SocketAddr, tls: bool) -> Self {
+        let client_ip = http::HeaderValue::from_str(&remote.ip().to_string())
+            .unwrap_or_else(|_| http::HeaderValue::from_static("unknown"));
+        Self {
+            remote,
+            tls,
+            client_ip,
+            trusted_proxy: false,
+        }
+    }
+
+    /// The same, trusting the peer when it lies in one of `proxies`.
+    pub fn trusting(mut self, proxies: &[Cidr]) -> Self {
+        self.trusted_proxy = proxies.iter().any(|net| net.contains(self.remote.ip()));
+        self
+    }
+}
+
 /// What the gateway tells the upstream about a call.
 pub(crate) struct Forwarded<'a> {
     pub api_id: &'a str,
@@ -665,6 +703,22 @@ fn client_chain<'v>(conn: &ConnInfo, values: impl Iterator<Item = &'v [u8]>) -> 
         }
     }
     chain
+}
+
+/// The header lines of an answer the gateway gives itself, less the framing
+/// (`Content-Length`, the transport's to write).
+pub(crate) fn answer_headers<'a>(
+    answer: &'a ErrorAnswer<'_>,
+) -> impl Iterator<Item = (HeaderName, &'a [u8])> {
+    [
+        Some((http::header::CONTENT_TYPE, b"application/json".as_slice())),
+        Some((X_REQUEST_ID, answer.request_id.as_bytes())),
+        answer
+            .closes()
+            .then_some((http::header::CONNECTION, b"close".as_slice())),
+    ]
+    .into_iter()
+    .flatten()
 }
 
 // === The response head a client receives ===

@@ -28,9 +28,9 @@ use arc_swap::ArcSwap;
 use infergate_core::snapshot::Snapshot;
 
 pub use crate::general::{serve, serve_with, ConnectionMetrics, TlsFiles};
-pub use crate::http_rules::Cidr;
+pub use crate::http_rules::{Cidr, ConnInfo};
 pub use crate::observe::{metrics, Observers};
-pub use crate::phases::{CallRecord, ConnInfo, RequestId};
+pub use crate::phases::{CallRecord, RequestId};
 
 use crate::metrics::GatewayMetrics;
 use crate::phases::RequestIds;

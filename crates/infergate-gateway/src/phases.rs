@@ -3,7 +3,6 @@
 //! and admission (authentication and authorization). Each phase reads a [`Head`] (parsed by
 //! either transport) and an `Arc<Snapshot>`, and decides; none reads or writes bytes.
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -15,39 +14,8 @@ use smallvec::SmallVec;
 
 use crate::authn::{self, CallRequest, Caller, Presented};
 use crate::error::{AuthFailure, AuthReason, GatewayError};
-use crate::http_rules::{self, Cidr};
-use crate::observe::loggable_target;
+use crate::http_rules::{self, ConnInfo};
 use crate::Gateway;
-
-/// Who connected, for the service of that connection.
-#[derive(Debug, Clone)]
-pub struct ConnInfo {
-    pub remote: SocketAddr,
-    pub tls: bool,
-    /// The client's address as a header value, written once per connection.
-    pub client_ip: http::HeaderValue,
-    /// Whether the peer is a trusted proxy, whose `X-Forwarded-For` chain is kept.
-    pub trusted_proxy: bool,
-}
-
-impl ConnInfo {
-    pub fn new(remote: SocketAddr, tls: bool) -> Self {
-        let client_ip = http::HeaderValue::from_str(&remote.ip().to_string())
-            .unwrap_or_else(|_| http::HeaderValue::from_static("unknown"));
-        Self {
-            remote,
-            tls,
-            client_ip,
-            trusted_proxy: false,
-        }
-    }
-
-    /// The same, trusting the peer when it lies in one of `proxies`.
-    pub fn trusting(mut self, proxies: &[Cidr]) -> Self {
-        self.trusted_proxy = proxies.iter().any(|net| net.contains(self.remote.ip()));
-        self
-    }
-}
 
 /// Request ids: a random per-process prefix and a counter, 32 hex characters.
 pub(crate) struct RequestIds {
@@ -374,9 +342,24 @@ impl Gateway {
     }
 }
 
+/// `path?k1=&k2=`: the query's values never reach a log.
+fn loggable_target(path: &str, query: Option<&str>) -> String {
+    match query {
+        None => path.to_owned(),
+        Some(query) => {
+            let keys: Vec<&str> = query
+                .split('&')
+                .filter(|kv| !kv.is_empty())
+                .map(|kv| kv.split('=').next().unwrap_or(""))
+                .collect();
+            format!("{path}?{}=", keys.join("=&"))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{wall_time, RequestIds};
+    use super::{loggable_target, wall_time, RequestIds};
     use std::time::{Duration, Instant};
 
     #[test]
@@ -412,5 +395,14 @@ mod tests {
         }
         assert_ne!(a, b);
         assert_eq!(a[..16], b[..16], "one process prefix");
+    }
+
+    #[test]
+    fn targets_keep_query_keys_and_lose_values() {
+        assert_eq!(loggable_target("/a", None), "/a");
+        assert_eq!(
+            loggable_target("/a", Some("key=secret&x=1&&flag")),
+            "/a?key=&x=&flag="
+        );
     }
 }

@@ -10,10 +10,15 @@ use http::Method;
 use infergate_core::snapshot::Upstream;
 use infergate_sign::HeaderSource;
 
-use super::{MAX_BODY, MAX_HEAD};
 use crate::error::GatewayError;
-use crate::http_rules::{self, forwarded_length, tokens, ClientHeaders, Forwarded, RequestFraming};
+use crate::http_rules::{
+    self, forwarded_length, tokens, ClientHeaders, Forwarded, RequestFraming, MAX_HEAD,
+};
 use crate::phases::Head;
+
+/// The largest request body the fast path reads whole; larger ones are streamed by the
+/// general server.
+pub(super) const MAX_BODY: usize = 64 * 1024;
 
 /// Where the request head at the start of a buffer ends.
 #[derive(Debug, PartialEq, Eq)]
@@ -21,7 +26,8 @@ pub(super) enum HeadEnd {
     /// Its length, empty line included.
     At(usize),
     NotYet,
-    /// Lines ended by a bare LF, or no end within [`MAX_HEAD`]: the general server reads it.
+    /// Lines ended by a bare LF, or no end within [`MAX_HEAD`]: the general server reads it
+    /// (and answers a head that long with its own error).
     Elsewhere,
 }
 

@@ -22,34 +22,26 @@ use tokio::sync::watch;
 
 use crate::authn::Caller;
 use crate::error::GatewayError;
+use crate::http_rules::ConnInfo;
+use crate::http_rules::MAX_HEADERS;
 use crate::http_rules::{Forwarded, RequestFraming};
-use crate::phases::{CallRecord, ConnInfo, Head};
+use crate::phases::{CallRecord, Head};
 use crate::upstreams::pool::{Pool, Pooled};
 use crate::upstreams::{Answered, Attempt, Attempted, Attempts, Failure};
 use crate::Gateway;
 use head::{
     head_end, read_head, request_bytes, split_target, HeadEnd, HeadRead, Parsed, RawHeaders,
 };
-use relay::{error_bytes, ClientHead, RelayError};
+use relay::{error_bytes, ClientHead, RelayError, READ_SIZE};
 
 pub(crate) use relay::UpstreamConn;
 
 mod head;
 mod relay;
 
-/// The largest request body the fast path reads whole; larger ones are streamed by the
-/// general server.
-pub const MAX_BODY: usize = 64 * 1024;
-/// Header lines a head may have (the general server's limit too).
-pub(super) const MAX_HEADERS: usize = 100;
-/// A request head that has not ended by this size goes to the general server, which answers
-/// it with its own error.
-pub(super) const MAX_HEAD: usize = 256 * 1024;
 /// How long a kept-alive client connection may wait idle between requests (the general
 /// server's too).
 pub(crate) const IDLE: Duration = Duration::from_secs(75);
-/// What is read at a time.
-pub(super) const READ_SIZE: usize = 16 * 1024;
 /// Bytes a client may send ahead (pipelined) while its call is with the upstream.
 const MAX_AHEAD: usize = 1024 * 1024;
 

@@ -12,12 +12,13 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::head::{push_header, LineCopier};
-use super::{MAX_HEADERS, READ_SIZE};
 use crate::error::GatewayError;
-use crate::http_rules::{self, ChunkedEnd, ResponseFraming};
+use crate::http_rules::{self, ChunkedEnd, ResponseFraming, MAX_HEADERS};
 use crate::upstreams::pool::{Pool, Pooled};
 use crate::upstreams::Failure;
 
+/// What is read at a time.
+pub(super) const READ_SIZE: usize = 16 * 1024;
 /// A response head larger than this is refused.
 const MAX_RESPONSE_HEAD: usize = 128 * 1024;
 
@@ -102,7 +103,7 @@ pub(super) fn error_bytes(
     out.push(b' ');
     out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
     out.extend_from_slice(b"\r\n");
-    for (name, value) in answer.headers() {
+    for (name, value) in http_rules::answer_headers(&answer) {
         push_header(&mut out, name.as_str().as_bytes(), value);
     }
     // Writing to a Vec cannot fail.

@@ -1,7 +1,7 @@
 use super::head::*;
 use super::relay::*;
 use super::*;
-use crate::http_rules::{ChunkedEnd, ResponseFraming, MAX_CHUNK_LINE};
+use crate::http_rules::{ChunkedEnd, ResponseFraming, MAX_CHUNK_LINE, MAX_HEAD};
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::Method;
 use infergate_core::snapshot::Upstream;

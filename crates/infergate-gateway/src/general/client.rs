@@ -22,10 +22,11 @@ use smallvec::SmallVec;
 use crate::authn::Caller;
 use crate::body::{find_source, full, streamed, BoxError, ClientBody, FromClient, GatewayBody};
 use crate::error::GatewayError;
+use crate::http_rules::ConnInfo;
 use crate::http_rules::{
     self, forwarded_length, ClientHeaders, Forwarded, RequestFraming, ResponseLines, X_REQUEST_ID,
 };
-use crate::phases::{CallRecord, ConnInfo};
+use crate::phases::CallRecord;
 use crate::upstreams::pool::{Pool, Pooled};
 use crate::upstreams::{Attempt, Attempted, Attempts, Failure};
 use crate::Gateway;

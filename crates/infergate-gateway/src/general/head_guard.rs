@@ -21,14 +21,10 @@ use std::time::Duration;
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use crate::http_rules::{self, ChunkedEnd, RequestFraming};
+use crate::http_rules::{self, ChunkedEnd, RequestFraming, MAX_HEAD, MAX_HEADERS};
 
 /// A head hyper refuses with 400 (an invalid `Content-Length`) and then closes.
 const REFUSED_HEAD: &[u8] = b"GET / HTTP/1.1\r\ncontent-length: refused\r\n\r\n";
-/// Heads longer than this pass as they are: hyper answers them itself.
-const MAX_HEAD: usize = 256 * 1024;
-/// Header lines parsed at most (hyper's own limit).
-const MAX_HEADERS: usize = 100;
 
 enum State {
     /// Reading a request head (held back until whole).

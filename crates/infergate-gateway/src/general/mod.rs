@@ -15,9 +15,10 @@ use http_body_util::BodyExt;
 use hyper::body::Body;
 
 use crate::body::{self, ClientBody, GatewayBody};
-use crate::error::GatewayError;
+use crate::error::{ErrorAnswer, GatewayError};
 use crate::http_rules;
-use crate::phases::{CallRecord, ConnInfo, Head};
+use crate::http_rules::ConnInfo;
+use crate::phases::{CallRecord, Head};
 use crate::Gateway;
 use client::{Call, ForwardBody};
 
@@ -36,8 +37,7 @@ impl Gateway {
             Ok(response) => response,
             Err(err) => {
                 self.observers.refused(&err, &mut record);
-                err.answer(record.request_id.as_str(), false)
-                    .into_response()
+                answer_response(err.answer(record.request_id.as_str(), false))
             }
         };
         self.observed(record, response)
@@ -116,6 +116,20 @@ impl Gateway {
         )
         .await
     }
+}
+
+/// The gateway's own answer as a response.
+fn answer_response(answer: ErrorAnswer<'_>) -> Response<GatewayBody> {
+    let mut headers = http::HeaderMap::new();
+    for (name, value) in http_rules::answer_headers(&answer) {
+        if let Ok(value) = http::HeaderValue::from_bytes(value) {
+            headers.insert(name, value);
+        }
+    }
+    let mut response = Response::new(body::full(Bytes::from(answer.body)));
+    *response.status_mut() = answer.status;
+    *response.headers_mut() = headers;
+    response
 }
 
 /// Reads a body up to `limit` bytes.

@@ -22,7 +22,7 @@ use tokio::net::TcpListener;
 
 use super::head_guard::HeadGuard;
 use crate::body::{BoxError, ClientBody, IdleTimeout};
-use crate::phases::ConnInfo;
+use crate::http_rules::ConnInfo;
 use crate::{fast, Gateway, ListenerSettings};
 
 /// A certificate and key read from PEM files, re-read when they change.
