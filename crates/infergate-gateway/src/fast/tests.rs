@@ -6,6 +6,7 @@ use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::Method;
 use infergate_core::snapshot::Upstream;
 use infergate_sign::HeaderSource;
+use proptest::prelude::*;
 
 /// What the fast path makes of the bytes at the start of a connection's buffer.
 #[derive(Debug, PartialEq, Eq)]
@@ -491,4 +492,181 @@ fn header_lines_are_copied_in_runs_or_rewritten_when_not_plain() {
         .map(|h| copier.line(h).is_some())
         .collect();
     assert_eq!(spans, [true, true, true, true, false, false, true, true]);
+}
+
+/// Request heads built from pieces an attacker would try: names in any case or with
+/// underscores, framing and credential lines, folded and bare-CR lines, odd targets.
+fn hostile_head() -> impl Strategy<Value = Vec<u8>> {
+    let name = prop_oneof![
+        1 => proptest::sample::select(vec![
+            "Host", "Content-Length", "content_length", "Transfer-Encoding", "Connection",
+            "X-Apig-AppCode", "apikey", "X-Auth-Token", "Authorization", "X_App_Id",
+            "X-Forwarded-For", "Upgrade", "Expect", "Bad Name",
+        ]),
+        1 => Just("X-Other"),
+    ];
+    let value = prop_oneof![
+        1 => proptest::sample::select(vec![
+            "0", "2", "2, 2", "-1", "chunked", "content-length, close",
+            "SDK-HMAC-SHA256 Access=k", "a\rb", "a\0b", " folded",
+        ])
+        .prop_map(str::to_owned),
+        1 => "[ -~]{0,8}",
+    ];
+    let line = (
+        name,
+        value,
+        prop_oneof![3 => Just(": "), 1 => proptest::sample::select(vec![":", " : ", ":\t"])],
+    );
+    let target = prop_oneof![
+        Just("/v1/x"),
+        Just("/v1/x?a=1"),
+        Just("/v1/../x"),
+        Just("/v1/%2e%2e/x"),
+        Just("*"),
+        Just("http://h/x"),
+        Just("/v1/x#f"),
+    ];
+    (
+        prop_oneof![Just("GET"), Just("POST"), Just("get"), Just("P\0ST")],
+        target,
+        prop_oneof![8 => Just("HTTP/1.1"), 1 => Just("HTTP/1.0"), 1 => Just("HTTP/2.0")],
+        proptest::collection::vec(
+            (
+                line,
+                prop_oneof![8 => Just("\r\n"), 1 => Just("\n"), 1 => Just("\r\n ")],
+            ),
+            0..6,
+        ),
+    )
+        .prop_map(|(method, target, version, lines)| {
+            let mut head = format!("{method} {target} {version}\r\n").into_bytes();
+            for ((name, value, colon), end) in lines {
+                head.extend_from_slice(format!("{name}{colon}{value}{end}").as_bytes());
+            }
+            head.extend_from_slice(b"\r\n");
+            head
+        })
+}
+
+/// A forwarded request as an upstream parses it: its header lines, and where its head ends.
+fn upstream_parse(bytes: &[u8]) -> (Vec<(String, Vec<u8>)>, usize) {
+    let mut slots = [httparse::EMPTY_HEADER; 64];
+    let mut req = httparse::Request::new(&mut slots);
+    let Ok(httparse::Status::Complete(len)) = req.parse(bytes) else {
+        panic!(
+            "the upstream cannot parse {:?}",
+            String::from_utf8_lossy(bytes)
+        )
+    };
+    let lines = req
+        .headers
+        .iter()
+        .map(|h| (h.name.to_ascii_lowercase(), h.value.to_vec()))
+        .collect();
+    (lines, len)
+}
+
+proptest! {
+    // About one generated head in seven is one the fast path takes.
+    #![proptest_config(ProptestConfig::with_cases(4000))]
+
+    /// Whatever the head, the fast path takes it, refuses it or hands it on without a panic;
+    /// what it takes reaches the upstream as exactly one request, framed by the gateway's
+    /// own `Content-Length`, with no credential, no underscore name and no client framing.
+    #[test]
+    fn any_head_is_forwarded_as_one_clean_request_or_not_at_all(head in hostile_head()) {
+        let end = match head_end(&head) {
+            HeadEnd::At(end) => end,
+            HeadEnd::NotYet | HeadEnd::Elsewhere => return Ok(()),
+        };
+        let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let HeadRead::Take(parsed) = read_head(&head[..end], &mut slots) else {
+            return Ok(());
+        };
+        prop_assert!(plain_target(parsed.target));
+        prop_assert!(parsed.body_len <= MAX_BODY);
+        let (path, query) = split_target(parsed.target);
+        let request = Head { method: &parsed.method, path, query, headers: &parsed.headers };
+        let conn = client_conn();
+        let caller = Caller::App { app_id: "app1".into() };
+        let body = vec![b'x'; parsed.body_len];
+        let mut out = Vec::new();
+        let upstream = Upstream::parse("http://up:1/base").expect("upstream");
+        request_bytes(
+            &request,
+            (&upstream, "/v1"),
+            &forwarded(&caller, &conn),
+            parsed.framing,
+            &body,
+            &mut out,
+        );
+        let (lines, len) = upstream_parse(&out);
+        let lengths: Vec<&[u8]> = lines
+            .iter()
+            .filter(|(n, _)| n == "content-length")
+            .map(|(_, v)| v.as_slice())
+            .collect();
+        let expected = parsed.body_len.to_string();
+        match parsed.body_len {
+            0 => prop_assert!(lengths.is_empty() || lengths == [b"0"]),
+            _ => prop_assert_eq!(lengths, vec![expected.as_bytes()]),
+        }
+        prop_assert_eq!(out.len() - len, parsed.body_len, "one request, its body and nothing after");
+        for (name, value) in &lines {
+            prop_assert!(!name.contains('_'), "{name}");
+            prop_assert!(
+                !["transfer-encoding", "connection", "x-apig-appcode", "apikey", "x-auth-token"]
+                    .contains(&name.as_str()),
+                "{name}"
+            );
+            prop_assert!(!(name == "authorization" && value.starts_with(b"SDK-HMAC")));
+        }
+        prop_assert_eq!(lines.iter().filter(|(n, _)| n == "host").count(), 1);
+        prop_assert_eq!(lines.iter().filter(|(n, _)| n == "x-app-id").count(), 1);
+    }
+
+    /// Whatever the upstream answers, the client's head has one framing: never a
+    /// `Content-Length` beside a `Transfer-Encoding`, never the upstream's `X-Request-Id`.
+    #[test]
+    fn any_response_head_reaches_the_client_with_one_framing(
+        lines in proptest::collection::vec(
+            (
+                prop_oneof![
+                    Just("Content-Length"), Just("Transfer-Encoding"), Just("Connection"),
+                    Just("X-Request-Id"), Just("Keep-Alive"), Just("X-Hop"), Just("Upgrade"),
+                    Just("Content-Type"),
+                ],
+                prop_oneof![
+                    Just("3"), Just("3, 3"), Just("chunked"), Just("gzip, chunked"),
+                    Just("gzip"), Just("close"), Just("keep-alive, X-Hop"), Just("x"),
+                ],
+            ),
+            0..6,
+        ),
+        status in prop_oneof![Just(200u16), Just(204), Just(304), Just(404)],
+        minor in 0u8..2,
+        head_only in any::<bool>(),
+    ) {
+        let mut raw = format!("HTTP/1.{minor} {status} X\r\n").into_bytes();
+        for (name, value) in &lines {
+            raw.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
+        }
+        raw.extend_from_slice(b"\r\n");
+        let Ok(head) = parse_response(&raw, head_only) else {
+            return Ok(());
+        };
+        let mut out = head.out.clone();
+        out.extend_from_slice(b"\r\n");
+        let mut slots = [httparse::EMPTY_HEADER; 64];
+        let mut res = httparse::Response::new(&mut slots);
+        prop_assert!(res.parse(&out).expect("parse").is_complete());
+        let count = |name: &str| res.headers.iter().filter(|h| h.name.eq_ignore_ascii_case(name)).count();
+        prop_assert!(count("content-length") == 0 || count("transfer-encoding") == 0);
+        prop_assert_eq!(count("x-request-id"), 1);
+        prop_assert_eq!(count("keep-alive") + count("connection"), 0);
+        if head.framing == ResponseFraming::UntilClose {
+            prop_assert!(!head.keep_alive);
+        }
+    }
 }
