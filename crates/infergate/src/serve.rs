@@ -233,6 +233,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let registry = prometheus::Registry::new();
     let access_log = start_access_log(&settings.access_log)?;
     let gateway_metrics = GatewayMetrics::new(&registry)?;
+    let admin_connections = admin_connection_metrics(&registry)?;
     let observability = Observability::new(registry, access_log.clone())?;
     let gateway_tls = load_tls(&settings.gateway_tls)?;
     let admin_tls = load_tls(&settings.admin_tls)?;
@@ -302,7 +303,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
                 move |_| TowerToHyperService::new(router.clone()),
                 std::time::Duration::from_secs(10),
                 admin_listener_settings,
-                ConnectionMetrics::default(),
+                admin_connections,
                 shutdown_signal(),
             )
             .await;
@@ -369,4 +370,22 @@ pub async fn migrate(url: &str) -> anyhow::Result<()> {
     PgStore::connect(url).await?;
     println!("migrations applied");
     Ok(())
+}
+
+/// The admin listener's open and refused connections, apart from the gateway's.
+fn admin_connection_metrics(registry: &prometheus::Registry) -> anyhow::Result<ConnectionMetrics> {
+    let open = prometheus::IntGauge::new(
+        "infergate_admin_open_connections",
+        "Client connections open on the admin listener.",
+    )?;
+    let refused = prometheus::IntCounter::new(
+        "infergate_admin_refused_connections_total",
+        "Admin listener connections closed at once because max_connections were open.",
+    )?;
+    registry.register(Box::new(open.clone()))?;
+    registry.register(Box::new(refused.clone()))?;
+    Ok(ConnectionMetrics {
+        open: Some(open),
+        refused: Some(refused),
+    })
 }

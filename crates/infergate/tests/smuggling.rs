@@ -733,6 +733,41 @@ async fn connections_beyond_the_cap_are_closed_at_once_and_counted() {
         }
     }
     assert!(served.is_some(), "no connection served after one closed");
+
+    // The admin listener has the same cap, counted apart.
+    let admin = server.admin.trim_start_matches("http://").to_owned();
+    let mut held_admin = Vec::new();
+    for _ in 0..3 {
+        held_admin.push(TcpStream::connect(&admin).await.expect("connect"));
+    }
+    let mut over = TcpStream::connect(&admin)
+        .await
+        .expect("the kernel accepts it");
+    let _ = over
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await;
+    let (closed, answer) = closed_within(&mut over, Duration::from_secs(2)).await;
+    assert!(
+        closed && answer.is_empty(),
+        "{:?}",
+        String::from_utf8_lossy(&answer)
+    );
+    drop(held_admin);
+    let mut metrics = String::new();
+    for _ in 0..50 {
+        if let Ok(text) = reqwest::get(format!("{}/metrics", server.admin))
+            .await
+            .and_then(|r| r.error_for_status())
+        {
+            metrics = text.text().await.expect("text");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        metrics.contains("infergate_admin_refused_connections_total 1"),
+        "{metrics}"
+    );
 }
 
 /// An attacker with no credential, or with the credential of an app not authorized for the
