@@ -10,6 +10,7 @@ pub mod crypto;
 pub mod ids;
 pub mod logsink;
 pub mod model;
+pub mod paths;
 pub mod snapshot;
 pub mod token;
 pub mod validate;

@@ -677,6 +677,12 @@ impl Snapshot {
         let mut candidate = path;
         loop {
             if let Some(apis) = self.routes.get(candidate) {
+                // A call under a service's namespace reaches that service's APIs or none.
+                if let Some(owner) = crate::paths::service_namespace(path) {
+                    if apis.iter().any(|api| api.service.id != owner) {
+                        return None;
+                    }
+                }
                 return Some(&apis[..]);
             }
             match candidate.rfind('/') {
@@ -804,9 +810,9 @@ mod tests {
         let dump = ConfigDump {
             services: vec![service("s")],
             apis: vec![
-                api("a", "/v1/infers/x", AuthType::App),
-                api("b", "/v1/infers/x", AuthType::Iam),
-                api("c", "/v1/infers/x/special", AuthType::None),
+                api("a", "/v1/infers/s", AuthType::App),
+                api("b", "/v1/infers/s", AuthType::Iam),
+                api("c", "/v1/infers/s/special", AuthType::None),
             ],
             ..ConfigDump::default()
         };
@@ -817,16 +823,44 @@ mod tests {
                 .map(|r| r.iter().map(|a| a.api_id.to_string()).collect())
                 .unwrap_or_default()
         };
-        assert_eq!(ids("/v1/infers/x"), ["a", "b"]);
-        assert_eq!(ids("/v1/infers/x/"), ["a", "b"]);
-        assert_eq!(ids("/v1/infers/x/predictions/poetry"), ["a", "b"]);
-        assert_eq!(ids("/v1/infers/x/special/y"), ["c"]);
+        assert_eq!(ids("/v1/infers/s"), ["a", "b"]);
+        assert_eq!(ids("/v1/infers/s/"), ["a", "b"]);
+        assert_eq!(ids("/v1/infers/s/predictions/poetry"), ["a", "b"]);
+        assert_eq!(ids("/v1/infers/s/special/y"), ["c"]);
         assert!(
-            ids("/v1/infers/xy").is_empty(),
+            ids("/v1/infers/sy").is_empty(),
             "prefix must end at a / boundary"
         );
         assert!(ids("/v1/infers").is_empty());
         assert!(ids("/").is_empty());
+    }
+
+    #[test]
+    fn a_call_under_a_service_namespace_reaches_that_service_or_nothing() {
+        let master = MasterKey::generate();
+        let mut above = api("a", "/v1", AuthType::None);
+        above.service_id = "s".into();
+        let mut theirs = api("b", "/v1/infers/t", AuthType::None);
+        theirs.service_id = "t".into();
+        let dump = ConfigDump {
+            services: vec![service("s"), service("t")],
+            apis: vec![above, theirs],
+            ..ConfigDump::default()
+        };
+        let (snap, problems) = Snapshot::build(&dump, &master);
+        assert!(problems.is_empty(), "{problems:?}");
+        let ids = |path: &str| -> Vec<String> {
+            snap.route(path)
+                .map(|r| r.iter().map(|a| a.api_id.to_string()).collect())
+                .unwrap_or_default()
+        };
+        assert_eq!(ids("/v1/infers/t/x"), ["b"]);
+        assert_eq!(ids("/v1/other"), ["a"]);
+        assert_eq!(ids("/v1/infers/s/x"), ["a"], "its own service's API above");
+        assert!(
+            ids("/v1/infers/u/x").is_empty(),
+            "another service's namespace"
+        );
     }
 
     #[test]

@@ -445,6 +445,22 @@ impl Store for ThisStore {
         if service.is_none() {
             return Err(StoreError::NotFound("service"));
         }
+        // The revision's row lock first: writers of APIs check ownership one at a time.
+        bump_revision(&mut tx, &[("api", &api.id)]).await?;
+        let others: Vec<(String, String)> =
+            sqlx::query("SELECT project_id, api_path FROM apis WHERE project_id <> $1")
+                .bind(&api.project_id)
+                .fetch_all(&mut *tx)
+                .await?
+                .iter()
+                .map(|row| Ok((row.try_get("project_id")?, row.try_get("api_path")?)))
+                .collect::<StoreResult<_>>()?;
+        infergate_core::paths::check_ownership(
+            (&api.project_id, &api.service_id),
+            &api.api_path,
+            others.iter().map(|(p, a)| (p.as_str(), a.as_str())),
+        )
+        .map_err(|conflict| StoreError::Conflict(conflict.to_string()))?;
         sqlx::query(
             "INSERT INTO apis (id, service_id, project_id, name, auth_type, support_app_code,
                                api_path, api_method, remark, owner, created_at, updated_at)
@@ -473,7 +489,6 @@ impl Store for ThisStore {
                 ),
             )
         })?;
-        bump_revision(&mut tx, &[("api", &api.id)]).await?;
         tx.commit().await?;
         Ok(())
     }

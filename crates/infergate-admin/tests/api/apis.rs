@@ -30,8 +30,17 @@ fn assert_every_field(api: &Value) {
 async fn spec_request_example_creates_an_app_api() {
     let t = TestApp::new().await;
     let sid = t.service(&t.admin_token, "svc-demo").await;
-    let example = request_example("CreateAppAuthApi");
+    let mut example = request_example("CreateAppAuthApi");
     assert_eq!(example["auth_type"], "APIG");
+    // The example's path lies under another service's id: that path is not this service's.
+    let refused = t.create_api(&t.admin_token, &sid, example.clone()).await;
+    refused.assert_error(409, "ModelArts.3921");
+    let theirs = example["api_path"].as_str().expect("path").to_owned();
+    assert!(refused.body["error_msg"]
+        .as_str()
+        .expect("msg")
+        .contains(&theirs));
+    example["api_path"] = json!(format!("/v1/infers/{sid}"));
     let reply = t.create_api(&t.admin_token, &sid, example.clone()).await;
     let api = &reply.assert_ok()["api"];
     assert_every_field(api);
@@ -299,12 +308,97 @@ async fn delete_api_then_service_cascade() {
         .await;
     assert_eq!(gone.status.as_u16(), 204);
     assert!(t.state.store.api(&b_id).await.expect("q").is_none());
-    // The path is free for a new service's API.
+    // A deleted service's namespace is still named by its id: no other service takes it.
     let sid2 = t.service(&t.admin_token, "svc").await;
     t.create_api(
         &t.admin_token,
         &sid2,
         json!({"auth_type": "IAM", "api_path": format!("/v1/infers/{sid}")}),
+    )
+    .await
+    .assert_error(409, "ModelArts.3921");
+}
+
+/// A project's paths are its own: no API of another project may be registered at, above or
+/// below them, and a service's `/v1/infers/{id}` namespace is that service's alone.
+#[tokio::test]
+async fn api_paths_belong_to_their_owners() {
+    let t = TestApp::new().await;
+    let mine = t.service(&t.admin_token, "mine").await;
+    let project_b = t.create_project("team-b").await;
+    let bob = t.create_user("bob").await;
+    t.grant(&project_b, &bob, "admin").await;
+    let bob_token = t.token("bob", "bob-password", "team-b").await;
+    let service_b = t
+        .call(
+            Method::POST,
+            &format!("/v1/{project_b}/services"),
+            Some(&bob_token),
+            Some(json!({"service_name": "theirs", "upstreams": ["http://127.0.0.1:9/v1"]})),
+        )
+        .await
+        .assert_ok()["service_id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let create_b = |body: Value| {
+        let path = format!("/v1/{project_b}/app-auth/{service_b}/apis");
+        let token = bob_token.clone();
+        let t = &t;
+        async move { t.call(Method::POST, &path, Some(&token), Some(body)).await }
+    };
+    t.create_api(&t.admin_token, &mine, json!({"auth_type": "APP"}))
+        .await
+        .assert_ok();
+    t.create_api(
+        &t.admin_token,
+        &mine,
+        json!({"auth_type": "NONE", "api_path": "/models/chat"}),
+    )
+    .await
+    .assert_ok();
+    // Another project: at, below and above a path of this one, under this service's
+    // namespace, for every auth type.
+    for auth_type in ["NONE", "APP", "IAM"] {
+        for path in [
+            format!("/v1/infers/{mine}"),
+            format!("/v1/infers/{mine}/predict"),
+            "/models/chat".to_owned(),
+            "/models/chat/v2".to_owned(),
+            "/models".to_owned(),
+        ] {
+            let reply = create_b(json!({"auth_type": auth_type, "api_path": path})).await;
+            reply.assert_error(409, "ModelArts.3921");
+            assert!(
+                reply.body["error_msg"]
+                    .as_str()
+                    .expect("msg")
+                    .contains(&path),
+                "{}",
+                reply.body
+            );
+        }
+    }
+    // Beside them, and in its own namespace, it registers freely.
+    create_b(json!({"auth_type": "NONE", "api_path": "/models-b"}))
+        .await
+        .assert_ok();
+    create_b(json!({"auth_type": "APP", "api_path": format!("/v1/infers/{service_b}/x")}))
+        .await
+        .assert_ok();
+    // And what it took first is its own in turn.
+    t.create_api(
+        &t.admin_token,
+        &mine,
+        json!({"auth_type": "NONE", "api_path": "/models-b/deeper"}),
+    )
+    .await
+    .assert_error(409, "ModelArts.3921");
+    // The same project may nest its own paths.
+    t.create_api(
+        &t.admin_token,
+        &mine,
+        json!({"auth_type": "IAM", "api_path": "/models/chat/v2"}),
     )
     .await
     .assert_ok();

@@ -95,9 +95,10 @@ async fn implemented_operations_conform() {
     let sid = t.service(&t.admin_token, "svc").await;
     let other = t.service(&t.admin_token, "other").await;
 
-    let created = t
-        .create_api(&t.admin_token, &sid, request_example("CreateAppAuthApi"))
-        .await;
+    // The example's path names another service; this service's own is used instead.
+    let mut example = request_example("CreateAppAuthApi");
+    example["api_path"] = json!(format!("/v1/infers/{sid}"));
+    let created = t.create_api(&t.admin_token, &sid, example).await;
     assert_conforms("CreateAppAuthApi", &created);
     let api_id = created.body["api"]["api_id"]
         .as_str()
