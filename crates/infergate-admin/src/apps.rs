@@ -156,8 +156,9 @@ pub fn may_read_secrets(caller: &ProjectCaller, app: &App) -> bool {
     app.owner == caller.user_id || caller.role == Role::Admin
 }
 
-/// The API view of an app. Secrets are shown to the creator and project admins, subject
-/// to `--mask-app-secrets` unless `reveal` (the request asked for them, or just made them).
+/// The API view of an app. Its credentials (AppKey, AppSecret, AppCodes) are shown to the
+/// creator and project admins only (everyone else sees `******`), the secret subject to
+/// `--mask-app-secrets` unless `reveal` (the request asked for it, or just made it).
 pub fn app_view(
     state: &AdminState,
     caller: &ProjectCaller,
@@ -188,7 +189,13 @@ pub fn app_view(
         app_id: app.id.clone(),
         app_name: app.name.clone(),
         app_remark: app.remark.clone(),
-        app_key: app.app_key.clone(),
+        // An AppKey is a credential too (`apikey: <AppKey>`): only those who may use the app
+        // see it.
+        app_key: if trusted {
+            app.app_key.clone()
+        } else {
+            MASK.to_owned()
+        },
         app_secret,
         app_type: app.app_type.clone(),
         app_codes,

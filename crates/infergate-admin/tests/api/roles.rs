@@ -402,3 +402,82 @@ async fn app_and_authorization_matrix() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// An app's AppKey, AppSecret and AppCodes appear in full only in answers to its creator
+/// and to project admins: every read operation that shows the app masks them for other
+/// members, viewers and other projects.
+#[tokio::test]
+async fn credentials_are_shown_to_the_creator_and_project_admins_only() {
+    let t = TestApp::new().await;
+    let c = callers(&t).await;
+    let service = t.service(&c.owner, "svc").await;
+    let api = api_id(
+        t.create_api(&c.owner, &service, json!({}))
+            .await
+            .assert_ok(),
+    );
+    let app = t.app(&c.owner, "the_app").await;
+    let app_id = app["app_id"].as_str().expect("id").to_owned();
+    let app_path = t.v1(&format!("/app-auth/apps/{app_id}"));
+    let code = t
+        .call(
+            Method::POST,
+            &format!("{app_path}/app-code"),
+            Some(&c.owner),
+            None,
+        )
+        .await
+        .assert_ok()["app"]["app_codes"][0]
+        .as_str()
+        .expect("code")
+        .to_owned();
+    t.batch(
+        Method::POST,
+        &t.auth_path(&service, &api),
+        &c.owner,
+        &[&app_id],
+    )
+    .await
+    .assert_ok();
+    let key = app["app_key"].as_str().expect("key").to_owned();
+    let secret = app["app_secret"].as_str().expect("secret").to_owned();
+    let reads = [
+        ("ListApigApps", t.v1("/app-auth/apps")),
+        ("ShowApigApp", app_path.clone()),
+        ("ShowApisBindToApp", format!("{app_path}/auth-apis")),
+        (
+            "ShowApiAuthInfos",
+            t.v1(&format!(
+                "/services/{service}/app-auth-apis/{api}/api-auths"
+            )),
+        ),
+        (
+            "GetServiceAppAuthApiAuthInfo",
+            t.v1(&format!("/services/{service}/api-auths")),
+        ),
+    ];
+    let mut shown = Vec::new();
+    for (label, token) in &c.columns {
+        let trusted = matches!(*label, "admin" | "owner");
+        for (operation, path) in &reads {
+            let reply = t.call(Method::GET, path, Some(token), None).await;
+            let text = reply.body.to_string();
+            for (what, value) in [("AppKey", &key), ("AppSecret", &secret), ("AppCode", &code)] {
+                if text.contains(value.as_str()) {
+                    shown.push(format!("{operation} as {label}: {what}"));
+                }
+            }
+            if trusted && reply.status.as_u16() == 200 && text.contains(&app_id) {
+                assert!(text.contains(&key), "{operation} as {label}: {text}");
+            }
+            if !trusted && reply.status.as_u16() == 200 && text.contains(&app_id) {
+                assert!(text.contains("******"), "{operation} as {label}: {text}");
+            }
+        }
+    }
+    let shown: Vec<_> = shown
+        .into_iter()
+        .filter(|line| !line.contains(" as admin:") && !line.contains(" as owner:"))
+        .collect();
+    assert!(shown.is_empty(), "credentials shown: {shown:#?}");
+}

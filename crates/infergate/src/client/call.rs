@@ -173,6 +173,12 @@ pub async fn call_command(global: &Global, args: CallArgs) -> CliResult<()> {
             .as_str()
             .unwrap_or_default()
             .to_owned();
+        if key.is_empty() || key.bytes().all(|b| b == b'*') || secret.bytes().all(|b| b == b'*') {
+            return Err(CliError::Other(format!(
+                "app {app}'s AppKey and AppSecret are shown only to its creator and to admins of its project; \
+                 pass --app-key and --app-secret, or ask one of them"
+            )));
+        }
         sign(&mut prepared, &key, &secret, None, args.explain)?;
     } else if let (Some(key), Some(secret)) = (&args.app_key, &args.app_secret) {
         sign(&mut prepared, key, secret, None, args.explain)?;
