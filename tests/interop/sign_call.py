@@ -4,9 +4,12 @@ Reads a JSON object on stdin:
   signer   "core" (huaweicloudsdkcore Signer) or "apig" (apigateway-sdk-python Signer)
   method, base (http://host:port), path (raw, percent-encoded), query (list of [k, v])
   headers  dict, body (text), key, secret
-  mutate   optional: "body" | "path" | "query" | "header" changes one byte after signing
+  mutate   optional: "body" | "path" | "query" | "header" changes one byte after signing;
+           "swap" sends another body, with the signed body's X-Sdk-Content-Sha256 added
+           when the signer did not send one
 Prints a JSON object: status, headers, body.
 """
+import hashlib
 import json
 import sys
 import urllib.error
@@ -65,6 +68,10 @@ def main():
         uri = path + "x" + ("?" + rest if rest else "")
     elif mutate == "query":
         uri = uri + ("&" if "?" in uri else "?") + "extra=1"
+    elif mutate == "swap":
+        if not any(name.lower() == "x-sdk-content-sha256" for name in headers):
+            headers["X-Sdk-Content-Sha256"] = hashlib.sha256(body).hexdigest()
+        body = b'{"swapped":true}'
     elif mutate == "header":
         for name in list(headers):
             if name.lower() == "x-sdk-date":

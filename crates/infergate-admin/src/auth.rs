@@ -121,6 +121,14 @@ async fn verify_aksk(
     parts: &Parts,
     body: &[u8],
 ) -> Result<Authenticated, AuthFailure> {
+    // A management body is always signed: its hash, never `UNSIGNED-PAYLOAD`.
+    let unsigned = header(&parts.headers, infergate_sign::HEADER_CONTENT_SHA256)
+        .is_some_and(|v| v.trim() == infergate_sign::UNSIGNED_PAYLOAD);
+    if unsigned && !body.is_empty() {
+        return Err(AuthFailure::AkSk(
+            "a management request's body must be signed: X-Sdk-Content-Sha256 may not be UNSIGNED-PAYLOAD".into(),
+        ));
+    }
     let body_hash = infergate_sign::sha256_hex(body);
     let prepared = PreparedVerification::prepare(
         authorization,

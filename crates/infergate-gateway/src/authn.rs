@@ -175,10 +175,11 @@ fn verify_signature<'s, K, H: HeaderSource + ?Sized>(
     let prepared = authorization
         .and_then(|parts| PreparedVerification::prepare_parts(parts, *request))
         .map_err(|e| {
-            refuse(AuthFailure::new(
-                AuthReason::MalformedSignature,
-                e.to_string(),
-            ))
+            let reason = match e {
+                SignError::BodyHashMismatch => AuthReason::BadSignature,
+                _ => AuthReason::MalformedSignature,
+            };
+            refuse(AuthFailure::new(reason, e.to_string()))
         })?;
     check_skew(&prepared, now).map_err(refuse)?;
     let (key, signing_key) = lookup(prepared.access).map_err(refuse)?;

@@ -268,29 +268,6 @@ impl Gateway {
         })
     }
 
-    /// The hex SHA-256 of a signed body, checked against `X-Sdk-Content-Sha256` when the
-    /// client declared one.
-    pub(crate) fn hash_body<H: HeaderSource + ?Sized>(
-        &self,
-        api: &ApiRoute,
-        headers: &H,
-        bytes: &[u8],
-    ) -> Result<String, GatewayError> {
-        let hash = infergate_sign::sha256_hex(bytes);
-        if let Some(declared) = declared_body_hash(headers) {
-            if !bytes.is_empty() && !declared.eq_ignore_ascii_case(&hash) {
-                return Err(self.auth_error(
-                    api,
-                    AuthFailure::new(
-                        AuthReason::BadSignature,
-                        "the body does not match X-Sdk-Content-Sha256",
-                    ),
-                ));
-            }
-        }
-        Ok(hash)
-    }
-
     /// Authenticates the caller of the selected API and checks the app is authorized.
     pub(crate) fn admit<H: HeaderSource + ?Sized>(
         &self,
@@ -332,13 +309,6 @@ impl Gateway {
         }
         record.auth = "ok";
         Ok(caller)
-    }
-
-    fn auth_error(&self, api: &ApiRoute, why: AuthFailure) -> GatewayError {
-        match api.auth_type {
-            AuthType::Iam => GatewayError::IamAuth(why),
-            _ => GatewayError::AppAuth(why),
-        }
     }
 }
 

@@ -58,6 +58,8 @@ pub enum SignError {
     MissingSignedHeader(String),
     #[error("header {0:?} has a value that is not visible ASCII or UTF-8")]
     BadHeaderValue(String),
+    #[error("the body does not hash to X-Sdk-Content-Sha256")]
+    BodyHashMismatch,
 }
 
 /// The parsed `Authorization: SDK-HMAC-SHA256 Access=…, SignedHeaders=…, Signature=…` value.
@@ -696,6 +698,14 @@ impl<'a> PreparedVerification<'a> {
             };
         }
         let declared = header_value(request.headers, HEADER_CONTENT_SHA256)?;
+        // A declared hash is only believed when it is the body's: a replay with another body
+        // and its own declared hash is refused. `UNSIGNED-PAYLOAD` declares none.
+        if let (Some(declared), Some(hash)) = (&declared, request.body_sha256) {
+            let unsigned = declared.trim() == UNSIGNED_PAYLOAD;
+            if !unsigned && !declared.trim().eq_ignore_ascii_case(hash) {
+                return Err(SignError::BodyHashMismatch);
+            }
+        }
         // The hash the client signed, and for the empty-body quirk a second candidate.
         let (primary, second): (&str, Option<&str>) = match (&declared, request.body_sha256) {
             (Some(declared), _) if !request.body_is_empty => (declared, None),

@@ -568,3 +568,39 @@ fn hex_digits_are_lowercase_hex() {
     let short: [u8; 4] = hex_digits(&[0xab]);
     assert_eq!(&short, b"ab\0\0");
 }
+
+/// A declared `X-Sdk-Content-Sha256` is believed only when it is the hash of the body
+/// received: another body (or none) under a declared hash is refused before any key is
+/// looked up, signed or not; `UNSIGNED-PAYLOAD` declares no hash.
+#[test]
+fn a_declared_body_hash_must_be_the_bodys() {
+    let path = format!("{SERVICE_PATH}/x");
+    let prepare = |declared: &str, body: &[u8]| {
+        let hdrs = headers(&[
+            ("X-Sdk-Date", DATE),
+            ("host", HOST),
+            ("X-Sdk-Content-Sha256", declared),
+        ]);
+        let signed = sign(KEY, SECRET, "POST", &path, "", &hdrs, b"meant");
+        let map = header_map(&hdrs);
+        let hash = sha256_hex(body);
+        PreparedVerification::prepare(
+            &signed.authorization.header_value(),
+            ReceivedRequest {
+                method: "POST",
+                raw_path: &path,
+                raw_query: "",
+                headers: &map,
+                body_sha256: Some(&hash),
+                body_is_empty: body.is_empty(),
+            },
+        )
+        .map(|p| p.verify(SECRET))
+    };
+    let meant = sha256_hex(b"meant");
+    assert_eq!(prepare(&meant, b"meant"), Ok(Verdict::Valid));
+    assert_eq!(prepare(&meant.to_uppercase(), b"meant"), Ok(Verdict::Valid));
+    assert_eq!(prepare(&meant, b"other"), Err(SignError::BodyHashMismatch));
+    assert_eq!(prepare(&meant, b""), Err(SignError::BodyHashMismatch));
+    assert!(matches!(prepare(UNSIGNED_PAYLOAD, b"other"), Ok(_)));
+}

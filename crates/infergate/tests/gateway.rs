@@ -200,6 +200,26 @@ async fn any_changed_byte_or_a_stale_date_is_refused() {
             assert!(!msg.contains(s.app["app_secret"].as_str().expect("secret")));
         }
     }
+    // A signed call replayed with another body: with the signed body's hash added by the
+    // attacker, or signed by the client, both signers.
+    let hash = infergate_sign::sha256_hex(b"{\"a\":1}");
+    for (signer, headers) in [
+        ("apig", json!({"Content-Type": "application/json"})),
+        ("core", json!({"Content-Type": "application/json"})),
+        (
+            "apig",
+            json!({"Content-Type": "application/json", "X-Sdk-Content-Sha256": hash}),
+        ),
+    ] {
+        let (status, body, _) = sdk_call(
+            &s.server.gateway,
+            signer,
+            &s.app,
+            json!({"method": "POST", "path": format!("{base}/x"), "headers": headers, "body": "{\"a\":1}", "mutate": "swap"}),
+        )
+        .await;
+        assert_eq!(status, 401, "{signer} {headers}: {body}");
+    }
     let stale = infergate_sign::format_sdk_date(chrono::Utc::now() - chrono::Duration::minutes(16));
     let (status, body, _) = sdk_call(
         &s.server.gateway,

@@ -471,3 +471,119 @@ async fn aksk_signed_management_calls() {
         .await
         .assert_error(401, "ModelArts.0206");
 }
+
+/// A signed request as an attacker replays it: signed over `signed_body` with `extra`
+/// headers signed too, then sent with `sent_body` and `added` headers.
+fn replayed(
+    (path, ak, sk): (&str, &str, &str),
+    (signed_body, extra): (&str, &[(&str, &str)]),
+    (sent_body, added): (&str, &[(&str, &str)]),
+) -> Request<Body> {
+    let date = infergate_sign::format_sdk_date(chrono::Utc::now());
+    let mut headers = vec![
+        ("Host".to_string(), "admin.example.test".to_string()),
+        ("X-Sdk-Date".to_string(), date),
+        ("Content-Type".to_string(), "application/json".to_string()),
+    ];
+    headers.extend(extra.iter().map(|(n, v)| (n.to_string(), v.to_string())));
+    let signed = infergate_sign::sign(
+        ak,
+        sk.as_bytes(),
+        "POST",
+        path,
+        "",
+        &headers,
+        signed_body.as_bytes(),
+    );
+    let mut req = Request::builder().method("POST").uri(path);
+    for (n, v) in headers
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .chain(added.iter().copied())
+    {
+        req = req.header(n, v);
+    }
+    req.header("Authorization", signed.authorization.header_value())
+        .body(Body::from(sent_body.to_owned()))
+        .expect("req")
+}
+
+/// A signed management call replayed with another body is refused, whether the attacker
+/// adds its own `X-Sdk-Content-Sha256` or the original one was signed; a body is never
+/// accepted as `UNSIGNED-PAYLOAD`.
+#[tokio::test]
+async fn a_signed_management_body_cannot_be_swapped() {
+    let t = TestApp::new().await;
+    let (uid, token) = t.user_with_role("mallory", "member").await;
+    let created = t
+        .call(
+            Method::POST,
+            "/v3.0/OS-CREDENTIAL/credentials",
+            Some(&token),
+            Some(json!({"credential": {"user_id": uid, "description": "ci"}})),
+        )
+        .await;
+    let ak = created.body["credential"]["access"]
+        .as_str()
+        .expect("ak")
+        .to_owned();
+    let sk = created.body["credential"]["secret"]
+        .as_str()
+        .expect("sk")
+        .to_owned();
+    let path = t.v1("/services");
+    let original =
+        json!({"service_name": "meant", "upstreams": ["http://127.0.0.1:9"]}).to_string();
+    let swapped =
+        json!({"service_name": "swapped", "upstreams": ["http://10.9.9.9:9"]}).to_string();
+    let hash = infergate_sign::sha256_hex(original.as_bytes());
+    let key = (path.as_str(), ak.as_str(), sk.as_str());
+    let cases = [
+        (
+            "a client-added hash",
+            (original.as_str(), &[][..]),
+            (
+                swapped.as_str(),
+                &[("X-Sdk-Content-Sha256", hash.as_str())][..],
+            ),
+        ),
+        (
+            "a signed hash",
+            (
+                original.as_str(),
+                &[("X-Sdk-Content-Sha256", hash.as_str())][..],
+            ),
+            (swapped.as_str(), &[][..]),
+        ),
+        (
+            "UNSIGNED-PAYLOAD",
+            (
+                swapped.as_str(),
+                &[("X-Sdk-Content-Sha256", "UNSIGNED-PAYLOAD")][..],
+            ),
+            (swapped.as_str(), &[][..]),
+        ),
+    ];
+    for (label, signed, sent) in cases {
+        let reply = t.send(replayed(key, signed, sent)).await;
+        assert_eq!(reply.status.as_u16(), 401, "{label}: {}", reply.body);
+    }
+    let listed = t.call(Method::GET, &path, Some(&token), None).await;
+    assert!(
+        !listed.body.to_string().contains("swapped"),
+        "{}",
+        listed.body
+    );
+    // The untouched call, with its hash signed, goes through.
+    let reply = t
+        .send(replayed(
+            key,
+            (
+                original.as_str(),
+                &[("X-Sdk-Content-Sha256", hash.as_str())],
+            ),
+            (original.as_str(), &[]),
+        ))
+        .await;
+    assert_eq!(reply.status.as_u16(), 200, "{}", reply.body);
+}

@@ -89,7 +89,7 @@ impl Gateway {
         } else if selected.needs_hash {
             let bytes = collect_limited(body, self.settings.limits.max_body_bytes).await?;
             record.bytes_in = bytes.len() as u64;
-            let hash = self.hash_body(&selected.api, &parts.headers, &bytes)?;
+            let hash = infergate_sign::sha256_hex(&bytes);
             (ForwardBody::Buffered(bytes), Some(hash))
         } else {
             (ForwardBody::Stream(Some(body)), None)
