@@ -103,6 +103,18 @@ pub trait Store: Send + Sync + 'static {
         max_per_user: u32,
     ) -> StoreResult<()>;
     async fn credential(&self, access: &str) -> StoreResult<Option<Credential>>;
+    /// A user's credentials, oldest first.
+    async fn list_credentials(&self, user_id: &str) -> StoreResult<Vec<Credential>>;
+    /// Sets a credential's status and description (each when given) and returns it;
+    /// [`StoreError::NotFound`] when there is none.
+    async fn update_credential(
+        &self,
+        access: &str,
+        status: Option<&str>,
+        description: Option<&str>,
+    ) -> StoreResult<Credential>;
+    /// [`StoreError::NotFound`] when there is none.
+    async fn delete_credential(&self, access: &str) -> StoreResult<()>;
 
     /// Creates a service; a name already used in the project is a [`StoreError::Conflict`].
     async fn create_service(&self, service: &Service) -> StoreResult<()>;

@@ -338,6 +338,47 @@ impl Store for ThisStore {
         one_by(&self.reader, "SELECT * FROM credentials WHERE access = $1", access, credential_from_row).await
     }
 
+    async fn list_credentials(&self, user_id: &str) -> StoreResult<Vec<Credential>> {
+        all_by(&self.reader, "SELECT * FROM credentials WHERE user_id = $1 ORDER BY created_at, access", user_id, credential_from_row).await
+    }
+
+    async fn update_credential(
+        &self,
+        access: &str,
+        status: Option<&str>,
+        description: Option<&str>,
+    ) -> StoreResult<Credential> {
+        let mut tx = self.begin().await?;
+        let updated = sqlx::query(
+            "UPDATE credentials SET status = COALESCE($2, status), description = COALESCE($3, description)
+             WHERE access = $1 RETURNING *",
+        )
+        .bind(access)
+        .bind(status)
+        .bind(description)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(StoreError::NotFound("credential"))?;
+        let credential = credential_from_row(&updated)?;
+        // The gateway's and this plane's view of the key changes with the user's revision.
+        bump_revision(&mut tx, &[("user", &credential.user_id)]).await?;
+        tx.commit().await?;
+        Ok(credential)
+    }
+
+    async fn delete_credential(&self, access: &str) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        let deleted = sqlx::query("DELETE FROM credentials WHERE access = $1 RETURNING user_id")
+            .bind(access)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or(StoreError::NotFound("credential"))?;
+        let user_id: String = deleted.try_get("user_id")?;
+        bump_revision(&mut tx, &[("user", &user_id)]).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     async fn create_service(&self, service: &Service) -> StoreResult<()> {
         let mut tx = self.begin().await?;
         sqlx::query(

@@ -232,6 +232,42 @@ pub async fn users_roles_and_credentials(store: &dyn Store) {
         store.credential("AK1").await.expect("q").map(|c| c.user_id),
         Some("u2".into())
     );
+    let revision = store.revision().await.expect("revision");
+    let listed: Vec<String> = store
+        .list_credentials("u2")
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|c| c.access)
+        .collect();
+    assert_eq!(listed, ["AK1", "AK2"]);
+    let disabled = store
+        .update_credential("AK1", Some("inactive"), None)
+        .await
+        .expect("update");
+    assert_eq!(
+        (disabled.status.as_str(), disabled.description.as_str()),
+        ("inactive", "")
+    );
+    let described = store
+        .update_credential("AK1", None, Some("ci"))
+        .await
+        .expect("update");
+    assert_eq!(
+        (described.status.as_str(), described.description.as_str()),
+        ("inactive", "ci")
+    );
+    store.delete_credential("AK2").await.expect("delete");
+    assert_eq!(store.credential("AK2").await.expect("q"), None);
+    assert!(matches!(
+        store.delete_credential("AK2").await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(matches!(
+        store.update_credential("AK2", Some("active"), None).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!(store.revision().await.expect("revision"), revision + 3);
     store
         .set_password("u2", "$argon2id$y", 50)
         .await

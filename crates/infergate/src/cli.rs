@@ -331,6 +331,17 @@ pub enum KeyCmd {
         #[arg(long)]
         description: Option<String>,
     },
+    /// List your access keys (or, as domain admin, another user's); never their secrets.
+    List {
+        #[arg(long)]
+        user: Option<String>,
+    },
+    /// Disable an access key: it signs nothing on either plane until enabled again.
+    Disable { access_key: String },
+    /// Enable a disabled access key.
+    Enable { access_key: String },
+    /// Delete an access key for good.
+    Delete { access_key: String },
 }
 
 /// Request options shared by `call` and `sign`.

@@ -208,6 +208,41 @@ async fn a_whole_workflow_from_the_terminal() {
     assert_eq!(missing.code, 2, "{}", missing.stderr);
     let deleted = cli(&config, &["app", "delete", "mobile"]).await;
     assert_eq!(deleted.code, 0, "{}", deleted.stderr);
+
+    // Access keys: created, listed without their secret, disabled, enabled, deleted.
+    let created: Value = serde_json::from_str(
+        &ok(
+            &config,
+            &["-o", "json", "key", "create", "--description", "ci"],
+        )
+        .await,
+    )
+    .expect("json");
+    let access = created["credential"]["access"]
+        .as_str()
+        .expect("ak")
+        .to_owned();
+    let secret = created["credential"]["secret"]
+        .as_str()
+        .expect("sk")
+        .to_owned();
+    let listed = ok(&config, &["key", "list"]).await;
+    assert!(
+        listed.starts_with("ACCESS") && listed.contains(&access) && !listed.contains(&secret),
+        "{listed}"
+    );
+    let disabled = ok(&config, &["key", "disable", &access]).await;
+    assert!(disabled.contains("inactive"), "{disabled}");
+    let enabled = ok(&config, &["key", "enable", &access]).await;
+    assert!(
+        enabled.contains("active") && !enabled.contains("inactive"),
+        "{enabled}"
+    );
+    ok(&config, &["key", "delete", &access]).await;
+    let listed = ok(&config, &["key", "list"]).await;
+    assert!(!listed.contains(&access), "{listed}");
+    let gone = cli(&config, &["key", "delete", &access]).await;
+    assert_eq!(gone.code, 1, "{}", gone.stderr);
 }
 
 #[tokio::test]

@@ -357,6 +357,39 @@ async fn authorization_app_codes_iam_and_open_apis() {
     )
     .await;
     assert_eq!(status, 200, "{body}");
+    // Disabled, the key is refused on the very next call; enabled again, accepted; deleted,
+    // refused for good.
+    let access = cred["credential"]["access"]
+        .as_str()
+        .expect("ak")
+        .to_owned();
+    let key_path = format!("/v3.0/OS-CREDENTIAL/credentials/{access}");
+    let signed_call = || {
+        sdk_call(
+            gw,
+            "core",
+            &iam_key,
+            json!({"method": "GET", "path": format!("/v1/infers/{sid3}/predict")}),
+        )
+    };
+    for (change, expected) in [(Some("inactive"), 401), (Some("active"), 200), (None, 401)] {
+        match change {
+            Some(status) => {
+                s.admin
+                    .ok(
+                        Method::PUT,
+                        &key_path,
+                        Some(json!({"credential": {"status": status}})),
+                    )
+                    .await;
+            }
+            None => {
+                s.admin.ok(Method::DELETE, &key_path, None).await;
+            }
+        }
+        let (status, body, _) = signed_call().await;
+        assert_eq!(status, expected, "after {change:?}: {body}");
+    }
     // An AppKey signature on an IAM-only path gets the IAM error.
     let (status, body, _) = sdk_call(
         gw,

@@ -587,3 +587,121 @@ async fn a_signed_management_body_cannot_be_swapped() {
         .await;
     assert_eq!(reply.status.as_u16(), 200, "{}", reply.body);
 }
+
+/// A user lists, shows, disables, enables and deletes their own access keys (never seeing a
+/// secret again); another member sees none of them; a domain admin manages them all; an
+/// inactive or deleted key signs nothing.
+#[tokio::test]
+async fn access_keys_are_listed_disabled_and_deleted() {
+    let t = TestApp::new().await;
+    let (uid, token) = t.user_with_role("kim", "member").await;
+    let (_, other) = t.user_with_role("lee", "member").await;
+    let mut keys = Vec::new();
+    for description in ["ci", "laptop"] {
+        let created = t
+            .call(
+                Method::POST,
+                "/v3.0/OS-CREDENTIAL/credentials",
+                Some(&token),
+                Some(json!({"credential": {"user_id": uid, "description": description}})),
+            )
+            .await;
+        assert_eq!(created.status.as_u16(), 201, "{}", created.body);
+        let cred = &created.body["credential"];
+        keys.push((
+            cred["access"].as_str().expect("ak").to_owned(),
+            cred["secret"].as_str().expect("sk").to_owned(),
+        ));
+    }
+    let (ak, sk) = keys[0].clone();
+    let listed = t
+        .call(
+            Method::GET,
+            "/v3.0/OS-CREDENTIAL/credentials",
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(listed.status.as_u16(), 200, "{}", listed.body);
+    let accesses: Vec<&str> = listed.body["credentials"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|c| c["access"].as_str().expect("ak"))
+        .collect();
+    assert_eq!(accesses, [keys[0].0.as_str(), keys[1].0.as_str()]);
+    for (_, secret) in &keys {
+        assert!(!listed.body.to_string().contains(secret.as_str()));
+    }
+    let key_path = format!("/v3.0/OS-CREDENTIAL/credentials/{ak}");
+    let shown = t.call(Method::GET, &key_path, Some(&token), None).await;
+    assert_eq!(shown.body["credential"]["description"], "ci");
+    assert!(shown.body["credential"].get("secret").is_none());
+    // Another member: not theirs, not there; nor may they list them.
+    for (method, body) in [
+        (Method::GET, None),
+        (
+            Method::PUT,
+            Some(json!({"credential": {"status": "inactive"}})),
+        ),
+        (Method::DELETE, None),
+    ] {
+        let reply = t.call(method, &key_path, Some(&other), body).await;
+        assert_eq!(reply.status.as_u16(), 404, "{}", reply.body);
+    }
+    let theirs = t
+        .call(
+            Method::GET,
+            &format!("/v3.0/OS-CREDENTIAL/credentials?user_id={uid}"),
+            Some(&other),
+            None,
+        )
+        .await;
+    assert_eq!(theirs.status.as_u16(), 403, "{}", theirs.body);
+    let path = t.v1("/services");
+    let signed_call = || t.send(signed_request("GET", &path, &ak, &sk, "", None));
+    assert_eq!(signed_call().await.status.as_u16(), 200);
+    // Bad changes name the field.
+    for body in [
+        json!({"credential": {"status": "paused"}}),
+        json!({"credential": {}}),
+    ] {
+        let reply = t
+            .call(Method::PUT, &key_path, Some(&token), Some(body))
+            .await;
+        assert_eq!(reply.status.as_u16(), 400, "{}", reply.body);
+    }
+    let disabled = t
+        .call(
+            Method::PUT,
+            &key_path,
+            Some(&token),
+            Some(json!({"credential": {"status": "inactive", "description": "leaked"}})),
+        )
+        .await;
+    assert_eq!(disabled.status.as_u16(), 200, "{}", disabled.body);
+    assert_eq!(disabled.body["credential"]["status"], "inactive");
+    assert_eq!(disabled.body["credential"]["description"], "leaked");
+    signed_call().await.assert_error(401, "ModelArts.0206");
+    // The domain admin enables it again, then the user deletes it.
+    let enabled = t
+        .call(
+            Method::PUT,
+            &key_path,
+            Some(&t.admin_token),
+            Some(json!({"credential": {"status": "active"}})),
+        )
+        .await;
+    assert_eq!(enabled.status.as_u16(), 200, "{}", enabled.body);
+    assert_eq!(signed_call().await.status.as_u16(), 200);
+    let deleted = t.call(Method::DELETE, &key_path, Some(&token), None).await;
+    assert_eq!(deleted.status.as_u16(), 204, "{}", deleted.body);
+    signed_call().await.assert_error(401, "ModelArts.0206");
+    assert_eq!(
+        t.call(Method::GET, &key_path, Some(&token), None)
+            .await
+            .status
+            .as_u16(),
+        404
+    );
+}

@@ -597,29 +597,78 @@ pub async fn role(c: &Client, cmd: RoleCmd) -> CliResult<()> {
 }
 
 pub async fn key(c: &Client, cmd: KeyCmd) -> CliResult<()> {
-    let KeyCmd::Create { user, description } = cmd;
-    let uid = match user {
-        Some(u) => c.user_id(&u).await?,
-        None => c.my_user_id().await?,
+    let key_path = |access: &str| format!("/v3.0/OS-CREDENTIAL/credentials/{}", url_escape(access));
+    let set_status = |access: String, status: &'static str| async move {
+        let changed = c
+            .send(
+                Method::PUT,
+                &key_path(&access),
+                Some(json!({"credential": {"status": status}})),
+            )
+            .await?;
+        print(c.output, &changed, |v| {
+            object_table(
+                &v["credential"],
+                &["access", "user_id", "status", "description"],
+            )
+        });
+        CliResult::Ok(())
     };
-    let mut credential = json!({"user_id": uid});
-    if let Some(d) = description {
-        credential["description"] = json!(d);
+    match cmd {
+        KeyCmd::Create { user, description } => {
+            let uid = match user {
+                Some(u) => c.user_id(&u).await?,
+                None => c.my_user_id().await?,
+            };
+            let mut credential = json!({"user_id": uid});
+            if let Some(d) = description {
+                credential["description"] = json!(d);
+            }
+            let created = c
+                .send(
+                    Method::POST,
+                    "/v3.0/OS-CREDENTIAL/credentials",
+                    Some(json!({"credential": credential})),
+                )
+                .await?;
+            print(c.output, &created, |v| {
+                object_table(
+                    &v["credential"],
+                    &["access", "secret", "user_id", "status", "create_time"],
+                )
+            });
+            eprintln!("Store the secret key now: it is shown only this once.");
+        }
+        KeyCmd::List { user } => {
+            let uid = match user {
+                Some(u) => c.user_id(&u).await?,
+                None => c.my_user_id().await?,
+            };
+            let listed = c
+                .send(
+                    Method::GET,
+                    &format!(
+                        "/v3.0/OS-CREDENTIAL/credentials?user_id={}",
+                        url_escape(&uid)
+                    ),
+                    None,
+                )
+                .await?;
+            print(c.output, &listed, |v| {
+                list_table(
+                    &v["credentials"],
+                    vec!["ACCESS", "STATUS", "DESCRIPTION", "CREATED"],
+                    &["access", "status", "description", "create_time"],
+                )
+            });
+        }
+        KeyCmd::Disable { access_key } => set_status(access_key, "inactive").await?,
+        KeyCmd::Enable { access_key } => set_status(access_key, "active").await?,
+        KeyCmd::Delete { access_key } => {
+            c.send(Method::DELETE, &key_path(&access_key), None).await?;
+            eprintln!("Deleted access key {access_key}.");
+        }
     }
-    let created = c
-        .send(
-            Method::POST,
-            "/v3.0/OS-CREDENTIAL/credentials",
-            Some(json!({"credential": credential})),
-        )
-        .await?;
-    print(c.output, &created, |v| {
-        object_table(
-            &v["credential"],
-            &["access", "secret", "user_id", "status", "create_time"],
-        )
-    });
-    eprintln!("Store the secret key now: it is shown only this once.");
     Ok(())
 }
 

@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Utc};
 use infergate_core::crypto::{hash_password, verify_password};
-use infergate_core::model::{Credential, Domain, Project, Role, User};
+use infergate_core::model::{Domain, Project, Role, User};
 use infergate_core::token::{Scope, TokenClaims};
 use infergate_core::{ids, validate, Secret};
 use serde::Deserialize;
@@ -24,8 +24,7 @@ use crate::error::IamError;
 use crate::extract::IamJson;
 use crate::{now_ms, AdminState};
 
-/// Permanent AK/SK pairs a user may hold (spec §6.2).
-pub const MAX_CREDENTIALS_PER_USER: u32 = 2;
+mod credentials;
 
 fn keystone_time(ms: i64) -> String {
     DateTime::<Utc>::from_timestamp_millis(ms)
@@ -147,18 +146,6 @@ pub struct NewProject {
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct CreateProjectRequest {
     pub project: NewProject,
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
-pub struct NewCredential {
-    pub user_id: String,
-    pub description: Option<String>,
-}
-
-/// Body of `POST /v3.0/OS-CREDENTIAL/credentials`.
-#[derive(Debug, Deserialize, ToSchema)]
-pub struct CreateCredentialRequest {
-    pub credential: NewCredential,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -749,54 +736,6 @@ async fn grants_list(
     })))
 }
 
-/// Creates a permanent AK/SK for the caller (or, for a domain admin, any user of the
-/// domain). The SK is in this response only.
-#[utoipa::path(post, path = "/v3.0/OS-CREDENTIAL/credentials", tag = "iam",
-    request_body = CreateCredentialRequest,
-    responses((status = 201, description = "the credential with its secret"), (status = 400), (status = 403), (status = 404)))]
-async fn credentials_create(
-    State(state): State<Arc<AdminState>>,
-    caller: Authenticated,
-    IamJson(body): IamJson<CreateCredentialRequest>,
-) -> Result<Response, IamError> {
-    let new = body.credential;
-    if new.user_id != caller.user.id {
-        require_domain_admin(&caller)?;
-    }
-    let user = domain_user(&state, &caller, &new.user_id).await?;
-    let description = new.description.unwrap_or_default();
-    validate::max_chars("credential.description", &description, 255)?;
-    let secret = Secret::new(ids::new_secret_key());
-    let credential = Credential {
-        access: ids::new_access_key(),
-        user_id: user.id.clone(),
-        secret_sealed: state.master.encrypt(&secret),
-        description,
-        status: "active".into(),
-        created_at: now_ms(),
-    };
-    state
-        .store
-        .create_credential(&credential, MAX_CREDENTIALS_PER_USER)
-        .await
-        .map_err(|e| match e {
-            infergate_store::StoreError::Quota(_) => IamError::BadRequest("akSkNumExceed".into()),
-            other => other.into(),
-        })?;
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({"credential": {
-            "access": credential.access,
-            "secret": secret.expose(),
-            "status": credential.status,
-            "user_id": credential.user_id,
-            "description": credential.description,
-            "create_time": keystone_time(credential.created_at),
-        }})),
-    )
-        .into_response())
-}
-
 /// Routes that need no caller.
 pub fn public_router() -> OpenApiRouter<Arc<AdminState>> {
     OpenApiRouter::new().routes(routes!(tokens_create))
@@ -814,5 +753,5 @@ pub fn router() -> OpenApiRouter<Arc<AdminState>> {
         .routes(routes!(roles_list))
         .routes(routes!(grants_put, grants_delete))
         .routes(routes!(grants_list))
-        .routes(routes!(credentials_create))
+        .merge(credentials::router())
 }
