@@ -108,6 +108,14 @@ pub async fn check_token(
             "its user changed password after it was issued".into(),
         ));
     }
+    if state
+        .store
+        .token_revoked(&claims.nonce)
+        .await
+        .map_err(AuthFailure::Store)?
+    {
+        return Err(AuthFailure::Invalid("it was revoked".into()));
+    }
     Ok((user, claims))
 }
 

@@ -48,6 +48,15 @@ pub struct Credential {
     pub created_at: i64,
 }
 
+/// A token revoked before its expiry, kept until then.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevokedToken {
+    /// The token's id (its nonce).
+    pub token_id: String,
+    pub user_id: String,
+    pub expires_at: i64,
+}
+
 /// The roles a user may hold in a project.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -13,7 +13,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::crypto::{MasterKey, Secret};
-use crate::model::{Api, ApiMethod, App, AuthType, Authorization, Credential, Role, Service, User};
+use crate::model::{
+    Api, ApiMethod, App, AuthType, Authorization, Credential, RevokedToken, Role, Service, User,
+};
 use crate::token::TokenCodec;
 use infergate_sign::SigningKey;
 
@@ -31,6 +33,8 @@ pub struct ConfigDump {
     pub users: Vec<User>,
     pub credentials: Vec<Credential>,
     pub grants: Vec<Grant>,
+    /// Tokens revoked before their expiry.
+    pub revoked_tokens: Vec<RevokedToken>,
 }
 
 /// The objects that changed between two revisions, as they are now (`None`: deleted).
@@ -48,6 +52,8 @@ pub struct ConfigDelta {
     pub users: Vec<(String, Option<User>)>,
     pub credentials_of_users: Vec<(String, Vec<Credential>)>,
     pub grants_of_users: Vec<(String, Vec<Grant>)>,
+    /// The revoked tokens of each changed user.
+    pub revoked_tokens_of_users: Vec<(String, Vec<RevokedToken>)>,
 }
 
 /// Drops the items whose `key` is `id` and adds what stands there now.
@@ -150,6 +156,9 @@ impl ConfigDump {
         for (id, now) in &delta.grants_of_users {
             replace(&mut self.grants, id, |g| &g.1, now.clone());
         }
+        for (id, now) in &delta.revoked_tokens_of_users {
+            replace(&mut self.revoked_tokens, id, |t| &t.user_id, now.clone());
+        }
         self.revision = delta.revision;
     }
 }
@@ -246,6 +255,18 @@ pub struct IamUser {
     pub password_changed_at: i64,
     /// Projects where the user holds any role.
     pub projects: HashSet<String>,
+    /// The ids of the user's tokens revoked before their expiry.
+    pub revoked_tokens: HashSet<String>,
+}
+
+impl IamUser {
+    /// Whether a token of this user, issued at `issued_at` with id `token_id`, still stands:
+    /// the user is enabled, has not changed password since, and the token was not revoked.
+    pub fn accepts_token(&self, issued_at: i64, token_id: &str) -> bool {
+        self.enabled
+            && self.password_changed_at <= issued_at
+            && !self.revoked_tokens.contains(token_id)
+    }
 }
 
 /// Map from a shared key: cloning the map copies pointers, not strings.
@@ -373,6 +394,7 @@ fn iam(
                     enabled: u.enabled,
                     password_changed_at: u.password_changed_at,
                     projects: HashSet::default(),
+                    revoked_tokens: HashSet::default(),
                 },
             )
         })
@@ -380,6 +402,11 @@ fn iam(
     for (project, user, _) in &dump.grants {
         if let Some(u) = users.get_mut(user) {
             u.projects.insert(project.clone());
+        }
+    }
+    for token in &dump.revoked_tokens {
+        if let Some(u) = users.get_mut(&token.user_id) {
+            u.revoked_tokens.insert(token.token_id.clone());
         }
     }
     let mut iam_keys = HashMap::default();
@@ -513,7 +540,8 @@ impl Snapshot {
         };
         let iam_changed = !(delta.users.is_empty()
             && delta.credentials_of_users.is_empty()
-            && delta.grants_of_users.is_empty());
+            && delta.grants_of_users.is_empty()
+            && delta.revoked_tokens_of_users.is_empty());
         let (users, iam_keys) = if iam_changed {
             let (users, keys) = iam(dump, master, &mut problems);
             (Arc::new(users), Arc::new(keys))

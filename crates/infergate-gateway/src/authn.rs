@@ -298,7 +298,7 @@ fn authenticate_iam<H: HeaderSource + ?Sized>(
             }
             snapshot
                 .user(&claims.user_id)
-                .filter(|u| u.enabled && u.password_changed_at <= claims.issued_at)
+                .filter(|u| u.accepts_token(claims.issued_at, &claims.nonce))
                 .ok_or_else(|| bad_token("token is no longer valid"))?;
             claims.user_id.into()
         }

@@ -11,7 +11,8 @@ mod sqlite;
 
 use async_trait::async_trait;
 use infergate_core::model::{
-    Api, App, AppCode, Authorization, Credential, Domain, Project, Role, Service, User,
+    Api, App, AppCode, Authorization, Credential, Domain, Project, RevokedToken, Role, Service,
+    User,
 };
 use infergate_core::snapshot::{ConfigDelta, ConfigDump};
 
@@ -103,6 +104,9 @@ pub trait Store: Send + Sync + 'static {
         max_per_user: u32,
     ) -> StoreResult<()>;
     async fn credential(&self, access: &str) -> StoreResult<Option<Credential>>;
+    /// Revokes a token until its expiry (forgetting revocations expired by `now`).
+    async fn revoke_token(&self, token: &RevokedToken, now: i64) -> StoreResult<()>;
+    async fn token_revoked(&self, token_id: &str) -> StoreResult<bool>;
     /// A user's credentials, oldest first.
     async fn list_credentials(&self, user_id: &str) -> StoreResult<Vec<Credential>>;
     /// Sets a credential's status and description (each when given) and returns it;

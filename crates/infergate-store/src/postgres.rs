@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use infergate_core::model::{
-    Api, ApiMethod, App, AppCode, AuthType, Authorization, Credential, Domain, Project, Role,
-    Service, User,
+    Api, ApiMethod, App, AppCode, AuthType, Authorization, Credential, Domain, Project,
+    RevokedToken, Role, Service, User,
 };
 use infergate_core::snapshot::{ConfigDelta, ConfigDump};
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
@@ -47,6 +47,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         4,
         "config changes",
         include_str!("../migrations/postgres/0004_config_changes.sql"),
+    ),
+    (
+        5,
+        "revoked tokens",
+        include_str!("../migrations/postgres/0005_revoked_tokens.sql"),
     ),
 ];
 

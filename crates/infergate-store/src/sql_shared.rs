@@ -71,6 +71,14 @@ fn credential_from_row(row: &DbRow) -> StoreResult<Credential> {
     })
 }
 
+fn revoked_token_from_row(row: &DbRow) -> StoreResult<RevokedToken> {
+    Ok(RevokedToken {
+        token_id: row.try_get("token_id")?,
+        user_id: row.try_get("user_id")?,
+        expires_at: row.try_get("expires_at")?,
+    })
+}
+
 fn service_from_row(row: &DbRow) -> StoreResult<Service> {
     let upstreams: String = row.try_get("upstreams")?;
     let timeout_ms: i64 = row.try_get("timeout_ms")?;
@@ -220,6 +228,7 @@ impl Store for ThisStore {
         for sql in [
             "DELETE FROM role_grants WHERE user_id = $1",
             "DELETE FROM credentials WHERE user_id = $1",
+            "DELETE FROM revoked_tokens WHERE user_id = $1",
         ] {
             sqlx::query(sql).bind(id).execute(&mut *tx).await?;
         }
@@ -336,6 +345,33 @@ impl Store for ThisStore {
 
     async fn credential(&self, access: &str) -> StoreResult<Option<Credential>> {
         one_by(&self.reader, "SELECT * FROM credentials WHERE access = $1", access, credential_from_row).await
+    }
+
+    async fn revoke_token(&self, token: &RevokedToken, now: i64) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        // Rows past their token's expiry are never needed again.
+        sqlx::query("DELETE FROM revoked_tokens WHERE expires_at <= $1")
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO revoked_tokens (token_id, user_id, expires_at) VALUES ($1, $2, $3)
+             ON CONFLICT (token_id) DO NOTHING",
+        )
+        .bind(&token.token_id)
+        .bind(&token.user_id)
+        .bind(token.expires_at)
+        .execute(&mut *tx)
+        .await?;
+        bump_revision(&mut tx, &[("user", &token.user_id)]).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn token_revoked(&self, token_id: &str) -> StoreResult<bool> {
+        Ok(one_by(&self.reader, "SELECT * FROM revoked_tokens WHERE token_id = $1", token_id, revoked_token_from_row)
+            .await?
+            .is_some())
     }
 
     async fn list_credentials(&self, user_id: &str) -> StoreResult<Vec<Credential>> {
@@ -879,6 +915,8 @@ impl Store for ThisStore {
                 "user" => {
                     let user = one_by(&mut *tx, "SELECT * FROM users WHERE id = $1", &id, user_from_row).await?;
                     let credentials = all_by(&mut *tx, "SELECT * FROM credentials WHERE user_id = $1", &id, credential_from_row).await?;
+                    let revoked = all_by(&mut *tx, "SELECT * FROM revoked_tokens WHERE user_id = $1", &id, revoked_token_from_row).await?;
+                    delta.revoked_tokens_of_users.push((id.clone(), revoked));
                     let mut grants = Vec::new();
                     for g in sqlx::query("SELECT project_id, role FROM role_grants WHERE user_id = $1")
                         .bind(&id)
@@ -939,6 +977,12 @@ impl Store for ThisStore {
             .iter()
             .map(credential_from_row)
             .collect::<StoreResult<_>>()?;
+        let revoked_tokens = sqlx::query("SELECT * FROM revoked_tokens")
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(revoked_token_from_row)
+            .collect::<StoreResult<_>>()?;
         let mut grants = Vec::new();
         for row in sqlx::query("SELECT project_id, user_id, role FROM role_grants")
             .fetch_all(&mut *tx)
@@ -962,6 +1006,7 @@ impl Store for ThisStore {
             users,
             credentials,
             grants,
+            revoked_tokens,
         })
     }
 

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use infergate_core::model::{
-    Api, ApiMethod, App, AppCode, AuthType, Authorization, Credential, Domain, Project, Role,
-    Service, User,
+    Api, ApiMethod, App, AppCode, AuthType, Authorization, Credential, Domain, Project,
+    RevokedToken, Role, Service, User,
 };
 use infergate_core::snapshot::{ConfigDelta, ConfigDump};
 use sqlx::sqlite::{
@@ -40,6 +40,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         3,
         "config changes",
         include_str!("../migrations/sqlite/0003_config_changes.sql"),
+    ),
+    (
+        4,
+        "revoked tokens",
+        include_str!("../migrations/sqlite/0004_revoked_tokens.sql"),
     ),
 ];
 

@@ -2,8 +2,8 @@
 //! fresh, empty store; `backend_suite!` instantiates the cases for one backend.
 
 use infergate_core::model::{
-    Api, ApiMethod, App, AppCode, AuthType, Authorization, Credential, Domain, Project, Role,
-    Service, User,
+    Api, ApiMethod, App, AppCode, AuthType, Authorization, Credential, Domain, Project,
+    RevokedToken, Role, Service, User,
 };
 use infergate_store::{Bootstrap, PgStore, ServiceUpdate, SqliteStore, Store, StoreError};
 
@@ -573,6 +573,8 @@ fn normalized(mut dump: infergate_core::snapshot::ConfigDump) -> String {
     dump.users.sort_by(|a, b| a.id.cmp(&b.id));
     dump.credentials.sort_by(|a, b| a.access.cmp(&b.access));
     dump.grants.sort();
+    dump.revoked_tokens
+        .sort_by(|a, b| a.token_id.cmp(&b.token_id));
     format!("{dump:?}")
 }
 
@@ -657,6 +659,25 @@ pub async fn change_log_replays_to_a_full_read(store: &dyn Store) {
         )
         .await
         .expect("credential");
+    store
+        .update_credential("AK1", Some("inactive"), Some("leaked"))
+        .await
+        .expect("disable");
+    for (token_id, expires_at) in [("t-old", 5), ("t1", i64::MAX), ("t1", i64::MAX)] {
+        store
+            .revoke_token(
+                &RevokedToken {
+                    token_id: token_id.into(),
+                    user_id: "u2".into(),
+                    expires_at,
+                },
+                10,
+            )
+            .await
+            .expect("revoke");
+    }
+    assert!(store.token_revoked("t1").await.expect("q"));
+    assert!(!store.token_revoked("t2").await.expect("q"));
     store
         .update_service(
             "s1",

@@ -67,6 +67,8 @@ pub enum Command {
         after_help = "Examples:\n  infergate login --url http://127.0.0.1:8081 --user admin\n  INFERGATE_PASSWORD=… infergate login --url http://10.0.0.2:8081 --user ops --project team-a"
     )]
     Login(LoginArgs),
+    /// Revoke the saved token on the server and forget it here.
+    Logout,
     /// Inference services (backends).
     #[command(
         subcommand,

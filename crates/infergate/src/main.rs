@@ -95,6 +95,7 @@ async fn client_command(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Serve(_) | Command::Migrate { .. } => Ok(()),
         Command::Login(args) => commands::login(&global, args).await,
+        Command::Logout => commands::logout(&global).await,
         Command::Sign(args) => call::sign_command(args),
         Command::Call(args) => call::call_command(&global, args).await,
         Command::Completions { shell } => {

@@ -243,6 +243,24 @@ async fn a_whole_workflow_from_the_terminal() {
     assert!(!listed.contains(&access), "{listed}");
     let gone = cli(&config, &["key", "delete", &access]).await;
     assert_eq!(gone.code, 1, "{}", gone.stderr);
+
+    // Logging out revokes the saved token: kept aside, it no longer opens anything.
+    let token = serde_json::from_str::<Value>(
+        &std::fs::read_to_string(config.join("credentials.json")).expect("saved"),
+    )
+    .expect("json")["token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    ok(&config, &["logout"]).await;
+    assert!(!config.join("credentials.json").exists());
+    let after = reqwest::Client::new()
+        .get(format!("{}/v3/projects", server.admin))
+        .header("X-Auth-Token", &token)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(after.status().as_u16(), 401);
 }
 
 #[tokio::test]

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use tokio::io::AsyncWriteExt;
 
 use common::upstream::{closed_port_url, now_micros, start_mock, Mock};
-use common::{start_with, Admin, Server, PASSWORD};
+use common::{issue_token, start_with, Admin, Server, PASSWORD};
 
 fn python() -> PathBuf {
     if let Ok(path) = std::env::var("INFERGATE_TEST_PYTHON") {
@@ -328,6 +328,19 @@ async fn authorization_app_codes_iam_and_open_apis() {
     assert_eq!(by_token.status().as_u16(), 200);
     let echoed: Value = by_token.json().await.expect("json");
     assert!(echoed["headers"].get("x-auth-token").is_none());
+    // A revoked token is refused on the very next call.
+    let session = issue_token(&client, &s.server.admin, "admin", PASSWORD).await;
+    let with_session = || client.get(&iam_url).header("X-Auth-Token", &session).send();
+    assert_eq!(with_session().await.expect("call").status().as_u16(), 200);
+    let revoked = client
+        .delete(format!("{}/v3/auth/tokens", s.server.admin))
+        .header("X-Auth-Token", &session)
+        .header("X-Subject-Token", &session)
+        .send()
+        .await
+        .expect("revoke");
+    assert_eq!(revoked.status().as_u16(), 204);
+    assert_eq!(with_session().await.expect("call").status().as_u16(), 401);
     assert!(echoed["headers"]["x-user-id"].is_string());
     let bad_token = client
         .get(&iam_url)

@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Utc};
 use infergate_core::crypto::{hash_password, verify_password};
-use infergate_core::model::{Domain, Project, Role, User};
+use infergate_core::model::{Domain, Project, RevokedToken, Role, User};
 use infergate_core::token::{Scope, TokenClaims};
 use infergate_core::{ids, validate, Secret};
 use serde::Deserialize;
@@ -437,6 +437,38 @@ async fn tokens_validate(
     Ok(with_subject_token(StatusCode::OK, &subject, body))
 }
 
+/// Revokes the token in `X-Subject-Token` (the caller's own, or for a domain admin any of
+/// the domain's): refused on both planes from the moment this answers.
+#[utoipa::path(delete, path = "/v3/auth/tokens", tag = "iam",
+    responses((status = 204, description = "revoked"), (status = 400), (status = 401), (status = 403), (status = 404)))]
+async fn tokens_revoke(
+    State(state): State<Arc<AdminState>>,
+    caller: Authenticated,
+    headers: HeaderMap,
+) -> Result<StatusCode, IamError> {
+    let subject = headers
+        .get("x-subject-token")
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| IamError::BadRequest("X-Subject-Token header is required".into()))?;
+    let not_found = || IamError::NotFound("Could not find token".into());
+    let (user, claims) = check_token(&state, subject)
+        .await
+        .map_err(|_| not_found())?;
+    if user.id != caller.user.id {
+        require_domain_admin(&caller)?;
+        if user.domain_id != caller.user.domain_id {
+            return Err(not_found());
+        }
+    }
+    let revoked = RevokedToken {
+        token_id: claims.nonce,
+        user_id: user.id,
+        expires_at: claims.expires_at,
+    };
+    state.store.revoke_token(&revoked, now_ms()).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 fn caller_domain(caller: &Authenticated, requested: Option<&str>) -> Result<String, IamError> {
     match requested {
         Some(domain) if domain != caller.user.domain_id => Err(IamError::not_authorized()),
@@ -744,7 +776,7 @@ pub fn public_router() -> OpenApiRouter<Arc<AdminState>> {
 /// Routes behind the IAM authentication middleware.
 pub fn router() -> OpenApiRouter<Arc<AdminState>> {
     OpenApiRouter::new()
-        .routes(routes!(tokens_validate))
+        .routes(routes!(tokens_validate, tokens_revoke))
         .routes(routes!(projects_create, projects_list))
         .routes(routes!(projects_show))
         .routes(routes!(users_create, users_list))

@@ -705,3 +705,53 @@ async fn access_keys_are_listed_disabled_and_deleted() {
         404
     );
 }
+
+/// `DELETE /v3/auth/tokens` revokes the token in `X-Subject-Token`: it no longer validates
+/// nor authenticates anything, the user's other tokens still do; only its user or a domain
+/// admin may revoke it.
+#[tokio::test]
+async fn tokens_are_revoked() {
+    let t = TestApp::new().await;
+    let (_, first) = t.user_with_role("rae", "member").await;
+    let second = t.token("rae", "rae-password", "default").await;
+    let (_, stranger) = t.user_with_role("sam", "member").await;
+    let revoke = |caller: &str, subject: &str| {
+        let req = Request::builder()
+            .method("DELETE")
+            .uri("/v3/auth/tokens")
+            .header("X-Auth-Token", caller)
+            .header("X-Subject-Token", subject)
+            .body(Body::empty())
+            .expect("req");
+        t.send(req)
+    };
+    let validate = |subject: &str| {
+        let req = Request::builder()
+            .method("GET")
+            .uri("/v3/auth/tokens")
+            .header("X-Auth-Token", t.admin_token.as_str())
+            .header("X-Subject-Token", subject)
+            .body(Body::empty())
+            .expect("req");
+        t.send(req)
+    };
+    assert_eq!(validate(&first).await.status.as_u16(), 200);
+    assert_eq!(revoke(&stranger, &first).await.status.as_u16(), 403);
+    assert_eq!(
+        revoke(&first, "igt1.not.a.token").await.status.as_u16(),
+        404
+    );
+    assert_eq!(revoke(&second, &first).await.status.as_u16(), 204);
+    assert_eq!(validate(&first).await.status.as_u16(), 404);
+    let refused = t
+        .call(Method::GET, &t.v1("/services"), Some(&first), None)
+        .await;
+    assert_eq!(refused.status.as_u16(), 401, "{}", refused.body);
+    let still = t
+        .call(Method::GET, &t.v1("/services"), Some(&second), None)
+        .await;
+    assert_eq!(still.status.as_u16(), 200, "{}", still.body);
+    // A domain admin revokes anyone's.
+    assert_eq!(revoke(&t.admin_token, &second).await.status.as_u16(), 204);
+    assert_eq!(validate(&second).await.status.as_u16(), 404);
+}

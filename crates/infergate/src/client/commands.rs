@@ -49,6 +49,36 @@ fn read_password(env: &str, prompt: &str) -> CliResult<String> {
 }
 
 /// `infergate login`: issues a project-scoped token and saves it with the URLs.
+/// Revokes the saved token (`DELETE /v3/auth/tokens`) and removes the saved login. A token
+/// the server no longer knows is forgotten all the same.
+pub async fn logout(global: &Global) -> CliResult<()> {
+    let Some(saved) = Profile::load().filter(|p| !p.token.is_empty()) else {
+        eprintln!("Not logged in.");
+        return Ok(());
+    };
+    let url = global.url.clone().unwrap_or_else(|| saved.url.clone());
+    let response = reqwest::Client::new()
+        .delete(format!("{}/v3/auth/tokens", url.trim_end_matches('/')))
+        .header("X-Auth-Token", &saved.token)
+        .header("X-Subject-Token", &saved.token)
+        .send()
+        .await
+        .map_err(|e| CliError::Connect(format!("{url}: {e}")))?;
+    let status = response.status().as_u16();
+    if !matches!(status, 204 | 401 | 404) {
+        let reply: Value = response.json().await.unwrap_or(Value::Null);
+        return Err(refused(status, &reply, ""));
+    }
+    let path = Profile::path();
+    std::fs::remove_file(&path)
+        .map_err(|e| CliError::Other(format!("removing {}: {e}", path.display())))?;
+    eprintln!(
+        "Logged out: the token is revoked and {} removed.",
+        path.display()
+    );
+    Ok(())
+}
+
 pub async fn login(global: &Global, args: LoginArgs) -> CliResult<()> {
     let saved = Profile::load().unwrap_or_default();
     let url = global
