@@ -69,6 +69,7 @@ const OPERATIONS: &[(&str, &str)] = &[
     ("get", "/v1/{project_id}/services/{service_id}/api-auths"),
     ("post", "/v3/auth/tokens"),
     ("get", "/v3/auth/tokens"),
+    ("delete", "/v3/auth/tokens"),
     ("post", "/v3/projects"),
     ("get", "/v3/projects"),
     ("get", "/v3/projects/{project_id}"),
@@ -88,6 +89,10 @@ const OPERATIONS: &[(&str, &str)] = &[
     ),
     ("get", "/v3/projects/{project_id}/users/{user_id}/roles"),
     ("post", "/v3.0/OS-CREDENTIAL/credentials"),
+    ("get", "/v3.0/OS-CREDENTIAL/credentials"),
+    ("get", "/v3.0/OS-CREDENTIAL/credentials/{access_key}"),
+    ("put", "/v3.0/OS-CREDENTIAL/credentials/{access_key}"),
+    ("delete", "/v3.0/OS-CREDENTIAL/credentials/{access_key}"),
     ("get", "/healthz"),
     ("get", "/readyz"),
 ];
