@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use common::{start_with, Admin, Server, PASSWORD};
 use proptest::prelude::*;
+use reqwest::Method;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -850,4 +851,124 @@ async fn callers_without_the_right_credential_reach_nothing_behind_an_app_api() 
         .headers
         .iter()
         .any(|(n, _)| n == "x-apig-appcode"));
+}
+
+/// A member of another project cannot take a path of this one: it is refused the paths in
+/// this project's service namespaces, and an API it registers above them catches no call
+/// made under them (sent over a raw socket, with no credential), not even under a service
+/// of this project that has no API.
+#[tokio::test]
+async fn another_project_catches_no_call_under_this_projects_services() {
+    let node = node(true).await;
+    let admin = Admin::login(&node.server).await;
+    let sid_a = node.prefix.trim_start_matches("/v1/infers/").to_owned();
+    let bare = admin
+        .ok(
+            Method::POST,
+            "/services",
+            Some(json!({"service_name": "bare", "upstreams": ["http://127.0.0.1:9"]})),
+        )
+        .await["service_id"]
+        .as_str()
+        .expect("sid")
+        .to_owned();
+    // Project B and its member.
+    let project_b = admin
+        .ok(
+            Method::POST,
+            "/v3/projects",
+            Some(json!({"project": {"name": "team-b"}})),
+        )
+        .await["project"]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let bob = admin
+        .ok(
+            Method::POST,
+            "/v3/users",
+            Some(json!({"user": {"name": "bob", "password": "bob-password-1"}})),
+        )
+        .await["user"]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let (granted, _) = admin
+        .send(
+            Method::PUT,
+            &format!("/v3/projects/{project_b}/users/{bob}/roles/member"),
+            None,
+        )
+        .await;
+    assert!(granted.is_success(), "{granted}");
+    let token = admin
+        .client
+        .post(format!("{}/v3/auth/tokens", admin.base))
+        .json(
+            &json!({"auth": {"identity": {"methods": ["password"], "password": {"user": {
+            "name": "bob", "password": "bob-password-1", "domain": {"name": "default"}}}},
+            "scope": {"project": {"name": "team-b"}}}}),
+        )
+        .send()
+        .await
+        .expect("token")
+        .headers()["x-subject-token"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    let member_b = Admin {
+        client: admin.client.clone(),
+        base: admin.base.clone(),
+        project: project_b,
+        token,
+    };
+    let (url_b, upstream_b) = start_counting().await;
+    let sid_b = member_b
+        .ok(
+            Method::POST,
+            "/services",
+            Some(json!({"service_name": "theirs", "upstreams": [url_b]})),
+        )
+        .await["service_id"]
+        .as_str()
+        .expect("sid")
+        .to_owned();
+    for path in [
+        format!("/v1/infers/{sid_a}"),
+        format!("/v1/infers/{sid_a}/predict"),
+        format!("/v1/infers/{bare}"),
+    ] {
+        let (status, body) = member_b
+            .send(
+                Method::POST,
+                &format!("/app-auth/{sid_b}/apis"),
+                Some(json!({"auth_type": "NONE", "api_path": path})),
+            )
+            .await;
+        assert_eq!(status.as_u16(), 409, "{path}: {body}");
+    }
+    member_b
+        .ok(
+            Method::POST,
+            &format!("/app-auth/{sid_b}/apis"),
+            Some(json!({"auth_type": "NONE", "api_path": "/v1"})),
+        )
+        .await;
+    // Raw calls, no credential.
+    for (target, status, a, b) in [
+        (format!("/v1/infers/{sid_a}/x"), 200, 1, 0),
+        (format!("/v1/infers/{bare}/x"), 404, 0, 0),
+        (format!("/v1/infers/{sid_a}x/y"), 404, 0, 0),
+        ("/v1/other".to_owned(), 200, 0, 1),
+    ] {
+        let outcome = node
+            .send(format!("GET {target} HTTP/1.1\r\nHost: gw\r\n\r\n").as_bytes())
+            .await;
+        let to_b = upstream_b.taken().len();
+        assert_eq!(
+            (outcome.statuses.as_slice(), outcome.upstream.len(), to_b),
+            ([status].as_slice(), a, b),
+            "{target}"
+        );
+    }
 }
