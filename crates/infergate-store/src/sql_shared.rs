@@ -525,7 +525,8 @@ impl Store for ThisStore {
         // The revision's row lock first: writers of APIs check ownership one at a time.
         bump_revision(&mut tx, &[("api", &api.id)]).await?;
         let others: Vec<(String, String)> =
-            sqlx::query("SELECT project_id, api_path FROM apis WHERE project_id <> $1")
+            // Paths in a service namespace belong to their service, whoever registered them.
+            sqlx::query("SELECT project_id, api_path FROM apis WHERE project_id <> $1 AND api_path NOT LIKE '/v1/infers/%'")
                 .bind(&api.project_id)
                 .fetch_all(&mut *tx)
                 .await?

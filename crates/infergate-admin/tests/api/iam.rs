@@ -301,32 +301,8 @@ fn signed_request(
     body: &str,
     project: Option<&str>,
 ) -> Request<Body> {
-    let date = infergate_sign::format_sdk_date(chrono::Utc::now());
-    let mut headers = vec![
-        ("Host".to_string(), "admin.example.test".to_string()),
-        ("X-Sdk-Date".to_string(), date),
-        ("Content-Type".to_string(), "application/json".to_string()),
-    ];
-    if let Some(p) = project {
-        headers.push(("X-Project-Id".to_string(), p.to_string()));
-    }
-    let (raw_path, raw_query) = path.split_once('?').unwrap_or((path, ""));
-    let signed = infergate_sign::sign(
-        ak,
-        sk.as_bytes(),
-        method,
-        raw_path,
-        raw_query,
-        &headers,
-        body.as_bytes(),
-    );
-    let mut req = Request::builder().method(method).uri(path);
-    for (n, v) in &headers {
-        req = req.header(n, v);
-    }
-    req.header("Authorization", signed.authorization.header_value())
-        .body(Body::from(body.to_owned()))
-        .expect("req")
+    let project: Vec<(&str, &str)> = project.map(|p| ("X-Project-Id", p)).into_iter().collect();
+    replayed(method, (path, ak, sk), (body, &project), (body, &[]))
 }
 
 #[tokio::test]
@@ -472,9 +448,10 @@ async fn aksk_signed_management_calls() {
         .assert_error(401, "ModelArts.0206");
 }
 
-/// A signed request as an attacker replays it: signed over `signed_body` with `extra`
+/// A signed request as an attacker may replay it: signed over `signed_body` with `extra`
 /// headers signed too, then sent with `sent_body` and `added` headers.
 fn replayed(
+    method: &str,
     (path, ak, sk): (&str, &str, &str),
     (signed_body, extra): (&str, &[(&str, &str)]),
     (sent_body, added): (&str, &[(&str, &str)]),
@@ -486,16 +463,17 @@ fn replayed(
         ("Content-Type".to_string(), "application/json".to_string()),
     ];
     headers.extend(extra.iter().map(|(n, v)| (n.to_string(), v.to_string())));
+    let (raw_path, raw_query) = path.split_once('?').unwrap_or((path, ""));
     let signed = infergate_sign::sign(
         ak,
         sk.as_bytes(),
-        "POST",
-        path,
-        "",
+        method,
+        raw_path,
+        raw_query,
         &headers,
         signed_body.as_bytes(),
     );
-    let mut req = Request::builder().method("POST").uri(path);
+    let mut req = Request::builder().method(method).uri(path);
     for (n, v) in headers
         .iter()
         .map(|(n, v)| (n.as_str(), v.as_str()))
@@ -565,7 +543,7 @@ async fn a_signed_management_body_cannot_be_swapped() {
         ),
     ];
     for (label, signed, sent) in cases {
-        let reply = t.send(replayed(key, signed, sent)).await;
+        let reply = t.send(replayed("POST", key, signed, sent)).await;
         assert_eq!(reply.status.as_u16(), 401, "{label}: {}", reply.body);
     }
     let listed = t.call(Method::GET, &path, Some(&token), None).await;
@@ -577,6 +555,7 @@ async fn a_signed_management_body_cannot_be_swapped() {
     // The untouched call, with its hash signed, goes through.
     let reply = t
         .send(replayed(
+            "POST",
             key,
             (
                 original.as_str(),

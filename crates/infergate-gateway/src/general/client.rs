@@ -91,7 +91,6 @@ impl Gateway {
             request_id: record.request_id.as_bytes(),
         };
         let headers = upstream_headers(std::mem::take(&mut parts.headers), &client, &forwarded);
-        let mut target = Vec::new();
         let mut attempts = HyperAttempts {
             pool: &self.general_pool,
             parts: &parts,
@@ -100,7 +99,7 @@ impl Gateway {
             body,
             framing,
             max_body,
-            target: &mut target,
+            target: Vec::new(),
         };
         let answered = self
             .upstreams
@@ -130,7 +129,8 @@ struct HyperAttempts<'a> {
     body: ForwardBody,
     framing: RequestFraming,
     max_body: usize,
-    target: &'a mut Vec<u8>,
+    /// The request target, rewritten for each upstream.
+    target: Vec<u8>,
 }
 
 impl Attempts for HyperAttempts<'_> {
@@ -140,7 +140,7 @@ impl Attempts for HyperAttempts<'_> {
         let upstream = attempt.upstream;
         self.target.clear();
         http_rules::push_upstream_target(
-            self.target,
+            &mut self.target,
             &upstream.base_path,
             (&self.api.api_path, self.parts.uri.path()),
             self.parts.uri.query(),
@@ -211,11 +211,16 @@ pub(crate) fn upstream_headers(
     let mut headers = HeaderMap::with_capacity(client.len() + 8);
     let mut current: Option<HeaderName> = None;
     let host = client.get(header::HOST).cloned();
-    let forwarded_for: SmallVec<[HeaderValue; 2]> = client
-        .get_all(http_rules::X_FORWARDED_FOR)
-        .iter()
-        .cloned()
-        .collect();
+    // Only a trusted proxy's chain is read.
+    let forwarded_for: SmallVec<[HeaderValue; 2]> = if forwarded.conn.trusted_proxy {
+        client
+            .get_all(http_rules::X_FORWARDED_FOR)
+            .iter()
+            .cloned()
+            .collect()
+    } else {
+        SmallVec::new()
+    };
     for (name, value) in client {
         if let Some(name) = name {
             current = Some(name);
