@@ -602,5 +602,5 @@ fn a_declared_body_hash_must_be_the_bodys() {
     assert_eq!(prepare(&meant.to_uppercase(), b"meant"), Ok(Verdict::Valid));
     assert_eq!(prepare(&meant, b"other"), Err(SignError::BodyHashMismatch));
     assert_eq!(prepare(&meant, b""), Err(SignError::BodyHashMismatch));
-    assert!(matches!(prepare(UNSIGNED_PAYLOAD, b"other"), Ok(_)));
+    assert!(prepare(UNSIGNED_PAYLOAD, b"other").is_ok());
 }
