@@ -173,7 +173,26 @@ async fn verify_aksk(
             tracing::error!(error = %e, "stored SK cannot be decrypted");
             AuthFailure::Store(StoreError::Internal("undecryptable credential".into()))
         })?;
-    if let Verdict::Mismatch { canonical_request } = prepared.verify(secret.expose().as_bytes()) {
+    // Consecutive failures lock the key on every node (spec §5.6).
+    let now_ms = now.timestamp_millis();
+    let store = state.store.as_ref();
+    let failures = state
+        .guesses
+        .key_failures(store, &access)
+        .await
+        .map_err(AuthFailure::Store)?;
+    if state.guesses.access_key.enabled() && failures.locked(now_ms) {
+        return Err(AuthFailure::AkSk(
+            "AK access failed to reach the limit,forbidden".into(),
+        ));
+    }
+    let verdict = prepared.verify(secret.expose().as_bytes());
+    state
+        .guesses
+        .key_verdict(store, &access, failures, verdict == Verdict::Valid, now_ms)
+        .await
+        .map_err(AuthFailure::Store)?;
+    if let Verdict::Mismatch { canonical_request } = verdict {
         return Err(AuthFailure::AkSk(format!(
             "verify aksk signature fail, canonicalRequest:{}",
             canonical_request.replace('\n', "|")

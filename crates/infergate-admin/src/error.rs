@@ -189,6 +189,8 @@ pub enum IamError {
     Forbidden(String),
     NotFound(String),
     Conflict(String),
+    /// Too many password hashes at once: retry after a second.
+    Busy,
     Unavailable,
     Internal,
 }
@@ -201,6 +203,10 @@ impl IamError {
             IamError::Forbidden(m) => (StatusCode::FORBIDDEN, m.clone()),
             IamError::NotFound(m) => (StatusCode::NOT_FOUND, m.clone()),
             IamError::Conflict(m) => (StatusCode::CONFLICT, m.clone()),
+            IamError::Busy => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many password checks at once; retry in a second".into(),
+            ),
             IamError::Unavailable => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "the identity store is unavailable; retry later".into(),
@@ -250,6 +256,11 @@ impl IntoResponse for IamError {
             Json(json!({"error": {"code": status.as_u16(), "message": message, "title": title}})),
         )
             .into_response();
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            response
+                .headers_mut()
+                .insert("Retry-After", HeaderValue::from_static("1"));
+        }
         if status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(
                 "WWW-Authenticate",

@@ -11,10 +11,13 @@ pub mod auths;
 pub mod bootstrap;
 pub mod error;
 pub mod extract;
+pub mod guesses;
 pub mod iam;
 pub mod paging;
 pub mod services;
 
+use guesses::Guesses;
+use infergate_core::lockout::LockoutPolicy;
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
@@ -46,11 +49,22 @@ pub struct AdminSettings {
     pub max_apps_per_user: u32,
     /// AppCodes one app may hold (spec R5).
     pub max_app_codes_per_app: u32,
+    /// Consecutive wrong passwords that lock a user, and for how long.
+    pub password_lockout: LockoutPolicy,
+    /// Consecutive failed signatures that lock an IAM access key, and for how long.
+    pub access_key_lockout: LockoutPolicy,
+    /// Password hashes computed at once; more requests are answered 429.
+    pub max_password_hashes: usize,
 }
 
 impl AdminSettings {
     pub const DEFAULT_MAX_APPS_PER_USER: u32 = 5;
     pub const DEFAULT_MAX_APP_CODES_PER_APP: u32 = 5;
+
+    /// One password hash at a time per core.
+    pub fn default_password_hashes() -> usize {
+        std::thread::available_parallelism().map_or(2, |n| n.get())
+    }
 
     /// Settings with the default quotas and plain-text secrets.
     pub fn new(public_url: impl Into<String>, admin_url: impl Into<String>) -> Self {
@@ -60,6 +74,9 @@ impl AdminSettings {
             mask_app_secrets: false,
             max_apps_per_user: Self::DEFAULT_MAX_APPS_PER_USER,
             max_app_codes_per_app: Self::DEFAULT_MAX_APP_CODES_PER_APP,
+            password_lockout: LockoutPolicy::PASSWORD,
+            access_key_lockout: LockoutPolicy::ACCESS_KEY,
+            max_password_hashes: Self::default_password_hashes(),
         }
     }
 }
@@ -70,6 +87,8 @@ pub struct AdminState {
     pub master: MasterKey,
     pub tokens: TokenCodec,
     pub settings: AdminSettings,
+    /// Lockouts and the password-hashing budget.
+    pub guesses: Guesses,
     /// Republishes the gateway snapshot after each successful write, before the response.
     pub publisher: Option<Arc<ConfigPublisher>>,
     /// Metrics and the access log; absent in tests that do not look at them.
@@ -140,6 +159,11 @@ impl AdminState {
             store,
             tokens: TokenCodec::new(&master),
             master,
+            guesses: Guesses::new(
+                settings.password_lockout,
+                settings.access_key_lockout,
+                settings.max_password_hashes,
+            ),
             settings,
             publisher: None,
             observability: None,

@@ -8,6 +8,7 @@
 pub mod access;
 pub mod crypto;
 pub mod ids;
+pub mod lockout;
 pub mod logsink;
 pub mod model;
 pub mod paths;

@@ -46,6 +46,9 @@ pub struct Credential {
     pub description: String,
     pub status: String,
     pub created_at: i64,
+    /// Until when failed signatures lock the key (ms since the epoch); 0 when never.
+    /// Kept by the store beside the key, read with it.
+    pub locked_until: i64,
 }
 
 /// A token revoked before its expiry, kept until then.

@@ -243,6 +243,8 @@ pub struct AppCredential {
 #[derive(Debug)]
 pub struct IamKey {
     pub user_id: Arc<str>,
+    /// Until when failed signatures lock the key (ms since the epoch).
+    pub locked_until: i64,
     pub secret: Secret,
     /// The secret prepared for verifying signatures.
     pub signing_key: SigningKey,
@@ -417,6 +419,7 @@ fn iam(
                     credential.access.clone(),
                     IamKey {
                         user_id: credential.user_id.as_str().into(),
+                        locked_until: credential.locked_until,
                         signing_key: SigningKey::new(secret.expose().as_bytes()),
                         secret,
                     },
@@ -1130,6 +1133,7 @@ mod tests {
                         description: String::new(),
                         status: "active".into(),
                         created_at: 0,
+                        locked_until: 0,
                     }],
                 )],
                 grants_of_users: vec![("u1".into(), vec![("p".into(), "u1".into(), Role::Member)])],

@@ -311,6 +311,15 @@ fn authenticate_iam<H: HeaderSource + ?Sized>(
                 "verify aksk signature fail",
                 // As for apps: the key was found when the credential was read.
                 |access| match presented {
+                    // A locked key is refused before its signature is looked at.
+                    Presented::IamSignature(_, key)
+                        if key.locked_until > now.timestamp_millis() =>
+                    {
+                        Err(AuthFailure::new(
+                            AuthReason::LockedKey,
+                            "AK access failed to reach the limit,forbidden",
+                        ))
+                    }
                     Presented::IamSignature(_, key) => Ok((*key, &key.signing_key)),
                     _ => Err(AuthFailure::new(
                         AuthReason::UnknownKey,

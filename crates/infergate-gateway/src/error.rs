@@ -30,6 +30,8 @@ pub enum AuthReason {
     BadToken,
     /// The authenticated user has no role in the service's project.
     NoRole,
+    /// The IAM access key is locked after consecutive failed signatures.
+    LockedKey,
 }
 
 impl AuthReason {
@@ -45,6 +47,7 @@ impl AuthReason {
             AuthReason::AppCodeNotAllowed => "app_code_not_allowed",
             AuthReason::BadToken => "bad_token",
             AuthReason::NoRole => "no_role",
+            AuthReason::LockedKey => "locked_key",
         }
     }
 }

@@ -25,6 +25,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use infergate_core::lockout::KeyVerdicts;
 use infergate_core::snapshot::Snapshot;
 
 pub use crate::general::{serve, serve_with, ConnectionMetrics, TlsFiles};
@@ -123,6 +124,8 @@ pub struct Gateway {
     ids: RequestIds,
     /// Shared with every response body still streaming.
     observers: Arc<Observers>,
+    /// Where verdicts on IAM signatures go, so failures lock keys cluster-wide.
+    key_verdicts: Option<Arc<dyn KeyVerdicts>>,
 }
 
 impl Gateway {
@@ -130,6 +133,15 @@ impl Gateway {
         snapshots: Arc<ArcSwap<Snapshot>>,
         settings: GatewaySettings,
         observers: Observers,
+    ) -> Arc<Self> {
+        Self::build(snapshots, settings, observers, None)
+    }
+
+    fn build(
+        snapshots: Arc<ArcSwap<Snapshot>>,
+        settings: GatewaySettings,
+        observers: Observers,
+        key_verdicts: Option<Arc<dyn KeyVerdicts>>,
     ) -> Arc<Self> {
         Arc::new(Self {
             upstreams: Upstreams::new(settings.ejection),
@@ -139,7 +151,18 @@ impl Gateway {
             settings,
             ids: RequestIds::new(),
             observers: Arc::new(observers),
+            key_verdicts,
         })
+    }
+
+    /// The gateway, reporting verdicts on IAM access-key signatures to `verdicts`.
+    pub fn with_key_verdicts(
+        snapshots: Arc<ArcSwap<Snapshot>>,
+        settings: GatewaySettings,
+        observers: Observers,
+        verdicts: Arc<dyn KeyVerdicts>,
+    ) -> Arc<Self> {
+        Self::build(snapshots, settings, observers, Some(verdicts))
     }
 
     pub fn metrics(&self) -> Option<&GatewayMetrics> {

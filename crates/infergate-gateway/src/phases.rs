@@ -297,7 +297,9 @@ impl Gateway {
                 body_is_empty,
             },
             wall_time(record.started),
-        )?;
+        );
+        self.report_key_verdict(&selected.presented, &caller);
+        let caller = caller?;
         record.caller = Some(caller.clone());
         // Authorize: an app must be bound to the API.
         if let Caller::App { app_id } = &caller {
@@ -309,6 +311,23 @@ impl Gateway {
         }
         record.auth = "ok";
         Ok(caller)
+    }
+}
+
+impl Gateway {
+    /// Tells the store's lockout counter how a signature made with a known IAM key fared.
+    fn report_key_verdict(&self, presented: &Presented<'_>, result: &Result<Caller, GatewayError>) {
+        let (Some(verdicts), Presented::IamSignature(parts, _)) = (&self.key_verdicts, presented)
+        else {
+            return;
+        };
+        match result {
+            Ok(_) => verdicts.succeeded(parts.access),
+            Err(GatewayError::IamAuth(f)) if f.reason == AuthReason::BadSignature => {
+                verdicts.failed(parts.access)
+            }
+            Err(_) => {}
+        }
     }
 }
 

@@ -5,11 +5,13 @@
 //! serves bumps the configuration revision in the same transaction.
 
 mod error;
+mod key_lockouts;
 mod postgres;
 mod publisher;
 mod sqlite;
 
 use async_trait::async_trait;
+use infergate_core::lockout::{Failures, LockSubject, LockoutPolicy};
 use infergate_core::model::{
     Api, App, AppCode, Authorization, Credential, Domain, Project, RevokedToken, Role, Service,
     User,
@@ -17,6 +19,7 @@ use infergate_core::model::{
 use infergate_core::snapshot::{ConfigDelta, ConfigDump};
 
 pub use error::StoreError;
+pub use key_lockouts::KeyLockouts;
 pub use postgres::{PgStore, CHANGES_CHANNEL};
 pub use publisher::{ConfigPublisher, Refresh};
 pub use sqlite::SqliteStore;
@@ -89,6 +92,14 @@ pub trait Store: Send + Sync + 'static {
     async fn list_users(&self, domain_id: &str) -> StoreResult<Vec<User>>;
     /// Deletes a user with its role grants and credentials.
     async fn delete_user(&self, id: &str) -> StoreResult<()>;
+    /// Sets a user's `enabled` flag and description (each when given) and returns the user;
+    /// enabling also ends a password lockout. [`StoreError::NotFound`] when there is none.
+    async fn update_user(
+        &self,
+        id: &str,
+        enabled: Option<bool>,
+        description: Option<&str>,
+    ) -> StoreResult<User>;
     async fn set_password(&self, user_id: &str, hash: &str, changed_at: i64) -> StoreResult<()>;
 
     async fn grant_role(&self, project_id: &str, user_id: &str, role: Role) -> StoreResult<()>;
@@ -107,6 +118,19 @@ pub trait Store: Send + Sync + 'static {
     /// Revokes a token until its expiry (forgetting revocations expired by `now`).
     async fn revoke_token(&self, token: &RevokedToken, now: i64) -> StoreResult<()>;
     async fn token_revoked(&self, token_id: &str) -> StoreResult<bool>;
+    /// The failures recorded against a password or an access key (none: the default).
+    async fn failures(&self, subject: LockSubject<'_>) -> StoreResult<Failures>;
+    /// Records one failure under `policy` and returns the record after it; a lock set on
+    /// an access key reaches every gateway (it bumps the revision).
+    async fn record_failure(
+        &self,
+        subject: LockSubject<'_>,
+        now: i64,
+        policy: LockoutPolicy,
+    ) -> StoreResult<Failures>;
+    /// Forgets a subject's failures and lock (after a success, or an admin's unlock);
+    /// returns whether anything was recorded.
+    async fn clear_failures(&self, subject: LockSubject<'_>) -> StoreResult<bool>;
     /// A user's credentials, oldest first.
     async fn list_credentials(&self, user_id: &str) -> StoreResult<Vec<Credential>>;
     /// Sets a credential's status and description (each when given) and returns it;

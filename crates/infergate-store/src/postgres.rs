@@ -7,6 +7,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use infergate_core::lockout::{Failures, LockSubject, LockoutPolicy};
 use infergate_core::model::{
     Api, ApiMethod, App, AppCode, AuthType, Authorization, Credential, Domain, Project,
     RevokedToken, Role, Service, User,
@@ -52,6 +53,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         5,
         "revoked tokens",
         include_str!("../migrations/postgres/0005_revoked_tokens.sql"),
+    ),
+    (
+        6,
+        "lockouts",
+        include_str!("../migrations/postgres/0006_lockouts.sql"),
     ),
 ];
 

@@ -68,7 +68,49 @@ fn credential_from_row(row: &DbRow) -> StoreResult<Credential> {
         description: row.try_get("description")?,
         status: row.try_get("status")?,
         created_at: row.try_get("created_at")?,
+        locked_until: row.try_get("locked_until")?,
     })
+}
+
+/// Credentials with the lock their failed signatures led to.
+const CREDENTIALS: &str = "SELECT c.*, COALESCE(l.locked_until, 0) AS locked_until FROM credentials c
+     LEFT JOIN lockouts l ON l.kind = 'access_key' AND l.subject = c.access";
+
+fn failures_from_row(row: &DbRow) -> StoreResult<Failures> {
+    let count: i64 = row.try_get("failures")?;
+    Ok(Failures {
+        count: u32::try_from(count).map_err(|e| corrupt("failures", e))?,
+        last_at: row.try_get("last_failure_at")?,
+        locked_until: row.try_get("locked_until")?,
+    })
+}
+
+async fn failures_in(
+    conn: &mut DbConn,
+    subject: LockSubject<'_>,
+) -> StoreResult<Failures> {
+    Ok(sqlx::query("SELECT * FROM lockouts WHERE kind = $1 AND subject = $2")
+        .bind(subject.kind())
+        .bind(subject.id())
+        .fetch_optional(&mut *conn)
+        .await?
+        .as_ref()
+        .map(failures_from_row)
+        .transpose()?
+        .unwrap_or_default())
+}
+
+/// The user whose access key `access` is, when a lock on it must reach the gateways.
+async fn key_owner(conn: &mut DbConn, subject: LockSubject<'_>) -> StoreResult<Option<String>> {
+    let LockSubject::AccessKey(access) = subject else {
+        return Ok(None);
+    };
+    Ok(sqlx::query("SELECT user_id FROM credentials WHERE access = $1")
+        .bind(access)
+        .fetch_optional(&mut *conn)
+        .await?
+        .map(|row| row.try_get("user_id"))
+        .transpose()?)
 }
 
 fn revoked_token_from_row(row: &DbRow) -> StoreResult<RevokedToken> {
@@ -227,6 +269,9 @@ impl Store for ThisStore {
         let mut tx = self.begin().await?;
         for sql in [
             "DELETE FROM role_grants WHERE user_id = $1",
+            "DELETE FROM lockouts WHERE kind = 'access_key'
+             AND subject IN (SELECT access FROM credentials WHERE user_id = $1)",
+            "DELETE FROM lockouts WHERE kind = 'password' AND subject = $1",
             "DELETE FROM credentials WHERE user_id = $1",
             "DELETE FROM revoked_tokens WHERE user_id = $1",
         ] {
@@ -242,6 +287,40 @@ impl Store for ThisStore {
         bump_revision(&mut tx, &[("user", id)]).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn update_user(
+        &self,
+        id: &str,
+        enabled: Option<bool>,
+        description: Option<&str>,
+    ) -> StoreResult<User> {
+        let mut tx = self.begin().await?;
+        let updated = sqlx::query(
+            "UPDATE users SET enabled = COALESCE($2, enabled), description = COALESCE($3, description)
+             WHERE id = $1",
+        )
+        .bind(id)
+        .bind(enabled)
+        .bind(description)
+        .execute(&mut *tx)
+        .await?;
+        if updated.rows_affected() == 0 {
+            return Err(StoreError::NotFound("user"));
+        }
+        if enabled == Some(true) {
+            // Enabling a user unlocks it (Keystone's way to end a password lockout).
+            sqlx::query("DELETE FROM lockouts WHERE kind = 'password' AND subject = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let user = one_by(&mut *tx, "SELECT * FROM users WHERE id = $1", id, user_from_row)
+            .await?
+            .ok_or(StoreError::NotFound("user"))?;
+        bump_revision(&mut tx, &[("user", id)]).await?;
+        tx.commit().await?;
+        Ok(user)
     }
 
     async fn set_password(&self, user_id: &str, hash: &str, changed_at: i64) -> StoreResult<()> {
@@ -344,7 +423,7 @@ impl Store for ThisStore {
     }
 
     async fn credential(&self, access: &str) -> StoreResult<Option<Credential>> {
-        one_by(&self.reader, "SELECT * FROM credentials WHERE access = $1", access, credential_from_row).await
+        one_by(&self.reader, &format!("{CREDENTIALS} WHERE c.access = $1"), access, credential_from_row).await
     }
 
     async fn revoke_token(&self, token: &RevokedToken, now: i64) -> StoreResult<()> {
@@ -374,8 +453,69 @@ impl Store for ThisStore {
             .is_some())
     }
 
+    async fn failures(&self, subject: LockSubject<'_>) -> StoreResult<Failures> {
+        let mut conn = self.reader.acquire().await?;
+        failures_in(&mut conn, subject).await
+    }
+
+    async fn record_failure(
+        &self,
+        subject: LockSubject<'_>,
+        now: i64,
+        policy: LockoutPolicy,
+    ) -> StoreResult<Failures> {
+        let mut tx = self.begin().await?;
+        let before = failures_in(&mut tx, subject).await?;
+        let after = before.after_failure(now, policy);
+        if after == before {
+            return Ok(after);
+        }
+        sqlx::query(
+            "INSERT INTO lockouts (kind, subject, failures, last_failure_at, locked_until)
+             VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (kind, subject) DO UPDATE SET failures = $3, last_failure_at = $4,
+             locked_until = $5",
+        )
+        .bind(subject.kind())
+        .bind(subject.id())
+        .bind(i64::from(after.count))
+        .bind(after.last_at)
+        .bind(after.locked_until)
+        .execute(&mut *tx)
+        .await?;
+        // A new lock on a key reaches every gateway with its user's revision; counting
+        // alone changes nothing they serve.
+        if after.locked_until != before.locked_until {
+            if let Some(user_id) = key_owner(&mut tx, subject).await? {
+                bump_revision(&mut tx, &[("user", &user_id)]).await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(after)
+    }
+
+    async fn clear_failures(&self, subject: LockSubject<'_>) -> StoreResult<bool> {
+        let mut tx = self.begin().await?;
+        let before = failures_in(&mut tx, subject).await?;
+        if !before.any() {
+            return Ok(false);
+        }
+        sqlx::query("DELETE FROM lockouts WHERE kind = $1 AND subject = $2")
+            .bind(subject.kind())
+            .bind(subject.id())
+            .execute(&mut *tx)
+            .await?;
+        if before.locked_until > 0 {
+            if let Some(user_id) = key_owner(&mut tx, subject).await? {
+                bump_revision(&mut tx, &[("user", &user_id)]).await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
     async fn list_credentials(&self, user_id: &str) -> StoreResult<Vec<Credential>> {
-        all_by(&self.reader, "SELECT * FROM credentials WHERE user_id = $1 ORDER BY created_at, access", user_id, credential_from_row).await
+        all_by(&self.reader, &format!("{CREDENTIALS} WHERE c.user_id = $1 ORDER BY c.created_at, c.access"), user_id, credential_from_row).await
     }
 
     async fn update_credential(
@@ -387,15 +527,19 @@ impl Store for ThisStore {
         let mut tx = self.begin().await?;
         let updated = sqlx::query(
             "UPDATE credentials SET status = COALESCE($2, status), description = COALESCE($3, description)
-             WHERE access = $1 RETURNING *",
+             WHERE access = $1",
         )
         .bind(access)
         .bind(status)
         .bind(description)
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or(StoreError::NotFound("credential"))?;
-        let credential = credential_from_row(&updated)?;
+        .execute(&mut *tx)
+        .await?;
+        if updated.rows_affected() == 0 {
+            return Err(StoreError::NotFound("credential"));
+        }
+        let credential = one_by(&mut *tx, &format!("{CREDENTIALS} WHERE c.access = $1"), access, credential_from_row)
+            .await?
+            .ok_or(StoreError::NotFound("credential"))?;
         // The gateway's and this plane's view of the key changes with the user's revision.
         bump_revision(&mut tx, &[("user", &credential.user_id)]).await?;
         tx.commit().await?;
@@ -410,6 +554,10 @@ impl Store for ThisStore {
             .await?
             .ok_or(StoreError::NotFound("credential"))?;
         let user_id: String = deleted.try_get("user_id")?;
+        sqlx::query("DELETE FROM lockouts WHERE kind = 'access_key' AND subject = $1")
+            .bind(access)
+            .execute(&mut *tx)
+            .await?;
         bump_revision(&mut tx, &[("user", &user_id)]).await?;
         tx.commit().await?;
         Ok(())
@@ -915,7 +1063,7 @@ impl Store for ThisStore {
                 }
                 "user" => {
                     let user = one_by(&mut *tx, "SELECT * FROM users WHERE id = $1", &id, user_from_row).await?;
-                    let credentials = all_by(&mut *tx, "SELECT * FROM credentials WHERE user_id = $1", &id, credential_from_row).await?;
+                    let credentials = all_by(&mut *tx, &format!("{CREDENTIALS} WHERE c.user_id = $1"), &id, credential_from_row).await?;
                     let revoked = all_by(&mut *tx, "SELECT * FROM revoked_tokens WHERE user_id = $1", &id, revoked_token_from_row).await?;
                     delta.revoked_tokens_of_users.push((id.clone(), revoked));
                     let mut grants = Vec::new();
@@ -972,7 +1120,7 @@ impl Store for ThisStore {
             .iter()
             .map(user_from_row)
             .collect::<StoreResult<_>>()?;
-        let credentials = sqlx::query("SELECT * FROM credentials")
+        let credentials = sqlx::query(CREDENTIALS)
             .fetch_all(&mut *tx)
             .await?
             .iter()

@@ -7,6 +7,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use infergate_core::lockout::{Failures, LockSubject, LockoutPolicy};
 use infergate_core::model::{
     Api, ApiMethod, App, AppCode, AuthType, Authorization, Credential, Domain, Project,
     RevokedToken, Role, Service, User,
@@ -45,6 +46,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         4,
         "revoked tokens",
         include_str!("../migrations/sqlite/0004_revoked_tokens.sql"),
+    ),
+    (
+        5,
+        "lockouts",
+        include_str!("../migrations/sqlite/0005_lockouts.sql"),
     ),
 ];
 

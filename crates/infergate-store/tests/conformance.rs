@@ -221,6 +221,7 @@ pub async fn users_roles_and_credentials(store: &dyn Store) {
         description: String::new(),
         status: "active".into(),
         created_at: 1,
+        locked_until: 0,
     };
     store.create_credential(&cred("AK1"), 2).await.expect("1");
     store.create_credential(&cred("AK2"), 2).await.expect("2");
@@ -288,6 +289,128 @@ pub async fn users_roles_and_credentials(store: &dyn Store) {
         store.delete_user("u2").await,
         Err(StoreError::NotFound(_))
     ));
+}
+
+/// Failures counted per subject; a lock on a key travels with the key (and its user's
+/// revision), a user's password lock ends when the user is enabled, and both go with
+/// their owner.
+pub async fn lockouts(store: &dyn Store) {
+    use infergate_core::lockout::{LockSubject, LockoutPolicy};
+    store.bootstrap(&plan()).await.expect("bootstrap");
+    store
+        .create_user(&user("u2", "alice", false))
+        .await
+        .expect("user");
+    store
+        .create_credential(
+            &Credential {
+                access: "AK1".into(),
+                user_id: "u2".into(),
+                secret_sealed: "v1:x".into(),
+                description: String::new(),
+                status: "active".into(),
+                created_at: 1,
+                locked_until: 0,
+            },
+            2,
+        )
+        .await
+        .expect("key");
+    let policy = LockoutPolicy {
+        attempts: 3,
+        duration_ms: 1000,
+    };
+    let key = LockSubject::AccessKey("AK1");
+    let password = LockSubject::Password("u2");
+    assert!(!store.failures(key).await.expect("q").any());
+    let revision = store.revision().await.expect("revision");
+    for n in 1..=2 {
+        let after = store.record_failure(key, 100, policy).await.expect("fail");
+        assert_eq!((after.count, after.locked_until), (n, 0));
+    }
+    // Counting alone moves nothing the gateways serve.
+    assert_eq!(store.revision().await.expect("revision"), revision);
+    // Another subject's count is its own.
+    store
+        .record_failure(password, 100, policy)
+        .await
+        .expect("fail");
+    assert_eq!(store.failures(password).await.expect("q").count, 1);
+    let locked = store.record_failure(key, 150, policy).await.expect("lock");
+    assert_eq!(locked.locked_until, 1150);
+    assert_eq!(store.revision().await.expect("revision"), revision + 1);
+    assert_eq!(
+        store
+            .credential("AK1")
+            .await
+            .expect("q")
+            .map(|c| c.locked_until),
+        Some(1150)
+    );
+    let listed = store.list_credentials("u2").await.expect("list");
+    assert_eq!(listed[0].locked_until, 1150);
+    let dump = store.load_config().await.expect("dump");
+    assert_eq!(dump.credentials[0].locked_until, 1150);
+    let delta = store
+        .changes_since(revision)
+        .await
+        .expect("delta")
+        .expect("covered");
+    assert_eq!(delta.credentials_of_users[0].1[0].locked_until, 1150);
+    // While locked nothing more is counted; after the lock, counting starts again.
+    assert_eq!(
+        store.record_failure(key, 500, policy).await.expect("q"),
+        locked
+    );
+    let after = store.record_failure(key, 1200, policy).await.expect("q");
+    assert_eq!((after.count, after.locked_until), (1, 1150));
+    assert!(store.clear_failures(key).await.expect("clear"));
+    assert!(!store.clear_failures(key).await.expect("clear again"));
+    assert_eq!(
+        store
+            .credential("AK1")
+            .await
+            .expect("q")
+            .map(|c| c.locked_until),
+        Some(0)
+    );
+
+    // Enabling the user ends its password lock.
+    for _ in 0..3 {
+        store
+            .record_failure(password, 2000, policy)
+            .await
+            .expect("fail");
+    }
+    assert!(store.failures(password).await.expect("q").locked(2001));
+    let user = store
+        .update_user("u2", Some(true), Some("back"))
+        .await
+        .expect("enable");
+    assert_eq!((user.enabled, user.description.as_str()), (true, "back"));
+    assert!(!store.failures(password).await.expect("q").any());
+    let disabled = store
+        .update_user("u2", Some(false), None)
+        .await
+        .expect("disable");
+    assert_eq!(
+        (disabled.enabled, disabled.description.as_str()),
+        (false, "back")
+    );
+    assert!(matches!(
+        store.update_user("nobody", Some(true), None).await,
+        Err(StoreError::NotFound(_))
+    ));
+
+    // A deleted key or user takes its counts along.
+    store.record_failure(key, 3000, policy).await.expect("fail");
+    store
+        .record_failure(password, 3000, policy)
+        .await
+        .expect("fail");
+    store.delete_user("u2").await.expect("delete");
+    assert!(!store.failures(key).await.expect("q").any());
+    assert!(!store.failures(password).await.expect("q").any());
 }
 
 pub async fn projects(store: &dyn Store) {
@@ -654,6 +777,7 @@ pub async fn change_log_replays_to_a_full_read(store: &dyn Store) {
                 description: String::new(),
                 status: "active".into(),
                 created_at: 1,
+                locked_until: 0,
             },
             2,
         )
@@ -765,6 +889,7 @@ macro_rules! backend_suite {
             case!(apis_unique_path_per_auth_type_and_cascade);
             case!(users_roles_and_credentials);
             case!(projects);
+            case!(lockouts);
             case!(apps_quota_names_and_codes);
             case!(authorizations_and_counts);
             case!(change_log_replays_to_a_full_read);

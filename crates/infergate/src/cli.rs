@@ -287,6 +287,14 @@ pub enum UserCmd {
     Delete {
         user: String,
     },
+    /// End a password lockout (enables the user).
+    Unlock {
+        user: String,
+    },
+    /// Disable a user: no logins, tokens or keys work until it is enabled again.
+    Disable {
+        user: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -425,7 +433,8 @@ pub struct ServeArgs {
     /// gateway_tls_cert, gateway_tls_key, admin_tls_cert, admin_tls_key,
     /// require_https_for_app_code, workers, http1_fast_path, database_url, role,
     /// refresh_interval_ms, header_timeout_ms, body_idle_timeout_ms, max_connections,
-    /// trusted_proxies.
+    /// trusted_proxies, lockout_failure_attempts, lockout_duration_s,
+    /// ak_lockout_failure_attempts, ak_lockout_duration_s, max_password_hashes.
     #[arg(long, env = "INFERGATE_CONFIG")]
     pub config: Option<PathBuf>,
     /// Directory of the SQLite database, master key and initial password [default: ./infergate-data].
@@ -517,4 +526,21 @@ pub struct ServeArgs {
     /// keeps and appends to [default: none: X-Forwarded-For is the peer's address alone].
     #[arg(long, env = "INFERGATE_TRUSTED_PROXIES", value_delimiter = ',')]
     pub trusted_proxies: Option<Vec<String>>,
+    /// Consecutive wrong passwords that lock a user; 0 turns the lockout off [default: 5].
+    #[arg(long, env = "INFERGATE_LOCKOUT_FAILURE_ATTEMPTS")]
+    pub lockout_failure_attempts: Option<u32>,
+    /// How long a password lockout lasts, in seconds [default: 900].
+    #[arg(long, env = "INFERGATE_LOCKOUT_DURATION_S")]
+    pub lockout_duration_s: Option<u64>,
+    /// Consecutive failed signatures that lock an IAM access key; 0 turns it off
+    /// [default: 5].
+    #[arg(long, env = "INFERGATE_AK_LOCKOUT_FAILURE_ATTEMPTS")]
+    pub ak_lockout_failure_attempts: Option<u32>,
+    /// How long an access-key lockout lasts, in seconds [default: 300].
+    #[arg(long, env = "INFERGATE_AK_LOCKOUT_DURATION_S")]
+    pub ak_lockout_duration_s: Option<u64>,
+    /// Password hashes computed at once; more logins are answered 429 with Retry-After
+    /// [default: one per available core].
+    #[arg(long, env = "INFERGATE_MAX_PASSWORD_HASHES")]
+    pub max_password_hashes: Option<usize>,
 }

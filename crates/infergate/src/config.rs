@@ -8,6 +8,7 @@ use anyhow::{bail, Context};
 use serde::Deserialize;
 
 use infergate_admin::AdminSettings;
+use infergate_core::lockout::LockoutPolicy;
 use infergate_gateway::{Cidr, Limits, ListenerSettings};
 
 use crate::cli::ServeArgs;
@@ -43,6 +44,11 @@ pub struct FileConfig {
     pub body_idle_timeout_ms: Option<u64>,
     pub max_connections: Option<usize>,
     pub trusted_proxies: Option<Vec<String>>,
+    pub lockout_failure_attempts: Option<u32>,
+    pub lockout_duration_s: Option<u64>,
+    pub ak_lockout_failure_attempts: Option<u32>,
+    pub ak_lockout_duration_s: Option<u64>,
+    pub max_password_hashes: Option<usize>,
 }
 
 impl FileConfig {
@@ -79,6 +85,33 @@ pub struct Settings {
     pub http1_fast_path: bool,
     /// Timeouts, connection cap and trusted proxies of both listeners.
     pub listener: ListenerSettings,
+    /// Consecutive wrong passwords that lock a user, and for how long.
+    pub password_lockout: LockoutPolicy,
+    /// Consecutive failed signatures that lock an IAM access key, and for how long.
+    pub access_key_lockout: LockoutPolicy,
+    /// Password hashes computed at once.
+    pub max_password_hashes: usize,
+}
+
+/// A lockout policy from its two settings; 0 attempts turns it off.
+fn lockout(
+    name: &str,
+    attempts: Option<u32>,
+    duration_s: Option<u64>,
+    default: LockoutPolicy,
+) -> anyhow::Result<LockoutPolicy> {
+    let duration_s = positive(
+        &format!("{name}_duration_s"),
+        duration_s,
+        (default.duration_ms / 1000) as u64,
+    )?;
+    if duration_s > 7 * 24 * 3600 {
+        bail!("{name}_duration_s must be at most 604800 (a week)");
+    }
+    Ok(LockoutPolicy {
+        attempts: attempts.unwrap_or(default.attempts),
+        duration_ms: duration_s as i64 * 1000,
+    })
 }
 
 /// Which planes a node runs.
@@ -224,6 +257,25 @@ impl Settings {
             trusted_proxies,
         };
         Ok(Self {
+            password_lockout: lockout(
+                "lockout",
+                args.lockout_failure_attempts
+                    .or(file.lockout_failure_attempts),
+                args.lockout_duration_s.or(file.lockout_duration_s),
+                LockoutPolicy::PASSWORD,
+            )?,
+            access_key_lockout: lockout(
+                "ak_lockout",
+                args.ak_lockout_failure_attempts
+                    .or(file.ak_lockout_failure_attempts),
+                args.ak_lockout_duration_s.or(file.ak_lockout_duration_s),
+                LockoutPolicy::ACCESS_KEY,
+            )?,
+            max_password_hashes: positive(
+                "max_password_hashes",
+                args.max_password_hashes.or(file.max_password_hashes),
+                AdminSettings::default_password_hashes(),
+            )?,
             listener,
             workers,
             http1_fast_path: args

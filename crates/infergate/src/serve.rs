@@ -17,7 +17,7 @@ use infergate_gateway::metrics::GatewayMetrics;
 use infergate_gateway::{
     serve_with, ConnectionMetrics, Gateway, GatewaySettings, Observers, TlsFiles,
 };
-use infergate_store::{ConfigPublisher, PgStore, SqliteStore, Store};
+use infergate_store::{ConfigPublisher, KeyLockouts, PgStore, SqliteStore, Store};
 use tokio::net::TcpListener;
 
 use crate::config::{AccessLogTarget, Settings};
@@ -237,6 +237,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let observability = Observability::new(registry, access_log.clone())?;
     let gateway_tls = load_tls(&settings.gateway_tls)?;
     let admin_tls = load_tls(&settings.admin_tls)?;
+    let store_for_lockouts = store.clone();
     let state = Arc::new(
         AdminState::new(
             store,
@@ -245,13 +246,21 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
                 mask_app_secrets: settings.mask_app_secrets,
                 max_apps_per_user: settings.max_apps_per_user,
                 max_app_codes_per_app: settings.max_app_codes_per_app,
+                password_lockout: settings.password_lockout,
+                access_key_lockout: settings.access_key_lockout,
+                max_password_hashes: settings.max_password_hashes,
                 ..AdminSettings::new(public_url.clone(), admin_url.clone())
             },
         )
         .with_publisher(publisher.clone())
         .with_observability(observability),
     );
-    let gateway = Gateway::new(
+    let key_lockouts = KeyLockouts::start(
+        store_for_lockouts,
+        publisher.clone(),
+        settings.access_key_lockout,
+    );
+    let gateway = Gateway::with_key_verdicts(
         publisher.snapshots(),
         GatewaySettings {
             limits: settings.limits.clone(),
@@ -264,6 +273,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             metrics: Some(gateway_metrics),
             access_log,
         },
+        key_lockouts,
     );
     tokio::spawn(refresh_periodically(
         publisher.clone(),

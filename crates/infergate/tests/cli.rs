@@ -6,7 +6,7 @@ mod common;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use common::upstream::start_mock;
 use common::{start_with, PASSWORD};
@@ -244,7 +244,6 @@ async fn a_whole_workflow_from_the_terminal() {
     let gone = cli(&config, &["key", "delete", &access]).await;
     assert_eq!(gone.code, 1, "{}", gone.stderr);
 
-    // Logging out revokes the saved token: kept aside, it no longer opens anything.
     let token = serde_json::from_str::<Value>(
         &std::fs::read_to_string(config.join("credentials.json")).expect("saved"),
     )
@@ -252,6 +251,63 @@ async fn a_whole_workflow_from_the_terminal() {
         .as_str()
         .expect("token")
         .to_owned();
+
+    // A user locked out by wrong passwords is unlocked from the CLI.
+    let http = reqwest::Client::new();
+    let created = http
+        .post(format!("{}/v3/users", server.admin))
+        .header("X-Auth-Token", &token)
+        .json(&json!({"user": {"name": "locked-out", "password": "locked-out-pw1"}}))
+        .send()
+        .await
+        .expect("create user");
+    assert_eq!(created.status().as_u16(), 201);
+    let login = |password: &'static str| {
+        http.post(format!("{}/v3/auth/tokens", server.admin))
+            .json(
+                &json!({"auth": {"identity": {"methods": ["password"], "password": {"user": {
+                "name": "locked-out", "password": password, "domain": {"name": "default"}}}}}}),
+            )
+            .send()
+    };
+    for _ in 0..5 {
+        assert_eq!(
+            login("wrong-pw-123")
+                .await
+                .expect("login")
+                .status()
+                .as_u16(),
+            401
+        );
+    }
+    assert_eq!(
+        login("locked-out-pw1")
+            .await
+            .expect("login")
+            .status()
+            .as_u16(),
+        401
+    );
+    ok(&config, &["user", "unlock", "locked-out"]).await;
+    assert_eq!(
+        login("locked-out-pw1")
+            .await
+            .expect("login")
+            .status()
+            .as_u16(),
+        201
+    );
+    ok(&config, &["user", "disable", "locked-out"]).await;
+    assert_eq!(
+        login("locked-out-pw1")
+            .await
+            .expect("login")
+            .status()
+            .as_u16(),
+        401
+    );
+
+    // Logging out revokes the saved token: kept aside, it no longer opens anything.
     ok(&config, &["logout"]).await;
     assert!(!config.join("credentials.json").exists());
     let after = reqwest::Client::new()

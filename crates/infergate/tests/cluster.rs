@@ -371,3 +371,198 @@ async fn a_gateway_only_node_serves_what_an_admin_node_configures() {
     drop((admin_node, gateway_node));
     schema.drop_schema().await;
 }
+
+/// A request signed with an IAM AK/SK, as the signing SDKs make it.
+fn signed_get(client: &reqwest::Client, url: &str, ak: &str, sk: &str) -> reqwest::RequestBuilder {
+    let parsed = url::Url::parse(url).expect("url");
+    let host = format!(
+        "{}:{}",
+        parsed.host_str().expect("host"),
+        parsed.port().expect("port")
+    );
+    let date = infergate_sign::format_sdk_date(chrono::Utc::now());
+    let headers = vec![
+        ("Host".to_string(), host.clone()),
+        ("X-Sdk-Date".to_string(), date.clone()),
+    ];
+    let signed = infergate_sign::sign(
+        ak,
+        sk.as_bytes(),
+        "GET",
+        parsed.path(),
+        parsed.query().unwrap_or(""),
+        &headers,
+        b"",
+    );
+    client
+        .get(url)
+        .header("Host", host)
+        .header("X-Sdk-Date", date)
+        .header("Authorization", signed.authorization.header_value())
+}
+
+/// Polls until `call` answers `want` (and, for refusals, a body with `text`).
+async fn until<F, Fut>(what: &str, want: u16, text: &str, call: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = reqwest::Response>,
+{
+    let started = Instant::now();
+    loop {
+        let reply = call().await;
+        let status = reply.status().as_u16();
+        let body = reply.text().await.unwrap_or_default();
+        if status == want && body.contains(text) {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{what}: {status} {body}, not {want} with {text:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Failures counted on one node lock the key and the user on every node; a revocation made
+/// on one node is honoured by the gateway of another.
+#[tokio::test]
+async fn lockouts_and_revocations_hold_on_every_node() {
+    let schema = Schema::new().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = schema.url(None);
+    let a = node(dir.path(), "a", &url, &[]).await;
+    let b = node(dir.path(), "b", &url, &[]).await;
+    let admin = Admin::login(&a).await;
+    let mock = start_mock().await;
+    let (sid, _) = admin
+        .service_with_api("iam-locks", &mock.url, json!({"auth_type": "IAM"}))
+        .await;
+    let client = reqwest::Client::new();
+    let call_a = format!("{}/v1/infers/{sid}/predict", a.gateway);
+    let call_b = format!("{}/v1/infers/{sid}/predict", b.gateway);
+
+    // Revocation: a session revoked at node a is refused by node b's gateway.
+    let session = common::issue_token(&client, &a.admin, "admin", PASSWORD).await;
+    let with_session = || client.get(&call_b).header("X-Auth-Token", &session).send();
+    until("session at b", 200, "", || async {
+        with_session().await.expect("call")
+    })
+    .await;
+    let revoked = client
+        .delete(format!("{}/v3/auth/tokens", a.admin))
+        .header("X-Auth-Token", &session)
+        .header("X-Subject-Token", &session)
+        .send()
+        .await
+        .expect("revoke");
+    assert_eq!(revoked.status().as_u16(), 204);
+    until("revoked session at b", 401, "APIG.0301", || async {
+        with_session().await.expect("call")
+    })
+    .await;
+
+    // An AK: five bad signatures at node a lock it at node b too, on both planes.
+    let user = admin
+        .ok(
+            Method::POST,
+            "/v3/users",
+            Some(json!({"user": {"name": "locks", "password": "locks-password-1"}})),
+        )
+        .await;
+    let uid = user["user"]["id"].as_str().expect("id").to_owned();
+    let project = admin.project.clone();
+    admin
+        .ok(
+            Method::PUT,
+            &format!("/v3/projects/{project}/users/{uid}/roles/member"),
+            None,
+        )
+        .await;
+    let cred = admin
+        .ok(
+            Method::POST,
+            "/v3.0/OS-CREDENTIAL/credentials",
+            Some(json!({"credential": {"user_id": uid}})),
+        )
+        .await;
+    let ak = cred["credential"]["access"]
+        .as_str()
+        .expect("ak")
+        .to_owned();
+    let sk = cred["credential"]["secret"]
+        .as_str()
+        .expect("sk")
+        .to_owned();
+    let wrong = "1".repeat(40);
+    until("right signature at b", 200, "", || async {
+        signed_get(&client, &call_b, &ak, &sk)
+            .send()
+            .await
+            .expect("call")
+    })
+    .await;
+    for _ in 0..5 {
+        let reply = signed_get(&client, &call_a, &ak, &wrong)
+            .send()
+            .await
+            .expect("call");
+        assert_eq!(reply.status().as_u16(), 401);
+    }
+    let limit = "AK access failed to reach the limit,forbidden";
+    until("locked key at b", 401, limit, || async {
+        signed_get(&client, &call_b, &ak, &sk)
+            .send()
+            .await
+            .expect("call")
+    })
+    .await;
+    until("locked key at a", 401, limit, || async {
+        signed_get(&client, &call_a, &ak, &sk)
+            .send()
+            .await
+            .expect("call")
+    })
+    .await;
+    let management = format!("{}/v3/roles", b.admin);
+    until("locked key on b's management plane", 401, limit, || async {
+        signed_get(&client, &management, &ak, &sk)
+            .send()
+            .await
+            .expect("call")
+    })
+    .await;
+
+    // A password: five failures at node a lock the user at node b.
+    for _ in 0..5 {
+        let reply = client
+            .post(format!("{}/v3/auth/tokens", a.admin))
+            .json(&json!({"auth": {"identity": {"methods": ["password"], "password": {"user": {
+                "name": "locks", "password": "not-the-password", "domain": {"name": "default"}}}}}}))
+            .send()
+            .await
+            .expect("login");
+        assert_eq!(reply.status().as_u16(), 401);
+    }
+    let login_b = client
+        .post(format!("{}/v3/auth/tokens", b.admin))
+        .json(
+            &json!({"auth": {"identity": {"methods": ["password"], "password": {"user": {
+            "name": "locks", "password": "locks-password-1", "domain": {"name": "default"}}}}}}),
+        )
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(login_b.status().as_u16(), 401);
+    // The admin of node b unlocks it for both.
+    let admin_b = Admin::login(&b).await;
+    admin_b
+        .ok(
+            Method::PATCH,
+            &format!("/v3/users/{uid}"),
+            Some(json!({"user": {"enabled": true}})),
+        )
+        .await;
+    common::issue_token(&client, &a.admin, "locks", "locks-password-1").await;
+    drop((a, b));
+    schema.drop_schema().await;
+}

@@ -121,6 +121,7 @@ async fn credentials_create(
         description,
         status: "active".into(),
         created_at: now_ms(),
+        locked_until: 0,
     };
     state
         .store

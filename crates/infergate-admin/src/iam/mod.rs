@@ -9,10 +9,9 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Utc};
-use infergate_core::crypto::{hash_password, verify_password};
 use infergate_core::model::{Domain, Project, RevokedToken, Role, User};
 use infergate_core::token::{Scope, TokenClaims};
-use infergate_core::{ids, validate, Secret};
+use infergate_core::{ids, validate};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use utoipa::ToSchema;
@@ -22,6 +21,7 @@ use utoipa_axum::routes;
 use crate::auth::{check_token, Authenticated};
 use crate::error::IamError;
 use crate::extract::IamJson;
+use crate::guesses::PasswordCheck;
 use crate::{now_ms, AdminState};
 
 mod credentials;
@@ -39,21 +39,6 @@ fn require_domain_admin(caller: &Authenticated) -> Result<(), IamError> {
     } else {
         Err(IamError::not_authorized())
     }
-}
-
-fn blocking_failed(_: tokio::task::JoinError) -> IamError {
-    tracing::error!("password hashing task failed");
-    IamError::Internal
-}
-
-async fn hash(password: String) -> Result<String, IamError> {
-    tokio::task::spawn_blocking(move || hash_password(&Secret::new(password)))
-        .await
-        .map_err(blocking_failed)?
-        .map_err(|e| {
-            tracing::error!(error = %e, "password hashing failed");
-            IamError::Internal
-        })
 }
 
 // === DTOs ===
@@ -121,6 +106,19 @@ pub struct NewUser {
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct CreateUserRequest {
     pub user: NewUser,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UserChange {
+    pub enabled: Option<bool>,
+    pub description: Option<String>,
+}
+
+/// Body of `PATCH /v3/users/{user_id}`: `enabled: true` also ends a password lockout.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct UpdateUserRequest {
+    pub user: UserChange,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -353,15 +351,20 @@ async fn tokens_create(
             ))
         }
     };
-    let user = user.filter(|u| u.enabled).ok_or_else(unauthorized)?;
-    let hash = user.password_hash.clone();
-    let password = presented.password;
-    let ok = tokio::task::spawn_blocking(move || verify_password(&Secret::new(password), &hash))
-        .await
-        .map_err(blocking_failed)?;
-    if !ok {
+    // Unknown, disabled, locked or wrong: one answer, at one cost.
+    let user = user.filter(|u| u.enabled);
+    let check = state
+        .guesses
+        .check_password(
+            state.store.as_ref(),
+            user.as_ref(),
+            presented.password,
+            now_ms(),
+        )
+        .await?;
+    let (Some(user), PasswordCheck::Right) = (user, check) else {
         return Err(unauthorized());
-    }
+    };
     let scope = match body.auth.scope {
         None => Scope::Unscoped,
         Some(ScopeRequest {
@@ -582,7 +585,7 @@ async fn users_create(
         domain_id,
         name: new.name,
         description,
-        password_hash: hash(new.password).await?,
+        password_hash: state.guesses.hash(new.password).await?,
         password_changed_at: now,
         domain_admin: false,
         enabled: new.enabled.unwrap_or(true),
@@ -639,6 +642,35 @@ async fn users_show(
     Ok(Json(json!({"user": user_view(&user)})))
 }
 
+/// Enables or disables a user, or changes its description; enabling (even an enabled
+/// user) ends a password lockout on every node.
+#[utoipa::path(patch, path = "/v3/users/{user_id}", tag = "iam",
+    params(("user_id" = String, Path)), request_body = UpdateUserRequest,
+    responses((status = 200, description = "the user"), (status = 400), (status = 403), (status = 404)))]
+async fn users_update(
+    State(state): State<Arc<AdminState>>,
+    caller: Authenticated,
+    Path(user_id): Path<String>,
+    IamJson(body): IamJson<UpdateUserRequest>,
+) -> Result<Json<Value>, IamError> {
+    require_domain_admin(&caller)?;
+    let user = domain_user(&state, &caller, &user_id).await?;
+    let change = body.user;
+    if let Some(description) = &change.description {
+        validate::max_chars("user.description", description, 255)?;
+    }
+    if user.id == caller.user.id && change.enabled == Some(false) {
+        return Err(IamError::Forbidden(
+            "a domain administrator cannot disable their own user".into(),
+        ));
+    }
+    let user = state
+        .store
+        .update_user(&user.id, change.enabled, change.description.as_deref())
+        .await?;
+    Ok(Json(json!({"user": user_view(&user)})))
+}
+
 #[utoipa::path(delete, path = "/v3/users/{user_id}", tag = "iam",
     params(("user_id" = String, Path)),
     responses((status = 204), (status = 403), (status = 404)))]
@@ -671,17 +703,21 @@ async fn users_password(
         return Err(IamError::not_authorized());
     }
     validate::password("user.password", &body.user.password)?;
-    let current = caller.user.password_hash.clone();
-    let original = body.user.original_password;
-    let ok = tokio::task::spawn_blocking(move || verify_password(&Secret::new(original), &current))
-        .await
-        .map_err(blocking_failed)?;
-    if !ok {
+    let check = state
+        .guesses
+        .check_password(
+            state.store.as_ref(),
+            Some(&caller.user),
+            body.user.original_password,
+            now_ms(),
+        )
+        .await?;
+    if check != PasswordCheck::Right {
         return Err(IamError::Unauthorized(
             "user.original_password does not match".into(),
         ));
     }
-    let new_hash = hash(body.user.password).await?;
+    let new_hash = state.guesses.hash(body.user.password).await?;
     state
         .store
         .set_password(&user_id, &new_hash, now_ms())
@@ -780,7 +816,7 @@ pub fn router() -> OpenApiRouter<Arc<AdminState>> {
         .routes(routes!(projects_create, projects_list))
         .routes(routes!(projects_show))
         .routes(routes!(users_create, users_list))
-        .routes(routes!(users_show, users_delete))
+        .routes(routes!(users_show, users_update, users_delete))
         .routes(routes!(users_password))
         .routes(routes!(roles_list))
         .routes(routes!(grants_put, grants_delete))

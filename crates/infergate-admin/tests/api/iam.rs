@@ -293,7 +293,7 @@ async fn users_projects_roles_listing() {
     assert_eq!(revoke_absent.status.as_u16(), 404);
 }
 
-fn signed_request(
+pub(crate) fn signed_request(
     method: &str,
     path: &str,
     ak: &str,

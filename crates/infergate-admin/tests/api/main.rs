@@ -6,6 +6,7 @@ mod auths;
 mod definitions;
 mod harness;
 mod iam;
+mod lockouts;
 mod openapi;
 mod roles;
 mod services;

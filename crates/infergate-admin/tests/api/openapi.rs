@@ -76,6 +76,7 @@ const OPERATIONS: &[(&str, &str)] = &[
     ("post", "/v3/users"),
     ("get", "/v3/users"),
     ("get", "/v3/users/{user_id}"),
+    ("patch", "/v3/users/{user_id}"),
     ("delete", "/v3/users/{user_id}"),
     ("post", "/v3/users/{user_id}/password"),
     ("get", "/v3/roles"),

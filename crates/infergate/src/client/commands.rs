@@ -521,6 +521,18 @@ pub async fn auth(c: &Client, cmd: AuthCmd) -> CliResult<()> {
     Ok(())
 }
 
+/// Enables (which also ends a password lockout) or disables a user; returns its id.
+async fn set_enabled(c: &Client, user: &str, enabled: bool) -> CliResult<String> {
+    let id = c.user_id(user).await?;
+    c.send(
+        Method::PATCH,
+        &format!("/v3/users/{id}"),
+        Some(json!({"user": {"enabled": enabled}})),
+    )
+    .await?;
+    Ok(id)
+}
+
 pub async fn user(c: &Client, cmd: UserCmd) -> CliResult<()> {
     match cmd {
         UserCmd::Create { name } => {
@@ -552,6 +564,14 @@ pub async fn user(c: &Client, cmd: UserCmd) -> CliResult<()> {
             c.send(Method::DELETE, &format!("/v3/users/{id}"), None)
                 .await?;
             eprintln!("Deleted user {id}.");
+        }
+        UserCmd::Unlock { user } => {
+            let id = set_enabled(c, &user, true).await?;
+            eprintln!("Unlocked and enabled user {id}.");
+        }
+        UserCmd::Disable { user } => {
+            let id = set_enabled(c, &user, false).await?;
+            eprintln!("Disabled user {id}.");
         }
     }
     Ok(())
