@@ -18,6 +18,7 @@ pub mod services;
 
 use guesses::Guesses;
 use infergate_core::lockout::LockoutPolicy;
+use infergate_core::net::UpstreamPolicy;
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
@@ -55,6 +56,8 @@ pub struct AdminSettings {
     pub access_key_lockout: LockoutPolicy,
     /// Password hashes computed at once; more requests are answered 429.
     pub max_password_hashes: usize,
+    /// Where services may point: `upstream_allow` and this node's own listeners.
+    pub upstream_policy: UpstreamPolicy,
 }
 
 impl AdminSettings {
@@ -77,6 +80,7 @@ impl AdminSettings {
             password_lockout: LockoutPolicy::PASSWORD,
             access_key_lockout: LockoutPolicy::ACCESS_KEY,
             max_password_hashes: Self::default_password_hashes(),
+            upstream_policy: UpstreamPolicy::default(),
         }
     }
 }

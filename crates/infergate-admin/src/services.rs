@@ -6,6 +6,7 @@ use axum::extract::{Path, State};
 use axum::Json;
 use infergate_core::access::Action;
 use infergate_core::model::Service;
+use infergate_core::net::UrlCheck;
 use infergate_core::{ids, validate};
 use infergate_store::{ServiceUpdate, StoreError};
 use serde::{Deserialize, Serialize};
@@ -131,6 +132,40 @@ pub async fn load_service(
 
 // === handlers ===
 
+/// Refuses upstreams this node may not call: one of its own listeners (a loop), or, with
+/// `upstream_allow`, a host outside it. A name is judged by the addresses it resolves to
+/// now; the gateway judges each new connection again by the address it reached.
+async fn check_targets(state: &AdminState, upstreams: &[String]) -> Result<(), ApiError> {
+    let policy = &state.settings.upstream_policy;
+    for (i, url) in upstreams.iter().enumerate() {
+        let refuse = |why: String| ApiError::BadRequest(format!("upstreams[{i}]: {why}"));
+        let addrs = match policy.check_url(url) {
+            UrlCheck::Allowed => continue,
+            UrlCheck::Refused(why) => return Err(refuse(why)),
+            UrlCheck::Resolve { host, port } => {
+                let lookup = tokio::net::lookup_host((host.as_str(), port));
+                match tokio::time::timeout(std::time::Duration::from_secs(2), lookup).await {
+                    Ok(Ok(addrs)) => addrs.collect::<Vec<_>>(),
+                    // Unresolvable now: the gateway decides when it connects, unless only
+                    // listed hosts may be called.
+                    _ if policy.allow.is_empty() => continue,
+                    _ => {
+                        return Err(refuse(format!(
+                            "{host} does not resolve, and upstream_allow lists neither it nor its addresses"
+                        )))
+                    }
+                }
+            }
+        };
+        for addr in addrs {
+            if let UrlCheck::Refused(why) = policy.check_addr(addr) {
+                return Err(refuse(why));
+            }
+        }
+    }
+    Ok(())
+}
+
 #[utoipa::path(post, path = "/v1/{project_id}/services", tag = "services",
     params(("project_id" = String, Path)), request_body = ServiceCreate,
     responses((status = 200, body = ServiceInfo), (status = 400), (status = 401), (status = 403), (status = 409)))]
@@ -144,6 +179,7 @@ async fn services_create(
     let description = body.description.unwrap_or_default();
     validate::max_chars("description", &description, MAX_DESCRIPTION)?;
     let upstreams = validate::upstreams(&body.upstreams)?;
+    check_targets(&state, &upstreams).await?;
     let timeout_ms = match body.timeout_ms {
         Some(t) => validate::timeout_ms(t)?,
         None => validate::DEFAULT_TIMEOUT_MS,
@@ -222,6 +258,9 @@ async fn services_update(
         .as_deref()
         .map(validate::upstreams)
         .transpose()?;
+    if let Some(upstreams) = &upstreams {
+        check_targets(&state, upstreams).await?;
+    }
     let timeout_ms = body.timeout_ms.map(validate::timeout_ms).transpose()?;
     let update = ServiceUpdate {
         description: body.description,

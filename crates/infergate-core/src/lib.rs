@@ -11,6 +11,7 @@ pub mod ids;
 pub mod lockout;
 pub mod logsink;
 pub mod model;
+pub mod net;
 pub mod paths;
 pub mod snapshot;
 pub mod token;

@@ -6,7 +6,7 @@
 //! The fast path and the general server each read bytes and write bytes; every decision
 //! about headers, framing and paths is one of these functions.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 
 use http::header::HeaderName;
 use smallvec::SmallVec;
@@ -477,71 +477,7 @@ fn bad_path(why: &str) -> GatewayError {
 
 // === Trusted proxies ===
 
-/// A network in CIDR notation (`10.0.0.0/8`, `::1/128`, or one address).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Cidr {
-    network: IpAddr,
-    prefix: u8,
-}
-
-impl Cidr {
-    /// Reads `a.b.c.d/n`, `x::y/n` or a bare address.
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let text = text.trim();
-        let (addr, prefix) = match text.split_once('/') {
-            Some((addr, prefix)) => (addr, Some(prefix)),
-            None => (text, None),
-        };
-        let network: IpAddr = addr
-            .parse()
-            .map_err(|_| format!("{text:?} is not an IP address or CIDR network"))?;
-        let max = if network.is_ipv4() { 32 } else { 128 };
-        let prefix = match prefix {
-            None => max,
-            Some(p) => p
-                .parse::<u8>()
-                .ok()
-                .filter(|&p| p <= max)
-                .ok_or_else(|| format!("{text:?}: the prefix length must be 0 to {max}"))?,
-        };
-        Ok(Self { network, prefix })
-    }
-
-    /// Whether `addr` lies in this network (an IPv4-mapped IPv6 address as its IPv4 one).
-    pub fn contains(&self, addr: IpAddr) -> bool {
-        let addr = match addr {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(addr, IpAddr::V4),
-            v4 => v4,
-        };
-        let keep = |bits: u32| {
-            let prefix = u32::from(self.prefix);
-            move |value: u128| {
-                if prefix == 0 {
-                    0
-                } else {
-                    value >> (bits - prefix)
-                }
-            }
-        };
-        match (self.network, addr) {
-            (IpAddr::V4(net), IpAddr::V4(a)) => {
-                let keep = keep(32);
-                keep(u128::from(u32::from(net))) == keep(u128::from(u32::from(a)))
-            }
-            (IpAddr::V6(net), IpAddr::V6(a)) => {
-                let keep = keep(128);
-                keep(u128::from(net)) == keep(u128::from(a))
-            }
-            _ => false,
-        }
-    }
-}
-
-impl std::fmt::Display for Cidr {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.network, self.prefix)
-    }
-}
+pub use infergate_core::net::Cidr;
 
 // === The forwarded request head ===
 

@@ -26,6 +26,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use infergate_core::lockout::KeyVerdicts;
+use infergate_core::net::UpstreamPolicy;
 use infergate_core::snapshot::Snapshot;
 
 pub use crate::general::{serve, serve_with, ConnectionMetrics, TlsFiles};
@@ -72,6 +73,8 @@ pub struct GatewaySettings {
     pub http1_fast_path: bool,
     /// Timeouts, the connection cap and the trusted proxies of the gateway's listener.
     pub listener: ListenerSettings,
+    /// Where upstream connections may lead (`upstream_allow`, never this node).
+    pub upstream_policy: Arc<UpstreamPolicy>,
 }
 
 impl Default for GatewaySettings {
@@ -83,6 +86,7 @@ impl Default for GatewaySettings {
             require_https_for_app_code: false,
             http1_fast_path: true,
             listener: ListenerSettings::default(),
+            upstream_policy: Arc::default(),
         }
     }
 }
@@ -145,8 +149,16 @@ impl Gateway {
     ) -> Arc<Self> {
         Arc::new(Self {
             upstreams: Upstreams::new(settings.ejection),
-            fast_pool: Pool::new(1024, Duration::from_secs(90)),
-            general_pool: Pool::new(1024, Duration::from_secs(90)),
+            fast_pool: Pool::new(
+                1024,
+                Duration::from_secs(90),
+                settings.upstream_policy.clone(),
+            ),
+            general_pool: Pool::new(
+                1024,
+                Duration::from_secs(90),
+                settings.upstream_policy.clone(),
+            ),
             snapshots,
             settings,
             ids: RequestIds::new(),

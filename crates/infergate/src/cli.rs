@@ -434,7 +434,8 @@ pub struct ServeArgs {
     /// require_https_for_app_code, workers, http1_fast_path, database_url, role,
     /// refresh_interval_ms, header_timeout_ms, body_idle_timeout_ms, max_connections,
     /// trusted_proxies, lockout_failure_attempts, lockout_duration_s,
-    /// ak_lockout_failure_attempts, ak_lockout_duration_s, max_password_hashes.
+    /// ak_lockout_failure_attempts, ak_lockout_duration_s, max_password_hashes,
+    /// upstream_allow.
     #[arg(long, env = "INFERGATE_CONFIG")]
     pub config: Option<PathBuf>,
     /// Directory of the SQLite database, master key and initial password [default: ./infergate-data].
@@ -543,4 +544,8 @@ pub struct ServeArgs {
     /// [default: one per available core].
     #[arg(long, env = "INFERGATE_MAX_PASSWORD_HASHES")]
     pub max_password_hashes: Option<usize>,
+    /// Comma-separated hosts (`models.internal`, `*.gpu.internal`) and networks (CIDR) that
+    /// services may point at [default: any host; never this node's own listeners].
+    #[arg(long, env = "INFERGATE_UPSTREAM_ALLOW", value_delimiter = ',')]
+    pub upstream_allow: Option<Vec<String>>,
 }

@@ -9,6 +9,7 @@ use serde::Deserialize;
 
 use infergate_admin::AdminSettings;
 use infergate_core::lockout::LockoutPolicy;
+use infergate_core::net::AllowedHost;
 use infergate_gateway::{Cidr, Limits, ListenerSettings};
 
 use crate::cli::ServeArgs;
@@ -49,6 +50,7 @@ pub struct FileConfig {
     pub ak_lockout_failure_attempts: Option<u32>,
     pub ak_lockout_duration_s: Option<u64>,
     pub max_password_hashes: Option<usize>,
+    pub upstream_allow: Option<Vec<String>>,
 }
 
 impl FileConfig {
@@ -91,6 +93,22 @@ pub struct Settings {
     pub access_key_lockout: LockoutPolicy,
     /// Password hashes computed at once.
     pub max_password_hashes: usize,
+    /// Hosts and networks services may point at; empty: any (never this node).
+    pub upstream_allow: Vec<AllowedHost>,
+}
+
+/// A list setting's entries, each read by `parse` (blank ones skipped).
+fn entries<T>(
+    name: &str,
+    values: Option<Vec<String>>,
+    parse: fn(&str) -> Result<T, String>,
+) -> anyhow::Result<Vec<T>> {
+    values
+        .unwrap_or_default()
+        .iter()
+        .filter(|entry| !entry.trim().is_empty())
+        .map(|entry| parse(entry).map_err(|e| anyhow::anyhow!("{name}: {e}")))
+        .collect()
 }
 
 /// A lockout policy from its two settings; 0 attempts turns it off.
@@ -230,14 +248,11 @@ impl Settings {
         let millis = |name: &str, value: Option<u64>, default: std::time::Duration| {
             positive(name, value, default.as_millis() as u64).map(std::time::Duration::from_millis)
         };
-        let trusted_proxies = args
-            .trusted_proxies
-            .or(file.trusted_proxies)
-            .unwrap_or_default()
-            .iter()
-            .filter(|net| !net.trim().is_empty())
-            .map(|net| Cidr::parse(net).map_err(|e| anyhow::anyhow!("trusted_proxies: {e}")))
-            .collect::<anyhow::Result<Vec<_>>>()?;
+        let trusted_proxies = entries(
+            "trusted_proxies",
+            args.trusted_proxies.or(file.trusted_proxies),
+            Cidr::parse,
+        )?;
         let listener = ListenerSettings {
             header_timeout: millis(
                 "header_timeout_ms",
@@ -256,7 +271,13 @@ impl Settings {
             )?,
             trusted_proxies,
         };
+        let upstream_allow = entries(
+            "upstream_allow",
+            args.upstream_allow.or(file.upstream_allow),
+            AllowedHost::parse,
+        )?;
         Ok(Self {
+            upstream_allow,
             password_lockout: lockout(
                 "lockout",
                 args.lockout_failure_attempts
@@ -421,6 +442,61 @@ mod tests {
         })
         .expect_err("zero timeout");
         assert!(format!("{err:#}").contains("header_timeout_ms"), "{err:#}");
+    }
+
+    #[test]
+    fn guessing_brakes_and_upstream_rules_are_read_and_checked() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("infergate.toml");
+        std::fs::write(
+            &path,
+            "lockout_failure_attempts = 3\nak_lockout_duration_s = 60\nupstream_allow = [\"10.0.0.0/8\", \"*.gpu.internal\"]\n",
+        )
+        .expect("write");
+        let settings = Settings::resolve(ServeArgs {
+            config: Some(path.clone()),
+            max_password_hashes: Some(3),
+            ..ServeArgs::default()
+        })
+        .expect("resolve");
+        assert_eq!(settings.password_lockout.attempts, 3);
+        assert_eq!(settings.password_lockout.duration_ms, 900_000);
+        assert_eq!(settings.access_key_lockout.attempts, 5);
+        assert_eq!(settings.access_key_lockout.duration_ms, 60_000);
+        assert_eq!(settings.max_password_hashes, 3);
+        assert_eq!(settings.upstream_allow.len(), 2);
+        let off = Settings::resolve(ServeArgs {
+            ak_lockout_failure_attempts: Some(0),
+            ..ServeArgs::default()
+        })
+        .expect("resolve");
+        assert!(!off.access_key_lockout.enabled());
+        for (args, named) in [
+            (
+                ServeArgs {
+                    upstream_allow: Some(vec!["http://x".into()]),
+                    ..ServeArgs::default()
+                },
+                "upstream_allow",
+            ),
+            (
+                ServeArgs {
+                    lockout_duration_s: Some(0),
+                    ..ServeArgs::default()
+                },
+                "lockout_duration_s",
+            ),
+            (
+                ServeArgs {
+                    max_password_hashes: Some(0),
+                    ..ServeArgs::default()
+                },
+                "max_password_hashes",
+            ),
+        ] {
+            let err = Settings::resolve(args).expect_err(named);
+            assert!(format!("{err:#}").contains(named), "{err:#}");
+        }
     }
 
     #[test]

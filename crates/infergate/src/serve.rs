@@ -12,6 +12,7 @@ use infergate_admin::bootstrap;
 use infergate_admin::Observability;
 use infergate_admin::{AdminSettings, AdminState};
 use infergate_core::logsink::LogSink;
+use infergate_core::net::UpstreamPolicy;
 use infergate_core::{ids, validate, MasterKey, Secret};
 use infergate_gateway::metrics::GatewayMetrics;
 use infergate_gateway::{
@@ -224,6 +225,10 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| format!("{gateway_scheme}://{gateway_addr}"));
     let admin_url = format!("{admin_scheme}://{admin_addr}");
+    let upstream_policy = UpstreamPolicy {
+        allow: settings.upstream_allow.clone(),
+        own: vec![admin_addr, gateway_addr],
+    };
 
     let default_project = bootstrap::default_project_id(store.as_ref())
         .await?
@@ -249,6 +254,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
                 password_lockout: settings.password_lockout,
                 access_key_lockout: settings.access_key_lockout,
                 max_password_hashes: settings.max_password_hashes,
+                upstream_policy: upstream_policy.clone(),
                 ..AdminSettings::new(public_url.clone(), admin_url.clone())
             },
         )
@@ -267,6 +273,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             require_https_for_app_code: settings.require_https_for_app_code,
             http1_fast_path: settings.http1_fast_path,
             listener: settings.listener.clone(),
+            upstream_policy: Arc::new(upstream_policy),
             ..GatewaySettings::default()
         },
         Observers {

@@ -566,3 +566,68 @@ async fn lockouts_and_revocations_hold_on_every_node() {
     drop((a, b));
     schema.drop_schema().await;
 }
+
+/// Each gateway judges every new upstream connection by the address it reached: a node
+/// with `upstream_allow` refuses a service another node accepted, and no node calls its
+/// own listener (a service pointed at one gets 502, not a loop).
+#[tokio::test]
+async fn gateways_refuse_upstreams_outside_their_rules() {
+    let schema = Schema::new().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = schema.url(None);
+    let open = node(dir.path(), "open", &url, &[]).await;
+    let strict = node(
+        dir.path(),
+        "strict",
+        &url,
+        &["--upstream-allow", "10.0.0.0/8"],
+    )
+    .await;
+    let admin = Admin::login(&open).await;
+    let mock = start_mock().await;
+    let (sid, _) = admin
+        .service_with_api("outside", &mock.url, json!({"auth_type": "NONE"}))
+        .await;
+    let client = reqwest::Client::new();
+    let call = |node: &Server| {
+        client
+            .get(format!("{}/v1/infers/{sid}", node.gateway))
+            .send()
+    };
+    until("open node", 200, "", || async {
+        call(&open).await.expect("call")
+    })
+    .await;
+    until("strict node", 502, "", || async {
+        call(&strict).await.expect("call")
+    })
+    .await;
+    let calls = mock.recorder.calls.load(Ordering::SeqCst);
+
+    // The open node's admin cannot know the strict node's listeners; its gateway refuses
+    // to call itself.
+    let (looped, _) = admin
+        .service_with_api("loop", &strict.gateway, json!({"auth_type": "NONE"}))
+        .await;
+    let through_strict = format!("{}/v1/infers/{looped}", strict.gateway);
+    until("loop at strict", 502, "", || async {
+        client.get(&through_strict).send().await.expect("call")
+    })
+    .await;
+    // Its own listeners, the open node's admin refuses at once.
+    let (status, body) = admin
+        .send(
+            Method::POST,
+            "/services",
+            Some(json!({"service_name": "own", "upstreams": [open.gateway.clone()]})),
+        )
+        .await;
+    assert_eq!(status.as_u16(), 400, "{body}");
+    assert!(
+        body["error_msg"].as_str().unwrap_or("").contains("loop"),
+        "{body}"
+    );
+    assert_eq!(mock.recorder.calls.load(Ordering::SeqCst), calls);
+    drop((open, strict));
+    schema.drop_schema().await;
+}

@@ -191,3 +191,87 @@ async fn readiness_reports_the_revision() {
     assert!(after.assert_ok()["revision"].as_i64().expect("rev") > rev0);
     assert!(after.headers.contains_key("x-config-revision"));
 }
+
+/// A service may not point at this node's own listeners (a loop), nor, with
+/// `upstream_allow`, outside the listed hosts and networks.
+#[tokio::test]
+async fn upstreams_may_not_loop_or_leave_the_allowed_hosts() {
+    use infergate_core::net::{AllowedHost, UpstreamPolicy};
+    let t = TestApp::with_settings(infergate_admin::AdminSettings {
+        upstream_policy: UpstreamPolicy {
+            allow: [
+                "10.0.0.0/8",
+                "models.internal",
+                "*.gpu.internal",
+                "127.0.0.1",
+            ]
+            .iter()
+            .map(|a| AllowedHost::parse(a).expect("entry"))
+            .collect(),
+            own: vec![
+                "0.0.0.0:8080".parse().expect("addr"),
+                "127.0.0.1:8081".parse().expect("addr"),
+            ],
+        },
+        ..infergate_admin::AdminSettings::new(crate::harness::PUBLIC_URL, "http://127.0.0.1:8081")
+    })
+    .await;
+    let path = t.v1("/services");
+    let create = |upstream: &str| {
+        t.call(
+            Method::POST,
+            &path,
+            Some(&t.admin_token),
+            Some(json!({"service_name": format!("s{}", upstream.len()), "upstreams": ["http://10.0.0.1", upstream]})),
+        )
+    };
+    for refused in [
+        "http://127.0.0.1:8080",
+        "http://localhost:8081/v1",
+        "http://0.0.0.0:8080",
+        "http://192.0.2.1:9000",
+        "http://169.254.169.254",
+        "https://not-listed.invalid",
+    ] {
+        let r = create(refused).await;
+        r.assert_error(400, "ModelArts.0101");
+        assert!(
+            r.body["error_msg"]
+                .as_str()
+                .unwrap_or("")
+                .contains("upstreams[1]"),
+            "{refused}: {}",
+            r.body
+        );
+    }
+    for allowed in [
+        "http://127.0.0.1:9000",
+        "https://models.internal",
+        "http://a.gpu.internal:8000/v1",
+    ] {
+        let r = create(allowed).await;
+        assert!(r.status.is_success(), "{allowed}: {}", r.body);
+    }
+    // An update is held to the same rules.
+    let listed = t
+        .call(Method::GET, &t.v1("/services"), Some(&t.admin_token), None)
+        .await;
+    let sid = listed.body["services"][0]["service_id"]
+        .as_str()
+        .expect("sid")
+        .to_owned();
+    let r = t
+        .call(
+            Method::PUT,
+            &t.v1(&format!("/services/{sid}")),
+            Some(&t.admin_token),
+            Some(json!({"upstreams": ["http://127.0.0.1:8081"]})),
+        )
+        .await;
+    r.assert_error(400, "ModelArts.0101");
+    assert!(
+        r.body["error_msg"].as_str().unwrap_or("").contains("loop"),
+        "{}",
+        r.body
+    );
+}

@@ -378,27 +378,6 @@ proptest! {
     }
 }
 
-#[test]
-fn cidrs() {
-    let net = Cidr::parse("10.0.0.0/8").expect("cidr");
-    assert!(net.contains("10.200.1.1".parse().expect("ip")));
-    assert!(!net.contains("11.0.0.1".parse().expect("ip")));
-    assert!(net.contains("::ffff:10.0.0.1".parse().expect("ip")));
-    let one = Cidr::parse("192.0.2.7").expect("cidr");
-    assert!(one.contains("192.0.2.7".parse().expect("ip")));
-    assert!(!one.contains("192.0.2.8".parse().expect("ip")));
-    let v6 = Cidr::parse("fd00::/8").expect("cidr");
-    assert!(v6.contains("fd12::1".parse().expect("ip")));
-    assert!(!v6.contains("fe80::1".parse().expect("ip")));
-    assert!(!v6.contains("10.0.0.1".parse().expect("ip")));
-    let all = Cidr::parse("0.0.0.0/0").expect("cidr");
-    assert!(all.contains("8.8.8.8".parse().expect("ip")));
-    for bad in ["10.0.0.0/33", "x", "10.0.0.0/", "::/129", "10.0.0/8"] {
-        assert!(Cidr::parse(bad).is_err(), "{bad}");
-    }
-    assert_eq!(net.to_string(), "10.0.0.0/8");
-}
-
 fn target(base: &str, api_path: &str, path: &str, query: Option<&str>) -> String {
     let mut out = Vec::new();
     push_upstream_target(&mut out, base, (api_path, path), query);

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use infergate_core::net::UpstreamPolicy;
 use tokio::net::TcpStream;
 
 /// A connection the pool can hold while idle.
@@ -32,10 +33,16 @@ pub struct Pool<C> {
     max_idle_per_upstream: usize,
     idle_timeout: Duration,
     connect_timeout: Duration,
+    /// Where a new connection may lead.
+    policy: Arc<UpstreamPolicy>,
 }
 
 impl<C: Pooled> Pool<C> {
-    pub fn new(max_idle_per_upstream: usize, idle_timeout: Duration) -> Arc<Self> {
+    pub fn new(
+        max_idle_per_upstream: usize,
+        idle_timeout: Duration,
+        policy: Arc<UpstreamPolicy>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             idle: Mutex::new(IdleSet {
                 by_authority: HashMap::default(),
@@ -44,6 +51,7 @@ impl<C: Pooled> Pool<C> {
             max_idle_per_upstream,
             idle_timeout,
             connect_timeout: Duration::from_secs(5),
+            policy,
         })
     }
 
@@ -101,7 +109,8 @@ impl<C: Pooled> Pool<C> {
         }
     }
 
-    /// A new TCP connection to `authority`; the error says why there is none.
+    /// A new TCP connection to `authority`, if the address it reached is one services may
+    /// call (never this node's own listener); the error says why there is none.
     pub async fn connect_tcp(&self, authority: &str) -> Result<TcpStream, String> {
         let (host, port) =
             split_authority(authority).ok_or_else(|| format!("{authority} is not host:port"))?;
@@ -112,6 +121,13 @@ impl<C: Pooled> Pool<C> {
         .await
         .map_err(|_| format!("connecting to {authority} timed out"))?
         .map_err(|e| format!("connecting to {authority}: {e}"))?;
+        let (peer, local) = (stream.peer_addr(), stream.local_addr());
+        let (peer, local) = peer
+            .and_then(|p| local.map(|l| (p, l)))
+            .map_err(|e| format!("connecting to {authority}: {e}"))?;
+        self.policy
+            .check_connection(&host, peer, local)
+            .map_err(|why| format!("refused upstream: {why}"))?;
         let _ = stream.set_nodelay(true);
         Ok(stream)
     }
