@@ -4,6 +4,7 @@
 //! [`StoreError`]. It knows nothing of HTTP. Every write that changes what the gateway
 //! serves bumps the configuration revision in the same transaction.
 
+mod backend;
 mod error;
 mod key_lockouts;
 mod postgres;
@@ -67,8 +68,18 @@ pub struct ServiceUpdate {
 }
 
 /// The persistence interface every backend implements; one conformance suite runs on each.
+/// Its parts per resource are the supertraits; bring the one a call needs into scope.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store:
+    IdentityStore
+    + CredentialStore
+    + ServiceStore
+    + AppStore
+    + AuthorizationStore
+    + Send
+    + Sync
+    + 'static
+{
     /// Cheap round trip to the database, for readiness.
     async fn ping(&self) -> StoreResult<()>;
     /// The configuration revision: bumped by every write that changes routing or credentials.
@@ -78,6 +89,17 @@ pub trait Store: Send + Sync + 'static {
     /// Returns whether it created them.
     async fn bootstrap(&self, plan: &Bootstrap) -> StoreResult<bool>;
 
+    /// Everything the gateway snapshot is built from, read in one transaction.
+    async fn load_config(&self) -> StoreResult<ConfigDump>;
+
+    /// The objects changed after revision `since`, read in one transaction; `None` when
+    /// the change log cannot cover the gap (then load everything).
+    async fn changes_since(&self, since: i64) -> StoreResult<Option<ConfigDelta>>;
+}
+
+/// Domains, projects, users and their role grants.
+#[async_trait]
+pub trait IdentityStore: Send + Sync {
     async fn domain_by_name(&self, name: &str) -> StoreResult<Option<Domain>>;
     async fn domain(&self, id: &str) -> StoreResult<Option<Domain>>;
 
@@ -106,7 +128,11 @@ pub trait Store: Send + Sync + 'static {
     /// Returns whether a grant existed.
     async fn revoke_role(&self, project_id: &str, user_id: &str, role: Role) -> StoreResult<bool>;
     async fn roles(&self, project_id: &str, user_id: &str) -> StoreResult<Vec<Role>>;
+}
 
+/// IAM access keys, revoked tokens, and the failures that lock passwords and keys.
+#[async_trait]
+pub trait CredentialStore: Send + Sync {
     /// Adds a credential unless the user already holds `max_per_user`
     /// (then [`StoreError::Quota`]).
     async fn create_credential(
@@ -115,6 +141,18 @@ pub trait Store: Send + Sync + 'static {
         max_per_user: u32,
     ) -> StoreResult<()>;
     async fn credential(&self, access: &str) -> StoreResult<Option<Credential>>;
+    /// A user's credentials, oldest first.
+    async fn list_credentials(&self, user_id: &str) -> StoreResult<Vec<Credential>>;
+    /// Sets a credential's status and description (each when given) and returns it;
+    /// [`StoreError::NotFound`] when there is none.
+    async fn update_credential(
+        &self,
+        access: &str,
+        status: Option<&str>,
+        description: Option<&str>,
+    ) -> StoreResult<Credential>;
+    /// [`StoreError::NotFound`] when there is none.
+    async fn delete_credential(&self, access: &str) -> StoreResult<()>;
     /// Revokes a token until its expiry (forgetting revocations expired by `now`).
     async fn revoke_token(&self, token: &RevokedToken, now: i64) -> StoreResult<()>;
     async fn token_revoked(&self, token_id: &str) -> StoreResult<bool>;
@@ -131,19 +169,11 @@ pub trait Store: Send + Sync + 'static {
     /// Forgets a subject's failures and lock (after a success, or an admin's unlock);
     /// returns whether anything was recorded.
     async fn clear_failures(&self, subject: LockSubject<'_>) -> StoreResult<bool>;
-    /// A user's credentials, oldest first.
-    async fn list_credentials(&self, user_id: &str) -> StoreResult<Vec<Credential>>;
-    /// Sets a credential's status and description (each when given) and returns it;
-    /// [`StoreError::NotFound`] when there is none.
-    async fn update_credential(
-        &self,
-        access: &str,
-        status: Option<&str>,
-        description: Option<&str>,
-    ) -> StoreResult<Credential>;
-    /// [`StoreError::NotFound`] when there is none.
-    async fn delete_credential(&self, access: &str) -> StoreResult<()>;
+}
 
+/// Inference services and their APIs.
+#[async_trait]
+pub trait ServiceStore: Send + Sync {
     /// Creates a service; a name already used in the project is a [`StoreError::Conflict`].
     async fn create_service(&self, service: &Service) -> StoreResult<()>;
     async fn service(&self, id: &str) -> StoreResult<Option<Service>>;
@@ -159,7 +189,11 @@ pub trait Store: Send + Sync + 'static {
     async fn list_apis(&self, service_id: &str) -> StoreResult<Vec<Api>>;
     /// Deletes an API with its authorizations (spec R15).
     async fn delete_api(&self, id: &str) -> StoreResult<()>;
+}
 
+/// Apps (AppKey/AppSecret) and their AppCodes.
+#[async_trait]
+pub trait AppStore: Send + Sync {
     /// Creates an app unless its owner already holds `max_per_user` apps
     /// ([`StoreError::Quota`]); a name used in the project is a [`StoreError::Conflict`].
     async fn create_app(&self, app: &App, max_per_user: u32) -> StoreResult<()>;
@@ -191,7 +225,11 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<App>;
     async fn delete_app_code(&self, app_id: &str, index: &str, updated_at: i64)
         -> StoreResult<App>;
+}
 
+/// Which apps may call which APIs.
+#[async_trait]
+pub trait AuthorizationStore: Send + Sync {
     /// Binds apps to an API in one transaction. Already-bound apps keep their auth id. Per
     /// grant: the auth id in force, or `None` when the app no longer exists.
     async fn authorize(
@@ -209,11 +247,4 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Vec<Option<String>>>;
     async fn authorizations_of_api(&self, api_id: &str) -> StoreResult<Vec<Authorization>>;
     async fn authorizations_of_app(&self, app_id: &str) -> StoreResult<Vec<Authorization>>;
-
-    /// Everything the gateway snapshot is built from, read in one transaction.
-    async fn load_config(&self) -> StoreResult<ConfigDump>;
-
-    /// The objects changed after revision `since`, read in one transaction; `None` when
-    /// the change log cannot cover the gap (then load everything).
-    async fn changes_since(&self, since: i64) -> StoreResult<Option<ConfigDelta>>;
 }

@@ -4,24 +4,15 @@
 //! announces the new revision on the `infergate_config` channel.
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use infergate_core::lockout::{Failures, LockSubject, LockoutPolicy};
-use infergate_core::model::{
-    Api, ApiMethod, App, AppCode, AuthType, Authorization, Credential, Domain, Project,
-    RevokedToken, Role, Service, User,
-};
-use infergate_core::snapshot::{ConfigDelta, ConfigDump};
-use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Postgres, Row, Transaction};
 
-use crate::{Bootstrap, ServiceUpdate, Store, StoreError, StoreResult};
-
-type Db = Postgres;
-type DbRow = PgRow;
-type DbConn = PgConnection;
-type ThisStore = PgStore;
+use crate::backend::Backend;
+use crate::ConfigPublisher;
+use crate::{StoreError, StoreResult};
 
 /// The channel on which committed revisions are announced.
 pub const CHANGES_CHANNEL: &str = "infergate_config";
@@ -64,7 +55,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
 /// The PostgreSQL store.
 #[derive(Debug, Clone)]
 pub struct PgStore {
-    reader: PgPool,
+    pool: PgPool,
 }
 
 impl PgStore {
@@ -80,7 +71,7 @@ impl PgStore {
             .connect_with(options)
             .await
             .map_err(|e| StoreError::Unavailable(format!("connecting to PostgreSQL: {e}")))?;
-        let store = Self { reader: pool };
+        let store = Self { pool };
         store.migrate().await?;
         Ok(store)
     }
@@ -88,32 +79,45 @@ impl PgStore {
     /// Runs pending migrations.
     pub async fn migrate(&self) -> StoreResult<()> {
         crate::migrator(MIGRATIONS)
-            .run(&self.reader)
+            .run(&self.pool)
             .await
             .map_err(|e| StoreError::Internal(format!("migrating: {e}")))
     }
 
-    /// The pool, for LISTEN.
+    /// The pool, for tools that read the database directly.
     pub fn pool(&self) -> &PgPool {
-        &self.reader
+        &self.pool
     }
 
-    async fn begin(&self) -> StoreResult<Transaction<'static, Postgres>> {
-        let mut tx = self.reader.begin().await?;
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
-            .bind(WRITE_LOCK)
-            .execute(&mut *tx)
-            .await?;
-        Ok(tx)
-    }
-
-    /// A read-only transaction that sees one snapshot of the database.
-    async fn begin_snapshot(&self) -> StoreResult<Transaction<'static, Postgres>> {
-        let mut tx = self.reader.begin().await?;
-        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            .execute(&mut *tx)
-            .await?;
-        Ok(tx)
+    /// Applies changes announced by other nodes as soon as they commit; reconnects after an
+    /// outage (the publisher's periodic check covers the gap). Runs until dropped.
+    pub async fn follow_changes(self, publisher: Arc<ConfigPublisher>) {
+        loop {
+            match sqlx::postgres::PgListener::connect_with(&self.pool).await {
+                Ok(mut listener) => {
+                    if let Err(err) = listener.listen(CHANGES_CHANNEL).await {
+                        tracing::warn!(error = %err, "LISTEN failed");
+                    } else {
+                        let _ = publisher.refresh().await;
+                        loop {
+                            match listener.recv().await {
+                                Ok(_) => {
+                                    if let Err(err) = publisher.refresh().await {
+                                        tracing::warn!(error = %err, "applying a change failed");
+                                    }
+                                }
+                                Err(err) => {
+                                    tracing::warn!(error = %err, "change notifications interrupted");
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                }
+                Err(err) => tracing::debug!(error = %err, "cannot listen for changes yet"),
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
     }
 
     /// The cluster's sealed data key: `candidate` if none was stored yet, else the stored
@@ -123,23 +127,55 @@ impl PgStore {
             "INSERT INTO cluster_keys (id, sealed) VALUES ('data', $1) ON CONFLICT (id) DO NOTHING",
         )
         .bind(candidate)
-        .execute(&self.reader)
+        .execute(&self.pool)
         .await?;
         let row = sqlx::query("SELECT sealed FROM cluster_keys WHERE id = 'data'")
-            .fetch_one(&self.reader)
+            .fetch_one(&self.pool)
             .await?;
         Ok(row.try_get("sealed")?)
     }
 }
 
-/// Announces the revision; PostgreSQL delivers it when the transaction commits.
-async fn after_bump(tx: &mut Transaction<'static, Db>, revision: i64) -> StoreResult<()> {
-    sqlx::query("SELECT pg_notify($1, $2)")
-        .bind(CHANGES_CHANNEL)
-        .bind(revision.to_string())
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
-}
+/// The store the shared SQL is compiled against here.
+type This = PgStore;
 
-include!("sql_shared.rs");
+// The shared statements, compiled once per backend (see `sql/mod.rs`).
+#[allow(clippy::duplicate_mod)]
+#[path = "sql/mod.rs"]
+mod sql;
+
+impl Backend for PgStore {
+    type Db = Postgres;
+
+    fn reader(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Takes the cluster's write lock for the transaction.
+    async fn begin_write(&self) -> StoreResult<Transaction<'static, Postgres>> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(WRITE_LOCK)
+            .execute(&mut *tx)
+            .await?;
+        Ok(tx)
+    }
+
+    async fn begin_snapshot(&self) -> StoreResult<Transaction<'static, Postgres>> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .execute(&mut *tx)
+            .await?;
+        Ok(tx)
+    }
+
+    /// PostgreSQL delivers the notice when the transaction commits.
+    async fn announce(tx: &mut Transaction<'static, Postgres>, revision: i64) -> StoreResult<()> {
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(CHANGES_CHANNEL)
+            .bind(revision.to_string())
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
+    }
+}

@@ -3,28 +3,15 @@
 //! small pool of readers.
 
 use std::path::Path;
-use std::str::FromStr;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use infergate_core::lockout::{Failures, LockSubject, LockoutPolicy};
-use infergate_core::model::{
-    Api, ApiMethod, App, AppCode, AuthType, Authorization, Credential, Domain, Project,
-    RevokedToken, Role, Service, User,
-};
-use infergate_core::snapshot::{ConfigDelta, ConfigDump};
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{Row, Sqlite, SqliteConnection, Transaction};
+use sqlx::{Sqlite, Transaction};
 
-type Db = Sqlite;
-type DbRow = SqliteRow;
-type DbConn = SqliteConnection;
-type ThisStore = SqliteStore;
-
-use crate::{Bootstrap, ServiceUpdate, Store, StoreError, StoreResult};
+use crate::backend::Backend;
+use crate::{StoreError, StoreResult};
 
 const MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -89,21 +76,35 @@ impl SqliteStore {
             .map_err(|e| StoreError::Unavailable(format!("opening {}: {e}", path.display())))?;
         Ok(Self { writer, reader })
     }
+}
 
-    /// A write transaction: the single writer connection serialises writes.
-    async fn begin(&self) -> StoreResult<Transaction<'static, Sqlite>> {
+/// The store the shared SQL is compiled against here.
+type This = SqliteStore;
+
+// The shared statements, compiled once per backend (see `sql/mod.rs`).
+#[allow(clippy::duplicate_mod)]
+#[path = "sql/mod.rs"]
+mod sql;
+
+impl Backend for SqliteStore {
+    type Db = Sqlite;
+
+    fn reader(&self) -> &SqlitePool {
+        &self.reader
+    }
+
+    /// The single writer connection serialises writes.
+    async fn begin_write(&self) -> StoreResult<Transaction<'static, Sqlite>> {
         Ok(self.writer.begin().await?)
     }
 
-    /// A read transaction; SQLite in WAL mode reads one consistent snapshot in it.
+    /// SQLite in WAL mode reads one consistent snapshot in a transaction.
     async fn begin_snapshot(&self) -> StoreResult<Transaction<'static, Sqlite>> {
         Ok(self.reader.begin().await?)
     }
-}
 
-/// Nothing to announce: one process owns an SQLite file.
-async fn after_bump(_tx: &mut Transaction<'static, Db>, _revision: i64) -> StoreResult<()> {
-    Ok(())
+    /// Nothing to announce: one process owns an SQLite file.
+    async fn announce(_tx: &mut Transaction<'static, Sqlite>, _revision: i64) -> StoreResult<()> {
+        Ok(())
+    }
 }
-
-include!("sql_shared.rs");

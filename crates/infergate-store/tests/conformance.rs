@@ -5,7 +5,9 @@ use infergate_core::model::{
     Api, ApiMethod, App, AppCode, AuthType, Authorization, Credential, Domain, Project,
     RevokedToken, Role, Service, User,
 };
-use infergate_store::{Bootstrap, PgStore, ServiceUpdate, SqliteStore, Store, StoreError};
+use infergate_store::{
+    Bootstrap, PgStore, ServiceStore, ServiceUpdate, SqliteStore, Store, StoreError,
+};
 
 fn plan() -> Bootstrap {
     Bootstrap {

@@ -287,7 +287,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         settings.refresh_interval,
     ));
     if let Some(pg) = postgres {
-        tokio::spawn(follow_notifications(pg, publisher));
+        tokio::spawn(pg.follow_changes(publisher));
     }
     let off = |on: bool, url: String| if on { url } else { "(off: --role)".into() };
     println!("infergate {} ready", env!("CARGO_PKG_VERSION"));
@@ -349,37 +349,6 @@ async fn cluster_master_key(pg: &PgStore) -> anyhow::Result<MasterKey> {
         .decrypt(&sealed)
         .context("the cluster's data key does not open with this INFERGATE_MASTER_KEY")?;
     MasterKey::parse(data.expose()).context("the cluster's data key is malformed")
-}
-
-/// Applies changes announced by other nodes as soon as they commit; reconnects after an
-/// outage (the periodic check covers the gap).
-async fn follow_notifications(pg: PgStore, publisher: Arc<ConfigPublisher>) {
-    loop {
-        match sqlx::postgres::PgListener::connect_with(pg.pool()).await {
-            Ok(mut listener) => {
-                if let Err(err) = listener.listen(infergate_store::CHANGES_CHANNEL).await {
-                    tracing::warn!(error = %err, "LISTEN failed");
-                } else {
-                    let _ = publisher.refresh().await;
-                    loop {
-                        match listener.recv().await {
-                            Ok(_) => {
-                                if let Err(err) = publisher.refresh().await {
-                                    tracing::warn!(error = %err, "applying a change failed");
-                                }
-                            }
-                            Err(err) => {
-                                tracing::warn!(error = %err, "change notifications interrupted");
-                                break;
-                            }
-                        }
-                    }
-                }
-            }
-            Err(err) => tracing::debug!(error = %err, "cannot listen for changes yet"),
-        }
-        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-    }
 }
 
 /// `infergate migrate`.
