@@ -10,14 +10,13 @@ use axum::Json;
 use infergate_core::access::Action;
 use infergate_core::model::{Api, ApiMethod, AuthType, Service};
 use infergate_core::{ids, validate};
-use infergate_store::StoreError;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::auth::ProjectCaller;
-use crate::error::ApiError;
+use crate::error::{ApiError, StoreTarget};
 use crate::extract::{MaJson, MaQuery};
 use crate::services::{load_service, ApiPath, ServicePath};
 use crate::{stamp_ms, AdminState};
@@ -203,11 +202,13 @@ async fn apis_create(
         "create APIs of this service",
     )?;
     let api = api_from_request(body.unwrap_or_default(), &service, &caller, stamp_ms())?;
-    state.store.create_api(&api).await.map_err(|e| match e {
-        StoreError::Conflict(msg) => ApiError::ApiConflict(msg),
-        StoreError::NotFound(_) => ApiError::ServiceNotFound(service_id.clone()),
-        other => other.into(),
-    })?;
+    state
+        .store
+        .create_api(&api)
+        .await
+        .map_err(ApiError::about(StoreTarget::NewApi {
+            service: &service_id,
+        }))?;
     Ok(Json(AppAuthApiBasicInfoResponse {
         api: AuthTypeApiBasicInfo::new(&api, &service.name, &state.settings.public_url),
     }))
@@ -282,10 +283,11 @@ async fn apis_delete(
         "delete APIs of this service",
     )?;
     let api = load_api(&state, &service, &api_id).await?;
-    state.store.delete_api(&api.id).await.map_err(|e| match e {
-        StoreError::NotFound(_) => ApiError::ApiNotFound(api_id.clone()),
-        other => other.into(),
-    })?;
+    state
+        .store
+        .delete_api(&api.id)
+        .await
+        .map_err(ApiError::about(StoreTarget::Api(&api_id)))?;
     Ok(StatusCode::NO_CONTENT)
 }
 

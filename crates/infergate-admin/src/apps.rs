@@ -10,7 +10,6 @@ use axum::Json;
 use infergate_core::access::Action;
 use infergate_core::model::{App, AppCode, Role};
 use infergate_core::{ids, validate, Secret};
-use infergate_store::StoreError;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -18,7 +17,7 @@ use utoipa_axum::routes;
 
 use crate::apis::AuthTypeApiBasicInfo;
 use crate::auth::ProjectCaller;
-use crate::error::ApiError;
+use crate::error::{ApiError, StoreTarget};
 use crate::extract::MaJson;
 use crate::paging::Params;
 use crate::{now_ms, stamp_ms, AdminState};
@@ -308,14 +307,6 @@ fn check_code_param(code: &str) -> Result<(), ApiError> {
     }
 }
 
-fn code_error<'a>(app_id: &'a str, code: &'a str) -> impl Fn(StoreError) -> ApiError + 'a {
-    move |e| match e {
-        StoreError::NotFound("AppCode") => ApiError::AppCodeNotFound(code.to_owned()),
-        StoreError::NotFound(_) => ApiError::AppNotFound(app_id.to_owned()),
-        other => other.into(),
-    }
-}
-
 // === handlers ===
 
 /// CreateApigApp.
@@ -351,10 +342,7 @@ async fn apps_create(
         .store
         .create_app(&app, state.settings.max_apps_per_user)
         .await
-        .map_err(|e| match e {
-            StoreError::Conflict(msg) => ApiError::AppConflict(msg),
-            other => other.into(),
-        })?;
+        .map_err(ApiError::about(StoreTarget::NewApp))?;
     Ok(Json(ApigAppInfoResponse {
         app: app_view(&state, &caller, &app, true)?,
     }))
@@ -446,11 +434,11 @@ async fn apps_delete(
     Path(AppPath { app_id, .. }): Path<AppPath>,
 ) -> Result<(), ApiError> {
     let app = owned_app(&state, &caller, &app_id, "delete this app").await?;
-    state.store.delete_app(&app.id).await.map_err(|e| match e {
-        StoreError::Conflict(msg) => ApiError::AppStillBound(msg),
-        StoreError::NotFound(_) => ApiError::AppNotFound(app_id.clone()),
-        other => other.into(),
-    })
+    state
+        .store
+        .delete_app(&app.id)
+        .await
+        .map_err(ApiError::about(StoreTarget::App(&app_id)))
 }
 
 /// ResetApigAppSecret: a new secret; the old one stops working at once (R17).
@@ -469,10 +457,7 @@ async fn apps_reset_secret(
         .store
         .set_app_secret(&app.id, &sealed, now_ms())
         .await
-        .map_err(|e| match e {
-            StoreError::NotFound(_) => ApiError::AppNotFound(app_id.clone()),
-            other => other.into(),
-        })?;
+        .map_err(ApiError::about(StoreTarget::App(&app_id)))?;
     Ok(Json(ApigAppInfoResponse {
         app: app_view(&state, &caller, &app, true)?,
     }))
@@ -494,7 +479,10 @@ async fn app_codes_create(
         .store
         .add_app_code(&app.id, &code, state.settings.max_app_codes_per_app)
         .await
-        .map_err(code_error(&app_id, ""))?;
+        .map_err(ApiError::about(StoreTarget::AppCode {
+            app: &app_id,
+            code: "",
+        }))?;
     Ok(Json(ApigAppInfoResponse {
         app: app_view(&state, &caller, &app, false)?,
     }))
@@ -520,7 +508,10 @@ async fn app_codes_reset(
         .store
         .replace_app_code(&app.id, &old_index, &code)
         .await
-        .map_err(code_error(&app_id, &app_code))?;
+        .map_err(ApiError::about(StoreTarget::AppCode {
+            app: &app_id,
+            code: &app_code,
+        }))?;
     Ok(Json(ApigAppInfoResponse {
         app: app_view(&state, &caller, &app, false)?,
     }))
@@ -544,7 +535,10 @@ async fn app_codes_delete(
         .store
         .delete_app_code(&app.id, &index, now_ms())
         .await
-        .map_err(code_error(&app_id, &app_code))?;
+        .map_err(ApiError::about(StoreTarget::AppCode {
+            app: &app_id,
+            code: &app_code,
+        }))?;
     Ok(Json(ApigAppInfoResponse {
         app: app_view(&state, &caller, &app, false)?,
     }))

@@ -13,7 +13,6 @@ use axum::Json;
 use infergate_core::access::Action;
 use infergate_core::model::{Api, App, AuthType, Authorization, Service};
 use infergate_core::{ids, validate};
-use infergate_store::StoreError;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -22,7 +21,7 @@ use utoipa_axum::routes;
 use crate::apis::{load_api, AuthTypeApiBasicInfo};
 use crate::apps::{app_view, filter_by_name, sort_apps, visible_apps, ApigAppDetailInfo};
 use crate::auth::ProjectCaller;
-use crate::error::ApiError;
+use crate::error::{ApiError, StoreTarget};
 use crate::extract::MaJson;
 use crate::paging::Params;
 use crate::services::{load_service, ApiPath, ServicePath};
@@ -234,10 +233,7 @@ async fn bind(
     } else {
         state.store.authorize(&api.id, &grants).await
     }
-    .map_err(|e| match e {
-        StoreError::NotFound(_) => ApiError::ApiNotFound(api.id.clone()),
-        other => other.into(),
-    })?;
+    .map_err(ApiError::about(StoreTarget::Api(&api.id)))?;
     let mut applied = grants.iter().zip(applied);
     Ok(checked
         .into_iter()
@@ -303,33 +299,34 @@ async fn auths_create_and_authorize(
         .await?
         .into_iter()
         .find(|a| a.auth_type == AuthType::App);
-    let api = match existing {
-        Some(api) => api,
-        None => {
-            let now = stamp_ms();
-            let api = Api {
-                id: ids::new_hex_id(),
-                service_id: service.id.clone(),
-                project_id: caller.project_id.clone(),
-                name: format!("infer_{}", service.id.replace('-', "")),
-                auth_type: AuthType::App,
-                support_app_code: true,
-                api_path: format!("/v1/infers/{}", service.id),
-                api_method: infergate_core::model::ApiMethod::Any,
-                remark: String::new(),
-                owner: caller.user_id.clone(),
-                created_at: now,
-                updated_at: now,
-            };
-            validate::api_path("api_path", &api.api_path)?;
-            state.store.create_api(&api).await.map_err(|e| match e {
-                StoreError::Conflict(msg) => ApiError::ApiConflict(msg),
-                StoreError::NotFound(_) => ApiError::ServiceNotFound(service_id.clone()),
-                other => other.into(),
-            })?;
-            api
-        }
-    };
+    let api =
+        match existing {
+            Some(api) => api,
+            None => {
+                let now = stamp_ms();
+                let api = Api {
+                    id: ids::new_hex_id(),
+                    service_id: service.id.clone(),
+                    project_id: caller.project_id.clone(),
+                    name: format!("infer_{}", service.id.replace('-', "")),
+                    auth_type: AuthType::App,
+                    support_app_code: true,
+                    api_path: format!("/v1/infers/{}", service.id),
+                    api_method: infergate_core::model::ApiMethod::Any,
+                    remark: String::new(),
+                    owner: caller.user_id.clone(),
+                    created_at: now,
+                    updated_at: now,
+                };
+                validate::api_path("api_path", &api.api_path)?;
+                state.store.create_api(&api).await.map_err(ApiError::about(
+                    StoreTarget::NewApi {
+                        service: &service_id,
+                    },
+                ))?;
+                api
+            }
+        };
     let auth_result = bind(&state, &api, checked, false).await?;
     Ok(Json(ApiAndAuthResultResponse {
         api: AuthTypeApiBasicInfo::new(&api, &service.name, &state.settings.public_url),
@@ -413,10 +410,7 @@ async fn unbind(
         .store
         .unauthorize(&api.id, &app_ids)
         .await
-        .map_err(|e| match e {
-            StoreError::NotFound(_) => ApiError::ApiNotFound(api.id.clone()),
-            other => other.into(),
-        })?;
+        .map_err(ApiError::about(StoreTarget::Api(&api.id)))?;
     let unauth_result = app_ids
         .iter()
         .zip(unbound)

@@ -144,7 +144,30 @@ impl ApiError {
         }
     }
 
-    /// A store failure outside the cases a handler maps itself.
+    /// How a store failure about `target` is answered: a missing object is that
+    /// resource's 404, a clash that resource's conflict; anything else as [`Self::from_store`].
+    pub fn about(target: StoreTarget<'_>) -> impl FnOnce(StoreError) -> Self + '_ {
+        move |err| match (target, err) {
+            (
+                StoreTarget::Service(id) | StoreTarget::NewApi { service: id },
+                StoreError::NotFound(_),
+            ) => ApiError::ServiceNotFound(id.to_owned()),
+            (StoreTarget::NewApi { .. }, StoreError::Conflict(msg)) => ApiError::ApiConflict(msg),
+            (StoreTarget::Api(id), StoreError::NotFound(_)) => ApiError::ApiNotFound(id.to_owned()),
+            (StoreTarget::NewApp, StoreError::Conflict(msg)) => ApiError::AppConflict(msg),
+            (StoreTarget::App(_), StoreError::Conflict(msg)) => ApiError::AppStillBound(msg),
+            (StoreTarget::AppCode { code, .. }, StoreError::NotFound("AppCode")) => {
+                ApiError::AppCodeNotFound(code.to_owned())
+            }
+            (
+                StoreTarget::App(id) | StoreTarget::AppCode { app: id, .. },
+                StoreError::NotFound(_),
+            ) => ApiError::AppNotFound(id.to_owned()),
+            (_, other) => ApiError::from_store(other),
+        }
+    }
+
+    /// A store failure outside the cases [`Self::about`] words for a resource.
     pub fn from_store(err: StoreError) -> Self {
         match err {
             StoreError::Unavailable(cause) => {
@@ -160,6 +183,23 @@ impl ApiError {
             }
         }
     }
+}
+
+/// What a store call was about, for the words of its failures.
+#[derive(Debug, Clone, Copy)]
+pub enum StoreTarget<'a> {
+    /// A service.
+    Service(&'a str),
+    /// An API being created in a service: a clash is its path or name taken.
+    NewApi { service: &'a str },
+    /// An API.
+    Api(&'a str),
+    /// An app being created: a clash is its name taken.
+    NewApp,
+    /// An app: a clash is its still being bound to APIs.
+    App(&'a str),
+    /// An AppCode of an app.
+    AppCode { app: &'a str, code: &'a str },
 }
 
 impl From<FieldError> for ApiError {
@@ -215,6 +255,16 @@ impl IamError {
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal error; see the server log with the request id".into(),
             ),
+        }
+    }
+
+    /// A store failure about an access key: a full key ring is Huawei IAM's
+    /// `akSkNumExceed`, a missing key its 404.
+    pub fn of_credential(err: StoreError) -> Self {
+        match err {
+            StoreError::Quota(_) => IamError::BadRequest("akSkNumExceed".into()),
+            StoreError::NotFound(_) => IamError::NotFound("Could not find credential".into()),
+            other => other.into(),
         }
     }
 

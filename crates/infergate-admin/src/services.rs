@@ -8,14 +8,14 @@ use infergate_core::access::Action;
 use infergate_core::model::Service;
 use infergate_core::net::UrlCheck;
 use infergate_core::{ids, validate};
-use infergate_store::{ServiceUpdate, StoreError};
+use infergate_store::ServiceUpdate;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::auth::ProjectCaller;
-use crate::error::ApiError;
+use crate::error::{ApiError, StoreTarget};
 use crate::extract::{MaJson, MaQuery};
 use crate::paging::{Page, PageQuery};
 use crate::{now_ms, stamp_ms, AdminState};
@@ -272,10 +272,7 @@ async fn services_update(
         .store
         .update_service(&service.id, &update)
         .await
-        .map_err(|e| match e {
-            StoreError::NotFound(_) => ApiError::ServiceNotFound(service_id.clone()),
-            other => other.into(),
-        })?;
+        .map_err(ApiError::about(StoreTarget::Service(&service_id)))?;
     Ok(Json(service.into()))
 }
 
@@ -298,10 +295,7 @@ async fn services_delete(
         .store
         .delete_service(&service.id)
         .await
-        .map_err(|e| match e {
-            StoreError::NotFound(_) => ApiError::ServiceNotFound(service_id.clone()),
-            other => other.into(),
-        })?;
+        .map_err(ApiError::about(StoreTarget::Service(&service_id)))?;
     Ok(axum::http::StatusCode::NO_CONTENT)
 }
 

@@ -127,10 +127,7 @@ async fn credentials_create(
         .store
         .create_credential(&credential, MAX_CREDENTIALS_PER_USER)
         .await
-        .map_err(|e| match e {
-            infergate_store::StoreError::Quota(_) => IamError::BadRequest("akSkNumExceed".into()),
-            other => other.into(),
-        })?;
+        .map_err(IamError::of_credential)?;
     let mut view = credential_view(&credential);
     view["secret"] = json!(secret.expose());
     Ok((StatusCode::CREATED, Json(json!({"credential": view}))).into_response())
@@ -203,7 +200,8 @@ async fn credentials_update(
             change.status.as_deref(),
             change.description.as_deref(),
         )
-        .await?;
+        .await
+        .map_err(IamError::of_credential)?;
     Ok(Json(json!({"credential": credential_view(&updated)})))
 }
 
@@ -217,7 +215,11 @@ async fn credentials_delete(
     Path(access): Path<String>,
 ) -> Result<StatusCode, IamError> {
     let credential = managed_credential(&state, &caller, &access).await?;
-    state.store.delete_credential(&credential.access).await?;
+    state
+        .store
+        .delete_credential(&credential.access)
+        .await
+        .map_err(IamError::of_credential)?;
     Ok(StatusCode::NO_CONTENT)
 }
 
