@@ -13,7 +13,9 @@ use serde_json::json;
 #[derive(Debug)]
 pub enum ApiError {
     MissingToken,
-    TokenExpired { expires_at: i64 },
+    TokenExpired {
+        expires_at: i64,
+    },
     TokenInvalid(String),
     AkSkInvalid(String),
     NotProjectScoped,
@@ -23,15 +25,26 @@ pub enum ApiError {
     Quota(String),
     ServiceNotFound(String),
     ApiNotFound(String),
-    ApiNotInService { api_id: String, service_id: String },
+    ApiNotInService {
+        api_id: String,
+        service_id: String,
+    },
     ApiConflict(String),
     AppNotFound(String),
     AppCodeNotFound(String),
     AppConflict(String),
     AppStillBound(String),
+    /// A throttling policy, binding or special limit; the text names which.
+    ThrottleNotFound(String),
     Conflict(String),
-    NoRoute { method: String, path: String },
-    MethodNotAllowed { method: String, path: String },
+    NoRoute {
+        method: String,
+        path: String,
+    },
+    MethodNotAllowed {
+        method: String,
+        path: String,
+    },
     PayloadTooLarge(String),
     Unavailable,
     Internal,
@@ -119,6 +132,7 @@ impl ApiError {
                 "ModelArts.3933",
                 format!("failed to delete app: {msg}"),
             ),
+            ThrottleNotFound(msg) => (StatusCode::NOT_FOUND, "APIG.3005", msg.clone()),
             Conflict(msg) => (StatusCode::CONFLICT, "ModelArts.0104", msg.clone()),
             NoRoute { method, path } => (
                 StatusCode::NOT_FOUND,
@@ -163,6 +177,9 @@ impl ApiError {
                 StoreTarget::App(id) | StoreTarget::AppCode { app: id, .. },
                 StoreError::NotFound(_),
             ) => ApiError::AppNotFound(id.to_owned()),
+            (StoreTarget::Throttle(id), StoreError::NotFound(_)) => {
+                ApiError::ThrottleNotFound(format!("throttling policy {id} does not exist"))
+            }
             (_, other) => ApiError::from_store(other),
         }
     }
@@ -200,6 +217,8 @@ pub enum StoreTarget<'a> {
     App(&'a str),
     /// An AppCode of an app.
     AppCode { app: &'a str, code: &'a str },
+    /// A throttling policy.
+    Throttle(&'a str),
 }
 
 impl From<FieldError> for ApiError {

@@ -15,6 +15,7 @@ pub mod guesses;
 pub mod iam;
 pub mod paging;
 pub mod services;
+pub mod throttles;
 
 use guesses::Guesses;
 use infergate_core::lockout::LockoutPolicy;
@@ -267,6 +268,7 @@ fn surfaces() -> Surfaces {
         .merge(apis::router())
         .merge(apps::router())
         .merge(auths::router())
+        .merge(throttles::router())
         .split_for_parts();
     let (iam, iam_doc) = iam::router().split_for_parts();
     let (public, public_doc) = iam::public_router()

@@ -14,6 +14,7 @@ pub mod model;
 pub mod net;
 pub mod paths;
 pub mod snapshot;
+pub mod throttle;
 pub mod token;
 pub mod validate;
 

@@ -16,6 +16,9 @@ use crate::crypto::{MasterKey, Secret};
 use crate::model::{
     Api, ApiMethod, App, AuthType, Authorization, Credential, RevokedToken, Role, Service, User,
 };
+use crate::throttle::{
+    SpecialKind, Throttle, ThrottleBinding, ThrottleSpecial, ThrottleType, TimeUnit,
+};
 use crate::token::TokenCodec;
 use infergate_sign::SigningKey;
 
@@ -35,6 +38,9 @@ pub struct ConfigDump {
     pub grants: Vec<Grant>,
     /// Tokens revoked before their expiry.
     pub revoked_tokens: Vec<RevokedToken>,
+    pub throttles: Vec<Throttle>,
+    pub throttle_bindings: Vec<ThrottleBinding>,
+    pub throttle_specials: Vec<ThrottleSpecial>,
 }
 
 /// The objects that changed between two revisions, as they are now (`None`: deleted).
@@ -54,6 +60,11 @@ pub struct ConfigDelta {
     pub grants_of_users: Vec<(String, Vec<Grant>)>,
     /// The revoked tokens of each changed user.
     pub revoked_tokens_of_users: Vec<(String, Vec<RevokedToken>)>,
+    pub throttles: Vec<(String, Option<Throttle>)>,
+    /// The current bindings of each changed policy.
+    pub bindings_of_throttles: Vec<(String, Vec<ThrottleBinding>)>,
+    /// The current special limits of each changed policy.
+    pub specials_of_throttles: Vec<(String, Vec<ThrottleSpecial>)>,
 }
 
 /// Drops the items whose `key` is `id` and adds what stands there now.
@@ -158,6 +169,25 @@ impl ConfigDump {
         }
         for (id, now) in &delta.revoked_tokens_of_users {
             replace(&mut self.revoked_tokens, id, |t| &t.user_id, now.clone());
+        }
+        for (id, now) in &delta.throttles {
+            replace(&mut self.throttles, id, |t| &t.id, now.clone());
+        }
+        for (id, now) in &delta.bindings_of_throttles {
+            replace(
+                &mut self.throttle_bindings,
+                id,
+                |b| &b.throttle_id,
+                now.clone(),
+            );
+        }
+        for (id, now) in &delta.specials_of_throttles {
+            replace(
+                &mut self.throttle_specials,
+                id,
+                |s| &s.throttle_id,
+                now.clone(),
+            );
         }
         self.revision = delta.revision;
     }
@@ -293,6 +323,86 @@ pub struct Snapshot {
     iam_keys: Arc<HashMap<String, IamKey>>,
     users: Arc<HashMap<String, IamUser>>,
     tokens: Option<TokenCodec>,
+    /// API id → the throttling policy bound to it.
+    throttles: Shared<Arc<ThrottleRule>>,
+}
+
+/// A throttling policy as the gateway counts it.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ThrottleRule {
+    pub throttle_id: Arc<str>,
+    pub name: String,
+    pub kind: ThrottleType,
+    pub time_interval: u64,
+    pub time_unit: TimeUnit,
+    pub api_call_limits: u64,
+    pub user_call_limits: Option<u64>,
+    pub app_call_limits: Option<u64>,
+    pub ip_call_limits: Option<u64>,
+    /// Special limits by app id and by user id, in place of the app and user limits.
+    pub special_apps: std::collections::BTreeMap<String, u64>,
+    pub special_users: std::collections::BTreeMap<String, u64>,
+}
+
+impl ThrottleRule {
+    pub fn window_ms(&self) -> u64 {
+        self.time_interval.saturating_mul(self.time_unit.millis())
+    }
+
+    /// The limit on one app's calls: its special limit, else the policy's.
+    pub fn app_limit(&self, app_id: &str) -> Option<u64> {
+        self.special_apps
+            .get(app_id)
+            .copied()
+            .or(self.app_call_limits)
+    }
+
+    /// The limit on one user's calls: its special limit, else the policy's.
+    pub fn user_limit(&self, user_id: &str) -> Option<u64> {
+        self.special_users
+            .get(user_id)
+            .copied()
+            .or(self.user_call_limits)
+    }
+}
+
+/// The policy of every bound API.
+fn throttle_rules(dump: &ConfigDump) -> HashMap<Arc<str>, Arc<ThrottleRule>> {
+    let mut rules: HashMap<&str, Arc<ThrottleRule>> = HashMap::default();
+    for t in &dump.throttles {
+        let mut rule = ThrottleRule {
+            throttle_id: t.id.as_str().into(),
+            name: t.name.clone(),
+            kind: t.kind,
+            time_interval: t.time_interval,
+            time_unit: t.time_unit,
+            api_call_limits: t.api_call_limits,
+            user_call_limits: t.user_call_limits,
+            app_call_limits: t.app_call_limits,
+            ip_call_limits: t.ip_call_limits,
+            special_apps: Default::default(),
+            special_users: Default::default(),
+        };
+        for special in dump
+            .throttle_specials
+            .iter()
+            .filter(|s| s.throttle_id == t.id)
+        {
+            let by = match special.object_type {
+                SpecialKind::App => &mut rule.special_apps,
+                SpecialKind::User => &mut rule.special_users,
+            };
+            by.insert(special.object_id.clone(), special.call_limits);
+        }
+        rules.insert(t.id.as_str(), Arc::new(rule));
+    }
+    dump.throttle_bindings
+        .iter()
+        .filter_map(|b| {
+            let rule = rules.get(b.throttle_id.as_str())?;
+            Some((Arc::from(b.api_id.as_str()), rule.clone()))
+        })
+        .collect()
 }
 
 /// The lookup keys of one app: its AppKey and its AppCodes.
@@ -496,6 +606,7 @@ impl Snapshot {
             iam_keys: Arc::new(iam_keys),
             users: Arc::new(users),
             tokens: Some(TokenCodec::new(master)),
+            throttles: Arc::new(throttle_rules(dump)),
         };
         (snapshot, problems)
     }
@@ -551,9 +662,18 @@ impl Snapshot {
         } else {
             (self.users.clone(), self.iam_keys.clone())
         };
+        let throttles_changed = !(delta.throttles.is_empty()
+            && delta.bindings_of_throttles.is_empty()
+            && delta.specials_of_throttles.is_empty());
+        let throttles = if throttles_changed {
+            Arc::new(throttle_rules(dump))
+        } else {
+            self.throttles.clone()
+        };
         let snapshot = Self {
             revision: delta.revision,
             published_at_ms: 0,
+            throttles,
             routes,
             api_paths,
             apps_by_key,
@@ -743,6 +863,11 @@ impl Snapshot {
         self.tokens.as_ref()
     }
 
+    /// The throttling policy bound to an API.
+    pub fn throttle(&self, api_id: &str) -> Option<&Arc<ThrottleRule>> {
+        self.throttles.get(api_id)
+    }
+
     pub fn api_count(&self) -> usize {
         self.api_paths.len()
     }
@@ -767,6 +892,9 @@ impl Snapshot {
         }
         for (id, path) in self.api_paths.iter() {
             lines.push(format!("api {id} {path}"));
+        }
+        for (api, rule) in self.throttles.iter() {
+            lines.push(format!("throttle {api} {rule:?}"));
         }
         for (key, c) in self.apps_by_key.iter() {
             lines.push(format!("key {key} app={} {}", c.app_id, digest(&c.secret)));
@@ -1139,6 +1267,39 @@ mod tests {
                 grants_of_users: vec![("u1".into(), vec![("p".into(), "u1".into(), Role::Member)])],
                 ..ConfigDelta::default()
             }),
+            // A throttling policy bound to an API, with a special limit.
+            Box::new(|_| ConfigDelta {
+                throttles: vec![("t1".into(), Some(throttle("t1", 10)))],
+                bindings_of_throttles: vec![(
+                    "t1".into(),
+                    vec![crate::throttle::ThrottleBinding {
+                        id: "b".into(),
+                        throttle_id: "t1".into(),
+                        api_id: "a1".into(),
+                        created_at: 0,
+                    }],
+                )],
+                specials_of_throttles: vec![(
+                    "t1".into(),
+                    vec![crate::throttle::ThrottleSpecial {
+                        id: "sp".into(),
+                        throttle_id: "t1".into(),
+                        object_type: SpecialKind::App,
+                        object_id: "y".into(),
+                        call_limits: 3,
+                        created_at: 0,
+                        updated_at: 0,
+                    }],
+                )],
+                ..ConfigDelta::default()
+            }),
+            // The policy changed.
+            Box::new(|d| ConfigDelta {
+                throttles: vec![("t1".into(), Some(throttle("t1", 20)))],
+                bindings_of_throttles: vec![("t1".into(), d.throttle_bindings.clone())],
+                specials_of_throttles: vec![("t1".into(), d.throttle_specials.clone())],
+                ..ConfigDelta::default()
+            }),
         ];
         for (i, step) in steps.iter().enumerate() {
             let mut delta = step(&dump);
@@ -1168,5 +1329,26 @@ mod tests {
             .is_some_and(|apis| apis[0].authorizes("y")));
         assert!(snap.app_by_code("code-y").is_some() && snap.app_by_code("code-x").is_none());
         assert!(snap.iam_key("AK1").is_some());
+        let rule = snap.throttle("a1").expect("bound");
+        assert_eq!((rule.api_call_limits, rule.app_limit("y")), (20, Some(3)));
+    }
+
+    fn throttle(id: &str, limit: u64) -> Throttle {
+        Throttle {
+            id: id.into(),
+            project_id: "p".into(),
+            name: "policy".into(),
+            remark: String::new(),
+            api_call_limits: limit,
+            user_call_limits: None,
+            app_call_limits: Some(1),
+            ip_call_limits: None,
+            time_interval: 1,
+            time_unit: TimeUnit::Minute,
+            kind: ThrottleType::PerApi,
+            owner: "u".into(),
+            created_at: 0,
+            updated_at: 0,
+        }
     }
 }

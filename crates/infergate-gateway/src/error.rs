@@ -4,6 +4,7 @@
 use http::StatusCode;
 
 use crate::body::{find_source, BodyIdle};
+use crate::throttle::{RateLimitFields, Refusal};
 
 const APP_PREFIX: &str = "Incorrect app authentication information: ";
 const IAM_PREFIX: &str = "Incorrect IAM authentication information: ";
@@ -96,6 +97,8 @@ pub enum GatewayError {
     UpstreamTimeout {
         timeout_ms: u128,
     },
+    /// Over a limit of the API's throttling policy.
+    Throttled(Box<Refusal>),
 }
 
 impl GatewayError {
@@ -161,6 +164,17 @@ impl GatewayError {
                 "APIG.0203",
                 format!("Backend timeout: no response within {timeout_ms} ms"),
             ),
+            Throttled(over) => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "APIG.0308",
+                format!(
+                    "The throttling threshold has been reached: policy {} over ratelimit, limit:{}, time:{} {}",
+                    over.dimension.as_str(),
+                    over.limit,
+                    over.time_interval,
+                    over.time_unit
+                ),
+            ),
         }
     }
 
@@ -180,6 +194,7 @@ impl GatewayError {
             | BodyTimeout { .. } => "bad_request",
             UpstreamUnavailable(_) => "upstream_unavailable",
             UpstreamTimeout { .. } => "upstream_timeout",
+            Throttled(_) => "throttled",
         }
     }
 
@@ -220,12 +235,20 @@ impl GatewayError {
         let (status, code, msg) = self.parts();
         let body =
             serde_json::json!({"error_code": code, "error_msg": msg, "request_id": request_id});
-        ErrorAnswer {
+        let mut answer = ErrorAnswer {
             status,
             body: body.to_string(),
             request_id,
             close: close || self.closes_connection(),
+            lines: Vec::new(),
+        };
+        if let GatewayError::Throttled(over) = self {
+            answer
+                .lines
+                .push((http::header::RETRY_AFTER, over.retry_after.to_string()));
+            answer = answer.with_rate_limit(Some(&over.fields));
         }
+        answer
     }
 }
 
@@ -236,9 +259,22 @@ pub struct ErrorAnswer<'r> {
     pub body: String,
     pub request_id: &'r str,
     close: bool,
+    /// Lines beside the fixed ones: `Retry-After`, the rate-limit fields.
+    pub(crate) lines: Vec<(http::HeaderName, String)>,
 }
 
 impl ErrorAnswer<'_> {
+    /// The answer with the rate-limit fields of a throttled API's call.
+    pub fn with_rate_limit(mut self, fields: Option<&RateLimitFields>) -> Self {
+        if let Some(fields) = fields {
+            self.lines
+                .push((crate::http_rules::RATELIMIT_POLICY, fields.policy.clone()));
+            self.lines
+                .push((crate::http_rules::RATELIMIT, fields.state.clone()));
+        }
+        self
+    }
+
     /// Whether the connection closes after the answer.
     pub fn closes(&self) -> bool {
         self.close

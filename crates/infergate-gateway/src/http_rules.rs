@@ -655,7 +655,17 @@ pub(crate) fn answer_headers<'a>(
     ]
     .into_iter()
     .flatten()
+    .chain(
+        answer
+            .lines
+            .iter()
+            .map(|(name, value)| (name.clone(), value.as_bytes())),
+    )
 }
+
+/// The rate-limit fields of draft-ietf-httpapi-ratelimit-headers.
+pub(crate) const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+pub(crate) const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
 
 // === The response head a client receives ===
 

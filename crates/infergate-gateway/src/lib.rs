@@ -19,6 +19,7 @@ mod general;
 mod http_rules;
 mod observe;
 mod phases;
+mod throttle;
 mod upstreams;
 
 use std::sync::Arc;
@@ -33,6 +34,7 @@ pub use crate::general::{serve, serve_with, ConnectionMetrics, TlsFiles};
 pub use crate::http_rules::{Cidr, ConnInfo};
 pub use crate::observe::{metrics, Observers};
 pub use crate::phases::{CallRecord, RequestId};
+pub use crate::throttle::{Dimension, RateLimitFields, Refusal};
 
 use crate::metrics::GatewayMetrics;
 use crate::phases::RequestIds;
@@ -130,6 +132,8 @@ pub struct Gateway {
     observers: Arc<Observers>,
     /// Where verdicts on IAM signatures go, so failures lock keys cluster-wide.
     key_verdicts: Option<Arc<dyn KeyVerdicts>>,
+    /// The counts of throttled APIs' calls on this node.
+    counters: throttle::Counters,
 }
 
 impl Gateway {
@@ -164,6 +168,7 @@ impl Gateway {
             ids: RequestIds::new(),
             observers: Arc::new(observers),
             key_verdicts,
+            counters: throttle::Counters::default(),
         })
     }
 

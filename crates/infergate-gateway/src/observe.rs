@@ -73,6 +73,20 @@ impl Observers {
                 m.auth_failures.with_label_values(&[reason]).inc();
             }
         }
+        if let (crate::error::GatewayError::Throttled(over), Some(m)) = (err, &self.metrics) {
+            let app = match &record.caller {
+                Some(crate::authn::Caller::App { app_id }) => app_id.as_ref(),
+                _ => "",
+            };
+            let api = record.api_id.as_deref().unwrap_or("");
+            m.throttled
+                .with_label_values(&[api, app, &over.policy_id, over.dimension.as_str()])
+                .inc();
+        }
+        if let crate::error::GatewayError::Throttled(over) = err {
+            // The access log says which limit refused the call.
+            record.auth = over.dimension.refusal();
+        }
         tracing::debug!(request_id = %record.request_id, reason = err.reason(), "call refused");
     }
 

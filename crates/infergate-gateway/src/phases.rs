@@ -15,6 +15,7 @@ use smallvec::SmallVec;
 use crate::authn::{self, CallRequest, Caller, Presented};
 use crate::error::{AuthFailure, AuthReason, GatewayError};
 use crate::http_rules::{self, ConnInfo};
+use crate::throttle::{Applicable, RateLimitFields};
 use crate::Gateway;
 
 /// Request ids: a random per-process prefix and a counter, 32 hex characters.
@@ -116,6 +117,8 @@ pub struct CallRecord {
     pub upstream: Option<Arc<str>>,
     pub upstream_ms: Option<f64>,
     pub bytes_in: u64,
+    /// The rate-limit fields every response of a throttled API carries.
+    pub rate_limit: Option<Box<RateLimitFields>>,
     pub(crate) started: Instant,
 }
 
@@ -175,6 +178,7 @@ impl Gateway {
             upstream: None,
             upstream_ms: None,
             bytes_in,
+            rate_limit: None,
             started: Instant::now(),
         }
     }
@@ -274,10 +278,14 @@ impl Gateway {
         snapshot: &Snapshot,
         selected: &Selected<'_>,
         head: &Head<'_, H>,
-        body_hash: Option<&str>,
-        body_is_empty: bool,
+        conn: &ConnInfo,
+        body: BodySeen<'_>,
         record: &mut CallRecord,
     ) -> Result<Caller, GatewayError> {
+        let BodySeen {
+            hash: body_hash,
+            is_empty: body_is_empty,
+        } = body;
         // An empty body's hash is a constant.
         let body_sha256 = match body_hash {
             Some(hash) => Some(hash),
@@ -310,6 +318,16 @@ impl Gateway {
             }
         }
         record.auth = "ok";
+        // Throttle: only an authenticated, authorized call counts.
+        if let Some(rule) = snapshot.throttle(&selected.api.api_id) {
+            let now = wall_time(record.started).timestamp_millis();
+            let ip = source_ip(conn, head.headers);
+            let applicable = Applicable::of(rule, &selected.api.api_id, &caller, ip, now);
+            match self.counters.admit(rule, &applicable, now) {
+                Ok(fields) => record.rate_limit = Some(Box::new(fields)),
+                Err(over) => return Err(GatewayError::Throttled(Box::new(over))),
+            }
+        }
         Ok(caller)
     }
 }
@@ -329,6 +347,29 @@ impl Gateway {
             Err(_) => {}
         }
     }
+}
+
+/// What the gateway saw of a request body before admitting the call: its SHA-256 (when
+/// it was read for a signature) and whether it is empty.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BodySeen<'a> {
+    pub hash: Option<&'a str>,
+    pub is_empty: bool,
+}
+
+/// The address a call comes from: the peer's, or for a trusted proxy the address it
+/// appended to `X-Forwarded-For`.
+fn source_ip<H: HeaderSource + ?Sized>(conn: &ConnInfo, headers: &H) -> std::net::IpAddr {
+    if conn.trusted_proxy {
+        let appended = headers
+            .text("x-forwarded-for")
+            .and_then(|chain| chain.rsplit(',').next())
+            .and_then(|last| last.trim().parse().ok());
+        if let Some(ip) = appended {
+            return ip;
+        }
+    }
+    conn.remote.ip()
 }
 
 /// `path?k1=&k2=`: the query's values never reach a log.

@@ -34,6 +34,8 @@ pub(crate) enum Changed<'a> {
     App(&'a str),
     /// A user with its role grants, access keys (and their locks) and revoked tokens.
     User(&'a str),
+    /// A throttling policy with its bindings and special limits.
+    Throttle(&'a str),
 }
 
 impl<'a> Changed<'a> {
@@ -43,12 +45,17 @@ impl<'a> Changed<'a> {
             Changed::Api(_) => "api",
             Changed::App(_) => "app",
             Changed::User(_) => "user",
+            Changed::Throttle(_) => "throttle",
         }
     }
 
     pub(crate) fn id(&self) -> &'a str {
         match self {
-            Changed::Service(id) | Changed::Api(id) | Changed::App(id) | Changed::User(id) => id,
+            Changed::Service(id)
+            | Changed::Api(id)
+            | Changed::App(id)
+            | Changed::User(id)
+            | Changed::Throttle(id) => id,
         }
     }
 
@@ -59,6 +66,7 @@ impl<'a> Changed<'a> {
             "api" => Changed::Api(id),
             "app" => Changed::App(id),
             "user" => Changed::User(id),
+            "throttle" => Changed::Throttle(id),
             other => {
                 return Err(StoreError::Internal(format!(
                     "stored change entity is unreadable: {other}"

@@ -18,6 +18,7 @@ use infergate_core::model::{
     User,
 };
 use infergate_core::snapshot::{ConfigDelta, ConfigDump};
+use infergate_core::throttle::{Throttle, ThrottleBinding, ThrottleSpecial};
 
 pub use error::StoreError;
 pub use key_lockouts::KeyLockouts;
@@ -76,6 +77,7 @@ pub trait Store:
     + ServiceStore
     + AppStore
     + AuthorizationStore
+    + ThrottleStore
     + Send
     + Sync
     + 'static
@@ -247,4 +249,34 @@ pub trait AuthorizationStore: Send + Sync {
     ) -> StoreResult<Vec<Option<String>>>;
     async fn authorizations_of_api(&self, api_id: &str) -> StoreResult<Vec<Authorization>>;
     async fn authorizations_of_app(&self, app_id: &str) -> StoreResult<Vec<Authorization>>;
+}
+
+/// Throttling policies, their bindings to APIs and their special limits.
+#[async_trait]
+pub trait ThrottleStore: Send + Sync {
+    /// A name already used in the project is a [`StoreError::Conflict`].
+    async fn create_throttle(&self, throttle: &Throttle) -> StoreResult<()>;
+    async fn throttle(&self, id: &str) -> StoreResult<Option<Throttle>>;
+    async fn list_throttles(&self, project_id: &str) -> StoreResult<Vec<Throttle>>;
+    /// Replaces the policy's fields (all but id, project, owner and creation time).
+    async fn update_throttle(&self, throttle: &Throttle) -> StoreResult<()>;
+    /// Deletes a policy with its bindings and special limits.
+    async fn delete_throttle(&self, id: &str) -> StoreResult<()>;
+    /// Binds one policy to APIs in one transaction; an API already bound to a policy is a
+    /// [`StoreError::Conflict`], a missing API or policy [`StoreError::NotFound`].
+    async fn bind_throttle(&self, bindings: &[ThrottleBinding]) -> StoreResult<()>;
+    async fn throttle_bindings(&self, throttle_id: &str) -> StoreResult<Vec<ThrottleBinding>>;
+    async fn throttle_binding(&self, id: &str) -> StoreResult<Option<ThrottleBinding>>;
+    /// Removes a binding and returns it.
+    async fn unbind_throttle(&self, binding_id: &str) -> StoreResult<ThrottleBinding>;
+    /// One special limit per (policy, object type, object) ([`StoreError::Conflict`]).
+    async fn create_throttle_special(&self, special: &ThrottleSpecial) -> StoreResult<()>;
+    async fn throttle_specials(&self, throttle_id: &str) -> StoreResult<Vec<ThrottleSpecial>>;
+    async fn update_throttle_special(
+        &self,
+        id: &str,
+        call_limits: u64,
+        updated_at: i64,
+    ) -> StoreResult<ThrottleSpecial>;
+    async fn delete_throttle_special(&self, id: &str) -> StoreResult<()>;
 }

@@ -50,6 +50,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "lockouts",
         include_str!("../migrations/postgres/0006_lockouts.sql"),
     ),
+    (
+        7,
+        "throttles",
+        include_str!("../migrations/postgres/0007_throttles.sql"),
+    ),
 ];
 
 /// The PostgreSQL store.

@@ -39,6 +39,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "lockouts",
         include_str!("../migrations/sqlite/0005_lockouts.sql"),
     ),
+    (
+        6,
+        "throttles",
+        include_str!("../migrations/sqlite/0006_throttles.sql"),
+    ),
 ];
 
 /// The SQLite store.

@@ -415,6 +415,147 @@ pub async fn lockouts(store: &dyn Store) {
     assert!(!store.failures(password).await.expect("q").any());
 }
 
+/// Policies, bindings (one per API) and specials; every write reaches the change log, and
+/// deleting an API drops its binding.
+pub async fn throttles(store: &dyn Store) {
+    use infergate_core::throttle::{
+        SpecialKind, Throttle, ThrottleBinding, ThrottleSpecial, ThrottleType, TimeUnit,
+    };
+    store.bootstrap(&plan()).await.expect("bootstrap");
+    store
+        .create_service(&service("s1", "svc"))
+        .await
+        .expect("svc");
+    store
+        .create_api(&api("a1", "s1", "/v1/infers/s1", AuthType::App))
+        .await
+        .expect("api");
+    let policy = Throttle {
+        id: "t1".into(),
+        project_id: "p1".into(),
+        name: "hourly".into(),
+        remark: String::new(),
+        api_call_limits: 10,
+        user_call_limits: None,
+        app_call_limits: Some(5),
+        ip_call_limits: None,
+        time_interval: 1,
+        time_unit: TimeUnit::Hour,
+        kind: ThrottleType::PerApi,
+        owner: "u1".into(),
+        created_at: 1,
+        updated_at: 1,
+    };
+    let revision = store.revision().await.expect("revision");
+    store.create_throttle(&policy).await.expect("create");
+    assert!(matches!(
+        store
+            .create_throttle(&Throttle {
+                id: "t2".into(),
+                ..policy.clone()
+            })
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(store.throttle("t1").await.expect("q"), Some(policy.clone()));
+    let changed = Throttle {
+        api_call_limits: 20,
+        ip_call_limits: Some(3),
+        kind: ThrottleType::Shared,
+        ..policy.clone()
+    };
+    store.update_throttle(&changed).await.expect("update");
+    assert_eq!(
+        store.list_throttles("p1").await.expect("list"),
+        vec![changed.clone()]
+    );
+    let binding = ThrottleBinding {
+        id: "b1".into(),
+        throttle_id: "t1".into(),
+        api_id: "a1".into(),
+        created_at: 2,
+    };
+    store
+        .bind_throttle(std::slice::from_ref(&binding))
+        .await
+        .expect("bind");
+    assert!(matches!(
+        store
+            .bind_throttle(&[ThrottleBinding {
+                id: "b2".into(),
+                ..binding.clone()
+            }])
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(matches!(
+        store
+            .bind_throttle(&[ThrottleBinding {
+                id: "b3".into(),
+                api_id: "nope".into(),
+                ..binding.clone()
+            }])
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
+    let special = ThrottleSpecial {
+        id: "sp1".into(),
+        throttle_id: "t1".into(),
+        object_type: SpecialKind::App,
+        object_id: "app1".into(),
+        call_limits: 2,
+        created_at: 3,
+        updated_at: 3,
+    };
+    store
+        .create_throttle_special(&special)
+        .await
+        .expect("special");
+    let updated = store
+        .update_throttle_special("sp1", 4, 5)
+        .await
+        .expect("update special");
+    assert_eq!((updated.call_limits, updated.updated_at), (4, 5));
+    let dump = store.load_config().await.expect("dump");
+    assert_eq!(dump.throttles, vec![changed.clone()]);
+    assert_eq!(dump.throttle_bindings, vec![binding.clone()]);
+    assert_eq!(dump.throttle_specials, vec![updated.clone()]);
+    let delta = store
+        .changes_since(revision)
+        .await
+        .expect("delta")
+        .expect("covered");
+    assert_eq!(delta.throttles, vec![("t1".into(), Some(changed.clone()))]);
+    assert_eq!(
+        delta.bindings_of_throttles,
+        vec![("t1".into(), vec![binding])]
+    );
+    // Deleting the API drops its binding and logs the policy as changed.
+    let before = store.revision().await.expect("revision");
+    store.delete_api("a1").await.expect("delete api");
+    assert!(store.throttle_bindings("t1").await.expect("q").is_empty());
+    let delta = store
+        .changes_since(before)
+        .await
+        .expect("delta")
+        .expect("covered");
+    assert_eq!(delta.bindings_of_throttles, vec![("t1".into(), vec![])]);
+    store
+        .delete_throttle_special("sp1")
+        .await
+        .expect("delete special");
+    assert!(matches!(
+        store.delete_throttle_special("sp1").await,
+        Err(StoreError::NotFound(_))
+    ));
+    store.delete_throttle("t1").await.expect("delete");
+    assert_eq!(store.throttle("t1").await.expect("q"), None);
+    assert!(matches!(
+        store.delete_throttle("t1").await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
 pub async fn projects(store: &dyn Store) {
     store.bootstrap(&plan()).await.expect("bootstrap");
     let p = Project {
@@ -892,6 +1033,7 @@ macro_rules! backend_suite {
             case!(users_roles_and_credentials);
             case!(projects);
             case!(lockouts);
+            case!(throttles);
             case!(apps_quota_names_and_codes);
             case!(authorizations_and_counts);
             case!(change_log_replays_to_a_full_read);

@@ -10,3 +10,4 @@ mod lockouts;
 mod openapi;
 mod roles;
 mod services;
+mod throttles;

@@ -25,14 +25,14 @@ use crate::error::GatewayError;
 use crate::http_rules::ConnInfo;
 use crate::http_rules::MAX_HEADERS;
 use crate::http_rules::{Forwarded, RequestFraming};
-use crate::phases::{CallRecord, Head};
+use crate::phases::{BodySeen, CallRecord, Head};
 use crate::upstreams::pool::{Pool, Pooled};
 use crate::upstreams::{Answered, Attempt, Attempted, Attempts, Failure};
 use crate::Gateway;
 use head::{
     head_end, read_head, request_bytes, split_target, HeadEnd, HeadRead, Parsed, RawHeaders,
 };
-use relay::{error_bytes, ClientHead, RelayError, READ_SIZE};
+use relay::{error_bytes, ClientHead, OwnLines, RelayError, READ_SIZE};
 
 pub(crate) use relay::UpstreamConn;
 
@@ -397,8 +397,11 @@ impl Gateway {
             &snapshot,
             &selected,
             head,
-            body_hash.as_deref(),
-            body.is_empty(),
+            conn,
+            BodySeen {
+                hash: body_hash.as_deref(),
+                is_empty: body.is_empty(),
+            },
             record,
         )?;
         Ok((selected.api, caller))
@@ -414,7 +417,12 @@ impl Gateway {
         close: bool,
     ) -> Option<Instant> {
         self.observers.refused(&err, &mut record);
-        let (status, close, bytes) = error_bytes(&err, record.request_id.as_str(), close);
+        let (status, close, bytes) = error_bytes(
+            &err,
+            record.request_id.as_str(),
+            close,
+            record.rate_limit.as_deref(),
+        );
         let now = Instant::now();
         self.observers.response_head(&record, now);
         let written = stream.write_all(&bytes).await.is_ok();
@@ -438,7 +446,12 @@ impl Gateway {
         let mut request = std::mem::take(&mut client.scratch.request);
         let mut response = std::mem::take(&mut client.scratch.response);
         let request_id = record.request_id;
+        let rate_limit = record.rate_limit.clone();
         let mut attempts = FastAttempts {
+            own: OwnLines {
+                request_id: request_id.as_bytes(),
+                rate_limit: rate_limit.as_deref(),
+            },
             pool: &self.fast_pool,
             head,
             api_path: &api.api_path,
@@ -505,6 +518,7 @@ struct FastAttempts<'a, 'c, 'h> {
     head: &'a Head<'h, RawHeaders<'h>>,
     api_path: &'a str,
     forwarded: Forwarded<'a>,
+    own: OwnLines<'a>,
     framing: RequestFraming,
     body: &'a [u8],
     request: &'a mut Vec<u8>,
@@ -536,7 +550,7 @@ impl Attempts for FastAttempts<'_, '_, '_> {
             attempt.sent_at,
             self.request,
             self.head.method,
-            self.forwarded.request_id,
+            self.own,
             self.response,
         );
         match self

@@ -14,6 +14,7 @@ use tokio::net::TcpStream;
 use super::head::{push_header, LineCopier};
 use crate::error::GatewayError;
 use crate::http_rules::{self, ChunkedEnd, ResponseFraming, MAX_HEADERS};
+use crate::throttle::RateLimitFields;
 use crate::upstreams::pool::{Pool, Pooled};
 use crate::upstreams::Failure;
 
@@ -33,6 +34,14 @@ pub(super) struct ClientHead {
     pub keep_alive: bool,
 }
 
+/// The lines the gateway adds to every response head it relays.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct OwnLines<'a> {
+    pub request_id: &'a [u8],
+    /// A throttled API's rate-limit fields.
+    pub rate_limit: Option<&'a RateLimitFields>,
+}
+
 /// Writes a parsed response head for the client as [`http_rules::response_head`] decides
 /// it: the status line, the lines it forwards, the framing, the gateway's `X-Request-Id`.
 /// A chunked body is relayed as it came, its `Transfer-Encoding` lines with it; one that
@@ -41,9 +50,10 @@ pub(super) fn client_head(
     res: &httparse::Response<'_, '_>,
     raw: &[u8],
     head_only: bool,
-    request_id: &[u8],
+    own: OwnLines<'_>,
     mut out: Vec<u8>,
 ) -> Result<ClientHead, String> {
+    let request_id = own.request_id;
     let status = res.code.unwrap_or(0);
     let code = http::StatusCode::from_u16(status)
         .map_err(|_| format!("the upstream answered status {status}"))?;
@@ -81,6 +91,10 @@ pub(super) fn client_head(
     out.extend_from_slice(b"x-request-id: ");
     out.extend_from_slice(request_id);
     out.extend_from_slice(b"\r\n");
+    if let Some(fields) = own.rate_limit {
+        push_header(&mut out, b"ratelimit-policy", fields.policy.as_bytes());
+        push_header(&mut out, b"ratelimit", fields.state.as_bytes());
+    }
     Ok(ClientHead {
         status,
         out,
@@ -94,8 +108,9 @@ pub(super) fn error_bytes(
     err: &GatewayError,
     request_id: &str,
     close: bool,
+    rate_limit: Option<&RateLimitFields>,
 ) -> (u16, bool, Vec<u8>) {
-    let answer = err.answer(request_id, close);
+    let answer = err.answer(request_id, close).with_rate_limit(rate_limit);
     let status = answer.status;
     let mut out = Vec::with_capacity(160 + answer.body.len());
     out.extend_from_slice(b"HTTP/1.1 ");
@@ -146,7 +161,7 @@ impl UpstreamConn {
     async fn read_head(
         &mut self,
         head_only: bool,
-        request_id: &[u8],
+        own: OwnLines<'_>,
         received: &mut bool,
         out: &mut Vec<u8>,
     ) -> Result<ClientHead, Option<String>> {
@@ -166,8 +181,8 @@ impl UpstreamConn {
                             continue;
                         }
                         let out = std::mem::take(out);
-                        let head = client_head(&res, &self.buf, head_only, request_id, out)
-                            .map_err(Some)?;
+                        let head =
+                            client_head(&res, &self.buf, head_only, own, out).map_err(Some)?;
                         self.buf.advance(len);
                         return Ok(head);
                     }
@@ -290,7 +305,7 @@ impl UpstreamConn {
         sent_at: Instant,
         request: &[u8],
         method: &Method,
-        request_id: &[u8],
+        own: OwnLines<'_>,
         out: &mut Vec<u8>,
     ) -> Result<(UpstreamConn, ClientHead), Failure> {
         let head_only = *method == Method::HEAD;
@@ -317,10 +332,7 @@ impl UpstreamConn {
                 return Err(Failure::Other(format!("writing the request: {e}")));
             }
             let mut received = false;
-            match up
-                .read_head(head_only, request_id, &mut received, out)
-                .await
-            {
+            match up.read_head(head_only, own, &mut received, out).await {
                 Ok(head) => return Ok((up, head)),
                 Err(None) if reused && retry_safe => continue,
                 Err(None) => {

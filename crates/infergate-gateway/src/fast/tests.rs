@@ -299,7 +299,16 @@ fn parse_response(raw: &[u8], head_only: bool) -> Result<ClientHead, String> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut res = httparse::Response::new(&mut headers);
     assert!(res.parse(raw).expect("parse").is_complete());
-    client_head(&res, raw, head_only, b"rid", Vec::new())
+    client_head(
+        &res,
+        raw,
+        head_only,
+        super::relay::OwnLines {
+            request_id: b"rid",
+            rate_limit: None,
+        },
+        Vec::new(),
+    )
 }
 
 fn text(head: &ClientHead) -> String {

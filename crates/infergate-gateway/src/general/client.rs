@@ -27,6 +27,7 @@ use crate::http_rules::{
     self, forwarded_length, ClientHeaders, Forwarded, RequestFraming, ResponseLines, X_REQUEST_ID,
 };
 use crate::phases::CallRecord;
+use crate::throttle::RateLimitFields;
 use crate::upstreams::pool::{Pool, Pooled};
 use crate::upstreams::{Attempt, Attempted, Attempts, Failure};
 use crate::Gateway;
@@ -109,6 +110,7 @@ impl Gateway {
             Some(answered) => Ok(downstream_response(
                 answered.answer,
                 record.request_id.as_bytes(),
+                record.rate_limit.as_deref(),
                 client_upgrade,
             )),
             // The general server is never abandoned half-way: hyper drops the whole call.
@@ -249,6 +251,7 @@ pub(crate) fn upstream_headers(
 fn downstream_response(
     mut response: Response<PooledBody>,
     request_id: &[u8],
+    rate_limit: Option<&RateLimitFields>,
     client_upgrade: Option<hyper::upgrade::OnUpgrade>,
 ) -> Response<GatewayBody> {
     let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
@@ -300,6 +303,16 @@ fn downstream_response(
     }
     if let Ok(id) = HeaderValue::from_bytes(request_id) {
         headers.insert(X_REQUEST_ID, id);
+    }
+    if let Some(fields) = rate_limit {
+        for (name, value) in [
+            (http_rules::RATELIMIT_POLICY, &fields.policy),
+            (http_rules::RATELIMIT, &fields.state),
+        ] {
+            if let Ok(value) = HeaderValue::from_str(value) {
+                headers.insert(name, value);
+            }
+        }
     }
     let body = body.map_err(|e| Box::new(e) as BoxError).boxed_unsync();
     Response::from_parts(parts, body)

@@ -18,7 +18,7 @@ use crate::body::{self, ClientBody, GatewayBody};
 use crate::error::{ErrorAnswer, GatewayError};
 use crate::http_rules;
 use crate::http_rules::ConnInfo;
-use crate::phases::{CallRecord, Head};
+use crate::phases::{BodySeen, CallRecord, Head};
 use crate::Gateway;
 use client::{Call, ForwardBody};
 
@@ -37,7 +37,10 @@ impl Gateway {
             Ok(response) => response,
             Err(err) => {
                 self.observers.refused(&err, &mut record);
-                answer_response(err.answer(record.request_id.as_str(), false))
+                answer_response(
+                    err.answer(record.request_id.as_str(), false)
+                        .with_rate_limit(record.rate_limit.as_deref()),
+                )
             }
         };
         self.observed(record, response)
@@ -98,8 +101,11 @@ impl Gateway {
             &snapshot,
             &selected,
             &Head::of(&parts),
-            body_hash.as_deref(),
-            body_is_empty,
+            &conn,
+            BodySeen {
+                hash: body_hash.as_deref(),
+                is_empty: body_is_empty,
+            },
             record,
         )?;
         self.forward(

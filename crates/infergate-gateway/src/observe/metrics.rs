@@ -13,6 +13,8 @@ use prometheus::{
 pub struct GatewayMetrics {
     pub requests: IntCounterVec,
     pub auth_failures: IntCounterVec,
+    /// Calls refused by a throttling policy, by API, app, policy and dimension.
+    pub throttled: IntCounterVec,
     pub duration: HistogramVec,
     pub upstream_duration: HistogramVec,
     pub upstream_errors: IntCounterVec,
@@ -101,6 +103,13 @@ impl GatewayMetrics {
             ),
             &["reason"],
         )?;
+        let throttled = IntCounterVec::new(
+            Opts::new(
+                "infergate_gateway_throttled_total",
+                "Calls refused by a throttling policy, by API, app, policy and the limit reached.",
+            ),
+            &["api", "app", "policy", "dimension"],
+        )?;
         let duration = HistogramVec::new(
             HistogramOpts::new(
                 "infergate_gateway_request_duration_seconds",
@@ -138,6 +147,7 @@ impl GatewayMetrics {
         )?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(auth_failures.clone()))?;
+        registry.register(Box::new(throttled.clone()))?;
         registry.register(Box::new(duration.clone()))?;
         registry.register(Box::new(upstream_duration.clone()))?;
         registry.register(Box::new(upstream_errors.clone()))?;
@@ -147,6 +157,7 @@ impl GatewayMetrics {
         Ok(Self {
             requests,
             auth_failures,
+            throttled,
             duration,
             upstream_duration,
             upstream_errors,

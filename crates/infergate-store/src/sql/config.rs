@@ -98,8 +98,16 @@ impl Store for This {
             ));
         }
         let apps = fetch_all_apps(&mut tx).await?;
+        let throttles = all_rows(&mut tx, "SELECT * FROM throttles", throttle_from_row).await?;
+        let throttle_bindings =
+            all_rows(&mut tx, "SELECT * FROM throttle_bindings", binding_from_row).await?;
+        let throttle_specials =
+            all_rows(&mut tx, "SELECT * FROM throttle_specials", special_from_row).await?;
         tx.commit().await?;
         Ok(ConfigDump {
+            throttles,
+            throttle_bindings,
+            throttle_specials,
             revision,
             services,
             apis,
@@ -234,9 +242,49 @@ impl Store for This {
                     delta.credentials_of_users.push((id.clone(), credentials));
                     delta.grants_of_users.push((id, grants));
                 }
+                Changed::Throttle(_) => {
+                    let throttle = one_by(
+                        &mut *tx,
+                        "SELECT * FROM throttles WHERE id = $1",
+                        &id,
+                        throttle_from_row,
+                    )
+                    .await?;
+                    let bindings = all_by(
+                        &mut *tx,
+                        "SELECT * FROM throttle_bindings WHERE throttle_id = $1",
+                        &id,
+                        binding_from_row,
+                    )
+                    .await?;
+                    let specials = all_by(
+                        &mut *tx,
+                        "SELECT * FROM throttle_specials WHERE throttle_id = $1",
+                        &id,
+                        special_from_row,
+                    )
+                    .await?;
+                    delta.throttles.push((id.clone(), throttle));
+                    delta.bindings_of_throttles.push((id.clone(), bindings));
+                    delta.specials_of_throttles.push((id, specials));
+                }
             }
         }
         tx.commit().await?;
         Ok(Some(delta))
     }
+}
+
+/// Every row of a parameterless query, mapped.
+async fn all_rows<T>(
+    tx: &mut Transaction<'static, Db>,
+    sql: &str,
+    map: fn(&DbRow) -> StoreResult<T>,
+) -> StoreResult<Vec<T>> {
+    sqlx::query(sql)
+        .fetch_all(&mut **tx)
+        .await?
+        .iter()
+        .map(map)
+        .collect()
 }

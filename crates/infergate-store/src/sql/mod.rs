@@ -12,6 +12,7 @@ mod config;
 mod credentials;
 mod identity;
 mod services;
+mod throttles;
 
 // Each resource's row readers and statements, for the others (the whole-configuration
 // reads use them all).
@@ -20,6 +21,7 @@ use authorizations::*;
 use credentials::*;
 use identity::*;
 use services::*;
+use throttles::*;
 
 use std::str::FromStr;
 
@@ -30,13 +32,16 @@ use infergate_core::model::{
     RevokedToken, Role, Service, User,
 };
 use infergate_core::snapshot::{ConfigDelta, ConfigDump};
+use infergate_core::throttle::{
+    SpecialKind, Throttle, ThrottleBinding, ThrottleSpecial, ThrottleType, TimeUnit,
+};
 use sqlx::{Row, Transaction};
 
 use super::This;
 use crate::backend::{Backend, Changed};
 use crate::{
     AppStore, AuthorizationStore, Bootstrap, CredentialStore, IdentityStore, ServiceStore,
-    ServiceUpdate, Store, StoreError, StoreResult,
+    ServiceUpdate, Store, StoreError, StoreResult, ThrottleStore,
 };
 
 type Db = <This as Backend>::Db;

@@ -98,6 +98,7 @@ impl ServiceStore for This {
         .bind(id)
         .execute(&mut *tx)
         .await?;
+        let unbound = unbind_apis(&mut tx, "SELECT id FROM apis WHERE service_id = $1", id).await?;
         sqlx::query("DELETE FROM apis WHERE service_id = $1")
             .bind(id)
             .execute(&mut *tx)
@@ -109,7 +110,9 @@ impl ServiceStore for This {
         if deleted.rows_affected() == 0 {
             return Err(StoreError::NotFound("service"));
         }
-        bump_revision(&mut tx, &[Changed::Service(id)]).await?;
+        let mut changed = vec![Changed::Service(id)];
+        changed.extend(unbound.iter().map(|t| Changed::Throttle(t)));
+        bump_revision(&mut tx, &changed).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -198,6 +201,7 @@ impl ServiceStore for This {
             .bind(id)
             .execute(&mut *tx)
             .await?;
+        let unbound = unbind_apis(&mut tx, "SELECT $1", id).await?;
         let deleted = sqlx::query("DELETE FROM apis WHERE id = $1")
             .bind(id)
             .execute(&mut *tx)
@@ -205,7 +209,9 @@ impl ServiceStore for This {
         if deleted.rows_affected() == 0 {
             return Err(StoreError::NotFound("api"));
         }
-        bump_revision(&mut tx, &[Changed::Api(id)]).await?;
+        let mut changed = vec![Changed::Api(id)];
+        changed.extend(unbound.iter().map(|t| Changed::Throttle(t)));
+        bump_revision(&mut tx, &changed).await?;
         tx.commit().await?;
         Ok(())
     }

@@ -1,0 +1,387 @@
+//! Request throttling at call time: every limit of the policy bound to an API (per API or
+//! shared by its APIs, per user, app and source IP) counts calls in fixed windows aligned
+//! to the epoch. A call is admitted only when every applicable count is below its limit,
+//! and then counted in all of them at once, so a refused call consumes nothing and one node
+//! is never a call over a limit.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+
+use infergate_core::snapshot::ThrottleRule;
+use infergate_core::throttle::{window_start, ThrottleType};
+use smallvec::SmallVec;
+
+use crate::authn::Caller;
+
+/// What a count is of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Dimension {
+    Api,
+    User,
+    App,
+    Ip,
+}
+
+impl Dimension {
+    /// The word in answers, metrics and headers.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Dimension::Api => "api",
+            Dimension::User => "user",
+            Dimension::App => "app",
+            Dimension::Ip => "ip",
+        }
+    }
+
+    /// The access log's word for a call this limit refused.
+    pub fn refusal(self) -> &'static str {
+        match self {
+            Dimension::Api => "throttled:api",
+            Dimension::User => "throttled:user",
+            Dimension::App => "throttled:app",
+            Dimension::Ip => "throttled:ip",
+        }
+    }
+}
+
+/// One count: a policy's, for one API (type 1) or all its APIs (type 2), of one dimension
+/// and one subject (user, app or IP; none for the API count).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct CounterKey {
+    pub throttle: Arc<str>,
+    pub api: Option<Arc<str>>,
+    pub dimension: Dimension,
+    pub subject: Box<str>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    window: i64,
+    /// When the window ends: the slot counts nothing after.
+    ends: i64,
+    count: u64,
+}
+
+/// The `RateLimit-Policy` and `RateLimit` fields of a throttled API's responses
+/// (draft-ietf-httpapi-ratelimit-headers): one item per limit that applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateLimitFields {
+    pub policy: String,
+    pub state: String,
+}
+
+/// A call over a limit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub dimension: Dimension,
+    pub limit: u64,
+    pub time_interval: u64,
+    /// The unit's word (`minute`).
+    pub time_unit: &'static str,
+    /// Seconds until the window ends.
+    pub retry_after: u64,
+    pub policy_id: Arc<str>,
+    pub fields: RateLimitFields,
+}
+
+/// The limits that apply to one call.
+pub(crate) struct Applicable {
+    checks: SmallVec<[(CounterKey, u64); 4]>,
+    window: i64,
+    window_ms: u64,
+}
+
+impl Applicable {
+    /// The counts `rule` keeps for a call of `api_id` by `caller` from `ip`.
+    pub(crate) fn of(
+        rule: &ThrottleRule,
+        api_id: &Arc<str>,
+        caller: &Caller,
+        ip: IpAddr,
+        now_ms: i64,
+    ) -> Self {
+        let api = match rule.kind {
+            ThrottleType::PerApi => Some(api_id.clone()),
+            ThrottleType::Shared => None,
+        };
+        let key = |dimension, subject: &str| CounterKey {
+            throttle: rule.throttle_id.clone(),
+            api: api.clone(),
+            dimension,
+            subject: subject.into(),
+        };
+        let mut checks = SmallVec::new();
+        checks.push((key(Dimension::Api, ""), rule.api_call_limits));
+        match caller {
+            Caller::User { user_id } => {
+                if let Some(limit) = rule.user_limit(user_id) {
+                    checks.push((key(Dimension::User, user_id), limit));
+                }
+            }
+            Caller::App { app_id } => {
+                if let Some(limit) = rule.app_limit(app_id) {
+                    checks.push((key(Dimension::App, app_id), limit));
+                }
+            }
+            Caller::Anonymous => {}
+        }
+        if let Some(limit) = rule.ip_call_limits {
+            checks.push((key(Dimension::Ip, &ip.to_string()), limit));
+        }
+        let window_ms = rule.window_ms();
+        Self {
+            checks,
+            window: window_start(now_ms, window_ms),
+            window_ms,
+        }
+    }
+
+    /// Seconds from `now_ms` to the end of the window (at least 1).
+    fn retry_after(&self, now_ms: i64) -> u64 {
+        let end = self.window.saturating_add(self.window_ms as i64);
+        (end.saturating_sub(now_ms).max(0) as u64)
+            .div_ceil(1000)
+            .max(1)
+    }
+
+    /// The header fields, given the count after this call of each limit.
+    fn fields(&self, counts: &[u64], now_ms: i64) -> RateLimitFields {
+        let window_s = self.window_ms.div_ceil(1000).max(1);
+        let reset = self.retry_after(now_ms);
+        let mut policy = String::new();
+        let mut state = String::new();
+        for ((key, limit), count) in self.checks.iter().zip(counts) {
+            if !policy.is_empty() {
+                policy.push_str(", ");
+                state.push_str(", ");
+            }
+            let name = key.dimension.as_str();
+            policy.push_str(&format!("\"{name}\";q={limit};w={window_s}"));
+            state.push_str(&format!(
+                "\"{name}\";r={};t={reset}",
+                limit.saturating_sub(*count)
+            ));
+        }
+        RateLimitFields { policy, state }
+    }
+}
+
+/// The counts of one node, sharded by policy: one call's counts share a lock.
+pub(crate) struct Counters {
+    shards: Box<[Mutex<Shard>]>,
+}
+
+#[derive(Default)]
+struct Shard {
+    slots: HashMap<CounterKey, Slot, foldhash::fast::RandomState>,
+    /// Size at which windows that ended are swept out.
+    sweep_at: usize,
+}
+
+const SHARDS: usize = 16;
+const MIN_SWEEP: usize = 1024;
+
+impl Default for Counters {
+    fn default() -> Self {
+        Self {
+            shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
+        }
+    }
+}
+
+impl Counters {
+    fn shard(&self, throttle: &str) -> &Mutex<Shard> {
+        let hash = throttle
+            .bytes()
+            .fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(b as usize));
+        &self.shards[hash % SHARDS]
+    }
+
+    /// Admits the call if every count is below its limit, counting it in all of them;
+    /// refuses it (counting nothing) otherwise.
+    pub(crate) fn admit(
+        &self,
+        rule: &ThrottleRule,
+        applicable: &Applicable,
+        now_ms: i64,
+    ) -> Result<RateLimitFields, Refusal> {
+        let mut shard = self
+            .shard(&rule.throttle_id)
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let current = |slot: Option<&Slot>| match slot {
+            Some(s) if s.window == applicable.window => s.count,
+            _ => 0,
+        };
+        let mut counts: SmallVec<[u64; 4]> = SmallVec::new();
+        for (key, limit) in &applicable.checks {
+            let count = current(shard.slots.get(key));
+            if count >= *limit {
+                counts.push(count);
+                // Report every limit as it stands; the refused one first in the message.
+                for (key, _) in applicable.checks.iter().skip(counts.len()) {
+                    counts.push(current(shard.slots.get(key)));
+                }
+                return Err(Refusal {
+                    dimension: key.dimension,
+                    limit: *limit,
+                    time_interval: rule.time_interval,
+                    time_unit: unit_word(rule),
+                    retry_after: applicable.retry_after(now_ms),
+                    policy_id: rule.throttle_id.clone(),
+                    fields: applicable.fields(&counts, now_ms),
+                });
+            }
+            counts.push(count + 1);
+        }
+        for ((key, _), count) in applicable.checks.iter().zip(&counts) {
+            shard.slots.insert(
+                key.clone(),
+                Slot {
+                    window: applicable.window,
+                    ends: applicable
+                        .window
+                        .saturating_add(applicable.window_ms as i64),
+                    count: *count,
+                },
+            );
+        }
+        if shard.slots.len() >= shard.sweep_at.max(MIN_SWEEP) {
+            shard.slots.retain(|_, slot| slot.ends > now_ms);
+            shard.sweep_at = shard.slots.len() * 2;
+        }
+        Ok(applicable.fields(&counts, now_ms))
+    }
+}
+
+fn unit_word(rule: &ThrottleRule) -> &'static str {
+    use infergate_core::throttle::TimeUnit;
+    match rule.time_unit {
+        TimeUnit::Second => "second",
+        TimeUnit::Minute => "minute",
+        TimeUnit::Hour => "hour",
+        TimeUnit::Day => "day",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use infergate_core::throttle::TimeUnit;
+
+    fn rule(kind: ThrottleType) -> ThrottleRule {
+        ThrottleRule {
+            throttle_id: "t1".into(),
+            name: "t".into(),
+            kind,
+            time_interval: 1,
+            time_unit: TimeUnit::Minute,
+            api_call_limits: 5,
+            user_call_limits: Some(3),
+            app_call_limits: Some(2),
+            ip_call_limits: Some(4),
+            special_apps: [("vip".to_string(), 4)].into_iter().collect(),
+            special_users: Default::default(),
+        }
+    }
+
+    fn call(
+        counters: &Counters,
+        rule: &ThrottleRule,
+        api: &str,
+        caller: Caller,
+        ip: &str,
+        now: i64,
+    ) -> Result<RateLimitFields, Refusal> {
+        let applicable =
+            Applicable::of(rule, &Arc::from(api), &caller, ip.parse().expect("ip"), now);
+        counters.admit(rule, &applicable, now)
+    }
+
+    fn app(id: &str) -> Caller {
+        Caller::App { app_id: id.into() }
+    }
+
+    #[test]
+    fn each_dimension_refuses_at_its_limit_and_refusals_count_nothing() {
+        let counters = Counters::default();
+        let r = rule(ThrottleType::PerApi);
+        let at = 60_000 * 10 + 500;
+        assert!(call(&counters, &r, "a", app("x"), "10.0.0.1", at).is_ok());
+        let fields = call(&counters, &r, "a", app("x"), "10.0.0.1", at).expect("second");
+        assert_eq!(
+            fields.policy,
+            "\"api\";q=5;w=60, \"app\";q=2;w=60, \"ip\";q=4;w=60"
+        );
+        assert_eq!(
+            fields.state,
+            "\"api\";r=3;t=60, \"app\";r=0;t=60, \"ip\";r=2;t=60"
+        );
+        // The app's third call is refused, and refused again: nothing was counted.
+        for _ in 0..3 {
+            let refused = call(&counters, &r, "a", app("x"), "10.0.0.1", at).expect_err("app");
+            assert_eq!((refused.dimension, refused.limit), (Dimension::App, 2));
+            assert_eq!(refused.retry_after, 60);
+        }
+        // Another app from the same address: the IP allows 2 more.
+        assert!(call(&counters, &r, "a", app("y"), "10.0.0.1", at).is_ok());
+        assert!(call(&counters, &r, "a", app("y"), "10.0.0.1", at).is_ok());
+        let refused = call(&counters, &r, "a", app("z"), "10.0.0.1", at).expect_err("ip");
+        assert_eq!(refused.dimension, Dimension::Ip);
+        // From elsewhere, the API's limit of 5 is the last one standing.
+        assert!(call(&counters, &r, "a", app("z"), "10.0.0.2", at).is_ok());
+        let refused = call(&counters, &r, "a", app("w"), "10.0.0.3", at).expect_err("api");
+        assert_eq!(refused.dimension, Dimension::Api);
+        // Type 1: another API has its own counts; the next window starts afresh.
+        assert!(call(&counters, &r, "b", app("x"), "10.0.0.1", at).is_ok());
+        assert!(call(&counters, &r, "a", app("x"), "10.0.0.1", at + 60_000).is_ok());
+    }
+
+    #[test]
+    fn shared_policies_count_every_api_together_and_specials_replace_limits() {
+        let counters = Counters::default();
+        let r = rule(ThrottleType::Shared);
+        let at = 5_000;
+        for api in ["a", "b", "c", "d"] {
+            assert!(
+                call(&counters, &r, api, app("vip"), "10.0.0.1", at).is_ok(),
+                "{api}"
+            );
+        }
+        let refused = call(&counters, &r, "e", app("vip"), "10.9.9.9", at).expect_err("special");
+        assert_eq!((refused.dimension, refused.limit), (Dimension::App, 4));
+        let user = Caller::User {
+            user_id: "u".into(),
+        };
+        assert!(call(&counters, &r, "a", user.clone(), "10.8.0.1", at).is_ok());
+        let refused = call(&counters, &r, "a", user, "10.8.0.2", at).expect_err("api");
+        assert_eq!(refused.dimension, Dimension::Api);
+    }
+
+    #[test]
+    fn old_windows_are_swept() {
+        let counters = Counters::default();
+        let mut r = rule(ThrottleType::PerApi);
+        r.ip_call_limits = Some(1);
+        r.api_call_limits = 1_000_000;
+        r.app_call_limits = None;
+        r.user_call_limits = None;
+        for i in 0..3000u32 {
+            let ip = std::net::Ipv4Addr::from(0x0a00_0000 + i).to_string();
+            assert!(call(&counters, &r, "a", Caller::Anonymous, &ip, 1_000).is_ok());
+        }
+        let total = |c: &Counters| -> usize {
+            c.shards
+                .iter()
+                .map(|s| s.lock().expect("lock").slots.len())
+                .sum()
+        };
+        assert!(total(&counters) > 3000);
+        for i in 0..1100u32 {
+            let ip = std::net::Ipv4Addr::from(0x0b00_0000 + i).to_string();
+            assert!(call(&counters, &r, "a", Caller::Anonymous, &ip, 120_000).is_ok());
+        }
+        assert!(total(&counters) < 2000, "{}", total(&counters));
+    }
+}
