@@ -187,11 +187,19 @@ async fn verify_aksk(
         ));
     }
     let verdict = prepared.verify(secret.expose().as_bytes());
-    state
+    let locked = state
         .guesses
         .key_verdict(store, &access, failures, verdict == Verdict::Valid, now_ms)
         .await
         .map_err(AuthFailure::Store)?;
+    if locked {
+        // This node's gateway serves the lock before the refusal is answered.
+        if let Some(publisher) = &state.publisher {
+            if let Err(err) = publisher.refresh().await {
+                tracing::warn!(error = %err, "publishing an access-key lock failed");
+            }
+        }
+    }
     if let Verdict::Mismatch { canonical_request } = verdict {
         return Err(AuthFailure::AkSk(format!(
             "verify aksk signature fail, canonicalRequest:{}",

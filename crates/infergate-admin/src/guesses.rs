@@ -22,6 +22,10 @@ pub struct Guesses {
     dummy: OnceCell<String>,
 }
 
+/// The lockout subject every unknown or disabled user name counts against: its count
+/// means nothing, its write makes such an attempt cost what a known user's does.
+const UNKNOWN_USER: &str = "\u{1}unknown";
+
 /// What a password check found, in the words every caller uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PasswordCheck {
@@ -83,8 +87,11 @@ impl Guesses {
     }
 
     /// Checks `password` for `user` (absent: no such user, or disabled) under the
-    /// password lockout. Every path costs one argon2 verification; a locked user is
-    /// refused whatever the password, and only a wrong password counts as a failure.
+    /// password lockout. Each attempt is counted as a failure before the hash is compared
+    /// (one write on every path, so parallel guesses cannot pass the limit and no path is
+    /// faster than another), and a right password takes the count back. A user locked
+    /// before the attempt is refused whatever the password; every path costs one argon2
+    /// verification.
     pub async fn check_password(
         &self,
         store: &dyn Store,
@@ -92,38 +99,31 @@ impl Guesses {
         password: String,
         now: i64,
     ) -> Result<PasswordCheck, IamError> {
-        let Some(user) = user else {
-            let dummy = self.dummy_hash().await?;
-            self.hashing(move || verify_password(&Secret::new(password), &dummy))
-                .await?;
-            return Ok(PasswordCheck::Refused);
+        let subject = LockSubject::Password(user.map_or(UNKNOWN_USER, |u| u.id.as_str()));
+        let recorded = store.record_failure(subject, now, self.password).await?;
+        let locked = recorded.before.locked(now);
+        let hash = match user {
+            Some(user) if !locked => user.password_hash.clone(),
+            _ => self.dummy_hash().await?,
         };
-        let subject = LockSubject::Password(&user.id);
-        let failures = store.failures(subject).await?;
-        if failures.locked(now) {
-            let dummy = self.dummy_hash().await?;
-            self.hashing(move || verify_password(&Secret::new(password), &dummy))
-                .await?;
-            tracing::info!(user_id = %user.id, until = failures.locked_until, "password refused: the user is locked");
-            return Ok(PasswordCheck::Refused);
-        }
-        let hash = user.password_hash.clone();
         let right = self
             .hashing(move || verify_password(&Secret::new(password), &hash))
             .await?;
-        if right {
-            if failures.any() {
-                store.clear_failures(subject).await?;
+        let Some(user) = user.filter(|_| right && !locked) else {
+            if locked {
+                tracing::info!(
+                    until = recorded.before.locked_until,
+                    "password refused: the user is locked"
+                );
+            } else if recorded.locked_now(now) && user.is_some() {
+                tracing::warn!(user_id = %subject.id(), until = recorded.after.locked_until, "user locked after consecutive password failures");
             }
-            return Ok(PasswordCheck::Right);
-        }
-        if self.password.enabled() {
-            let after = store.record_failure(subject, now, self.password).await?;
-            if after.locked(now) {
-                tracing::warn!(user_id = %user.id, until = after.locked_until, "user locked after consecutive password failures");
-            }
-        }
-        Ok(PasswordCheck::Refused)
+            return Ok(PasswordCheck::Refused);
+        };
+        store
+            .clear_failures(LockSubject::Password(&user.id), None)
+            .await?;
+        Ok(PasswordCheck::Right)
     }
 
     /// The failures recorded against an access key.
@@ -132,7 +132,8 @@ impl Guesses {
     }
 
     /// Records the verdict on a signature made with a known key, whose failures read
-    /// `before` (a success clears them, if there were any).
+    /// `before` (a success clears them, if there were any and no lock holds); returns
+    /// whether the key was locked by this failure.
     pub async fn key_verdict(
         &self,
         store: &dyn Store,
@@ -140,22 +141,23 @@ impl Guesses {
         before: Failures,
         verified: bool,
         now: i64,
-    ) -> StoreResult<()> {
+    ) -> StoreResult<bool> {
         let subject = LockSubject::AccessKey(access);
         if verified {
             if before.any() {
-                store.clear_failures(subject).await?;
+                store.clear_failures(subject, Some(now)).await?;
             }
         } else if self.access_key.enabled() {
-            let after = store.record_failure(subject, now, self.access_key).await?;
-            if after.locked(now) {
+            let recorded = store.record_failure(subject, now, self.access_key).await?;
+            if recorded.locked_now(now) {
                 tracing::warn!(
                     access,
-                    until = after.locked_until,
+                    until = recorded.after.locked_until,
                     "access key locked after consecutive signature failures"
                 );
+                return Ok(true);
             }
         }
-        Ok(())
+        Ok(false)
     }
 }

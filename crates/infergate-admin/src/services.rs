@@ -132,6 +132,11 @@ pub async fn load_service(
 
 // === handlers ===
 
+/// Whether `ip` is one of this host's addresses: only those can be bound to.
+fn is_local(ip: std::net::IpAddr) -> bool {
+    std::net::UdpSocket::bind((ip, 0)).is_ok()
+}
+
 /// Refuses upstreams this node may not call: one of its own listeners (a loop), or, with
 /// `upstream_allow`, a host outside it. A name is judged by the addresses it resolves to
 /// now; the gateway judges each new connection again by the address it reached.
@@ -142,13 +147,13 @@ async fn check_targets(state: &AdminState, upstreams: &[String]) -> Result<(), A
         let addrs = match policy.check_url(url) {
             UrlCheck::Allowed => continue,
             UrlCheck::Refused(why) => return Err(refuse(why)),
-            UrlCheck::Resolve { host, port } => {
+            UrlCheck::Resolve { host, port, listed } => {
                 let lookup = tokio::net::lookup_host((host.as_str(), port));
                 match tokio::time::timeout(std::time::Duration::from_secs(2), lookup).await {
-                    Ok(Ok(addrs)) => addrs.collect::<Vec<_>>(),
+                    Ok(Ok(addrs)) => addrs.map(|a| (a, listed)).collect::<Vec<_>>(),
                     // Unresolvable now: the gateway decides when it connects, unless only
                     // listed hosts may be called.
-                    _ if policy.allow.is_empty() => continue,
+                    _ if policy.allow.is_empty() || listed => continue,
                     _ => {
                         return Err(refuse(format!(
                             "{host} does not resolve, and upstream_allow lists neither it nor its addresses"
@@ -157,8 +162,8 @@ async fn check_targets(state: &AdminState, upstreams: &[String]) -> Result<(), A
                 }
             }
         };
-        for addr in addrs {
-            if let UrlCheck::Refused(why) = policy.check_addr(addr) {
+        for (addr, listed) in addrs {
+            if let UrlCheck::Refused(why) = policy.check_addr(addr, listed, is_local) {
                 return Err(refuse(why));
             }
         }

@@ -148,10 +148,12 @@ pub enum UrlCheck {
     /// Refused; the text says why.
     Refused(String),
     /// A name only its addresses can decide: resolve it and check each with
-    /// [`UpstreamPolicy::check_addr`].
+    /// [`UpstreamPolicy::check_addr`] (`listed`: the name is on `upstream_allow`, so only
+    /// the rule against this node's own listeners applies to its addresses).
     Resolve {
         host: String,
         port: u16,
+        listed: bool,
     },
 }
 
@@ -197,26 +199,40 @@ impl UpstreamPolicy {
                 let name = dns_name(name);
                 if name == "localhost" || name.ends_with(".localhost") {
                     // Always this host, whatever a resolver says.
-                    return self.check_addr(SocketAddr::from(([127, 0, 0, 1], port)));
+                    let loopback = SocketAddr::from(([127, 0, 0, 1], port));
+                    return self.check_addr(loopback, false, |_| true);
                 }
-                if self.allow.iter().any(|a| a.allows_name(&name)) {
-                    return UrlCheck::Allowed;
-                }
-                return UrlCheck::Resolve { host: name, port };
+                let listed = self.allow.iter().any(|a| a.allows_name(&name));
+                return UrlCheck::Resolve {
+                    host: name,
+                    port,
+                    listed,
+                };
             }
             None => return UrlCheck::Refused("must name a host".into()),
         };
-        self.check_addr(SocketAddr::new(ip, port))
+        self.check_addr(SocketAddr::new(ip, port), false, |_| false)
     }
 
-    /// Checks one address an upstream URL names or resolves to.
-    pub fn check_addr(&self, addr: SocketAddr) -> UrlCheck {
-        if self.is_own(addr, false) {
+    /// Checks one address an upstream URL names or resolves to (`listed`: by a name on
+    /// `upstream_allow`). `local` says whether an address is one of this host's, for
+    /// listeners bound to every address.
+    pub fn check_addr(
+        &self,
+        addr: SocketAddr,
+        listed: bool,
+        local: impl Fn(IpAddr) -> bool,
+    ) -> UrlCheck {
+        let wildcard = self
+            .own
+            .iter()
+            .any(|own| own.ip().is_unspecified() && own.port() == addr.port());
+        if self.is_own(addr, wildcard && local(addr.ip())) {
             return UrlCheck::Refused(format!(
                 "{addr} is a listener of this node: calls would loop back into it"
             ));
         }
-        if !self.allows_addr(addr.ip()) {
+        if !listed && !self.allows_addr(addr.ip()) {
             return UrlCheck::Refused(format!("{} is not in upstream_allow", addr.ip()));
         }
         UrlCheck::Allowed
@@ -343,9 +359,14 @@ mod tests {
             p.check_url("http://models.example:8080"),
             UrlCheck::Resolve {
                 host: "models.example".into(),
-                port: 8080
+                port: 8080,
+                listed: false,
             }
         );
+        // A wildcard listener's port on any of this host's addresses is this node.
+        let lan: SocketAddr = "192.0.2.10:8080".parse().expect("addr");
+        assert!(refused(p.check_addr(lan, false, |_| true)));
+        assert_eq!(p.check_addr(lan, false, |_| false), UrlCheck::Allowed);
         // At connection time: any address of this host on a port of a wildcard listener.
         let here: SocketAddr = "192.0.2.10:50000".parse().expect("addr");
         let peer: SocketAddr = "192.0.2.10:8080".parse().expect("addr");
@@ -359,8 +380,21 @@ mod tests {
     #[test]
     fn upstream_allow_restricts_hosts_and_networks() {
         let p = policy(&["models.internal", "*.gpu.internal", "10.1.0.0/16"], &[]);
-        assert_eq!(p.check_url("https://models.internal"), UrlCheck::Allowed);
-        assert_eq!(p.check_url("http://a.gpu.internal:9000"), UrlCheck::Allowed);
+        for (url, port) in [
+            ("https://models.internal", 443),
+            ("http://a.gpu.internal:9000", 9000),
+        ] {
+            let UrlCheck::Resolve { listed, .. } = p.check_url(url) else {
+                panic!("{url} is decided by its addresses");
+            };
+            assert!(listed, "{url}");
+            // Listed by name: any address, but never this node's listener.
+            let far = SocketAddr::new("192.0.2.1".parse().expect("ip"), port);
+            assert_eq!(p.check_addr(far, true, |_| false), UrlCheck::Allowed);
+        }
+        let own = policy(&["models.internal"], &["127.0.0.1:8081"]);
+        let looped: SocketAddr = "127.0.0.1:8081".parse().expect("addr");
+        assert!(refused(own.check_addr(looped, true, |_| false)));
         assert_eq!(p.check_url("http://10.1.2.3:9000"), UrlCheck::Allowed);
         assert!(refused(p.check_url("http://10.2.0.1")));
         assert!(refused(p.check_url("http://169.254.169.254/latest")));

@@ -99,6 +99,10 @@ pub enum GatewayError {
     },
     /// Over a limit of the API's throttling policy.
     Throttled(Box<Refusal>),
+    /// The call came back through gateways too often: a service points at a gateway.
+    Loop {
+        hops: u8,
+    },
 }
 
 impl GatewayError {
@@ -164,6 +168,13 @@ impl GatewayError {
                 "APIG.0203",
                 format!("Backend timeout: no response within {timeout_ms} ms"),
             ),
+            Loop { hops } => (
+                StatusCode::LOOP_DETECTED,
+                "APIG.0201",
+                format!(
+                    "Loop detected: the call passed through infergate {hops} times; a service points back at a gateway"
+                ),
+            ),
             Throttled(over) => (
                 StatusCode::TOO_MANY_REQUESTS,
                 "APIG.0308",
@@ -195,6 +206,7 @@ impl GatewayError {
             UpstreamUnavailable(_) => "upstream_unavailable",
             UpstreamTimeout { .. } => "upstream_timeout",
             Throttled(_) => "throttled",
+            Loop { .. } => "loop",
         }
     }
 

@@ -6,6 +6,7 @@
 //! The fast path and the general server each read bytes and write bytes; every decision
 //! about headers, framing and paths is one of these functions.
 
+use infergate_sign::HeaderSource;
 use std::net::SocketAddr;
 
 use http::header::HeaderName;
@@ -72,7 +73,7 @@ pub(crate) enum Named {
 }
 
 /// Every name [`named`] recognises by itself (besides the `X-Forwarded-` prefix).
-const SPECIAL: [(&str, Named); 24] = [
+const SPECIAL: [(&str, Named); 25] = [
     (HOP_NAMES[0], Named::Hop),
     (HOP_NAMES[1], Named::Hop),
     (HOP_NAMES[2], Named::Hop),
@@ -97,7 +98,38 @@ const SPECIAL: [(&str, Named); 24] = [
     ("forwarded", Named::GatewaySet),
     ("x-real-ip", Named::GatewaySet),
     (REQUEST_ID, Named::GatewaySet),
+    (HOPS, Named::GatewaySet),
 ];
+
+/// How many infergate gateways a call passed through: read from the request (any value a
+/// client sends only brings its refusal closer), written one more to the upstream.
+pub(crate) const HOPS: &str = "x-infergate-hops";
+const X_INFERGATE_HOPS: HeaderName = HeaderName::from_static(HOPS);
+/// Gateways a call may pass through: a service pointed back at a gateway (through any
+/// proxy that keeps headers) is refused after this many rounds, not served forever.
+pub(crate) const MAX_HOPS: u8 = 5;
+
+/// `n` in decimal digits, written into `buf`.
+fn decimal(n: u8, buf: &mut [u8; 3]) -> &[u8] {
+    let mut at = buf.len();
+    let mut n = n;
+    loop {
+        at -= 1;
+        buf[at] = b'0' + n % 10;
+        n /= 10;
+        if n == 0 {
+            return &buf[at..];
+        }
+    }
+}
+
+/// The hops a request says it made (0 when it says nothing readable).
+pub(crate) fn hops<H: HeaderSource + ?Sized>(headers: &H) -> u8 {
+    headers
+        .text(HOPS)
+        .and_then(|v| v.trim().parse::<u8>().ok())
+        .unwrap_or(0)
+}
 
 /// The longest name of [`SPECIAL`].
 const LONGEST: usize = 19;
@@ -580,6 +612,8 @@ pub(crate) struct Forwarded<'a> {
     pub conn: &'a ConnInfo,
     /// The call's id, as the header carries it.
     pub request_id: &'a [u8],
+    /// Gateways the call passed through, this one included.
+    pub hops: u8,
 }
 
 impl Forwarded<'_> {
@@ -613,6 +647,8 @@ impl Forwarded<'_> {
         let proto: &[u8] = if self.conn.tls { b"https" } else { b"http" };
         set(&X_FORWARDED_PROTO, proto);
         set(&X_REQUEST_ID, self.request_id);
+        let mut digits = [0u8; 3];
+        set(&X_INFERGATE_HOPS, decimal(self.hops, &mut digits));
         set(&X_API_ID, self.api_id.as_bytes());
         match self.caller {
             Caller::App { app_id } => set(&X_APP_ID, app_id.as_bytes()),

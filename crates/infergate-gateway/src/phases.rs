@@ -117,6 +117,8 @@ pub struct CallRecord {
     pub upstream: Option<Arc<str>>,
     pub upstream_ms: Option<f64>,
     pub bytes_in: u64,
+    /// Gateways the call passed through, this one included.
+    pub hops: u8,
     /// The rate-limit fields every response of a throttled API carries.
     pub rate_limit: Option<Box<RateLimitFields>>,
     pub(crate) started: Instant,
@@ -178,6 +180,7 @@ impl Gateway {
             upstream: None,
             upstream_ms: None,
             bytes_in,
+            hops: 1,
             rate_limit: None,
             started: Instant::now(),
         }
@@ -235,6 +238,11 @@ impl Gateway {
         self.check_limits(head)?;
         // Only a path that names what it reaches is routed, and forwarded as it was checked.
         http_rules::check_path(head.path)?;
+        let hops = http_rules::hops(head.headers);
+        if hops >= http_rules::MAX_HOPS {
+            return Err(GatewayError::Loop { hops });
+        }
+        record.hops = hops + 1;
 
         // Route: longest api_path prefix, then the method.
         let on_path = snapshot.route(head.path).ok_or(GatewayError::NoApi)?;

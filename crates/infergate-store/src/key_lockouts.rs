@@ -51,13 +51,14 @@ impl KeyLockouts {
                     Verdict::Failed(access) => store
                         .record_failure(LockSubject::AccessKey(access), now, policy)
                         .await
-                        // Just locked: the lock runs from this failure.
-                        .map(|after| after.locked_until == now.saturating_add(policy.duration_ms)),
+                        .map(|recorded| recorded.locked_now(now)),
                     Verdict::Succeeded(access) => {
                         if let Some(me) = weak.upgrade() {
                             me.forget(access);
                         }
-                        store.clear_failures(LockSubject::AccessKey(access)).await
+                        store
+                            .clear_failures(LockSubject::AccessKey(access), Some(now))
+                            .await
                     }
                 };
                 match changed {

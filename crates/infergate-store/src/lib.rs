@@ -59,6 +59,20 @@ pub struct Bootstrap {
     pub admin: User,
 }
 
+/// A subject's failures before and after one more was recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Recorded {
+    pub before: Failures,
+    pub after: Failures,
+}
+
+impl Recorded {
+    /// Whether this failure set a new lock.
+    pub fn locked_now(&self, now: i64) -> bool {
+        self.after.locked(now) && !self.before.locked(now)
+    }
+}
+
 /// Fields of a service that an update may change.
 #[derive(Debug, Clone)]
 pub struct ServiceUpdate {
@@ -160,17 +174,23 @@ pub trait CredentialStore: Send + Sync {
     async fn token_revoked(&self, token_id: &str) -> StoreResult<bool>;
     /// The failures recorded against a password or an access key (none: the default).
     async fn failures(&self, subject: LockSubject<'_>) -> StoreResult<Failures>;
-    /// Records one failure under `policy` and returns the record after it; a lock set on
-    /// an access key reaches every gateway (it bumps the revision).
+    /// Records one failure under `policy` (a locked subject's record stays as it is) and
+    /// returns the record before and after it; a lock set on an access key reaches every
+    /// gateway (it bumps the revision).
     async fn record_failure(
         &self,
         subject: LockSubject<'_>,
         now: i64,
         policy: LockoutPolicy,
-    ) -> StoreResult<Failures>;
-    /// Forgets a subject's failures and lock (after a success, or an admin's unlock);
-    /// returns whether anything was recorded.
-    async fn clear_failures(&self, subject: LockSubject<'_>) -> StoreResult<bool>;
+    ) -> StoreResult<Recorded>;
+    /// Forgets a subject's failures after a success; with `keep_lock_at`, not while it is
+    /// locked then (a success seen before a lock reached its plane must not end the lock).
+    /// Returns whether anything was forgotten.
+    async fn clear_failures(
+        &self,
+        subject: LockSubject<'_>,
+        keep_lock_at: Option<i64>,
+    ) -> StoreResult<bool>;
 }
 
 /// Inference services and their APIs.

@@ -327,7 +327,11 @@ pub async fn lockouts(store: &dyn Store) {
     assert!(!store.failures(key).await.expect("q").any());
     let revision = store.revision().await.expect("revision");
     for n in 1..=2 {
-        let after = store.record_failure(key, 100, policy).await.expect("fail");
+        let after = store
+            .record_failure(key, 100, policy)
+            .await
+            .expect("fail")
+            .after;
         assert_eq!((after.count, after.locked_until), (n, 0));
     }
     // Counting alone moves nothing the gateways serve.
@@ -338,7 +342,9 @@ pub async fn lockouts(store: &dyn Store) {
         .await
         .expect("fail");
     assert_eq!(store.failures(password).await.expect("q").count, 1);
-    let locked = store.record_failure(key, 150, policy).await.expect("lock");
+    let recorded = store.record_failure(key, 150, policy).await.expect("lock");
+    assert!(recorded.locked_now(150));
+    let locked = recorded.after;
     assert_eq!(locked.locked_until, 1150);
     assert_eq!(store.revision().await.expect("revision"), revision + 1);
     assert_eq!(
@@ -360,14 +366,19 @@ pub async fn lockouts(store: &dyn Store) {
         .expect("covered");
     assert_eq!(delta.credentials_of_users[0].1[0].locked_until, 1150);
     // While locked nothing more is counted; after the lock, counting starts again.
-    assert_eq!(
-        store.record_failure(key, 500, policy).await.expect("q"),
-        locked
-    );
-    let after = store.record_failure(key, 1200, policy).await.expect("q");
+    let again = store.record_failure(key, 500, policy).await.expect("q");
+    assert_eq!((again.before, again.after), (locked, locked));
+    assert!(!again.locked_now(500));
+    // A success keeps a lock that holds, and forgets one that ended.
+    assert!(!store.clear_failures(key, Some(900)).await.expect("keep"));
+    let after = store
+        .record_failure(key, 1200, policy)
+        .await
+        .expect("q")
+        .after;
     assert_eq!((after.count, after.locked_until), (1, 1150));
-    assert!(store.clear_failures(key).await.expect("clear"));
-    assert!(!store.clear_failures(key).await.expect("clear again"));
+    assert!(store.clear_failures(key, Some(1200)).await.expect("clear"));
+    assert!(!store.clear_failures(key, None).await.expect("clear again"));
     assert_eq!(
         store
             .credential("AK1")

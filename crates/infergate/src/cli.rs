@@ -62,6 +62,22 @@ pub enum Command {
         #[arg(long, env = "INFERGATE_DATABASE_URL", hide_env_values = true)]
         database_url: String,
     },
+    /// End a user's password lockout on the store itself, with no server or login (for
+    /// when the only domain admin is locked out).
+    #[command(
+        after_help = "Examples:\n  infergate unlock --user admin\n  infergate unlock --user admin --data-dir /var/lib/infergate\n  INFERGATE_DATABASE_URL=postgres://… infergate unlock --user admin"
+    )]
+    Unlock {
+        /// The user's name in the default domain.
+        #[arg(long)]
+        user: String,
+        /// Directory of the embedded SQLite store [default: ./infergate-data].
+        #[arg(long, env = "INFERGATE_DATA_DIR")]
+        data_dir: Option<std::path::PathBuf>,
+        /// postgres://… of a shared store (instead of the data directory's SQLite).
+        #[arg(long, env = "INFERGATE_DATABASE_URL", hide_env_values = true)]
+        database_url: Option<String>,
+    },
     /// Log in to a management API and save the token (mode 0600).
     #[command(
         after_help = "Examples:\n  infergate login --url http://127.0.0.1:8081 --user admin\n  INFERGATE_PASSWORD=… infergate login --url http://10.0.0.2:8081 --user ops --project team-a"

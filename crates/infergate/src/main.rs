@@ -81,6 +81,21 @@ fn main() -> ExitCode {
             }
         };
     }
+    if let Command::Unlock {
+        user,
+        data_dir,
+        database_url,
+    } = &cli.command
+    {
+        let unlocked = serve::unlock(user, data_dir.as_deref(), database_url.as_deref());
+        return match runtime.block_on(unlocked) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("infergate: {err:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     match runtime.block_on(client_command(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
@@ -93,7 +108,7 @@ fn main() -> ExitCode {
 async fn client_command(cli: Cli) -> Result<(), CliError> {
     let global = cli.global;
     match cli.command {
-        Command::Serve(_) | Command::Migrate { .. } => Ok(()),
+        Command::Serve(_) | Command::Migrate { .. } | Command::Unlock { .. } => Ok(()),
         Command::Login(args) => commands::login(&global, args).await,
         Command::Logout => commands::logout(&global).await,
         Command::Sign(args) => call::sign_command(args),

@@ -351,6 +351,36 @@ async fn cluster_master_key(pg: &PgStore) -> anyhow::Result<MasterKey> {
     MasterKey::parse(data.expose()).context("the cluster's data key is malformed")
 }
 
+/// `infergate unlock`: ends a user's password lockout (and enables it) in the store.
+pub async fn unlock(
+    user: &str,
+    data_dir: Option<&Path>,
+    database_url: Option<&str>,
+) -> anyhow::Result<()> {
+    let store: Arc<dyn Store> = match database_url {
+        Some(url) => Arc::new(PgStore::connect(url).await?),
+        None => {
+            let dir = data_dir.unwrap_or(Path::new("infergate-data"));
+            let database = dir.join(DATABASE_FILE);
+            if !database.exists() {
+                bail!("no store at {}", database.display());
+            }
+            Arc::new(SqliteStore::open(&database).await?)
+        }
+    };
+    let domain = store
+        .domain_by_name(bootstrap::DEFAULT_DOMAIN)
+        .await?
+        .context("the default domain does not exist")?;
+    let found = store
+        .user_by_name(&domain.id, user)
+        .await?
+        .with_context(|| format!("no user named {user:?} in the default domain"))?;
+    store.update_user(&found.id, Some(true), None).await?;
+    println!("unlocked and enabled user {user} ({})", found.id);
+    Ok(())
+}
+
 /// `infergate migrate`.
 pub async fn migrate(url: &str) -> anyhow::Result<()> {
     PgStore::connect(url).await?;

@@ -306,6 +306,23 @@ async fn a_whole_workflow_from_the_terminal() {
             .as_u16(),
         401
     );
+    // Offline, on the store itself: for when no admin can log in.
+    for _ in 0..5 {
+        login("wrong-pw-456").await.expect("login");
+    }
+    let data = dir.path().join("data");
+    let data = data.to_str().expect("utf-8");
+    let unlocked = ok(
+        &config,
+        &["unlock", "--user", "locked-out", "--data-dir", data],
+    )
+    .await;
+    assert!(unlocked.contains("unlocked"), "{unlocked}");
+    let status = login("locked-out-pw1").await.expect("login").status();
+    assert_eq!(status.as_u16(), 201);
+    let unknown = cli(&config, &["unlock", "--user", "nobody", "--data-dir", data]).await;
+    assert_ne!(unknown.code, 0);
+    assert!(unknown.stderr.contains("nobody"), "{}", unknown.stderr);
 
     // Logging out revokes the saved token: kept aside, it no longer opens anything.
     ok(&config, &["logout"]).await;

@@ -563,6 +563,55 @@ async fn lockouts_and_revocations_hold_on_every_node() {
         )
         .await;
     common::issue_token(&client, &a.admin, "locks", "locks-password-1").await;
+
+    // A key locked by management calls: that node's gateway refuses it before the last
+    // refusal is answered; the other node's soon after.
+    let cred = admin
+        .ok(
+            Method::POST,
+            "/v3.0/OS-CREDENTIAL/credentials",
+            Some(json!({"credential": {"user_id": uid}})),
+        )
+        .await;
+    let ak = cred["credential"]["access"]
+        .as_str()
+        .expect("ak")
+        .to_owned();
+    let sk = cred["credential"]["secret"]
+        .as_str()
+        .expect("sk")
+        .to_owned();
+    until("second key at b", 200, "", || async {
+        signed_get(&client, &call_b, &ak, &sk)
+            .send()
+            .await
+            .expect("call")
+    })
+    .await;
+    for _ in 0..5 {
+        let reply = signed_get(&client, &management, &ak, &wrong)
+            .send()
+            .await
+            .expect("call");
+        assert_eq!(reply.status().as_u16(), 401);
+    }
+    let at_once = signed_get(&client, &call_b, &ak, &sk)
+        .send()
+        .await
+        .expect("call");
+    assert_eq!(at_once.status().as_u16(), 401);
+    until(
+        "key locked by b's management plane, at a",
+        401,
+        limit,
+        || async {
+            signed_get(&client, &call_a, &ak, &sk)
+                .send()
+                .await
+                .expect("call")
+        },
+    )
+    .await;
     drop((a, b));
     schema.drop_schema().await;
 }

@@ -1075,3 +1075,73 @@ async fn large_bodies_and_connection_close() {
     assert!(text.contains("connection: close\r\n"), "{text}");
     assert!(text.contains("\"body\":\"abc\""), "{text}");
 }
+
+/// A service pointed back at the gateway through a proxy that keeps headers is refused
+/// with 508 after a few rounds, on both servers, instead of looping until its timeout.
+#[tokio::test]
+async fn a_service_pointed_back_at_the_gateway_loops_a_few_times_only() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    for fast in ["true", "false"] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let server = start_with(dir.path(), Some(PASSWORD), &["--http1-fast-path", fast]).await;
+        let admin = Admin::login(&server).await;
+        let gateway_addr = server.gateway.trim_start_matches("http://").to_owned();
+        // A plain TCP proxy in front of the gateway.
+        let proxy = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let proxy_addr = proxy.local_addr().expect("addr");
+        let rounds = Arc::new(AtomicUsize::new(0));
+        let counted = rounds.clone();
+        let forwarder = tokio::spawn(async move {
+            loop {
+                let Ok((mut inbound, _)) = proxy.accept().await else {
+                    return;
+                };
+                counted.fetch_add(1, Ordering::SeqCst);
+                let target = gateway_addr.clone();
+                tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+            }
+        });
+        let (sid, _) = admin
+            .service_with_api("looped", "http://127.0.0.1:9", json!({"auth_type": "NONE"}))
+            .await;
+        admin
+            .ok(
+                Method::PUT,
+                &format!("/services/{sid}"),
+                Some(json!({"upstreams": [format!("http://{proxy_addr}/v1/infers/{sid}")], "timeout_ms": 20000})),
+            )
+            .await;
+        let started = Instant::now();
+        let reply = reqwest::Client::new()
+            .get(format!("{}/v1/infers/{sid}/x", server.gateway))
+            .send()
+            .await
+            .expect("call");
+        let status = reply.status().as_u16();
+        let body: Value = reply.json().await.unwrap_or(Value::Null);
+        // The innermost round answers 508; each outer one relays it.
+        assert_eq!(status, 508, "fast={fast}: {body}");
+        assert!(
+            body["error_msg"]
+                .as_str()
+                .unwrap_or("")
+                .contains("Loop detected"),
+            "{body}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(10));
+        let n = rounds.load(Ordering::SeqCst);
+        assert!(
+            (1..=5).contains(&n),
+            "fast={fast}: {n} rounds through the proxy"
+        );
+        forwarder.abort();
+        drop(server);
+    }
+}

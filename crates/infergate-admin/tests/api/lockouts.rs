@@ -144,7 +144,7 @@ async fn lockouts_follow_their_settings() {
     let short = TestApp::with_settings(AdminSettings {
         password_lockout: LockoutPolicy {
             attempts: 2,
-            duration_ms: 300,
+            duration_ms: 3000,
         },
         ..AdminSettings::new(PUBLIC_URL, "http://127.0.0.1:8081")
     })
@@ -157,7 +157,7 @@ async fn lockouts_follow_their_settings() {
         short.issue("rae", "rae-password", json!(null)).await.status,
         401
     );
-    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(3200)).await;
     assert_eq!(
         short.issue("rae", "rae-password", json!(null)).await.status,
         201
@@ -266,4 +266,32 @@ async fn five_bad_signatures_lock_the_access_key() {
         .await
         .expect("q")
         .any());
+}
+
+/// Guesses sent all at once count one by one: no more than the limit are compared with
+/// the real hash, so the right password sent right after is refused.
+#[tokio::test]
+async fn parallel_guesses_cannot_pass_the_limit() {
+    let t = TestApp::with_settings(AdminSettings {
+        max_password_hashes: 64,
+        ..AdminSettings::new(PUBLIC_URL, "http://127.0.0.1:8081")
+    })
+    .await;
+    t.create_user("target").await;
+    let guesses = (0..30).map(|i| {
+        t.issue(
+            "target",
+            if i == 29 {
+                "target-password"
+            } else {
+                "wrong-guess-1"
+            },
+            json!(null),
+        )
+    });
+    let replies = futures_util::future::join_all(guesses).await;
+    // The right password came last of thirty at once: by then the user was locked.
+    assert_eq!(replies[29].status.as_u16(), 401, "{}", replies[29].body);
+    let after = t.issue("target", "target-password", json!(null)).await;
+    assert_refused_login(after.status.as_u16(), &after.body);
 }

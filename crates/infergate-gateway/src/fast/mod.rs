@@ -460,6 +460,7 @@ impl Gateway {
                 caller,
                 conn,
                 request_id: request_id.as_bytes(),
+                hops: record.hops,
             },
             framing,
             body,

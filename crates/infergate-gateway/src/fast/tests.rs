@@ -177,6 +177,7 @@ fn forwarded<'a>(caller: &'a Caller, conn: &'a ConnInfo) -> Forwarded<'a> {
         caller,
         conn,
         request_id: b"rid",
+        hops: 1,
     }
 }
 
@@ -219,7 +220,7 @@ fn upstream_request_bytes() {
         forwarded_bytes(head, &app, &upstream, "/v1/infers/s"),
         "POST /base/run?a=1 HTTP/1.1\r\nhost: 10.0.0.1:9000\r\n\
          x-forwarded-host: gw\r\nx-forwarded-for: 127.0.0.2\r\nx-forwarded-proto: http\r\n\
-         x-request-id: rid\r\nx-api-id: api1\r\nx-app-id: app1\r\ncontent-length: 2\r\n\r\nhi"
+         x-request-id: rid\r\nx-infergate-hops: 1\r\nx-api-id: api1\r\nx-app-id: app1\r\ncontent-length: 2\r\n\r\nhi"
     );
     let bare = Upstream::parse("http://h:1").expect("upstream");
     assert!(forwarded_bytes(head, &app, &bare, "/v1/infers/s/run")

@@ -90,6 +90,7 @@ impl Gateway {
             caller,
             conn: &conn,
             request_id: record.request_id.as_bytes(),
+            hops: record.hops,
         };
         let headers = upstream_headers(std::mem::take(&mut parts.headers), &client, &forwarded);
         let mut attempts = HyperAttempts {
@@ -468,6 +469,7 @@ mod tests {
             caller: &caller,
             conn,
             request_id: b"rid",
+            hops: 1,
         };
         let rules = ClientHeaders::new(
             headers

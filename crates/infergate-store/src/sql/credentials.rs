@@ -150,13 +150,12 @@ impl CredentialStore for This {
         subject: LockSubject<'_>,
         now: i64,
         policy: LockoutPolicy,
-    ) -> StoreResult<Failures> {
+    ) -> StoreResult<Recorded> {
         let mut tx = self.begin_write().await?;
         let before = failures_in(&mut tx, subject).await?;
         let after = before.after_failure(now, policy);
-        if after == before {
-            return Ok(after);
-        }
+        // Written even when nothing changes (a locked subject): every failure costs the
+        // same, so its time tells nothing of the subject.
         sqlx::query(
             "INSERT INTO lockouts (kind, subject, failures, last_failure_at, locked_until)
              VALUES ($1, $2, $3, $4, $5)
@@ -178,13 +177,18 @@ impl CredentialStore for This {
             }
         }
         tx.commit().await?;
-        Ok(after)
+        Ok(Recorded { before, after })
     }
 
-    async fn clear_failures(&self, subject: LockSubject<'_>) -> StoreResult<bool> {
+    async fn clear_failures(
+        &self,
+        subject: LockSubject<'_>,
+        keep_lock_at: Option<i64>,
+    ) -> StoreResult<bool> {
         let mut tx = self.begin_write().await?;
         let before = failures_in(&mut tx, subject).await?;
-        if !before.any() {
+        let keeps = keep_lock_at.is_some_and(|now| before.locked(now));
+        if !before.any() || keeps {
             return Ok(false);
         }
         sqlx::query("DELETE FROM lockouts WHERE kind = $1 AND subject = $2")

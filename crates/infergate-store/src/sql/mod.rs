@@ -40,8 +40,8 @@ use sqlx::{Row, Transaction};
 use super::This;
 use crate::backend::{Backend, Changed};
 use crate::{
-    AppStore, AuthorizationStore, Bootstrap, CredentialStore, IdentityStore, ServiceStore,
-    ServiceUpdate, Store, StoreError, StoreResult, ThrottleStore,
+    AppStore, AuthorizationStore, Bootstrap, CredentialStore, IdentityStore, Recorded,
+    ServiceStore, ServiceUpdate, Store, StoreError, StoreResult, ThrottleStore,
 };
 
 type Db = <This as Backend>::Db;
