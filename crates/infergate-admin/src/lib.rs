@@ -98,6 +98,8 @@ pub struct AdminState {
     pub publisher: Option<Arc<ConfigPublisher>>,
     /// Metrics and the access log; absent in tests that do not look at them.
     pub observability: Option<Observability>,
+    /// Where throttling counts are kept, for `/readyz` (with shared limits only).
+    pub limits_status: Option<Arc<dyn Fn() -> &'static str + Send + Sync>>,
 }
 
 /// The process's metrics registry and access log, as the management plane uses them.
@@ -172,7 +174,16 @@ impl AdminState {
             settings,
             publisher: None,
             observability: None,
+            limits_status: None,
         }
+    }
+
+    pub fn with_limits_status(
+        mut self,
+        status: Option<Arc<dyn Fn() -> &'static str + Send + Sync>>,
+    ) -> Self {
+        self.limits_status = status;
+        self
     }
 
     pub fn with_observability(mut self, observability: Observability) -> Self {
@@ -235,9 +246,11 @@ async fn healthz() -> Json<serde_json::Value> {
 async fn readyz(State(state): State<Arc<AdminState>>) -> Response {
     match state.store.revision().await {
         Ok(revision) => {
-            let mut response =
-                Json(json!({"status": "ready", "store": "ok", "revision": revision}))
-                    .into_response();
+            let mut body = json!({"status": "ready", "store": "ok", "revision": revision});
+            if let Some(status) = &state.limits_status {
+                body["limits"] = json!(status());
+            }
+            let mut response = Json(body).into_response();
             response
                 .headers_mut()
                 .insert("X-Config-Revision", HeaderValue::from(revision));

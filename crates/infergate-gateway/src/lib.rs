@@ -34,7 +34,7 @@ pub use crate::general::{serve, serve_with, ConnectionMetrics, TlsFiles};
 pub use crate::http_rules::{Cidr, ConnInfo};
 pub use crate::observe::{metrics, Observers};
 pub use crate::phases::{CallRecord, RequestId};
-pub use crate::throttle::{Dimension, RateLimitFields, Refusal};
+pub use crate::throttle::{ClusterLimits, ClusterMetrics, Dimension, RateLimitFields, Refusal};
 
 use crate::metrics::GatewayMetrics;
 use crate::phases::RequestIds;
@@ -120,6 +120,15 @@ impl Default for ListenerSettings {
 }
 
 /// The gateway: shared by every connection.
+/// What a gateway may work with beside its snapshot and settings.
+#[derive(Default)]
+pub struct Collaborators {
+    /// Where verdicts on IAM signatures go, so failures lock keys cluster-wide.
+    pub key_verdicts: Option<Arc<dyn KeyVerdicts>>,
+    /// Throttling counts shared with other nodes (else each node counts alone).
+    pub shared_limits: Option<Arc<ClusterLimits>>,
+}
+
 pub struct Gateway {
     snapshots: Arc<ArcSwap<Snapshot>>,
     settings: GatewaySettings,
@@ -134,6 +143,8 @@ pub struct Gateway {
     key_verdicts: Option<Arc<dyn KeyVerdicts>>,
     /// The counts of throttled APIs' calls on this node.
     counters: throttle::Counters,
+    /// The counts shared with other nodes through Redis, when configured.
+    cluster: Option<Arc<ClusterLimits>>,
 }
 
 impl Gateway {
@@ -142,14 +153,15 @@ impl Gateway {
         settings: GatewaySettings,
         observers: Observers,
     ) -> Arc<Self> {
-        Self::build(snapshots, settings, observers, None)
+        Self::with(snapshots, settings, observers, Collaborators::default())
     }
 
-    fn build(
+    /// The gateway with the collaborators a node has.
+    pub fn with(
         snapshots: Arc<ArcSwap<Snapshot>>,
         settings: GatewaySettings,
         observers: Observers,
-        key_verdicts: Option<Arc<dyn KeyVerdicts>>,
+        collaborators: Collaborators,
     ) -> Arc<Self> {
         Arc::new(Self {
             upstreams: Upstreams::new(settings.ejection),
@@ -167,19 +179,10 @@ impl Gateway {
             settings,
             ids: RequestIds::new(),
             observers: Arc::new(observers),
-            key_verdicts,
+            key_verdicts: collaborators.key_verdicts,
             counters: throttle::Counters::default(),
+            cluster: collaborators.shared_limits,
         })
-    }
-
-    /// The gateway, reporting verdicts on IAM access-key signatures to `verdicts`.
-    pub fn with_key_verdicts(
-        snapshots: Arc<ArcSwap<Snapshot>>,
-        settings: GatewaySettings,
-        observers: Observers,
-        verdicts: Arc<dyn KeyVerdicts>,
-    ) -> Arc<Self> {
-        Self::build(snapshots, settings, observers, Some(verdicts))
     }
 
     pub fn metrics(&self) -> Option<&GatewayMetrics> {

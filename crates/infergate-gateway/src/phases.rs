@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use infergate_core::model::AuthType;
-use infergate_core::snapshot::{ApiRoute, Snapshot};
+use infergate_core::snapshot::{ApiRoute, Snapshot, ThrottleRule};
 use infergate_sign::HeaderSource;
 use smallvec::SmallVec;
 
@@ -289,7 +289,7 @@ impl Gateway {
         conn: &ConnInfo,
         body: BodySeen<'_>,
         record: &mut CallRecord,
-    ) -> Result<Caller, GatewayError> {
+    ) -> Result<(Caller, Option<Box<SharedCount>>), GatewayError> {
         let BodySeen {
             hash: body_hash,
             is_empty: body_is_empty,
@@ -327,17 +327,54 @@ impl Gateway {
         }
         record.auth = "ok";
         // Throttle: only an authenticated, authorized call counts.
-        if let Some(rule) = snapshot.throttle(&selected.api.api_id) {
-            let now = wall_time(record.started).timestamp_millis();
-            let ip = source_ip(conn, head.headers);
-            let applicable = Applicable::of(rule, &selected.api.api_id, &caller, ip, now);
-            match self.counters.admit(rule, &applicable, now) {
-                Ok(fields) => record.rate_limit = Some(Box::new(fields)),
-                Err(over) => return Err(GatewayError::Throttled(Box::new(over))),
-            }
+        let Some(rule) = snapshot.throttle(&selected.api.api_id) else {
+            return Ok((caller, None));
+        };
+        let now = wall_time(record.started).timestamp_millis();
+        let ip = source_ip(conn, head.headers);
+        let applicable = Applicable::of(rule, &selected.api.api_id, &caller, ip, now);
+        if self.cluster.is_some() {
+            let shared = SharedCount {
+                rule: rule.clone(),
+                applicable,
+                now,
+            };
+            return Ok((caller, Some(Box::new(shared))));
         }
-        Ok(caller)
+        match self.counters.admit(rule, &applicable, now) {
+            Ok(fields) => record.rate_limit = Some(Box::new(fields)),
+            Err(over) => return Err(GatewayError::Throttled(Box::new(over))),
+        }
+        Ok((caller, None))
     }
+
+    /// Counts a call in the limits shared across nodes (where the admission found them).
+    pub(crate) async fn count_shared(
+        &self,
+        shared: Option<Box<SharedCount>>,
+        record: &mut CallRecord,
+    ) -> Result<(), GatewayError> {
+        let (Some(shared), Some(cluster)) = (shared, &self.cluster) else {
+            return Ok(());
+        };
+        match cluster
+            .admit(&shared.rule, &shared.applicable, shared.now)
+            .await
+        {
+            Ok(fields) => {
+                record.rate_limit = Some(Box::new(fields));
+                Ok(())
+            }
+            Err(over) => Err(GatewayError::Throttled(over)),
+        }
+    }
+}
+
+/// A call's counts in limits shared across nodes, to be taken before it is forwarded.
+pub(crate) struct SharedCount {
+    rule: Arc<ThrottleRule>,
+    applicable: Applicable,
+    now: i64,
 }
 
 impl Gateway {

@@ -14,6 +14,10 @@ use smallvec::SmallVec;
 
 use crate::authn::Caller;
 
+mod cluster;
+
+pub use cluster::{ClusterLimits, ClusterMetrics};
+
 /// What a count is of.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Dimension {
@@ -255,7 +259,7 @@ impl Counters {
     }
 }
 
-fn unit_word(rule: &ThrottleRule) -> &'static str {
+pub(crate) fn unit_word(rule: &ThrottleRule) -> &'static str {
     use infergate_core::throttle::TimeUnit;
     match rule.time_unit {
         TimeUnit::Second => "second",

@@ -451,7 +451,7 @@ pub struct ServeArgs {
     /// refresh_interval_ms, header_timeout_ms, body_idle_timeout_ms, max_connections,
     /// trusted_proxies, lockout_failure_attempts, lockout_duration_s,
     /// ak_lockout_failure_attempts, ak_lockout_duration_s, max_password_hashes,
-    /// upstream_allow.
+    /// upstream_allow, redis_url.
     #[arg(long, env = "INFERGATE_CONFIG")]
     pub config: Option<PathBuf>,
     /// Directory of the SQLite database, master key and initial password [default: ./infergate-data].
@@ -564,4 +564,8 @@ pub struct ServeArgs {
     /// services may point at [default: any host; never this node's own listeners].
     #[arg(long, env = "INFERGATE_UPSTREAM_ALLOW", value_delimiter = ',')]
     pub upstream_allow: Option<Vec<String>>,
+    /// redis://… shared by the nodes of a cluster, where throttling limits are counted so
+    /// they hold across nodes [default: none: each node counts alone].
+    #[arg(long, env = "INFERGATE_REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
 }

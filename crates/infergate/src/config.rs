@@ -51,6 +51,7 @@ pub struct FileConfig {
     pub ak_lockout_duration_s: Option<u64>,
     pub max_password_hashes: Option<usize>,
     pub upstream_allow: Option<Vec<String>>,
+    pub redis_url: Option<String>,
 }
 
 impl FileConfig {
@@ -95,6 +96,8 @@ pub struct Settings {
     pub max_password_hashes: usize,
     /// Hosts and networks services may point at; empty: any (never this node).
     pub upstream_allow: Vec<AllowedHost>,
+    /// Redis holding the throttling counts of several nodes.
+    pub redis_url: Option<String>,
 }
 
 /// A list setting's entries, each read by `parse` (blank ones skipped).
@@ -276,7 +279,14 @@ impl Settings {
             args.upstream_allow.or(file.upstream_allow),
             AllowedHost::parse,
         )?;
+        let redis_url = args.redis_url.or(file.redis_url);
+        if let Some(url) = &redis_url {
+            if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+                bail!("redis_url must be a redis:// or rediss:// URL");
+            }
+        }
         Ok(Self {
+            redis_url,
             upstream_allow,
             password_lockout: lockout(
                 "lockout",

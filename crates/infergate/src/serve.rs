@@ -16,7 +16,8 @@ use infergate_core::net::UpstreamPolicy;
 use infergate_core::{ids, validate, MasterKey, Secret};
 use infergate_gateway::metrics::GatewayMetrics;
 use infergate_gateway::{
-    serve_with, ConnectionMetrics, Gateway, GatewaySettings, Observers, TlsFiles,
+    serve_with, ClusterLimits, ClusterMetrics, Collaborators, ConnectionMetrics, Gateway,
+    GatewaySettings, Observers, TlsFiles,
 };
 use infergate_store::{ConfigPublisher, KeyLockouts, PgStore, SqliteStore, Store};
 use tokio::net::TcpListener;
@@ -239,9 +240,17 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let access_log = start_access_log(&settings.access_log)?;
     let gateway_metrics = GatewayMetrics::new(&registry)?;
     let admin_connections = admin_connection_metrics(&registry)?;
-    let observability = Observability::new(registry, access_log.clone())?;
+    let observability = Observability::new(registry.clone(), access_log.clone())?;
     let gateway_tls = load_tls(&settings.gateway_tls)?;
     let admin_tls = load_tls(&settings.admin_tls)?;
+    let shared_limits = match &settings.redis_url {
+        Some(url) => {
+            let metrics = ClusterMetrics::new(&registry)?;
+            let prefix = redis_prefix(&settings);
+            Some(ClusterLimits::start(url, &prefix, Some(metrics)).map_err(anyhow::Error::msg)?)
+        }
+        None => None,
+    };
     let store_for_lockouts = store.clone();
     let state = Arc::new(
         AdminState::new(
@@ -259,14 +268,23 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             },
         )
         .with_publisher(publisher.clone())
-        .with_observability(observability),
+        .with_observability(observability)
+        .with_limits_status(shared_limits.clone().map(|limits| {
+            Arc::new(move || {
+                if limits.redis_up() {
+                    "shared in Redis"
+                } else {
+                    "counted on this node (Redis unreachable)"
+                }
+            }) as Arc<dyn Fn() -> &'static str + Send + Sync>
+        })),
     );
     let key_lockouts = KeyLockouts::start(
         store_for_lockouts,
         publisher.clone(),
         settings.access_key_lockout,
     );
-    let gateway = Gateway::with_key_verdicts(
+    let gateway = Gateway::with(
         publisher.snapshots(),
         GatewaySettings {
             limits: settings.limits.clone(),
@@ -280,7 +298,10 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             metrics: Some(gateway_metrics),
             access_log,
         },
-        key_lockouts,
+        Collaborators {
+            key_verdicts: Some(key_lockouts),
+            shared_limits,
+        },
     );
     tokio::spawn(refresh_periodically(
         publisher.clone(),
@@ -349,6 +370,21 @@ async fn cluster_master_key(pg: &PgStore) -> anyhow::Result<MasterKey> {
         .decrypt(&sealed)
         .context("the cluster's data key does not open with this INFERGATE_MASTER_KEY")?;
     MasterKey::parse(data.expose()).context("the cluster's data key is malformed")
+}
+
+/// The keys of this cluster's counts in Redis: one prefix per store, so clusters (and
+/// tests) sharing a Redis keep apart.
+fn redis_prefix(settings: &Settings) -> String {
+    use sha2::{Digest, Sha256};
+    let store = match &settings.database_url {
+        Some(url) => url.clone(),
+        None => std::fs::canonicalize(&settings.data_dir)
+            .unwrap_or_else(|_| settings.data_dir.clone())
+            .display()
+            .to_string(),
+    };
+    let digest = Sha256::digest(store.as_bytes());
+    format!("infergate:{}", &hex::encode(digest)[..12])
 }
 
 /// `infergate unlock`: ends a user's password lockout (and enables it) in the store.

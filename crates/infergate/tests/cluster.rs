@@ -177,6 +177,11 @@ struct Proxy {
 
 impl Proxy {
     async fn start() -> Self {
+        Self::start_to("127.0.0.1:5432").await
+    }
+
+    /// A proxy to `target` that can be cut.
+    async fn start_to(target: &'static str) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr").to_string();
         let up = Arc::new(AtomicBool::new(true));
@@ -188,7 +193,7 @@ impl Proxy {
                     continue;
                 }
                 let task = tokio::spawn(async move {
-                    if let Ok(mut server) = TcpStream::connect("127.0.0.1:5432").await {
+                    if let Ok(mut server) = TcpStream::connect(target).await {
                         let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
                     }
                 });
@@ -678,5 +683,196 @@ async fn gateways_refuse_upstreams_outside_their_rules() {
     );
     assert_eq!(mock.recorder.calls.load(Ordering::SeqCst), calls);
     drop((open, strict));
+    schema.drop_schema().await;
+}
+
+fn epoch_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as u64
+}
+
+async fn limits_status(client: &reqwest::Client, node: &Server) -> String {
+    let ready: serde_json::Value = client
+        .get(format!("{}/readyz", node.admin))
+        .send()
+        .await
+        .expect("readyz")
+        .json()
+        .await
+        .expect("json");
+    ready["limits"].as_str().unwrap_or("").to_owned()
+}
+
+/// Three nodes on one PostgreSQL and one Redis: an app's limit of 3,000 calls a minute,
+/// called round robin over the nodes at several times the limit for two windows, admits
+/// at most 3,000 per window and no fewer than 2,970. With Redis cut mid-window the nodes
+/// keep answering, admitting on their local shares and refusing, never over the limit, and
+/// share the counts again once it returns.
+#[tokio::test]
+async fn limits_hold_across_three_nodes_and_through_a_redis_outage() {
+    const LIMIT: u64 = 3_000;
+    const WINDOW: u64 = 60_000;
+    const GUARD: u64 = 300;
+    let schema = Schema::new().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = schema.url(None);
+    let redis = Proxy::start_to("127.0.0.1:6379").await;
+    let redis_url = format!("redis://{}", redis.addr);
+    let mut nodes = Vec::new();
+    for name in ["a", "b", "c"] {
+        nodes.push(node(dir.path(), name, &url, &["--redis-url", &redis_url]).await);
+    }
+    let admin = Admin::login(&nodes[0]).await;
+    let mock = start_mock().await;
+    let (sid, api, _, code) = admin.app_code_setup(&mock.url, "busy_app").await;
+    let created = admin
+        .client
+        .post(format!(
+            "{}/v2/{}/apigw/instances/default/throttles",
+            admin.base, admin.project
+        ))
+        .header("X-Auth-Token", &admin.token)
+        .json(
+            &json!({"name": "per_minute", "api_call_limits": 1_000_000, "app_call_limits": LIMIT,
+                      "time_interval": 1, "time_unit": "MINUTE"}),
+        )
+        .send()
+        .await
+        .expect("policy");
+    let policy: serde_json::Value = created.json().await.expect("json");
+    let bound = admin
+        .client
+        .post(format!(
+            "{}/v2/{}/apigw/instances/default/throttle-bindings",
+            admin.base, admin.project
+        ))
+        .header("X-Auth-Token", &admin.token)
+        .json(&json!({"policy_id": policy["id"], "publish_ids": [api]}))
+        .send()
+        .await
+        .expect("bind");
+    assert_eq!(bound.status().as_u16(), 201);
+    let client = reqwest::Client::new();
+    let urls: Vec<String> = nodes
+        .iter()
+        .map(|n| format!("{}/v1/infers/{sid}", n.gateway))
+        .collect();
+    for (node, url) in nodes.iter().zip(&urls) {
+        until_status(&client, url, &code, 200, Duration::from_secs(5)).await;
+        let started = Instant::now();
+        while limits_status(&client, node).await != "shared in Redis" {
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "Redis not reached"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    // From the start of the next window, two windows of load.
+    let first = epoch_ms() / WINDOW + 1;
+    tokio::time::sleep(Duration::from_millis(first * WINDOW + GUARD - epoch_ms())).await;
+    let end = (first + 2) * WINDOW - GUARD;
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let outcomes = Arc::new(Mutex::new(Vec::<(u64, u16)>::new()));
+    let mut workers = Vec::new();
+    for _ in 0..12 {
+        let (client, urls, code) = (client.clone(), urls.clone(), code.clone());
+        let (next, outcomes) = (next.clone(), outcomes.clone());
+        workers.push(tokio::spawn(async move {
+            loop {
+                let now = epoch_ms();
+                if now >= end {
+                    return;
+                }
+                // No call near a window's edge, so each counts in the window it was sent in.
+                let into = now % WINDOW;
+                if !(GUARD..=WINDOW - GUARD).contains(&into) {
+                    tokio::time::sleep(Duration::from_millis(2 * GUARD)).await;
+                    continue;
+                }
+                let url = &urls[next.fetch_add(1, Ordering::Relaxed) % urls.len()];
+                let status = client
+                    .get(url)
+                    .header("X-Apig-AppCode", &code)
+                    .send()
+                    .await
+                    .map_or(0, |r| r.status().as_u16());
+                outcomes.lock().expect("lock").push((now, status));
+                // About 20 calls a second each: 240 a second in all, ~5x the limit.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }));
+    }
+    // Redis goes away 5 s into the second window, for 10 s.
+    let cut_at = (first + 1) * WINDOW + 5_000;
+    tokio::time::sleep(Duration::from_millis(cut_at.saturating_sub(epoch_ms()))).await;
+    redis.cut();
+    tokio::time::sleep(Duration::from_millis(2_000)).await;
+    let during = limits_status(&client, &nodes[1]).await;
+    tokio::time::sleep(Duration::from_millis(8_000)).await;
+    redis.restore();
+    for worker in workers {
+        worker.await.expect("worker");
+    }
+    let outcomes = outcomes.lock().expect("lock").clone();
+    assert!(
+        outcomes.iter().all(|(_, s)| *s == 200 || *s == 429),
+        "every call answered 200 or 429"
+    );
+    let admitted = |window: u64, from: u64, to: u64| {
+        outcomes
+            .iter()
+            .filter(|(at, s)| {
+                *s == 200 && at / WINDOW == window && (from..to).contains(&(at % WINDOW))
+            })
+            .count() as u64
+    };
+    let sent = outcomes
+        .iter()
+        .filter(|(at, _)| at / WINDOW == first)
+        .count() as u64;
+    let one = admitted(first, 0, WINDOW);
+    assert!(sent > 3 * LIMIT, "only {sent} calls in the first window");
+    assert!(
+        (LIMIT - 30..=LIMIT).contains(&one),
+        "first window admitted {one}"
+    );
+    let two = admitted(first + 1, 0, WINDOW);
+    assert!(two <= LIMIT, "second window admitted {two}");
+    assert_eq!(during, "counted on this node (Redis unreachable)");
+    // During the outage the nodes admitted on their shares, then refused.
+    let outage = (5_500, 14_500);
+    let ok_during = admitted(first + 1, outage.0, outage.1);
+    let refused_during = outcomes
+        .iter()
+        .filter(|(at, s)| {
+            *s == 429 && at / WINDOW == first + 1 && (outage.0..outage.1).contains(&(at % WINDOW))
+        })
+        .count();
+    assert!(
+        ok_during > 0 && refused_during > 0,
+        "{ok_during} admitted, {refused_during} refused"
+    );
+    // Redis is back: the counts are shared again, and a new window admits.
+    for node in &nodes {
+        let started = Instant::now();
+        while limits_status(&client, node).await != "shared in Redis" {
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "Redis not reached again"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(
+        (first + 2) * WINDOW + GUARD - epoch_ms().min((first + 2) * WINDOW + GUARD),
+    ))
+    .await;
+    until_status(&client, &urls[2], &code, 200, Duration::from_secs(5)).await;
+    let _ = mock;
+    drop(nodes);
     schema.drop_schema().await;
 }

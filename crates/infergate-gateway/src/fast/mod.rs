@@ -25,7 +25,7 @@ use crate::error::GatewayError;
 use crate::http_rules::ConnInfo;
 use crate::http_rules::MAX_HEADERS;
 use crate::http_rules::{Forwarded, RequestFraming};
-use crate::phases::{BodySeen, CallRecord, Head};
+use crate::phases::{BodySeen, CallRecord, Head, SharedCount};
 use crate::upstreams::pool::{Pool, Pooled};
 use crate::upstreams::{Answered, Attempt, Attempted, Attempts, Failure};
 use crate::Gateway;
@@ -359,10 +359,13 @@ impl Gateway {
         };
         let mut record = self.begin(&request.method, path, query, body.len() as u64);
         let admitted = self.admit_fast(&head, body, conn, &mut record);
-        let (api, caller) = match admitted {
+        let (api, caller, shared) = match admitted {
             Ok(admitted) => admitted,
             Err(err) => return self.answer_error(err, record, client.stream, close).await,
         };
+        if let Err(err) = self.count_shared(shared, &mut record).await {
+            return self.answer_error(err, record, client.stream, close).await;
+        }
         let forwarded = self
             .forward_fast(
                 (&api, &caller),
@@ -385,7 +388,7 @@ impl Gateway {
         body: &[u8],
         conn: &ConnInfo,
         record: &mut CallRecord,
-    ) -> Result<(Arc<ApiRoute>, Caller), GatewayError> {
+    ) -> Result<FastAdmitted, GatewayError> {
         let snapshot = self.snapshots.load();
         let selected = self.select(&snapshot, head, conn, record)?;
         let body_hash = if selected.needs_hash && !body.is_empty() {
@@ -393,7 +396,7 @@ impl Gateway {
         } else {
             None
         };
-        let caller = self.admit(
+        let (caller, shared) = self.admit(
             &snapshot,
             &selected,
             head,
@@ -404,7 +407,7 @@ impl Gateway {
             },
             record,
         )?;
-        Ok((selected.api, caller))
+        Ok((selected.api, caller, shared))
     }
 
     /// Answers `err` on `stream`; `Some(when)` while the connection stays open (not when
@@ -514,6 +517,10 @@ impl Gateway {
 
 /// The attempts of one fast-path call, each writing the request to a kept-alive connection
 /// of its upstream while watching the client.
+/// An admitted fast-path call: its API, its caller and its counts still to take in limits
+/// shared across nodes.
+type FastAdmitted = (Arc<ApiRoute>, Caller, Option<Box<SharedCount>>);
+
 struct FastAttempts<'a, 'c, 'h> {
     pool: &'a Pool<UpstreamConn>,
     head: &'a Head<'h, RawHeaders<'h>>,

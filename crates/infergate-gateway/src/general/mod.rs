@@ -97,7 +97,7 @@ impl Gateway {
         } else {
             (ForwardBody::Stream(Some(body)), None)
         };
-        let caller = self.admit(
+        let (caller, shared) = self.admit(
             &snapshot,
             &selected,
             &Head::of(&parts),
@@ -108,6 +108,7 @@ impl Gateway {
             },
             record,
         )?;
+        self.count_shared(shared, record).await?;
         self.forward(
             Call {
                 api: &selected.api,

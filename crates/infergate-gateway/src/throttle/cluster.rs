@@ -1,0 +1,445 @@
+//! Limits that hold across nodes. Each count of a window lives in Redis; a node admits a
+//! call only with permits it already holds, and takes permits from the window's count in
+//! batches: as many as it used since its last batch (at least a few), never more than a
+//! share of what the window has left (so batches shrink as the budget runs out). The sum
+//! admitted over all nodes therefore never exceeds a limit, and a limit goes unused only
+//! by the permits nodes still hold when the window ends. A batch that would take from an
+//! exhausted count takes nothing from the others.
+//!
+//! Without Redis a node keeps counting locally, each limit divided by the nodes that were
+//! last seen alive, until the end of the window in which Redis went away (what each node
+//! admitted meanwhile is known to it alone); the next window is counted in Redis again.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use infergate_core::snapshot::ThrottleRule;
+use redis::aio::MultiplexedConnection;
+use smallvec::SmallVec;
+
+use super::{unit_word, Applicable, CounterKey, RateLimitFields, Refusal};
+
+/// How long a Redis answer may take before the node counts on its own.
+const REDIS_TIMEOUT: Duration = Duration::from_millis(300);
+/// How often a node says it is alive (and checks Redis when it was away).
+const HEARTBEAT: Duration = Duration::from_secs(1);
+/// A node not heard of for this long is no longer counted among the live ones.
+const NODE_TTL_MS: i64 = 5_000;
+/// Bounds of one batch of permits.
+const MIN_BATCH: u64 = 4;
+const MAX_BATCH: u64 = 4_096;
+
+/// Takes permits for several counts at once: all or, when one is exhausted, none.
+/// ARGV: key expiry (ms), live nodes, then per key its limit and the batch wanted.
+/// Returns per key the permits granted and what is left.
+const TAKE: &str = r"
+local ttl = tonumber(ARGV[1])
+local nodes = tonumber(ARGV[2])
+local used = {}
+local out = {}
+local exhausted = false
+for i = 1, #KEYS do
+  used[i] = tonumber(redis.call('GET', KEYS[i]) or '0')
+  if used[i] >= tonumber(ARGV[2 * i + 1]) then exhausted = true end
+end
+for i = 1, #KEYS do
+  local left = math.max(tonumber(ARGV[2 * i + 1]) - used[i], 0)
+  local grant = 0
+  if not exhausted then
+    local share = math.ceil(left / (2 * nodes))
+    grant = math.max(1, math.min(tonumber(ARGV[2 * i + 2]), share))
+    redis.call('INCRBY', KEYS[i], grant)
+    redis.call('PEXPIRE', KEYS[i], ttl)
+  end
+  out[2 * i - 1] = grant
+  out[2 * i] = left - grant
+end
+return out
+";
+
+/// What this node holds of one count in one window.
+#[derive(Debug, Default, Clone, Copy)]
+struct Held {
+    window: i64,
+    /// Permits taken from Redis and not used yet.
+    permits: u64,
+    /// Calls this node admitted in the window.
+    admitted: u64,
+    /// Calls admitted since the last batch: the next batch's size.
+    since_batch: u64,
+    /// What Redis said the window had left after the last batch.
+    left: u64,
+    /// Redis said the window's count is spent.
+    exhausted: bool,
+}
+
+/// What [`ClusterLimits::try_admit`] decided.
+enum Decision {
+    Admitted(RateLimitFields),
+    Refused(Box<Refusal>),
+    /// Some count needs permits from Redis first.
+    Fetch,
+}
+
+/// Throttling counts shared by every node through Redis.
+pub struct ClusterLimits {
+    client: redis::Client,
+    conn: Mutex<Option<MultiplexedConnection>>,
+    prefix: String,
+    node: String,
+    up: AtomicBool,
+    /// When Redis was last found away (ms since the epoch): a window holding that time is
+    /// counted on this node to its end.
+    away_at: AtomicI64,
+    nodes: AtomicUsize,
+    /// The live nodes when Redis went away: the local shares divide the limits by these
+    /// (nodes come back into the count one heartbeat at a time when Redis returns).
+    nodes_when_away: AtomicUsize,
+    held: Mutex<HashMap<CounterKey, Held, foldhash::fast::RandomState>>,
+    /// One batch request at a time: calls that wait for permits share it.
+    fetching: tokio::sync::Mutex<()>,
+    script: redis::Script,
+    metrics: Option<ClusterMetrics>,
+}
+
+/// The metrics of the shared counts.
+#[derive(Clone)]
+pub struct ClusterMetrics {
+    pub permits: prometheus::IntCounter,
+    pub redis_up: prometheus::IntGauge,
+}
+
+impl ClusterMetrics {
+    pub fn new(registry: &prometheus::Registry) -> Result<Self, prometheus::Error> {
+        let permits = prometheus::IntCounter::new(
+            "infergate_gateway_throttle_permits_taken_total",
+            "Permits this node took from the shared counts in Redis.",
+        )?;
+        let redis_up = prometheus::IntGauge::new(
+            "infergate_gateway_throttle_redis_up",
+            "1 while Redis holds the throttling counts; 0 while this node counts on its own.",
+        )?;
+        registry.register(Box::new(permits.clone()))?;
+        registry.register(Box::new(redis_up.clone()))?;
+        Ok(Self { permits, redis_up })
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+impl ClusterLimits {
+    /// Counts in the Redis of `url` under keys starting with `prefix`; connects in the
+    /// background (a node whose Redis is down starts counting on its own).
+    pub fn start(
+        url: &str,
+        prefix: &str,
+        metrics: Option<ClusterMetrics>,
+    ) -> Result<Arc<Self>, String> {
+        let client = redis::Client::open(url).map_err(|e| format!("redis_url: {e}"))?;
+        let limits = Arc::new(Self {
+            client,
+            conn: Mutex::new(None),
+            prefix: prefix.to_owned(),
+            node: infergate_core::ids::random_hex(8),
+            up: AtomicBool::new(false),
+            away_at: AtomicI64::new(0),
+            nodes: AtomicUsize::new(1),
+            nodes_when_away: AtomicUsize::new(1),
+            held: Mutex::new(HashMap::default()),
+            fetching: tokio::sync::Mutex::new(()),
+            script: redis::Script::new(TAKE),
+            metrics,
+        });
+        let beating = Arc::downgrade(&limits);
+        tokio::spawn(async move {
+            while let Some(limits) = beating.upgrade() {
+                limits.heartbeat().await;
+                drop(limits);
+                tokio::time::sleep(HEARTBEAT).await;
+            }
+        });
+        Ok(limits)
+    }
+
+    /// Whether Redis holds the counts now (else this node counts on its own).
+    pub fn redis_up(&self) -> bool {
+        self.up.load(Ordering::Relaxed)
+    }
+
+    /// Live nodes, as last seen in Redis.
+    pub fn live_nodes(&self) -> usize {
+        self.nodes.load(Ordering::Relaxed).max(1)
+    }
+
+    fn set_up(&self, up: bool) {
+        let was = self.up.swap(up, Ordering::Relaxed);
+        if was && !up {
+            self.nodes_when_away
+                .store(self.live_nodes(), Ordering::Relaxed);
+        }
+        if was != up {
+            if up {
+                tracing::info!("Redis reached: throttling counts are shared again");
+            } else {
+                tracing::warn!(
+                    nodes = self.live_nodes(),
+                    "Redis unreachable: each limit is counted here, divided by the live nodes"
+                );
+            }
+        }
+        if let Some(m) = &self.metrics {
+            m.redis_up.set(i64::from(up));
+        }
+    }
+
+    async fn connection(&self) -> Option<MultiplexedConnection> {
+        let held = self.conn.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if held.is_some() {
+            return held;
+        }
+        let connecting = self.client.get_multiplexed_async_connection();
+        let conn = tokio::time::timeout(REDIS_TIMEOUT, connecting)
+            .await
+            .ok()?
+            .ok()?;
+        *self.conn.lock().unwrap_or_else(|e| e.into_inner()) = Some(conn.clone());
+        Some(conn)
+    }
+
+    fn lost(&self) {
+        *self.conn.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        self.away_at.store(now_ms(), Ordering::Relaxed);
+        self.set_up(false);
+    }
+
+    /// Says this node is alive and counts the live ones.
+    async fn heartbeat(&self) {
+        let Some(mut conn) = self.connection().await else {
+            self.lost();
+            return;
+        };
+        let key = format!("{}:nodes", self.prefix);
+        let now = now_ms();
+        let mut pipe = redis::pipe();
+        pipe.cmd("ZADD")
+            .arg(&key)
+            .arg(now)
+            .arg(&self.node)
+            .ignore()
+            .cmd("ZREMRANGEBYSCORE")
+            .arg(&key)
+            .arg("-inf")
+            .arg(now - NODE_TTL_MS)
+            .ignore()
+            .cmd("PEXPIRE")
+            .arg(&key)
+            .arg(NODE_TTL_MS * 2)
+            .ignore()
+            .cmd("ZCARD")
+            .arg(&key);
+        let counted: Result<Result<(usize,), _>, _> =
+            tokio::time::timeout(REDIS_TIMEOUT, pipe.query_async(&mut conn)).await;
+        match counted {
+            Ok(Ok((nodes,))) => {
+                self.nodes.store(nodes.max(1), Ordering::Relaxed);
+                self.set_up(true);
+            }
+            _ => self.lost(),
+        }
+    }
+
+    fn redis_key(&self, key: &CounterKey, window: i64) -> String {
+        format!(
+            "{}:t:{}:{}:{}:{}:{}",
+            self.prefix,
+            key.throttle,
+            key.api.as_deref().unwrap_or("*"),
+            key.dimension.as_str(),
+            key.subject,
+            window
+        )
+    }
+
+    /// Admits with held permits (or, while Redis is away, a local share); says when a
+    /// count needs a batch first.
+    fn try_admit(&self, rule: &ThrottleRule, applicable: &Applicable, now: i64) -> Decision {
+        // Redis counts this window only if it was there all along: what nodes admitted
+        // without it is known to each alone.
+        let up = self.redis_up() && self.away_at.load(Ordering::Relaxed) < applicable.window;
+        let nodes = if up {
+            self.live_nodes()
+        } else {
+            self.nodes_when_away.load(Ordering::Relaxed).max(1)
+        } as u64;
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        let mut states: SmallVec<[Held; 4]> = SmallVec::new();
+        let mut refused = None;
+        let mut fetch = false;
+        for (key, limit) in &applicable.checks {
+            let h = held.entry(key.clone()).or_default();
+            if h.window != applicable.window {
+                *h = Held {
+                    window: applicable.window,
+                    ..Held::default()
+                };
+            }
+            let share = limit.div_ceil(nodes);
+            let ok = if h.permits > 0 {
+                true
+            } else if !up {
+                h.admitted < share
+            } else if h.exhausted {
+                false
+            } else {
+                fetch = true;
+                true
+            };
+            if !ok && refused.is_none() {
+                refused = Some((key.dimension, *limit));
+            }
+            states.push(*h);
+        }
+        let remaining = |h: &Held, limit: u64| {
+            if up {
+                h.left + h.permits
+            } else {
+                limit.div_ceil(nodes).saturating_sub(h.admitted)
+            }
+        };
+        let counts = |states: &[Held]| -> SmallVec<[u64; 4]> {
+            applicable
+                .checks
+                .iter()
+                .zip(states)
+                .map(|((_, limit), h)| limit.saturating_sub(remaining(h, *limit)))
+                .collect()
+        };
+        if let Some((dimension, limit)) = refused {
+            return Decision::Refused(Box::new(Refusal {
+                dimension,
+                limit,
+                time_interval: rule.time_interval,
+                time_unit: unit_word(rule),
+                retry_after: applicable.retry_after(now),
+                policy_id: rule.throttle_id.clone(),
+                fields: applicable.fields(&counts(&states), now),
+            }));
+        }
+        if fetch {
+            return Decision::Fetch;
+        }
+        for ((key, _), state) in applicable.checks.iter().zip(states.iter_mut()) {
+            if let Some(h) = held.get_mut(key) {
+                h.permits = h.permits.saturating_sub(1);
+                h.admitted += 1;
+                h.since_batch += 1;
+                *state = *h;
+            }
+        }
+        Decision::Admitted(applicable.fields(&counts(&states), now))
+    }
+
+    /// Takes a batch for every count of `applicable` that holds no permit.
+    async fn fetch(&self, applicable: &Applicable, now: i64) {
+        let _one_at_a_time = self.fetching.lock().await;
+        let wanted: SmallVec<[(CounterKey, u64, u64); 4]> = {
+            let held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+            applicable
+                .checks
+                .iter()
+                .filter_map(|(key, limit)| {
+                    let h = held.get(key).copied().unwrap_or_default();
+                    let current = h.window == applicable.window;
+                    if current && (h.permits > 0 || h.exhausted) {
+                        return None;
+                    }
+                    let batch = (h.since_batch * 2).clamp(MIN_BATCH, MAX_BATCH);
+                    Some((key.clone(), *limit, batch))
+                })
+                .collect()
+        };
+        if wanted.is_empty() {
+            return;
+        }
+        let Some(mut conn) = self.connection().await else {
+            self.lost();
+            return;
+        };
+        let window_end = applicable.window + applicable.window_ms as i64;
+        let ttl = (window_end - now).max(0) + 5_000;
+        let mut invocation = self.script.prepare_invoke();
+        for (key, ..) in &wanted {
+            invocation.key(self.redis_key(key, applicable.window));
+        }
+        invocation.arg(ttl).arg(self.live_nodes());
+        for (_, limit, batch) in &wanted {
+            invocation.arg(*limit).arg(*batch);
+        }
+        let answer: Result<Result<Vec<i64>, _>, _> =
+            tokio::time::timeout(REDIS_TIMEOUT, invocation.invoke_async(&mut conn)).await;
+        let granted = match answer {
+            Ok(Ok(granted)) if granted.len() == wanted.len() * 2 => granted,
+            Ok(Ok(_)) | Ok(Err(_)) | Err(_) => {
+                self.lost();
+                return;
+            }
+        };
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        let mut taken = 0u64;
+        for (i, (key, ..)) in wanted.iter().enumerate() {
+            let grant = granted[2 * i].max(0) as u64;
+            let left = granted[2 * i + 1].max(0) as u64;
+            let h = held.entry(key.clone()).or_default();
+            if h.window != applicable.window {
+                *h = Held {
+                    window: applicable.window,
+                    ..Held::default()
+                };
+            }
+            h.permits += grant;
+            h.left = left;
+            h.since_batch = 0;
+            h.exhausted = grant == 0 && left == 0;
+            taken += grant;
+        }
+        if let Some(m) = &self.metrics {
+            m.permits.inc_by(taken);
+        }
+    }
+
+    /// Admits the call or refuses it, waiting for Redis only when a count needs a batch.
+    pub(crate) async fn admit(
+        &self,
+        rule: &ThrottleRule,
+        applicable: &Applicable,
+        now: i64,
+    ) -> Result<RateLimitFields, Box<Refusal>> {
+        for _ in 0..16 {
+            match self.try_admit(rule, applicable, now) {
+                Decision::Admitted(fields) => return Ok(fields),
+                Decision::Refused(over) => return Err(over),
+                Decision::Fetch => self.fetch(applicable, now).await,
+            }
+        }
+        // Every batch went to other calls first: the counts are all but spent.
+        match self.try_admit(rule, applicable, now) {
+            Decision::Admitted(fields) => Ok(fields),
+            Decision::Refused(over) => Err(over),
+            Decision::Fetch => Err(Box::new(Refusal {
+                dimension: super::Dimension::Api,
+                limit: rule.api_call_limits,
+                time_interval: rule.time_interval,
+                time_unit: unit_word(rule),
+                retry_after: applicable.retry_after(now),
+                policy_id: rule.throttle_id.clone(),
+                fields: applicable.fields(&[], now),
+            })),
+        }
+    }
+}
