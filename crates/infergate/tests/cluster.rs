@@ -727,33 +727,13 @@ async fn limits_hold_across_three_nodes_and_through_a_redis_outage() {
     let admin = Admin::login(&nodes[0]).await;
     let mock = start_mock().await;
     let (sid, api, _, code) = admin.app_code_setup(&mock.url, "busy_app").await;
-    let created = admin
-        .client
-        .post(format!(
-            "{}/v2/{}/apigw/instances/default/throttles",
-            admin.base, admin.project
-        ))
-        .header("X-Auth-Token", &admin.token)
-        .json(
-            &json!({"name": "per_minute", "api_call_limits": 1_000_000, "app_call_limits": LIMIT,
-                      "time_interval": 1, "time_unit": "MINUTE"}),
+    admin
+        .throttle(
+            json!({"name": "per_minute", "api_call_limits": 1_000_000, "app_call_limits": LIMIT,
+                   "time_interval": 1, "time_unit": "MINUTE"}),
+            &[&api],
         )
-        .send()
-        .await
-        .expect("policy");
-    let policy: serde_json::Value = created.json().await.expect("json");
-    let bound = admin
-        .client
-        .post(format!(
-            "{}/v2/{}/apigw/instances/default/throttle-bindings",
-            admin.base, admin.project
-        ))
-        .header("X-Auth-Token", &admin.token)
-        .json(&json!({"policy_id": policy["id"], "publish_ids": [api]}))
-        .send()
-        .await
-        .expect("bind");
-    assert_eq!(bound.status().as_u16(), 201);
+        .await;
     let client = reqwest::Client::new();
     let urls: Vec<String> = nodes
         .iter()

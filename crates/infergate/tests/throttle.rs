@@ -7,58 +7,21 @@ mod common;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use reqwest::Method;
 use serde_json::{json, Value};
 
 use common::upstream::start_mock;
 use common::{start_with, Admin};
 
-/// A policy in the server's project; returns its id.
-async fn policy(admin: &Admin, body: Value) -> String {
-    let reply = admin
-        .client
-        .post(format!(
-            "{}/v2/{}/apigw/instances/default/throttles",
-            admin.base, admin.project
-        ))
-        .header("X-Auth-Token", &admin.token)
-        .json(&body)
-        .send()
-        .await
-        .expect("policy");
-    let status = reply.status();
-    let body: Value = reply.json().await.expect("json");
-    assert_eq!(status.as_u16(), 201, "{body}");
-    body["id"].as_str().expect("id").to_owned()
-}
-
-async fn bind(admin: &Admin, policy: &str, apis: &[&str]) {
-    let reply = admin
-        .client
-        .post(format!(
-            "{}/v2/{}/apigw/instances/default/throttle-bindings",
-            admin.base, admin.project
-        ))
-        .header("X-Auth-Token", &admin.token)
-        .json(&json!({"policy_id": policy, "publish_ids": apis}))
-        .send()
-        .await
-        .expect("bind");
-    assert_eq!(reply.status().as_u16(), 201);
-}
-
 async fn special(admin: &Admin, policy: &str, app_id: &str, limit: u64) {
-    let reply = admin
-        .client
-        .post(format!(
-            "{}/v2/{}/apigw/instances/default/throttles/{policy}/throttle-specials",
-            admin.base, admin.project
-        ))
-        .header("X-Auth-Token", &admin.token)
-        .json(&json!({"call_limits": limit, "object_id": app_id, "object_type": "APP"}))
-        .send()
-        .await
-        .expect("special");
-    assert_eq!(reply.status().as_u16(), 201);
+    let (status, body) = admin
+        .apigw(
+            Method::POST,
+            &format!("/throttles/{policy}/throttle-specials"),
+            Some(json!({"call_limits": limit, "object_id": app_id, "object_type": "APP"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
 }
 
 struct Answer {
@@ -119,13 +82,13 @@ async fn limits_hold(fast_path: bool) {
     let vip_id = vip["app_id"].as_str().expect("id").to_owned();
     admin.authorize(&sid, &api, &vip_id).await;
     let vip_code = admin.app_code(&vip_id).await;
-    let hourly = policy(
-        &admin,
-        json!({"name": "hourly", "api_call_limits": 5, "app_call_limits": 2,
+    let hourly = admin
+        .throttle(
+            json!({"name": "hourly", "api_call_limits": 5, "app_call_limits": 2,
                "time_interval": 1, "time_unit": "HOUR"}),
-    )
-    .await;
-    bind(&admin, &hourly, &[&api]).await;
+            &[&api],
+        )
+        .await;
     special(&admin, &hourly, &vip_id, 3).await;
     let url = format!("{}/v1/infers/{sid}/x", server.gateway);
     let before = mock.recorder.calls.load(Ordering::SeqCst);
@@ -171,13 +134,13 @@ async fn limits_hold(fast_path: bool) {
     let (open_b, api_b) = admin
         .service_with_api("open-b", &mock.url, json!({"auth_type": "NONE"}))
         .await;
-    let shared = policy(
-        &admin,
-        json!({"name": "shared", "api_call_limits": 3, "ip_call_limits": 2,
+    admin
+        .throttle(
+            json!({"name": "shared", "api_call_limits": 3, "ip_call_limits": 2,
                "time_interval": 2, "time_unit": "SECOND", "type": 2}),
-    )
-    .await;
-    bind(&admin, &shared, &[&api_a, &api_b]).await;
+            &[&api_a, &api_b],
+        )
+        .await;
     let url_a = format!("{}/v1/infers/{open_a}", server.gateway);
     let url_b = format!("{}/v1/infers/{open_b}", server.gateway);
     window_start(2000).await;
@@ -223,25 +186,18 @@ async fn unthrottled_apis_answer_as_before() {
     let ok = get(&client, &url, None).await;
     assert_eq!(ok.status, 200);
     assert!(ok.headers.get("ratelimit").is_none());
-    let once = policy(
-        &admin,
-        json!({"name": "once", "api_call_limits": 1, "time_interval": 1, "time_unit": "DAY"}),
-    )
-    .await;
-    bind(&admin, &once, &[&api]).await;
+    let once = admin
+        .throttle(
+            json!({"name": "once", "api_call_limits": 1, "time_interval": 1, "time_unit": "DAY"}),
+            &[&api],
+        )
+        .await;
     assert_eq!(get(&client, &url, None).await.status, 200);
     assert_eq!(get(&client, &url, None).await.status, 429);
-    let deleted = admin
-        .client
-        .delete(format!(
-            "{}/v2/{}/apigw/instances/default/throttles/{once}",
-            admin.base, admin.project
-        ))
-        .header("X-Auth-Token", &admin.token)
-        .send()
-        .await
-        .expect("delete");
-    assert_eq!(deleted.status().as_u16(), 204);
+    let (status, _) = admin
+        .apigw(Method::DELETE, &format!("/throttles/{once}"), None)
+        .await;
+    assert_eq!(status, 204);
     let ok = get(&client, &url, None).await;
     assert_eq!(ok.status, 200);
     assert!(ok.headers.get("ratelimit").is_none());

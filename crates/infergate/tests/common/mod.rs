@@ -243,6 +243,40 @@ impl Admin {
         (sid, api, app_id, code)
     }
 
+    /// A request to the throttling API (`/v2/{project}/apigw/instances/default{rest}`).
+    pub async fn apigw(&self, method: Method, rest: &str, body: Option<Value>) -> (u16, Value) {
+        let url = format!(
+            "{}/v2/{}/apigw/instances/default{rest}",
+            self.base, self.project
+        );
+        let mut req = self
+            .client
+            .request(method, url)
+            .header("X-Auth-Token", &self.token);
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let reply = req.send().await.expect("apigw request");
+        let status = reply.status().as_u16();
+        (status, reply.json().await.unwrap_or(Value::Null))
+    }
+
+    /// A throttling policy bound to `apis`; returns its id.
+    pub async fn throttle(&self, policy: Value, apis: &[&str]) -> String {
+        let (status, created) = self.apigw(Method::POST, "/throttles", Some(policy)).await;
+        assert_eq!(status, 201, "{created}");
+        let id = created["id"].as_str().expect("id").to_owned();
+        let (status, bound) = self
+            .apigw(
+                Method::POST,
+                "/throttle-bindings",
+                Some(json!({"policy_id": id, "publish_ids": apis})),
+            )
+            .await;
+        assert_eq!(status, 201, "{bound}");
+        id
+    }
+
     pub async fn authorize(&self, sid: &str, api: &str, app_id: &str) {
         let reply = self
             .ok(
