@@ -118,6 +118,12 @@ pub enum Command {
     /// Permanent IAM access keys (AK/SK).
     #[command(subcommand)]
     Key(KeyCmd),
+    /// Throttling policies: limits per API, user, app and source IP.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  infergate throttle create --name per_app --api-limit 600 --app-limit 60 --unit MINUTE\n  infergate throttle bind per_app --service poetry\n  infergate throttle special per_app --app mobile --limit 300"
+    )]
+    Throttle(ThrottleCmd),
     /// Call an inference API, signing like the official SDKs; streams the answer.
     #[command(
         after_help = "Examples:\n  infergate call --app mobile -X POST /v1/infers/<id>/chat/completions -d @req.json\n  infergate call --app-code <code> /v1/infers/<id>/health\n  infergate call --app mobile --explain /v1/infers/<id>"
@@ -345,6 +351,65 @@ pub enum RoleCmd {
         project: String,
         #[arg(long)]
         role: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ThrottleCmd {
+    /// Create a policy.
+    Create {
+        /// 3-64 letters, digits or _, starting with a letter.
+        #[arg(long)]
+        name: String,
+        /// Calls per window of each bound API (or of all together, with --shared).
+        #[arg(long)]
+        api_limit: i64,
+        /// Calls per window by one IAM user.
+        #[arg(long)]
+        user_limit: Option<i64>,
+        /// Calls per window by one app.
+        #[arg(long)]
+        app_limit: Option<i64>,
+        /// Calls per window from one source IP.
+        #[arg(long)]
+        ip_limit: Option<i64>,
+        /// The window's length, in units.
+        #[arg(long, default_value_t = 1)]
+        interval: i64,
+        /// SECOND, MINUTE, HOUR or DAY.
+        #[arg(long, default_value = "MINUTE")]
+        unit: String,
+        /// One count for all bound APIs (type 2) instead of one per API.
+        #[arg(long)]
+        shared: bool,
+        #[arg(long)]
+        remark: Option<String>,
+    },
+    /// List the project's policies.
+    List,
+    /// Delete a policy with its bindings and special limits.
+    Delete { policy: String },
+    /// Bind a policy to every API of services, or to APIs by id.
+    Bind {
+        policy: String,
+        #[arg(long = "service")]
+        services: Vec<String>,
+        #[arg(long = "api")]
+        apis: Vec<String>,
+    },
+    /// The APIs a policy is bound to, with their binding ids.
+    Bound { policy: String },
+    /// Remove a binding (its id from `throttle bound`).
+    Unbind { binding: String },
+    /// Give one app or one user its own limit under a policy.
+    Special {
+        policy: String,
+        #[arg(long, conflicts_with = "user")]
+        app: Option<String>,
+        #[arg(long)]
+        user: Option<String>,
+        #[arg(long)]
+        limit: i64,
     },
 }
 

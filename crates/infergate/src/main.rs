@@ -130,5 +130,6 @@ async fn client_command(cli: Cli) -> Result<(), CliError> {
         Command::Project(cmd) => commands::project(&Client::from_global(&global)?, cmd).await,
         Command::Role(cmd) => commands::role(&Client::from_global(&global)?, cmd).await,
         Command::Key(cmd) => commands::key(&Client::from_global(&global)?, cmd).await,
+        Command::Throttle(cmd) => commands::throttle(&Client::from_global(&global)?, cmd).await,
     }
 }

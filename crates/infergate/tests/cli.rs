@@ -209,6 +209,56 @@ async fn a_whole_workflow_from_the_terminal() {
     let deleted = cli(&config, &["app", "delete", "mobile"]).await;
     assert_eq!(deleted.code, 0, "{}", deleted.stderr);
 
+    // Throttling: a policy bound to a service's APIs, with a special limit for one user.
+    let created = ok(
+        &config,
+        &[
+            "throttle",
+            "create",
+            "--name",
+            "per_app",
+            "--api-limit",
+            "100",
+            "--app-limit",
+            "10",
+        ],
+    )
+    .await;
+    assert!(created.contains("per_app"), "{created}");
+    let listed = ok(&config, &["throttle", "list"]).await;
+    assert!(
+        listed.starts_with("ID") && listed.contains("per_app"),
+        "{listed}"
+    );
+    let bound = ok(
+        &config,
+        &["throttle", "bind", "per_app", "--service", "llama"],
+    )
+    .await;
+    assert!(bound.starts_with("BINDING"), "{bound}");
+    let shown = ok(&config, &["throttle", "bound", "per_app"]).await;
+    assert!(shown.contains("/v1/infers/"), "{shown}");
+    let special = ok(
+        &config,
+        &[
+            "throttle", "special", "per_app", "--user", "admin", "--limit", "5",
+        ],
+    )
+    .await;
+    assert!(
+        special.contains("USER") && special.contains('5'),
+        "{special}"
+    );
+    let bad = cli(
+        &config,
+        &["throttle", "create", "--name", "x", "--api-limit", "1"],
+    )
+    .await;
+    assert_ne!(bad.code, 0);
+    assert!(bad.stderr.contains("name"), "{}", bad.stderr);
+    ok(&config, &["throttle", "delete", "per_app"]).await;
+    assert!(!ok(&config, &["throttle", "list"]).await.contains("per_app"));
+
     // Access keys: created, listed without their secret, disabled, enabled, deleted.
     let created: Value = serde_json::from_str(
         &ok(

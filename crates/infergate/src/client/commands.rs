@@ -7,7 +7,7 @@ use super::output::{list_table, object_table, print, Table};
 use super::{refused, CliError, CliResult, Client, Profile};
 use crate::cli::{
     ApiCmd, AppCmd, AuthCmd, CodeCmd, Global, KeyCmd, LoginArgs, ProjectCmd, RoleCmd, ServiceCmd,
-    UserCmd,
+    ThrottleCmd, UserCmd,
 };
 
 const SERVICE_FIELDS: [&str; 7] = [
@@ -724,4 +724,158 @@ pub async fn key(c: &Client, cmd: KeyCmd) -> CliResult<()> {
 
 fn url_escape(text: &str) -> String {
     url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
+}
+
+pub async fn throttle(c: &Client, cmd: ThrottleCmd) -> CliResult<()> {
+    const COLUMNS: [&str; 8] = [
+        "id",
+        "name",
+        "api_call_limits",
+        "user_call_limits",
+        "app_call_limits",
+        "ip_call_limits",
+        "time_interval",
+        "time_unit",
+    ];
+    match cmd {
+        ThrottleCmd::Create {
+            name,
+            api_limit,
+            user_limit,
+            app_limit,
+            ip_limit,
+            interval,
+            unit,
+            shared,
+            remark,
+        } => {
+            let body = json!({
+                "name": name, "api_call_limits": api_limit, "user_call_limits": user_limit,
+                "app_call_limits": app_limit, "ip_call_limits": ip_limit,
+                "time_interval": interval, "time_unit": unit.to_ascii_uppercase(),
+                "type": if shared { 2 } else { 1 }, "remark": remark,
+            });
+            let created = c
+                .send(Method::POST, &c.apigw("/throttles"), Some(body))
+                .await?;
+            print(c.output, &created, |v| object_table(v, &COLUMNS));
+        }
+        ThrottleCmd::List => {
+            let listed = c.send(Method::GET, &c.apigw("/throttles"), None).await?;
+            print(c.output, &listed, |v| {
+                list_table(
+                    &v["throttles"],
+                    vec!["ID", "NAME", "API", "USER", "APP", "IP", "EVERY", "UNIT"],
+                    &COLUMNS,
+                )
+            });
+        }
+        ThrottleCmd::Delete { policy } => {
+            let id = c.throttle_id(&policy).await?;
+            c.send(Method::DELETE, &c.apigw(&format!("/throttles/{id}")), None)
+                .await?;
+            eprintln!("Deleted throttling policy {id}.");
+        }
+        ThrottleCmd::Bind {
+            policy,
+            services,
+            apis,
+        } => {
+            let id = c.throttle_id(&policy).await?;
+            let mut api_ids = apis;
+            for service in services {
+                let sid = c.service_id(&service).await?;
+                let listed = c
+                    .send(
+                        Method::GET,
+                        &c.v1(&format!("/services/{sid}/app-auth-apis")),
+                        None,
+                    )
+                    .await?;
+                for api in listed["apis"].as_array().into_iter().flatten() {
+                    if let Some(api_id) = api["api_id"].as_str() {
+                        api_ids.push(api_id.to_owned());
+                    }
+                }
+            }
+            if api_ids.is_empty() {
+                return Err(CliError::Usage(
+                    "name the APIs to bind: --service NAME or --api ID".into(),
+                ));
+            }
+            let bound = c
+                .send(
+                    Method::POST,
+                    &c.apigw("/throttle-bindings"),
+                    Some(json!({"policy_id": id, "publish_ids": api_ids})),
+                )
+                .await?;
+            print(c.output, &bound, |v| {
+                list_table(
+                    &v["throttle_applys"],
+                    vec!["BINDING", "API"],
+                    &["id", "publish_id"],
+                )
+            });
+        }
+        ThrottleCmd::Bound { policy } => {
+            let id = c.throttle_id(&policy).await?;
+            let listed = c
+                .send(
+                    Method::GET,
+                    &c.apigw(&format!("/throttle-bindings/binded-apis?throttle_id={id}")),
+                    None,
+                )
+                .await?;
+            print(c.output, &listed, |v| {
+                list_table(
+                    &v["apis"],
+                    vec!["BINDING", "API", "NAME", "PATH"],
+                    &["throttle_apply_id", "id", "name", "req_uri"],
+                )
+            });
+        }
+        ThrottleCmd::Unbind { binding } => {
+            c.send(
+                Method::DELETE,
+                &c.apigw(&format!("/throttle-bindings/{}", url_escape(&binding))),
+                None,
+            )
+            .await?;
+            eprintln!("Removed binding {binding}.");
+        }
+        ThrottleCmd::Special {
+            policy,
+            app,
+            user,
+            limit,
+        } => {
+            let id = c.throttle_id(&policy).await?;
+            let (object_type, object_id) = match (app, user) {
+                (Some(app), None) => ("APP", c.app_id(&app).await?),
+                (None, Some(user)) => ("USER", c.user_id(&user).await?),
+                _ => return Err(CliError::Usage("name one --app or one --user".into())),
+            };
+            let made = c
+                .send(
+                    Method::POST,
+                    &c.apigw(&format!("/throttles/{id}/throttle-specials")),
+                    Some(json!({"call_limits": limit, "object_id": object_id, "object_type": object_type})),
+                )
+                .await?;
+            print(c.output, &made, |v| {
+                object_table(
+                    v,
+                    &[
+                        "id",
+                        "object_type",
+                        "object_id",
+                        "object_name",
+                        "call_limits",
+                    ],
+                )
+            });
+        }
+    }
+    Ok(())
 }

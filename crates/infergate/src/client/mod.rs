@@ -198,7 +198,7 @@ impl Client {
 
     /// Sends a management request; non-2xx answers become [`CliError::Refused`].
     pub async fn send(&self, method: Method, path: &str, body: Option<Value>) -> CliResult<Value> {
-        if path.starts_with("/v1/") && self.project.is_empty() {
+        if (path.starts_with("/v1/") || path.starts_with("/v2/")) && self.project.is_empty() {
             return Err(CliError::Usage(
                 "no project: pass --project or log in again".into(),
             ));
@@ -264,6 +264,25 @@ impl Client {
             .ok_or_else(|| {
                 CliError::Usage(format!("no {list} entry named or with id {name_or_id:?}"))
             })
+    }
+
+    /// `/v2/{project}/apigw/instances/default{rest}`: the throttling API.
+    pub fn apigw(&self, rest: &str) -> String {
+        format!("/v2/{}/apigw/instances/default{rest}", self.project)
+    }
+
+    /// A throttling policy id from a name or id.
+    pub async fn throttle_id(&self, name_or_id: &str) -> CliResult<String> {
+        let found = self
+            .find(
+                &self.apigw("/throttles"),
+                "throttles",
+                "id",
+                "name",
+                name_or_id,
+            )
+            .await?;
+        Ok(found["id"].as_str().unwrap_or_default().to_owned())
     }
 
     /// A service id from a name or id.
