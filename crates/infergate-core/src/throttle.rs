@@ -36,6 +36,16 @@ impl TimeUnit {
         }
     }
 
+    /// The unit as a word in a sentence (`minute`).
+    pub fn word(self) -> &'static str {
+        match self {
+            TimeUnit::Second => "second",
+            TimeUnit::Minute => "minute",
+            TimeUnit::Hour => "hour",
+            TimeUnit::Day => "day",
+        }
+    }
+
     pub fn millis(self) -> u64 {
         match self {
             TimeUnit::Second => 1_000,
@@ -109,13 +119,6 @@ pub struct Throttle {
     pub owner: String,
     pub created_at: i64,
     pub updated_at: i64,
-}
-
-impl Throttle {
-    /// The window's length in milliseconds.
-    pub fn window_ms(&self) -> u64 {
-        self.time_interval.saturating_mul(self.time_unit.millis())
-    }
 }
 
 /// The limits and window of a policy as a request gives them, checked by [`check`].

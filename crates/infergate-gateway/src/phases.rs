@@ -120,7 +120,7 @@ pub struct CallRecord {
     /// Gateways the call passed through, this one included.
     pub hops: u8,
     /// The rate-limit fields every response of a throttled API carries.
-    pub rate_limit: Option<Box<RateLimitFields>>,
+    pub rate_limit: Option<Arc<RateLimitFields>>,
     pub(crate) started: Instant,
 }
 
@@ -342,7 +342,7 @@ impl Gateway {
             return Ok((caller, Some(Box::new(shared))));
         }
         match self.counters.admit(rule, &applicable, now) {
-            Ok(fields) => record.rate_limit = Some(Box::new(fields)),
+            Ok(fields) => record.rate_limit = Some(Arc::new(fields)),
             Err(over) => return Err(GatewayError::Throttled(Box::new(over))),
         }
         Ok((caller, None))
@@ -362,7 +362,7 @@ impl Gateway {
             .await
         {
             Ok(fields) => {
-                record.rate_limit = Some(Box::new(fields));
+                record.rate_limit = Some(Arc::new(fields));
                 Ok(())
             }
             Err(over) => Err(GatewayError::Throttled(over)),

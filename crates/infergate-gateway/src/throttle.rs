@@ -149,6 +149,26 @@ impl Applicable {
             .max(1)
     }
 
+    /// The refusal of a call over `over` (a dimension and its limit), given the counts of
+    /// every limit as they stand.
+    fn refusal(
+        &self,
+        rule: &ThrottleRule,
+        over: (Dimension, u64),
+        counts: &[u64],
+        now_ms: i64,
+    ) -> Refusal {
+        Refusal {
+            dimension: over.0,
+            limit: over.1,
+            time_interval: rule.time_interval,
+            time_unit: rule.time_unit.word(),
+            retry_after: self.retry_after(now_ms),
+            policy_id: rule.throttle_id.clone(),
+            fields: self.fields(counts, now_ms),
+        }
+    }
+
     /// The header fields, given the count after this call of each limit.
     fn fields(&self, counts: &[u64], now_ms: i64) -> RateLimitFields {
         let window_s = self.window_ms.div_ceil(1000).max(1);
@@ -227,15 +247,7 @@ impl Counters {
                 for (key, _) in applicable.checks.iter().skip(counts.len()) {
                     counts.push(current(shard.slots.get(key)));
                 }
-                return Err(Refusal {
-                    dimension: key.dimension,
-                    limit: *limit,
-                    time_interval: rule.time_interval,
-                    time_unit: unit_word(rule),
-                    retry_after: applicable.retry_after(now_ms),
-                    policy_id: rule.throttle_id.clone(),
-                    fields: applicable.fields(&counts, now_ms),
-                });
+                return Err(applicable.refusal(rule, (key.dimension, *limit), &counts, now_ms));
             }
             counts.push(count + 1);
         }
@@ -256,16 +268,6 @@ impl Counters {
             shard.sweep_at = shard.slots.len() * 2;
         }
         Ok(applicable.fields(&counts, now_ms))
-    }
-}
-
-pub(crate) fn unit_word(rule: &ThrottleRule) -> &'static str {
-    use infergate_core::throttle::TimeUnit;
-    match rule.time_unit {
-        TimeUnit::Second => "second",
-        TimeUnit::Minute => "minute",
-        TimeUnit::Hour => "hour",
-        TimeUnit::Day => "day",
     }
 }
 

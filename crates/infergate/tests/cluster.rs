@@ -79,6 +79,9 @@ async fn node(dir: &std::path::Path, name: &str, url: &str, extra: &[&str]) -> S
 }
 
 /// Polls `url` with the AppCode until its status is `want`; returns how long that took.
+/// How long the polls of the lockout tests may wait.
+const FIVE_S: Duration = Duration::from_secs(5);
+
 async fn until_status(
     client: &reqwest::Client,
     url: &str,
@@ -86,25 +89,15 @@ async fn until_status(
     want: u16,
     limit: Duration,
 ) -> Duration {
-    let started = Instant::now();
-    loop {
-        let status = client
+    let call = || async {
+        client
             .get(url)
             .header("X-Apig-AppCode", code)
             .send()
             .await
             .expect("call")
-            .status()
-            .as_u16();
-        if status == want {
-            return started.elapsed();
-        }
-        assert!(
-            started.elapsed() < limit,
-            "{url} answered {status}, not {want}, after {limit:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    };
+    until(url, want, "", limit, call).await
 }
 
 #[tokio::test]
@@ -406,8 +399,9 @@ fn signed_get(client: &reqwest::Client, url: &str, ak: &str, sk: &str) -> reqwes
         .header("Authorization", signed.authorization.header_value())
 }
 
-/// Polls until `call` answers `want` (and, for refusals, a body with `text`).
-async fn until<F, Fut>(what: &str, want: u16, text: &str, call: F)
+/// Polls until `call` answers `want` (and, when `text` is not empty, a body with it);
+/// returns how long that took.
+async fn until<F, Fut>(what: &str, want: u16, text: &str, limit: Duration, call: F) -> Duration
 where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = reqwest::Response>,
@@ -416,15 +410,19 @@ where
     loop {
         let reply = call().await;
         let status = reply.status().as_u16();
-        let body = reply.text().await.unwrap_or_default();
+        let body = if text.is_empty() {
+            String::new()
+        } else {
+            reply.text().await.unwrap_or_default()
+        };
         if status == want && body.contains(text) {
-            return;
+            return started.elapsed();
         }
         assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "{what}: {status} {body}, not {want} with {text:?}"
+            started.elapsed() < limit,
+            "{what}: {status} {body}, not {want} with {text:?} after {limit:?}"
         );
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
 
@@ -449,7 +447,7 @@ async fn lockouts_and_revocations_hold_on_every_node() {
     // Revocation: a session revoked at node a is refused by node b's gateway.
     let session = common::issue_token(&client, &a.admin, "admin", PASSWORD).await;
     let with_session = || client.get(&call_b).header("X-Auth-Token", &session).send();
-    until("session at b", 200, "", || async {
+    until("session at b", 200, "", FIVE_S, || async {
         with_session().await.expect("call")
     })
     .await;
@@ -461,7 +459,7 @@ async fn lockouts_and_revocations_hold_on_every_node() {
         .await
         .expect("revoke");
     assert_eq!(revoked.status().as_u16(), 204);
-    until("revoked session at b", 401, "APIG.0301", || async {
+    until("revoked session at b", 401, "APIG.0301", FIVE_S, || async {
         with_session().await.expect("call")
     })
     .await;
@@ -499,7 +497,7 @@ async fn lockouts_and_revocations_hold_on_every_node() {
         .expect("sk")
         .to_owned();
     let wrong = "1".repeat(40);
-    until("right signature at b", 200, "", || async {
+    until("right signature at b", 200, "", FIVE_S, || async {
         signed_get(&client, &call_b, &ak, &sk)
             .send()
             .await
@@ -514,14 +512,14 @@ async fn lockouts_and_revocations_hold_on_every_node() {
         assert_eq!(reply.status().as_u16(), 401);
     }
     let limit = "AK access failed to reach the limit,forbidden";
-    until("locked key at b", 401, limit, || async {
+    until("locked key at b", 401, limit, FIVE_S, || async {
         signed_get(&client, &call_b, &ak, &sk)
             .send()
             .await
             .expect("call")
     })
     .await;
-    until("locked key at a", 401, limit, || async {
+    until("locked key at a", 401, limit, FIVE_S, || async {
         signed_get(&client, &call_a, &ak, &sk)
             .send()
             .await
@@ -529,12 +527,18 @@ async fn lockouts_and_revocations_hold_on_every_node() {
     })
     .await;
     let management = format!("{}/v3/roles", b.admin);
-    until("locked key on b's management plane", 401, limit, || async {
-        signed_get(&client, &management, &ak, &sk)
-            .send()
-            .await
-            .expect("call")
-    })
+    until(
+        "locked key on b's management plane",
+        401,
+        limit,
+        FIVE_S,
+        || async {
+            signed_get(&client, &management, &ak, &sk)
+                .send()
+                .await
+                .expect("call")
+        },
+    )
     .await;
 
     // A password: five failures at node a lock the user at node b.
@@ -586,7 +590,7 @@ async fn lockouts_and_revocations_hold_on_every_node() {
         .as_str()
         .expect("sk")
         .to_owned();
-    until("second key at b", 200, "", || async {
+    until("second key at b", 200, "", FIVE_S, || async {
         signed_get(&client, &call_b, &ak, &sk)
             .send()
             .await
@@ -609,6 +613,7 @@ async fn lockouts_and_revocations_hold_on_every_node() {
         "key locked by b's management plane, at a",
         401,
         limit,
+        FIVE_S,
         || async {
             signed_get(&client, &call_a, &ak, &sk)
                 .send()
@@ -648,11 +653,11 @@ async fn gateways_refuse_upstreams_outside_their_rules() {
             .get(format!("{}/v1/infers/{sid}", node.gateway))
             .send()
     };
-    until("open node", 200, "", || async {
+    until("open node", 200, "", FIVE_S, || async {
         call(&open).await.expect("call")
     })
     .await;
-    until("strict node", 502, "", || async {
+    until("strict node", 502, "", FIVE_S, || async {
         call(&strict).await.expect("call")
     })
     .await;
@@ -664,7 +669,7 @@ async fn gateways_refuse_upstreams_outside_their_rules() {
         .service_with_api("loop", &strict.gateway, json!({"auth_type": "NONE"}))
         .await;
     let through_strict = format!("{}/v1/infers/{looped}", strict.gateway);
-    until("loop at strict", 502, "", || async {
+    until("loop at strict", 502, "", FIVE_S, || async {
         client.get(&through_strict).send().await.expect("call")
     })
     .await;

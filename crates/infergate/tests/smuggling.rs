@@ -976,3 +976,137 @@ async fn another_project_catches_no_call_under_this_projects_services() {
         );
     }
 }
+
+/// Callers without the API's credential spend none of its throttling budget: their calls
+/// are refused before anything is counted, whatever they spoof, so the app's calls are
+/// admitted up to the limit. A client's hop count never reaches the upstream as sent, and
+/// another project's member cannot bind its policy to this project's API.
+#[tokio::test]
+async fn strangers_spend_none_of_a_throttled_apis_budget() {
+    let node = node(true).await;
+    let admin = Admin::login(&node.server).await;
+    let (url, behind) = start_counting().await;
+    let (sid, api, _, code) = admin.app_code_setup(&url, "budget").await;
+    let stranger = admin.app("stranger_app").await;
+    let stranger_code = admin
+        .app_code(stranger["app_id"].as_str().expect("id"))
+        .await;
+    admin
+        .throttle(
+            json!({"name": "two_a_day", "api_call_limits": 2, "ip_call_limits": 2,
+                   "time_interval": 1, "time_unit": "DAY"}),
+            &[&api],
+        )
+        .await;
+    let path = format!("/v1/infers/{sid}/x");
+    let strangers = [
+        format!("GET {path} HTTP/1.1\r\nHost: gw\r\n\r\n"),
+        format!("GET {path} HTTP/1.1\r\nHost: gw\r\nX-Apig-AppCode: not-a-code-at-all\r\n\r\n"),
+        format!("GET {path} HTTP/1.1\r\nHost: gw\r\nX-Apig-AppCode: {stranger_code}\r\n\r\n"),
+        format!("GET {path} HTTP/1.1\r\nHost: gw\r\nX-Forwarded-For: 10.9.9.9\r\nX_Apig_AppCode: {code}\r\n\r\n"),
+        format!("GET {path} HTTP/1.1\r\nHost: gw\r\nAuthorization: SDK-HMAC-SHA256 Access=x, SignedHeaders=host, Signature=00\r\n\r\n"),
+    ];
+    for _ in 0..4 {
+        for raw in &strangers {
+            let outcome = node.send(raw.as_bytes()).await;
+            assert!(
+                matches!(outcome.statuses.as_slice(), [401] | [403]),
+                "{raw:?}: {outcome:?}"
+            );
+        }
+    }
+    assert!(behind.taken().is_empty());
+    let call =
+        format!("GET {path} HTTP/1.1\r\nHost: gw\r\nX-Apig-AppCode: {code}\r\nX-Infergate-Hops: 0\r\nX_Infergate_Hops: 0\r\n\r\n");
+    for _ in 0..2 {
+        assert_eq!(node.send(call.as_bytes()).await.statuses, [200]);
+    }
+    assert_eq!(node.send(call.as_bytes()).await.statuses, [429]);
+    let forwarded = behind.taken();
+    assert_eq!(forwarded.len(), 2);
+    for request in &forwarded {
+        let hops: Vec<&str> = request
+            .headers
+            .iter()
+            .filter(|(n, _)| n == "x-infergate-hops")
+            .map(|(_, v)| v.as_str())
+            .collect();
+        assert_eq!(hops, ["1"], "the gateway's own count, once");
+    }
+    // A hop count at the limit is refused before routing: no loop can be faked into a call.
+    let looped = format!("GET {path} HTTP/1.1\r\nHost: gw\r\nX-Infergate-Hops: 5\r\n\r\n");
+    assert_eq!(node.send(looped.as_bytes()).await.statuses, [508]);
+
+    // Another project's member: its policy cannot be bound to this project's API.
+    let other = admin
+        .ok(
+            Method::POST,
+            "/v3/projects",
+            Some(json!({"project": {"name": "elsewhere"}})),
+        )
+        .await["project"]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let member = admin
+        .ok(
+            Method::POST,
+            "/v3/users",
+            Some(json!({"user": {"name": "outsider", "password": "outsider-pass-1"}})),
+        )
+        .await["user"]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    admin
+        .ok(
+            Method::PUT,
+            &format!("/v3/projects/{other}/users/{member}/roles/admin"),
+            None,
+        )
+        .await;
+    let client = reqwest::Client::new();
+    let reply = client
+        .post(format!("http://{}/v3/auth/tokens", node.admin))
+        .json(
+            &json!({"auth": {"identity": {"methods": ["password"], "password": {"user": {
+            "name": "outsider", "password": "outsider-pass-1", "domain": {"name": "default"}}}},
+            "scope": {"project": {"id": other}}}}),
+        )
+        .send()
+        .await
+        .expect("token");
+    let token = reply.headers()["x-subject-token"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    let outsider = Admin {
+        token,
+        project: other.clone(),
+        ..Admin::login(&node.server).await
+    };
+    let (status, created) = outsider
+        .apigw(
+            Method::POST,
+            "/throttles",
+            Some(json!({"name": "theirs", "api_call_limits": 1_000_000, "time_interval": 1, "time_unit": "DAY"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let theirs = created["id"].as_str().expect("id").to_owned();
+    let (status, body) = outsider
+        .apigw(
+            Method::POST,
+            "/throttle-bindings",
+            Some(json!({"policy_id": theirs, "publish_ids": [api]})),
+        )
+        .await;
+    assert_eq!(status, 404, "{body}");
+    // Its list holds its own policy only.
+    let (status, listed) = outsider.apigw(Method::GET, "/throttles", None).await;
+    assert_eq!(
+        (status, listed["total"].clone()),
+        (200, json!(1)),
+        "{listed}"
+    );
+}

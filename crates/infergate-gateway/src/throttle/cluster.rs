@@ -19,7 +19,7 @@ use infergate_core::snapshot::ThrottleRule;
 use redis::aio::MultiplexedConnection;
 use smallvec::SmallVec;
 
-use super::{unit_word, Applicable, CounterKey, RateLimitFields, Refusal};
+use super::{Applicable, CounterKey, Dimension, RateLimitFields, Refusal};
 
 /// How long a Redis answer may take before the node counts on its own.
 const REDIS_TIMEOUT: Duration = Duration::from_millis(300);
@@ -320,16 +320,9 @@ impl ClusterLimits {
                 .map(|((_, limit), h)| limit.saturating_sub(remaining(h, *limit)))
                 .collect()
         };
-        if let Some((dimension, limit)) = refused {
-            return Decision::Refused(Box::new(Refusal {
-                dimension,
-                limit,
-                time_interval: rule.time_interval,
-                time_unit: unit_word(rule),
-                retry_after: applicable.retry_after(now),
-                policy_id: rule.throttle_id.clone(),
-                fields: applicable.fields(&counts(&states), now),
-            }));
+        if let Some(over) = refused {
+            let counts = counts(&states);
+            return Decision::Refused(Box::new(applicable.refusal(rule, over, &counts, now)));
         }
         if fetch {
             return Decision::Fetch;
@@ -431,15 +424,12 @@ impl ClusterLimits {
         match self.try_admit(rule, applicable, now) {
             Decision::Admitted(fields) => Ok(fields),
             Decision::Refused(over) => Err(over),
-            Decision::Fetch => Err(Box::new(Refusal {
-                dimension: super::Dimension::Api,
-                limit: rule.api_call_limits,
-                time_interval: rule.time_interval,
-                time_unit: unit_word(rule),
-                retry_after: applicable.retry_after(now),
-                policy_id: rule.throttle_id.clone(),
-                fields: applicable.fields(&[], now),
-            })),
+            Decision::Fetch => Err(Box::new(applicable.refusal(
+                rule,
+                (Dimension::Api, rule.api_call_limits),
+                &[],
+                now,
+            ))),
         }
     }
 }

@@ -7,34 +7,21 @@ use super::*;
 impl ThrottleStore for This {
     async fn create_throttle(&self, throttle: &Throttle) -> StoreResult<()> {
         let mut tx = self.begin_write().await?;
-        sqlx::query(
-            "INSERT INTO throttles (id, project_id, name, remark, api_call_limits, user_call_limits,
-                                    app_call_limits, ip_call_limits, time_interval, time_unit, kind,
-                                    owner, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+        with_settings(
+            sqlx::query(
+                "INSERT INTO throttles (id, name, remark, api_call_limits, user_call_limits,
+                                        app_call_limits, ip_call_limits, time_interval, time_unit,
+                                        kind, updated_at, project_id, owner, created_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+            ),
+            throttle,
         )
-        .bind(&throttle.id)
         .bind(&throttle.project_id)
-        .bind(&throttle.name)
-        .bind(&throttle.remark)
-        .bind(throttle.api_call_limits as i64)
-        .bind(throttle.user_call_limits.map(|n| n as i64))
-        .bind(throttle.app_call_limits.map(|n| n as i64))
-        .bind(throttle.ip_call_limits.map(|n| n as i64))
-        .bind(throttle.time_interval as i64)
-        .bind(throttle.time_unit.as_str())
-        .bind(throttle.kind.code())
         .bind(&throttle.owner)
         .bind(throttle.created_at)
-        .bind(throttle.updated_at)
         .execute(&mut *tx)
         .await
-        .map_err(|e| {
-            StoreError::from_sqlx(
-                e,
-                &format!("a throttling policy named {:?} already exists", throttle.name),
-            )
-        })?;
+        .map_err(name_taken(throttle))?;
         bump_revision(&mut tx, &[Changed::Throttle(&throttle.id)]).await?;
         tx.commit().await?;
         Ok(())
@@ -62,34 +49,18 @@ impl ThrottleStore for This {
 
     async fn update_throttle(&self, throttle: &Throttle) -> StoreResult<()> {
         let mut tx = self.begin_write().await?;
-        let updated = sqlx::query(
-            "UPDATE throttles SET name = $2, remark = $3, api_call_limits = $4,
-                    user_call_limits = $5, app_call_limits = $6, ip_call_limits = $7,
-                    time_interval = $8, time_unit = $9, kind = $10, updated_at = $11
-             WHERE id = $1",
+        let updated = with_settings(
+            sqlx::query(
+                "UPDATE throttles SET name = $2, remark = $3, api_call_limits = $4,
+                        user_call_limits = $5, app_call_limits = $6, ip_call_limits = $7,
+                        time_interval = $8, time_unit = $9, kind = $10, updated_at = $11
+                 WHERE id = $1",
+            ),
+            throttle,
         )
-        .bind(&throttle.id)
-        .bind(&throttle.name)
-        .bind(&throttle.remark)
-        .bind(throttle.api_call_limits as i64)
-        .bind(throttle.user_call_limits.map(|n| n as i64))
-        .bind(throttle.app_call_limits.map(|n| n as i64))
-        .bind(throttle.ip_call_limits.map(|n| n as i64))
-        .bind(throttle.time_interval as i64)
-        .bind(throttle.time_unit.as_str())
-        .bind(throttle.kind.code())
-        .bind(throttle.updated_at)
         .execute(&mut *tx)
         .await
-        .map_err(|e| {
-            StoreError::from_sqlx(
-                e,
-                &format!(
-                    "a throttling policy named {:?} already exists",
-                    throttle.name
-                ),
-            )
-        })?;
+        .map_err(name_taken(throttle))?;
         if updated.rows_affected() == 0 {
             return Err(StoreError::NotFound("throttle"));
         }
@@ -285,6 +256,34 @@ impl ThrottleStore for This {
         bump_revision(&mut tx, &[Changed::Throttle(&special.throttle_id)]).await?;
         tx.commit().await?;
         Ok(())
+    }
+}
+
+type Query<'q> = sqlx::query::Query<'q, Db, <Db as sqlx::Database>::Arguments<'q>>;
+
+/// Binds `$1` (the id) to `$11`: the fields a policy's create and update both write.
+fn with_settings<'q>(query: Query<'q>, t: &'q Throttle) -> Query<'q> {
+    query
+        .bind(&t.id)
+        .bind(&t.name)
+        .bind(&t.remark)
+        .bind(t.api_call_limits as i64)
+        .bind(t.user_call_limits.map(|n| n as i64))
+        .bind(t.app_call_limits.map(|n| n as i64))
+        .bind(t.ip_call_limits.map(|n| n as i64))
+        .bind(t.time_interval as i64)
+        .bind(t.time_unit.as_str())
+        .bind(t.kind.code())
+        .bind(t.updated_at)
+}
+
+/// A unique-name clash, in words.
+fn name_taken(t: &Throttle) -> impl FnOnce(sqlx::Error) -> StoreError + '_ {
+    move |e| {
+        StoreError::from_sqlx(
+            e,
+            &format!("a throttling policy named {:?} already exists", t.name),
+        )
     }
 }
 
