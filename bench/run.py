@@ -274,20 +274,25 @@ def envoy_conf(work, port, upstream):
 # ---------------------------------------------------------------- infergate
 
 class Infergate:
-    def __init__(self, procs, work, core, binary, upstream, wrapper=()):
+    """`infergate serve` on its own data folder with one service, one APP API and one
+    authorized app; `name` keeps several apart in one run, `serve_args` are added to serve's."""
+
+    def __init__(self, procs, work, core, binary, upstream, wrapper=(), name="infergate",
+                 serve_args=()):
         self.binary = binary
-        self.env = dict(os.environ, INFERGATE_CONFIG_DIR=str(work / "cli"),
+        self.env = dict(os.environ, INFERGATE_CONFIG_DIR=str(work / f"{name}-cli"),
                         INFERGATE_ADMIN_PASSWORD="bench-Admin-pass-1", INFERGATE_LOG="warn")
-        out = open(work / "infergate.out", "w")
-        self.proc = procs.start("infergate", core, [
-            *wrapper, binary, "serve", "--data-dir", str(work / "infergate-data"),
+        out_path = work / f"{name}.out"
+        out = open(out_path, "w")
+        self.proc = procs.start(name, core, [
+            *wrapper, binary, "serve", "--data-dir", str(work / f"{name}-data"),
             "--admin-listen", "127.0.0.1:0", "--gateway-listen", "127.0.0.1:0",
-            "--access-log", "off"], env=self.env, stdout=out)
+            "--access-log", "off", *serve_args], env=self.env, stdout=out)
         self.admin = self.gateway = None
         deadline = time.time() + 120
         while time.time() < deadline and not (self.admin and self.gateway):
             time.sleep(0.1)
-            for line in (work / "infergate.out").read_text().splitlines():
+            for line in out_path.read_text().splitlines():
                 if line.strip().startswith("admin API:"):
                     self.admin = line.split()[-1]
                 if line.strip().startswith("gateway:"):
@@ -307,6 +312,14 @@ class Infergate:
         app_obj = app.get("app", app)
         self.app_key, self.app_secret = app_obj["app_key"], app_obj["app_secret"]
         self.base = find_key(api, "predict_url")
+
+    def throttle(self, limit):
+        """Binds a policy of `limit` calls a minute per API to the bench service: every call
+        is counted, none refused while the limit is out of reach."""
+        self.cli("throttle", "create", "--name", "bench_limit", "--api-limit", str(limit),
+                 "--unit", "MINUTE", "-o", "json")
+        self.cli("throttle", "bind", "bench_limit", "--service", "bench", "-o", "json")
+        return self
 
     def cli(self, *args, env=None):
         out = subprocess.run([self.binary, *args], env=dict(self.env, **(env or {})),
@@ -716,6 +729,10 @@ def main():
     ap.add_argument("--only", default="", help="comma-separated pair names to run")
     ap.add_argument("--apart", action="store_true",
                     help="open loop: load the proxy and the direct path one after the other")
+    ap.add_argument("--redis-url", default="redis://127.0.0.1:6379",
+                    help="the Redis of the throttled-redis pair")
+    ap.add_argument("--throttle-limit", type=int, default=100_000_000,
+                    help="calls a minute of the throttled pairs' policy (never reached)")
     ap.add_argument("--no-build", action="store_true")
     ap.add_argument("--out", help="also write the report to this file")
     ap.add_argument("--profile", action="store_true",
@@ -768,6 +785,14 @@ def main():
         wait_http(f"http://127.0.0.1:{ports['envoy']}/")
         ig = Infergate(procs, args.work, core, binary, up)
 
+        def throttled_get(label, name, serve_args=()):
+            """A signed GET on an API whose bound policy's limit is never reached, through
+            its own infergate (with Redis, each window's count is taken from Redis)."""
+            node = Infergate(procs, args.work, core, binary, up, name=name,
+                             serve_args=serve_args).throttle(args.throttle_limit)
+            url = node.base + "/predict?model=bench&stream=false"
+            return Target(label, url, node.proc.pid, node.signed_headers("GET", url))
+
         path = f"/v1/infers/{ig.service_id}/predict"
         get_url = ig.base + "/predict?model=bench&stream=false"
         body_file = args.work / "body.json"
@@ -793,6 +818,11 @@ def main():
             "envoy": lambda: (ig_get, peer("envoy")),
             "nginx-envoy": lambda: (peer("nginx-a"), peer("envoy")),
             "post": lambda: (ig_post, peer("nginx-a", "/echo", body_file=str(body_file))),
+            "throttled": lambda: (throttled_get(
+                "infergate APP-signed GET, throttled", "infergate-throttled"), peer("nginx-a")),
+            "throttled-redis": lambda: (throttled_get(
+                "infergate APP-signed GET, throttled in Redis", "infergate-redis",
+                ["--redis-url", args.redis_url]), peer("nginx-a")),
         }
         labels = {
             "control": "nginx vs nginx (control)",
@@ -802,6 +832,9 @@ def main():
             "envoy": "infergate signed GET vs Envoy plain proxy",
             "nginx-envoy": "nginx plain proxy vs Envoy plain proxy (reference)",
             "post": "infergate signed 1 KiB POST vs nginx plain proxy",
+            "throttled": "infergate signed GET, bound throttling policy, vs nginx plain proxy",
+            "throttled-redis": "infergate signed GET, bound policy counted in Redis, vs nginx "
+                               "plain proxy",
         }
         only = [o for o in args.only.split(",") if o]
         pairs = []

@@ -49,14 +49,65 @@ impl Dimension {
     }
 }
 
+/// An id shared with the snapshot: equal when it is the same allocation (every call of a
+/// snapshot's API brings the same one) without comparing its bytes, and otherwise by them.
+#[derive(Debug, Clone, Eq)]
+pub(crate) struct Name(Arc<str>);
+
+impl PartialEq for Name {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || *self.0 == *other.0
+    }
+}
+
+impl std::hash::Hash for Name {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.hash(state)
+    }
+}
+
+impl std::ops::Deref for Name {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for Name {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// One count: a policy's, for one API (type 1) or all its APIs (type 2), of one dimension
 /// and one subject (user, app or IP; none for the API count).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Eq)]
 pub(crate) struct CounterKey {
-    pub throttle: Arc<str>,
-    pub api: Option<Arc<str>>,
+    pub throttle: Name,
+    pub api: Option<Name>,
     pub dimension: Dimension,
     pub subject: Box<str>,
+}
+
+impl std::hash::Hash for CounterKey {
+    /// Over the same parts as equality.
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.throttle.hash(state);
+        self.api.hash(state);
+        self.dimension.hash(state);
+        self.subject.hash(state);
+    }
+}
+
+impl PartialEq for CounterKey {
+    /// The cheap parts first: most keys of a shard differ in their dimension or subject.
+    fn eq(&self, other: &Self) -> bool {
+        self.dimension == other.dimension
+            && self.subject.len() == other.subject.len()
+            && (self.subject.is_empty() || self.subject == other.subject)
+            && self.throttle == other.throttle
+            && self.api == other.api
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -106,11 +157,11 @@ impl Applicable {
         now_ms: i64,
     ) -> Self {
         let api = match rule.kind {
-            ThrottleType::PerApi => Some(api_id.clone()),
+            ThrottleType::PerApi => Some(Name(api_id.clone())),
             ThrottleType::Shared => None,
         };
         let key = |dimension, subject: &str| CounterKey {
-            throttle: rule.throttle_id.clone(),
+            throttle: Name(rule.throttle_id.clone()),
             api: api.clone(),
             dimension,
             subject: subject.into(),
@@ -171,21 +222,24 @@ impl Applicable {
 
     /// The header fields, given the count after this call of each limit.
     fn fields(&self, counts: &[u64], now_ms: i64) -> RateLimitFields {
+        use std::fmt::Write;
         let window_s = self.window_ms.div_ceil(1000).max(1);
         let reset = self.retry_after(now_ms);
-        let mut policy = String::new();
-        let mut state = String::new();
+        let mut policy = String::with_capacity(32 * self.checks.len());
+        let mut state = String::with_capacity(32 * self.checks.len());
         for ((key, limit), count) in self.checks.iter().zip(counts) {
             if !policy.is_empty() {
                 policy.push_str(", ");
                 state.push_str(", ");
             }
             let name = key.dimension.as_str();
-            policy.push_str(&format!("\"{name}\";q={limit};w={window_s}"));
-            state.push_str(&format!(
+            // Writing to a String cannot fail.
+            let _ = write!(policy, "\"{name}\";q={limit};w={window_s}");
+            let _ = write!(
+                state,
                 "\"{name}\";r={};t={reset}",
                 limit.saturating_sub(*count)
-            ));
+            );
         }
         RateLimitFields { policy, state }
     }
@@ -251,17 +305,20 @@ impl Counters {
             }
             counts.push(count + 1);
         }
+        let slot = |count| Slot {
+            window: applicable.window,
+            ends: applicable
+                .window
+                .saturating_add(applicable.window_ms as i64),
+            count,
+        };
         for ((key, _), count) in applicable.checks.iter().zip(&counts) {
-            shard.slots.insert(
-                key.clone(),
-                Slot {
-                    window: applicable.window,
-                    ends: applicable
-                        .window
-                        .saturating_add(applicable.window_ms as i64),
-                    count: *count,
-                },
-            );
+            match shard.slots.get_mut(key) {
+                Some(found) => *found = slot(*count),
+                None => {
+                    shard.slots.insert(key.clone(), slot(*count));
+                }
+            }
         }
         if shard.slots.len() >= shard.sweep_at.max(MIN_SWEEP) {
             shard.slots.retain(|_, slot| slot.ends > now_ms);
