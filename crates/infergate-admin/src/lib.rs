@@ -502,7 +502,8 @@ async fn observe(State(state): State<Arc<AdminState>>, req: Request, next: Next)
     response
 }
 
-/// Tags every response with `X-Request-Id` and logs one line per request.
+/// Tags every response with `X-Request-Id`. The access log has the request's line; the
+/// process log repeats it only at debug level.
 async fn request_id(mut req: Request, next: Next) -> Response {
     let id = infergate_core::ids::new_hex_id();
     req.extensions_mut().insert(RequestId(id.clone()));
@@ -510,7 +511,7 @@ async fn request_id(mut req: Request, next: Next) -> Response {
     let path = req.uri().path().to_owned();
     let started = std::time::Instant::now();
     let mut response = next.run(req).await;
-    tracing::info!(
+    tracing::debug!(
         request_id = %id,
         %method,
         %path,

@@ -38,6 +38,10 @@ pub struct Global {
     /// Output format.
     #[arg(short = 'o', long, global = true, value_enum, default_value_t = Output::Table)]
     pub output: Output,
+    /// Print only this field of the answer, for scripts: every value of that name, at any
+    /// depth, one per line, a list's items each on its own (e.g. `--field service_id`).
+    #[arg(long, global = true, value_name = "NAME")]
+    pub field: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -482,9 +486,17 @@ pub struct CallArgs {
     /// Print what is sent and received on stderr.
     #[arg(short = 'v', long)]
     pub verbose: bool,
-    /// Print the canonical request and string to sign on stderr.
+    /// Print the canonical request and string to sign on stderr, then send the call.
     #[arg(long)]
     pub explain: bool,
+    /// Print the request that would be sent (headers, canonical request, string to sign)
+    /// and send nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// The target is a sub-path of this service's APIs (`/v1/infers/<id>` + target); a
+    /// service name or id.
+    #[arg(long)]
+    pub service: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -324,7 +324,7 @@ impl Settings {
             data_dir: args
                 .data_dir
                 .or(file.data_dir)
-                .unwrap_or_else(|| PathBuf::from("infergate-data")),
+                .unwrap_or_else(|| PathBuf::from("./infergate-data")),
             admin_listen: match args.admin_listen.or(file.admin_listen) {
                 Some(addr) => addr,
                 None => DEFAULT_ADMIN_LISTEN.parse()?,
@@ -381,6 +381,97 @@ impl Settings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The sample file at the repository's root.
+    const EXAMPLE: &str = include_str!("../../../infergate.example.toml");
+
+    /// `key = value` lines of the sample, commented (`# key = …`) or not.
+    fn example_keys() -> Vec<(String, String, bool)> {
+        EXAMPLE
+            .lines()
+            .filter_map(|line| {
+                let (active, rest) = match line.strip_prefix("# ") {
+                    Some(rest) => (false, rest),
+                    None => (true, line),
+                };
+                let (key, value) = rest.split_once(" = ")?;
+                let key = key.trim();
+                if key.is_empty()
+                    || !key
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+                {
+                    return None;
+                }
+                let value = value.split("  #").next().unwrap_or("").trim();
+                Some((key.to_owned(), value.trim_matches('"').to_owned(), active))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_sample_configuration_names_every_key_with_the_default_serve_help_gives() {
+        use clap::CommandFactory;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("infergate.toml");
+        std::fs::write(&path, EXAMPLE).expect("write");
+        // It parses (unknown keys would be refused), and its values are the defaults.
+        let from_sample = Settings::resolve(ServeArgs {
+            config: Some(path),
+            ..ServeArgs::default()
+        })
+        .expect("the sample parses");
+        let defaults = Settings::resolve(ServeArgs::default()).expect("defaults");
+        assert_eq!(format!("{from_sample:?}"), format!("{defaults:?}"));
+
+        let keys = example_keys();
+        let mut cli = crate::cli::Cli::command();
+        let serve = cli.find_subcommand_mut("serve").expect("serve");
+        let mut flags = Vec::new();
+        for arg in serve.get_arguments() {
+            let Some(long) = arg.get_long() else { continue };
+            if long == "config" || arg.is_global_set() || long == "help" {
+                continue;
+            }
+            let key = long.replace('-', "_");
+            let Some((_, value, active)) = keys.iter().find(|(k, _, _)| *k == key) else {
+                panic!("the sample lacks {key}");
+            };
+            // Where `serve --help` states a plain default, the sample sets that value.
+            let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+            let stated = help
+                .rsplit_once("[default: ")
+                .and_then(|(_, rest)| rest.strip_suffix(']'))
+                .filter(|d| !d.contains(' ') && !d.contains('<'));
+            if let Some(stated) = stated {
+                assert!(
+                    *active,
+                    "{key}: serve --help gives {stated}, the sample comments it out"
+                );
+                assert_eq!(value, stated, "{key}");
+            }
+            flags.push(key);
+        }
+        for (key, _, _) in &keys {
+            assert!(
+                flags.contains(key),
+                "the sample has {key}, serve has no such flag"
+            );
+        }
+        // The --config help lists every key too.
+        let config_help = serve
+            .get_arguments()
+            .find(|a| a.get_long() == Some("config"))
+            .and_then(|a| a.get_help())
+            .map(|h| h.to_string())
+            .unwrap_or_default();
+        for key in &flags {
+            assert!(
+                config_help.contains(key.as_str()),
+                "--config's help omits {key}"
+            );
+        }
+    }
 
     #[test]
     fn flags_win_over_file_and_file_over_defaults() {

@@ -161,8 +161,12 @@ fn init_logging(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("INFERGATE_LOG")
         .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colours only for a person at a terminal, never into files or pipes.
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour)
         .with_writer(std::io::stderr);
     if json {
         builder.json().init();
@@ -332,6 +336,16 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         trusted_proxies: Vec::new(),
         ..settings.listener.clone()
     };
+    // One signal stops both listeners (and is logged once).
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop.send(true);
+    });
+    let stopped = |mut stopping: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = stopping.wait_for(|stop| *stop).await;
+    };
+    let (admin_stop, gateway_stop) = (stopped(stopping.clone()), stopped(stopping));
     let admin = async move {
         if role.admin() {
             serve_with(
@@ -342,15 +356,14 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
                 std::time::Duration::from_secs(10),
                 admin_listener_settings,
                 admin_connections,
-                shutdown_signal(),
+                admin_stop,
             )
             .await;
         }
     };
     let gateway = async move {
         if role.gateway() {
-            infergate_gateway::serve(gateway_listener, gateway, gateway_tls, shutdown_signal())
-                .await;
+            infergate_gateway::serve(gateway_listener, gateway, gateway_tls, gateway_stop).await;
         }
     };
     tokio::join!(admin, gateway);
@@ -396,7 +409,7 @@ pub async fn unlock(
     let store: Arc<dyn Store> = match database_url {
         Some(url) => Arc::new(PgStore::connect(url).await?),
         None => {
-            let dir = data_dir.unwrap_or(Path::new("infergate-data"));
+            let dir = data_dir.unwrap_or(Path::new("./infergate-data"));
             let database = dir.join(DATABASE_FILE);
             if !database.exists() {
                 bail!("no store at {}", database.display());

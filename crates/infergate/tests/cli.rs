@@ -96,6 +96,16 @@ async fn a_whole_workflow_from_the_terminal() {
         .as_str()
         .expect("id")
         .to_owned();
+    // `--field` prints one field for scripts; a field the answer lacks fails.
+    let field = ok(
+        &config,
+        &["service", "show", "llama", "--field", "service_id"],
+    )
+    .await;
+    assert_eq!(field, format!("{sid}\n"));
+    let lacking = cli(&config, &["service", "show", "llama", "--field", "nothing"]).await;
+    assert_eq!(lacking.code, 1, "{}", lacking.stderr);
+    assert!(lacking.stdout.is_empty() && lacking.stderr.contains("\"nothing\""));
 
     ok(
         &config,
@@ -149,9 +159,75 @@ async fn a_whole_workflow_from_the_terminal() {
     assert_eq!(echoed["body"], "{\"prompt\":\"hi\"}");
     assert_eq!(echoed["headers"]["x-app-id"], app["app"]["app_id"]);
 
+    // `--service NAME` makes the target a sub-path of the service's APIs.
+    let by_name = ok(
+        &config,
+        &[
+            "call",
+            "--app",
+            "mobile",
+            "--service",
+            "llama",
+            "-X",
+            "POST",
+            "/chat/completions",
+            "-d",
+            "{\"prompt\":\"hi\"}",
+        ],
+    )
+    .await;
+    let by_name: Value = serde_json::from_str(&by_name).expect("the mock's JSON");
+    assert_eq!(by_name["path"], echoed["path"]);
+    assert_eq!(by_name["headers"]["x-app-id"], app["app"]["app_id"]);
+    // `--dry-run` shows what would be signed and sent, and sends nothing: a gateway that
+    // cannot be reached does not matter.
+    let dry = cli(
+        &config,
+        &[
+            "--gateway",
+            "http://127.0.0.1:1",
+            "call",
+            "--app",
+            "mobile",
+            "--service",
+            "llama",
+            "--dry-run",
+            "/models",
+        ],
+    )
+    .await;
+    assert_eq!(dry.code, 0, "{}", dry.stderr);
+    assert!(dry.stdout.is_empty(), "{}", dry.stdout);
+    for part in [
+        "--- canonical request\nGET\n",
+        "> Authorization: SDK-HMAC-SHA256 Access=",
+        "nothing sent",
+    ] {
+        assert!(dry.stderr.contains(part), "{part:?} in {}", dry.stderr);
+    }
+    // A wrong AppSecret: the canonical requests match, so the client says the secret is wrong.
+    let key = app["app"]["app_key"].as_str().expect("key");
+    let wrong = cli(
+        &config,
+        &[
+            "call",
+            "--app-key",
+            key,
+            "--app-secret",
+            "not-the-secret",
+            &path,
+        ],
+    )
+    .await;
+    assert_eq!(wrong.code, 1, "{}", wrong.stderr);
+    assert!(
+        wrong.stderr.contains("the AppSecret is wrong"),
+        "{}",
+        wrong.stderr
+    );
+
     // `sign --curl` produces a command curl runs against the gateway.
     let url = format!("{}{path}?q=1", server.gateway);
-    let key = app["app"]["app_key"].as_str().expect("key");
     let secret = app["app"]["app_secret"].as_str().expect("secret");
     let curl_line = ok(
         &config,
@@ -173,12 +249,13 @@ async fn a_whole_workflow_from_the_terminal() {
     let curl = tokio::process::Command::new("bash")
         .args([
             "-c",
-            &format!("{} -s -o /dev/null -w '%{{http_code}}'", curl_line.trim()),
+            &format!("{} -o /dev/null -w '%{{http_code}}'", curl_line.trim()),
         ])
         .output()
         .await
         .expect("curl");
     assert_eq!(String::from_utf8_lossy(&curl.stdout), "200", "{curl_line}");
+    assert!(curl_line.starts_with("curl -sS -X PUT "), "{curl_line}");
 
     // Revoked: `call` exits 1 with the server's error on one line.
     ok(

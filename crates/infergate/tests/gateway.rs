@@ -1145,3 +1145,70 @@ async fn a_service_pointed_back_at_the_gateway_loops_a_few_times_only() {
         drop(server);
     }
 }
+
+/// The README's OpenAI-client example (`examples/openai-chat.py`), run with the official
+/// `openai` package from PyPI against the stand-in model server of the walk-through
+/// (`examples/model-server.py`): the predict_url is the client's base_url and the AppCode a
+/// default header; the answer streams back word by word.
+#[tokio::test]
+async fn the_openai_client_streams_a_chat_completion_through_the_gateway() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let mut model = tokio::process::Command::new("python3")
+        .arg(root.join("examples/model-server.py"))
+        .args(["--port", "0"])
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("model server");
+    let mut first = String::new();
+    tokio::io::AsyncBufReadExt::read_line(
+        &mut tokio::io::BufReader::new(model.stdout.take().expect("stdout")),
+        &mut first,
+    )
+    .await
+    .expect("its address");
+    let model_url = first
+        .trim()
+        .strip_prefix("listening on ")
+        .expect("listening on …")
+        .to_owned();
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = start_with(&dir.path().join("data"), Some(common::PASSWORD), &[]).await;
+    let admin = Admin::login(&server).await;
+    let (sid, _api, _app, code) = admin
+        .app_code_setup(&format!("{model_url}/v1"), "openai_example")
+        .await;
+    let predict_url = format!("{}/v1/infers/{sid}", server.gateway);
+    let run = |code: String| {
+        let predict_url = predict_url.clone();
+        let script = root.join("examples/openai-chat.py");
+        async move {
+            tokio::process::Command::new(python())
+                .arg(script)
+                .args(["streamed", "through", "infergate"])
+                .env("PREDICT_URL", predict_url)
+                .env("APP_CODE", code)
+                .env_remove("OPENAI_API_KEY")
+                .env_remove("OPENAI_BASE_URL")
+                .output()
+                .await
+                .expect("python")
+        }
+    };
+    let output = run(code).await;
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "streamed through infergate\n"
+    );
+    // A wrong AppCode is refused before the model is reached, and the client says so.
+    let refused = run("not-a-code-of-this-app-0123456789".into()).await;
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("401"), "{stderr}");
+}

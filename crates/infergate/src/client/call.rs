@@ -71,14 +71,15 @@ fn host_of(url: &Url) -> String {
     }
 }
 
-/// Adds `Host`, `X-Sdk-Date` and `Authorization` as the standalone APIG signer does.
+/// Adds `Host`, `X-Sdk-Date` and `Authorization` as the standalone APIG signer does; the
+/// canonical request signed.
 fn sign(
     prepared: &mut Prepared,
     key: &str,
     secret: &str,
     date: Option<&str>,
     explain: bool,
-) -> CliResult<()> {
+) -> CliResult<String> {
     let date = match date {
         Some(d) => {
             infergate_sign::parse_sdk_date(d).map_err(|e| CliError::Usage(e.to_string()))?;
@@ -111,7 +112,72 @@ fn sign(
     prepared
         .headers
         .push(("Authorization".into(), signed.authorization.header_value()));
-    Ok(())
+    Ok(signed.canonical_request)
+}
+
+/// The name of each line of a canonical request (`METHOD`, path, query, one line per
+/// signed header, an empty line, the signed header names, the body hash) with its text.
+fn canonical_lines(lines: &[&str]) -> Vec<(String, String)> {
+    let n = lines.len();
+    lines
+        .iter()
+        .enumerate()
+        .filter(|(i, line)| !(line.is_empty() && *i + 3 == n))
+        .map(|(i, line)| {
+            let name = match i {
+                0 => "method".to_owned(),
+                1 => "path".to_owned(),
+                2 => "query".to_owned(),
+                _ if i + 1 == n => "body hash".to_owned(),
+                _ if i + 2 == n => "signed header names".to_owned(),
+                _ => match line.split_once(':') {
+                    Some((header, _)) => format!("header {header}"),
+                    None => format!("line {}", i + 1),
+                },
+            };
+            let text = match line.split_once(':') {
+                Some((_, value)) if name.starts_with("header ") => value.to_owned(),
+                _ => (*line).to_owned(),
+            };
+            (name, text)
+        })
+        .collect()
+}
+
+/// What a 401 for a signature that does not match says about why: the gateway's message
+/// carries the canonical request it built (lines joined by `|`); compared with the one
+/// signed here, either the parts that differ or, when none does, that the secret is wrong.
+pub fn explain_mismatch(signed_here: &str, message: &str) -> Option<String> {
+    let theirs = message.split_once("canonicalRequest:")?.1;
+    if theirs == signed_here.replace('\n', "|") {
+        return Some(
+            "hint: the gateway built the same canonical request as this client, so the \
+             signature itself differs: the AppSecret is wrong (or belongs to another AppKey)"
+                .to_owned(),
+        );
+    }
+    let here = canonical_lines(&signed_here.split('\n').collect::<Vec<_>>());
+    let there = canonical_lines(&theirs.split('|').collect::<Vec<_>>());
+    let mut out = vec![
+        "hint: the canonical requests differ (something between this client and the gateway \
+         changed the request, or the gateway reads it differently):"
+            .to_owned(),
+    ];
+    for (name, text) in &here {
+        match there.iter().find(|(n, _)| n == name) {
+            Some((_, other)) if other == text => {}
+            Some((_, other)) => {
+                out.push(format!("  {name}: signed here {text:?}, gateway {other:?}"))
+            }
+            None => out.push(format!("  {name}: signed here {text:?}, gateway has none")),
+        }
+    }
+    for (name, text) in &there {
+        if !here.iter().any(|(n, _)| n == name) {
+            out.push(format!("  {name}: not signed here, gateway {text:?}"));
+        }
+    }
+    Some(out.join("\n"))
 }
 
 fn shell_quote(text: &str) -> String {
@@ -121,7 +187,7 @@ fn shell_quote(text: &str) -> String {
 /// `infergate sign`.
 pub fn sign_command(args: SignArgs) -> CliResult<()> {
     let mut prepared = prepare(&args.request, None)?;
-    sign(
+    let _ = sign(
         &mut prepared,
         &args.app_key,
         &args.app_secret,
@@ -129,7 +195,7 @@ pub fn sign_command(args: SignArgs) -> CliResult<()> {
         args.explain,
     )?;
     if args.curl {
-        let mut line = format!("curl -X {}", prepared.method);
+        let mut line = format!("curl -sS -X {}", prepared.method);
         for (n, v) in &prepared.headers {
             line.push_str(&format!(" -H {}", shell_quote(&format!("{n}: {v}"))));
         }
@@ -153,7 +219,23 @@ pub fn sign_command(args: SignArgs) -> CliResult<()> {
 pub async fn call_command(global: &Global, args: CallArgs) -> CliResult<()> {
     let saved = Profile::load().unwrap_or_default();
     let gateway = global.gateway.clone().or(saved.gateway.clone());
-    let mut prepared = prepare(&args.request, gateway.as_deref())?;
+    let mut request_args = args.request.clone();
+    if let Some(service) = &args.service {
+        if request_args.target.contains("://") {
+            return Err(CliError::Usage(
+                "with --service the target is a sub-path of the service's APIs, not a URL".into(),
+            ));
+        }
+        let id = Client::from_global(global)?.service_id(service).await?;
+        let sub = request_args.target.trim_start_matches('/');
+        request_args.target = match sub {
+            "" => format!("/v1/infers/{id}"),
+            _ => format!("/v1/infers/{id}/{sub}"),
+        };
+    }
+    let mut prepared = prepare(&request_args, gateway.as_deref())?;
+    let explain = args.explain || args.dry_run;
+    let mut signed_here = None;
     if let Some(app) = &args.app {
         let client = Client::from_global(global)?;
         let found = client.app(app).await?;
@@ -179,9 +261,9 @@ pub async fn call_command(global: &Global, args: CallArgs) -> CliResult<()> {
                  pass --app-key and --app-secret, or ask one of them"
             )));
         }
-        sign(&mut prepared, &key, &secret, None, args.explain)?;
+        signed_here = Some(sign(&mut prepared, &key, &secret, None, explain)?);
     } else if let (Some(key), Some(secret)) = (&args.app_key, &args.app_secret) {
-        sign(&mut prepared, key, secret, None, args.explain)?;
+        signed_here = Some(sign(&mut prepared, key, secret, None, explain)?);
     } else if let Some(code) = &args.app_code {
         prepared
             .headers
@@ -203,11 +285,15 @@ pub async fn call_command(global: &Global, args: CallArgs) -> CliResult<()> {
             request = request.header(n, v);
         }
     }
-    if args.verbose {
+    if args.verbose || args.dry_run {
         eprintln!("> {} {}", prepared.method, prepared.url);
         for (n, v) in &prepared.headers {
             eprintln!("> {n}: {v}");
         }
+    }
+    if args.dry_run {
+        eprintln!("(--dry-run: nothing sent)");
+        return Ok(());
     }
     let mut response = request
         .body(prepared.body.clone())
@@ -235,18 +321,87 @@ pub async fn call_command(global: &Global, args: CallArgs) -> CliResult<()> {
             .to_owned();
         let text = response.text().await.unwrap_or_default();
         let body = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
-        return Err(refused(status.as_u16(), &body, &request_id));
+        let error = refused(status.as_u16(), &body, &request_id);
+        if let (CliError::Refused { message, .. }, Some(ours)) = (&error, &signed_here) {
+            if let Some(hint) = explain_mismatch(ours, message) {
+                eprintln!("{hint}");
+            }
+        }
+        return Err(error);
     }
     let mut stdout = std::io::stdout();
+    let mut ends_line = true;
     while let Some(chunk) = response
         .chunk()
         .await
         .map_err(|e| CliError::Connect(format!("reading the answer: {e}")))?
     {
+        if let Some(last) = chunk.last() {
+            ends_line = *last == b'\n';
+        }
         stdout
             .write_all(&chunk)
             .and_then(|()| stdout.flush())
             .map_err(|e| CliError::Other(format!("writing the answer: {e}")))?;
     }
+    // On a terminal the prompt starts on a line of its own; a pipe or file gets the body's
+    // bytes unchanged.
+    if !ends_line && std::io::IsTerminal::is_terminal(&stdout) {
+        println!();
+    }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::explain_mismatch;
+
+    const SIGNED: &str = "POST\n/v1/infers/s1/chat/\nq=1\ncontent-type:application/json\nhost:127.0.0.1:8080\nx-sdk-date:20261205T120000Z\n\ncontent-type;host;x-sdk-date\nabc123";
+
+    fn gateway_saw(canonical: &str) -> String {
+        format!(
+            "Verify authroization failed., canonicalRequest:{}",
+            canonical.replace('\n', "|")
+        )
+    }
+
+    #[test]
+    fn the_same_canonical_request_means_the_secret_is_wrong() {
+        let hint = explain_mismatch(SIGNED, &gateway_saw(SIGNED)).expect("a hint");
+        assert!(hint.contains("the AppSecret is wrong"), "{hint}");
+    }
+
+    #[test]
+    fn differing_parts_are_named() {
+        let theirs = SIGNED
+            .replace("/chat/", "/chat")
+            .replace("host:127.0.0.1:8080", "host:gateway.internal");
+        let hint = explain_mismatch(SIGNED, &gateway_saw(&theirs)).expect("a hint");
+        assert!(
+            hint.contains(
+                "path: signed here \"/v1/infers/s1/chat/\", gateway \"/v1/infers/s1/chat\""
+            ),
+            "{hint}"
+        );
+        assert!(
+            hint.contains(
+                "header host: signed here \"127.0.0.1:8080\", gateway \"gateway.internal\""
+            ),
+            "{hint}"
+        );
+        assert!(!hint.contains("query"), "{hint}");
+        assert!(!hint.contains("content-type:"), "{hint}");
+        // A header only one side signed.
+        let extra = SIGNED.replace("x-sdk-date:", "x-extra:1\nx-sdk-date:");
+        let hint = explain_mismatch(SIGNED, &gateway_saw(&extra)).expect("a hint");
+        assert!(
+            hint.contains("header x-extra: not signed here, gateway \"1\""),
+            "{hint}"
+        );
+    }
+
+    #[test]
+    fn other_refusals_get_no_hint() {
+        assert!(explain_mismatch(SIGNED, "Incorrect app authentication information").is_none());
+    }
 }

@@ -3,7 +3,7 @@
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use super::output::{list_table, object_table, print, Table};
+use super::output::{list_table, object_table, Table};
 use super::{refused, CliError, CliResult, Client, Profile};
 use crate::cli::{
     ApiCmd, AppCmd, AuthCmd, CodeCmd, Global, KeyCmd, LoginArgs, ProjectCmd, RoleCmd, ServiceCmd,
@@ -173,11 +173,11 @@ pub async fn service(c: &Client, cmd: ServiceCmd) -> CliResult<()> {
                 body["timeout_ms"] = json!(t);
             }
             let created = c.send(Method::POST, &c.v1("/services"), Some(body)).await?;
-            print(c.output, &created, one);
+            c.print(&created, one);
         }
         ServiceCmd::List => {
             let list = c.send(Method::GET, &c.v1("/services"), None).await?;
-            print(c.output, &list, |v| {
+            c.print(&list, |v| {
                 list_table(
                     &v["services"],
                     vec!["ID", "NAME", "UPSTREAMS", "TIMEOUT_MS"],
@@ -190,7 +190,7 @@ pub async fn service(c: &Client, cmd: ServiceCmd) -> CliResult<()> {
             let shown = c
                 .send(Method::GET, &c.v1(&format!("/services/{id}")), None)
                 .await?;
-            print(c.output, &shown, one);
+            c.print(&shown, one);
         }
         ServiceCmd::Update {
             service,
@@ -212,7 +212,7 @@ pub async fn service(c: &Client, cmd: ServiceCmd) -> CliResult<()> {
             let updated = c
                 .send(Method::PUT, &c.v1(&format!("/services/{id}")), Some(body))
                 .await?;
-            print(c.output, &updated, one);
+            c.print(&updated, one);
         }
         ServiceCmd::Delete { service } => {
             let id = c.service_id(&service).await?;
@@ -257,7 +257,7 @@ pub async fn api(c: &Client, cmd: ApiCmd) -> CliResult<()> {
                     Some(body),
                 )
                 .await?;
-            print(c.output, &created, one);
+            c.print(&created, one);
         }
         ApiCmd::List { service } => {
             let id = c.service_id(&service).await?;
@@ -268,7 +268,7 @@ pub async fn api(c: &Client, cmd: ApiCmd) -> CliResult<()> {
                     None,
                 )
                 .await?;
-            print(c.output, &list, |v| {
+            c.print(&list, |v| {
                 list_table(
                     &v["apis"],
                     vec!["ID", "AUTH", "APP_CODE", "PREDICT_URL"],
@@ -285,7 +285,7 @@ pub async fn api(c: &Client, cmd: ApiCmd) -> CliResult<()> {
                     None,
                 )
                 .await?;
-            print(c.output, &shown, one);
+            c.print(&shown, one);
         }
         ApiCmd::Delete { service, api } => {
             let id = c.service_id(&service).await?;
@@ -342,7 +342,7 @@ pub async fn app(c: &Client, cmd: AppCmd) -> CliResult<()> {
             let created = c
                 .send(Method::POST, &c.v1("/app-auth/apps"), Some(body))
                 .await?;
-            print(c.output, &created, one);
+            c.print(&created, one);
             secret_note(&created["app"]);
         }
         AppCmd::List { name } => {
@@ -351,7 +351,7 @@ pub async fn app(c: &Client, cmd: AppCmd) -> CliResult<()> {
                 None => c.v1("/app-auth/apps"),
             };
             let list = c.send(Method::GET, &path, None).await?;
-            print(c.output, &list, |v| {
+            c.print(&list, |v| {
                 list_table(
                     &v["apps"],
                     vec!["ID", "NAME", "APP_KEY", "APIS", "CODES"],
@@ -370,7 +370,7 @@ pub async fn app(c: &Client, cmd: AppCmd) -> CliResult<()> {
             let shown = c
                 .send(Method::GET, &c.v1(&format!("/app-auth/apps/{id}")), None)
                 .await?;
-            print(c.output, &shown, one);
+            c.print(&shown, one);
         }
         AppCmd::Exists { name } => {
             let found = c
@@ -380,7 +380,7 @@ pub async fn app(c: &Client, cmd: AppCmd) -> CliResult<()> {
                     None,
                 )
                 .await?;
-            print(c.output, &found, |v| object_table(v, &["exists"]));
+            c.print(&found, |v| object_table(v, &["exists"]));
         }
         AppCmd::Delete { app } => {
             let id = c.app_id(&app).await?;
@@ -397,7 +397,7 @@ pub async fn app(c: &Client, cmd: AppCmd) -> CliResult<()> {
                     None,
                 )
                 .await?;
-            print(c.output, &reset, one);
+            c.print(&reset, one);
             secret_note(&reset["app"]);
         }
         AppCmd::Apis { app } => {
@@ -409,7 +409,7 @@ pub async fn app(c: &Client, cmd: AppCmd) -> CliResult<()> {
                     None,
                 )
                 .await?;
-            print(c.output, &list, |v| {
+            c.print(&list, |v| {
                 list_table(
                     &v["apis"],
                     vec!["API", "SERVICE", "AUTH", "PREDICT_URL"],
@@ -431,7 +431,7 @@ pub async fn app(c: &Client, cmd: AppCmd) -> CliResult<()> {
                     None,
                 )
                 .await?;
-            print(c.output, &changed, |v| {
+            c.print(&changed, |v| {
                 list_table(
                     &json!(v["app"]["app_codes"]
                         .as_array()
@@ -469,7 +469,7 @@ pub async fn app(c: &Client, cmd: AppCmd) -> CliResult<()> {
                     "auth_result",
                 ),
             };
-            print(c.output, &result, |v| results_table(v, key));
+            c.print(&result, |v| results_table(v, key));
             batch_outcome(&result, key)?;
         }
         AppCmd::Unauthorize { app, service, api } => {
@@ -486,7 +486,7 @@ pub async fn app(c: &Client, cmd: AppCmd) -> CliResult<()> {
                     Some(json!({"apps": [{"app_id": app_id}]})),
                 )
                 .await?;
-            print(c.output, &result, |v| results_table(v, "unauth_result"));
+            c.print(&result, |v| results_table(v, "unauth_result"));
             batch_outcome(&result, "unauth_result")?;
         }
     }
@@ -507,7 +507,7 @@ pub async fn auth(c: &Client, cmd: AuthCmd) -> CliResult<()> {
             None,
         )
         .await?;
-    print(c.output, &list, |v| {
+    c.print(&list, |v| {
         let mut table = Table::new(vec!["APP", "NAME", "AUTHORIZED"]);
         for item in v["auths"].as_array().into_iter().flatten() {
             table.rows.push(vec![
@@ -545,13 +545,13 @@ pub async fn user(c: &Client, cmd: UserCmd) -> CliResult<()> {
                     Some(json!({"user": {"name": name, "password": password}})),
                 )
                 .await?;
-            print(c.output, &created, |v| {
+            c.print(&created, |v| {
                 object_table(&v["user"], &["id", "name", "domain_id", "enabled"])
             });
         }
         UserCmd::List => {
             let list = c.send(Method::GET, "/v3/users", None).await?;
-            print(c.output, &list, |v| {
+            c.print(&list, |v| {
                 list_table(
                     &v["users"],
                     vec!["ID", "NAME", "ENABLED"],
@@ -591,13 +591,13 @@ pub async fn project(c: &Client, cmd: ProjectCmd) -> CliResult<()> {
                     Some(json!({"project": project})),
                 )
                 .await?;
-            print(c.output, &created, |v| {
+            c.print(&created, |v| {
                 object_table(&v["project"], &["id", "name", "description"])
             });
         }
         ProjectCmd::List => {
             let list = c.send(Method::GET, "/v3/projects", None).await?;
-            print(c.output, &list, |v| {
+            c.print(&list, |v| {
                 list_table(
                     &v["projects"],
                     vec!["ID", "NAME", "DESCRIPTION"],
@@ -613,7 +613,7 @@ pub async fn role(c: &Client, cmd: RoleCmd) -> CliResult<()> {
     let (user, project, role, method) = match cmd {
         RoleCmd::List => {
             let list = c.send(Method::GET, "/v3/roles", None).await?;
-            print(c.output, &list, |v| {
+            c.print(&list, |v| {
                 list_table(&v["roles"], vec!["ID", "NAME"], &["id", "name"])
             });
             return Ok(());
@@ -656,7 +656,7 @@ pub async fn key(c: &Client, cmd: KeyCmd) -> CliResult<()> {
                 Some(json!({"credential": {"status": status}})),
             )
             .await?;
-        print(c.output, &changed, |v| {
+        c.print(&changed, |v| {
             object_table(
                 &v["credential"],
                 &["access", "user_id", "status", "description"],
@@ -681,7 +681,7 @@ pub async fn key(c: &Client, cmd: KeyCmd) -> CliResult<()> {
                     Some(json!({"credential": credential})),
                 )
                 .await?;
-            print(c.output, &created, |v| {
+            c.print(&created, |v| {
                 object_table(
                     &v["credential"],
                     &["access", "secret", "user_id", "status", "create_time"],
@@ -704,7 +704,7 @@ pub async fn key(c: &Client, cmd: KeyCmd) -> CliResult<()> {
                     None,
                 )
                 .await?;
-            print(c.output, &listed, |v| {
+            c.print(&listed, |v| {
                 list_table(
                     &v["credentials"],
                     vec!["ACCESS", "STATUS", "DESCRIPTION", "CREATED"],
@@ -758,11 +758,11 @@ pub async fn throttle(c: &Client, cmd: ThrottleCmd) -> CliResult<()> {
             let created = c
                 .send(Method::POST, &c.apigw("/throttles"), Some(body))
                 .await?;
-            print(c.output, &created, |v| object_table(v, &COLUMNS));
+            c.print(&created, |v| object_table(v, &COLUMNS));
         }
         ThrottleCmd::List => {
             let listed = c.send(Method::GET, &c.apigw("/throttles"), None).await?;
-            print(c.output, &listed, |v| {
+            c.print(&listed, |v| {
                 list_table(
                     &v["throttles"],
                     vec!["ID", "NAME", "API", "USER", "APP", "IP", "EVERY", "UNIT"],
@@ -810,7 +810,7 @@ pub async fn throttle(c: &Client, cmd: ThrottleCmd) -> CliResult<()> {
                     Some(json!({"policy_id": id, "publish_ids": api_ids})),
                 )
                 .await?;
-            print(c.output, &bound, |v| {
+            c.print(&bound, |v| {
                 list_table(
                     &v["throttle_applys"],
                     vec!["BINDING", "API"],
@@ -827,7 +827,7 @@ pub async fn throttle(c: &Client, cmd: ThrottleCmd) -> CliResult<()> {
                     None,
                 )
                 .await?;
-            print(c.output, &listed, |v| {
+            c.print(&listed, |v| {
                 list_table(
                     &v["apis"],
                     vec!["BINDING", "API", "NAME", "PATH"],
@@ -863,7 +863,7 @@ pub async fn throttle(c: &Client, cmd: ThrottleCmd) -> CliResult<()> {
                     Some(json!({"call_limits": limit, "object_id": object_id, "object_type": object_type})),
                 )
                 .await?;
-            print(c.output, &made, |v| {
+            c.print(&made, |v| {
                 object_table(
                     v,
                     &[

@@ -126,6 +126,8 @@ pub struct Client {
     pub project: String,
     pub token: String,
     pub output: Output,
+    /// `--field`: print only the values of this name.
+    pub field: Option<String>,
 }
 
 fn connect_error(url: &str, err: reqwest::Error) -> CliError {
@@ -188,6 +190,7 @@ impl Client {
             project,
             token,
             output: global.output,
+            field: global.field.clone(),
         })
     }
 

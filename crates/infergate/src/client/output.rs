@@ -19,10 +19,10 @@ impl Table {
         }
     }
 
-    /// Adds a row of the given fields of `item` (strings as they are, others as JSON).
+    /// Adds a row of the given fields of `item` (see [`field_cell`]).
     pub fn row_of(&mut self, item: &Value, fields: &[&str]) {
         self.rows
-            .push(fields.iter().map(|f| cell(&item[*f])).collect());
+            .push(fields.iter().map(|f| field_cell(f, &item[*f])).collect());
     }
 
     /// Columns padded to their widest cell, separated by two spaces.
@@ -67,6 +67,20 @@ pub fn cell(value: &Value) -> String {
     }
 }
 
+/// A field's cell: times (`…_at` fields the API gives as epoch milliseconds) in RFC 3339,
+/// UTC; everything else as [`cell`] shows it.
+pub fn field_cell(field: &str, value: &Value) -> String {
+    if field.ends_with("_at") {
+        if let Some(at) = value
+            .as_i64()
+            .and_then(chrono::DateTime::<chrono::Utc>::from_timestamp_millis)
+        {
+            return at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        }
+    }
+    cell(value)
+}
+
 /// Prints `value` as JSON, or as the table `to_table` makes of it.
 pub fn print(output: Output, value: &Value, to_table: impl FnOnce(&Value) -> Table) {
     match output {
@@ -78,11 +92,56 @@ pub fn print(output: Output, value: &Value, to_table: impl FnOnce(&Value) -> Tab
     }
 }
 
+/// Every value named `name` in `value`, depth first, as table cells.
+pub fn field_values(value: &Value, name: &str) -> Vec<String> {
+    fn walk(value: &Value, name: &str, out: &mut Vec<String>) {
+        match value {
+            Value::Object(map) => {
+                for (key, item) in map {
+                    if key == name {
+                        match item {
+                            Value::Array(items) => out.extend(items.iter().map(cell)),
+                            other => out.push(cell(other)),
+                        }
+                    } else {
+                        walk(item, name, out);
+                    }
+                }
+            }
+            Value::Array(items) => items.iter().for_each(|item| walk(item, name, out)),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(value, name, &mut out);
+    out
+}
+
+impl super::Client {
+    /// Prints an answer as `-o` and `--field` ask. A field the answer lacks ends the
+    /// command with exit code 1 (a script must not go on with an empty value).
+    pub fn print(&self, value: &Value, to_table: impl FnOnce(&Value) -> Table) {
+        let Some(name) = &self.field else {
+            return print(self.output, value, to_table);
+        };
+        let found = field_values(value, name);
+        if found.is_empty() {
+            eprintln!("error: the answer has no field {name:?}");
+            std::process::exit(1);
+        }
+        for item in found {
+            println!("{item}");
+        }
+    }
+}
+
 /// A two-column FIELD/VALUE table of one object.
 pub fn object_table(value: &Value, fields: &[&str]) -> Table {
     let mut table = Table::new(vec!["FIELD", "VALUE"]);
     for f in fields {
-        table.rows.push(vec![(*f).to_owned(), cell(&value[*f])]);
+        table
+            .rows
+            .push(vec![(*f).to_owned(), field_cell(f, &value[*f])]);
     }
     table
 }
@@ -118,6 +177,32 @@ mod tests {
              23abe056f6ca5fb0704b7a1525999c94  app_demo01  1     c1,c2\n\
              0f                                a           0\n"
         );
+    }
+
+    #[test]
+    fn times_read_as_rfc_3339_in_utc() {
+        assert_eq!(
+            field_cell("created_at", &json!(1796507304891i64)),
+            "2026-12-05T21:48:24Z"
+        );
+        // Not a time field, or not a number: as it is.
+        assert_eq!(field_cell("timeout_ms", &json!(40000)), "40000");
+        assert_eq!(
+            field_cell("expires_at", &json!("2026-12-06T21:48:24.877000Z")),
+            "2026-12-06T21:48:24.877000Z"
+        );
+    }
+
+    #[test]
+    fn fields_are_found_at_any_depth_in_order() {
+        let answer = json!({"app": {"app_id": "a1", "app_codes": ["c1"]}, "apps": [
+            {"app_id": "a2", "inner": {"app_id": "a3"}}, {"app_name": "x"}]});
+        assert_eq!(field_values(&answer, "app_id"), ["a1", "a2", "a3"]);
+        assert_eq!(field_values(&answer, "app_codes"), ["c1"]);
+        let codes = json!({"app": {"app_codes": ["c1", "c2"]}});
+        assert_eq!(field_values(&codes, "app_codes"), ["c1", "c2"]);
+        assert!(field_values(&answer, "missing").is_empty());
+        assert!(field_values(&json!("text"), "app_id").is_empty());
     }
 
     #[test]

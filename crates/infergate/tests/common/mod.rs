@@ -22,6 +22,18 @@ pub struct Server {
     pub gateway: String,
     pub project_id: String,
     pub stdout: Vec<String>,
+    /// The process log, when no file was asked for: shown only if the test fails, so the
+    /// errors a test provokes on purpose (a store outage) do not read as failures.
+    log: Option<tempfile::NamedTempFile>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let (true, Some(log)) = (std::thread::panicking(), &self.log) {
+            let text = std::fs::read_to_string(log.path()).unwrap_or_default();
+            eprintln!("--- process log of the node at {}\n{text}---", self.admin);
+        }
+    }
 }
 
 pub async fn start(data_dir: &Path, password: Option<&str>) -> Server {
@@ -66,7 +78,6 @@ pub async fn start_full(
     .env_remove("INFERGATE_MASTER_KEY")
     .env("INFERGATE_LOG", "warn")
     .stdout(Stdio::piped())
-    .stderr(Stdio::inherit())
     .kill_on_drop(true);
     if let Some(pw) = password {
         cmd.env("INFERGATE_ADMIN_PASSWORD", pw);
@@ -74,9 +85,14 @@ pub async fn start_full(
     for (name, value) in envs {
         cmd.env(name, value);
     }
+    let mut log = None;
     if let Some(path) = stderr_file {
         let file = std::fs::File::create(path).expect("stderr file");
         cmd.stderr(Stdio::from(file)).env("INFERGATE_LOG", "debug");
+    } else {
+        let file = tempfile::NamedTempFile::new().expect("log file");
+        cmd.stderr(Stdio::from(file.reopen().expect("log file")));
+        log = Some(file);
     }
     let mut child = cmd.spawn().expect("spawn infergate");
     let stdout = child.stdout.take().expect("stdout");
@@ -109,6 +125,7 @@ pub async fn start_full(
         project_id: field("project default:"),
         stdout: seen.clone(),
         child,
+        log,
     }
 }
 
