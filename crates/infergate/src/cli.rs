@@ -6,6 +6,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use clap_complete::ArgValueCandidates;
+
+use crate::client::complete;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -20,27 +23,77 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// The client options, listed once under the top command: in each command's own help they
+/// would repeat (they are hidden there, and accepted before or after the command).
+const CLIENT_OPTIONS: &str = "\
+Client options (any command that talks to a server, before or after it; each overrides what
+`infergate login` saved):
+      --url <URL>          Management API base URL [env: INFERGATE_URL]
+      --gateway <URL>      Gateway base URL, for `call` with a path [env: INFERGATE_GATEWAY_URL]
+      --project <ID>       Project id [env: INFERGATE_PROJECT]
+      --token <TOKEN>      IAM token [env: INFERGATE_TOKEN]
+  -o, --output <FORMAT>    table (aligned, for people; the default) or json (the API's own)
+      --field <NAME>       Print only this field of the answer, one value per line
+
+Shell completion (names of services, apps, policies and users from the server):
+  bash: source <(infergate completions bash)     zsh: source <(infergate completions zsh)
+  fish: infergate completions fish | source";
+
+/// The footer of each client command's help.
+const CLIENT_FOOTER: &str =
+    "Client options (--url, --gateway, --project, --token, -o/--output, --field): infergate --help";
+
+/// Commands that run on the server's side, with no client options.
+const SERVER_SIDE: &[&str] = &["serve", "migrate", "unlock", "completions"];
+
+/// The whole grammar, with the client options listed once (see [`CLIENT_OPTIONS`]).
+pub fn command() -> clap::Command {
+    use clap::CommandFactory;
+    let mut cmd = Cli::command().after_help(CLIENT_OPTIONS);
+    let clients: Vec<String> = cmd
+        .get_subcommands()
+        .map(|sub| sub.get_name().to_owned())
+        .filter(|name| !SERVER_SIDE.contains(&name.as_str()))
+        .collect();
+    for name in clients {
+        cmd = cmd.mut_subcommand(name, |sub| {
+            let after = sub
+                .get_after_help()
+                .map(|help| format!("{help}\n\n"))
+                .unwrap_or_default();
+            sub.after_help(format!("{after}{CLIENT_FOOTER}"))
+        });
+    }
+    cmd
+}
+
 /// Options of every client command; each overrides what `infergate login` saved.
 #[derive(Debug, Args, Clone, Default)]
 pub struct Global {
     /// Management API base URL.
-    #[arg(long, global = true, env = "INFERGATE_URL")]
+    #[arg(long, global = true, hide = true, env = "INFERGATE_URL")]
     pub url: Option<String>,
     /// Gateway base URL, for `call` with a path.
-    #[arg(long, global = true, env = "INFERGATE_GATEWAY_URL")]
+    #[arg(long, global = true, hide = true, env = "INFERGATE_GATEWAY_URL")]
     pub gateway: Option<String>,
     /// Project id.
-    #[arg(long, global = true, env = "INFERGATE_PROJECT")]
+    #[arg(long, global = true, hide = true, env = "INFERGATE_PROJECT")]
     pub project: Option<String>,
     /// IAM token.
-    #[arg(long, global = true, env = "INFERGATE_TOKEN", hide_env_values = true)]
+    #[arg(
+        long,
+        global = true,
+        hide = true,
+        env = "INFERGATE_TOKEN",
+        hide_env_values = true
+    )]
     pub token: Option<String>,
     /// Output format.
-    #[arg(short = 'o', long, global = true, value_enum, default_value_t = Output::Table)]
+    #[arg(short = 'o', long, global = true, hide = true, value_enum, default_value_t = Output::Table)]
     pub output: Output,
     /// Print only this field of the answer, for scripts: every value of that name, at any
     /// depth, one per line, a list's items each on its own (e.g. `--field service_id`).
-    #[arg(long, global = true, value_name = "NAME")]
+    #[arg(long, global = true, hide = true, value_name = "NAME")]
     pub field: Option<String>,
 }
 
@@ -73,7 +126,7 @@ pub enum Command {
     )]
     Unlock {
         /// The user's name in the default domain.
-        #[arg(long)]
+        #[arg(add = ArgValueCandidates::new(complete::users), long)]
         user: String,
         /// Directory of the embedded SQLite store [default: ./infergate-data].
         #[arg(long, env = "INFERGATE_DATA_DIR")]
@@ -138,8 +191,13 @@ pub enum Command {
         after_help = "Examples:\n  infergate sign --app-key K --app-secret S -X GET 'http://127.0.0.1:8080/v1/infers/<id>?q=1'\n  infergate sign --app-key K --app-secret S --curl -X POST -d '{}' http://…"
     )]
     Sign(SignArgs),
-    /// Shell completions.
+    /// Print the shell's completion script: names of services, apps, policies and users
+    /// are asked of the server (with the saved login) as you type.
+    #[command(
+        after_help = "Install:\n  bash: echo 'source <(infergate completions bash)' >> ~/.bashrc\n  zsh:  echo 'source <(infergate completions zsh)' >> ~/.zshrc\n  fish: echo 'infergate completions fish | source' >> ~/.config/fish/config.fish"
+    )]
     Completions {
+        /// bash, zsh, fish, elvish or powershell.
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
@@ -148,7 +206,7 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct LoginArgs {
     /// User name.
-    #[arg(long)]
+    #[arg(add = ArgValueCandidates::new(complete::users), long)]
     pub user: String,
     /// Project name to scope the token to.
     #[arg(long, default_value = "default")]
@@ -162,39 +220,56 @@ pub struct LoginArgs {
 pub enum ServiceCmd {
     /// Create a service.
     Create {
+        /// The service's name, unique in the project.
         #[arg(long)]
         name: String,
         /// Upstream base URL; repeat for several.
         #[arg(long = "upstream", required = true)]
         upstreams: Vec<String>,
+        /// Free text.
         #[arg(long)]
         description: Option<String>,
+        /// How long a call waits for the upstream's answer, in milliseconds [default: 40000].
         #[arg(long)]
         timeout_ms: Option<i64>,
     },
     /// List services.
     List,
     /// Show a service (by name or id).
-    Show { service: String },
+    Show {
+        /// The service, by name or id.
+        #[arg(add = ArgValueCandidates::new(complete::services))]
+        service: String,
+    },
     /// Change a service's upstreams, description or timeout.
     Update {
+        /// The service, by name or id.
+        #[arg(add = ArgValueCandidates::new(complete::services))]
         service: String,
+        /// New upstream base URLs, replacing the old; repeat for several.
         #[arg(long = "upstream")]
         upstreams: Vec<String>,
+        /// New free text.
         #[arg(long)]
         description: Option<String>,
+        /// New upstream timeout, in milliseconds.
         #[arg(long)]
         timeout_ms: Option<i64>,
     },
     /// Delete a service with its APIs and their authorizations.
-    Delete { service: String },
+    Delete {
+        /// The service, by name or id.
+        #[arg(add = ArgValueCandidates::new(complete::services))]
+        service: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
 pub enum ApiCmd {
     /// Create an API of a service.
     Create {
-        #[arg(long)]
+        /// The service, by name or id.
+        #[arg(add = ArgValueCandidates::new(complete::services), long)]
         service: String,
         /// NONE, APP or IAM.
         #[arg(long, default_value = "APP")]
@@ -205,29 +280,36 @@ pub enum ApiCmd {
         /// Refuse AppCode and apikey authentication.
         #[arg(long)]
         no_app_code: bool,
+        /// The API's name [default: infer_<service id>].
         #[arg(long)]
         name: Option<String>,
         /// API path (default /v1/infers/<service id>).
         #[arg(long)]
         path: Option<String>,
+        /// Free text.
         #[arg(long)]
         remark: Option<String>,
     },
     /// List the APIs of a service.
     List {
-        #[arg(long)]
+        /// The service, by name or id.
+        #[arg(add = ArgValueCandidates::new(complete::services), long)]
         service: String,
     },
     /// Show an API.
     Show {
-        #[arg(long)]
+        /// The service, by name or id.
+        #[arg(add = ArgValueCandidates::new(complete::services), long)]
         service: String,
+        /// The API's id (see `infergate api list`).
         api: String,
     },
     /// Delete an API and its authorizations.
     Delete {
-        #[arg(long)]
+        /// The service, by name or id.
+        #[arg(add = ArgValueCandidates::new(complete::services), long)]
         service: String,
+        /// The API's id (see `infergate api list`).
         api: String,
     },
 }
@@ -236,8 +318,10 @@ pub enum ApiCmd {
 pub enum AppCmd {
     /// Create an app; its AppSecret is shown once.
     Create {
+        /// 3-64 letters, digits or _, starting with a letter; unique among your apps.
         #[arg(long)]
         name: String,
+        /// Free text.
         #[arg(long)]
         remark: Option<String>,
     },
@@ -248,23 +332,44 @@ pub enum AppCmd {
         name: Option<String>,
     },
     /// Show an app (by name or id).
-    Show { app: String },
+    Show {
+        /// The app, by name or id.
+        #[arg(add = ArgValueCandidates::new(complete::apps))]
+        app: String,
+    },
     /// Whether an app of that name exists.
-    Exists { name: String },
+    Exists {
+        /// The app name to look for.
+        name: String,
+    },
     /// Delete an app (it must not be authorized to any API).
-    Delete { app: String },
+    Delete {
+        /// The app, by name or id.
+        #[arg(add = ArgValueCandidates::new(complete::apps))]
+        app: String,
+    },
     /// Replace the AppSecret; the old one stops working at once.
-    ResetSecret { app: String },
+    ResetSecret {
+        /// The app, by name or id.
+        #[arg(add = ArgValueCandidates::new(complete::apps))]
+        app: String,
+    },
     /// The APIs an app is authorized for.
-    Apis { app: String },
+    Apis {
+        /// The app, by name or id.
+        #[arg(add = ArgValueCandidates::new(complete::apps))]
+        app: String,
+    },
     /// AppCodes.
     #[command(subcommand)]
     Code(CodeCmd),
     /// Authorize an app to a service's API (registering the APP API if needed).
     Authorize {
-        #[arg(long)]
+        /// The app, by name or id.
+        #[arg(add = ArgValueCandidates::new(complete::apps), long)]
         app: String,
-        #[arg(long)]
+        /// The service, by name or id.
+        #[arg(add = ArgValueCandidates::new(complete::services), long)]
         service: String,
         /// A specific API id (default: the service's APP API).
         #[arg(long)]
@@ -272,10 +377,13 @@ pub enum AppCmd {
     },
     /// Revoke an app's authorization to a service's API.
     Unauthorize {
-        #[arg(long)]
+        /// The app, by name or id.
+        #[arg(add = ArgValueCandidates::new(complete::apps), long)]
         app: String,
-        #[arg(long)]
+        /// The service, by name or id.
+        #[arg(add = ArgValueCandidates::new(complete::services), long)]
         service: String,
+        /// A specific API id [default: the service's APP API].
         #[arg(long)]
         api: Option<String>,
     },
@@ -284,19 +392,37 @@ pub enum AppCmd {
 #[derive(Debug, Subcommand)]
 pub enum CodeCmd {
     /// Add a generated AppCode.
-    Add { app: String },
+    Add {
+        /// The app, by name or id.
+        #[arg(add = ArgValueCandidates::new(complete::apps))]
+        app: String,
+    },
     /// Replace an AppCode by a new one.
-    Reset { app: String, code: String },
+    Reset {
+        /// The app, by name or id.
+        #[arg(add = ArgValueCandidates::new(complete::apps))]
+        app: String,
+        /// The AppCode's id.
+        code: String,
+    },
     /// Delete an AppCode; it stops working at once.
-    Delete { app: String, code: String },
+    Delete {
+        /// The app, by name or id.
+        #[arg(add = ArgValueCandidates::new(complete::apps))]
+        app: String,
+        /// The AppCode's id.
+        code: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
 pub enum AuthCmd {
     /// Apps and whether each may call the API.
     List {
-        #[arg(long)]
+        /// The service, by name or id.
+        #[arg(add = ArgValueCandidates::new(complete::services), long)]
         service: String,
+        /// A specific API id [default: the service's APP API].
         #[arg(long)]
         api: Option<String>,
     },
@@ -306,19 +432,26 @@ pub enum AuthCmd {
 pub enum UserCmd {
     /// Create a user; the password is read from INFERGATE_NEW_PASSWORD or prompted.
     Create {
+        /// The user's name in the default domain.
         #[arg(long)]
         name: String,
     },
     List,
     Delete {
+        /// The user, by name or id.
+        #[arg(add = ArgValueCandidates::new(complete::users))]
         user: String,
     },
     /// End a password lockout (enables the user).
     Unlock {
+        /// The user, by name or id.
+        #[arg(add = ArgValueCandidates::new(complete::users))]
         user: String,
     },
     /// Disable a user: no logins, tokens or keys work until it is enabled again.
     Disable {
+        /// The user, by name or id.
+        #[arg(add = ArgValueCandidates::new(complete::users))]
         user: String,
     },
 }
@@ -326,8 +459,10 @@ pub enum UserCmd {
 #[derive(Debug, Subcommand)]
 pub enum ProjectCmd {
     Create {
+        /// The project's name.
         #[arg(long)]
         name: String,
+        /// Free text.
         #[arg(long)]
         description: Option<String>,
     },
@@ -340,19 +475,25 @@ pub enum RoleCmd {
     List,
     /// Give a user a role in a project.
     Grant {
-        #[arg(long)]
+        /// The user, by name or id.
+        #[arg(add = ArgValueCandidates::new(complete::users), long)]
         user: String,
-        #[arg(long)]
+        /// The project, by name or id.
+        #[arg(add = ArgValueCandidates::new(complete::projects), long)]
         project: String,
+        /// admin, member or viewer.
         #[arg(long)]
         role: String,
     },
     /// Take a role away.
     Revoke {
-        #[arg(long)]
+        /// The user, by name or id.
+        #[arg(add = ArgValueCandidates::new(complete::users), long)]
         user: String,
-        #[arg(long)]
+        /// The project, by name or id.
+        #[arg(add = ArgValueCandidates::new(complete::projects), long)]
         project: String,
+        /// admin, member or viewer.
         #[arg(long)]
         role: String,
     },
@@ -386,32 +527,53 @@ pub enum ThrottleCmd {
         /// One count for all bound APIs (type 2) instead of one per API.
         #[arg(long)]
         shared: bool,
+        /// Free text.
         #[arg(long)]
         remark: Option<String>,
     },
     /// List the project's policies.
     List,
     /// Delete a policy with its bindings and special limits.
-    Delete { policy: String },
+    Delete {
+        /// The throttling policy, by name or id.
+        #[arg(add = ArgValueCandidates::new(complete::throttles))]
+        policy: String,
+    },
     /// Bind a policy to every API of services, or to APIs by id.
     Bind {
+        /// The throttling policy, by name or id.
+        #[arg(add = ArgValueCandidates::new(complete::throttles))]
         policy: String,
-        #[arg(long = "service")]
+        /// Bind every API of this service (name or id); repeat for several.
+        #[arg(add = ArgValueCandidates::new(complete::services), long = "service")]
         services: Vec<String>,
+        /// Bind this API (id); repeat for several.
         #[arg(long = "api")]
         apis: Vec<String>,
     },
     /// The APIs a policy is bound to, with their binding ids.
-    Bound { policy: String },
+    Bound {
+        /// The throttling policy, by name or id.
+        #[arg(add = ArgValueCandidates::new(complete::throttles))]
+        policy: String,
+    },
     /// Remove a binding (its id from `throttle bound`).
-    Unbind { binding: String },
+    Unbind {
+        /// The binding's id (see `infergate throttle bound`).
+        binding: String,
+    },
     /// Give one app or one user its own limit under a policy.
     Special {
+        /// The throttling policy, by name or id.
+        #[arg(add = ArgValueCandidates::new(complete::throttles))]
         policy: String,
-        #[arg(long, conflicts_with = "user")]
+        /// The app (name or id) that gets its own limit.
+        #[arg(add = ArgValueCandidates::new(complete::apps), long, conflicts_with = "user")]
         app: Option<String>,
-        #[arg(long)]
+        /// The user (name or id) that gets its own limit.
+        #[arg(add = ArgValueCandidates::new(complete::users), long)]
         user: Option<String>,
+        /// Calls per window for that app or user, instead of the policy's.
         #[arg(long)]
         limit: i64,
     },
@@ -421,22 +583,34 @@ pub enum ThrottleCmd {
 pub enum KeyCmd {
     /// Create an AK/SK for yourself (or, as domain admin, another user); the SK is shown once.
     Create {
-        #[arg(long)]
+        /// Another user's name or id (domain admins only) [default: yourself].
+        #[arg(add = ArgValueCandidates::new(complete::users), long)]
         user: Option<String>,
+        /// Free text.
         #[arg(long)]
         description: Option<String>,
     },
     /// List your access keys (or, as domain admin, another user's); never their secrets.
     List {
-        #[arg(long)]
+        /// Another user's name or id (domain admins only) [default: yourself].
+        #[arg(add = ArgValueCandidates::new(complete::users), long)]
         user: Option<String>,
     },
     /// Disable an access key: it signs nothing on either plane until enabled again.
-    Disable { access_key: String },
+    Disable {
+        /// The access key (AK).
+        access_key: String,
+    },
     /// Enable a disabled access key.
-    Enable { access_key: String },
+    Enable {
+        /// The access key (AK).
+        access_key: String,
+    },
     /// Delete an access key for good.
-    Delete { access_key: String },
+    Delete {
+        /// The access key (AK).
+        access_key: String,
+    },
 }
 
 /// Request options shared by `call` and `sign`.
@@ -463,7 +637,7 @@ pub struct CallArgs {
     #[command(flatten)]
     pub request: RequestArgs,
     /// Sign with this app's AppKey/AppSecret (looked up through the management API).
-    #[arg(long, group = "credential")]
+    #[arg(add = ArgValueCandidates::new(complete::apps), long, group = "credential")]
     pub app: Option<String>,
     #[arg(
         long,
@@ -471,7 +645,9 @@ pub struct CallArgs {
         requires = "app_secret",
         group = "credential"
     )]
+    /// Sign with this AppKey (with --app-secret).
     pub app_key: Option<String>,
+    /// The AppSecret of --app-key.
     #[arg(long, env = "INFERGATE_APP_SECRET", hide_env_values = true)]
     pub app_secret: Option<String>,
     /// Authenticate with an AppCode.
@@ -495,7 +671,7 @@ pub struct CallArgs {
     pub dry_run: bool,
     /// The target is a sub-path of this service's APIs (`/v1/infers/<id>` + target); a
     /// service name or id.
-    #[arg(long)]
+    #[arg(add = ArgValueCandidates::new(complete::services), long)]
     pub service: Option<String>,
 }
 
@@ -503,8 +679,10 @@ pub struct CallArgs {
 pub struct SignArgs {
     #[command(flatten)]
     pub request: RequestArgs,
+    /// The app's AppKey.
     #[arg(long, env = "INFERGATE_APP_KEY")]
     pub app_key: String,
+    /// The app's AppSecret.
     #[arg(long, env = "INFERGATE_APP_SECRET", hide_env_values = true)]
     pub app_secret: String,
     /// Signing time `YYYYMMDDTHHMMSSZ` (default now).
@@ -532,117 +710,262 @@ pub struct ServeArgs {
     #[arg(long, env = "INFERGATE_CONFIG")]
     pub config: Option<PathBuf>,
     /// Directory of the SQLite database, master key and initial password [default: ./infergate-data].
-    #[arg(long, env = "INFERGATE_DATA_DIR")]
+    #[arg(help_heading = "Store and cluster", long, env = "INFERGATE_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
     /// Address of the management API [default: 127.0.0.1:8081].
-    #[arg(long, env = "INFERGATE_ADMIN_LISTEN")]
+    #[arg(help_heading = "Listeners", long, env = "INFERGATE_ADMIN_LISTEN")]
     pub admin_listen: Option<SocketAddr>,
     /// Address of the gateway [default: 127.0.0.1:8080].
-    #[arg(long, env = "INFERGATE_GATEWAY_LISTEN")]
+    #[arg(help_heading = "Listeners", long, env = "INFERGATE_GATEWAY_LISTEN")]
     pub gateway_listen: Option<SocketAddr>,
     /// Base URL of every predict_url [default: http://<gateway-listen>].
-    #[arg(long, env = "INFERGATE_PUBLIC_URL")]
+    #[arg(help_heading = "Listeners", long, env = "INFERGATE_PUBLIC_URL")]
     pub public_url: Option<String>,
     /// Shared PostgreSQL (postgres://…) instead of the embedded SQLite; needs
     /// INFERGATE_MASTER_KEY, the same on every node.
-    #[arg(long, env = "INFERGATE_DATABASE_URL", hide_env_values = true)]
+    #[arg(
+        help_heading = "Store and cluster",
+        long,
+        env = "INFERGATE_DATABASE_URL",
+        hide_env_values = true
+    )]
     pub database_url: Option<String>,
     /// Planes to run: all, gateway or admin [default: all].
-    #[arg(long, env = "INFERGATE_ROLE")]
+    #[arg(help_heading = "Store and cluster", long, env = "INFERGATE_ROLE")]
     pub role: Option<String>,
     /// How often the configuration revision is checked besides change notices, in ms
     /// [default: 5000].
-    #[arg(long, env = "INFERGATE_REFRESH_INTERVAL_MS")]
+    #[arg(
+        help_heading = "Store and cluster",
+        long,
+        env = "INFERGATE_REFRESH_INTERVAL_MS"
+    )]
     pub refresh_interval_ms: Option<u64>,
     /// Threads serving both listeners [default: one per available core]; 1 runs everything
     /// on one thread, the fastest choice for a gateway given a single core.
-    #[arg(long, env = "INFERGATE_WORKERS")]
+    #[arg(help_heading = "Listeners", long, env = "INFERGATE_WORKERS")]
     pub workers: Option<usize>,
     /// Apps one user may own [default: 5].
-    #[arg(long, env = "INFERGATE_MAX_APPS_PER_USER")]
+    #[arg(help_heading = "Quotas", long, env = "INFERGATE_MAX_APPS_PER_USER")]
     pub max_apps_per_user: Option<u32>,
     /// AppCodes one app may hold [default: 5].
-    #[arg(long, env = "INFERGATE_MAX_APP_CODES_PER_APP")]
+    #[arg(help_heading = "Quotas", long, env = "INFERGATE_MAX_APP_CODES_PER_APP")]
     pub max_app_codes_per_app: Option<u32>,
     /// Show app_secret as ****** in reads unless the request asks for it (iphertext_enabled
     /// with app_ids) [default: false].
-    #[arg(long, env = "INFERGATE_MASK_APP_SECRETS", num_args = 0..=1, default_missing_value = "true")]
+    #[arg(help_heading = "Credentials and security", long, env = "INFERGATE_MASK_APP_SECRETS", num_args = 0..=1, default_missing_value = "true")]
     pub mask_app_secrets: Option<bool>,
     /// Access log: `stdout`, `off` or a file path (one JSON line per call) [default: stdout].
-    #[arg(long, env = "INFERGATE_ACCESS_LOG")]
+    #[arg(help_heading = "Logging", long, env = "INFERGATE_ACCESS_LOG")]
     pub access_log: Option<String>,
     /// Format of the process log on stderr: `text` or `json` [default: text].
-    #[arg(long, env = "INFERGATE_LOG_FORMAT")]
+    #[arg(help_heading = "Logging", long, env = "INFERGATE_LOG_FORMAT")]
     pub log_format: Option<String>,
     /// PEM certificate chain of the gateway listener (enables HTTPS and HTTP/2 via ALPN).
-    #[arg(long, env = "INFERGATE_GATEWAY_TLS_CERT", requires = "gateway_tls_key")]
+    #[arg(
+        help_heading = "Listeners",
+        long,
+        env = "INFERGATE_GATEWAY_TLS_CERT",
+        requires = "gateway_tls_key"
+    )]
     pub gateway_tls_cert: Option<PathBuf>,
     /// PEM private key of the gateway listener.
-    #[arg(long, env = "INFERGATE_GATEWAY_TLS_KEY", requires = "gateway_tls_cert")]
+    #[arg(
+        help_heading = "Listeners",
+        long,
+        env = "INFERGATE_GATEWAY_TLS_KEY",
+        requires = "gateway_tls_cert"
+    )]
     pub gateway_tls_key: Option<PathBuf>,
     /// PEM certificate chain of the admin listener.
-    #[arg(long, env = "INFERGATE_ADMIN_TLS_CERT", requires = "admin_tls_key")]
+    #[arg(
+        help_heading = "Listeners",
+        long,
+        env = "INFERGATE_ADMIN_TLS_CERT",
+        requires = "admin_tls_key"
+    )]
     pub admin_tls_cert: Option<PathBuf>,
     /// PEM private key of the admin listener.
-    #[arg(long, env = "INFERGATE_ADMIN_TLS_KEY", requires = "admin_tls_cert")]
+    #[arg(
+        help_heading = "Listeners",
+        long,
+        env = "INFERGATE_ADMIN_TLS_KEY",
+        requires = "admin_tls_cert"
+    )]
     pub admin_tls_key: Option<PathBuf>,
     /// Serve plain HTTP/1.1 calls on the gateway's fast path; `false` sends every call
     /// through the general HTTP server [default: true].
-    #[arg(long, env = "INFERGATE_HTTP1_FAST_PATH", num_args = 0..=1, default_missing_value = "true")]
+    #[arg(help_heading = "Listeners", long, env = "INFERGATE_HTTP1_FAST_PATH", num_args = 0..=1, default_missing_value = "true")]
     pub http1_fast_path: Option<bool>,
     /// Refuse AppCode and apikey credentials over plain HTTP [default: false].
-    #[arg(long, env = "INFERGATE_REQUIRE_HTTPS_FOR_APP_CODE", num_args = 0..=1, default_missing_value = "true")]
+    #[arg(help_heading = "Credentials and security", long, env = "INFERGATE_REQUIRE_HTTPS_FOR_APP_CODE", num_args = 0..=1, default_missing_value = "true")]
     pub require_https_for_app_code: Option<bool>,
     /// Largest request body the gateway accepts, in bytes [default: 12582912].
-    #[arg(long, env = "INFERGATE_MAX_BODY_BYTES")]
+    #[arg(
+        help_heading = "Request limits",
+        long,
+        env = "INFERGATE_MAX_BODY_BYTES"
+    )]
     pub max_body_bytes: Option<usize>,
     /// Longest request URI, in bytes [default: 32768].
-    #[arg(long, env = "INFERGATE_MAX_URI_BYTES")]
+    #[arg(help_heading = "Request limits", long, env = "INFERGATE_MAX_URI_BYTES")]
     pub max_uri_bytes: Option<usize>,
     /// Largest single request header, in bytes [default: 32768].
-    #[arg(long, env = "INFERGATE_MAX_HEADER_BYTES")]
+    #[arg(
+        help_heading = "Request limits",
+        long,
+        env = "INFERGATE_MAX_HEADER_BYTES"
+    )]
     pub max_header_bytes: Option<usize>,
     /// Largest total of request headers, in bytes [default: 131072].
-    #[arg(long, env = "INFERGATE_MAX_HEADERS_TOTAL_BYTES")]
+    #[arg(
+        help_heading = "Request limits",
+        long,
+        env = "INFERGATE_MAX_HEADERS_TOTAL_BYTES"
+    )]
     pub max_headers_total_bytes: Option<usize>,
     /// Time a client has to send a whole request head, on both listeners, in milliseconds
     /// [default: 15000].
-    #[arg(long, env = "INFERGATE_HEADER_TIMEOUT_MS")]
+    #[arg(help_heading = "Listeners", long, env = "INFERGATE_HEADER_TIMEOUT_MS")]
     pub header_timeout_ms: Option<u64>,
     /// Longest pause between two reads of a request body, on both listeners, in
     /// milliseconds [default: 60000].
-    #[arg(long, env = "INFERGATE_BODY_IDLE_TIMEOUT_MS")]
+    #[arg(
+        help_heading = "Listeners",
+        long,
+        env = "INFERGATE_BODY_IDLE_TIMEOUT_MS"
+    )]
     pub body_idle_timeout_ms: Option<u64>,
     /// Open connections per listener; more are accepted and closed at once [default: 16384].
-    #[arg(long, env = "INFERGATE_MAX_CONNECTIONS")]
+    #[arg(help_heading = "Listeners", long, env = "INFERGATE_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
     /// Comma-separated networks (CIDR) of proxies whose X-Forwarded-For chain the gateway
     /// keeps and appends to [default: none: X-Forwarded-For is the peer's address alone].
-    #[arg(long, env = "INFERGATE_TRUSTED_PROXIES", value_delimiter = ',')]
+    #[arg(
+        help_heading = "Listeners",
+        long,
+        env = "INFERGATE_TRUSTED_PROXIES",
+        value_delimiter = ','
+    )]
     pub trusted_proxies: Option<Vec<String>>,
     /// Consecutive wrong passwords that lock a user; 0 turns the lockout off [default: 5].
-    #[arg(long, env = "INFERGATE_LOCKOUT_FAILURE_ATTEMPTS")]
+    #[arg(
+        help_heading = "Credentials and security",
+        long,
+        env = "INFERGATE_LOCKOUT_FAILURE_ATTEMPTS"
+    )]
     pub lockout_failure_attempts: Option<u32>,
     /// How long a password lockout lasts, in seconds [default: 900].
-    #[arg(long, env = "INFERGATE_LOCKOUT_DURATION_S")]
+    #[arg(
+        help_heading = "Credentials and security",
+        long,
+        env = "INFERGATE_LOCKOUT_DURATION_S"
+    )]
     pub lockout_duration_s: Option<u64>,
     /// Consecutive failed signatures that lock an IAM access key; 0 turns it off
     /// [default: 5].
-    #[arg(long, env = "INFERGATE_AK_LOCKOUT_FAILURE_ATTEMPTS")]
+    #[arg(
+        help_heading = "Credentials and security",
+        long,
+        env = "INFERGATE_AK_LOCKOUT_FAILURE_ATTEMPTS"
+    )]
     pub ak_lockout_failure_attempts: Option<u32>,
     /// How long an access-key lockout lasts, in seconds [default: 300].
-    #[arg(long, env = "INFERGATE_AK_LOCKOUT_DURATION_S")]
+    #[arg(
+        help_heading = "Credentials and security",
+        long,
+        env = "INFERGATE_AK_LOCKOUT_DURATION_S"
+    )]
     pub ak_lockout_duration_s: Option<u64>,
     /// Password hashes computed at once; more logins are answered 429 with Retry-After
     /// [default: one per available core].
-    #[arg(long, env = "INFERGATE_MAX_PASSWORD_HASHES")]
+    #[arg(
+        help_heading = "Credentials and security",
+        long,
+        env = "INFERGATE_MAX_PASSWORD_HASHES"
+    )]
     pub max_password_hashes: Option<usize>,
     /// Comma-separated hosts (`models.internal`, `*.gpu.internal`) and networks (CIDR) that
     /// services may point at [default: any host; never this node's own listeners].
-    #[arg(long, env = "INFERGATE_UPSTREAM_ALLOW", value_delimiter = ',')]
+    #[arg(
+        help_heading = "Credentials and security",
+        long,
+        env = "INFERGATE_UPSTREAM_ALLOW",
+        value_delimiter = ','
+    )]
     pub upstream_allow: Option<Vec<String>>,
     /// redis://… shared by the nodes of a cluster, where throttling limits are counted so
     /// they hold across nodes [default: none: each node counts alone].
-    #[arg(long, env = "INFERGATE_REDIS_URL", hide_env_values = true)]
+    #[arg(
+        help_heading = "Store and cluster",
+        long,
+        env = "INFERGATE_REDIS_URL",
+        hide_env_values = true
+    )]
     pub redis_url: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// Every argument of every command, with the path of commands to it.
+    fn arguments(cmd: &clap::Command, path: &str, out: &mut Vec<(String, clap::Arg)>) {
+        for arg in cmd.get_arguments() {
+            out.push((path.to_owned(), arg.clone()));
+        }
+        for sub in cmd.get_subcommands() {
+            arguments(sub, &format!("{path} {}", sub.get_name()), out);
+        }
+    }
+
+    #[test]
+    fn every_argument_is_described_and_client_options_are_listed_once() {
+        let mut cmd = command();
+        cmd.build();
+        let mut all = Vec::new();
+        arguments(&cmd, "infergate", &mut all);
+        let undescribed: Vec<String> = all
+            .iter()
+            .filter(|(_, arg)| !matches!(arg.get_id().as_str(), "help" | "version"))
+            .filter(|(_, arg)| {
+                arg.get_help()
+                    .is_none_or(|h| h.to_string().trim().is_empty())
+            })
+            .map(|(path, arg)| format!("{path}: {}", arg.get_id()))
+            .collect();
+        assert!(undescribed.is_empty(), "no description: {undescribed:#?}");
+        // The client options: hidden in each command, listed under the top command.
+        let top = cmd.render_help().to_string();
+        for arg in Cli::command().get_arguments().filter(|a| a.is_global_set()) {
+            assert!(arg.is_hide_set(), "{}", arg.get_id());
+            let long = format!("--{}", arg.get_long().expect("long"));
+            assert!(top.contains(&long), "infergate --help lacks {long}");
+        }
+        let serve = cmd
+            .find_subcommand_mut("serve")
+            .expect("serve")
+            .render_help()
+            .to_string();
+        assert!(
+            !serve.contains("--url") && !serve.contains("--token"),
+            "{serve}"
+        );
+        for heading in [
+            "Listeners:",
+            "Store and cluster:",
+            "Request limits:",
+            "Logging:",
+        ] {
+            assert!(serve.contains(heading), "{heading} in {serve}");
+        }
+        let service = cmd
+            .find_subcommand_mut("service")
+            .expect("service")
+            .render_help()
+            .to_string();
+        assert!(service.contains(CLIENT_FOOTER), "{service}");
+        assert!(!service.contains("--token <"), "{service}");
+    }
 }

@@ -8,7 +8,7 @@ mod serve;
 
 use std::process::ExitCode;
 
-use clap::{CommandFactory, Parser};
+use clap::FromArgMatches;
 
 use crate::cli::{Cli, Command};
 
@@ -47,7 +47,15 @@ fn runtime(workers: Option<usize>) -> Result<tokio::runtime::Runtime, ExitCode> 
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // `COMPLETE=<shell> infergate …`: the shell asks for completions; answered, then exit.
+    clap_complete::CompleteEnv::with_factory(cli::command).complete();
+    let cli = match cli::command()
+        .try_get_matches()
+        .and_then(|matches| Cli::from_arg_matches(&matches))
+    {
+        Ok(cli) => cli,
+        Err(err) => err.exit(),
+    };
     if let Command::Serve(args) = cli.command {
         let settings = match config::Settings::resolve(*args) {
             Ok(settings) => settings,
@@ -113,15 +121,7 @@ async fn client_command(cli: Cli) -> Result<(), CliError> {
         Command::Logout => commands::logout(&global).await,
         Command::Sign(args) => call::sign_command(args),
         Command::Call(args) => call::call_command(&global, args).await,
-        Command::Completions { shell } => {
-            clap_complete::generate(
-                shell,
-                &mut Cli::command(),
-                "infergate",
-                &mut std::io::stdout(),
-            );
-            Ok(())
-        }
+        Command::Completions { shell } => completions(shell),
         Command::Service(cmd) => commands::service(&Client::from_global(&global)?, cmd).await,
         Command::Api(cmd) => commands::api(&Client::from_global(&global)?, cmd).await,
         Command::App(cmd) => commands::app(&Client::from_global(&global)?, cmd).await,
@@ -132,4 +132,24 @@ async fn client_command(cli: Cli) -> Result<(), CliError> {
         Command::Key(cmd) => commands::key(&Client::from_global(&global)?, cmd).await,
         Command::Throttle(cmd) => commands::throttle(&Client::from_global(&global)?, cmd).await,
     }
+}
+
+/// The shell's registration script: it runs this binary with `COMPLETE=<shell>` to ask for
+/// the candidates as the user types (see [`clap_complete::CompleteEnv`]).
+fn completions(shell: clap_complete::Shell) -> Result<(), CliError> {
+    use clap_complete::env::{Bash, Elvish, EnvCompleter, Fish, Powershell, Zsh};
+    let completer: &dyn EnvCompleter = match shell {
+        clap_complete::Shell::Bash => &Bash,
+        clap_complete::Shell::Zsh => &Zsh,
+        clap_complete::Shell::Fish => &Fish,
+        clap_complete::Shell::Elvish => &Elvish,
+        clap_complete::Shell::PowerShell => &Powershell,
+        other => return Err(CliError::Usage(format!("no completions for {other}"))),
+    };
+    let bin = std::env::current_exe()
+        .map(|path| path.display().to_string())
+        .unwrap_or_else(|_| "infergate".to_owned());
+    completer
+        .write_registration("COMPLETE", "infergate", &bin, &bin, &mut std::io::stdout())
+        .map_err(|e| CliError::Other(format!("writing the completion script: {e}")))
 }

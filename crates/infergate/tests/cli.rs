@@ -18,8 +18,13 @@ struct Run {
 }
 
 async fn cli(config: &Path, args: &[&str]) -> Run {
+    cli_env(config, args, &[]).await
+}
+
+async fn cli_env(config: &Path, args: &[&str], envs: &[(&str, &str)]) -> Run {
     let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_infergate"))
         .args(args)
+        .envs(envs.iter().copied())
         .env("INFERGATE_CONFIG_DIR", config)
         .env("INFERGATE_PASSWORD", PASSWORD)
         .env_remove("INFERGATE_URL")
@@ -138,6 +143,31 @@ async fn a_whole_workflow_from_the_terminal() {
     )
     .await;
     assert!(authorized.contains("true"), "{authorized}");
+
+    // Shell completion asks the server for names (fish's protocol: one candidate per line).
+    let complete = |line: &'static [&'static str]| {
+        let config = config.clone();
+        async move {
+            let mut args = vec!["--", "infergate"];
+            args.extend_from_slice(line);
+            cli_env(&config, &args, &[("COMPLETE", "fish")]).await
+        }
+    };
+    let services = complete(&["service", "show", ""]).await;
+    assert_eq!(services.code, 0, "{}", services.stderr);
+    let names: Vec<&str> = services
+        .stdout
+        .lines()
+        .filter(|l| !l.starts_with('-'))
+        .collect();
+    assert_eq!(names, ["llama"], "{}", services.stdout);
+    let apps = complete(&["app", "authorize", "--app", "mo"]).await;
+    assert_eq!(apps.stdout.lines().collect::<Vec<_>>(), ["mobile"]);
+    let script = ok(&config, &["completions", "bash"]).await;
+    assert!(
+        script.contains("COMPLETE=\"bash\"") || script.contains("COMPLETE=bash"),
+        "{script}"
+    );
 
     // `call` signs with the app's credentials and prints the model's answer.
     let path = format!("/v1/infers/{sid}/chat/completions");

@@ -3,6 +3,7 @@
 
 pub mod call;
 pub mod commands;
+pub mod complete;
 pub mod output;
 
 use std::io::Write;
