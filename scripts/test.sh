@@ -3,6 +3,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup-interop.sh
+# The browser test of the API reference drives Debian's Chromium.
+if ! command -v chromium >/dev/null; then
+  sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
+  $sudo apt-get install -y -qq chromium >/dev/null \
+    || { $sudo apt-get update -qq && $sudo apt-get install -y -qq chromium >/dev/null; }
+fi
 # The store suite (and the multi-node tests) also run on PostgreSQL; the local server of
 # this kind of machine is used unless INFERGATE_TEST_DATABASE_URL names another.
 export INFERGATE_TEST_DATABASE_URL="${INFERGATE_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test}"

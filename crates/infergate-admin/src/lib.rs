@@ -9,6 +9,7 @@ pub mod apps;
 pub mod auth;
 pub mod auths;
 pub mod bootstrap;
+mod docs;
 pub mod error;
 pub mod extract;
 pub mod guesses;
@@ -344,6 +345,7 @@ pub fn app(state: Arc<AdminState>) -> Router {
             }),
         )
         .route("/metrics", get(metrics))
+        .merge(docs::routes())
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), observe))

@@ -377,3 +377,52 @@ async fn https_with_http2_and_certificate_reload() {
         "the pooled connection kept its TLS session"
     );
 }
+
+/// `/` of the admin listener, opened in a real headless Chromium (Debian's `chromium`,
+/// which `scripts/test.sh` installs): it leads to `/docs/`, where Swagger UI, served from
+/// the binary under its Content-Security-Policy, renders the operations of `/openapi.json`.
+#[tokio::test]
+async fn the_api_reference_renders_in_a_browser() {
+    let chromium = ["chromium", "chromium-browser", "google-chrome"]
+        .into_iter()
+        .find(|name| {
+            std::process::Command::new(name)
+                .arg("--version")
+                .output()
+                .is_ok_and(|out| out.status.success())
+        })
+        .expect("a Chromium to drive: scripts/test.sh installs Debian's chromium");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = start_with(&dir.path().join("data"), Some(PASSWORD), &[]).await;
+    let profile = dir.path().join("browser");
+    let output = tokio::time::timeout(
+        Duration::from_secs(90),
+        tokio::process::Command::new(chromium)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+                "--virtual-time-budget=10000",
+            ])
+            .arg(format!("--user-data-dir={}", profile.display()))
+            .arg("--dump-dom")
+            .arg(format!("{}/", server.admin))
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("chromium finished")
+    .expect("chromium ran");
+    let dom = String::from_utf8_lossy(&output.stdout);
+    for path in [
+        "data-path=\"/v1/{project_id}/app-auth/apps\"",
+        "data-path=\"/v3/auth/tokens\"",
+    ] {
+        assert!(
+            dom.contains(path),
+            "{path} not rendered; stderr: {}\n{dom}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}

@@ -164,3 +164,51 @@ async fn every_documented_route_is_served() {
         );
     }
 }
+
+/// `/` leads to the interactive reference at `/docs/`, whose page and scripts come from
+/// this server alone under a strict Content-Security-Policy, and read `/openapi.json`.
+#[tokio::test]
+async fn the_root_leads_to_a_reference_served_from_the_binary() {
+    let t = TestApp::new().await;
+    for path in ["/", "/docs"] {
+        let reply = t.call(Method::GET, path, None, None).await;
+        assert_eq!(reply.status.as_u16(), 303, "{path}");
+        assert_eq!(reply.headers["location"], "/docs/", "{path}");
+    }
+    let page = t.call(Method::GET, "/docs/", None, None).await;
+    assert_eq!(page.status.as_u16(), 200);
+    assert!(page.headers["content-type"]
+        .to_str()
+        .expect("type")
+        .starts_with("text/html"));
+    let csp = page.headers["content-security-policy"]
+        .to_str()
+        .expect("csp");
+    assert!(
+        csp.contains("script-src 'self';") && csp.contains("default-src 'none'"),
+        "{csp}"
+    );
+    assert_eq!(page.headers["x-frame-options"], "DENY");
+    let html = page.body.as_str().expect("html");
+    for script in ["./swagger-ui-bundle.js", "./init.js"] {
+        assert!(html.contains(script), "{html}");
+        let served = t
+            .call(Method::GET, &format!("/docs/{}", &script[2..]), None, None)
+            .await;
+        assert_eq!(served.status.as_u16(), 200, "{script}");
+        assert!(served.headers["content-type"]
+            .to_str()
+            .expect("type")
+            .starts_with("text/javascript"));
+    }
+    let init = t.call(Method::GET, "/docs/init.js", None, None).await;
+    assert!(init
+        .body
+        .as_str()
+        .expect("js")
+        .contains("url: \"/openapi.json\""));
+    let missing = t.call(Method::GET, "/docs/../Cargo.toml", None, None).await;
+    assert_eq!(missing.status.as_u16(), 404);
+    let missing = t.call(Method::GET, "/docs/nothing.js", None, None).await;
+    assert_eq!(missing.status.as_u16(), 404);
+}
