@@ -92,7 +92,7 @@ pub struct WorkspaceQuery {
     pub workspace_id: Option<String>,
 }
 
-const MAX_REMARK: usize = 255;
+pub(crate) const MAX_REMARK: usize = 255;
 
 /// Applies the rules and defaults of spec §2.11 to a create request.
 fn api_from_request(

@@ -25,7 +25,7 @@ use crate::{now_ms, stamp_ms, AdminState};
 /// Purpose string of the keyed hash that finds an AppCode by value.
 pub const APP_CODE_INDEX: &str = "infergate/app-code-index/v1";
 const MASK: &str = "******";
-const MAX_REMARK: usize = 200;
+pub(crate) const MAX_REMARK: usize = 200;
 
 // === DTOs ===
 

@@ -4,6 +4,7 @@
 //! It owns HTTP routing, request validation, permissions and the two error surfaces. It
 //! reaches data only through the `Store` trait and never speaks SQL.
 
+mod api_doc;
 pub mod apis;
 pub mod apps;
 pub mod auth;
@@ -300,9 +301,10 @@ fn surfaces() -> Surfaces {
     }
 }
 
-/// The OpenAPI document of the whole management plane, generated from the handlers.
-pub fn openapi() -> utoipa::openapi::OpenApi {
-    surfaces().doc
+/// The OpenAPI document of the whole management plane, generated from the handlers and
+/// completed with what every operation can answer and the validation's rules.
+pub fn openapi() -> serde_json::Value {
+    api_doc::complete(surfaces().doc)
 }
 
 /// The management plane as one router; used by `serve` and by the tests.
@@ -313,7 +315,7 @@ pub fn app(state: Arc<AdminState>) -> Router {
         public,
         doc,
     } = surfaces();
-    let doc = Arc::new(doc);
+    let doc = Arc::new(api_doc::complete(doc));
     let inner = Router::new()
         .merge(
             modelarts

@@ -109,7 +109,7 @@ pub struct ServiceList {
     pub total_count: usize,
 }
 
-const MAX_DESCRIPTION: usize = 1024;
+pub(crate) const MAX_DESCRIPTION: usize = 1024;
 
 /// Loads a service of the caller's project; another project's service is "not found".
 pub async fn load_service(

@@ -172,6 +172,9 @@ pub fn check(limits: Limits) -> FieldResult<CheckedLimits> {
     Ok((api, user, app, ip, interval))
 }
 
+/// [`name`]'s rule as an ECMA-262 pattern, for the OpenAPI document.
+pub const NAME_PATTERN: &str = "^[A-Za-z][A-Za-z0-9_]{2,63}$";
+
 /// A policy name: 3 to 64 letters, digits and `_`, starting with a letter.
 pub fn name(value: &str) -> FieldResult<()> {
     let len = value.chars().count();

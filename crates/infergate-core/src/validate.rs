@@ -61,6 +61,17 @@ fn check_name(
     }
 }
 
+/// The rules below as ECMA-262 patterns, for the OpenAPI document (each is tested to
+/// accept exactly what its function accepts).
+pub const SERVICE_NAME_PATTERN: &str = "^[A-Za-z][A-Za-z0-9_-]{0,63}$";
+pub const API_NAME_PATTERN: &str = "^[A-Za-z][A-Za-z0-9_]{2,254}$";
+pub const APP_NAME_PATTERN: &str = "^[A-Za-z][A-Za-z0-9_]{2,63}$";
+pub const API_PATH_PATTERN: &str = "^([/][A-Za-z0-9_%*.-]+){1,255}$";
+pub const PROJECT_ID_PATTERN: &str = "^[A-Za-z0-9-]{1,64}$";
+pub const USER_NAME_PATTERN: &str = "^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$";
+pub const PROJECT_NAME_PATTERN: &str = "^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$";
+pub const PASSWORD_CHARS: (usize, usize) = (8, 128);
+
 /// A string no longer than `max` characters.
 pub fn max_chars(field: &str, value: &str, max: usize) -> FieldResult<()> {
     if value.chars().count() > max {
@@ -80,7 +91,7 @@ pub fn service_name(value: &str) -> FieldResult<()> {
         &['-'],
         1,
         64,
-        "must match ^[A-Za-z][A-Za-z0-9_-]{0,63}$",
+        &format!("must match {SERVICE_NAME_PATTERN}"),
     )
 }
 
@@ -92,7 +103,7 @@ pub fn api_name(value: &str) -> FieldResult<()> {
         &[],
         3,
         255,
-        "must match ^[A-Za-z][A-Za-z0-9_]{2,254}$",
+        &format!("must match {API_NAME_PATTERN}"),
     )
 }
 
@@ -104,7 +115,7 @@ pub fn app_name(value: &str) -> FieldResult<()> {
         &[],
         3,
         64,
-        "must match ^[A-Za-z][A-Za-z0-9_]{2,63}$",
+        &format!("must match {APP_NAME_PATTERN}"),
     )
 }
 

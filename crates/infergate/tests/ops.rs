@@ -426,3 +426,75 @@ async fn the_api_reference_renders_in_a_browser() {
         );
     }
 }
+
+/// Schemathesis (PyPI, in `.venv-interop`) generates requests from `/openapi.json`, valid
+/// and invalid, for every operation, as the bootstrap admin of the default project: no
+/// answer may be a 5xx, have a status the document does not list for that operation, or
+/// a body or content type that does not match what it documents. Bounded: 25 examples
+/// per operation and phase, a fixed seed (`INFERGATE_SCHEMATHESIS_SEED` picks another).
+#[tokio::test]
+async fn the_openapi_document_holds_for_generated_requests() {
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let schemathesis = root.join(".venv-interop/bin/schemathesis");
+    assert!(
+        schemathesis.exists(),
+        "run scripts/setup-interop.sh (or scripts/test.sh) to install schemathesis"
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = start_with(
+        &dir.path().join("data"),
+        Some(PASSWORD),
+        &["--access-log", "off"],
+    )
+    .await;
+    let token =
+        common::issue_token(&reqwest::Client::new(), &server.admin, "admin", PASSWORD).await;
+    // Every operation in the token's project (another project's id is refused before its
+    // rules are reached).
+    let config = dir.path().join("schemathesis.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[parameters]\n\"path.project_id\" = \"{}\"\n",
+            server.project_id
+        ),
+    )
+    .expect("config");
+    let seed = std::env::var("INFERGATE_SCHEMATHESIS_SEED").unwrap_or_else(|_| "1".into());
+    let output = tokio::time::timeout(
+        Duration::from_secs(300),
+        tokio::process::Command::new(&schemathesis)
+            .arg("--config-file")
+            .arg(&config)
+            .arg("run")
+            .arg(format!("{}/openapi.json", server.admin))
+            .args(["-H", &format!("X-Auth-Token: {token}")])
+            .args([
+                "--checks",
+                "not_a_server_error,status_code_conformance,response_schema_conformance,content_type_conformance",
+                "--phases",
+                "examples,coverage,fuzzing",
+                "--max-examples",
+                "25",
+                "--seed",
+                &seed,
+                "--generation-database",
+                "none",
+                "--no-color",
+            ])
+            .current_dir(dir.path())
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("schemathesis finished within 5 minutes")
+    .expect("schemathesis ran");
+    let report = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "schemathesis found problems (seed {seed}):\n{report}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // It did reach every operation.
+    assert!(report.contains("Tested: 61"), "{report}");
+}
