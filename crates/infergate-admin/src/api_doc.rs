@@ -108,6 +108,14 @@ fn query_parameter(path: &str, name: &str) -> Option<(Value, bool)> {
             false,
         )),
         "order" => Some((json!({"type": "string", "enum": ["asc", "desc"]}), false)),
+        "granularity" => Some((
+            json!({"type": "string", "enum": ["minute", "hour", "day"]}),
+            false,
+        )),
+        // Epoch milliseconds (RFC 3339 is accepted too).
+        "from" | "to" if path.ends_with("/usage") => {
+            Some((json!({"type": "string", "pattern": "^[0-9]{1,15}$"}), false))
+        }
         "throttle_id" if path.ends_with("/binded-apis") => Some((json!({"type": "string"}), true)),
         _ => None,
     }

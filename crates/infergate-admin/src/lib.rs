@@ -18,6 +18,7 @@ pub mod iam;
 pub mod paging;
 pub mod services;
 pub mod throttles;
+pub mod usage;
 
 use guesses::Guesses;
 use infergate_core::lockout::LockoutPolicy;
@@ -230,6 +231,7 @@ pub fn stamp_ms() -> i64 {
         (name = "app-auth APIs", description = "How services are exposed (spec §2.11–2.15)"),
         (name = "apps", description = "Apps, AppSecrets and AppCodes (spec §2.1–2.10)"),
         (name = "authorizations", description = "Which apps may call which API (spec §2.13, §2.16–2.20)"),
+        (name = "usage", description = "Token usage of model calls, per app and API"),
         (name = "iam", description = "Tokens, users, projects, roles, AK/SK (Keystone v3 shapes)"),
         (name = "operations", description = "Health and readiness")
     )
@@ -284,6 +286,7 @@ fn surfaces() -> Surfaces {
         .merge(apps::router())
         .merge(auths::router())
         .merge(throttles::router())
+        .merge(usage::router())
         .split_for_parts();
     let (iam, iam_doc) = iam::router().split_for_parts();
     let (public, public_doc) = iam::public_router()

@@ -256,3 +256,32 @@ pub struct Authorization {
     pub app_id: String,
     pub created_at: i64,
 }
+
+/// Model calls' tokens in one minute, of one app (empty for other callers) on one API.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UsageRow {
+    pub project_id: String,
+    pub app_id: String,
+    pub api_id: String,
+    /// Minutes since the epoch.
+    pub minute: i64,
+    pub calls: i64,
+    pub prompt_tokens: i64,
+    pub completion_tokens: i64,
+    pub total_tokens: i64,
+    pub reasoning_tokens: i64,
+    pub cached_tokens: i64,
+    /// Calls whose usage was estimated (counted in the sums too).
+    pub estimated_calls: i64,
+}
+
+/// Which usage rows to read: a project's, optionally of one app and one API, from `from`
+/// up to (not including) `to`, in minutes since the epoch.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UsageQuery {
+    pub project_id: String,
+    pub app_id: Option<String>,
+    pub api_id: Option<String>,
+    pub from: i64,
+    pub to: i64,
+}

@@ -1,6 +1,7 @@
 //! Body types: responses are streamed frame by frame as boxed bodies; request bodies are
 //! either buffered (signed, so hashed before forwarding) or streamed under the size limit.
 
+use crate::usage::{Usage, UsageTap};
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -140,26 +141,39 @@ pub fn find_source<'e, T: std::error::Error + 'static>(
     None
 }
 
-/// A response body that counts the bytes it streams and runs `finish` once, when the
-/// stream ends or the body is dropped (the client went away).
+/// What [`Observed`] runs when its body has ended: the bytes streamed, and the usage its
+/// tap read.
+type Finish = Box<dyn FnOnce(u64, Option<Usage>) + Send>;
+
+/// A response body that counts the bytes it streams (reading a model call's usage from
+/// them) and runs `finish` once, when the stream ends or the body is dropped (the client
+/// went away).
 pub struct Observed {
     inner: GatewayBody,
     bytes: u64,
-    finish: Option<Box<dyn FnOnce(u64) + Send>>,
+    tap: Option<UsageTap>,
+    finish: Option<Finish>,
 }
 
 impl Observed {
-    pub fn new(inner: GatewayBody, finish: impl FnOnce(u64) + Send + 'static) -> Self {
+    pub fn new(
+        inner: GatewayBody,
+        tap: Option<UsageTap>,
+        finish: impl FnOnce(u64, Option<Usage>) + Send + 'static,
+    ) -> Self {
         Self {
             inner,
             bytes: 0,
+            tap,
             finish: Some(Box::new(finish)),
         }
     }
 
-    fn complete(&mut self) {
+    /// `whole`: the stream ended (rather than being dropped).
+    fn complete(&mut self, whole: bool) {
         if let Some(finish) = self.finish.take() {
-            finish(self.bytes);
+            let usage = self.tap.take().map(|tap| tap.finish(whole));
+            finish(self.bytes, usage);
         }
     }
 }
@@ -178,9 +192,12 @@ impl hyper::body::Body for Observed {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
                     this.bytes += data.len() as u64;
+                    if let Some(tap) = &mut this.tap {
+                        tap.feed(data);
+                    }
                 }
             }
-            Poll::Ready(None) => this.complete(),
+            Poll::Ready(None) => this.complete(true),
             _ => {}
         }
         poll
@@ -197,6 +214,8 @@ impl hyper::body::Body for Observed {
 
 impl Drop for Observed {
     fn drop(&mut self) {
-        self.complete();
+        // hyper stops polling a body that says it has ended, so its end may come as a drop.
+        let whole = self.inner.is_end_stream();
+        self.complete(whole);
     }
 }

@@ -21,6 +21,7 @@ mod observe;
 mod phases;
 mod throttle;
 mod upstreams;
+pub mod usage;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -12,6 +12,7 @@ use infergate_core::snapshot::Upstream;
 
 use crate::authn::Caller;
 use crate::phases::CallRecord;
+use crate::usage::{UsageBook, UsageKey};
 use metrics::GatewayMetrics;
 
 /// Where the gateway reports what it did: metrics and the access log, both optional.
@@ -19,6 +20,8 @@ use metrics::GatewayMetrics;
 pub struct Observers {
     pub metrics: Option<GatewayMetrics>,
     pub access_log: Option<Arc<LogSink>>,
+    /// Where model calls' tokens are summed per minute for the store.
+    pub usage: Option<Arc<UsageBook>>,
 }
 
 impl Observers {
@@ -36,18 +39,51 @@ impl Observers {
 
     /// Counts a finished call and writes its access-log line.
     pub(crate) fn finish(&self, record: &CallRecord, status: u16, bytes_out: u64) {
+        let app = match &record.caller {
+            Some(Caller::App { app_id }) => Some(app_id),
+            _ => None,
+        };
         if let Some(m) = &self.metrics {
             m.in_flight.dec();
-            let app = match &record.caller {
-                Some(Caller::App { app_id }) => app_id,
-                _ => "",
-            };
             let status = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::OK);
+            let api = record.api_id.as_deref().unwrap_or("none");
+            let app = app.map_or("", |a| a);
             m.count_request(
-                record.api_id.as_deref().unwrap_or("none"),
+                api,
                 app,
                 metrics::method_class(&record.method),
                 status.as_str(),
+            );
+            if let Some(usage) = &record.usage {
+                let count = |kind: &str, n: u64| {
+                    if n > 0 {
+                        m.tokens.with_label_values(&[api, app, kind]).inc_by(n);
+                    }
+                };
+                if usage.estimated {
+                    count("estimated", usage.total);
+                } else {
+                    count("prompt", usage.prompt);
+                    count("completion", usage.completion);
+                    count("reasoning", usage.reasoning);
+                    count("cached", usage.cached);
+                }
+            }
+        }
+        if let (Some(book), Some(usage), Some(project), Some(api)) = (
+            &self.usage,
+            &record.usage,
+            &record.project_id,
+            &record.api_id,
+        ) {
+            book.record(
+                UsageKey {
+                    project_id: project.clone(),
+                    app_id: app.cloned().unwrap_or_else(|| Arc::from("")),
+                    api_id: api.clone(),
+                    minute: chrono::Utc::now().timestamp().div_euclid(60),
+                },
+                usage,
             );
         }
         if let Some(sink) = &self.access_log {
@@ -156,6 +192,14 @@ fn access_line(record: &CallRecord, status: u16, bytes_out: u64) -> String {
         "upstream": record.upstream.as_deref(),
         "upstream_ms": record.upstream_ms,
         "auth": record.auth,
+        "tokens": record.usage.as_ref().map(|u| serde_json::json!({
+            "prompt": u.prompt,
+            "completion": u.completion,
+            "total": u.total,
+            "reasoning": u.reasoning,
+            "cached": u.cached,
+            "estimated": u.estimated,
+        })),
     })
     .to_string()
 }

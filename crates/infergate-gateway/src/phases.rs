@@ -16,6 +16,7 @@ use crate::authn::{self, CallRequest, Caller, Presented};
 use crate::error::{AuthFailure, AuthReason, GatewayError};
 use crate::http_rules::{self, ConnInfo};
 use crate::throttle::{Applicable, RateLimitFields};
+use crate::usage::Usage;
 use crate::Gateway;
 
 /// Request ids: a random per-process prefix and a counter, 32 hex characters.
@@ -121,6 +122,13 @@ pub struct CallRecord {
     pub hops: u8,
     /// The rate-limit fields every response of a throttled API carries.
     pub rate_limit: Option<Arc<RateLimitFields>>,
+    /// Whether the path is a model API's (`…/chat/completions` and the like), whose answer
+    /// is read for token usage.
+    pub model_call: bool,
+    /// The project of a model call's API.
+    pub project_id: Option<Arc<str>>,
+    /// The tokens of a model call, once its answer has ended.
+    pub usage: Option<Usage>,
     pub(crate) started: Instant,
 }
 
@@ -182,6 +190,9 @@ impl Gateway {
             bytes_in,
             hops: 1,
             rate_limit: None,
+            model_call: crate::usage::is_model_path(path),
+            project_id: None,
+            usage: None,
             started: Instant::now(),
         }
     }
@@ -259,6 +270,9 @@ impl Gateway {
         let presented = Presented::classify(head.headers, snapshot);
         let api = authn::select(&candidates, &presented)?;
         record.api_id = Some(api.api_id.clone());
+        if record.model_call {
+            record.project_id = Some(Arc::from(api.service.project_id.as_str()));
+        }
         if !conn.tls
             && self.settings.require_https_for_app_code
             && api.auth_type == AuthType::App

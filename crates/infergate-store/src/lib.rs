@@ -15,7 +15,7 @@ use async_trait::async_trait;
 use infergate_core::lockout::{Failures, LockSubject, LockoutPolicy};
 use infergate_core::model::{
     Api, App, AppCode, Authorization, Credential, Domain, Project, RevokedToken, Role, Service,
-    User,
+    UsageQuery, UsageRow, User,
 };
 use infergate_core::snapshot::{ConfigDelta, ConfigDump};
 use infergate_core::throttle::{Throttle, ThrottleBinding, ThrottleSpecial};
@@ -92,6 +92,7 @@ pub trait Store:
     + AppStore
     + AuthorizationStore
     + ThrottleStore
+    + UsageStore
     + Send
     + Sync
     + 'static
@@ -269,6 +270,16 @@ pub trait AuthorizationStore: Send + Sync {
     ) -> StoreResult<Vec<Option<String>>>;
     async fn authorizations_of_api(&self, api_id: &str) -> StoreResult<Vec<Authorization>>;
     async fn authorizations_of_app(&self, app_id: &str) -> StoreResult<Vec<Authorization>>;
+}
+
+/// Model calls' token usage per minute.
+#[async_trait]
+pub trait UsageStore: Send + Sync {
+    /// Adds each row's counts to the stored row of its minute, app and API (creating it),
+    /// all in one transaction: a batch is stored whole or not at all.
+    async fn add_usage(&self, rows: &[UsageRow]) -> StoreResult<()>;
+    /// The stored rows the query selects, by minute, app and API.
+    async fn usage(&self, query: &UsageQuery) -> StoreResult<Vec<UsageRow>>;
 }
 
 /// Throttling policies, their bindings to APIs and their special limits.

@@ -55,6 +55,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "throttles",
         include_str!("../migrations/postgres/0007_throttles.sql"),
     ),
+    (
+        8,
+        "usage",
+        include_str!("../migrations/postgres/0008_usage.sql"),
+    ),
 ];
 
 /// The PostgreSQL store.

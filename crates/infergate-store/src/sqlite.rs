@@ -44,6 +44,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "throttles",
         include_str!("../migrations/sqlite/0006_throttles.sql"),
     ),
+    (
+        7,
+        "usage",
+        include_str!("../migrations/sqlite/0007_usage.sql"),
+    ),
 ];
 
 /// The SQLite store.

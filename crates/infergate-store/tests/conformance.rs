@@ -3,7 +3,7 @@
 
 use infergate_core::model::{
     Api, ApiMethod, App, AppCode, AuthType, Authorization, Credential, Domain, Project,
-    RevokedToken, Role, Service, User,
+    RevokedToken, Role, Service, UsageQuery, UsageRow, User,
 };
 use infergate_store::{
     Bootstrap, PgStore, ServiceStore, ServiceUpdate, SqliteStore, Store, StoreError,
@@ -1023,6 +1023,78 @@ pub async fn publisher_applies_changes_incrementally(store: std::sync::Arc<dyn S
     assert!(publisher.snapshots().load_full().route("/v1/x/y").is_none());
 }
 
+pub async fn usage_adds_up_per_minute(store: &dyn Store) {
+    let row = |app: &str, api: &str, minute: i64, calls: i64| UsageRow {
+        project_id: "p1".into(),
+        app_id: app.into(),
+        api_id: api.into(),
+        minute,
+        calls,
+        prompt_tokens: 10 * calls,
+        completion_tokens: 20 * calls,
+        total_tokens: 30 * calls,
+        reasoning_tokens: calls,
+        cached_tokens: 2 * calls,
+        estimated_calls: 0,
+    };
+    store.add_usage(&[]).await.expect("nothing to add");
+    store
+        .add_usage(&[
+            row("a1", "x", 100, 1),
+            row("a2", "x", 100, 2),
+            row("a1", "y", 101, 3),
+        ])
+        .await
+        .expect("first batch");
+    // Another node's batch for the same minute adds to it.
+    let mut late = row("a1", "x", 100, 4);
+    late.estimated_calls = 1;
+    store.add_usage(&[late]).await.expect("second batch");
+    let mut other = row("a1", "x", 100, 9);
+    other.project_id = "p2".into();
+    store.add_usage(&[other]).await.expect("another project");
+
+    let query = |app: Option<&str>, api: Option<&str>, from: i64, to: i64| UsageQuery {
+        project_id: "p1".into(),
+        app_id: app.map(Into::into),
+        api_id: api.map(Into::into),
+        from,
+        to,
+    };
+    let all = store
+        .usage(&query(None, None, 0, 1000))
+        .await
+        .expect("read");
+    assert_eq!(all.len(), 3, "{all:?}");
+    assert_eq!(
+        (
+            all[0].app_id.as_str(),
+            all[0].calls,
+            all[0].total_tokens,
+            all[0].estimated_calls
+        ),
+        ("a1", 5, 150, 1)
+    );
+    assert_eq!((all[1].app_id.as_str(), all[1].calls), ("a2", 2));
+    assert_eq!((all[2].api_id.as_str(), all[2].minute), ("y", 101));
+    let one_app = store
+        .usage(&query(Some("a1"), None, 0, 1000))
+        .await
+        .expect("read");
+    assert_eq!(one_app.len(), 2);
+    let one_api = store
+        .usage(&query(None, Some("y"), 0, 1000))
+        .await
+        .expect("read");
+    assert_eq!(one_api.len(), 1);
+    // `to` is exclusive.
+    let first_minute = store
+        .usage(&query(None, None, 100, 101))
+        .await
+        .expect("read");
+    assert_eq!(first_minute.len(), 2);
+}
+
 macro_rules! backend_suite {
     ($backend:ident, $open:expr) => {
         mod $backend {
@@ -1048,6 +1120,7 @@ macro_rules! backend_suite {
             case!(apps_quota_names_and_codes);
             case!(authorizations_and_counts);
             case!(change_log_replays_to_a_full_read);
+            case!(usage_adds_up_per_minute);
 
             #[tokio::test]
             async fn publisher_applies_changes_incrementally() {

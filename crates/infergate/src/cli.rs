@@ -181,6 +181,12 @@ pub enum Command {
         after_help = "Examples:\n  infergate throttle create --name per_app --api-limit 600 --app-limit 60 --unit MINUTE\n  infergate throttle bind per_app --service poetry\n  infergate throttle special per_app --app mobile --limit 300"
     )]
     Throttle(ThrottleCmd),
+    /// Token usage of model calls (chat/completions, completions, embeddings, responses),
+    /// per app and API.
+    #[command(
+        after_help = "Examples:\n  infergate usage\n  infergate usage --app mobile --granularity day --from 2026-12-01T00:00:00Z\n  infergate usage --service llama --granularity minute"
+    )]
+    Usage(UsageArgs),
     /// Call an inference API, signing like the official SDKs; streams the answer.
     #[command(
         after_help = "Examples:\n  infergate call --app mobile -X POST /v1/infers/<id>/chat/completions -d @req.json\n  infergate call --app-code <code> /v1/infers/<id>/health\n  infergate call --app mobile --explain /v1/infers/<id>"
@@ -201,6 +207,25 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct UsageArgs {
+    /// Only this app's calls (name or id).
+    #[arg(add = ArgValueCandidates::new(complete::apps), long)]
+    pub app: Option<String>,
+    /// Only calls of this service's APIs (name or id).
+    #[arg(add = ArgValueCandidates::new(complete::services), long)]
+    pub service: Option<String>,
+    /// Start: RFC 3339 or epoch milliseconds [default: a day before --to].
+    #[arg(long)]
+    pub from: Option<String>,
+    /// End: RFC 3339 or epoch milliseconds [default: now].
+    #[arg(long)]
+    pub to: Option<String>,
+    /// minute, hour or day (UTC).
+    #[arg(long, default_value = "hour")]
+    pub granularity: String,
 }
 
 #[derive(Debug, Args)]
@@ -706,7 +731,7 @@ pub struct ServeArgs {
     /// refresh_interval_ms, header_timeout_ms, body_idle_timeout_ms, max_connections,
     /// trusted_proxies, lockout_failure_attempts, lockout_duration_s,
     /// ak_lockout_failure_attempts, ak_lockout_duration_s, max_password_hashes,
-    /// upstream_allow, redis_url.
+    /// upstream_allow, redis_url, usage_flush_ms.
     #[arg(long, env = "INFERGATE_CONFIG")]
     pub config: Option<PathBuf>,
     /// Directory of the SQLite database, master key and initial password [default: ./infergate-data].
@@ -903,6 +928,14 @@ pub struct ServeArgs {
         hide_env_values = true
     )]
     pub redis_url: Option<String>,
+    /// How often this node adds the token usage of its model calls to the store, in
+    /// milliseconds [default: 10000].
+    #[arg(
+        help_heading = "Store and cluster",
+        long,
+        env = "INFERGATE_USAGE_FLUSH_MS"
+    )]
+    pub usage_flush_ms: Option<u64>,
 }
 
 #[cfg(test)]

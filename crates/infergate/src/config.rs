@@ -52,6 +52,7 @@ pub struct FileConfig {
     pub max_password_hashes: Option<usize>,
     pub upstream_allow: Option<Vec<String>>,
     pub redis_url: Option<String>,
+    pub usage_flush_ms: Option<u64>,
 }
 
 impl FileConfig {
@@ -98,6 +99,8 @@ pub struct Settings {
     pub upstream_allow: Vec<AllowedHost>,
     /// Redis holding the throttling counts of several nodes.
     pub redis_url: Option<String>,
+    /// How often model calls' token usage is added to the store.
+    pub usage_flush: std::time::Duration,
 }
 
 /// A list setting's entries, each read by `parse` (blank ones skipped).
@@ -285,8 +288,14 @@ impl Settings {
                 bail!("redis_url must be a redis:// or rediss:// URL");
             }
         }
+        let usage_flush = std::time::Duration::from_millis(positive(
+            "usage_flush_ms",
+            args.usage_flush_ms.or(file.usage_flush_ms),
+            10_000,
+        )?);
         Ok(Self {
             redis_url,
+            usage_flush,
             upstream_allow,
             password_lockout: lockout(
                 "lockout",

@@ -131,6 +131,7 @@ async fn client_command(cli: Cli) -> Result<(), CliError> {
         Command::Role(cmd) => commands::role(&Client::from_global(&global)?, cmd).await,
         Command::Key(cmd) => commands::key(&Client::from_global(&global)?, cmd).await,
         Command::Throttle(cmd) => commands::throttle(&Client::from_global(&global)?, cmd).await,
+        Command::Usage(args) => commands::usage(&Client::from_global(&global)?, args).await,
     }
 }
 

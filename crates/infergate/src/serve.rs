@@ -12,9 +12,11 @@ use infergate_admin::bootstrap;
 use infergate_admin::Observability;
 use infergate_admin::{AdminSettings, AdminState};
 use infergate_core::logsink::LogSink;
+use infergate_core::model::UsageRow;
 use infergate_core::net::UpstreamPolicy;
 use infergate_core::{ids, validate, MasterKey, Secret};
 use infergate_gateway::metrics::GatewayMetrics;
+use infergate_gateway::usage::UsageBook;
 use infergate_gateway::{
     serve_with, ClusterLimits, ClusterMetrics, Collaborators, ConnectionMetrics, Gateway,
     GatewaySettings, Observers, TlsFiles,
@@ -99,6 +101,50 @@ async fn refresh_periodically(publisher: Arc<ConfigPublisher>, every: std::time:
         tick.tick().await;
         if let Err(err) = publisher.refresh().await {
             tracing::warn!(error = %err, "configuration refresh failed; serving the last snapshot");
+        }
+    }
+}
+
+/// Adds the token usage the gateway summed to the store every `every`.
+async fn store_usage(book: Arc<UsageBook>, store: Arc<dyn Store>, every: std::time::Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        flush_usage(&book, store.as_ref()).await;
+    }
+}
+
+/// Adds what the book holds to the store; a batch the store refuses goes back to the book
+/// and is tried again with the next.
+async fn flush_usage(book: &UsageBook, store: &dyn Store) {
+    let taken = book.take();
+    if taken.is_empty() {
+        return;
+    }
+    {
+        let rows: Vec<UsageRow> = taken
+            .iter()
+            .map(|(key, counts)| {
+                let n = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+                UsageRow {
+                    project_id: key.project_id.to_string(),
+                    app_id: key.app_id.to_string(),
+                    api_id: key.api_id.to_string(),
+                    minute: key.minute,
+                    calls: n(counts.calls),
+                    prompt_tokens: n(counts.prompt),
+                    completion_tokens: n(counts.completion),
+                    total_tokens: n(counts.total),
+                    reasoning_tokens: n(counts.reasoning),
+                    cached_tokens: n(counts.cached),
+                    estimated_calls: n(counts.estimated_calls),
+                }
+            })
+            .collect();
+        if let Err(err) = store.add_usage(&rows).await {
+            tracing::warn!(error = %err, rows = rows.len(), "storing token usage failed; kept for the next try");
+            book.put_back(taken);
         }
     }
 }
@@ -256,6 +302,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         None => None,
     };
     let store_for_lockouts = store.clone();
+    let usage_store = store.clone();
     let state = Arc::new(
         AdminState::new(
             store,
@@ -288,6 +335,12 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         publisher.clone(),
         settings.access_key_lockout,
     );
+    let usage_book = Arc::new(UsageBook::default());
+    tokio::spawn(store_usage(
+        usage_book.clone(),
+        usage_store.clone(),
+        settings.usage_flush,
+    ));
     let gateway = Gateway::with(
         publisher.snapshots(),
         GatewaySettings {
@@ -301,6 +354,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         Observers {
             metrics: Some(gateway_metrics),
             access_log,
+            usage: Some(usage_book.clone()),
         },
         Collaborators {
             key_verdicts: Some(key_lockouts),
@@ -367,6 +421,8 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         }
     };
     tokio::join!(admin, gateway);
+    // The calls of the last moments are stored before the process ends.
+    flush_usage(&usage_book, usage_store.as_ref()).await;
     Ok(())
 }
 

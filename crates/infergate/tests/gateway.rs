@@ -1153,25 +1153,7 @@ async fn a_service_pointed_back_at_the_gateway_loops_a_few_times_only() {
 #[tokio::test]
 async fn the_openai_client_streams_a_chat_completion_through_the_gateway() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let mut model = tokio::process::Command::new("python3")
-        .arg(root.join("examples/model-server.py"))
-        .args(["--port", "0"])
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("model server");
-    let mut first = String::new();
-    tokio::io::AsyncBufReadExt::read_line(
-        &mut tokio::io::BufReader::new(model.stdout.take().expect("stdout")),
-        &mut first,
-    )
-    .await
-    .expect("its address");
-    let model_url = first
-        .trim()
-        .strip_prefix("listening on ")
-        .expect("listening on …")
-        .to_owned();
+    let (_model, model_url) = common::upstream::model_server().await;
 
     let dir = tempfile::tempdir().expect("tempdir");
     let server = start_with(&dir.path().join("data"), Some(common::PASSWORD), &[]).await;

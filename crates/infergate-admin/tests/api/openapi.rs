@@ -28,6 +28,7 @@ const OPERATIONS: &[(&str, &str)] = &[
     ),
     ("post", "/v1/{project_id}/app-auth/apps"),
     ("get", "/v1/{project_id}/app-auth/apps"),
+    ("get", "/v1/{project_id}/app-auth/usage"),
     ("get", "/v1/{project_id}/app-auth/apps/{app_id}"),
     ("get", "/v1/{project_id}/app-auth/apps/{app_id}/exists"),
     ("delete", "/v1/{project_id}/app-auth/apps/{app_id}"),

@@ -24,10 +24,11 @@ use crate::authn::Caller;
 use crate::error::GatewayError;
 use crate::http_rules::ConnInfo;
 use crate::http_rules::MAX_HEADERS;
-use crate::http_rules::{Forwarded, RequestFraming};
+use crate::http_rules::{Forwarded, RequestFraming, ResponseFraming};
 use crate::phases::{BodySeen, CallRecord, Head, SharedCount};
 use crate::upstreams::pool::{Pool, Pooled};
 use crate::upstreams::{Answered, Attempt, Attempted, Attempts, Failure};
+use crate::usage::{Framing, UsageTap};
 use crate::Gateway;
 use head::{
     head_end, read_head, request_bytes, split_target, HeadEnd, HeadRead, Parsed, RawHeaders,
@@ -454,6 +455,7 @@ impl Gateway {
             own: OwnLines {
                 request_id: request_id.as_bytes(),
                 rate_limit: rate_limit.as_deref(),
+                model_call: record.model_call,
             },
             pool: &self.fast_pool,
             head,
@@ -491,7 +493,19 @@ impl Gateway {
             out.extend_from_slice(b"connection: close\r\n");
         }
         out.extend_from_slice(b"\r\n");
-        let relayed = up.relay(client.stream, &mut out, head.framing).await;
+        let mut tap = if record.model_call {
+            let framing = match head.framing {
+                ResponseFraming::Chunked => Framing::Chunked,
+                _ => Framing::Plain,
+            };
+            UsageTap::for_answer(head.media, framing, body.len())
+        } else {
+            None
+        };
+        let relayed = up
+            .relay(client.stream, &mut out, head.framing, tap.as_mut())
+            .await;
+        record.usage = tap.map(|tap| tap.finish(relayed.is_ok()));
         client.scratch.keep(request, out);
         let ended = match relayed {
             Ok((sent, waited)) => {

@@ -17,6 +17,7 @@ use crate::http_rules::{self, ChunkedEnd, ResponseFraming, MAX_HEADERS};
 use crate::throttle::RateLimitFields;
 use crate::upstreams::pool::{Pool, Pooled};
 use crate::upstreams::Failure;
+use crate::usage::{Media, UsageTap};
 
 /// What is read at a time.
 pub(super) const READ_SIZE: usize = 16 * 1024;
@@ -32,6 +33,8 @@ pub(super) struct ClientHead {
     pub framing: ResponseFraming,
     /// Whether the upstream keeps the connection open after this response.
     pub keep_alive: bool,
+    /// The answer's media, read for a model call only.
+    pub media: Media,
 }
 
 /// The lines the gateway adds to every response head it relays.
@@ -40,6 +43,8 @@ pub(crate) struct OwnLines<'a> {
     pub request_id: &'a [u8],
     /// A throttled API's rate-limit fields.
     pub rate_limit: Option<&'a RateLimitFields>,
+    /// Whether the call is a model API's, whose answer's media matters.
+    pub model_call: bool,
 }
 
 /// Writes a parsed response head for the client as [`http_rules::response_head`] decides
@@ -77,8 +82,12 @@ pub(super) fn client_head(
     out.extend_from_slice(b"\r\n");
     let relays_codings = decided.framing == ResponseFraming::Chunked;
     let mut copier = LineCopier::new(raw);
+    let mut media = Media::Other;
     for header in res.headers.iter() {
         let name = header.name.as_bytes();
+        if own.model_call && name.eq_ignore_ascii_case(b"content-type") {
+            media = Media::of(header.value);
+        }
         let coding = relays_codings && name.eq_ignore_ascii_case(b"transfer-encoding");
         if coding || decided.lines.forwards(name) {
             copier.keep(&mut out, header);
@@ -100,6 +109,7 @@ pub(super) fn client_head(
         out,
         framing: decided.framing,
         keep_alive: decided.keep_alive,
+        media,
     })
 }
 
@@ -215,6 +225,7 @@ impl UpstreamConn {
         client: &mut TcpStream,
         out: &mut Vec<u8>,
         framing: ResponseFraming,
+        mut tap: Option<&mut UsageTap>,
     ) -> Result<(u64, bool), RelayError> {
         let mut sent = 0u64;
         let mut waited = false;
@@ -234,6 +245,9 @@ impl UpstreamConn {
                         .len()
                         .min(usize::try_from(left).unwrap_or(usize::MAX));
                     out.extend_from_slice(&self.buf[..take]);
+                    if let Some(tap) = tap.as_deref_mut() {
+                        tap.feed(&self.buf[..take]);
+                    }
                     self.buf.advance(take);
                     left -= take as u64;
                     sent += take as u64;
@@ -242,6 +256,9 @@ impl UpstreamConn {
                 ResponseFraming::Chunked => {
                     let take = chunked.advance(&self.buf).map_err(RelayError::Upstream)?;
                     out.extend_from_slice(&self.buf[..take]);
+                    if let Some(tap) = tap.as_deref_mut() {
+                        tap.feed(&self.buf[..take]);
+                    }
                     self.buf.advance(take);
                     sent += take as u64;
                     chunked.done()
@@ -252,6 +269,9 @@ impl UpstreamConn {
                         let _ = write!(out, "{:x}\r\n", self.buf.len());
                         out.extend_from_slice(&self.buf);
                         out.extend_from_slice(b"\r\n");
+                        if let Some(tap) = tap.as_deref_mut() {
+                            tap.feed(&self.buf);
+                        }
                         sent += self.buf.len() as u64;
                         self.buf.clear();
                     }

@@ -307,6 +307,7 @@ fn parse_response(raw: &[u8], head_only: bool) -> Result<ClientHead, String> {
         super::relay::OwnLines {
             request_id: b"rid",
             rate_limit: None,
+            model_call: true,
         },
         Vec::new(),
     )

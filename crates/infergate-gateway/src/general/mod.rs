@@ -19,6 +19,7 @@ use crate::error::{ErrorAnswer, GatewayError};
 use crate::http_rules;
 use crate::http_rules::ConnInfo;
 use crate::phases::{BodySeen, CallRecord, Head};
+use crate::usage::{Framing, Media, Usage, UsageTap};
 use crate::Gateway;
 use client::{Call, ForwardBody};
 
@@ -55,8 +56,22 @@ impl Gateway {
         self.observers.response_head(&record, Instant::now());
         let observers = self.observers.clone();
         let (parts, body) = response.into_parts();
-        let finish = move |bytes_out: u64| observers.finish(&record, status.as_u16(), bytes_out);
-        Response::from_parts(parts, body::Observed::new(body, finish).boxed_unsync())
+        // A model call's answer from its upstream (not the gateway's own) is read for usage.
+        let tap = if record.model_call && record.upstream.is_some() {
+            let media = parts
+                .headers
+                .get(http::header::CONTENT_TYPE)
+                .map_or(Media::Other, |v| Media::of(v.as_bytes()));
+            UsageTap::for_answer(media, Framing::Plain, record.bytes_in as usize)
+        } else {
+            None
+        };
+        let mut record = record;
+        let finish = move |bytes_out: u64, usage: Option<Usage>| {
+            record.usage = usage;
+            observers.finish(&record, status.as_u16(), bytes_out)
+        };
+        Response::from_parts(parts, body::Observed::new(body, tap, finish).boxed_unsync())
     }
     async fn call(
         &self,

@@ -18,6 +18,9 @@ pub struct GatewayMetrics {
     pub duration: HistogramVec,
     pub upstream_duration: HistogramVec,
     pub upstream_errors: IntCounterVec,
+    /// Tokens of model calls, by API, app and kind (prompt, completion, reasoning, cached,
+    /// estimated).
+    pub tokens: IntCounterVec,
     pub open_connections: IntGauge,
     /// Connections closed at once because the listener was at its cap.
     pub refused_connections: IntCounter,
@@ -133,6 +136,15 @@ impl GatewayMetrics {
             ),
             &["upstream", "kind"],
         )?;
+        let tokens = IntCounterVec::new(
+            Opts::new(
+                "infergate_gateway_tokens_total",
+                "Tokens of model calls as their upstreams reported them, by API, app and kind: \
+                 prompt, completion (reasoning and cached are parts of those), and estimated \
+                 (the total of calls whose usage was not reported).",
+            ),
+            &["api", "app", "kind"],
+        )?;
         let open_connections = IntGauge::new(
             "infergate_gateway_open_connections",
             "Client connections open.",
@@ -151,6 +163,7 @@ impl GatewayMetrics {
         registry.register(Box::new(duration.clone()))?;
         registry.register(Box::new(upstream_duration.clone()))?;
         registry.register(Box::new(upstream_errors.clone()))?;
+        registry.register(Box::new(tokens.clone()))?;
         registry.register(Box::new(open_connections.clone()))?;
         registry.register(Box::new(refused_connections.clone()))?;
         registry.register(Box::new(in_flight.clone()))?;
@@ -161,6 +174,7 @@ impl GatewayMetrics {
             duration,
             upstream_duration,
             upstream_errors,
+            tokens,
             open_connections,
             refused_connections,
             in_flight,

@@ -13,6 +13,7 @@ mod credentials;
 mod identity;
 mod services;
 mod throttles;
+mod usage;
 
 // Each resource's row readers and statements, for the others (the whole-configuration
 // reads use them all).
@@ -29,7 +30,7 @@ use async_trait::async_trait;
 use infergate_core::lockout::{Failures, LockSubject, LockoutPolicy};
 use infergate_core::model::{
     Api, ApiMethod, App, AppCode, AuthType, Authorization, Credential, Domain, Project,
-    RevokedToken, Role, Service, User,
+    RevokedToken, Role, Service, UsageQuery, UsageRow, User,
 };
 use infergate_core::snapshot::{ConfigDelta, ConfigDump};
 use infergate_core::throttle::{
@@ -41,7 +42,7 @@ use super::This;
 use crate::backend::{Backend, Changed};
 use crate::{
     AppStore, AuthorizationStore, Bootstrap, CredentialStore, IdentityStore, Recorded,
-    ServiceStore, ServiceUpdate, Store, StoreError, StoreResult, ThrottleStore,
+    ServiceStore, ServiceUpdate, Store, StoreError, StoreResult, ThrottleStore, UsageStore,
 };
 
 type Db = <This as Backend>::Db;

@@ -7,7 +7,7 @@ use super::output::{list_table, object_table, Table};
 use super::{refused, CliError, CliResult, Client, Profile};
 use crate::cli::{
     ApiCmd, AppCmd, AuthCmd, CodeCmd, Global, KeyCmd, LoginArgs, ProjectCmd, RoleCmd, ServiceCmd,
-    ThrottleCmd, UserCmd,
+    ThrottleCmd, UsageArgs, UserCmd,
 };
 
 const SERVICE_FIELDS: [&str; 7] = [
@@ -877,5 +877,87 @@ pub async fn throttle(c: &Client, cmd: ThrottleCmd) -> CliResult<()> {
             });
         }
     }
+    Ok(())
+}
+
+/// `infergate usage`: the usage API's buckets, one row per period, app and API.
+pub async fn usage(c: &Client, args: UsageArgs) -> CliResult<()> {
+    let mut query = vec![("granularity", args.granularity.clone())];
+    if let Some(app) = &args.app {
+        query.push(("app_id", c.app_id(app).await?));
+    }
+    if let Some(from) = &args.from {
+        query.push(("from", from.clone()));
+    }
+    if let Some(to) = &args.to {
+        query.push(("to", to.clone()));
+    }
+    let encoded: String = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(&query)
+        .finish();
+    let mut answer = c
+        .send(
+            Method::GET,
+            &c.v1(&format!("/app-auth/usage?{encoded}")),
+            None,
+        )
+        .await?;
+    if let Some(service) = &args.service {
+        let id = c.service_id(service).await?;
+        let apis = c
+            .send(
+                Method::GET,
+                &c.v1(&format!("/services/{id}/app-auth-apis")),
+                None,
+            )
+            .await?;
+        let ids: Vec<&str> = apis["apis"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|a| a["api_id"].as_str())
+            .collect();
+        let kept: Vec<Value> = answer["usage"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|b| b["api_id"].as_str().is_some_and(|api| ids.contains(&api)))
+            .cloned()
+            .collect();
+        answer["usage"] = Value::Array(kept);
+    }
+    c.print(&answer, |v| {
+        let mut table = Table::new(vec![
+            "START",
+            "APP",
+            "API",
+            "CALLS",
+            "PROMPT",
+            "COMPLETION",
+            "TOTAL",
+            "ESTIMATED",
+        ]);
+        for b in v["usage"].as_array().into_iter().flatten() {
+            let start = b["start"]
+                .as_i64()
+                .and_then(chrono::DateTime::<chrono::Utc>::from_timestamp_millis)
+                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                .unwrap_or_default();
+            let mut row = vec![start];
+            for field in [
+                "app_id",
+                "api_id",
+                "calls",
+                "prompt_tokens",
+                "completion_tokens",
+                "total_tokens",
+                "estimated_calls",
+            ] {
+                row.push(super::output::cell(&b[field]));
+            }
+            table.rows.push(row);
+        }
+        table
+    });
     Ok(())
 }

@@ -248,3 +248,28 @@ pub async fn start_raw() -> RawUpstream {
         connections,
     }
 }
+
+/// Starts the examples' stand-in OpenAI-compatible model server (`examples/model-server.py`)
+/// on a free port: the process (stopped when dropped) and its base URL.
+pub async fn model_server() -> (tokio::process::Child, String) {
+    use tokio::io::AsyncBufReadExt;
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let mut child = tokio::process::Command::new("python3")
+        .arg(root.join("examples/model-server.py"))
+        .args(["--port", "0"])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("model server");
+    let mut first = String::new();
+    tokio::io::BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut first)
+        .await
+        .expect("its address");
+    let url = first
+        .trim()
+        .strip_prefix("listening on ")
+        .expect("listening on …")
+        .to_owned();
+    (child, url)
+}

@@ -1,0 +1,490 @@
+//! Token usage of model calls, read from the answers as they are relayed: the `usage`
+//! object of a JSON answer, or of the last event of a `text/event-stream` answer that
+//! carries one (OpenAI's chat completions, completions, embeddings and responses APIs, and
+//! the servers that copy them: vLLM, TGI, SGLang, Ollama). The tap only reads the bytes the
+//! relay writes anyway; it never holds one back. An answer cut short is counted from what
+//! was relayed: the completion estimated from the text of the relayed deltas, marked so.
+//!
+//! Both servers feed it: the fast path with the body bytes as they travel (de-chunked
+//! here when the upstream sent them chunked), the general server with each data frame.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use serde::Deserialize;
+
+/// The paths (an API's sub-path ends with one) whose answers are read for usage.
+const MODEL_PATHS: &[&str] = &[
+    "/chat/completions",
+    "/completions",
+    "/embeddings",
+    "/responses",
+];
+
+/// A JSON answer is read for its `usage` up to this size; past it, the call is counted as
+/// estimated.
+const MAX_JSON: usize = 4 * 1024 * 1024;
+/// The longest event line kept while it arrives.
+const MAX_LINE: usize = 1024 * 1024;
+
+/// The tokens of one call.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub prompt: u64,
+    pub completion: u64,
+    pub total: u64,
+    /// Completion tokens spent reasoning, where reported.
+    pub reasoning: u64,
+    /// Prompt tokens served from a cache, where reported.
+    pub cached: u64,
+    /// Not reported by the model server: estimated from the bytes relayed.
+    pub estimated: bool,
+}
+
+/// Whether the answer to a call of `path` is read for usage.
+pub fn is_model_path(path: &str) -> bool {
+    let path = path.split('?').next().unwrap_or(path).trim_end_matches('/');
+    MODEL_PATHS.iter().any(|suffix| path.ends_with(suffix))
+}
+
+/// The `usage` object in either naming (chat/completions: prompt/completion; responses:
+/// input/output).
+#[derive(Debug, Deserialize)]
+struct Reported {
+    #[serde(alias = "input_tokens")]
+    prompt_tokens: Option<u64>,
+    #[serde(alias = "output_tokens")]
+    completion_tokens: Option<u64>,
+    total_tokens: Option<u64>,
+    #[serde(alias = "output_tokens_details")]
+    completion_tokens_details: Option<Details>,
+    #[serde(alias = "input_tokens_details")]
+    prompt_tokens_details: Option<Details>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Details {
+    reasoning_tokens: Option<u64>,
+    cached_tokens: Option<u64>,
+}
+
+/// The parts of an answer (or event) that carry usage or generated text.
+#[derive(Debug, Deserialize)]
+struct Answer {
+    usage: Option<Reported>,
+    /// The responses API nests the finished response in its last event.
+    response: Option<Box<Answer>>,
+    #[serde(default)]
+    choices: Vec<Choice>,
+    /// The responses API's text deltas (`response.output_text.delta`).
+    delta: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Choice {
+    delta: Option<Delta>,
+    text: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Delta {
+    content: Option<String>,
+    reasoning_content: Option<String>,
+}
+
+impl Reported {
+    fn usage(&self) -> Usage {
+        let prompt = self.prompt_tokens.unwrap_or(0);
+        let completion = self.completion_tokens.unwrap_or(0);
+        Usage {
+            prompt,
+            completion,
+            total: self.total_tokens.unwrap_or(prompt + completion),
+            reasoning: self
+                .completion_tokens_details
+                .as_ref()
+                .and_then(|d| d.reasoning_tokens)
+                .unwrap_or(0),
+            cached: self
+                .prompt_tokens_details
+                .as_ref()
+                .and_then(|d| d.cached_tokens)
+                .unwrap_or(0),
+            estimated: false,
+        }
+    }
+}
+
+impl Answer {
+    fn reported(&self) -> Option<Usage> {
+        self.usage
+            .as_ref()
+            .map(Reported::usage)
+            .or_else(|| self.response.as_ref().and_then(|r| r.reported()))
+    }
+
+    /// Characters of generated text in this event.
+    fn text_chars(&self) -> usize {
+        let choices: usize = self
+            .choices
+            .iter()
+            .map(|c| {
+                let delta = c.delta.as_ref();
+                delta.and_then(|d| d.content.as_deref()).map_or(0, str::len)
+                    + delta
+                        .and_then(|d| d.reasoning_content.as_deref())
+                        .map_or(0, str::len)
+                    + c.text.as_deref().map_or(0, str::len)
+            })
+            .sum();
+        choices
+            + self
+                .delta
+                .as_ref()
+                .and_then(|d| d.as_str())
+                .map_or(0, str::len)
+    }
+}
+
+/// Tokens estimated from bytes of text: about four per token for English and code (what
+/// OpenAI's guidance gives), rounded up.
+pub fn estimate_tokens(bytes: usize) -> u64 {
+    (bytes as u64).div_ceil(4)
+}
+
+/// What an answer's `Content-Type` says it is, as far as usage goes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Media {
+    #[default]
+    Other,
+    Json,
+    EventStream,
+}
+
+impl Media {
+    /// The media of a `Content-Type` value (parameters ignored).
+    pub fn of(content_type: &[u8]) -> Self {
+        let essence = content_type
+            .split(|b| *b == b';')
+            .next()
+            .unwrap_or(&[])
+            .trim_ascii();
+        if essence.eq_ignore_ascii_case(b"application/json") {
+            Media::Json
+        } else if essence.eq_ignore_ascii_case(b"text/event-stream") {
+            Media::EventStream
+        } else {
+            Media::Other
+        }
+    }
+}
+
+/// How the body bytes given to [`UsageTap::feed`] are framed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// The body itself.
+    Plain,
+    /// HTTP/1.1 chunked coding, as relayed: the tap decodes it.
+    Chunked,
+}
+
+#[derive(Debug)]
+enum Shape {
+    Json { body: Vec<u8>, overflow: bool },
+    Events { line: Vec<u8>, overflow: bool },
+}
+
+/// Reads one answer's usage from its body bytes as they pass.
+#[derive(Debug)]
+pub struct UsageTap {
+    shape: Shape,
+    dechunk: Option<Dechunk>,
+    /// The last usage an event reported.
+    reported: Option<Usage>,
+    /// Bytes of generated text seen (for the estimate of an answer cut short).
+    text_bytes: usize,
+    /// Bytes of the request body (for the estimate of the prompt).
+    request_bytes: usize,
+}
+
+impl UsageTap {
+    /// A tap for an answer of `media` to a model call with `request_bytes` of body; `None`
+    /// for answers that are neither JSON nor an event stream.
+    pub fn for_answer(media: Media, framing: Framing, request_bytes: usize) -> Option<Self> {
+        let shape = match media {
+            Media::Json => Shape::Json {
+                body: Vec::new(),
+                overflow: false,
+            },
+            Media::EventStream => Shape::Events {
+                line: Vec::new(),
+                overflow: false,
+            },
+            Media::Other => return None,
+        };
+        Some(Self {
+            shape,
+            dechunk: (framing == Framing::Chunked).then(Dechunk::default),
+            reported: None,
+            text_bytes: 0,
+            request_bytes,
+        })
+    }
+
+    /// Reads `bytes`, the next piece of the body as relayed.
+    pub fn feed(&mut self, bytes: &[u8]) {
+        match self.dechunk.take() {
+            Some(mut dechunk) => {
+                dechunk.decode(bytes, |data| self.feed_body(data));
+                self.dechunk = Some(dechunk);
+            }
+            None => self.feed_body(bytes),
+        }
+    }
+
+    fn feed_body(&mut self, bytes: &[u8]) {
+        match &mut self.shape {
+            Shape::Json { body, overflow } => {
+                if body.len() + bytes.len() > MAX_JSON {
+                    *overflow = true;
+                } else if !*overflow {
+                    body.extend_from_slice(bytes);
+                }
+            }
+            Shape::Events { .. } => {
+                let mut rest = bytes;
+                while let Some(at) = memchr::memchr(b'\n', rest) {
+                    self.push_line_part(&rest[..at]);
+                    self.end_line();
+                    rest = &rest[at + 1..];
+                }
+                self.push_line_part(rest);
+            }
+        }
+    }
+
+    fn push_line_part(&mut self, part: &[u8]) {
+        if let Shape::Events { line, overflow } = &mut self.shape {
+            if line.len() + part.len() > MAX_LINE {
+                *overflow = true;
+            } else if !*overflow {
+                line.extend_from_slice(part);
+            }
+        }
+    }
+
+    fn end_line(&mut self) {
+        let Shape::Events { line, overflow } = &mut self.shape else {
+            return;
+        };
+        let skipped = std::mem::take(overflow);
+        let text = std::mem::take(line);
+        if skipped {
+            return;
+        }
+        let text = text.strip_suffix(b"\r").unwrap_or(&text);
+        let Some(data) = text.strip_prefix(b"data:") else {
+            return;
+        };
+        let data = data.strip_prefix(b" ").unwrap_or(data);
+        if data == b"[DONE]" || data.is_empty() {
+            return;
+        }
+        if let Ok(event) = serde_json::from_slice::<Answer>(data) {
+            if let Some(usage) = event.reported() {
+                self.reported = Some(usage);
+            }
+            self.text_bytes += event.text_chars();
+        }
+    }
+
+    /// The usage of the answer, once it has ended (`complete`: the whole body was relayed).
+    /// An answer without reported usage is estimated from what was relayed.
+    pub fn finish(mut self, complete: bool) -> Usage {
+        if let Shape::Events { line, .. } = &self.shape {
+            if !line.is_empty() {
+                self.end_line();
+            }
+        }
+        let reported = match &self.shape {
+            Shape::Json { body, overflow } if complete && !overflow => {
+                serde_json::from_slice::<Answer>(body)
+                    .ok()
+                    .and_then(|answer| answer.reported())
+            }
+            Shape::Json { .. } => None,
+            Shape::Events { .. } => self.reported,
+        };
+        match reported {
+            Some(usage) => usage,
+            None => {
+                let prompt = estimate_tokens(self.request_bytes);
+                let completion = estimate_tokens(self.text_bytes);
+                Usage {
+                    prompt,
+                    completion,
+                    total: prompt + completion,
+                    estimated: true,
+                    ..Usage::default()
+                }
+            }
+        }
+    }
+}
+
+/// The usage of one minute of one app's calls to one API.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct UsageKey {
+    pub project_id: Arc<str>,
+    /// Empty for callers that are not apps (IAM users, anonymous calls of NONE APIs).
+    pub app_id: Arc<str>,
+    pub api_id: Arc<str>,
+    /// Minutes since the epoch.
+    pub minute: i64,
+}
+
+/// Sums of model calls' usage.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UsageCounts {
+    pub calls: u64,
+    pub prompt: u64,
+    pub completion: u64,
+    pub total: u64,
+    pub reasoning: u64,
+    pub cached: u64,
+    /// Calls whose usage was estimated (their tokens are in the sums too).
+    pub estimated_calls: u64,
+}
+
+impl UsageCounts {
+    pub fn add(&mut self, usage: &Usage) {
+        self.calls += 1;
+        self.prompt += usage.prompt;
+        self.completion += usage.completion;
+        self.total += usage.total;
+        self.reasoning += usage.reasoning;
+        self.cached += usage.cached;
+        self.estimated_calls += u64::from(usage.estimated);
+    }
+
+    pub fn merge(&mut self, other: &UsageCounts) {
+        self.calls += other.calls;
+        self.prompt += other.prompt;
+        self.completion += other.completion;
+        self.total += other.total;
+        self.reasoning += other.reasoning;
+        self.cached += other.cached;
+        self.estimated_calls += other.estimated_calls;
+    }
+}
+
+/// Model calls' usage summed per minute, app and API on this node, until whoever stores it
+/// takes it (the server writes it to the store in batches: a call never waits on a write).
+#[derive(Debug, Default)]
+pub struct UsageBook {
+    minutes: Mutex<HashMap<UsageKey, UsageCounts>>,
+}
+
+impl UsageBook {
+    pub fn record(&self, key: UsageKey, usage: &Usage) {
+        let mut minutes = self.minutes.lock().unwrap_or_else(|e| e.into_inner());
+        minutes.entry(key).or_default().add(usage);
+    }
+
+    /// Everything summed so far, leaving the book empty.
+    pub fn take(&self) -> Vec<(UsageKey, UsageCounts)> {
+        let mut minutes = self.minutes.lock().unwrap_or_else(|e| e.into_inner());
+        std::mem::take(&mut *minutes).into_iter().collect()
+    }
+
+    /// Sums taken but not stored go back, added to what came since.
+    pub fn put_back(&self, rows: Vec<(UsageKey, UsageCounts)>) {
+        let mut minutes = self.minutes.lock().unwrap_or_else(|e| e.into_inner());
+        for (key, counts) in rows {
+            minutes.entry(key).or_default().merge(&counts);
+        }
+    }
+}
+
+/// HTTP/1.1 chunked coding, decoded as it passes (the relay checks its framing; here a
+/// malformed size only stops the decoding).
+#[derive(Debug, Default)]
+struct Dechunk {
+    state: ChunkState,
+    size_line: Vec<u8>,
+    left: u64,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum ChunkState {
+    #[default]
+    Size,
+    Data,
+    /// The CRLF after a chunk's data.
+    DataEnd,
+    /// Trailers and the final CRLF, ignored.
+    Done,
+    Broken,
+}
+
+impl Dechunk {
+    fn decode(&mut self, mut bytes: &[u8], mut out: impl FnMut(&[u8])) {
+        while !bytes.is_empty() {
+            match self.state {
+                ChunkState::Size => match memchr::memchr(b'\n', bytes) {
+                    Some(at) => {
+                        self.size_line.extend_from_slice(&bytes[..at]);
+                        bytes = &bytes[at + 1..];
+                        let line = std::mem::take(&mut self.size_line);
+                        let digits = line
+                            .split(|b| *b == b';')
+                            .next()
+                            .unwrap_or(&[])
+                            .trim_ascii();
+                        let size = std::str::from_utf8(digits)
+                            .ok()
+                            .and_then(|s| u64::from_str_radix(s, 16).ok());
+                        self.state = match size {
+                            Some(0) => ChunkState::Done,
+                            Some(n) => {
+                                self.left = n;
+                                ChunkState::Data
+                            }
+                            None => ChunkState::Broken,
+                        };
+                    }
+                    None => {
+                        if self.size_line.len() + bytes.len() > 1024 {
+                            self.state = ChunkState::Broken;
+                        } else {
+                            self.size_line.extend_from_slice(bytes);
+                        }
+                        return;
+                    }
+                },
+                ChunkState::Data => {
+                    let take = bytes
+                        .len()
+                        .min(usize::try_from(self.left).unwrap_or(usize::MAX));
+                    out(&bytes[..take]);
+                    bytes = &bytes[take..];
+                    self.left -= take as u64;
+                    if self.left == 0 {
+                        self.state = ChunkState::DataEnd;
+                    }
+                }
+                ChunkState::DataEnd => match memchr::memchr(b'\n', bytes) {
+                    Some(at) => {
+                        bytes = &bytes[at + 1..];
+                        self.state = ChunkState::Size;
+                    }
+                    None => return,
+                },
+                ChunkState::Done | ChunkState::Broken => return,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

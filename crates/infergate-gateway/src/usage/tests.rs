@@ -1,0 +1,164 @@
+use super::*;
+use proptest::prelude::*;
+
+fn tap(path: &str, content_type: &str, framing: Framing) -> UsageTap {
+    assert!(is_model_path(path), "{path}");
+    UsageTap::for_answer(Media::of(content_type.as_bytes()), framing, 400).expect("a model call")
+}
+
+/// A chat completion streamed as OpenAI sends it with `include_usage`: text deltas, the
+/// finishing chunk, then a usage-only chunk with empty `choices`.
+const CHAT_STREAM: &str = concat!(
+    "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"}}]}\n\n",
+    "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hello\"}}]}\n\n",
+    "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\" there\"},\"finish_reason\":\"stop\"}]}\n\n",
+    "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"choices\":[],\"usage\":{\"prompt_tokens\":12,\"completion_tokens\":2,\"total_tokens\":14,\"prompt_tokens_details\":{\"cached_tokens\":8},\"completion_tokens_details\":{\"reasoning_tokens\":0}}}\n\n",
+    "data: [DONE]\n\n",
+);
+
+fn chunked(body: &str, piece: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    for part in body.as_bytes().chunks(piece) {
+        out.extend_from_slice(format!("{:x}\r\n", part.len()).as_bytes());
+        out.extend_from_slice(part);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"0\r\n\r\n");
+    out
+}
+
+#[test]
+fn model_paths_are_recognised() {
+    for path in [
+        "/v1/infers/s/chat/completions",
+        "/v1/infers/s/v1/completions/",
+        "/v1/infers/s/embeddings?x=1",
+        "/v1/infers/s/responses",
+    ] {
+        assert!(is_model_path(path), "{path}");
+    }
+    for path in [
+        "/v1/infers/s/predict",
+        "/v1/infers/s/chat",
+        "/v1/infers/s/responses/x",
+    ] {
+        assert!(!is_model_path(path), "{path}");
+    }
+    assert_eq!(Media::of(b"Application/JSON; charset=utf-8"), Media::Json);
+    assert_eq!(Media::of(b" text/event-stream"), Media::EventStream);
+    assert_eq!(Media::of(b"text/plain"), Media::Other);
+    assert!(UsageTap::for_answer(Media::Other, Framing::Plain, 0).is_none());
+}
+
+#[test]
+fn a_json_answer_gives_its_usage_with_reasoning_and_cache() {
+    let mut t = tap(
+        "/s/chat/completions",
+        "application/json; charset=utf-8",
+        Framing::Plain,
+    );
+    t.feed(br#"{"id":"x","choices":[{"message":{"content":"hi"}}],"usage":{"prompt_tokens":9,"completion_tokens":30,"total_tokens":39,"#);
+    t.feed(br#""completion_tokens_details":{"reasoning_tokens":21},"prompt_tokens_details":{"cached_tokens":4}}}"#);
+    assert_eq!(
+        t.finish(true),
+        Usage {
+            prompt: 9,
+            completion: 30,
+            total: 39,
+            reasoning: 21,
+            cached: 4,
+            estimated: false
+        }
+    );
+}
+
+#[test]
+fn the_responses_api_names_are_read() {
+    let mut t = tap("/s/responses", "application/json", Framing::Plain);
+    t.feed(br#"{"object":"response","usage":{"input_tokens":5,"output_tokens":7,"total_tokens":12,"output_tokens_details":{"reasoning_tokens":3}}}"#);
+    let usage = t.finish(true);
+    assert_eq!(
+        (usage.prompt, usage.completion, usage.total, usage.reasoning),
+        (5, 7, 12, 3)
+    );
+    // Streamed: the last event nests the response.
+    let mut t = tap("/s/responses", "text/event-stream", Framing::Plain);
+    t.feed(b"event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"delta\":\"Hi\"}\n\n");
+    t.feed(b"event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{\"usage\":{\"input_tokens\":5,\"output_tokens\":1,\"total_tokens\":6}}}\n\n");
+    assert_eq!(t.finish(true).total, 6);
+}
+
+#[test]
+fn a_stream_gives_the_usage_of_its_last_usage_chunk() {
+    let mut t = tap("/s/chat/completions", "text/event-stream", Framing::Plain);
+    t.feed(CHAT_STREAM.as_bytes());
+    assert_eq!(
+        t.finish(true),
+        Usage {
+            prompt: 12,
+            completion: 2,
+            total: 14,
+            reasoning: 0,
+            cached: 8,
+            estimated: false
+        }
+    );
+}
+
+#[test]
+fn a_stream_cut_short_is_estimated_from_the_relayed_text() {
+    let mut t = tap("/s/chat/completions", "text/event-stream", Framing::Plain);
+    let cut = CHAT_STREAM.find("\"usage\"").expect("usage chunk");
+    t.feed(&CHAT_STREAM.as_bytes()[..cut]);
+    let usage = t.finish(false);
+    // "Hello there" is 11 bytes: 3 tokens; 400 request bytes: 100.
+    assert_eq!(
+        usage,
+        Usage {
+            prompt: 100,
+            completion: 3,
+            total: 103,
+            estimated: true,
+            ..Usage::default()
+        }
+    );
+    // A JSON answer cut short has nothing to read.
+    let mut t = tap("/s/completions", "application/json", Framing::Plain);
+    t.feed(br#"{"usage":{"prompt_tokens":1,"#);
+    assert!(t.finish(false).estimated);
+}
+
+proptest! {
+    /// However the bytes are split, and whether or not the upstream sent them chunked,
+    /// the usage read is the same.
+    #[test]
+    fn splits_and_chunking_do_not_change_the_count(
+        piece in 1usize..200,
+        cuts in proptest::collection::vec(0usize..2000, 0..12),
+        chunk_coded in any::<bool>(),
+    ) {
+        let body = if chunk_coded { chunked(CHAT_STREAM, piece) } else { CHAT_STREAM.as_bytes().to_vec() };
+        let framing = if chunk_coded { Framing::Chunked } else { Framing::Plain };
+        let mut t = tap("/s/chat/completions", "text/event-stream", framing);
+        let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c % (body.len() + 1)).collect();
+        cuts.sort_unstable();
+        let mut from = 0;
+        for cut in cuts.into_iter().chain([body.len()]) {
+            t.feed(&body[from..cut]);
+            from = cut;
+        }
+        let usage = t.finish(true);
+        prop_assert_eq!((usage.prompt, usage.completion, usage.total, usage.cached, usage.estimated), (12, 2, 14, 8, false));
+    }
+
+    /// Hostile bodies never panic and never report more than they say.
+    #[test]
+    fn hostile_bodies_are_harmless(body in proptest::collection::vec(any::<u8>(), 0..600), chunk_coded in any::<bool>()) {
+        let framing = if chunk_coded { Framing::Chunked } else { Framing::Plain };
+        for content_type in ["text/event-stream", "application/json"] {
+            let mut t = tap("/s/chat/completions", content_type, framing);
+            t.feed(&body);
+            let _ = t.finish(true);
+        }
+    }
+}

@@ -1,0 +1,195 @@
+//! Token usage of model calls end to end: the stand-in OpenAI-compatible model server of
+//! the examples (`examples/model-server.py`) behind the real binary; JSON and streamed
+//! answers through both servers (the fast path, and the general server that a request
+//! expecting `100 Continue` goes to); the counts in the access log, the metrics and the usage API equal what
+//! the model server reported.
+
+mod common;
+
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use common::{start_with, Admin, PASSWORD};
+
+fn chat(words: &str, stream: bool, include_usage: bool) -> Value {
+    let mut body = json!({"model": "demo", "stream": stream,
+        "messages": [{"role": "user", "content": words}]});
+    if include_usage {
+        body["stream_options"] = json!({"include_usage": true});
+    }
+    body
+}
+
+#[tokio::test]
+async fn tokens_are_counted_as_the_model_server_reports_them() {
+    let (_model, model_url) = common::upstream::model_server().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let access_log = dir.path().join("access.log");
+    let server = start_with(
+        &dir.path().join("data"),
+        Some(PASSWORD),
+        &[
+            "--usage-flush-ms",
+            "200",
+            "--access-log",
+            access_log.to_str().expect("path"),
+        ],
+    )
+    .await;
+    let admin = Admin::login(&server).await;
+    let (sid, api_id, app_id, code) = admin
+        .app_code_setup(&format!("{model_url}/v1"), "usage_app")
+        .await;
+    let base = format!("{}/v1/infers/{sid}", server.gateway);
+    let http = reqwest::Client::new();
+    let call = |path: &str, body: Value| {
+        http.post(format!("{base}{path}"))
+            .header("X-Apig-AppCode", &code)
+            .json(&body)
+    };
+
+    // The model server echoes the user's words: one token per word, prompt and completion.
+    let answer: Value = call("/chat/completions", chat("one two three", false, false))
+        .send()
+        .await
+        .expect("json call")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(answer["usage"]["total_tokens"], 6);
+    // Streamed with usage asked for: the last chunk carries it.
+    let streamed = call("/chat/completions", chat("a b c d", true, true))
+        .send()
+        .await
+        .expect("stream")
+        .text()
+        .await
+        .expect("events");
+    assert!(streamed.contains("\"usage\""), "{streamed}");
+    // Streamed without usage: estimated from the relayed text ("a b" is 3 bytes: 1 token).
+    let unasked = call("/chat/completions", chat("a b", true, false))
+        .send()
+        .await
+        .expect("stream")
+        .text()
+        .await
+        .expect("events");
+    assert!(!unasked.contains("\"usage\""), "{unasked}");
+    // `Expect: 100-continue` takes the call to the general server; a completion there.
+    let general: Value = http
+        .post(format!("{base}/completions"))
+        .header("X-Apig-AppCode", &code)
+        .header("Expect", "100-continue")
+        .json(&json!({"model": "demo", "prompt": "five six seven eight nine"}))
+        .send()
+        .await
+        .expect("general server call")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(general["usage"]["total_tokens"], 10);
+    // Not a model path: nothing is counted.
+    http.get(format!("{base}/models"))
+        .header("X-Apig-AppCode", &code)
+        .send()
+        .await
+        .expect("models");
+
+    // The access log: one tokens object per model call, as reported (or estimated).
+    let mut lines = Vec::new();
+    for _ in 0..50 {
+        lines = std::fs::read_to_string(&access_log)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|l| l["kind"] == "call")
+            .collect();
+        if lines.len() >= 5 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let tokens: Vec<Value> = lines.iter().map(|l| l["tokens"].clone()).collect();
+    assert_eq!(tokens.len(), 5, "{lines:#?}");
+    assert_eq!(
+        tokens[0],
+        json!({"prompt": 3, "completion": 3, "total": 6, "reasoning": 0, "cached": 0, "estimated": false})
+    );
+    assert_eq!(tokens[1]["total"], 8);
+    assert_eq!(tokens[1]["estimated"], false);
+    assert_eq!(tokens[2]["estimated"], true);
+    assert_eq!(tokens[2]["completion"], 1);
+    assert_eq!(tokens[3]["total"], 10, "{:?}", tokens[3]);
+    assert_eq!(tokens[4], Value::Null);
+
+    // The metrics.
+    let metrics = http
+        .get(format!("{}/metrics", server.admin))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    let sample = |kind: &str| -> f64 {
+        metrics
+            .lines()
+            .find(|l| {
+                l.starts_with("infergate_gateway_tokens_total{")
+                    && l.contains(&format!("kind=\"{kind}\""))
+            })
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0)
+    };
+    assert_eq!(sample("prompt"), 3.0 + 4.0 + 5.0, "{metrics}");
+    assert_eq!(sample("completion"), 3.0 + 4.0 + 5.0);
+    assert!(sample("estimated") > 0.0);
+
+    // The usage API, once the node has stored its sums.
+    let mut usage = Value::Null;
+    for _ in 0..50 {
+        usage = admin
+            .ok(
+                Method::GET,
+                &format!("/app-auth/usage?app_id={app_id}&granularity=day"),
+                None,
+            )
+            .await;
+        if usage["total"]["calls"] == 4 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let reported_and_estimated = 6 + 8 + tokens[2]["total"].as_i64().expect("n") + 10;
+    assert_eq!(usage["total"]["calls"], 4, "{usage}");
+    assert_eq!(
+        usage["total"]["total_tokens"], reported_and_estimated,
+        "{usage}"
+    );
+    assert_eq!(usage["total"]["estimated_calls"], 1);
+    assert_eq!(usage["usage"][0]["api_id"], api_id.as_str());
+    assert_eq!(usage["granularity"], "day");
+    // Bad input names the field and the rule.
+    let (status, refused) = admin
+        .send(Method::GET, "/app-auth/usage?granularity=week", None)
+        .await;
+    assert_eq!(status.as_u16(), 400);
+    assert!(
+        refused["error_msg"]
+            .as_str()
+            .expect("msg")
+            .contains("granularity"),
+        "{refused}"
+    );
+    let (status, refused) = admin
+        .send(Method::GET, "/app-auth/usage?from=yesterday", None)
+        .await;
+    assert_eq!(status.as_u16(), 400);
+    assert!(
+        refused["error_msg"].as_str().expect("msg").contains("from"),
+        "{refused}"
+    );
+}
