@@ -21,9 +21,9 @@ const MODEL_PATHS: &[&str] = &[
     "/responses",
 ];
 
-/// A JSON answer is read for its `usage` up to this size; past it, the call is counted as
-/// estimated.
-const MAX_JSON: usize = 4 * 1024 * 1024;
+/// Of a JSON answer, the first and the last this many bytes are kept (an embedding's
+/// vectors can be megabytes; `usage` comes at one end): an answer's memory is bounded.
+const JSON_END: usize = 64 * 1024;
 /// The longest event line kept while it arrives.
 const MAX_LINE: usize = 1024 * 1024;
 
@@ -190,7 +190,13 @@ pub enum Framing {
 
 #[derive(Debug)]
 enum Shape {
-    Json { body: Vec<u8>, overflow: bool },
+    Json {
+        head: Vec<u8>,
+        /// The last bytes (between [`JSON_END`] and twice that).
+        tail: Vec<u8>,
+        /// Whether bytes between `head` and `tail` were dropped.
+        gap: bool,
+    },
     Events { line: Vec<u8>, overflow: bool },
 }
 
@@ -213,8 +219,9 @@ impl UsageTap {
     pub fn for_answer(media: Media, framing: Framing, request_bytes: usize) -> Option<Self> {
         let shape = match media {
             Media::Json => Shape::Json {
-                body: Vec::new(),
-                overflow: false,
+                head: Vec::new(),
+                tail: Vec::new(),
+                gap: false,
             },
             Media::EventStream => Shape::Events {
                 line: Vec::new(),
@@ -244,11 +251,13 @@ impl UsageTap {
 
     fn feed_body(&mut self, bytes: &[u8]) {
         match &mut self.shape {
-            Shape::Json { body, overflow } => {
-                if body.len() + bytes.len() > MAX_JSON {
-                    *overflow = true;
-                } else if !*overflow {
-                    body.extend_from_slice(bytes);
+            Shape::Json { head, tail, gap } => {
+                let into_head = JSON_END.saturating_sub(head.len()).min(bytes.len());
+                head.extend_from_slice(&bytes[..into_head]);
+                tail.extend_from_slice(&bytes[into_head..]);
+                if tail.len() > 2 * JSON_END {
+                    tail.drain(..tail.len() - JSON_END);
+                    *gap = true;
                 }
             }
             Shape::Events { .. } => {
@@ -307,11 +316,7 @@ impl UsageTap {
             }
         }
         let reported = match &self.shape {
-            Shape::Json { body, overflow } if complete && !overflow => {
-                serde_json::from_slice::<Answer>(body)
-                    .ok()
-                    .and_then(|answer| answer.reported())
-            }
+            Shape::Json { head, tail, gap } if complete => json_usage(head, tail, *gap),
             Shape::Json { .. } => None,
             Shape::Events { .. } => self.reported,
         };
@@ -330,6 +335,37 @@ impl UsageTap {
             }
         }
     }
+}
+
+/// The usage of a whole JSON answer kept as `head` and `tail` (`gap`: bytes between them
+/// were dropped): parsed whole when it was kept whole, else the last `"usage"` object found
+/// in the tail, then in the head.
+fn json_usage(head: &[u8], tail: &[u8], gap: bool) -> Option<Usage> {
+    if !gap {
+        let whole = [head, tail].concat();
+        return serde_json::from_slice::<Answer>(&whole)
+            .ok()
+            .and_then(|answer| answer.reported());
+    }
+    [tail, head].into_iter().find_map(usage_object)
+}
+
+/// The last `"usage": {…}` in `bytes` (a raw `"usage"` cannot be inside a JSON string,
+/// whose quotes are escaped).
+fn usage_object(bytes: &[u8]) -> Option<Usage> {
+    let key = b"\"usage\"";
+    let mut end = bytes.len();
+    while let Some(at) = memchr::memmem::rfind(&bytes[..end], key) {
+        end = at;
+        let rest = bytes[at + key.len()..].trim_ascii_start();
+        if let Some(value) = rest.strip_prefix(b":") {
+            let mut values = serde_json::Deserializer::from_slice(value).into_iter::<Reported>();
+            if let Some(Ok(reported)) = values.next() {
+                return Some(reported.usage());
+            }
+        }
+    }
+    None
 }
 
 /// The usage of one minute of one app's calls to one API.

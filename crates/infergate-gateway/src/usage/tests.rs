@@ -73,6 +73,36 @@ fn a_json_answer_gives_its_usage_with_reasoning_and_cache() {
 }
 
 #[test]
+fn a_large_json_answer_is_read_from_its_ends_in_bounded_memory() {
+    // An embedding answer of ~2 MB: its vectors, then its usage.
+    let vector = format!("[{}]", vec!["0.0123456789"; 20_000].join(","));
+    let data = vec![format!("{{\"object\":\"embedding\",\"embedding\":{vector}}}"); 8].join(",");
+    let body = format!(
+        "{{\"object\":\"list\",\"data\":[{data}],\"model\":\"e\",\"usage\":{{\"prompt_tokens\":42,\"total_tokens\":42}}}}"
+    );
+    assert!(body.len() > 1_000_000);
+    let mut t = tap("/s/embeddings", "application/json", Framing::Plain);
+    for piece in body.as_bytes().chunks(16 * 1024) {
+        t.feed(piece);
+        if let Shape::Json { head, tail, .. } = &t.shape {
+            assert!(head.len() + tail.len() <= 3 * JSON_END);
+        }
+    }
+    let usage = t.finish(true);
+    assert_eq!((usage.prompt, usage.total, usage.estimated), (42, 42, false));
+    // Usage first, then a large body: found in the head.
+    let first = format!("{{\"usage\":{{\"prompt_tokens\":7,\"total_tokens\":7}},\"data\":[{data}]}}");
+    let mut t = tap("/s/embeddings", "application/json", Framing::Plain);
+    t.feed(first.as_bytes());
+    assert_eq!(t.finish(true).total, 7);
+    // A `"usage"` inside a string is not a key.
+    let tricky = format!("{{\"data\":[{data}],\"text\":\"say \\\"usage\\\": {{\\\"total_tokens\\\": 999}}\",\"usage\":{{\"prompt_tokens\":3,\"total_tokens\":3}}}}");
+    let mut t = tap("/s/embeddings", "application/json", Framing::Plain);
+    t.feed(tricky.as_bytes());
+    assert_eq!(t.finish(true).total, 3);
+}
+
+#[test]
 fn the_responses_api_names_are_read() {
     let mut t = tap("/s/responses", "application/json", Framing::Plain);
     t.feed(br#"{"object":"response","usage":{"input_tokens":5,"output_tokens":7,"total_tokens":12,"output_tokens_details":{"reasoning_tokens":3}}}"#);
