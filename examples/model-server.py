@@ -10,15 +10,18 @@ only, no model. It answers
 
 Usage: python3 examples/model-server.py [--port 9000] [--host 127.0.0.1]
 With --port 0 it takes a free port and prints `listening on http://HOST:PORT` first.
+Answers depend on the request's messages or prompt alone (ids derived from them, a fixed
+`created`), so the same request gets the same bytes back.
 """
 
 import argparse
+import hashlib
 import json
 import sys
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 MODEL = "demo"
+CREATED = 1735689600
 
 
 def words_of(request):
@@ -70,7 +73,8 @@ class Handler(BaseHTTPRequestHandler):
         prompt_tokens = sum(len(str(t).split()) for t in texts)
         usage = {"prompt_tokens": prompt_tokens, "completion_tokens": len(words),
                  "total_tokens": prompt_tokens + len(words)}
-        ident, created = f"cmpl-{time.time_ns()}", int(time.time())
+        asked = json.dumps(request.get("messages") if chat else request.get("prompt"), sort_keys=True)
+        ident, created = f"cmpl-{hashlib.sha256(asked.encode()).hexdigest()[:16]}", CREATED
         kind = "chat.completion" if chat else "text_completion"
         if not request.get("stream"):
             text = " ".join(words)

@@ -1,7 +1,7 @@
 //! Body types: responses are streamed frame by frame as boxed bodies; request bodies are
 //! either buffered (signed, so hashed before forwarding) or streamed under the size limit.
 
-use crate::usage::{Usage, UsageTap};
+use crate::usage::{Usage, UsageChunkFilter, UsageTap};
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -152,6 +152,10 @@ pub struct Observed {
     inner: GatewayBody,
     bytes: u64,
     tap: Option<UsageTap>,
+    /// Drops the usage chunk the gateway asked for (the tap still reads it).
+    filter: Option<UsageChunkFilter>,
+    /// What the filter still held when the stream ended, sent as a last frame.
+    last: Option<Bytes>,
     finish: Option<Finish>,
 }
 
@@ -159,12 +163,15 @@ impl Observed {
     pub fn new(
         inner: GatewayBody,
         tap: Option<UsageTap>,
+        filter: Option<UsageChunkFilter>,
         finish: impl FnOnce(u64, Option<Usage>) + Send + 'static,
     ) -> Self {
         Self {
             inner,
             bytes: 0,
             tap,
+            filter,
+            last: None,
             finish: Some(Box::new(finish)),
         }
     }
@@ -187,28 +194,62 @@ impl hyper::body::Body for Observed {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
-        let poll = Pin::new(&mut this.inner).poll_frame(cx);
-        match &poll {
-            Poll::Ready(Some(Ok(frame))) => {
-                if let Some(data) = frame.data_ref() {
-                    this.bytes += data.len() as u64;
+        loop {
+            if let Some(last) = this.last.take() {
+                this.bytes += last.len() as u64;
+                return Poll::Ready(Some(Ok(Frame::data(last))));
+            }
+            let poll = Pin::new(&mut this.inner).poll_frame(cx);
+            match poll {
+                Poll::Ready(Some(Ok(frame))) => {
+                    let Some(data) = frame.data_ref() else {
+                        return Poll::Ready(Some(Ok(frame)));
+                    };
                     if let Some(tap) = &mut this.tap {
                         tap.feed(data);
                     }
+                    let Some(filter) = &mut this.filter else {
+                        this.bytes += data.len() as u64;
+                        return Poll::Ready(Some(Ok(frame)));
+                    };
+                    let mut passed = Vec::new();
+                    filter.push(data, &mut passed);
+                    if passed.is_empty() {
+                        // All of it held (an event not yet ended) or dropped: read on.
+                        continue;
+                    }
+                    this.bytes += passed.len() as u64;
+                    return Poll::Ready(Some(Ok(Frame::data(Bytes::from(passed)))));
                 }
+                Poll::Ready(None) => {
+                    if let Some(mut filter) = this.filter.take() {
+                        let mut held = Vec::new();
+                        filter.finish(&mut held);
+                        if !held.is_empty() {
+                            this.last = Some(Bytes::from(held));
+                            continue;
+                        }
+                    }
+                    this.complete(true);
+                    return Poll::Ready(None);
+                }
+                other => return other,
             }
-            Poll::Ready(None) => this.complete(true),
-            _ => {}
         }
-        poll
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.last.is_none()
+            && !self.filter.as_ref().is_some_and(UsageChunkFilter::holds)
+            && self.inner.is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        if self.filter.is_some() {
+            SizeHint::default()
+        } else {
+            self.inner.size_hint()
+        }
     }
 }
 

@@ -129,6 +129,9 @@ pub struct CallRecord {
     pub project_id: Option<Arc<str>>,
     /// The tokens of a model call, once its answer has ended.
     pub usage: Option<Usage>,
+    /// Whether the gateway asked the upstream for usage the client did not ask for (the
+    /// usage chunk that brings is dropped from the answer).
+    pub asked_usage: bool,
     pub(crate) started: Instant,
 }
 
@@ -193,6 +196,7 @@ impl Gateway {
             model_call: crate::usage::is_model_path(path),
             project_id: None,
             usage: None,
+            asked_usage: false,
             started: Instant::now(),
         }
     }

@@ -146,6 +146,122 @@ impl Answer {
     }
 }
 
+/// Paths whose streamed answers carry usage only when the request asks for it
+/// (`stream_options.include_usage`).
+const ASKED_USAGE_PATHS: &[&str] = &["/chat/completions", "/completions"];
+
+/// The fields of a model request that decide whether usage must be asked for.
+#[derive(Debug, Deserialize)]
+struct StreamRequest {
+    stream: Option<bool>,
+    stream_options: Option<serde::de::IgnoredAny>,
+}
+
+/// The body of a streamed chat or completion request that does not ask for usage,
+/// rewritten to ask for it: `,"stream_options":{"include_usage":true}` added as the last
+/// member of its object, every other byte as the client sent it. `None` leaves the body as
+/// it is (not streamed, asks already, sets `stream_options` otherwise, or is not a JSON
+/// object).
+pub fn ask_for_usage(path: &str, body: &[u8]) -> Option<Vec<u8>> {
+    let path = path.split('?').next().unwrap_or(path).trim_end_matches('/');
+    if !ASKED_USAGE_PATHS
+        .iter()
+        .any(|suffix| path.ends_with(suffix))
+    {
+        return None;
+    }
+    // Cheap before the parse: a request that never says `"stream"` is not streamed.
+    memchr::memmem::find(body, b"\"stream\"")?;
+    let request: StreamRequest = serde_json::from_slice(body).ok()?;
+    if request.stream != Some(true) || request.stream_options.is_some() {
+        return None;
+    }
+    let trimmed = body.trim_ascii_end();
+    let without_brace = trimmed.strip_suffix(b"}")?;
+    let empty = without_brace.trim_ascii_end().ends_with(b"{");
+    let mut out = Vec::with_capacity(body.len() + 48);
+    out.extend_from_slice(without_brace);
+    if !empty {
+        out.push(b',');
+    }
+    out.extend_from_slice(br#""stream_options":{"include_usage":true}}"#);
+    out.extend_from_slice(&body[trimmed.len()..]);
+    Some(out)
+}
+
+/// Drops from an event stream the events the gateway caused by asking for usage: a chunk
+/// with empty `choices` and a `usage` object. Every other byte passes as it came; an event
+/// is held only until its end (its blank line) has arrived.
+#[derive(Debug, Default)]
+pub struct UsageChunkFilter {
+    /// The bytes of the event not yet ended.
+    held: Vec<u8>,
+    /// Whether the last byte held or passed was a line end (`\n`).
+    at_line_start: bool,
+}
+
+/// The event `event` (its lines, without the blank line) is the usage-only chunk.
+fn is_usage_chunk(event: &[u8]) -> bool {
+    #[derive(Deserialize)]
+    struct Chunk {
+        choices: Option<Vec<serde::de::IgnoredAny>>,
+        usage: Option<serde::de::IgnoredAny>,
+    }
+    let mut data = Vec::new();
+    for line in event.split(|b| *b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if let Some(value) = line.strip_prefix(b"data:") {
+            if !data.is_empty() {
+                data.push(b'\n');
+            }
+            data.extend_from_slice(value.strip_prefix(b" ").unwrap_or(value));
+        }
+    }
+    serde_json::from_slice::<Chunk>(&data).is_ok_and(|chunk| {
+        chunk.usage.is_some() && chunk.choices.is_some_and(|choices| choices.is_empty())
+    })
+}
+
+impl UsageChunkFilter {
+    /// Takes the next body bytes; appends to `out` those the client gets now.
+    pub fn push(&mut self, bytes: &[u8], out: &mut Vec<u8>) {
+        for &byte in bytes {
+            if self.held.is_empty() && self.at_line_start && (byte == b'\n' || byte == b'\r') {
+                // Blank lines between events pass as they are.
+                out.push(byte);
+                self.at_line_start = byte == b'\n';
+                continue;
+            }
+            self.held.push(byte);
+            if byte == b'\n' {
+                if self.at_line_start {
+                    // A blank line: the held event has ended.
+                    let event = std::mem::take(&mut self.held);
+                    if !is_usage_chunk(&event) {
+                        out.extend_from_slice(&event);
+                    }
+                }
+                self.at_line_start = true;
+            } else if byte != b'\r' {
+                self.at_line_start = false;
+            }
+        }
+    }
+
+    /// Whether bytes are held (an event whose end has not arrived).
+    pub fn holds(&self) -> bool {
+        !self.held.is_empty()
+    }
+
+    /// The bytes still held when the stream ends (an event without its blank line).
+    pub fn finish(&mut self, out: &mut Vec<u8>) {
+        let event = std::mem::take(&mut self.held);
+        if !is_usage_chunk(&event) {
+            out.extend_from_slice(&event);
+        }
+    }
+}
+
 /// Tokens estimated from bytes of text: about four per token for English and code (what
 /// OpenAI's guidance gives), rounded up.
 pub fn estimate_tokens(bytes: usize) -> u64 {
@@ -197,7 +313,10 @@ enum Shape {
         /// Whether bytes between `head` and `tail` were dropped.
         gap: bool,
     },
-    Events { line: Vec<u8>, overflow: bool },
+    Events {
+        line: Vec<u8>,
+        overflow: bool,
+    },
 }
 
 /// Reads one answer's usage from its body bytes as they pass.
@@ -445,7 +564,7 @@ impl UsageBook {
 /// HTTP/1.1 chunked coding, decoded as it passes (the relay checks its framing; here a
 /// malformed size only stops the decoding).
 #[derive(Debug, Default)]
-struct Dechunk {
+pub struct Dechunk {
     state: ChunkState,
     size_line: Vec<u8>,
     left: u64,
@@ -464,7 +583,8 @@ enum ChunkState {
 }
 
 impl Dechunk {
-    fn decode(&mut self, mut bytes: &[u8], mut out: impl FnMut(&[u8])) {
+    /// Gives `out` the data of the chunks in `bytes`, the next bytes of the coded body.
+    pub fn decode(&mut self, mut bytes: &[u8], mut out: impl FnMut(&[u8])) {
         while !bytes.is_empty() {
             match self.state {
                 ChunkState::Size => match memchr::memchr(b'\n', bytes) {

@@ -68,7 +68,8 @@ async fn tokens_are_counted_as_the_model_server_reports_them() {
         .await
         .expect("events");
     assert!(streamed.contains("\"usage\""), "{streamed}");
-    // Streamed without usage: estimated from the relayed text ("a b" is 3 bytes: 1 token).
+    // Streamed without usage: the gateway asks the model server for it and drops the chunk
+    // that brings, so the client gets exactly what the model server sends such a request.
     let unasked = call("/chat/completions", chat("a b", true, false))
         .send()
         .await
@@ -76,7 +77,17 @@ async fn tokens_are_counted_as_the_model_server_reports_them() {
         .text()
         .await
         .expect("events");
+    let direct = http
+        .post(format!("{model_url}/v1/chat/completions"))
+        .json(&chat("a b", true, false))
+        .send()
+        .await
+        .expect("direct")
+        .text()
+        .await
+        .expect("events");
     assert!(!unasked.contains("\"usage\""), "{unasked}");
+    assert_eq!(unasked, direct);
     // `Expect: 100-continue` takes the call to the general server; a completion there.
     let general: Value = http
         .post(format!("{base}/completions"))
@@ -90,6 +101,28 @@ async fn tokens_are_counted_as_the_model_server_reports_them() {
         .await
         .expect("json");
     assert_eq!(general["usage"]["total_tokens"], 10);
+    // The same filter on the general server.
+    let general_stream = http
+        .post(format!("{base}/chat/completions"))
+        .header("X-Apig-AppCode", &code)
+        .header("Expect", "100-continue")
+        .json(&chat("c d e", true, false))
+        .send()
+        .await
+        .expect("general stream")
+        .text()
+        .await
+        .expect("events");
+    let direct = http
+        .post(format!("{model_url}/v1/chat/completions"))
+        .json(&chat("c d e", true, false))
+        .send()
+        .await
+        .expect("direct")
+        .text()
+        .await
+        .expect("events");
+    assert_eq!(general_stream, direct);
     // Not a model path: nothing is counted.
     http.get(format!("{base}/models"))
         .header("X-Apig-AppCode", &code)
@@ -106,23 +139,25 @@ async fn tokens_are_counted_as_the_model_server_reports_them() {
             .filter_map(|l| serde_json::from_str::<Value>(l).ok())
             .filter(|l| l["kind"] == "call")
             .collect();
-        if lines.len() >= 5 {
+        if lines.len() >= 6 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let tokens: Vec<Value> = lines.iter().map(|l| l["tokens"].clone()).collect();
-    assert_eq!(tokens.len(), 5, "{lines:#?}");
+    assert_eq!(tokens.len(), 6, "{lines:#?}");
     assert_eq!(
         tokens[0],
         json!({"prompt": 3, "completion": 3, "total": 6, "reasoning": 0, "cached": 0, "estimated": false})
     );
     assert_eq!(tokens[1]["total"], 8);
     assert_eq!(tokens[1]["estimated"], false);
-    assert_eq!(tokens[2]["estimated"], true);
-    assert_eq!(tokens[2]["completion"], 1);
+    assert_eq!(tokens[2]["estimated"], false, "{:?}", tokens[2]);
+    assert_eq!(tokens[2]["total"], 4);
     assert_eq!(tokens[3]["total"], 10, "{:?}", tokens[3]);
-    assert_eq!(tokens[4], Value::Null);
+    assert_eq!(tokens[4]["total"], 6, "{:?}", tokens[4]);
+    assert_eq!(tokens[4]["estimated"], false);
+    assert_eq!(tokens[5], Value::Null);
 
     // The metrics.
     let metrics = http
@@ -144,9 +179,9 @@ async fn tokens_are_counted_as_the_model_server_reports_them() {
             .and_then(|v| v.parse().ok())
             .unwrap_or(0.0)
     };
-    assert_eq!(sample("prompt"), 3.0 + 4.0 + 5.0, "{metrics}");
-    assert_eq!(sample("completion"), 3.0 + 4.0 + 5.0);
-    assert!(sample("estimated") > 0.0);
+    assert_eq!(sample("prompt"), 3.0 + 4.0 + 2.0 + 5.0 + 3.0, "{metrics}");
+    assert_eq!(sample("completion"), 3.0 + 4.0 + 2.0 + 5.0 + 3.0);
+    assert_eq!(sample("estimated"), 0.0);
 
     // The usage API, once the node has stored its sums.
     let mut usage = Value::Null;
@@ -158,18 +193,18 @@ async fn tokens_are_counted_as_the_model_server_reports_them() {
                 None,
             )
             .await;
-        if usage["total"]["calls"] == 4 {
+        if usage["total"]["calls"] == 5 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let reported_and_estimated = 6 + 8 + tokens[2]["total"].as_i64().expect("n") + 10;
-    assert_eq!(usage["total"]["calls"], 4, "{usage}");
+    assert_eq!(usage["total"]["calls"], 5, "{usage}");
     assert_eq!(
-        usage["total"]["total_tokens"], reported_and_estimated,
+        usage["total"]["total_tokens"],
+        6 + 8 + 4 + 10 + 6,
         "{usage}"
     );
-    assert_eq!(usage["total"]["estimated_calls"], 1);
+    assert_eq!(usage["total"]["estimated_calls"], 0);
     assert_eq!(usage["usage"][0]["api_id"], api_id.as_str());
     assert_eq!(usage["granularity"], "day");
     // Bad input names the field and the rule.
@@ -192,4 +227,52 @@ async fn tokens_are_counted_as_the_model_server_reports_them() {
         refused["error_msg"].as_str().expect("msg").contains("from"),
         "{refused}"
     );
+}
+
+/// An event stream that ends with the connection: the gateway sends it chunked, without
+/// the usage chunk it asked for, and counts that chunk's usage.
+#[tokio::test]
+async fn a_stream_ending_with_the_connection_is_filtered_too() {
+    let raw = common::upstream::start_raw().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let access_log = dir.path().join("access.log");
+    let server = start_with(
+        &dir.path().join("data"),
+        Some(PASSWORD),
+        &["--access-log", access_log.to_str().expect("path")],
+    )
+    .await;
+    let admin = Admin::login(&server).await;
+    let (sid, _api, _app, code) = admin.app_code_setup(&raw.url, "raw_app").await;
+    let answer = reqwest::Client::new()
+        .post(format!(
+            "{}/v1/infers/{sid}/raw/sse/chat/completions",
+            server.gateway
+        ))
+        .header("X-Apig-AppCode", &code)
+        .json(&json!({"model": "m", "stream": true, "messages": []}))
+        .send()
+        .await
+        .expect("call");
+    assert_eq!(answer.status().as_u16(), 200);
+    assert_eq!(
+        answer.text().await.expect("events"),
+        "data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\ndata: [DONE]\n\n"
+    );
+    let mut tokens = Value::Null;
+    for _ in 0..50 {
+        tokens = std::fs::read_to_string(&access_log)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find(|l| l["kind"] == "call")
+            .map(|l| l["tokens"].clone())
+            .unwrap_or(Value::Null);
+        if !tokens.is_null() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(tokens["total"], 3, "{tokens}");
+    assert_eq!(tokens["estimated"], false);
 }

@@ -28,7 +28,7 @@ use crate::http_rules::{Forwarded, RequestFraming, ResponseFraming};
 use crate::phases::{BodySeen, CallRecord, Head, SharedCount};
 use crate::upstreams::pool::{Pool, Pooled};
 use crate::upstreams::{Answered, Attempt, Attempted, Attempts, Failure};
-use crate::usage::{Framing, UsageTap};
+use crate::usage::{Framing, Media, UsageChunkFilter, UsageTap};
 use crate::Gateway;
 use head::{
     head_end, read_head, request_bytes, split_target, HeadEnd, HeadRead, Parsed, RawHeaders,
@@ -451,6 +451,14 @@ impl Gateway {
         let mut response = std::mem::take(&mut client.scratch.response);
         let request_id = record.request_id;
         let rate_limit = record.rate_limit.clone();
+        // A streamed model call that did not ask for usage is asked for it; the chunk that
+        // brings is dropped from the answer below.
+        let asked = if record.model_call {
+            crate::usage::ask_for_usage(head.path, body)
+        } else {
+            None
+        };
+        let body = asked.as_deref().unwrap_or(body);
         let mut attempts = FastAttempts {
             own: OwnLines {
                 request_id: request_id.as_bytes(),
@@ -493,18 +501,30 @@ impl Gateway {
             out.extend_from_slice(b"connection: close\r\n");
         }
         out.extend_from_slice(b"\r\n");
+        let filtering = asked.is_some()
+            && head.media == Media::EventStream
+            && matches!(
+                head.framing,
+                ResponseFraming::Chunked | ResponseFraming::UntilClose
+            );
         let mut tap = if record.model_call {
+            // Filtered bodies reach the tap decoded.
             let framing = match head.framing {
-                ResponseFraming::Chunked => Framing::Chunked,
+                ResponseFraming::Chunked if !filtering => Framing::Chunked,
                 _ => Framing::Plain,
             };
             UsageTap::for_answer(head.media, framing, body.len())
         } else {
             None
         };
-        let relayed = up
-            .relay(client.stream, &mut out, head.framing, tap.as_mut())
-            .await;
+        let relayed = match (filtering, tap.as_mut()) {
+            (true, Some(tap)) => {
+                let mut filter = UsageChunkFilter::default();
+                up.relay_filtered(client.stream, &mut out, head.framing, tap, &mut filter)
+                    .await
+            }
+            (_, tap) => up.relay(client.stream, &mut out, head.framing, tap).await,
+        };
         record.usage = tap.map(|tap| tap.finish(relayed.is_ok()));
         client.scratch.keep(request, out);
         let ended = match relayed {

@@ -17,7 +17,7 @@ use crate::http_rules::{self, ChunkedEnd, ResponseFraming, MAX_HEADERS};
 use crate::throttle::RateLimitFields;
 use crate::upstreams::pool::{Pool, Pooled};
 use crate::upstreams::Failure;
-use crate::usage::{Media, UsageTap};
+use crate::usage::{Dechunk, Media, UsageChunkFilter, UsageTap};
 
 /// What is read at a time.
 pub(super) const READ_SIZE: usize = 16 * 1024;
@@ -289,27 +289,95 @@ impl UpstreamConn {
                 return Ok((sent, waited));
             }
             waited = true;
-            self.buf.reserve(READ_SIZE);
-            match self.stream.read_buf(&mut self.buf).await {
-                Ok(0) if framing == ResponseFraming::UntilClose => {
-                    client
-                        .write_all(b"0\r\n\r\n")
-                        .await
-                        .map_err(|_| RelayError::Client)?;
-                    return Ok((sent, waited));
-                }
-                Ok(0) => {
-                    return Err(RelayError::Upstream(
-                        "the upstream closed mid-response".into(),
-                    ))
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    return Err(RelayError::Upstream(format!(
-                        "reading the upstream response: {e}"
-                    )))
-                }
+            if self.read_more(framing).await? {
+                client
+                    .write_all(b"0\r\n\r\n")
+                    .await
+                    .map_err(|_| RelayError::Client)?;
+                return Ok((sent, waited));
             }
+        }
+    }
+
+    /// Reads more of the response into the buffer; `true` when the upstream closed a body
+    /// that ends with the connection (any other close is an error).
+    async fn read_more(&mut self, framing: ResponseFraming) -> Result<bool, RelayError> {
+        self.buf.reserve(READ_SIZE);
+        match self.stream.read_buf(&mut self.buf).await {
+            Ok(0) if framing == ResponseFraming::UntilClose => Ok(true),
+            Ok(0) => Err(RelayError::Upstream(
+                "the upstream closed mid-response".into(),
+            )),
+            Ok(_) => Ok(false),
+            Err(e) => Err(RelayError::Upstream(format!(
+                "reading the upstream response: {e}"
+            ))),
+        }
+    }
+
+    /// Relays an event stream (chunked, or ending with the connection) through `filter`,
+    /// which drops the usage chunk the gateway caused by asking for usage: the body is
+    /// decoded, filtered and sent to the client chunked, each piece as it arrives (an event
+    /// waits only for its own end). The tap reads the decoded body, the dropped chunk too.
+    pub(super) async fn relay_filtered(
+        &mut self,
+        client: &mut TcpStream,
+        out: &mut Vec<u8>,
+        framing: ResponseFraming,
+        tap: &mut UsageTap,
+        filter: &mut UsageChunkFilter,
+    ) -> Result<(u64, bool), RelayError> {
+        let mut sent = 0u64;
+        let mut waited = false;
+        let mut chunked = ChunkedEnd::default();
+        let mut decoder = Dechunk::default();
+        let mut decoded = Vec::new();
+        let mut passed = Vec::new();
+        // An until-close body has ended when the upstream closed.
+        let mut closed = false;
+        loop {
+            decoded.clear();
+            let ended = match framing {
+                ResponseFraming::Chunked => {
+                    let take = chunked.advance(&self.buf).map_err(RelayError::Upstream)?;
+                    decoder.decode(&self.buf[..take], |data| decoded.extend_from_slice(data));
+                    self.buf.advance(take);
+                    chunked.done()
+                }
+                _ => {
+                    decoded.extend_from_slice(&self.buf);
+                    self.buf.clear();
+                    closed
+                }
+            };
+            tap.feed(&decoded);
+            passed.clear();
+            filter.push(&decoded, &mut passed);
+            if ended {
+                filter.finish(&mut passed);
+            }
+            if !passed.is_empty() {
+                // Writing to a Vec cannot fail.
+                let _ = write!(out, "{:x}\r\n", passed.len());
+                out.extend_from_slice(&passed);
+                out.extend_from_slice(b"\r\n");
+                sent += passed.len() as u64;
+            }
+            if ended {
+                out.extend_from_slice(b"0\r\n\r\n");
+            }
+            if !out.is_empty() {
+                client
+                    .write_all(out)
+                    .await
+                    .map_err(|_| RelayError::Client)?;
+                out.clear();
+            }
+            if ended {
+                return Ok((sent, waited));
+            }
+            waited = true;
+            closed = self.read_more(framing).await?;
         }
     }
 

@@ -19,7 +19,7 @@ use crate::error::{ErrorAnswer, GatewayError};
 use crate::http_rules;
 use crate::http_rules::ConnInfo;
 use crate::phases::{BodySeen, CallRecord, Head};
-use crate::usage::{Framing, Media, Usage, UsageTap};
+use crate::usage::{Framing, Media, Usage, UsageChunkFilter, UsageTap};
 use crate::Gateway;
 use client::{Call, ForwardBody};
 
@@ -55,23 +55,32 @@ impl Gateway {
         let status = response.status();
         self.observers.response_head(&record, Instant::now());
         let observers = self.observers.clone();
-        let (parts, body) = response.into_parts();
+        let (mut parts, body) = response.into_parts();
         // A model call's answer from its upstream (not the gateway's own) is read for usage.
+        let media = parts
+            .headers
+            .get(http::header::CONTENT_TYPE)
+            .map_or(Media::Other, |v| Media::of(v.as_bytes()));
         let tap = if record.model_call && record.upstream.is_some() {
-            let media = parts
-                .headers
-                .get(http::header::CONTENT_TYPE)
-                .map_or(Media::Other, |v| Media::of(v.as_bytes()));
             UsageTap::for_answer(media, Framing::Plain, record.bytes_in as usize)
         } else {
             None
         };
+        // The usage chunk the gateway asked for is dropped; the length changes with it.
+        let filter = (record.asked_usage && tap.is_some() && media == Media::EventStream)
+            .then(UsageChunkFilter::default);
+        if filter.is_some() {
+            parts.headers.remove(http::header::CONTENT_LENGTH);
+        }
         let mut record = record;
         let finish = move |bytes_out: u64, usage: Option<Usage>| {
             record.usage = usage;
             observers.finish(&record, status.as_u16(), bytes_out)
         };
-        Response::from_parts(parts, body::Observed::new(body, tap, finish).boxed_unsync())
+        Response::from_parts(
+            parts,
+            body::Observed::new(body, tap, filter, finish).boxed_unsync(),
+        )
     }
     async fn call(
         &self,
@@ -104,11 +113,14 @@ impl Gateway {
         let body_is_empty = body.is_end_stream();
         let (forward_body, body_hash) = if body_is_empty {
             (ForwardBody::Buffered(Bytes::new()), None)
-        } else if selected.needs_hash {
+        } else if selected.needs_hash || record.model_call {
+            // A model call's body is read whole too: it may be asked for usage below.
             let bytes = collect_limited(body, self.settings.limits.max_body_bytes).await?;
             record.bytes_in = bytes.len() as u64;
-            let hash = infergate_sign::sha256_hex(&bytes);
-            (ForwardBody::Buffered(bytes), Some(hash))
+            let hash = selected
+                .needs_hash
+                .then(|| infergate_sign::sha256_hex(&bytes));
+            (ForwardBody::Buffered(bytes), hash)
         } else {
             (ForwardBody::Stream(Some(body)), None)
         };
@@ -124,6 +136,18 @@ impl Gateway {
             record,
         )?;
         self.count_shared(shared, record).await?;
+        let forward_body = match forward_body {
+            ForwardBody::Buffered(bytes) if record.model_call => {
+                match crate::usage::ask_for_usage(parts.uri.path(), &bytes) {
+                    Some(asked) => {
+                        record.asked_usage = true;
+                        ForwardBody::Buffered(Bytes::from(asked))
+                    }
+                    None => ForwardBody::Buffered(bytes),
+                }
+            }
+            other => other,
+        };
         self.forward(
             Call {
                 api: &selected.api,

@@ -89,9 +89,13 @@ fn a_large_json_answer_is_read_from_its_ends_in_bounded_memory() {
         }
     }
     let usage = t.finish(true);
-    assert_eq!((usage.prompt, usage.total, usage.estimated), (42, 42, false));
+    assert_eq!(
+        (usage.prompt, usage.total, usage.estimated),
+        (42, 42, false)
+    );
     // Usage first, then a large body: found in the head.
-    let first = format!("{{\"usage\":{{\"prompt_tokens\":7,\"total_tokens\":7}},\"data\":[{data}]}}");
+    let first =
+        format!("{{\"usage\":{{\"prompt_tokens\":7,\"total_tokens\":7}},\"data\":[{data}]}}");
     let mut t = tap("/s/embeddings", "application/json", Framing::Plain);
     t.feed(first.as_bytes());
     assert_eq!(t.finish(true).total, 7);
@@ -190,5 +194,83 @@ proptest! {
             t.feed(&body);
             let _ = t.finish(true);
         }
+    }
+}
+
+#[test]
+fn streamed_requests_are_asked_for_usage_and_nothing_else_changes() {
+    let path = "/v1/infers/s/chat/completions";
+    let body =
+        br#"{"model": "m", "stream": true, "messages": [{"role": "user", "content": "}"}]}  "#;
+    let asked = ask_for_usage(path, body).expect("asked");
+    assert_eq!(
+        std::str::from_utf8(&asked).expect("utf-8"),
+        r#"{"model": "m", "stream": true, "messages": [{"role": "user", "content": "}"}],"stream_options":{"include_usage":true}}  "#
+    );
+    let parsed: serde_json::Value = serde_json::from_slice(&asked).expect("still JSON");
+    assert_eq!(parsed["stream_options"]["include_usage"], true);
+    // Not streamed, asking already, other stream options, not a chat path, not JSON.
+    for (path, body) in [
+        (path, &br#"{"stream": false, "messages": []}"#[..]),
+        (path, br#"{"messages": []}"#),
+        (
+            path,
+            br#"{"stream": true, "stream_options": {"include_usage": true}}"#,
+        ),
+        (
+            path,
+            br#"{"stream": true, "stream_options": {"include_usage": false}}"#,
+        ),
+        ("/v1/infers/s/embeddings", br#"{"stream": true}"#),
+        ("/v1/infers/s/responses", br#"{"stream": true}"#),
+        (path, br#"["stream", true]"#),
+        (path, b"stream=true"),
+    ] {
+        assert!(
+            ask_for_usage(path, body).is_none(),
+            "{}",
+            String::from_utf8_lossy(body)
+        );
+    }
+    assert_eq!(
+        ask_for_usage(path, br#"{"stream":true}"#).as_deref(),
+        Some(&br#"{"stream":true,"stream_options":{"include_usage":true}}"#[..])
+    );
+}
+
+proptest! {
+    /// The filter drops exactly the usage-only chunk: what passes is the stream as it
+    /// would have been without it, however the bytes are split.
+    #[test]
+    fn the_usage_chunk_is_dropped_and_nothing_else(cuts in proptest::collection::vec(0usize..2000, 0..12), crlf in any::<bool>()) {
+        let with_usage = if crlf { CHAT_STREAM.replace('\n', "\r\n") } else { CHAT_STREAM.to_owned() };
+        let usage_event = with_usage
+            .split_inclusive(if crlf { "\r\n\r\n" } else { "\n\n" })
+            .find(|e| e.contains("\"usage\""))
+            .expect("usage event")
+            .to_owned();
+        let without = with_usage.replace(&usage_event, "");
+        let body = with_usage.as_bytes();
+        let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c % (body.len() + 1)).collect();
+        cuts.sort_unstable();
+        let mut filter = UsageChunkFilter::default();
+        let mut out = Vec::new();
+        let mut from = 0;
+        for cut in cuts.into_iter().chain([body.len()]) {
+            filter.push(&body[from..cut], &mut out);
+            from = cut;
+        }
+        filter.finish(&mut out);
+        prop_assert_eq!(String::from_utf8(out).expect("utf-8"), without);
+    }
+
+    /// Whatever the upstream sends, every byte but a usage chunk's comes out, in order.
+    #[test]
+    fn other_bytes_pass_in_order(body in proptest::collection::vec(prop_oneof![Just(b'\n'), Just(b'\r'), Just(b'd'), Just(b':'), any::<u8>()], 0..400)) {
+        let mut filter = UsageChunkFilter::default();
+        let mut out = Vec::new();
+        filter.push(&body, &mut out);
+        filter.finish(&mut out);
+        prop_assert_eq!(out, body);
     }
 }
