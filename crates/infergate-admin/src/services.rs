@@ -52,6 +52,11 @@ pub struct ServiceCreate {
     /// 1–600000; default 40000.
     #[serde(default)]
     pub timeout_ms: Option<i64>,
+    /// Read model calls' token usage (`…/chat/completions`, `…/completions`,
+    /// `…/embeddings`, `…/responses`), asking streamed requests for it; default true.
+    /// `false` leaves request and answer bodies untouched.
+    #[serde(default)]
+    pub usage_accounting: Option<bool>,
     #[serde(default)]
     pub workspace_id: Option<String>,
 }
@@ -66,6 +71,8 @@ pub struct ServiceModify {
     #[serde(default)]
     pub timeout_ms: Option<i64>,
     #[serde(default)]
+    pub usage_accounting: Option<bool>,
+    #[serde(default)]
     pub workspace_id: Option<String>,
 }
 
@@ -77,6 +84,8 @@ pub struct ServiceInfo {
     pub description: String,
     pub upstreams: Vec<String>,
     pub timeout_ms: u64,
+    /// Whether model calls' token usage is read.
+    pub usage_accounting: bool,
     /// Always `running`: the gateway routes to a service as soon as it exists.
     pub status: &'static str,
     pub owner: String,
@@ -93,6 +102,7 @@ impl From<Service> for ServiceInfo {
             description: s.description,
             upstreams: s.upstreams,
             timeout_ms: s.timeout_ms,
+            usage_accounting: s.usage_accounting,
             status: "running",
             owner: s.owner,
             project_id: s.project_id,
@@ -197,6 +207,7 @@ async fn services_create(
         description,
         upstreams,
         timeout_ms,
+        usage_accounting: body.usage_accounting.unwrap_or(true),
         owner: caller.user_id.clone(),
         created_at: now,
         updated_at: now,
@@ -271,6 +282,7 @@ async fn services_update(
         description: body.description,
         upstreams,
         timeout_ms,
+        usage_accounting: body.usage_accounting,
         updated_at: now_ms(),
     };
     let service = state

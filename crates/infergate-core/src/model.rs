@@ -104,6 +104,9 @@ pub struct Service {
     pub description: String,
     pub upstreams: Vec<String>,
     pub timeout_ms: u64,
+    /// Whether model calls' answers are read for token usage (and streamed requests asked
+    /// for it); off leaves bodies untouched.
+    pub usage_accounting: bool,
     pub owner: String,
     pub created_at: i64,
     pub updated_at: i64,

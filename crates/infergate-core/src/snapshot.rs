@@ -229,6 +229,8 @@ pub struct ServiceRoute {
     pub project_id: String,
     pub upstreams: Vec<Upstream>,
     pub timeout: Duration,
+    /// Whether its model calls are read for token usage.
+    pub usage_accounting: bool,
     next: AtomicUsize,
 }
 
@@ -429,6 +431,7 @@ fn service_route(s: &Service, problems: &mut Vec<String>) -> Arc<ServiceRoute> {
         project_id: s.project_id.clone(),
         upstreams,
         timeout: Duration::from_millis(s.timeout_ms),
+        usage_accounting: s.usage_accounting,
         next: AtomicUsize::new(0),
     })
 }
@@ -884,9 +887,9 @@ impl Snapshot {
                 apps.sort();
                 let s = &a.service;
                 lines.push(format!(
-                    "route {path} api={} path={} auth={:?} code={} method={:?} service={}/{}/{:?}/{:?} apps={apps:?}",
+                    "route {path} api={} path={} auth={:?} code={} method={:?} service={}/{}/{:?}/{:?}/{} apps={apps:?}",
                     a.api_id, a.api_path, a.auth_type, a.support_app_code, a.method, s.id,
-                    s.project_id, s.upstreams, s.timeout,
+                    s.project_id, s.upstreams, s.timeout, s.usage_accounting,
                 ));
             }
         }
@@ -940,6 +943,7 @@ mod tests {
             description: String::new(),
             upstreams: vec!["http://127.0.0.1:9000/base".into(), "http://h2".into()],
             timeout_ms: 1000,
+            usage_accounting: true,
             owner: "u".into(),
             created_at: 0,
             updated_at: 0,

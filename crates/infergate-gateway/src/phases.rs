@@ -274,6 +274,7 @@ impl Gateway {
         let presented = Presented::classify(head.headers, snapshot);
         let api = authn::select(&candidates, &presented)?;
         record.api_id = Some(api.api_id.clone());
+        record.model_call &= api.service.usage_accounting;
         if record.model_call {
             record.project_id = Some(Arc::from(api.service.project_id.as_str()));
         }

@@ -79,6 +79,7 @@ pub struct ServiceUpdate {
     pub description: Option<String>,
     pub upstreams: Option<Vec<String>>,
     pub timeout_ms: Option<u64>,
+    pub usage_accounting: Option<bool>,
     pub updated_at: i64,
 }
 

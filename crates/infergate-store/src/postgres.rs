@@ -60,6 +60,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "usage",
         include_str!("../migrations/postgres/0008_usage.sql"),
     ),
+    (
+        9,
+        "usage accounting",
+        include_str!("../migrations/postgres/0009_usage_accounting.sql"),
+    ),
 ];
 
 /// The PostgreSQL store.

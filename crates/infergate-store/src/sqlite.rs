@@ -49,6 +49,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "usage",
         include_str!("../migrations/sqlite/0007_usage.sql"),
     ),
+    (
+        8,
+        "usage accounting",
+        include_str!("../migrations/sqlite/0008_usage_accounting.sql"),
+    ),
 ];
 
 /// The SQLite store.

@@ -48,6 +48,7 @@ fn service(id: &str, name: &str) -> Service {
         description: "d".into(),
         upstreams: vec!["http://127.0.0.1:9000/v1".into()],
         timeout_ms: 40_000,
+        usage_accounting: true,
         owner: "u-admin".into(),
         created_at: 10,
         updated_at: 10,
@@ -114,6 +115,7 @@ pub async fn services_crud_and_names(store: &dyn Store) {
                 description: None,
                 upstreams: Some(vec!["http://a".into(), "http://b".into()]),
                 timeout_ms: Some(5),
+                usage_accounting: Some(false),
                 updated_at: 99,
             },
         )
@@ -121,6 +123,7 @@ pub async fn services_crud_and_names(store: &dyn Store) {
         .expect("update");
     assert_eq!(updated.upstreams.len(), 2);
     assert_eq!(updated.description, "d");
+    assert!(!updated.usage_accounting);
     assert_eq!(store.service("s1").await.expect("q"), Some(updated));
     assert!(matches!(
         store
@@ -130,6 +133,7 @@ pub async fn services_crud_and_names(store: &dyn Store) {
                     description: None,
                     upstreams: None,
                     timeout_ms: None,
+                    usage_accounting: None,
                     updated_at: 1
                 }
             )
@@ -963,6 +967,7 @@ pub async fn change_log_replays_to_a_full_read(store: &dyn Store) {
                 description: Some("new".into()),
                 upstreams: None,
                 timeout_ms: None,
+                usage_accounting: None,
                 updated_at: 80,
             },
         )

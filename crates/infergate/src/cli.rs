@@ -257,6 +257,9 @@ pub enum ServiceCmd {
         /// How long a call waits for the upstream's answer, in milliseconds [default: 40000].
         #[arg(long)]
         timeout_ms: Option<i64>,
+        /// Read model calls' token usage (on by default); false leaves bodies untouched.
+        #[arg(long)]
+        usage_accounting: Option<bool>,
     },
     /// List services.
     List,
@@ -280,6 +283,9 @@ pub enum ServiceCmd {
         /// New upstream timeout, in milliseconds.
         #[arg(long)]
         timeout_ms: Option<i64>,
+        /// Read model calls' token usage (on by default); false leaves bodies untouched.
+        #[arg(long)]
+        usage_accounting: Option<bool>,
     },
     /// Delete a service with its APIs and their authorizations.
     Delete {

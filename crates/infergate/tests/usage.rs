@@ -276,3 +276,60 @@ async fn a_stream_ending_with_the_connection_is_filtered_too() {
     assert_eq!(tokens["total"], 3, "{tokens}");
     assert_eq!(tokens["estimated"], false);
 }
+
+/// A service with `usage_accounting: false`: the request reaches the model server as the
+/// client sent it (no usage asked for), and nothing is counted.
+#[tokio::test]
+async fn a_service_can_switch_accounting_off() {
+    let (_model, model_url) = common::upstream::model_server().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let access_log = dir.path().join("access.log");
+    let server = start_with(
+        &dir.path().join("data"),
+        Some(PASSWORD),
+        &["--access-log", access_log.to_str().expect("path")],
+    )
+    .await;
+    let admin = Admin::login(&server).await;
+    let (sid, _api, _app, code) = admin
+        .app_code_setup(&format!("{model_url}/v1"), "quiet_app")
+        .await;
+    let service = admin
+        .ok(
+            Method::PUT,
+            &format!("/services/{sid}"),
+            Some(json!({"usage_accounting": false})),
+        )
+        .await;
+    assert_eq!(service["usage_accounting"], false);
+    let answer = reqwest::Client::new()
+        .post(format!(
+            "{}/v1/infers/{sid}/chat/completions",
+            server.gateway
+        ))
+        .header("X-Apig-AppCode", &code)
+        .json(&chat("x y", true, false))
+        .send()
+        .await
+        .expect("call")
+        .text()
+        .await
+        .expect("events");
+    // Not asked for usage: the model server sent none.
+    assert!(!answer.contains("usage"), "{answer}");
+    let mut line = Value::Null;
+    for _ in 0..50 {
+        line = std::fs::read_to_string(&access_log)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find(|l| l["kind"] == "call")
+            .unwrap_or(Value::Null);
+        if !line.is_null() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(line["status"], 200, "{line}");
+    assert_eq!(line["tokens"], Value::Null, "{line}");
+}

@@ -12,6 +12,7 @@ pub fn services_and_apis(n: usize) -> (Vec<Service>, Vec<Api>) {
             description: String::new(),
             upstreams: vec!["http://127.0.0.1:9000/v1".into()],
             timeout_ms: 1000,
+            usage_accounting: true,
             owner: "u".into(),
             created_at: 0,
             updated_at: 0,

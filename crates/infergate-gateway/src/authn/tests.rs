@@ -39,6 +39,7 @@ fn fixture(support_app_code: bool) -> (Snapshot, MasterKey) {
             description: String::new(),
             upstreams: vec!["http://127.0.0.1:1".into()],
             timeout_ms: 1000,
+            usage_accounting: true,
             owner: "u".into(),
             created_at: 0,
             updated_at: 0,

@@ -8,8 +8,8 @@ impl ServiceStore for This {
         let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO services (id, project_id, name, description, upstreams, timeout_ms, owner,
-                                   created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                                   created_at, updated_at, usage_accounting)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(&service.id)
         .bind(&service.project_id)
@@ -20,6 +20,7 @@ impl ServiceStore for This {
         .bind(&service.owner)
         .bind(service.created_at)
         .bind(service.updated_at)
+        .bind(service.usage_accounting)
         .execute(&mut *tx)
         .await
         .map_err(|e| {
@@ -73,15 +74,20 @@ impl ServiceStore for This {
         if let Some(timeout_ms) = update.timeout_ms {
             service.timeout_ms = timeout_ms;
         }
+        if let Some(on) = update.usage_accounting {
+            service.usage_accounting = on;
+        }
         service.updated_at = update.updated_at;
         sqlx::query(
-            "UPDATE services SET description = $1, upstreams = $2, timeout_ms = $3, updated_at = $4
-             WHERE id = $5",
+            "UPDATE services SET description = $1, upstreams = $2, timeout_ms = $3, updated_at = $4,
+                                 usage_accounting = $5
+             WHERE id = $6",
         )
         .bind(&service.description)
         .bind(upstreams_json(&service.upstreams))
         .bind(service.timeout_ms as i64)
         .bind(service.updated_at)
+        .bind(service.usage_accounting)
         .bind(id)
         .execute(&mut *tx)
         .await?;
@@ -227,6 +233,7 @@ pub(super) fn service_from_row(row: &DbRow) -> StoreResult<Service> {
         description: row.try_get("description")?,
         upstreams: serde_json::from_str(&upstreams).map_err(|e| corrupt("upstreams", e))?,
         timeout_ms: u64::try_from(timeout_ms).map_err(|e| corrupt("timeout_ms", e))?,
+        usage_accounting: row.try_get("usage_accounting")?,
         owner: row.try_get("owner")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,

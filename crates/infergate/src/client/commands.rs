@@ -10,11 +10,12 @@ use crate::cli::{
     ThrottleCmd, UsageArgs, UserCmd,
 };
 
-const SERVICE_FIELDS: [&str; 7] = [
+const SERVICE_FIELDS: [&str; 8] = [
     "service_id",
     "service_name",
     "upstreams",
     "timeout_ms",
+    "usage_accounting",
     "status",
     "owner",
     "description",
@@ -164,8 +165,12 @@ pub async fn service(c: &Client, cmd: ServiceCmd) -> CliResult<()> {
             upstreams,
             description,
             timeout_ms,
+            usage_accounting,
         } => {
             let mut body = json!({"service_name": name, "upstreams": upstreams});
+            if let Some(on) = usage_accounting {
+                body["usage_accounting"] = json!(on);
+            }
             if let Some(d) = description {
                 body["description"] = json!(d);
             }
@@ -197,9 +202,13 @@ pub async fn service(c: &Client, cmd: ServiceCmd) -> CliResult<()> {
             upstreams,
             description,
             timeout_ms,
+            usage_accounting,
         } => {
             let id = c.service_id(&service).await?;
             let mut body = json!({});
+            if let Some(on) = usage_accounting {
+                body["usage_accounting"] = json!(on);
+            }
             if !upstreams.is_empty() {
                 body["upstreams"] = json!(upstreams);
             }
