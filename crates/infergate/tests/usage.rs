@@ -13,6 +13,25 @@ use serde_json::{json, Value};
 
 use common::{start_with, Admin, PASSWORD};
 
+/// The access log's call lines, once there are `at_least` of them (or after 5 s).
+async fn call_lines(path: &std::path::Path, at_least: usize) -> Vec<Value> {
+    let mut lines = Vec::new();
+    for _ in 0..50 {
+        lines = std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|l| l["kind"] == "call")
+            .collect();
+        if lines.len() >= at_least {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(lines.len() >= at_least, "{lines:#?}");
+    lines
+}
+
 fn chat(words: &str, stream: bool, include_usage: bool) -> Value {
     let mut body = json!({"model": "demo", "stream": stream,
         "messages": [{"role": "user", "content": words}]});
@@ -131,19 +150,7 @@ async fn tokens_are_counted_as_the_model_server_reports_them() {
         .expect("models");
 
     // The access log: one tokens object per model call, as reported (or estimated).
-    let mut lines = Vec::new();
-    for _ in 0..50 {
-        lines = std::fs::read_to_string(&access_log)
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .filter(|l| l["kind"] == "call")
-            .collect();
-        if lines.len() >= 6 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let lines = call_lines(&access_log, 6).await;
     let tokens: Vec<Value> = lines.iter().map(|l| l["tokens"].clone()).collect();
     assert_eq!(tokens.len(), 6, "{lines:#?}");
     assert_eq!(
@@ -259,20 +266,7 @@ async fn a_stream_ending_with_the_connection_is_filtered_too() {
         answer.text().await.expect("events"),
         "data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\ndata: [DONE]\n\n"
     );
-    let mut tokens = Value::Null;
-    for _ in 0..50 {
-        tokens = std::fs::read_to_string(&access_log)
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .find(|l| l["kind"] == "call")
-            .map(|l| l["tokens"].clone())
-            .unwrap_or(Value::Null);
-        if !tokens.is_null() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let tokens = call_lines(&access_log, 1).await[0]["tokens"].clone();
     assert_eq!(tokens["total"], 3, "{tokens}");
     assert_eq!(tokens["estimated"], false);
 }
@@ -317,19 +311,7 @@ async fn a_service_can_switch_accounting_off() {
         .expect("events");
     // Not asked for usage: the model server sent none.
     assert!(!answer.contains("usage"), "{answer}");
-    let mut line = Value::Null;
-    for _ in 0..50 {
-        line = std::fs::read_to_string(&access_log)
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .find(|l| l["kind"] == "call")
-            .unwrap_or(Value::Null);
-        if !line.is_null() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let line = call_lines(&access_log, 1).await[0].clone();
     assert_eq!(line["status"], 200, "{line}");
     assert_eq!(line["tokens"], Value::Null, "{line}");
 }
