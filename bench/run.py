@@ -150,7 +150,25 @@ http {{
     return path
 
 
+SSE_EVENTS = 200
+
+
+def sse_body():
+    """A streamed chat completion of SSE_EVENTS events as OpenAI sends it, with the final
+    usage chunk and [DONE]."""
+    chunk = ('data: {{"id":"chatcmpl-bench","object":"chat.completion.chunk","created":1735689600,'
+             '"model":"bench","choices":[{{"index":0,"delta":{{"content":"tok{}"}},'
+             '"finish_reason":null}}]}}\n\n')
+    events = [chunk.format(i) for i in range(SSE_EVENTS - 2)]
+    events.append('data: {"id":"chatcmpl-bench","object":"chat.completion.chunk","created":1735689600,'
+                  '"model":"bench","choices":[],"usage":{"prompt_tokens":12,'
+                  f'"completion_tokens":{SSE_EVENTS - 2},"total_tokens":{SSE_EVENTS + 10}}}}}\n\n')
+    events.append("data: [DONE]\n\n")
+    return "".join(events)
+
+
 def upstream_conf(work, port):
+    (work / "sse200.txt").write_text(sse_body())
     return nginx_conf(work, "upstream", f"""
   client_body_buffer_size 64k;
   client_body_in_single_buffer on;
@@ -166,6 +184,12 @@ def upstream_conf(work, port):
     location ~ /sse$ {{
       default_type text/event-stream;
       return 200 'data: {{"token":"hello"}}\\n\\n';
+    }}
+    location ~ /chat/completions$ {{
+      types {{ }}
+      default_type text/event-stream;
+      root {work};
+      try_files /sse200.txt =404;
     }}
     location / {{
       default_type application/json;
@@ -793,6 +817,22 @@ def main():
             url = node.base + "/predict?model=bench&stream=false"
             return Target(label, url, node.proc.pid, node.signed_headers("GET", url))
 
+        def sse_get(label, node):
+            """A signed GET of the streamed chat completion (its usage read unless the
+            node's service has accounting off)."""
+            url = node.base + "/chat/completions"
+            return Target(label, url, node.proc.pid, node.signed_headers("GET", url))
+
+        quiet = []
+
+        def quiet_node():
+            """A second infergate whose service has usage_accounting off."""
+            if not quiet:
+                node = Infergate(procs, args.work, core, binary, up, name="infergate-quiet")
+                node.cli("service", "update", "bench", "--usage-accounting", "false", "-o", "json")
+                quiet.append(node)
+            return quiet[0]
+
         path = f"/v1/infers/{ig.service_id}/predict"
         get_url = ig.base + "/predict?model=bench&stream=false"
         body_file = args.work / "body.json"
@@ -820,6 +860,10 @@ def main():
             "post": lambda: (ig_post, peer("nginx-a", "/echo", body_file=str(body_file))),
             "throttled": lambda: (throttled_get(
                 "infergate APP-signed GET, throttled", "infergate-throttled"), peer("nginx-a")),
+            "sse-accounting": lambda: (sse_get("infergate SSE, usage read", ig),
+                                       sse_get("infergate SSE, accounting off", quiet_node())),
+            "sse-nginx": lambda: (sse_get("infergate SSE, usage read", ig),
+                                  peer("nginx-a", "/chat/completions")),
             "throttled-redis": lambda: (throttled_get(
                 "infergate APP-signed GET, throttled in Redis", "infergate-redis",
                 ["--redis-url", args.redis_url]), peer("nginx-a")),
@@ -833,6 +877,8 @@ def main():
             "nginx-envoy": "nginx plain proxy vs Envoy plain proxy (reference)",
             "post": "infergate signed 1 KiB POST vs nginx plain proxy",
             "throttled": "infergate signed GET, bound throttling policy, vs nginx plain proxy",
+            "sse-accounting": f"infergate {SSE_EVENTS}-event SSE answer: usage read vs accounting off",
+            "sse-nginx": f"infergate {SSE_EVENTS}-event SSE answer, usage read, vs nginx plain proxy",
             "throttled-redis": "infergate signed GET, bound policy counted in Redis, vs nginx "
                                "plain proxy",
         }

@@ -189,75 +189,126 @@ pub fn ask_for_usage(path: &str, body: &[u8]) -> Option<Vec<u8>> {
     Some(out)
 }
 
-/// Drops from an event stream the events the gateway caused by asking for usage: a chunk
-/// with empty `choices` and a `usage` object. Every other byte passes as it came; an event
-/// is held only until its end (its blank line) has arrived.
-#[derive(Debug, Default)]
-pub struct UsageChunkFilter {
-    /// The bytes of the event not yet ended.
-    held: Vec<u8>,
-    /// Whether the last byte held or passed was a line end (`\n`).
-    at_line_start: bool,
+/// The key every usage object is found by: a raw `"usage"` cannot occur inside a JSON
+/// string (its quotes would be escaped).
+const USAGE_KEY: &[u8] = b"\"usage\"";
+
+fn usage_finder() -> &'static memchr::memmem::Finder<'static> {
+    static FINDER: std::sync::OnceLock<memchr::memmem::Finder<'static>> =
+        std::sync::OnceLock::new();
+    FINDER.get_or_init(|| memchr::memmem::Finder::new(USAGE_KEY))
 }
 
-/// The event `event` (its lines, without the blank line) is the usage-only chunk.
-fn is_usage_chunk(event: &[u8]) -> bool {
+/// The bounds `[start, end)` of the line (its `\n` included when there) around `at`.
+fn line_around(bytes: &[u8], at: usize) -> (usize, usize) {
+    let start = memchr::memrchr(b'\n', &bytes[..at]).map_or(0, |i| i + 1);
+    let end = memchr::memchr(b'\n', &bytes[at..]).map_or(bytes.len(), |i| at + i + 1);
+    (start, end)
+}
+
+/// The data of an event line (`data: …`), without its line end.
+fn line_data(line: &[u8]) -> Option<&[u8]> {
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let data = line.strip_prefix(b"data:")?;
+    Some(data.strip_prefix(b" ").unwrap_or(data))
+}
+
+/// Whether `line` is the data line of the usage-only chunk: empty `choices`, a `usage`.
+fn is_usage_chunk(line: &[u8]) -> bool {
     #[derive(Deserialize)]
     struct Chunk {
         choices: Option<Vec<serde::de::IgnoredAny>>,
         usage: Option<serde::de::IgnoredAny>,
     }
-    let mut data = Vec::new();
-    for line in event.split(|b| *b == b'\n') {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        if let Some(value) = line.strip_prefix(b"data:") {
-            if !data.is_empty() {
-                data.push(b'\n');
-            }
-            data.extend_from_slice(value.strip_prefix(b" ").unwrap_or(value));
-        }
-    }
-    serde_json::from_slice::<Chunk>(&data).is_ok_and(|chunk| {
-        chunk.usage.is_some() && chunk.choices.is_some_and(|choices| choices.is_empty())
-    })
+    line_data(line)
+        .and_then(|data| serde_json::from_slice::<Chunk>(data).ok())
+        .is_some_and(|chunk| {
+            chunk.usage.is_some() && chunk.choices.is_some_and(|choices| choices.is_empty())
+        })
+}
+
+/// Whether `line` is blank (`\n` or `\r\n`).
+fn is_blank(line: &[u8]) -> bool {
+    line == b"\n" || line == b"\r\n"
+}
+
+/// Drops from an event stream the chunk the gateway caused by asking for usage (empty
+/// `choices` and a `usage` object: its data line and the blank line that ends it). Every
+/// other byte passes as it came; only a line whose end has not arrived is held. Lines are
+/// found with one scan for the usage key per piece, so the cost per event stays small.
+#[derive(Debug, Default)]
+pub struct UsageChunkFilter {
+    /// The line not yet ended.
+    held: Vec<u8>,
+    /// A usage chunk's data line was dropped: the blank line after it goes too.
+    drop_blank: bool,
 }
 
 impl UsageChunkFilter {
     /// Takes the next body bytes; appends to `out` those the client gets now.
     pub fn push(&mut self, bytes: &[u8], out: &mut Vec<u8>) {
-        for &byte in bytes {
-            if self.held.is_empty() && self.at_line_start && (byte == b'\n' || byte == b'\r') {
-                // Blank lines between events pass as they are.
-                out.push(byte);
-                self.at_line_start = byte == b'\n';
+        let Some(first_end) = memchr::memchr(b'\n', bytes) else {
+            self.held.extend_from_slice(bytes);
+            return;
+        };
+        // The held line ends here.
+        let mut first = std::mem::take(&mut self.held);
+        first.extend_from_slice(&bytes[..=first_end]);
+        self.line(&first, out);
+        let last_end = memchr::memrchr(b'\n', bytes).unwrap_or(first_end);
+        let region = &bytes[first_end + 1..=last_end];
+        let mut copied = 0;
+        if self.drop_blank && !region.is_empty() {
+            let (_, end) = line_around(region, 0);
+            if is_blank(&region[..end]) {
+                copied = end;
+            }
+            self.drop_blank = false;
+        }
+        for at in usage_finder().find_iter(region) {
+            let (start, end) = line_around(region, at);
+            if start < copied || !is_usage_chunk(&region[start..end]) {
                 continue;
             }
-            self.held.push(byte);
-            if byte == b'\n' {
-                if self.at_line_start {
-                    // A blank line: the held event has ended.
-                    let event = std::mem::take(&mut self.held);
-                    if !is_usage_chunk(&event) {
-                        out.extend_from_slice(&event);
-                    }
+            out.extend_from_slice(&region[copied..start]);
+            copied = end;
+            // The blank line that ends the chunk.
+            if copied < region.len() {
+                let (_, next) = line_around(region, copied);
+                if is_blank(&region[copied..next]) {
+                    copied = next;
                 }
-                self.at_line_start = true;
-            } else if byte != b'\r' {
-                self.at_line_start = false;
+            } else {
+                self.drop_blank = true;
             }
         }
+        out.extend_from_slice(&region[copied..]);
+        self.held.extend_from_slice(&bytes[last_end + 1..]);
     }
 
-    /// Whether bytes are held (an event whose end has not arrived).
+    /// One whole line (with its `\n`).
+    fn line(&mut self, line: &[u8], out: &mut Vec<u8>) {
+        if std::mem::take(&mut self.drop_blank) && is_blank(line) {
+            return;
+        }
+        if usage_finder().find(line).is_some() && is_usage_chunk(line) {
+            self.drop_blank = true;
+            return;
+        }
+        out.extend_from_slice(line);
+    }
+
+    /// Whether bytes are held (a line whose end has not arrived).
     pub fn holds(&self) -> bool {
         !self.held.is_empty()
     }
 
-    /// The bytes still held when the stream ends (an event without its blank line).
+    /// The bytes still held when the stream ends (a line without its end).
     pub fn finish(&mut self, out: &mut Vec<u8>) {
-        let event = std::mem::take(&mut self.held);
-        if !is_usage_chunk(&event) {
-            out.extend_from_slice(&event);
+        let line = std::mem::take(&mut self.held);
+        if !is_usage_chunk(&line) {
+            out.extend_from_slice(&line);
         }
     }
 }
@@ -314,10 +365,20 @@ enum Shape {
         gap: bool,
     },
     Events {
-        line: Vec<u8>,
+        /// The line not yet ended.
+        partial: Vec<u8>,
         overflow: bool,
+        /// Body bytes seen.
+        total: usize,
+        /// Bytes of the first lines, each read whole for its text (the sample an answer
+        /// without usage is estimated from); past [`SAMPLE`], lines are read only when
+        /// they hold a usage object.
+        sampled: usize,
     },
 }
+
+/// Bytes of an event stream read line by line for the estimate of an answer without usage.
+const SAMPLE: usize = 8 * 1024;
 
 /// Reads one answer's usage from its body bytes as they pass.
 #[derive(Debug)]
@@ -343,8 +404,10 @@ impl UsageTap {
                 gap: false,
             },
             Media::EventStream => Shape::Events {
-                line: Vec::new(),
+                partial: Vec::new(),
                 overflow: false,
+                total: 0,
+                sampled: 0,
             },
             Media::Other => return None,
         };
@@ -379,59 +442,100 @@ impl UsageTap {
                     *gap = true;
                 }
             }
-            Shape::Events { .. } => {
-                let mut rest = bytes;
-                while let Some(at) = memchr::memchr(b'\n', rest) {
-                    self.push_line_part(&rest[..at]);
-                    self.end_line();
-                    rest = &rest[at + 1..];
-                }
-                self.push_line_part(rest);
-            }
+            Shape::Events { .. } => self.feed_events(bytes),
         }
     }
 
-    fn push_line_part(&mut self, part: &[u8]) {
-        if let Shape::Events { line, overflow } = &mut self.shape {
-            if line.len() + part.len() > MAX_LINE {
+    /// The next bytes of an event stream: the line they end (joined with what was held),
+    /// then the lines within them (each read whole while sampling, afterwards only where
+    /// the usage key is), then the start of the next line, held.
+    fn feed_events(&mut self, bytes: &[u8]) {
+        let Shape::Events {
+            partial,
+            overflow,
+            total,
+            ..
+        } = &mut self.shape
+        else {
+            return;
+        };
+        *total += bytes.len();
+        let Some(first_end) = memchr::memchr(b'\n', bytes) else {
+            if partial.len() + bytes.len() > MAX_LINE {
                 *overflow = true;
             } else if !*overflow {
-                line.extend_from_slice(part);
+                partial.extend_from_slice(bytes);
             }
+            return;
+        };
+        let mut first = std::mem::take(partial);
+        let skipped = std::mem::take(overflow);
+        if !skipped {
+            first.extend_from_slice(&bytes[..=first_end]);
+            let whole = self.sampling();
+            self.line(&first, whole);
+        }
+        let last_end = memchr::memrchr(b'\n', bytes).unwrap_or(first_end);
+        let mut region = &bytes[first_end + 1..=last_end];
+        while !region.is_empty() && self.sampling() {
+            let (_, end) = line_around(region, 0);
+            self.line(&region[..end], true);
+            region = &region[end..];
+        }
+        let mut done = 0;
+        for at in usage_finder().find_iter(region) {
+            let (start, end) = line_around(region, at);
+            if start >= done {
+                self.line(&region[start..end], false);
+                done = end;
+            }
+        }
+        if let Shape::Events { partial, .. } = &mut self.shape {
+            partial.extend_from_slice(&bytes[last_end + 1..]);
         }
     }
 
-    fn end_line(&mut self) {
-        let Shape::Events { line, overflow } = &mut self.shape else {
+    fn sampling(&self) -> bool {
+        matches!(self.shape, Shape::Events { sampled, .. } if sampled < SAMPLE)
+    }
+
+    /// One whole line of an event stream; `whole`: read for its text too (and counted in
+    /// the sample).
+    fn line(&mut self, line: &[u8], whole: bool) {
+        if whole {
+            if let Shape::Events { sampled, .. } = &mut self.shape {
+                *sampled += line.len();
+            }
+        }
+        let Some(data) = line_data(line) else {
             return;
         };
-        let skipped = std::mem::take(overflow);
-        let text = std::mem::take(line);
-        if skipped {
+        if data == b"[DONE]" || data.is_empty() {
             return;
         }
-        let text = text.strip_suffix(b"\r").unwrap_or(&text);
-        let Some(data) = text.strip_prefix(b"data:") else {
-            return;
-        };
-        let data = data.strip_prefix(b" ").unwrap_or(data);
-        if data == b"[DONE]" || data.is_empty() {
+        if !whole && usage_finder().find(data).is_none() {
             return;
         }
         if let Ok(event) = serde_json::from_slice::<Answer>(data) {
             if let Some(usage) = event.reported() {
                 self.reported = Some(usage);
             }
-            self.text_bytes += event.text_chars();
+            if whole {
+                self.text_bytes += event.text_chars();
+            }
         }
     }
 
     /// The usage of the answer, once it has ended (`complete`: the whole body was relayed).
     /// An answer without reported usage is estimated from what was relayed.
     pub fn finish(mut self, complete: bool) -> Usage {
-        if let Shape::Events { line, .. } = &self.shape {
-            if !line.is_empty() {
-                self.end_line();
+        if let Shape::Events {
+            partial, overflow, ..
+        } = &mut self.shape
+        {
+            let last = std::mem::take(partial);
+            if !last.is_empty() && !*overflow {
+                self.line(&last, true);
             }
         }
         let reported = match &self.shape {
@@ -443,7 +547,14 @@ impl UsageTap {
             Some(usage) => usage,
             None => {
                 let prompt = estimate_tokens(self.request_bytes);
-                let completion = estimate_tokens(self.text_bytes);
+                // Past the sample, the text is taken to fill the same share of the bytes.
+                let text = match self.shape {
+                    Shape::Events { total, sampled, .. } if total > sampled && sampled > 0 => {
+                        (self.text_bytes as u128 * total as u128 / sampled as u128) as usize
+                    }
+                    _ => self.text_bytes,
+                };
+                let completion = estimate_tokens(text);
                 Usage {
                     prompt,
                     completion,

@@ -16,6 +16,19 @@ const CHAT_STREAM: &str = concat!(
     "data: [DONE]\n\n",
 );
 
+/// A stream longer than the sample: 300 text chunks before the usage chunk.
+fn long_stream() -> String {
+    let mut out = String::new();
+    for i in 0..300 {
+        out.push_str(&format!(
+            "data: {{\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"w{i:03}\"}}}}]}}\n\n"
+        ));
+    }
+    let usage = CHAT_STREAM.find("data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"choices\":[],").expect("usage");
+    out.push_str(&CHAT_STREAM[usage..]);
+    out
+}
+
 fn chunked(body: &str, piece: usize) -> Vec<u8> {
     let mut out = Vec::new();
     for part in body.as_bytes().chunks(piece) {
@@ -140,6 +153,18 @@ fn a_stream_gives_the_usage_of_its_last_usage_chunk() {
 }
 
 #[test]
+fn a_long_stream_cut_short_is_estimated_from_its_sample() {
+    let stream = long_stream();
+    let cut = stream.find("\"usage\"").expect("usage");
+    let mut t = tap("/s/chat/completions", "text/event-stream", Framing::Plain);
+    t.feed(&stream.as_bytes()[..cut]);
+    let usage = t.finish(false);
+    // 300 words of 4 bytes: 1200 bytes, 300 tokens; the estimate scales the sample's share.
+    assert!(usage.estimated);
+    assert!((270..=330).contains(&usage.completion), "{usage:?}");
+}
+
+#[test]
 fn a_stream_cut_short_is_estimated_from_the_relayed_text() {
     let mut t = tap("/s/chat/completions", "text/event-stream", Framing::Plain);
     let cut = CHAT_STREAM.find("\"usage\"").expect("usage chunk");
@@ -168,10 +193,12 @@ proptest! {
     #[test]
     fn splits_and_chunking_do_not_change_the_count(
         piece in 1usize..200,
-        cuts in proptest::collection::vec(0usize..2000, 0..12),
+        cuts in proptest::collection::vec(0usize..40_000, 0..12),
         chunk_coded in any::<bool>(),
+        long in any::<bool>(),
     ) {
-        let body = if chunk_coded { chunked(CHAT_STREAM, piece) } else { CHAT_STREAM.as_bytes().to_vec() };
+        let stream = if long { long_stream() } else { CHAT_STREAM.to_owned() };
+        let body = if chunk_coded { chunked(&stream, piece) } else { stream.as_bytes().to_vec() };
         let framing = if chunk_coded { Framing::Chunked } else { Framing::Plain };
         let mut t = tap("/s/chat/completions", "text/event-stream", framing);
         let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c % (body.len() + 1)).collect();
@@ -242,8 +269,9 @@ proptest! {
     /// The filter drops exactly the usage-only chunk: what passes is the stream as it
     /// would have been without it, however the bytes are split.
     #[test]
-    fn the_usage_chunk_is_dropped_and_nothing_else(cuts in proptest::collection::vec(0usize..2000, 0..12), crlf in any::<bool>()) {
-        let with_usage = if crlf { CHAT_STREAM.replace('\n', "\r\n") } else { CHAT_STREAM.to_owned() };
+    fn the_usage_chunk_is_dropped_and_nothing_else(cuts in proptest::collection::vec(0usize..40_000, 0..12), crlf in any::<bool>(), long in any::<bool>()) {
+        let stream = if long { long_stream() } else { CHAT_STREAM.to_owned() };
+        let with_usage = if crlf { stream.replace('\n', "\r\n") } else { stream };
         let usage_event = with_usage
             .split_inclusive(if crlf { "\r\n\r\n" } else { "\n\n" })
             .find(|e| e.contains("\"usage\""))
