@@ -68,28 +68,12 @@ struct Details {
     cached_tokens: Option<u64>,
 }
 
-/// The parts of an answer (or event) that carry usage or generated text.
+/// The parts of an answer (or event) that carry usage.
 #[derive(Debug, Deserialize)]
 struct Answer {
     usage: Option<Reported>,
     /// The responses API nests the finished response in its last event.
     response: Option<Box<Answer>>,
-    #[serde(default)]
-    choices: Vec<Choice>,
-    /// The responses API's text deltas (`response.output_text.delta`).
-    delta: Option<serde_json::Value>,
-}
-
-#[derive(Debug, Deserialize)]
-struct Choice {
-    delta: Option<Delta>,
-    text: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-struct Delta {
-    content: Option<String>,
-    reasoning_content: Option<String>,
 }
 
 impl Reported {
@@ -121,28 +105,6 @@ impl Answer {
             .as_ref()
             .map(Reported::usage)
             .or_else(|| self.response.as_ref().and_then(|r| r.reported()))
-    }
-
-    /// Characters of generated text in this event.
-    fn text_chars(&self) -> usize {
-        let choices: usize = self
-            .choices
-            .iter()
-            .map(|c| {
-                let delta = c.delta.as_ref();
-                delta.and_then(|d| d.content.as_deref()).map_or(0, str::len)
-                    + delta
-                        .and_then(|d| d.reasoning_content.as_deref())
-                        .map_or(0, str::len)
-                    + c.text.as_deref().map_or(0, str::len)
-            })
-            .sum();
-        choices
-            + self
-                .delta
-                .as_ref()
-                .and_then(|d| d.as_str())
-                .map_or(0, str::len)
     }
 }
 
@@ -197,6 +159,47 @@ fn usage_finder() -> &'static memchr::memmem::Finder<'static> {
     static FINDER: std::sync::OnceLock<memchr::memmem::Finder<'static>> =
         std::sync::OnceLock::new();
     FINDER.get_or_init(|| memchr::memmem::Finder::new(USAGE_KEY))
+}
+
+/// The value after a key found at `at` (its quotes included): `None` when it is `null`
+/// (OpenAI sends `"usage":null` in every chunk of a stream that asked for usage).
+fn value_after(bytes: &[u8], at: usize, key_len: usize) -> Option<&[u8]> {
+    let rest = bytes.get(at + key_len..)?.trim_ascii_start();
+    let value = rest.strip_prefix(b":")?.trim_ascii_start();
+    (!value.starts_with(b"null")).then_some(value)
+}
+
+/// Bytes of generated text in an event's data: the string values of `"content"`,
+/// `"reasoning_content"`, `"text"` and (the responses API's deltas) `"delta"`, found by
+/// scanning rather than parsing.
+fn text_bytes(data: &[u8]) -> usize {
+    const KEYS: [&[u8]; 4] = [
+        b"\"content\"",
+        b"\"reasoning_content\"",
+        b"\"text\"",
+        b"\"delta\"",
+    ];
+    let mut total = 0;
+    for key in KEYS {
+        for at in memchr::memmem::find_iter(data, key) {
+            let Some(value) = value_after(data, at, key.len()) else {
+                continue;
+            };
+            let Some(string) = value.strip_prefix(b"\"") else {
+                continue;
+            };
+            let mut i = 0;
+            while let Some(q) = memchr::memchr2(b'"', b'\\', &string[i..]) {
+                if string[i + q] == b'\\' {
+                    i += q + 2;
+                    continue;
+                }
+                total += i + q;
+                break;
+            }
+        }
+    }
+    total
 }
 
 /// The bounds `[start, end)` of the line (its `\n` included when there) around `at`.
@@ -267,6 +270,9 @@ impl UsageChunkFilter {
             self.drop_blank = false;
         }
         for at in usage_finder().find_iter(region) {
+            if value_after(region, at, USAGE_KEY.len()).is_none() {
+                continue;
+            }
             let (start, end) = line_around(region, at);
             if start < copied || !is_usage_chunk(&region[start..end]) {
                 continue;
@@ -378,7 +384,7 @@ enum Shape {
 }
 
 /// Bytes of an event stream read line by line for the estimate of an answer without usage.
-const SAMPLE: usize = 8 * 1024;
+const SAMPLE: usize = 2 * 1024;
 
 /// Reads one answer's usage from its body bytes as they pass.
 #[derive(Debug)]
@@ -484,6 +490,9 @@ impl UsageTap {
         }
         let mut done = 0;
         for at in usage_finder().find_iter(region) {
+            if value_after(region, at, USAGE_KEY.len()).is_none() {
+                continue;
+            }
             let (start, end) = line_around(region, at);
             if start >= done {
                 self.line(&region[start..end], false);
@@ -513,15 +522,18 @@ impl UsageTap {
         if data == b"[DONE]" || data.is_empty() {
             return;
         }
-        if !whole && usage_finder().find(data).is_none() {
+        if whole {
+            self.text_bytes += text_bytes(data);
+        }
+        let has_usage = usage_finder()
+            .find_iter(data)
+            .any(|at| value_after(data, at, USAGE_KEY.len()).is_some());
+        if !has_usage {
             return;
         }
         if let Ok(event) = serde_json::from_slice::<Answer>(data) {
             if let Some(usage) = event.reported() {
                 self.reported = Some(usage);
-            }
-            if whole {
-                self.text_bytes += event.text_chars();
             }
         }
     }

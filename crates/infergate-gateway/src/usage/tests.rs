@@ -24,7 +24,9 @@ fn long_stream() -> String {
             "data: {{\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"w{i:03}\"}}}}]}}\n\n"
         ));
     }
-    let usage = CHAT_STREAM.find("data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"choices\":[],").expect("usage");
+    let usage = CHAT_STREAM
+        .find("data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"choices\":[],")
+        .expect("usage");
     out.push_str(&CHAT_STREAM[usage..]);
     out
 }
@@ -301,4 +303,22 @@ proptest! {
         filter.finish(&mut out);
         prop_assert_eq!(out, body);
     }
+}
+
+/// OpenAI sends `"usage":null` in every chunk of a stream that asked for usage: those are
+/// neither parsed for usage nor dropped.
+#[test]
+fn null_usage_in_every_chunk_is_passed_over() {
+    let stream = CHAT_STREAM.replace("\"choices\":[{", "\"usage\":null,\"choices\":[{");
+    assert_eq!(stream.matches("\"usage\":null").count(), 3);
+    let mut t = tap("/s/chat/completions", "text/event-stream", Framing::Plain);
+    t.feed(stream.as_bytes());
+    assert_eq!(t.finish(true).total, 14);
+    let mut filter = UsageChunkFilter::default();
+    let mut out = Vec::new();
+    filter.push(stream.as_bytes(), &mut out);
+    filter.finish(&mut out);
+    let out = String::from_utf8(out).expect("utf-8");
+    assert_eq!(out.matches("\"usage\":null").count(), 3);
+    assert!(!out.contains("\"total_tokens\""), "{out}");
 }
