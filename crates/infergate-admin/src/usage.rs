@@ -63,13 +63,13 @@ pub struct UsageBucket {
 
 impl UsageBucket {
     fn add(&mut self, row: &UsageRow) {
-        self.calls += row.calls;
-        self.prompt_tokens += row.prompt_tokens;
-        self.completion_tokens += row.completion_tokens;
-        self.total_tokens += row.total_tokens;
-        self.reasoning_tokens += row.reasoning_tokens;
-        self.cached_tokens += row.cached_tokens;
-        self.estimated_calls += row.estimated_calls;
+        self.calls = self.calls.saturating_add(row.calls);
+        self.prompt_tokens = self.prompt_tokens.saturating_add(row.prompt_tokens);
+        self.completion_tokens = self.completion_tokens.saturating_add(row.completion_tokens);
+        self.total_tokens = self.total_tokens.saturating_add(row.total_tokens);
+        self.reasoning_tokens = self.reasoning_tokens.saturating_add(row.reasoning_tokens);
+        self.cached_tokens = self.cached_tokens.saturating_add(row.cached_tokens);
+        self.estimated_calls = self.estimated_calls.saturating_add(row.estimated_calls);
     }
 }
 

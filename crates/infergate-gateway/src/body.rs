@@ -176,10 +176,9 @@ impl Observed {
         }
     }
 
-    /// `whole`: the stream ended (rather than being dropped).
-    fn complete(&mut self, whole: bool) {
+    fn complete(&mut self) {
         if let Some(finish) = self.finish.take() {
-            let usage = self.tap.take().map(|tap| tap.finish(whole));
+            let usage = self.tap.take().map(UsageTap::finish);
             finish(self.bytes, usage);
         }
     }
@@ -230,7 +229,7 @@ impl hyper::body::Body for Observed {
                             continue;
                         }
                     }
-                    this.complete(true);
+                    this.complete();
                     return Poll::Ready(None);
                 }
                 other => return other,
@@ -256,7 +255,6 @@ impl hyper::body::Body for Observed {
 impl Drop for Observed {
     fn drop(&mut self) {
         // hyper stops polling a body that says it has ended, so its end may come as a drop.
-        let whole = self.inner.is_end_stream();
-        self.complete(whole);
+        self.complete();
     }
 }

@@ -539,6 +539,9 @@ pub(crate) struct ClientHeaders {
     /// The client's `Connection` values, joined by commas.
     listed: SmallVec<[u8; 32]>,
     upgrade: bool,
+    /// The answer must come unencoded (a model call whose usage is read): the client's
+    /// `Accept-Encoding` stays here and the upstream is asked for `identity`.
+    unencoded: bool,
 }
 
 impl ClientHeaders {
@@ -553,7 +556,17 @@ impl ClientHeaders {
             listed.extend_from_slice(value);
         }
         let upgrade = has_upgrade && tokens(&listed).any(|t| t.eq_ignore_ascii_case(b"upgrade"));
-        Self { listed, upgrade }
+        Self {
+            listed,
+            upgrade,
+            unencoded: false,
+        }
+    }
+
+    /// The same rules, asking the upstream for an unencoded answer when `unencoded`.
+    pub(crate) fn unencoded(mut self, unencoded: bool) -> Self {
+        self.unencoded = unencoded;
+        self
     }
 
     /// Whether the request asks to upgrade its connection (`Upgrade`, and `Connection:
@@ -568,6 +581,7 @@ impl ClientHeaders {
         let kind = named(name);
         forwards_header(kind, value, self.upgrade)
             && !(removable_by_connection(kind) && self.lists(name))
+            && !(self.unencoded && name.eq_ignore_ascii_case(b"accept-encoding"))
     }
 
     fn lists(&self, name: &[u8]) -> bool {
@@ -632,6 +646,9 @@ impl Forwarded<'_> {
     ) {
         if client.upgrade {
             set(&http::header::CONNECTION, b"upgrade");
+        }
+        if client.unencoded {
+            set(&http::header::ACCEPT_ENCODING, b"identity");
         }
         if let Some(host) = host {
             set(&X_FORWARDED_HOST, host);

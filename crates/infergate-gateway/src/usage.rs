@@ -76,24 +76,38 @@ struct Answer {
     response: Option<Box<Answer>>,
 }
 
+/// The most tokens one call is counted for: no model call comes near, and sums of many
+/// calls then cannot overflow anywhere they are stored.
+pub const MAX_CALL_TOKENS: u64 = 1 << 32;
+
 impl Reported {
+    /// Whether any count is there (an object named `usage` without one is something else).
+    fn says_anything(&self) -> bool {
+        self.prompt_tokens.is_some()
+            || self.completion_tokens.is_some()
+            || self.total_tokens.is_some()
+    }
+
     fn usage(&self) -> Usage {
-        let prompt = self.prompt_tokens.unwrap_or(0);
-        let completion = self.completion_tokens.unwrap_or(0);
+        let count = |n: Option<u64>| n.unwrap_or(0).min(MAX_CALL_TOKENS);
+        let prompt = count(self.prompt_tokens);
+        let completion = count(self.completion_tokens);
         Usage {
             prompt,
             completion,
-            total: self.total_tokens.unwrap_or(prompt + completion),
-            reasoning: self
-                .completion_tokens_details
-                .as_ref()
-                .and_then(|d| d.reasoning_tokens)
-                .unwrap_or(0),
-            cached: self
-                .prompt_tokens_details
-                .as_ref()
-                .and_then(|d| d.cached_tokens)
-                .unwrap_or(0),
+            total: self
+                .total_tokens
+                .map_or(prompt + completion, |t| t.min(2 * MAX_CALL_TOKENS)),
+            reasoning: count(
+                self.completion_tokens_details
+                    .as_ref()
+                    .and_then(|d| d.reasoning_tokens),
+            ),
+            cached: count(
+                self.prompt_tokens_details
+                    .as_ref()
+                    .and_then(|d| d.cached_tokens),
+            ),
             estimated: false,
         }
     }
@@ -134,6 +148,10 @@ pub fn ask_for_usage(path: &str, body: &[u8]) -> Option<Vec<u8>> {
     }
     // Cheap before the parse: a request that never says `"stream"` is not streamed.
     memchr::memmem::find(body, b"\"stream\"")?;
+    // Any `stream_options` (even `null`) is the client's: never a second key.
+    if memchr::memmem::find(body, b"\"stream_options\"").is_some() {
+        return None;
+    }
     let request: StreamRequest = serde_json::from_slice(body).ok()?;
     if request.stream != Some(true) || request.stream_options.is_some() {
         return None;
@@ -173,11 +191,13 @@ fn value_after(bytes: &[u8], at: usize, key_len: usize) -> Option<&[u8]> {
 /// `"reasoning_content"`, `"text"` and (the responses API's deltas) `"delta"`, found by
 /// scanning rather than parsing.
 fn text_bytes(data: &[u8]) -> usize {
-    const KEYS: [&[u8]; 4] = [
+    const KEYS: [&[u8]; 5] = [
         b"\"content\"",
         b"\"reasoning_content\"",
         b"\"text\"",
         b"\"delta\"",
+        // Tool calls' arguments, streamed in pieces.
+        b"\"arguments\"",
     ];
     let mut total = 0;
     for key in KEYS {
@@ -253,6 +273,10 @@ impl UsageChunkFilter {
     pub fn push(&mut self, bytes: &[u8], out: &mut Vec<u8>) {
         let Some(first_end) = memchr::memchr(b'\n', bytes) else {
             self.held.extend_from_slice(bytes);
+            if self.held.len() > MAX_LINE {
+                // No event line is this long: it passes, unread, and nothing is held.
+                out.append(&mut self.held);
+            }
             return;
         };
         // The held line ends here.
@@ -538,9 +562,9 @@ impl UsageTap {
         }
     }
 
-    /// The usage of the answer, once it has ended (`complete`: the whole body was relayed).
-    /// An answer without reported usage is estimated from what was relayed.
-    pub fn finish(mut self, complete: bool) -> Usage {
+    /// The usage of the answer, once it has ended or been cut short. An answer without
+    /// reported usage is estimated from what was relayed.
+    pub fn finish(mut self) -> Usage {
         if let Shape::Events {
             partial, overflow, ..
         } = &mut self.shape
@@ -551,8 +575,9 @@ impl UsageTap {
             }
         }
         let reported = match &self.shape {
-            Shape::Json { head, tail, gap } if complete => json_usage(head, tail, *gap),
-            Shape::Json { .. } => None,
+            // A document that parses whole says its usage, even if the relay did not end
+            // (the client may leave after the last byte it needed).
+            Shape::Json { head, tail, gap } => json_usage(head, tail, *gap),
             Shape::Events { .. } => self.reported,
         };
         match reported {
@@ -603,7 +628,9 @@ fn usage_object(bytes: &[u8]) -> Option<Usage> {
         if let Some(value) = rest.strip_prefix(b":") {
             let mut values = serde_json::Deserializer::from_slice(value).into_iter::<Reported>();
             if let Some(Ok(reported)) = values.next() {
-                return Some(reported.usage());
+                if reported.says_anything() {
+                    return Some(reported.usage());
+                }
             }
         }
     }
@@ -636,23 +663,25 @@ pub struct UsageCounts {
 
 impl UsageCounts {
     pub fn add(&mut self, usage: &Usage) {
-        self.calls += 1;
-        self.prompt += usage.prompt;
-        self.completion += usage.completion;
-        self.total += usage.total;
-        self.reasoning += usage.reasoning;
-        self.cached += usage.cached;
-        self.estimated_calls += u64::from(usage.estimated);
+        self.merge(&UsageCounts {
+            calls: 1,
+            prompt: usage.prompt,
+            completion: usage.completion,
+            total: usage.total,
+            reasoning: usage.reasoning,
+            cached: usage.cached,
+            estimated_calls: u64::from(usage.estimated),
+        });
     }
 
     pub fn merge(&mut self, other: &UsageCounts) {
-        self.calls += other.calls;
-        self.prompt += other.prompt;
-        self.completion += other.completion;
-        self.total += other.total;
-        self.reasoning += other.reasoning;
-        self.cached += other.cached;
-        self.estimated_calls += other.estimated_calls;
+        self.calls = self.calls.saturating_add(other.calls);
+        self.prompt = self.prompt.saturating_add(other.prompt);
+        self.completion = self.completion.saturating_add(other.completion);
+        self.total = self.total.saturating_add(other.total);
+        self.reasoning = self.reasoning.saturating_add(other.reasoning);
+        self.cached = self.cached.saturating_add(other.cached);
+        self.estimated_calls = self.estimated_calls.saturating_add(other.estimated_calls);
     }
 }
 

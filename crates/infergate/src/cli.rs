@@ -137,7 +137,7 @@ pub enum Command {
     },
     /// Log in to a management API and save the token (mode 0600).
     #[command(
-        after_help = "Examples:\n  infergate login --url http://127.0.0.1:8081 --user admin\n  INFERGATE_PASSWORD=… infergate login --url http://10.0.0.2:8081 --user ops --project team-a"
+        after_help = "Examples:\n  infergate login --url http://127.0.0.1:8081 --user admin\n  INFERGATE_PASSWORD=… infergate login --url http://10.0.0.2:8081 --user ops --project-name team-a"
     )]
     Login(LoginArgs),
     /// Revoke the saved token on the server and forget it here.

@@ -236,10 +236,10 @@ async fn tokens_are_counted_as_the_model_server_reports_them() {
     );
 }
 
-/// An event stream that ends with the connection: the gateway sends it chunked, without
-/// the usage chunk it asked for, and counts that chunk's usage.
+/// Event streams that end with the connection, or are framed by their length: the gateway
+/// sends them chunked, without the usage chunk it asked for, and counts that chunk's usage.
 #[tokio::test]
-async fn a_stream_ending_with_the_connection_is_filtered_too() {
+async fn streams_of_every_framing_are_filtered() {
     let raw = common::upstream::start_raw().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let access_log = dir.path().join("access.log");
@@ -251,24 +251,31 @@ async fn a_stream_ending_with_the_connection_is_filtered_too() {
     .await;
     let admin = Admin::login(&server).await;
     let (sid, _api, _app, code) = admin.app_code_setup(&raw.url, "raw_app").await;
-    let answer = reqwest::Client::new()
-        .post(format!(
-            "{}/v1/infers/{sid}/raw/sse/chat/completions",
-            server.gateway
-        ))
-        .header("X-Apig-AppCode", &code)
-        .json(&json!({"model": "m", "stream": true, "messages": []}))
-        .send()
-        .await
-        .expect("call");
-    assert_eq!(answer.status().as_u16(), 200);
-    assert_eq!(
-        answer.text().await.expect("events"),
-        "data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\ndata: [DONE]\n\n"
-    );
-    let tokens = call_lines(&access_log, 1).await[0]["tokens"].clone();
-    assert_eq!(tokens["total"], 3, "{tokens}");
-    assert_eq!(tokens["estimated"], false);
+    let http = reqwest::Client::new();
+    for (i, path) in [
+        "/raw/sse/chat/completions",
+        "/raw/sse-length/chat/completions",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let answer = http
+            .post(format!("{}/v1/infers/{sid}{path}", server.gateway))
+            .header("X-Apig-AppCode", &code)
+            .json(&json!({"model": "m", "stream": true, "messages": []}))
+            .send()
+            .await
+            .expect("call");
+        assert_eq!(answer.status().as_u16(), 200);
+        assert_eq!(
+            answer.text().await.expect("events"),
+            "data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\ndata: [DONE]\n\n",
+            "{path}"
+        );
+        let tokens = call_lines(&access_log, i + 1).await[i]["tokens"].clone();
+        assert_eq!(tokens["total"], 3, "{path}: {tokens}");
+        assert_eq!(tokens["estimated"], false);
+    }
 }
 
 /// A service with `usage_accounting: false`: the request reaches the model server as the

@@ -264,6 +264,7 @@ pub(super) fn request_bytes(
     forwarded: &Forwarded<'_>,
     framing: RequestFraming,
     body: &[u8],
+    unencoded: bool,
     out: &mut Vec<u8>,
 ) {
     out.clear();
@@ -275,7 +276,7 @@ pub(super) fn request_bytes(
     out.extend_from_slice(upstream.authority.as_bytes());
     out.extend_from_slice(b"\r\n");
     // The fast path takes no upgrade.
-    let client = ClientHeaders::new(head.headers.values("connection"), false);
+    let client = ClientHeaders::new(head.headers.values("connection"), false).unencoded(unencoded);
     let mut lines = LineCopier::new(head.headers.head);
     for header in head.headers.lines {
         if client.forwards(header.name.as_bytes(), header.value) {

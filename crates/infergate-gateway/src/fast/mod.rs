@@ -464,6 +464,7 @@ impl Gateway {
                 request_id: request_id.as_bytes(),
                 rate_limit: rate_limit.as_deref(),
                 model_call: record.model_call,
+                asked_usage: asked.is_some(),
             },
             pool: &self.fast_pool,
             head,
@@ -503,10 +504,11 @@ impl Gateway {
         out.extend_from_slice(b"\r\n");
         let filtering = asked.is_some()
             && head.media == Media::EventStream
-            && matches!(
-                head.framing,
-                ResponseFraming::Chunked | ResponseFraming::UntilClose
-            );
+            && (head.rechunked
+                || matches!(
+                    head.framing,
+                    ResponseFraming::Chunked | ResponseFraming::UntilClose
+                ));
         let mut tap = if record.model_call {
             // Filtered bodies reach the tap decoded.
             let framing = match head.framing {
@@ -525,7 +527,7 @@ impl Gateway {
             }
             (_, tap) => up.relay(client.stream, &mut out, head.framing, tap).await,
         };
-        record.usage = tap.map(|tap| tap.finish(relayed.is_ok()));
+        record.usage = tap.map(UsageTap::finish);
         client.scratch.keep(request, out);
         let ended = match relayed {
             Ok((sent, waited)) => {
@@ -579,6 +581,7 @@ impl Attempts for FastAttempts<'_, '_, '_> {
             &self.forwarded,
             self.framing,
             self.body,
+            self.own.model_call,
             self.request,
         );
         let held = self

@@ -35,6 +35,9 @@ pub(super) struct ClientHead {
     pub keep_alive: bool,
     /// The answer's media, read for a model call only.
     pub media: Media,
+    /// A length-framed event stream sent to the client chunked, so the usage chunk the
+    /// gateway asked for can be left out.
+    pub rechunked: bool,
 }
 
 /// The lines the gateway adds to every response head it relays.
@@ -45,6 +48,8 @@ pub(crate) struct OwnLines<'a> {
     pub rate_limit: Option<&'a RateLimitFields>,
     /// Whether the call is a model API's, whose answer's media matters.
     pub model_call: bool,
+    /// Whether the gateway asked the upstream for usage the client did not ask for.
+    pub asked_usage: bool,
 }
 
 /// Writes a parsed response head for the client as [`http_rules::response_head`] decides
@@ -81,20 +86,28 @@ pub(super) fn client_head(
     out.extend_from_slice(reason.unwrap_or("").as_bytes());
     out.extend_from_slice(b"\r\n");
     let relays_codings = decided.framing == ResponseFraming::Chunked;
+    let media = if own.model_call {
+        res.headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case("content-type"))
+            .map_or(Media::Other, |h| Media::of(h.value))
+    } else {
+        Media::Other
+    };
+    let rechunked = own.asked_usage
+        && media == Media::EventStream
+        && matches!(decided.framing, ResponseFraming::Length(_));
     let mut copier = LineCopier::new(raw);
-    let mut media = Media::Other;
     for header in res.headers.iter() {
         let name = header.name.as_bytes();
-        if own.model_call && name.eq_ignore_ascii_case(b"content-type") {
-            media = Media::of(header.value);
-        }
         let coding = relays_codings && name.eq_ignore_ascii_case(b"transfer-encoding");
-        if coding || decided.lines.forwards(name) {
+        let length = rechunked && name.eq_ignore_ascii_case(b"content-length");
+        if coding || (decided.lines.forwards(name) && !length) {
             copier.keep(&mut out, header);
         }
     }
     copier.flush(&mut out);
-    if decided.framing == ResponseFraming::UntilClose {
+    if decided.framing == ResponseFraming::UntilClose || rechunked {
         out.extend_from_slice(b"transfer-encoding: chunked\r\n");
     }
     out.extend_from_slice(b"x-request-id: ");
@@ -110,6 +123,7 @@ pub(super) fn client_head(
         framing: decided.framing,
         keep_alive: decided.keep_alive,
         media,
+        rechunked,
     })
 }
 
@@ -331,6 +345,10 @@ impl UpstreamConn {
         let mut waited = false;
         let mut chunked = ChunkedEnd::default();
         let mut decoder = Dechunk::default();
+        let mut left = match framing {
+            ResponseFraming::Length(total) => total,
+            _ => 0,
+        };
         let mut decoded = Vec::new();
         let mut passed = Vec::new();
         // An until-close body has ended when the upstream closed.
@@ -343,6 +361,16 @@ impl UpstreamConn {
                     decoder.decode(&self.buf[..take], |data| decoded.extend_from_slice(data));
                     self.buf.advance(take);
                     chunked.done()
+                }
+                ResponseFraming::Length(_) => {
+                    let take = self
+                        .buf
+                        .len()
+                        .min(usize::try_from(left).unwrap_or(usize::MAX));
+                    decoded.extend_from_slice(&self.buf[..take]);
+                    self.buf.advance(take);
+                    left -= take as u64;
+                    left == 0
                 }
                 _ => {
                     decoded.extend_from_slice(&self.buf);

@@ -204,6 +204,7 @@ fn forwarded_bytes(text: &[u8], caller: &Caller, upstream: &Upstream, api_path: 
         &forwarded,
         parsed.framing,
         body,
+        false,
         &mut out,
     );
     String::from_utf8(out).expect("text")
@@ -308,6 +309,7 @@ fn parse_response(raw: &[u8], head_only: bool) -> Result<ClientHead, String> {
             request_id: b"rid",
             rate_limit: None,
             model_call: true,
+            asked_usage: false,
         },
         Vec::new(),
     )
@@ -610,6 +612,7 @@ proptest! {
             &forwarded(&caller, &conn),
             parsed.framing,
             &body,
+            false,
             &mut out,
         );
         let (lines, len) = upstream_parse(&out);

@@ -79,7 +79,8 @@ impl Gateway {
                 .iter()
                 .map(HeaderValue::as_bytes),
             parts.headers.contains_key(header::UPGRADE),
-        );
+        )
+        .unencoded(record.model_call);
         let client_upgrade = if client.upgrade() {
             parts.extensions.remove::<hyper::upgrade::OnUpgrade>()
         } else {

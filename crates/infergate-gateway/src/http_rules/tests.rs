@@ -396,3 +396,29 @@ fn upstream_targets_replace_the_api_path_by_the_base_path() {
     assert_eq!(target("", api, api, Some("q")), "/?q");
     assert_eq!(target("", api, "/v1/infers/s/x%20y", None), "/x%20y");
 }
+
+#[test]
+fn model_calls_ask_for_unencoded_answers() {
+    let rules = ClientHeaders::new(std::iter::empty(), false).unencoded(true);
+    assert!(!rules.forwards(b"Accept-Encoding", b"gzip, br"));
+    assert!(rules.forwards(b"accept", b"text/event-stream"));
+    let plain = ClientHeaders::new(std::iter::empty(), false);
+    assert!(plain.forwards(b"accept-encoding", b"gzip"));
+    let conn = ConnInfo::new("127.0.0.1:5000".parse().expect("addr"), false);
+    let caller = crate::authn::Caller::Anonymous;
+    let forwarded = Forwarded {
+        api_id: "a",
+        caller: &caller,
+        conn: &conn,
+        request_id: b"r",
+        hops: 1,
+    };
+    let mut set = Vec::new();
+    forwarded.set_forwarded_headers(&rules, None, std::iter::empty(), |name, value| {
+        set.push((name.as_str().to_owned(), value.to_vec()))
+    });
+    assert!(
+        set.contains(&("accept-encoding".to_owned(), b"identity".to_vec())),
+        "{set:?}"
+    );
+}

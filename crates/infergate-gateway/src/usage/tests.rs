@@ -75,7 +75,7 @@ fn a_json_answer_gives_its_usage_with_reasoning_and_cache() {
     t.feed(br#"{"id":"x","choices":[{"message":{"content":"hi"}}],"usage":{"prompt_tokens":9,"completion_tokens":30,"total_tokens":39,"#);
     t.feed(br#""completion_tokens_details":{"reasoning_tokens":21},"prompt_tokens_details":{"cached_tokens":4}}}"#);
     assert_eq!(
-        t.finish(true),
+        t.finish(),
         Usage {
             prompt: 9,
             completion: 30,
@@ -103,7 +103,7 @@ fn a_large_json_answer_is_read_from_its_ends_in_bounded_memory() {
             assert!(head.len() + tail.len() <= 3 * JSON_END);
         }
     }
-    let usage = t.finish(true);
+    let usage = t.finish();
     assert_eq!(
         (usage.prompt, usage.total, usage.estimated),
         (42, 42, false)
@@ -113,19 +113,19 @@ fn a_large_json_answer_is_read_from_its_ends_in_bounded_memory() {
         format!("{{\"usage\":{{\"prompt_tokens\":7,\"total_tokens\":7}},\"data\":[{data}]}}");
     let mut t = tap("/s/embeddings", "application/json", Framing::Plain);
     t.feed(first.as_bytes());
-    assert_eq!(t.finish(true).total, 7);
+    assert_eq!(t.finish().total, 7);
     // A `"usage"` inside a string is not a key.
     let tricky = format!("{{\"data\":[{data}],\"text\":\"say \\\"usage\\\": {{\\\"total_tokens\\\": 999}}\",\"usage\":{{\"prompt_tokens\":3,\"total_tokens\":3}}}}");
     let mut t = tap("/s/embeddings", "application/json", Framing::Plain);
     t.feed(tricky.as_bytes());
-    assert_eq!(t.finish(true).total, 3);
+    assert_eq!(t.finish().total, 3);
 }
 
 #[test]
 fn the_responses_api_names_are_read() {
     let mut t = tap("/s/responses", "application/json", Framing::Plain);
     t.feed(br#"{"object":"response","usage":{"input_tokens":5,"output_tokens":7,"total_tokens":12,"output_tokens_details":{"reasoning_tokens":3}}}"#);
-    let usage = t.finish(true);
+    let usage = t.finish();
     assert_eq!(
         (usage.prompt, usage.completion, usage.total, usage.reasoning),
         (5, 7, 12, 3)
@@ -134,7 +134,7 @@ fn the_responses_api_names_are_read() {
     let mut t = tap("/s/responses", "text/event-stream", Framing::Plain);
     t.feed(b"event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"delta\":\"Hi\"}\n\n");
     t.feed(b"event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{\"usage\":{\"input_tokens\":5,\"output_tokens\":1,\"total_tokens\":6}}}\n\n");
-    assert_eq!(t.finish(true).total, 6);
+    assert_eq!(t.finish().total, 6);
 }
 
 #[test]
@@ -142,7 +142,7 @@ fn a_stream_gives_the_usage_of_its_last_usage_chunk() {
     let mut t = tap("/s/chat/completions", "text/event-stream", Framing::Plain);
     t.feed(CHAT_STREAM.as_bytes());
     assert_eq!(
-        t.finish(true),
+        t.finish(),
         Usage {
             prompt: 12,
             completion: 2,
@@ -160,7 +160,7 @@ fn a_long_stream_cut_short_is_estimated_from_its_sample() {
     let cut = stream.find("\"usage\"").expect("usage");
     let mut t = tap("/s/chat/completions", "text/event-stream", Framing::Plain);
     t.feed(&stream.as_bytes()[..cut]);
-    let usage = t.finish(false);
+    let usage = t.finish();
     // 300 words of 4 bytes: 1200 bytes, 300 tokens; the estimate scales the sample's share.
     assert!(usage.estimated);
     assert!((270..=330).contains(&usage.completion), "{usage:?}");
@@ -171,7 +171,7 @@ fn a_stream_cut_short_is_estimated_from_the_relayed_text() {
     let mut t = tap("/s/chat/completions", "text/event-stream", Framing::Plain);
     let cut = CHAT_STREAM.find("\"usage\"").expect("usage chunk");
     t.feed(&CHAT_STREAM.as_bytes()[..cut]);
-    let usage = t.finish(false);
+    let usage = t.finish();
     // "Hello there" is 11 bytes: 3 tokens; 400 request bytes: 100.
     assert_eq!(
         usage,
@@ -186,7 +186,7 @@ fn a_stream_cut_short_is_estimated_from_the_relayed_text() {
     // A JSON answer cut short has nothing to read.
     let mut t = tap("/s/completions", "application/json", Framing::Plain);
     t.feed(br#"{"usage":{"prompt_tokens":1,"#);
-    assert!(t.finish(false).estimated);
+    assert!(t.finish().estimated);
 }
 
 proptest! {
@@ -210,7 +210,7 @@ proptest! {
             t.feed(&body[from..cut]);
             from = cut;
         }
-        let usage = t.finish(true);
+        let usage = t.finish();
         prop_assert_eq!((usage.prompt, usage.completion, usage.total, usage.cached, usage.estimated), (12, 2, 14, 8, false));
     }
 
@@ -221,7 +221,7 @@ proptest! {
         for content_type in ["text/event-stream", "application/json"] {
             let mut t = tap("/s/chat/completions", content_type, framing);
             t.feed(&body);
-            let _ = t.finish(true);
+            let _ = t.finish();
         }
     }
 }
@@ -313,7 +313,7 @@ fn null_usage_in_every_chunk_is_passed_over() {
     assert_eq!(stream.matches("\"usage\":null").count(), 3);
     let mut t = tap("/s/chat/completions", "text/event-stream", Framing::Plain);
     t.feed(stream.as_bytes());
-    assert_eq!(t.finish(true).total, 14);
+    assert_eq!(t.finish().total, 14);
     let mut filter = UsageChunkFilter::default();
     let mut out = Vec::new();
     filter.push(stream.as_bytes(), &mut out);
@@ -321,4 +321,42 @@ fn null_usage_in_every_chunk_is_passed_over() {
     let out = String::from_utf8(out).expect("utf-8");
     assert_eq!(out.matches("\"usage\":null").count(), 3);
     assert!(!out.contains("\"total_tokens\""), "{out}");
+}
+
+#[test]
+fn hostile_answers_stay_bounded() {
+    // A line without end never grows the filter past the longest line.
+    let mut filter = UsageChunkFilter::default();
+    let mut out = Vec::new();
+    let piece = vec![b'x'; 64 * 1024];
+    for _ in 0..(MAX_LINE / piece.len() + 2) {
+        filter.push(&piece, &mut out);
+        assert!(filter.held.len() <= MAX_LINE);
+    }
+    filter.finish(&mut out);
+    assert_eq!(out.len(), piece.len() * (MAX_LINE / piece.len() + 2));
+    // Absurd counts are held to what one call can be.
+    let mut t = tap("/s/chat/completions", "application/json", Framing::Plain);
+    t.feed(br#"{"usage":{"prompt_tokens":18446744073709551615,"completion_tokens":18446744073709551615,"total_tokens":18446744073709551615}}"#);
+    let usage = t.finish();
+    assert_eq!(
+        (usage.prompt, usage.completion),
+        (MAX_CALL_TOKENS, MAX_CALL_TOKENS)
+    );
+    let mut sums = UsageCounts::default();
+    for _ in 0..1000 {
+        sums.add(&usage);
+    }
+    assert!(sums.total < i64::MAX as u64);
+    // An object named usage that says nothing is not the usage.
+    assert!(usage_object(
+        br#"{"usage":{"prompt_tokens":5,"total_tokens":5},"x":{"usage":{"type":"string"}}}"#
+    )
+    .is_some_and(|u| u.total == 5));
+}
+
+#[test]
+fn a_null_stream_options_is_the_clients() {
+    let path = "/v1/infers/s/chat/completions";
+    assert!(ask_for_usage(path, br#"{"stream": true, "stream_options": null}"#).is_none());
 }

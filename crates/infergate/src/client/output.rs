@@ -57,11 +57,29 @@ impl Table {
     }
 }
 
-/// A cell: strings bare, arrays joined with `,`, null empty, others as JSON.
+/// Text from the server with its control characters escaped (`\u{1b}`, `\n`): it cannot
+/// move the cursor, retitle the terminal or fake table rows.
+fn printable(text: &str) -> String {
+    if !text.chars().any(char::is_control) {
+        return text.to_owned();
+    }
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
+/// A cell: strings bare (control characters escaped), arrays joined with `,`, null empty,
+/// others as JSON.
 pub fn cell(value: &Value) -> String {
     match value {
         Value::Null => String::new(),
-        Value::String(s) => s.clone(),
+        Value::String(s) => printable(s),
         Value::Array(items) => items.iter().map(cell).collect::<Vec<_>>().join(","),
         other => other.to_string(),
     }
@@ -177,6 +195,15 @@ mod tests {
              23abe056f6ca5fb0704b7a1525999c94  app_demo01  1     c1,c2\n\
              0f                                a           0\n"
         );
+    }
+
+    #[test]
+    fn control_characters_are_shown_escaped() {
+        assert_eq!(
+            cell(&json!("hi\u{1b}[31mRED\u{1b}]0;T\u{7}\r\nFAKE")),
+            "hi\\u{1b}[31mRED\\u{1b}]0;T\\u{7}\\r\\nFAKE"
+        );
+        assert_eq!(cell(&json!("plain é")), "plain é");
     }
 
     #[test]

@@ -195,6 +195,14 @@ fn raw_answer(method: &str, path: &str) -> (&'static [u8], bool) {
             true,
         ),
         (_, "/raw/nocontent") => (b"HTTP/1.1 204 No Content\r\n\r\n", false),
+        // The same stream framed by its length.
+        (_, "/raw/sse-length/chat/completions") => (
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nContent-Length: 151\r\n\r\n\
+              data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\n\
+              data: {\"choices\":[],\"usage\":{\"prompt_tokens\":2,\"completion_tokens\":1,\"total_tokens\":3}}\n\n\
+              data: [DONE]\n\n",
+            false,
+        ),
         // A model server's event stream that ends with the connection, usage chunk included.
         (_, "/raw/sse/chat/completions") => (
             b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n\
