@@ -226,7 +226,7 @@ impl Upstream {
 #[derive(Debug)]
 pub struct ServiceRoute {
     pub id: String,
-    pub project_id: String,
+    pub project_id: Arc<str>,
     pub upstreams: Vec<Upstream>,
     pub timeout: Duration,
     /// Whether its model calls are read for token usage.
@@ -428,7 +428,7 @@ fn service_route(s: &Service, problems: &mut Vec<String>) -> Arc<ServiceRoute> {
         .collect();
     Arc::new(ServiceRoute {
         id: s.id.clone(),
-        project_id: s.project_id.clone(),
+        project_id: Arc::from(s.project_id.as_str()),
         upstreams,
         timeout: Duration::from_millis(s.timeout_ms),
         usage_accounting: s.usage_accounting,

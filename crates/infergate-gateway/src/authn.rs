@@ -276,7 +276,7 @@ fn authenticate_iam<H: HeaderSource + ?Sized>(
     request: &CallRequest<'_, H>,
     now: DateTime<Utc>,
 ) -> Result<Caller, GatewayError> {
-    let project = &api.service.project_id;
+    let project: &str = &api.service.project_id;
     let user_id = match presented {
         Presented::Token(token) => {
             let codec = snapshot

@@ -55,18 +55,22 @@ impl Observers {
                 status.as_str(),
             );
             if let Some(usage) = &record.usage {
-                let count = |kind: &str, n: u64| {
-                    if n > 0 {
-                        m.tokens.with_label_values(&[api, app, kind]).inc_by(n);
-                    }
-                };
-                if usage.estimated {
-                    count("estimated", usage.total);
+                // By their place in `metrics::TOKEN_KINDS`.
+                let counts = if usage.estimated {
+                    [0, 0, 0, 0, usage.total]
                 } else {
-                    count("prompt", usage.prompt);
-                    count("completion", usage.completion);
-                    count("reasoning", usage.reasoning);
-                    count("cached", usage.cached);
+                    [
+                        usage.prompt,
+                        usage.completion,
+                        usage.reasoning,
+                        usage.cached,
+                        0,
+                    ]
+                };
+                for (kind, n) in counts.into_iter().enumerate() {
+                    if n > 0 {
+                        m.count_tokens(api, app, kind, n);
+                    }
                 }
             }
         }

@@ -276,7 +276,7 @@ impl Gateway {
         record.api_id = Some(api.api_id.clone());
         record.model_call &= api.service.usage_accounting;
         if record.model_call {
-            record.project_id = Some(Arc::from(api.service.project_id.as_str()));
+            record.project_id = Some(api.service.project_id.clone());
         }
         if !conn.tls
             && self.settings.require_https_for_app_code

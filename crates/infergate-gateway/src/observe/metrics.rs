@@ -45,6 +45,8 @@ struct Recent {
     duration: Option<Cached<Histogram>>,
     upstream: Option<Cached<Histogram>>,
     requests: Option<Cached<IntCounter>>,
+    /// One per kind of [`TOKEN_KINDS`].
+    tokens: [Option<Cached<IntCounter>>; 5],
 }
 
 impl Recent {
@@ -52,8 +54,12 @@ impl Recent {
         duration: None,
         upstream: None,
         requests: None,
+        tokens: [None, None, None, None, None],
     };
 }
+
+/// The `kind` labels of `infergate_gateway_tokens_total`.
+pub const TOKEN_KINDS: [&str; 5] = ["prompt", "completion", "reasoning", "cached", "estimated"];
 
 thread_local! {
     static RECENT: RefCell<Recent> = const { RefCell::new(Recent::EMPTY) };
@@ -220,6 +226,22 @@ impl GatewayMetrics {
     }
 
     /// Counts an answered call.
+    /// Adds `n` tokens of `TOKEN_KINDS[kind]` to an API's and app's count.
+    pub fn count_tokens(&self, api: &str, app: &str, kind: usize, n: u64) {
+        let Some(name) = TOKEN_KINDS.get(kind) else {
+            return;
+        };
+        self.recent(|r| {
+            with_cached(
+                &mut r.tokens[kind],
+                self.id,
+                &[api, app, name],
+                |l| self.tokens.with_label_values(l),
+                |counter| counter.inc_by(n),
+            );
+        });
+    }
+
     pub fn count_request(&self, api: &str, app: &str, method: &str, status: &str) {
         self.recent(|r| {
             with_cached(
