@@ -147,7 +147,11 @@ pub fn ask_for_usage(path: &str, body: &[u8]) -> Option<Vec<u8>> {
         return None;
     }
     // Cheap before the parse: a request that never says `"stream"` is not streamed.
-    memchr::memmem::find(body, b"\"stream\"")?;
+    static STREAM: std::sync::OnceLock<memchr::memmem::Finder<'static>> =
+        std::sync::OnceLock::new();
+    STREAM
+        .get_or_init(|| memchr::memmem::Finder::new(b"\"stream\""))
+        .find(body)?;
     // Any `stream_options` (even `null`) is the client's: never a second key.
     if memchr::memmem::find(body, b"\"stream_options\"").is_some() {
         return None;
@@ -191,17 +195,25 @@ fn value_after(bytes: &[u8], at: usize, key_len: usize) -> Option<&[u8]> {
 /// `"reasoning_content"`, `"text"` and (the responses API's deltas) `"delta"`, found by
 /// scanning rather than parsing.
 fn text_bytes(data: &[u8]) -> usize {
-    const KEYS: [&[u8]; 5] = [
-        b"\"content\"",
-        b"\"reasoning_content\"",
-        b"\"text\"",
-        b"\"delta\"",
-        // Tool calls' arguments, streamed in pieces.
-        b"\"arguments\"",
-    ];
+    static FINDERS: std::sync::OnceLock<Vec<memchr::memmem::Finder<'static>>> =
+        std::sync::OnceLock::new();
+    let finders = FINDERS.get_or_init(|| {
+        [
+            &b"\"content\""[..],
+            b"\"reasoning_content\"",
+            b"\"text\"",
+            b"\"delta\"",
+            // Tool calls' arguments, streamed in pieces.
+            b"\"arguments\"",
+        ]
+        .into_iter()
+        .map(memchr::memmem::Finder::new)
+        .collect()
+    });
     let mut total = 0;
-    for key in KEYS {
-        for at in memchr::memmem::find_iter(data, key) {
+    for finder in finders {
+        let key = finder.needle();
+        for at in finder.find_iter(data) {
             let Some(value) = value_after(data, at, key.len()) else {
                 continue;
             };
