@@ -408,12 +408,23 @@ impl ChunkedEnd {
 
     /// How many bytes of `input` belong to the body; fewer than all only once it ended.
     pub(crate) fn advance(&mut self, input: &[u8]) -> Result<usize, String> {
+        self.advance_with(input, |_| {})
+    }
+
+    /// [`ChunkedEnd::advance`], giving `data` each piece of chunk data passed (the body
+    /// decoded, for whoever reads it as it is relayed).
+    pub(crate) fn advance_with(
+        &mut self,
+        input: &[u8],
+        mut data: impl FnMut(&[u8]),
+    ) -> Result<usize, String> {
         let mut at = 0;
         while at < input.len() {
             match self.state {
                 ChunkState::Done => break,
                 ChunkState::Data(left) => {
                     let take = (input.len() - at).min(usize::try_from(left).unwrap_or(usize::MAX));
+                    data(&input[at..at + take]);
                     at += take;
                     let left = left - take as u64;
                     self.state = if left == 0 {

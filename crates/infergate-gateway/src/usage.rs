@@ -5,8 +5,8 @@
 //! relay writes anyway; it never holds one back. An answer cut short is counted from what
 //! was relayed: the completion estimated from the text of the relayed deltas, marked so.
 //!
-//! Both servers feed it: the fast path with the body bytes as they travel (de-chunked
-//! here when the upstream sent them chunked), the general server with each data frame.
+//! Both servers feed it the decoded body: the fast path as its relay takes the upstream's
+//! framing apart, the general server with each data frame.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -388,15 +388,6 @@ impl Media {
     }
 }
 
-/// How the body bytes given to [`UsageTap::feed`] are framed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Framing {
-    /// The body itself.
-    Plain,
-    /// HTTP/1.1 chunked coding, as relayed: the tap decodes it.
-    Chunked,
-}
-
 #[derive(Debug)]
 enum Shape {
     Json {
@@ -426,7 +417,6 @@ const SAMPLE: usize = 2 * 1024;
 #[derive(Debug)]
 pub struct UsageTap {
     shape: Shape,
-    dechunk: Option<Dechunk>,
     /// The last usage an event reported.
     reported: Option<Usage>,
     /// Bytes of generated text seen (for the estimate of an answer cut short).
@@ -438,7 +428,7 @@ pub struct UsageTap {
 impl UsageTap {
     /// A tap for an answer of `media` to a model call with `request_bytes` of body; `None`
     /// for answers that are neither JSON nor an event stream.
-    pub fn for_answer(media: Media, framing: Framing, request_bytes: usize) -> Option<Self> {
+    pub fn for_answer(media: Media, request_bytes: usize) -> Option<Self> {
         let shape = match media {
             Media::Json => Shape::Json {
                 head: Vec::new(),
@@ -455,22 +445,16 @@ impl UsageTap {
         };
         Some(Self {
             shape,
-            dechunk: (framing == Framing::Chunked).then(Dechunk::default),
             reported: None,
             text_bytes: 0,
             request_bytes,
         })
     }
 
-    /// Reads `bytes`, the next piece of the body as relayed.
+    /// Reads `bytes`, the next piece of the body (decoded: the relay takes chunked coding
+    /// apart as it checks it).
     pub fn feed(&mut self, bytes: &[u8]) {
-        match self.dechunk.take() {
-            Some(mut dechunk) => {
-                dechunk.decode(bytes, |data| self.feed_body(data));
-                self.dechunk = Some(dechunk);
-            }
-            None => self.feed_body(bytes),
-        }
+        self.feed_body(bytes);
     }
 
     fn feed_body(&mut self, bytes: &[u8]) {
@@ -721,87 +705,6 @@ impl UsageBook {
         let mut minutes = self.minutes.lock().unwrap_or_else(|e| e.into_inner());
         for (key, counts) in rows {
             minutes.entry(key).or_default().merge(&counts);
-        }
-    }
-}
-
-/// HTTP/1.1 chunked coding, decoded as it passes (the relay checks its framing; here a
-/// malformed size only stops the decoding).
-#[derive(Debug, Default)]
-pub struct Dechunk {
-    state: ChunkState,
-    size_line: Vec<u8>,
-    left: u64,
-}
-
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-enum ChunkState {
-    #[default]
-    Size,
-    Data,
-    /// The CRLF after a chunk's data.
-    DataEnd,
-    /// Trailers and the final CRLF, ignored.
-    Done,
-    Broken,
-}
-
-impl Dechunk {
-    /// Gives `out` the data of the chunks in `bytes`, the next bytes of the coded body.
-    pub fn decode(&mut self, mut bytes: &[u8], mut out: impl FnMut(&[u8])) {
-        while !bytes.is_empty() {
-            match self.state {
-                ChunkState::Size => match memchr::memchr(b'\n', bytes) {
-                    Some(at) => {
-                        self.size_line.extend_from_slice(&bytes[..at]);
-                        bytes = &bytes[at + 1..];
-                        let line = std::mem::take(&mut self.size_line);
-                        let digits = line
-                            .split(|b| *b == b';')
-                            .next()
-                            .unwrap_or(&[])
-                            .trim_ascii();
-                        let size = std::str::from_utf8(digits)
-                            .ok()
-                            .and_then(|s| u64::from_str_radix(s, 16).ok());
-                        self.state = match size {
-                            Some(0) => ChunkState::Done,
-                            Some(n) => {
-                                self.left = n;
-                                ChunkState::Data
-                            }
-                            None => ChunkState::Broken,
-                        };
-                    }
-                    None => {
-                        if self.size_line.len() + bytes.len() > 1024 {
-                            self.state = ChunkState::Broken;
-                        } else {
-                            self.size_line.extend_from_slice(bytes);
-                        }
-                        return;
-                    }
-                },
-                ChunkState::Data => {
-                    let take = bytes
-                        .len()
-                        .min(usize::try_from(self.left).unwrap_or(usize::MAX));
-                    out(&bytes[..take]);
-                    bytes = &bytes[take..];
-                    self.left -= take as u64;
-                    if self.left == 0 {
-                        self.state = ChunkState::DataEnd;
-                    }
-                }
-                ChunkState::DataEnd => match memchr::memchr(b'\n', bytes) {
-                    Some(at) => {
-                        bytes = &bytes[at + 1..];
-                        self.state = ChunkState::Size;
-                    }
-                    None => return,
-                },
-                ChunkState::Done | ChunkState::Broken => return,
-            }
         }
     }
 }

@@ -28,7 +28,7 @@ use crate::http_rules::{Forwarded, RequestFraming, ResponseFraming};
 use crate::phases::{BodySeen, CallRecord, Head, SharedCount};
 use crate::upstreams::pool::{Pool, Pooled};
 use crate::upstreams::{Answered, Attempt, Attempted, Attempts, Failure};
-use crate::usage::{Framing, Media, UsageChunkFilter, UsageTap};
+use crate::usage::{Media, UsageChunkFilter, UsageTap};
 use crate::Gateway;
 use head::{
     head_end, read_head, request_bytes, split_target, HeadEnd, HeadRead, Parsed, RawHeaders,
@@ -510,12 +510,7 @@ impl Gateway {
                     ResponseFraming::Chunked | ResponseFraming::UntilClose
                 ));
         let mut tap = if record.model_call {
-            // Filtered bodies reach the tap decoded.
-            let framing = match head.framing {
-                ResponseFraming::Chunked if !filtering => Framing::Chunked,
-                _ => Framing::Plain,
-            };
-            UsageTap::for_answer(head.media, framing, body.len())
+            UsageTap::for_answer(head.media, body.len())
         } else {
             None
         };

@@ -17,7 +17,7 @@ use crate::http_rules::{self, ChunkedEnd, ResponseFraming, MAX_HEADERS};
 use crate::throttle::RateLimitFields;
 use crate::upstreams::pool::{Pool, Pooled};
 use crate::upstreams::Failure;
-use crate::usage::{Dechunk, Media, UsageChunkFilter, UsageTap};
+use crate::usage::{Media, UsageChunkFilter, UsageTap};
 
 /// What is read at a time.
 pub(super) const READ_SIZE: usize = 16 * 1024;
@@ -268,11 +268,12 @@ impl UpstreamConn {
                     left == 0
                 }
                 ResponseFraming::Chunked => {
-                    let take = chunked.advance(&self.buf).map_err(RelayError::Upstream)?;
-                    out.extend_from_slice(&self.buf[..take]);
-                    if let Some(tap) = tap.as_deref_mut() {
-                        tap.feed(&self.buf[..take]);
+                    let take = match tap.as_deref_mut() {
+                        Some(tap) => chunked.advance_with(&self.buf, |data| tap.feed(data)),
+                        None => chunked.advance(&self.buf),
                     }
+                    .map_err(RelayError::Upstream)?;
+                    out.extend_from_slice(&self.buf[..take]);
                     self.buf.advance(take);
                     sent += take as u64;
                     chunked.done()
@@ -344,7 +345,6 @@ impl UpstreamConn {
         let mut sent = 0u64;
         let mut waited = false;
         let mut chunked = ChunkedEnd::default();
-        let mut decoder = Dechunk::default();
         let mut left = match framing {
             ResponseFraming::Length(total) => total,
             _ => 0,
@@ -357,8 +357,9 @@ impl UpstreamConn {
             decoded.clear();
             let ended = match framing {
                 ResponseFraming::Chunked => {
-                    let take = chunked.advance(&self.buf).map_err(RelayError::Upstream)?;
-                    decoder.decode(&self.buf[..take], |data| decoded.extend_from_slice(data));
+                    let take = chunked
+                        .advance_with(&self.buf, |data| decoded.extend_from_slice(data))
+                        .map_err(RelayError::Upstream)?;
                     self.buf.advance(take);
                     chunked.done()
                 }

@@ -19,7 +19,7 @@ use crate::error::{ErrorAnswer, GatewayError};
 use crate::http_rules;
 use crate::http_rules::ConnInfo;
 use crate::phases::{BodySeen, CallRecord, Head};
-use crate::usage::{Framing, Media, Usage, UsageChunkFilter, UsageTap};
+use crate::usage::{Media, Usage, UsageChunkFilter, UsageTap};
 use crate::Gateway;
 use client::{Call, ForwardBody};
 
@@ -62,7 +62,7 @@ impl Gateway {
             .get(http::header::CONTENT_TYPE)
             .map_or(Media::Other, |v| Media::of(v.as_bytes()));
         let tap = if record.model_call && record.upstream.is_some() {
-            UsageTap::for_answer(media, Framing::Plain, record.bytes_in as usize)
+            UsageTap::for_answer(media, record.bytes_in as usize)
         } else {
             None
         };
