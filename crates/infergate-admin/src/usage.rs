@@ -8,10 +8,10 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::Json;
 use infergate_core::access::Action;
-use infergate_core::model::{UsageQuery, UsageRow};
+use infergate_core::model::{UsageCounts, UsageQuery};
 use serde::Serialize;
 use serde_json::{json, Value};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -42,35 +42,15 @@ pub struct UsageParams {
 }
 
 /// One period of one app's calls to one API.
-#[derive(Debug, Default, Clone, Serialize, ToSchema)]
+#[derive(Debug, Default, Clone, Serialize)]
 pub struct UsageBucket {
     /// The period's start, epoch milliseconds.
     pub start: i64,
     /// Empty for callers that are not apps (IAM users, anonymous calls).
     pub app_id: String,
     pub api_id: String,
-    pub calls: i64,
-    pub prompt_tokens: i64,
-    pub completion_tokens: i64,
-    pub total_tokens: i64,
-    /// Part of the completion tokens, where the model server reports it.
-    pub reasoning_tokens: i64,
-    /// Part of the prompt tokens, where the model server reports it.
-    pub cached_tokens: i64,
-    /// Calls whose usage was estimated from the bytes relayed (cut short, or not reported).
-    pub estimated_calls: i64,
-}
-
-impl UsageBucket {
-    fn add(&mut self, row: &UsageRow) {
-        self.calls = self.calls.saturating_add(row.calls);
-        self.prompt_tokens = self.prompt_tokens.saturating_add(row.prompt_tokens);
-        self.completion_tokens = self.completion_tokens.saturating_add(row.completion_tokens);
-        self.total_tokens = self.total_tokens.saturating_add(row.total_tokens);
-        self.reasoning_tokens = self.reasoning_tokens.saturating_add(row.reasoning_tokens);
-        self.cached_tokens = self.cached_tokens.saturating_add(row.cached_tokens);
-        self.estimated_calls = self.estimated_calls.saturating_add(row.estimated_calls);
-    }
+    #[serde(flatten)]
+    pub counts: UsageCounts,
 }
 
 /// A time parameter: epoch milliseconds or RFC 3339.
@@ -147,29 +127,21 @@ async fn usage_show(
         })
         .await?;
     let mut buckets: BTreeMap<(i64, String, String), UsageBucket> = BTreeMap::new();
-    let mut total = UsageBucket::default();
+    let mut total = UsageCounts::default();
     for row in &rows {
         let start = (row.minute * MINUTE_MS).div_euclid(step) * step;
-        let bucket = buckets
+        buckets
             .entry((start, row.app_id.clone(), row.api_id.clone()))
             .or_insert_with(|| UsageBucket {
                 start,
                 app_id: row.app_id.clone(),
                 api_id: row.api_id.clone(),
                 ..UsageBucket::default()
-            });
-        bucket.add(row);
-        total.add(row);
+            })
+            .counts
+            .merge(&row.counts);
+        total.merge(&row.counts);
     }
-    let total = json!({
-        "calls": total.calls,
-        "prompt_tokens": total.prompt_tokens,
-        "completion_tokens": total.completion_tokens,
-        "total_tokens": total.total_tokens,
-        "reasoning_tokens": total.reasoning_tokens,
-        "cached_tokens": total.cached_tokens,
-        "estimated_calls": total.estimated_calls,
-    });
     Ok(Json(json!({
         "granularity": granularity,
         "from": from,

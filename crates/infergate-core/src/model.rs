@@ -260,7 +260,37 @@ pub struct Authorization {
     pub created_at: i64,
 }
 
-/// Model calls' tokens in one minute, of one app (empty for other callers) on one API.
+/// Sums of model calls' usage: the calls, their tokens by kind, and how many of them were
+/// estimated (their tokens are in the sums too).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsageCounts {
+    pub calls: i64,
+    pub prompt_tokens: i64,
+    pub completion_tokens: i64,
+    pub total_tokens: i64,
+    /// Part of the completion tokens, where the model server reports it.
+    pub reasoning_tokens: i64,
+    /// Part of the prompt tokens, where the model server reports it.
+    pub cached_tokens: i64,
+    pub estimated_calls: i64,
+}
+
+impl UsageCounts {
+    /// Adds `other`, saturating.
+    pub fn merge(&mut self, other: &UsageCounts) {
+        self.calls = self.calls.saturating_add(other.calls);
+        self.prompt_tokens = self.prompt_tokens.saturating_add(other.prompt_tokens);
+        self.completion_tokens = self
+            .completion_tokens
+            .saturating_add(other.completion_tokens);
+        self.total_tokens = self.total_tokens.saturating_add(other.total_tokens);
+        self.reasoning_tokens = self.reasoning_tokens.saturating_add(other.reasoning_tokens);
+        self.cached_tokens = self.cached_tokens.saturating_add(other.cached_tokens);
+        self.estimated_calls = self.estimated_calls.saturating_add(other.estimated_calls);
+    }
+}
+
+/// Model calls' usage in one minute, of one app (empty for other callers) on one API.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct UsageRow {
     pub project_id: String,
@@ -268,14 +298,7 @@ pub struct UsageRow {
     pub api_id: String,
     /// Minutes since the epoch.
     pub minute: i64,
-    pub calls: i64,
-    pub prompt_tokens: i64,
-    pub completion_tokens: i64,
-    pub total_tokens: i64,
-    pub reasoning_tokens: i64,
-    pub cached_tokens: i64,
-    /// Calls whose usage was estimated (counted in the sums too).
-    pub estimated_calls: i64,
+    pub counts: UsageCounts,
 }
 
 /// Which usage rows to read: a project's, optionally of one app and one API, from `from`

@@ -11,6 +11,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use infergate_core::model::UsageCounts;
 use serde::Deserialize;
 
 /// The paths (an API's sub-path ends with one) whose answers are read for usage.
@@ -644,40 +645,17 @@ pub struct UsageKey {
     pub minute: i64,
 }
 
-/// Sums of model calls' usage.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct UsageCounts {
-    pub calls: u64,
-    pub prompt: u64,
-    pub completion: u64,
-    pub total: u64,
-    pub reasoning: u64,
-    pub cached: u64,
-    /// Calls whose usage was estimated (their tokens are in the sums too).
-    pub estimated_calls: u64,
-}
-
-impl UsageCounts {
-    pub fn add(&mut self, usage: &Usage) {
-        self.merge(&UsageCounts {
-            calls: 1,
-            prompt: usage.prompt,
-            completion: usage.completion,
-            total: usage.total,
-            reasoning: usage.reasoning,
-            cached: usage.cached,
-            estimated_calls: u64::from(usage.estimated),
-        });
-    }
-
-    pub fn merge(&mut self, other: &UsageCounts) {
-        self.calls = self.calls.saturating_add(other.calls);
-        self.prompt = self.prompt.saturating_add(other.prompt);
-        self.completion = self.completion.saturating_add(other.completion);
-        self.total = self.total.saturating_add(other.total);
-        self.reasoning = self.reasoning.saturating_add(other.reasoning);
-        self.cached = self.cached.saturating_add(other.cached);
-        self.estimated_calls = self.estimated_calls.saturating_add(other.estimated_calls);
+/// One call's usage as sums of one call.
+pub fn counts_of(usage: &Usage) -> UsageCounts {
+    let n = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    UsageCounts {
+        calls: 1,
+        prompt_tokens: n(usage.prompt),
+        completion_tokens: n(usage.completion),
+        total_tokens: n(usage.total),
+        reasoning_tokens: n(usage.reasoning),
+        cached_tokens: n(usage.cached),
+        estimated_calls: i64::from(usage.estimated),
     }
 }
 
@@ -691,7 +669,7 @@ pub struct UsageBook {
 impl UsageBook {
     pub fn record(&self, key: UsageKey, usage: &Usage) {
         let mut minutes = self.minutes.lock().unwrap_or_else(|e| e.into_inner());
-        minutes.entry(key).or_default().add(usage);
+        minutes.entry(key).or_default().merge(&counts_of(usage));
     }
 
     /// Everything summed so far, leaving the book empty.

@@ -3,7 +3,7 @@
 
 use infergate_core::model::{
     Api, ApiMethod, App, AppCode, AuthType, Authorization, Credential, Domain, Project,
-    RevokedToken, Role, Service, UsageQuery, UsageRow, User,
+    RevokedToken, Role, Service, UsageCounts, UsageQuery, UsageRow, User,
 };
 use infergate_store::{
     Bootstrap, PgStore, ServiceStore, ServiceUpdate, SqliteStore, Store, StoreError,
@@ -1034,13 +1034,15 @@ pub async fn usage_adds_up_per_minute(store: &dyn Store) {
         app_id: app.into(),
         api_id: api.into(),
         minute,
-        calls,
-        prompt_tokens: 10 * calls,
-        completion_tokens: 20 * calls,
-        total_tokens: 30 * calls,
-        reasoning_tokens: calls,
-        cached_tokens: 2 * calls,
-        estimated_calls: 0,
+        counts: UsageCounts {
+            calls,
+            prompt_tokens: 10 * calls,
+            completion_tokens: 20 * calls,
+            total_tokens: 30 * calls,
+            reasoning_tokens: calls,
+            cached_tokens: 2 * calls,
+            estimated_calls: 0,
+        },
     };
     store.add_usage(&[]).await.expect("nothing to add");
     store
@@ -1053,7 +1055,7 @@ pub async fn usage_adds_up_per_minute(store: &dyn Store) {
         .expect("first batch");
     // Another node's batch for the same minute adds to it.
     let mut late = row("a1", "x", 100, 4);
-    late.estimated_calls = 1;
+    late.counts.estimated_calls = 1;
     store.add_usage(&[late]).await.expect("second batch");
     let mut other = row("a1", "x", 100, 9);
     other.project_id = "p2".into();
@@ -1074,13 +1076,13 @@ pub async fn usage_adds_up_per_minute(store: &dyn Store) {
     assert_eq!(
         (
             all[0].app_id.as_str(),
-            all[0].calls,
-            all[0].total_tokens,
-            all[0].estimated_calls
+            all[0].counts.calls,
+            all[0].counts.total_tokens,
+            all[0].counts.estimated_calls
         ),
         ("a1", 5, 150, 1)
     );
-    assert_eq!((all[1].app_id.as_str(), all[1].calls), ("a2", 2));
+    assert_eq!((all[1].app_id.as_str(), all[1].counts.calls), ("a2", 2));
     assert_eq!((all[2].api_id.as_str(), all[2].minute), ("y", 101));
     let one_app = store
         .usage(&query(Some("a1"), None, 0, 1000))

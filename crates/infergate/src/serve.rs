@@ -125,21 +125,12 @@ async fn flush_usage(book: &UsageBook, store: &dyn Store) {
     {
         let rows: Vec<UsageRow> = taken
             .iter()
-            .map(|(key, counts)| {
-                let n = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
-                UsageRow {
-                    project_id: key.project_id.to_string(),
-                    app_id: key.app_id.to_string(),
-                    api_id: key.api_id.to_string(),
-                    minute: key.minute,
-                    calls: n(counts.calls),
-                    prompt_tokens: n(counts.prompt),
-                    completion_tokens: n(counts.completion),
-                    total_tokens: n(counts.total),
-                    reasoning_tokens: n(counts.reasoning),
-                    cached_tokens: n(counts.cached),
-                    estimated_calls: n(counts.estimated_calls),
-                }
+            .map(|(key, counts)| UsageRow {
+                project_id: key.project_id.to_string(),
+                app_id: key.app_id.to_string(),
+                api_id: key.api_id.to_string(),
+                minute: key.minute,
+                counts: *counts,
             })
             .collect();
         if let Err(err) = store.add_usage(&rows).await {

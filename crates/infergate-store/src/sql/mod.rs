@@ -30,7 +30,7 @@ use async_trait::async_trait;
 use infergate_core::lockout::{Failures, LockSubject, LockoutPolicy};
 use infergate_core::model::{
     Api, ApiMethod, App, AppCode, AuthType, Authorization, Credential, Domain, Project,
-    RevokedToken, Role, Service, UsageQuery, UsageRow, User,
+    RevokedToken, Role, Service, UsageCounts, UsageQuery, UsageRow, User,
 };
 use infergate_core::snapshot::{ConfigDelta, ConfigDump};
 use infergate_core::throttle::{

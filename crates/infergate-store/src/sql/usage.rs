@@ -12,13 +12,15 @@ fn usage_from_row(row: &DbRow) -> StoreResult<UsageRow> {
         app_id: row.try_get("app_id")?,
         api_id: row.try_get("api_id")?,
         minute: row.try_get("minute")?,
-        calls: row.try_get("calls")?,
-        prompt_tokens: row.try_get("prompt_tokens")?,
-        completion_tokens: row.try_get("completion_tokens")?,
-        total_tokens: row.try_get("total_tokens")?,
-        reasoning_tokens: row.try_get("reasoning_tokens")?,
-        cached_tokens: row.try_get("cached_tokens")?,
-        estimated_calls: row.try_get("estimated_calls")?,
+        counts: UsageCounts {
+            calls: row.try_get("calls")?,
+            prompt_tokens: row.try_get("prompt_tokens")?,
+            completion_tokens: row.try_get("completion_tokens")?,
+            total_tokens: row.try_get("total_tokens")?,
+            reasoning_tokens: row.try_get("reasoning_tokens")?,
+            cached_tokens: row.try_get("cached_tokens")?,
+            estimated_calls: row.try_get("estimated_calls")?,
+        },
     })
 }
 
@@ -46,13 +48,13 @@ impl UsageStore for This {
             .bind(&row.app_id)
             .bind(&row.api_id)
             .bind(row.minute)
-            .bind(row.calls)
-            .bind(row.prompt_tokens)
-            .bind(row.completion_tokens)
-            .bind(row.total_tokens)
-            .bind(row.reasoning_tokens)
-            .bind(row.cached_tokens)
-            .bind(row.estimated_calls)
+            .bind(row.counts.calls)
+            .bind(row.counts.prompt_tokens)
+            .bind(row.counts.completion_tokens)
+            .bind(row.counts.total_tokens)
+            .bind(row.counts.reasoning_tokens)
+            .bind(row.counts.cached_tokens)
+            .bind(row.counts.estimated_calls)
             .execute(&mut *tx)
             .await?;
         }
