@@ -52,6 +52,26 @@ pub(crate) struct OwnLines<'a> {
     pub asked_usage: bool,
 }
 
+/// Appends `data` to `out` as one chunk of a chunked body.
+fn push_chunk(out: &mut Vec<u8>, data: &[u8]) {
+    // Writing to a Vec cannot fail.
+    let _ = write!(out, "{:x}\r\n", data.len());
+    out.extend_from_slice(data);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Writes what `out` holds to the client, leaving it empty.
+async fn send(client: &mut TcpStream, out: &mut Vec<u8>) -> Result<(), RelayError> {
+    if !out.is_empty() {
+        client
+            .write_all(out)
+            .await
+            .map_err(|_| RelayError::Client)?;
+        out.clear();
+    }
+    Ok(())
+}
+
 /// Writes a parsed response head for the client as [`http_rules::response_head`] decides
 /// it: the status line, the lines it forwards, the framing, the gateway's `X-Request-Id`.
 /// A chunked body is relayed as it came, its `Transfer-Encoding` lines with it; one that
@@ -280,10 +300,7 @@ impl UpstreamConn {
                 }
                 ResponseFraming::UntilClose => {
                     if !self.buf.is_empty() {
-                        // Writing to a Vec cannot fail.
-                        let _ = write!(out, "{:x}\r\n", self.buf.len());
-                        out.extend_from_slice(&self.buf);
-                        out.extend_from_slice(b"\r\n");
+                        push_chunk(out, &self.buf);
                         if let Some(tap) = tap.as_deref_mut() {
                             tap.feed(&self.buf);
                         }
@@ -293,13 +310,7 @@ impl UpstreamConn {
                     false
                 }
             };
-            if !out.is_empty() {
-                client
-                    .write_all(out)
-                    .await
-                    .map_err(|_| RelayError::Client)?;
-                out.clear();
-            }
+            send(client, out).await?;
             if ended {
                 return Ok((sent, waited));
             }
@@ -386,22 +397,13 @@ impl UpstreamConn {
                 filter.finish(&mut passed);
             }
             if !passed.is_empty() {
-                // Writing to a Vec cannot fail.
-                let _ = write!(out, "{:x}\r\n", passed.len());
-                out.extend_from_slice(&passed);
-                out.extend_from_slice(b"\r\n");
+                push_chunk(out, &passed);
                 sent += passed.len() as u64;
             }
             if ended {
                 out.extend_from_slice(b"0\r\n\r\n");
             }
-            if !out.is_empty() {
-                client
-                    .write_all(out)
-                    .await
-                    .map_err(|_| RelayError::Client)?;
-                out.clear();
-            }
+            send(client, out).await?;
             if ended {
                 return Ok((sent, waited));
             }
