@@ -1110,3 +1110,87 @@ async fn strangers_spend_none_of_a_throttled_apis_budget() {
         "{listed}"
     );
 }
+
+/// Model calls from strangers over raw sockets: no credential, a made-up AppCode, another
+/// app's AppCode, a signature of an unknown key, on both servers (a plain body and
+/// `Expect: 100-continue`). None reaches the upstream, none is asked for usage, none is
+/// counted; the usage API answers no one without a token; the app's own call is forwarded
+/// asking for usage with the client's `Accept-Encoding` replaced by `identity`.
+#[tokio::test]
+async fn strangers_make_no_model_call_and_count_no_usage() {
+    let node = node_with(&["--usage-flush-ms", "100"]).await;
+    let admin = Admin::login(&node.server).await;
+    let (url, behind) = start_counting().await;
+    let (sid, _api, _, code) = admin.app_code_setup(&url, "model_owner").await;
+    let stranger = admin.app("model_stranger").await;
+    let stranger_code = admin
+        .app_code(stranger["app_id"].as_str().expect("id"))
+        .await;
+    let body = r#"{"model":"m","stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
+    let call = |credential: &str, expect: bool| {
+        let expect = if expect {
+            "Expect: 100-continue\r\n"
+        } else {
+            ""
+        };
+        format!(
+            "POST /v1/infers/{sid}/chat/completions HTTP/1.1\r\nHost: gw\r\nContent-Type: application/json\r\n{credential}{expect}Accept-Encoding: gzip\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    for expect in [false, true] {
+        for credential in [
+            String::new(),
+            "X-Apig-AppCode: not-a-code-at-all\r\n".to_owned(),
+            format!("X-Apig-AppCode: {stranger_code}\r\n"),
+            "Authorization: SDK-HMAC-SHA256 Access=x, SignedHeaders=host, Signature=00\r\n"
+                .to_owned(),
+        ] {
+            let raw = call(&credential, expect);
+            let outcome = node.send(raw.as_bytes()).await;
+            // A signature covers the body, so it is read (`100 Continue`) before the key is
+            // checked; every other refusal comes before the body is asked for.
+            let refused = if credential.starts_with("Authorization") && expect {
+                matches!(outcome.statuses.as_slice(), [100, 401])
+            } else {
+                matches!(outcome.statuses.as_slice(), [401] | [403])
+            };
+            assert!(refused, "{raw:?}: {outcome:?}");
+        }
+    }
+    assert!(behind.taken().is_empty());
+    // The usage API over a raw socket: no token, no answer of substance.
+    let mut socket = TcpStream::connect(&node.admin).await.expect("connect");
+    let raw = format!(
+        "GET /v1/{}/app-auth/usage HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n",
+        node.server.project_id
+    );
+    socket.write_all(raw.as_bytes()).await.expect("write");
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(3), socket.read_to_end(&mut answer)).await;
+    assert_eq!(
+        statuses(&answer),
+        [401],
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+    // Nothing was counted for anyone.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let usage = admin.ok(Method::GET, "/app-auth/usage", None).await;
+    assert_eq!(usage["total"]["calls"], 0, "{usage}");
+    // The owner's call is forwarded, asked for usage, unencoded.
+    let owner = call(&format!("X-Apig-AppCode: {code}\r\n"), false);
+    let outcome = node.send(owner.as_bytes()).await;
+    assert_eq!(outcome.statuses, [200], "{outcome:?}");
+    let forwarded = behind.taken();
+    assert_eq!(forwarded.len(), 1);
+    let sent: serde_json::Value = serde_json::from_slice(&forwarded[0].body).expect("json");
+    assert_eq!(sent["stream_options"]["include_usage"], true);
+    let encodings: Vec<&str> = forwarded[0]
+        .headers
+        .iter()
+        .filter(|(n, _)| n == "accept-encoding")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    assert_eq!(encodings, ["identity"]);
+}

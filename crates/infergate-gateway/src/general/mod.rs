@@ -113,14 +113,11 @@ impl Gateway {
         let body_is_empty = body.is_end_stream();
         let (forward_body, body_hash) = if body_is_empty {
             (ForwardBody::Buffered(Bytes::new()), None)
-        } else if selected.needs_hash || record.model_call {
-            // A model call's body is read whole too: it may be asked for usage below.
+        } else if selected.needs_hash {
             let bytes = collect_limited(body, self.settings.limits.max_body_bytes).await?;
             record.bytes_in = bytes.len() as u64;
-            let hash = selected
-                .needs_hash
-                .then(|| infergate_sign::sha256_hex(&bytes));
-            (ForwardBody::Buffered(bytes), hash)
+            let hash = infergate_sign::sha256_hex(&bytes);
+            (ForwardBody::Buffered(bytes), Some(hash))
         } else {
             (ForwardBody::Stream(Some(body)), None)
         };
@@ -136,6 +133,16 @@ impl Gateway {
             record,
         )?;
         self.count_shared(shared, record).await?;
+        // An admitted model call's body is read whole (never a stranger's): it may be
+        // asked for usage.
+        let forward_body = match forward_body {
+            ForwardBody::Stream(Some(body)) if record.model_call => {
+                let bytes = collect_limited(body, self.settings.limits.max_body_bytes).await?;
+                record.bytes_in = bytes.len() as u64;
+                ForwardBody::Buffered(bytes)
+            }
+            other => other,
+        };
         let forward_body = match forward_body {
             ForwardBody::Buffered(bytes) if record.model_call => {
                 match crate::usage::ask_for_usage(parts.uri.path(), &bytes) {
