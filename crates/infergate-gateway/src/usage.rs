@@ -455,10 +455,6 @@ impl UsageTap {
     /// Reads `bytes`, the next piece of the body (decoded: the relay takes chunked coding
     /// apart as it checks it).
     pub fn feed(&mut self, bytes: &[u8]) {
-        self.feed_body(bytes);
-    }
-
-    fn feed_body(&mut self, bytes: &[u8]) {
         match &mut self.shape {
             Shape::Json { head, tail, gap } => {
                 let into_head = JSON_END.saturating_sub(head.len()).min(bytes.len());
