@@ -12,8 +12,8 @@ use chrono::{DateTime, Utc};
 use infergate_core::access::Action;
 use infergate_core::ids;
 use infergate_core::throttle::{
-    self, Limits, SpecialKind, Throttle, ThrottleBinding, ThrottleSpecial, ThrottleType, TimeUnit,
-    MAX_LIMIT,
+    self, Limits, SpecialKind, Throttle, ThrottleBinding, ThrottleSpecial, ThrottleType,
+    ThrottleUnit, TimeUnit, MAX_LIMIT,
 };
 use infergate_store::StoreError;
 use serde::{Deserialize, Serialize};
@@ -51,6 +51,12 @@ pub struct ThrottleBody {
     pub kind: Option<i64>,
     /// At most 255 characters.
     pub remark: Option<String>,
+    /// What the limits count: REQUEST (calls, the default) or TOKEN (the total tokens of
+    /// model calls). Set at creation; a policy's unit never changes.
+    pub unit: Option<String>,
+    /// TOKEN only: the completion tokens reserved for a call that gives no `max_tokens`,
+    /// `max_completion_tokens` or `max_output_tokens`, 1–2147483647 (default 1024).
+    pub default_max_tokens: Option<i64>,
 }
 
 /// Body of `POST …/throttle-bindings`.
@@ -97,6 +103,11 @@ pub struct ThrottleView {
     pub time_unit: String,
     #[serde(rename = "type")]
     pub kind: i64,
+    /// REQUEST or TOKEN.
+    pub unit: String,
+    /// TOKEN only: the completion tokens reserved for a call that does not cap its answer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub default_max_tokens: Option<u64>,
     pub remark: String,
     pub create_time: String,
     /// APIs bound to the policy.
@@ -168,6 +179,13 @@ fn throttle_from(
         Some(code) => ThrottleType::from_code(code)
             .ok_or_else(|| ApiError::BadRequest(format!("invalid type: {code} is not 1 or 2")))?,
     };
+    let (unit, default_max_tokens) = throttle::unit(body.unit.as_deref(), body.default_max_tokens)?;
+    if let Some(existing) = existing.filter(|t| t.unit != unit) {
+        return Err(ApiError::BadRequest(format!(
+            "invalid unit: the policy counts {}; a policy's unit cannot change (create another policy)",
+            existing.unit
+        )));
+    }
     let remark = body.remark.unwrap_or_default();
     infergate_core::validate::max_chars("remark", &remark, 255)?;
     let now = now_ms();
@@ -183,6 +201,8 @@ fn throttle_from(
         time_interval: interval,
         time_unit,
         kind,
+        unit,
+        default_max_tokens,
         owner: existing.map_or_else(|| caller.user_id.clone(), |t| t.owner.clone()),
         created_at: existing.map_or(now, |t| t.created_at),
         updated_at: now,
@@ -202,6 +222,8 @@ async fn view(state: &AdminState, t: &Throttle) -> Result<ThrottleView, ApiError
         time_interval: t.time_interval,
         time_unit: t.time_unit.as_str().to_owned(),
         kind: t.kind.code(),
+        unit: t.unit.as_str().to_owned(),
+        default_max_tokens: (t.unit == ThrottleUnit::Token).then_some(t.default_max_tokens),
         remark: t.remark.clone(),
         create_time: time(t.created_at),
         bind_num,

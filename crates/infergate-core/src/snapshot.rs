@@ -17,7 +17,7 @@ use crate::model::{
     Api, ApiMethod, App, AuthType, Authorization, Credential, RevokedToken, Role, Service, User,
 };
 use crate::throttle::{
-    SpecialKind, Throttle, ThrottleBinding, ThrottleSpecial, ThrottleType, TimeUnit,
+    SpecialKind, Throttle, ThrottleBinding, ThrottleSpecial, ThrottleType, ThrottleUnit, TimeUnit,
 };
 use crate::token::TokenCodec;
 use infergate_sign::SigningKey;
@@ -325,8 +325,17 @@ pub struct Snapshot {
     iam_keys: Arc<HashMap<String, IamKey>>,
     users: Arc<HashMap<String, IamUser>>,
     tokens: Option<TokenCodec>,
-    /// API id → the throttling policy bound to it.
-    throttles: Shared<Arc<ThrottleRule>>,
+    /// API id → the throttling policies bound to it.
+    throttles: Shared<Arc<BoundThrottles>>,
+}
+
+/// The policies bound to one API: at most one of each unit.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct BoundThrottles {
+    /// Counts calls.
+    pub request: Option<Arc<ThrottleRule>>,
+    /// Counts the tokens of model calls.
+    pub token: Option<Arc<ThrottleRule>>,
 }
 
 /// A throttling policy as the gateway counts it.
@@ -341,6 +350,10 @@ pub struct ThrottleRule {
     pub user_call_limits: Option<u64>,
     pub app_call_limits: Option<u64>,
     pub ip_call_limits: Option<u64>,
+    /// What the limits count.
+    pub unit: ThrottleUnit,
+    /// TOKEN: the completion tokens reserved for a call that does not cap its answer.
+    pub default_max_tokens: u64,
     /// Special limits by app id and by user id, in place of the app and user limits.
     pub special_apps: std::collections::BTreeMap<String, u64>,
     pub special_users: std::collections::BTreeMap<String, u64>,
@@ -368,8 +381,8 @@ impl ThrottleRule {
     }
 }
 
-/// The policy of every bound API.
-fn throttle_rules(dump: &ConfigDump) -> HashMap<Arc<str>, Arc<ThrottleRule>> {
+/// The policies of every bound API.
+fn throttle_rules(dump: &ConfigDump) -> HashMap<Arc<str>, Arc<BoundThrottles>> {
     let mut rules: HashMap<&str, Arc<ThrottleRule>> = HashMap::default();
     for t in &dump.throttles {
         let mut rule = ThrottleRule {
@@ -382,6 +395,8 @@ fn throttle_rules(dump: &ConfigDump) -> HashMap<Arc<str>, Arc<ThrottleRule>> {
             user_call_limits: t.user_call_limits,
             app_call_limits: t.app_call_limits,
             ip_call_limits: t.ip_call_limits,
+            unit: t.unit,
+            default_max_tokens: t.default_max_tokens,
             special_apps: Default::default(),
             special_users: Default::default(),
         };
@@ -398,13 +413,19 @@ fn throttle_rules(dump: &ConfigDump) -> HashMap<Arc<str>, Arc<ThrottleRule>> {
         }
         rules.insert(t.id.as_str(), Arc::new(rule));
     }
-    dump.throttle_bindings
-        .iter()
-        .filter_map(|b| {
-            let rule = rules.get(b.throttle_id.as_str())?;
-            Some((Arc::from(b.api_id.as_str()), rule.clone()))
-        })
-        .collect()
+    let mut bound: HashMap<Arc<str>, BoundThrottles> = HashMap::default();
+    for b in &dump.throttle_bindings {
+        let Some(rule) = rules.get(b.throttle_id.as_str()) else {
+            continue;
+        };
+        let of_api = bound.entry(Arc::from(b.api_id.as_str())).or_default();
+        let slot = match rule.unit {
+            ThrottleUnit::Request => &mut of_api.request,
+            ThrottleUnit::Token => &mut of_api.token,
+        };
+        *slot = Some(rule.clone());
+    }
+    bound.into_iter().map(|(k, v)| (k, Arc::new(v))).collect()
 }
 
 /// The lookup keys of one app: its AppKey and its AppCodes.
@@ -866,8 +887,8 @@ impl Snapshot {
         self.tokens.as_ref()
     }
 
-    /// The throttling policy bound to an API.
-    pub fn throttle(&self, api_id: &str) -> Option<&Arc<ThrottleRule>> {
+    /// The throttling policies bound to an API.
+    pub fn throttle(&self, api_id: &str) -> Option<&Arc<BoundThrottles>> {
         self.throttles.get(api_id)
     }
 
@@ -1333,7 +1354,9 @@ mod tests {
             .is_some_and(|apis| apis[0].authorizes("y")));
         assert!(snap.app_by_code("code-y").is_some() && snap.app_by_code("code-x").is_none());
         assert!(snap.iam_key("AK1").is_some());
-        let rule = snap.throttle("a1").expect("bound");
+        let bound = snap.throttle("a1").expect("bound");
+        assert!(bound.token.is_none());
+        let rule = bound.request.as_ref().expect("request policy");
         assert_eq!((rule.api_call_limits, rule.app_limit("y")), (20, Some(3)));
     }
 
@@ -1350,6 +1373,8 @@ mod tests {
             time_interval: 1,
             time_unit: TimeUnit::Minute,
             kind: ThrottleType::PerApi,
+            unit: ThrottleUnit::Request,
+            default_max_tokens: 0,
             owner: "u".into(),
             created_at: 0,
             updated_at: 0,

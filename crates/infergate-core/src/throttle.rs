@@ -98,6 +98,56 @@ impl ThrottleType {
     }
 }
 
+/// What a policy counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum ThrottleUnit {
+    /// Calls (the default).
+    #[default]
+    Request,
+    /// The total tokens of model calls: reserved at admission, settled with the usage the
+    /// answer reports.
+    Token,
+}
+
+impl ThrottleUnit {
+    pub const ALL: [ThrottleUnit; 2] = [ThrottleUnit::Request, ThrottleUnit::Token];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ThrottleUnit::Request => "REQUEST",
+            ThrottleUnit::Token => "TOKEN",
+        }
+    }
+
+    /// The counted thing as a plural word (`calls`, `tokens`).
+    pub fn plural(self) -> &'static str {
+        match self {
+            ThrottleUnit::Request => "calls",
+            ThrottleUnit::Token => "tokens",
+        }
+    }
+}
+
+impl fmt::Display for ThrottleUnit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for ThrottleUnit {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        ThrottleUnit::ALL
+            .into_iter()
+            .find(|u| u.as_str() == s)
+            .ok_or(())
+    }
+}
+
+/// The completion tokens a TOKEN policy reserves for a call that gives no `max_tokens`
+/// (nor `max_completion_tokens`, `max_output_tokens`), unless the policy sets its own.
+pub const DEFAULT_MAX_TOKENS: u64 = 1024;
+
 /// A throttling policy.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Throttle {
@@ -116,6 +166,10 @@ pub struct Throttle {
     pub time_interval: u64,
     pub time_unit: TimeUnit,
     pub kind: ThrottleType,
+    /// What the limits count.
+    pub unit: ThrottleUnit,
+    /// TOKEN: the completion tokens reserved for a call that does not cap its answer.
+    pub default_max_tokens: u64,
     pub owner: String,
     pub created_at: i64,
     pub updated_at: i64,
@@ -170,6 +224,28 @@ pub fn check(limits: Limits) -> FieldResult<CheckedLimits> {
         at_most("app_call_limits", app, user, "user_call_limits")?;
     }
     Ok((api, user, app, ip, interval))
+}
+
+/// The unit of a policy and its default reservation, as a request gives them: `unit` is
+/// REQUEST (default) or TOKEN; `default_max_tokens` (1–[`MAX_LIMIT`]) only with TOKEN.
+pub fn unit(
+    unit: Option<&str>,
+    default_max_tokens: Option<i64>,
+) -> FieldResult<(ThrottleUnit, u64)> {
+    let unit = match unit {
+        None => ThrottleUnit::Request,
+        Some(word) => ThrottleUnit::from_str(word)
+            .map_err(|_| FieldError::new("unit", format!("{word:?} is not REQUEST or TOKEN")))?,
+    };
+    let reserve = limit("default_max_tokens", default_max_tokens)?;
+    match (unit, reserve) {
+        (ThrottleUnit::Request, Some(_)) => Err(FieldError::new(
+            "default_max_tokens",
+            "applies only to a policy whose unit is TOKEN",
+        )),
+        (ThrottleUnit::Request, None) => Ok((unit, 0)),
+        (ThrottleUnit::Token, reserve) => Ok((unit, reserve.unwrap_or(DEFAULT_MAX_TOKENS))),
+    }
 }
 
 /// [`name`]'s rule as an ECMA-262 pattern, for the OpenAPI document.
@@ -303,5 +379,24 @@ mod tests {
         assert_eq!(window_start(59_999, 60_000), 0);
         assert_eq!(ThrottleType::from_code(2), Some(ThrottleType::Shared));
         assert_eq!(ThrottleType::from_code(3), None);
+    }
+
+    #[test]
+    fn units_and_their_reservations() {
+        assert_eq!(unit(None, None), Ok((ThrottleUnit::Request, 0)));
+        assert_eq!(
+            unit(Some("TOKEN"), None),
+            Ok((ThrottleUnit::Token, DEFAULT_MAX_TOKENS))
+        );
+        assert_eq!(unit(Some("TOKEN"), Some(64)), Ok((ThrottleUnit::Token, 64)));
+        for (bad, field) in [
+            (unit(Some("token"), None), "unit"),
+            (unit(Some(""), None), "unit"),
+            (unit(Some("REQUEST"), Some(5)), "default_max_tokens"),
+            (unit(Some("TOKEN"), Some(0)), "default_max_tokens"),
+            (unit(Some("TOKEN"), Some(-3)), "default_max_tokens"),
+        ] {
+            assert_eq!(bad.expect_err(field).field, field);
+        }
     }
 }

@@ -2,6 +2,7 @@
 //! `{"error_code": "APIG.xxxx", "error_msg": …, "request_id": …}` with the status chosen here.
 
 use http::StatusCode;
+use infergate_core::throttle::ThrottleUnit;
 
 use crate::body::{find_source, BodyIdle};
 use crate::throttle::{RateLimitFields, Refusal};
@@ -178,13 +179,23 @@ impl GatewayError {
             Throttled(over) => (
                 StatusCode::TOO_MANY_REQUESTS,
                 "APIG.0308",
-                format!(
-                    "The throttling threshold has been reached: policy {} over ratelimit, limit:{}, time:{} {}",
-                    over.dimension.as_str(),
-                    over.limit,
-                    over.time_interval,
-                    over.time_unit
-                ),
+                match over.unit {
+                    ThrottleUnit::Request => format!(
+                        "The throttling threshold has been reached: policy {} over ratelimit, limit:{}, time:{} {}",
+                        over.dimension.as_str(),
+                        over.limit,
+                        over.time_interval,
+                        over.time_unit
+                    ),
+                    ThrottleUnit::Token => format!(
+                        "The throttling threshold has been reached: policy {} over token ratelimit, limit:{} tokens, time:{} {}; the call reserves {} tokens (its max_tokens, or the policy's default_max_tokens, plus its body's bytes / 4)",
+                        over.dimension.as_str(),
+                        over.limit,
+                        over.time_interval,
+                        over.time_unit,
+                        over.cost
+                    ),
+                },
             ),
         }
     }

@@ -143,7 +143,7 @@ pub struct Gateway {
     /// Where verdicts on IAM signatures go, so failures lock keys cluster-wide.
     key_verdicts: Option<Arc<dyn KeyVerdicts>>,
     /// The counts of throttled APIs' calls on this node.
-    counters: throttle::Counters,
+    counters: Arc<throttle::Counters>,
     /// The counts shared with other nodes through Redis, when configured.
     cluster: Option<Arc<ClusterLimits>>,
 }
@@ -181,7 +181,7 @@ impl Gateway {
             ids: RequestIds::new(),
             observers: Arc::new(observers),
             key_verdicts: collaborators.key_verdicts,
-            counters: throttle::Counters::default(),
+            counters: Arc::default(),
             cluster: collaborators.shared_limits,
         })
     }

@@ -39,6 +39,9 @@ impl Observers {
 
     /// Counts a finished call and writes its access-log line.
     pub(crate) fn finish(&self, record: &CallRecord, status: u16, bytes_out: u64) {
+        if let Some(reserved) = &record.reservation {
+            reserved.settle_with(record.usage.as_ref());
+        }
         let app = match &record.caller {
             Some(Caller::App { app_id }) => Some(app_id),
             _ => None,
@@ -125,7 +128,7 @@ impl Observers {
         }
         if let crate::error::GatewayError::Throttled(over) = err {
             // The access log says which limit refused the call.
-            record.auth = over.dimension.refusal();
+            record.auth = over.dimension.refusal(over.unit);
         }
         tracing::debug!(request_id = %record.request_id, reason = err.reason(), "call refused");
     }

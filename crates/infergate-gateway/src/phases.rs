@@ -15,7 +15,7 @@ use smallvec::SmallVec;
 use crate::authn::{self, CallRequest, Caller, Presented};
 use crate::error::{AuthFailure, AuthReason, GatewayError};
 use crate::http_rules::{self, ConnInfo};
-use crate::throttle::{Applicable, RateLimitFields};
+use crate::throttle::{Applicable, RateLimitFields, Refusal, Reservation};
 use crate::usage::Usage;
 use crate::Gateway;
 
@@ -132,6 +132,8 @@ pub struct CallRecord {
     /// Whether the gateway asked the upstream for usage the client did not ask for (the
     /// usage chunk that brings is dropped from the answer).
     pub asked_usage: bool,
+    /// The tokens a model call reserved under a TOKEN policy, settled when it ends.
+    pub reservation: Option<Box<Reservation>>,
     pub(crate) started: Instant,
 }
 
@@ -197,6 +199,7 @@ impl Gateway {
             project_id: None,
             usage: None,
             asked_usage: false,
+            reservation: None,
             started: Instant::now(),
         }
     }
@@ -308,7 +311,7 @@ impl Gateway {
         conn: &ConnInfo,
         body: BodySeen<'_>,
         record: &mut CallRecord,
-    ) -> Result<(Caller, Option<Box<SharedCount>>), GatewayError> {
+    ) -> Result<(Caller, Option<Box<Deferred>>), GatewayError> {
         let BodySeen {
             hash: body_hash,
             is_empty: body_is_empty,
@@ -346,53 +349,96 @@ impl Gateway {
         }
         record.auth = "ok";
         // Throttle: only an authenticated, authorized call counts.
-        let Some(rule) = snapshot.throttle(&selected.api.api_id) else {
+        let Some(bound) = snapshot.throttle(&selected.api.api_id) else {
             return Ok((caller, None));
         };
         let now = wall_time(record.started).timestamp_millis();
         let ip = source_ip(conn, head.headers);
-        let applicable = Applicable::of(rule, &selected.api.api_id, &caller, ip, now);
-        if self.cluster.is_some() {
-            let shared = SharedCount {
-                rule: rule.clone(),
-                applicable,
-                now,
-            };
-            return Ok((caller, Some(Box::new(shared))));
+        let counts = |rule: &Arc<ThrottleRule>| {
+            let applicable = Applicable::of(rule, &selected.api.api_id, &caller, ip, now);
+            (rule.clone(), applicable)
+        };
+        // A TOKEN policy counts model calls alone, once their body is known.
+        let tokens = bound
+            .token
+            .as_ref()
+            .filter(|_| record.model_call)
+            .map(counts);
+        let calls = bound.request.as_ref().map(counts);
+        if self.cluster.is_some() || tokens.is_some() {
+            let deferred = Deferred { calls, tokens, now };
+            return Ok((caller, Some(Box::new(deferred))));
         }
-        match self.counters.admit(rule, &applicable, now) {
-            Ok(fields) => record.rate_limit = Some(Arc::new(fields)),
-            Err(over) => return Err(GatewayError::Throttled(Box::new(over))),
+        if let Some((rule, applicable)) = calls {
+            match self.counters.admit(&rule, &applicable, now) {
+                Ok(fields) => record.rate_limit = Some(Arc::new(fields)),
+                Err(over) => return Err(GatewayError::Throttled(Box::new(over))),
+            }
         }
         Ok((caller, None))
     }
 
-    /// Counts a call in the limits shared across nodes (where the admission found them).
-    pub(crate) async fn count_shared(
+    /// Takes the counts admission left for later: the tokens a model call reserves (from
+    /// its `body`, the request the upstream gets), and counts shared across nodes. The
+    /// tokens are taken first: a call refused by its call limit gives them back whole.
+    pub(crate) async fn count_deferred(
         &self,
-        shared: Option<Box<SharedCount>>,
+        deferred: Option<Box<Deferred>>,
+        (path, body): (&str, &[u8]),
         record: &mut CallRecord,
     ) -> Result<(), GatewayError> {
-        let (Some(shared), Some(cluster)) = (shared, &self.cluster) else {
+        let Some(deferred) = deferred else {
             return Ok(());
         };
-        match cluster
-            .admit(&shared.rule, &shared.applicable, shared.now)
-            .await
-        {
-            Ok(fields) => {
-                record.rate_limit = Some(Arc::new(fields));
-                Ok(())
-            }
-            Err(over) => Err(GatewayError::Throttled(over)),
+        let Deferred { calls, tokens, now } = *deferred;
+        if let Some((rule, mut applicable)) = tokens {
+            let (reserve, prompt) = crate::usage::reservation(path, body, rule.default_max_tokens);
+            applicable.cost = reserve;
+            let fields = self.count(&rule, &applicable, now).await?;
+            record.rate_limit = Some(Arc::new(fields));
+            record.reservation = Some(Box::new(match &self.cluster {
+                Some(cluster) => Reservation::cluster(cluster.clone(), applicable, prompt),
+                None => Reservation::local(self.counters.clone(), applicable, prompt),
+            }));
         }
+        if let Some((rule, applicable)) = calls {
+            let fields = match self.count(&rule, &applicable, now).await {
+                Ok(fields) => fields,
+                Err(over) => {
+                    if let Some(reserved) = record.reservation.take() {
+                        reserved.settle(0);
+                    }
+                    return Err(over);
+                }
+            };
+            record.rate_limit = Some(Arc::new(match record.rate_limit.take() {
+                Some(tokens) => fields.and(&tokens),
+                None => fields,
+            }));
+        }
+        Ok(())
+    }
+
+    /// Counts a call in one policy's limits: in Redis with other nodes, else on this node.
+    async fn count(
+        &self,
+        rule: &ThrottleRule,
+        applicable: &Applicable,
+        now: i64,
+    ) -> Result<RateLimitFields, GatewayError> {
+        let counted = match &self.cluster {
+            Some(cluster) => cluster.admit(rule, applicable, now).await,
+            None => self.counters.admit(rule, applicable, now).map_err(Box::new),
+        };
+        counted.map_err(|over: Box<Refusal>| GatewayError::Throttled(over))
     }
 }
 
-/// A call's counts in limits shared across nodes, to be taken before it is forwarded.
-pub(crate) struct SharedCount {
-    rule: Arc<ThrottleRule>,
-    applicable: Applicable,
+/// A call's counts left for after admission: its call count where nodes share limits, and
+/// the tokens a model call reserves.
+pub(crate) struct Deferred {
+    calls: Option<(Arc<ThrottleRule>, Applicable)>,
+    tokens: Option<(Arc<ThrottleRule>, Applicable)>,
     now: i64,
 }
 

@@ -1,15 +1,17 @@
-//! Request throttling at call time: every limit of the policy bound to an API (per API or
-//! shared by its APIs, per user, app and source IP) counts calls in fixed windows aligned
-//! to the epoch. A call is admitted only when every applicable count is below its limit,
-//! and then counted in all of them at once, so a refused call consumes nothing and one node
-//! is never a call over a limit.
+//! Throttling at call time: every limit of the policies bound to an API (per API or
+//! shared by its APIs, per user, app and source IP) counts in fixed windows aligned to the
+//! epoch. A REQUEST policy counts calls; a TOKEN policy counts the tokens of model calls,
+//! each call reserving what it may spend at admission and settling with what its answer
+//! reports when it ends. A call is admitted only when its cost fits under every applicable
+//! limit, and then counted in all of them at once, so a refused call consumes nothing and
+//! one node never admits past a limit.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
 use infergate_core::snapshot::ThrottleRule;
-use infergate_core::throttle::{window_start, ThrottleType};
+use infergate_core::throttle::{window_start, ThrottleType, ThrottleUnit};
 use smallvec::SmallVec;
 
 use crate::authn::Caller;
@@ -38,13 +40,25 @@ impl Dimension {
         }
     }
 
-    /// The access log's word for a call this limit refused.
-    pub fn refusal(self) -> &'static str {
-        match self {
-            Dimension::Api => "throttled:api",
-            Dimension::User => "throttled:user",
-            Dimension::App => "throttled:app",
-            Dimension::Ip => "throttled:ip",
+    /// The access log's word for a call this limit of `unit` refused.
+    pub fn refusal(self, unit: ThrottleUnit) -> &'static str {
+        match (unit, self) {
+            (ThrottleUnit::Request, Dimension::Api) => "throttled:api",
+            (ThrottleUnit::Request, Dimension::User) => "throttled:user",
+            (ThrottleUnit::Request, Dimension::App) => "throttled:app",
+            (ThrottleUnit::Request, Dimension::Ip) => "throttled:ip",
+            (ThrottleUnit::Token, Dimension::Api) => "throttled:api_tokens",
+            (ThrottleUnit::Token, Dimension::User) => "throttled:user_tokens",
+            (ThrottleUnit::Token, Dimension::App) => "throttled:app_tokens",
+            (ThrottleUnit::Token, Dimension::Ip) => "throttled:ip_tokens",
+        }
+    }
+
+    /// The name of this limit's item in the rate-limit fields.
+    fn item(self, unit: ThrottleUnit) -> &'static str {
+        match unit {
+            ThrottleUnit::Request => self.as_str(),
+            ThrottleUnit::Token => &self.refusal(unit)["throttled:".len()..],
         }
     }
 }
@@ -126,11 +140,33 @@ pub struct RateLimitFields {
     pub state: String,
 }
 
+impl RateLimitFields {
+    /// These items followed by `other`'s.
+    pub(crate) fn and(mut self, other: &RateLimitFields) -> Self {
+        for (mine, theirs) in [
+            (&mut self.policy, &other.policy),
+            (&mut self.state, &other.state),
+        ] {
+            if !theirs.is_empty() {
+                if !mine.is_empty() {
+                    mine.push_str(", ");
+                }
+                mine.push_str(theirs);
+            }
+        }
+        self
+    }
+}
+
 /// A call over a limit.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
     pub dimension: Dimension,
+    /// What the limit counts.
+    pub unit: ThrottleUnit,
     pub limit: u64,
+    /// What the call would have counted (1 call, or the tokens it reserves).
+    pub cost: u64,
     pub time_interval: u64,
     /// The unit's word (`minute`).
     pub time_unit: &'static str,
@@ -145,6 +181,9 @@ pub(crate) struct Applicable {
     checks: SmallVec<[(CounterKey, u64); 4]>,
     window: i64,
     window_ms: u64,
+    unit: ThrottleUnit,
+    /// What the call counts in each limit: 1 call, or the tokens it reserves.
+    pub(crate) cost: u64,
 }
 
 impl Applicable {
@@ -189,7 +228,14 @@ impl Applicable {
             checks,
             window: window_start(now_ms, window_ms),
             window_ms,
+            unit: rule.unit,
+            cost: 1,
         }
+    }
+
+    /// The policy these counts belong to.
+    fn throttle(&self) -> &str {
+        self.checks.first().map_or("", |(key, _)| &key.throttle)
     }
 
     /// Seconds from `now_ms` to the end of the window (at least 1).
@@ -211,7 +257,9 @@ impl Applicable {
     ) -> Refusal {
         Refusal {
             dimension: over.0,
+            unit: self.unit,
             limit: over.1,
+            cost: self.cost,
             time_interval: rule.time_interval,
             time_unit: rule.time_unit.word(),
             retry_after: self.retry_after(now_ms),
@@ -232,7 +280,7 @@ impl Applicable {
                 policy.push_str(", ");
                 state.push_str(", ");
             }
-            let name = key.dimension.as_str();
+            let name = key.dimension.item(self.unit);
             // Writing to a String cannot fail.
             let _ = write!(policy, "\"{name}\";q={limit};w={window_s}");
             let _ = write!(
@@ -276,7 +324,7 @@ impl Counters {
         &self.shards[hash % SHARDS]
     }
 
-    /// Admits the call if every count is below its limit, counting it in all of them;
+    /// Admits the call if its cost fits under every limit, counting it in all of them;
     /// refuses it (counting nothing) otherwise.
     pub(crate) fn admit(
         &self,
@@ -285,7 +333,7 @@ impl Counters {
         now_ms: i64,
     ) -> Result<RateLimitFields, Refusal> {
         let mut shard = self
-            .shard(&rule.throttle_id)
+            .shard(applicable.throttle())
             .lock()
             .unwrap_or_else(|e| e.into_inner());
         let current = |slot: Option<&Slot>| match slot {
@@ -295,7 +343,7 @@ impl Counters {
         let mut counts: SmallVec<[u64; 4]> = SmallVec::new();
         for (key, limit) in &applicable.checks {
             let count = current(shard.slots.get(key));
-            if count >= *limit {
+            if count.saturating_add(applicable.cost) > *limit {
                 counts.push(count);
                 // Report every limit as it stands; the refused one first in the message.
                 for (key, _) in applicable.checks.iter().skip(counts.len()) {
@@ -303,7 +351,7 @@ impl Counters {
                 }
                 return Err(applicable.refusal(rule, (key.dimension, *limit), &counts, now_ms));
             }
-            counts.push(count + 1);
+            counts.push(count + applicable.cost);
         }
         let slot = |count| Slot {
             window: applicable.window,
@@ -326,6 +374,94 @@ impl Counters {
         }
         Ok(applicable.fields(&counts, now_ms))
     }
+
+    /// Replaces what an admitted call reserved with what it spent, in every count of the
+    /// window it was admitted in (a window that ended keeps what it counted).
+    pub(crate) fn settle(&self, applicable: &Applicable, reserved: u64, spent: u64) {
+        let mut shard = self
+            .shard(applicable.throttle())
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        for (key, _) in &applicable.checks {
+            if let Some(slot) = shard.slots.get_mut(key) {
+                if slot.window == applicable.window {
+                    slot.count = slot.count.saturating_sub(reserved).saturating_add(spent);
+                }
+            }
+        }
+    }
+}
+
+/// Where a call's reserved tokens are counted.
+enum Ledger {
+    Local(Arc<Counters>),
+    Cluster(Arc<ClusterLimits>),
+}
+
+/// The tokens an admitted model call reserved under a TOKEN policy, settled once with the
+/// tokens its answer reports (or, without a report, the estimate of its prompt). A
+/// reservation dropped unsettled keeps counting what it reserved.
+pub struct Reservation {
+    ledger: Ledger,
+    applicable: Applicable,
+    /// The estimate of the prompt's tokens within the reservation.
+    prompt: u64,
+    settled: std::sync::atomic::AtomicBool,
+}
+
+impl std::fmt::Debug for Reservation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reservation")
+            .field("throttle", &self.applicable.throttle())
+            .field("tokens", &self.applicable.cost)
+            .finish()
+    }
+}
+
+impl Reservation {
+    pub(crate) fn local(counters: Arc<Counters>, applicable: Applicable, prompt: u64) -> Self {
+        Self::new(Ledger::Local(counters), applicable, prompt)
+    }
+
+    pub(crate) fn cluster(
+        cluster: Arc<ClusterLimits>,
+        applicable: Applicable,
+        prompt: u64,
+    ) -> Self {
+        Self::new(Ledger::Cluster(cluster), applicable, prompt)
+    }
+
+    fn new(ledger: Ledger, applicable: Applicable, prompt: u64) -> Self {
+        Self {
+            ledger,
+            applicable,
+            prompt,
+            settled: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// The tokens reserved.
+    pub fn tokens(&self) -> u64 {
+        self.applicable.cost
+    }
+
+    /// Counts `spent` tokens in place of the reservation (only the first time).
+    pub fn settle(&self, spent: u64) {
+        use std::sync::atomic::Ordering;
+        if self.settled.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let reserved = self.applicable.cost;
+        match &self.ledger {
+            Ledger::Local(counters) => counters.settle(&self.applicable, reserved, spent),
+            Ledger::Cluster(cluster) => cluster.settle(&self.applicable, reserved, spent),
+        }
+    }
+
+    /// Settles with the call's reported usage, else the estimate of its prompt.
+    pub fn settle_with(&self, usage: Option<&crate::usage::Usage>) {
+        self.settle(usage.map_or(self.prompt, |u| u.total));
+    }
 }
 
 #[cfg(test)]
@@ -344,6 +480,8 @@ mod tests {
             user_call_limits: Some(3),
             app_call_limits: Some(2),
             ip_call_limits: Some(4),
+            unit: ThrottleUnit::Request,
+            default_max_tokens: 0,
             special_apps: [("vip".to_string(), 4)].into_iter().collect(),
             special_users: Default::default(),
         }
@@ -420,6 +558,89 @@ mod tests {
         assert!(call(&counters, &r, "a", user.clone(), "10.8.0.1", at).is_ok());
         let refused = call(&counters, &r, "a", user, "10.8.0.2", at).expect_err("api");
         assert_eq!(refused.dimension, Dimension::Api);
+    }
+
+    #[test]
+    fn token_counts_fit_whole_reservations_and_settle_with_what_was_spent() {
+        let counters = Counters::default();
+        let mut r = rule(ThrottleType::PerApi);
+        r.unit = ThrottleUnit::Token;
+        r.api_call_limits = 1_000;
+        r.app_call_limits = Some(500);
+        r.ip_call_limits = None;
+        let at = 60_000 * 3;
+        let reserve = |cost: u64| {
+            let mut applicable = Applicable::of(
+                &r,
+                &Arc::from("a"),
+                &app("x"),
+                "10.0.0.1".parse().expect("ip"),
+                at,
+            );
+            applicable.cost = cost;
+            applicable
+        };
+        let first = reserve(300);
+        let fields = counters.admit(&r, &first, at).expect("fits");
+        assert_eq!(
+            fields.policy,
+            "\"api_tokens\";q=1000;w=60, \"app_tokens\";q=500;w=60"
+        );
+        assert_eq!(
+            fields.state,
+            "\"api_tokens\";r=700;t=60, \"app_tokens\";r=200;t=60"
+        );
+        // 200 left for the app: a reservation of 201 is refused and counts nothing.
+        let refused = counters.admit(&r, &reserve(201), at).expect_err("over");
+        assert_eq!(
+            (refused.dimension, refused.unit, refused.cost),
+            (Dimension::App, ThrottleUnit::Token, 201)
+        );
+        assert!(counters.admit(&r, &reserve(200), at).is_ok());
+        // The first call spent 120 of its 300: 180 come back.
+        counters.settle(&first, 300, 120);
+        let fields = counters.admit(&r, &reserve(180), at).expect("returned");
+        assert!(
+            fields.state.ends_with("\"app_tokens\";r=0;t=60"),
+            "{}",
+            fields.state
+        );
+        let mut other = rule(ThrottleType::PerApi);
+        other.unit = ThrottleUnit::Token;
+        other.api_call_limits = 100;
+        other.app_call_limits = None;
+        other.ip_call_limits = None;
+        let call = |cost: u64| {
+            let mut applicable = Applicable::of(
+                &other,
+                &Arc::from("b"),
+                &app("y"),
+                "10.0.0.2".parse().expect("ip"),
+                at,
+            );
+            applicable.cost = cost;
+            applicable
+        };
+        // A call that spent more than it reserved counts what it spent.
+        let small = call(10);
+        assert!(counters.admit(&other, &small, at).is_ok());
+        counters.settle(&small, 10, 95);
+        assert!(counters.admit(&other, &call(6), at).is_err());
+        assert!(counters.admit(&other, &call(5), at).is_ok());
+        // The window is full; the next starts afresh.
+        assert!(counters.admit(&other, &call(1), at).is_err());
+        let later = {
+            let mut a = Applicable::of(
+                &other,
+                &Arc::from("b"),
+                &app("y"),
+                "10.0.0.2".parse().expect("ip"),
+                at + 60_000,
+            );
+            a.cost = 100;
+            a
+        };
+        assert!(counters.admit(&other, &later, at + 60_000).is_ok());
     }
 
     #[test]

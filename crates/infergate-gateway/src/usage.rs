@@ -362,6 +362,87 @@ pub fn estimate_tokens(bytes: usize) -> u64 {
     (bytes as u64).div_ceil(4)
 }
 
+/// The members of a model request that bound the tokens of its answer. A member given
+/// twice counts as the model server reads it (the last one); a number in a string or with
+/// a fraction counts as the number (what a lax server accepts); any other value counts as
+/// absent.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Caps {
+    max_tokens: Option<u64>,
+    max_completion_tokens: Option<u64>,
+    max_output_tokens: Option<u64>,
+    n: Option<u64>,
+}
+
+impl<'de> Deserialize<'de> for Caps {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Members;
+        impl<'de> serde::de::Visitor<'de> for Members {
+            type Value = Caps;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Caps, A::Error> {
+                let mut caps = Caps::default();
+                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                    let slot = match &*key {
+                        "max_tokens" => &mut caps.max_tokens,
+                        "max_completion_tokens" => &mut caps.max_completion_tokens,
+                        "max_output_tokens" => &mut caps.max_output_tokens,
+                        "n" => &mut caps.n,
+                        _ => {
+                            map.next_value::<serde::de::IgnoredAny>()?;
+                            continue;
+                        }
+                    };
+                    *slot = count_of(&map.next_value::<serde_json::Value>()?);
+                }
+                Ok(caps)
+            }
+        }
+        deserializer.deserialize_map(Members)
+    }
+}
+
+/// A count given as a JSON number or a string holding one (a fraction rounded up).
+fn count_of(value: &serde_json::Value) -> Option<u64> {
+    let number = match value {
+        serde_json::Value::Number(n) => n.as_f64()?,
+        serde_json::Value::String(s) => s.trim().parse::<f64>().ok()?,
+        _ => return None,
+    };
+    (number.is_finite() && number >= 0.0).then(|| number.ceil().min(MAX_CALL_TOKENS as f64) as u64)
+}
+
+/// The most choices one call is reserved for.
+const MAX_CHOICES: u64 = 128;
+
+/// What a model call reserves under a TOKEN policy, and the estimate of its prompt within
+/// that: the prompt at a token per 4 bytes of body, plus the completion tokens the answer
+/// may take (its `max_completion_tokens`, `max_tokens` or `max_output_tokens`, else
+/// `default_completion`, times its `n` choices; none for embeddings). At least 1, at most
+/// [`MAX_CALL_TOKENS`].
+pub fn reservation(path: &str, body: &[u8], default_completion: u64) -> (u64, u64) {
+    let prompt = estimate_tokens(body.len()).min(MAX_CALL_TOKENS);
+    let path = path.split('?').next().unwrap_or(path).trim_end_matches('/');
+    let completion = if path.ends_with("/embeddings") {
+        0
+    } else {
+        let caps = serde_json::from_slice::<Caps>(body).unwrap_or_default();
+        let cap = caps
+            .max_completion_tokens
+            .or(caps.max_tokens)
+            .or(caps.max_output_tokens)
+            .unwrap_or(default_completion);
+        let choices = caps.n.unwrap_or(1).clamp(1, MAX_CHOICES);
+        cap.saturating_mul(choices)
+    };
+    (
+        prompt.saturating_add(completion).clamp(1, MAX_CALL_TOKENS),
+        prompt,
+    )
+}
+
 /// What an answer's `Content-Type` says it is, as far as usage goes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Media {

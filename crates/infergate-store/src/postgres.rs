@@ -65,6 +65,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "usage accounting",
         include_str!("../migrations/postgres/0009_usage_accounting.sql"),
     ),
+    (
+        10,
+        "token limits",
+        include_str!("../migrations/postgres/0010_token_limits.sql"),
+    ),
 ];
 
 /// The PostgreSQL store.

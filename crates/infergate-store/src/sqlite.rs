@@ -54,6 +54,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "usage accounting",
         include_str!("../migrations/sqlite/0008_usage_accounting.sql"),
     ),
+    (
+        9,
+        "token limits",
+        include_str!("../migrations/sqlite/0009_token_limits.sql"),
+    ),
 ];
 
 /// The SQLite store.

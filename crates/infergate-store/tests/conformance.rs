@@ -434,7 +434,8 @@ pub async fn lockouts(store: &dyn Store) {
 /// deleting an API drops its binding.
 pub async fn throttles(store: &dyn Store) {
     use infergate_core::throttle::{
-        SpecialKind, Throttle, ThrottleBinding, ThrottleSpecial, ThrottleType, TimeUnit,
+        SpecialKind, Throttle, ThrottleBinding, ThrottleSpecial, ThrottleType, ThrottleUnit,
+        TimeUnit,
     };
     store.bootstrap(&plan()).await.expect("bootstrap");
     store
@@ -457,6 +458,8 @@ pub async fn throttles(store: &dyn Store) {
         time_interval: 1,
         time_unit: TimeUnit::Hour,
         kind: ThrottleType::PerApi,
+        unit: ThrottleUnit::Request,
+        default_max_tokens: 0,
         owner: "u1".into(),
         created_at: 1,
         updated_at: 1,
@@ -543,8 +546,50 @@ pub async fn throttles(store: &dyn Store) {
     assert_eq!(delta.throttles, vec![("t1".into(), Some(changed.clone()))]);
     assert_eq!(
         delta.bindings_of_throttles,
-        vec![("t1".into(), vec![binding])]
+        vec![("t1".into(), vec![binding.clone()])]
     );
+    // An API takes one policy of each unit: a TOKEN policy binds beside the REQUEST one,
+    // a second TOKEN policy does not.
+    for (id, name) in [("tk1", "tokens_a"), ("tk2", "tokens_b")] {
+        let tokens = Throttle {
+            id: id.into(),
+            name: name.into(),
+            unit: ThrottleUnit::Token,
+            default_max_tokens: 256,
+            ..policy.clone()
+        };
+        store.create_throttle(&tokens).await.expect("token policy");
+        assert_eq!(store.throttle(id).await.expect("q"), Some(tokens));
+    }
+    let token_binding = ThrottleBinding {
+        id: "bt1".into(),
+        throttle_id: "tk1".into(),
+        ..binding.clone()
+    };
+    store
+        .bind_throttle(std::slice::from_ref(&token_binding))
+        .await
+        .expect("bind tokens beside calls");
+    assert!(matches!(
+        store
+            .bind_throttle(&[ThrottleBinding {
+                id: "bt2".into(),
+                throttle_id: "tk2".into(),
+                ..binding.clone()
+            }])
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    let dump = store.load_config().await.expect("dump");
+    assert_eq!(dump.throttle_bindings.len(), 2);
+    assert_eq!(dump.throttles.len(), 3);
+    store.unbind_throttle("bt1").await.expect("unbind tokens");
+    for id in ["tk1", "tk2"] {
+        store
+            .delete_throttle(id)
+            .await
+            .expect("delete token policy");
+    }
     // Deleting the API drops its binding and logs the policy as changed.
     let before = store.revision().await.expect("revision");
     store.delete_api("a1").await.expect("delete api");

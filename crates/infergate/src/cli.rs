@@ -537,18 +537,27 @@ pub enum ThrottleCmd {
         /// 3-64 letters, digits or _, starting with a letter.
         #[arg(long)]
         name: String,
-        /// Calls per window of each bound API (or of all together, with --shared).
+        /// Calls (tokens, with --tokens) per window of each bound API (or of all together,
+        /// with --shared).
         #[arg(long)]
         api_limit: i64,
-        /// Calls per window by one IAM user.
+        /// Calls (tokens) per window by one IAM user.
         #[arg(long)]
         user_limit: Option<i64>,
-        /// Calls per window by one app.
+        /// Calls (tokens) per window by one app.
         #[arg(long)]
         app_limit: Option<i64>,
-        /// Calls per window from one source IP.
+        /// Calls (tokens) per window from one source IP.
         #[arg(long)]
         ip_limit: Option<i64>,
+        /// Count the total tokens of model calls instead of calls (a TOKEN policy: each
+        /// call reserves its max_tokens plus its body's bytes / 4, settled when it ends).
+        #[arg(long)]
+        tokens: bool,
+        /// With --tokens: the completion tokens reserved for a call without max_tokens
+        /// [default: 1024].
+        #[arg(long, requires = "tokens")]
+        default_max_tokens: Option<i64>,
         /// The window's length, in units.
         #[arg(long, default_value_t = 1)]
         interval: i64,

@@ -12,7 +12,7 @@ use serde_json::json;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
-use common::upstream::start_mock;
+use common::upstream::{model_stub, start_mock};
 use common::{start_full, Admin, Server, PASSWORD};
 
 const MASTER_KEY: &str = "5f1c0e3a9b7d4c2e8a6b1f0d3c5e7a9b2d4f6a8c0e1b3d5f7a9c1e3b5d7f9a0c";
@@ -858,6 +858,113 @@ async fn limits_hold_across_three_nodes_and_through_a_redis_outage() {
     .await;
     until_status(&client, &urls[2], &code, 200, Duration::from_secs(5)).await;
     let _ = mock;
+    drop(nodes);
+    schema.drop_schema().await;
+}
+
+/// Three nodes on one PostgreSQL and one Redis, each API with its own TOKEN policy (tokens
+/// an app may take a minute). Eight concurrent first calls spread over the nodes take
+/// exactly the reservations that fit; 200 concurrent streams spread over them take no
+/// more tokens than the limit. Refused calls never reach the model server.
+#[tokio::test]
+async fn token_limits_hold_across_three_nodes() {
+    let schema = Schema::new().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = schema.url(None);
+    let mut nodes = Vec::new();
+    for name in ["a", "b", "c"] {
+        let redis = ["--redis-url", "redis://127.0.0.1:6379"];
+        nodes.push(node(dir.path(), name, &url, &redis).await);
+    }
+    let admin = Admin::login(&nodes[0]).await;
+    let client = reqwest::Client::new();
+    // (case, tokens a minute, max_tokens (all of which each answer takes), calls at once)
+    for (case, limit, max_tokens, calls) in [
+        ("first", 10_000u64, 2_400u64, 8usize),
+        ("streams", 20_000, 400, 200),
+    ] {
+        let stub = model_stub(max_tokens, Duration::from_millis(5)).await;
+        let (sid, api) = admin
+            .service_with_api(
+                &format!("svc{case}"),
+                &stub.url,
+                json!({"auth_type": "APP", "support_app_code": true}),
+            )
+            .await;
+        let app = admin.app(&format!("{case}_app")).await;
+        let app_id = app["app_id"].as_str().expect("id");
+        admin.authorize(&sid, &api, app_id).await;
+        let code = admin.app_code(app_id).await;
+        admin
+            .throttle(
+                json!({"name": format!("{case}_tpm"), "unit": "TOKEN",
+                       "api_call_limits": 100_000_000, "app_call_limits": limit,
+                       "time_interval": 1, "time_unit": "MINUTE"}),
+                &[&api],
+            )
+            .await;
+        let base: Vec<String> = nodes
+            .iter()
+            .map(|n| format!("{}/v1/infers/{sid}", n.gateway))
+            .collect();
+        for (node, base) in nodes.iter().zip(&base) {
+            // The stub refuses a GET's empty body: the API is live on the node.
+            until_status(&client, &format!("{base}/models"), &code, 400, FIVE_S).await;
+            let started = Instant::now();
+            while limits_status(&client, node).await != "shared in Redis" {
+                assert!(started.elapsed() < FIVE_S, "Redis not reached");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        // All in one window: not within 20 s of a minute's end.
+        let into = epoch_ms() % 60_000;
+        if into > 40_000 {
+            tokio::time::sleep(Duration::from_millis(60_050 - into)).await;
+        }
+        let body = serde_json::to_vec(&json!({"model": "stub", "stream": calls > 8,
+            "max_tokens": max_tokens,
+            "messages": [{"role": "user", "content": "one two three"}]}))
+        .expect("json");
+        let reserve = (body.len() as u64).div_ceil(4) + max_tokens;
+        let sent = (0..calls).map(|i| {
+            let req = client
+                .post(format!("{}/chat/completions", base[i % base.len()]))
+                .header("X-Apig-AppCode", &code)
+                .header("content-type", "application/json")
+                .body(body.clone());
+            async move {
+                let reply = req.send().await.expect("call");
+                let status = reply.status().as_u16();
+                (status, reply.text().await.unwrap_or_default())
+            }
+        });
+        let answers = futures_util::future::join_all(sent).await;
+        for (status, text) in &answers {
+            assert!(
+                *status == 200 || (*status == 429 && text.contains("APIG.0308")),
+                "{case}: {status} {text}"
+            );
+        }
+        let admitted = answers.iter().filter(|(s, _)| *s == 200).count() as u64;
+        assert_eq!(
+            stub.calls.load(Ordering::SeqCst) as u64,
+            admitted,
+            "{case}: refused calls reached the model server"
+        );
+        let reported = stub.reported.load(Ordering::SeqCst);
+        assert_eq!(reported, admitted * (3 + max_tokens), "{case}");
+        assert!(reported <= limit, "{case}: {reported} tokens served");
+        let fit = limit / reserve;
+        if case == "first" {
+            // Each batch from Redis is exactly one call's reservation here.
+            assert_eq!(admitted, fit, "{case}: {admitted} of {calls} admitted");
+        } else {
+            assert!(
+                admitted >= fit / 2 && admitted < calls as u64,
+                "{case}: {admitted} admitted; {fit} fit"
+            );
+        }
+    }
     drop(nodes);
     schema.drop_schema().await;
 }

@@ -32,6 +32,13 @@ async fn policies_are_validated_created_listed_changed_and_deleted() {
         (json!({"type": 3}), "type"),
         (json!({"api_call_limits": "many"}), "api_call_limits"),
         (json!({"remark": "x".repeat(256)}), "remark"),
+        (json!({"unit": "TOKENS"}), "unit"),
+        (json!({"unit": 1}), "unit"),
+        (json!({"default_max_tokens": 100}), "default_max_tokens"),
+        (
+            json!({"unit": "TOKEN", "default_max_tokens": 0}),
+            "default_max_tokens",
+        ),
     ] {
         let mut body = policy("per_minute");
         for (k, v) in change.as_object().expect("object") {
@@ -108,6 +115,71 @@ async fn policies_are_validated_created_listed_changed_and_deleted() {
     assert_eq!(t.call(Method::DELETE, &one, token, None).await.status, 204);
     let gone = t.call(Method::GET, &one, token, None).await;
     gone.assert_error(404, "APIG.3005");
+}
+
+/// A TOKEN policy shows its unit and default reservation, binds beside a REQUEST policy
+/// (one of each unit per API), and keeps its unit for good.
+#[tokio::test]
+async fn token_policies_bind_beside_call_policies_and_keep_their_unit() {
+    let t = TestApp::new().await;
+    let token = Some(t.admin_token.as_str());
+    let throttles = format!("{}/throttles", base(&t));
+    let sid = t.service(&t.admin_token, "svc_tokens").await;
+    let api_id = t.app_api(&t.admin_token, &sid).await;
+    let mut ids = Vec::new();
+    for (name, unit) in [
+        ("calls", "REQUEST"),
+        ("tokens", "TOKEN"),
+        ("tokens_too", "TOKEN"),
+    ] {
+        let mut body = policy(name);
+        body["unit"] = json!(unit);
+        let created = t.call(Method::POST, &throttles, token, Some(body)).await;
+        assert_eq!(created.status.as_u16(), 201, "{}", created.body);
+        assert_eq!(created.body["unit"], unit);
+        let reserve = if unit == "TOKEN" {
+            json!(1024)
+        } else {
+            Value::Null
+        };
+        assert_eq!(created.body["default_max_tokens"], reserve);
+        ids.push(created.body["id"].as_str().expect("id").to_owned());
+    }
+    let bind = |policy: &str| json!({"policy_id": policy, "publish_ids": [api_id.clone()]});
+    let bindings = format!("{}/throttle-bindings", base(&t));
+    for id in &ids[..2] {
+        let r = t.call(Method::POST, &bindings, token, Some(bind(id))).await;
+        assert_eq!(r.status.as_u16(), 201, "{}", r.body);
+    }
+    let r = t
+        .call(Method::POST, &bindings, token, Some(bind(&ids[2])))
+        .await;
+    assert_eq!(r.status.as_u16(), 409, "{}", r.body);
+    assert!(
+        r.body["error_msg"]
+            .as_str()
+            .unwrap_or("")
+            .contains("unit TOKEN"),
+        "{}",
+        r.body
+    );
+    // The unit stays; the default reservation changes.
+    let one = format!("{throttles}/{}", ids[1]);
+    let mut changed = policy("tokens");
+    changed["unit"] = json!("REQUEST");
+    let r = t
+        .call(Method::PUT, &one, token, Some(changed.clone()))
+        .await;
+    r.assert_error(400, "ModelArts.0101");
+    assert!(r.body["error_msg"].as_str().unwrap_or("").contains("unit"));
+    changed["unit"] = json!("TOKEN");
+    changed["default_max_tokens"] = json!(64);
+    let r = t.call(Method::PUT, &one, token, Some(changed)).await;
+    assert_eq!(r.status.as_u16(), 200, "{}", r.body);
+    assert_eq!(
+        (r.body["unit"].clone(), r.body["default_max_tokens"].clone()),
+        (json!("TOKEN"), json!(64))
+    );
 }
 
 #[tokio::test]

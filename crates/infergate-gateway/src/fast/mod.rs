@@ -25,7 +25,7 @@ use crate::error::GatewayError;
 use crate::http_rules::ConnInfo;
 use crate::http_rules::MAX_HEADERS;
 use crate::http_rules::{Forwarded, RequestFraming, ResponseFraming};
-use crate::phases::{BodySeen, CallRecord, Head, SharedCount};
+use crate::phases::{BodySeen, CallRecord, Deferred, Head};
 use crate::upstreams::pool::{Pool, Pooled};
 use crate::upstreams::{Answered, Attempt, Attempted, Attempts, Failure};
 use crate::usage::{Media, UsageChunkFilter, UsageTap};
@@ -360,11 +360,14 @@ impl Gateway {
         };
         let mut record = self.begin(&request.method, path, query, body.len() as u64);
         let admitted = self.admit_fast(&head, body, conn, &mut record);
-        let (api, caller, shared) = match admitted {
+        let (api, caller, deferred) = match admitted {
             Ok(admitted) => admitted,
             Err(err) => return self.answer_error(err, record, client.stream, close).await,
         };
-        if let Err(err) = self.count_shared(shared, &mut record).await {
+        let counted = self
+            .count_deferred(deferred, (path, body), &mut record)
+            .await;
+        if let Err(err) = counted {
             return self.answer_error(err, record, client.stream, close).await;
         }
         let forwarded = self
@@ -548,9 +551,8 @@ impl Gateway {
 
 /// The attempts of one fast-path call, each writing the request to a kept-alive connection
 /// of its upstream while watching the client.
-/// An admitted fast-path call: its API, its caller and its counts still to take in limits
-/// shared across nodes.
-type FastAdmitted = (Arc<ApiRoute>, Caller, Option<Box<SharedCount>>);
+/// An admitted fast-path call: its API, its caller and the counts still to take.
+type FastAdmitted = (Arc<ApiRoute>, Caller, Option<Box<Deferred>>);
 
 struct FastAttempts<'a, 'c, 'h> {
     pool: &'a Pool<UpstreamConn>,

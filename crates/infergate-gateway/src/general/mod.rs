@@ -121,7 +121,7 @@ impl Gateway {
         } else {
             (ForwardBody::Stream(Some(body)), None)
         };
-        let (caller, shared) = self.admit(
+        let (caller, deferred) = self.admit(
             &snapshot,
             &selected,
             &Head::of(&parts),
@@ -132,9 +132,8 @@ impl Gateway {
             },
             record,
         )?;
-        self.count_shared(shared, record).await?;
         // An admitted model call's body is read whole (never a stranger's): it may be
-        // asked for usage.
+        // asked for usage, and it says what tokens the call reserves.
         let forward_body = match forward_body {
             ForwardBody::Stream(Some(body)) if record.model_call => {
                 let bytes = collect_limited(body, self.settings.limits.max_body_bytes).await?;
@@ -143,6 +142,12 @@ impl Gateway {
             }
             other => other,
         };
+        let sent: &[u8] = match &forward_body {
+            ForwardBody::Buffered(bytes) => bytes,
+            ForwardBody::Stream(_) => &[],
+        };
+        self.count_deferred(deferred, (parts.uri.path(), sent), record)
+            .await?;
         let forward_body = match forward_body {
             ForwardBody::Buffered(bytes) if record.model_call => {
                 match crate::usage::ask_for_usage(parts.uri.path(), &bytes) {

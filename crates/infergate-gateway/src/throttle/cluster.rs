@@ -1,10 +1,15 @@
 //! Limits that hold across nodes. Each count of a window lives in Redis; a node admits a
-//! call only with permits it already holds, and takes permits from the window's count in
-//! batches: as many as it used since its last batch (at least a few), never more than a
-//! share of what the window has left (so batches shrink as the budget runs out). The sum
+//! call only with permits it already holds (one per call, or one per token a call
+//! reserves), and takes permits from the window's count in batches: as many as it used
+//! since its last batch (at least a few, and at least what the call lacks), never more than
+//! a share of what the window has left (so batches shrink as the budget runs out). The sum
 //! admitted over all nodes therefore never exceeds a limit, and a limit goes unused only
-//! by the permits nodes still hold when the window ends. A batch that would take from an
-//! exhausted count takes nothing from the others.
+//! by the permits nodes still hold when the window ends. A batch that would take from a
+//! count with less left than the call lacks takes nothing from the others.
+//!
+//! A model call's unused reserved tokens come back to the node's permits; tokens it spent
+//! beyond its reservation are taken from them, and what they lack is added to the count in
+//! Redis.
 //!
 //! Without Redis a node keeps counting locally, each limit divided by the nodes that were
 //! last seen alive, until the end of the window in which Redis went away (what each node
@@ -31,25 +36,27 @@ const NODE_TTL_MS: i64 = 5_000;
 const MIN_BATCH: u64 = 4;
 const MAX_BATCH: u64 = 4_096;
 
-/// Takes permits for several counts at once: all or, when one is exhausted, none.
-/// ARGV: key expiry (ms), live nodes, then per key its limit and the batch wanted.
-/// Returns per key the permits granted and what is left.
+/// Takes permits for several counts at once: all or, when one has less left than the call
+/// needs of it, none.
+/// ARGV: key expiry (ms), live nodes, then per key its limit, the batch wanted and the
+/// permits the call needs at least. Returns per key the permits granted and what is left.
 const TAKE: &str = r"
 local ttl = tonumber(ARGV[1])
 local nodes = tonumber(ARGV[2])
 local used = {}
 local out = {}
-local exhausted = false
+local short = false
 for i = 1, #KEYS do
   used[i] = tonumber(redis.call('GET', KEYS[i]) or '0')
-  if used[i] >= tonumber(ARGV[2 * i + 1]) then exhausted = true end
+  if tonumber(ARGV[3 * i]) - used[i] < tonumber(ARGV[3 * i + 2]) then short = true end
 end
 for i = 1, #KEYS do
-  local left = math.max(tonumber(ARGV[2 * i + 1]) - used[i], 0)
+  local left = math.max(tonumber(ARGV[3 * i]) - used[i], 0)
+  local need = tonumber(ARGV[3 * i + 2])
   local grant = 0
-  if not exhausted then
+  if not short then
     local share = math.ceil(left / (2 * nodes))
-    grant = math.max(1, math.min(tonumber(ARGV[2 * i + 2]), share))
+    grant = math.min(left, math.max(need, math.min(tonumber(ARGV[3 * i + 1]), share)))
     redis.call('INCRBY', KEYS[i], grant)
     redis.call('PEXPIRE', KEYS[i], ttl)
   end
@@ -65,14 +72,14 @@ struct Held {
     window: i64,
     /// Permits taken from Redis and not used yet.
     permits: u64,
-    /// Calls this node admitted in the window.
+    /// Permits this node used in the window.
     admitted: u64,
-    /// Calls admitted since the last batch: the next batch's size.
+    /// Permits used since the last batch: the next batch's size.
     since_batch: u64,
     /// What Redis said the window had left after the last batch.
     left: u64,
-    /// Redis said the window's count is spent.
-    exhausted: bool,
+    /// A batch was asked for in this window (so `left` is known).
+    fetched: bool,
 }
 
 /// What [`ClusterLimits::try_admit`] decided.
@@ -290,11 +297,13 @@ impl ClusterLimits {
                 };
             }
             let share = limit.div_ceil(nodes);
-            let ok = if h.permits > 0 {
+            let cost = applicable.cost;
+            let ok = if h.permits >= cost {
                 true
             } else if !up {
-                h.admitted < share
-            } else if h.exhausted {
+                h.admitted.saturating_add(cost) <= share
+            } else if h.fetched && h.permits.saturating_add(h.left) < cost {
+                // Not even all that was left at the last batch would do.
                 false
             } else {
                 fetch = true;
@@ -329,19 +338,21 @@ impl ClusterLimits {
         }
         for ((key, _), state) in applicable.checks.iter().zip(states.iter_mut()) {
             if let Some(h) = held.get_mut(key) {
-                h.permits = h.permits.saturating_sub(1);
-                h.admitted += 1;
-                h.since_batch += 1;
+                h.permits = h.permits.saturating_sub(applicable.cost);
+                h.admitted = h.admitted.saturating_add(applicable.cost);
+                h.since_batch = h.since_batch.saturating_add(applicable.cost);
                 *state = *h;
             }
         }
         Decision::Admitted(applicable.fields(&counts(&states), now))
     }
 
-    /// Takes a batch for every count of `applicable` that holds no permit.
+    /// Takes a batch for every count of `applicable` that holds fewer permits than the call
+    /// costs.
     async fn fetch(&self, applicable: &Applicable, now: i64) {
         let _one_at_a_time = self.fetching.lock().await;
-        let wanted: SmallVec<[(CounterKey, u64, u64); 4]> = {
+        let cost = applicable.cost;
+        let wanted: SmallVec<[(CounterKey, u64, u64, u64); 4]> = {
             let held = self.held.lock().unwrap_or_else(|e| e.into_inner());
             applicable
                 .checks
@@ -349,11 +360,15 @@ impl ClusterLimits {
                 .filter_map(|(key, limit)| {
                     let h = held.get(key).copied().unwrap_or_default();
                     let current = h.window == applicable.window;
-                    if current && (h.permits > 0 || h.exhausted) {
+                    let permits = if current { h.permits } else { 0 };
+                    let short = current && h.fetched && permits.saturating_add(h.left) < cost;
+                    if permits >= cost || short {
                         return None;
                     }
-                    let batch = (h.since_batch * 2).clamp(MIN_BATCH, MAX_BATCH);
-                    Some((key.clone(), *limit, batch))
+                    let need = cost - permits;
+                    let most = MAX_BATCH.max(need.saturating_mul(16));
+                    let batch = h.since_batch.saturating_mul(2).clamp(MIN_BATCH, most);
+                    Some((key.clone(), *limit, batch, need))
                 })
                 .collect()
         };
@@ -371,8 +386,8 @@ impl ClusterLimits {
             invocation.key(self.redis_key(key, applicable.window));
         }
         invocation.arg(ttl).arg(self.live_nodes());
-        for (_, limit, batch) in &wanted {
-            invocation.arg(*limit).arg(*batch);
+        for (_, limit, batch, need) in &wanted {
+            invocation.arg(*limit).arg(*batch).arg(*need);
         }
         let answer: Result<Result<Vec<i64>, _>, _> =
             tokio::time::timeout(REDIS_TIMEOUT, invocation.invoke_async(&mut conn)).await;
@@ -398,12 +413,61 @@ impl ClusterLimits {
             h.permits += grant;
             h.left = left;
             h.since_batch = 0;
-            h.exhausted = grant == 0 && left == 0;
+            h.fetched = true;
             taken += grant;
         }
         if let Some(m) = &self.metrics {
             m.permits.inc_by(taken);
         }
+    }
+
+    /// Replaces what an admitted call reserved with what it spent: tokens it did not use
+    /// come back to this node's permits; tokens it used beyond its reservation are taken
+    /// from them, and what they lack is added to the count in Redis.
+    pub(crate) fn settle(self: &Arc<Self>, applicable: &Applicable, reserved: u64, spent: u64) {
+        let mut owed: SmallVec<[(String, u64); 4]> = SmallVec::new();
+        {
+            let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+            for (key, _) in &applicable.checks {
+                let Some(h) = held.get_mut(key) else { continue };
+                if h.window != applicable.window {
+                    continue;
+                }
+                if spent <= reserved {
+                    let back = reserved - spent;
+                    h.permits = h.permits.saturating_add(back);
+                    h.admitted = h.admitted.saturating_sub(back);
+                } else {
+                    let more = spent - reserved;
+                    let from_permits = more.min(h.permits);
+                    h.permits -= from_permits;
+                    h.admitted = h.admitted.saturating_add(more);
+                    h.left = h.left.saturating_sub(more - from_permits);
+                    if more > from_permits && self.redis_up() {
+                        owed.push((self.redis_key(key, h.window), more - from_permits));
+                    }
+                }
+            }
+        }
+        if owed.is_empty() {
+            return;
+        }
+        let limits = self.clone();
+        tokio::spawn(async move {
+            let Some(mut conn) = limits.connection().await else {
+                limits.lost();
+                return;
+            };
+            let mut pipe = redis::pipe();
+            for (key, tokens) in &owed {
+                pipe.cmd("INCRBY").arg(key).arg(*tokens).ignore();
+            }
+            let added: Result<Result<(), _>, _> =
+                tokio::time::timeout(REDIS_TIMEOUT, pipe.query_async(&mut conn)).await;
+            if !matches!(added, Ok(Ok(()))) {
+                limits.lost();
+            }
+        });
     }
 
     /// Admits the call or refuses it, waiting for Redis only when a count needs a batch.
@@ -431,5 +495,106 @@ impl ClusterLimits {
                 now,
             ))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::authn::Caller;
+    use infergate_core::throttle::{ThrottleType, ThrottleUnit, TimeUnit};
+
+    fn tokens_per_hour(limit: u64) -> ThrottleRule {
+        ThrottleRule {
+            throttle_id: infergate_core::ids::random_hex(8).into(),
+            name: "tpm".into(),
+            kind: ThrottleType::PerApi,
+            time_interval: 1,
+            time_unit: TimeUnit::Hour,
+            api_call_limits: limit,
+            user_call_limits: None,
+            app_call_limits: None,
+            ip_call_limits: None,
+            unit: ThrottleUnit::Token,
+            default_max_tokens: 16,
+            special_apps: Default::default(),
+            special_users: Default::default(),
+        }
+    }
+
+    async fn redis_count(key: &str) -> i64 {
+        let client = redis::Client::open("redis://127.0.0.1:6379").expect("url");
+        let mut conn = client
+            .get_multiplexed_async_connection()
+            .await
+            .expect("Redis on 127.0.0.1:6379");
+        redis::cmd("GET")
+            .arg(key)
+            .query_async::<Option<i64>>(&mut conn)
+            .await
+            .expect("GET")
+            .unwrap_or(0)
+    }
+
+    /// Tokens spent beyond a reservation are added to the count in Redis (so every node
+    /// refuses what no longer fits); tokens left unspent come back to the node's permits.
+    #[tokio::test]
+    async fn settling_moves_the_difference_between_reserved_and_spent() {
+        let prefix = format!("infergate-test-{}", infergate_core::ids::random_hex(6));
+        let limits = ClusterLimits::start("redis://127.0.0.1:6379", &prefix, None).expect("start");
+        for _ in 0..50 {
+            if limits.redis_up() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(limits.redis_up(), "Redis on 127.0.0.1:6379");
+        let rule = tokens_per_hour(1_000);
+        let now = now_ms();
+        let call = |cost: u64| {
+            let ip = std::net::IpAddr::from([127, 0, 0, 1]);
+            let mut applicable =
+                Applicable::of(&rule, &Arc::from("api"), &Caller::Anonymous, ip, now);
+            applicable.cost = cost;
+            applicable
+        };
+        let key = limits.redis_key(&call(1).checks[0].0, call(1).window);
+
+        let first = call(100);
+        assert!(limits.admit(&rule, &first, now).await.is_ok());
+        assert_eq!(
+            redis_count(&key).await,
+            100,
+            "one reservation's permits taken"
+        );
+        // It spent 900: 800 more are owed to Redis.
+        limits.settle(&first, 100, 900);
+        let mut counted = 0;
+        for _ in 0..50 {
+            counted = redis_count(&key).await;
+            if counted == 900 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(counted, 900);
+        // 100 are left: a call reserving 200 is refused, one reserving 100 fits.
+        let refused = limits
+            .admit(&rule, &call(200), now)
+            .await
+            .expect_err("over");
+        assert_eq!(
+            (refused.unit, refused.cost, refused.limit),
+            (ThrottleUnit::Token, 200, 1_000)
+        );
+        let last = call(100);
+        assert!(limits.admit(&rule, &last, now).await.is_ok());
+        assert_eq!(redis_count(&key).await, 1_000);
+        // It spent 40: 60 come back to this node, which admits a call reserving 60 from
+        // them without Redis.
+        limits.settle(&last, 100, 40);
+        assert!(limits.admit(&rule, &call(60), now).await.is_ok());
+        assert!(limits.admit(&rule, &call(1), now).await.is_err());
+        assert_eq!(redis_count(&key).await, 1_000);
     }
 }

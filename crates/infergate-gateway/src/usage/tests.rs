@@ -401,3 +401,58 @@ fn a_null_stream_options_is_the_clients() {
     let path = "/v1/infers/s/chat/completions";
     assert!(ask_for_usage(path, br#"{"stream": true, "stream_options": null}"#).is_none());
 }
+
+#[test]
+fn reservations_take_the_cap_the_model_server_reads() {
+    use super::reservation;
+    let chat = "/v1/chat/completions";
+    let body = br#"{"model":"m","messages":[],"max_tokens":100}"#;
+    let prompt = (body.len() as u64).div_ceil(4);
+    assert_eq!(reservation(chat, body, 1024), (prompt + 100, prompt));
+    // max_completion_tokens wins over the older max_tokens; n multiplies the choices.
+    let both = br#"{"max_tokens":100,"max_completion_tokens":7,"n":3}"#;
+    assert_eq!(
+        reservation(chat, both, 1024).0,
+        both.len().div_ceil(4) as u64 + 21
+    );
+    // No cap: the policy's default; an embedding reserves its input alone.
+    let none = br#"{"model":"m"}"#;
+    assert_eq!(reservation(chat, none, 500).0, 4 + 500);
+    assert_eq!(reservation("/v1/embeddings", none, 500).0, 4);
+    // A member given twice counts as the server reads it: the last one.
+    let twice = br#"{"max_tokens":1,"max_tokens":9000}"#;
+    assert_eq!(
+        reservation(chat, twice, 10).0,
+        twice.len().div_ceil(4) as u64 + 9000
+    );
+    // Numbers in strings and fractions count as numbers; other values as absent.
+    let lax = br#"{"max_tokens":"250"}"#;
+    assert_eq!(
+        reservation(chat, lax, 10).0,
+        lax.len().div_ceil(4) as u64 + 250
+    );
+    let frac = br#"{"max_tokens":2.5}"#;
+    assert_eq!(
+        reservation(chat, frac, 10).0,
+        frac.len().div_ceil(4) as u64 + 3
+    );
+    for odd in [
+        &br#"{"max_tokens":-5}"#[..],
+        br#"{"max_tokens":[1]}"#,
+        br#"{"max_tokens":null}"#,
+        br#"{"max_tokens":"lots"}"#,
+        br#"not json"#,
+        br#"[1,2]"#,
+    ] {
+        assert_eq!(
+            reservation(chat, odd, 10).0,
+            odd.len().div_ceil(4) as u64 + 10,
+            "{}",
+            String::from_utf8_lossy(odd)
+        );
+    }
+    // Bounded whatever the request asks.
+    let huge = br#"{"max_tokens":1e300,"n":1000000}"#;
+    assert_eq!(reservation(chat, huge, 10).0, super::MAX_CALL_TOKENS);
+    assert_eq!(reservation(chat, b"", 0), (1, 0));
+}

@@ -34,7 +34,7 @@ use infergate_core::model::{
 };
 use infergate_core::snapshot::{ConfigDelta, ConfigDump};
 use infergate_core::throttle::{
-    SpecialKind, Throttle, ThrottleBinding, ThrottleSpecial, ThrottleType, TimeUnit,
+    SpecialKind, Throttle, ThrottleBinding, ThrottleSpecial, ThrottleType, ThrottleUnit, TimeUnit,
 };
 use sqlx::{Row, Transaction};
 

@@ -11,14 +11,17 @@ impl ThrottleStore for This {
             sqlx::query(
                 "INSERT INTO throttles (id, name, remark, api_call_limits, user_call_limits,
                                         app_call_limits, ip_call_limits, time_interval, time_unit,
-                                        kind, updated_at, project_id, owner, created_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+                                        kind, updated_at, default_max_tokens, project_id,
+                                        owner, created_at, unit)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,
+                         $16)",
             ),
             throttle,
         )
         .bind(&throttle.project_id)
         .bind(&throttle.owner)
         .bind(throttle.created_at)
+        .bind(throttle.unit.as_str())
         .execute(&mut *tx)
         .await
         .map_err(name_taken(throttle))?;
@@ -53,8 +56,10 @@ impl ThrottleStore for This {
             sqlx::query(
                 "UPDATE throttles SET name = $2, remark = $3, api_call_limits = $4,
                         user_call_limits = $5, app_call_limits = $6, ip_call_limits = $7,
-                        time_interval = $8, time_unit = $9, kind = $10, updated_at = $11
+                        time_interval = $8, time_unit = $9, kind = $10, updated_at = $11,
+                        default_max_tokens = $12
                  WHERE id = $1",
+                // A policy's unit is the one it was created with: its bindings hold it too.
             ),
             throttle,
         )
@@ -94,30 +99,31 @@ impl ThrottleStore for This {
         let Some(first) = bindings.first() else {
             return Ok(());
         };
-        let exists = sqlx::query("SELECT id FROM throttles WHERE id = $1")
+        let unit: Option<String> = sqlx::query_scalar("SELECT unit FROM throttles WHERE id = $1")
             .bind(&first.throttle_id)
             .fetch_optional(&mut *tx)
             .await?;
-        if exists.is_none() {
+        let Some(unit) = unit else {
             return Err(StoreError::NotFound("throttle"));
-        }
+        };
         for binding in bindings {
             require_api(&mut tx, &binding.api_id).await?;
             sqlx::query(
-                "INSERT INTO throttle_bindings (id, throttle_id, api_id, created_at)
-                 VALUES ($1, $2, $3, $4)",
+                "INSERT INTO throttle_bindings (id, throttle_id, api_id, created_at, unit)
+                 VALUES ($1, $2, $3, $4, $5)",
             )
             .bind(&binding.id)
             .bind(&binding.throttle_id)
             .bind(&binding.api_id)
             .bind(binding.created_at)
+            .bind(&unit)
             .execute(&mut *tx)
             .await
             .map_err(|e| {
                 StoreError::from_sqlx(
                     e,
                     &format!(
-                        "API {} is already bound to a throttling policy",
+                        "API {} is already bound to a throttling policy of unit {unit}",
                         binding.api_id
                     ),
                 )
@@ -261,7 +267,7 @@ impl ThrottleStore for This {
 
 type Query<'q> = sqlx::query::Query<'q, Db, <Db as sqlx::Database>::Arguments<'q>>;
 
-/// Binds `$1` (the id) to `$11`: the fields a policy's create and update both write.
+/// Binds `$1` (the id) to `$12`: the fields a policy's create and update both write.
 fn with_settings<'q>(query: Query<'q>, t: &'q Throttle) -> Query<'q> {
     query
         .bind(&t.id)
@@ -275,6 +281,7 @@ fn with_settings<'q>(query: Query<'q>, t: &'q Throttle) -> Query<'q> {
         .bind(t.time_unit.as_str())
         .bind(t.kind.code())
         .bind(t.updated_at)
+        .bind(t.default_max_tokens as i64)
 }
 
 /// A unique-name clash, in words.
@@ -297,6 +304,7 @@ fn limit_of(row: &DbRow, column: &str) -> StoreResult<Option<u64>> {
 pub(super) fn throttle_from_row(row: &DbRow) -> StoreResult<Throttle> {
     let unit: String = row.try_get("time_unit")?;
     let kind: i64 = row.try_get("kind")?;
+    let counts: String = row.try_get("unit")?;
     Ok(Throttle {
         id: row.try_get("id")?,
         project_id: row.try_get("project_id")?,
@@ -311,6 +319,8 @@ pub(super) fn throttle_from_row(row: &DbRow) -> StoreResult<Throttle> {
             .ok_or_else(|| corrupt("time_interval", "NULL"))?,
         time_unit: TimeUnit::from_str(&unit).map_err(|_| corrupt("time_unit", &unit))?,
         kind: ThrottleType::from_code(kind).ok_or_else(|| corrupt("kind", kind))?,
+        unit: ThrottleUnit::from_str(&counts).map_err(|_| corrupt("unit", &counts))?,
+        default_max_tokens: limit_of(row, "default_max_tokens")?.unwrap_or(0),
         owner: row.try_get("owner")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,

@@ -736,9 +736,10 @@ fn url_escape(text: &str) -> String {
 }
 
 pub async fn throttle(c: &Client, cmd: ThrottleCmd) -> CliResult<()> {
-    const COLUMNS: [&str; 8] = [
+    const COLUMNS: [&str; 9] = [
         "id",
         "name",
+        "unit",
         "api_call_limits",
         "user_call_limits",
         "app_call_limits",
@@ -755,6 +756,8 @@ pub async fn throttle(c: &Client, cmd: ThrottleCmd) -> CliResult<()> {
             ip_limit,
             interval,
             unit,
+            tokens,
+            default_max_tokens,
             shared,
             remark,
         } => {
@@ -763,6 +766,8 @@ pub async fn throttle(c: &Client, cmd: ThrottleCmd) -> CliResult<()> {
                 "app_call_limits": app_limit, "ip_call_limits": ip_limit,
                 "time_interval": interval, "time_unit": unit.to_ascii_uppercase(),
                 "type": if shared { 2 } else { 1 }, "remark": remark,
+                "unit": if tokens { "TOKEN" } else { "REQUEST" },
+                "default_max_tokens": default_max_tokens,
             });
             let created = c
                 .send(Method::POST, &c.apigw("/throttles"), Some(body))
@@ -774,7 +779,9 @@ pub async fn throttle(c: &Client, cmd: ThrottleCmd) -> CliResult<()> {
             c.print(&listed, |v| {
                 list_table(
                     &v["throttles"],
-                    vec!["ID", "NAME", "API", "USER", "APP", "IP", "EVERY", "UNIT"],
+                    vec![
+                        "ID", "NAME", "COUNTS", "API", "USER", "APP", "IP", "EVERY", "UNIT",
+                    ],
                     &COLUMNS,
                 )
             });

@@ -289,3 +289,124 @@ pub async fn model_server() -> (tokio::process::Child, String) {
         .to_owned();
     (child, url)
 }
+
+/// A model server written from the OpenAI API reference for token limits: `POST
+/// …/chat/completions` answers with as many completion tokens as the request's
+/// `max_completion_tokens` or `max_tokens` allow (at most `words`), one SSE chunk per token
+/// `step` apart when streamed, with the usage object (prompt tokens: words of the messages)
+/// in the JSON answer or, when asked with `stream_options.include_usage`, in a last chunk.
+/// Counts the calls it served and the total tokens it reported.
+pub struct ModelStub {
+    pub url: String,
+    pub calls: Arc<AtomicUsize>,
+    pub reported: Arc<std::sync::atomic::AtomicU64>,
+}
+
+#[derive(Clone)]
+struct StubState {
+    words: u64,
+    step: Duration,
+    calls: Arc<AtomicUsize>,
+    reported: Arc<std::sync::atomic::AtomicU64>,
+}
+
+async fn model_stub_call(State(state): State<StubState>, req: Request) -> Response {
+    let body = axum::body::to_bytes(req.into_body(), 16 * 1024 * 1024)
+        .await
+        .unwrap_or_default();
+    let Ok(request) = serde_json::from_slice::<serde_json::Value>(&body) else {
+        return (StatusCode::BAD_REQUEST, "body is not JSON").into_response();
+    };
+    state.calls.fetch_add(1, Ordering::SeqCst);
+    let prompt = request["messages"].as_array().map_or(0, |m| {
+        m.iter()
+            .map(|m| {
+                m["content"]
+                    .as_str()
+                    .unwrap_or("")
+                    .split_whitespace()
+                    .count()
+            })
+            .sum::<usize>()
+    }) as u64;
+    let cap = request["max_completion_tokens"]
+        .as_u64()
+        .or(request["max_tokens"].as_u64())
+        .unwrap_or(u64::MAX);
+    let completion = state.words.min(cap);
+    let usage = json!({"prompt_tokens": prompt, "completion_tokens": completion,
+        "total_tokens": prompt + completion});
+    state
+        .reported
+        .fetch_add(prompt + completion, Ordering::SeqCst);
+    if request["stream"] != true {
+        let text = vec!["tok"; completion as usize].join(" ");
+        return axum::Json(json!({"id": "cmpl-stub", "object": "chat.completion",
+            "created": 0, "model": "stub", "usage": usage,
+            "choices": [{"index": 0, "finish_reason": "length",
+                "message": {"role": "assistant", "content": text}}]}))
+        .into_response();
+    }
+    let include_usage = request["stream_options"]["include_usage"] == true;
+    let step = state.step;
+    let chunk = |delta: serde_json::Value, usage: serde_json::Value| {
+        let choices = if delta.is_null() {
+            json!([])
+        } else {
+            json!([{"index": 0, "delta": delta, "finish_reason": null}])
+        };
+        let mut event = json!({"id": "cmpl-stub", "object": "chat.completion.chunk",
+            "created": 0, "model": "stub", "choices": choices});
+        if !usage.is_null() {
+            event["usage"] = usage;
+        }
+        Bytes::from(format!("data: {event}\n\n"))
+    };
+    let mut events: Vec<Bytes> = (0..completion)
+        .map(|i| {
+            chunk(
+                json!({"content": if i == 0 { "tok" } else { " tok" }}),
+                json!(null),
+            )
+        })
+        .collect();
+    if include_usage {
+        events.push(chunk(json!(null), usage));
+    }
+    events.push(Bytes::from_static(b"data: [DONE]\n\n"));
+    let stream = futures_util::stream::unfold(events.into_iter(), move |mut events| async move {
+        let event = events.next()?;
+        tokio::time::sleep(step).await;
+        Some((Ok::<Bytes, Infallible>(event), events))
+    });
+    let mut response = Response::new(Body::from_stream(stream));
+    response.headers_mut().insert(
+        "content-type",
+        HeaderValue::from_static("text/event-stream"),
+    );
+    response
+}
+
+pub async fn model_stub(words: u64, step: Duration) -> ModelStub {
+    let state = StubState {
+        words,
+        step,
+        calls: Arc::default(),
+        reported: Arc::default(),
+    };
+    let app = Router::new()
+        .fallback(model_stub_call)
+        .with_state(state.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind model stub");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    ModelStub {
+        url: format!("http://{addr}/v1"),
+        calls: state.calls,
+        reported: state.reported,
+    }
+}
