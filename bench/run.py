@@ -189,6 +189,8 @@ def upstream_conf(work, port):
       types {{ }}
       default_type text/event-stream;
       root {work};
+      # A streamed POST gets the same file (a static file answers POST with 405).
+      error_page 405 =200 $uri;
       try_files /sse200.txt =404;
     }}
     location / {{
@@ -540,6 +542,21 @@ def first_event(args, ig, direct_url, nginx_url):
     return rows
 
 
+def first_event_usage(args, ig, quiet):
+    """(usage read, accounting off) p50 of the first event of the streamed chat completion,
+    per round."""
+    rows = []
+    for _ in range(args.rounds):
+        p50 = []
+        for node in (ig, quiet):
+            r = load(args, node.base + "/chat/completions", [
+                "--first-event", "1000", "--app-key", node.app_key,
+                "--app-secret", node.app_secret])
+            p50.append(r["p50_us"])
+        rows.append(tuple(p50))
+    return rows
+
+
 def fresh_vs_once(args, ig):
     rows = {"fresh": [], "once": []}
     for _ in range(args.rounds):
@@ -575,7 +592,7 @@ def git_commit():
     return out.stdout.strip() + (" (+ uncommitted changes)" if dirty else "")
 
 
-def report(args, pairs, open_rounds, sse, signing, versions):
+def report(args, pairs, open_rounds, sse, signing, versions, first_usage=None):
     lines = [f"Machine: {machine()}",
              f"Commit: {git_commit()}; {versions}",
              f"Command: `python3 bench/run.py {' '.join(sys.argv[1:])}`".replace("  ", " "),
@@ -616,6 +633,13 @@ def report(args, pairs, open_rounds, sse, signing, versions):
                   f"round): through the gateway minus direct, per round: "
                   f"{', '.join(f'{x} µs' for x in diffs)}; median **{med(diffs)} µs** "
                   f"(through nginx minus direct: median {med(nginx_diffs)} µs)."]
+    if first_usage:
+        on, off = [r[0] for r in first_usage], [r[1] for r in first_usage]
+        lines += ["", f"{SSE_EVENTS}-event SSE chat completion, time to the first event (p50 of "
+                  "1,000 sequential signed GETs per round, one node after the other): usage "
+                  f"read {', '.join(f'{x} µs' for x in on)}; accounting off "
+                  f"{', '.join(f'{x} µs' for x in off)}; medians **{med(on)} µs** vs "
+                  f"**{med(off)} µs** (difference {med(on) - med(off)} µs)."]
     if signing:
         f_cpu = med([r["cpu_us"] for r in signing["fresh"]])
         o_cpu = med([r["cpu_us"] for r in signing["once"]])
@@ -823,6 +847,17 @@ def main():
             url = node.base + "/chat/completions"
             return Target(label, url, node.proc.pid, node.signed_headers("GET", url))
 
+        stream_file = args.work / "stream.json"
+        stream_file.write_text(json.dumps({"model": "bench", "stream": True, "messages": [
+            {"role": "user", "content": "Tell me about the gateway. " * 8}]}))
+
+        def sse_post(label, node):
+            """A signed streamed POST of a chat completion that does not ask for usage: with
+            accounting on, the gateway asks for it and drops the usage chunk."""
+            url = node.base + "/chat/completions"
+            return Target(label, url, node.proc.pid,
+                          node.signed_headers("POST", url, stream_file), str(stream_file))
+
         quiet = []
 
         def quiet_node():
@@ -867,6 +902,9 @@ def main():
             "throttled-redis": lambda: (throttled_get(
                 "infergate APP-signed GET, throttled in Redis", "infergate-redis",
                 ["--redis-url", args.redis_url]), peer("nginx-a")),
+            "sse-filter": lambda: (
+                sse_post("infergate streamed POST, usage asked and its chunk dropped", ig),
+                sse_post("infergate streamed POST, accounting off", quiet_node())),
         }
         labels = {
             "control": "nginx vs nginx (control)",
@@ -881,6 +919,8 @@ def main():
             "sse-nginx": f"infergate {SSE_EVENTS}-event SSE answer, usage read, vs nginx plain proxy",
             "throttled-redis": "infergate signed GET, bound policy counted in Redis, vs nginx "
                                "plain proxy",
+            "sse-filter": f"infergate {SSE_EVENTS}-event streamed POST: usage asked for and its "
+                          "chunk dropped vs accounting off",
         }
         only = [o for o in args.only.split(",") if o]
         pairs = []
@@ -899,7 +939,10 @@ def main():
                               f"http://127.0.0.1:{ports['nginx-a']}/sse")
         if not only or "signing" in only:
             signing = fresh_vs_once(args, ig)
-        text = report(args, pairs, open_rounds, sse, signing, versions)
+        first_usage = None
+        if not only or "first-event-usage" in only:
+            first_usage = first_event_usage(args, ig, quiet_node())
+        text = report(args, pairs, open_rounds, sse, signing, versions, first_usage)
         print(text)
         if args.out:
             Path(args.out).write_text(text + "\n")

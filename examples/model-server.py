@@ -8,6 +8,8 @@ only, no model. It answers
                               chunk per word, then "data: [DONE]"); usage counted in words
   POST /v1/completions        the same for a "prompt"
 
+An answer has at most max_completion_tokens (or max_tokens) words.
+
 Usage: python3 examples/model-server.py [--port 9000] [--host 127.0.0.1]
 With --port 0 it takes a free port and prints `listening on http://HOST:PORT` first.
 Answers depend on the request's messages or prompt alone (ids derived from them, a fixed
@@ -68,6 +70,9 @@ class Handler(BaseHTTPRequestHandler):
             return self.answer(404, {"error": {"message": f"no route {self.path}",
                                                "type": "not_found"}})
         words = words_of(request)
+        cap = request.get("max_completion_tokens") or request.get("max_tokens")
+        if isinstance(cap, int) and cap > 0:
+            words = words[:cap]  # the answer stops at its token cap ("finish_reason" stays "stop")
         texts = [m.get("content", "") for m in request.get("messages") or []] if chat \
             else [request.get("prompt", "")]
         prompt_tokens = sum(len(str(t).split()) for t in texts)
