@@ -179,7 +179,13 @@ fn throttle_from(
         Some(code) => ThrottleType::from_code(code)
             .ok_or_else(|| ApiError::BadRequest(format!("invalid type: {code} is not 1 or 2")))?,
     };
-    let (unit, default_max_tokens) = throttle::unit(body.unit.as_deref(), body.default_max_tokens)?;
+    // A PUT that leaves them out keeps the policy's unit and default reservation.
+    let kept = existing.filter(|t| t.unit == ThrottleUnit::Token);
+    let (unit, default_max_tokens) = throttle::unit(
+        body.unit.as_deref().or(existing.map(|t| t.unit.as_str())),
+        body.default_max_tokens
+            .or(kept.map(|t| t.default_max_tokens as i64)),
+    )?;
     if let Some(existing) = existing.filter(|t| t.unit != unit) {
         return Err(ApiError::BadRequest(format!(
             "invalid unit: the policy counts {}; a policy's unit cannot change (create another policy)",

@@ -366,7 +366,7 @@ impl Gateway {
             .map(counts);
         let calls = bound.request.as_ref().map(counts);
         if self.cluster.is_some() || tokens.is_some() {
-            let deferred = Deferred { calls, tokens, now };
+            let deferred = Deferred { calls, tokens };
             return Ok((caller, Some(Box::new(deferred))));
         }
         if let Some((rule, applicable)) = calls {
@@ -380,7 +380,9 @@ impl Gateway {
 
     /// Takes the counts admission left for later: the tokens a model call reserves (from
     /// its `body`, the request the upstream gets), and counts shared across nodes. The
-    /// tokens are taken first: a call refused by its call limit gives them back whole.
+    /// tokens are taken first: a call refused by its call limit gives them back whole. They
+    /// count in the windows of now, not of when the call began (its body may have taken
+    /// longer than a window to arrive).
     pub(crate) async fn count_deferred(
         &self,
         deferred: Option<Box<Deferred>>,
@@ -390,8 +392,10 @@ impl Gateway {
         let Some(deferred) = deferred else {
             return Ok(());
         };
-        let Deferred { calls, tokens, now } = *deferred;
+        let Deferred { calls, tokens } = *deferred;
+        let now = wall_time(Instant::now()).timestamp_millis();
         if let Some((rule, mut applicable)) = tokens {
+            applicable.move_to(now);
             let (reserve, prompt) = crate::usage::reservation(path, body, rule.default_max_tokens);
             applicable.cost = reserve;
             let fields = self.count(&rule, &applicable, now).await?;
@@ -401,7 +405,8 @@ impl Gateway {
                 None => Reservation::local(self.counters.clone(), applicable, prompt),
             }));
         }
-        if let Some((rule, applicable)) = calls {
+        if let Some((rule, mut applicable)) = calls {
+            applicable.move_to(now);
             let fields = match self.count(&rule, &applicable, now).await {
                 Ok(fields) => fields,
                 Err(over) => {
@@ -439,7 +444,6 @@ impl Gateway {
 pub(crate) struct Deferred {
     calls: Option<(Arc<ThrottleRule>, Applicable)>,
     tokens: Option<(Arc<ThrottleRule>, Applicable)>,
-    now: i64,
 }
 
 impl Gateway {

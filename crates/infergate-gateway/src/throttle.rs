@@ -233,6 +233,11 @@ impl Applicable {
         }
     }
 
+    /// Counts in the windows holding `now_ms` instead.
+    pub(crate) fn move_to(&mut self, now_ms: i64) {
+        self.window = window_start(now_ms, self.window_ms);
+    }
+
     /// The policy these counts belong to.
     fn throttle(&self) -> &str {
         self.checks.first().map_or("", |(key, _)| &key.throttle)
@@ -336,8 +341,10 @@ impl Counters {
             .shard(applicable.throttle())
             .lock()
             .unwrap_or_else(|e| e.into_inner());
+        // A count already in a later window (another thread's clock ran ahead) is not
+        // set back: the call counts in that window.
         let current = |slot: Option<&Slot>| match slot {
-            Some(s) if s.window == applicable.window => s.count,
+            Some(s) if s.window >= applicable.window => s.count,
             _ => 0,
         };
         let mut counts: SmallVec<[u64; 4]> = SmallVec::new();
@@ -362,6 +369,7 @@ impl Counters {
         };
         for ((key, _), count) in applicable.checks.iter().zip(&counts) {
             match shard.slots.get_mut(key) {
+                Some(found) if found.window > applicable.window => found.count = *count,
                 Some(found) => *found = slot(*count),
                 None => {
                     shard.slots.insert(key.clone(), slot(*count));
@@ -627,8 +635,17 @@ mod tests {
         counters.settle(&small, 10, 95);
         assert!(counters.admit(&other, &call(6), at).is_err());
         assert!(counters.admit(&other, &call(5), at).is_ok());
-        // The window is full; the next starts afresh.
+        // The window is full.
         assert!(counters.admit(&other, &call(1), at).is_err());
+        // A call begun in this window but counted after it ends counts in the next one,
+        // and a call still counting in the old window is not set back to it.
+        let mut late = call(40);
+        late.move_to(at + 60_000);
+        let fields = counters
+            .admit(&other, &late, at + 60_000)
+            .expect("next window");
+        assert_eq!(fields.state, "\"api_tokens\";r=60;t=60");
+        assert!(counters.admit(&other, &call(61), at).is_err());
         let later = {
             let mut a = Applicable::of(
                 &other,
@@ -637,7 +654,7 @@ mod tests {
                 "10.0.0.2".parse().expect("ip"),
                 at + 60_000,
             );
-            a.cost = 100;
+            a.cost = 60;
             a
         };
         assert!(counters.admit(&other, &later, at + 60_000).is_ok());

@@ -419,9 +419,9 @@ const MAX_CHOICES: u64 = 128;
 
 /// What a model call reserves under a TOKEN policy, and the estimate of its prompt within
 /// that: the prompt at a token per 4 bytes of body, plus the completion tokens the answer
-/// may take (its `max_completion_tokens`, `max_tokens` or `max_output_tokens`, else
-/// `default_completion`, times its `n` choices; none for embeddings). At least 1, at most
-/// [`MAX_CALL_TOKENS`].
+/// may take (the largest of its `max_completion_tokens`, `max_tokens` and
+/// `max_output_tokens`, else `default_completion`, times its `n` choices; none for
+/// embeddings). At least 1, at most [`MAX_CALL_TOKENS`].
 pub fn reservation(path: &str, body: &[u8], default_completion: u64) -> (u64, u64) {
     let prompt = estimate_tokens(body.len()).min(MAX_CALL_TOKENS);
     let path = path.split('?').next().unwrap_or(path).trim_end_matches('/');
@@ -429,11 +429,17 @@ pub fn reservation(path: &str, body: &[u8], default_completion: u64) -> (u64, u6
         0
     } else {
         let caps = serde_json::from_slice::<Caps>(body).unwrap_or_default();
-        let cap = caps
-            .max_completion_tokens
-            .or(caps.max_tokens)
-            .or(caps.max_output_tokens)
-            .unwrap_or(default_completion);
+        // The largest cap given: servers differ in which one they read.
+        let cap = [
+            caps.max_completion_tokens,
+            caps.max_tokens,
+            caps.max_output_tokens,
+        ]
+        .into_iter()
+        .flatten()
+        .filter(|&cap| cap > 0)
+        .max()
+        .unwrap_or(default_completion);
         let choices = caps.n.unwrap_or(1).clamp(1, MAX_CHOICES);
         cap.saturating_mul(choices)
     };

@@ -1194,3 +1194,71 @@ async fn strangers_make_no_model_call_and_count_no_usage() {
         .collect();
     assert_eq!(encodings, ["identity"]);
 }
+
+/// A TOKEN policy's budget over raw sockets, on both servers: strangers' model calls that
+/// each ask for the whole budget (no credential, a made-up AppCode, another app's AppCode,
+/// an unknown key's signature) reach no upstream and reserve nothing, so the app's own call
+/// that needs exactly the whole budget is still admitted; the one after it is refused.
+#[tokio::test]
+async fn strangers_reserve_none_of_a_token_budget() {
+    const BUDGET: u64 = 500;
+    let body = |max_tokens: u64| {
+        format!(
+            r#"{{"model":"m","max_tokens":{max_tokens},"messages":[{{"role":"user","content":"hi"}}]}}"#
+        )
+    };
+    // The cap whose reservation (cap + body bytes / 4) is the whole budget.
+    let whole = (1..BUDGET)
+        .find(|&m| m + (body(m).len() as u64).div_ceil(4) == BUDGET)
+        .expect("a cap that fills the budget");
+    for fast_path in [true, false] {
+        let node = node(fast_path).await;
+        let admin = Admin::login(&node.server).await;
+        let (url, behind) = start_counting().await;
+        let (sid, api, _, code) = admin.app_code_setup(&url, "token_owner").await;
+        let stranger = admin.app("token_stranger").await;
+        let stranger_code = admin
+            .app_code(stranger["app_id"].as_str().expect("id"))
+            .await;
+        admin
+            .throttle(
+                json!({"name": "token_budget", "unit": "TOKEN", "api_call_limits": BUDGET,
+                       "time_interval": 1, "time_unit": "DAY"}),
+                &[&api],
+            )
+            .await;
+        let call = |credential: &str, max_tokens: u64| {
+            let body = body(max_tokens);
+            format!(
+                "POST /v1/infers/{sid}/chat/completions HTTP/1.1\r\nHost: gw\r\nContent-Type: application/json\r\n{credential}Content-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+        };
+        for _ in 0..3 {
+            for credential in [
+                String::new(),
+                "X-Apig-AppCode: not-a-code-at-all\r\n".to_owned(),
+                format!("X-Apig-AppCode: {stranger_code}\r\n"),
+                format!("X_Apig_AppCode: {code}\r\n"),
+                "Authorization: SDK-HMAC-SHA256 Access=x, SignedHeaders=host, Signature=00\r\n"
+                    .to_owned(),
+            ] {
+                let raw = call(&credential, BUDGET);
+                let outcome = node.send(raw.as_bytes()).await;
+                assert!(
+                    matches!(outcome.statuses.as_slice(), [401] | [403]),
+                    "fast path {fast_path}: {raw:?}: {outcome:?}"
+                );
+            }
+        }
+        assert!(behind.taken().is_empty(), "a stranger reached the upstream");
+        let own = call(&format!("X-Apig-AppCode: {code}\r\n"), whole);
+        assert_eq!(
+            node.send(own.as_bytes()).await.statuses,
+            [200],
+            "fast path {fast_path}: the whole budget is still there"
+        );
+        assert_eq!(node.send(own.as_bytes()).await.statuses, [429]);
+        assert_eq!(behind.taken().len(), 1);
+    }
+}

@@ -180,6 +180,15 @@ async fn token_policies_bind_beside_call_policies_and_keep_their_unit() {
         (r.body["unit"].clone(), r.body["default_max_tokens"].clone()),
         (json!("TOKEN"), json!(64))
     );
+    // A PUT that leaves both out keeps them.
+    let r = t
+        .call(Method::PUT, &one, token, Some(policy("tokens")))
+        .await;
+    assert_eq!(r.status.as_u16(), 200, "{}", r.body);
+    assert_eq!(
+        (r.body["unit"].clone(), r.body["default_max_tokens"].clone()),
+        (json!("TOKEN"), json!(64))
+    );
 }
 
 #[tokio::test]

@@ -426,6 +426,7 @@ impl ClusterLimits {
     /// from them, and what they lack is added to the count in Redis.
     pub(crate) fn settle(self: &Arc<Self>, applicable: &Applicable, reserved: u64, spent: u64) {
         let mut owed: SmallVec<[(String, u64); 4]> = SmallVec::new();
+        let expires = applicable.window + applicable.window_ms as i64 + 5_000;
         {
             let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
             for (key, _) in &applicable.checks {
@@ -461,6 +462,8 @@ impl ClusterLimits {
             let mut pipe = redis::pipe();
             for (key, tokens) in &owed {
                 pipe.cmd("INCRBY").arg(key).arg(*tokens).ignore();
+                // Like a batch's key: gone a little after its window ends.
+                pipe.cmd("PEXPIREAT").arg(key).arg(expires).ignore();
             }
             let added: Result<Result<(), _>, _> =
                 tokio::time::timeout(REDIS_TIMEOUT, pipe.query_async(&mut conn)).await;
@@ -578,6 +581,17 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         assert_eq!(counted, 900);
+        let client = redis::Client::open("redis://127.0.0.1:6379").expect("url");
+        let mut conn = client
+            .get_multiplexed_async_connection()
+            .await
+            .expect("conn");
+        let ttl: i64 = redis::cmd("PTTL")
+            .arg(&key)
+            .query_async(&mut conn)
+            .await
+            .expect("PTTL");
+        assert!(ttl > 0, "the window's key keeps its expiry: {ttl}");
         // 100 are left: a call reserving 200 is refused, one reserving 100 fits.
         let refused = limits
             .admit(&rule, &call(200), now)

@@ -255,6 +255,29 @@ proptest! {
         prop_assert_eq!((usage.prompt, usage.completion, usage.total, usage.cached, usage.estimated), (12, 2, 14, 8, false));
     }
 
+    /// Whatever the body, a reservation covers the prompt estimate and stays within
+    /// [1, MAX_CALL_TOKENS]; a JSON cap is never reserved below.
+    #[test]
+    fn reservations_are_bounded_and_cover_the_caps(
+        body in proptest::collection::vec(any::<u8>(), 0..400),
+        cap in proptest::option::of(0u64..10_000_000),
+        default in 0u64..100_000,
+    ) {
+        for path in ["/v1/chat/completions", "/v1/embeddings", "/v1/responses"] {
+            let (reserved, prompt) = super::reservation(path, &body, default);
+            prop_assert_eq!(prompt, (body.len() as u64).div_ceil(4));
+            prop_assert!((1..=super::MAX_CALL_TOKENS).contains(&reserved));
+            prop_assert!(reserved >= prompt);
+        }
+        if let Some(cap) = cap {
+            let json = format!(r#"{{"model":"m","max_tokens":{cap},"junk":{}}}"#,
+                serde_json::Value::String(String::from_utf8_lossy(&body).into_owned()));
+            let (reserved, prompt) = super::reservation("/v1/chat/completions", json.as_bytes(), default);
+            let want = if cap == 0 { default } else { cap };
+            prop_assert_eq!(reserved, (prompt + want).max(1));
+        }
+    }
+
     /// Hostile bodies never panic and never report more than they say.
     #[test]
     fn hostile_bodies_are_harmless(body in proptest::collection::vec(any::<u8>(), 0..600), chunk_coded in any::<bool>()) {
@@ -409,11 +432,17 @@ fn reservations_take_the_cap_the_model_server_reads() {
     let body = br#"{"model":"m","messages":[],"max_tokens":100}"#;
     let prompt = (body.len() as u64).div_ceil(4);
     assert_eq!(reservation(chat, body, 1024), (prompt + 100, prompt));
-    // max_completion_tokens wins over the older max_tokens; n multiplies the choices.
+    // The largest cap given counts (servers differ in which one they read, and a 0 is
+    // no cap); n multiplies the choices.
     let both = br#"{"max_tokens":100,"max_completion_tokens":7,"n":3}"#;
     assert_eq!(
         reservation(chat, both, 1024).0,
-        both.len().div_ceil(4) as u64 + 21
+        both.len().div_ceil(4) as u64 + 300
+    );
+    let zero = br#"{"max_completion_tokens":0,"max_tokens":100000}"#;
+    assert_eq!(
+        reservation(chat, zero, 10).0,
+        zero.len().div_ceil(4) as u64 + 100_000
     );
     // No cap: the policy's default; an embedding reserves its input alone.
     let none = br#"{"model":"m"}"#;
