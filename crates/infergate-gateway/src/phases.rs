@@ -15,7 +15,7 @@ use smallvec::SmallVec;
 use crate::authn::{self, CallRequest, Caller, Presented};
 use crate::error::{AuthFailure, AuthReason, GatewayError};
 use crate::http_rules::{self, ConnInfo};
-use crate::throttle::{Applicable, RateLimitFields, Refusal, Reservation};
+use crate::throttle::{Applicable, Ledger, RateLimitFields, Refusal, Reservation};
 use crate::usage::Usage;
 use crate::Gateway;
 
@@ -400,10 +400,11 @@ impl Gateway {
             applicable.cost = reserve;
             let fields = self.count(&rule, &applicable, now).await?;
             record.rate_limit = Some(Arc::new(fields));
-            record.reservation = Some(Box::new(match &self.cluster {
-                Some(cluster) => Reservation::cluster(cluster.clone(), applicable, prompt),
-                None => Reservation::local(self.counters.clone(), applicable, prompt),
-            }));
+            let ledger = match &self.cluster {
+                Some(cluster) => Ledger::Cluster(cluster.clone()),
+                None => Ledger::Local(self.counters.clone()),
+            };
+            record.reservation = Some(Box::new(Reservation::new(ledger, applicable, prompt)));
         }
         if let Some((rule, mut applicable)) = calls {
             applicable.move_to(now);

@@ -401,7 +401,7 @@ impl Counters {
 }
 
 /// Where a call's reserved tokens are counted.
-enum Ledger {
+pub(crate) enum Ledger {
     Local(Arc<Counters>),
     Cluster(Arc<ClusterLimits>),
 }
@@ -427,30 +427,13 @@ impl std::fmt::Debug for Reservation {
 }
 
 impl Reservation {
-    pub(crate) fn local(counters: Arc<Counters>, applicable: Applicable, prompt: u64) -> Self {
-        Self::new(Ledger::Local(counters), applicable, prompt)
-    }
-
-    pub(crate) fn cluster(
-        cluster: Arc<ClusterLimits>,
-        applicable: Applicable,
-        prompt: u64,
-    ) -> Self {
-        Self::new(Ledger::Cluster(cluster), applicable, prompt)
-    }
-
-    fn new(ledger: Ledger, applicable: Applicable, prompt: u64) -> Self {
+    pub(crate) fn new(ledger: Ledger, applicable: Applicable, prompt: u64) -> Self {
         Self {
             ledger,
             applicable,
             prompt,
             settled: std::sync::atomic::AtomicBool::new(false),
         }
-    }
-
-    /// The tokens reserved.
-    pub fn tokens(&self) -> u64 {
-        self.applicable.cost
     }
 
     /// Counts `spent` tokens in place of the reservation (only the first time).
@@ -510,6 +493,26 @@ mod tests {
 
     fn app(id: &str) -> Caller {
         Caller::App { app_id: id.into() }
+    }
+
+    /// The counts of a call by app `app_id` from `ip` that costs `cost`.
+    fn costing(
+        rule: &ThrottleRule,
+        api: &str,
+        app_id: &str,
+        ip: &str,
+        at: i64,
+        cost: u64,
+    ) -> Applicable {
+        let mut applicable = Applicable::of(
+            rule,
+            &Arc::from(api),
+            &app(app_id),
+            ip.parse().expect("ip"),
+            at,
+        );
+        applicable.cost = cost;
+        applicable
     }
 
     #[test]
@@ -577,17 +580,7 @@ mod tests {
         r.app_call_limits = Some(500);
         r.ip_call_limits = None;
         let at = 60_000 * 3;
-        let reserve = |cost: u64| {
-            let mut applicable = Applicable::of(
-                &r,
-                &Arc::from("a"),
-                &app("x"),
-                "10.0.0.1".parse().expect("ip"),
-                at,
-            );
-            applicable.cost = cost;
-            applicable
-        };
+        let reserve = |cost: u64| costing(&r, "a", "x", "10.0.0.1", at, cost);
         let first = reserve(300);
         let fields = counters.admit(&r, &first, at).expect("fits");
         assert_eq!(
@@ -618,17 +611,7 @@ mod tests {
         other.api_call_limits = 100;
         other.app_call_limits = None;
         other.ip_call_limits = None;
-        let call = |cost: u64| {
-            let mut applicable = Applicable::of(
-                &other,
-                &Arc::from("b"),
-                &app("y"),
-                "10.0.0.2".parse().expect("ip"),
-                at,
-            );
-            applicable.cost = cost;
-            applicable
-        };
+        let call = |cost: u64| costing(&other, "b", "y", "10.0.0.2", at, cost);
         // A call that spent more than it reserved counts what it spent.
         let small = call(10);
         assert!(counters.admit(&other, &small, at).is_ok());
@@ -646,17 +629,8 @@ mod tests {
             .expect("next window");
         assert_eq!(fields.state, "\"api_tokens\";r=60;t=60");
         assert!(counters.admit(&other, &call(61), at).is_err());
-        let later = {
-            let mut a = Applicable::of(
-                &other,
-                &Arc::from("b"),
-                &app("y"),
-                "10.0.0.2".parse().expect("ip"),
-                at + 60_000,
-            );
-            a.cost = 60;
-            a
-        };
+        let mut later = call(60);
+        later.move_to(at + 60_000);
         assert!(counters.admit(&other, &later, at + 60_000).is_ok());
     }
 

@@ -65,13 +65,7 @@ async fn window_start(window_ms: u64) {
 
 async fn limits_hold(fast_path: bool) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let flag = if fast_path { "true" } else { "false" };
-    let server = start_with(
-        dir.path(),
-        Some(common::PASSWORD),
-        &["--http1-fast-path", flag],
-    )
-    .await;
+    let server = common::start_on(dir.path(), fast_path).await;
     let admin = Admin::login(&server).await;
     let mock = start_mock().await;
     let client = reqwest::Client::new();

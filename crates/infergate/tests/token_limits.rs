@@ -144,13 +144,7 @@ async fn first_calls_and_settlement(fast_path: bool) {
     const WORDS: u64 = 40;
     let stub = model_stub(WORDS, Duration::from_millis(1)).await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let flag = if fast_path { "true" } else { "false" };
-    let server = start_with(
-        dir.path(),
-        Some(common::PASSWORD),
-        &["--http1-fast-path", flag],
-    )
-    .await;
+    let server = common::start_on(dir.path(), fast_path).await;
     let (_, url, code) = setup(&server, &stub, "first_calls", LIMIT, Some(1_000)).await;
     let client = reqwest::Client::new();
     minute_with(Duration::from_secs(20)).await;

@@ -45,6 +45,13 @@ pub async fn start_with(data_dir: &Path, password: Option<&str>, extra: &[&str])
     start_logging(data_dir, password, extra, None).await
 }
 
+/// A server with the admin password, its HTTP/1.1 fast path on or off (off: every call goes
+/// to the general server).
+pub async fn start_on(data_dir: &Path, fast_path: bool) -> Server {
+    let flag = if fast_path { "true" } else { "false" };
+    start_with(data_dir, Some(PASSWORD), &["--http1-fast-path", flag]).await
+}
+
 /// Like [`start_with`], with the process log (stderr) written to `stderr_file` at debug level.
 pub async fn start_logging(
     data_dir: &Path,
