@@ -142,7 +142,7 @@ async fn setup(
 async fn first_calls_and_settlement(fast_path: bool) {
     const LIMIT: u64 = 1_000;
     const WORDS: u64 = 40;
-    let stub = model_stub(WORDS, Duration::from_millis(1)).await;
+    let stub = model_stub(WORDS, Duration::from_millis(5)).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let server = common::start_on(dir.path(), fast_path).await;
     let (_, url, code) = setup(&server, &stub, "first_calls", LIMIT, Some(1_000)).await;

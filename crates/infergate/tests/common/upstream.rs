@@ -290,10 +290,13 @@ pub async fn model_server() -> (tokio::process::Child, String) {
     (child, url)
 }
 
+/// How many `step`s the model stub takes to answer with JSON.
+const JSON_STEPS: u32 = 40;
+
 /// A model server written from the OpenAI API reference for token limits: `POST
 /// …/chat/completions` answers with as many completion tokens as the request's
 /// `max_completion_tokens` or `max_tokens` allow (at most `words`), one SSE chunk per token
-/// `step` apart when streamed, with the usage object (prompt tokens: words of the messages)
+/// `step` apart when streamed (as JSON after [`JSON_STEPS`] steps), with the usage object (prompt tokens: words of the messages)
 /// in the JSON answer or, when asked with `stream_options.include_usage`, in a last chunk.
 /// Counts the calls it served and the total tokens it reported.
 pub struct ModelStub {
@@ -340,6 +343,8 @@ async fn model_stub_call(State(state): State<StubState>, req: Request) -> Respon
         .reported
         .fetch_add(prompt + completion, Ordering::SeqCst);
     if request["stream"] != true {
+        // Generating takes a while: calls sent together are all in flight together.
+        tokio::time::sleep(state.step * JSON_STEPS).await;
         let text = vec!["tok"; completion as usize].join(" ");
         return axum::Json(json!({"id": "cmpl-stub", "object": "chat.completion",
             "created": 0, "model": "stub", "usage": usage,
