@@ -134,6 +134,9 @@ pub struct CallRecord {
     pub asked_usage: bool,
     /// The tokens a model call reserved under a TOKEN policy, settled when it ends.
     pub reservation: Option<Box<Reservation>>,
+    /// The completion cap added to a model call's forwarded body (member, tokens): a
+    /// token-limited call that names none may take what it reserved.
+    pub forward_cap: Option<(&'static str, u64)>,
     pub(crate) started: Instant,
 }
 
@@ -141,7 +144,7 @@ pub struct CallRecord {
 /// an instant more than a second from the last reading), and the monotonic clock counts from
 /// there. A signature's date window is minutes wide; a change of the system clock is seen
 /// within a second.
-fn wall_time(at: Instant) -> chrono::DateTime<chrono::Utc> {
+pub(crate) fn wall_time(at: Instant) -> chrono::DateTime<chrono::Utc> {
     thread_local! {
         static ANCHOR: std::cell::Cell<Option<(Instant, chrono::DateTime<chrono::Utc>)>> =
             const { std::cell::Cell::new(None) };
@@ -200,6 +203,7 @@ impl Gateway {
             usage: None,
             asked_usage: false,
             reservation: None,
+            forward_cap: None,
             started: Instant::now(),
         }
     }
@@ -277,7 +281,11 @@ impl Gateway {
         let presented = Presented::classify(head.headers, snapshot);
         let api = authn::select(&candidates, &presented)?;
         record.api_id = Some(api.api_id.clone());
-        record.model_call &= api.service.usage_accounting;
+        // A TOKEN policy reads the usage of the calls it limits, whatever the service says.
+        record.model_call &= api.service.usage_accounting
+            || snapshot
+                .throttle(&api.api_id)
+                .is_some_and(|bound| bound.token.is_some());
         if record.model_call {
             record.project_id = Some(api.service.project_id.clone());
         }
@@ -358,11 +366,12 @@ impl Gateway {
             let applicable = Applicable::of(rule, &selected.api.api_id, &caller, ip, now);
             (rule.clone(), applicable)
         };
-        // A TOKEN policy counts model calls alone, once their body is known.
+        // A TOKEN policy counts model calls, and any other call with a body (a server may
+        // generate from it), once the body is known.
         let tokens = bound
             .token
             .as_ref()
-            .filter(|_| record.model_call)
+            .filter(|_| record.model_call || !body_is_empty)
             .map(counts);
         let calls = bound.request.as_ref().map(counts);
         if self.cluster.is_some() || tokens.is_some() {
@@ -396,15 +405,31 @@ impl Gateway {
         let now = wall_time(Instant::now()).timestamp_millis();
         if let Some((rule, mut applicable)) = tokens {
             applicable.move_to(now);
-            let (reserve, prompt) = crate::usage::reservation(path, body, rule.default_max_tokens);
-            applicable.cost = reserve;
+            let reserved = crate::usage::reservation(path, body, rule.default_max_tokens)
+                .map_err(GatewayError::BadRequest)?;
+            // A call no window could hold is refused for good, not told to come back.
+            let most = applicable.least_limit();
+            if reserved.tokens > most {
+                return Err(GatewayError::BadRequest(format!(
+                    "the call reserves {} tokens (its max_tokens, or the policy's default_max_tokens, times n, plus its body's bytes / 4), more than its token limit of {most} per {} {}: lower max_tokens",
+                    reserved.tokens,
+                    rule.time_interval,
+                    rule.time_unit.word(),
+                )));
+            }
+            applicable.cost = reserved.tokens;
             let fields = self.count(&rule, &applicable, now).await?;
             record.rate_limit = Some(Arc::new(fields));
+            record.forward_cap = reserved.cap;
             let ledger = match &self.cluster {
                 Some(cluster) => Ledger::Cluster(cluster.clone()),
                 None => Ledger::Local(self.counters.clone()),
             };
-            record.reservation = Some(Box::new(Reservation::new(ledger, applicable, prompt)));
+            record.reservation = Some(Box::new(Reservation::new(
+                ledger,
+                applicable,
+                (reserved.prompt, record.model_call),
+            )));
         }
         if let Some((rule, mut applicable)) = calls {
             applicable.move_to(now);
@@ -414,6 +439,9 @@ impl Gateway {
                     if let Some(reserved) = record.reservation.take() {
                         reserved.settle(0);
                     }
+                    // The refusal carries the fields of the limit it is over.
+                    record.rate_limit = None;
+                    record.forward_cap = None;
                     return Err(over);
                 }
             };
@@ -445,6 +473,13 @@ impl Gateway {
 pub(crate) struct Deferred {
     calls: Option<(Arc<ThrottleRule>, Applicable)>,
     tokens: Option<(Arc<ThrottleRule>, Applicable)>,
+}
+
+impl Deferred {
+    /// Whether the call's whole body must be read before it is counted (its tokens).
+    pub(crate) fn needs_body(&self) -> bool {
+        self.tokens.is_some()
+    }
 }
 
 impl Gateway {

@@ -238,6 +238,15 @@ impl Applicable {
         self.window = window_start(now_ms, self.window_ms);
     }
 
+    /// The lowest of the limits these counts are held to.
+    pub(crate) fn least_limit(&self) -> u64 {
+        self.checks
+            .iter()
+            .map(|(_, limit)| *limit)
+            .min()
+            .unwrap_or(u64::MAX)
+    }
+
     /// The policy these counts belong to.
     fn throttle(&self) -> &str {
         self.checks.first().map_or("", |(key, _)| &key.throttle)
@@ -384,16 +393,36 @@ impl Counters {
     }
 
     /// Replaces what an admitted call reserved with what it spent, in every count of the
-    /// window it was admitted in (a window that ended keeps what it counted).
-    pub(crate) fn settle(&self, applicable: &Applicable, reserved: u64, spent: u64) {
+    /// window it was admitted in. Once that window has ended, it keeps what it counted, and
+    /// tokens spent beyond the reservation count in the window of `now_ms`.
+    pub(crate) fn settle(&self, applicable: &Applicable, reserved: u64, spent: u64, now_ms: i64) {
+        let current = window_start(now_ms, applicable.window_ms).max(applicable.window);
+        let over = spent.saturating_sub(reserved);
         let mut shard = self
             .shard(applicable.throttle())
             .lock()
             .unwrap_or_else(|e| e.into_inner());
         for (key, _) in &applicable.checks {
-            if let Some(slot) = shard.slots.get_mut(key) {
-                if slot.window == applicable.window {
+            match shard.slots.get_mut(key) {
+                Some(slot) if slot.window == applicable.window && current == applicable.window => {
                     slot.count = slot.count.saturating_sub(reserved).saturating_add(spent);
+                }
+                _ if over == 0 => {}
+                Some(slot) if slot.window >= current => {
+                    slot.count = slot.count.saturating_add(over)
+                }
+                slot => {
+                    let fresh = Slot {
+                        window: current,
+                        ends: current.saturating_add(applicable.window_ms as i64),
+                        count: over,
+                    };
+                    match slot {
+                        Some(slot) => *slot = fresh,
+                        None => {
+                            shard.slots.insert(key.clone(), fresh);
+                        }
+                    }
                 }
             }
         }
@@ -414,6 +443,8 @@ pub struct Reservation {
     applicable: Applicable,
     /// The estimate of the prompt's tokens within the reservation.
     prompt: u64,
+    /// Whether the answer is read for usage (else the call keeps what it reserved).
+    read: bool,
     settled: std::sync::atomic::AtomicBool,
 }
 
@@ -427,11 +458,14 @@ impl std::fmt::Debug for Reservation {
 }
 
 impl Reservation {
-    pub(crate) fn new(ledger: Ledger, applicable: Applicable, prompt: u64) -> Self {
+    /// A reservation of `applicable.cost` tokens, `prompt` of them for the prompt, whose
+    /// answer is `read` for usage or not.
+    pub(crate) fn new(ledger: Ledger, applicable: Applicable, (prompt, read): (u64, bool)) -> Self {
         Self {
             ledger,
             applicable,
             prompt,
+            read,
             settled: std::sync::atomic::AtomicBool::new(false),
         }
     }
@@ -443,15 +477,22 @@ impl Reservation {
             return;
         }
         let reserved = self.applicable.cost;
+        let now = crate::phases::wall_time(std::time::Instant::now()).timestamp_millis();
         match &self.ledger {
-            Ledger::Local(counters) => counters.settle(&self.applicable, reserved, spent),
-            Ledger::Cluster(cluster) => cluster.settle(&self.applicable, reserved, spent),
+            Ledger::Local(counters) => counters.settle(&self.applicable, reserved, spent, now),
+            Ledger::Cluster(cluster) => cluster.settle(&self.applicable, reserved, spent, now),
         }
     }
 
-    /// Settles with the call's reported usage, else the estimate of its prompt.
+    /// Settles with the call's usage (reported, or estimated from what was relayed), else
+    /// the estimate of its prompt. A call whose answer is not read keeps its reservation.
     pub fn settle_with(&self, usage: Option<&crate::usage::Usage>) {
-        self.settle(usage.map_or(self.prompt, |u| u.total));
+        let spent = match usage {
+            _ if !self.read => self.applicable.cost,
+            Some(usage) => usage.total,
+            None => self.prompt,
+        };
+        self.settle(spent);
     }
 }
 
@@ -599,7 +640,7 @@ mod tests {
         );
         assert!(counters.admit(&r, &reserve(200), at).is_ok());
         // The first call spent 120 of its 300: 180 come back.
-        counters.settle(&first, 300, 120);
+        counters.settle(&first, 300, 120, at);
         let fields = counters.admit(&r, &reserve(180), at).expect("returned");
         assert!(
             fields.state.ends_with("\"app_tokens\";r=0;t=60"),
@@ -615,7 +656,7 @@ mod tests {
         // A call that spent more than it reserved counts what it spent.
         let small = call(10);
         assert!(counters.admit(&other, &small, at).is_ok());
-        counters.settle(&small, 10, 95);
+        counters.settle(&small, 10, 95, at);
         assert!(counters.admit(&other, &call(6), at).is_err());
         assert!(counters.admit(&other, &call(5), at).is_ok());
         // The window is full.
@@ -632,6 +673,21 @@ mod tests {
         let mut later = call(60);
         later.move_to(at + 60_000);
         assert!(counters.admit(&other, &later, at + 60_000).is_ok());
+        // A call admitted in a window that ended before its answer did: it gives nothing
+        // back, and what it spent beyond its reservation counts in the window of then.
+        let next = at + 120_000;
+        let mut slow = call(30);
+        slow.move_to(next);
+        assert!(counters.admit(&other, &slow, next).is_ok());
+        counters.settle(&slow, 30, 75, next + 60_000);
+        let mut after = call(56);
+        after.move_to(next + 60_000);
+        assert!(counters.admit(&other, &after, next + 60_000).is_err());
+        after.cost = 55;
+        let fields = counters
+            .admit(&other, &after, next + 60_000)
+            .expect("55 left");
+        assert_eq!(fields.state, "\"api_tokens\";r=0;t=60");
     }
 
     #[test]

@@ -42,10 +42,49 @@ pub struct Usage {
     pub estimated: bool,
 }
 
+/// Which OpenAI API a call's path names (its sub-path ends with the API's path).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModelApi {
+    ChatCompletions,
+    Completions,
+    Embeddings,
+    Responses,
+}
+
+impl ModelApi {
+    /// The member of a request that caps its completion tokens, where the gateway adds one.
+    fn cap_member(self) -> Option<&'static str> {
+        match self {
+            ModelApi::ChatCompletions | ModelApi::Completions => Some("max_tokens"),
+            ModelApi::Responses => Some("max_output_tokens"),
+            ModelApi::Embeddings => None,
+        }
+    }
+}
+
+/// The model API a call of `path` reaches, read as the model server reads it: the query
+/// left out, percent-escapes decoded (`/chat/complet%69ons` is a chat completion), a
+/// trailing slash ignored.
+pub fn model_api(path: &str) -> Option<ModelApi> {
+    let path = path.split('?').next().unwrap_or(path);
+    let decoded = percent_encoding::percent_decode_str(path).decode_utf8_lossy();
+    let path = decoded.trim_end_matches('/');
+    const APIS: [ModelApi; 4] = [
+        ModelApi::ChatCompletions,
+        ModelApi::Completions,
+        ModelApi::Embeddings,
+        ModelApi::Responses,
+    ];
+    MODEL_PATHS
+        .iter()
+        .zip(APIS)
+        .find(|(suffix, _)| path.ends_with(*suffix))
+        .map(|(_, api)| api)
+}
+
 /// Whether the answer to a call of `path` is read for usage.
 pub fn is_model_path(path: &str) -> bool {
-    let path = path.split('?').next().unwrap_or(path).trim_end_matches('/');
-    MODEL_PATHS.iter().any(|suffix| path.ends_with(suffix))
+    model_api(path).is_some()
 }
 
 /// The `usage` object in either naming (chat/completions: prompt/completion; responses:
@@ -123,10 +162,6 @@ impl Answer {
     }
 }
 
-/// Paths whose streamed answers carry usage only when the request asks for it
-/// (`stream_options.include_usage`).
-const ASKED_USAGE_PATHS: &[&str] = &["/chat/completions", "/completions"];
-
 /// The fields of a model request that decide whether usage must be asked for.
 #[derive(Debug, Deserialize)]
 struct StreamRequest {
@@ -134,44 +169,75 @@ struct StreamRequest {
     stream_options: Option<serde::de::IgnoredAny>,
 }
 
-/// The body of a streamed chat or completion request that does not ask for usage,
-/// rewritten to ask for it: `,"stream_options":{"include_usage":true}` added as the last
-/// member of its object, every other byte as the client sent it. `None` leaves the body as
-/// it is (not streamed, asks already, sets `stream_options` otherwise, or is not a JSON
-/// object).
-pub fn ask_for_usage(path: &str, body: &[u8]) -> Option<Vec<u8>> {
-    let path = path.split('?').next().unwrap_or(path).trim_end_matches('/');
-    if !ASKED_USAGE_PATHS
-        .iter()
-        .any(|suffix| path.ends_with(suffix))
-    {
-        return None;
+/// Whether a request of `api` must be asked for usage: a streamed chat or completion
+/// request that does not ask for it and does not set `stream_options` otherwise.
+fn needs_usage_asked(api: ModelApi, body: &[u8]) -> bool {
+    if !matches!(api, ModelApi::ChatCompletions | ModelApi::Completions) {
+        return false;
     }
     // Cheap before the parse: a request that never says `"stream"` is not streamed.
     static STREAM: std::sync::OnceLock<memchr::memmem::Finder<'static>> =
         std::sync::OnceLock::new();
-    STREAM
+    if STREAM
         .get_or_init(|| memchr::memmem::Finder::new(b"\"stream\""))
-        .find(body)?;
+        .find(body)
+        .is_none()
+    {
+        return false;
+    }
     // Any `stream_options` (even `null`) is the client's: never a second key.
     if memchr::memmem::find(body, b"\"stream_options\"").is_some() {
-        return None;
+        return false;
     }
-    let request: StreamRequest = serde_json::from_slice(body).ok()?;
-    if request.stream != Some(true) || request.stream_options.is_some() {
+    serde_json::from_slice::<StreamRequest>(body)
+        .is_ok_and(|r| r.stream == Some(true) && r.stream_options.is_none())
+}
+
+/// The body a model call's upstream receives, where it differs from the client's: a
+/// streamed chat or completion request that does not ask for usage gets
+/// `"stream_options":{"include_usage":true}`, and a request the gateway caps (see
+/// [`Reserved::cap`]) gets its cap, each added as a last member of its object, every other
+/// byte as the client sent it. `None` leaves the body as it is. The second value says
+/// whether usage was asked for (its chunk is then dropped from the answer).
+pub fn forwarded_request(
+    path: &str,
+    body: &[u8],
+    cap: Option<(&'static str, u64)>,
+) -> Option<(Vec<u8>, bool)> {
+    let api = model_api(path)?;
+    let ask = needs_usage_asked(api, body);
+    if !ask && cap.is_none() {
         return None;
     }
     let trimmed = body.trim_ascii_end();
     let without_brace = trimmed.strip_suffix(b"}")?;
-    let empty = without_brace.trim_ascii_end().ends_with(b"{");
-    let mut out = Vec::with_capacity(body.len() + 48);
-    out.extend_from_slice(without_brace);
-    if !empty {
-        out.push(b',');
+    if !trimmed.trim_ascii_start().starts_with(b"{") {
+        return None;
     }
-    out.extend_from_slice(br#""stream_options":{"include_usage":true}}"#);
+    let mut empty = without_brace.trim_ascii_end().ends_with(b"{");
+    let mut out = Vec::with_capacity(body.len() + 64);
+    out.extend_from_slice(without_brace);
+    let mut member = |out: &mut Vec<u8>, text: &[u8]| {
+        if !empty {
+            out.push(b',');
+        }
+        empty = false;
+        out.extend_from_slice(text);
+    };
+    if ask {
+        member(&mut out, br#""stream_options":{"include_usage":true}"#);
+    }
+    if let Some((name, tokens)) = cap {
+        member(&mut out, format!("\"{name}\":{tokens}").as_bytes());
+    }
+    out.push(b'}');
     out.extend_from_slice(&body[trimmed.len()..]);
-    Some(out)
+    Some((out, ask))
+}
+
+/// [`forwarded_request`] without a cap: the body that asks for usage, if it must.
+pub fn ask_for_usage(path: &str, body: &[u8]) -> Option<Vec<u8>> {
+    forwarded_request(path, body, None).map(|(body, _)| body)
 }
 
 /// The key every usage object is found by: a raw `"usage"` cannot occur inside a JSON
@@ -362,16 +428,16 @@ pub fn estimate_tokens(bytes: usize) -> u64 {
     (bytes as u64).div_ceil(4)
 }
 
-/// The members of a model request that bound the tokens of its answer. A member given
-/// twice counts as the model server reads it (the last one); a number in a string or with
-/// a fraction counts as the number (what a lax server accepts); any other value counts as
-/// absent.
+/// The members of a model request that bound the tokens of its answer: `None` when absent,
+/// `Some(None)` when given a value that is not a positive count. A member given twice
+/// counts as the model server reads it (the last one); a number in a string or with a
+/// fraction counts as the number (what a lax server accepts).
 #[derive(Debug, Default, PartialEq, Eq)]
 struct Caps {
-    max_tokens: Option<u64>,
-    max_completion_tokens: Option<u64>,
-    max_output_tokens: Option<u64>,
-    n: Option<u64>,
+    max_tokens: Option<Option<u64>>,
+    max_completion_tokens: Option<Option<u64>>,
+    max_output_tokens: Option<Option<u64>>,
+    n: Option<Option<u64>>,
 }
 
 impl<'de> Deserialize<'de> for Caps {
@@ -395,7 +461,7 @@ impl<'de> Deserialize<'de> for Caps {
                             continue;
                         }
                     };
-                    *slot = count_of(&map.next_value::<serde_json::Value>()?);
+                    *slot = Some(count_of(&map.next_value::<serde_json::Value>()?));
                 }
                 Ok(caps)
             }
@@ -404,49 +470,85 @@ impl<'de> Deserialize<'de> for Caps {
     }
 }
 
-/// A count given as a JSON number or a string holding one (a fraction rounded up).
+/// A positive count given as a JSON number or a string holding one (a fraction rounded up).
 fn count_of(value: &serde_json::Value) -> Option<u64> {
     let number = match value {
         serde_json::Value::Number(n) => n.as_f64()?,
         serde_json::Value::String(s) => s.trim().parse::<f64>().ok()?,
         _ => return None,
     };
-    (number.is_finite() && number >= 0.0).then(|| number.ceil().min(MAX_CALL_TOKENS as f64) as u64)
+    (number.is_finite() && number > 0.0).then(|| number.ceil().min(MAX_CALL_TOKENS as f64) as u64)
 }
 
-/// The most choices one call is reserved for.
-const MAX_CHOICES: u64 = 128;
+/// The most choices (`n`) a token-limited call may ask for.
+pub const MAX_CHOICES: u64 = 128;
 
-/// What a model call reserves under a TOKEN policy, and the estimate of its prompt within
-/// that: the prompt at a token per 4 bytes of body, plus the completion tokens the answer
-/// may take (the largest of its `max_completion_tokens`, `max_tokens` and
-/// `max_output_tokens`, else `default_completion`, times its `n` choices; none for
-/// embeddings). At least 1, at most [`MAX_CALL_TOKENS`].
-pub fn reservation(path: &str, body: &[u8], default_completion: u64) -> (u64, u64) {
+/// What a call reserves under a TOKEN policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reserved {
+    /// At least 1, at most [`MAX_CALL_TOKENS`].
+    pub tokens: u64,
+    /// The estimate of the prompt within `tokens`: a token per 4 bytes of body.
+    pub prompt: u64,
+    /// The cap the gateway adds to the request it forwards (member, tokens) when the call
+    /// names none: the answer then cannot take more than was reserved.
+    pub cap: Option<(&'static str, u64)>,
+}
+
+/// What a call reserves under a TOKEN policy: the estimate of its prompt plus the
+/// completion tokens the answer may take. A model call names them with the largest of its
+/// `max_completion_tokens`, `max_tokens` and `max_output_tokens` (else `default_completion`,
+/// which the gateway then adds as the request's cap), times its `n` choices; embeddings
+/// take none. Any other call reserves `default_completion` beside its prompt (its answer
+/// is not read: it keeps what it reserved).
+///
+/// A model call's body must be a JSON object whose caps are positive counts and whose `n`
+/// is at most [`MAX_CHOICES`]: the error names the member and the rule. What the gateway
+/// cannot read, a lax model server might, and take more than was reserved.
+pub fn reservation(path: &str, body: &[u8], default_completion: u64) -> Result<Reserved, String> {
     let prompt = estimate_tokens(body.len()).min(MAX_CALL_TOKENS);
-    let path = path.split('?').next().unwrap_or(path).trim_end_matches('/');
-    let completion = if path.ends_with("/embeddings") {
-        0
-    } else {
-        let caps = serde_json::from_slice::<Caps>(body).unwrap_or_default();
-        // The largest cap given: servers differ in which one they read.
-        let cap = [
-            caps.max_completion_tokens,
-            caps.max_tokens,
-            caps.max_output_tokens,
-        ]
-        .into_iter()
-        .flatten()
-        .filter(|&cap| cap > 0)
-        .max()
-        .unwrap_or(default_completion);
-        let choices = caps.n.unwrap_or(1).clamp(1, MAX_CHOICES);
-        cap.saturating_mul(choices)
-    };
-    (
-        prompt.saturating_add(completion).clamp(1, MAX_CALL_TOKENS),
+    let reserved = |completion: u64, cap| Reserved {
+        tokens: prompt.saturating_add(completion).clamp(1, MAX_CALL_TOKENS),
         prompt,
-    )
+        cap,
+    };
+    let Some(api) = model_api(path) else {
+        return Ok(reserved(default_completion, None));
+    };
+    let caps = serde_json::from_slice::<Caps>(body).map_err(|e| {
+        format!("body: a token-limited model call's body must be one JSON object ({e})")
+    })?;
+    let given = [
+        ("max_completion_tokens", caps.max_completion_tokens),
+        ("max_tokens", caps.max_tokens),
+        ("max_output_tokens", caps.max_output_tokens),
+    ];
+    if let Some((name, _)) = given.iter().find(|(_, cap)| matches!(cap, Some(None))) {
+        return Err(format!(
+            "{name}: must be a positive number of tokens on a token-limited API (or left out)"
+        ));
+    }
+    let choices = match caps.n {
+        None => 1,
+        Some(Some(n)) if n <= MAX_CHOICES => n,
+        Some(_) => {
+            return Err(format!(
+                "n: must be a whole number from 1 to {MAX_CHOICES} on a token-limited API"
+            ))
+        }
+    };
+    if api == ModelApi::Embeddings {
+        return Ok(reserved(0, None));
+    }
+    // The largest cap given: servers differ in which one they read.
+    let cap = given.iter().filter_map(|(_, cap)| cap.flatten()).max();
+    Ok(match cap {
+        Some(cap) => reserved(cap.saturating_mul(choices), None),
+        None => reserved(
+            default_completion.saturating_mul(choices),
+            api.cap_member().map(|member| (member, default_completion)),
+        ),
+    })
 }
 
 /// What an answer's `Content-Type` says it is, as far as usage goes.

@@ -17,6 +17,8 @@ use common::{start_with, Admin, Server};
 
 /// Words in the prompt of [`chat`].
 const PROMPT_WORDS: u64 = 3;
+/// The completion tokens the policies of these tests reserve for a call that names none.
+const DEFAULT_MAX_TOKENS: u64 = 8;
 
 fn chat(max_tokens: u64, stream: bool) -> Vec<u8> {
     serde_json::to_vec(
@@ -35,7 +37,21 @@ struct Answer {
     status: u16,
     rate_limit: String,
     policy: String,
+    retry_after: String,
     body: String,
+}
+
+/// The app's tokens left, from an answer's `RateLimit` field.
+fn left(answer: &Answer) -> u64 {
+    let at = answer
+        .rate_limit
+        .find("\"app_tokens\";r=")
+        .unwrap_or_else(|| panic!("no app_tokens in {:?}: {}", answer.rate_limit, answer.body));
+    answer.rate_limit[at + 15..]
+        .split(';')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .expect("r=")
 }
 
 async fn post(client: &reqwest::Client, url: &str, code: &str, body: Vec<u8>) -> Answer {
@@ -56,10 +72,12 @@ async fn post(client: &reqwest::Client, url: &str, code: &str, body: Vec<u8>) ->
             .to_owned()
     };
     let (rate_limit, policy) = (header("ratelimit"), header("ratelimit-policy"));
+    let retry_after = header("retry-after");
     Answer {
         status: reply.status().as_u16(),
         rate_limit,
         policy,
+        retry_after,
         body: reply.text().await.unwrap_or_default(),
     }
 }
@@ -121,6 +139,7 @@ async fn setup(
     admin
         .throttle(
             json!({"name": format!("{name}_tpm"), "unit": "TOKEN",
+                   "default_max_tokens": DEFAULT_MAX_TOKENS,
                    "api_call_limits": 100_000_000, "app_call_limits": limit,
                    "time_interval": 1, "time_unit": "MINUTE"}),
             &[&api],
@@ -197,12 +216,145 @@ async fn first_calls_and_settlement(fast_path: bool) {
         again.rate_limit
     );
 
-    // A call whose reservation alone is over the limit is refused before the upstream.
+    // A call whose reservation alone is over the limit can never be admitted: 400 before
+    // the upstream, without a Retry-After.
     let calls = stub.calls.load(Ordering::SeqCst);
     let huge = chat(LIMIT, false);
     let refused = post(&client, &url, &code, huge.clone()).await;
-    assert_eq!(admitted(&[refused], reserved(&huge, LIMIT)), 0);
+    assert_eq!(refused.status, 400, "{}", refused.body);
+    assert!(
+        refused.body.contains(&format!(
+            "the call reserves {} tokens",
+            reserved(&huge, LIMIT)
+        )) && refused.body.contains("lower max_tokens"),
+        "{}",
+        refused.body
+    );
+    assert_eq!(refused.retry_after, "");
     assert_eq!(stub.calls.load(Ordering::SeqCst), calls);
+}
+
+/// What a TOKEN policy cannot be got around by: a call that names no cap takes no more
+/// than the policy's default (the gateway adds the cap); a percent-encoded model path is
+/// read as the model server reads it; turning the service's usage accounting off does not
+/// stop the policy reading usage; another path with a body keeps its whole reservation;
+/// bodies the gateway cannot read the caps of are refused before the upstream.
+async fn no_way_around(fast_path: bool) {
+    const LIMIT: u64 = 100_000;
+    let stub = model_stub(40, Duration::from_millis(1)).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = common::start_on(dir.path(), fast_path).await;
+    let (sid, url, code) = setup(&server, &stub, "around", LIMIT, None).await;
+    let base = format!("{}/v1/infers/{sid}", server.gateway);
+    let client = reqwest::Client::new();
+    minute_with(Duration::from_secs(20)).await;
+    let settle = || tokio::time::sleep(Duration::from_millis(150));
+    // Tokens counted for calls that ended.
+    let mut counted = 0;
+
+    // No cap: the model server is asked for the policy's default and takes no more.
+    let uncapped = serde_json::to_vec(
+        &json!({"model": "stub", "messages": [{"role": "user", "content": "one two three"}]}),
+    )
+    .expect("json");
+    let first = post(&client, &url, &code, uncapped.clone()).await;
+    assert_eq!(first.status, 200, "{}", first.body);
+    let answer: Value = serde_json::from_str(&first.body).expect("json");
+    assert_eq!(answer["usage"]["completion_tokens"], DEFAULT_MAX_TOKENS);
+    assert_eq!(
+        left(&first),
+        LIMIT - reserved(&uncapped, DEFAULT_MAX_TOKENS)
+    );
+    counted += PROMPT_WORDS + DEFAULT_MAX_TOKENS;
+    settle().await;
+
+    // A percent-encoded model path: its answer is read and the call settles with it.
+    let body = chat(10, false);
+    let escaped = post(
+        &client,
+        &format!("{base}/chat/complet%69ons"),
+        &code,
+        body.clone(),
+    )
+    .await;
+    assert_eq!(escaped.status, 200, "{}", escaped.body);
+    assert_eq!(left(&escaped), LIMIT - counted - reserved(&body, 10));
+    counted += PROMPT_WORDS + 10;
+    settle().await;
+
+    // Usage accounting off: the policy still reads the usage of the calls it limits.
+    let admin = Admin::login(&server).await;
+    admin
+        .ok(
+            reqwest::Method::PUT,
+            &format!("/services/{sid}"),
+            Some(json!({"usage_accounting": false})),
+        )
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let off = post(&client, &url, &code, body.clone()).await;
+    assert_eq!(off.status, 200, "{}", off.body);
+    assert_eq!(left(&off), LIMIT - counted - reserved(&body, 10));
+    counted += PROMPT_WORDS + 10;
+    settle().await;
+
+    // Another path with a body: its answer is not read, it keeps its whole reservation.
+    let native = br#"{"inputs": "one two", "parameters": {"max_new_tokens": 5}}"#.to_vec();
+    let generate = post(&client, &format!("{base}/generate"), &code, native.clone()).await;
+    assert_eq!(generate.status, 200, "{}", generate.body);
+    let kept = reserved(&native, DEFAULT_MAX_TOKENS);
+    assert_eq!(left(&generate), LIMIT - counted - kept);
+    counted += kept;
+    // Without a body, nothing is generated and no tokens are counted.
+    let listing = client
+        .get(format!("{base}/models"))
+        .header("X-Apig-AppCode", &code)
+        .send()
+        .await
+        .expect("GET");
+    assert!(listing.headers().get("ratelimit").is_none());
+    // (The stub answers only JSON bodies: it was reached.)
+    assert_eq!(listing.text().await.expect("body"), "body is not JSON");
+    settle().await;
+
+    // What the gateway cannot read the caps of is refused, naming the member, before the
+    // upstream; it counts nothing.
+    let calls = stub.calls.load(Ordering::SeqCst);
+    for (bad, named) in [
+        (
+            &br#"{"messages": [], "max_tokens": null}"#[..],
+            "max_tokens:",
+        ),
+        (br#"{"messages": [], "max_tokens": NaN}"#, "body:"),
+        (b"\xef\xbb\xbf{\"max_tokens\": 5}", "body:"),
+        (br#"{"max_tokens": 5} {"max_tokens": 50000}"#, "body:"),
+        (br#"{"max_tokens": 5, "n": 1000}"#, "n:"),
+        (br#"{"max_completion_tokens": 200000}"#, "lower max_tokens"),
+    ] {
+        let refused = post(&client, &url, &code, bad.to_vec()).await;
+        assert_eq!(
+            refused.status,
+            400,
+            "{}: {}",
+            String::from_utf8_lossy(bad),
+            refused.body
+        );
+        assert!(refused.body.contains(named), "{named}: {}", refused.body);
+        assert_eq!(refused.retry_after, "");
+    }
+    assert_eq!(stub.calls.load(Ordering::SeqCst), calls);
+    let last = post(&client, &url, &code, body.clone()).await;
+    assert_eq!(left(&last), LIMIT - counted - reserved(&body, 10));
+}
+
+#[tokio::test]
+async fn token_limits_leave_no_way_around_on_the_fast_path() {
+    no_way_around(true).await;
+}
+
+#[tokio::test]
+async fn token_limits_leave_no_way_around_on_the_general_server() {
+    no_way_around(false).await;
 }
 
 #[tokio::test]

@@ -456,18 +456,19 @@ impl Gateway {
         let rate_limit = record.rate_limit.clone();
         // A streamed model call that did not ask for usage is asked for it; the chunk that
         // brings is dropped from the answer below.
-        let asked = if record.model_call {
-            crate::usage::ask_for_usage(head.path, body)
+        let edited = if record.model_call {
+            crate::usage::forwarded_request(head.path, body, record.forward_cap)
         } else {
             None
         };
-        let body = asked.as_deref().unwrap_or(body);
+        let asked = edited.as_ref().is_some_and(|(_, asked)| *asked);
+        let body = edited.as_ref().map_or(body, |(edited, _)| edited);
         let mut attempts = FastAttempts {
             own: OwnLines {
                 request_id: request_id.as_bytes(),
                 rate_limit: rate_limit.as_deref(),
                 model_call: record.model_call,
-                asked_usage: asked.is_some(),
+                asked_usage: asked,
             },
             pool: &self.fast_pool,
             head,
@@ -505,7 +506,7 @@ impl Gateway {
             out.extend_from_slice(b"connection: close\r\n");
         }
         out.extend_from_slice(b"\r\n");
-        let filtering = asked.is_some()
+        let filtering = asked
             && head.media == Media::EventStream
             && (head.rechunked
                 || matches!(

@@ -134,8 +134,9 @@ impl Gateway {
         )?;
         // An admitted model call's body is read whole (never a stranger's): it may be
         // asked for usage, and it says what tokens the call reserves.
+        let whole = record.model_call || deferred.as_ref().is_some_and(|d| d.needs_body());
         let forward_body = match forward_body {
-            ForwardBody::Stream(Some(body)) if record.model_call => {
+            ForwardBody::Stream(Some(body)) if whole => {
                 let bytes = collect_limited(body, self.settings.limits.max_body_bytes).await?;
                 record.bytes_in = bytes.len() as u64;
                 ForwardBody::Buffered(bytes)
@@ -150,10 +151,12 @@ impl Gateway {
             .await?;
         let forward_body = match forward_body {
             ForwardBody::Buffered(bytes) if record.model_call => {
-                match crate::usage::ask_for_usage(parts.uri.path(), &bytes) {
-                    Some(asked) => {
-                        record.asked_usage = true;
-                        ForwardBody::Buffered(Bytes::from(asked))
+                let edited =
+                    crate::usage::forwarded_request(parts.uri.path(), &bytes, record.forward_cap);
+                match edited {
+                    Some((edited, asked)) => {
+                        record.asked_usage = asked;
+                        ForwardBody::Buffered(Bytes::from(edited))
                     }
                     None => ForwardBody::Buffered(bytes),
                 }

@@ -21,6 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use infergate_core::snapshot::ThrottleRule;
+use infergate_core::throttle::window_start;
 use redis::aio::MultiplexedConnection;
 use smallvec::SmallVec;
 
@@ -423,13 +424,29 @@ impl ClusterLimits {
 
     /// Replaces what an admitted call reserved with what it spent: tokens it did not use
     /// come back to this node's permits; tokens it used beyond its reservation are taken
-    /// from them, and what they lack is added to the count in Redis.
-    pub(crate) fn settle(self: &Arc<Self>, applicable: &Applicable, reserved: u64, spent: u64) {
+    /// from them, and what they lack is added to the count in Redis. Once the call's window
+    /// has ended, what it used beyond its reservation counts in the window of `now`.
+    pub(crate) fn settle(
+        self: &Arc<Self>,
+        applicable: &Applicable,
+        reserved: u64,
+        spent: u64,
+        now: i64,
+    ) {
         let mut owed: SmallVec<[(String, u64); 4]> = SmallVec::new();
-        let expires = applicable.window + applicable.window_ms as i64 + 5_000;
+        let window = window_start(now, applicable.window_ms).max(applicable.window);
+        let expires = window + applicable.window_ms as i64 + 5_000;
+        let moved_on = window != applicable.window;
         {
             let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
             for (key, _) in &applicable.checks {
+                if moved_on {
+                    // The window ended: nothing to give back, the overspend to the new one.
+                    if spent > reserved && self.redis_up() {
+                        owed.push((self.redis_key(key, window), spent - reserved));
+                    }
+                    continue;
+                }
                 let Some(h) = held.get_mut(key) else { continue };
                 if h.window != applicable.window {
                     continue;
@@ -539,6 +556,20 @@ mod tests {
             .unwrap_or(0)
     }
 
+    /// The count at `key` once it is `want` (settlements write in the background), or
+    /// after a second, whatever it is then.
+    async fn redis_count_when(key: &str, want: i64) -> i64 {
+        let mut counted = 0;
+        for _ in 0..50 {
+            counted = redis_count(key).await;
+            if counted == want {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        counted
+    }
+
     /// Tokens spent beyond a reservation are added to the count in Redis (so every node
     /// refuses what no longer fits); tokens left unspent come back to the node's permits.
     #[tokio::test]
@@ -571,16 +602,8 @@ mod tests {
             "one reservation's permits taken"
         );
         // It spent 900: 800 more are owed to Redis.
-        limits.settle(&first, 100, 900);
-        let mut counted = 0;
-        for _ in 0..50 {
-            counted = redis_count(&key).await;
-            if counted == 900 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        assert_eq!(counted, 900);
+        limits.settle(&first, 100, 900, now);
+        assert_eq!(redis_count_when(&key, 900).await, 900);
         let client = redis::Client::open("redis://127.0.0.1:6379").expect("url");
         let mut conn = client
             .get_multiplexed_async_connection()
@@ -606,9 +629,19 @@ mod tests {
         assert_eq!(redis_count(&key).await, 1_000);
         // It spent 40: 60 come back to this node, which admits a call reserving 60 from
         // them without Redis.
-        limits.settle(&last, 100, 40);
+        limits.settle(&last, 100, 40, now);
         assert!(limits.admit(&rule, &call(60), now).await.is_ok());
         assert!(limits.admit(&rule, &call(1), now).await.is_err());
+        assert_eq!(redis_count(&key).await, 1_000);
+        // Settled after its window ended, a call's overspend counts in the window of then.
+        let hour = 3_600_000;
+        let next = limits.redis_key(&call(1).checks[0].0, call(1).window + hour);
+        limits.settle(&call(50), 50, 80, now + hour);
+        assert_eq!(
+            redis_count_when(&next, 30).await,
+            30,
+            "the next window holds the overspend"
+        );
         assert_eq!(redis_count(&key).await, 1_000);
     }
 }

@@ -256,26 +256,65 @@ proptest! {
     }
 
     /// Whatever the body, a reservation covers the prompt estimate and stays within
-    /// [1, MAX_CALL_TOKENS]; a JSON cap is never reserved below.
+    /// [1, MAX_CALL_TOKENS]; any other call than a model call is always reserved for.
     #[test]
-    fn reservations_are_bounded_and_cover_the_caps(
+    fn reservations_are_bounded(
         body in proptest::collection::vec(any::<u8>(), 0..400),
-        cap in proptest::option::of(0u64..10_000_000),
-        default in 0u64..100_000,
+        default in 1u64..100_000,
     ) {
-        for path in ["/v1/chat/completions", "/v1/embeddings", "/v1/responses"] {
-            let (reserved, prompt) = super::reservation(path, &body, default);
-            prop_assert_eq!(prompt, (body.len() as u64).div_ceil(4));
-            prop_assert!((1..=super::MAX_CALL_TOKENS).contains(&reserved));
-            prop_assert!(reserved >= prompt);
+        for path in ["/v1/chat/completions", "/v1/embeddings", "/v1/responses", "/v1/generate"] {
+            match super::reservation(path, &body, default) {
+                Ok(r) => {
+                    prop_assert_eq!(r.prompt, (body.len() as u64).div_ceil(4));
+                    prop_assert!((1..=super::MAX_CALL_TOKENS).contains(&r.tokens));
+                    prop_assert!(r.tokens >= r.prompt);
+                }
+                Err(why) => prop_assert!(model_api(path).is_some(), "{}", why),
+            }
         }
-        if let Some(cap) = cap {
-            let json = format!(r#"{{"model":"m","max_tokens":{cap},"junk":{}}}"#,
-                serde_json::Value::String(String::from_utf8_lossy(&body).into_owned()));
-            let (reserved, prompt) = super::reservation("/v1/chat/completions", json.as_bytes(), default);
-            let want = if cap == 0 { default } else { cap };
-            prop_assert_eq!(reserved, (prompt + want).max(1));
+    }
+
+    /// What a token-limited model call forwards lets its answer take no more than it
+    /// reserved, as a model server reads the forwarded body (the last of a member given
+    /// twice; the largest cap; `n` choices), whatever members and values the client sent.
+    #[test]
+    fn forwarded_calls_cannot_take_more_than_they_reserve(
+        members in proptest::collection::vec((
+            prop::sample::select(vec!["max_tokens", "max_completion_tokens", "max_output_tokens", "n", "stream", "model", "max\\u005ftokens"]),
+            prop::sample::select(vec!["1", "0", "-3", "2.5", "null", "\"250\"", "\"lots\"", "true", "[9]", "70000", "1e300", "129", "{}"]),
+        ), 0..6),
+        spaces in prop::sample::select(vec!["", " ", "\n\t "]),
+        default in 1u64..5_000,
+        path in prop::sample::select(vec!["/v1/chat/completions", "/v1/completions", "/v1/responses", "/v1/embeddings"]),
+    ) {
+        let body = format!("{{{}}}{spaces}", members
+            .iter()
+            .map(|(k, v)| format!("{spaces}\"{k}\"{spaces}:{spaces}{v}"))
+            .collect::<Vec<_>>()
+            .join(","));
+        let Ok(reserved) = super::reservation(path, body.as_bytes(), default) else {
+            return Ok(());
+        };
+        let forwarded = forwarded_request(path, body.as_bytes(), reserved.cap)
+            .map_or(body.clone().into_bytes(), |(b, _)| b);
+        let seen: serde_json::Value = serde_json::from_slice(&forwarded).expect("forwarded JSON");
+        if model_api(path) == Some(ModelApi::Embeddings) {
+            prop_assert_eq!(reserved.tokens, reserved.prompt.max(1));
+            return Ok(());
         }
+        let count = |name: &str| seen.get(name).and_then(count_of);
+        let cap = ["max_tokens", "max_completion_tokens", "max_output_tokens"]
+            .into_iter()
+            .filter_map(count)
+            .max();
+        // Each API reads its own cap: a forwarded request always holds one it reads.
+        let own = if path.ends_with("/responses") { "max_output_tokens" } else { "max_tokens" };
+        prop_assert!(count(own).is_some() || cap.is_some(), "{}", String::from_utf8_lossy(&forwarded));
+        let n = count("n").unwrap_or(1);
+        prop_assert!(n <= super::MAX_CHOICES);
+        // Saturated reservations are refused by any limit (none reaches MAX_CALL_TOKENS).
+        let needed = u128::from(cap.expect("a cap")) * u128::from(n) + u128::from(reserved.prompt);
+        prop_assert!(reserved.tokens == super::MAX_CALL_TOKENS || needed <= u128::from(reserved.tokens));
     }
 
     /// Hostile bodies never panic and never report more than they say.
@@ -427,61 +466,116 @@ fn a_null_stream_options_is_the_clients() {
 
 #[test]
 fn reservations_take_the_cap_the_model_server_reads() {
-    use super::reservation;
+    let reserve = |path: &str, body: &[u8], default: u64| {
+        super::reservation(path, body, default)
+            .unwrap_or_else(|why| panic!("{why}: {}", String::from_utf8_lossy(body)))
+    };
     let chat = "/v1/chat/completions";
     let body = br#"{"model":"m","messages":[],"max_tokens":100}"#;
     let prompt = (body.len() as u64).div_ceil(4);
-    assert_eq!(reservation(chat, body, 1024), (prompt + 100, prompt));
-    // The largest cap given counts (servers differ in which one they read, and a 0 is
-    // no cap); n multiplies the choices.
+    assert_eq!(
+        reserve(chat, body, 1024),
+        Reserved {
+            tokens: prompt + 100,
+            prompt,
+            cap: None
+        }
+    );
+    // The largest cap given counts (servers differ in which one they read); n multiplies
+    // the choices.
     let both = br#"{"max_tokens":100,"max_completion_tokens":7,"n":3}"#;
     assert_eq!(
-        reservation(chat, both, 1024).0,
+        reserve(chat, both, 1024).tokens,
         both.len().div_ceil(4) as u64 + 300
     );
-    let zero = br#"{"max_completion_tokens":0,"max_tokens":100000}"#;
-    assert_eq!(
-        reservation(chat, zero, 10).0,
-        zero.len().div_ceil(4) as u64 + 100_000
-    );
-    // No cap: the policy's default; an embedding reserves its input alone.
+    // No cap: the policy's default, which the forwarded request then names; an embedding
+    // reserves its input alone.
     let none = br#"{"model":"m"}"#;
-    assert_eq!(reservation(chat, none, 500).0, 4 + 500);
-    assert_eq!(reservation("/v1/embeddings", none, 500).0, 4);
+    assert_eq!(
+        reserve(chat, none, 500),
+        Reserved {
+            tokens: 4 + 500,
+            prompt: 4,
+            cap: Some(("max_tokens", 500))
+        }
+    );
+    assert_eq!(
+        reserve("/v1/responses", none, 500).cap,
+        Some(("max_output_tokens", 500))
+    );
+    assert_eq!(reserve("/v1/embeddings", none, 500).tokens, 4);
+    // Percent-escapes are read as the server decodes them.
+    assert_eq!(
+        reserve("/v1/chat/complet%69ons", none, 500).cap,
+        Some(("max_tokens", 500))
+    );
+    // Another path is not read: it reserves the default beside its body.
+    assert_eq!(
+        reserve("/v1/generate", b"not json", 500),
+        Reserved {
+            tokens: 2 + 500,
+            prompt: 2,
+            cap: None
+        }
+    );
     // A member given twice counts as the server reads it: the last one.
     let twice = br#"{"max_tokens":1,"max_tokens":9000}"#;
     assert_eq!(
-        reservation(chat, twice, 10).0,
+        reserve(chat, twice, 10).tokens,
         twice.len().div_ceil(4) as u64 + 9000
     );
-    // Numbers in strings and fractions count as numbers; other values as absent.
+    // Numbers in strings and fractions count as numbers.
     let lax = br#"{"max_tokens":"250"}"#;
     assert_eq!(
-        reservation(chat, lax, 10).0,
+        reserve(chat, lax, 10).tokens,
         lax.len().div_ceil(4) as u64 + 250
     );
     let frac = br#"{"max_tokens":2.5}"#;
     assert_eq!(
-        reservation(chat, frac, 10).0,
+        reserve(chat, frac, 10).tokens,
         frac.len().div_ceil(4) as u64 + 3
     );
-    for odd in [
-        &br#"{"max_tokens":-5}"#[..],
-        br#"{"max_tokens":[1]}"#,
-        br#"{"max_tokens":null}"#,
-        br#"{"max_tokens":"lots"}"#,
-        br#"not json"#,
-        br#"[1,2]"#,
+    // What the gateway cannot read as a cap, a lax server might: refused, naming the member.
+    for (odd, member) in [
+        (&br#"{"max_tokens":-5}"#[..], "max_tokens:"),
+        (br#"{"max_completion_tokens":0}"#, "max_completion_tokens:"),
+        (br#"{"max_tokens":[1]}"#, "max_tokens:"),
+        (br#"{"max_tokens":null}"#, "max_tokens:"),
+        (br#"{"max_output_tokens":"lots"}"#, "max_output_tokens:"),
+        (br#"{"n":129}"#, "n:"),
+        (br#"{"n":0}"#, "n:"),
+        (br#"not json"#, "body:"),
+        (br#"[1,2]"#, "body:"),
+        (b"", "body:"),
+        (b"\xef\xbb\xbf{\"max_tokens\":5}", "body:"),
+        (br#"{"max_tokens":NaN}"#, "body:"),
+        (br#"{"max_tokens":1} {"max_tokens":99999}"#, "body:"),
+        (br#"{"max_tokens":"\ud800"}"#, "body:"),
     ] {
-        assert_eq!(
-            reservation(chat, odd, 10).0,
-            odd.len().div_ceil(4) as u64 + 10,
-            "{}",
+        let why = super::reservation(chat, odd, 10).expect_err("refused");
+        assert!(
+            why.starts_with(member),
+            "{why}: {}",
             String::from_utf8_lossy(odd)
         );
     }
     // Bounded whatever the request asks.
-    let huge = br#"{"max_tokens":1e300,"n":1000000}"#;
-    assert_eq!(reservation(chat, huge, 10).0, super::MAX_CALL_TOKENS);
-    assert_eq!(reservation(chat, b"", 0), (1, 0));
+    let huge = br#"{"max_tokens":1e300,"n":128}"#;
+    assert_eq!(reserve(chat, huge, 10).tokens, super::MAX_CALL_TOKENS);
+}
+
+#[test]
+fn a_cap_is_added_beside_the_usage_request() {
+    let path = "/v1/chat/completions";
+    let (body, asked) =
+        forwarded_request(path, br#"{"stream":true} "#, Some(("max_tokens", 64))).expect("edited");
+    assert!(asked);
+    assert_eq!(
+        std::str::from_utf8(&body).expect("utf-8"),
+        r#"{"stream":true,"stream_options":{"include_usage":true},"max_tokens":64} "#
+    );
+    let (body, asked) = forwarded_request(path, b"{ }", Some(("max_tokens", 7))).expect("edited");
+    assert!(!asked);
+    assert_eq!(body, br#"{ "max_tokens":7}"#);
+    assert!(forwarded_request("/v1/generate", b"{}", Some(("max_tokens", 7))).is_none());
 }
