@@ -189,9 +189,15 @@ def upstream_conf(work, port):
       types {{ }}
       default_type text/event-stream;
       root {work};
-      # A streamed POST gets the same file (a static file answers POST with 405).
-      error_page 405 =200 $uri;
+      # A streamed POST gets the same file: a static file answers POST with 405, which
+      # goes (as a GET) to the file's own location.
+      error_page 405 =200 /sse200.txt;
       try_files /sse200.txt =404;
+    }}
+    location = /sse200.txt {{
+      types {{ }}
+      default_type text/event-stream;
+      root {work};
     }}
     location / {{
       default_type application/json;
@@ -445,6 +451,22 @@ def hmac_headers(path):
     date = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     sig = hmac.new(HMAC_KEY, f"{date}\n{path}".encode(), hashlib.sha256).hexdigest()
     return [f"X-Sdk-Date: {date}", f"X-Signature: {sig}"]
+
+
+def answers_the_stream(target, usage_chunk):
+    """The target answers its request with the whole SSE answer (with or without its usage
+    chunk): a load run measures what it should."""
+    body = Path(target.body_file).read_bytes() if target.body_file else None
+    req = urllib.request.Request(target.url, data=body,
+                                 headers=dict(h.split(": ", 1) for h in target.headers))
+    with urllib.request.urlopen(req, timeout=10) as res:
+        text = res.read().decode()
+    want = SSE_EVENTS - (0 if usage_chunk else 1)
+    got = text.count("data: ")
+    if got != want or ('"usage"' in text) != usage_chunk:
+        sys.exit(f"bench: {target.name} answered {got} events, not {want} "
+                 f"(usage chunk expected: {usage_chunk}): {text[:200]!r}")
+    return target
 
 
 def hmac_check_works(target):
@@ -855,8 +877,11 @@ def main():
             """A signed streamed POST of a chat completion that does not ask for usage: with
             accounting on, the gateway asks for it and drops the usage chunk."""
             url = node.base + "/chat/completions"
-            return Target(label, url, node.proc.pid,
-                          node.signed_headers("POST", url, stream_file), str(stream_file))
+            target = Target(label, url, node.proc.pid,
+                            node.signed_headers("POST", url, stream_file), str(stream_file))
+            # The chunk the gateway asked for is dropped; without accounting, the
+            # upstream's usage chunk (sent whatever was asked) passes.
+            return answers_the_stream(target, usage_chunk=node is not ig)
 
         quiet = []
 

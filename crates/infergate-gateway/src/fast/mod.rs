@@ -514,7 +514,8 @@ impl Gateway {
                     ResponseFraming::Chunked | ResponseFraming::UntilClose
                 ));
         let mut tap = if record.model_call {
-            UsageTap::for_answer(head.media, body.len())
+            // The prompt is estimated from the client's body, as on the general server.
+            UsageTap::for_answer(head.media, record.bytes_in as usize)
         } else {
             None
         };
