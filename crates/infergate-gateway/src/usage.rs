@@ -593,14 +593,14 @@ enum Shape {
         overflow: bool,
         /// Body bytes seen.
         total: usize,
-        /// Bytes of the first lines, each read whole for its text (the sample an answer
-        /// without usage is estimated from); past [`SAMPLE`], lines are read only when
-        /// they hold a usage object.
-        sampled: usize,
+        /// The first [`SAMPLE`] bytes: an answer without usage is estimated from their
+        /// text (read only then; lines are otherwise read only where they hold a usage
+        /// object).
+        sample: Vec<u8>,
     },
 }
 
-/// Bytes of an event stream read line by line for the estimate of an answer without usage.
+/// Bytes of an event stream kept for the estimate of an answer without usage.
 const SAMPLE: usize = 2 * 1024;
 
 /// Reads one answer's usage from its body bytes as they pass.
@@ -609,8 +609,6 @@ pub struct UsageTap {
     shape: Shape,
     /// The last usage an event reported.
     reported: Option<Usage>,
-    /// Bytes of generated text seen (for the estimate of an answer cut short).
-    text_bytes: usize,
     /// Bytes of the request body (for the estimate of the prompt).
     request_bytes: usize,
 }
@@ -629,14 +627,13 @@ impl UsageTap {
                 partial: Vec::new(),
                 overflow: false,
                 total: 0,
-                sampled: 0,
+                sample: Vec::new(),
             },
             Media::Other => return None,
         };
         Some(Self {
             shape,
             reported: None,
-            text_bytes: 0,
             request_bytes,
         })
     }
@@ -658,20 +655,24 @@ impl UsageTap {
         }
     }
 
-    /// The next bytes of an event stream: the line they end (joined with what was held),
-    /// then the lines within them (each read whole while sampling, afterwards only where
-    /// the usage key is), then the start of the next line, held.
+    /// The next bytes of an event stream: kept while the sample lasts; the line they end
+    /// (joined with what was held) and the lines within them that hold the usage key are
+    /// read; the start of the next line is held.
     fn feed_events(&mut self, bytes: &[u8]) {
         let Shape::Events {
             partial,
             overflow,
             total,
-            ..
+            sample,
         } = &mut self.shape
         else {
             return;
         };
         *total += bytes.len();
+        if sample.len() < SAMPLE {
+            let room = SAMPLE - sample.len();
+            sample.extend_from_slice(&bytes[..room.min(bytes.len())]);
+        }
         let Some(first_end) = memchr::memchr(b'\n', bytes) else {
             if partial.len() + bytes.len() > MAX_LINE {
                 *overflow = true;
@@ -684,16 +685,10 @@ impl UsageTap {
         let skipped = std::mem::take(overflow);
         if !skipped {
             first.extend_from_slice(&bytes[..=first_end]);
-            let whole = self.sampling();
-            self.line(&first, whole);
+            self.line(&first);
         }
         let last_end = memchr::memrchr(b'\n', bytes).unwrap_or(first_end);
-        let mut region = &bytes[first_end + 1..=last_end];
-        while !region.is_empty() && self.sampling() {
-            let (_, end) = line_around(region, 0);
-            self.line(&region[..end], true);
-            region = &region[end..];
-        }
+        let region = &bytes[first_end + 1..=last_end];
         let mut done = 0;
         for at in usage_finder().find_iter(region) {
             if value_after(region, at, USAGE_KEY.len()).is_none() {
@@ -701,7 +696,7 @@ impl UsageTap {
             }
             let (start, end) = line_around(region, at);
             if start >= done {
-                self.line(&region[start..end], false);
+                self.line(&region[start..end]);
                 done = end;
             }
         }
@@ -710,26 +705,13 @@ impl UsageTap {
         }
     }
 
-    fn sampling(&self) -> bool {
-        matches!(self.shape, Shape::Events { sampled, .. } if sampled < SAMPLE)
-    }
-
-    /// One whole line of an event stream; `whole`: read for its text too (and counted in
-    /// the sample).
-    fn line(&mut self, line: &[u8], whole: bool) {
-        if whole {
-            if let Shape::Events { sampled, .. } = &mut self.shape {
-                *sampled += line.len();
-            }
-        }
+    /// One whole line of an event stream, read for the usage it reports.
+    fn line(&mut self, line: &[u8]) {
         let Some(data) = line_data(line) else {
             return;
         };
         if data == b"[DONE]" || data.is_empty() {
             return;
-        }
-        if whole {
-            self.text_bytes += text_bytes(data);
         }
         let has_usage = usage_finder()
             .find_iter(data)
@@ -753,7 +735,7 @@ impl UsageTap {
         {
             let last = std::mem::take(partial);
             if !last.is_empty() && !*overflow {
-                self.line(&last, true);
+                self.line(&last);
             }
         }
         let reported = match &self.shape {
@@ -766,12 +748,9 @@ impl UsageTap {
             Some(usage) => usage,
             None => {
                 let prompt = estimate_tokens(self.request_bytes);
-                // Past the sample, the text is taken to fill the same share of the bytes.
-                let text = match self.shape {
-                    Shape::Events { total, sampled, .. } if total > sampled && sampled > 0 => {
-                        (self.text_bytes as u128 * total as u128 / sampled as u128) as usize
-                    }
-                    _ => self.text_bytes,
+                let text = match &self.shape {
+                    Shape::Events { total, sample, .. } => sampled_text(sample, *total),
+                    Shape::Json { .. } => 0,
                 };
                 let completion = estimate_tokens(text);
                 Usage {
@@ -783,6 +762,28 @@ impl UsageTap {
                 }
             }
         }
+    }
+}
+
+/// Bytes of generated text in an event stream of `total` bytes, from its first bytes
+/// (`sample`): the text of the sample's whole lines (of all of it, when it is the whole
+/// stream), and past them the same share of the bytes.
+fn sampled_text(sample: &[u8], total: usize) -> usize {
+    let read = if total <= sample.len() {
+        sample.len()
+    } else {
+        memchr::memrchr(b'\n', sample).map_or(0, |i| i + 1)
+    };
+    let text: usize = sample[..read]
+        .split(|&b| b == b'\n')
+        .filter_map(line_data)
+        .filter(|data| *data != b"[DONE]")
+        .map(text_bytes)
+        .sum();
+    if total > read && read > 0 {
+        (text as u128 * total as u128 / read as u128) as usize
+    } else {
+        text
     }
 }
 
