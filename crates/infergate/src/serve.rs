@@ -161,34 +161,75 @@ async fn shutdown_signal() {
 }
 
 /// Starts the access-log writer thread; lines are written in batches and flushed when
-/// the queue is empty, so a burst costs one flush.
+/// the queue is empty, so a burst costs one flush. A log file is reopened by its path on
+/// SIGHUP or SIGUSR1 (what logrotate expects after it renames the file): a line goes whole
+/// to one file or the other, and none is lost (lines wait in the queue meanwhile).
 fn start_access_log(target: &AccessLogTarget) -> anyhow::Result<Option<Arc<LogSink>>> {
-    let mut writer: Box<dyn Write + Send> = match target {
+    fn open(path: &Path) -> std::io::Result<Box<dyn Write + Send>> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
+        Ok(Box::new(std::io::BufWriter::with_capacity(64 * 1024, file)))
+    }
+    let (mut writer, path): (Box<dyn Write + Send>, Option<PathBuf>) = match target {
         AccessLogTarget::Off => return Ok(None),
-        AccessLogTarget::Stdout => Box::new(std::io::stdout()),
-        AccessLogTarget::File(path) => Box::new(
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .with_context(|| format!("opening the access log {}", path.display()))?,
+        AccessLogTarget::Stdout => (Box::new(std::io::stdout()), None),
+        AccessLogTarget::File(path) => (
+            open(path).with_context(|| format!("opening the access log {}", path.display()))?,
+            Some(path.clone()),
         ),
     };
+    let reopen = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    if path.is_some() {
+        use tokio::signal::unix::{signal, SignalKind};
+        for kind in [SignalKind::hangup(), SignalKind::user_defined1()] {
+            let mut signals = signal(kind).context("watching signals for the access log")?;
+            let reopen = reopen.clone();
+            tokio::spawn(async move {
+                while signals.recv().await.is_some() {
+                    reopen.store(true, std::sync::atomic::Ordering::SeqCst);
+                }
+            });
+        }
+    }
     let (sink, rx) = LogSink::new(65_536);
     std::thread::Builder::new()
         .name("access-log".into())
-        .spawn(move || {
-            while let Ok(line) = rx.recv() {
-                let mut batch = vec![line];
-                while let Ok(more) = rx.try_recv() {
-                    batch.push(more);
-                }
-                for line in batch {
-                    let _ = writer.write_all(line.as_bytes());
-                    let _ = writer.write_all(b"\n");
-                }
+        .spawn(move || loop {
+            // Woken now and then while idle, so a reopen does not wait for the next call.
+            let first = match rx.recv_timeout(std::time::Duration::from_millis(250)) {
+                Ok(line) => Some(line),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => None,
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+            };
+            if let Some(path) = path
+                .as_deref()
+                .filter(|_| reopen.swap(false, std::sync::atomic::Ordering::SeqCst))
+            {
                 let _ = writer.flush();
+                match open(path) {
+                    Ok(reopened) => {
+                        writer = reopened;
+                        tracing::info!(path = %path.display(), "access log reopened");
+                    }
+                    Err(e) => tracing::error!(
+                        path = %path.display(),
+                        error = %e,
+                        "could not reopen the access log; still writing the file open before"
+                    ),
+                }
             }
+            let Some(line) = first else { continue };
+            let mut batch = vec![line];
+            while let Ok(more) = rx.try_recv() {
+                batch.push(more);
+            }
+            for line in batch {
+                let _ = writer.write_all(line.as_bytes());
+                let _ = writer.write_all(b"\n");
+            }
+            let _ = writer.flush();
         })
         .context("starting the access-log writer")?;
     Ok(Some(Arc::new(sink)))

@@ -5,6 +5,7 @@ mod common;
 
 use std::time::Duration;
 
+use futures_util::StreamExt;
 use serde_json::{json, Value};
 
 use common::upstream::{closed_port_url, start_mock};
@@ -381,6 +382,87 @@ async fn https_with_http2_and_certificate_reload() {
 /// `/` of the admin listener, opened in a real headless Chromium (Debian's `chromium`,
 /// which `scripts/test.sh` installs): it leads to `/docs/`, where Swagger UI, served from
 /// the binary under its Content-Security-Policy, renders the operations of `/openapi.json`.
+/// The access log is reopened by its path on SIGHUP and on SIGUSR1 (what logrotate
+/// expects after it renames the file), while calls keep coming: every call has one whole
+/// line in one of the files, and the lines after a signal are in the new file.
+#[tokio::test]
+async fn the_access_log_is_reopened_on_sighup_and_sigusr1_without_losing_a_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (server, access_log) = common::start_with_access_log(dir.path()).await;
+    let admin = Admin::login(&server).await;
+    let mock = start_mock().await;
+    let (sid, _) = admin
+        .service_with_api("logged", &mock.url, json!({"auth_type": "NONE"}))
+        .await;
+    let url = format!("{}/v1/infers/{sid}/predict", server.gateway);
+    let client = reqwest::Client::new();
+    let pid = server.child.id().expect("pid").to_string();
+    const PER_ROUND: usize = 300;
+    let mut files = Vec::new();
+    for (round, signal) in ["-HUP", "-USR1", ""].into_iter().enumerate() {
+        // Calls eight at a time, the file renamed and the signal sent while they run.
+        let calls = futures_util::stream::iter(0..PER_ROUND)
+            .map(|i| {
+                let (client, url) = (client.clone(), url.clone());
+                async move {
+                    let reply = client
+                        .get(format!("{url}/r{round}c{i}"))
+                        .send()
+                        .await
+                        .expect("call");
+                    assert_eq!(reply.status(), 200);
+                }
+            })
+            .buffer_unordered(8)
+            .collect::<Vec<()>>();
+        let rotate = async {
+            if signal.is_empty() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let rotated = dir.path().join(format!("access.log.{round}"));
+            std::fs::rename(&access_log, &rotated).expect("rename");
+            files.push(rotated);
+            let sent = std::process::Command::new("kill")
+                .args([signal, &pid])
+                .status()
+                .expect("kill");
+            assert!(sent.success());
+            // Calls after this (the next round) go to the new file.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        };
+        tokio::join!(calls, rotate);
+    }
+    files.push(access_log.clone());
+    // The writer flushes as its queue empties.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let mut seen = std::collections::HashSet::new();
+    for (n, file) in files.iter().enumerate() {
+        let text = std::fs::read_to_string(file).expect("log file");
+        assert!(text.ends_with('\n'), "{} ends mid-line", file.display());
+        let mut lines = 0;
+        for line in text.lines() {
+            let entry: serde_json::Value = serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("{}: {e}: {line}", file.display()));
+            // (Management requests have lines too.)
+            let Some(target) = entry["path"].as_str().filter(|p| p.contains("/predict/r")) else {
+                continue;
+            };
+            assert!(seen.insert(target.to_owned()), "twice: {target}");
+            lines += 1;
+        }
+        assert!(lines > 0, "{} is empty", file.display());
+        // The last round's calls began after the second signal: all in the new file.
+        if n == 2 {
+            assert_eq!(
+                lines, PER_ROUND,
+                "the file opened last holds the whole last round"
+            );
+        }
+    }
+    assert_eq!(seen.len(), 3 * PER_ROUND);
+}
+
 #[tokio::test]
 async fn the_api_reference_renders_in_a_browser() {
     let chromium = ["chromium", "chromium-browser", "google-chrome"]

@@ -242,13 +242,7 @@ async fn tokens_are_counted_as_the_model_server_reports_them() {
 async fn streams_of_every_framing_are_filtered() {
     let raw = common::upstream::start_raw().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let access_log = dir.path().join("access.log");
-    let server = start_with(
-        &dir.path().join("data"),
-        Some(PASSWORD),
-        &["--access-log", access_log.to_str().expect("path")],
-    )
-    .await;
+    let (server, access_log) = common::start_with_access_log(dir.path()).await;
     let admin = Admin::login(&server).await;
     let (sid, _api, _app, code) = admin.app_code_setup(&raw.url, "raw_app").await;
     let http = reqwest::Client::new();

@@ -45,6 +45,15 @@ pub async fn start_with(data_dir: &Path, password: Option<&str>, extra: &[&str])
     start_logging(data_dir, password, extra, None).await
 }
 
+/// A server with the admin password (its data in `dir/data`) writing its access log to
+/// `dir/access.log`; the server and the log's path.
+pub async fn start_with_access_log(dir: &Path) -> (Server, std::path::PathBuf) {
+    let access_log = dir.join("access.log");
+    let path = access_log.to_str().expect("path");
+    let server = start_with(&dir.join("data"), Some(PASSWORD), &["--access-log", path]).await;
+    (server, access_log)
+}
+
 /// A server with the admin password, its HTTP/1.1 fast path on or off (off: every call goes
 /// to the general server).
 pub async fn start_on(data_dir: &Path, fast_path: bool) -> Server {
