@@ -5,7 +5,7 @@ use std::sync::Arc;
 use axum::extract::{Path, State};
 use axum::Json;
 use infergate_core::access::Action;
-use infergate_core::model::Service;
+use infergate_core::model::{LoadBalancing, Service};
 use infergate_core::net::UrlCheck;
 use infergate_core::{ids, validate};
 use infergate_store::ServiceUpdate;
@@ -57,6 +57,10 @@ pub struct ServiceCreate {
     /// `false` leaves request and answer bodies untouched.
     #[serde(default)]
     pub usage_accounting: Option<bool>,
+    /// How calls are spread over the upstreams: `least_outstanding` (default: the upstream
+    /// with the fewest calls in flight from the node, ties at random) or `round_robin`.
+    #[serde(default)]
+    pub load_balancing: Option<String>,
     #[serde(default)]
     pub workspace_id: Option<String>,
 }
@@ -73,6 +77,8 @@ pub struct ServiceModify {
     #[serde(default)]
     pub usage_accounting: Option<bool>,
     #[serde(default)]
+    pub load_balancing: Option<String>,
+    #[serde(default)]
     pub workspace_id: Option<String>,
 }
 
@@ -86,6 +92,8 @@ pub struct ServiceInfo {
     pub timeout_ms: u64,
     /// Whether model calls' token usage is read.
     pub usage_accounting: bool,
+    /// `least_outstanding` or `round_robin`.
+    pub load_balancing: &'static str,
     /// Always `running`: the gateway routes to a service as soon as it exists.
     pub status: &'static str,
     pub owner: String,
@@ -103,6 +111,7 @@ impl From<Service> for ServiceInfo {
             upstreams: s.upstreams,
             timeout_ms: s.timeout_ms,
             usage_accounting: s.usage_accounting,
+            load_balancing: s.load_balancing.as_str(),
             status: "running",
             owner: s.owner,
             project_id: s.project_id,
@@ -208,6 +217,10 @@ async fn services_create(
         upstreams,
         timeout_ms,
         usage_accounting: body.usage_accounting.unwrap_or(true),
+        load_balancing: match body.load_balancing.as_deref() {
+            Some(text) => validate::load_balancing(text)?,
+            None => LoadBalancing::default(),
+        },
         owner: caller.user_id.clone(),
         created_at: now,
         updated_at: now,
@@ -278,11 +291,17 @@ async fn services_update(
         check_targets(&state, upstreams).await?;
     }
     let timeout_ms = body.timeout_ms.map(validate::timeout_ms).transpose()?;
+    let load_balancing = body
+        .load_balancing
+        .as_deref()
+        .map(validate::load_balancing)
+        .transpose()?;
     let update = ServiceUpdate {
         description: body.description,
         upstreams,
         timeout_ms,
         usage_accounting: body.usage_accounting,
+        load_balancing,
         updated_at: now_ms(),
     };
     let service = state

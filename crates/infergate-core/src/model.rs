@@ -107,9 +107,37 @@ pub struct Service {
     /// Whether model calls' answers are read for token usage (and streamed requests asked
     /// for it); off leaves bodies untouched.
     pub usage_accounting: bool,
+    pub load_balancing: LoadBalancing,
     pub owner: String,
     pub created_at: i64,
     pub updated_at: i64,
+}
+
+/// How a service's calls are spread over its upstreams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LoadBalancing {
+    /// In turn.
+    RoundRobin,
+    /// To the upstream with the fewest calls in flight from this node (ties broken at
+    /// random): a replica busy with long answers gets the next call last.
+    #[default]
+    LeastOutstanding,
+}
+
+impl LoadBalancing {
+    pub const ALL: [LoadBalancing; 2] =
+        [LoadBalancing::RoundRobin, LoadBalancing::LeastOutstanding];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LoadBalancing::RoundRobin => "round_robin",
+            LoadBalancing::LeastOutstanding => "least_outstanding",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|b| b.as_str() == text)
+    }
 }
 
 /// How callers of an API authenticate.

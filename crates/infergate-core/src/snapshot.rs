@@ -14,7 +14,8 @@ use std::time::Duration;
 
 use crate::crypto::{MasterKey, Secret};
 use crate::model::{
-    Api, ApiMethod, App, AuthType, Authorization, Credential, RevokedToken, Role, Service, User,
+    Api, ApiMethod, App, AuthType, Authorization, Credential, LoadBalancing, RevokedToken, Role,
+    Service, User,
 };
 use crate::throttle::{
     SpecialKind, Throttle, ThrottleBinding, ThrottleSpecial, ThrottleType, ThrottleUnit, TimeUnit,
@@ -231,7 +232,10 @@ pub struct ServiceRoute {
     pub timeout: Duration,
     /// Whether its model calls are read for token usage.
     pub usage_accounting: bool,
+    pub load_balancing: LoadBalancing,
     next: AtomicUsize,
+    /// Calls in flight from this node on each upstream (by index).
+    in_flight: Box<[AtomicUsize]>,
 }
 
 impl ServiceRoute {
@@ -240,6 +244,41 @@ impl ServiceRoute {
         let len = self.upstreams.len().max(1);
         let start = self.next.fetch_add(1, Ordering::Relaxed) % len;
         (0..self.upstreams.len()).map(move |i| (start + i) % len)
+    }
+
+    /// Calls in flight from this node on upstream `index`.
+    pub fn in_flight(&self, index: usize) -> usize {
+        self.in_flight
+            .get(index)
+            .map_or(0, |n| n.load(Ordering::Relaxed))
+    }
+}
+
+/// A call in flight on one upstream of a service, counted until it is dropped.
+#[derive(Debug)]
+pub struct InFlight {
+    service: Arc<ServiceRoute>,
+    index: usize,
+}
+
+impl InFlight {
+    /// Counts a call on upstream `index` of `service`.
+    pub fn start(service: &Arc<ServiceRoute>, index: usize) -> Self {
+        if let Some(n) = service.in_flight.get(index) {
+            n.fetch_add(1, Ordering::Relaxed);
+        }
+        Self {
+            service: service.clone(),
+            index,
+        }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if let Some(n) = self.service.in_flight.get(self.index) {
+            n.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 }
 
@@ -446,13 +485,15 @@ fn service_route(s: &Service, problems: &mut Vec<String>) -> Arc<ServiceRoute> {
             }
             parsed
         })
-        .collect();
+        .collect::<Vec<_>>();
     Arc::new(ServiceRoute {
         id: s.id.clone(),
         project_id: Arc::from(s.project_id.as_str()),
+        in_flight: upstreams.iter().map(|_| AtomicUsize::new(0)).collect(),
         upstreams,
         timeout: Duration::from_millis(s.timeout_ms),
         usage_accounting: s.usage_accounting,
+        load_balancing: s.load_balancing,
         next: AtomicUsize::new(0),
     })
 }
@@ -908,9 +949,9 @@ impl Snapshot {
                 apps.sort();
                 let s = &a.service;
                 lines.push(format!(
-                    "route {path} api={} path={} auth={:?} code={} method={:?} service={}/{}/{:?}/{:?}/{} apps={apps:?}",
+                    "route {path} api={} path={} auth={:?} code={} method={:?} service={}/{}/{:?}/{:?}/{}/{:?} apps={apps:?}",
                     a.api_id, a.api_path, a.auth_type, a.support_app_code, a.method, s.id,
-                    s.project_id, s.upstreams, s.timeout, s.usage_accounting,
+                    s.project_id, s.upstreams, s.timeout, s.usage_accounting, s.load_balancing,
                 ));
             }
         }
@@ -965,6 +1006,7 @@ mod tests {
             upstreams: vec!["http://127.0.0.1:9000/base".into(), "http://h2".into()],
             timeout_ms: 1000,
             usage_accounting: true,
+            load_balancing: LoadBalancing::RoundRobin,
             owner: "u".into(),
             created_at: 0,
             updated_at: 0,

@@ -213,6 +213,13 @@ pub fn timeout_ms(value: i64) -> FieldResult<u64> {
     Ok(value as u64)
 }
 
+/// `load_balancing` of a service: `least_outstanding` or `round_robin`.
+pub fn load_balancing(value: &str) -> FieldResult<crate::model::LoadBalancing> {
+    crate::model::LoadBalancing::parse(value).ok_or_else(|| {
+        FieldError::new("load_balancing", "must be least_outstanding or round_robin")
+    })
+}
+
 /// `project_id` in a path (spec §2.0): 1–64 letters, digits and `-`.
 pub fn project_id(value: &str) -> FieldResult<()> {
     let ok = (1..=64).contains(&value.len())

@@ -137,6 +137,8 @@ pub struct CallRecord {
     /// The completion cap added to a model call's forwarded body (member, tokens): a
     /// token-limited call that names none may take what it reserved.
     pub forward_cap: Option<(&'static str, u64)>,
+    /// The call's count in flight on the upstream it went to.
+    pub in_flight: Option<infergate_core::snapshot::InFlight>,
     pub(crate) started: Instant,
 }
 
@@ -204,6 +206,7 @@ impl Gateway {
             asked_usage: false,
             reservation: None,
             forward_cap: None,
+            in_flight: None,
             started: Instant::now(),
         }
     }

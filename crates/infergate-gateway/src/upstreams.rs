@@ -1,6 +1,6 @@
-//! Upstreams: the order a call tries a service's upstreams in (round robin, skipping ones
-//! that recently refused a connection), their passive health, the attempt loop both
-//! transports run, and the pool of idle connections.
+//! Upstreams: the order a call tries a service's upstreams in (the least busy first, or
+//! round robin; ones that recently refused a connection last), their passive health, the
+//! attempt loop both transports run, and the pool of idle connections.
 
 pub(crate) mod pool;
 
@@ -9,22 +9,25 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use infergate_core::snapshot::{ApiRoute, Upstream};
+use infergate_core::model::LoadBalancing;
+use infergate_core::snapshot::{ApiRoute, InFlight, Upstream};
+use smallvec::SmallVec;
 
 use crate::error::GatewayError;
 use crate::observe::Observers;
 use crate::phases::CallRecord;
 
-/// The upstreams of a call in the order to try them: a service's only upstream needs no list.
+/// The upstreams of a call (with their index in the service) in the order to try them: a
+/// service's only upstream needs no list.
 pub(crate) enum Order<'u> {
-    One(Option<&'u Upstream>),
-    Many(std::vec::IntoIter<&'u Upstream>),
+    One(Option<(usize, &'u Upstream)>),
+    Many(std::vec::IntoIter<(usize, &'u Upstream)>),
 }
 
 impl<'u> Iterator for Order<'u> {
-    type Item = &'u Upstream;
+    type Item = (usize, &'u Upstream);
 
-    fn next(&mut self) -> Option<&'u Upstream> {
+    fn next(&mut self) -> Option<(usize, &'u Upstream)> {
         match self {
             Order::One(only) => only.take(),
             Order::Many(list) => list.next(),
@@ -84,27 +87,56 @@ impl Upstreams {
         }
     }
 
-    /// Upstreams in the order to try: healthy ones in rotation, then ejected ones.
+    /// Upstreams in the order to try: healthy ones first (under `least_outstanding`, the
+    /// one with the fewest calls in flight from this node leads, ties drawn at random; the
+    /// rest in rotation), then ejected ones.
     fn order<'u>(&self, api: &'u ApiRoute) -> Result<Order<'u>, GatewayError> {
-        let upstreams = &api.service.upstreams;
+        let service = &api.service;
+        let upstreams = &service.upstreams;
         if upstreams.len() < 2 {
             // Nothing to rotate or reorder.
             return match upstreams.first() {
-                Some(only) => Ok(Order::One(Some(only))),
+                Some(only) => Ok(Order::One(Some((0, only)))),
                 None => Err(GatewayError::UpstreamUnavailable(
                     "the service has no upstream".into(),
                 )),
             };
         }
-        let rotation = api.service.rotation().map(|i| &upstreams[i]);
-        let order: Vec<_> = if self.any_ejected.load(Ordering::Relaxed) {
+        let rotation = service.rotation().map(|i| (i, &upstreams[i]));
+        let mut order: Vec<_> = if self.any_ejected.load(Ordering::Relaxed) {
             let (healthy, ejected): (Vec<_>, Vec<_>) =
-                rotation.partition(|u| !self.is_ejected(&u.authority));
+                rotation.partition(|(_, u)| !self.is_ejected(&u.authority));
             healthy.into_iter().chain(ejected).collect()
         } else {
             rotation.collect()
         };
+        if service.load_balancing == LoadBalancing::LeastOutstanding {
+            let healthy = order
+                .iter()
+                .take_while(|(_, u)| !self.is_ejected_now(&u.authority))
+                .count()
+                .max(1);
+            let busy: SmallVec<[usize; 8]> = order[..healthy]
+                .iter()
+                .map(|(i, _)| service.in_flight(*i))
+                .collect();
+            let least = busy.iter().copied().min().unwrap_or(0);
+            let ties = busy.iter().filter(|&&n| n == least).count();
+            let pick = rand::Rng::gen_range(&mut rand::thread_rng(), 0..ties);
+            let lead = busy
+                .iter()
+                .enumerate()
+                .filter(|(_, &n)| n == least)
+                .nth(pick)
+                .map_or(0, |(at, _)| at);
+            order[..=lead].rotate_right(1);
+        }
         Ok(Order::Many(order.into_iter()))
+    }
+
+    /// Whether an upstream is ejected, without the lock while none is.
+    fn is_ejected_now(&self, authority: &str) -> bool {
+        self.any_ejected.load(Ordering::Relaxed) && self.is_ejected(authority)
     }
 }
 
@@ -168,12 +200,14 @@ impl Upstreams {
         let order = self.order(api)?;
         let attempts = order.len();
         let mut last_error = String::new();
-        for (n, upstream) in order.enumerate() {
+        for (n, (index, upstream)) in order.enumerate() {
             if upstream.scheme != "http" {
                 last_error = format!("{} upstreams are not supported", upstream.scheme);
                 continue;
             }
             record.upstream = Some(upstream.authority.clone());
+            // Counted in flight on this upstream until the call ends or moves on.
+            record.in_flight = Some(InFlight::start(&api.service, index));
             let sent_at = Instant::now();
             let attempt = Attempt {
                 upstream,

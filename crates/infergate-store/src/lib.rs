@@ -80,6 +80,7 @@ pub struct ServiceUpdate {
     pub upstreams: Option<Vec<String>>,
     pub timeout_ms: Option<u64>,
     pub usage_accounting: Option<bool>,
+    pub load_balancing: Option<infergate_core::model::LoadBalancing>,
     pub updated_at: i64,
 }
 

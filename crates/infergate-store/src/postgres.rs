@@ -70,6 +70,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "token limits",
         include_str!("../migrations/postgres/0010_token_limits.sql"),
     ),
+    (
+        11,
+        "load balancing",
+        include_str!("../migrations/postgres/0011_load_balancing.sql"),
+    ),
 ];
 
 /// The PostgreSQL store.

@@ -59,6 +59,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "token limits",
         include_str!("../migrations/sqlite/0009_token_limits.sql"),
     ),
+    (
+        10,
+        "load balancing",
+        include_str!("../migrations/sqlite/0010_load_balancing.sql"),
+    ),
 ];
 
 /// The SQLite store.

@@ -49,6 +49,7 @@ fn service(id: &str, name: &str) -> Service {
         upstreams: vec!["http://127.0.0.1:9000/v1".into()],
         timeout_ms: 40_000,
         usage_accounting: true,
+        load_balancing: infergate_core::model::LoadBalancing::RoundRobin,
         owner: "u-admin".into(),
         created_at: 10,
         updated_at: 10,
@@ -116,6 +117,7 @@ pub async fn services_crud_and_names(store: &dyn Store) {
                 upstreams: Some(vec!["http://a".into(), "http://b".into()]),
                 timeout_ms: Some(5),
                 usage_accounting: Some(false),
+                load_balancing: Some(infergate_core::model::LoadBalancing::LeastOutstanding),
                 updated_at: 99,
             },
         )
@@ -124,6 +126,10 @@ pub async fn services_crud_and_names(store: &dyn Store) {
     assert_eq!(updated.upstreams.len(), 2);
     assert_eq!(updated.description, "d");
     assert!(!updated.usage_accounting);
+    assert_eq!(
+        updated.load_balancing,
+        infergate_core::model::LoadBalancing::LeastOutstanding
+    );
     assert_eq!(store.service("s1").await.expect("q"), Some(updated));
     assert!(matches!(
         store
@@ -134,6 +140,7 @@ pub async fn services_crud_and_names(store: &dyn Store) {
                     upstreams: None,
                     timeout_ms: None,
                     usage_accounting: None,
+                    load_balancing: None,
                     updated_at: 1
                 }
             )
@@ -1013,6 +1020,7 @@ pub async fn change_log_replays_to_a_full_read(store: &dyn Store) {
                 upstreams: None,
                 timeout_ms: None,
                 usage_accounting: None,
+                load_balancing: None,
                 updated_at: 80,
             },
         )

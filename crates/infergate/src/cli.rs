@@ -260,6 +260,9 @@ pub enum ServiceCmd {
         /// Read model calls' token usage (on by default); false leaves bodies untouched.
         #[arg(long)]
         usage_accounting: Option<bool>,
+        /// How calls are spread over the upstreams [new services: least_outstanding].
+        #[arg(long, value_parser = ["least_outstanding", "round_robin"])]
+        load_balancing: Option<String>,
     },
     /// List services.
     List,
@@ -286,6 +289,9 @@ pub enum ServiceCmd {
         /// Read model calls' token usage (on by default); false leaves bodies untouched.
         #[arg(long)]
         usage_accounting: Option<bool>,
+        /// How calls are spread over the upstreams [new services: least_outstanding].
+        #[arg(long, value_parser = ["least_outstanding", "round_robin"])]
+        load_balancing: Option<String>,
     },
     /// Delete a service with its APIs and their authorizations.
     Delete {

@@ -13,6 +13,7 @@ pub fn services_and_apis(n: usize) -> (Vec<Service>, Vec<Api>) {
             upstreams: vec!["http://127.0.0.1:9000/v1".into()],
             timeout_ms: 1000,
             usage_accounting: true,
+            load_balancing: infergate_core::model::LoadBalancing::RoundRobin,
             owner: "u".into(),
             created_at: 0,
             updated_at: 0,

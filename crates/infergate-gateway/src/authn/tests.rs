@@ -40,6 +40,7 @@ fn fixture(support_app_code: bool) -> (Snapshot, MasterKey) {
             upstreams: vec!["http://127.0.0.1:1".into()],
             timeout_ms: 1000,
             usage_accounting: true,
+            load_balancing: infergate_core::model::LoadBalancing::RoundRobin,
             owner: "u".into(),
             created_at: 0,
             updated_at: 0,

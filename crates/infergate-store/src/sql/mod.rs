@@ -29,8 +29,8 @@ use std::str::FromStr;
 use async_trait::async_trait;
 use infergate_core::lockout::{Failures, LockSubject, LockoutPolicy};
 use infergate_core::model::{
-    Api, ApiMethod, App, AppCode, AuthType, Authorization, Credential, Domain, Project,
-    RevokedToken, Role, Service, UsageCounts, UsageQuery, UsageRow, User,
+    Api, ApiMethod, App, AppCode, AuthType, Authorization, Credential, Domain, LoadBalancing,
+    Project, RevokedToken, Role, Service, UsageCounts, UsageQuery, UsageRow, User,
 };
 use infergate_core::snapshot::{ConfigDelta, ConfigDump};
 use infergate_core::throttle::{

@@ -8,8 +8,8 @@ impl ServiceStore for This {
         let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO services (id, project_id, name, description, upstreams, timeout_ms, owner,
-                                   created_at, updated_at, usage_accounting)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                                   created_at, updated_at, usage_accounting, load_balancing)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .bind(&service.id)
         .bind(&service.project_id)
@@ -21,6 +21,7 @@ impl ServiceStore for This {
         .bind(service.created_at)
         .bind(service.updated_at)
         .bind(service.usage_accounting)
+        .bind(service.load_balancing.as_str())
         .execute(&mut *tx)
         .await
         .map_err(|e| {
@@ -77,17 +78,21 @@ impl ServiceStore for This {
         if let Some(on) = update.usage_accounting {
             service.usage_accounting = on;
         }
+        if let Some(balancing) = update.load_balancing {
+            service.load_balancing = balancing;
+        }
         service.updated_at = update.updated_at;
         sqlx::query(
             "UPDATE services SET description = $1, upstreams = $2, timeout_ms = $3, updated_at = $4,
-                                 usage_accounting = $5
-             WHERE id = $6",
+                                 usage_accounting = $5, load_balancing = $6
+             WHERE id = $7",
         )
         .bind(&service.description)
         .bind(upstreams_json(&service.upstreams))
         .bind(service.timeout_ms as i64)
         .bind(service.updated_at)
         .bind(service.usage_accounting)
+        .bind(service.load_balancing.as_str())
         .bind(id)
         .execute(&mut *tx)
         .await?;
@@ -234,6 +239,11 @@ pub(super) fn service_from_row(row: &DbRow) -> StoreResult<Service> {
         upstreams: serde_json::from_str(&upstreams).map_err(|e| corrupt("upstreams", e))?,
         timeout_ms: u64::try_from(timeout_ms).map_err(|e| corrupt("timeout_ms", e))?,
         usage_accounting: row.try_get("usage_accounting")?,
+        load_balancing: {
+            let text: String = row.try_get("load_balancing")?;
+            LoadBalancing::parse(&text)
+                .ok_or_else(|| corrupt("load_balancing", format!("unknown {text:?}")))?
+        },
         owner: row.try_get("owner")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,

@@ -10,12 +10,13 @@ use crate::cli::{
     ThrottleCmd, UsageArgs, UserCmd,
 };
 
-const SERVICE_FIELDS: [&str; 8] = [
+const SERVICE_FIELDS: [&str; 9] = [
     "service_id",
     "service_name",
     "upstreams",
     "timeout_ms",
     "usage_accounting",
+    "load_balancing",
     "status",
     "owner",
     "description",
@@ -166,10 +167,14 @@ pub async fn service(c: &Client, cmd: ServiceCmd) -> CliResult<()> {
             description,
             timeout_ms,
             usage_accounting,
+            load_balancing,
         } => {
             let mut body = json!({"service_name": name, "upstreams": upstreams});
             if let Some(on) = usage_accounting {
                 body["usage_accounting"] = json!(on);
+            }
+            if let Some(balancing) = load_balancing {
+                body["load_balancing"] = json!(balancing);
             }
             if let Some(d) = description {
                 body["description"] = json!(d);
@@ -203,11 +208,15 @@ pub async fn service(c: &Client, cmd: ServiceCmd) -> CliResult<()> {
             description,
             timeout_ms,
             usage_accounting,
+            load_balancing,
         } => {
             let id = c.service_id(&service).await?;
             let mut body = json!({});
             if let Some(on) = usage_accounting {
                 body["usage_accounting"] = json!(on);
+            }
+            if let Some(balancing) = load_balancing {
+                body["load_balancing"] = json!(balancing);
             }
             if !upstreams.is_empty() {
                 body["upstreams"] = json!(upstreams);
