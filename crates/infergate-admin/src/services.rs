@@ -61,6 +61,10 @@ pub struct ServiceCreate {
     /// with the fewest calls in flight from the node, ties at random) or `round_robin`.
     #[serde(default)]
     pub load_balancing: Option<String>,
+    /// PEM certificates (at most 256 KiB) that `https://` upstreams are verified against
+    /// instead of the system's roots: a private CA.
+    #[serde(default)]
+    pub tls_ca_pem: Option<String>,
     #[serde(default)]
     pub workspace_id: Option<String>,
 }
@@ -78,6 +82,9 @@ pub struct ServiceModify {
     pub usage_accounting: Option<bool>,
     #[serde(default)]
     pub load_balancing: Option<String>,
+    /// A new CA bundle; `""` removes it (the system's roots again).
+    #[serde(default)]
+    pub tls_ca_pem: Option<String>,
     #[serde(default)]
     pub workspace_id: Option<String>,
 }
@@ -94,6 +101,9 @@ pub struct ServiceInfo {
     pub usage_accounting: bool,
     /// `least_outstanding` or `round_robin`.
     pub load_balancing: &'static str,
+    /// The CA bundle `https://` upstreams are verified against; absent: the system's roots.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_ca_pem: Option<String>,
     /// Always `running`: the gateway routes to a service as soon as it exists.
     pub status: &'static str,
     pub owner: String,
@@ -112,6 +122,7 @@ impl From<Service> for ServiceInfo {
             timeout_ms: s.timeout_ms,
             usage_accounting: s.usage_accounting,
             load_balancing: s.load_balancing.as_str(),
+            tls_ca_pem: s.tls_ca_pem,
             status: "running",
             owner: s.owner,
             project_id: s.project_id,
@@ -221,6 +232,13 @@ async fn services_create(
             Some(text) => validate::load_balancing(text)?,
             None => LoadBalancing::default(),
         },
+        tls_ca_pem: match body.tls_ca_pem {
+            Some(pem) => {
+                validate::tls_ca_pem(&pem)?;
+                Some(pem)
+            }
+            None => None,
+        },
         owner: caller.user_id.clone(),
         created_at: now,
         updated_at: now,
@@ -296,12 +314,21 @@ async fn services_update(
         .as_deref()
         .map(validate::load_balancing)
         .transpose()?;
+    let tls_ca_pem = match body.tls_ca_pem {
+        Some(pem) if pem.is_empty() => Some(None),
+        Some(pem) => {
+            validate::tls_ca_pem(&pem)?;
+            Some(Some(pem))
+        }
+        None => None,
+    };
     let update = ServiceUpdate {
         description: body.description,
         upstreams,
         timeout_ms,
         usage_accounting: body.usage_accounting,
         load_balancing,
+        tls_ca_pem,
         updated_at: now_ms(),
     };
     let service = state

@@ -108,6 +108,9 @@ pub struct Service {
     /// for it); off leaves bodies untouched.
     pub usage_accounting: bool,
     pub load_balancing: LoadBalancing,
+    /// PEM certificates `https://` upstreams are verified against instead of the system's
+    /// roots.
+    pub tls_ca_pem: Option<String>,
     pub owner: String,
     pub created_at: i64,
     pub updated_at: i64,

@@ -233,9 +233,18 @@ pub struct ServiceRoute {
     /// Whether its model calls are read for token usage.
     pub usage_accounting: bool,
     pub load_balancing: LoadBalancing,
+    /// Whether an upstream is `https://`.
+    pub tls: bool,
+    /// The PEM certificates its `https://` upstreams are verified against, if not the
+    /// system's roots.
+    pub tls_ca_pem: Option<Arc<str>>,
     next: AtomicUsize,
     /// Calls in flight from this node on each upstream (by index).
     in_flight: Box<[AtomicUsize]>,
+    /// The key of each upstream's idle connections (by index): its authority, and for
+    /// `https://` the scheme and the roots it was verified against (a connection one
+    /// service trusted is never lent to a service that trusts other roots).
+    pool_keys: Box<[Arc<str>]>,
 }
 
 impl ServiceRoute {
@@ -244,6 +253,11 @@ impl ServiceRoute {
         let len = self.upstreams.len().max(1);
         let start = self.next.fetch_add(1, Ordering::Relaxed) % len;
         (0..self.upstreams.len()).map(move |i| (start + i) % len)
+    }
+
+    /// The key of upstream `index`'s idle connections.
+    pub fn pool_key(&self, index: usize) -> &Arc<str> {
+        &self.pool_keys[index.min(self.pool_keys.len().saturating_sub(1))]
     }
 
     /// Calls in flight from this node on upstream `index`.
@@ -366,6 +380,8 @@ pub struct Snapshot {
     tokens: Option<TokenCodec>,
     /// API id → the throttling policies bound to it.
     throttles: Shared<Arc<BoundThrottles>>,
+    /// Whether a routed service has an `https://` upstream.
+    https_upstreams: bool,
 }
 
 /// The policies bound to one API: at most one of each unit.
@@ -485,8 +501,25 @@ fn service_route(s: &Service, problems: &mut Vec<String>) -> Arc<ServiceRoute> {
             }
             parsed
         })
-        .collect::<Vec<_>>();
+        .collect::<Vec<Upstream>>();
+    let roots = match &s.tls_ca_pem {
+        Some(pem) => {
+            use sha2::{Digest, Sha256};
+            hex::encode(&Sha256::digest(pem.as_bytes())[..12])
+        }
+        None => "system".into(),
+    };
+    let pool_keys = upstreams
+        .iter()
+        .map(|u| match u.scheme.as_str() {
+            "https" => Arc::from(format!("https://{}#{roots}", u.authority)),
+            _ => u.authority.clone(),
+        })
+        .collect();
     Arc::new(ServiceRoute {
+        pool_keys,
+        tls: upstreams.iter().any(|u| u.scheme == "https"),
+        tls_ca_pem: s.tls_ca_pem.as_deref().map(Arc::from),
         id: s.id.clone(),
         project_id: Arc::from(s.project_id.as_str()),
         in_flight: upstreams.iter().map(|_| AtomicUsize::new(0)).collect(),
@@ -672,7 +705,9 @@ impl Snapshot {
             users: Arc::new(users),
             tokens: Some(TokenCodec::new(master)),
             throttles: Arc::new(throttle_rules(dump)),
-        };
+            https_upstreams: false,
+        }
+        .with_https_noted();
         (snapshot, problems)
     }
 
@@ -751,7 +786,9 @@ impl Snapshot {
                 .tokens
                 .clone()
                 .or_else(|| Some(TokenCodec::new(master))),
-        };
+            https_upstreams: false,
+        }
+        .with_https_noted();
         (snapshot, problems)
     }
 
@@ -887,6 +924,22 @@ impl Snapshot {
         (Arc::new(routes), Arc::new(api_paths))
     }
 
+    /// The snapshot with [`Snapshot::has_https_upstreams`] found from its routes.
+    fn with_https_noted(mut self) -> Self {
+        self.https_upstreams = self
+            .routes
+            .values()
+            .flat_map(|apis| apis.iter())
+            .any(|api| api.service.tls);
+        self
+    }
+
+    /// Whether any routed service has an `https://` upstream (most have none: the fast
+    /// path asks before it looks a route up).
+    pub fn has_https_upstreams(&self) -> bool {
+        self.https_upstreams
+    }
+
     /// The APIs registered on the longest `api_path` that prefixes `path` at a `/`
     /// boundary, with that prefix.
     pub fn route(&self, path: &str) -> Option<&[Arc<ApiRoute>]> {
@@ -949,9 +1002,10 @@ impl Snapshot {
                 apps.sort();
                 let s = &a.service;
                 lines.push(format!(
-                    "route {path} api={} path={} auth={:?} code={} method={:?} service={}/{}/{:?}/{:?}/{}/{:?} apps={apps:?}",
+                    "route {path} api={} path={} auth={:?} code={} method={:?} service={}/{}/{:?}/{:?}/{}/{:?}/{:?} apps={apps:?}",
                     a.api_id, a.api_path, a.auth_type, a.support_app_code, a.method, s.id,
                     s.project_id, s.upstreams, s.timeout, s.usage_accounting, s.load_balancing,
+                    s.tls_ca_pem,
                 ));
             }
         }
@@ -1007,6 +1061,7 @@ mod tests {
             timeout_ms: 1000,
             usage_accounting: true,
             load_balancing: LoadBalancing::RoundRobin,
+            tls_ca_pem: None,
             owner: "u".into(),
             created_at: 0,
             updated_at: 0,

@@ -213,6 +213,33 @@ pub fn timeout_ms(value: i64) -> FieldResult<u64> {
     Ok(value as u64)
 }
 
+/// The most bytes of a service's `tls_ca_pem`.
+pub const MAX_CA_PEM: usize = 256 * 1024;
+
+/// `tls_ca_pem` of a service: PEM text of at most [`MAX_CA_PEM`] bytes holding one or more
+/// `CERTIFICATE` blocks and nothing else.
+pub fn tls_ca_pem(value: &str) -> FieldResult<()> {
+    use rustls_pki_types::pem::{PemObject, SectionKind};
+    let refuse = |rule: String| Err(FieldError::new("tls_ca_pem", rule));
+    if value.len() > MAX_CA_PEM {
+        return refuse(format!("must be at most {MAX_CA_PEM} bytes"));
+    }
+    let mut certificates = 0;
+    for section in <(SectionKind, Vec<u8>)>::pem_slice_iter(value.as_bytes()) {
+        match section {
+            Ok((SectionKind::Certificate, der)) if !der.is_empty() => certificates += 1,
+            Ok((kind, _)) => {
+                return refuse(format!("must hold CERTIFICATE blocks only, not {kind:?}"))
+            }
+            Err(e) => return refuse(format!("must be PEM text ({e})")),
+        }
+    }
+    if certificates == 0 {
+        return refuse("must hold at least one PEM CERTIFICATE block".into());
+    }
+    Ok(())
+}
+
 /// `load_balancing` of a service: `least_outstanding` or `round_robin`.
 pub fn load_balancing(value: &str) -> FieldResult<crate::model::LoadBalancing> {
     crate::model::LoadBalancing::parse(value).ok_or_else(|| {

@@ -137,6 +137,8 @@ pub struct Gateway {
     /// Idle upstream connections of the fast path, and of the general server.
     fast_pool: Arc<Pool<fast::UpstreamConn>>,
     general_pool: Arc<Pool<general::Sender>>,
+    /// TLS to `https://` upstreams.
+    upstream_tls: upstreams::tls::UpstreamTls,
     ids: RequestIds,
     /// Shared with every response body still streaming.
     observers: Arc<Observers>,
@@ -176,6 +178,7 @@ impl Gateway {
                 Duration::from_secs(90),
                 settings.upstream_policy.clone(),
             ),
+            upstream_tls: Default::default(),
             snapshots,
             settings,
             ids: RequestIds::new(),

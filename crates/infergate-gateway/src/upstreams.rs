@@ -3,6 +3,7 @@
 //! attempt loop both transports run, and the pool of idle connections.
 
 pub(crate) mod pool;
+pub(crate) mod tls;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -172,7 +173,7 @@ impl Upstreams {
             }
             Failure::Connect(why) => {
                 observers.upstream_failed(record, authority, sent_at, "connect");
-                tracing::warn!(upstream = %authority, error = %why, "upstream refused the connection");
+                tracing::warn!(upstream = %authority, error = %why, "connecting to the upstream failed");
                 self.eject(authority);
                 Ok(format!("connecting to {authority} failed"))
             }
@@ -201,8 +202,8 @@ impl Upstreams {
         let attempts = order.len();
         let mut last_error = String::new();
         for (n, (index, upstream)) in order.enumerate() {
-            if upstream.scheme != "http" {
-                last_error = format!("{} upstreams are not supported", upstream.scheme);
+            if !transport.speaks(&upstream.scheme) {
+                last_error = format!("{} upstreams are not served here", upstream.scheme);
                 continue;
             }
             record.upstream = Some(upstream.authority.clone());
@@ -211,6 +212,7 @@ impl Upstreams {
             let sent_at = Instant::now();
             let attempt = Attempt {
                 upstream,
+                index,
                 sent_at,
                 deadline: sent_at + api.service.timeout,
                 last: n + 1 == attempts,
@@ -242,6 +244,8 @@ impl Upstreams {
 /// One attempt of a call on one upstream.
 pub(crate) struct Attempt<'u> {
     pub upstream: &'u Upstream,
+    /// The upstream's place in its service.
+    pub index: usize,
     pub sent_at: Instant,
     /// When the upstream must have answered with a response head.
     pub deadline: Instant,
@@ -271,6 +275,9 @@ pub(crate) struct Answered<'u, T> {
 /// A transport's way to send a call to one upstream and read its response head.
 pub(crate) trait Attempts {
     type Answer;
+
+    /// Whether the transport can call an upstream of `scheme`.
+    fn speaks(&self, scheme: &str) -> bool;
 
     async fn attempt(&mut self, attempt: &Attempt<'_>) -> Attempted<Self::Answer>;
 }

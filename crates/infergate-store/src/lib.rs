@@ -81,6 +81,8 @@ pub struct ServiceUpdate {
     pub timeout_ms: Option<u64>,
     pub usage_accounting: Option<bool>,
     pub load_balancing: Option<infergate_core::model::LoadBalancing>,
+    /// `Some(None)` removes the service's CA bundle.
+    pub tls_ca_pem: Option<Option<String>>,
     pub updated_at: i64,
 }
 

@@ -75,6 +75,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "load balancing",
         include_str!("../migrations/postgres/0011_load_balancing.sql"),
     ),
+    (
+        12,
+        "upstream TLS",
+        include_str!("../migrations/postgres/0012_upstream_tls.sql"),
+    ),
 ];
 
 /// The PostgreSQL store.

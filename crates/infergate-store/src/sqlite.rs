@@ -64,6 +64,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "load balancing",
         include_str!("../migrations/sqlite/0010_load_balancing.sql"),
     ),
+    (
+        11,
+        "upstream TLS",
+        include_str!("../migrations/sqlite/0011_upstream_tls.sql"),
+    ),
 ];
 
 /// The SQLite store.

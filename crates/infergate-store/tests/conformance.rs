@@ -50,6 +50,7 @@ fn service(id: &str, name: &str) -> Service {
         timeout_ms: 40_000,
         usage_accounting: true,
         load_balancing: infergate_core::model::LoadBalancing::RoundRobin,
+        tls_ca_pem: None,
         owner: "u-admin".into(),
         created_at: 10,
         updated_at: 10,
@@ -118,6 +119,7 @@ pub async fn services_crud_and_names(store: &dyn Store) {
                 timeout_ms: Some(5),
                 usage_accounting: Some(false),
                 load_balancing: Some(infergate_core::model::LoadBalancing::LeastOutstanding),
+                tls_ca_pem: Some(Some("-----BEGIN CERTIFICATE-----".into())),
                 updated_at: 99,
             },
         )
@@ -130,6 +132,10 @@ pub async fn services_crud_and_names(store: &dyn Store) {
         updated.load_balancing,
         infergate_core::model::LoadBalancing::LeastOutstanding
     );
+    assert_eq!(
+        updated.tls_ca_pem.as_deref(),
+        Some("-----BEGIN CERTIFICATE-----")
+    );
     assert_eq!(store.service("s1").await.expect("q"), Some(updated));
     assert!(matches!(
         store
@@ -141,6 +147,7 @@ pub async fn services_crud_and_names(store: &dyn Store) {
                     timeout_ms: None,
                     usage_accounting: None,
                     load_balancing: None,
+                    tls_ca_pem: None,
                     updated_at: 1
                 }
             )
@@ -1021,6 +1028,7 @@ pub async fn change_log_replays_to_a_full_read(store: &dyn Store) {
                 timeout_ms: None,
                 usage_accounting: None,
                 load_balancing: None,
+                tls_ca_pem: None,
                 updated_at: 80,
             },
         )

@@ -263,6 +263,10 @@ pub enum ServiceCmd {
         /// How calls are spread over the upstreams [new services: least_outstanding].
         #[arg(long, value_parser = ["least_outstanding", "round_robin"])]
         load_balancing: Option<String>,
+        /// A PEM file of the CA certificates `https://` upstreams are verified against
+        /// (instead of the system's roots); on update, an empty file removes it.
+        #[arg(long)]
+        tls_ca_file: Option<std::path::PathBuf>,
     },
     /// List services.
     List,
@@ -292,6 +296,10 @@ pub enum ServiceCmd {
         /// How calls are spread over the upstreams [new services: least_outstanding].
         #[arg(long, value_parser = ["least_outstanding", "round_robin"])]
         load_balancing: Option<String>,
+        /// A PEM file of the CA certificates `https://` upstreams are verified against
+        /// (instead of the system's roots); on update, an empty file removes it.
+        #[arg(long)]
+        tls_ca_file: Option<std::path::PathBuf>,
     },
     /// Delete a service with its APIs and their authorizations.
     Delete {

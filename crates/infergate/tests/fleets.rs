@@ -185,3 +185,133 @@ async fn least_outstanding_spares_a_busy_replica_on_the_fast_path() {
 async fn least_outstanding_spares_a_busy_replica_on_the_general_server() {
     least_outstanding(false).await;
 }
+
+/// A private CA and a certificate for `localhost` it signed: (CA PEM, certificate PEM,
+/// key PEM).
+fn private_ca() -> (String, String, String) {
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "infergate test CA");
+    let ca =
+        rcgen::CertifiedIssuer::self_signed(ca_params, rcgen::KeyPair::generate().expect("key"))
+            .expect("CA");
+    let key = rcgen::KeyPair::generate().expect("key");
+    let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+        .expect("params")
+        .signed_by(&key, &ca)
+        .expect("certificate");
+    (ca.pem(), cert.pem(), key.serialize_pem())
+}
+
+/// A model server over HTTPS with `cert_pem` and `key_pem` (HTTP/1.1): answers every call
+/// with `secure <path>`. Its `https://localhost:PORT` URL.
+async fn tls_replica(cert_pem: &str, key_pem: &str) -> String {
+    use rustls::pki_types::pem::PemObject;
+    let certs = rustls::pki_types::CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .expect("certificate");
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).expect("key");
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .expect("server config");
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let service = hyper::service::service_fn(
+                    |req: hyper::Request<hyper::body::Incoming>| async move {
+                        let body = format!("secure {}", req.uri().path());
+                        Ok::<_, Infallible>(hyper::Response::new(http_body_util::Full::new(
+                            Bytes::from(body),
+                        )))
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                    .await;
+            });
+        }
+    });
+    format!("https://localhost:{port}")
+}
+
+/// An `https://` upstream is called over TLS, verified against the service's `tls_ca_pem`
+/// (a private CA) or, without one, the system's roots, on both servers: the private CA's
+/// certificate is accepted where the service names the CA and refused (502 APIG.0201, the
+/// upstream never answering) where it does not.
+async fn https_upstreams(fast_path: bool) {
+    let (ca_pem, cert_pem, key_pem) = private_ca();
+    let upstream = tls_replica(&cert_pem, &key_pem).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = common::start_on(dir.path(), fast_path).await;
+    let admin = Admin::login(&server).await;
+    let service = |name: &str, ca: Option<&str>| {
+        let mut body = json!({"service_name": name, "upstreams": [format!("{upstream}/base")]});
+        if let Some(ca) = ca {
+            body["tls_ca_pem"] = json!(ca);
+        }
+        body
+    };
+    let mut urls = Vec::new();
+    for (name, ca) in [("trusted", Some(ca_pem.as_str())), ("untrusted", None)] {
+        let created = admin
+            .ok(reqwest::Method::POST, "/services", Some(service(name, ca)))
+            .await;
+        let sid = created["service_id"].as_str().expect("sid").to_owned();
+        admin
+            .ok(
+                reqwest::Method::POST,
+                &format!("/app-auth/{sid}/apis"),
+                Some(json!({"auth_type": "NONE"})),
+            )
+            .await;
+        urls.push(format!("{}/v1/infers/{sid}/predict", server.gateway));
+    }
+    let client = reqwest::Client::new();
+    for _ in 0..3 {
+        let reply = client.get(&urls[0]).send().await.expect("call");
+        assert_eq!(reply.status(), 200);
+        assert_eq!(reply.text().await.expect("body"), "secure /base/predict");
+    }
+    let refused = client.get(&urls[1]).send().await.expect("call");
+    assert_eq!(refused.status(), 502);
+    let body: Value = refused.json().await.expect("json");
+    assert_eq!(body["error_code"], "APIG.0201", "{body}");
+
+    // A CA bundle that holds no certificate is refused, naming the field.
+    let (status, refused) = admin
+        .send(
+            reqwest::Method::POST,
+            "/services",
+            Some(service("broken", Some("not a certificate"))),
+        )
+        .await;
+    assert_eq!(status, 400, "{refused}");
+    assert!(refused.to_string().contains("tls_ca_pem"), "{refused}");
+}
+
+#[tokio::test]
+async fn https_upstreams_are_verified_on_the_fast_path() {
+    https_upstreams(true).await;
+}
+
+#[tokio::test]
+async fn https_upstreams_are_verified_on_the_general_server() {
+    https_upstreams(false).await;
+}

@@ -41,6 +41,7 @@ fn fixture(support_app_code: bool) -> (Snapshot, MasterKey) {
             timeout_ms: 1000,
             usage_accounting: true,
             load_balancing: infergate_core::model::LoadBalancing::RoundRobin,
+            tls_ca_pem: None,
             owner: "u".into(),
             created_at: 0,
             updated_at: 0,

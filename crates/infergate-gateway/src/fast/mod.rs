@@ -154,6 +154,12 @@ pub async fn serve(
         let used = loop {
             let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
             let request = match read_head(&buf[..end], &mut slots) {
+                HeadRead::Take(request) if gateway.needs_general(request.target) => {
+                    return Ended::Fallback {
+                        read: buf.freeze(),
+                        stream,
+                    }
+                }
                 HeadRead::Take(request) => request,
                 HeadRead::Elsewhere => {
                     return Ended::Fallback {
@@ -341,6 +347,19 @@ impl Client<'_> {
 }
 
 impl Gateway {
+    /// Whether a call to `target` must be served by the general server for what its route
+    /// needs (an `https://` upstream), decided from the head before anything is counted.
+    fn needs_general(&self, target: &str) -> bool {
+        let snapshot = self.snapshots.load();
+        if !snapshot.has_https_upstreams() {
+            return false;
+        }
+        let (path, _) = split_target(target);
+        snapshot
+            .route(path)
+            .is_some_and(|apis| apis.iter().any(|api| api.service.tls))
+    }
+
     /// Serves one call of the fast path: `Some(when it ended)` while the client connection
     /// stays open, `None` when it must close.
     async fn serve_fast(
@@ -571,6 +590,12 @@ struct FastAttempts<'a, 'c, 'h> {
 
 impl Attempts for FastAttempts<'_, '_, '_> {
     type Answer = (UpstreamConn, ClientHead);
+
+    /// Plain HTTP alone: calls of a service with an `https://` upstream go to the general
+    /// server (see [`Gateway::needs_general`]).
+    fn speaks(&self, scheme: &str) -> bool {
+        scheme == "http"
+    }
 
     async fn attempt(&mut self, attempt: &Attempt<'_>) -> Attempted<Self::Answer> {
         let upstream = attempt.upstream;

@@ -434,7 +434,7 @@ impl UpstreamConn {
                 Some(up) => (up, true),
                 None => {
                     let stream = pool
-                        .connect_tcp(authority)
+                        .connect_tcp(authority, 80)
                         .await
                         .map_err(Failure::Connect)?;
                     let up = Self {

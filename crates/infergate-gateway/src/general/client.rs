@@ -16,7 +16,7 @@ use http_body_util::BodyExt;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
-use infergate_core::snapshot::ApiRoute;
+use infergate_core::snapshot::{ApiRoute, Upstream};
 use smallvec::SmallVec;
 
 use crate::authn::Caller;
@@ -28,7 +28,8 @@ use crate::http_rules::{
 };
 use crate::phases::CallRecord;
 use crate::throttle::RateLimitFields;
-use crate::upstreams::pool::{Pool, Pooled};
+use crate::upstreams::pool::{split_authority, Pool, Pooled};
+use crate::upstreams::tls::UpstreamTls;
 use crate::upstreams::{Attempt, Attempted, Attempts, Failure};
 use crate::Gateway;
 
@@ -96,6 +97,7 @@ impl Gateway {
         let headers = upstream_headers(std::mem::take(&mut parts.headers), &client, &forwarded);
         let mut attempts = HyperAttempts {
             pool: &self.general_pool,
+            tls: &self.upstream_tls,
             parts: &parts,
             api,
             headers: Some(headers),
@@ -126,6 +128,7 @@ impl Gateway {
 /// The attempts of one call, each on a hyper connection to its upstream.
 struct HyperAttempts<'a> {
     pool: &'a Arc<Pool<Sender>>,
+    tls: &'a UpstreamTls,
     parts: &'a Parts,
     api: &'a ApiRoute,
     /// The rewritten headers; the last attempt takes them.
@@ -139,6 +142,10 @@ struct HyperAttempts<'a> {
 
 impl Attempts for HyperAttempts<'_> {
     type Answer = Response<PooledBody>;
+
+    fn speaks(&self, scheme: &str) -> bool {
+        matches!(scheme, "http" | "https")
+    }
 
     async fn attempt(&mut self, attempt: &Attempt<'_>) -> Attempted<Response<PooledBody>> {
         let upstream = attempt.upstream;
@@ -187,7 +194,13 @@ impl Attempts for HyperAttempts<'_> {
                 .insert(header::CONTENT_LENGTH, HeaderValue::from(length));
         }
         let deadline = tokio::time::Instant::from_std(attempt.deadline);
-        let sent = tokio::time::timeout_at(deadline, self.pool.send(&upstream.authority, request));
+        let to = To {
+            upstream,
+            key: self.api.service.pool_key(attempt.index),
+            ca_pem: self.api.service.tls_ca_pem.as_ref(),
+            tls: self.tls,
+        };
+        let sent = tokio::time::timeout_at(deadline, self.pool.send(&to, request));
         match sent.await {
             Ok(Ok(response)) => Attempted::Answered(response),
             Err(_) => Attempted::Failed(Failure::Timeout),
@@ -335,34 +348,63 @@ impl Pooled for Sender {
     }
 }
 
+/// Where an attempt goes: the upstream, the key of its idle connections, and how its TLS
+/// is verified.
+struct To<'a> {
+    upstream: &'a Upstream,
+    key: &'a Arc<str>,
+    ca_pem: Option<&'a Arc<str>>,
+    tls: &'a UpstreamTls,
+}
+
+/// An HTTP/1 client connection over `io`, driven by a task of its own.
+async fn handshake<T>(io: T, authority: &str) -> Result<Sender, SendError>
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+{
+    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+        .await
+        .map_err(|e| SendError::Connect(format!("handshake with {authority}: {e}")))?;
+    tokio::spawn(async move {
+        if let Err(err) = connection.with_upgrades().await {
+            tracing::debug!(error = %err, "upstream connection ended with an error");
+        }
+    });
+    Ok(sender)
+}
+
 impl Pool<Sender> {
-    async fn connect_sender(&self, authority: &str) -> Result<Sender, SendError> {
+    async fn connect_sender(&self, to: &To<'_>) -> Result<Sender, SendError> {
+        let authority = &*to.upstream.authority;
+        let https = to.upstream.scheme == "https";
         let stream = self
-            .connect_tcp(authority)
+            .connect_tcp(authority, if https { 443 } else { 80 })
             .await
             .map_err(SendError::Connect)?;
-        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        if !https {
+            return handshake(stream, authority).await;
+        }
+        let host = split_authority(authority, 443).map_or_else(|| authority.to_owned(), |(h, _)| h);
+        let tls = to
+            .tls
+            .connect(stream, &host, to.ca_pem)
             .await
-            .map_err(|e| SendError::Connect(format!("handshake with {authority}: {e}")))?;
-        tokio::spawn(async move {
-            if let Err(err) = connection.with_upgrades().await {
-                tracing::debug!(error = %err, "upstream connection ended with an error");
-            }
-        });
-        Ok(sender)
+            .map_err(SendError::Connect)?;
+        handshake(tls, authority).await
     }
 
-    /// Sends `request` to `authority`: on an idle connection, else on a new one. A request
-    /// that a reused connection could not take (it closed meanwhile) is sent on a new one.
+    /// Sends `request` to `to`: on an idle connection, else on a new one. A request that a
+    /// reused connection could not take (it closed meanwhile) is sent on a new one.
     async fn send(
         self: &Arc<Self>,
-        authority: &Arc<str>,
+        to: &To<'_>,
         mut request: Request<GatewayBody>,
     ) -> Result<Response<PooledBody>, SendError> {
+        let key = to.key;
         loop {
-            let (mut sender, reused) = match self.take(authority, Instant::now()) {
+            let (mut sender, reused) = match self.take(key, Instant::now()) {
                 Some(sender) => (sender, true),
-                None => (self.connect_sender(authority).await?, false),
+                None => (self.connect_sender(to).await?, false),
             };
             if let Err(err) = sender.ready().await {
                 if reused {
@@ -373,7 +415,7 @@ impl Pool<Sender> {
             match sender.try_send_request(request).await {
                 Ok(response) => {
                     let (parts, body) = response.into_parts();
-                    let pooled = PooledBody::new(body, self.clone(), authority.clone(), sender);
+                    let pooled = PooledBody::new(body, self.clone(), key.clone(), sender);
                     return Ok(Response::from_parts(parts, pooled));
                 }
                 Err(mut err) => match err.take_message() {

@@ -109,11 +109,16 @@ impl<C: Pooled> Pool<C> {
         }
     }
 
-    /// A new TCP connection to `authority`, if the address it reached is one services may
-    /// call (never this node's own listener); the error says why there is none.
-    pub async fn connect_tcp(&self, authority: &str) -> Result<TcpStream, String> {
-        let (host, port) =
-            split_authority(authority).ok_or_else(|| format!("{authority} is not host:port"))?;
+    /// A new TCP connection to `authority` (`default_port` when it names none), if the
+    /// address it reached is one services may call (never this node's own listener); the
+    /// error says why there is none.
+    pub async fn connect_tcp(
+        &self,
+        authority: &str,
+        default_port: u16,
+    ) -> Result<TcpStream, String> {
+        let (host, port) = split_authority(authority, default_port)
+            .ok_or_else(|| format!("{authority} is not host:port"))?;
         let stream = tokio::time::timeout(
             self.connect_timeout,
             TcpStream::connect((host.as_str(), port)),
@@ -133,11 +138,11 @@ impl<C: Pooled> Pool<C> {
     }
 }
 
-/// `host` (without IPv6 brackets) and port (80 when absent).
-fn split_authority(authority: &str) -> Option<(String, u16)> {
+/// `host` (without IPv6 brackets) and port (`default_port` when absent).
+pub(crate) fn split_authority(authority: &str, default_port: u16) -> Option<(String, u16)> {
     let parsed: http::uri::Authority = authority.parse().ok()?;
     let host = parsed.host().trim_start_matches('[').trim_end_matches(']');
-    Some((host.to_owned(), parsed.port_u16().unwrap_or(80)))
+    Some((host.to_owned(), parsed.port_u16().unwrap_or(default_port)))
 }
 
 #[cfg(test)]
@@ -147,14 +152,21 @@ mod tests {
     #[test]
     fn authorities_split_into_host_and_port() {
         assert_eq!(
-            split_authority("127.0.0.1:9000"),
+            split_authority("127.0.0.1:9000", 80),
             Some(("127.0.0.1".into(), 9000))
         );
         assert_eq!(
-            split_authority("model.internal"),
+            split_authority("model.internal", 80),
             Some(("model.internal".into(), 80))
         );
-        assert_eq!(split_authority("[::1]:8080"), Some(("::1".into(), 8080)));
-        assert_eq!(split_authority("bad host:1"), None);
+        assert_eq!(
+            split_authority("model.internal", 443),
+            Some(("model.internal".into(), 443))
+        );
+        assert_eq!(
+            split_authority("[::1]:8080", 80),
+            Some(("::1".into(), 8080))
+        );
+        assert_eq!(split_authority("bad host:1", 80), None);
     }
 }

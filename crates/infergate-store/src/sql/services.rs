@@ -8,8 +8,9 @@ impl ServiceStore for This {
         let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO services (id, project_id, name, description, upstreams, timeout_ms, owner,
-                                   created_at, updated_at, usage_accounting, load_balancing)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                                   created_at, updated_at, usage_accounting, load_balancing,
+                                   tls_ca_pem)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         )
         .bind(&service.id)
         .bind(&service.project_id)
@@ -22,6 +23,7 @@ impl ServiceStore for This {
         .bind(service.updated_at)
         .bind(service.usage_accounting)
         .bind(service.load_balancing.as_str())
+        .bind(&service.tls_ca_pem)
         .execute(&mut *tx)
         .await
         .map_err(|e| {
@@ -81,11 +83,14 @@ impl ServiceStore for This {
         if let Some(balancing) = update.load_balancing {
             service.load_balancing = balancing;
         }
+        if let Some(ca) = &update.tls_ca_pem {
+            service.tls_ca_pem = ca.clone();
+        }
         service.updated_at = update.updated_at;
         sqlx::query(
             "UPDATE services SET description = $1, upstreams = $2, timeout_ms = $3, updated_at = $4,
-                                 usage_accounting = $5, load_balancing = $6
-             WHERE id = $7",
+                                 usage_accounting = $5, load_balancing = $6, tls_ca_pem = $7
+             WHERE id = $8",
         )
         .bind(&service.description)
         .bind(upstreams_json(&service.upstreams))
@@ -93,6 +98,7 @@ impl ServiceStore for This {
         .bind(service.updated_at)
         .bind(service.usage_accounting)
         .bind(service.load_balancing.as_str())
+        .bind(&service.tls_ca_pem)
         .bind(id)
         .execute(&mut *tx)
         .await?;
@@ -244,6 +250,7 @@ pub(super) fn service_from_row(row: &DbRow) -> StoreResult<Service> {
             LoadBalancing::parse(&text)
                 .ok_or_else(|| corrupt("load_balancing", format!("unknown {text:?}")))?
         },
+        tls_ca_pem: row.try_get("tls_ca_pem")?,
         owner: row.try_get("owner")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,

@@ -168,6 +168,7 @@ pub async fn service(c: &Client, cmd: ServiceCmd) -> CliResult<()> {
             timeout_ms,
             usage_accounting,
             load_balancing,
+            tls_ca_file,
         } => {
             let mut body = json!({"service_name": name, "upstreams": upstreams});
             if let Some(on) = usage_accounting {
@@ -175,6 +176,9 @@ pub async fn service(c: &Client, cmd: ServiceCmd) -> CliResult<()> {
             }
             if let Some(balancing) = load_balancing {
                 body["load_balancing"] = json!(balancing);
+            }
+            if let Some(path) = tls_ca_file {
+                body["tls_ca_pem"] = json!(read_text_file(&path)?);
             }
             if let Some(d) = description {
                 body["description"] = json!(d);
@@ -209,6 +213,7 @@ pub async fn service(c: &Client, cmd: ServiceCmd) -> CliResult<()> {
             timeout_ms,
             usage_accounting,
             load_balancing,
+            tls_ca_file,
         } => {
             let id = c.service_id(&service).await?;
             let mut body = json!({});
@@ -217,6 +222,9 @@ pub async fn service(c: &Client, cmd: ServiceCmd) -> CliResult<()> {
             }
             if let Some(balancing) = load_balancing {
                 body["load_balancing"] = json!(balancing);
+            }
+            if let Some(path) = tls_ca_file {
+                body["tls_ca_pem"] = json!(read_text_file(&path)?);
             }
             if !upstreams.is_empty() {
                 body["upstreams"] = json!(upstreams);
@@ -985,4 +993,10 @@ pub async fn usage(c: &Client, args: UsageArgs) -> CliResult<()> {
         table
     });
     Ok(())
+}
+
+/// The text of a file a flag names.
+fn read_text_file(path: &std::path::Path) -> CliResult<String> {
+    std::fs::read_to_string(path)
+        .map_err(|e| CliError::Usage(format!("reading {}: {e}", path.display())))
 }
