@@ -125,6 +125,8 @@ pub struct CallRecord {
     /// Whether the path is a model API's (`…/chat/completions` and the like), whose answer
     /// is read for token usage.
     pub model_call: bool,
+    /// The model API the call reaches, read from its path or its upstream's.
+    pub model_api: Option<crate::usage::ModelApi>,
     /// The project of a model call's API.
     pub project_id: Option<Arc<str>>,
     /// The tokens of a model call, once its answer has ended.
@@ -183,6 +185,7 @@ impl Gateway {
         bytes_in: u64,
     ) -> CallRecord {
         self.observers.start();
+        let model_api = crate::usage::model_api(path);
         CallRecord {
             request_id: self.ids.next(),
             method: method.clone(),
@@ -200,7 +203,8 @@ impl Gateway {
             bytes_in,
             hops: 1,
             rate_limit: None,
-            model_call: crate::usage::is_model_path(path),
+            model_call: model_api.is_some(),
+            model_api,
             project_id: None,
             usage: None,
             asked_usage: false,
@@ -284,11 +288,20 @@ impl Gateway {
         let presented = Presented::classify(head.headers, snapshot);
         let api = authn::select(&candidates, &presented)?;
         record.api_id = Some(api.api_id.clone());
+        // The path the upstream receives may name the model API where the client's does
+        // not (an API at `/llm` over `…/v1/chat/completions`).
+        if record.model_api.is_none() {
+            if let Some(first) = api.service.upstreams.first() {
+                let rest = head.path.get(api.api_path.len()..).unwrap_or("");
+                record.model_api = crate::usage::model_api_at(&first.base_path, rest);
+            }
+        }
         // A TOKEN policy reads the usage of the calls it limits, whatever the service says.
-        record.model_call &= api.service.usage_accounting
-            || snapshot
-                .throttle(&api.api_id)
-                .is_some_and(|bound| bound.token.is_some());
+        record.model_call = record.model_api.is_some()
+            && (api.service.usage_accounting
+                || snapshot
+                    .throttle(&api.api_id)
+                    .is_some_and(|bound| bound.token.is_some()));
         if record.model_call {
             record.project_id = Some(api.service.project_id.clone());
         }
@@ -369,12 +382,17 @@ impl Gateway {
             let applicable = Applicable::of(rule, &selected.api.api_id, &caller, ip, now);
             (rule.clone(), applicable)
         };
-        // A TOKEN policy counts model calls, and any other call with a body (a server may
-        // generate from it), once the body is known.
+        // A TOKEN policy counts model calls once their body is known, and refuses any
+        // other call with a body (a server may generate from it, uncounted) and upgrades.
+        if bound.token.is_some() && head.headers.text("upgrade").is_some() {
+            return Err(GatewayError::BadRequest(
+                "upgrade: a token-limited API takes no upgraded connection (its tokens cannot be counted)".into(),
+            ));
+        }
         let tokens = bound
             .token
             .as_ref()
-            .filter(|_| record.model_call || !body_is_empty)
+            .filter(|_| record.model_api.is_some() || !body_is_empty)
             .map(counts);
         let calls = bound.request.as_ref().map(counts);
         if self.cluster.is_some() || tokens.is_some() {
@@ -398,7 +416,7 @@ impl Gateway {
     pub(crate) async fn count_deferred(
         &self,
         deferred: Option<Box<Deferred>>,
-        (path, body): (&str, &[u8]),
+        body: &[u8],
         record: &mut CallRecord,
     ) -> Result<(), GatewayError> {
         let Some(deferred) = deferred else {
@@ -408,7 +426,7 @@ impl Gateway {
         let now = wall_time(Instant::now()).timestamp_millis();
         if let Some((rule, mut applicable)) = tokens {
             applicable.move_to(now);
-            let reserved = crate::usage::reservation(path, body, rule.default_max_tokens)
+            let reserved = crate::usage::reserve(record.model_api, body, rule.default_max_tokens)
                 .map_err(GatewayError::BadRequest)?;
             // A call no window could hold is refused for good, not told to come back.
             let most = applicable.least_limit();

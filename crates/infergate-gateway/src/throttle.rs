@@ -484,12 +484,16 @@ impl Reservation {
         }
     }
 
-    /// Settles with the call's usage (reported, or estimated from what was relayed), else
-    /// the estimate of its prompt. A call whose answer is not read keeps its reservation.
+    /// Settles with the usage the model server reported. An answer read without a report
+    /// (cut short, or not asked) keeps the reservation, or counts its estimate when that is
+    /// more: what was generated and not relayed cannot be known. A call that got no answer
+    /// to read counts the estimate of its prompt; one whose answer is not read keeps its
+    /// reservation.
     pub fn settle_with(&self, usage: Option<&crate::usage::Usage>) {
         let spent = match usage {
             _ if !self.read => self.applicable.cost,
-            Some(usage) => usage.total,
+            Some(usage) if !usage.estimated => usage.total,
+            Some(usage) => usage.total.max(self.applicable.cost),
             None => self.prompt,
         };
         self.settle(spent);

@@ -63,6 +63,7 @@ impl Upstreams {
         }
     }
 
+    /// Whether the upstream of this pool key is ejected.
     fn is_ejected(&self, authority: &str) -> bool {
         let Ok(mut map) = self.ejected.lock() else {
             return false;
@@ -106,7 +107,7 @@ impl Upstreams {
         let rotation = service.rotation().map(|i| (i, &upstreams[i]));
         let mut order: Vec<_> = if self.any_ejected.load(Ordering::Relaxed) {
             let (healthy, ejected): (Vec<_>, Vec<_>) =
-                rotation.partition(|(_, u)| !self.is_ejected(&u.authority));
+                rotation.partition(|(i, _)| !self.is_ejected(service.pool_key(*i)));
             healthy.into_iter().chain(ejected).collect()
         } else {
             rotation.collect()
@@ -114,7 +115,7 @@ impl Upstreams {
         if service.load_balancing == LoadBalancing::LeastOutstanding {
             let healthy = order
                 .iter()
-                .take_while(|(_, u)| !self.is_ejected_now(&u.authority))
+                .take_while(|(i, _)| !self.is_ejected_now(service.pool_key(*i)))
                 .count()
                 .max(1);
             let busy: SmallVec<[usize; 8]> = order[..healthy]
@@ -153,12 +154,14 @@ pub(crate) enum Failure {
 }
 
 impl Upstreams {
-    /// Counts and logs a failed attempt (sent at `sent_at`). A refused connection ejects the
-    /// upstream and gives the reason, to try the next one; any other failure ends the call.
+    /// Counts and logs a failed attempt (sent at `sent_at`). A refused connection (or TLS
+    /// handshake) ejects the upstream, as this service reaches it (a bundle of CAs one
+    /// service trusts wrongly ejects nothing of another's), and gives the reason, to try
+    /// the next one; any other failure ends the call.
     fn failed(
         &self,
         api: &ApiRoute,
-        upstream: &Upstream,
+        (index, upstream): (usize, &Upstream),
         failure: Failure,
         (record, observers, sent_at): (&mut CallRecord, &Observers, Instant),
     ) -> Result<String, GatewayError> {
@@ -174,7 +177,7 @@ impl Upstreams {
             Failure::Connect(why) => {
                 observers.upstream_failed(record, authority, sent_at, "connect");
                 tracing::warn!(upstream = %authority, error = %why, "connecting to the upstream failed");
-                self.eject(authority);
+                self.eject(api.service.pool_key(index));
                 Ok(format!("connecting to {authority} failed"))
             }
             Failure::Other(why) => {
@@ -230,8 +233,12 @@ impl Upstreams {
                     }));
                 }
                 Attempted::Failed(failure) => {
-                    last_error =
-                        self.failed(api, upstream, failure, (record, observers, sent_at))?;
+                    last_error = self.failed(
+                        api,
+                        (index, upstream),
+                        failure,
+                        (record, observers, sent_at),
+                    )?;
                 }
                 Attempted::Abandoned => return Ok(None),
                 Attempted::Spent => break,

@@ -60,6 +60,17 @@ impl ModelApi {
             ModelApi::Embeddings => None,
         }
     }
+
+    /// Whether this API's servers read `member` as the cap of the answer's tokens (a cap
+    /// another API reads bounds nothing here).
+    fn reads_cap(self, member: &str) -> bool {
+        match self {
+            ModelApi::ChatCompletions => matches!(member, "max_tokens" | "max_completion_tokens"),
+            ModelApi::Completions => member == "max_tokens",
+            ModelApi::Responses => member == "max_output_tokens",
+            ModelApi::Embeddings => false,
+        }
+    }
 }
 
 /// The model API a call of `path` reaches, read as the model server reads it: the query
@@ -85,6 +96,37 @@ pub fn model_api(path: &str) -> Option<ModelApi> {
 /// Whether the answer to a call of `path` is read for usage.
 pub fn is_model_path(path: &str) -> bool {
     model_api(path).is_some()
+}
+
+/// The model API an upstream reaches at `base` (its base path) followed by `rest` (the
+/// call's path below its API's `api_path`, query left out): an API at `/llm` over
+/// `http://host/v1/chat/completions` is a chat completion. Joined without a copy.
+pub fn model_api_at(base: &str, rest: &str) -> Option<ModelApi> {
+    let decoded = percent_encoding::percent_decode_str(rest).decode_utf8_lossy();
+    let rest = decoded.trim_end_matches('/');
+    let base = if rest.is_empty() {
+        base.trim_end_matches('/')
+    } else {
+        base
+    };
+    let joined_ends_with = |suffix: &str| {
+        if rest.len() >= suffix.len() {
+            rest.ends_with(suffix)
+        } else {
+            suffix.ends_with(rest) && base.ends_with(&suffix[..suffix.len() - rest.len()])
+        }
+    };
+    const APIS: [ModelApi; 4] = [
+        ModelApi::ChatCompletions,
+        ModelApi::Completions,
+        ModelApi::Embeddings,
+        ModelApi::Responses,
+    ];
+    MODEL_PATHS
+        .iter()
+        .zip(APIS)
+        .find(|(suffix, _)| joined_ends_with(suffix))
+        .map(|(_, api)| api)
 }
 
 /// The `usage` object in either naming (chat/completions: prompt/completion; responses:
@@ -200,20 +242,27 @@ fn needs_usage_asked(api: ModelApi, body: &[u8]) -> bool {
 /// byte as the client sent it. `None` leaves the body as it is. The second value says
 /// whether usage was asked for (its chunk is then dropped from the answer).
 pub fn forwarded_request(
-    path: &str,
+    api: ModelApi,
     body: &[u8],
     cap: Option<(&'static str, u64)>,
-) -> Option<(Vec<u8>, bool)> {
-    let api = model_api(path)?;
+) -> Result<Option<(Vec<u8>, bool)>, String> {
     let ask = needs_usage_asked(api, body);
     if !ask && cap.is_none() {
-        return None;
+        return Ok(None);
     }
     let trimmed = body.trim_ascii_end();
-    let without_brace = trimmed.strip_suffix(b"}")?;
-    if !trimmed.trim_ascii_start().starts_with(b"{") {
-        return None;
-    }
+    let object = trimmed
+        .strip_suffix(b"}")
+        .filter(|_| trimmed.trim_ascii_start().starts_with(b"{"));
+    let Some(without_brace) = object else {
+        // A capped call's body was read as an object before; never forwarded uncapped.
+        return match cap {
+            Some(_) => {
+                Err("body: a token-limited model call's body must be one JSON object".into())
+            }
+            None => Ok(None),
+        };
+    };
     let mut empty = without_brace.trim_ascii_end().ends_with(b"{");
     let mut out = Vec::with_capacity(body.len() + 64);
     out.extend_from_slice(without_brace);
@@ -232,12 +281,16 @@ pub fn forwarded_request(
     }
     out.push(b'}');
     out.extend_from_slice(&body[trimmed.len()..]);
-    Some((out, ask))
+    Ok(Some((out, ask)))
 }
 
-/// [`forwarded_request`] without a cap: the body that asks for usage, if it must.
+/// [`forwarded_request`] of a call of `path`, without a cap: the body that asks for usage,
+/// if it must.
 pub fn ask_for_usage(path: &str, body: &[u8]) -> Option<Vec<u8>> {
-    forwarded_request(path, body, None).map(|(body, _)| body)
+    forwarded_request(model_api(path)?, body, None)
+        .ok()
+        .flatten()
+        .map(|(body, _)| body)
 }
 
 /// The key every usage object is found by: a raw `"usage"` cannot occur inside a JSON
@@ -290,7 +343,8 @@ fn text_bytes(data: &[u8]) -> usize {
             let mut i = 0;
             while let Some(q) = memchr::memchr2(b'"', b'\\', &string[i..]) {
                 if string[i + q] == b'\\' {
-                    i += q + 2;
+                    // An escape at the very end (a line cut there) ends the string.
+                    i = (i + q + 2).min(string.len());
                     continue;
                 }
                 total += i + q;
@@ -438,6 +492,27 @@ struct Caps {
     max_completion_tokens: Option<Option<u64>>,
     max_output_tokens: Option<Option<u64>>,
     n: Option<Option<u64>>,
+    best_of: Option<Option<u64>>,
+    /// How many prompts `prompt` holds (the completions API answers each).
+    prompts: Option<u64>,
+    /// A member the gateway does not count but some server reads as a cap or a count: a
+    /// spelling of one of the above in another case, or another server's name for one.
+    unread: Option<String>,
+}
+
+/// Other servers' names for a cap or a count of answers (llama.cpp, TGI, Ollama).
+const OTHER_CAPS: &[&str] = &["n_predict", "max_new_tokens", "num_predict", "max_length"];
+
+/// `key` as a server that matches member names without regard to case would read it
+/// (Go's `encoding/json` folds `ſ` to `s` and the Kelvin sign to `k` too).
+fn folded(key: &str) -> String {
+    key.chars()
+        .map(|c| match c {
+            '\u{17f}' => 's',
+            '\u{212a}' => 'k',
+            c => c.to_ascii_lowercase(),
+        })
+        .collect()
 }
 
 impl<'de> Deserialize<'de> for Caps {
@@ -456,7 +531,27 @@ impl<'de> Deserialize<'de> for Caps {
                         "max_completion_tokens" => &mut caps.max_completion_tokens,
                         "max_output_tokens" => &mut caps.max_output_tokens,
                         "n" => &mut caps.n,
-                        _ => {
+                        "best_of" => &mut caps.best_of,
+                        "prompt" => {
+                            caps.prompts = Some(map.next_value::<PromptCount>()?.0);
+                            continue;
+                        }
+                        other => {
+                            let read_as = folded(other);
+                            let counted = [
+                                "max_tokens",
+                                "max_completion_tokens",
+                                "max_output_tokens",
+                                "n",
+                                "best_of",
+                                "prompt",
+                            ];
+                            if caps.unread.is_none()
+                                && (counted.contains(&read_as.as_str())
+                                    || OTHER_CAPS.contains(&read_as.as_str()))
+                            {
+                                caps.unread = Some(other.to_owned());
+                            }
                             map.next_value::<serde::de::IgnoredAny>()?;
                             continue;
                         }
@@ -467,6 +562,70 @@ impl<'de> Deserialize<'de> for Caps {
             }
         }
         deserializer.deserialize_map(Members)
+    }
+}
+
+/// How many prompts a `prompt` member holds: a list of strings or of token lists holds one
+/// each; a string, or one list of token ids, is one.
+struct PromptCount(u64);
+
+impl<'de> Deserialize<'de> for PromptCount {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        /// One element of a `prompt` list: whether it is a token id.
+        struct Element(bool);
+        impl<'de> Deserialize<'de> for Element {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let value = serde_json::Value::deserialize(d)?;
+                Ok(Element(value.is_number()))
+            }
+        }
+        struct Count;
+        impl<'de> serde::de::Visitor<'de> for Count {
+            type Value = PromptCount;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a prompt")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<PromptCount, A::Error> {
+                let (mut count, mut ids) = (0u64, false);
+                while let Some(Element(id)) = seq.next_element::<Element>()? {
+                    count += 1;
+                    ids |= id;
+                }
+                Ok(PromptCount(if ids { 1 } else { count.max(1) }))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<PromptCount, A::Error> {
+                while map
+                    .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+                    .is_some()
+                {}
+                Ok(PromptCount(1))
+            }
+            fn visit_str<E>(self, _: &str) -> Result<PromptCount, E> {
+                Ok(PromptCount(1))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<PromptCount, E> {
+                Ok(PromptCount(1))
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<PromptCount, E> {
+                Ok(PromptCount(1))
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<PromptCount, E> {
+                Ok(PromptCount(1))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<PromptCount, E> {
+                Ok(PromptCount(1))
+            }
+            fn visit_unit<E>(self) -> Result<PromptCount, E> {
+                Ok(PromptCount(1))
+            }
+        }
+        deserializer.deserialize_any(Count)
     }
 }
 
@@ -495,29 +654,49 @@ pub struct Reserved {
     pub cap: Option<(&'static str, u64)>,
 }
 
-/// What a call reserves under a TOKEN policy: the estimate of its prompt plus the
-/// completion tokens the answer may take. A model call names them with the largest of its
-/// `max_completion_tokens`, `max_tokens` and `max_output_tokens` (else `default_completion`,
-/// which the gateway then adds as the request's cap), times its `n` choices; embeddings
-/// take none. Any other call reserves `default_completion` beside its prompt (its answer
-/// is not read: it keeps what it reserved).
-///
-/// A model call's body must be a JSON object whose caps are positive counts and whose `n`
-/// is at most [`MAX_CHOICES`]: the error names the member and the rule. What the gateway
-/// cannot read, a lax model server might, and take more than was reserved.
+/// What a call of `path` reserves under a TOKEN policy: [`reserve`] for the model API
+/// the path names.
 pub fn reservation(path: &str, body: &[u8], default_completion: u64) -> Result<Reserved, String> {
+    reserve(model_api(path), body, default_completion)
+}
+
+/// What a call of model API `api` reserves under a TOKEN policy: the estimate of its
+/// prompt plus the completion tokens the answer may take. The API's own cap (chat:
+/// the larger of `max_completion_tokens` and `max_tokens`; completions: `max_tokens`;
+/// responses: `max_output_tokens`), else `default_completion`, which the gateway then adds
+/// as the request's cap; times the answers asked for (the larger of `n` and `best_of`,
+/// times the prompts of a completions `prompt` list); embeddings take none.
+///
+/// A model call's body must be one JSON object whose caps and counts are positive
+/// numbers, `n` and `best_of` at most [`MAX_CHOICES`], with no member some server reads as
+/// a cap that the gateway does not count (`MAX_TOKENS`, `n_predict`, …): the error names
+/// the member and the rule. What the gateway cannot read, a lax model server might, and
+/// take more than was reserved. Any other call is refused: its answer cannot be counted.
+pub fn reserve(
+    api: Option<ModelApi>,
+    body: &[u8],
+    default_completion: u64,
+) -> Result<Reserved, String> {
     let prompt = estimate_tokens(body.len()).min(MAX_CALL_TOKENS);
     let reserved = |completion: u64, cap| Reserved {
         tokens: prompt.saturating_add(completion).clamp(1, MAX_CALL_TOKENS),
         prompt,
         cap,
     };
-    let Some(api) = model_api(path) else {
-        return Ok(reserved(default_completion, None));
+    let Some(api) = api else {
+        return Err(
+            "path: under a token limit only chat/completions, completions, embeddings and responses calls are served (their tokens can be counted)"
+                .into(),
+        );
     };
     let caps = serde_json::from_slice::<Caps>(body).map_err(|e| {
         format!("body: a token-limited model call's body must be one JSON object ({e})")
     })?;
+    if let Some(member) = &caps.unread {
+        return Err(format!(
+            "{member}: not counted by the gateway, which a model server may read as a cap or a count; use max_tokens (max_output_tokens for responses) and n"
+        ));
+    }
     let given = [
         ("max_completion_tokens", caps.max_completion_tokens),
         ("max_tokens", caps.max_tokens),
@@ -528,24 +707,34 @@ pub fn reservation(path: &str, body: &[u8], default_completion: u64) -> Result<R
             "{name}: must be a positive number of tokens on a token-limited API (or left out)"
         ));
     }
-    let choices = match caps.n {
-        None => 1,
-        Some(Some(n)) if n <= MAX_CHOICES => n,
-        Some(_) => {
-            return Err(format!(
-                "n: must be a whole number from 1 to {MAX_CHOICES} on a token-limited API"
-            ))
+    let mut answers = 1u64;
+    for (name, count) in [("n", caps.n), ("best_of", caps.best_of)] {
+        match count {
+            None => {}
+            Some(Some(n)) if n <= MAX_CHOICES => answers = answers.max(n),
+            Some(_) => {
+                return Err(format!(
+                    "{name}: must be a whole number from 1 to {MAX_CHOICES} on a token-limited API"
+                ))
+            }
         }
-    };
+    }
     if api == ModelApi::Embeddings {
         return Ok(reserved(0, None));
     }
-    // The largest cap given: servers differ in which one they read.
-    let cap = given.iter().filter_map(|(_, cap)| cap.flatten()).max();
+    if api == ModelApi::Completions {
+        answers = answers.saturating_mul(caps.prompts.unwrap_or(1));
+    }
+    // The largest cap this API reads: servers differ in which one of two they take.
+    let cap = given
+        .iter()
+        .filter(|(name, _)| api.reads_cap(name))
+        .filter_map(|(_, cap)| cap.flatten())
+        .max();
     Ok(match cap {
-        Some(cap) => reserved(cap.saturating_mul(choices), None),
+        Some(cap) => reserved(cap.saturating_mul(answers), None),
         None => reserved(
-            default_completion.saturating_mul(choices),
+            default_completion.saturating_mul(answers),
             api.cap_member().map(|member| (member, default_completion)),
         ),
     })

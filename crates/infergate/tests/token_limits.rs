@@ -237,8 +237,9 @@ async fn first_calls_and_settlement(fast_path: bool) {
 /// What a TOKEN policy cannot be got around by: a call that names no cap takes no more
 /// than the policy's default (the gateway adds the cap); a percent-encoded model path is
 /// read as the model server reads it; turning the service's usage accounting off does not
-/// stop the policy reading usage; another path with a body keeps its whole reservation;
-/// bodies the gateway cannot read the caps of are refused before the upstream.
+/// stop the policy reading usage; an answer without a usage report keeps its whole
+/// reservation; another path with a body is refused; bodies the gateway cannot read the
+/// caps of are refused before the upstream.
 async fn no_way_around(fast_path: bool) {
     const LIMIT: u64 = 100_000;
     let stub = model_stub(40, Duration::from_millis(1)).await;
@@ -298,13 +299,27 @@ async fn no_way_around(fast_path: bool) {
     counted += PROMPT_WORDS + 10;
     settle().await;
 
-    // Another path with a body: its answer is not read, it keeps its whole reservation.
+    // A stream that will not report usage (the client said so): it keeps its whole
+    // reservation, since what was generated and not relayed cannot be known.
+    let silent = serde_json::to_vec(&json!({"model": "stub", "stream": true, "max_tokens": 10,
+        "stream_options": {"include_usage": false},
+        "messages": [{"role": "user", "content": "one two three"}]}))
+    .expect("json");
+    let quiet = post(&client, &url, &code, silent.clone()).await;
+    assert_eq!(quiet.status, 200, "{}", quiet.body);
+    assert!(!quiet.body.contains("\"usage\""));
+    assert_eq!(left(&quiet), LIMIT - counted - reserved(&silent, 10));
+    counted += reserved(&silent, 10);
+    settle().await;
+
+    // Another path with a body is refused before the upstream: its answer cannot be
+    // counted (a server's native `/generate`, say).
+    let before = stub.calls.load(Ordering::SeqCst);
     let native = br#"{"inputs": "one two", "parameters": {"max_new_tokens": 5}}"#.to_vec();
     let generate = post(&client, &format!("{base}/generate"), &code, native.clone()).await;
-    assert_eq!(generate.status, 200, "{}", generate.body);
-    let kept = reserved(&native, DEFAULT_MAX_TOKENS);
-    assert_eq!(left(&generate), LIMIT - counted - kept);
-    counted += kept;
+    assert_eq!(generate.status, 400, "{}", generate.body);
+    assert!(generate.body.contains("path:"), "{}", generate.body);
+    assert_eq!(stub.calls.load(Ordering::SeqCst), before);
     // Without a body, nothing is generated and no tokens are counted.
     let listing = client
         .get(format!("{base}/models"))
@@ -313,6 +328,17 @@ async fn no_way_around(fast_path: bool) {
         .await
         .expect("GET");
     assert!(listing.headers().get("ratelimit").is_none());
+    // An upgraded connection (a realtime WebSocket, say) could not be counted: refused.
+    let upgrade = client
+        .get(format!("{base}/realtime"))
+        .header("X-Apig-AppCode", &code)
+        .header("connection", "upgrade")
+        .header("upgrade", "websocket")
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(upgrade.status(), 400);
+    assert!(upgrade.text().await.expect("body").contains("upgrade:"));
     // (The stub answers only JSON bodies: it was reached.)
     assert_eq!(listing.text().await.expect("body"), "body is not JSON");
     settle().await;
@@ -329,6 +355,7 @@ async fn no_way_around(fast_path: bool) {
         (b"\xef\xbb\xbf{\"max_tokens\": 5}", "body:"),
         (br#"{"max_tokens": 5} {"max_tokens": 50000}"#, "body:"),
         (br#"{"max_tokens": 5, "n": 1000}"#, "n:"),
+        (br#"{"max_tokens": 5, "MAX_TOKENS": 50000}"#, "MAX_TOKENS:"),
         (br#"{"max_completion_tokens": 200000}"#, "lower max_tokens"),
     ] {
         let refused = post(&client, &url, &code, bad.to_vec()).await;

@@ -383,9 +383,7 @@ impl Gateway {
             Ok(admitted) => admitted,
             Err(err) => return self.answer_error(err, record, client.stream, close).await,
         };
-        let counted = self
-            .count_deferred(deferred, (path, body), &mut record)
-            .await;
+        let counted = self.count_deferred(deferred, body, &mut record).await;
         if let Err(err) = counted {
             return self.answer_error(err, record, client.stream, close).await;
         }
@@ -475,10 +473,10 @@ impl Gateway {
         let rate_limit = record.rate_limit.clone();
         // A streamed model call that did not ask for usage is asked for it; the chunk that
         // brings is dropped from the answer below.
-        let edited = if record.model_call {
-            crate::usage::forwarded_request(head.path, body, record.forward_cap)
-        } else {
-            None
+        let edited = match record.model_api.filter(|_| record.model_call) {
+            Some(api) => crate::usage::forwarded_request(api, body, record.forward_cap)
+                .map_err(GatewayError::BadRequest)?,
+            None => None,
         };
         let asked = edited.as_ref().is_some_and(|(_, asked)| *asked);
         let body = edited.as_ref().map_or(body, |(edited, _)| edited);

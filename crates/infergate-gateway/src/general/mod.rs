@@ -147,12 +147,12 @@ impl Gateway {
             ForwardBody::Buffered(bytes) => bytes,
             ForwardBody::Stream(_) => &[],
         };
-        self.count_deferred(deferred, (parts.uri.path(), sent), record)
-            .await?;
-        let forward_body = match forward_body {
-            ForwardBody::Buffered(bytes) if record.model_call => {
-                let edited =
-                    crate::usage::forwarded_request(parts.uri.path(), &bytes, record.forward_cap);
+        self.count_deferred(deferred, sent, record).await?;
+        let model_api = record.model_api.filter(|_| record.model_call);
+        let forward_body = match (forward_body, model_api) {
+            (ForwardBody::Buffered(bytes), Some(api)) => {
+                let edited = crate::usage::forwarded_request(api, &bytes, record.forward_cap)
+                    .map_err(GatewayError::BadRequest)?;
                 match edited {
                     Some((edited, asked)) => {
                         record.asked_usage = asked;
@@ -161,7 +161,7 @@ impl Gateway {
                     None => ForwardBody::Buffered(bytes),
                 }
             }
-            other => other,
+            (other, _) => other,
         };
         self.forward(
             Call {

@@ -269,7 +269,8 @@ proptest! {
                     prop_assert!((1..=super::MAX_CALL_TOKENS).contains(&r.tokens));
                     prop_assert!(r.tokens >= r.prompt);
                 }
-                Err(why) => prop_assert!(model_api(path).is_some(), "{}", why),
+                // Any other path is refused; a model call's body may be.
+                Err(why) => prop_assert!(model_api(path).is_some() || why.starts_with("path:"), "{}", why),
             }
         }
     }
@@ -280,7 +281,7 @@ proptest! {
     #[test]
     fn forwarded_calls_cannot_take_more_than_they_reserve(
         members in proptest::collection::vec((
-            prop::sample::select(vec!["max_tokens", "max_completion_tokens", "max_output_tokens", "n", "stream", "model", "max\\u005ftokens"]),
+            prop::sample::select(vec!["max_tokens", "max_completion_tokens", "max_output_tokens", "n", "best_of", "stream", "model", "max\\u005ftokens", "MAX_TOKENS", "n_predict"]),
             prop::sample::select(vec!["1", "0", "-3", "2.5", "null", "\"250\"", "\"lots\"", "true", "[9]", "70000", "1e300", "129", "{}"]),
         ), 0..6),
         spaces in prop::sample::select(vec!["", " ", "\n\t "]),
@@ -295,7 +296,9 @@ proptest! {
         let Ok(reserved) = super::reservation(path, body.as_bytes(), default) else {
             return Ok(());
         };
-        let forwarded = forwarded_request(path, body.as_bytes(), reserved.cap)
+        let api = model_api(path).expect("a model path");
+        let forwarded = forwarded_request(api, body.as_bytes(), reserved.cap)
+            .expect("an object")
             .map_or(body.clone().into_bytes(), |(b, _)| b);
         let seen: serde_json::Value = serde_json::from_slice(&forwarded).expect("forwarded JSON");
         if model_api(path) == Some(ModelApi::Embeddings) {
@@ -303,14 +306,16 @@ proptest! {
             return Ok(());
         }
         let count = |name: &str| seen.get(name).and_then(count_of);
+        // Only the caps this API's servers read bound its answer.
         let cap = ["max_tokens", "max_completion_tokens", "max_output_tokens"]
             .into_iter()
+            .filter(|name| api.reads_cap(name))
             .filter_map(count)
             .max();
         // Each API reads its own cap: a forwarded request always holds one it reads.
         let own = if path.ends_with("/responses") { "max_output_tokens" } else { "max_tokens" };
         prop_assert!(count(own).is_some() || cap.is_some(), "{}", String::from_utf8_lossy(&forwarded));
-        let n = count("n").unwrap_or(1);
+        let n = count("n").unwrap_or(1).max(count("best_of").unwrap_or(1));
         prop_assert!(n <= super::MAX_CHOICES);
         // Saturated reservations are refused by any limit (none reaches MAX_CALL_TOKENS).
         let needed = u128::from(cap.expect("a cap")) * u128::from(n) + u128::from(reserved.prompt);
@@ -509,15 +514,8 @@ fn reservations_take_the_cap_the_model_server_reads() {
         reserve("/v1/chat/complet%69ons", none, 500).cap,
         Some(("max_tokens", 500))
     );
-    // Another path is not read: it reserves the default beside its body.
-    assert_eq!(
-        reserve("/v1/generate", b"not json", 500),
-        Reserved {
-            tokens: 2 + 500,
-            prompt: 2,
-            cap: None
-        }
-    );
+    // Another path is refused: its answer is not read.
+    assert!(super::reservation("/v1/generate", b"not json", 500).is_err());
     // A member given twice counts as the server reads it: the last one.
     let twice = br#"{"max_tokens":1,"max_tokens":9000}"#;
     assert_eq!(
@@ -566,16 +564,100 @@ fn reservations_take_the_cap_the_model_server_reads() {
 
 #[test]
 fn a_cap_is_added_beside_the_usage_request() {
-    let path = "/v1/chat/completions";
-    let (body, asked) =
-        forwarded_request(path, br#"{"stream":true} "#, Some(("max_tokens", 64))).expect("edited");
+    let chat = ModelApi::ChatCompletions;
+    let (body, asked) = forwarded_request(chat, br#"{"stream":true} "#, Some(("max_tokens", 64)))
+        .expect("an object")
+        .expect("edited");
     assert!(asked);
     assert_eq!(
         std::str::from_utf8(&body).expect("utf-8"),
         r#"{"stream":true,"stream_options":{"include_usage":true},"max_tokens":64} "#
     );
-    let (body, asked) = forwarded_request(path, b"{ }", Some(("max_tokens", 7))).expect("edited");
+    let (body, asked) = forwarded_request(chat, b"{ }", Some(("max_tokens", 7)))
+        .expect("an object")
+        .expect("edited");
     assert!(!asked);
     assert_eq!(body, br#"{ "max_tokens":7}"#);
-    assert!(forwarded_request("/v1/generate", b"{}", Some(("max_tokens", 7))).is_none());
+    // A capped body that is not an object is never forwarded uncapped.
+    assert!(forwarded_request(chat, b"[1]", Some(("max_tokens", 7))).is_err());
+    assert_eq!(forwarded_request(chat, b"[1]", None), Ok(None));
+}
+
+#[test]
+fn only_the_caps_and_counts_a_server_reads_are_reserved_for() {
+    let reserve = |path: &str, body: &str| super::reservation(path, body.as_bytes(), 10);
+    let chat = "/v1/chat/completions";
+    // A cap another API reads bounds nothing here: the default is reserved and added.
+    let other = r#"{"max_output_tokens":1}"#;
+    let r = reserve(chat, other).expect("reserved");
+    assert_eq!((r.tokens, r.cap), (6 + 10, Some(("max_tokens", 10))));
+    let r = reserve("/v1/responses", r#"{"max_tokens":1}"#).expect("reserved");
+    assert_eq!(r.cap, Some(("max_output_tokens", 10)));
+    // Names some server reads as a cap or a count, which the gateway does not count.
+    for (body, member) in [
+        (r#"{"max_tokens":1,"MAX_TOKENS":100000}"#, "MAX_TOKENS:"),
+        ("{\"max_to\u{212a}ens\":100000}", "max_to\u{212a}ens:"),
+        (r#"{"max_tokens":1,"n_predict":-1}"#, "n_predict:"),
+        (r#"{"max_new_tokens":9000}"#, "max_new_tokens:"),
+        (r#"{"N":50}"#, "N:"),
+        (r#"{"best_of":500}"#, "best_of:"),
+    ] {
+        let why = reserve(chat, body).expect_err(body);
+        assert!(why.starts_with(member), "{why}");
+    }
+    // Every answer asked for is reserved: n, best_of, and each prompt of a list.
+    let r = reserve(chat, r#"{"max_tokens":100,"best_of":3,"n":2}"#).expect("reserved");
+    assert_eq!(r.tokens - r.prompt, 300);
+    let prompts = r#"{"prompt":["a","b","c","d"],"max_tokens":100}"#;
+    let r = reserve("/v1/completions", prompts).expect("reserved");
+    assert_eq!(r.tokens - r.prompt, 400);
+    let ids = r#"{"prompt":[1,2,3,4],"max_tokens":100}"#;
+    let r = reserve("/v1/completions", ids).expect("reserved");
+    assert_eq!(r.tokens - r.prompt, 100);
+    let lists = r#"{"prompt":[[1],[2],[3]],"max_tokens":100}"#;
+    let r = reserve("/v1/completions", lists).expect("reserved");
+    assert_eq!(r.tokens - r.prompt, 300);
+    // Any other path is refused: its answer cannot be counted.
+    let why = reserve("/v1/invocations", r#"{"max_tokens":1}"#).expect_err("refused");
+    assert!(why.starts_with("path:"), "{why}");
+}
+
+#[test]
+fn the_upstreams_path_can_name_the_model_api() {
+    assert_eq!(
+        model_api_at("/v1/chat/completions", ""),
+        Some(ModelApi::ChatCompletions)
+    );
+    assert_eq!(
+        model_api_at("/v1/chat/completions/", "/"),
+        Some(ModelApi::ChatCompletions)
+    );
+    assert_eq!(
+        model_api_at("/v1/chat", "/completions"),
+        Some(ModelApi::ChatCompletions)
+    );
+    assert_eq!(
+        model_api_at("/v1", "/chat/complet%69ons"),
+        Some(ModelApi::ChatCompletions)
+    );
+    assert_eq!(
+        model_api_at("", "/v1/embeddings"),
+        Some(ModelApi::Embeddings)
+    );
+    assert_eq!(model_api_at("/v1", "/predict"), None);
+    assert_eq!(model_api_at("/v1/chat/completions", "/x"), None);
+    assert_eq!(model_api_at("", ""), None);
+}
+
+#[test]
+fn a_stream_cut_in_an_escape_is_estimated_without_a_panic() {
+    for cut in [
+        &b"data: {\"choices\":[{\"delta\":{\"content\":\"\\"[..],
+        b"data: {\"choices\":[{\"delta\":{\"content\":\"ab\\",
+        b"data: {\"choices\":[{\"delta\":{\"content\":\"ab\\\n\n",
+    ] {
+        let mut t = tap("/s/chat/completions", "text/event-stream", Framing::Plain);
+        t.feed(cut);
+        assert!(t.finish().estimated);
+    }
 }
