@@ -14,12 +14,13 @@ use std::sync::{Arc, Mutex};
 use infergate_core::model::UsageCounts;
 use serde::Deserialize;
 
-/// The paths (an API's sub-path ends with one) whose answers are read for usage.
-const MODEL_PATHS: &[&str] = &[
-    "/chat/completions",
-    "/completions",
-    "/embeddings",
-    "/responses",
+/// The paths (an API's sub-path ends with one) whose answers are read for usage, and the
+/// API each names; `/chat/completions` before `/completions`.
+const MODEL_PATHS: &[(&str, ModelApi)] = &[
+    ("/chat/completions", ModelApi::ChatCompletions),
+    ("/completions", ModelApi::Completions),
+    ("/embeddings", ModelApi::Embeddings),
+    ("/responses", ModelApi::Responses),
 ];
 
 /// Of a JSON answer, the first and the last this many bytes are kept (an embedding's
@@ -77,20 +78,7 @@ impl ModelApi {
 /// left out, percent-escapes decoded (`/chat/complet%69ons` is a chat completion), a
 /// trailing slash ignored.
 pub fn model_api(path: &str) -> Option<ModelApi> {
-    let path = path.split('?').next().unwrap_or(path);
-    let decoded = percent_encoding::percent_decode_str(path).decode_utf8_lossy();
-    let path = decoded.trim_end_matches('/');
-    const APIS: [ModelApi; 4] = [
-        ModelApi::ChatCompletions,
-        ModelApi::Completions,
-        ModelApi::Embeddings,
-        ModelApi::Responses,
-    ];
-    MODEL_PATHS
-        .iter()
-        .zip(APIS)
-        .find(|(suffix, _)| path.ends_with(*suffix))
-        .map(|(_, api)| api)
+    model_api_at("", path.split('?').next().unwrap_or(path))
 }
 
 /// Whether the answer to a call of `path` is read for usage.
@@ -116,17 +104,10 @@ pub fn model_api_at(base: &str, rest: &str) -> Option<ModelApi> {
             suffix.ends_with(rest) && base.ends_with(&suffix[..suffix.len() - rest.len()])
         }
     };
-    const APIS: [ModelApi; 4] = [
-        ModelApi::ChatCompletions,
-        ModelApi::Completions,
-        ModelApi::Embeddings,
-        ModelApi::Responses,
-    ];
     MODEL_PATHS
         .iter()
-        .zip(APIS)
         .find(|(suffix, _)| joined_ends_with(suffix))
-        .map(|(_, api)| api)
+        .map(|(_, api)| *api)
 }
 
 /// The `usage` object in either naming (chat/completions: prompt/completion; responses:
