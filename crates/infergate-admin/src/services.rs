@@ -65,8 +65,21 @@ pub struct ServiceCreate {
     /// instead of the system's roots: a private CA.
     #[serde(default)]
     pub tls_ca_pem: Option<String>,
+    /// Probes that take an upstream out of rotation while it fails them: `{"path":
+    /// "/health"}` and optionally `interval_ms` (5000), `timeout_ms` (1000),
+    /// `healthy_threshold` (2), `unhealthy_threshold` (3), `expected_statuses` ([200]).
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub health_check: Option<serde_json::Value>,
     #[serde(default)]
     pub workspace_id: Option<String>,
+}
+
+/// A member that was given, `null` or not: `Some(None)` for `null`.
+fn present<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Option<serde_json::Value>>, D::Error> {
+    Ok(Some(Option::deserialize(deserializer)?))
 }
 
 /// Body of `PUT /v1/{project_id}/services/{service_id}`; omitted fields are kept.
@@ -85,6 +98,10 @@ pub struct ServiceModify {
     /// A new CA bundle; `""` removes it (the system's roots again).
     #[serde(default)]
     pub tls_ca_pem: Option<String>,
+    /// A new health check; `null` removes it.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Object>)]
+    pub health_check: Option<Option<serde_json::Value>>,
     #[serde(default)]
     pub workspace_id: Option<String>,
 }
@@ -104,6 +121,10 @@ pub struct ServiceInfo {
     /// The CA bundle `https://` upstreams are verified against; absent: the system's roots.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_ca_pem: Option<String>,
+    /// The active health check of the upstreams, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub health_check: Option<infergate_core::model::HealthCheck>,
     /// Always `running`: the gateway routes to a service as soon as it exists.
     pub status: &'static str,
     pub owner: String,
@@ -123,6 +144,7 @@ impl From<Service> for ServiceInfo {
             usage_accounting: s.usage_accounting,
             load_balancing: s.load_balancing.as_str(),
             tls_ca_pem: s.tls_ca_pem,
+            health_check: s.health_check,
             status: "running",
             owner: s.owner,
             project_id: s.project_id,
@@ -239,6 +261,11 @@ async fn services_create(
             }
             None => None,
         },
+        health_check: body
+            .health_check
+            .filter(|v| !v.is_null())
+            .map(|v| validate::health_check(&v))
+            .transpose()?,
         owner: caller.user_id.clone(),
         created_at: now,
         updated_at: now,
@@ -322,6 +349,11 @@ async fn services_update(
         }
         None => None,
     };
+    let health_check = match body.health_check {
+        None => None,
+        Some(None) => Some(None),
+        Some(Some(v)) => Some(Some(validate::health_check(&v)?)),
+    };
     let update = ServiceUpdate {
         description: body.description,
         upstreams,
@@ -329,6 +361,7 @@ async fn services_update(
         usage_accounting: body.usage_accounting,
         load_balancing,
         tls_ca_pem,
+        health_check,
         updated_at: now_ms(),
     };
     let service = state

@@ -111,9 +111,25 @@ pub struct Service {
     /// PEM certificates `https://` upstreams are verified against instead of the system's
     /// roots.
     pub tls_ca_pem: Option<String>,
+    /// Probes of each upstream that take it out of rotation while it fails them.
+    pub health_check: Option<HealthCheck>,
     pub owner: String,
     pub created_at: i64,
     pub updated_at: i64,
+}
+
+/// An active health check of a service's upstreams: `GET {base path}{path}` every
+/// `interval_ms`; an upstream is taken out of rotation after `unhealthy_threshold` probes
+/// in a row fail (no answer within `timeout_ms`, or a status not in `expected_statuses`),
+/// and back after `healthy_threshold` in a row pass.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthCheck {
+    pub path: String,
+    pub interval_ms: u64,
+    pub timeout_ms: u64,
+    pub healthy_threshold: u32,
+    pub unhealthy_threshold: u32,
+    pub expected_statuses: Vec<u16>,
 }
 
 /// How a service's calls are spread over its upstreams.

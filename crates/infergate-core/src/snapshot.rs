@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use crate::crypto::{MasterKey, Secret};
 use crate::model::{
-    Api, ApiMethod, App, AuthType, Authorization, Credential, LoadBalancing, RevokedToken, Role,
-    Service, User,
+    Api, ApiMethod, App, AuthType, Authorization, Credential, HealthCheck, LoadBalancing,
+    RevokedToken, Role, Service, User,
 };
 use crate::throttle::{
     SpecialKind, Throttle, ThrottleBinding, ThrottleSpecial, ThrottleType, ThrottleUnit, TimeUnit,
@@ -238,6 +238,8 @@ pub struct ServiceRoute {
     /// The PEM certificates its `https://` upstreams are verified against, if not the
     /// system's roots.
     pub tls_ca_pem: Option<Arc<str>>,
+    /// The active health check of its upstreams.
+    pub health_check: Option<HealthCheck>,
     next: AtomicUsize,
     /// Calls in flight from this node on each upstream (by index).
     in_flight: Box<[AtomicUsize]>,
@@ -253,6 +255,11 @@ impl ServiceRoute {
         let len = self.upstreams.len().max(1);
         let start = self.next.fetch_add(1, Ordering::Relaxed) % len;
         (0..self.upstreams.len()).map(move |i| (start + i) % len)
+    }
+
+    /// The key of upstream `index`'s health as this service checks it.
+    pub fn health_key(&self, index: usize) -> String {
+        format!("{} {}", self.id, self.pool_key(index))
     }
 
     /// The key of upstream `index`'s idle connections.
@@ -520,6 +527,7 @@ fn service_route(s: &Service, problems: &mut Vec<String>) -> Arc<ServiceRoute> {
         pool_keys,
         tls: upstreams.iter().any(|u| u.scheme == "https"),
         tls_ca_pem: s.tls_ca_pem.as_deref().map(Arc::from),
+        health_check: s.health_check.clone(),
         id: s.id.clone(),
         project_id: Arc::from(s.project_id.as_str()),
         in_flight: upstreams.iter().map(|_| AtomicUsize::new(0)).collect(),
@@ -934,6 +942,18 @@ impl Snapshot {
         self
     }
 
+    /// The routed services that check their upstreams' health, each once.
+    pub fn health_checked(&self) -> Vec<Arc<ServiceRoute>> {
+        let mut seen: HashSet<String> = HashSet::default();
+        self.routes
+            .values()
+            .flat_map(|apis| apis.iter())
+            .map(|api| &api.service)
+            .filter(|s| s.health_check.is_some() && seen.insert(s.id.clone()))
+            .cloned()
+            .collect()
+    }
+
     /// Whether any routed service has an `https://` upstream (most have none: the fast
     /// path asks before it looks a route up).
     pub fn has_https_upstreams(&self) -> bool {
@@ -1005,7 +1025,7 @@ impl Snapshot {
                     "route {path} api={} path={} auth={:?} code={} method={:?} service={}/{}/{:?}/{:?}/{}/{:?}/{:?} apps={apps:?}",
                     a.api_id, a.api_path, a.auth_type, a.support_app_code, a.method, s.id,
                     s.project_id, s.upstreams, s.timeout, s.usage_accounting, s.load_balancing,
-                    s.tls_ca_pem,
+                    (&s.tls_ca_pem, &s.health_check),
                 ));
             }
         }
@@ -1062,6 +1082,7 @@ mod tests {
             usage_accounting: true,
             load_balancing: LoadBalancing::RoundRobin,
             tls_ca_pem: None,
+            health_check: None,
             owner: "u".into(),
             created_at: 0,
             updated_at: 0,

@@ -240,6 +240,94 @@ pub fn tls_ca_pem(value: &str) -> FieldResult<()> {
     Ok(())
 }
 
+/// `health_check` of a service, as the API takes it: an object with `path` (required,
+/// starting with `/`, at most 256 characters), `interval_ms` (100–3600000, default 5000),
+/// `timeout_ms` (1–`interval_ms`, default 1000 or the interval if shorter),
+/// `healthy_threshold` and `unhealthy_threshold` (1–10, defaults 2 and 3) and
+/// `expected_statuses` (1–16 codes from 100 to 599, default [200]).
+pub fn health_check(value: &serde_json::Value) -> FieldResult<crate::model::HealthCheck> {
+    let field = |name: &str| format!("health_check.{name}");
+    let object = value
+        .as_object()
+        .ok_or_else(|| FieldError::new("health_check", "must be an object (or null)"))?;
+    const KNOWN: [&str; 6] = [
+        "path",
+        "interval_ms",
+        "timeout_ms",
+        "healthy_threshold",
+        "unhealthy_threshold",
+        "expected_statuses",
+    ];
+    if let Some(unknown) = object.keys().find(|k| !KNOWN.contains(&k.as_str())) {
+        return Err(FieldError::new(
+            field(unknown),
+            "is not a health check setting",
+        ));
+    }
+    let path = match object.get("path").and_then(|p| p.as_str()) {
+        Some(p)
+            if p.starts_with('/') && p.len() <= 256 && p.bytes().all(|b| b.is_ascii_graphic()) =>
+        {
+            p.to_owned()
+        }
+        _ => {
+            return Err(FieldError::new(
+                field("path"),
+                "must be a path starting with / of at most 256 visible ASCII characters",
+            ))
+        }
+    };
+    let number =
+        |name: &str, range: std::ops::RangeInclusive<u64>, default: u64| match object.get(name) {
+            None => Ok(default),
+            Some(v) => v.as_u64().filter(|n| range.contains(n)).ok_or_else(|| {
+                FieldError::new(
+                    field(name),
+                    format!(
+                        "must be a whole number from {} to {}",
+                        range.start(),
+                        range.end()
+                    ),
+                )
+            }),
+        };
+    let interval_ms = number("interval_ms", 100..=3_600_000, 5_000)?;
+    let timeout_ms = number("timeout_ms", 1..=interval_ms, 1_000.min(interval_ms))?;
+    let healthy_threshold = number("healthy_threshold", 1..=10, 2)? as u32;
+    let unhealthy_threshold = number("unhealthy_threshold", 1..=10, 3)? as u32;
+    let expected_statuses = match object.get("expected_statuses") {
+        None => vec![200],
+        Some(v) => {
+            let codes: Option<Vec<u16>> = v.as_array().and_then(|list| {
+                list.iter()
+                    .map(|c| {
+                        c.as_u64()
+                            .filter(|c| (100..=599).contains(c))
+                            .map(|c| c as u16)
+                    })
+                    .collect()
+            });
+            match codes {
+                Some(codes) if (1..=16).contains(&codes.len()) => codes,
+                _ => {
+                    return Err(FieldError::new(
+                        field("expected_statuses"),
+                        "must be a list of 1 to 16 status codes from 100 to 599",
+                    ))
+                }
+            }
+        }
+    };
+    Ok(crate::model::HealthCheck {
+        path,
+        interval_ms,
+        timeout_ms,
+        healthy_threshold,
+        unhealthy_threshold,
+        expected_statuses,
+    })
+}
+
 /// `load_balancing` of a service: `least_outstanding` or `round_robin`.
 pub fn load_balancing(value: &str) -> FieldResult<crate::model::LoadBalancing> {
     crate::model::LoadBalancing::parse(value).ok_or_else(|| {

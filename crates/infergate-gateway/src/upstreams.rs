@@ -2,6 +2,7 @@
 //! round robin; ones that recently refused a connection last), their passive health, the
 //! attempt loop both transports run, and the pool of idle connections.
 
+pub(crate) mod health;
 pub(crate) mod pool;
 pub(crate) mod tls;
 
@@ -48,6 +49,8 @@ impl ExactSizeIterator for Order<'_> {}
 
 /// The passive health of upstreams, and the order a call tries them in.
 pub(crate) struct Upstreams {
+    /// What active health checks found.
+    pub(crate) health: health::HealthBook,
     ejected: Mutex<HashMap<String, Instant>>,
     /// Whether `ejected` may hold an entry: calls skip its lock while nothing is ejected.
     any_ejected: AtomicBool,
@@ -57,6 +60,7 @@ pub(crate) struct Upstreams {
 impl Upstreams {
     pub(crate) fn new(ejection: Duration) -> Self {
         Self {
+            health: Default::default(),
             ejected: Mutex::new(HashMap::new()),
             any_ejected: AtomicBool::new(false),
             ejection,
@@ -95,16 +99,33 @@ impl Upstreams {
     fn order<'u>(&self, api: &'u ApiRoute) -> Result<Order<'u>, GatewayError> {
         let service = &api.service;
         let upstreams = &service.upstreams;
+        // An upstream that failed its health checks gets no calls until it passes again.
+        let checked = service.health_check.is_some() && self.health.any_down();
+        let down = |i: usize| checked && self.health.is_down(&service.health_key(i));
+        let all_down = || {
+            GatewayError::UpstreamUnavailable(
+                "every upstream of the service failed its health checks".into(),
+            )
+        };
         if upstreams.len() < 2 {
             // Nothing to rotate or reorder.
             return match upstreams.first() {
+                Some(_) if down(0) => Err(all_down()),
                 Some(only) => Ok(Order::One(Some((0, only)))),
                 None => Err(GatewayError::UpstreamUnavailable(
                     "the service has no upstream".into(),
                 )),
             };
         }
-        let rotation = service.rotation().map(|i| (i, &upstreams[i]));
+        let rotation = service
+            .rotation()
+            .filter(|&i| !down(i))
+            .map(|i| (i, &upstreams[i]))
+            .collect::<SmallVec<[_; 8]>>();
+        if rotation.is_empty() {
+            return Err(all_down());
+        }
+        let rotation = rotation.into_iter();
         let mut order: Vec<_> = if self.any_ejected.load(Ordering::Relaxed) {
             let (healthy, ejected): (Vec<_>, Vec<_>) =
                 rotation.partition(|(i, _)| !self.is_ejected(service.pool_key(*i)));

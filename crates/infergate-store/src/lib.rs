@@ -83,6 +83,8 @@ pub struct ServiceUpdate {
     pub load_balancing: Option<infergate_core::model::LoadBalancing>,
     /// `Some(None)` removes the service's CA bundle.
     pub tls_ca_pem: Option<Option<String>>,
+    /// `Some(None)` removes the service's health check.
+    pub health_check: Option<Option<infergate_core::model::HealthCheck>>,
     pub updated_at: i64,
 }
 

@@ -80,6 +80,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "upstream TLS",
         include_str!("../migrations/postgres/0012_upstream_tls.sql"),
     ),
+    (
+        13,
+        "health checks",
+        include_str!("../migrations/postgres/0013_health_checks.sql"),
+    ),
 ];
 
 /// The PostgreSQL store.

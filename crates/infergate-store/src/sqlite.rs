@@ -69,6 +69,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "upstream TLS",
         include_str!("../migrations/sqlite/0011_upstream_tls.sql"),
     ),
+    (
+        12,
+        "health checks",
+        include_str!("../migrations/sqlite/0012_health_checks.sql"),
+    ),
 ];
 
 /// The SQLite store.

@@ -51,6 +51,7 @@ fn service(id: &str, name: &str) -> Service {
         usage_accounting: true,
         load_balancing: infergate_core::model::LoadBalancing::RoundRobin,
         tls_ca_pem: None,
+        health_check: None,
         owner: "u-admin".into(),
         created_at: 10,
         updated_at: 10,
@@ -120,6 +121,14 @@ pub async fn services_crud_and_names(store: &dyn Store) {
                 usage_accounting: Some(false),
                 load_balancing: Some(infergate_core::model::LoadBalancing::LeastOutstanding),
                 tls_ca_pem: Some(Some("-----BEGIN CERTIFICATE-----".into())),
+                health_check: Some(Some(infergate_core::model::HealthCheck {
+                    path: "/health".into(),
+                    interval_ms: 100,
+                    timeout_ms: 50,
+                    healthy_threshold: 1,
+                    unhealthy_threshold: 2,
+                    expected_statuses: vec![200, 204],
+                })),
                 updated_at: 99,
             },
         )
@@ -136,6 +145,13 @@ pub async fn services_crud_and_names(store: &dyn Store) {
         updated.tls_ca_pem.as_deref(),
         Some("-----BEGIN CERTIFICATE-----")
     );
+    assert_eq!(
+        updated
+            .health_check
+            .as_ref()
+            .map(|c| c.expected_statuses.clone()),
+        Some(vec![200, 204])
+    );
     assert_eq!(store.service("s1").await.expect("q"), Some(updated));
     assert!(matches!(
         store
@@ -148,6 +164,7 @@ pub async fn services_crud_and_names(store: &dyn Store) {
                     usage_accounting: None,
                     load_balancing: None,
                     tls_ca_pem: None,
+                    health_check: None,
                     updated_at: 1
                 }
             )
@@ -1029,6 +1046,7 @@ pub async fn change_log_replays_to_a_full_read(store: &dyn Store) {
                 usage_accounting: None,
                 load_balancing: None,
                 tls_ca_pem: None,
+                health_check: None,
                 updated_at: 80,
             },
         )

@@ -267,6 +267,10 @@ pub enum ServiceCmd {
         /// (instead of the system's roots); on update, an empty file removes it.
         #[arg(long)]
         tls_ca_file: Option<std::path::PathBuf>,
+        /// The upstreams' active health check as JSON, e.g. '{"path": "/health",
+        /// "interval_ms": 5000}'; on update, 'null' removes it.
+        #[arg(long)]
+        health_check: Option<String>,
     },
     /// List services.
     List,
@@ -300,6 +304,10 @@ pub enum ServiceCmd {
         /// (instead of the system's roots); on update, an empty file removes it.
         #[arg(long)]
         tls_ca_file: Option<std::path::PathBuf>,
+        /// The upstreams' active health check as JSON, e.g. '{"path": "/health",
+        /// "interval_ms": 5000}'; on update, 'null' removes it.
+        #[arg(long)]
+        health_check: Option<String>,
     },
     /// Delete a service with its APIs and their authorizations.
     Delete {

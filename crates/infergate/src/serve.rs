@@ -393,6 +393,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             shared_limits,
         },
     );
+    gateway.start_health_checks();
     tokio::spawn(refresh_periodically(
         publisher.clone(),
         settings.refresh_interval,

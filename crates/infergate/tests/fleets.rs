@@ -15,6 +15,31 @@ use tokio::sync::Notify;
 
 use common::Admin;
 
+/// Serves `app` on a loopback port of its own; the address.
+async fn serve(app: Router) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind replica");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    addr
+}
+
+/// Adds an API anyone may call to a created `service`; the service's id.
+async fn open_api(admin: &Admin, service: &Value) -> String {
+    let sid = service["service_id"].as_str().expect("sid").to_owned();
+    admin
+        .ok(
+            reqwest::Method::POST,
+            &format!("/app-auth/{sid}/apis"),
+            Some(json!({"auth_type": "NONE"})),
+        )
+        .await;
+    sid
+}
+
 /// A replica whose `…/slow` calls stream until released (or 20 s), and whose other calls
 /// answer at once; it counts both.
 struct Replica {
@@ -63,13 +88,7 @@ async fn replica() -> Replica {
     let app = Router::new()
         .fallback(replica_call)
         .with_state(state.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind replica");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
+    let addr = serve(app).await;
     Replica {
         url: format!("http://{addr}"),
         fast: state.fast,
@@ -94,14 +113,7 @@ async fn least_outstanding(fast_path: bool) {
         )
         .await;
     assert_eq!(service["load_balancing"], "least_outstanding");
-    let sid = service["service_id"].as_str().expect("sid").to_owned();
-    admin
-        .ok(
-            reqwest::Method::POST,
-            &format!("/app-auth/{sid}/apis"),
-            Some(json!({"auth_type": "NONE"})),
-        )
-        .await;
+    let sid = open_api(&admin, &service).await;
     let base = format!("{}/v1/infers/{sid}", server.gateway);
     let client = reqwest::Client::new();
 
@@ -273,14 +285,7 @@ async fn https_upstreams(fast_path: bool) {
         let created = admin
             .ok(reqwest::Method::POST, "/services", Some(service(name, ca)))
             .await;
-        let sid = created["service_id"].as_str().expect("sid").to_owned();
-        admin
-            .ok(
-                reqwest::Method::POST,
-                &format!("/app-auth/{sid}/apis"),
-                Some(json!({"auth_type": "NONE"})),
-            )
-            .await;
+        let sid = open_api(&admin, &created).await;
         urls.push(format!("{}/v1/infers/{sid}/predict", server.gateway));
     }
     let client = reqwest::Client::new();
@@ -314,4 +319,158 @@ async fn https_upstreams_are_verified_on_the_fast_path() {
 #[tokio::test]
 async fn https_upstreams_are_verified_on_the_general_server() {
     https_upstreams(false).await;
+}
+
+/// A replica whose `…/health` answers 200 while `healthy` is set (503 otherwise) and counts
+/// its other calls.
+struct Checked {
+    url: String,
+    healthy: Arc<std::sync::atomic::AtomicBool>,
+    calls: Arc<AtomicUsize>,
+}
+
+async fn checked_replica() -> Checked {
+    let healthy = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let calls = Arc::new(AtomicUsize::new(0));
+    let (h, c) = (healthy.clone(), calls.clone());
+    let app = Router::new().fallback(move |req: Request| {
+        let (healthy, calls) = (h.clone(), c.clone());
+        async move {
+            if req.uri().path().ends_with("/health") {
+                let status = if healthy.load(Ordering::SeqCst) {
+                    200
+                } else {
+                    503
+                };
+                return axum::http::StatusCode::from_u16(status).expect("status");
+            }
+            calls.fetch_add(1, Ordering::SeqCst);
+            axum::http::StatusCode::OK
+        }
+    });
+    let addr = serve(app).await;
+    Checked {
+        url: format!("http://{addr}/base"),
+        healthy,
+        calls,
+    }
+}
+
+/// Active health checks take a replica out of rotation within interval × threshold of its
+/// failing them, and back once it passes again; with every replica down, calls answer 502.
+#[tokio::test]
+async fn health_checks_take_an_upstream_out_and_back() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = common::start_on(dir.path(), true).await;
+    let admin = Admin::login(&server).await;
+    let replicas = [checked_replica().await, checked_replica().await];
+    let check = json!({"path": "/health", "interval_ms": 100, "timeout_ms": 100,
+                       "healthy_threshold": 2, "unhealthy_threshold": 2});
+    let service = admin
+        .ok(
+            reqwest::Method::POST,
+            "/services",
+            Some(
+                json!({"service_name": "checked", "load_balancing": "round_robin",
+                        "upstreams": [replicas[0].url, replicas[1].url],
+                        "health_check": check}),
+            ),
+        )
+        .await;
+    assert_eq!(service["health_check"]["unhealthy_threshold"], 2);
+    assert_eq!(service["health_check"]["expected_statuses"], json!([200]));
+    let sid = open_api(&admin, &service).await;
+    let url = format!("{}/v1/infers/{sid}/predict", server.gateway);
+    let client = reqwest::Client::new();
+    let spread = |n: usize| {
+        let (client, url) = (client.clone(), url.clone());
+        async move {
+            let mut statuses = Vec::new();
+            for _ in 0..n {
+                let reply = client.get(&url).send().await.expect("call");
+                statuses.push(reply.status().as_u16());
+            }
+            statuses
+        }
+    };
+    let counts = || -> Vec<usize> {
+        replicas
+            .iter()
+            .map(|r| r.calls.swap(0, Ordering::SeqCst))
+            .collect()
+    };
+    // Ten calls in turn, once the checks have had `wait` to act: their statuses and the
+    // calls each replica served.
+    let after = |wait: Duration| async move {
+        tokio::time::sleep(wait).await;
+        let _ = counts();
+        let statuses = spread(10).await;
+        (statuses, counts())
+    };
+    let (statuses, served) = after(Duration::ZERO).await;
+    assert!(statuses.iter().all(|&s| s == 200), "{statuses:?}");
+    assert_eq!(served, [5, 5]);
+
+    // What ten calls see once the checks have acted: the expected spread is waited for up
+    // to 5 s (a busy machine), then asserted; nothing is timed.
+    let settled = |want_status: u16, want_served: [usize; 2]| async move {
+        let mut seen = after(Duration::from_millis(300)).await;
+        for _ in 0..20 {
+            if seen.1 == want_served && seen.0.iter().all(|&s| s == want_status) {
+                break;
+            }
+            seen = after(Duration::from_millis(250)).await;
+        }
+        assert!(seen.0.iter().all(|&s| s == want_status), "{seen:?}");
+        assert_eq!(seen.1, want_served);
+    };
+
+    // The first fails its checks: within 2 × 100 ms (and the probes' time) it gets no calls.
+    replicas[0].healthy.store(false, Ordering::SeqCst);
+    settled(200, [0, 10]).await;
+    // Both down: nothing to call.
+    replicas[1].healthy.store(false, Ordering::SeqCst);
+    settled(502, [0, 0]).await;
+    // Both pass again: back in rotation.
+    for r in &replicas {
+        r.healthy.store(true, Ordering::SeqCst);
+    }
+    settled(200, [5, 5]).await;
+
+    // Settings are checked, naming the one at fault.
+    for (bad, field) in [
+        (json!({"interval_ms": 100}), "health_check.path"),
+        (
+            json!({"path": "/h", "interval_ms": 10}),
+            "health_check.interval_ms",
+        ),
+        (
+            json!({"path": "/h", "timeout_ms": 9000}),
+            "health_check.timeout_ms",
+        ),
+        (
+            json!({"path": "/h", "expected_statuses": [99]}),
+            "health_check.expected_statuses",
+        ),
+        (json!({"path": "/h", "every": 1}), "health_check.every"),
+    ] {
+        let (status, refused) = admin
+            .send(
+                reqwest::Method::PUT,
+                &format!("/services/{sid}"),
+                Some(json!({"health_check": bad})),
+            )
+            .await;
+        assert_eq!(status, 400, "{refused}");
+        assert!(refused.to_string().contains(field), "{field}: {refused}");
+    }
+    // `null` removes the check.
+    let updated = admin
+        .ok(
+            reqwest::Method::PUT,
+            &format!("/services/{sid}"),
+            Some(json!({"health_check": null})),
+        )
+        .await;
+    assert!(updated.get("health_check").is_none(), "{updated}");
 }

@@ -9,8 +9,8 @@ impl ServiceStore for This {
         sqlx::query(
             "INSERT INTO services (id, project_id, name, description, upstreams, timeout_ms, owner,
                                    created_at, updated_at, usage_accounting, load_balancing,
-                                   tls_ca_pem)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                                   tls_ca_pem, health_check)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
         )
         .bind(&service.id)
         .bind(&service.project_id)
@@ -24,6 +24,7 @@ impl ServiceStore for This {
         .bind(service.usage_accounting)
         .bind(service.load_balancing.as_str())
         .bind(&service.tls_ca_pem)
+        .bind(health_check_json(&service.health_check))
         .execute(&mut *tx)
         .await
         .map_err(|e| {
@@ -86,11 +87,15 @@ impl ServiceStore for This {
         if let Some(ca) = &update.tls_ca_pem {
             service.tls_ca_pem = ca.clone();
         }
+        if let Some(check) = &update.health_check {
+            service.health_check = check.clone();
+        }
         service.updated_at = update.updated_at;
         sqlx::query(
             "UPDATE services SET description = $1, upstreams = $2, timeout_ms = $3, updated_at = $4,
-                                 usage_accounting = $5, load_balancing = $6, tls_ca_pem = $7
-             WHERE id = $8",
+                                 usage_accounting = $5, load_balancing = $6, tls_ca_pem = $7,
+                                 health_check = $8
+             WHERE id = $9",
         )
         .bind(&service.description)
         .bind(upstreams_json(&service.upstreams))
@@ -99,6 +104,7 @@ impl ServiceStore for This {
         .bind(service.usage_accounting)
         .bind(service.load_balancing.as_str())
         .bind(&service.tls_ca_pem)
+        .bind(health_check_json(&service.health_check))
         .bind(id)
         .execute(&mut *tx)
         .await?;
@@ -234,6 +240,13 @@ impl ServiceStore for This {
     }
 }
 
+/// A health check as the store keeps it: JSON text.
+fn health_check_json(check: &Option<infergate_core::model::HealthCheck>) -> Option<String> {
+    check
+        .as_ref()
+        .and_then(|check| serde_json::to_string(check).ok())
+}
+
 pub(super) fn service_from_row(row: &DbRow) -> StoreResult<Service> {
     let upstreams: String = row.try_get("upstreams")?;
     let timeout_ms: i64 = row.try_get("timeout_ms")?;
@@ -251,6 +264,10 @@ pub(super) fn service_from_row(row: &DbRow) -> StoreResult<Service> {
                 .ok_or_else(|| corrupt("load_balancing", format!("unknown {text:?}")))?
         },
         tls_ca_pem: row.try_get("tls_ca_pem")?,
+        health_check: row
+            .try_get::<Option<String>, _>("health_check")?
+            .map(|text| serde_json::from_str(&text).map_err(|e| corrupt("health_check", e)))
+            .transpose()?,
         owner: row.try_get("owner")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,

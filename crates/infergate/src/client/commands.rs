@@ -169,6 +169,7 @@ pub async fn service(c: &Client, cmd: ServiceCmd) -> CliResult<()> {
             usage_accounting,
             load_balancing,
             tls_ca_file,
+            health_check,
         } => {
             let mut body = json!({"service_name": name, "upstreams": upstreams});
             if let Some(on) = usage_accounting {
@@ -179,6 +180,10 @@ pub async fn service(c: &Client, cmd: ServiceCmd) -> CliResult<()> {
             }
             if let Some(path) = tls_ca_file {
                 body["tls_ca_pem"] = json!(read_text_file(&path)?);
+            }
+            if let Some(check) = health_check {
+                body["health_check"] = serde_json::from_str(&check)
+                    .map_err(|e| CliError::Usage(format!("--health-check is not JSON: {e}")))?;
             }
             if let Some(d) = description {
                 body["description"] = json!(d);
@@ -214,6 +219,7 @@ pub async fn service(c: &Client, cmd: ServiceCmd) -> CliResult<()> {
             usage_accounting,
             load_balancing,
             tls_ca_file,
+            health_check,
         } => {
             let id = c.service_id(&service).await?;
             let mut body = json!({});
@@ -225,6 +231,10 @@ pub async fn service(c: &Client, cmd: ServiceCmd) -> CliResult<()> {
             }
             if let Some(path) = tls_ca_file {
                 body["tls_ca_pem"] = json!(read_text_file(&path)?);
+            }
+            if let Some(check) = health_check {
+                body["health_check"] = serde_json::from_str(&check)
+                    .map_err(|e| CliError::Usage(format!("--health-check is not JSON: {e}")))?;
             }
             if !upstreams.is_empty() {
                 body["upstreams"] = json!(upstreams);

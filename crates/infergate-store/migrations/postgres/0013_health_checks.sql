@@ -1,0 +1,2 @@
+-- A service's active health check, as JSON (NULL: none).
+ALTER TABLE services ADD COLUMN health_check TEXT;
