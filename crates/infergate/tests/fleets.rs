@@ -428,6 +428,24 @@ async fn health_checks_take_an_upstream_out_and_back() {
     // The first fails its checks: within 2 × 100 ms (and the probes' time) it gets no calls.
     replicas[0].healthy.store(false, Ordering::SeqCst);
     settled(200, [0, 10]).await;
+    let scrape = client
+        .get(format!("{}/metrics", server.admin))
+        .send()
+        .await
+        .expect("scrape")
+        .text()
+        .await
+        .expect("text");
+    for (replica, value) in replicas.iter().zip([0, 1]) {
+        let authority = replica
+            .url
+            .trim_start_matches("http://")
+            .trim_end_matches("/base");
+        let line = format!(
+            "infergate_upstream_healthy{{service=\"{sid}\",upstream=\"{authority}\"}} {value}"
+        );
+        assert!(scrape.contains(&line), "{line} not in the scrape");
+    }
     // Both down: nothing to call.
     replicas[1].healthy.store(false, Ordering::SeqCst);
     settled(502, [0, 0]).await;

@@ -5,7 +5,8 @@ use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use prometheus::{
-    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry,
 };
 
 /// The gateway's metrics, registered in the process registry.
@@ -25,6 +26,9 @@ pub struct GatewayMetrics {
     /// Connections closed at once because the listener was at its cap.
     pub refused_connections: IntCounter,
     pub in_flight: IntGauge,
+    /// 1 while an upstream passes its service's health checks, 0 while it is out of
+    /// rotation; by service and upstream.
+    pub upstream_healthy: IntGaugeVec,
     /// Tells these metrics from another set's in the per-thread cache of handles.
     id: u64,
 }
@@ -172,7 +176,15 @@ impl GatewayMetrics {
         registry.register(Box::new(tokens.clone()))?;
         registry.register(Box::new(open_connections.clone()))?;
         registry.register(Box::new(refused_connections.clone()))?;
+        let upstream_healthy = IntGaugeVec::new(
+            Opts::new(
+                "infergate_upstream_healthy",
+                "1 while an upstream passes its service's active health checks, 0 while it is out of rotation.",
+            ),
+            &["service", "upstream"],
+        )?;
         registry.register(Box::new(in_flight.clone()))?;
+        registry.register(Box::new(upstream_healthy.clone()))?;
         Ok(Self {
             requests,
             auth_failures,
@@ -184,6 +196,7 @@ impl GatewayMetrics {
             open_connections,
             refused_connections,
             in_flight,
+            upstream_healthy,
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
         })
     }

@@ -49,11 +49,11 @@ impl HealthBook {
         states.get(key).is_some_and(|p| !p.healthy)
     }
 
-    /// Takes in one probe's result.
-    fn record(&self, key: &str, check: &HealthCheck, passed: bool, why: &str) {
+    /// Takes in one probe's result; whether the upstream is in rotation now.
+    fn record(&self, key: &str, check: &HealthCheck, passed: bool, why: &str) -> bool {
         let mut states = self.states.lock().unwrap_or_else(|e| e.into_inner());
         let Some(state) = states.get_mut(key) else {
-            return;
+            return true;
         };
         state.probing = false;
         if passed == state.healthy {
@@ -75,8 +75,10 @@ impl HealthBook {
                 }
             }
         }
+        let healthy = state.healthy;
         let any_down = states.values().any(|p| !p.healthy);
         self.any_down.store(any_down, Ordering::Relaxed);
+        healthy
     }
 }
 
@@ -143,7 +145,13 @@ impl Gateway {
                     Ok(Err(why)) => (false, why),
                     Err(_) => (false, format!("no answer within {} ms", check.timeout_ms)),
                 };
-                gateway.upstreams.health.record(&key, &check, passed, &why);
+                let healthy = gateway.upstreams.health.record(&key, &check, passed, &why);
+                if let Some(metrics) = &gateway.observers.metrics {
+                    metrics
+                        .upstream_healthy
+                        .with_label_values(&[service.id.as_str(), &*upstream.authority])
+                        .set(i64::from(healthy));
+                }
             });
         }
     }
