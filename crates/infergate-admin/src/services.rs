@@ -71,6 +71,12 @@ pub struct ServiceCreate {
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     pub health_check: Option<serde_json::Value>,
+    /// When a call goes on to another upstream: `{"attempts": 2, "on": ["connect", "5xx",
+    /// "429"]}` (defaults: 2, ["connect"]); absent: on a refused connection, through every
+    /// upstream.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub retry: Option<serde_json::Value>,
     #[serde(default)]
     pub workspace_id: Option<String>,
 }
@@ -102,6 +108,10 @@ pub struct ServiceModify {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<Object>)]
     pub health_check: Option<Option<serde_json::Value>>,
+    /// A new retry setting; `null` removes it.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Object>)]
+    pub retry: Option<Option<serde_json::Value>>,
     #[serde(default)]
     pub workspace_id: Option<String>,
 }
@@ -125,6 +135,10 @@ pub struct ServiceInfo {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub health_check: Option<infergate_core::model::HealthCheck>,
+    /// When a call goes on to another upstream, if set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub retry: Option<infergate_core::model::Retry>,
     /// Always `running`: the gateway routes to a service as soon as it exists.
     pub status: &'static str,
     pub owner: String,
@@ -145,6 +159,7 @@ impl From<Service> for ServiceInfo {
             load_balancing: s.load_balancing.as_str(),
             tls_ca_pem: s.tls_ca_pem,
             health_check: s.health_check,
+            retry: s.retry,
             status: "running",
             owner: s.owner,
             project_id: s.project_id,
@@ -266,6 +281,11 @@ async fn services_create(
             .filter(|v| !v.is_null())
             .map(|v| validate::health_check(&v))
             .transpose()?,
+        retry: body
+            .retry
+            .filter(|v| !v.is_null())
+            .map(|v| validate::retry(&v))
+            .transpose()?,
         owner: caller.user_id.clone(),
         created_at: now,
         updated_at: now,
@@ -354,6 +374,11 @@ async fn services_update(
         Some(None) => Some(None),
         Some(Some(v)) => Some(Some(validate::health_check(&v)?)),
     };
+    let retry = match body.retry {
+        None => None,
+        Some(None) => Some(None),
+        Some(Some(v)) => Some(Some(validate::retry(&v)?)),
+    };
     let update = ServiceUpdate {
         description: body.description,
         upstreams,
@@ -362,6 +387,7 @@ async fn services_update(
         load_balancing,
         tls_ca_pem,
         health_check,
+        retry,
         updated_at: now_ms(),
     };
     let service = state

@@ -113,6 +113,9 @@ pub struct Service {
     pub tls_ca_pem: Option<String>,
     /// Probes of each upstream that take it out of rotation while it fails them.
     pub health_check: Option<HealthCheck>,
+    /// When a call goes on to another upstream; none: on a refused connection, through
+    /// every upstream.
+    pub retry: Option<Retry>,
     pub owner: String,
     pub created_at: i64,
     pub updated_at: i64,
@@ -130,6 +133,37 @@ pub struct HealthCheck {
     pub healthy_threshold: u32,
     pub unhealthy_threshold: u32,
     pub expected_statuses: Vec<u16>,
+}
+
+/// When a call goes on to another upstream: at most `attempts` in all, after a refused
+/// connection (`connect`), an answer of 500–599 (`5xx`) or 429 (`429`), as `on` lists. A
+/// call is tried again only before any byte of its answer went to the client, with its
+/// body in hand.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Retry {
+    pub attempts: u32,
+    pub on: Vec<String>,
+}
+
+impl Retry {
+    /// Whether a refused connection moves the call on.
+    pub fn on_connect(&self) -> bool {
+        self.on.iter().any(|o| o == "connect")
+    }
+
+    /// Whether an answer of `status` moves the call on.
+    pub fn on_status(&self, status: u16) -> bool {
+        self.on.iter().any(|o| match o.as_str() {
+            "5xx" => (500..=599).contains(&status),
+            "429" => status == 429,
+            _ => false,
+        })
+    }
+
+    /// Whether any answer can move the call on (its body is then kept for another try).
+    pub fn on_answers(&self) -> bool {
+        self.on.iter().any(|o| o == "5xx" || o == "429")
+    }
 }
 
 /// How a service's calls are spread over its upstreams.

@@ -240,6 +240,9 @@ pub struct ServiceRoute {
     pub tls_ca_pem: Option<Arc<str>>,
     /// The active health check of its upstreams.
     pub health_check: Option<HealthCheck>,
+    /// When a call goes on to another upstream (none: on a refused connection, through
+    /// every upstream).
+    pub retry: Option<crate::model::Retry>,
     next: AtomicUsize,
     /// Calls in flight from this node on each upstream (by index).
     in_flight: Box<[AtomicUsize]>,
@@ -528,6 +531,7 @@ fn service_route(s: &Service, problems: &mut Vec<String>) -> Arc<ServiceRoute> {
         tls: upstreams.iter().any(|u| u.scheme == "https"),
         tls_ca_pem: s.tls_ca_pem.as_deref().map(Arc::from),
         health_check: s.health_check.clone(),
+        retry: s.retry.clone(),
         id: s.id.clone(),
         project_id: Arc::from(s.project_id.as_str()),
         in_flight: upstreams.iter().map(|_| AtomicUsize::new(0)).collect(),
@@ -1025,7 +1029,7 @@ impl Snapshot {
                     "route {path} api={} path={} auth={:?} code={} method={:?} service={}/{}/{:?}/{:?}/{}/{:?}/{:?} apps={apps:?}",
                     a.api_id, a.api_path, a.auth_type, a.support_app_code, a.method, s.id,
                     s.project_id, s.upstreams, s.timeout, s.usage_accounting, s.load_balancing,
-                    (&s.tls_ca_pem, &s.health_check),
+                    (&s.tls_ca_pem, &s.health_check, &s.retry),
                 ));
             }
         }
@@ -1083,6 +1087,7 @@ mod tests {
             load_balancing: LoadBalancing::RoundRobin,
             tls_ca_pem: None,
             health_check: None,
+            retry: None,
             owner: "u".into(),
             created_at: 0,
             updated_at: 0,

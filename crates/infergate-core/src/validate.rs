@@ -328,6 +328,58 @@ pub fn health_check(value: &serde_json::Value) -> FieldResult<crate::model::Heal
     })
 }
 
+/// `retry` of a service: an object with `attempts` (1–16, default 2) and `on` (a list of
+/// `connect`, `5xx` and `429`, default [`connect`]).
+pub fn retry(value: &serde_json::Value) -> FieldResult<crate::model::Retry> {
+    let object = value
+        .as_object()
+        .ok_or_else(|| FieldError::new("retry", "must be an object (or null)"))?;
+    if let Some(unknown) = object
+        .keys()
+        .find(|k| !["attempts", "on"].contains(&k.as_str()))
+    {
+        return Err(FieldError::new(
+            format!("retry.{unknown}"),
+            "is not a retry setting",
+        ));
+    }
+    let attempts = match object.get("attempts") {
+        None => 2,
+        Some(v) => v.as_u64().filter(|n| (1..=16).contains(n)).ok_or_else(|| {
+            FieldError::new("retry.attempts", "must be a whole number from 1 to 16")
+        })? as u32,
+    };
+    let on = match object.get("on") {
+        None => vec!["connect".to_owned()],
+        Some(v) => {
+            let list: Option<Vec<String>> = v.as_array().and_then(|items| {
+                items
+                    .iter()
+                    .map(|i| {
+                        i.as_str()
+                            .filter(|s| ["connect", "5xx", "429"].contains(s))
+                            .map(str::to_owned)
+                    })
+                    .collect()
+            });
+            match list {
+                Some(mut list) if list.len() <= 3 => {
+                    list.sort();
+                    list.dedup();
+                    list
+                }
+                _ => {
+                    return Err(FieldError::new(
+                        "retry.on",
+                        "must be a list of connect, 5xx and 429",
+                    ))
+                }
+            }
+        }
+    };
+    Ok(crate::model::Retry { attempts, on })
+}
+
 /// `load_balancing` of a service: `least_outstanding` or `round_robin`.
 pub fn load_balancing(value: &str) -> FieldResult<crate::model::LoadBalancing> {
     crate::model::LoadBalancing::parse(value).ok_or_else(|| {

@@ -474,6 +474,12 @@ impl ChunkedEnd {
     }
 }
 
+/// The seconds of a `Retry-After` value given as a number of seconds (an HTTP date is
+/// not read).
+pub(crate) fn retry_after_seconds(value: &[u8]) -> Option<u64> {
+    std::str::from_utf8(value).ok()?.trim().parse().ok()
+}
+
 // === Paths ===
 
 /// Refuses a path that could reach something other than what its text names once an

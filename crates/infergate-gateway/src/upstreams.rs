@@ -47,6 +47,9 @@ impl<'u> Iterator for Order<'u> {
 
 impl ExactSizeIterator for Order<'_> {}
 
+/// The longest an upstream's `Retry-After` keeps it out of rotation.
+const MAX_RETRY_AFTER_S: u64 = 300;
+
 /// The passive health of upstreams, and the order a call tries them in.
 pub(crate) struct Upstreams {
     /// What active health checks found.
@@ -87,8 +90,12 @@ impl Upstreams {
     }
 
     fn eject(&self, authority: &str) {
+        self.eject_for(authority, self.ejection);
+    }
+
+    fn eject_for(&self, authority: &str, time: Duration) {
         if let Ok(mut map) = self.ejected.lock() {
-            map.insert(authority.to_owned(), Instant::now() + self.ejection);
+            map.insert(authority.to_owned(), Instant::now() + time);
             self.any_ejected.store(true, Ordering::Relaxed);
         }
     }
@@ -214,7 +221,11 @@ impl Upstreams {
     /// The attempt loop of both transports: tries the API's upstreams in [`Upstreams::order`]
     /// until one answers with a response head, recording each attempt. Upstreams the gateway
     /// cannot speak to are skipped; a refused connection moves on to the next upstream, and
-    /// any other failure ends the call. `Ok(None)`: the client left while it waited.
+    /// any other failure ends the call. A service's `retry` bounds the attempts and says
+    /// whether a refused connection, or an answer of 5xx or 429, moves the call on (the
+    /// answer dropped before any byte of it reached the client, and only while the
+    /// transport still holds the body); a 429 or 503 with `Retry-After` ejects its upstream
+    /// for that long. `Ok(None)`: the client left while it waited.
     pub(crate) async fn try_in_turn<'u, T: Attempts>(
         &self,
         api: &'u ApiRoute,
@@ -223,9 +234,12 @@ impl Upstreams {
         transport: &mut T,
     ) -> Result<Option<Answered<'u, T::Answer>>, GatewayError> {
         let order = self.order(api)?;
-        let attempts = order.len();
+        let retry = api.service.retry.as_ref();
+        let attempts = order
+            .len()
+            .min(retry.map_or(usize::MAX, |r| r.attempts as usize));
         let mut last_error = String::new();
-        for (n, (index, upstream)) in order.enumerate() {
+        for (n, (index, upstream)) in order.take(attempts).enumerate() {
             if !transport.speaks(&upstream.scheme) {
                 last_error = format!("{} upstreams are not served here", upstream.scheme);
                 continue;
@@ -247,11 +261,38 @@ impl Upstreams {
                     // head.
                     let at = Instant::now();
                     observers.upstream_answered(record, upstream, sent_at, at);
+                    let status = T::status(&answer);
+                    let moves_on = !attempt.last
+                        && retry.is_some_and(|r| r.on_status(status))
+                        && transport.can_resend();
+                    if moves_on {
+                        let authority = &*upstream.authority;
+                        if let Some(secs) = T::retry_after(&answer) {
+                            self.eject_for(
+                                api.service.pool_key(index),
+                                Duration::from_secs(secs.min(MAX_RETRY_AFTER_S)),
+                            );
+                        }
+                        observers.upstream_failed(record, authority, sent_at, "status");
+                        tracing::info!(upstream = %authority, status, "upstream answered; trying the next");
+                        last_error = format!("{authority} answered {status}");
+                        continue;
+                    }
                     return Ok(Some(Answered {
                         answer,
                         upstream,
                         at,
                     }));
+                }
+                Attempted::Failed(Failure::Connect(why))
+                    if retry.is_some_and(|r| !r.on_connect()) =>
+                {
+                    observers.upstream_failed(record, &upstream.authority, sent_at, "connect");
+                    tracing::warn!(upstream = %upstream.authority, error = %why, "connecting to the upstream failed");
+                    return Err(GatewayError::UpstreamUnavailable(format!(
+                        "connecting to {} failed",
+                        upstream.authority
+                    )));
                 }
                 Attempted::Failed(failure) => {
                     last_error = self.failed(
@@ -306,6 +347,15 @@ pub(crate) trait Attempts {
 
     /// Whether the transport can call an upstream of `scheme`.
     fn speaks(&self, scheme: &str) -> bool;
+
+    /// Whether the call can be sent again (its body is still in hand).
+    fn can_resend(&self) -> bool;
+
+    /// The status of an answer.
+    fn status(answer: &Self::Answer) -> u16;
+
+    /// The seconds of a 429's or 503's `Retry-After` (a number of seconds).
+    fn retry_after(answer: &Self::Answer) -> Option<u64>;
 
     async fn attempt(&mut self, attempt: &Attempt<'_>) -> Attempted<Self::Answer>;
 }

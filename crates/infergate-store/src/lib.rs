@@ -85,6 +85,8 @@ pub struct ServiceUpdate {
     pub tls_ca_pem: Option<Option<String>>,
     /// `Some(None)` removes the service's health check.
     pub health_check: Option<Option<infergate_core::model::HealthCheck>>,
+    /// `Some(None)` removes the service's retry setting.
+    pub retry: Option<Option<infergate_core::model::Retry>>,
     pub updated_at: i64,
 }
 

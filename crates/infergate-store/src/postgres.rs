@@ -85,6 +85,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "health checks",
         include_str!("../migrations/postgres/0013_health_checks.sql"),
     ),
+    (
+        14,
+        "retries",
+        include_str!("../migrations/postgres/0014_retries.sql"),
+    ),
 ];
 
 /// The PostgreSQL store.

@@ -74,6 +74,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "health checks",
         include_str!("../migrations/sqlite/0012_health_checks.sql"),
     ),
+    (
+        13,
+        "retries",
+        include_str!("../migrations/sqlite/0013_retries.sql"),
+    ),
 ];
 
 /// The SQLite store.

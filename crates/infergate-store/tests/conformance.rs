@@ -52,6 +52,7 @@ fn service(id: &str, name: &str) -> Service {
         load_balancing: infergate_core::model::LoadBalancing::RoundRobin,
         tls_ca_pem: None,
         health_check: None,
+        retry: None,
         owner: "u-admin".into(),
         created_at: 10,
         updated_at: 10,
@@ -129,6 +130,10 @@ pub async fn services_crud_and_names(store: &dyn Store) {
                     unhealthy_threshold: 2,
                     expected_statuses: vec![200, 204],
                 })),
+                retry: Some(Some(infergate_core::model::Retry {
+                    attempts: 3,
+                    on: vec!["5xx".into()],
+                })),
                 updated_at: 99,
             },
         )
@@ -152,6 +157,7 @@ pub async fn services_crud_and_names(store: &dyn Store) {
             .map(|c| c.expected_statuses.clone()),
         Some(vec![200, 204])
     );
+    assert_eq!(updated.retry.as_ref().map(|r| r.attempts), Some(3));
     assert_eq!(store.service("s1").await.expect("q"), Some(updated));
     assert!(matches!(
         store
@@ -165,6 +171,7 @@ pub async fn services_crud_and_names(store: &dyn Store) {
                     load_balancing: None,
                     tls_ca_pem: None,
                     health_check: None,
+                    retry: None,
                     updated_at: 1
                 }
             )
@@ -1047,6 +1054,7 @@ pub async fn change_log_replays_to_a_full_read(store: &dyn Store) {
                 load_balancing: None,
                 tls_ca_pem: None,
                 health_check: None,
+                retry: None,
                 updated_at: 80,
             },
         )

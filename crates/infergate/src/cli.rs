@@ -271,6 +271,10 @@ pub enum ServiceCmd {
         /// "interval_ms": 5000}'; on update, 'null' removes it.
         #[arg(long)]
         health_check: Option<String>,
+        /// When a call goes on to another upstream, as JSON, e.g. '{"attempts": 2, "on":
+        /// ["connect", "5xx", "429"]}'; on update, 'null' removes it.
+        #[arg(long)]
+        retry: Option<String>,
     },
     /// List services.
     List,
@@ -308,6 +312,10 @@ pub enum ServiceCmd {
         /// "interval_ms": 5000}'; on update, 'null' removes it.
         #[arg(long)]
         health_check: Option<String>,
+        /// When a call goes on to another upstream, as JSON, e.g. '{"attempts": 2, "on":
+        /// ["connect", "5xx", "429"]}'; on update, 'null' removes it.
+        #[arg(long)]
+        retry: Option<String>,
     },
     /// Delete a service with its APIs and their authorizations.
     Delete {

@@ -492,3 +492,129 @@ async fn health_checks_take_an_upstream_out_and_back() {
         .await;
     assert!(updated.get("health_check").is_none(), "{updated}");
 }
+
+/// A replica that answers every call with `status` (and `Retry-After: 30` on a 503),
+/// echoing its body; it counts its calls.
+async fn status_replica(status: u16) -> (String, Arc<AtomicUsize>) {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = calls.clone();
+    let app = Router::new().fallback(move |body: Bytes| {
+        let calls = counted.clone();
+        async move {
+            calls.fetch_add(1, Ordering::SeqCst);
+            let mut response = axum::response::Response::new(Body::from(body));
+            *response.status_mut() = axum::http::StatusCode::from_u16(status).expect("status");
+            if status == 503 {
+                response
+                    .headers_mut()
+                    .insert("retry-after", axum::http::HeaderValue::from_static("30"));
+            }
+            response
+        }
+    });
+    (format!("http://{}", serve(app).await), calls)
+}
+
+/// With `retry` on 5xx, a call answered 503 goes on to the other upstream with the same
+/// body (a streamed one too, on the general server, which keeps it for this), and the 503's
+/// `Retry-After` keeps its upstream last; without `retry`, the client gets the 503.
+async fn retries(fast_path: bool) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = common::start_on(dir.path(), fast_path).await;
+    let admin = Admin::login(&server).await;
+    // A failing replica for each service: a Retry-After keeps one out of every service's
+    // rotation.
+    let (failing, failing_calls) = status_replica(503).await;
+    let (failing_streamed, _) = status_replica(503).await;
+    let (failing_plain, _) = status_replica(503).await;
+    let (working, working_calls) = status_replica(200).await;
+    let mut urls = Vec::new();
+    for (name, failing, retry) in [
+        ("retrying", &failing, json!({"attempts": 2, "on": ["5xx"]})),
+        (
+            "streamed",
+            &failing_streamed,
+            json!({"attempts": 2, "on": ["5xx", "429"]}),
+        ),
+        ("plain", &failing_plain, Value::Null),
+    ] {
+        let service = admin
+            .ok(
+                reqwest::Method::POST,
+                "/services",
+                Some(
+                    json!({"service_name": name, "load_balancing": "round_robin",
+                            "upstreams": [failing, working], "retry": retry}),
+                ),
+            )
+            .await;
+        let sid = open_api(&admin, &service).await;
+        urls.push(format!("{}/v1/infers/{sid}/predict", server.gateway));
+    }
+    let client = reqwest::Client::new();
+    for i in 0..4 {
+        let sent = format!("body {i}");
+        let reply = client
+            .post(&urls[0])
+            .body(sent.clone())
+            .send()
+            .await
+            .expect("call");
+        assert_eq!(reply.status(), 200);
+        assert_eq!(reply.text().await.expect("body"), sent);
+    }
+    // The failing upstream was tried once: its Retry-After put it last.
+    assert_eq!(failing_calls.swap(0, Ordering::SeqCst), 1);
+    assert_eq!(working_calls.swap(0, Ordering::SeqCst), 4);
+    // A streamed (chunked) body, which the general server takes, is kept for the second
+    // attempt.
+    let path = urls[1].splitn(4, '/').nth(3).expect("path").to_owned();
+    let addr = server.gateway.trim_start_matches("http://").to_owned();
+    let mut tcp = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    let request = format!(
+        "POST /{path} HTTP/1.1\r\nhost: {addr}\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n9\r\nstreamed \r\n4\r\nbody\r\n0\r\n\r\n"
+    );
+    tokio::io::AsyncWriteExt::write_all(&mut tcp, request.as_bytes())
+        .await
+        .expect("write");
+    let mut answer = Vec::new();
+    tokio::io::AsyncReadExt::read_to_end(&mut tcp, &mut answer)
+        .await
+        .expect("read");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.ends_with("streamed body"), "{answer}");
+
+    // Without retry, round robin hands one of two calls to the failing upstream: its 503
+    // reaches the client.
+    let mut statuses = Vec::new();
+    for _ in 0..2 {
+        let reply = client.post(&urls[2]).body("x").send().await.expect("call");
+        statuses.push(reply.status().as_u16());
+    }
+    statuses.sort();
+    assert_eq!(statuses, [200, 503]);
+
+    let (status, refused) = admin
+        .send(
+            reqwest::Method::POST,
+            "/services",
+            Some(json!({"service_name": "bad", "upstreams": [working],
+                        "retry": {"attempts": 2, "on": ["timeout"]}})),
+        )
+        .await;
+    assert_eq!(status, 400, "{refused}");
+    assert!(refused.to_string().contains("retry.on"), "{refused}");
+}
+
+#[tokio::test]
+async fn retries_move_a_call_on_after_a_5xx_on_the_fast_path() {
+    retries(true).await;
+}
+
+#[tokio::test]
+async fn retries_move_a_call_on_after_a_5xx_on_the_general_server() {
+    retries(false).await;
+}

@@ -16,6 +16,7 @@ pub fn services_and_apis(n: usize) -> (Vec<Service>, Vec<Api>) {
             load_balancing: infergate_core::model::LoadBalancing::RoundRobin,
             tls_ca_pem: None,
             health_check: None,
+            retry: None,
             owner: "u".into(),
             created_at: 0,
             updated_at: 0,

@@ -43,6 +43,7 @@ fn fixture(support_app_code: bool) -> (Snapshot, MasterKey) {
             load_balancing: infergate_core::model::LoadBalancing::RoundRobin,
             tls_ca_pem: None,
             health_check: None,
+            retry: None,
             owner: "u".into(),
             created_at: 0,
             updated_at: 0,

@@ -595,6 +595,19 @@ impl Attempts for FastAttempts<'_, '_, '_> {
         scheme == "http"
     }
 
+    /// The fast path holds the whole body.
+    fn can_resend(&self) -> bool {
+        true
+    }
+
+    fn status((_, head): &Self::Answer) -> u16 {
+        head.status
+    }
+
+    fn retry_after((_, head): &Self::Answer) -> Option<u64> {
+        head.retry_after
+    }
+
     async fn attempt(&mut self, attempt: &Attempt<'_>) -> Attempted<Self::Answer> {
         let upstream = attempt.upstream;
         request_bytes(

@@ -38,6 +38,8 @@ pub(super) struct ClientHead {
     /// A length-framed event stream sent to the client chunked, so the usage chunk the
     /// gateway asked for can be left out.
     pub rechunked: bool,
+    /// A 429's or 503's `Retry-After`, in seconds.
+    pub retry_after: Option<u64>,
 }
 
 /// The lines the gateway adds to every response head it relays.
@@ -137,6 +139,14 @@ pub(super) fn client_head(
         push_header(&mut out, b"ratelimit-policy", fields.policy.as_bytes());
         push_header(&mut out, b"ratelimit", fields.state.as_bytes());
     }
+    let retry_after = if matches!(status, 429 | 503) {
+        res.headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case("retry-after"))
+            .and_then(|h| crate::http_rules::retry_after_seconds(h.value))
+    } else {
+        None
+    };
     Ok(ClientHead {
         status,
         out,
@@ -144,6 +154,7 @@ pub(super) fn client_head(
         keep_alive: decided.keep_alive,
         media,
         rechunked,
+        retry_after,
     })
 }
 

@@ -147,6 +147,24 @@ impl Attempts for HyperAttempts<'_> {
         matches!(scheme, "http" | "https")
     }
 
+    fn can_resend(&self) -> bool {
+        matches!(self.body, ForwardBody::Buffered(_))
+    }
+
+    fn status(answer: &Self::Answer) -> u16 {
+        answer.status().as_u16()
+    }
+
+    fn retry_after(answer: &Self::Answer) -> Option<u64> {
+        if !matches!(answer.status().as_u16(), 429 | 503) {
+            return None;
+        }
+        answer
+            .headers()
+            .get(header::RETRY_AFTER)
+            .and_then(|v| http_rules::retry_after_seconds(v.as_bytes()))
+    }
+
     async fn attempt(&mut self, attempt: &Attempt<'_>) -> Attempted<Response<PooledBody>> {
         let upstream = attempt.upstream;
         self.target.clear();

@@ -133,8 +133,11 @@ impl Gateway {
             record,
         )?;
         // An admitted model call's body is read whole (never a stranger's): it may be
-        // asked for usage, and it says what tokens the call reserves.
-        let whole = record.model_call || deferred.as_ref().is_some_and(|d| d.needs_body());
+        // asked for usage, and it says what tokens the call reserves. So is the body of a
+        // call that may go to another upstream after an answer (up to the body limit).
+        let whole = record.model_call
+            || deferred.as_ref().is_some_and(|d| d.needs_body())
+            || (selected.api.service.retry.as_ref()).is_some_and(|r| r.on_answers());
         let forward_body = match forward_body {
             ForwardBody::Stream(Some(body)) if whole => {
                 let bytes = collect_limited(body, self.settings.limits.max_body_bytes).await?;

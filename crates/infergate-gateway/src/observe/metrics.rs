@@ -142,7 +142,7 @@ impl GatewayMetrics {
         let upstream_errors = IntCounterVec::new(
             Opts::new(
                 "infergate_gateway_upstream_errors_total",
-                "Upstream failures, by upstream and kind (connect, timeout, other).",
+                "Upstream failures, by upstream and kind (connect, timeout, status: an answer that moved the call on, other).",
             ),
             &["upstream", "kind"],
         )?;

@@ -9,8 +9,8 @@ impl ServiceStore for This {
         sqlx::query(
             "INSERT INTO services (id, project_id, name, description, upstreams, timeout_ms, owner,
                                    created_at, updated_at, usage_accounting, load_balancing,
-                                   tls_ca_pem, health_check)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+                                   tls_ca_pem, health_check, retry)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
         )
         .bind(&service.id)
         .bind(&service.project_id)
@@ -24,7 +24,8 @@ impl ServiceStore for This {
         .bind(service.usage_accounting)
         .bind(service.load_balancing.as_str())
         .bind(&service.tls_ca_pem)
-        .bind(health_check_json(&service.health_check))
+        .bind(json_text(&service.health_check))
+        .bind(json_text(&service.retry))
         .execute(&mut *tx)
         .await
         .map_err(|e| {
@@ -90,12 +91,15 @@ impl ServiceStore for This {
         if let Some(check) = &update.health_check {
             service.health_check = check.clone();
         }
+        if let Some(retry) = &update.retry {
+            service.retry = retry.clone();
+        }
         service.updated_at = update.updated_at;
         sqlx::query(
             "UPDATE services SET description = $1, upstreams = $2, timeout_ms = $3, updated_at = $4,
                                  usage_accounting = $5, load_balancing = $6, tls_ca_pem = $7,
-                                 health_check = $8
-             WHERE id = $9",
+                                 health_check = $8, retry = $9
+             WHERE id = $10",
         )
         .bind(&service.description)
         .bind(upstreams_json(&service.upstreams))
@@ -104,7 +108,8 @@ impl ServiceStore for This {
         .bind(service.usage_accounting)
         .bind(service.load_balancing.as_str())
         .bind(&service.tls_ca_pem)
-        .bind(health_check_json(&service.health_check))
+        .bind(json_text(&service.health_check))
+        .bind(json_text(&service.retry))
         .bind(id)
         .execute(&mut *tx)
         .await?;
@@ -240,11 +245,21 @@ impl ServiceStore for This {
     }
 }
 
-/// A health check as the store keeps it: JSON text.
-fn health_check_json(check: &Option<infergate_core::model::HealthCheck>) -> Option<String> {
-    check
+/// A setting the store keeps as JSON text.
+fn json_text<T: serde::Serialize>(setting: &Option<T>) -> Option<String> {
+    setting
         .as_ref()
-        .and_then(|check| serde_json::to_string(check).ok())
+        .and_then(|setting| serde_json::to_string(setting).ok())
+}
+
+/// The setting kept as JSON text in `column`.
+fn from_json_text<T: serde::de::DeserializeOwned>(
+    row: &DbRow,
+    column: &str,
+) -> StoreResult<Option<T>> {
+    row.try_get::<Option<String>, _>(column)?
+        .map(|text| serde_json::from_str(&text).map_err(|e| corrupt(column, e)))
+        .transpose()
 }
 
 pub(super) fn service_from_row(row: &DbRow) -> StoreResult<Service> {
@@ -264,10 +279,8 @@ pub(super) fn service_from_row(row: &DbRow) -> StoreResult<Service> {
                 .ok_or_else(|| corrupt("load_balancing", format!("unknown {text:?}")))?
         },
         tls_ca_pem: row.try_get("tls_ca_pem")?,
-        health_check: row
-            .try_get::<Option<String>, _>("health_check")?
-            .map(|text| serde_json::from_str(&text).map_err(|e| corrupt("health_check", e)))
-            .transpose()?,
+        health_check: from_json_text(row, "health_check")?,
+        retry: from_json_text(row, "retry")?,
         owner: row.try_get("owner")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,

@@ -170,6 +170,7 @@ pub async fn service(c: &Client, cmd: ServiceCmd) -> CliResult<()> {
             load_balancing,
             tls_ca_file,
             health_check,
+            retry,
         } => {
             let mut body = json!({"service_name": name, "upstreams": upstreams});
             if let Some(on) = usage_accounting {
@@ -182,8 +183,10 @@ pub async fn service(c: &Client, cmd: ServiceCmd) -> CliResult<()> {
                 body["tls_ca_pem"] = json!(read_text_file(&path)?);
             }
             if let Some(check) = health_check {
-                body["health_check"] = serde_json::from_str(&check)
-                    .map_err(|e| CliError::Usage(format!("--health-check is not JSON: {e}")))?;
+                body["health_check"] = json_flag("--health-check", &check)?;
+            }
+            if let Some(retry) = retry {
+                body["retry"] = json_flag("--retry", &retry)?;
             }
             if let Some(d) = description {
                 body["description"] = json!(d);
@@ -220,6 +223,7 @@ pub async fn service(c: &Client, cmd: ServiceCmd) -> CliResult<()> {
             load_balancing,
             tls_ca_file,
             health_check,
+            retry,
         } => {
             let id = c.service_id(&service).await?;
             let mut body = json!({});
@@ -233,8 +237,10 @@ pub async fn service(c: &Client, cmd: ServiceCmd) -> CliResult<()> {
                 body["tls_ca_pem"] = json!(read_text_file(&path)?);
             }
             if let Some(check) = health_check {
-                body["health_check"] = serde_json::from_str(&check)
-                    .map_err(|e| CliError::Usage(format!("--health-check is not JSON: {e}")))?;
+                body["health_check"] = json_flag("--health-check", &check)?;
+            }
+            if let Some(retry) = retry {
+                body["retry"] = json_flag("--retry", &retry)?;
             }
             if !upstreams.is_empty() {
                 body["upstreams"] = json!(upstreams);
@@ -1009,4 +1015,9 @@ pub async fn usage(c: &Client, args: UsageArgs) -> CliResult<()> {
 fn read_text_file(path: &std::path::Path) -> CliResult<String> {
     std::fs::read_to_string(path)
         .map_err(|e| CliError::Usage(format!("reading {}: {e}", path.display())))
+}
+
+/// The JSON value a flag gives.
+fn json_flag(flag: &str, text: &str) -> CliResult<Value> {
+    serde_json::from_str(text).map_err(|e| CliError::Usage(format!("{flag} is not JSON: {e}")))
 }
