@@ -250,6 +250,9 @@ pub struct ServiceRoute {
     /// `https://` the scheme and the roots it was verified against (a connection one
     /// service trusted is never lent to a service that trusts other roots).
     pool_keys: Box<[Arc<str>]>,
+    /// The key of each upstream as this service reaches it (by index): its health checks
+    /// and the `Retry-After` of its answers concern this service alone.
+    own_keys: Box<[Arc<str>]>,
 }
 
 impl ServiceRoute {
@@ -261,8 +264,8 @@ impl ServiceRoute {
     }
 
     /// The key of upstream `index`'s health as this service checks it.
-    pub fn health_key(&self, index: usize) -> String {
-        format!("{} {}", self.id, self.pool_key(index))
+    pub fn health_key(&self, index: usize) -> &Arc<str> {
+        &self.own_keys[index.min(self.own_keys.len().saturating_sub(1))]
     }
 
     /// The key of upstream `index`'s idle connections.
@@ -519,14 +522,20 @@ fn service_route(s: &Service, problems: &mut Vec<String>) -> Arc<ServiceRoute> {
         }
         None => "system".into(),
     };
-    let pool_keys = upstreams
+    let pool_keys: Box<[Arc<str>]> = upstreams
         .iter()
         .map(|u| match u.scheme.as_str() {
             "https" => Arc::from(format!("https://{}#{roots}", u.authority)),
             _ => u.authority.clone(),
         })
         .collect();
+    let own_keys = pool_keys
+        .iter()
+        .enumerate()
+        .map(|(i, key)| Arc::from(format!("{} {i} {key}", s.id)))
+        .collect();
     Arc::new(ServiceRoute {
+        own_keys,
         pool_keys,
         tls: upstreams.iter().any(|u| u.scheme == "https"),
         tls_ca_pem: s.tls_ca_pem.as_deref().map(Arc::from),

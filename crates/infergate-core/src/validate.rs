@@ -241,7 +241,7 @@ pub fn tls_ca_pem(value: &str) -> FieldResult<()> {
 }
 
 /// `health_check` of a service, as the API takes it: an object with `path` (required,
-/// starting with `/`, at most 256 characters), `interval_ms` (100–3600000, default 5000),
+/// starting with `/`, at most 256 characters), `interval_ms` (1000–3600000, default 5000),
 /// `timeout_ms` (1–`interval_ms`, default 1000 or the interval if shorter),
 /// `healthy_threshold` and `unhealthy_threshold` (1–10, defaults 2 and 3) and
 /// `expected_statuses` (1–16 codes from 100 to 599, default [200]).
@@ -291,7 +291,7 @@ pub fn health_check(value: &serde_json::Value) -> FieldResult<crate::model::Heal
                 )
             }),
         };
-    let interval_ms = number("interval_ms", 100..=3_600_000, 5_000)?;
+    let interval_ms = number("interval_ms", 1_000..=3_600_000, 5_000)?;
     let timeout_ms = number("timeout_ms", 1..=interval_ms, 1_000.min(interval_ms))?;
     let healthy_threshold = number("healthy_threshold", 1..=10, 2)? as u32;
     let unhealthy_threshold = number("unhealthy_threshold", 1..=10, 3)? as u32;

@@ -95,7 +95,10 @@ impl Upstreams {
 
     fn eject_for(&self, authority: &str, time: Duration) {
         if let Ok(mut map) = self.ejected.lock() {
-            map.insert(authority.to_owned(), Instant::now() + time);
+            let now = Instant::now();
+            // Ejections that ended (of upstreams no call asked about since) go.
+            map.retain(|_, until| *until > now);
+            map.insert(authority.to_owned(), now + time);
             self.any_ejected.store(true, Ordering::Relaxed);
         }
     }
@@ -108,7 +111,7 @@ impl Upstreams {
         let upstreams = &service.upstreams;
         // An upstream that failed its health checks gets no calls until it passes again.
         let checked = service.health_check.is_some() && self.health.any_down();
-        let down = |i: usize| checked && self.health.is_down(&service.health_key(i));
+        let down = |i: usize| checked && self.health.is_down(service.health_key(i));
         let all_down = || {
             GatewayError::UpstreamUnavailable(
                 "every upstream of the service failed its health checks".into(),
@@ -134,8 +137,9 @@ impl Upstreams {
         }
         let rotation = rotation.into_iter();
         let mut order: Vec<_> = if self.any_ejected.load(Ordering::Relaxed) {
-            let (healthy, ejected): (Vec<_>, Vec<_>) =
-                rotation.partition(|(i, _)| !self.is_ejected(service.pool_key(*i)));
+            let (healthy, ejected): (Vec<_>, Vec<_>) = rotation.partition(|(i, _)| {
+                !self.is_ejected(service.pool_key(*i)) && !self.is_ejected(service.health_key(*i))
+            });
             healthy.into_iter().chain(ejected).collect()
         } else {
             rotation.collect()
@@ -143,7 +147,10 @@ impl Upstreams {
         if service.load_balancing == LoadBalancing::LeastOutstanding {
             let healthy = order
                 .iter()
-                .take_while(|(i, _)| !self.is_ejected_now(service.pool_key(*i)))
+                .take_while(|(i, _)| {
+                    !self.is_ejected_now(service.pool_key(*i))
+                        && !self.is_ejected_now(service.health_key(*i))
+                })
                 .count()
                 .max(1);
             let busy: SmallVec<[usize; 8]> = order[..healthy]
@@ -239,6 +246,8 @@ impl Upstreams {
             .len()
             .min(retry.map_or(usize::MAX, |r| r.attempts as usize));
         let mut last_error = String::new();
+        // One deadline for all the attempts of a call.
+        let deadline = Instant::now() + api.service.timeout;
         for (n, (index, upstream)) in order.take(attempts).enumerate() {
             if !transport.speaks(&upstream.scheme) {
                 last_error = format!("{} upstreams are not served here", upstream.scheme);
@@ -252,7 +261,7 @@ impl Upstreams {
                 upstream,
                 index,
                 sent_at,
-                deadline: sent_at + api.service.timeout,
+                deadline,
                 last: n + 1 == attempts,
             };
             match transport.attempt(&attempt).await {
@@ -262,14 +271,20 @@ impl Upstreams {
                     let at = Instant::now();
                     observers.upstream_answered(record, upstream, sent_at, at);
                     let status = T::status(&answer);
+                    // A call that changes something is sent again only after an answer
+                    // saying it was not taken in (429, 503).
+                    let unprocessed = matches!(status, 429 | 503);
                     let moves_on = !attempt.last
                         && retry.is_some_and(|r| r.on_status(status))
+                        && (record.method.is_idempotent() || unprocessed)
                         && transport.can_resend();
                     if moves_on {
                         let authority = &*upstream.authority;
+                        // This service's answer: it puts the upstream last for this
+                        // service alone.
                         if let Some(secs) = T::retry_after(&answer) {
                             self.eject_for(
-                                api.service.pool_key(index),
+                                api.service.health_key(index),
                                 Duration::from_secs(secs.min(MAX_RETRY_AFTER_S)),
                             );
                         }

@@ -19,6 +19,8 @@ const TICK: Duration = Duration::from_millis(50);
 
 #[derive(Debug)]
 struct Probed {
+    /// The labels of its gauge: service and upstream.
+    labels: (String, Arc<str>),
     healthy: bool,
     /// Probes in a row whose result differs from `healthy`.
     streak: u32,
@@ -29,7 +31,7 @@ struct Probed {
 /// What the probes found, by health key (service and upstream).
 #[derive(Default)]
 pub(crate) struct HealthBook {
-    states: Mutex<HashMap<String, Probed>>,
+    states: Mutex<HashMap<Arc<str>, Probed>>,
     /// Whether an upstream is out of rotation: calls skip the lock while none is.
     any_down: AtomicBool,
 }
@@ -49,12 +51,11 @@ impl HealthBook {
         states.get(key).is_some_and(|p| !p.healthy)
     }
 
-    /// Takes in one probe's result; whether the upstream is in rotation now.
-    fn record(&self, key: &str, check: &HealthCheck, passed: bool, why: &str) -> bool {
+    /// Takes in one probe's result; whether the upstream is in rotation now (`None` once
+    /// its service changed or went away).
+    fn record(&self, key: &str, check: &HealthCheck, passed: bool, why: &str) -> Option<bool> {
         let mut states = self.states.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(state) = states.get_mut(key) else {
-            return true;
-        };
+        let state = states.get_mut(key)?;
         state.probing = false;
         if passed == state.healthy {
             state.streak = 0;
@@ -78,7 +79,7 @@ impl HealthBook {
         let healthy = state.healthy;
         let any_down = states.values().any(|p| !p.healthy);
         self.any_down.store(any_down, Ordering::Relaxed);
-        healthy
+        Some(healthy)
     }
 }
 
@@ -110,9 +111,10 @@ impl Gateway {
                     continue;
                 };
                 for (index, upstream) in service.upstreams.iter().enumerate() {
-                    let key = service.health_key(index);
+                    let key = service.health_key(index).clone();
                     seen.insert(key.clone());
                     let state = states.entry(key.clone()).or_insert(Probed {
+                        labels: (service.id.clone(), upstream.authority.clone()),
                         healthy: true,
                         streak: 0,
                         next_at: now,
@@ -126,8 +128,18 @@ impl Gateway {
                     due.push((service.clone(), upstream.clone(), check.clone(), key));
                 }
             }
-            // Services changed or gone take their states with them.
-            states.retain(|key, _| seen.contains(key));
+            // Services changed or gone take their states (and gauges) with them.
+            let metrics = self.observers.metrics.as_ref();
+            states.retain(|key, state| {
+                let keep = seen.contains(key);
+                if let (false, Some(metrics)) = (keep, metrics) {
+                    let (service, upstream) = &state.labels;
+                    let _ = metrics
+                        .upstream_healthy
+                        .remove_label_values(&[service.as_str(), &**upstream]);
+                }
+                keep
+            });
             let any_down = states.values().any(|p| !p.healthy);
             book.any_down.store(any_down, Ordering::Relaxed);
         }
@@ -145,7 +157,10 @@ impl Gateway {
                     Ok(Err(why)) => (false, why),
                     Err(_) => (false, format!("no answer within {} ms", check.timeout_ms)),
                 };
-                let healthy = gateway.upstreams.health.record(&key, &check, passed, &why);
+                let Some(healthy) = gateway.upstreams.health.record(&key, &check, passed, &why)
+                else {
+                    return;
+                };
                 if let Some(metrics) = &gateway.observers.metrics {
                     metrics
                         .upstream_healthy
