@@ -241,6 +241,37 @@ pub struct LoginArgs {
     pub domain: String,
 }
 
+/// The settings a service is created with or changed to (each left out: the default on
+/// create, kept on update).
+#[derive(Debug, Args)]
+pub struct ServiceSettings {
+    /// Free text.
+    #[arg(long)]
+    pub description: Option<String>,
+    /// How long a call waits for the upstream's answer, in milliseconds [new services:
+    /// 40000].
+    #[arg(long)]
+    pub timeout_ms: Option<i64>,
+    /// Read model calls' token usage (on by default); false leaves bodies untouched.
+    #[arg(long)]
+    pub usage_accounting: Option<bool>,
+    /// How calls are spread over the upstreams [new services: least_outstanding].
+    #[arg(long, value_parser = ["least_outstanding", "round_robin"])]
+    pub load_balancing: Option<String>,
+    /// A PEM file of the CA certificates `https://` upstreams are verified against
+    /// (instead of the system's roots); on update, an empty file removes it.
+    #[arg(long)]
+    pub tls_ca_file: Option<std::path::PathBuf>,
+    /// The upstreams' active health check as JSON, e.g. '{"path": "/health",
+    /// "interval_ms": 5000}'; on update, 'null' removes it.
+    #[arg(long)]
+    pub health_check: Option<String>,
+    /// When a call goes on to another upstream, as JSON, e.g. '{"attempts": 2, "on":
+    /// ["connect", "5xx", "429"]}'; on update, 'null' removes it.
+    #[arg(long)]
+    pub retry: Option<String>,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum ServiceCmd {
     /// Create a service.
@@ -251,30 +282,8 @@ pub enum ServiceCmd {
         /// Upstream base URL; repeat for several.
         #[arg(long = "upstream", required = true)]
         upstreams: Vec<String>,
-        /// Free text.
-        #[arg(long)]
-        description: Option<String>,
-        /// How long a call waits for the upstream's answer, in milliseconds [default: 40000].
-        #[arg(long)]
-        timeout_ms: Option<i64>,
-        /// Read model calls' token usage (on by default); false leaves bodies untouched.
-        #[arg(long)]
-        usage_accounting: Option<bool>,
-        /// How calls are spread over the upstreams [new services: least_outstanding].
-        #[arg(long, value_parser = ["least_outstanding", "round_robin"])]
-        load_balancing: Option<String>,
-        /// A PEM file of the CA certificates `https://` upstreams are verified against
-        /// (instead of the system's roots); on update, an empty file removes it.
-        #[arg(long)]
-        tls_ca_file: Option<std::path::PathBuf>,
-        /// The upstreams' active health check as JSON, e.g. '{"path": "/health",
-        /// "interval_ms": 5000}'; on update, 'null' removes it.
-        #[arg(long)]
-        health_check: Option<String>,
-        /// When a call goes on to another upstream, as JSON, e.g. '{"attempts": 2, "on":
-        /// ["connect", "5xx", "429"]}'; on update, 'null' removes it.
-        #[arg(long)]
-        retry: Option<String>,
+        #[command(flatten)]
+        settings: ServiceSettings,
     },
     /// List services.
     List,
@@ -292,30 +301,8 @@ pub enum ServiceCmd {
         /// New upstream base URLs, replacing the old; repeat for several.
         #[arg(long = "upstream")]
         upstreams: Vec<String>,
-        /// New free text.
-        #[arg(long)]
-        description: Option<String>,
-        /// New upstream timeout, in milliseconds.
-        #[arg(long)]
-        timeout_ms: Option<i64>,
-        /// Read model calls' token usage (on by default); false leaves bodies untouched.
-        #[arg(long)]
-        usage_accounting: Option<bool>,
-        /// How calls are spread over the upstreams [new services: least_outstanding].
-        #[arg(long, value_parser = ["least_outstanding", "round_robin"])]
-        load_balancing: Option<String>,
-        /// A PEM file of the CA certificates `https://` upstreams are verified against
-        /// (instead of the system's roots); on update, an empty file removes it.
-        #[arg(long)]
-        tls_ca_file: Option<std::path::PathBuf>,
-        /// The upstreams' active health check as JSON, e.g. '{"path": "/health",
-        /// "interval_ms": 5000}'; on update, 'null' removes it.
-        #[arg(long)]
-        health_check: Option<String>,
-        /// When a call goes on to another upstream, as JSON, e.g. '{"attempts": 2, "on":
-        /// ["connect", "5xx", "429"]}'; on update, 'null' removes it.
-        #[arg(long)]
-        retry: Option<String>,
+        #[command(flatten)]
+        settings: ServiceSettings,
     },
     /// Delete a service with its APIs and their authorizations.
     Delete {

@@ -7,7 +7,7 @@ use super::output::{list_table, object_table, Table};
 use super::{refused, CliError, CliResult, Client, Profile};
 use crate::cli::{
     ApiCmd, AppCmd, AuthCmd, CodeCmd, Global, KeyCmd, LoginArgs, ProjectCmd, RoleCmd, ServiceCmd,
-    ThrottleCmd, UsageArgs, UserCmd,
+    ServiceSettings, ThrottleCmd, UsageArgs, UserCmd,
 };
 
 const SERVICE_FIELDS: [&str; 9] = [
@@ -164,36 +164,10 @@ pub async fn service(c: &Client, cmd: ServiceCmd) -> CliResult<()> {
         ServiceCmd::Create {
             name,
             upstreams,
-            description,
-            timeout_ms,
-            usage_accounting,
-            load_balancing,
-            tls_ca_file,
-            health_check,
-            retry,
+            settings,
         } => {
             let mut body = json!({"service_name": name, "upstreams": upstreams});
-            if let Some(on) = usage_accounting {
-                body["usage_accounting"] = json!(on);
-            }
-            if let Some(balancing) = load_balancing {
-                body["load_balancing"] = json!(balancing);
-            }
-            if let Some(path) = tls_ca_file {
-                body["tls_ca_pem"] = json!(read_text_file(&path)?);
-            }
-            if let Some(check) = health_check {
-                body["health_check"] = json_flag("--health-check", &check)?;
-            }
-            if let Some(retry) = retry {
-                body["retry"] = json_flag("--retry", &retry)?;
-            }
-            if let Some(d) = description {
-                body["description"] = json!(d);
-            }
-            if let Some(t) = timeout_ms {
-                body["timeout_ms"] = json!(t);
-            }
+            put_settings(&mut body, settings)?;
             let created = c.send(Method::POST, &c.v1("/services"), Some(body)).await?;
             c.print(&created, one);
         }
@@ -217,40 +191,14 @@ pub async fn service(c: &Client, cmd: ServiceCmd) -> CliResult<()> {
         ServiceCmd::Update {
             service,
             upstreams,
-            description,
-            timeout_ms,
-            usage_accounting,
-            load_balancing,
-            tls_ca_file,
-            health_check,
-            retry,
+            settings,
         } => {
             let id = c.service_id(&service).await?;
             let mut body = json!({});
-            if let Some(on) = usage_accounting {
-                body["usage_accounting"] = json!(on);
-            }
-            if let Some(balancing) = load_balancing {
-                body["load_balancing"] = json!(balancing);
-            }
-            if let Some(path) = tls_ca_file {
-                body["tls_ca_pem"] = json!(read_text_file(&path)?);
-            }
-            if let Some(check) = health_check {
-                body["health_check"] = json_flag("--health-check", &check)?;
-            }
-            if let Some(retry) = retry {
-                body["retry"] = json_flag("--retry", &retry)?;
-            }
             if !upstreams.is_empty() {
                 body["upstreams"] = json!(upstreams);
             }
-            if let Some(d) = description {
-                body["description"] = json!(d);
-            }
-            if let Some(t) = timeout_ms {
-                body["timeout_ms"] = json!(t);
-            }
+            put_settings(&mut body, settings)?;
             let updated = c
                 .send(Method::PUT, &c.v1(&format!("/services/{id}")), Some(body))
                 .await?;
@@ -1020,4 +968,39 @@ fn read_text_file(path: &std::path::Path) -> CliResult<String> {
 /// The JSON value a flag gives.
 fn json_flag(flag: &str, text: &str) -> CliResult<Value> {
     serde_json::from_str(text).map_err(|e| CliError::Usage(format!("{flag} is not JSON: {e}")))
+}
+
+/// The members of a service's body the flags set.
+fn put_settings(body: &mut Value, settings: ServiceSettings) -> CliResult<()> {
+    let ServiceSettings {
+        description,
+        timeout_ms,
+        usage_accounting,
+        load_balancing,
+        tls_ca_file,
+        health_check,
+        retry,
+    } = settings;
+    if let Some(d) = description {
+        body["description"] = json!(d);
+    }
+    if let Some(t) = timeout_ms {
+        body["timeout_ms"] = json!(t);
+    }
+    if let Some(on) = usage_accounting {
+        body["usage_accounting"] = json!(on);
+    }
+    if let Some(balancing) = load_balancing {
+        body["load_balancing"] = json!(balancing);
+    }
+    if let Some(path) = tls_ca_file {
+        body["tls_ca_pem"] = json!(read_text_file(&path)?);
+    }
+    if let Some(check) = health_check {
+        body["health_check"] = json_flag("--health-check", &check)?;
+    }
+    if let Some(retry) = retry {
+        body["retry"] = json_flag("--retry", &retry)?;
+    }
+    Ok(())
 }
