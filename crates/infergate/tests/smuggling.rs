@@ -1262,3 +1262,76 @@ async fn strangers_reserve_none_of_a_token_budget() {
         assert_eq!(behind.taken().len(), 1);
     }
 }
+
+/// A service that retries on answers keeps a streamed body for another attempt: only an
+/// authenticated, authorized call's. Strangers' chunked bodies (no credential, a made-up
+/// AppCode, another app's, an underscore-spelled header, a bad signature) are refused on
+/// both servers and reach neither upstream; the owner's call reaches one.
+#[tokio::test]
+async fn strangers_bodies_are_not_kept_for_retries() {
+    for fast_path in [true, false] {
+        let node = node(fast_path).await;
+        let admin = Admin::login(&node.server).await;
+        let (first, first_seen) = start_counting().await;
+        let (second, second_seen) = start_counting().await;
+        let service = admin
+            .ok(
+                Method::POST,
+                "/services",
+                Some(
+                    json!({"service_name": "retrying", "upstreams": [first, second],
+                            "retry": {"attempts": 2, "on": ["connect", "5xx", "429"]}}),
+                ),
+            )
+            .await;
+        let sid = service["service_id"].as_str().expect("sid").to_owned();
+        let api = admin
+            .ok(
+                Method::POST,
+                &format!("/app-auth/{sid}/apis"),
+                Some(json!({"auth_type": "APP", "support_app_code": true})),
+            )
+            .await["api"]["api_id"]
+            .as_str()
+            .expect("api")
+            .to_owned();
+        let owner = admin.app("retry_owner").await;
+        let owner_id = owner["app_id"].as_str().expect("id").to_owned();
+        admin.authorize(&sid, &api, &owner_id).await;
+        let code = admin.app_code(&owner_id).await;
+        let stranger = admin.app("retry_stranger").await;
+        let stranger_code = admin
+            .app_code(stranger["app_id"].as_str().expect("id"))
+            .await;
+        let call = |credential: &str| {
+            format!(
+                "POST /v1/infers/{sid}/predict HTTP/1.1\r\nHost: gw\r\n{credential}Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+            )
+        };
+        for credential in [
+            String::new(),
+            "X-Apig-AppCode: not-a-code-at-all\r\n".to_owned(),
+            format!("X-Apig-AppCode: {stranger_code}\r\n"),
+            format!("X_Apig_AppCode: {code}\r\n"),
+            "Authorization: SDK-HMAC-SHA256 Access=x, SignedHeaders=host, Signature=00\r\n"
+                .to_owned(),
+        ] {
+            let raw = call(&credential);
+            let outcome = node.send(raw.as_bytes()).await;
+            assert!(
+                matches!(outcome.statuses.as_slice(), [401] | [403]),
+                "fast path {fast_path}: {raw:?}: {outcome:?}"
+            );
+        }
+        assert!(first_seen.taken().is_empty() && second_seen.taken().is_empty());
+        let own = call(&format!("X-Apig-AppCode: {code}\r\n"));
+        assert_eq!(node.send(own.as_bytes()).await.statuses, [200]);
+        let reached: Vec<Received> = first_seen
+            .taken()
+            .into_iter()
+            .chain(second_seen.taken())
+            .collect();
+        assert_eq!(reached.len(), 1, "{reached:?}");
+        assert_eq!(reached[0].body, b"hello");
+    }
+}
