@@ -103,6 +103,18 @@ pub struct AdminState {
     pub observability: Option<Observability>,
     /// Where throttling counts are kept, for `/readyz` (with shared limits only).
     pub limits_status: Option<Arc<dyn Fn() -> &'static str + Send + Sync>>,
+    /// Upstreams under active health checks on this node, and how many of them are out of
+    /// rotation, for `/readyz`.
+    pub upstream_health: Option<Arc<dyn Fn() -> UpstreamHealth + Send + Sync>>,
+}
+
+/// What this node's health checks found, as `/readyz` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+pub struct UpstreamHealth {
+    /// Upstreams of health-checked services.
+    pub checked: usize,
+    /// Of those, the ones out of rotation.
+    pub unhealthy: usize,
 }
 
 /// The process's metrics registry and access log, as the management plane uses them.
@@ -178,7 +190,16 @@ impl AdminState {
             publisher: None,
             observability: None,
             limits_status: None,
+            upstream_health: None,
         }
+    }
+
+    pub fn with_upstream_health(
+        mut self,
+        health: Arc<dyn Fn() -> UpstreamHealth + Send + Sync>,
+    ) -> Self {
+        self.upstream_health = Some(health);
+        self
     }
 
     pub fn with_limits_status(
@@ -245,7 +266,9 @@ async fn healthz() -> Json<serde_json::Value> {
 }
 
 /// `/readyz`: the store answers; also reports the configuration revision (also in the
-/// `X-Config-Revision` header).
+/// `X-Config-Revision` header), where throttling counts are kept, and how many upstreams
+/// under health checks are out of rotation (the node stays ready: its other services
+/// still answer, and each such call is answered 502 on its own).
 #[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200), (status = 503)))]
 async fn readyz(State(state): State<Arc<AdminState>>) -> Response {
     match state.store.revision().await {
@@ -253,6 +276,9 @@ async fn readyz(State(state): State<Arc<AdminState>>) -> Response {
             let mut body = json!({"status": "ready", "store": "ok", "revision": revision});
             if let Some(status) = &state.limits_status {
                 body["limits"] = json!(status());
+            }
+            if let Some(health) = &state.upstream_health {
+                body["upstreams"] = json!(health());
             }
             let mut response = Json(body).into_response();
             response

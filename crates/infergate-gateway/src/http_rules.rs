@@ -14,6 +14,7 @@ use smallvec::SmallVec;
 
 use crate::authn::{Caller, HEADER_API_KEY, HEADER_APP_CODE, HEADER_AUTH_TOKEN};
 use crate::error::{ErrorAnswer, GatewayError};
+use crate::observe::trace::TraceHeader;
 
 // === Header names ===
 
@@ -559,6 +560,18 @@ pub(crate) struct ClientHeaders {
     /// The answer must come unencoded (a model call whose usage is read): the client's
     /// `Accept-Encoding` stays here and the upstream is asked for `identity`.
     unencoded: bool,
+    /// The call is traced: the gateway sets `traceparent` (the client's is dropped), and
+    /// the client's `tracestate` goes on only with the trace it continues.
+    trace: Option<TraceRewrite>,
+}
+
+/// How a traced call's trace headers are rewritten.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TraceRewrite {
+    /// The client's trace goes on: its `tracestate` with it.
+    Continue,
+    /// A new trace starts here: the client's `tracestate` belongs to none.
+    Restart,
 }
 
 impl ClientHeaders {
@@ -577,7 +590,20 @@ impl ClientHeaders {
             listed,
             upgrade,
             unencoded: false,
+            trace: None,
         }
+    }
+
+    /// The same rules for a call traced in `trace` (none: the trace headers pass as sent).
+    pub(crate) fn traced(mut self, trace: Option<TraceHeader>) -> Self {
+        self.trace = trace.map(|t| {
+            if t.continued {
+                TraceRewrite::Continue
+            } else {
+                TraceRewrite::Restart
+            }
+        });
+        self
     }
 
     /// The same rules, asking the upstream for an unencoded answer when `unencoded`.
@@ -596,9 +622,22 @@ impl ClientHeaders {
     /// lets it through, and `Connection` does not list it (or may not remove it).
     pub(crate) fn forwards(&self, name: &[u8], value: &[u8]) -> bool {
         let kind = named(name);
-        forwards_header(kind, value, self.upgrade)
-            && !(removable_by_connection(kind) && self.lists(name))
-            && !(self.unencoded && name.eq_ignore_ascii_case(b"accept-encoding"))
+        let dropped = (removable_by_connection(kind) && self.lists(name))
+            || (self.unencoded && name.eq_ignore_ascii_case(b"accept-encoding"))
+            || self.rewrites_trace(name);
+        forwards_header(kind, value, self.upgrade) && !dropped
+    }
+
+    /// Whether the gateway's tracing replaces or drops the client's trace line `name`.
+    fn rewrites_trace(&self, name: &[u8]) -> bool {
+        match self.trace {
+            None => false,
+            Some(rewrite) => {
+                name.eq_ignore_ascii_case(b"traceparent")
+                    || (rewrite == TraceRewrite::Restart
+                        && name.eq_ignore_ascii_case(b"tracestate"))
+            }
+        }
     }
 
     fn lists(&self, name: &[u8]) -> bool {
@@ -645,6 +684,8 @@ pub(crate) struct Forwarded<'a> {
     pub request_id: &'a [u8],
     /// Gateways the call passed through, this one included.
     pub hops: u8,
+    /// The trace of a traced call: the upstream's `traceparent` names its span.
+    pub trace: Option<TraceHeader>,
 }
 
 impl Forwarded<'_> {
@@ -689,6 +730,9 @@ impl Forwarded<'_> {
             Caller::User { user_id } => set(&X_USER_ID, user_id.as_bytes()),
             Caller::Anonymous => {}
         }
+        if let Some(trace) = self.trace {
+            set(&TRACEPARENT, trace.as_bytes());
+        }
     }
 }
 
@@ -732,6 +776,9 @@ pub(crate) fn answer_headers<'a>(
             .map(|(name, value)| (name.clone(), value.as_bytes())),
     )
 }
+
+/// W3C Trace Context's parent of a traced call.
+pub(crate) const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 
 /// The rate-limit fields of draft-ietf-httpapi-ratelimit-headers.
 pub(crate) const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");

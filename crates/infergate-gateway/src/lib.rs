@@ -33,6 +33,7 @@ use infergate_core::snapshot::Snapshot;
 
 pub use crate::general::{serve, serve_with, ConnectionMetrics, TlsFiles};
 pub use crate::http_rules::{Cidr, ConnInfo};
+pub use crate::observe::trace::{TraceSettings, Tracer};
 pub use crate::observe::{metrics, Observers};
 pub use crate::phases::{CallRecord, RequestId};
 pub use crate::throttle::{ClusterLimits, ClusterMetrics, Dimension, RateLimitFields, Refusal};

@@ -3,6 +3,7 @@
 //! itself.
 
 pub mod metrics;
+pub mod trace;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,6 +23,8 @@ pub struct Observers {
     pub access_log: Option<Arc<LogSink>>,
     /// Where model calls' tokens are summed per minute for the store.
     pub usage: Option<Arc<UsageBook>>,
+    /// Where calls' spans go, when tracing is on.
+    pub tracer: Option<Arc<trace::Tracer>>,
 }
 
 impl Observers {
@@ -95,6 +98,9 @@ impl Observers {
         }
         if let Some(sink) = &self.access_log {
             sink.emit(access_line(record, status, bytes_out));
+        }
+        if let Some(tracer) = &self.tracer {
+            tracer.finish(record, status);
         }
     }
 

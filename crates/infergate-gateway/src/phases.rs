@@ -141,6 +141,8 @@ pub struct CallRecord {
     pub forward_cap: Option<(&'static str, u64)>,
     /// The call's count in flight on the upstream it went to.
     pub in_flight: Option<infergate_core::snapshot::InFlight>,
+    /// The trace the call takes part in, when tracing is on.
+    pub trace: Option<Box<crate::observe::trace::TraceContext>>,
     pub(crate) started: Instant,
 }
 
@@ -211,6 +213,7 @@ impl Gateway {
             reservation: None,
             forward_cap: None,
             in_flight: None,
+            trace: None,
             started: Instant::now(),
         }
     }
@@ -264,6 +267,13 @@ impl Gateway {
         conn: &ConnInfo,
         record: &mut CallRecord,
     ) -> Result<Selected<'h>, GatewayError> {
+        if let Some(tracer) = &self.observers.tracer {
+            let mut trace = tracer.context(head.headers);
+            trace.path = head.path.to_owned();
+            trace.client = Some(conn.remote.ip());
+            trace.https = conn.tls;
+            record.trace = Some(Box::new(trace));
+        }
         self.check_limits(head)?;
         // Only a path that names what it reaches is routed, and forwarded as it was checked.
         http_rules::check_path(head.path)?;
@@ -288,6 +298,9 @@ impl Gateway {
         let presented = Presented::classify(head.headers, snapshot);
         let api = authn::select(&candidates, &presented)?;
         record.api_id = Some(api.api_id.clone());
+        if let Some(trace) = &mut record.trace {
+            trace.route = Some(api.api_path.clone());
+        }
         // The path the upstream receives may name the model API where the client's does
         // not (an API at `/llm` over `…/v1/chat/completions`).
         if record.model_api.is_none() {

@@ -53,6 +53,15 @@ pub enum ModelApi {
 }
 
 impl ModelApi {
+    /// Its `gen_ai.operation.name` in OpenTelemetry's semantic conventions.
+    pub fn operation(self) -> &'static str {
+        match self {
+            ModelApi::ChatCompletions | ModelApi::Responses => "chat",
+            ModelApi::Completions => "text_completion",
+            ModelApi::Embeddings => "embeddings",
+        }
+    }
+
     /// The member of a request that caps its completion tokens, where the gateway adds one.
     fn cap_member(self) -> Option<&'static str> {
         match self {

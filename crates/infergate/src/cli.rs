@@ -763,7 +763,8 @@ pub struct ServeArgs {
     /// refresh_interval_ms, header_timeout_ms, body_idle_timeout_ms, max_connections,
     /// trusted_proxies, lockout_failure_attempts, lockout_duration_s,
     /// ak_lockout_failure_attempts, ak_lockout_duration_s, max_password_hashes,
-    /// upstream_allow, redis_url, usage_flush_ms.
+    /// upstream_allow, redis_url, usage_flush_ms, otlp_endpoint, trace_sampling_ratio,
+    /// otlp_service_name.
     #[arg(long, env = "INFERGATE_CONFIG")]
     pub config: Option<PathBuf>,
     /// Directory of the SQLite database, master key and initial password [default: ./infergate-data].
@@ -968,6 +969,18 @@ pub struct ServeArgs {
         env = "INFERGATE_USAGE_FLUSH_MS"
     )]
     pub usage_flush_ms: Option<u64>,
+    /// OpenTelemetry collector that receives a span per call, over OTLP/HTTP (protobuf):
+    /// its traces URL, or a base URL that `/v1/traces` is added to
+    /// (`http://127.0.0.1:4318`) [default: none: tracing off].
+    #[arg(help_heading = "Logging", long, env = "INFERGATE_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
+    /// Share of new traces that are sampled, 0 to 1; a client's trace keeps its own
+    /// sampling decision [default: 1, every new trace].
+    #[arg(help_heading = "Logging", long, env = "INFERGATE_TRACE_SAMPLING_RATIO")]
+    pub trace_sampling_ratio: Option<f64>,
+    /// `service.name` of the exported spans [default: infergate].
+    #[arg(help_heading = "Logging", long, env = "INFERGATE_OTLP_SERVICE_NAME")]
+    pub otlp_service_name: Option<String>,
 }
 
 #[cfg(test)]

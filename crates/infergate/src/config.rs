@@ -10,7 +10,7 @@ use serde::Deserialize;
 use infergate_admin::AdminSettings;
 use infergate_core::lockout::LockoutPolicy;
 use infergate_core::net::AllowedHost;
-use infergate_gateway::{Cidr, Limits, ListenerSettings};
+use infergate_gateway::{Cidr, Limits, ListenerSettings, TraceSettings};
 
 use crate::cli::ServeArgs;
 
@@ -53,6 +53,9 @@ pub struct FileConfig {
     pub upstream_allow: Option<Vec<String>>,
     pub redis_url: Option<String>,
     pub usage_flush_ms: Option<u64>,
+    pub otlp_endpoint: Option<String>,
+    pub trace_sampling_ratio: Option<f64>,
+    pub otlp_service_name: Option<String>,
 }
 
 impl FileConfig {
@@ -101,6 +104,42 @@ pub struct Settings {
     pub redis_url: Option<String>,
     /// How often model calls' token usage is added to the store.
     pub usage_flush: std::time::Duration,
+    /// Where spans of calls go; none: tracing off.
+    pub tracing: Option<TraceSettings>,
+}
+
+/// The tracing settings: the endpoint (a traces URL, or a base URL `/v1/traces` is added
+/// to), the sampling ratio (0 to 1) and the service name; without an endpoint, none.
+fn trace_settings(
+    endpoint: Option<String>,
+    ratio: Option<f64>,
+    service_name: Option<String>,
+) -> anyhow::Result<Option<TraceSettings>> {
+    if let Some(ratio) = ratio {
+        if !(0.0..=1.0).contains(&ratio) {
+            bail!("trace_sampling_ratio must be between 0 and 1, got {ratio}");
+        }
+    }
+    let Some(endpoint) = endpoint else {
+        return Ok(None);
+    };
+    let mut url = url::Url::parse(&endpoint)
+        .with_context(|| format!("otlp_endpoint {endpoint:?} is not an absolute URL"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        bail!("otlp_endpoint {endpoint:?} must be an http or https URL with a host");
+    }
+    if matches!(url.path(), "" | "/") {
+        url.set_path("/v1/traces");
+    }
+    let service_name = service_name.unwrap_or_else(|| "infergate".into());
+    if service_name.trim().is_empty() {
+        bail!("otlp_service_name must not be empty");
+    }
+    Ok(Some(TraceSettings {
+        endpoint: url.to_string(),
+        sampling_ratio: ratio.unwrap_or(1.0),
+        service_name,
+    }))
 }
 
 /// A list setting's entries, each read by `parse` (blank ones skipped).
@@ -293,7 +332,13 @@ impl Settings {
             args.usage_flush_ms.or(file.usage_flush_ms),
             10_000,
         )?);
+        let tracing = trace_settings(
+            args.otlp_endpoint.or(file.otlp_endpoint),
+            args.trace_sampling_ratio.or(file.trace_sampling_ratio),
+            args.otlp_service_name.or(file.otlp_service_name),
+        )?;
         Ok(Self {
+            tracing,
             redis_url,
             usage_flush,
             upstream_allow,
@@ -617,5 +662,39 @@ mod tests {
         })
         .expect_err("bad url");
         assert!(format!("{err:#}").contains("public_url"));
+    }
+
+    #[test]
+    fn tracing_settings_are_checked_and_complete_the_endpoint() {
+        let base = trace_settings(Some("http://127.0.0.1:4318".into()), None, None)
+            .expect("base URL")
+            .expect("on");
+        assert_eq!(base.endpoint, "http://127.0.0.1:4318/v1/traces");
+        assert_eq!(base.sampling_ratio, 1.0);
+        assert_eq!(base.service_name, "infergate");
+        let full = trace_settings(
+            Some("https://otel.example/custom/traces".into()),
+            Some(0.25),
+            Some("edge".into()),
+        )
+        .expect("full URL")
+        .expect("on");
+        assert_eq!(full.endpoint, "https://otel.example/custom/traces");
+        assert_eq!(full.sampling_ratio, 0.25);
+        assert!(trace_settings(None, Some(0.5), None)
+            .expect("off")
+            .is_none());
+        for (endpoint, ratio) in [
+            ("http://127.0.0.1:4318", 1.5),
+            ("http://127.0.0.1:4318", -0.1),
+            ("http://127.0.0.1:4318", f64::NAN),
+            ("ftp://127.0.0.1/", 1.0),
+            ("not a url", 1.0),
+        ] {
+            let refused = trace_settings(Some(endpoint.into()), Some(ratio), None);
+            assert!(refused.is_err(), "{endpoint} {ratio}");
+        }
+        assert!(trace_settings(None, Some(2.0), None).is_err());
+        assert!(trace_settings(Some("http://h:1".into()), None, Some(" ".into())).is_err());
     }
 }

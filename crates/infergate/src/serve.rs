@@ -10,7 +10,7 @@ use anyhow::{bail, Context};
 use hyper_util::service::TowerToHyperService;
 use infergate_admin::bootstrap;
 use infergate_admin::Observability;
-use infergate_admin::{AdminSettings, AdminState};
+use infergate_admin::{AdminSettings, AdminState, UpstreamHealth};
 use infergate_core::logsink::LogSink;
 use infergate_core::model::UsageRow;
 use infergate_core::net::UpstreamPolicy;
@@ -19,7 +19,7 @@ use infergate_gateway::metrics::GatewayMetrics;
 use infergate_gateway::usage::UsageBook;
 use infergate_gateway::{
     serve_with, ClusterLimits, ClusterMetrics, Collaborators, ConnectionMetrics, Gateway,
-    GatewaySettings, Observers, TlsFiles,
+    GatewaySettings, Observers, TlsFiles, Tracer,
 };
 use infergate_store::{ConfigPublisher, KeyLockouts, PgStore, SqliteStore, Store};
 use tokio::net::TcpListener;
@@ -321,6 +321,15 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let registry = prometheus::Registry::new();
     let access_log = start_access_log(&settings.access_log)?;
     let gateway_metrics = GatewayMetrics::new(&registry)?;
+    let tracer = match &settings.tracing {
+        Some(trace) => {
+            let tracer = Tracer::start(trace, Some(gateway_metrics.trace_spans.clone()))
+                .map_err(|e| anyhow::anyhow!(e))?;
+            tracing::info!(endpoint = %trace.endpoint, sampling_ratio = trace.sampling_ratio, "tracing calls");
+            Some(tracer)
+        }
+        None => None,
+    };
     let admin_connections = admin_connection_metrics(&registry)?;
     let observability = Observability::new(registry.clone(), access_log.clone())?;
     let gateway_tls = load_tls(&settings.gateway_tls)?;
@@ -335,6 +344,39 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     };
     let store_for_lockouts = store.clone();
     let usage_store = store.clone();
+    let key_lockouts = KeyLockouts::start(
+        store_for_lockouts,
+        publisher.clone(),
+        settings.access_key_lockout,
+    );
+    let usage_book = Arc::new(UsageBook::default());
+    tokio::spawn(store_usage(
+        usage_book.clone(),
+        usage_store.clone(),
+        settings.usage_flush,
+    ));
+    let gateway = Gateway::with(
+        publisher.snapshots(),
+        GatewaySettings {
+            limits: settings.limits.clone(),
+            require_https_for_app_code: settings.require_https_for_app_code,
+            http1_fast_path: settings.http1_fast_path,
+            listener: settings.listener.clone(),
+            upstream_policy: Arc::new(upstream_policy.clone()),
+            ..GatewaySettings::default()
+        },
+        Observers {
+            metrics: Some(gateway_metrics),
+            access_log,
+            usage: Some(usage_book.clone()),
+            tracer,
+        },
+        Collaborators {
+            key_verdicts: Some(key_lockouts),
+            shared_limits: shared_limits.clone(),
+        },
+    );
+    gateway.start_health_checks();
     let state = Arc::new(
         AdminState::new(
             store,
@@ -360,40 +402,15 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
                     "counted on this node (Redis unreachable)"
                 }
             }) as Arc<dyn Fn() -> &'static str + Send + Sync>
-        })),
+        }))
+        .with_upstream_health({
+            let gateway = gateway.clone();
+            Arc::new(move || {
+                let (checked, unhealthy) = gateway.upstream_health();
+                UpstreamHealth { checked, unhealthy }
+            })
+        }),
     );
-    let key_lockouts = KeyLockouts::start(
-        store_for_lockouts,
-        publisher.clone(),
-        settings.access_key_lockout,
-    );
-    let usage_book = Arc::new(UsageBook::default());
-    tokio::spawn(store_usage(
-        usage_book.clone(),
-        usage_store.clone(),
-        settings.usage_flush,
-    ));
-    let gateway = Gateway::with(
-        publisher.snapshots(),
-        GatewaySettings {
-            limits: settings.limits.clone(),
-            require_https_for_app_code: settings.require_https_for_app_code,
-            http1_fast_path: settings.http1_fast_path,
-            listener: settings.listener.clone(),
-            upstream_policy: Arc::new(upstream_policy),
-            ..GatewaySettings::default()
-        },
-        Observers {
-            metrics: Some(gateway_metrics),
-            access_log,
-            usage: Some(usage_book.clone()),
-        },
-        Collaborators {
-            key_verdicts: Some(key_lockouts),
-            shared_limits,
-        },
-    );
-    gateway.start_health_checks();
     tokio::spawn(refresh_periodically(
         publisher.clone(),
         settings.refresh_interval,

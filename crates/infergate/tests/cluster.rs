@@ -698,15 +698,8 @@ fn epoch_ms() -> u64 {
         .as_millis() as u64
 }
 
-async fn limits_status(client: &reqwest::Client, node: &Server) -> String {
-    let ready: serde_json::Value = client
-        .get(format!("{}/readyz", node.admin))
-        .send()
-        .await
-        .expect("readyz")
-        .json()
-        .await
-        .expect("json");
+async fn limits_status(node: &Server) -> String {
+    let ready = node.readyz().await;
     ready["limits"].as_str().unwrap_or("").to_owned()
 }
 
@@ -747,7 +740,7 @@ async fn limits_hold_across_three_nodes_and_through_a_redis_outage() {
     for (node, url) in nodes.iter().zip(&urls) {
         until_status(&client, url, &code, 200, Duration::from_secs(5)).await;
         let started = Instant::now();
-        while limits_status(&client, node).await != "shared in Redis" {
+        while limits_status(node).await != "shared in Redis" {
             assert!(
                 started.elapsed() < Duration::from_secs(5),
                 "Redis not reached"
@@ -796,7 +789,7 @@ async fn limits_hold_across_three_nodes_and_through_a_redis_outage() {
     tokio::time::sleep(Duration::from_millis(cut_at.saturating_sub(epoch_ms()))).await;
     redis.cut();
     tokio::time::sleep(Duration::from_millis(2_000)).await;
-    let during = limits_status(&client, &nodes[1]).await;
+    let during = limits_status(&nodes[1]).await;
     tokio::time::sleep(Duration::from_millis(8_000)).await;
     redis.restore();
     for worker in workers {
@@ -844,7 +837,7 @@ async fn limits_hold_across_three_nodes_and_through_a_redis_outage() {
     // Redis is back: the counts are shared again, and a new window admits.
     for node in &nodes {
         let started = Instant::now();
-        while limits_status(&client, node).await != "shared in Redis" {
+        while limits_status(node).await != "shared in Redis" {
             assert!(
                 started.elapsed() < Duration::from_secs(5),
                 "Redis not reached again"
@@ -911,7 +904,7 @@ async fn token_limits_hold_across_three_nodes() {
             // The stub refuses a GET's empty body: the API is live on the node.
             until_status(&client, &format!("{base}/models"), &code, 400, FIVE_S).await;
             let started = Instant::now();
-            while limits_status(&client, node).await != "shared in Redis" {
+            while limits_status(node).await != "shared in Redis" {
                 assert!(started.elapsed() < FIVE_S, "Redis not reached");
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }

@@ -217,9 +217,11 @@ fn private_ca() -> (String, String, String) {
     (ca.pem(), cert.pem(), key.serialize_pem())
 }
 
-/// A model server over HTTPS with `cert_pem` and `key_pem` (HTTP/1.1): answers every call
-/// with `secure <path>`. Its `https://localhost:PORT` URL.
-async fn tls_replica(cert_pem: &str, key_pem: &str) -> String {
+/// A model server over HTTPS with `cert_pem` and `key_pem`, speaking the protocols of
+/// `alpn`: answers every call with `secure <path>`, and a POST with
+/// `secure <version> <path> <body>`. Its `https://localhost:PORT` URL and the count of
+/// connections it accepted.
+async fn tls_replica(cert_pem: &str, key_pem: &str, alpn: &[&[u8]]) -> (String, Arc<AtomicUsize>) {
     use rustls::pki_types::pem::PemObject;
     let certs = rustls::pki_types::CertificateDer::pem_slice_iter(cert_pem.as_bytes())
         .collect::<Result<Vec<_>, _>>()
@@ -233,14 +235,17 @@ async fn tls_replica(cert_pem: &str, key_pem: &str) -> String {
     .with_no_client_auth()
     .with_single_cert(certs, key)
     .expect("server config");
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
     let port = listener.local_addr().expect("addr").port();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
     tokio::spawn(async move {
         while let Ok((tcp, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
             let acceptor = acceptor.clone();
             tokio::spawn(async move {
                 let Ok(tls) = acceptor.accept(tcp).await else {
@@ -248,19 +253,34 @@ async fn tls_replica(cert_pem: &str, key_pem: &str) -> String {
                 };
                 let service = hyper::service::service_fn(
                     |req: hyper::Request<hyper::body::Incoming>| async move {
-                        let body = format!("secure {}", req.uri().path());
+                        use http_body_util::BodyExt;
+                        let (parts, body) = req.into_parts();
+                        let answer = if parts.method == hyper::Method::POST {
+                            let body = body.collect().await.map(|b| b.to_bytes());
+                            let body = body.unwrap_or_default();
+                            format!(
+                                "secure {:?} {} {}",
+                                parts.version,
+                                parts.uri.path(),
+                                String::from_utf8_lossy(&body)
+                            )
+                        } else {
+                            format!("secure {}", parts.uri.path())
+                        };
                         Ok::<_, Infallible>(hyper::Response::new(http_body_util::Full::new(
-                            Bytes::from(body),
+                            Bytes::from(answer),
                         )))
                     },
                 );
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
-                    .await;
+                let _ = hyper_util::server::conn::auto::Builder::new(
+                    hyper_util::rt::TokioExecutor::new(),
+                )
+                .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                .await;
             });
         }
     });
-    format!("https://localhost:{port}")
+    (format!("https://localhost:{port}"), accepted)
 }
 
 /// An `https://` upstream is called over TLS, verified against the service's `tls_ca_pem`
@@ -269,7 +289,9 @@ async fn tls_replica(cert_pem: &str, key_pem: &str) -> String {
 /// upstream never answering) where it does not.
 async fn https_upstreams(fast_path: bool) {
     let (ca_pem, cert_pem, key_pem) = private_ca();
-    let upstream = tls_replica(&cert_pem, &key_pem).await;
+    let (upstream, _) = tls_replica(&cert_pem, &key_pem, &[b"http/1.1"]).await;
+    let (h2_upstream, h2_connections) =
+        tls_replica(&cert_pem, &key_pem, &[b"h2", b"http/1.1"]).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let server = common::start_on(dir.path(), fast_path).await;
     let admin = Admin::login(&server).await;
@@ -281,9 +303,17 @@ async fn https_upstreams(fast_path: bool) {
         body
     };
     let mut urls = Vec::new();
-    for (name, ca) in [("trusted", Some(ca_pem.as_str())), ("untrusted", None)] {
+    for (name, ca) in [
+        ("trusted", Some(ca_pem.as_str())),
+        ("untrusted", None),
+        ("http2", Some(ca_pem.as_str())),
+    ] {
+        let mut body = service(name, ca);
+        if name == "http2" {
+            body["upstreams"] = json!([format!("{h2_upstream}/base")]);
+        }
         let created = admin
-            .ok(reqwest::Method::POST, "/services", Some(service(name, ca)))
+            .ok(reqwest::Method::POST, "/services", Some(body))
             .await;
         let sid = open_api(&admin, &created).await;
         urls.push(format!("{}/v1/infers/{sid}/predict", server.gateway));
@@ -294,10 +324,50 @@ async fn https_upstreams(fast_path: bool) {
         assert_eq!(reply.status(), 200);
         assert_eq!(reply.text().await.expect("body"), "secure /base/predict");
     }
+    // A POST's body goes over HTTP/1.1 to an upstream that offers only that.
+    let reply = client
+        .post(&urls[0])
+        .body("one")
+        .send()
+        .await
+        .expect("call");
+    assert_eq!(
+        reply.text().await.expect("body"),
+        "secure HTTP/1.1 /base/predict one"
+    );
     let refused = client.get(&urls[1]).send().await.expect("call");
     assert_eq!(refused.status(), 502);
     let body: Value = refused.json().await.expect("json");
     assert_eq!(body["error_code"], "APIG.0201", "{body}");
+
+    // An upstream that chooses HTTP/2 by ALPN is called over it, with the request's body,
+    // and one connection carries the calls (sequential and concurrent).
+    for n in 0..3 {
+        let reply = client
+            .post(&urls[2])
+            .body(format!("body {n}"))
+            .send()
+            .await
+            .expect("call");
+        assert_eq!(reply.status(), 200);
+        assert_eq!(
+            reply.text().await.expect("body"),
+            format!("secure HTTP/2.0 /base/predict body {n}")
+        );
+    }
+    let concurrent = (0..8).map(|n| {
+        let client = client.clone();
+        let url = urls[2].clone();
+        async move {
+            let reply = client.post(&url).body(format!("c{n}")).send().await;
+            reply.expect("call").text().await.expect("body")
+        }
+    });
+    let answers = futures_util::future::join_all(concurrent).await;
+    for (n, answer) in answers.iter().enumerate() {
+        assert_eq!(answer, &format!("secure HTTP/2.0 /base/predict c{n}"));
+    }
+    assert_eq!(h2_connections.load(Ordering::SeqCst), 1);
 
     // A CA bundle that holds no certificate is refused, naming the field.
     let (status, refused) = admin
@@ -429,14 +499,7 @@ async fn health_checks_take_an_upstream_out_and_back() {
     // The first fails its checks: within a probe's interval it gets no calls.
     replicas[0].healthy.store(false, Ordering::SeqCst);
     settled(200, [0, 10]).await;
-    let scrape = client
-        .get(format!("{}/metrics", server.admin))
-        .send()
-        .await
-        .expect("scrape")
-        .text()
-        .await
-        .expect("text");
+    let scrape = server.scrape().await;
     for (replica, value) in replicas.iter().zip([0, 1]) {
         let authority = replica
             .url
@@ -447,6 +510,14 @@ async fn health_checks_take_an_upstream_out_and_back() {
         );
         assert!(scrape.contains(&line), "{line} not in the scrape");
     }
+    // `/readyz` counts it, and the node stays ready.
+    let ready = server.readyz().await;
+    assert_eq!(ready["status"], "ready", "{ready}");
+    assert_eq!(
+        ready["upstreams"],
+        json!({"checked": 2, "unhealthy": 1}),
+        "{ready}"
+    );
     // Both down: nothing to call.
     replicas[1].healthy.store(false, Ordering::SeqCst);
     settled(502, [0, 0]).await;
@@ -638,4 +709,211 @@ async fn retries_move_a_call_on_after_a_5xx_on_the_fast_path() {
 #[tokio::test]
 async fn retries_move_a_call_on_after_a_5xx_on_the_general_server() {
     retries(false).await;
+}
+
+/// A real OTLP/HTTP receiver (`tests/interop/otlp_receiver.py`, decoding with the official
+/// opentelemetry-proto definitions) and the spans it printed, by trace id.
+struct Collector {
+    _child: tokio::process::Child,
+    url: String,
+    lines: tokio::sync::mpsc::UnboundedReceiver<Value>,
+    seen: Vec<Value>,
+}
+
+impl Collector {
+    async fn start() -> Self {
+        use tokio::io::AsyncBufReadExt;
+        let script = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../../tests/interop/otlp_receiver.py");
+        let mut child = tokio::process::Command::new(common::python())
+            .arg(script)
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start the OTLP receiver");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut reader = tokio::io::BufReader::new(stdout).lines();
+        let port = tokio::time::timeout(Duration::from_secs(30), reader.next_line())
+            .await
+            .expect("the receiver printed its port")
+            .expect("read")
+            .expect("a port line");
+        let (send, lines) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = reader.next_line().await {
+                let _ = send.send(serde_json::from_str::<Value>(&line).expect("JSON line"));
+            }
+        });
+        Collector {
+            _child: child,
+            url: format!("http://127.0.0.1:{}", port.trim()),
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// The span of trace `trace_id`, waiting for its export (at most 15 s).
+    async fn span_of(&mut self, trace_id: &str) -> Value {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(span) = self.seen.iter().find(|s| s["trace_id"] == trace_id) {
+                return span.clone();
+            }
+            let line = tokio::time::timeout_at(deadline, self.lines.recv())
+                .await
+                .unwrap_or_else(|_| panic!("no span of {trace_id}; saw {:?}", self.seen))
+                .expect("receiver running");
+            assert!(line.get("error").is_none(), "the receiver refused: {line}");
+            self.seen.push(line);
+        }
+    }
+}
+
+/// The (trace id, parent id, flags) of a `traceparent` the upstream received.
+fn traceparent_parts(echo: &Value) -> (String, String, String) {
+    let value = echo["headers"]["traceparent"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no traceparent reached the upstream: {echo}"));
+    let parts: Vec<&str> = value.split('-').collect();
+    assert_eq!(parts.len(), 4, "{value}");
+    assert_eq!(parts[0], "00", "{value}");
+    (parts[1].into(), parts[2].into(), parts[3].into())
+}
+
+/// Calls are traced by W3C Trace Context and their spans reach a real OTLP receiver:
+/// a client's sampled trace is continued (the span's parent is the client's span, the
+/// upstream's parent is the gateway's span, `tracestate` goes on); a call without a
+/// (valid) `traceparent` starts a trace whose span has no parent (and the client's
+/// `tracestate`, belonging to no trace, is dropped); a client's unsampled trace is
+/// continued unsampled and exports nothing.
+async fn traces(fast_path: bool) {
+    let mock = common::upstream::start_mock().await;
+    let mut collector = Collector::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let flag = if fast_path { "true" } else { "false" };
+    let server = common::start_with(
+        dir.path(),
+        Some(common::PASSWORD),
+        &["--http1-fast-path", flag, "--otlp-endpoint", &collector.url],
+    )
+    .await;
+    let admin = Admin::login(&server).await;
+    let created = admin
+        .ok(
+            reqwest::Method::POST,
+            "/services",
+            Some(json!({"service_name": "traced", "upstreams": [mock.url]})),
+        )
+        .await;
+    let sid = open_api(&admin, &created).await;
+    let url = format!("{}/v1/infers/{sid}/echo", server.gateway);
+    let client = reqwest::Client::new();
+    let call = |traceparent: Option<&'static str>| {
+        let mut request = client.get(&url).header("tracestate", "vendor=1");
+        if let Some(value) = traceparent {
+            request = request.header("traceparent", value);
+        }
+        async move {
+            let reply = request.send().await.expect("call");
+            assert_eq!(reply.status(), 200);
+            reply.json::<Value>().await.expect("echo")
+        }
+    };
+
+    // The client's sampled trace goes on.
+    let client_trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let echo = call(Some(
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+    ))
+    .await;
+    let (trace, parent, flags) = traceparent_parts(&echo);
+    assert_eq!((trace.as_str(), flags.as_str()), (client_trace, "01"));
+    assert_ne!(
+        parent, "00f067aa0ba902b7",
+        "the upstream's parent is the gateway's span"
+    );
+    assert_eq!(echo["headers"]["tracestate"], "vendor=1");
+    let span = collector.span_of(client_trace).await;
+    assert_eq!(span["parent_span_id"], "00f067aa0ba902b7", "{span}");
+    assert_eq!(span["span_id"], parent.as_str(), "{span}");
+    assert_eq!(span["kind"], 2, "a SERVER span: {span}");
+    assert_eq!(span["name"], format!("GET /v1/infers/{sid}"), "{span}");
+    let attributes = &span["attributes"];
+    assert_eq!(attributes["http.request.method"], "GET", "{span}");
+    assert_eq!(attributes["http.response.status_code"], 200, "{span}");
+    assert_eq!(
+        attributes["url.path"],
+        format!("/v1/infers/{sid}/echo"),
+        "{span}"
+    );
+    assert_eq!(
+        attributes["http.route"],
+        format!("/v1/infers/{sid}"),
+        "{span}"
+    );
+    assert_eq!(attributes["client.address"], "127.0.0.1", "{span}");
+    let upstream = mock
+        .url
+        .trim_start_matches("http://")
+        .trim_end_matches("/base");
+    assert_eq!(attributes["infergate.upstream"], upstream, "{span}");
+    assert_eq!(span["resource"]["service.name"], "infergate", "{span}");
+    let (start, end) = (span["start"].as_u64(), span["end"].as_u64());
+    assert!(
+        start.is_some_and(|s| s > 1_700_000_000_000_000_000) && end >= start,
+        "{span}"
+    );
+
+    // No traceparent, or one that is not valid: a new trace, its span without a parent,
+    // and the client's tracestate dropped.
+    for sent in [
+        None,
+        Some("00-4BF92F3577B34DA6A3CE929D0E0E4736-00F067AA0BA902B7-01"),
+    ] {
+        let echo = call(sent).await;
+        let (trace, parent, flags) = traceparent_parts(&echo);
+        assert_ne!(trace, client_trace);
+        assert_eq!(flags, "01");
+        assert!(echo["headers"].get("tracestate").is_none(), "{echo}");
+        let span = collector.span_of(&trace).await;
+        assert_eq!(span["parent_span_id"], "", "{span}");
+        assert_eq!(span["span_id"], parent.as_str(), "{span}");
+    }
+
+    // A client's unsampled trace goes on unsampled and exports no span.
+    let unsampled = "0af7651916cd43dd8448eb211c80319c";
+    let echo = call(Some(
+        "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00",
+    ))
+    .await;
+    let (trace, _, flags) = traceparent_parts(&echo);
+    assert_eq!((trace.as_str(), flags.as_str()), (unsampled, "00"));
+    // A sampled call after it: by the time its span is in, the unsampled one would be too.
+    let echo = call(None).await;
+    let (after, _, _) = traceparent_parts(&echo);
+    collector.span_of(&after).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    while let Ok(line) = collector.lines.try_recv() {
+        collector.seen.push(line);
+    }
+    assert!(
+        collector.seen.iter().all(|s| s["trace_id"] != unsampled),
+        "an unsampled trace was exported: {:?}",
+        collector.seen
+    );
+    let metrics = server.scrape().await;
+    assert!(
+        metrics.contains("infergate_trace_spans_total{outcome=\"exported\"}"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn traces_reach_an_otlp_receiver_on_the_fast_path() {
+    traces(true).await;
+}
+
+#[tokio::test]
+async fn traces_reach_an_otlp_receiver_on_the_general_server() {
+    traces(false).await;
 }

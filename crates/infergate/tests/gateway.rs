@@ -12,19 +12,7 @@ use serde_json::{json, Value};
 use tokio::io::AsyncWriteExt;
 
 use common::upstream::{closed_port_url, now_micros, start_mock, Mock};
-use common::{issue_token, start_with, Admin, Server, PASSWORD};
-
-fn python() -> PathBuf {
-    if let Ok(path) = std::env::var("INFERGATE_TEST_PYTHON") {
-        return PathBuf::from(path);
-    }
-    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv-interop/bin/python");
-    assert!(
-        venv.exists(),
-        "the interop tests need the official signing SDKs: run scripts/setup-interop.sh (or scripts/test.sh)"
-    );
-    venv
-}
+use common::{issue_token, python, start_with, Admin, Server, PASSWORD};
 
 /// Signs with an official SDK (`signer`: "core" or "apig") and sends it; returns
 /// (status, body, headers as sent).

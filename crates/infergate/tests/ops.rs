@@ -133,14 +133,7 @@ async fn metrics_count_each_outcome_once_and_logs_hold_no_secret() {
         .expect("call");
     assert_eq!(by_token.status().as_u16(), 200);
 
-    let text = client
-        .get(format!("{}/metrics", server.admin))
-        .send()
-        .await
-        .expect("scrape")
-        .text()
-        .await
-        .expect("text");
+    let text = server.scrape().await;
     let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned())))
         .expect("Prometheus text format");
     let requests = "infergate_gateway_requests_total";

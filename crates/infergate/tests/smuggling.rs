@@ -709,12 +709,7 @@ async fn connections_beyond_the_cap_are_closed_at_once_and_counted() {
         "{:?}",
         String::from_utf8_lossy(&answer)
     );
-    let metrics = reqwest::get(format!("{}/metrics", server.admin))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = server.scrape().await;
     assert!(
         metrics.contains("infergate_gateway_refused_connections_total 1"),
         "{metrics}"

@@ -167,14 +167,7 @@ async fn tokens_are_counted_as_the_model_server_reports_them() {
     assert_eq!(tokens[5], Value::Null);
 
     // The metrics.
-    let metrics = http
-        .get(format!("{}/metrics", server.admin))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = server.scrape().await;
     let sample = |kind: &str| -> f64 {
         metrics
             .lines()

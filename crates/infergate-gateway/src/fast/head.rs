@@ -276,7 +276,9 @@ pub(super) fn request_bytes(
     out.extend_from_slice(upstream.authority.as_bytes());
     out.extend_from_slice(b"\r\n");
     // The fast path takes no upgrade.
-    let client = ClientHeaders::new(head.headers.values("connection"), false).unencoded(unencoded);
+    let client = ClientHeaders::new(head.headers.values("connection"), false)
+        .unencoded(unencoded)
+        .traced(forwarded.trace);
     let mut lines = LineCopier::new(head.headers.head);
     for header in head.headers.lines {
         if client.forwards(header.name.as_bytes(), header.value) {

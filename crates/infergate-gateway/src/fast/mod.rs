@@ -496,6 +496,7 @@ impl Gateway {
                 conn,
                 request_id: request_id.as_bytes(),
                 hops: record.hops,
+                trace: record.trace.as_ref().map(|t| t.header()),
             },
             framing,
             body,

@@ -178,6 +178,7 @@ fn forwarded<'a>(caller: &'a Caller, conn: &'a ConnInfo) -> Forwarded<'a> {
         conn,
         request_id: b"rid",
         hops: 1,
+        trace: None,
     }
 }
 

@@ -1,7 +1,9 @@
-//! The general server's side of an upstream call, over hyper's HTTP/1 client: the request
-//! built from the client's by the rules of `http_rules`, one attempt per upstream in the
-//! loop of `upstreams`, a pool of hyper senders, and the response streamed back frame by
-//! frame (a `101` spliced to the client's upgraded connection).
+//! The general server's side of an upstream call, over hyper's client (HTTP/1.1, or HTTP/2
+//! where an `https://` upstream chooses it by ALPN): the request built from the client's by
+//! the rules of `http_rules`, one attempt per upstream in the loop of `upstreams`, a pool
+//! of hyper senders (an HTTP/2 connection shared by the calls in flight on it), and the
+//! response streamed back frame by frame (a `101` spliced to the client's upgraded
+//! connection).
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -11,11 +13,11 @@ use std::time::Instant;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::request::Parts;
-use http::{Request, Response, StatusCode, Uri};
+use http::{Request, Response, StatusCode, Uri, Version};
 use http_body_util::BodyExt;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
-use hyper::client::conn::http1::SendRequest;
-use hyper_util::rt::TokioIo;
+use hyper::client::conn::{http1, http2, TrySendError};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use infergate_core::snapshot::{ApiRoute, Upstream};
 use smallvec::SmallVec;
 
@@ -29,12 +31,61 @@ use crate::http_rules::{
 use crate::phases::CallRecord;
 use crate::throttle::RateLimitFields;
 use crate::upstreams::pool::{split_authority, Pool, Pooled};
-use crate::upstreams::tls::UpstreamTls;
+use crate::upstreams::tls::{chose_h2, Alpn, UpstreamTls};
 use crate::upstreams::{Attempt, Attempted, Attempts, Failure};
 use crate::Gateway;
 
 /// A connection to an upstream, as hyper's client holds it.
-pub(crate) type Sender = SendRequest<GatewayBody>;
+pub(crate) enum Sender {
+    Http1(http1::SendRequest<GatewayBody>),
+    /// Shared: each call in flight on the connection holds a copy.
+    Http2(http2::SendRequest<GatewayBody>),
+}
+
+impl Sender {
+    async fn ready(&mut self) -> hyper::Result<()> {
+        match self {
+            Sender::Http1(sender) => sender.ready().await,
+            Sender::Http2(sender) => sender.ready().await,
+        }
+    }
+
+    async fn try_send_request(
+        &mut self,
+        request: Request<GatewayBody>,
+    ) -> Result<Response<Incoming>, TrySendError<Request<GatewayBody>>> {
+        match self {
+            Sender::Http1(sender) => sender.try_send_request(request).await,
+            Sender::Http2(sender) => sender.try_send_request(request).await,
+        }
+    }
+
+    /// Puts the request target in the form the connection's protocol sends: HTTP/2 names
+    /// the upstream in `:scheme` and `:authority` (and no `Host`), HTTP/1.1 in `Host`.
+    fn fit(&self, request: &mut Request<GatewayBody>, upstream: &Upstream) {
+        let uri = request.uri();
+        match self {
+            Sender::Http2(_) if uri.scheme().is_none() => {
+                let target = uri.path_and_query().map_or("/", |p| p.as_str());
+                let absolute = format!("{}://{}{target}", upstream.scheme, upstream.authority);
+                if let Ok(absolute) = Uri::try_from(absolute) {
+                    *request.uri_mut() = absolute;
+                }
+                request.headers_mut().remove(header::HOST);
+            }
+            Sender::Http1(_) if uri.scheme().is_some() => {
+                let target = uri.path_and_query().map_or("/", |p| p.as_str());
+                if let Ok(origin) = Uri::try_from(target) {
+                    *request.uri_mut() = origin;
+                }
+                if let Ok(host) = HeaderValue::from_str(&upstream.authority) {
+                    request.headers_mut().insert(header::HOST, host);
+                }
+            }
+            _ => {}
+        }
+    }
+}
 
 /// The request body as the gateway holds it.
 pub(crate) enum ForwardBody {
@@ -81,7 +132,8 @@ impl Gateway {
                 .map(HeaderValue::as_bytes),
             parts.headers.contains_key(header::UPGRADE),
         )
-        .unencoded(record.model_call);
+        .unencoded(record.model_call)
+        .traced(record.trace.as_ref().map(|t| t.header()));
         let client_upgrade = if client.upgrade() {
             parts.extensions.remove::<hyper::upgrade::OnUpgrade>()
         } else {
@@ -93,9 +145,11 @@ impl Gateway {
             conn: &conn,
             request_id: record.request_id.as_bytes(),
             hops: record.hops,
+            trace: record.trace.as_ref().map(|t| t.header()),
         };
         let headers = upstream_headers(std::mem::take(&mut parts.headers), &client, &forwarded);
         let mut attempts = HyperAttempts {
+            upgrade: client_upgrade.is_some(),
             pool: &self.general_pool,
             tls: &self.upstream_tls,
             parts: &parts,
@@ -127,6 +181,8 @@ impl Gateway {
 
 /// The attempts of one call, each on a hyper connection to its upstream.
 struct HyperAttempts<'a> {
+    /// Whether the call asks for an upgrade (which only HTTP/1.1 carries).
+    upgrade: bool,
     pool: &'a Arc<Pool<Sender>>,
     tls: &'a UpstreamTls,
     parts: &'a Parts,
@@ -217,6 +273,11 @@ impl Attempts for HyperAttempts<'_> {
             key: self.api.service.pool_key(attempt.index),
             ca_pem: self.api.service.tls_ca_pem.as_ref(),
             tls: self.tls,
+            alpn: if self.upgrade {
+                Alpn::Http11
+            } else {
+                Alpn::H2OrHttp11
+            },
         };
         let sent = tokio::time::timeout_at(deadline, self.pool.send(&to, request));
         match sent.await {
@@ -311,6 +372,8 @@ fn downstream_response(
         }
     }
     let (mut parts, body) = response.into_parts();
+    // The client's connection has its own protocol.
+    parts.version = Version::HTTP_11;
     let headers = &mut parts.headers;
     let (dropped, connection) = {
         let lines = ResponseLines::new(
@@ -362,7 +425,17 @@ enum SendError {
 
 impl Pooled for Sender {
     fn is_closed(&self) -> bool {
-        SendRequest::is_closed(self)
+        match self {
+            Sender::Http1(sender) => sender.is_closed(),
+            Sender::Http2(sender) => sender.is_closed(),
+        }
+    }
+
+    fn shared(&self) -> Option<Sender> {
+        match self {
+            Sender::Http1(_) => None,
+            Sender::Http2(sender) => Some(Sender::Http2(sender.clone())),
+        }
     }
 }
 
@@ -373,6 +446,8 @@ struct To<'a> {
     key: &'a Arc<str>,
     ca_pem: Option<&'a Arc<str>>,
     tls: &'a UpstreamTls,
+    /// The protocols a new TLS connection offers.
+    alpn: Alpn,
 }
 
 /// An HTTP/1 client connection over `io`, driven by a task of its own.
@@ -380,7 +455,7 @@ async fn handshake<T>(io: T, authority: &str) -> Result<Sender, SendError>
 where
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
 {
-    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+    let (sender, connection) = http1::handshake(TokioIo::new(io))
         .await
         .map_err(|e| SendError::Connect(format!("handshake with {authority}: {e}")))?;
     tokio::spawn(async move {
@@ -388,7 +463,25 @@ where
             tracing::debug!(error = %err, "upstream connection ended with an error");
         }
     });
-    Ok(sender)
+    Ok(Sender::Http1(sender))
+}
+
+/// An HTTP/2 client connection over `io`, driven by a task of its own.
+async fn handshake_h2<T>(io: T, authority: &str) -> Result<Sender, SendError>
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+{
+    let (sender, connection) = http2::Builder::new(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .handshake(TokioIo::new(io))
+        .await
+        .map_err(|e| SendError::Connect(format!("HTTP/2 handshake with {authority}: {e}")))?;
+    tokio::spawn(async move {
+        if let Err(err) = connection.await {
+            tracing::debug!(error = %err, "upstream connection ended with an error");
+        }
+    });
+    Ok(Sender::Http2(sender))
 }
 
 impl Pool<Sender> {
@@ -405,14 +498,19 @@ impl Pool<Sender> {
         let host = split_authority(authority, 443).map_or_else(|| authority.to_owned(), |(h, _)| h);
         let tls = to
             .tls
-            .connect(stream, &host, to.ca_pem)
+            .connect(stream, &host, to.ca_pem, to.alpn)
             .await
             .map_err(SendError::Connect)?;
+        if chose_h2(&tls) {
+            return handshake_h2(tls, authority).await;
+        }
         handshake(tls, authority).await
     }
 
-    /// Sends `request` to `to`: on an idle connection, else on a new one. A request that a
-    /// reused connection could not take (it closed meanwhile) is sent on a new one.
+    /// Sends `request` to `to`: on an idle connection (or a shared HTTP/2 one), else on a
+    /// new one. A request that a reused connection could not take (it closed meanwhile) is
+    /// sent on a new one. An upgrade over TLS takes a new HTTP/1.1 connection, since an
+    /// idle one may speak HTTP/2.
     async fn send(
         self: &Arc<Self>,
         to: &To<'_>,
@@ -420,10 +518,22 @@ impl Pool<Sender> {
     ) -> Result<Response<PooledBody>, SendError> {
         let key = to.key;
         loop {
-            let (mut sender, reused) = match self.take(key, Instant::now()) {
+            let idle = match to.alpn {
+                Alpn::Http11 if to.upstream.scheme == "https" => None,
+                _ => self.take(key, Instant::now()),
+            };
+            let (mut sender, reused) = match idle {
                 Some(sender) => (sender, true),
                 None => (self.connect_sender(to).await?, false),
             };
+            // Other calls may use a new HTTP/2 connection meanwhile (a reused one is
+            // still in the pool).
+            if !reused {
+                if let Some(shared) = sender.shared() {
+                    self.put(key, shared, Instant::now());
+                }
+            }
+            sender.fit(&mut request, to.upstream);
             if let Err(err) = sender.ready().await {
                 if reused {
                     continue;
@@ -433,7 +543,12 @@ impl Pool<Sender> {
             match sender.try_send_request(request).await {
                 Ok(response) => {
                     let (parts, body) = response.into_parts();
-                    let pooled = PooledBody::new(body, self.clone(), key.clone(), sender);
+                    // An HTTP/2 connection is in the pool already.
+                    let back = match sender {
+                        Sender::Http1(_) => Some((self.clone(), key.clone(), sender)),
+                        Sender::Http2(_) => None,
+                    };
+                    let pooled = PooledBody::new(body, back);
                     return Ok(Response::from_parts(parts, pooled));
                 }
                 Err(mut err) => match err.take_message() {
@@ -453,11 +568,8 @@ struct PooledBody {
 }
 
 impl PooledBody {
-    fn new(inner: Incoming, pool: Arc<Pool<Sender>>, authority: Arc<str>, sender: Sender) -> Self {
-        let mut body = Self {
-            inner,
-            back: Some((pool, authority, sender)),
-        };
+    fn new(inner: Incoming, back: Option<(Arc<Pool<Sender>>, Arc<str>, Sender)>) -> Self {
+        let mut body = Self { inner, back };
         if body.inner.is_end_stream() {
             // No body to read (204, 304, HEAD, length 0): the connection is free now.
             body.release();
@@ -531,6 +643,7 @@ mod tests {
             conn,
             request_id: b"rid",
             hops: 1,
+            trace: None,
         };
         let rules = ClientHeaders::new(
             headers

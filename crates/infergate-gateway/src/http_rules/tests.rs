@@ -412,6 +412,7 @@ fn model_calls_ask_for_unencoded_answers() {
         conn: &conn,
         request_id: b"r",
         hops: 1,
+        trace: None,
     };
     let mut set = Vec::new();
     forwarded.set_forwarded_headers(&rules, None, std::iter::empty(), |name, value| {
@@ -421,4 +422,51 @@ fn model_calls_ask_for_unencoded_answers() {
         set.contains(&("accept-encoding".to_owned(), b"identity".to_vec())),
         "{set:?}"
     );
+}
+
+#[test]
+fn traced_calls_replace_the_clients_traceparent_in_one_place() {
+    use crate::observe::trace::TraceContext;
+    let context = |parent: Option<[u8; 8]>| TraceContext {
+        trace_id: [7; 16],
+        span_id: [9; 8],
+        parent,
+        sampled: true,
+        path: String::new(),
+        route: None,
+        client: None,
+        https: false,
+    };
+    let conn = ConnInfo::new("127.0.0.1:5000".parse().expect("addr"), false);
+    let caller = crate::authn::Caller::Anonymous;
+    for (trace, tracestate_kept) in [(context(Some([1; 8])), true), (context(None), false)] {
+        let header = trace.header();
+        let rules = ClientHeaders::new(std::iter::empty(), false).traced(Some(header));
+        for name in ["traceparent", "TraceParent"] {
+            assert!(!rules.forwards(name.as_bytes(), b"00-client"), "{name}");
+        }
+        assert_eq!(rules.forwards(b"tracestate", b"a=1"), tracestate_kept);
+        let forwarded = Forwarded {
+            api_id: "a",
+            caller: &caller,
+            conn: &conn,
+            request_id: b"r",
+            hops: 1,
+            trace: Some(header),
+        };
+        let mut set = Vec::new();
+        forwarded.set_forwarded_headers(&rules, None, std::iter::empty(), |name, value| {
+            set.push((name.as_str().to_owned(), value.to_vec()))
+        });
+        let sent: Vec<_> = set.iter().filter(|(n, _)| n == "traceparent").collect();
+        assert_eq!(sent.len(), 1);
+        assert_eq!(
+            sent[0].1,
+            b"00-07070707070707070707070707070707-0909090909090909-01"
+        );
+    }
+    // Untraced, the client's trace lines pass as sent.
+    let plain = ClientHeaders::new(std::iter::empty(), false);
+    assert!(plain.forwards(b"traceparent", b"00-client"));
+    assert!(plain.forwards(b"tracestate", b"a=1"));
 }

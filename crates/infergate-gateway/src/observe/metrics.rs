@@ -29,6 +29,8 @@ pub struct GatewayMetrics {
     /// 1 while an upstream passes its service's health checks, 0 while it is out of
     /// rotation; by service and upstream.
     pub upstream_healthy: IntGaugeVec,
+    /// Spans of traced calls, by outcome: exported, queue_full, export_failed.
+    pub trace_spans: IntCounterVec,
     /// Tells these metrics from another set's in the per-thread cache of handles.
     id: u64,
 }
@@ -185,6 +187,14 @@ impl GatewayMetrics {
         )?;
         registry.register(Box::new(in_flight.clone()))?;
         registry.register(Box::new(upstream_healthy.clone()))?;
+        let trace_spans = IntCounterVec::new(
+            Opts::new(
+                "infergate_trace_spans_total",
+                "Spans of traced calls, by outcome: exported, queue_full (dropped at once), export_failed.",
+            ),
+            &["outcome"],
+        )?;
+        registry.register(Box::new(trace_spans.clone()))?;
         Ok(Self {
             requests,
             auth_failures,
@@ -197,6 +207,7 @@ impl GatewayMetrics {
             refused_connections,
             in_flight,
             upstream_healthy,
+            trace_spans,
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
         })
     }

@@ -51,6 +51,13 @@ impl HealthBook {
         states.get(key).is_some_and(|p| !p.healthy)
     }
 
+    /// Upstreams probed, and how many of them are out of rotation.
+    pub(crate) fn counts(&self) -> (usize, usize) {
+        let states = self.states.lock().unwrap_or_else(|e| e.into_inner());
+        let down = states.values().filter(|p| !p.healthy).count();
+        (states.len(), down)
+    }
+
     /// Takes in one probe's result; whether the upstream is in rotation now (`None` once
     /// its service changed or went away).
     fn record(&self, key: &str, check: &HealthCheck, passed: bool, why: &str) -> Option<bool> {
@@ -84,6 +91,12 @@ impl HealthBook {
 }
 
 impl Gateway {
+    /// Upstreams under active health checks on this node, and how many of them are out of
+    /// rotation.
+    pub fn upstream_health(&self) -> (usize, usize) {
+        self.upstreams.health.counts()
+    }
+
     /// Probes the upstreams of health-checked services until the process ends.
     pub fn start_health_checks(self: &Arc<Self>) {
         let gateway = self.clone();
@@ -194,7 +207,12 @@ impl Gateway {
             .map_or_else(|| upstream.authority.to_string(), |(h, _)| h);
         let tls = self
             .upstream_tls
-            .connect(tcp, &host, service.tls_ca_pem.as_ref())
+            .connect(
+                tcp,
+                &host,
+                service.tls_ca_pem.as_ref(),
+                crate::upstreams::tls::Alpn::Http11,
+            )
             .await?;
         exchange(tls, request.as_bytes()).await
     }

@@ -14,6 +14,15 @@ use tokio::net::TcpStream;
 pub trait Pooled: Send + 'static {
     /// Whether the peer closed it (or it is otherwise unusable) while idle.
     fn is_closed(&self) -> bool;
+
+    /// Another handle on a connection that carries many calls at once (HTTP/2): it stays
+    /// in the pool while calls use it.
+    fn shared(&self) -> Option<Self>
+    where
+        Self: Sized,
+    {
+        None
+    }
 }
 
 struct Idle<C> {
@@ -56,11 +65,18 @@ impl<C: Pooled> Pool<C> {
     }
 
     /// The most recently used idle connection that is still open (`now`: the caller's
-    /// reading of the clock).
+    /// reading of the clock); a shared one stays, marked used now.
     pub fn take(&self, authority: &str, now: Instant) -> Option<C> {
         let mut idle = self.idle.lock().ok()?;
         let list = idle.by_authority.get_mut(authority)?;
-        while let Some(entry) = list.pop() {
+        while let Some(entry) = list.last_mut() {
+            if self.still_fresh(entry.since, now) && !entry.conn.is_closed() {
+                if let Some(shared) = entry.conn.shared() {
+                    entry.since = now;
+                    return Some(shared);
+                }
+            }
+            let entry = list.pop()?;
             if self.still_fresh(entry.since, now) && !entry.conn.is_closed() {
                 return Some(entry.conn);
             }

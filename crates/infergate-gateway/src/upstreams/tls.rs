@@ -1,7 +1,8 @@
 //! TLS to `https://` upstreams, with rustls: verified against the system's roots (the CA
 //! bundle `SSL_CERT_FILE` names, else the distribution's, else Mozilla's roots built in) or
-//! against a service's own CA bundle (`tls_ca_pem`); SNI from the upstream's host; HTTP/1.1
-//! by ALPN.
+//! against a service's own CA bundle (`tls_ca_pem`); SNI from the upstream's host; HTTP/2 or
+//! HTTP/1.1 as ALPN settles (HTTP/1.1 alone where a call must be upgraded, or a probe
+//! speaks HTTP/1.1).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -21,45 +22,82 @@ const BUNDLES: &[&str] = &[
     "/etc/ssl/cert.pem",
 ];
 
-/// The client configurations of upstream TLS: one for the system's roots, one per CA
-/// bundle a service names (made on the first connection that needs it).
+/// The protocols a connection offers by ALPN.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Alpn {
+    /// HTTP/2, else HTTP/1.1: what calls use.
+    H2OrHttp11,
+    /// HTTP/1.1 alone: for upgrades, which HTTP/2 cannot carry, and probes.
+    Http11,
+}
+
+/// The client configurations of one set of roots, one per offer of protocols.
+#[derive(Clone)]
+struct Configs {
+    h2_or_http11: Arc<ClientConfig>,
+    http11: Arc<ClientConfig>,
+}
+
+impl Configs {
+    fn new(roots: RootCertStore) -> Self {
+        let h2_or_http11 = client_config(roots, &[b"h2", b"http/1.1"]);
+        let mut http11 = (*h2_or_http11).clone();
+        http11.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Self {
+            h2_or_http11,
+            http11: Arc::new(http11),
+        }
+    }
+
+    fn offering(&self, alpn: Alpn) -> Arc<ClientConfig> {
+        match alpn {
+            Alpn::H2OrHttp11 => self.h2_or_http11.clone(),
+            Alpn::Http11 => self.http11.clone(),
+        }
+    }
+}
+
+/// The client configurations of upstream TLS: those of the system's roots, and those of
+/// each CA bundle a service names (made on the first connection that needs them).
 #[derive(Default)]
 pub(crate) struct UpstreamTls {
-    system: OnceLock<Arc<ClientConfig>>,
-    private: Mutex<HashMap<Arc<str>, Arc<ClientConfig>>>,
+    system: OnceLock<Configs>,
+    private: Mutex<HashMap<Arc<str>, Configs>>,
 }
 
 impl UpstreamTls {
-    fn config(&self, ca_pem: Option<&Arc<str>>) -> Result<Arc<ClientConfig>, String> {
+    fn config(&self, ca_pem: Option<&Arc<str>>, alpn: Alpn) -> Result<Arc<ClientConfig>, String> {
         let Some(pem) = ca_pem else {
             return Ok(self
                 .system
-                .get_or_init(|| client_config(system_roots()))
-                .clone());
+                .get_or_init(|| Configs::new(system_roots()))
+                .offering(alpn));
         };
         let mut private = self.private.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(config) = private.get(pem) {
-            return Ok(config.clone());
+        if let Some(configs) = private.get(pem) {
+            return Ok(configs.offering(alpn));
         }
         let roots = roots_from_pem(pem.as_bytes())
             .map_err(|why| format!("the service's tls_ca_pem is unusable: {why}"))?;
-        let config = client_config(roots);
+        let configs = Configs::new(roots);
         // Bundles of services since changed are not worth keeping.
         if private.len() >= 64 {
             private.clear();
         }
-        private.insert(pem.clone(), config.clone());
-        Ok(config)
+        private.insert(pem.clone(), configs.clone());
+        Ok(configs.offering(alpn))
     }
 
-    /// TLS over `tcp` with `host`, verified against `ca_pem` (else the system's roots).
+    /// TLS over `tcp` with `host`, verified against `ca_pem` (else the system's roots),
+    /// offering the protocols of `alpn`.
     pub(crate) async fn connect(
         &self,
         tcp: TcpStream,
         host: &str,
         ca_pem: Option<&Arc<str>>,
+        alpn: Alpn,
     ) -> Result<TlsStream<TcpStream>, String> {
-        let config = self.config(ca_pem)?;
+        let config = self.config(ca_pem, alpn)?;
         let name = ServerName::try_from(host.to_owned())
             .map_err(|e| format!("{host} is not a TLS server name: {e}"))?;
         tokio_rustls::TlsConnector::from(config)
@@ -69,14 +107,19 @@ impl UpstreamTls {
     }
 }
 
-fn client_config(roots: RootCertStore) -> Arc<ClientConfig> {
+/// Whether the upstream chose HTTP/2 by ALPN.
+pub(crate) fn chose_h2(tls: &TlsStream<TcpStream>) -> bool {
+    tls.get_ref().1.alpn_protocol() == Some(b"h2")
+}
+
+fn client_config(roots: RootCertStore, alpn: &[&[u8]]) -> Arc<ClientConfig> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         // The provider supports the default versions.
         .unwrap_or_else(|_| ClientConfig::builder_with_protocol_versions(rustls::ALL_VERSIONS));
     let mut config = builder.with_root_certificates(roots).with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Arc::new(config)
 }
 

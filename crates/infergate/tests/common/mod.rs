@@ -16,6 +16,21 @@ use tokio::process::{Child, Command};
 
 pub const PASSWORD: &str = "e2e-admin-password";
 
+/// The Python of `.venv-interop` (or `INFERGATE_TEST_PYTHON`), with the official signing
+/// SDKs, the OpenAI client and the OpenTelemetry definitions the interop tests drive.
+pub fn python() -> std::path::PathBuf {
+    if let Ok(path) = std::env::var("INFERGATE_TEST_PYTHON") {
+        return std::path::PathBuf::from(path);
+    }
+    let venv =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv-interop/bin/python");
+    assert!(
+        venv.exists(),
+        "the interop tests need .venv-interop: run scripts/setup-interop.sh (or scripts/test.sh)"
+    );
+    venv
+}
+
 pub struct Server {
     pub child: Child,
     pub admin: String,
@@ -25,6 +40,28 @@ pub struct Server {
     /// The process log, when no file was asked for: shown only if the test fails, so the
     /// errors a test provokes on purpose (a store outage) do not read as failures.
     log: Option<tempfile::NamedTempFile>,
+}
+
+impl Server {
+    /// The node's metrics, as Prometheus scrapes them.
+    pub async fn scrape(&self) -> String {
+        reqwest::get(format!("{}/metrics", self.admin))
+            .await
+            .expect("scrape")
+            .text()
+            .await
+            .expect("metrics text")
+    }
+
+    /// The node's `/readyz` answer.
+    pub async fn readyz(&self) -> Value {
+        reqwest::get(format!("{}/readyz", self.admin))
+            .await
+            .expect("readyz")
+            .json()
+            .await
+            .expect("readyz JSON")
+    }
 }
 
 impl Drop for Server {

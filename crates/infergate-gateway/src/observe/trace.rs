@@ -1,0 +1,649 @@
+//! Tracing by W3C Trace Context, exported to an OpenTelemetry collector over OTLP/HTTP.
+//!
+//! Each call continues the trace of the client's `traceparent` (or starts one) with a span of
+//! its own, kind SERVER, from its first byte to its answer's last; the upstream receives a
+//! `traceparent` whose parent is that span. A call whose client marked its trace sampled is
+//! sampled; a new trace is sampled when its id falls under the sampling ratio (as
+//! OpenTelemetry's parent-based, trace-id-ratio sampler decides). Finished spans go into a
+//! bounded queue (a full queue drops the span, counted; a call never waits) and a task of
+//! their own sends them in batches, protobuf-encoded, to the collector. Off (no tracer),
+//! nothing of this runs.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use infergate_sign::HeaderSource;
+use prost::Message;
+use rand::RngCore;
+use tokio::sync::mpsc;
+
+use crate::authn::Caller;
+use crate::phases::CallRecord;
+
+/// Spans waiting for export; more are dropped.
+const QUEUE: usize = 8192;
+/// Spans in one export.
+const MAX_BATCH: usize = 512;
+/// The longest a span waits for others to fill its batch.
+const BATCH_DELAY: Duration = Duration::from_millis(500);
+/// The longest one export may take.
+const EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How calls are traced.
+#[derive(Debug, Clone)]
+pub struct TraceSettings {
+    /// Where spans are sent: the collector's OTLP/HTTP traces URL (`…/v1/traces`).
+    pub endpoint: String,
+    /// The share of new traces that are sampled, 0 to 1.
+    pub sampling_ratio: f64,
+    /// `service.name` of the spans' resource.
+    pub service_name: String,
+}
+
+/// The trace a call takes part in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceContext {
+    pub trace_id: [u8; 16],
+    /// The call's own span.
+    pub span_id: [u8; 8],
+    /// The client's span, when it sent a valid `traceparent`.
+    pub parent: Option<[u8; 8]>,
+    pub sampled: bool,
+    /// Where and from whom the call came, for the span's attributes.
+    pub(crate) path: String,
+    pub(crate) route: Option<String>,
+    pub(crate) client: Option<IpAddr>,
+    pub(crate) https: bool,
+}
+
+/// A `traceparent` as W3C Trace Context reads it: (trace id, parent span id, sampled).
+pub type Parent = ([u8; 16], [u8; 8], bool);
+
+/// The trace context of a request's `traceparent` lines: exactly one, of version `00`
+/// (exactly 55 bytes) or a later version (55 bytes, then `-` and more), lowercase hex, ids
+/// not all zero, version not `ff`. Anything else is no parent: the trace starts here.
+pub fn parse_traceparent<'v>(mut lines: impl Iterator<Item = &'v [u8]>) -> Option<Parent> {
+    let value = lines.next()?;
+    if lines.next().is_some() {
+        return None;
+    }
+    let value = value.trim_ascii();
+    if value.len() < 55 {
+        return None;
+    }
+    let version = hex_byte(&value[0..2])?;
+    if version == 0xff || (version == 0 && value.len() != 55) {
+        return None;
+    }
+    if value.len() > 55 && value[55] != b'-' {
+        return None;
+    }
+    if value[2] != b'-' || value[35] != b'-' || value[52] != b'-' {
+        return None;
+    }
+    let mut trace_id = [0u8; 16];
+    for (i, byte) in trace_id.iter_mut().enumerate() {
+        *byte = hex_byte(&value[3 + 2 * i..5 + 2 * i])?;
+    }
+    let mut span_id = [0u8; 8];
+    for (i, byte) in span_id.iter_mut().enumerate() {
+        *byte = hex_byte(&value[36 + 2 * i..38 + 2 * i])?;
+    }
+    let flags = hex_byte(&value[53..55])?;
+    if trace_id == [0; 16] || span_id == [0; 8] {
+        return None;
+    }
+    Some((trace_id, span_id, flags & 1 == 1))
+}
+
+/// Two lowercase hex digits as a byte.
+fn hex_byte(pair: &[u8]) -> Option<u8> {
+    let digit = |b: u8| match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        _ => None,
+    };
+    Some(digit(pair[0])? << 4 | digit(pair[1])?)
+}
+
+fn push_hex(out: &mut Vec<u8>, bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for b in bytes {
+        out.push(DIGITS[usize::from(b >> 4)]);
+        out.push(DIGITS[usize::from(b & 15)]);
+    }
+}
+
+/// What a traced call's upstream receives of its trace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TraceHeader {
+    /// The `traceparent`: this trace, the call's span as parent.
+    value: [u8; 55],
+    /// Whether the call continues the client's trace (its `tracestate` then goes on too).
+    pub continued: bool,
+}
+
+impl TraceHeader {
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.value
+    }
+}
+
+impl TraceContext {
+    /// What the upstream receives of this trace.
+    pub fn header(&self) -> TraceHeader {
+        let mut out = Vec::with_capacity(55);
+        out.extend_from_slice(b"00-");
+        push_hex(&mut out, &self.trace_id);
+        out.push(b'-');
+        push_hex(&mut out, &self.span_id);
+        out.extend_from_slice(if self.sampled { b"-01" } else { b"-00" });
+        let mut value = [0u8; 55];
+        value.copy_from_slice(&out);
+        TraceHeader {
+            value,
+            continued: self.parent.is_some(),
+        }
+    }
+}
+
+/// A random id, never all zero.
+fn random_id<const N: usize>() -> [u8; N] {
+    let mut id = [0u8; N];
+    let mut rng = rand::thread_rng();
+    while id == [0; N] {
+        rng.fill_bytes(&mut id);
+    }
+    id
+}
+
+/// Starts traces and sends their spans to the collector.
+pub struct Tracer {
+    ratio: f64,
+    queue: mpsc::Sender<otlp::Span>,
+    /// Spans by outcome (`exported`, `queue_full`, `export_failed`).
+    outcomes: Option<prometheus::IntCounterVec>,
+}
+
+impl Tracer {
+    /// A tracer whose export task runs on the current runtime.
+    pub fn start(
+        settings: &TraceSettings,
+        outcomes: Option<prometheus::IntCounterVec>,
+    ) -> Result<Arc<Self>, String> {
+        let (queue, spans) = mpsc::channel(QUEUE);
+        let client = reqwest::Client::builder()
+            .timeout(EXPORT_TIMEOUT)
+            .build()
+            .map_err(|e| format!("the OTLP client: {e}"))?;
+        let resource = otlp::Resource {
+            attributes: vec![
+                otlp::attr("service.name", settings.service_name.clone()),
+                otlp::attr("telemetry.sdk.name", "infergate".to_owned()),
+                otlp::attr("service.version", env!("CARGO_PKG_VERSION").to_owned()),
+            ],
+        };
+        tokio::spawn(export(
+            spans,
+            client,
+            settings.endpoint.clone(),
+            resource,
+            outcomes.clone(),
+        ));
+        Ok(Arc::new(Self {
+            ratio: settings.sampling_ratio,
+            queue,
+            outcomes,
+        }))
+    }
+
+    /// The trace context of a call with these request headers.
+    pub(crate) fn context<H: HeaderSource + ?Sized>(&self, headers: &H) -> TraceContext {
+        let (trace_id, parent, sampled) = match parse_traceparent(headers.values("traceparent")) {
+            Some((trace_id, parent, sampled)) => (trace_id, Some(parent), sampled),
+            None => {
+                let trace_id = random_id::<16>();
+                (trace_id, None, self.samples(&trace_id))
+            }
+        };
+        TraceContext {
+            trace_id,
+            span_id: random_id(),
+            parent,
+            sampled,
+            path: String::new(),
+            route: None,
+            client: None,
+            https: false,
+        }
+    }
+
+    /// Whether a new trace is sampled: the low 8 bytes of its id, read as a number, fall
+    /// under the ratio's share of their range.
+    fn samples(&self, trace_id: &[u8; 16]) -> bool {
+        if self.ratio >= 1.0 {
+            return true;
+        }
+        let mut low = [0u8; 8];
+        low.copy_from_slice(&trace_id[8..]);
+        let bound = (self.ratio * u64::MAX as f64) as u64;
+        u64::from_be_bytes(low) < bound
+    }
+
+    /// Ends the span of a sampled call that answered `status`.
+    pub(crate) fn finish(&self, record: &CallRecord, status: u16) {
+        let Some(trace) = record.trace.as_deref().filter(|t| t.sampled) else {
+            return;
+        };
+        let span = span_of(trace, record, status);
+        let outcome = match self.queue.try_send(span) {
+            Ok(()) => return,
+            Err(mpsc::error::TrySendError::Full(_)) => "queue_full",
+            Err(mpsc::error::TrySendError::Closed(_)) => "export_failed",
+        };
+        if let Some(outcomes) = &self.outcomes {
+            outcomes.with_label_values(&[outcome]).inc();
+        }
+    }
+}
+
+fn unix_nanos(at: std::time::Instant) -> u64 {
+    let wall = crate::phases::wall_time(at);
+    wall.timestamp_nanos_opt().map_or(0, |n| n.max(0) as u64)
+}
+
+/// The span of a finished call, named and attributed as OpenTelemetry's HTTP server spans
+/// are, with the gateway's own attributes and the model call's tokens.
+fn span_of(trace: &TraceContext, record: &CallRecord, status: u16) -> otlp::Span {
+    use otlp::{attr, int_attr};
+    let method = record.method.as_str();
+    let name = match &trace.route {
+        Some(route) => format!("{method} {route}"),
+        None => method.to_owned(),
+    };
+    let mut attributes = vec![
+        attr("http.request.method", method.to_owned()),
+        attr("url.path", trace.path.clone()),
+        attr(
+            "url.scheme",
+            if trace.https { "https" } else { "http" }.to_owned(),
+        ),
+        int_attr("http.response.status_code", i64::from(status)),
+        attr("infergate.request_id", record.request_id.to_string()),
+    ];
+    if let Some(route) = &trace.route {
+        attributes.push(attr("http.route", route.clone()));
+    }
+    if let Some(client) = trace.client {
+        attributes.push(attr("client.address", client.to_string()));
+    }
+    if let Some(api) = &record.api_id {
+        attributes.push(attr("infergate.api_id", api.to_string()));
+    }
+    match &record.caller {
+        Some(Caller::App { app_id }) => {
+            attributes.push(attr("infergate.app_id", app_id.to_string()))
+        }
+        Some(Caller::User { user_id }) => {
+            attributes.push(attr("infergate.user_id", user_id.to_string()))
+        }
+        _ => {}
+    }
+    if let Some(upstream) = &record.upstream {
+        attributes.push(attr("infergate.upstream", upstream.to_string()));
+    }
+    if let Some(api) = record.model_api {
+        attributes.push(attr("gen_ai.operation.name", api.operation().to_owned()));
+    }
+    if let Some(usage) = &record.usage {
+        if !usage.estimated {
+            attributes.push(int_attr("gen_ai.usage.input_tokens", usage.prompt as i64));
+            attributes.push(int_attr(
+                "gen_ai.usage.output_tokens",
+                usage.completion as i64,
+            ));
+        }
+    }
+    let error = status >= 500;
+    if error {
+        attributes.push(attr("error.type", status.to_string()));
+    }
+    otlp::Span {
+        trace_id: trace.trace_id.to_vec(),
+        span_id: trace.span_id.to_vec(),
+        parent_span_id: trace.parent.map(|p| p.to_vec()).unwrap_or_default(),
+        name,
+        kind: otlp::SPAN_KIND_SERVER,
+        start_time_unix_nano: unix_nanos(record.started),
+        end_time_unix_nano: unix_nanos(std::time::Instant::now()),
+        attributes,
+        status: Some(otlp::Status {
+            message: String::new(),
+            code: if error { otlp::STATUS_ERROR } else { 0 },
+        }),
+        // W3C flags, and whether the parent is remote (it is, when there is one).
+        flags: u32::from(trace.sampled) | 0x100 | if trace.parent.is_some() { 0x200 } else { 0 },
+    }
+}
+
+/// Sends the queued spans in batches until the tracer is dropped.
+async fn export(
+    mut spans: mpsc::Receiver<otlp::Span>,
+    client: reqwest::Client,
+    endpoint: String,
+    resource: otlp::Resource,
+    outcomes: Option<prometheus::IntCounterVec>,
+) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    loop {
+        let Some(first) = spans.recv().await else {
+            return;
+        };
+        batch.push(first);
+        let deadline = tokio::time::Instant::now() + BATCH_DELAY;
+        while batch.len() < MAX_BATCH {
+            match tokio::time::timeout_at(deadline, spans.recv()).await {
+                Ok(Some(span)) => batch.push(span),
+                Ok(None) | Err(_) => break,
+            }
+        }
+        let count = batch.len() as u64;
+        let request = otlp::ExportTraceServiceRequest {
+            resource_spans: vec![otlp::ResourceSpans {
+                resource: Some(resource.clone()),
+                scope_spans: vec![otlp::ScopeSpans {
+                    scope: Some(otlp::InstrumentationScope {
+                        name: "infergate".into(),
+                        version: env!("CARGO_PKG_VERSION").into(),
+                    }),
+                    spans: std::mem::take(&mut batch),
+                }],
+            }],
+        };
+        let sent = client
+            .post(&endpoint)
+            .header("content-type", "application/x-protobuf")
+            .body(request.encode_to_vec())
+            .send()
+            .await;
+        let outcome = match sent {
+            Ok(reply) if reply.status().is_success() => "exported",
+            Ok(reply) => {
+                tracing::warn!(status = reply.status().as_u16(), endpoint = %endpoint, spans = count, "the OTLP collector refused spans");
+                "export_failed"
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, endpoint = %endpoint, spans = count, "exporting spans failed");
+                "export_failed"
+            }
+        };
+        if let Some(outcomes) = &outcomes {
+            outcomes.with_label_values(&[outcome]).inc_by(count);
+        }
+    }
+}
+
+/// The OTLP messages the gateway sends, as `opentelemetry/proto/collector/trace/v1` and the
+/// definitions it uses declare them (fields the gateway leaves empty are left out).
+pub mod otlp {
+    pub const SPAN_KIND_SERVER: i32 = 2;
+    pub const STATUS_ERROR: i32 = 2;
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct ExportTraceServiceRequest {
+        #[prost(message, repeated, tag = "1")]
+        pub resource_spans: Vec<ResourceSpans>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct ResourceSpans {
+        #[prost(message, optional, tag = "1")]
+        pub resource: Option<Resource>,
+        #[prost(message, repeated, tag = "2")]
+        pub scope_spans: Vec<ScopeSpans>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Resource {
+        #[prost(message, repeated, tag = "1")]
+        pub attributes: Vec<KeyValue>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct ScopeSpans {
+        #[prost(message, optional, tag = "1")]
+        pub scope: Option<InstrumentationScope>,
+        #[prost(message, repeated, tag = "2")]
+        pub spans: Vec<Span>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct InstrumentationScope {
+        #[prost(string, tag = "1")]
+        pub name: String,
+        #[prost(string, tag = "2")]
+        pub version: String,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Span {
+        #[prost(bytes = "vec", tag = "1")]
+        pub trace_id: Vec<u8>,
+        #[prost(bytes = "vec", tag = "2")]
+        pub span_id: Vec<u8>,
+        #[prost(bytes = "vec", tag = "4")]
+        pub parent_span_id: Vec<u8>,
+        #[prost(string, tag = "5")]
+        pub name: String,
+        #[prost(int32, tag = "6")]
+        pub kind: i32,
+        #[prost(fixed64, tag = "7")]
+        pub start_time_unix_nano: u64,
+        #[prost(fixed64, tag = "8")]
+        pub end_time_unix_nano: u64,
+        #[prost(message, repeated, tag = "9")]
+        pub attributes: Vec<KeyValue>,
+        #[prost(message, optional, tag = "15")]
+        pub status: Option<Status>,
+        #[prost(fixed32, tag = "16")]
+        pub flags: u32,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Status {
+        #[prost(string, tag = "2")]
+        pub message: String,
+        #[prost(int32, tag = "3")]
+        pub code: i32,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct KeyValue {
+        #[prost(string, tag = "1")]
+        pub key: String,
+        #[prost(message, optional, tag = "2")]
+        pub value: Option<AnyValue>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct AnyValue {
+        #[prost(oneof = "Value", tags = "1, 3")]
+        pub value: Option<Value>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Oneof)]
+    pub enum Value {
+        #[prost(string, tag = "1")]
+        String(String),
+        #[prost(int64, tag = "3")]
+        Int(i64),
+    }
+
+    pub fn attr(key: &str, value: String) -> KeyValue {
+        KeyValue {
+            key: key.to_owned(),
+            value: Some(AnyValue {
+                value: Some(Value::String(value)),
+            }),
+        }
+    }
+
+    pub fn int_attr(key: &str, value: i64) -> KeyValue {
+        KeyValue {
+            key: key.to_owned(),
+            value: Some(AnyValue {
+                value: Some(Value::Int(value)),
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const VALID: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    fn parse(value: &str) -> Option<Parent> {
+        parse_traceparent(std::iter::once(value.as_bytes()))
+    }
+
+    #[test]
+    fn the_specifications_example_is_read() {
+        let (trace, parent, sampled) = parse(VALID).expect("valid");
+        let mut ids = Vec::new();
+        push_hex(&mut ids, &trace);
+        push_hex(&mut ids, &parent);
+        assert_eq!(ids, b"4bf92f3577b34da6a3ce929d0e0e473600f067aa0ba902b7");
+        assert!(sampled);
+        let unsampled = parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00");
+        assert!(!unsampled.expect("valid").2);
+        // A later version may carry more after its flags.
+        assert!(parse("cc-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-what").is_some());
+        // Surrounding whitespace is the header's, not the value's.
+        assert!(parse(&format!(" {VALID} ")).is_some());
+    }
+
+    #[test]
+    fn hostile_traceparents_start_a_trace_of_their_own() {
+        let corpus = [
+            "",
+            "00",
+            "00-",
+            // Uppercase hex.
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00F067AA0BA902B7-01",
+            // All-zero ids.
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            // Version ff, and version 00 with more after the flags.
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-more",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01x",
+            // A later version whose flags run on.
+            "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01x",
+            // Wrong separators, short and long ids.
+            "00_4bf92f3577b34da6a3ce929d0e0e4736_00f067aa0ba902b7_01",
+            "00-4bf92f3577b34da6a3ce929d0e0e473-600f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e47366-0f067aa0ba902b7-01",
+            // Not hex; a sign; a NUL; non-ASCII.
+            "00-4bf92f3577b34da6a3ce929d0e0e473g-00f067aa0ba902b7-01",
+            "00-+bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0\0",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-é",
+            "0x-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        ];
+        for value in corpus {
+            assert_eq!(parse(value), None, "{value:?}");
+        }
+        // Two lines are no parent either.
+        let two = [VALID.as_bytes(), VALID.as_bytes()];
+        assert_eq!(parse_traceparent(two.into_iter()), None);
+    }
+
+    #[test]
+    fn the_forwarded_traceparent_names_the_gateways_span() {
+        let context = TraceContext {
+            trace_id: [0xab; 16],
+            span_id: [0x01; 8],
+            parent: Some([0x02; 8]),
+            sampled: true,
+            path: String::new(),
+            route: None,
+            client: None,
+            https: false,
+        };
+        let header = context.header();
+        assert!(header.continued);
+        assert_eq!(
+            header.as_bytes(),
+            b"00-abababababababababababababababab-0101010101010101-01"
+        );
+        let (trace, parent, sampled) =
+            parse_traceparent(std::iter::once(header.as_bytes())).expect("own");
+        assert_eq!((trace, parent, sampled), ([0xab; 16], [0x01; 8], true));
+    }
+
+    proptest! {
+        /// Whatever the bytes, reading them never panics, and what is read is written back
+        /// as the same trace (for version 00).
+        #[test]
+        fn any_bytes_are_read_without_panic(bytes in proptest::collection::vec(any::<u8>(), 0..80)) {
+            if let Some((trace, parent, sampled)) = parse_traceparent(std::iter::once(&bytes[..])) {
+                prop_assert!(trace != [0; 16] && parent != [0; 8]);
+                let _ = sampled;
+            }
+        }
+
+        #[test]
+        fn written_headers_read_back(trace in any::<[u8; 16]>(), span in any::<[u8; 8]>(), sampled in any::<bool>()) {
+            prop_assume!(trace != [0; 16] && span != [0; 8]);
+            let context = TraceContext {
+                trace_id: trace,
+                span_id: span,
+                parent: None,
+                sampled,
+                path: String::new(),
+                route: None,
+                client: None,
+                https: false,
+            };
+            let header = context.header();
+            prop_assert!(!header.continued);
+            prop_assert_eq!(parse_traceparent(std::iter::once(header.as_bytes())), Some((trace, span, sampled)));
+        }
+
+        /// Valid headers with one character changed are either still valid in the same
+        /// shape or refused, never misread into other ids silently beyond that character.
+        #[test]
+        fn one_changed_byte_is_never_a_panic(at in 0usize..55, byte in any::<u8>()) {
+            let mut value = VALID.as_bytes().to_vec();
+            value[at] = byte;
+            let _ = parse_traceparent(std::iter::once(&value[..]));
+        }
+    }
+
+    #[test]
+    fn ratio_sampling_takes_its_share_of_new_traces() {
+        let (queue, _spans) = mpsc::channel(1);
+        let tracer = |ratio| Tracer {
+            ratio,
+            queue: queue.clone(),
+            outcomes: None,
+        };
+        let none = tracer(0.0);
+        let all = tracer(1.0);
+        let quarter = tracer(0.25);
+        let mut taken = 0;
+        for _ in 0..4000 {
+            let id = random_id::<16>();
+            assert!(!none.samples(&id));
+            assert!(all.samples(&id));
+            taken += usize::from(quarter.samples(&id));
+        }
+        // 1000 expected; the binomial spread is about 27.
+        assert!((850..1150).contains(&taken), "{taken}");
+    }
+}
