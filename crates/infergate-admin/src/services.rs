@@ -49,6 +49,10 @@ pub struct ServiceCreate {
     pub description: Option<String>,
     /// 1–16 absolute http(s) base URLs.
     pub upstreams: Vec<String>,
+    /// The weight of each upstream in balancing (1–100, one per upstream, in their order);
+    /// default: all equal.
+    #[serde(default)]
+    pub upstream_weights: Option<Vec<i64>>,
     /// 1–600000; default 40000.
     #[serde(default)]
     pub timeout_ms: Option<i64>,
@@ -93,8 +97,13 @@ fn present<'de, D: serde::Deserializer<'de>>(
 pub struct ServiceModify {
     #[serde(default)]
     pub description: Option<String>,
+    /// New upstreams: their weights are reset to equal unless `upstream_weights` comes
+    /// with them.
     #[serde(default)]
     pub upstreams: Option<Vec<String>>,
+    /// New weights, one per upstream (of this body's `upstreams`, else the service's).
+    #[serde(default)]
+    pub upstream_weights: Option<Vec<i64>>,
     #[serde(default)]
     pub timeout_ms: Option<i64>,
     #[serde(default)]
@@ -123,6 +132,8 @@ pub struct ServiceInfo {
     pub service_name: String,
     pub description: String,
     pub upstreams: Vec<String>,
+    /// The weight of each upstream in balancing, in their order.
+    pub upstream_weights: Vec<u32>,
     pub timeout_ms: u64,
     /// Whether model calls' token usage is read.
     pub usage_accounting: bool,
@@ -153,6 +164,11 @@ impl From<Service> for ServiceInfo {
             service_id: s.id,
             service_name: s.name,
             description: s.description,
+            upstream_weights: if s.upstream_weights.len() == s.upstreams.len() {
+                s.upstream_weights
+            } else {
+                vec![1; s.upstreams.len()]
+            },
             upstreams: s.upstreams,
             timeout_ms: s.timeout_ms,
             usage_accounting: s.usage_accounting,
@@ -251,6 +267,11 @@ async fn services_create(
     let description = body.description.unwrap_or_default();
     validate::max_chars("description", &description, MAX_DESCRIPTION)?;
     let upstreams = validate::upstreams(&body.upstreams)?;
+    let upstream_weights = body
+        .upstream_weights
+        .map(|w| validate::upstream_weights(&w, upstreams.len()))
+        .transpose()?
+        .unwrap_or_default();
     check_targets(&state, &upstreams).await?;
     let timeout_ms = match body.timeout_ms {
         Some(t) => validate::timeout_ms(t)?,
@@ -263,6 +284,7 @@ async fn services_create(
         name: body.service_name,
         description,
         upstreams,
+        upstream_weights,
         timeout_ms,
         usage_accounting: body.usage_accounting.unwrap_or(true),
         load_balancing: match body.load_balancing.as_deref() {
@@ -352,6 +374,13 @@ async fn services_update(
         .as_deref()
         .map(validate::upstreams)
         .transpose()?;
+    let upstream_weights = body
+        .upstream_weights
+        .map(|w| {
+            let count = upstreams.as_ref().map_or(service.upstreams.len(), Vec::len);
+            validate::upstream_weights(&w, count)
+        })
+        .transpose()?;
     if let Some(upstreams) = &upstreams {
         check_targets(&state, upstreams).await?;
     }
@@ -382,6 +411,7 @@ async fn services_update(
     let update = ServiceUpdate {
         description: body.description,
         upstreams,
+        upstream_weights,
         timeout_ms,
         usage_accounting: body.usage_accounting,
         load_balancing,

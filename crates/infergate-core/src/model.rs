@@ -103,6 +103,8 @@ pub struct Service {
     pub name: String,
     pub description: String,
     pub upstreams: Vec<String>,
+    /// The weight of each upstream (by index) in balancing; empty: all equal.
+    pub upstream_weights: Vec<u32>,
     pub timeout_ms: u64,
     /// Whether model calls' answers are read for token usage (and streamed requests asked
     /// for it); off leaves bodies untouched.

@@ -244,6 +244,10 @@ pub struct ServiceRoute {
     /// every upstream).
     pub retry: Option<crate::model::Retry>,
     next: AtomicUsize,
+    /// The weight of each upstream (by index); empty: all equal.
+    weights: Box<[u32]>,
+    /// One cycle of smooth weighted round robin (upstream indexes), when weighted.
+    schedule: Box<[u8]>,
     /// Calls in flight from this node on each upstream (by index).
     in_flight: Box<[AtomicUsize]>,
     /// The key of each upstream's idle connections (by index): its authority, and for
@@ -256,11 +260,21 @@ pub struct ServiceRoute {
 }
 
 impl ServiceRoute {
-    /// Upstream indexes in round-robin order starting at the next one.
+    /// Upstream indexes in round-robin order starting at the next one (by weight: an
+    /// upstream of weight 3 leads three times as often as one of weight 1, spread out).
     pub fn rotation(&self) -> impl Iterator<Item = usize> + '_ {
         let len = self.upstreams.len().max(1);
-        let start = self.next.fetch_add(1, Ordering::Relaxed) % len;
+        let tick = self.next.fetch_add(1, Ordering::Relaxed);
+        let start = match self.schedule.len() {
+            0 => tick % len,
+            cycle => usize::from(self.schedule[tick % cycle]) % len,
+        };
         (0..self.upstreams.len()).map(move |i| (start + i) % len)
+    }
+
+    /// The weight of upstream `index` (1 unless the service weighs its upstreams).
+    pub fn weight(&self, index: usize) -> u32 {
+        self.weights.get(index).copied().unwrap_or(1)
     }
 
     /// The key of upstream `index`'s health as this service checks it.
@@ -529,6 +543,14 @@ fn service_route(s: &Service, problems: &mut Vec<String>) -> Arc<ServiceRoute> {
             _ => u.authority.clone(),
         })
         .collect();
+    // Weights count only where each upstream has one (a service whose upstreams changed
+    // under them, or one the snapshot could not read, balances evenly).
+    let weights: Box<[u32]> =
+        if s.upstream_weights.len() == s.upstreams.len() && upstreams.len() == s.upstreams.len() {
+            s.upstream_weights.iter().map(|&w| w.max(1)).collect()
+        } else {
+            Box::new([])
+        };
     let own_keys = pool_keys
         .iter()
         .enumerate()
@@ -548,8 +570,33 @@ fn service_route(s: &Service, problems: &mut Vec<String>) -> Arc<ServiceRoute> {
         timeout: Duration::from_millis(s.timeout_ms),
         usage_accounting: s.usage_accounting,
         load_balancing: s.load_balancing,
+        schedule: smooth_schedule(&weights),
+        weights,
         next: AtomicUsize::new(0),
     })
+}
+
+/// One cycle of smooth weighted round robin over `weights` (as nginx spreads its
+/// `weight`s): each step every upstream gains its weight, the one with the most leads and
+/// gives back the total. Empty when the weights are equal (plain rotation does).
+fn smooth_schedule(weights: &[u32]) -> Box<[u8]> {
+    if weights.windows(2).all(|w| w[0] == w[1]) || weights.len() > usize::from(u8::MAX) {
+        return Box::new([]);
+    }
+    let total: i64 = weights.iter().map(|&w| i64::from(w)).sum();
+    let mut current = vec![0i64; weights.len()];
+    let mut cycle = Vec::with_capacity(total as usize);
+    for _ in 0..total {
+        for (c, &w) in current.iter_mut().zip(weights) {
+            *c += i64::from(w);
+        }
+        let lead = (0..current.len())
+            .max_by_key(|&i| (current[i], std::cmp::Reverse(i)))
+            .unwrap_or(0);
+        current[lead] -= total;
+        cycle.push(lead as u8);
+    }
+    cycle.into_boxed_slice()
 }
 
 fn api_route(
@@ -1084,6 +1131,34 @@ mod tests {
     use super::*;
     use crate::model::AppCode;
 
+    #[test]
+    fn weighted_rotation_spreads_each_upstream_by_its_weight() {
+        assert!(smooth_schedule(&[1, 1, 1]).is_empty());
+        assert!(smooth_schedule(&[]).is_empty());
+        // nginx's example: weights 5, 1, 1 give a a a b a c a... spread, not bunched.
+        assert_eq!(&*smooth_schedule(&[5, 1, 1]), &[0, 0, 1, 0, 2, 0, 0]);
+        let cycle = smooth_schedule(&[3, 1]);
+        assert_eq!(&*cycle, &[0, 0, 1, 0]);
+        let mut weighted = service("w");
+        weighted.upstream_weights = vec![3, 1];
+        let route = service_route(&weighted, &mut Vec::new());
+        let mut leads = [0usize; 2];
+        for _ in 0..40 {
+            let order: Vec<usize> = route.rotation().collect();
+            assert_eq!(order.len(), 2);
+            leads[order[0]] += 1;
+        }
+        assert_eq!(leads, [30, 10]);
+        assert_eq!(
+            (route.weight(0), route.weight(1), route.weight(7)),
+            (3, 1, 1)
+        );
+        // Weights that do not match the upstreams count for nothing.
+        weighted.upstream_weights = vec![3];
+        let route = service_route(&weighted, &mut Vec::new());
+        assert_eq!(route.weight(0), 1);
+    }
+
     fn service(id: &str) -> Service {
         Service {
             id: id.into(),
@@ -1091,6 +1166,7 @@ mod tests {
             name: id.into(),
             description: String::new(),
             upstreams: vec!["http://127.0.0.1:9000/base".into(), "http://h2".into()],
+            upstream_weights: vec![],
             timeout_ms: 1000,
             usage_accounting: true,
             load_balancing: LoadBalancing::RoundRobin,

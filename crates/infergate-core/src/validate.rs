@@ -202,6 +202,37 @@ pub fn upstreams(values: &[String]) -> FieldResult<Vec<String>> {
         .collect()
 }
 
+/// The largest weight of an upstream.
+pub const MAX_UPSTREAM_WEIGHT: i64 = 100;
+
+/// `upstream_weights` of a service with `upstreams` upstreams: one weight per upstream, in
+/// their order, each 1 to [`MAX_UPSTREAM_WEIGHT`].
+pub fn upstream_weights(values: &[i64], upstreams: usize) -> FieldResult<Vec<u32>> {
+    if values.len() != upstreams {
+        return Err(FieldError::new(
+            "upstream_weights",
+            format!(
+                "must give one weight per upstream: {} for {upstreams} upstreams",
+                values.len()
+            ),
+        ));
+    }
+    values
+        .iter()
+        .enumerate()
+        .map(|(i, &w)| {
+            if (1..=MAX_UPSTREAM_WEIGHT).contains(&w) {
+                Ok(w as u32)
+            } else {
+                Err(FieldError::new(
+                    format!("upstream_weights[{i}]"),
+                    format!("must be between 1 and {MAX_UPSTREAM_WEIGHT}, got {w}"),
+                ))
+            }
+        })
+        .collect()
+}
+
 /// A service timeout in milliseconds: 1 to 600000.
 pub fn timeout_ms(value: i64) -> FieldResult<u64> {
     if value < 1 || value > MAX_TIMEOUT_MS as i64 {

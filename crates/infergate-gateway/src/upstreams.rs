@@ -104,8 +104,8 @@ impl Upstreams {
     }
 
     /// Upstreams in the order to try: healthy ones first (under `least_outstanding`, the
-    /// one with the fewest calls in flight from this node leads, ties drawn at random; the
-    /// rest in rotation), then ejected ones.
+    /// one with the fewest calls in flight from this node for its weight leads, ties drawn
+    /// at random in proportion to their weights; the rest in rotation), then ejected ones.
     fn order<'u>(&self, api: &'u ApiRoute) -> Result<Order<'u>, GatewayError> {
         let service = &api.service;
         let upstreams = &service.upstreams;
@@ -153,19 +153,11 @@ impl Upstreams {
                 })
                 .count()
                 .max(1);
-            let busy: SmallVec<[usize; 8]> = order[..healthy]
+            let busy: SmallVec<[(u64, u64); 8]> = order[..healthy]
                 .iter()
-                .map(|(i, _)| service.in_flight(*i))
+                .map(|(i, _)| (service.in_flight(*i) as u64, u64::from(service.weight(*i))))
                 .collect();
-            let least = busy.iter().copied().min().unwrap_or(0);
-            let ties = busy.iter().filter(|&&n| n == least).count();
-            let pick = rand::Rng::gen_range(&mut rand::thread_rng(), 0..ties);
-            let lead = busy
-                .iter()
-                .enumerate()
-                .filter(|(_, &n)| n == least)
-                .nth(pick)
-                .map_or(0, |(at, _)| at);
+            let lead = least_busy(&busy, &mut rand::thread_rng());
             order[..=lead].rotate_right(1);
         }
         Ok(Order::Many(order.into_iter()))
@@ -175,6 +167,29 @@ impl Upstreams {
     fn is_ejected_now(&self, authority: &str) -> bool {
         self.any_ejected.load(Ordering::Relaxed) && self.is_ejected(authority)
     }
+}
+
+/// The place of the least busy of `busy` (calls in flight, weight): the fewest calls per
+/// unit of weight; ties drawn at random in proportion to their weights.
+fn least_busy(busy: &[(u64, u64)], rng: &mut impl rand::Rng) -> usize {
+    // n/w < m/v, compared as n·v < m·w.
+    let Some(&(n, w)) = busy.iter().min_by(|(n, w), (m, v)| (n * v).cmp(&(m * w))) else {
+        return 0;
+    };
+    let ties = || {
+        busy.iter()
+            .enumerate()
+            .filter(move |(_, (m, v))| m * w == n * v)
+    };
+    let total: u64 = ties().map(|(_, (_, v))| v).sum();
+    let mut draw = rng.gen_range(0..total.max(1));
+    for (at, (_, v)) in ties() {
+        if draw < *v {
+            return at;
+        }
+        draw -= v;
+    }
+    0
 }
 
 /// How an attempt on one upstream went wrong.
@@ -373,4 +388,25 @@ pub(crate) trait Attempts {
     fn retry_after(answer: &Self::Answer) -> Option<u64>;
 
     async fn attempt(&mut self, attempt: &Attempt<'_>) -> Attempted<Self::Answer>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::least_busy;
+
+    #[test]
+    fn the_least_busy_is_counted_per_unit_of_weight() {
+        let mut rng = rand::thread_rng();
+        // 2 calls on a weight of 3 is less busy than 1 on a weight of 1.
+        assert_eq!(least_busy(&[(1, 1), (2, 3)], &mut rng), 1);
+        assert_eq!(least_busy(&[(0, 1), (2, 3)], &mut rng), 0);
+        assert_eq!(least_busy(&[], &mut rng), 0);
+        // Idle upstreams of weights 3 and 1 lead about 3:1.
+        let mut leads = [0u32; 2];
+        for _ in 0..4000 {
+            leads[least_busy(&[(0, 3), (0, 1)], &mut rng)] += 1;
+        }
+        // 3000 expected; the binomial spread is about 27.
+        assert!((2850..3150).contains(&leads[0]), "{leads:?}");
+    }
 }

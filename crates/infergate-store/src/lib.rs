@@ -73,11 +73,13 @@ impl Recorded {
     }
 }
 
-/// Fields of a service that an update may change.
-#[derive(Debug, Clone)]
+/// Fields of a service that an update may change (the default changes nothing).
+#[derive(Debug, Clone, Default)]
 pub struct ServiceUpdate {
     pub description: Option<String>,
+    /// New upstreams; their weights are reset to equal unless `upstream_weights` is given.
     pub upstreams: Option<Vec<String>>,
+    pub upstream_weights: Option<Vec<u32>>,
     pub timeout_ms: Option<u64>,
     pub usage_accounting: Option<bool>,
     pub load_balancing: Option<infergate_core::model::LoadBalancing>,

@@ -90,6 +90,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "retries",
         include_str!("../migrations/postgres/0014_retries.sql"),
     ),
+    (
+        15,
+        "upstream weights",
+        include_str!("../migrations/postgres/0015_upstream_weights.sql"),
+    ),
 ];
 
 /// The PostgreSQL store.

@@ -79,6 +79,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "retries",
         include_str!("../migrations/sqlite/0013_retries.sql"),
     ),
+    (
+        14,
+        "upstream weights",
+        include_str!("../migrations/sqlite/0014_upstream_weights.sql"),
+    ),
 ];
 
 /// The SQLite store.

@@ -47,6 +47,7 @@ fn service(id: &str, name: &str) -> Service {
         name: name.into(),
         description: "d".into(),
         upstreams: vec!["http://127.0.0.1:9000/v1".into()],
+        upstream_weights: vec![],
         timeout_ms: 40_000,
         usage_accounting: true,
         load_balancing: infergate_core::model::LoadBalancing::RoundRobin,
@@ -118,6 +119,7 @@ pub async fn services_crud_and_names(store: &dyn Store) {
             &ServiceUpdate {
                 description: None,
                 upstreams: Some(vec!["http://a".into(), "http://b".into()]),
+                upstream_weights: Some(vec![3, 1]),
                 timeout_ms: Some(5),
                 usage_accounting: Some(false),
                 load_balancing: Some(infergate_core::model::LoadBalancing::LeastOutstanding),
@@ -140,6 +142,7 @@ pub async fn services_crud_and_names(store: &dyn Store) {
         .await
         .expect("update");
     assert_eq!(updated.upstreams.len(), 2);
+    assert_eq!(updated.upstream_weights, [3, 1]);
     assert_eq!(updated.description, "d");
     assert!(!updated.usage_accounting);
     assert_eq!(
@@ -159,20 +162,27 @@ pub async fn services_crud_and_names(store: &dyn Store) {
     );
     assert_eq!(updated.retry.as_ref().map(|r| r.attempts), Some(3));
     assert_eq!(store.service("s1").await.expect("q"), Some(updated));
+    // New upstreams without weights are weighed alike again.
+    let reweighed = store
+        .update_service(
+            "s1",
+            &ServiceUpdate {
+                upstreams: Some(vec!["http://c".into(), "http://d".into()]),
+                updated_at: 100,
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("update");
+    assert!(reweighed.upstream_weights.is_empty());
+    assert_eq!(store.service("s1").await.expect("q"), Some(reweighed));
     assert!(matches!(
         store
             .update_service(
                 "nope",
                 &ServiceUpdate {
-                    description: None,
-                    upstreams: None,
-                    timeout_ms: None,
-                    usage_accounting: None,
-                    load_balancing: None,
-                    tls_ca_pem: None,
-                    health_check: None,
-                    retry: None,
-                    updated_at: 1
+                    updated_at: 1,
+                    ..Default::default()
                 }
             )
             .await,
@@ -1048,14 +1058,8 @@ pub async fn change_log_replays_to_a_full_read(store: &dyn Store) {
             "s1",
             &ServiceUpdate {
                 description: Some("new".into()),
-                upstreams: None,
-                timeout_ms: None,
-                usage_accounting: None,
-                load_balancing: None,
-                tls_ca_pem: None,
-                health_check: None,
-                retry: None,
                 updated_at: 80,
+                ..Default::default()
             },
         )
         .await

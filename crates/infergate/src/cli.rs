@@ -258,6 +258,10 @@ pub struct ServiceSettings {
     /// How calls are spread over the upstreams [new services: least_outstanding].
     #[arg(long, value_parser = ["least_outstanding", "round_robin"])]
     pub load_balancing: Option<String>,
+    /// The weight of each upstream (1-100, in their order), comma-separated, e.g. 3,1
+    /// [default: all equal; on update, new upstreams reset it].
+    #[arg(long, value_delimiter = ',')]
+    pub upstream_weights: Option<Vec<i64>>,
     /// A PEM file of the CA certificates `https://` upstreams are verified against
     /// (instead of the system's roots); on update, an empty file removes it.
     #[arg(long)]

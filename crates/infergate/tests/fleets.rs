@@ -186,6 +186,69 @@ async fn least_outstanding(fast_path: bool) {
         .ok(reqwest::Method::GET, &format!("/services/{sid}"), None)
         .await;
     assert_eq!(shown["load_balancing"], "round_robin");
+    assert_eq!(shown["upstream_weights"], json!([1, 1]));
+
+    // Weights: round robin gives each upstream its share of the turns, least_outstanding
+    // its share of the ties.
+    let calls = |n: usize| {
+        let client = client.clone();
+        let base = base.clone();
+        let replicas = &replicas;
+        async move {
+            for r in replicas {
+                r.fast.store(0, Ordering::SeqCst);
+            }
+            for _ in 0..n {
+                let reply = client.get(format!("{base}/fast")).send().await;
+                assert_eq!(reply.expect("call").status(), 200);
+            }
+            [0, 1].map(|i| replicas[i].fast.load(Ordering::SeqCst))
+        }
+    };
+    let weighted = admin
+        .ok(
+            reqwest::Method::PUT,
+            &format!("/services/{sid}"),
+            Some(json!({"upstream_weights": [3, 1]})),
+        )
+        .await;
+    assert_eq!(weighted["upstream_weights"], json!([3, 1]));
+    assert_eq!(calls(40).await, [30, 10]);
+    admin
+        .ok(
+            reqwest::Method::PUT,
+            &format!("/services/{sid}"),
+            Some(json!({"load_balancing": "least_outstanding"})),
+        )
+        .await;
+    // 150 expected; the binomial spread is about 6.
+    let served = calls(200).await;
+    assert!((120..=180).contains(&served[0]), "{served:?}");
+    for (weights, field) in [
+        (json!([0, 1]), "upstream_weights[0]"),
+        (json!([1, 101]), "upstream_weights[1]"),
+        (json!([1]), "upstream_weights"),
+        (json!([1, 1, 1]), "upstream_weights"),
+    ] {
+        let (status, refused) = admin
+            .send(
+                reqwest::Method::PUT,
+                &format!("/services/{sid}"),
+                Some(json!({"upstream_weights": weights})),
+            )
+            .await;
+        assert_eq!(status, 400, "{weights}: {refused}");
+        assert!(refused.to_string().contains(field), "{weights}: {refused}");
+    }
+    // New upstreams without weights are weighed alike again.
+    let replaced = admin
+        .ok(
+            reqwest::Method::PUT,
+            &format!("/services/{sid}"),
+            Some(json!({"upstreams": [replicas[0].url, replicas[1].url]})),
+        )
+        .await;
+    assert_eq!(replaced["upstream_weights"], json!([1, 1]));
 }
 
 #[tokio::test]

@@ -11,6 +11,7 @@ pub fn services_and_apis(n: usize) -> (Vec<Service>, Vec<Api>) {
             name: format!("svc{i}"),
             description: String::new(),
             upstreams: vec!["http://127.0.0.1:9000/v1".into()],
+            upstream_weights: vec![],
             timeout_ms: 1000,
             usage_accounting: true,
             load_balancing: infergate_core::model::LoadBalancing::RoundRobin,

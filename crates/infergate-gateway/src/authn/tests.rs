@@ -38,6 +38,7 @@ fn fixture(support_app_code: bool) -> (Snapshot, MasterKey) {
             name: "svc".into(),
             description: String::new(),
             upstreams: vec!["http://127.0.0.1:1".into()],
+            upstream_weights: vec![],
             timeout_ms: 1000,
             usage_accounting: true,
             load_balancing: infergate_core::model::LoadBalancing::RoundRobin,

@@ -9,8 +9,8 @@ impl ServiceStore for This {
         sqlx::query(
             "INSERT INTO services (id, project_id, name, description, upstreams, timeout_ms, owner,
                                    created_at, updated_at, usage_accounting, load_balancing,
-                                   tls_ca_pem, health_check, retry)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+                                   tls_ca_pem, health_check, retry, upstream_weights)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
         )
         .bind(&service.id)
         .bind(&service.project_id)
@@ -26,6 +26,7 @@ impl ServiceStore for This {
         .bind(&service.tls_ca_pem)
         .bind(json_text(&service.health_check))
         .bind(json_text(&service.retry))
+        .bind(weights_json(&service.upstream_weights))
         .execute(&mut *tx)
         .await
         .map_err(|e| {
@@ -75,6 +76,11 @@ impl ServiceStore for This {
         }
         if let Some(upstreams) = &update.upstreams {
             service.upstreams = upstreams.clone();
+            // New upstreams without weights are weighed alike.
+            service.upstream_weights.clear();
+        }
+        if let Some(weights) = &update.upstream_weights {
+            service.upstream_weights = weights.clone();
         }
         if let Some(timeout_ms) = update.timeout_ms {
             service.timeout_ms = timeout_ms;
@@ -98,8 +104,8 @@ impl ServiceStore for This {
         sqlx::query(
             "UPDATE services SET description = $1, upstreams = $2, timeout_ms = $3, updated_at = $4,
                                  usage_accounting = $5, load_balancing = $6, tls_ca_pem = $7,
-                                 health_check = $8, retry = $9
-             WHERE id = $10",
+                                 health_check = $8, retry = $9, upstream_weights = $10
+             WHERE id = $11",
         )
         .bind(&service.description)
         .bind(upstreams_json(&service.upstreams))
@@ -110,6 +116,7 @@ impl ServiceStore for This {
         .bind(&service.tls_ca_pem)
         .bind(json_text(&service.health_check))
         .bind(json_text(&service.retry))
+        .bind(weights_json(&service.upstream_weights))
         .bind(id)
         .execute(&mut *tx)
         .await?;
@@ -281,6 +288,7 @@ pub(super) fn service_from_row(row: &DbRow) -> StoreResult<Service> {
         tls_ca_pem: row.try_get("tls_ca_pem")?,
         health_check: from_json_text(row, "health_check")?,
         retry: from_json_text(row, "retry")?,
+        upstream_weights: from_json_text(row, "upstream_weights")?.unwrap_or_default(),
         owner: row.try_get("owner")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
@@ -305,6 +313,11 @@ pub(super) fn api_from_row(row: &DbRow) -> StoreResult<Api> {
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
     })
+}
+
+/// A service's weights as stored: none when all are equal.
+fn weights_json(weights: &[u32]) -> Option<String> {
+    (!weights.is_empty()).then(|| serde_json::to_string(weights).unwrap_or_else(|_| "[]".into()))
 }
 
 pub(super) fn upstreams_json(upstreams: &[String]) -> String {

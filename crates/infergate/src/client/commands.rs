@@ -977,6 +977,7 @@ fn put_settings(body: &mut Value, settings: ServiceSettings) -> CliResult<()> {
         timeout_ms,
         usage_accounting,
         load_balancing,
+        upstream_weights,
         tls_ca_file,
         health_check,
         retry,
@@ -992,6 +993,9 @@ fn put_settings(body: &mut Value, settings: ServiceSettings) -> CliResult<()> {
     }
     if let Some(balancing) = load_balancing {
         body["load_balancing"] = json!(balancing);
+    }
+    if let Some(weights) = upstream_weights {
+        body["upstream_weights"] = json!(weights);
     }
     if let Some(path) = tls_ca_file {
         body["tls_ca_pem"] = json!(read_text_file(&path)?);
