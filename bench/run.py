@@ -167,13 +167,40 @@ def sse_body():
     return "".join(events)
 
 
-def upstream_conf(work, port):
+def private_ca(work):
+    """A private CA and a certificate for localhost and 127.0.0.1 it signed (ECDSA P-256):
+    the paths of the CA, the certificate and its key."""
+    ca, ca_key = work / "ca.pem", work / "ca.key"
+    cert, key, csr = work / "upstream.pem", work / "upstream.key", work / "upstream.csr"
+    ext = work / "upstream.ext"
+    ext.write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n")
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    run = lambda *a: subprocess.run(["openssl", *a], check=True, capture_output=True)
+    run("req", "-x509", *ec, "-keyout", str(ca_key), "-out", str(ca), "-days", "2",
+        "-subj", "/CN=infergate bench CA")
+    run("req", *ec, "-keyout", str(key), "-out", str(csr), "-subj", "/CN=localhost")
+    run("x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key),
+        "-CAcreateserial", "-out", str(cert), "-days", "2", "-extfile", str(ext))
+    return ca, cert, key
+
+
+def upstream_conf(work, port, tls_port=None):
+    """The model server's stand-in; with `tls_port`, it also listens there over TLS
+    (HTTP/1.1) with a certificate of the private CA (`work/ca.pem`)."""
     (work / "sse200.txt").write_text(sse_body())
+    tls = ""
+    if tls_port:
+        _, cert, key = private_ca(work)
+        tls = (f"listen 127.0.0.1:{tls_port} ssl backlog=4096;\n"
+               f"    ssl_certificate {cert};\n    ssl_certificate_key {key};")
     return nginx_conf(work, "upstream", f"""
   client_body_buffer_size 64k;
   client_body_in_single_buffer on;
   server {{
     listen 127.0.0.1:{port} backlog=4096;
+    {tls}
+    # Where traced nodes send their spans (OTLP/HTTP); the body is read and dropped.
+    location = /v1/traces {{ return 200; }}
     location ~ /echo$ {{
       mirror /_read_body;
       mirror_request_body on;
@@ -207,10 +234,17 @@ def upstream_conf(work, port):
 """)
 
 
-def nginx_proxy_conf(work, name, port, upstream, check=False):
+def nginx_proxy_conf(work, name, port, upstream, check=False, https=False):
     """nginx as a plain reverse proxy; with `check`, it first verifies the same HMAC-SHA256
-    header as HAProxy does, in njs (nginx's JavaScript module)."""
+    header as HAProxy does, in njs (nginx's JavaScript module); with `https`, the upstream
+    is called over TLS, verified against the private CA, sessions reused."""
     main = http = deny = ""
+    scheme, tls = "http", ""
+    if https:
+        scheme = "https"
+        tls = (f"proxy_ssl_verify on;\n      proxy_ssl_trusted_certificate {work}/ca.pem;\n"
+               "      proxy_ssl_name localhost;\n      proxy_ssl_server_name on;\n"
+               "      proxy_ssl_session_reuse on;")
     if check:
         script = work / "hmac.js"
         script.write_text(f"""
@@ -234,7 +268,8 @@ export default {{ valid }};
     listen 127.0.0.1:{port} backlog=4096;
     location / {{
       {deny}
-      proxy_pass http://up;
+      proxy_pass {scheme}://up;
+      {tls}
       proxy_http_version 1.1;
       proxy_set_header Connection "";
       proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
@@ -748,6 +783,9 @@ def start_peers(args, procs, names, up):
     for n in names:
         if n == "haproxy":
             argv = [tool("haproxy"), "-db", "-f", str(haproxy_conf(args.work, ports[n], up))]
+        elif n == "nginx-https":
+            argv = [tool("nginx"), "-c", str(
+                nginx_proxy_conf(args.work, n, ports[n], args.tls_up, https=True))]
         else:
             argv = [tool("nginx"), "-c", str(
                 nginx_proxy_conf(args.work, n, ports[n], up, check=n == "nginx-hmac"))]
@@ -837,8 +875,10 @@ def main():
     procs = Procs(args.work)
     try:
         up = free_port()
+        args.tls_up = free_port()
         load_core = args.load_cores[-1]
-        procs.start("upstream", load_core, [nginx, "-c", str(upstream_conf(args.work, up))])
+        procs.start("upstream", load_core,
+                    [nginx, "-c", str(upstream_conf(args.work, up, args.tls_up))])
         wait_http(f"http://127.0.0.1:{up}/")
         if args.profile:
             return profile(args, procs, binary, up)
@@ -847,7 +887,8 @@ def main():
         if args.sample:
             return sample(args, procs, binary, up)
         core = args.proxy_core
-        ports, pids = start_peers(args, procs, ("nginx-a", "nginx-b", "nginx-hmac", "haproxy"), up)
+        ports, pids = start_peers(
+            args, procs, ("nginx-a", "nginx-b", "nginx-hmac", "haproxy", "nginx-https"), up)
         ports["envoy"] = free_port()
         pids["envoy"] = procs.start("envoy", core, [
             envoy, "-c", str(envoy_conf(args.work, ports["envoy"], up)), "--concurrency", "1",
@@ -884,6 +925,26 @@ def main():
             return answers_the_stream(target, usage_chunk=node is not ig)
 
         quiet = []
+
+        def https_get():
+            """A signed GET through an infergate whose service's upstream is the HTTPS
+            listener of the model server (verified against the private CA)."""
+            node = Infergate(procs, args.work, core, binary, up, name="infergate-https")
+            node.cli("service", "update", "bench", "--upstream",
+                     f"https://localhost:{args.tls_up}", "--tls-ca-file",
+                     str(args.work / "ca.pem"), "-o", "json")
+            url = node.base + "/predict?model=bench&stream=false"
+            return Target("infergate APP-signed GET, HTTPS upstream", url, node.proc.pid,
+                          node.signed_headers("GET", url))
+
+        def traced_get():
+            """A signed GET through an infergate that traces every call (sampling 1) and
+            exports the spans over OTLP/HTTP to the model server's /v1/traces."""
+            node = Infergate(procs, args.work, core, binary, up, name="infergate-traced",
+                             serve_args=["--otlp-endpoint", f"http://127.0.0.1:{up}"])
+            url = node.base + "/predict?model=bench&stream=false"
+            return Target("infergate APP-signed GET, every call traced", url, node.proc.pid,
+                          node.signed_headers("GET", url))
 
         def quiet_node():
             """A second infergate whose service has usage_accounting off."""
@@ -930,6 +991,8 @@ def main():
             "sse-filter": lambda: (
                 sse_post("infergate streamed POST, usage asked and its chunk dropped", ig),
                 sse_post("infergate streamed POST, accounting off", quiet_node())),
+            "https-upstream": lambda: (https_get(), peer("nginx-https")),
+            "tracing": lambda: (traced_get(), ig_get),
         }
         labels = {
             "control": "nginx vs nginx (control)",
@@ -946,6 +1009,9 @@ def main():
                                "plain proxy",
             "sse-filter": f"infergate {SSE_EVENTS}-event streamed POST: usage asked for and its "
                           "chunk dropped vs accounting off",
+            "https-upstream": "infergate signed GET vs nginx plain proxy, both to the same HTTPS "
+                              "upstream",
+            "tracing": "infergate signed GET: every call traced (OTLP export) vs tracing off",
         }
         only = [o for o in args.only.split(",") if o]
         pairs = []

@@ -547,7 +547,12 @@ fn service_route(s: &Service, problems: &mut Vec<String>) -> Arc<ServiceRoute> {
     // under them, or one the snapshot could not read, balances evenly).
     let weights: Box<[u32]> =
         if s.upstream_weights.len() == s.upstreams.len() && upstreams.len() == s.upstreams.len() {
-            s.upstream_weights.iter().map(|&w| w.max(1)).collect()
+            // Bounded as the API bounds them, whatever the store holds.
+            let most = crate::validate::MAX_UPSTREAM_WEIGHT as u32;
+            s.upstream_weights
+                .iter()
+                .map(|&w| w.clamp(1, most))
+                .collect()
         } else {
             Box::new([])
         };

@@ -146,6 +146,48 @@ pub struct CallRecord {
     pub(crate) started: Instant,
 }
 
+impl CallRecord {
+    /// The record of a call of `method` to `path` (the `target` the access log shows).
+    fn new(
+        request_id: RequestId,
+        method: &http::Method,
+        target: String,
+        path: &str,
+        bytes_in: u64,
+    ) -> Self {
+        let model_api = crate::usage::model_api(path);
+        CallRecord {
+            request_id,
+            method: method.clone(),
+            target,
+            api_id: None,
+            caller: None,
+            auth: "none",
+            upstream: None,
+            upstream_ms: None,
+            bytes_in,
+            hops: 1,
+            rate_limit: None,
+            model_call: model_api.is_some(),
+            model_api,
+            project_id: None,
+            usage: None,
+            asked_usage: false,
+            reservation: None,
+            forward_cap: None,
+            in_flight: None,
+            trace: None,
+            started: Instant::now(),
+        }
+    }
+
+    /// A record of a call of `method` to `/`, for unit tests.
+    #[cfg(test)]
+    pub(crate) fn for_tests(method: http::Method) -> Self {
+        Self::new(RequestId([b'0'; 32]), &method, String::new(), "/", 0)
+    }
+}
+
 /// The wall-clock time at `at`: the system's clock is read once a second per thread (or for
 /// an instant more than a second from the last reading), and the monotonic clock counts from
 /// there. A signature's date window is minutes wide; a change of the system clock is seen
@@ -187,35 +229,13 @@ impl Gateway {
         bytes_in: u64,
     ) -> CallRecord {
         self.observers.start();
-        let model_api = crate::usage::model_api(path);
-        CallRecord {
-            request_id: self.ids.next(),
-            method: method.clone(),
-            // Only the access log reads it.
-            target: if self.observers.logs_targets() {
-                loggable_target(path, query)
-            } else {
-                String::new()
-            },
-            api_id: None,
-            caller: None,
-            auth: "none",
-            upstream: None,
-            upstream_ms: None,
-            bytes_in,
-            hops: 1,
-            rate_limit: None,
-            model_call: model_api.is_some(),
-            model_api,
-            project_id: None,
-            usage: None,
-            asked_usage: false,
-            reservation: None,
-            forward_cap: None,
-            in_flight: None,
-            trace: None,
-            started: Instant::now(),
-        }
+        // Only the access log reads the target.
+        let target = if self.observers.logs_targets() {
+            loggable_target(path, query)
+        } else {
+            String::new()
+        };
+        CallRecord::new(self.ids.next(), method, target, path, bytes_in)
     }
 
     fn check_limits<H: HeaderSource + ?Sized>(
@@ -269,7 +289,7 @@ impl Gateway {
     ) -> Result<Selected<'h>, GatewayError> {
         if let Some(tracer) = &self.observers.tracer {
             let mut trace = tracer.context(head.headers);
-            trace.path = head.path.to_owned();
+            trace.set_path(head.path);
             trace.client = Some(conn.remote.ip());
             trace.https = conn.tls;
             record.trace = Some(Box::new(trace));
@@ -298,8 +318,8 @@ impl Gateway {
         let presented = Presented::classify(head.headers, snapshot);
         let api = authn::select(&candidates, &presented)?;
         record.api_id = Some(api.api_id.clone());
-        if let Some(trace) = &mut record.trace {
-            trace.route = Some(api.api_path.clone());
+        if let Some(trace) = record.trace.as_mut().filter(|t| t.sampled) {
+            trace.api = Some(api.clone());
         }
         // The path the upstream receives may name the model API where the client's does
         // not (an API at `/llm` over `…/v1/chat/completions`).

@@ -311,6 +311,7 @@ impl Upstreams {
                     return Ok(Some(Answered {
                         answer,
                         upstream,
+                        index,
                         at,
                     }));
                 }
@@ -368,6 +369,8 @@ pub(crate) enum Attempted<T> {
 pub(crate) struct Answered<'u, T> {
     pub answer: T,
     pub upstream: &'u Upstream,
+    /// The upstream's place in its service.
+    pub index: usize,
     pub at: Instant,
 }
 

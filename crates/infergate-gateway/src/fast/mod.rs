@@ -27,13 +27,14 @@ use crate::http_rules::MAX_HEADERS;
 use crate::http_rules::{Forwarded, RequestFraming, ResponseFraming};
 use crate::phases::{BodySeen, CallRecord, Deferred, Head};
 use crate::upstreams::pool::{Pool, Pooled};
+use crate::upstreams::tls::UpstreamTls;
 use crate::upstreams::{Answered, Attempt, Attempted, Attempts, Failure};
 use crate::usage::{Media, UsageChunkFilter, UsageTap};
 use crate::Gateway;
 use head::{
     head_end, read_head, request_bytes, split_target, HeadEnd, HeadRead, Parsed, RawHeaders,
 };
-use relay::{error_bytes, ClientHead, OwnLines, RelayError, READ_SIZE};
+use relay::{error_bytes, ClientHead, FastTo, OwnLines, RelayError, READ_SIZE};
 
 pub(crate) use relay::UpstreamConn;
 
@@ -154,12 +155,6 @@ pub async fn serve(
         let used = loop {
             let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
             let request = match read_head(&buf[..end], &mut slots) {
-                HeadRead::Take(request) if gateway.needs_general(request.target) => {
-                    return Ended::Fallback {
-                        read: buf.freeze(),
-                        stream,
-                    }
-                }
                 HeadRead::Take(request) => request,
                 HeadRead::Elsewhere => {
                     return Ended::Fallback {
@@ -347,19 +342,6 @@ impl Client<'_> {
 }
 
 impl Gateway {
-    /// Whether a call to `target` must be served by the general server for what its route
-    /// needs (an `https://` upstream), decided from the head before anything is counted.
-    fn needs_general(&self, target: &str) -> bool {
-        let snapshot = self.snapshots.load();
-        if !snapshot.has_https_upstreams() {
-            return false;
-        }
-        let (path, _) = split_target(target);
-        snapshot
-            .route(path)
-            .is_some_and(|apis| apis.iter().any(|api| api.service.tls))
-    }
-
     /// Serves one call of the fast path: `Some(when it ended)` while the client connection
     /// stays open, `None` when it must close.
     async fn serve_fast(
@@ -487,7 +469,9 @@ impl Gateway {
                 model_call: record.model_call,
                 asked_usage: asked,
             },
+            api,
             pool: &self.fast_pool,
+            tls: &self.upstream_tls,
             head,
             api_path: &api.api_path,
             forwarded: Forwarded {
@@ -511,6 +495,7 @@ impl Gateway {
         let Some(Answered {
             answer: (mut up, head),
             upstream,
+            index,
             at: now,
         }) = answered
         else {
@@ -551,7 +536,7 @@ impl Gateway {
             Ok((sent, waited)) => {
                 let ended = if waited { Instant::now() } else { now };
                 if head.keep_alive && up.buf.is_empty() {
-                    client.scratch.hold(&upstream.authority, up, ended);
+                    client.scratch.hold(api.service.pool_key(index), up, ended);
                 }
                 self.observers.finish(record, head.status, sent);
                 (!close).then_some(ended)
@@ -575,7 +560,9 @@ impl Gateway {
 type FastAdmitted = (Arc<ApiRoute>, Caller, Option<Box<Deferred>>);
 
 struct FastAttempts<'a, 'c, 'h> {
+    api: &'a ApiRoute,
     pool: &'a Pool<UpstreamConn>,
+    tls: &'a UpstreamTls,
     head: &'a Head<'h, RawHeaders<'h>>,
     api_path: &'a str,
     forwarded: Forwarded<'a>,
@@ -590,10 +577,9 @@ struct FastAttempts<'a, 'c, 'h> {
 impl Attempts for FastAttempts<'_, '_, '_> {
     type Answer = (UpstreamConn, ClientHead);
 
-    /// Plain HTTP alone: calls of a service with an `https://` upstream go to the general
-    /// server (see [`Gateway::needs_general`]).
+    /// HTTP/1.1, in the clear or over TLS.
     fn speaks(&self, scheme: &str) -> bool {
-        scheme == "http"
+        matches!(scheme, "http" | "https")
     }
 
     /// The fast path holds the whole body.
@@ -620,13 +606,17 @@ impl Attempts for FastAttempts<'_, '_, '_> {
             self.own.model_call,
             self.request,
         );
-        let held = self
-            .client
-            .scratch
-            .take_held(&upstream.authority, attempt.sent_at);
+        let service = &self.api.service;
+        let to = FastTo {
+            upstream,
+            key: service.pool_key(attempt.index),
+            ca_pem: service.tls_ca_pem.as_ref(),
+            tls: self.tls,
+        };
+        let held = self.client.scratch.take_held(to.key, attempt.sent_at);
         let exchange = UpstreamConn::exchange(
             self.pool,
-            &upstream.authority,
+            &to,
             held,
             attempt.sent_at,
             self.request,

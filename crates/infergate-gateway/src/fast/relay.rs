@@ -3,19 +3,24 @@
 //! its bytes arrive. Every decision about the response comes from `http_rules`.
 
 use std::io::{self, Write};
+use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
 use bytes::{Buf, BytesMut};
 use http::Method;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use infergate_core::snapshot::Upstream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
 
 use super::head::{push_header, LineCopier};
 use crate::error::GatewayError;
 use crate::http_rules::{self, ChunkedEnd, ResponseFraming, MAX_HEADERS};
 use crate::throttle::RateLimitFields;
 use crate::upstreams::pool::{Pool, Pooled};
+use crate::upstreams::tls::{Alpn, UpstreamTls};
 use crate::upstreams::Failure;
 use crate::usage::{Media, UsageChunkFilter, UsageTap};
 
@@ -182,9 +187,55 @@ pub(super) fn error_bytes(
     (status.as_u16(), answer.closes(), out)
 }
 
+/// The bytes of an upstream connection: plain TCP, or TLS (HTTP/1.1 by ALPN) over it.
+pub(crate) enum UpstreamIo {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for UpstreamIo {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            UpstreamIo::Plain(tcp) => Pin::new(tcp).poll_read(cx, buf),
+            UpstreamIo::Tls(tls) => Pin::new(tls.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for UpstreamIo {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            UpstreamIo::Plain(tcp) => Pin::new(tcp).poll_write(cx, buf),
+            UpstreamIo::Tls(tls) => Pin::new(tls.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            UpstreamIo::Plain(tcp) => Pin::new(tcp).poll_flush(cx),
+            UpstreamIo::Tls(tls) => Pin::new(tls.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            UpstreamIo::Plain(tcp) => Pin::new(tcp).poll_shutdown(cx),
+            UpstreamIo::Tls(tls) => Pin::new(tls.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
 /// A kept-alive connection to an upstream and the bytes read from it but not yet used.
 pub(crate) struct UpstreamConn {
-    pub(super) stream: TcpStream,
+    pub(super) stream: UpstreamIo,
     pub(super) buf: BytesMut,
 }
 
@@ -192,16 +243,62 @@ impl Pooled for UpstreamConn {
     fn is_closed(&self) -> bool {
         // An idle connection has nothing to read: if it is readable, the upstream closed it
         // (or sent bytes nobody asked for). The readiness flag can be stale, so a readable
-        // one is probed once.
+        // one is probed once: plain TCP by a read, TLS by a peek (a read would take bytes
+        // of a record from under the TLS session).
         let mut cx = Context::from_waker(Waker::noop());
-        match self.stream.poll_read_ready(&mut cx) {
-            Poll::Pending => false,
-            Poll::Ready(Err(_)) => true,
-            Poll::Ready(Ok(())) => {
+        match &self.stream {
+            UpstreamIo::Plain(tcp) => match tcp.poll_read_ready(&mut cx) {
+                Poll::Pending => false,
+                Poll::Ready(Err(_)) => true,
+                Poll::Ready(Ok(())) => {
+                    let mut probe = [0u8; 1];
+                    !matches!(tcp.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+                }
+            },
+            UpstreamIo::Tls(tls) => {
                 let mut probe = [0u8; 1];
-                !matches!(self.stream.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+                let mut probe = ReadBuf::new(&mut probe);
+                // A close_notify, stray bytes or the end: not an idle connection.
+                !matches!(
+                    tls.get_ref().0.poll_peek(&mut cx, &mut probe),
+                    Poll::Pending
+                )
             }
         }
+    }
+}
+
+/// Where an exchange goes: the upstream, the key of its idle connections, and how its TLS
+/// is verified.
+pub(super) struct FastTo<'a> {
+    pub upstream: &'a Upstream,
+    pub key: &'a Arc<str>,
+    pub ca_pem: Option<&'a Arc<str>>,
+    pub tls: &'a UpstreamTls,
+}
+
+impl FastTo<'_> {
+    /// A new connection to the upstream (TLS for `https://`).
+    async fn connect(&self, pool: &Pool<UpstreamConn>) -> Result<UpstreamConn, Failure> {
+        let authority = &*self.upstream.authority;
+        let stream = if self.upstream.scheme == "https" {
+            let tls = self
+                .tls
+                .connect_upstream(pool, authority, self.ca_pem, Alpn::Http11)
+                .await
+                .map_err(Failure::Connect)?;
+            UpstreamIo::Tls(Box::new(tls))
+        } else {
+            let tcp = pool
+                .connect_tcp(authority, 80)
+                .await
+                .map_err(Failure::Connect)?;
+            UpstreamIo::Plain(tcp)
+        };
+        Ok(UpstreamConn {
+            stream,
+            buf: BytesMut::with_capacity(READ_SIZE),
+        })
     }
 }
 
@@ -423,14 +520,14 @@ impl UpstreamConn {
         }
     }
 
-    /// Writes `request` to a connection of `authority` (`held`, else an idle one, else a
-    /// new one) and reads the response head. A reused connection that fails before any
-    /// response byte is replaced by another when the request (of `method`) can be sent
-    /// twice (or was not sent).
+    /// Writes `request` to a connection of `to` (`held`, else an idle one, else a new one)
+    /// and reads the response head. A reused connection that fails before any response
+    /// byte is replaced by another when the request (of `method`) can be sent twice (or
+    /// was not sent).
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn exchange(
         pool: &Pool<UpstreamConn>,
-        authority: &str,
+        to: &FastTo<'_>,
         mut held: Option<UpstreamConn>,
         sent_at: Instant,
         request: &[u8],
@@ -441,21 +538,15 @@ impl UpstreamConn {
         let head_only = *method == Method::HEAD;
         let retry_safe = method.is_idempotent();
         loop {
-            let (mut up, reused) = match held.take().or_else(|| pool.take(authority, sent_at)) {
+            let (mut up, reused) = match held.take().or_else(|| pool.take(to.key, sent_at)) {
                 Some(up) => (up, true),
-                None => {
-                    let stream = pool
-                        .connect_tcp(authority, 80)
-                        .await
-                        .map_err(Failure::Connect)?;
-                    let up = Self {
-                        stream,
-                        buf: BytesMut::with_capacity(READ_SIZE),
-                    };
-                    (up, false)
-                }
+                None => (to.connect(pool).await?, false),
             };
-            if let Err(e) = up.stream.write_all(request).await {
+            let written = match up.stream.write_all(request).await {
+                Ok(()) => up.stream.flush().await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = written {
                 if reused {
                     continue;
                 }

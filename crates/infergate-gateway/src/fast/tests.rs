@@ -445,7 +445,7 @@ async fn an_idle_upstream_connection_closed_by_its_peer_is_not_reused() {
     let stream = TcpStream::connect(addr).await.expect("connect");
     let (peer, _) = listener.accept().await.expect("accept");
     let up = UpstreamConn {
-        stream,
+        stream: super::relay::UpstreamIo::Plain(stream),
         buf: BytesMut::new(),
     };
     assert!(!up.is_closed(), "open and quiet");

@@ -30,7 +30,7 @@ use crate::http_rules::{
 };
 use crate::phases::CallRecord;
 use crate::throttle::RateLimitFields;
-use crate::upstreams::pool::{split_authority, Pool, Pooled};
+use crate::upstreams::pool::{Pool, Pooled};
 use crate::upstreams::tls::{chose_h2, Alpn, UpstreamTls};
 use crate::upstreams::{Attempt, Attempted, Attempts, Failure};
 use crate::Gateway;
@@ -487,18 +487,16 @@ where
 impl Pool<Sender> {
     async fn connect_sender(&self, to: &To<'_>) -> Result<Sender, SendError> {
         let authority = &*to.upstream.authority;
-        let https = to.upstream.scheme == "https";
-        let stream = self
-            .connect_tcp(authority, if https { 443 } else { 80 })
-            .await
-            .map_err(SendError::Connect)?;
-        if !https {
+        if to.upstream.scheme != "https" {
+            let stream = self
+                .connect_tcp(authority, 80)
+                .await
+                .map_err(SendError::Connect)?;
             return handshake(stream, authority).await;
         }
-        let host = split_authority(authority, 443).map_or_else(|| authority.to_owned(), |(h, _)| h);
         let tls = to
             .tls
-            .connect(stream, &host, to.ca_pem, to.alpn)
+            .connect_upstream(self, authority, to.ca_pem, to.alpn)
             .await
             .map_err(SendError::Connect)?;
         if chose_h2(&tls) {

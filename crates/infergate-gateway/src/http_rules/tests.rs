@@ -433,7 +433,7 @@ fn traced_calls_replace_the_clients_traceparent_in_one_place() {
         parent,
         sampled: true,
         path: String::new(),
-        route: None,
+        api: None,
         client: None,
         https: false,
     };

@@ -13,8 +13,8 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use infergate_core::snapshot::ApiRoute;
 use infergate_sign::HeaderSource;
-use prost::Message;
 use rand::RngCore;
 use tokio::sync::mpsc;
 
@@ -29,6 +29,8 @@ const MAX_BATCH: usize = 512;
 const BATCH_DELAY: Duration = Duration::from_millis(500);
 /// The longest one export may take.
 const EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The most bytes of a path a span keeps.
+const MAX_PATH: usize = 512;
 
 /// How calls are traced.
 #[derive(Debug, Clone)]
@@ -42,7 +44,7 @@ pub struct TraceSettings {
 }
 
 /// The trace a call takes part in.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct TraceContext {
     pub trace_id: [u8; 16],
     /// The call's own span.
@@ -50,11 +52,24 @@ pub struct TraceContext {
     /// The client's span, when it sent a valid `traceparent`.
     pub parent: Option<[u8; 8]>,
     pub sampled: bool,
-    /// Where and from whom the call came, for the span's attributes.
+    /// Where and from whom a sampled call came, for the span's attributes.
     pub(crate) path: String,
-    pub(crate) route: Option<String>,
+    pub(crate) api: Option<Arc<ApiRoute>>,
     pub(crate) client: Option<IpAddr>,
     pub(crate) https: bool,
+}
+
+impl TraceContext {
+    /// Notes the path (its first [`MAX_PATH`] bytes) of a sampled call.
+    pub(crate) fn set_path(&mut self, path: &str) {
+        if self.sampled {
+            let mut end = path.len().min(MAX_PATH);
+            while !path.is_char_boundary(end) {
+                end -= 1;
+            }
+            self.path = path[..end].to_owned();
+        }
+    }
 }
 
 /// A `traceparent` as W3C Trace Context reads it: (trace id, parent span id, sampled).
@@ -107,6 +122,7 @@ fn hex_byte(pair: &[u8]) -> Option<u8> {
     Some(digit(pair[0])? << 4 | digit(pair[1])?)
 }
 
+#[cfg(test)]
 fn push_hex(out: &mut Vec<u8>, bytes: &[u8]) {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     for b in bytes {
@@ -133,14 +149,20 @@ impl TraceHeader {
 impl TraceContext {
     /// What the upstream receives of this trace.
     pub fn header(&self) -> TraceHeader {
-        let mut out = Vec::with_capacity(55);
-        out.extend_from_slice(b"00-");
-        push_hex(&mut out, &self.trace_id);
-        out.push(b'-');
-        push_hex(&mut out, &self.span_id);
-        out.extend_from_slice(if self.sampled { b"-01" } else { b"-00" });
-        let mut value = [0u8; 55];
-        value.copy_from_slice(&out);
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut value = *b"00-00000000000000000000000000000000-0000000000000000-00";
+        let (ids, spans) = value.split_at_mut(36);
+        let pairs = ids[3..35]
+            .chunks_exact_mut(2)
+            .zip(&self.trace_id)
+            .chain(spans[..16].chunks_exact_mut(2).zip(&self.span_id));
+        for (pair, byte) in pairs {
+            pair[0] = DIGITS[usize::from(byte >> 4)];
+            pair[1] = DIGITS[usize::from(byte & 15)];
+        }
+        if self.sampled {
+            value[54] = b'1';
+        }
         TraceHeader {
             value,
             continued: self.parent.is_some(),
@@ -149,7 +171,7 @@ impl TraceContext {
 }
 
 /// A random id, never all zero.
-fn random_id<const N: usize>() -> [u8; N] {
+pub(crate) fn random_id<const N: usize>() -> [u8; N] {
     let mut id = [0u8; N];
     let mut rng = rand::thread_rng();
     while id == [0; N] {
@@ -161,7 +183,8 @@ fn random_id<const N: usize>() -> [u8; N] {
 /// Starts traces and sends their spans to the collector.
 pub struct Tracer {
     ratio: f64,
-    queue: mpsc::Sender<otlp::Span>,
+    /// Finished spans, each an encoded OTLP `Span`.
+    queue: mpsc::Sender<Vec<u8>>,
     /// Spans by outcome (`exported`, `queue_full`, `export_failed`).
     outcomes: Option<prometheus::IntCounterVec>,
 }
@@ -177,13 +200,14 @@ impl Tracer {
             .timeout(EXPORT_TIMEOUT)
             .build()
             .map_err(|e| format!("the OTLP client: {e}"))?;
-        let resource = otlp::Resource {
-            attributes: vec![
-                otlp::attr("service.name", settings.service_name.clone()),
-                otlp::attr("telemetry.sdk.name", "infergate".to_owned()),
-                otlp::attr("service.version", env!("CARGO_PKG_VERSION").to_owned()),
-            ],
-        };
+        let mut resource = Vec::new();
+        for (key, value) in [
+            ("service.name", settings.service_name.as_str()),
+            ("telemetry.sdk.name", "infergate"),
+            ("service.version", env!("CARGO_PKG_VERSION")),
+        ] {
+            pb::attr(&mut resource, 1, key, value);
+        }
         tokio::spawn(export(
             spans,
             client,
@@ -213,7 +237,7 @@ impl Tracer {
             parent,
             sampled,
             path: String::new(),
-            route: None,
+            api: None,
             client: None,
             https: false,
         }
@@ -236,7 +260,7 @@ impl Tracer {
         let Some(trace) = record.trace.as_deref().filter(|t| t.sampled) else {
             return;
         };
-        let span = span_of(trace, record, status);
+        let span = encode_span(trace, record, status);
         let outcome = match self.queue.try_send(span) {
             Ok(()) => return,
             Err(mpsc::error::TrySendError::Full(_)) => "queue_full",
@@ -253,86 +277,189 @@ fn unix_nanos(at: std::time::Instant) -> u64 {
     wall.timestamp_nanos_opt().map_or(0, |n| n.max(0) as u64)
 }
 
-/// The span of a finished call, named and attributed as OpenTelemetry's HTTP server spans
-/// are, with the gateway's own attributes and the model call's tokens.
-fn span_of(trace: &TraceContext, record: &CallRecord, status: u16) -> otlp::Span {
-    use otlp::{attr, int_attr};
+/// The span of a finished call as an OTLP `Span`, named and attributed as OpenTelemetry's
+/// HTTP server spans are, with the gateway's own attributes and the model call's tokens.
+fn encode_span(trace: &TraceContext, record: &CallRecord, status: u16) -> Vec<u8> {
+    let mut out = Vec::with_capacity(384 + trace.path.len());
+    let buf = &mut out;
+    pb::bytes(buf, 1, &trace.trace_id);
+    pb::bytes(buf, 2, &trace.span_id);
+    if let Some(parent) = &trace.parent {
+        pb::bytes(buf, 4, parent);
+    }
     let method = record.method.as_str();
-    let name = match &trace.route {
-        Some(route) => format!("{method} {route}"),
-        None => method.to_owned(),
-    };
-    let mut attributes = vec![
-        attr("http.request.method", method.to_owned()),
-        attr("url.path", trace.path.clone()),
-        attr(
-            "url.scheme",
-            if trace.https { "https" } else { "http" }.to_owned(),
-        ),
-        int_attr("http.response.status_code", i64::from(status)),
-        attr("infergate.request_id", record.request_id.to_string()),
-    ];
-    if let Some(route) = &trace.route {
-        attributes.push(attr("http.route", route.clone()));
+    let route = trace.api.as_ref().map(|api| api.api_path.as_str());
+    match route {
+        Some(route) => pb::joined(buf, 5, method, route),
+        None => pb::bytes(buf, 5, method.as_bytes()),
+    }
+    pb::varint(buf, 6, SPAN_KIND_SERVER);
+    pb::fixed64(buf, 7, unix_nanos(record.started));
+    pb::fixed64(buf, 8, unix_nanos(std::time::Instant::now()));
+    pb::attr(buf, 9, "http.request.method", method);
+    pb::attr(buf, 9, "url.path", &trace.path);
+    pb::attr(
+        buf,
+        9,
+        "url.scheme",
+        if trace.https { "https" } else { "http" },
+    );
+    pb::int_attr(buf, 9, "http.response.status_code", u64::from(status));
+    pb::attr(buf, 9, "infergate.request_id", record.request_id.as_str());
+    if let Some(route) = route {
+        pb::attr(buf, 9, "http.route", route);
     }
     if let Some(client) = trace.client {
-        attributes.push(attr("client.address", client.to_string()));
+        let mut text = [0u8; 46];
+        let mut cursor = std::io::Cursor::new(&mut text[..]);
+        if std::io::Write::write_fmt(&mut cursor, format_args!("{client}")).is_ok() {
+            let len = cursor.position() as usize;
+            let text = std::str::from_utf8(&text[..len]).unwrap_or_default();
+            pb::attr(buf, 9, "client.address", text);
+        }
     }
     if let Some(api) = &record.api_id {
-        attributes.push(attr("infergate.api_id", api.to_string()));
+        pb::attr(buf, 9, "infergate.api_id", api);
     }
     match &record.caller {
-        Some(Caller::App { app_id }) => {
-            attributes.push(attr("infergate.app_id", app_id.to_string()))
-        }
-        Some(Caller::User { user_id }) => {
-            attributes.push(attr("infergate.user_id", user_id.to_string()))
-        }
+        Some(Caller::App { app_id }) => pb::attr(buf, 9, "infergate.app_id", app_id),
+        Some(Caller::User { user_id }) => pb::attr(buf, 9, "infergate.user_id", user_id),
         _ => {}
     }
     if let Some(upstream) = &record.upstream {
-        attributes.push(attr("infergate.upstream", upstream.to_string()));
+        pb::attr(buf, 9, "infergate.upstream", upstream);
     }
     if let Some(api) = record.model_api {
-        attributes.push(attr("gen_ai.operation.name", api.operation().to_owned()));
+        pb::attr(buf, 9, "gen_ai.operation.name", api.operation());
     }
-    if let Some(usage) = &record.usage {
-        if !usage.estimated {
-            attributes.push(int_attr("gen_ai.usage.input_tokens", usage.prompt as i64));
-            attributes.push(int_attr(
-                "gen_ai.usage.output_tokens",
-                usage.completion as i64,
-            ));
+    if let Some(usage) = record.usage.as_ref().filter(|u| !u.estimated) {
+        pb::int_attr(buf, 9, "gen_ai.usage.input_tokens", usage.prompt);
+        pb::int_attr(buf, 9, "gen_ai.usage.output_tokens", usage.completion);
+    }
+    if status >= 500 {
+        let mut digits = [0u8; 3];
+        let text = [status / 100, status / 10 % 10, status % 10];
+        for (d, n) in digits.iter_mut().zip(text) {
+            *d = b'0' + n as u8;
         }
+        pb::attr(
+            buf,
+            9,
+            "error.type",
+            std::str::from_utf8(&digits).unwrap_or("5xx"),
+        );
+        // Status { code: ERROR }.
+        pb::message_head(buf, 15, 2);
+        pb::varint(buf, 3, STATUS_ERROR);
     }
-    let error = status >= 500;
-    if error {
-        attributes.push(attr("error.type", status.to_string()));
+    // W3C flags, and whether the parent is remote (it is, when there is one).
+    let flags = u32::from(trace.sampled) | 0x100 | if trace.parent.is_some() { 0x200 } else { 0 };
+    pb::fixed32(buf, 16, flags);
+    out
+}
+
+const SPAN_KIND_SERVER: u64 = 2;
+const STATUS_ERROR: u64 = 2;
+
+/// Protobuf writing of the OTLP fields the gateway sends, with prost's primitives: each
+/// message is written in one pass (the lengths of attributes are known beforehand).
+mod pb {
+    use prost::encoding::{encode_key, encode_varint, encoded_len_varint, WireType};
+
+    /// A length-delimited field (bytes, string, or a message written before).
+    pub fn bytes(buf: &mut Vec<u8>, tag: u32, value: &[u8]) {
+        message_head(buf, tag, value.len());
+        buf.extend_from_slice(value);
     }
-    otlp::Span {
-        trace_id: trace.trace_id.to_vec(),
-        span_id: trace.span_id.to_vec(),
-        parent_span_id: trace.parent.map(|p| p.to_vec()).unwrap_or_default(),
-        name,
-        kind: otlp::SPAN_KIND_SERVER,
-        start_time_unix_nano: unix_nanos(record.started),
-        end_time_unix_nano: unix_nanos(std::time::Instant::now()),
-        attributes,
-        status: Some(otlp::Status {
-            message: String::new(),
-            code: if error { otlp::STATUS_ERROR } else { 0 },
-        }),
-        // W3C flags, and whether the parent is remote (it is, when there is one).
-        flags: u32::from(trace.sampled) | 0x100 | if trace.parent.is_some() { 0x200 } else { 0 },
+
+    /// A string field of `a`, a space and `b`.
+    pub fn joined(buf: &mut Vec<u8>, tag: u32, a: &str, b: &str) {
+        message_head(buf, tag, a.len() + 1 + b.len());
+        buf.extend_from_slice(a.as_bytes());
+        buf.push(b' ');
+        buf.extend_from_slice(b.as_bytes());
     }
+
+    /// The key and length of a length-delimited field of `len` bytes.
+    pub fn message_head(buf: &mut Vec<u8>, tag: u32, len: usize) {
+        encode_key(tag, WireType::LengthDelimited, buf);
+        encode_varint(len as u64, buf);
+    }
+
+    pub fn varint(buf: &mut Vec<u8>, tag: u32, value: u64) {
+        encode_key(tag, WireType::Varint, buf);
+        encode_varint(value, buf);
+    }
+
+    pub fn fixed64(buf: &mut Vec<u8>, tag: u32, value: u64) {
+        encode_key(tag, WireType::SixtyFourBit, buf);
+        buf.extend_from_slice(&value.to_le_bytes());
+    }
+
+    pub fn fixed32(buf: &mut Vec<u8>, tag: u32, value: u32) {
+        encode_key(tag, WireType::ThirtyTwoBit, buf);
+        buf.extend_from_slice(&value.to_le_bytes());
+    }
+
+    /// A `KeyValue` field whose value is `AnyValue { string_value }`.
+    pub fn attr(buf: &mut Vec<u8>, tag: u32, key: &str, value: &str) {
+        let any = 1 + encoded_len_varint(value.len() as u64) + value.len();
+        key_value_head(buf, tag, key, any);
+        bytes(buf, 1, value.as_bytes());
+    }
+
+    /// A `KeyValue` field whose value is `AnyValue { int_value }`.
+    pub fn int_attr(buf: &mut Vec<u8>, tag: u32, key: &str, value: u64) {
+        let any = 1 + encoded_len_varint(value);
+        key_value_head(buf, tag, key, any);
+        varint(buf, 3, value);
+    }
+
+    /// A `KeyValue`'s head, its key and its `AnyValue`'s head (of `any` bytes).
+    fn key_value_head(buf: &mut Vec<u8>, tag: u32, key: &str, any: usize) {
+        let len = 1
+            + encoded_len_varint(key.len() as u64)
+            + key.len()
+            + 1
+            + encoded_len_varint(any as u64)
+            + any;
+        message_head(buf, tag, len);
+        bytes(buf, 1, key.as_bytes());
+        message_head(buf, 2, any);
+    }
+
+    /// The length of a length-delimited field of `len` bytes, key and length included.
+    pub fn field_len(tag: u32, len: usize) -> usize {
+        prost::encoding::key_len(tag) + encoded_len_varint(len as u64) + len
+    }
+}
+
+/// An `ExportTraceServiceRequest` of `spans` (each an encoded `Span`) under one resource
+/// (its encoded attributes) and the gateway's instrumentation scope.
+fn export_request(resource: &[u8], spans: &[Vec<u8>]) -> Vec<u8> {
+    let mut scope = Vec::new();
+    pb::bytes(&mut scope, 1, b"infergate");
+    pb::bytes(&mut scope, 2, env!("CARGO_PKG_VERSION").as_bytes());
+    let spans_len: usize = spans.iter().map(|s| pb::field_len(2, s.len())).sum();
+    let scope_spans = pb::field_len(1, scope.len()) + spans_len;
+    let resource_spans = pb::field_len(1, resource.len()) + pb::field_len(2, scope_spans);
+    let mut out = Vec::with_capacity(pb::field_len(1, resource_spans));
+    pb::message_head(&mut out, 1, resource_spans);
+    pb::bytes(&mut out, 1, resource);
+    pb::message_head(&mut out, 2, scope_spans);
+    pb::bytes(&mut out, 1, &scope);
+    for span in spans {
+        pb::bytes(&mut out, 2, span);
+    }
+    out
 }
 
 /// Sends the queued spans in batches until the tracer is dropped.
 async fn export(
-    mut spans: mpsc::Receiver<otlp::Span>,
+    mut spans: mpsc::Receiver<Vec<u8>>,
     client: reqwest::Client,
     endpoint: String,
-    resource: otlp::Resource,
+    resource: Vec<u8>,
     outcomes: Option<prometheus::IntCounterVec>,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
@@ -349,22 +476,12 @@ async fn export(
             }
         }
         let count = batch.len() as u64;
-        let request = otlp::ExportTraceServiceRequest {
-            resource_spans: vec![otlp::ResourceSpans {
-                resource: Some(resource.clone()),
-                scope_spans: vec![otlp::ScopeSpans {
-                    scope: Some(otlp::InstrumentationScope {
-                        name: "infergate".into(),
-                        version: env!("CARGO_PKG_VERSION").into(),
-                    }),
-                    spans: std::mem::take(&mut batch),
-                }],
-            }],
-        };
+        let body = export_request(&resource, &batch);
+        batch.clear();
         let sent = client
             .post(&endpoint)
             .header("content-type", "application/x-protobuf")
-            .body(request.encode_to_vec())
+            .body(body)
             .send()
             .await;
         let outcome = match sent {
@@ -380,121 +497,6 @@ async fn export(
         };
         if let Some(outcomes) = &outcomes {
             outcomes.with_label_values(&[outcome]).inc_by(count);
-        }
-    }
-}
-
-/// The OTLP messages the gateway sends, as `opentelemetry/proto/collector/trace/v1` and the
-/// definitions it uses declare them (fields the gateway leaves empty are left out).
-pub mod otlp {
-    pub const SPAN_KIND_SERVER: i32 = 2;
-    pub const STATUS_ERROR: i32 = 2;
-
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct ExportTraceServiceRequest {
-        #[prost(message, repeated, tag = "1")]
-        pub resource_spans: Vec<ResourceSpans>,
-    }
-
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct ResourceSpans {
-        #[prost(message, optional, tag = "1")]
-        pub resource: Option<Resource>,
-        #[prost(message, repeated, tag = "2")]
-        pub scope_spans: Vec<ScopeSpans>,
-    }
-
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct Resource {
-        #[prost(message, repeated, tag = "1")]
-        pub attributes: Vec<KeyValue>,
-    }
-
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct ScopeSpans {
-        #[prost(message, optional, tag = "1")]
-        pub scope: Option<InstrumentationScope>,
-        #[prost(message, repeated, tag = "2")]
-        pub spans: Vec<Span>,
-    }
-
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct InstrumentationScope {
-        #[prost(string, tag = "1")]
-        pub name: String,
-        #[prost(string, tag = "2")]
-        pub version: String,
-    }
-
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct Span {
-        #[prost(bytes = "vec", tag = "1")]
-        pub trace_id: Vec<u8>,
-        #[prost(bytes = "vec", tag = "2")]
-        pub span_id: Vec<u8>,
-        #[prost(bytes = "vec", tag = "4")]
-        pub parent_span_id: Vec<u8>,
-        #[prost(string, tag = "5")]
-        pub name: String,
-        #[prost(int32, tag = "6")]
-        pub kind: i32,
-        #[prost(fixed64, tag = "7")]
-        pub start_time_unix_nano: u64,
-        #[prost(fixed64, tag = "8")]
-        pub end_time_unix_nano: u64,
-        #[prost(message, repeated, tag = "9")]
-        pub attributes: Vec<KeyValue>,
-        #[prost(message, optional, tag = "15")]
-        pub status: Option<Status>,
-        #[prost(fixed32, tag = "16")]
-        pub flags: u32,
-    }
-
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct Status {
-        #[prost(string, tag = "2")]
-        pub message: String,
-        #[prost(int32, tag = "3")]
-        pub code: i32,
-    }
-
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct KeyValue {
-        #[prost(string, tag = "1")]
-        pub key: String,
-        #[prost(message, optional, tag = "2")]
-        pub value: Option<AnyValue>,
-    }
-
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct AnyValue {
-        #[prost(oneof = "Value", tags = "1, 3")]
-        pub value: Option<Value>,
-    }
-
-    #[derive(Clone, PartialEq, prost::Oneof)]
-    pub enum Value {
-        #[prost(string, tag = "1")]
-        String(String),
-        #[prost(int64, tag = "3")]
-        Int(i64),
-    }
-
-    pub fn attr(key: &str, value: String) -> KeyValue {
-        KeyValue {
-            key: key.to_owned(),
-            value: Some(AnyValue {
-                value: Some(Value::String(value)),
-            }),
-        }
-    }
-
-    pub fn int_attr(key: &str, value: i64) -> KeyValue {
-        KeyValue {
-            key: key.to_owned(),
-            value: Some(AnyValue {
-                value: Some(Value::Int(value)),
-            }),
         }
     }
 }
@@ -571,7 +573,7 @@ mod tests {
             parent: Some([0x02; 8]),
             sampled: true,
             path: String::new(),
-            route: None,
+            api: None,
             client: None,
             https: false,
         };
@@ -606,7 +608,7 @@ mod tests {
                 parent: None,
                 sampled,
                 path: String::new(),
-                route: None,
+                api: None,
                 client: None,
                 https: false,
             };
@@ -623,6 +625,160 @@ mod tests {
             value[at] = byte;
             let _ = parse_traceparent(std::iter::once(&value[..]));
         }
+    }
+
+    /// The OTLP messages as their definitions declare them, read back with prost.
+    mod otlp {
+        #[derive(Clone, PartialEq, prost::Message)]
+        pub struct ExportTraceServiceRequest {
+            #[prost(message, repeated, tag = "1")]
+            pub resource_spans: Vec<ResourceSpans>,
+        }
+        #[derive(Clone, PartialEq, prost::Message)]
+        pub struct ResourceSpans {
+            #[prost(message, optional, tag = "1")]
+            pub resource: Option<Resource>,
+            #[prost(message, repeated, tag = "2")]
+            pub scope_spans: Vec<ScopeSpans>,
+        }
+        #[derive(Clone, PartialEq, prost::Message)]
+        pub struct Resource {
+            #[prost(message, repeated, tag = "1")]
+            pub attributes: Vec<KeyValue>,
+        }
+        #[derive(Clone, PartialEq, prost::Message)]
+        pub struct ScopeSpans {
+            #[prost(message, optional, tag = "1")]
+            pub scope: Option<Scope>,
+            #[prost(message, repeated, tag = "2")]
+            pub spans: Vec<Span>,
+        }
+        #[derive(Clone, PartialEq, prost::Message)]
+        pub struct Scope {
+            #[prost(string, tag = "1")]
+            pub name: String,
+            #[prost(string, tag = "2")]
+            pub version: String,
+        }
+        #[derive(Clone, PartialEq, prost::Message)]
+        pub struct Span {
+            #[prost(bytes = "vec", tag = "1")]
+            pub trace_id: Vec<u8>,
+            #[prost(bytes = "vec", tag = "2")]
+            pub span_id: Vec<u8>,
+            #[prost(bytes = "vec", tag = "4")]
+            pub parent_span_id: Vec<u8>,
+            #[prost(string, tag = "5")]
+            pub name: String,
+            #[prost(int32, tag = "6")]
+            pub kind: i32,
+            #[prost(fixed64, tag = "7")]
+            pub start_time_unix_nano: u64,
+            #[prost(fixed64, tag = "8")]
+            pub end_time_unix_nano: u64,
+            #[prost(message, repeated, tag = "9")]
+            pub attributes: Vec<KeyValue>,
+            #[prost(message, optional, tag = "15")]
+            pub status: Option<Status>,
+            #[prost(fixed32, tag = "16")]
+            pub flags: u32,
+        }
+        #[derive(Clone, PartialEq, prost::Message)]
+        pub struct Status {
+            #[prost(int32, tag = "3")]
+            pub code: i32,
+        }
+        #[derive(Clone, PartialEq, prost::Message)]
+        pub struct KeyValue {
+            #[prost(string, tag = "1")]
+            pub key: String,
+            #[prost(message, optional, tag = "2")]
+            pub value: Option<AnyValue>,
+        }
+        #[derive(Clone, PartialEq, prost::Message)]
+        pub struct AnyValue {
+            #[prost(oneof = "Value", tags = "1, 3")]
+            pub value: Option<Value>,
+        }
+        #[derive(Clone, PartialEq, prost::Oneof)]
+        pub enum Value {
+            #[prost(string, tag = "1")]
+            String(String),
+            #[prost(int64, tag = "3")]
+            Int(i64),
+        }
+    }
+
+    #[test]
+    fn encoded_spans_read_back_as_otlp_messages() {
+        use prost::Message;
+        let mut record = CallRecord::for_tests(http::Method::POST);
+        record.api_id = Some(Arc::from("api-1"));
+        record.caller = Some(Caller::App {
+            app_id: Arc::from("app-1"),
+        });
+        record.upstream = Some(Arc::from("10.0.0.1:8000"));
+        let mut trace = TraceContext {
+            trace_id: [0xab; 16],
+            span_id: [0x01; 8],
+            parent: Some([0x02; 8]),
+            sampled: true,
+            path: String::new(),
+            api: None,
+            client: Some("2001:db8::1".parse().expect("ip")),
+            https: true,
+        };
+        // A path past the bound is cut at a character's edge.
+        trace.set_path(&format!("/v1/{}", "é".repeat(400)));
+        assert!(trace.path.len() <= MAX_PATH && trace.path.len() > MAX_PATH - 2);
+        let span = encode_span(&trace, &record, 503);
+        let mut resource = Vec::new();
+        pb::attr(&mut resource, 1, "service.name", "edge");
+        let body = export_request(&resource, &[span.clone(), span]);
+        let request = otlp::ExportTraceServiceRequest::decode(&body[..]).expect("decodes");
+        let resource_spans = &request.resource_spans[0];
+        let service = &resource_spans
+            .resource
+            .as_ref()
+            .expect("resource")
+            .attributes[0];
+        assert_eq!(service.key, "service.name");
+        let scope_spans = &resource_spans.scope_spans[0];
+        assert_eq!(scope_spans.scope.as_ref().expect("scope").name, "infergate");
+        assert_eq!(scope_spans.spans.len(), 2);
+        let span = &scope_spans.spans[0];
+        assert_eq!(span.trace_id, [0xab; 16]);
+        assert_eq!(span.span_id, [0x01; 8]);
+        assert_eq!(span.parent_span_id, [0x02; 8]);
+        assert_eq!(span.name, "POST");
+        assert_eq!(span.kind, 2);
+        assert!(span.end_time_unix_nano >= span.start_time_unix_nano);
+        assert_eq!(span.status.as_ref().map(|s| s.code), Some(2));
+        assert_eq!(span.flags, 0x301);
+        let attr = |key: &str| {
+            span.attributes
+                .iter()
+                .find(|kv| kv.key == key)
+                .and_then(|kv| kv.value.clone())
+                .and_then(|v| v.value)
+                .unwrap_or_else(|| panic!("no {key}"))
+        };
+        assert_eq!(attr("http.response.status_code"), otlp::Value::Int(503));
+        assert_eq!(attr("error.type"), otlp::Value::String("503".into()));
+        assert_eq!(
+            attr("client.address"),
+            otlp::Value::String("2001:db8::1".into())
+        );
+        assert_eq!(attr("url.scheme"), otlp::Value::String("https".into()));
+        assert_eq!(attr("url.path"), otlp::Value::String(trace.path.clone()));
+        assert_eq!(
+            attr("infergate.app_id"),
+            otlp::Value::String("app-1".into())
+        );
+        assert_eq!(
+            attr("infergate.upstream"),
+            otlp::Value::String("10.0.0.1:8000".into())
+        );
     }
 
     #[test]

@@ -191,25 +191,22 @@ impl Gateway {
         upstream: &Upstream,
         check: &HealthCheck,
     ) -> Result<u16, String> {
-        let https = upstream.scheme == "https";
-        let tcp = self
-            .general_pool
-            .connect_tcp(&upstream.authority, if https { 443 } else { 80 })
-            .await?;
         let request = format!(
             "GET {}{} HTTP/1.1\r\nhost: {}\r\nuser-agent: infergate-health-check\r\nconnection: close\r\n\r\n",
             upstream.base_path, check.path, upstream.authority
         );
-        if !https {
+        if upstream.scheme != "https" {
+            let tcp = self
+                .general_pool
+                .connect_tcp(&upstream.authority, 80)
+                .await?;
             return exchange(tcp, request.as_bytes()).await;
         }
-        let host = crate::upstreams::pool::split_authority(&upstream.authority, 443)
-            .map_or_else(|| upstream.authority.to_string(), |(h, _)| h);
         let tls = self
             .upstream_tls
-            .connect(
-                tcp,
-                &host,
+            .connect_upstream(
+                &self.general_pool,
+                &upstream.authority,
                 service.tls_ca_pem.as_ref(),
                 crate::upstreams::tls::Alpn::Http11,
             )
@@ -224,6 +221,9 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
     request: &[u8],
 ) -> Result<u16, String> {
     io.write_all(request)
+        .await
+        .map_err(|e| format!("sending the probe: {e}"))?;
+    io.flush()
         .await
         .map_err(|e| format!("sending the probe: {e}"))?;
     let mut head = Vec::with_capacity(64);

@@ -14,6 +14,8 @@ use rustls::{ClientConfig, RootCertStore};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
+use crate::upstreams::pool::{split_authority, Pool, Pooled};
+
 /// Where distributions keep the system's CA bundle.
 const BUNDLES: &[&str] = &[
     "/etc/ssl/certs/ca-certificates.crt",
@@ -104,6 +106,23 @@ impl UpstreamTls {
             .connect(name, tcp)
             .await
             .map_err(|e| format!("TLS with {host}: {e}"))
+    }
+}
+
+impl UpstreamTls {
+    /// A new TLS connection to an `https://` upstream (port 443 unless it names one), made
+    /// through `pool`'s upstream policy, verified against `ca_pem` (else the system's
+    /// roots), offering `alpn`.
+    pub(crate) async fn connect_upstream<C: Pooled>(
+        &self,
+        pool: &Pool<C>,
+        authority: &str,
+        ca_pem: Option<&Arc<str>>,
+        alpn: Alpn,
+    ) -> Result<TlsStream<TcpStream>, String> {
+        let tcp = pool.connect_tcp(authority, 443).await?;
+        let host = split_authority(authority, 443).map_or_else(|| authority.to_owned(), |(h, _)| h);
+        self.connect(tcp, &host, ca_pem, alpn).await
     }
 }
 
