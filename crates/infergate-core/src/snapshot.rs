@@ -277,8 +277,9 @@ impl ServiceRoute {
         self.weights.get(index).copied().unwrap_or(1)
     }
 
-    /// The key of upstream `index`'s health as this service checks it.
-    pub fn health_key(&self, index: usize) -> &Arc<str> {
+    /// The key of upstream `index` as this service alone reaches it: its health, the
+    /// `Retry-After` of its answers, and the HTTP/2 connection its calls share.
+    pub fn own_key(&self, index: usize) -> &Arc<str> {
         &self.own_keys[index.min(self.own_keys.len().saturating_sub(1))]
     }
 

@@ -1,9 +1,11 @@
 //! Body types: responses are streamed frame by frame as boxed bodies; request bodies are
 //! either buffered (signed, so hashed before forwarding) or streamed under the size limit.
 
+use crate::error::GatewayError;
 use crate::usage::{Usage, UsageChunkFilter, UsageTap};
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -103,11 +105,62 @@ where
     }
 }
 
-/// A client body streamed to the upstream, failing once it passes `limit` bytes.
-pub fn streamed(body: ClientBody, limit: usize) -> GatewayBody {
-    Limited::new(body, limit)
-        .map_err(|e| Box::new(FromClient(e)) as BoxError)
-        .boxed_unsync()
+/// Where a streamed client body leaves its failure, as the answer the client gets: a
+/// connection reports a body's error its own way (HTTP/2 as a reset of the stream, with no
+/// cause), so the attempt reads the cause here rather than from the connection's error.
+pub type ClientFailure = Arc<Mutex<Option<GatewayError>>>;
+
+/// A client body streamed to the upstream, failing once it passes `limit` bytes (the
+/// failure also kept in the returned slot). Its trailers are never forwarded: their names
+/// would bypass every header rule (identity headers included), and no upstream needs them.
+pub fn streamed(body: ClientBody, limit: usize) -> (GatewayBody, ClientFailure) {
+    let failure = ClientFailure::default();
+    let stream = ClientStream {
+        inner: Limited::new(body, limit),
+        limit,
+        failure: failure.clone(),
+    };
+    (stream.boxed_unsync(), failure)
+}
+
+/// See [`streamed`].
+struct ClientStream {
+    inner: Limited<ClientBody>,
+    limit: usize,
+    failure: ClientFailure,
+}
+
+impl Body for ClientStream {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        loop {
+            return match Pin::new(&mut this.inner).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) if frame.is_trailers() => continue,
+                Poll::Ready(Some(Err(err))) => {
+                    let answer = GatewayError::client_body(err.as_ref(), this.limit);
+                    if let Ok(mut slot) = this.failure.lock() {
+                        slot.get_or_insert(answer);
+                    }
+                    Poll::Ready(Some(Err(Box::new(FromClient(err)))))
+                }
+                other => other,
+            };
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 /// An error of the client's request body (its framing, its size, its pace): the client's

@@ -288,7 +288,7 @@ impl Gateway {
         record: &mut CallRecord,
     ) -> Result<Selected<'h>, GatewayError> {
         if let Some(tracer) = &self.observers.tracer {
-            let mut trace = tracer.context(head.headers);
+            let mut trace = tracer.context(head.headers, conn.trusted_proxy);
             trace.set_path(head.path);
             trace.client = Some(conn.remote.ip());
             trace.https = conn.tls;

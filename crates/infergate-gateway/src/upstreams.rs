@@ -111,7 +111,7 @@ impl Upstreams {
         let upstreams = &service.upstreams;
         // An upstream that failed its health checks gets no calls until it passes again.
         let checked = service.health_check.is_some() && self.health.any_down();
-        let down = |i: usize| checked && self.health.is_down(service.health_key(i));
+        let down = |i: usize| checked && self.health.is_down(service.own_key(i));
         let all_down = || {
             GatewayError::UpstreamUnavailable(
                 "every upstream of the service failed its health checks".into(),
@@ -138,7 +138,7 @@ impl Upstreams {
         let rotation = rotation.into_iter();
         let mut order: Vec<_> = if self.any_ejected.load(Ordering::Relaxed) {
             let (healthy, ejected): (Vec<_>, Vec<_>) = rotation.partition(|(i, _)| {
-                !self.is_ejected(service.pool_key(*i)) && !self.is_ejected(service.health_key(*i))
+                !self.is_ejected(service.pool_key(*i)) && !self.is_ejected(service.own_key(*i))
             });
             healthy.into_iter().chain(ejected).collect()
         } else {
@@ -149,7 +149,7 @@ impl Upstreams {
                 .iter()
                 .take_while(|(i, _)| {
                     !self.is_ejected_now(service.pool_key(*i))
-                        && !self.is_ejected_now(service.health_key(*i))
+                        && !self.is_ejected_now(service.own_key(*i))
                 })
                 .count()
                 .max(1);
@@ -299,7 +299,7 @@ impl Upstreams {
                         // service alone.
                         if let Some(secs) = T::retry_after(&answer) {
                             self.eject_for(
-                                api.service.health_key(index),
+                                api.service.own_key(index),
                                 Duration::from_secs(secs.min(MAX_RETRY_AFTER_S)),
                             );
                         }

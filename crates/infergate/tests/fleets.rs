@@ -11,6 +11,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::Router;
 use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Notify;
 
 use common::Admin;
@@ -319,13 +320,21 @@ async fn tls_replica(cert_pem: &str, key_pem: &str, alpn: &[&[u8]]) -> (String, 
                         use http_body_util::BodyExt;
                         let (parts, body) = req.into_parts();
                         let answer = if parts.method == hyper::Method::POST {
-                            let body = body.collect().await.map(|b| b.to_bytes());
-                            let body = body.unwrap_or_default();
+                            let Ok(body) = body.collect().await else {
+                                return Ok(hyper::Response::builder()
+                                    .status(499)
+                                    .body(http_body_util::Full::new(Bytes::from("cut")))
+                                    .expect("response"));
+                            };
+                            let trailers = body
+                                .trailers()
+                                .map(|t| format!(" trailers {:?}", t.keys().collect::<Vec<_>>()))
+                                .unwrap_or_default();
                             format!(
-                                "secure {:?} {} {}",
+                                "secure {:?} {} {}{trailers}",
                                 parts.version,
                                 parts.uri.path(),
-                                String::from_utf8_lossy(&body)
+                                String::from_utf8_lossy(&body.to_bytes())
                             )
                         } else {
                             format!("secure {}", parts.uri.path())
@@ -436,6 +445,51 @@ async fn https_upstreams(fast_path: bool) {
     }
     if !fast_path {
         assert_eq!(h2_connections.load(Ordering::SeqCst), 1);
+        // Another service's calls to the same upstream share no HTTP/2 connection with
+        // these: one tenant's streams never hold another's up.
+        let mut body = service("http2-other", Some(ca_pem.as_str()));
+        body["upstreams"] = json!([format!("{h2_upstream}/base")]);
+        let created = admin
+            .ok(reqwest::Method::POST, "/services", Some(body))
+            .await;
+        let sid = open_api(&admin, &created).await;
+        let other = format!("{}/v1/infers/{sid}/predict", server.gateway);
+        for _ in 0..2 {
+            let reply = client.post(&other).body("x").send().await.expect("call");
+            assert_eq!(reply.status(), 200);
+        }
+        assert_eq!(h2_connections.load(Ordering::SeqCst), 2);
+    }
+
+    // A chunked body's trailers reach no upstream (their names would pass no header rule:
+    // identity headers among them), and a body that breaks its framing is the client's 400,
+    // not the upstream's fault.
+    let gateway = server.gateway.trim_start_matches("http://");
+    let path = &urls[2][server.gateway.len()..];
+    for (body, status, answer) in [
+        (
+            "3\r\nabc\r\n0\r\nx-user-id: admin\r\nappcode: stolen\r\n\r\n",
+            "200",
+            " /base/predict abc",
+        ),
+        ("3\r\nabc\r\nzz\r\n\r\n", "400", ""),
+    ] {
+        let mut tcp = tokio::net::TcpStream::connect(gateway)
+            .await
+            .expect("connect");
+        let request = format!(
+            "POST {path} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\
+             Connection: close\r\n\r\n{body}"
+        );
+        tcp.write_all(request.as_bytes()).await.expect("write");
+        let mut reply = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut reply))
+            .await
+            .expect("an answer within 10 s")
+            .expect("read");
+        let reply = String::from_utf8_lossy(&reply);
+        assert!(reply.starts_with(&format!("HTTP/1.1 {status} ")), "{reply}");
+        assert!(reply.ends_with(answer), "{reply}");
     }
 
     // A CA bundle that holds no certificate is refused, naming the field.
@@ -849,36 +903,60 @@ fn traceparent_parts(echo: &Value) -> (String, String, String) {
     (parts[1].into(), parts[2].into(), parts[3].into())
 }
 
+/// A node exporting spans to a [`Collector`] (with `args` besides), and an open API of a
+/// service on a mock upstream: its id and the URL of its `echo` path.
+struct Traced {
+    mock: common::upstream::Mock,
+    collector: Collector,
+    server: common::Server,
+    sid: String,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Traced {
+    async fn start(args: &[&str]) -> Self {
+        let mock = common::upstream::start_mock().await;
+        let collector = Collector::start().await;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut all = vec!["--otlp-endpoint", &collector.url];
+        all.extend_from_slice(args);
+        let server = common::start_with(dir.path(), Some(common::PASSWORD), &all).await;
+        let admin = Admin::login(&server).await;
+        let created = admin
+            .ok(
+                reqwest::Method::POST,
+                "/services",
+                Some(json!({"service_name": "traced", "upstreams": [mock.url]})),
+            )
+            .await;
+        let sid = open_api(&admin, &created).await;
+        let url = format!("{}/v1/infers/{sid}/echo", server.gateway);
+        Traced {
+            mock,
+            collector,
+            server,
+            sid,
+            url,
+            _dir: dir,
+        }
+    }
+}
+
 /// Calls are traced by W3C Trace Context and their spans reach a real OTLP receiver:
 /// a client's sampled trace is continued (the span's parent is the client's span, the
 /// upstream's parent is the gateway's span, `tracestate` goes on); a call without a
 /// (valid) `traceparent` starts a trace whose span has no parent (and the client's
-/// `tracestate`, belonging to no trace, is dropped); a client's unsampled trace is
-/// continued unsampled and exports nothing.
+/// `tracestate`, belonging to no trace, is dropped); a stranger's unsampled trace is
+/// continued but sampled by the gateway's own ratio (here 1: no client opts out).
 async fn traces(fast_path: bool) {
-    let mock = common::upstream::start_mock().await;
-    let mut collector = Collector::start().await;
-    let dir = tempfile::tempdir().expect("tempdir");
     let flag = if fast_path { "true" } else { "false" };
-    let server = common::start_with(
-        dir.path(),
-        Some(common::PASSWORD),
-        &["--http1-fast-path", flag, "--otlp-endpoint", &collector.url],
-    )
-    .await;
-    let admin = Admin::login(&server).await;
-    let created = admin
-        .ok(
-            reqwest::Method::POST,
-            "/services",
-            Some(json!({"service_name": "traced", "upstreams": [mock.url]})),
-        )
-        .await;
-    let sid = open_api(&admin, &created).await;
-    let url = format!("{}/v1/infers/{sid}/echo", server.gateway);
+    let traced = Traced::start(&["--http1-fast-path", flag]).await;
+    let (mock, mut collector, server) = (&traced.mock, traced.collector, &traced.server);
+    let (sid, url) = (&traced.sid, &traced.url);
     let client = reqwest::Client::new();
     let call = |traceparent: Option<&'static str>| {
-        let mut request = client.get(&url).header("tracestate", "vendor=1");
+        let mut request = client.get(url).header("tracestate", "vendor=1");
         if let Some(value) = traceparent {
             request = request.header("traceparent", value);
         }
@@ -949,27 +1027,18 @@ async fn traces(fast_path: bool) {
         assert_eq!(span["span_id"], parent.as_str(), "{span}");
     }
 
-    // A client's unsampled trace goes on unsampled and exports no span.
-    let unsampled = "0af7651916cd43dd8448eb211c80319c";
+    // A stranger's unsampled trace goes on, sampled all the same.
     let echo = call(Some(
         "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00",
     ))
     .await;
     let (trace, _, flags) = traceparent_parts(&echo);
-    assert_eq!((trace.as_str(), flags.as_str()), (unsampled, "00"));
-    // A sampled call after it: by the time its span is in, the unsampled one would be too.
-    let echo = call(None).await;
-    let (after, _, _) = traceparent_parts(&echo);
-    collector.span_of(&after).await;
-    tokio::time::sleep(Duration::from_millis(800)).await;
-    while let Ok(line) = collector.lines.try_recv() {
-        collector.seen.push(line);
-    }
-    assert!(
-        collector.seen.iter().all(|s| s["trace_id"] != unsampled),
-        "an unsampled trace was exported: {:?}",
-        collector.seen
+    assert_eq!(
+        (trace.as_str(), flags.as_str()),
+        ("0af7651916cd43dd8448eb211c80319c", "01")
     );
+    let span = collector.span_of(&trace).await;
+    assert_eq!(span["parent_span_id"], "b7ad6b7169203331", "{span}");
     let metrics = server.scrape().await;
     assert!(
         metrics.contains("infergate_trace_spans_total{outcome=\"exported\"}"),
@@ -985,4 +1054,67 @@ async fn traces_reach_an_otlp_receiver_on_the_fast_path() {
 #[tokio::test]
 async fn traces_reach_an_otlp_receiver_on_the_general_server() {
     traces(false).await;
+}
+
+/// Only a trusted proxy decides whether a call is sampled: at a ratio of 0 a stranger's
+/// sampled `traceparent` is continued unsampled (its id kept) and exports nothing, while a
+/// trusted proxy's is sampled and exported, and its unsampled one is not.
+#[tokio::test]
+async fn only_a_trusted_proxy_makes_a_call_sampled() {
+    let traced = Traced::start(&[
+        "--trace-sampling-ratio",
+        "0",
+        "--trusted-proxies",
+        "127.0.0.2/32",
+    ])
+    .await;
+    let (mut collector, url) = (traced.collector, &traced.url);
+    let stranger = reqwest::Client::new();
+    let proxy = reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
+        .build()
+        .expect("client");
+    let call = |client: &reqwest::Client, traceparent: &'static str| {
+        let request = client.get(url).header("traceparent", traceparent);
+        async move {
+            let reply = request.send().await.expect("call");
+            assert_eq!(reply.status(), 200);
+            traceparent_parts(&reply.json::<Value>().await.expect("echo"))
+        }
+    };
+    let forced = "0af7651916cd43dd8448eb211c80319c";
+    let (trace, _, flags) = call(
+        &stranger,
+        "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+    )
+    .await;
+    assert_eq!((trace.as_str(), flags.as_str()), (forced, "00"));
+    let declined = "1af7651916cd43dd8448eb211c80319c";
+    let (_, _, flags) = call(
+        &proxy,
+        "00-1af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00",
+    )
+    .await;
+    assert_eq!(flags, "00");
+    let (trace, _, flags) = call(
+        &proxy,
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+    )
+    .await;
+    assert_eq!(flags, "01");
+    // By the time the proxy's span is in, the others would be too.
+    let span = collector.span_of(&trace).await;
+    assert_eq!(span["attributes"]["client.address"], "127.0.0.2", "{span}");
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    while let Ok(line) = collector.lines.try_recv() {
+        collector.seen.push(line);
+    }
+    assert!(
+        collector
+            .seen
+            .iter()
+            .all(|s| s["trace_id"] != forced && s["trace_id"] != declined),
+        "an unsampled trace was exported: {:?}",
+        collector.seen
+    );
 }

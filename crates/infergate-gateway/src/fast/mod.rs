@@ -535,7 +535,7 @@ impl Gateway {
         let ended = match relayed {
             Ok((sent, waited)) => {
                 let ended = if waited { Instant::now() } else { now };
-                if head.keep_alive && up.buf.is_empty() {
+                if head.keep_alive && up.is_clean() {
                     client.scratch.hold(api.service.pool_key(index), up, ended);
                 }
                 self.observers.finish(record, head.status, sent);

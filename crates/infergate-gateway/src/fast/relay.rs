@@ -309,6 +309,23 @@ pub(super) enum RelayError {
 }
 
 impl UpstreamConn {
+    /// Whether the connection holds nothing past the answer just relayed, so the next call
+    /// may take it: no bytes read and left over, and for TLS no plaintext the session
+    /// decrypted already (which no readiness check or peek of the socket sees) and no
+    /// close_notify.
+    pub(super) fn is_clean(&mut self) -> bool {
+        if !self.buf.is_empty() {
+            return false;
+        }
+        match &mut self.stream {
+            UpstreamIo::Plain(_) => true,
+            UpstreamIo::Tls(tls) => match tls.get_mut().1.process_new_packets() {
+                Ok(state) => state.plaintext_bytes_to_read() == 0 && !state.peer_has_closed(),
+                Err(_) => false,
+            },
+        }
+    }
+
     /// Reads the next response head, skipping informational (1xx) responses.
     async fn read_head(
         &mut self,

@@ -685,3 +685,70 @@ proptest! {
         }
     }
 }
+
+/// Plaintext an upstream sent past its answer, in the same TLS record, sits decrypted in
+/// the TLS session where no check of the socket sees it: a connection holding any is not
+/// clean, so it is never kept for the next call (which would read it as its answer).
+#[tokio::test]
+async fn plaintext_left_in_a_tls_session_keeps_the_connection_from_the_next_call() {
+    use crate::upstreams::tls::Alpn;
+    use rustls::pki_types::pem::PemObject;
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca =
+        rcgen::CertifiedIssuer::self_signed(ca_params, rcgen::KeyPair::generate().expect("key"))
+            .expect("CA");
+    let key = rcgen::KeyPair::generate().expect("key");
+    let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+        .expect("params")
+        .signed_by(&key, &ca)
+        .expect("certificate");
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_no_client_auth()
+    .with_single_cert(
+        vec![cert.der().clone()],
+        rustls::pki_types::PrivateKeyDer::from_pem_slice(key.serialize_pem().as_bytes())
+            .expect("key"),
+    )
+    .expect("server config");
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.expect("accept");
+        let mut tls = acceptor.accept(tcp).await.expect("handshake");
+        // One write: one record.
+        tls.write_all(b"answerstray").await.expect("write");
+        tls.flush().await.expect("flush");
+        let mut rest = Vec::new();
+        let _ = tls.read_to_end(&mut rest).await;
+    });
+    let tcp = TcpStream::connect(addr).await.expect("connect");
+    let ca_pem: Arc<str> = Arc::from(ca.pem());
+    let tls = UpstreamTls::default()
+        .connect(tcp, "localhost", Some(&ca_pem), Alpn::Http11)
+        .await
+        .expect("TLS");
+    let mut conn = UpstreamConn {
+        stream: relay::UpstreamIo::Tls(Box::new(tls)),
+        buf: BytesMut::new(),
+    };
+    let mut answer = [0u8; 6];
+    conn.stream.read_exact(&mut answer).await.expect("answer");
+    assert_eq!(&answer, b"answer");
+    assert!(
+        conn.buf.is_empty() && !conn.is_closed(),
+        "the socket shows nothing"
+    );
+    assert!(!conn.is_clean(), "five bytes wait in the TLS session");
+    let mut stray = [0u8; 5];
+    conn.stream.read_exact(&mut stray).await.expect("stray");
+    assert_eq!(&stray, b"stray");
+    assert!(conn.is_clean());
+}

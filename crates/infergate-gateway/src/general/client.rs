@@ -22,7 +22,7 @@ use infergate_core::snapshot::{ApiRoute, Upstream};
 use smallvec::SmallVec;
 
 use crate::authn::Caller;
-use crate::body::{find_source, full, streamed, BoxError, ClientBody, FromClient, GatewayBody};
+use crate::body::{full, streamed, BoxError, ClientBody, ClientFailure, GatewayBody};
 use crate::error::GatewayError;
 use crate::http_rules::ConnInfo;
 use crate::http_rules::{
@@ -159,6 +159,7 @@ impl Gateway {
             framing,
             max_body,
             target: Vec::new(),
+            client_failure: None,
         };
         let answered = self
             .upstreams
@@ -194,6 +195,16 @@ struct HyperAttempts<'a> {
     max_body: usize,
     /// The request target, rewritten for each upstream.
     target: Vec<u8>,
+    /// Where the streamed client body, once sent, leaves its failure.
+    client_failure: Option<ClientFailure>,
+}
+
+impl HyperAttempts<'_> {
+    /// How the client's streamed body failed, if it did.
+    fn client_failed(&self) -> Option<GatewayError> {
+        let slot = self.client_failure.as_ref()?.lock().ok()?;
+        slot.clone()
+    }
 }
 
 impl Attempts for HyperAttempts<'_> {
@@ -243,7 +254,9 @@ impl Attempts for HyperAttempts<'_> {
             ForwardBody::Stream(stream) => match stream.take() {
                 Some(incoming) => {
                     let known = incoming.size_hint().exact();
-                    (streamed(incoming, self.max_body), known)
+                    let (body, failure) = streamed(incoming, self.max_body);
+                    self.client_failure = Some(failure);
+                    (body, known)
                 }
                 None => return Attempted::Spent,
             },
@@ -271,6 +284,7 @@ impl Attempts for HyperAttempts<'_> {
         let to = To {
             upstream,
             key: self.api.service.pool_key(attempt.index),
+            own_key: self.api.service.own_key(attempt.index),
             ca_pem: self.api.service.tls_ca_pem.as_ref(),
             tls: self.tls,
             alpn: if self.upgrade {
@@ -284,14 +298,11 @@ impl Attempts for HyperAttempts<'_> {
             Ok(Ok(response)) => Attempted::Answered(response),
             Err(_) => Attempted::Failed(Failure::Timeout),
             Ok(Err(SendError::Connect(err))) => Attempted::Failed(Failure::Connect(err)),
-            // The client's body failed (its size, pace or framing), not the upstream.
-            Ok(Err(SendError::Other(err))) if find_source::<FromClient>(&err).is_some() => {
-                Attempted::Failed(Failure::Client(GatewayError::client_body(
-                    &err,
-                    self.max_body,
-                )))
-            }
-            Ok(Err(SendError::Other(err))) => Attempted::Failed(Failure::Other(err.to_string())),
+            Ok(Err(SendError::Other(err))) => match self.client_failed() {
+                // The client's body failed (its size, pace or framing), not the upstream.
+                Some(answer) => Attempted::Failed(Failure::Client(answer)),
+                None => Attempted::Failed(Failure::Other(err.to_string())),
+            },
         }
     }
 }
@@ -443,7 +454,11 @@ impl Pooled for Sender {
 /// is verified.
 struct To<'a> {
     upstream: &'a Upstream,
+    /// Idle HTTP/1.1 connections, lent to any service that reaches the upstream alike.
     key: &'a Arc<str>,
+    /// A shared HTTP/2 connection, this service's alone: one tenant's streams never take
+    /// the stream slots or the flow-control window of another's.
+    own_key: &'a Arc<str>,
     ca_pem: Option<&'a Arc<str>>,
     tls: &'a UpstreamTls,
     /// The protocols a new TLS connection offers.
@@ -466,13 +481,23 @@ where
     Ok(Sender::Http1(sender))
 }
 
+/// How often a shared HTTP/2 connection is pinged, and how long its answer may take.
+const H2_PING_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+const H2_PING_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// An HTTP/2 client connection over `io`, driven by a task of its own.
 async fn handshake_h2<T>(io: T, authority: &str) -> Result<Sender, SendError>
 where
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
 {
+    // A connection whose peer went silent is found by its pings and closed (its calls
+    // fail, later ones open a new connection) rather than holding every call to a timeout.
     let (sender, connection) = http2::Builder::new(TokioExecutor::new())
         .timer(TokioTimer::new())
+        .keep_alive_interval(H2_PING_INTERVAL)
+        .keep_alive_timeout(H2_PING_TIMEOUT)
+        .keep_alive_while_idle(true)
+        .adaptive_window(true)
         .handshake(TokioIo::new(io))
         .await
         .map_err(|e| SendError::Connect(format!("HTTP/2 handshake with {authority}: {e}")))?;
@@ -518,17 +543,22 @@ impl Pool<Sender> {
         loop {
             let idle = match to.alpn {
                 Alpn::Http11 if to.upstream.scheme == "https" => None,
+                _ if to.upstream.scheme == "https" => {
+                    let now = Instant::now();
+                    self.take(to.own_key, now).or_else(|| self.take(key, now))
+                }
                 _ => self.take(key, Instant::now()),
             };
             let (mut sender, reused) = match idle {
                 Some(sender) => (sender, true),
                 None => (self.connect_sender(to).await?, false),
             };
-            // Other calls may use a new HTTP/2 connection meanwhile (a reused one is
-            // still in the pool).
+            // Other calls of this service may use a new HTTP/2 connection meanwhile (a
+            // reused one is still in the pool, until its idle timeout from when it was
+            // opened: then calls move to a new one).
             if !reused {
                 if let Some(shared) = sender.shared() {
-                    self.put(key, shared, Instant::now());
+                    self.put(to.own_key, shared, Instant::now());
                 }
             }
             sender.fit(&mut request, to.upstream);

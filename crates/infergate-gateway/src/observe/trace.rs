@@ -2,9 +2,11 @@
 //!
 //! Each call continues the trace of the client's `traceparent` (or starts one) with a span of
 //! its own, kind SERVER, from its first byte to its answer's last; the upstream receives a
-//! `traceparent` whose parent is that span. A call whose client marked its trace sampled is
+//! `traceparent` whose parent is that span. A call that a trusted proxy marked sampled is
 //! sampled; a new trace is sampled when its id falls under the sampling ratio (as
-//! OpenTelemetry's parent-based, trace-id-ratio sampler decides). Finished spans go into a
+//! OpenTelemetry's parent-based, trace-id-ratio sampler decides). Any other client's trace
+//! is continued but sampled by a draw of the gateway's own under the ratio: no stranger
+//! makes the gateway record and export a span of every call it sends. Finished spans go into a
 //! bounded queue (a full queue drops the span, counted; a call never waits) and a task of
 //! their own sends them in batches, protobuf-encoded, to the collector. Off (no tracer),
 //! nothing of this runs.
@@ -222,10 +224,17 @@ impl Tracer {
         }))
     }
 
-    /// The trace context of a call with these request headers.
-    pub(crate) fn context<H: HeaderSource + ?Sized>(&self, headers: &H) -> TraceContext {
+    /// The trace context of a call with these request headers, from a trusted proxy or not.
+    pub(crate) fn context<H: HeaderSource + ?Sized>(
+        &self,
+        headers: &H,
+        trusted: bool,
+    ) -> TraceContext {
         let (trace_id, parent, sampled) = match parse_traceparent(headers.values("traceparent")) {
-            Some((trace_id, parent, sampled)) => (trace_id, Some(parent), sampled),
+            Some((trace_id, parent, sampled)) if trusted => (trace_id, Some(parent), sampled),
+            // The client chose the id (and so where it falls under the ratio): a random
+            // draw decides.
+            Some((trace_id, parent, _)) => (trace_id, Some(parent), self.samples(&random_id())),
             None => {
                 let trace_id = random_id::<16>();
                 (trace_id, None, self.samples(&trace_id))

@@ -124,7 +124,7 @@ impl Gateway {
                     continue;
                 };
                 for (index, upstream) in service.upstreams.iter().enumerate() {
-                    let key = service.health_key(index).clone();
+                    let key = service.own_key(index).clone();
                     seen.insert(key.clone());
                     let state = states.entry(key.clone()).or_insert(Probed {
                         labels: (service.id.clone(), upstream.authority.clone()),

@@ -65,14 +65,14 @@ impl<C: Pooled> Pool<C> {
     }
 
     /// The most recently used idle connection that is still open (`now`: the caller's
-    /// reading of the clock); a shared one stays, marked used now.
+    /// reading of the clock); a shared one stays in the pool until the idle timeout from
+    /// when it was put there, so no connection carries calls forever.
     pub fn take(&self, authority: &str, now: Instant) -> Option<C> {
         let mut idle = self.idle.lock().ok()?;
         let list = idle.by_authority.get_mut(authority)?;
         while let Some(entry) = list.last_mut() {
             if self.still_fresh(entry.since, now) && !entry.conn.is_closed() {
                 if let Some(shared) = entry.conn.shared() {
-                    entry.since = now;
                     return Some(shared);
                 }
             }
