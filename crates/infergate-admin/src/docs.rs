@@ -45,7 +45,17 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self' 'unsa
                    base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
 fn file(name: &str) -> Response {
-    let Some((_, content_type, bytes)) = FILES.iter().find(|(n, _, _)| *n == name) else {
+    embedded(FILES, CSP, name)
+}
+
+/// File `name` of `files` (embedded in the binary), under `csp`, never framed, its type
+/// never sniffed; 404 for a name not among them.
+pub(crate) fn embedded(
+    files: &[(&str, &'static str, &'static [u8])],
+    csp: &'static str,
+    name: &str,
+) -> Response {
+    let Some((_, content_type, bytes)) = files.iter().find(|(n, _, _)| *n == name) else {
         return StatusCode::NOT_FOUND.into_response();
     };
     let mut response = (*bytes).into_response();
@@ -53,7 +63,7 @@ fn file(name: &str) -> Response {
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     headers.insert(
         header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(CSP),
+        HeaderValue::from_static(csp),
     );
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     headers.insert(
@@ -67,10 +77,9 @@ fn file(name: &str) -> Response {
     response
 }
 
-/// `/` (until the console exists) and `/docs` lead to `/docs/`, which serves the page.
+/// `/docs` leads to `/docs/`, which serves the page.
 pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
     Router::new()
-        .route("/", get(|| async { Redirect::to("/docs/") }))
         .route("/docs", get(|| async { Redirect::to("/docs/") }))
         .route("/docs/", get(|| async { file("index.html") }))
         .route(

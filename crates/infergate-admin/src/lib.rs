@@ -10,6 +10,7 @@ pub mod apps;
 pub mod auth;
 pub mod auths;
 pub mod bootstrap;
+mod console;
 mod docs;
 pub mod error;
 pub mod extract;
@@ -377,6 +378,7 @@ pub fn app(state: Arc<AdminState>) -> Router {
         )
         .route("/metrics", get(metrics))
         .merge(docs::routes())
+        .merge(console::routes())
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), observe))

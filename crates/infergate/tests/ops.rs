@@ -372,8 +372,8 @@ async fn https_with_http2_and_certificate_reload() {
     );
 }
 
-/// `/` of the admin listener, opened in a real headless Chromium (Debian's `chromium`,
-/// which `scripts/test.sh` installs): it leads to `/docs/`, where Swagger UI, served from
+/// `/docs/` of the admin listener, opened in a real headless Chromium (Debian's `chromium`,
+/// which `scripts/test.sh` installs), where Swagger UI, served from
 /// the binary under its Content-Security-Policy, renders the operations of `/openapi.json`.
 /// The access log is reopened by its path on SIGHUP and on SIGUSR1 (what logrotate
 /// expects after it renames the file), while calls keep coming: every call has one whole
@@ -493,7 +493,7 @@ async fn the_api_reference_renders_in_a_browser() {
             ])
             .arg(format!("--user-data-dir={}", profile.display()))
             .arg("--dump-dom")
-            .arg(format!("{}/", server.admin))
+            .arg(format!("{}/docs/", server.admin))
             .kill_on_drop(true)
             .output(),
     )
@@ -583,4 +583,89 @@ async fn the_openapi_document_holds_for_generated_requests() {
     );
     // It did reach every operation.
     assert!(report.contains("Tested: 62"), "{report}");
+}
+
+/// The web console, driven in a real headless Chromium by Playwright
+/// (`tests/interop/console_e2e.py`): a user signs in, creates a service, an API and an app,
+/// authorizes the app and signs out; a viewer then sees no write control and no credential.
+/// What the console showed is real: the key and secret it displayed once sign a call the
+/// gateway relays, and the token it signed out with opens nothing any more. Screenshots go
+/// to `INFERGATE_CONSOLE_SHOTS` (`docs/console/` holds those of the README), else a
+/// temporary folder.
+#[tokio::test]
+async fn the_console_manages_apps_in_a_browser() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = start_with(&dir.path().join("data"), Some(PASSWORD), &[]).await;
+    let admin = Admin::login(&server).await;
+    let mock = start_mock().await;
+    let viewer = admin
+        .ok(
+            reqwest::Method::POST,
+            "/v3/users",
+            Some(json!({"user": {"name": "watcher", "password": "watcher-password-1"}})),
+        )
+        .await;
+    let uid = viewer["user"]["id"].as_str().expect("id");
+    admin
+        .ok(
+            reqwest::Method::PUT,
+            &format!("/v3/projects/{}/users/{uid}/roles/viewer", admin.project),
+            None,
+        )
+        .await;
+    let shots = std::env::var("INFERGATE_CONSOLE_SHOTS")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| dir.path().join("shots"));
+    let script = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/interop/console_e2e.py");
+    let output = tokio::time::timeout(
+        Duration::from_secs(180),
+        tokio::process::Command::new(common::python())
+            .arg(script)
+            .args([&server.admin, PASSWORD, &mock.url])
+            .args(["watcher", "watcher-password-1"])
+            .arg(&shots)
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("the console test finished within 180 s")
+    .expect("python ran");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let seen: Value = serde_json::from_str(stdout.trim()).expect("the script's JSON line");
+    for page in ["sign-in", "services", "apis", "apps", "viewer"] {
+        assert!(shots.join(format!("{page}.png")).exists(), "{page}.png");
+    }
+
+    // The key and secret the console showed sign a call the gateway relays to the service.
+    let predict = seen["predict_url"].as_str().expect("predict_url");
+    let path = &predict[predict.find("/v1/infers/").expect("a predict path")..];
+    let url = format!("{}{path}/hello", server.gateway);
+    let (key, secret) = (seen["app_key"].as_str(), seen["app_secret"].as_str());
+    let mut call = reqwest::Client::new().get(&url);
+    for (name, value) in signed("GET", &url, key.expect("key"), secret.expect("secret")) {
+        call = call.header(name, value);
+    }
+    let reply = call.send().await.expect("call");
+    assert_eq!(
+        reply.status(),
+        200,
+        "{}",
+        reply.text().await.unwrap_or_default()
+    );
+
+    // The token of the session that signed out is revoked.
+    let token = seen["revoked_token"].as_str().expect("token");
+    let reply = reqwest::Client::new()
+        .get(format!("{}/v1/{}/services", server.admin, admin.project))
+        .header("X-Auth-Token", token)
+        .send()
+        .await
+        .expect("call");
+    assert_eq!(reply.status(), 401);
 }
