@@ -29,6 +29,8 @@ const QUEUE: usize = 8192;
 const MAX_BATCH: usize = 512;
 /// The longest a span waits for others to fill its batch.
 const BATCH_DELAY: Duration = Duration::from_millis(500);
+/// How often a gathering batch looks at the queue.
+const GATHER_TICK: Duration = Duration::from_millis(20);
 /// The longest one export may take.
 const EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The most bytes of a path a span keeps.
@@ -477,12 +479,21 @@ async fn export(
             return;
         };
         batch.push(first);
+        // The batch gathers while the task sleeps: it looks at the queue every tick rather
+        // than wait on it, which would wake it (and set a timer) for every span.
         let deadline = tokio::time::Instant::now() + BATCH_DELAY;
-        while batch.len() < MAX_BATCH {
-            match tokio::time::timeout_at(deadline, spans.recv()).await {
-                Ok(Some(span)) => batch.push(span),
-                Ok(None) | Err(_) => break,
+        loop {
+            while batch.len() < MAX_BATCH {
+                match spans.try_recv() {
+                    Ok(span) => batch.push(span),
+                    Err(_) => break,
+                }
             }
+            let now = tokio::time::Instant::now();
+            if batch.len() >= MAX_BATCH || now >= deadline || spans.is_closed() {
+                break;
+            }
+            tokio::time::sleep(GATHER_TICK.min(deadline - now)).await;
         }
         let count = batch.len() as u64;
         let body = export_request(&resource, &batch);
