@@ -166,15 +166,51 @@ async fn every_documented_route_is_served() {
     }
 }
 
-/// `/` leads to the interactive reference at `/docs/`, whose page and scripts come from
-/// this server alone under a strict Content-Security-Policy, and read `/openapi.json`.
+/// `/` leads to the console and `/docs` to the interactive reference at `/docs/`, whose
+/// page and scripts come from this server alone under a strict Content-Security-Policy,
+/// and read `/openapi.json`.
 #[tokio::test]
 async fn the_root_leads_to_a_reference_served_from_the_binary() {
     let t = TestApp::new().await;
-    for path in ["/", "/docs"] {
+    for (path, to) in [
+        ("/", "/console/"),
+        ("/console", "/console/"),
+        ("/docs", "/docs/"),
+    ] {
         let reply = t.call(Method::GET, path, None, None).await;
         assert_eq!(reply.status.as_u16(), 303, "{path}");
-        assert_eq!(reply.headers["location"], "/docs/", "{path}");
+        assert_eq!(reply.headers["location"], to, "{path}");
+    }
+    // The console: its page and files from the binary, no inline code allowed, never framed.
+    let console = t.call(Method::GET, "/console/", None, None).await;
+    assert_eq!(console.status.as_u16(), 200);
+    let csp = console.headers["content-security-policy"]
+        .to_str()
+        .expect("csp");
+    assert!(
+        csp.contains("script-src 'self';")
+            && csp.contains("style-src 'self';")
+            && csp.contains("frame-ancestors 'none'"),
+        "{csp}"
+    );
+    assert_eq!(console.headers["x-frame-options"], "DENY");
+    assert!(console.headers.get("set-cookie").is_none());
+    for (file, kind) in [
+        ("console.js", "text/javascript"),
+        ("console.css", "text/css"),
+    ] {
+        let served = t
+            .call(Method::GET, &format!("/console/{file}"), None, None)
+            .await;
+        assert_eq!(served.status.as_u16(), 200, "{file}");
+        assert!(served.headers["content-type"]
+            .to_str()
+            .expect("type")
+            .starts_with(kind));
+    }
+    for path in ["/console/../Cargo.toml", "/console/nothing.js"] {
+        let missing = t.call(Method::GET, path, None, None).await;
+        assert_eq!(missing.status.as_u16(), 404, "{path}");
     }
     let page = t.call(Method::GET, "/docs/", None, None).await;
     assert_eq!(page.status.as_u16(), 200);
