@@ -5,7 +5,7 @@ use crate::error::GatewayError;
 use crate::usage::{Usage, UsageChunkFilter, UsageTap};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -108,7 +108,7 @@ where
 /// Where a streamed client body leaves its failure, as the answer the client gets: a
 /// connection reports a body's error its own way (HTTP/2 as a reset of the stream, with no
 /// cause), so the attempt reads the cause here rather than from the connection's error.
-pub type ClientFailure = Arc<Mutex<Option<GatewayError>>>;
+pub type ClientFailure = Arc<OnceLock<GatewayError>>;
 
 /// A client body streamed to the upstream, failing once it passes `limit` bytes (the
 /// failure also kept in the returned slot). Its trailers are never forwarded: their names
@@ -143,10 +143,10 @@ impl Body for ClientStream {
             return match Pin::new(&mut this.inner).poll_frame(cx) {
                 Poll::Ready(Some(Ok(frame))) if frame.is_trailers() => continue,
                 Poll::Ready(Some(Err(err))) => {
-                    let answer = GatewayError::client_body(err.as_ref(), this.limit);
-                    if let Ok(mut slot) = this.failure.lock() {
-                        slot.get_or_insert(answer);
-                    }
+                    // The first failure is the cause.
+                    let _ = this
+                        .failure
+                        .set(GatewayError::client_body(err.as_ref(), this.limit));
                     Poll::Ready(Some(Err(Box::new(FromClient(err)))))
                 }
                 other => other,

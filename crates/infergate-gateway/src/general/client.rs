@@ -202,8 +202,7 @@ struct HyperAttempts<'a> {
 impl HyperAttempts<'_> {
     /// How the client's streamed body failed, if it did.
     fn client_failed(&self) -> Option<GatewayError> {
-        let slot = self.client_failure.as_ref()?.lock().ok()?;
-        slot.clone()
+        self.client_failure.as_ref()?.get().cloned()
     }
 }
 
