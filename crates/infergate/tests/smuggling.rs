@@ -811,6 +811,11 @@ async fn callers_without_the_right_credential_reach_nothing_behind_an_app_api() 
             401,
         ),
         (
+            "the app's AppCode and id in a chunked body's trailers",
+            format!("POST {api}/a HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\nX-Apig-AppCode: {code}\r\nX-App-Id: {app_id}\r\n\r\n"),
+            401,
+        ),
+        (
             "an app that is not authorized",
             format!("GET {api}/a HTTP/1.1\r\nHost: gw\r\nX-Apig-AppCode: {stranger_code}\r\n\r\n"),
             403,
