@@ -711,8 +711,10 @@ def report(args, pairs, open_rounds, sse, signing, versions, first_usage=None):
 def profile(args, procs, binary, up):
     """Instruction counts per request under callgrind: where the gateway's time goes."""
     out = args.work / "callgrind.out"
+    traced = ["--otlp-endpoint", f"http://127.0.0.1:{up}"] if args.traced else []
     ig = Infergate(procs, args.work, args.proxy_core, binary, up, wrapper=[
-        "valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", "--dump-instr=no"])
+        "valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", "--dump-instr=no"],
+        serve_args=traced)
     url = ig.base + "/predict?model=bench&stream=false"
     key = ["--app-key", ig.app_key, "--app-secret", ig.app_secret]
     if args.profile_body:
@@ -743,10 +745,16 @@ def sample(args, procs, binary, up):
     counters needed) attached to infergate and an nginx plain proxy while both are loaded
     together, as in the pair; prints each one's kernel/user split and its top symbols."""
     ig = Infergate(procs, args.work, args.proxy_core, binary, up)
-    ports, pids = start_peers(args, procs, ("nginx-a",), up)
     url = ig.base + "/predict?model=bench&stream=false"
     a = Target("infergate", url, ig.proc.pid, ig.signed_headers("GET", url))
-    b = Target("nginx", f"http://127.0.0.1:{ports['nginx-a']}/predict", pids["nginx-a"])
+    if args.traced:
+        traced = Infergate(procs, args.work, args.proxy_core, binary, up, name="infergate-traced",
+                           serve_args=["--otlp-endpoint", f"http://127.0.0.1:{up}"])
+        url = traced.base + "/predict?model=bench&stream=false"
+        b = Target("infergate-traced", url, traced.proc.pid, traced.signed_headers("GET", url))
+    else:
+        ports, pids = start_peers(args, procs, ("nginx-a",), up)
+        b = Target("nginx", f"http://127.0.0.1:{ports['nginx-a']}/predict", pids["nginx-a"])
     duration, args.rounds = args.duration, 1
     args.duration = 2
     paired(args, a, b)  # warm up: pools, caches
@@ -849,6 +857,9 @@ def main():
                     help="count system calls per request of infergate and nginx under strace")
     ap.add_argument("--sample", action="store_true",
                     help="sample infergate and nginx (loaded together) with perf cpu-clock")
+    ap.add_argument("--traced", action="store_true",
+                    help="with --sample: an infergate tracing every call instead of nginx; "
+                    "with --profile: the profiled infergate traces every call")
     ap.add_argument("--profile-body", type=int, default=0, metavar="BYTES",
                     help="with --profile: signed POSTs of this many body bytes instead of GETs")
     args = ap.parse_args()

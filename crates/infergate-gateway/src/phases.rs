@@ -290,7 +290,7 @@ impl Gateway {
         if let Some(tracer) = &self.observers.tracer {
             let mut trace = tracer.context(head.headers, conn.trusted_proxy);
             trace.set_path(head.path);
-            trace.client = Some(conn.remote.ip());
+            trace.client = Some(conn.client_ip.clone());
             trace.https = conn.tls;
             record.trace = Some(Box::new(trace));
         }

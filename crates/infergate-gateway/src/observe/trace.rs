@@ -11,7 +11,6 @@
 //! their own sends them in batches, protobuf-encoded, to the collector. Off (no tracer),
 //! nothing of this runs.
 
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -59,7 +58,8 @@ pub struct TraceContext {
     /// Where and from whom a sampled call came, for the span's attributes.
     pub(crate) path: String,
     pub(crate) api: Option<Arc<ApiRoute>>,
-    pub(crate) client: Option<IpAddr>,
+    /// The peer's address, as written once for its connection.
+    pub(crate) client: Option<http::HeaderValue>,
     pub(crate) https: bool,
 }
 
@@ -153,16 +153,12 @@ impl TraceHeader {
 impl TraceContext {
     /// What the upstream receives of this trace.
     pub fn header(&self) -> TraceHeader {
-        const DIGITS: &[u8; 16] = b"0123456789abcdef";
         let mut value = *b"00-00000000000000000000000000000000-0000000000000000-00";
-        let (ids, spans) = value.split_at_mut(36);
-        let pairs = ids[3..35]
-            .chunks_exact_mut(2)
-            .zip(&self.trace_id)
-            .chain(spans[..16].chunks_exact_mut(2).zip(&self.span_id));
-        for (pair, byte) in pairs {
-            pair[0] = DIGITS[usize::from(byte >> 4)];
-            pair[1] = DIGITS[usize::from(byte & 15)];
+        for (i, byte) in self.trace_id.iter().enumerate() {
+            value[3 + 2 * i..5 + 2 * i].copy_from_slice(&HEX[usize::from(*byte)]);
+        }
+        for (i, byte) in self.span_id.iter().enumerate() {
+            value[36 + 2 * i..38 + 2 * i].copy_from_slice(&HEX[usize::from(*byte)]);
         }
         if self.sampled {
             value[54] = b'1';
@@ -173,6 +169,18 @@ impl TraceContext {
         }
     }
 }
+
+/// Every byte's two lowercase hex digits.
+const HEX: [[u8; 2]; 256] = {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut table = [[0u8; 2]; 256];
+    let mut i = 0;
+    while i < 256 {
+        table[i] = [DIGITS[i >> 4], DIGITS[i & 15]];
+        i += 1;
+    }
+    table
+};
 
 /// A random id, never all zero.
 pub(crate) fn random_id<const N: usize>() -> [u8; N] {
@@ -283,15 +291,20 @@ impl Tracer {
     }
 }
 
-fn unix_nanos(at: std::time::Instant) -> u64 {
-    let wall = crate::phases::wall_time(at);
-    wall.timestamp_nanos_opt().map_or(0, |n| n.max(0) as u64)
+/// The wall-clock times, in nanoseconds since the Unix epoch, of a call that began at
+/// `started` and ends now: the clock is read once, the start counted back from it.
+fn span_times(started: std::time::Instant) -> (u64, u64) {
+    let end = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+    let took = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+    (end.saturating_sub(took), end)
 }
 
 /// The span of a finished call as an OTLP `Span`, named and attributed as OpenTelemetry's
 /// HTTP server spans are, with the gateway's own attributes and the model call's tokens.
 fn encode_span(trace: &TraceContext, record: &CallRecord, status: u16) -> Vec<u8> {
-    let mut out = Vec::with_capacity(384 + trace.path.len());
+    let mut out = Vec::with_capacity(640 + trace.path.len());
     let buf = &mut out;
     pb::bytes(buf, 1, &trace.trace_id);
     pb::bytes(buf, 2, &trace.span_id);
@@ -305,8 +318,9 @@ fn encode_span(trace: &TraceContext, record: &CallRecord, status: u16) -> Vec<u8
         None => pb::bytes(buf, 5, method.as_bytes()),
     }
     pb::varint(buf, 6, SPAN_KIND_SERVER);
-    pb::fixed64(buf, 7, unix_nanos(record.started));
-    pb::fixed64(buf, 8, unix_nanos(std::time::Instant::now()));
+    let (start, end) = span_times(record.started);
+    pb::fixed64(buf, 7, start);
+    pb::fixed64(buf, 8, end);
     pb::attr(buf, 9, "http.request.method", method);
     pb::attr(buf, 9, "url.path", &trace.path);
     pb::attr(
@@ -320,14 +334,8 @@ fn encode_span(trace: &TraceContext, record: &CallRecord, status: u16) -> Vec<u8
     if let Some(route) = route {
         pb::attr(buf, 9, "http.route", route);
     }
-    if let Some(client) = trace.client {
-        let mut text = [0u8; 46];
-        let mut cursor = std::io::Cursor::new(&mut text[..]);
-        if std::io::Write::write_fmt(&mut cursor, format_args!("{client}")).is_ok() {
-            let len = cursor.position() as usize;
-            let text = std::str::from_utf8(&text[..len]).unwrap_or_default();
-            pb::attr(buf, 9, "client.address", text);
-        }
+    if let Some(client) = trace.client.as_ref().and_then(|c| c.to_str().ok()) {
+        pb::attr(buf, 9, "client.address", client);
     }
     if let Some(api) = &record.api_id {
         pb::attr(buf, 9, "infergate.api_id", api);
@@ -372,12 +380,47 @@ fn encode_span(trace: &TraceContext, record: &CallRecord, status: u16) -> Vec<u8
 const SPAN_KIND_SERVER: u64 = 2;
 const STATUS_ERROR: u64 = 2;
 
-/// Protobuf writing of the OTLP fields the gateway sends, with prost's primitives: each
-/// message is written in one pass (the lengths of attributes are known beforehand).
+/// Protobuf writing of the OTLP fields the gateway sends: each message is written in one
+/// pass (the lengths of attributes are known beforehand), every key and length in place.
 mod pb {
-    use prost::encoding::{encode_key, encode_varint, encoded_len_varint, WireType};
+    /// The wire types the gateway writes.
+    const VARINT: u32 = 0;
+    const FIXED64: u32 = 1;
+    const DELIMITED: u32 = 2;
+    const FIXED32: u32 = 5;
+
+    /// `value` as a base-128 varint; a value under 128 (most keys and lengths) is one byte.
+    #[inline(always)]
+    fn put_varint(buf: &mut Vec<u8>, mut value: u64) {
+        if value < 0x80 {
+            buf.push(value as u8);
+            return;
+        }
+        let mut bytes = [0u8; 10];
+        let mut len = 0;
+        while value >= 0x80 {
+            bytes[len] = (value as u8) | 0x80;
+            value >>= 7;
+            len += 1;
+        }
+        bytes[len] = value as u8;
+        buf.extend_from_slice(&bytes[..=len]);
+    }
+
+    /// How many bytes `value` takes as a varint.
+    #[inline(always)]
+    fn varint_len(value: u64) -> usize {
+        // Each byte holds 7 bits; zero still takes one byte.
+        (64 - (value | 1).leading_zeros() as usize).div_ceil(7)
+    }
+
+    #[inline(always)]
+    fn key(buf: &mut Vec<u8>, tag: u32, wire: u32) {
+        put_varint(buf, u64::from(tag << 3 | wire));
+    }
 
     /// A length-delimited field (bytes, string, or a message written before).
+    #[inline(always)]
     pub fn bytes(buf: &mut Vec<u8>, tag: u32, value: &[u8]) {
         message_head(buf, tag, value.len());
         buf.extend_from_slice(value);
@@ -392,48 +435,60 @@ mod pb {
     }
 
     /// The key and length of a length-delimited field of `len` bytes.
+    #[inline(always)]
     pub fn message_head(buf: &mut Vec<u8>, tag: u32, len: usize) {
-        encode_key(tag, WireType::LengthDelimited, buf);
-        encode_varint(len as u64, buf);
+        key(buf, tag, DELIMITED);
+        put_varint(buf, len as u64);
     }
 
+    #[inline(always)]
     pub fn varint(buf: &mut Vec<u8>, tag: u32, value: u64) {
-        encode_key(tag, WireType::Varint, buf);
-        encode_varint(value, buf);
+        key(buf, tag, VARINT);
+        put_varint(buf, value);
     }
 
+    #[inline(always)]
     pub fn fixed64(buf: &mut Vec<u8>, tag: u32, value: u64) {
-        encode_key(tag, WireType::SixtyFourBit, buf);
+        key(buf, tag, FIXED64);
         buf.extend_from_slice(&value.to_le_bytes());
     }
 
+    #[inline(always)]
     pub fn fixed32(buf: &mut Vec<u8>, tag: u32, value: u32) {
-        encode_key(tag, WireType::ThirtyTwoBit, buf);
+        key(buf, tag, FIXED32);
         buf.extend_from_slice(&value.to_le_bytes());
     }
 
     /// A `KeyValue` field whose value is `AnyValue { string_value }`.
+    #[inline(always)]
     pub fn attr(buf: &mut Vec<u8>, tag: u32, key: &str, value: &str) {
-        let any = 1 + encoded_len_varint(value.len() as u64) + value.len();
+        let (k, v) = (key.len(), value.len());
+        let kv = k + v + 6;
+        if kv < 0x80 && tag < 16 {
+            // Every key and length is one byte: the heads are written whole.
+            buf.extend_from_slice(&[(tag << 3 | DELIMITED) as u8, kv as u8, 0x0a, k as u8]);
+            buf.extend_from_slice(key.as_bytes());
+            buf.extend_from_slice(&[0x12, (v + 2) as u8, 0x0a, v as u8]);
+            buf.extend_from_slice(value.as_bytes());
+            return;
+        }
+        let any = 1 + varint_len(v as u64) + v;
         key_value_head(buf, tag, key, any);
         bytes(buf, 1, value.as_bytes());
     }
 
     /// A `KeyValue` field whose value is `AnyValue { int_value }`.
+    #[inline(always)]
     pub fn int_attr(buf: &mut Vec<u8>, tag: u32, key: &str, value: u64) {
-        let any = 1 + encoded_len_varint(value);
+        let any = 1 + varint_len(value);
         key_value_head(buf, tag, key, any);
         varint(buf, 3, value);
     }
 
     /// A `KeyValue`'s head, its key and its `AnyValue`'s head (of `any` bytes).
+    #[inline(always)]
     fn key_value_head(buf: &mut Vec<u8>, tag: u32, key: &str, any: usize) {
-        let len = 1
-            + encoded_len_varint(key.len() as u64)
-            + key.len()
-            + 1
-            + encoded_len_varint(any as u64)
-            + any;
+        let len = 1 + varint_len(key.len() as u64) + key.len() + 1 + varint_len(any as u64) + any;
         message_head(buf, tag, len);
         bytes(buf, 1, key.as_bytes());
         message_head(buf, 2, any);
@@ -441,7 +496,31 @@ mod pb {
 
     /// The length of a length-delimited field of `len` bytes, key and length included.
     pub fn field_len(tag: u32, len: usize) -> usize {
-        prost::encoding::key_len(tag) + encoded_len_varint(len as u64) + len
+        varint_len(u64::from(tag << 3)) + varint_len(len as u64) + len
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use proptest::prelude::*;
+
+        proptest! {
+            /// The varints, keys and lengths read back as prost reads them.
+            #[test]
+            fn varints_are_protobufs(value in any::<u64>(), tag in 1u32..(1 << 29)) {
+                let mut buf = Vec::new();
+                super::put_varint(&mut buf, value);
+                prop_assert_eq!(buf.len(), super::varint_len(value));
+                prop_assert_eq!(buf.len(), prost::encoding::encoded_len_varint(value));
+                let read = prost::encoding::decode_varint(&mut &buf[..]);
+                prop_assert_eq!(read.ok(), Some(value));
+                let mut field = Vec::new();
+                super::message_head(&mut field, tag, 0);
+                prop_assert_eq!(field.len(), super::field_len(tag, 0));
+                let (read_tag, wire) = prost::encoding::decode_key(&mut &field[..]).expect("key");
+                prop_assert_eq!(read_tag, tag);
+                prop_assert_eq!(wire, prost::encoding::WireType::LengthDelimited);
+            }
+        }
     }
 }
 
@@ -745,7 +824,7 @@ mod tests {
             sampled: true,
             path: String::new(),
             api: None,
-            client: Some("2001:db8::1".parse().expect("ip")),
+            client: Some(http::HeaderValue::from_static("2001:db8::1")),
             https: true,
         };
         // A path past the bound is cut at a character's edge.
@@ -799,6 +878,25 @@ mod tests {
             attr("infergate.upstream"),
             otlp::Value::String("10.0.0.1:8000".into())
         );
+    }
+
+    proptest! {
+        /// Attributes of any lengths (one-byte lengths or longer) read back as OTLP
+        /// `KeyValue`s.
+        #[test]
+        fn attributes_of_any_length_read_back(key in ".{0,80}", value in ".{0,200}", number in any::<u64>()) {
+            use prost::Message;
+            let mut buf = Vec::new();
+            pb::attr(&mut buf, 1, &key, &value);
+            pb::int_attr(&mut buf, 1, &key, number);
+            let read = otlp::Resource::decode(&buf[..]).expect("decodes");
+            prop_assert_eq!(read.attributes.len(), 2);
+            prop_assert_eq!(&read.attributes[0].key, &key);
+            let string = read.attributes[0].value.clone().and_then(|v| v.value);
+            prop_assert_eq!(string, Some(otlp::Value::String(value)));
+            let int = read.attributes[1].value.clone().and_then(|v| v.value);
+            prop_assert_eq!(int, Some(otlp::Value::Int(number as i64)));
+        }
     }
 
     #[test]
