@@ -3,8 +3,10 @@
 //! public management API with the signed-in user's token, which lives in the page's session
 //! storage: the console has no powers of its own and sets no cookie.
 
+use std::sync::Arc;
+
 use axum::extract::Path;
-use axum::response::{Redirect, Response};
+use axum::response::Redirect;
 use axum::routing::get;
 use axum::Router;
 
@@ -30,24 +32,47 @@ const FILES: &[(&str, &str, &[u8])] = &[
 ];
 
 /// This origin's scripts and styles alone, no inline script or style, calls to this origin
-/// alone, never framed, no form posted anywhere.
-const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
-                   connect-src 'self'; base-uri 'none'; form-action 'none'; \
-                   frame-ancestors 'none'";
-
-fn file(name: &str) -> Response {
-    embedded(FILES, CSP, name)
+/// and the gateway's (`gateway`, the origin of its public URL: the request tester) alone,
+/// never framed, no form posted anywhere.
+fn csp(gateway: Option<&str>) -> String {
+    let gateway = gateway.map(|g| format!(" {g}")).unwrap_or_default();
+    format!(
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+         connect-src 'self'{gateway}; base-uri 'none'; form-action 'none'; \
+         frame-ancestors 'none'"
+    )
 }
 
-/// `/` and `/console` lead to `/console/`, which serves the page.
-pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
+/// The origin (`scheme://host[:port]`) of an absolute http(s) URL, when it has one that a
+/// policy may name.
+fn origin_of(url: &str) -> Option<&str> {
+    let (scheme, rest) = url.split_once("://")?;
+    if !matches!(scheme, "http" | "https") {
+        return None;
+    }
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let origin = &url[..scheme.len() + 3 + end];
+    let safe = origin
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b':' | b'/' | b'.' | b'-' | b'[' | b']'));
+    (end > 0 && safe).then_some(origin)
+}
+
+/// `/` and `/console` lead to `/console/`, which serves the page; its policy lets it call
+/// the gateway at `public_url`.
+pub fn routes<S: Clone + Send + Sync + 'static>(public_url: &str) -> Router<S> {
+    let policy: Arc<str> = csp(origin_of(public_url)).into();
+    let page = policy.clone();
     Router::new()
         .route("/", get(|| async { Redirect::to("/console/") }))
         .route("/console", get(|| async { Redirect::to("/console/") }))
-        .route("/console/", get(|| async { file("index.html") }))
+        .route(
+            "/console/",
+            get(move || async move { embedded(FILES, &page, "index.html") }),
+        )
         .route(
             "/console/{name}",
-            get(|Path(name): Path<String>| async move { file(&name) }),
+            get(move |Path(name): Path<String>| async move { embedded(FILES, &policy, &name) }),
         )
 }
 
@@ -77,6 +102,34 @@ mod tests {
                 .is_some_and(|(name, _)| name.chars().all(|c| c.is_ascii_lowercase()))
         });
         assert!(!handler, "no inline handler");
+    }
+
+    #[test]
+    fn the_policy_names_the_gateways_origin_alone() {
+        assert_eq!(
+            origin_of("http://127.0.0.1:8080"),
+            Some("http://127.0.0.1:8080")
+        );
+        assert_eq!(
+            origin_of("https://models.example/base?x"),
+            Some("https://models.example")
+        );
+        assert_eq!(origin_of("http://[::1]:8080/"), Some("http://[::1]:8080"));
+        for bad in [
+            "ftp://x",
+            "http://",
+            "http://a b",
+            "http://a;script-src *",
+            "nope",
+        ] {
+            assert_eq!(origin_of(bad), None, "{bad}");
+        }
+        let policy = csp(origin_of("https://models.example/v1"));
+        assert!(
+            policy.contains("connect-src 'self' https://models.example;"),
+            "{policy}"
+        );
+        assert!(csp(None).contains("connect-src 'self';"));
     }
 
     #[test]

@@ -52,7 +52,7 @@ fn file(name: &str) -> Response {
 /// never sniffed; 404 for a name not among them.
 pub(crate) fn embedded(
     files: &[(&str, &'static str, &'static [u8])],
-    csp: &'static str,
+    csp: &str,
     name: &str,
 ) -> Response {
     let Some((_, content_type, bytes)) = files.iter().find(|(n, _, _)| *n == name) else {
@@ -61,10 +61,10 @@ pub(crate) fn embedded(
     let mut response = (*bytes).into_response();
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    headers.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(csp),
-    );
+    // A policy that is no header value falls back to allowing nothing.
+    let policy = HeaderValue::from_str(csp)
+        .unwrap_or_else(|_| HeaderValue::from_static("default-src 'none'"));
+    headers.insert(header::CONTENT_SECURITY_POLICY, policy);
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,

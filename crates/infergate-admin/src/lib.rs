@@ -378,7 +378,7 @@ pub fn app(state: Arc<AdminState>) -> Router {
         )
         .route("/metrics", get(metrics))
         .merge(docs::routes())
-        .merge(console::routes())
+        .merge(console::routes(&state.settings.public_url))
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), observe))

@@ -899,5 +899,7 @@ pub(crate) fn response_head<'h>(
     })
 }
 
+pub mod cors;
+
 #[cfg(test)]
 mod tests;

@@ -32,6 +32,7 @@ use infergate_core::net::UpstreamPolicy;
 use infergate_core::snapshot::Snapshot;
 
 pub use crate::general::{serve, serve_with, ConnectionMetrics, TlsFiles};
+pub use crate::http_rules::cors::CorsOrigins;
 pub use crate::http_rules::{Cidr, ConnInfo};
 pub use crate::observe::trace::{TraceSettings, Tracer};
 pub use crate::observe::{metrics, Observers};
@@ -79,6 +80,8 @@ pub struct GatewaySettings {
     pub listener: ListenerSettings,
     /// Where upstream connections may lead (`upstream_allow`, never this node).
     pub upstream_policy: Arc<UpstreamPolicy>,
+    /// Origins whose web pages may call the gateway and read its answers (the console's).
+    pub cors: CorsOrigins,
 }
 
 impl Default for GatewaySettings {
@@ -91,6 +94,7 @@ impl Default for GatewaySettings {
             http1_fast_path: true,
             listener: ListenerSettings::default(),
             upstream_policy: Arc::default(),
+            cors: CorsOrigins::default(),
         }
     }
 }

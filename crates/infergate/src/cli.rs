@@ -767,8 +767,8 @@ pub struct ServeArgs {
     /// refresh_interval_ms, header_timeout_ms, body_idle_timeout_ms, max_connections,
     /// trusted_proxies, lockout_failure_attempts, lockout_duration_s,
     /// ak_lockout_failure_attempts, ak_lockout_duration_s, max_password_hashes,
-    /// upstream_allow, redis_url, usage_flush_ms, otlp_endpoint, trace_sampling_ratio,
-    /// otlp_service_name.
+    /// upstream_allow, cors_origins, redis_url, usage_flush_ms, otlp_endpoint,
+    /// trace_sampling_ratio, otlp_service_name.
     #[arg(long, env = "INFERGATE_CONFIG")]
     pub config: Option<PathBuf>,
     /// Directory of the SQLite database, master key and initial password [default: ./infergate-data].
@@ -956,6 +956,15 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     pub upstream_allow: Option<Vec<String>>,
+    /// Comma-separated origins (scheme://host[:port]) whose web pages may call the gateway
+    /// and read its answers (CORS); '' for none [default: the console's, http://<admin-listen>].
+    #[arg(
+        help_heading = "Credentials and security",
+        long,
+        env = "INFERGATE_CORS_ORIGINS",
+        value_delimiter = ','
+    )]
+    pub cors_origins: Option<Vec<String>>,
     /// redis://… shared by the nodes of a cluster, where throttling limits are counted so
     /// they hold across nodes [default: none: each node counts alone].
     #[arg(

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use infergate_admin::AdminSettings;
 use infergate_core::lockout::LockoutPolicy;
 use infergate_core::net::AllowedHost;
-use infergate_gateway::{Cidr, Limits, ListenerSettings, TraceSettings};
+use infergate_gateway::{Cidr, CorsOrigins, Limits, ListenerSettings, TraceSettings};
 
 use crate::cli::ServeArgs;
 
@@ -51,6 +51,7 @@ pub struct FileConfig {
     pub ak_lockout_duration_s: Option<u64>,
     pub max_password_hashes: Option<usize>,
     pub upstream_allow: Option<Vec<String>>,
+    pub cors_origins: Option<Vec<String>>,
     pub redis_url: Option<String>,
     pub usage_flush_ms: Option<u64>,
     pub otlp_endpoint: Option<String>,
@@ -100,6 +101,8 @@ pub struct Settings {
     pub max_password_hashes: usize,
     /// Hosts and networks services may point at; empty: any (never this node).
     pub upstream_allow: Vec<AllowedHost>,
+    /// Origins whose pages may call the gateway; `None`: the console's own.
+    pub cors_origins: Option<CorsOrigins>,
     /// Redis holding the throttling counts of several nodes.
     pub redis_url: Option<String>,
     /// How often model calls' token usage is added to the store.
@@ -321,6 +324,17 @@ impl Settings {
             args.upstream_allow.or(file.upstream_allow),
             AllowedHost::parse,
         )?;
+        let cors_origins = match args.cors_origins.or(file.cors_origins) {
+            None => None,
+            Some(list) => {
+                let list: Vec<&str> = list
+                    .iter()
+                    .map(|o| o.trim())
+                    .filter(|o| !o.is_empty())
+                    .collect();
+                Some(CorsOrigins::new(&list).map_err(|e| anyhow::anyhow!("cors_origins: {e}"))?)
+            }
+        };
         let redis_url = args.redis_url.or(file.redis_url);
         if let Some(url) = &redis_url {
             if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
@@ -342,6 +356,7 @@ impl Settings {
             redis_url,
             usage_flush,
             upstream_allow,
+            cors_origins,
             password_lockout: lockout(
                 "lockout",
                 args.lockout_failure_attempts
@@ -662,6 +677,31 @@ mod tests {
         })
         .expect_err("bad url");
         assert!(format!("{err:#}").contains("public_url"));
+    }
+
+    #[test]
+    fn cors_origins_are_checked_and_an_empty_list_allows_none() {
+        let resolve = |list: &[&str]| {
+            Settings::resolve(ServeArgs {
+                cors_origins: Some(list.iter().map(|o| o.to_string()).collect()),
+                ..ServeArgs::default()
+            })
+        };
+        let err = resolve(&["http://console.example/path"]).expect_err("a path");
+        assert!(format!("{err:#}").contains("cors_origins"), "{err:#}");
+        let none = resolve(&[""]).expect("empty");
+        assert!(none.cors_origins.expect("set").is_empty());
+        let two = resolve(&["https://Console.Example", " http://10.0.0.1:8081 "]).expect("two");
+        let two = two.cors_origins.expect("set");
+        assert_eq!(
+            two.iter().collect::<Vec<_>>(),
+            ["https://console.example", "http://10.0.0.1:8081"]
+        );
+        // Not set: the console's own origin, decided once the admin listener is bound.
+        assert!(Settings::resolve(ServeArgs::default())
+            .expect("defaults")
+            .cors_origins
+            .is_none());
     }
 
     #[test]

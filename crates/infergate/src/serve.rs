@@ -2,6 +2,7 @@
 //! master key, bootstraps an empty store, binds both listeners and runs until a signal.
 
 use std::io::Write;
+use std::net::SocketAddr;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -18,8 +19,8 @@ use infergate_core::{ids, validate, MasterKey, Secret};
 use infergate_gateway::metrics::GatewayMetrics;
 use infergate_gateway::usage::UsageBook;
 use infergate_gateway::{
-    serve_with, ClusterLimits, ClusterMetrics, Collaborators, ConnectionMetrics, Gateway,
-    GatewaySettings, Observers, TlsFiles, Tracer,
+    serve_with, ClusterLimits, ClusterMetrics, Collaborators, ConnectionMetrics, CorsOrigins,
+    Gateway, GatewaySettings, Observers, TlsFiles, Tracer,
 };
 use infergate_store::{ConfigPublisher, KeyLockouts, PgStore, SqliteStore, Store};
 use tokio::net::TcpListener;
@@ -363,6 +364,10 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             http1_fast_path: settings.http1_fast_path,
             listener: settings.listener.clone(),
             upstream_policy: Arc::new(upstream_policy.clone()),
+            cors: match &settings.cors_origins {
+                Some(origins) => origins.clone(),
+                None => console_origins(admin_scheme, admin_addr),
+            },
             ..GatewaySettings::default()
         },
         Observers {
@@ -559,4 +564,21 @@ fn admin_connection_metrics(registry: &prometheus::Registry) -> anyhow::Result<C
         open: Some(open),
         refused: Some(refused),
     })
+}
+
+/// The origins the console is served from, whose pages may call the gateway (the request
+/// tester): the admin listener's address, and `localhost` and `127.0.0.1` for a loopback or
+/// unspecified one.
+fn console_origins(scheme: &str, addr: SocketAddr) -> CorsOrigins {
+    let port = addr.port();
+    let mut origins = Vec::new();
+    let ip = addr.ip();
+    if !ip.is_unspecified() {
+        origins.push(format!("{scheme}://{addr}"));
+    }
+    if ip.is_loopback() || ip.is_unspecified() {
+        origins.push(format!("{scheme}://127.0.0.1:{port}"));
+        origins.push(format!("{scheme}://localhost:{port}"));
+    }
+    CorsOrigins::new(&origins).unwrap_or_default()
 }

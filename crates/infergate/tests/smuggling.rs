@@ -246,6 +246,11 @@ impl Node {
     /// Sends `raw` (with `{P}` standing for the API's prefix) on a new connection, reads
     /// what comes back until the connection is quiet, and collects what reached upstream.
     async fn send(&self, raw: &[u8]) -> Outcome {
+        self.send_raw(raw).await.0
+    }
+
+    /// The same, with the bytes that came back.
+    async fn send_raw(&self, raw: &[u8]) -> (Outcome, Vec<u8>) {
         let raw = String::from_utf8_lossy(raw).replace("{P}", &self.prefix);
         let mut socket = TcpStream::connect(&self.gateway).await.expect("connect");
         socket.write_all(raw.as_bytes()).await.expect("write");
@@ -266,11 +271,12 @@ impl Node {
         }
         drop(socket);
         // The upstream side of a forwarded call is complete before its answer came back.
-        Outcome {
+        let outcome = Outcome {
             statuses: statuses(&answer),
             upstream: self.upstream.taken(),
             garbled: self.upstream.garbled(),
-        }
+        };
+        (outcome, answer)
     }
 
     /// A plain call after a hostile one gets its own answer, and is the only request the
@@ -855,6 +861,115 @@ async fn callers_without_the_right_credential_reach_nothing_behind_an_app_api() 
         .headers
         .iter()
         .any(|(n, _)| n == "x-apig-appcode"));
+}
+
+/// The header lines of the first response in `bytes`, names in lowercase.
+fn first_head(bytes: &[u8]) -> Vec<(String, String)> {
+    let mut slots = [httparse::EMPTY_HEADER; 64];
+    let mut res = httparse::Response::new(&mut slots);
+    let _ = res.parse(bytes);
+    res.headers
+        .iter()
+        .filter(|h| !h.name.is_empty())
+        .map(|h| {
+            (
+                h.name.to_ascii_lowercase(),
+                String::from_utf8_lossy(h.value).into_owned(),
+            )
+        })
+        .collect()
+}
+
+/// Web pages of the console's origin may ask (a preflight) and read answers; a preflight is
+/// answered by the gateway, authenticates nothing and reaches no upstream, nor does what a
+/// preflight's body smuggles; a page of another origin gets no CORS line, and a call from
+/// the console's origin is authenticated as any other.
+#[tokio::test]
+async fn pages_of_other_origins_reach_nothing_a_credential_would_not() {
+    const CONSOLE: &str = "http://console.example:8081";
+    let node = node_with(&["--cors-origins", CONSOLE]).await;
+    let admin = Admin::login(&node.server).await;
+    let (url, behind) = start_counting().await;
+    let (sid, _api, app_id, code) = admin.app_code_setup(&url, "page").await;
+    let api = format!("/v1/infers/{sid}");
+    let allowed = |head: &[(String, String)]| {
+        head.iter()
+            .filter(|(n, _)| n == "access-control-allow-origin")
+            .map(|(_, v)| v.clone())
+            .collect::<Vec<_>>()
+    };
+    let smuggled = format!("GET {api}/b HTTP/1.1\r\nHost: gw\r\nX-App-Id: {app_id}\r\n\r\n");
+    let preflight = |origin: &str, body: &str| {
+        format!(
+            "OPTIONS {api}/a HTTP/1.1\r\nHost: gw\r\nOrigin: {origin}\r\n\
+             Access-Control-Request-Method: POST\r\n\
+             Access-Control-Request-Headers: authorization, x-sdk-date\r\n\
+             Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    // Asked by the console's page: answered here, nothing upstream, even with a request
+    // smuggled in its body.
+    for body in ["", smuggled.as_str()] {
+        let (outcome, bytes) = node.send_raw(preflight(CONSOLE, body).as_bytes()).await;
+        assert_eq!(outcome.statuses, [204], "{outcome:?}");
+        let head = first_head(&bytes);
+        assert_eq!(allowed(&head), [CONSOLE]);
+        assert!(head.contains(&("access-control-allow-methods".into(), "POST".into())));
+        assert!(head.contains(&(
+            "access-control-allow-headers".into(),
+            "authorization, x-sdk-date".into()
+        )));
+        assert!(!head
+            .iter()
+            .any(|(n, _)| n == "access-control-allow-credentials"));
+        assert!(outcome.upstream.is_empty() && behind.taken().is_empty());
+    }
+    // Asked by another page: a call without a credential, refused, no CORS line.
+    let (outcome, bytes) = node
+        .send_raw(preflight("http://evil.example", "").as_bytes())
+        .await;
+    assert_eq!(outcome.statuses, [401]);
+    assert!(allowed(&first_head(&bytes)).is_empty());
+    assert!(behind.taken().is_empty());
+    let cases = [
+        // The console's page without a credential: refused, but the refusal is readable
+        // there (a signature's refusal names the canonical request).
+        (CONSOLE, String::new(), 401, vec![CONSOLE]),
+        (
+            CONSOLE,
+            format!("X-Apig-AppCode: {code}\r\n"),
+            200,
+            vec![CONSOLE],
+        ),
+        (
+            "http://evil.example",
+            format!("X-Apig-AppCode: {code}\r\n"),
+            200,
+            vec![],
+        ),
+        ("null", format!("X-Apig-AppCode: {code}\r\n"), 200, vec![]),
+        (
+            "http://console.example:8081\r\nOrigin: http://evil.example",
+            format!("X-Apig-AppCode: {code}\r\n"),
+            200,
+            vec![],
+        ),
+    ];
+    for (origin, credential, status, readable) in cases {
+        let raw =
+            format!("GET {api}/a HTTP/1.1\r\nHost: gw\r\nOrigin: {origin}\r\n{credential}\r\n");
+        let (outcome, bytes) = node.send_raw(raw.as_bytes()).await;
+        assert_eq!(outcome.statuses, [status], "{origin}: {outcome:?}");
+        let head = first_head(&bytes);
+        assert_eq!(allowed(&head), readable, "{origin}");
+        if !readable.is_empty() {
+            assert!(head
+                .iter()
+                .any(|(n, v)| n == "access-control-expose-headers" && v.contains("x-request-id")));
+        }
+        assert_eq!(behind.taken().len(), usize::from(status == 200), "{origin}");
+    }
 }
 
 /// A member of another project cannot take a path of this one: it is refused the paths in

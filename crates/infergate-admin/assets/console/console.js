@@ -346,9 +346,233 @@ async function apps(shown) {
   );
 }
 
+// ---------------------------------------------------------------- request tester
+
+const utf8 = new TextEncoder();
+const toHex = (buffer) =>
+  Array.from(new Uint8Array(buffer), (b) => b.toString(16).padStart(2, '0')).join('');
+const sha256Hex = async (bytes) => toHex(await crypto.subtle.digest('SHA-256', bytes));
+
+async function hmacHex(secret, text) {
+  const key = await crypto.subtle.importKey(
+    'raw', utf8.encode(secret), { name: 'HMAC', hash: 'SHA-256' }, false, ['sign']);
+  return toHex(await crypto.subtle.sign('HMAC', key, utf8.encode(text)));
+}
+
+/** The signers' E(s): UTF-8 bytes, A–Z a–z 0–9 - _ . ~ kept, every other byte %XX. */
+function encodePart(text) {
+  let out = '';
+  for (const byte of utf8.encode(text)) {
+    const c = String.fromCharCode(byte);
+    out += /[A-Za-z0-9\-_.~]/.test(c) ? c : `%${byte.toString(16).toUpperCase().padStart(2, '0')}`;
+  }
+  return out;
+}
+
+/** Percent-decoding (`+` stays `+`); text that does not decode stays as it was. */
+function decodePart(text) {
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    return text;
+  }
+}
+
+/** Compares strings by code point, as the signers sort. */
+function byCodePoint(a, b) {
+  const x = Array.from(a, (c) => c.codePointAt(0));
+  const y = Array.from(b, (c) => c.codePointAt(0));
+  for (let i = 0; i < Math.min(x.length, y.length); i += 1) {
+    if (x[i] !== y[i]) return x[i] - y[i];
+  }
+  return x.length - y.length;
+}
+
+/** The canonical query of a raw query string (the spec's §5.2). */
+function canonicalQuery(query) {
+  const items = query.split('&').filter(Boolean).map((item) => {
+    const at = item.indexOf('=');
+    return at < 0 ? [decodePart(item), ''] : [decodePart(item.slice(0, at)), decodePart(item.slice(at + 1))];
+  }).filter(([key]) => key !== '');
+  items.sort((a, b) => byCodePoint(a[0], b[0]) || byCodePoint(a[1], b[1]));
+  return items.map(([key, value]) => `${encodePart(key)}=${encodePart(value)}`).join('&');
+}
+
+/** The canonical URI of a raw path: decoded, each segment encoded, ending in `/`. */
+function canonicalUri(path) {
+  const uri = decodePart(path).split('/').map(encodePart).join('/');
+  return uri.endsWith('/') ? uri : `${uri}/`;
+}
+
+/**
+ * Signs a call as the official SDK-HMAC-SHA256 signers do: every header given is signed,
+ * with `host` and `x-sdk-date`. Returns the headers to send (with `Authorization`), the
+ * query to send (in canonical form) and the canonical request.
+ */
+export async function signRequest({ method, url, headers, body, key, secret, date }) {
+  const target = new URL(url);
+  const sdkDate = date ?? new Date().toISOString().replace(/[-:]/g, '').replace(/\.\d+/, '');
+  const all = new Map();
+  for (const [name, value] of headers) all.set(name.toLowerCase(), value.trim());
+  all.set('host', target.host);
+  all.set('x-sdk-date', sdkDate);
+  const names = [...all.keys()].sort();
+  const payload = all.get('x-sdk-content-sha256') ?? await sha256Hex(utf8.encode(body));
+  const query = canonicalQuery(target.search.replace(/^\?/, ''));
+  const canonical = [
+    method.toUpperCase(),
+    canonicalUri(target.pathname),
+    query,
+    names.map((name) => `${name}:${all.get(name)}\n`).join(''),
+    names.join(';'),
+    payload,
+  ].join('\n');
+  const toSign = `SDK-HMAC-SHA256\n${sdkDate}\n${await sha256Hex(utf8.encode(canonical))}`;
+  const signature = await hmacHex(secret, toSign);
+  const sent = new Map([...all].filter(([name]) => name !== 'host'));
+  sent.set('authorization',
+    `SDK-HMAC-SHA256 Access=${key}, SignedHeaders=${names.join(';')}, Signature=${signature}`);
+  return { headers: sent, query, canonical };
+}
+
+/** `Name: value` lines as pairs; a line without a colon is refused. */
+function headerLines(text) {
+  return text.split('\n').map((line) => line.trim()).filter(Boolean).map((line) => {
+    const at = line.indexOf(':');
+    if (at <= 0) throw new Error(`header line "${line}" has no "name: value"`);
+    return [line.slice(0, at).trim(), line.slice(at + 1).trim()];
+  });
+}
+
+/** The two canonical requests side by side, each line that differs marked. */
+function canonicalDiff(ours, theirs) {
+  const a = ours.split('\n');
+  const b = theirs.split('\n');
+  const rows = Math.max(a.length, b.length);
+  const differ = [];
+  for (let i = 0; i < rows; i += 1) if (a[i] !== b[i]) differ.push(i);
+  const column = (title, lines, id) => el('div', {},
+    el('h4', {}, title),
+    el('pre', { id, class: 'canonical' }, Array.from({ length: rows }, (_, i) =>
+      el('div', {
+        class: differ.includes(i) ? 'differs' : null,
+        'data-line': i + 1,
+      }, lines[i] ?? ''))));
+  return el('section', { 'aria-label': 'Canonical requests', id: 'canonical-diff' },
+    el('p', { role: 'status' }, differ.length === 0
+      ? 'The canonical requests are the same: the signature was made with another secret (or key) than the app’s.'
+      : `${differ.length} line${differ.length > 1 ? 's' : ''} of the canonical request differ (marked).`),
+    el('div', { class: 'columns' },
+      column('Built by this browser', a, 'canonical-ours'),
+      column('Built by the gateway', b, 'canonical-gateway')));
+}
+
+async function tester() {
+  const serviceList = await api('GET', inProject('/services?limit=100'));
+  const perService = await Promise.all(serviceList.services.map((service) =>
+    api('GET', inProject(`/services/${id(service.service_id)}/app-auth-apis`))
+      .then((r) => r.apis.map((a) => ({ ...a, service: service.service_name })))));
+  const apis = perService.flat();
+  const appList = await api('GET', inProject('/app-auth/apps?limit=100'));
+  const apiChoice = el('select', { name: 'api', 'aria-label': 'API' }, apis.map((a, i) =>
+    el('option', { value: String(i) }, `${a.service} · ${a.api_name} (${a.auth_type})`)));
+  const appChoice = el('select', { name: 'app', 'aria-label': 'App' },
+    el('option', { value: '' }, '(none)'),
+    appList.apps.map((app) => el('option', { value: app.app_id }, app.app_name)));
+  const key = el('input', { name: 'app_key', autocomplete: 'off', size: 34 });
+  const secret = el('input', { name: 'app_secret', type: 'password', autocomplete: 'off', size: 34 });
+  const method = el('select', { name: 'method', 'aria-label': 'Method' },
+    ['GET', 'POST', 'PUT', 'PATCH', 'DELETE'].map((m) => el('option', { value: m }, m)));
+  const subPath = el('input', { name: 'sub_path', placeholder: '/v1/chat/completions', size: 30 });
+  const query = el('input', { name: 'query', placeholder: 'a=1&b=2', size: 20 });
+  const headers = el('textarea', { name: 'headers', rows: 3, cols: 40, placeholder: 'Content-Type: application/json' });
+  const body = el('textarea', { name: 'body', rows: 4, cols: 60 });
+  const status = el('p', { id: 'tester-status', role: 'status' });
+  const output = el('pre', { id: 'tester-output', 'aria-label': 'Answer', tabindex: '0' });
+  const diff = el('div', { id: 'tester-diff' });
+
+  appChoice.addEventListener('change', () => guarded(async () => {
+    key.value = '';
+    secret.value = '';
+    if (!appChoice.value) return;
+    const detail = await api('GET', inProject(`/app-auth/apps/${id(appChoice.value)}?iphertext_enabled=true`));
+    const app = detail.app ?? detail;
+    key.value = app.app_key;
+    secret.value = app.app_secret;
+  }));
+
+  const send = async () => {
+    const chosen = apis[Number(apiChoice.value)];
+    if (!chosen) throw new Error('choose an API first');
+    status.textContent = 'Sending…';
+    output.textContent = '';
+    diff.replaceChildren();
+    const url = new URL(chosen.predict_url + subPath.value.trim());
+    url.search = query.value.trim().replace(/^\?/, '');
+    const lines = headerLines(headers.value);
+    const hasBody = !['GET', 'HEAD'].includes(method.value);
+    let sent = new Map(lines.map(([name, value]) => [name.toLowerCase(), value]));
+    let canonical = null;
+    if (key.value && secret.value) {
+      const signed = await signRequest({
+        method: method.value, url: url.href, headers: lines,
+        body: hasBody ? body.value : '', key: key.value, secret: secret.value,
+      });
+      sent = signed.headers;
+      canonical = signed.canonical;
+      url.search = signed.query;
+    }
+    const reply = await fetch(url.href, {
+      method: method.value,
+      headers: Object.fromEntries(sent),
+      body: hasBody ? body.value : undefined,
+    });
+    const requestId = reply.headers.get('x-request-id') || '(none)';
+    status.textContent = `${reply.status} ${reply.statusText} · request id ${requestId} · receiving…`;
+    const reader = reply.body.getReader();
+    const text = new TextDecoder();
+    let whole = '';
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      const part = text.decode(value, { stream: true });
+      whole += part;
+      output.append(part);
+    }
+    status.textContent = `${reply.status} ${reply.statusText} · request id ${requestId} · done`;
+    if (reply.status === 401 && canonical) {
+      let message = '';
+      try {
+        message = JSON.parse(whole).error_msg || '';
+      } catch {
+        message = '';
+      }
+      const at = message.indexOf('canonicalRequest:');
+      if (at >= 0) {
+        // The gateway shows each line break of its canonical request as `|`.
+        const theirs = message.slice(at + 'canonicalRequest:'.length).split('|').join('\n');
+        diff.replaceChildren(canonicalDiff(canonical, theirs));
+      }
+    }
+  };
+
+  render(
+    el('h2', {}, 'Request tester'),
+    el('p', { class: 'muted' },
+      'Calls an API through the gateway, signed here in the browser with the app’s key and secret (SDK-HMAC-SHA256, as the official signers do). Nothing is sent to the console’s server.'),
+    apis.length === 0 && el('p', { class: 'muted' }, 'No API yet.'),
+    form('Send a call', [
+      field('API', apiChoice), field('App', appChoice), field('AppKey', key), field('AppSecret', secret),
+      field('Method', method), field('Sub-path', subPath), field('Query', query),
+      field('Headers, one per line', headers), field('Body', body),
+    ], 'Send', send),
+    status, output, diff,
+  );
+}
+
 // ---------------------------------------------------------------- navigation
 
-const views = { services, apps };
+const views = { services, apps, tester };
 
 function show(name) {
   for (const button of document.querySelectorAll('#nav [data-view]')) {

@@ -118,7 +118,12 @@ fn parse_head<'h>(
     let mut close = false;
     for header in headers.iter() {
         let name = header.name.as_bytes();
-        if name.eq_ignore_ascii_case(b"upgrade") || name.eq_ignore_ascii_case(b"expect") {
+        // Calls from web pages of other origins are the general server's, where the CORS
+        // rules are applied.
+        if name.eq_ignore_ascii_case(b"upgrade")
+            || name.eq_ignore_ascii_case(b"expect")
+            || name.eq_ignore_ascii_case(b"origin")
+        {
             return Ok(None);
         } else if name.eq_ignore_ascii_case(b"connection") {
             for token in tokens(header.value) {

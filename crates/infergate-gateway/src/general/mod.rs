@@ -17,6 +17,7 @@ use hyper::body::Body;
 use crate::body::{self, ClientBody, GatewayBody};
 use crate::error::{ErrorAnswer, GatewayError};
 use crate::http_rules;
+use crate::http_rules::cors::{self, Cross};
 use crate::http_rules::ConnInfo;
 use crate::phases::{BodySeen, CallRecord, Head};
 use crate::usage::{Media, Usage, UsageChunkFilter, UsageTap};
@@ -34,7 +35,18 @@ impl Gateway {
     pub async fn handle(&self, req: Request<ClientBody>, conn: ConnInfo) -> Response<GatewayBody> {
         let bytes_in = req.body().size_hint().exact().unwrap_or(0);
         let mut record = self.begin(req.method(), req.uri().path(), req.uri().query(), bytes_in);
-        let response = match self.call(req, conn, &mut record).await {
+        let cross = cors::classify(&self.settings.cors, req.method(), req.headers());
+        if let Cross::Preflight(origin) = cross {
+            // Answered here: a preflight carries no credential and reaches no upstream.
+            let mut response = Response::new(body::full(Bytes::new()));
+            *response.status_mut() = http::StatusCode::NO_CONTENT;
+            *response.headers_mut() = cors::preflight(origin, req.headers());
+            if let Ok(id) = http::HeaderValue::from_str(record.request_id.as_str()) {
+                response.headers_mut().insert(http_rules::X_REQUEST_ID, id);
+            }
+            return self.observed(record, response);
+        }
+        let mut response = match self.call(req, conn, &mut record).await {
             Ok(response) => response,
             Err(err) => {
                 self.observers.refused(&err, &mut record);
@@ -44,6 +56,9 @@ impl Gateway {
                 )
             }
         };
+        if let Cross::Allowed(origin) = cross {
+            cors::allow(response.headers_mut(), origin);
+        }
         self.observed(record, response)
     }
     /// Reports the response head now, and the call once its body has been streamed.
