@@ -362,4 +362,4 @@ fn bad_token(why: &str) -> GatewayError {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -95,6 +95,8 @@ pub enum GatewayError {
         timeout_ms: u128,
     },
     UpstreamUnavailable(String),
+    /// This node ran out of a resource (file descriptors, memory) it needs for the call.
+    Overloaded(String),
     UpstreamTimeout {
         timeout_ms: u128,
     },
@@ -164,6 +166,11 @@ impl GatewayError {
                 "APIG.0201",
                 format!("Backend unavailable: {why}"),
             ),
+            Overloaded(why) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "APIG.0201",
+                format!("Service unavailable: {why}"),
+            ),
             UpstreamTimeout { timeout_ms } => (
                 StatusCode::GATEWAY_TIMEOUT,
                 "APIG.0203",
@@ -215,6 +222,7 @@ impl GatewayError {
             | Malformed(_)
             | BodyTimeout { .. } => "bad_request",
             UpstreamUnavailable(_) => "upstream_unavailable",
+            Overloaded(_) => "overloaded",
             UpstreamTimeout { .. } => "upstream_timeout",
             Throttled(_) => "throttled",
             Loop { .. } => "loop",

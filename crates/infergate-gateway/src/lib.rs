@@ -82,6 +82,8 @@ pub struct GatewaySettings {
     pub upstream_policy: Arc<UpstreamPolicy>,
     /// Origins whose web pages may call the gateway and read its answers (the console's).
     pub cors: CorsOrigins,
+    /// Idle connections kept per upstream (per transport); more are closed.
+    pub upstream_keepalive: usize,
 }
 
 impl Default for GatewaySettings {
@@ -95,6 +97,7 @@ impl Default for GatewaySettings {
             listener: ListenerSettings::default(),
             upstream_policy: Arc::default(),
             cors: CorsOrigins::default(),
+            upstream_keepalive: 256,
         }
     }
 }
@@ -174,12 +177,12 @@ impl Gateway {
         Arc::new(Self {
             upstreams: Upstreams::new(settings.ejection),
             fast_pool: Pool::new(
-                1024,
+                settings.upstream_keepalive,
                 Duration::from_secs(90),
                 settings.upstream_policy.clone(),
             ),
             general_pool: Pool::new(
-                1024,
+                settings.upstream_keepalive,
                 Duration::from_secs(90),
                 settings.upstream_policy.clone(),
             ),

@@ -166,6 +166,13 @@ impl Observers {
         self.upstream_error(authority, kind);
     }
 
+    /// Counts a call this node could not make for want of `resource`.
+    pub(crate) fn local_limit(&self, resource: &str) {
+        if let Some(m) = &self.metrics {
+            m.local_limits.with_label_values(&[resource]).inc();
+        }
+    }
+
     /// Counts an upstream error of `kind`.
     pub(crate) fn upstream_error(&self, authority: &str, kind: &str) {
         if let Some(m) = &self.metrics {

@@ -197,17 +197,36 @@ pub(crate) enum Failure {
     Timeout,
     /// No connection could be opened.
     Connect(String),
+    /// No connection could be opened because this node ran out of something (file
+    /// descriptors, memory): no upstream is to blame, none is tried next.
+    Local {
+        resource: &'static str,
+        why: String,
+    },
     Other(String),
     /// The client's side failed (its body's size, pace or framing): the call ends with this
     /// error, and no upstream is blamed.
     Client(GatewayError),
 }
 
+impl From<pool::ConnectError> for Failure {
+    fn from(err: pool::ConnectError) -> Self {
+        match err.local {
+            Some(resource) => Failure::Local {
+                resource,
+                why: err.why,
+            },
+            None => Failure::Connect(err.why),
+        }
+    }
+}
+
 impl Upstreams {
     /// Counts and logs a failed attempt (sent at `sent_at`). A refused connection (or TLS
     /// handshake) ejects the upstream, as this service reaches it (a bundle of CAs one
     /// service trusts wrongly ejects nothing of another's), and gives the reason, to try
-    /// the next one; any other failure ends the call.
+    /// the next one; any other failure ends the call. This node's own shortage (file
+    /// descriptors, memory) ejects nothing and answers 503.
     fn failed(
         &self,
         api: &ApiRoute,
@@ -229,6 +248,13 @@ impl Upstreams {
                 tracing::warn!(upstream = %authority, error = %why, "connecting to the upstream failed");
                 self.eject(api.service.pool_key(index));
                 Ok(format!("connecting to {authority} failed"))
+            }
+            Failure::Local { resource, why } => {
+                observers.local_limit(resource);
+                tracing::error!(upstream = %authority, resource, error = %why, "this node ran out of a resource while connecting to an upstream; the upstream stays in rotation (raise the open-file limit, or lower max_connections)");
+                Err(GatewayError::Overloaded(
+                    "the gateway is out of resources (file descriptors or memory)".into(),
+                ))
             }
             Failure::Other(why) => {
                 observers.upstream_failed(record, authority, sent_at, "other");
@@ -395,7 +421,42 @@ pub(crate) trait Attempts {
 
 #[cfg(test)]
 mod tests {
-    use super::least_busy;
+    use super::*;
+
+    /// Running out of file descriptors (or memory) while connecting is this node's
+    /// shortage: 503, and the upstream stays in rotation; a refused connection ejects it.
+    #[test]
+    fn a_local_shortage_answers_503_and_ejects_nothing() {
+        let (snapshot, _) = crate::authn::tests::fixture(false);
+        let path = format!("/v1/infers/{}", crate::authn::tests::SID);
+        let api = snapshot.route(&path).expect("routed")[0].clone();
+        let upstream = &api.service.upstreams[0];
+        let upstreams = Upstreams::new(Duration::from_secs(10));
+        let observers = Observers::default();
+        let mut record = CallRecord::for_tests(http::Method::GET);
+        let shortage = Failure::from(pool::ConnectError {
+            why: "connecting: Too many open files".into(),
+            local: Some("file_descriptors"),
+        });
+        let answer = upstreams.failed(
+            &api,
+            (0, upstream),
+            shortage,
+            (&mut record, &observers, Instant::now()),
+        );
+        let err = answer.expect_err("the call ends");
+        assert_eq!(err.parts().0, http::StatusCode::SERVICE_UNAVAILABLE);
+        assert!(!upstreams.is_ejected_now(api.service.pool_key(0)));
+        let refused = Failure::from(pool::ConnectError::remote("refused".into()));
+        let next = upstreams.failed(
+            &api,
+            (0, upstream),
+            refused,
+            (&mut record, &observers, Instant::now()),
+        );
+        assert!(next.is_ok(), "the next upstream is tried");
+        assert!(upstreams.is_ejected_now(api.service.pool_key(0)));
+    }
 
     #[test]
     fn the_least_busy_is_counted_per_unit_of_weight() {

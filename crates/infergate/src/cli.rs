@@ -767,8 +767,8 @@ pub struct ServeArgs {
     /// refresh_interval_ms, header_timeout_ms, body_idle_timeout_ms, max_connections,
     /// trusted_proxies, lockout_failure_attempts, lockout_duration_s,
     /// ak_lockout_failure_attempts, ak_lockout_duration_s, max_password_hashes,
-    /// upstream_allow, cors_origins, redis_url, usage_flush_ms, otlp_endpoint,
-    /// trace_sampling_ratio, otlp_service_name.
+    /// upstream_allow, cors_origins, upstream_keepalive, listen_backlog, redis_url,
+    /// usage_flush_ms, otlp_endpoint, trace_sampling_ratio, otlp_service_name.
     #[arg(long, env = "INFERGATE_CONFIG")]
     pub config: Option<PathBuf>,
     /// Directory of the SQLite database, master key and initial password [default: ./infergate-data].
@@ -898,6 +898,13 @@ pub struct ServeArgs {
         env = "INFERGATE_BODY_IDLE_TIMEOUT_MS"
     )]
     pub body_idle_timeout_ms: Option<u64>,
+    /// Idle connections kept open per upstream (per transport); more are closed [default: 256].
+    #[arg(help_heading = "Listeners", long, env = "INFERGATE_UPSTREAM_KEEPALIVE")]
+    pub upstream_keepalive: Option<usize>,
+    /// Connections a listener's queue holds before they are accepted (capped by the
+    /// kernel's net.core.somaxconn) [default: 4096].
+    #[arg(help_heading = "Listeners", long, env = "INFERGATE_LISTEN_BACKLOG")]
+    pub listen_backlog: Option<u32>,
     /// Open connections per listener; more are accepted and closed at once [default: 16384].
     #[arg(help_heading = "Listeners", long, env = "INFERGATE_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,

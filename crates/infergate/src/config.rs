@@ -52,6 +52,8 @@ pub struct FileConfig {
     pub max_password_hashes: Option<usize>,
     pub upstream_allow: Option<Vec<String>>,
     pub cors_origins: Option<Vec<String>>,
+    pub upstream_keepalive: Option<usize>,
+    pub listen_backlog: Option<u32>,
     pub redis_url: Option<String>,
     pub usage_flush_ms: Option<u64>,
     pub otlp_endpoint: Option<String>,
@@ -103,6 +105,10 @@ pub struct Settings {
     pub upstream_allow: Vec<AllowedHost>,
     /// Origins whose pages may call the gateway; `None`: the console's own.
     pub cors_origins: Option<CorsOrigins>,
+    /// Idle connections kept per upstream.
+    pub upstream_keepalive: usize,
+    /// The listen queue of both listeners.
+    pub listen_backlog: u32,
     /// Redis holding the throttling counts of several nodes.
     pub redis_url: Option<String>,
     /// How often model calls' token usage is added to the store.
@@ -232,6 +238,8 @@ fn positive<N: PartialEq + Default + Copy>(
 
 pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:8081";
 pub const DEFAULT_GATEWAY_LISTEN: &str = "127.0.0.1:8080";
+/// The listen queue nginx uses by default on Linux (the kernel caps it at somaxconn).
+pub const DEFAULT_LISTEN_BACKLOG: u32 = 4096;
 
 impl Settings {
     pub fn resolve(args: ServeArgs) -> anyhow::Result<Self> {
@@ -357,6 +365,16 @@ impl Settings {
             usage_flush,
             upstream_allow,
             cors_origins,
+            upstream_keepalive: positive(
+                "upstream_keepalive",
+                args.upstream_keepalive.or(file.upstream_keepalive),
+                256,
+            )?,
+            listen_backlog: positive(
+                "listen_backlog",
+                args.listen_backlog.or(file.listen_backlog),
+                DEFAULT_LISTEN_BACKLOG,
+            )?,
             password_lockout: lockout(
                 "lockout",
                 args.lockout_failure_attempts

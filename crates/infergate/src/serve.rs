@@ -286,11 +286,10 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     bootstrap(store.as_ref(), data_dir).await?;
 
     let role = settings.role;
-    let admin_listener = TcpListener::bind(settings.admin_listen)
-        .await
+    raise_open_files();
+    let admin_listener = listen(settings.admin_listen, settings.listen_backlog)
         .with_context(|| format!("binding the admin listener {}", settings.admin_listen))?;
-    let gateway_listener = TcpListener::bind(settings.gateway_listen)
-        .await
+    let gateway_listener = listen(settings.gateway_listen, settings.listen_backlog)
         .with_context(|| format!("binding the gateway listener {}", settings.gateway_listen))?;
     let admin_addr = admin_listener.local_addr()?;
     let gateway_addr = gateway_listener.local_addr()?;
@@ -364,6 +363,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             http1_fast_path: settings.http1_fast_path,
             listener: settings.listener.clone(),
             upstream_policy: Arc::new(upstream_policy.clone()),
+            upstream_keepalive: settings.upstream_keepalive,
             cors: match &settings.cors_origins {
                 Some(origins) => origins.clone(),
                 None => console_origins(admin_scheme, admin_addr),
@@ -581,4 +581,35 @@ fn console_origins(scheme: &str, addr: SocketAddr) -> CorsOrigins {
         origins.push(format!("{scheme}://localhost:{port}"));
     }
     CorsOrigins::new(&origins).unwrap_or_default()
+}
+
+/// A listener on `addr` whose queue holds `backlog` connections (the kernel caps it at
+/// net.core.somaxconn).
+fn listen(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(backlog)
+}
+
+/// Raises the soft limit of open files to the hard limit, as nginx's
+/// `worker_rlimit_nofile` does: each client connection and each upstream connection takes
+/// one. Logs what it found and what it set.
+fn raise_open_files() {
+    let before = rlimit::Resource::NOFILE.get();
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(now) => {
+            let (soft, hard) = before.unwrap_or((now, now));
+            if now > soft {
+                tracing::info!(from = soft, to = now, hard, "raised the open-file limit");
+            } else {
+                tracing::info!(limit = now, hard, "open-file limit");
+            }
+        }
+        Err(err) => tracing::warn!(error = %err, "the open-file limit could not be raised"),
+    }
 }

@@ -564,6 +564,11 @@ async fn upstream_connections_are_kept_alive_and_reused() {
 
 /// The gateway's `infergate_gateway_open_connections` gauge, from the admin API's metrics.
 async fn open_client_connections(admin: &str) -> f64 {
+    gauge(admin, "infergate_gateway_open_connections").await
+}
+
+/// A gauge of the admin API's metrics.
+async fn gauge(admin: &str, name: &str) -> f64 {
     let text = reqwest::get(format!("{admin}/metrics"))
         .await
         .expect("scrape")
@@ -571,9 +576,60 @@ async fn open_client_connections(admin: &str) -> f64 {
         .await
         .expect("text");
     text.lines()
-        .find_map(|line| line.strip_prefix("infergate_gateway_open_connections "))
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
         .and_then(|value| value.trim().parse().ok())
-        .expect("the open-connections gauge")
+        .unwrap_or_else(|| panic!("the gauge {name}"))
+}
+
+/// Idle clients hold no upstream connection: a client connection idle for a moment gives
+/// its upstream connection to the pool, which keeps `upstream_keepalive` of them and closes
+/// the rest, and gives back its buffers (the gauge of connections holding them falls to
+/// zero); each client's next call is served as before.
+#[tokio::test]
+async fn idle_clients_give_back_their_upstream_connections_and_buffers() {
+    let s = setup(&["--upstream-keepalive", "2"]).await;
+    let raw = common::upstream::start_raw().await;
+    let (sid, _) = s
+        .admin
+        .service_with_api("idle", &raw.url, json!({"auth_type": "NONE"}))
+        .await;
+    let call = format!("GET /v1/infers/{sid}/raw/length HTTP/1.1\r\nHost: gw\r\n\r\n");
+    let mut clients = Vec::new();
+    // Each client calls while those before it still hold their upstream connections.
+    for _ in 0..12 {
+        let (mut socket, _) = connect(&s.server.gateway).await;
+        socket.write_all(call.as_bytes()).await.expect("write");
+        let mut pending = Vec::new();
+        let (head, body) = read_response(&mut socket, &mut pending).await;
+        assert!(head.starts_with("http/1.1 200"), "{head}");
+        assert_eq!(body, b"hello");
+        clients.push(socket);
+    }
+    let opened = raw.connections.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(opened >= 2, "{opened}");
+    // Idle: the pool keeps two, the others are closed; no client holds buffers.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let open = raw.open.load(std::sync::atomic::Ordering::SeqCst);
+        let holding = gauge(&s.server.admin, "infergate_gateway_holding_connections").await;
+        if open <= 2 && holding == 0.0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{open} upstream connections open, {holding} client connections holding buffers"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(open_client_connections(&s.server.admin).await, 12.0);
+    // Every client calls again, on the pooled connections and new ones.
+    for socket in &mut clients {
+        socket.write_all(call.as_bytes()).await.expect("write");
+        let mut pending = Vec::new();
+        let (head, body) = read_response(socket, &mut pending).await;
+        assert!(head.starts_with("http/1.1 200"), "{head}");
+        assert_eq!(body, b"hello");
+    }
 }
 
 /// A client connection keeps the upstream connection of its last call for its next one:

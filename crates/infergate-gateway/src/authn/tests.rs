@@ -8,14 +8,15 @@ use infergate_core::{MasterKey, Secret};
 
 const KEY: &str = "a1b2c3d4e5f60718293a4b5c6d7e8f90";
 const SECRET: &str = "0f1e2d3c4b5a69788796a5b4c3d2e1f0";
-const SID: &str = "6f1c2b3a-4d5e-4f60-8a9b-0c1d2e3f4a5b";
+pub(crate) const SID: &str = "6f1c2b3a-4d5e-4f60-8a9b-0c1d2e3f4a5b";
 const DATE: &str = "20240102T030405Z";
 
 fn code() -> String {
     "c0de".repeat(16)
 }
 
-fn fixture(support_app_code: bool) -> (Snapshot, MasterKey) {
+/// A snapshot of one service (one unreachable upstream) with an APP and an IAM API.
+pub(crate) fn fixture(support_app_code: bool) -> (Snapshot, MasterKey) {
     let master = MasterKey::generate();
     let api = |id: &str, auth_type| Api {
         id: id.into(),

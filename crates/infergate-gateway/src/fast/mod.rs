@@ -46,6 +46,43 @@ mod relay;
 pub(crate) const IDLE: Duration = Duration::from_secs(75);
 /// Bytes a client may send ahead (pipelined) while its call is with the upstream.
 const MAX_AHEAD: usize = 1024 * 1024;
+/// How long a kept-alive client connection waits for its next request before it gives back
+/// its buffers and its upstream connection (to the pool) and waits holding nothing.
+const REST_AFTER: Duration = Duration::from_millis(100);
+
+/// Counts a connection in a gauge while it holds buffers or an upstream connection.
+struct Holding {
+    gauge: Option<prometheus::IntGauge>,
+    on: bool,
+}
+
+impl Holding {
+    fn new(gauge: Option<prometheus::IntGauge>) -> Self {
+        if let Some(gauge) = &gauge {
+            gauge.inc();
+        }
+        Self { gauge, on: true }
+    }
+
+    fn set(&mut self, on: bool) {
+        if on != self.on {
+            if let Some(gauge) = &self.gauge {
+                if on {
+                    gauge.inc();
+                } else {
+                    gauge.dec();
+                }
+            }
+            self.on = on;
+        }
+    }
+}
+
+impl Drop for Holding {
+    fn drop(&mut self) {
+        self.set(false);
+    }
+}
 
 /// How a connection served by the fast path ended.
 pub enum Ended {
@@ -113,6 +150,9 @@ pub async fn serve(
     let mut idle = LazyTimer::new(active + listener.header_timeout);
     let mut exchanges = LazyTimer::new(active + IDLE);
     let mut scratch = Scratch::new(gateway.fast_pool.clone());
+    let mut holding = Holding::new(gateway.metrics().map(|m| m.holding_connections.clone()));
+    // Whether the connection, idle between requests, gave back what it held.
+    let mut resting = false;
     loop {
         let end = loop {
             match head_end(&buf) {
@@ -133,18 +173,51 @@ pub async fn serve(
             if !buf.is_empty() {
                 head_started.get_or_insert_with(Deadline::now);
             }
-            buf.reserve(READ_SIZE);
             // Idle between requests, then the whole head within the header timeout.
             let deadline = match head_started {
                 Some(started) => started + listener.header_timeout,
                 None => active + IDLE,
             };
+            let between = head_started.is_none() && buf.is_empty();
+            if between && resting {
+                // Holding nothing until the client sends again.
+                let ready = tokio::select! {
+                    biased;
+                    ready = stream.readable() => ready,
+                    _ = stop.changed() => return Ended::Closed,
+                    () = idle.until(deadline) => return Ended::Closed,
+                };
+                if ready.is_err() {
+                    return Ended::Closed;
+                }
+                resting = false;
+                holding.set(true);
+            }
+            buf.reserve(READ_SIZE);
+            // Between requests, the connection rests after a moment idle.
+            let wake = if between && !resting {
+                deadline.min(active + REST_AFTER)
+            } else {
+                deadline
+            };
             // In this order: no random draw per wake-up.
             let read = tokio::select! {
                 biased;
-                read = stream.read_buf(&mut buf) => read,
+                read = stream.read_buf(&mut buf) => Some(read),
                 _ = stop.changed(), if buf.is_empty() => return Ended::Closed,
-                () = idle.until(deadline) => return Ended::Closed,
+                () = idle.until(wake) => None,
+            };
+            let Some(read) = read else {
+                if !between || Deadline::now() >= deadline {
+                    return Ended::Closed;
+                }
+                // Its upstream connection goes to the pool, its buffers to the allocator.
+                scratch.rest();
+                buf = BytesMut::new();
+                ahead = BytesMut::new();
+                resting = true;
+                holding.set(false);
+                continue;
             };
             if !matches!(read, Ok(n) if n > 0) {
                 return Ended::Closed;
@@ -287,6 +360,16 @@ impl Scratch {
         if let Some(before) = self.held.replace(held) {
             before.release(&self.pool);
         }
+    }
+
+    /// Gives back what the connection holds while idle: its upstream connection to the
+    /// pool, its buffers to the allocator.
+    fn rest(&mut self) {
+        if let Some(held) = self.held.take() {
+            held.release(&self.pool);
+        }
+        self.request = Vec::new();
+        self.response = Vec::new();
     }
 
     fn keep(&mut self, request: Vec<u8>, response: Vec<u8>) {

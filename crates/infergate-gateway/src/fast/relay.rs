@@ -286,13 +286,13 @@ impl FastTo<'_> {
                 .tls
                 .connect_upstream(pool, authority, self.ca_pem, Alpn::Http11)
                 .await
-                .map_err(Failure::Connect)?;
+                .map_err(Failure::from)?;
             UpstreamIo::Tls(Box::new(tls))
         } else {
             let tcp = pool
                 .connect_tcp(authority, 80)
                 .await
-                .map_err(Failure::Connect)?;
+                .map_err(Failure::from)?;
             UpstreamIo::Plain(tcp)
         };
         Ok(UpstreamConn {

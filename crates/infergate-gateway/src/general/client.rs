@@ -30,7 +30,7 @@ use crate::http_rules::{
 };
 use crate::phases::CallRecord;
 use crate::throttle::RateLimitFields;
-use crate::upstreams::pool::{Pool, Pooled};
+use crate::upstreams::pool::{ConnectError, Pool, Pooled};
 use crate::upstreams::tls::{chose_h2, Alpn, UpstreamTls};
 use crate::upstreams::{Attempt, Attempted, Attempts, Failure};
 use crate::Gateway;
@@ -296,7 +296,7 @@ impl Attempts for HyperAttempts<'_> {
         match sent.await {
             Ok(Ok(response)) => Attempted::Answered(response),
             Err(_) => Attempted::Failed(Failure::Timeout),
-            Ok(Err(SendError::Connect(err))) => Attempted::Failed(Failure::Connect(err)),
+            Ok(Err(SendError::Connect(err))) => Attempted::Failed(Failure::from(err)),
             Ok(Err(SendError::Other(err))) => match self.client_failed() {
                 // The client's body failed (its size, pace or framing), not the upstream.
                 Some(answer) => Attempted::Failed(Failure::Client(answer)),
@@ -427,8 +427,9 @@ fn downstream_response(
 /// Why a request got no response.
 #[derive(Debug)]
 enum SendError {
-    /// No connection could be opened: the upstream is down (or not resolvable).
-    Connect(String),
+    /// No connection could be opened: the upstream is down (or not resolvable), or this
+    /// node ran out of something.
+    Connect(ConnectError),
     /// The request failed on an open connection.
     Other(hyper::Error),
 }
@@ -471,7 +472,7 @@ where
 {
     let (sender, connection) = http1::handshake(TokioIo::new(io))
         .await
-        .map_err(|e| SendError::Connect(format!("handshake with {authority}: {e}")))?;
+        .map_err(|e| SendError::Connect(format!("handshake with {authority}: {e}").into()))?;
     tokio::spawn(async move {
         if let Err(err) = connection.with_upgrades().await {
             tracing::debug!(error = %err, "upstream connection ended with an error");
@@ -499,7 +500,9 @@ where
         .adaptive_window(true)
         .handshake(TokioIo::new(io))
         .await
-        .map_err(|e| SendError::Connect(format!("HTTP/2 handshake with {authority}: {e}")))?;
+        .map_err(|e| {
+            SendError::Connect(format!("HTTP/2 handshake with {authority}: {e}").into())
+        })?;
     tokio::spawn(async move {
         if let Err(err) = connection.await {
             tracing::debug!(error = %err, "upstream connection ended with an error");

@@ -31,6 +31,12 @@ pub struct GatewayMetrics {
     pub upstream_healthy: IntGaugeVec,
     /// Spans of traced calls, by outcome: exported, queue_full, export_failed.
     pub trace_spans: IntCounterVec,
+    /// Calls answered 503 because this node ran out of a resource while connecting to an
+    /// upstream, by resource (file_descriptors, memory, socket_buffers).
+    pub local_limits: IntCounterVec,
+    /// Client connections of the fast path that hold buffers or an upstream connection (a
+    /// connection idle past a moment gives them back).
+    pub holding_connections: IntGauge,
     /// Tells these metrics from another set's in the per-thread cache of handles.
     id: u64,
 }
@@ -195,6 +201,19 @@ impl GatewayMetrics {
             &["outcome"],
         )?;
         registry.register(Box::new(trace_spans.clone()))?;
+        let local_limits = IntCounterVec::new(
+            Opts::new(
+                "infergate_gateway_local_limits_total",
+                "Calls answered 503 because this node ran out of a resource while connecting to an upstream (the upstream is not ejected), by resource.",
+            ),
+            &["resource"],
+        )?;
+        let holding_connections = IntGauge::new(
+            "infergate_gateway_holding_connections",
+            "Client connections of the fast path holding buffers or an upstream connection; one idle for a moment gives them back.",
+        )?;
+        registry.register(Box::new(local_limits.clone()))?;
+        registry.register(Box::new(holding_connections.clone()))?;
         Ok(Self {
             requests,
             auth_failures,
@@ -208,6 +227,8 @@ impl GatewayMetrics {
             in_flight,
             upstream_healthy,
             trace_spans,
+            local_limits,
+            holding_connections,
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
         })
     }

@@ -199,7 +199,8 @@ impl Gateway {
             let tcp = self
                 .general_pool
                 .connect_tcp(&upstream.authority, 80)
-                .await?;
+                .await
+                .map_err(|e| e.why)?;
             return exchange(tcp, request.as_bytes()).await;
         }
         let tls = self
@@ -210,7 +211,8 @@ impl Gateway {
                 service.tls_ca_pem.as_ref(),
                 crate::upstreams::tls::Alpn::Http11,
             )
-            .await?;
+            .await
+            .map_err(|e| e.why)?;
         exchange(tls, request.as_bytes()).await
     }
 }

@@ -127,12 +127,12 @@ impl<C: Pooled> Pool<C> {
 
     /// A new TCP connection to `authority` (`default_port` when it names none), if the
     /// address it reached is one services may call (never this node's own listener); the
-    /// error says why there is none.
+    /// error says why there is none, and whether this node ran out of something.
     pub async fn connect_tcp(
         &self,
         authority: &str,
         default_port: u16,
-    ) -> Result<TcpStream, String> {
+    ) -> Result<TcpStream, ConnectError> {
         let (host, port) = split_authority(authority, default_port)
             .ok_or_else(|| format!("{authority} is not host:port"))?;
         let stream = tokio::time::timeout(
@@ -141,7 +141,7 @@ impl<C: Pooled> Pool<C> {
         )
         .await
         .map_err(|_| format!("connecting to {authority} timed out"))?
-        .map_err(|e| format!("connecting to {authority}: {e}"))?;
+        .map_err(|e| ConnectError::io(authority, &e))?;
         let (peer, local) = (stream.peer_addr(), stream.local_addr());
         let (peer, local) = peer
             .and_then(|p| local.map(|l| (p, l)))
@@ -154,6 +154,47 @@ impl<C: Pooled> Pool<C> {
     }
 }
 
+/// Why no connection to an upstream could be made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ConnectError {
+    pub why: String,
+    /// What this node ran out of (file descriptors, memory, buffers), if that was it: the
+    /// upstream is not to blame.
+    pub local: Option<&'static str>,
+}
+
+impl ConnectError {
+    /// A failure on the way to the upstream, or of the upstream.
+    pub fn remote(why: String) -> Self {
+        Self { why, local: None }
+    }
+
+    /// A failure to connect with `err`, local when it says this node ran out of something.
+    fn io(authority: &str, err: &std::io::Error) -> Self {
+        Self {
+            why: format!("connecting to {authority}: {err}"),
+            local: local_resource(err),
+        }
+    }
+}
+
+impl From<String> for ConnectError {
+    fn from(why: String) -> Self {
+        Self::remote(why)
+    }
+}
+
+/// The resource an error says this process or host ran out of: file descriptors
+/// (EMFILE, ENFILE), memory (ENOMEM) or socket buffers (ENOBUFS).
+pub(crate) fn local_resource(err: &std::io::Error) -> Option<&'static str> {
+    match err.raw_os_error()? {
+        libc::EMFILE | libc::ENFILE => Some("file_descriptors"),
+        libc::ENOMEM => Some("memory"),
+        libc::ENOBUFS => Some("socket_buffers"),
+        _ => None,
+    }
+}
+
 /// `host` (without IPv6 brackets) and port (`default_port` when absent).
 pub(crate) fn split_authority(authority: &str, default_port: u16) -> Option<(String, u16)> {
     let parsed: http::uri::Authority = authority.parse().ok()?;
@@ -163,7 +204,26 @@ pub(crate) fn split_authority(authority: &str, default_port: u16) -> Option<(Str
 
 #[cfg(test)]
 mod tests {
-    use super::split_authority;
+    use super::{local_resource, split_authority};
+
+    #[test]
+    fn running_out_of_descriptors_or_memory_is_this_nodes_limit() {
+        let os = std::io::Error::from_raw_os_error;
+        assert_eq!(local_resource(&os(libc::EMFILE)), Some("file_descriptors"));
+        assert_eq!(local_resource(&os(libc::ENFILE)), Some("file_descriptors"));
+        assert_eq!(local_resource(&os(libc::ENOMEM)), Some("memory"));
+        assert_eq!(local_resource(&os(libc::ENOBUFS)), Some("socket_buffers"));
+        for upstreams in [
+            libc::ECONNREFUSED,
+            libc::ETIMEDOUT,
+            libc::EHOSTUNREACH,
+            libc::ECONNRESET,
+        ] {
+            assert_eq!(local_resource(&os(upstreams)), None);
+        }
+        let other = std::io::Error::other("no errno");
+        assert_eq!(local_resource(&other), None);
+    }
 
     #[test]
     fn authorities_split_into_host_and_port() {

@@ -14,7 +14,7 @@ use rustls::{ClientConfig, RootCertStore};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
-use crate::upstreams::pool::{split_authority, Pool, Pooled};
+use crate::upstreams::pool::{split_authority, ConnectError, Pool, Pooled};
 
 /// Where distributions keep the system's CA bundle.
 const BUNDLES: &[&str] = &[
@@ -119,10 +119,10 @@ impl UpstreamTls {
         authority: &str,
         ca_pem: Option<&Arc<str>>,
         alpn: Alpn,
-    ) -> Result<TlsStream<TcpStream>, String> {
+    ) -> Result<TlsStream<TcpStream>, ConnectError> {
         let tcp = pool.connect_tcp(authority, 443).await?;
         let host = split_authority(authority, 443).map_or_else(|| authority.to_owned(), |(h, _)| h);
-        self.connect(tcp, &host, ca_pem, alpn).await
+        Ok(self.connect(tcp, &host, ca_pem, alpn).await?)
     }
 }
 

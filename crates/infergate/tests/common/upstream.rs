@@ -178,6 +178,8 @@ pub async fn closed_port_url() -> String {
 pub struct RawUpstream {
     pub url: String,
     pub connections: Arc<AtomicUsize>,
+    /// The connections open now.
+    pub open: Arc<AtomicUsize>,
 }
 
 fn raw_answer(method: &str, path: &str) -> (&'static [u8], bool) {
@@ -231,11 +233,15 @@ pub async fn start_raw() -> RawUpstream {
         .expect("bind raw upstream");
     let addr = listener.local_addr().expect("addr");
     let connections = Arc::new(AtomicUsize::new(0));
-    let counted = connections.clone();
+    let open = Arc::new(AtomicUsize::new(0));
+    let (counted, open_now) = (connections.clone(), open.clone());
     tokio::spawn(async move {
         while let Ok((mut socket, _)) = listener.accept().await {
             counted.fetch_add(1, Ordering::SeqCst);
+            open_now.fetch_add(1, Ordering::SeqCst);
+            let closed = OpenGuard(open_now.clone());
             tokio::spawn(async move {
+                let _closed = closed;
                 let mut pending = Vec::new();
                 loop {
                     let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") else {
@@ -262,6 +268,16 @@ pub async fn start_raw() -> RawUpstream {
     RawUpstream {
         url: format!("http://{addr}"),
         connections,
+        open,
+    }
+}
+
+/// Counts a connection out of the open ones when its task ends.
+struct OpenGuard(Arc<AtomicUsize>);
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
