@@ -638,7 +638,17 @@ async fn the_console_manages_apps_in_a_browser() {
         String::from_utf8_lossy(&output.stderr)
     );
     let seen: Value = serde_json::from_str(stdout.trim()).expect("the script's JSON line");
-    for page in ["sign-in", "services", "apis", "apps", "tester", "viewer"] {
+    for page in [
+        "sign-in",
+        "services",
+        "apis",
+        "apps",
+        "app",
+        "throttling",
+        "users",
+        "tester",
+        "viewer",
+    ] {
         assert!(shots.join(format!("{page}.png")).exists(), "{page}.png");
     }
 

@@ -158,6 +158,7 @@ function signIn() {
         project_id: body.token.project.id,
         project: body.token.project.name,
         user: body.token.user.name,
+        user_id: body.token.user.id,
         roles: (body.token.roles || []).map((role) => role.name),
       };
       store.setItem(KEY, JSON.stringify(session));
@@ -270,12 +271,14 @@ async function serviceApis(service) {
           }),
         }, 'Delete'))));
   });
+  const settings = writer() && serviceSettings(service);
   const authType = el('select', { name: 'auth_type' },
     ['APP', 'IAM', 'NONE'].map((t) => el('option', { value: t }, t)));
   const appCode = el('input', { type: 'checkbox', name: 'support_app_code' });
   render(
     el('h2', {}, `APIs of ${service.service_name}`),
     el('p', { class: 'muted' }, 'Upstreams: ', service.upstreams.join(', ')),
+    settings,
     writer() && form('Create an API', [
       field('Auth type', authType), el('label', { class: 'inline' }, appCode, ' AppCode calls'),
     ], 'Create API', async () => {
@@ -290,6 +293,55 @@ async function serviceApis(service) {
       el('tbody', {}, rows)),
     list.apis.length === 0 && el('p', { class: 'muted' }, 'No API yet.'),
   );
+}
+
+/** The form that edits a service's upstreams and settings (a PUT of what changed). */
+function serviceSettings(service) {
+  const upstreams = el('textarea', { name: 'upstreams', rows: 2, cols: 40 });
+  upstreams.value = service.upstreams.join('\n');
+  const weights = el('input', { name: 'upstream_weights', value: service.upstream_weights.join(', '), size: 12 });
+  const timeout = el('input', { name: 'timeout_ms', type: 'number', min: 1, value: service.timeout_ms });
+  const balancing = el('select', { name: 'load_balancing' },
+    ['least_outstanding', 'round_robin'].map((b) =>
+      el('option', { value: b, selected: b === service.load_balancing }, b)));
+  const accounting = el('input', { type: 'checkbox', name: 'usage_accounting', checked: service.usage_accounting });
+  const ca = el('textarea', { name: 'tls_ca_pem', rows: 2, cols: 40, placeholder: '-----BEGIN CERTIFICATE-----' });
+  ca.value = service.tls_ca_pem || '';
+  const health = el('input', { name: 'health_path', value: service.health_check?.path || '', placeholder: '/health' });
+  const retries = el('input', { name: 'retry_attempts', type: 'number', min: 0, value: service.retry?.attempts ?? 0 });
+  return el('details', {},
+    el('summary', {}, 'Settings'),
+    form('Service settings', [
+      field('Upstream URLs, one per line', upstreams),
+      field('Weights', weights),
+      field('Timeout (ms)', timeout),
+      field('Balancing', balancing),
+      el('label', { class: 'inline' }, accounting, ' Read token usage'),
+      field('CA bundle (PEM) for https upstreams', ca),
+      field('Health check path', health),
+      field('Retry attempts', retries),
+    ], 'Save settings', async () => {
+      const list = upstreams.value.split('\n').map((u) => u.trim()).filter(Boolean);
+      const body = {
+        upstreams: list,
+        timeout_ms: Number(timeout.value),
+        load_balancing: balancing.value,
+        usage_accounting: accounting.checked,
+        tls_ca_pem: ca.value.trim(),
+      };
+      const w = weights.value.split(',').map((x) => x.trim()).filter(Boolean);
+      if (w.length > 0) body.upstream_weights = w.map(Number);
+      const path = health.value.trim();
+      if (path !== (service.health_check?.path || '')) {
+        body.health_check = path ? { ...(service.health_check || {}), path } : null;
+      }
+      const attempts = Number(retries.value);
+      if (attempts !== (service.retry?.attempts ?? 0)) {
+        body.retry = attempts > 0 ? { on: ['connect', '5xx'], ...(service.retry || {}), attempts } : null;
+      }
+      const saved = await api('PUT', inProject(`/services/${id(service.service_id)}`), body);
+      await serviceApis(saved.service ?? saved);
+    }));
 }
 
 // ---------------------------------------------------------------- apps
@@ -307,7 +359,9 @@ function secretPanel(app) {
 async function apps(shown) {
   const list = await api('GET', inProject('/app-auth/apps?limit=100'));
   const rows = list.apps.map((app) => el('tr', {},
-    el('td', {}, app.app_name),
+    el('td', {}, el('button', {
+      type: 'button', class: 'secondary', onclick: () => guarded(() => appDetail(app.app_id)),
+    }, app.app_name)),
     el('td', {}, el('code', {}, app.app_key)),
     el('td', {}, String(app.bounded_api_count)),
     el('td', {}, writer() && el('div', { class: 'row-actions' },
@@ -343,6 +397,371 @@ async function apps(shown) {
       el('thead', {}, el('tr', {}, ['Name', 'AppKey', 'APIs', ''].map((h) => el('th', {}, h)))),
       el('tbody', {}, rows)),
     list.apps.length === 0 && el('p', { class: 'muted' }, 'No app yet.'),
+  );
+}
+
+/** One app: its AppCodes (add, reset, delete) and the APIs it may call (from its side). */
+async function appDetail(appId, fresh) {
+  const path = inProject(`/app-auth/apps/${id(appId)}`);
+  const [detail, bound, apis] = await Promise.all([
+    api('GET', path),
+    api('GET', `${path}/auth-apis?limit=100`),
+    allApis(),
+  ]);
+  const app = detail.app ?? detail;
+  const boundIds = new Set(bound.apis.map((a) => a.api_id));
+  const open = apis.filter((a) => a.auth_type === 'APP' && !boundIds.has(a.api_id));
+  const reload = () => appDetail(appId);
+  const codes = (app.app_codes || []).map((code, i) => el('tr', {},
+    el('td', {}, el('code', { class: code === fresh ? 'fresh' : null }, code), ' ',
+      copyButton(`Copy AppCode ${i + 1}`, code)),
+    el('td', {}, writer() && el('div', { class: 'row-actions' },
+      el('button', {
+        type: 'button',
+        class: 'secondary',
+        'aria-label': `Reset AppCode ${i + 1}`,
+        onclick: () => guarded(async () => {
+          if (!window.confirm('Reset this AppCode? Callers using it stop working.')) return;
+          const after = await api('PUT', `${path}/app-code/${id(code)}`, {});
+          const codesAfter = (after.app ?? after).app_codes || [];
+          await appDetail(appId, codesAfter[i]);
+        }),
+      }, 'Reset'),
+      el('button', {
+        type: 'button',
+        class: 'danger',
+        'aria-label': `Delete AppCode ${i + 1}`,
+        onclick: () => guarded(async () => {
+          if (!window.confirm('Delete this AppCode? Callers using it stop working.')) return;
+          await api('DELETE', `${path}/app-code/${id(code)}`);
+          await reload();
+        }),
+      }, 'Delete')))));
+  const apiRows = bound.apis.map((a) => el('tr', {},
+    el('td', {}, a.service_name),
+    el('td', {}, a.api_name),
+    el('td', {}, el('code', {}, a.predict_url)),
+    el('td', {}, writer() && el('button', {
+      type: 'button',
+      class: 'secondary',
+      'aria-label': `Unauthorize ${app.app_name} on ${a.api_name}`,
+      onclick: () => guarded(async () => {
+        await api('DELETE', inProject(`/services/${id(a.service_id)}/app-auth-apis/${id(a.api_id)}/app-auth-api`),
+          { apps: [{ app_id: appId }] });
+        await reload();
+      }),
+    }, 'Unauthorize'))));
+  const choice = el('select', { 'aria-label': `API to authorize ${app.app_name} on` },
+    open.map((a) => el('option', { value: `${a.service_id}/${a.api_id}` }, `${a.service_name} · ${a.api_name}`)));
+  render(
+    el('h2', {}, `App ${app.app_name}`),
+    el('p', {}, 'AppKey: ', el('code', {}, app.app_key), ' ', copyButton('Copy the AppKey', app.app_key)),
+    el('h3', {}, 'AppCodes'),
+    el('p', { class: 'muted' }, 'An AppCode alone authenticates calls to APIs that accept AppCode calls (header X-Apig-AppCode): keep it as secret as the AppSecret.'),
+    writer() && el('button', {
+      type: 'button',
+      onclick: () => guarded(async () => {
+        const before = new Set(app.app_codes || []);
+        const after = await api('POST', `${path}/app-code`, {});
+        const added = ((after.app ?? after).app_codes || []).find((c) => !before.has(c));
+        await appDetail(appId, added);
+      }),
+    }, 'Add AppCode'),
+    el('table', { 'aria-label': 'AppCodes' },
+      el('thead', {}, el('tr', {}, ['AppCode', ''].map((h) => el('th', {}, h)))),
+      el('tbody', {}, codes)),
+    (app.app_codes || []).length === 0 && el('p', { class: 'muted' }, 'No AppCode.'),
+    el('h3', {}, 'APIs it may call'),
+    writer() && open.length > 0 && el('div', { class: 'row-actions' }, choice, el('button', {
+      type: 'button',
+      'aria-label': `Authorize ${app.app_name} on the chosen API`,
+      onclick: () => guarded(async () => {
+        const [sid, apiId] = choice.value.split('/');
+        await api('POST', inProject(`/services/${id(sid)}/app-auth-apis/${id(apiId)}/app-auth-api`),
+          { apps: [{ app_id: appId }] });
+        await reload();
+      }),
+    }, 'Authorize')),
+    el('table', { 'aria-label': 'Authorized APIs' },
+      el('thead', {}, el('tr', {}, ['Service', 'API', 'Predict URL', ''].map((h) => el('th', {}, h)))),
+      el('tbody', {}, apiRows)),
+    bound.apis.length === 0 && el('p', { class: 'muted' }, 'Not authorized on any API.'),
+  );
+}
+
+// ---------------------------------------------------------------- throttling
+
+const throttlesPath = (rest = '') =>
+  `/v2/${id(session.project_id)}/apigw/instances/default${rest}`;
+
+/** Every API of the project, each with its service's name. */
+async function allApis() {
+  const serviceList = await api('GET', inProject('/services?limit=100'));
+  const perService = await Promise.all(serviceList.services.map((service) =>
+    api('GET', inProject(`/services/${id(service.service_id)}/app-auth-apis`))
+      .then((r) => r.apis.map((a) => ({ ...a, service: service.service_name })))));
+  return perService.flat();
+}
+
+/** Throttling policies: list, create, delete; a policy's page binds APIs and sets special limits. */
+async function throttles() {
+  const list = await api('GET', throttlesPath('/throttles?limit=100'));
+  const every = (t) => `${t.time_interval} ${t.time_unit.toLowerCase()}${t.time_interval > 1 ? 's' : ''}`;
+  const rows = list.throttles.map((t) => el('tr', {},
+    el('td', {}, el('button', {
+      type: 'button', class: 'secondary', onclick: () => guarded(() => throttle(t.id)),
+    }, t.name)),
+    el('td', {}, `${t.api_call_limits} per API`,
+      t.app_call_limits ? `, ${t.app_call_limits} per app` : '',
+      t.user_call_limits ? `, ${t.user_call_limits} per user` : '',
+      t.ip_call_limits ? `, ${t.ip_call_limits} per IP` : ''),
+    el('td', {}, every(t)),
+    el('td', {}, t.unit === 'TOKEN' ? 'tokens' : 'calls'),
+    el('td', {}, String(t.bind_num)),
+    el('td', {}, writer() && el('button', {
+      type: 'button',
+      class: 'danger',
+      'aria-label': `Delete policy ${t.name}`,
+      onclick: () => guarded(async () => {
+        if (!window.confirm(`Delete ${t.name}? Its APIs are no longer limited by it.`)) return;
+        await api('DELETE', throttlesPath(`/throttles/${id(t.id)}`));
+        await throttles();
+      }),
+    }, 'Delete'))));
+  const name = el('input', { name: 'throttle_name', required: true, pattern: '[A-Za-z][A-Za-z0-9_]{2,63}' });
+  const apiLimit = el('input', { name: 'api_call_limits', type: 'number', min: 1, required: true, value: 100 });
+  const appLimit = el('input', { name: 'app_call_limits', type: 'number', min: 1 });
+  const interval = el('input', { name: 'time_interval', type: 'number', min: 1, required: true, value: 1 });
+  const unitOfTime = el('select', { name: 'time_unit', 'aria-label': 'Window unit' },
+    ['SECOND', 'MINUTE', 'HOUR', 'DAY'].map((u) => el('option', { value: u, selected: u === 'MINUTE' }, u.toLowerCase())));
+  const counts = el('select', { name: 'unit', 'aria-label': 'Counts' },
+    el('option', { value: 'REQUEST' }, 'calls'), el('option', { value: 'TOKEN' }, 'tokens'));
+  render(
+    el('h2', {}, 'Throttling'),
+    writer() && form('Create a policy', [
+      field('Name', name), field('Limit per API', apiLimit), field('Limit per app', appLimit),
+      field('Window', interval), field('Window unit', unitOfTime), field('Counts', counts),
+    ], 'Create policy', async () => {
+      const body = {
+        name: name.value,
+        api_call_limits: Number(apiLimit.value),
+        time_interval: Number(interval.value),
+        time_unit: unitOfTime.value,
+        unit: counts.value,
+      };
+      if (appLimit.value) body.app_call_limits = Number(appLimit.value);
+      await api('POST', throttlesPath('/throttles'), body);
+      await throttles();
+    }),
+    el('table', { 'aria-label': 'Policies' },
+      el('thead', {}, el('tr', {}, ['Policy', 'Limits', 'Window', 'Counts', 'APIs', ''].map((h) => el('th', {}, h)))),
+      el('tbody', {}, rows)),
+    list.throttles.length === 0 && el('p', { class: 'muted' }, 'No policy yet.'),
+  );
+}
+
+/** One policy: the APIs bound to it and its special limits for apps. */
+async function throttle(throttleId) {
+  const [policy, bound, specials, apis, appList] = await Promise.all([
+    api('GET', throttlesPath(`/throttles/${id(throttleId)}`)),
+    api('GET', throttlesPath(`/throttle-bindings/binded-apis?throttle_id=${id(throttleId)}`)),
+    api('GET', throttlesPath(`/throttles/${id(throttleId)}/throttle-specials`)),
+    allApis(),
+    api('GET', inProject('/app-auth/apps?limit=100')),
+  ]);
+  const reload = () => throttle(throttleId);
+  const boundIds = new Set(bound.apis.map((a) => a.id));
+  const free = apis.filter((a) => !boundIds.has(a.api_id));
+  const boundRows = bound.apis.map((a) => el('tr', {},
+    el('td', {}, a.name), el('td', {}, a.req_uri), el('td', {}, a.auth_type),
+    el('td', {}, writer() && el('button', {
+      type: 'button',
+      class: 'secondary',
+      'aria-label': `Unbind ${a.name}`,
+      onclick: () => guarded(async () => {
+        await api('DELETE', throttlesPath(`/throttle-bindings/${id(a.throttle_apply_id)}`));
+        await reload();
+      }),
+    }, 'Unbind'))));
+  const choice = el('select', { 'aria-label': 'API to bind' },
+    free.map((a) => el('option', { value: a.api_id }, `${a.service} · ${a.api_name}`)));
+  const appNames = new Map(appList.apps.map((a) => [a.app_id, a.app_name]));
+  const named = (x) => x.object_name || appNames.get(x.object_id) || x.object_id;
+  const specialRows = specials.throttle_specials.map((x) => el('tr', {},
+    el('td', {}, named(x)), el('td', {}, x.object_type), el('td', {}, String(x.call_limits)),
+    el('td', {}, writer() && el('button', {
+      type: 'button',
+      class: 'danger',
+      'aria-label': `Delete the special limit of ${named(x)}`,
+      onclick: () => guarded(async () => {
+        await api('DELETE', throttlesPath(`/throttles/${id(throttleId)}/throttle-specials/${id(x.id)}`));
+        await reload();
+      }),
+    }, 'Delete'))));
+  const app = el('select', { 'aria-label': 'App of the special limit' },
+    appList.apps.map((a) => el('option', { value: a.app_id }, a.app_name)));
+  const limit = el('input', { name: 'call_limits', type: 'number', min: 1, required: true });
+  render(
+    el('h2', {}, `Policy ${policy.name}`),
+    el('p', { class: 'muted' }, `${policy.api_call_limits} ${policy.unit === 'TOKEN' ? 'tokens' : 'calls'} per API every ${policy.time_interval} ${policy.time_unit.toLowerCase()}`,
+      policy.app_call_limits ? `, ${policy.app_call_limits} per app` : ''),
+    el('h3', {}, 'Bound APIs'),
+    writer() && free.length > 0 && el('div', { class: 'row-actions' }, choice, el('button', {
+      type: 'button',
+      onclick: () => guarded(async () => {
+        await api('POST', throttlesPath('/throttle-bindings'), { policy_id: throttleId, publish_ids: [choice.value] });
+        await reload();
+      }),
+    }, 'Bind')),
+    el('table', { 'aria-label': 'Bound APIs' },
+      el('thead', {}, el('tr', {}, ['API', 'Path', 'Auth', ''].map((h) => el('th', {}, h)))),
+      el('tbody', {}, boundRows)),
+    bound.apis.length === 0 && el('p', { class: 'muted' }, 'No API bound.'),
+    el('h3', {}, 'Special limits'),
+    writer() && appList.apps.length > 0 && form('Add a special limit', [field('App', app), field('Limit', limit)],
+      'Add special limit', async () => {
+        await api('POST', throttlesPath(`/throttles/${id(throttleId)}/throttle-specials`),
+          { object_type: 'APP', object_id: app.value, call_limits: Number(limit.value) });
+        await reload();
+      }),
+    el('table', { 'aria-label': 'Special limits' },
+      el('thead', {}, el('tr', {}, ['For', 'Kind', 'Limit', ''].map((h) => el('th', {}, h)))),
+      el('tbody', {}, specialRows)),
+    specials.throttle_specials.length === 0 && el('p', { class: 'muted' }, 'No special limit.'),
+  );
+}
+
+// ---------------------------------------------------------------- users and access keys
+
+const ROLES = ['admin', 'member', 'viewer'];
+
+/** An access key's secret, shown once. */
+function keyPanel(credential) {
+  return el('div', { class: 'secret', role: 'status' },
+    el('p', {}, el('strong', {}, 'Copy the secret access key now: it is not shown again.')),
+    el('p', {}, 'Access key: ', el('code', { id: 'new-access-key' }, credential.access), ' ',
+      copyButton('Copy the access key', credential.access)),
+    el('p', {}, 'Secret: ', el('code', { id: 'new-access-secret' }, credential.secret), ' ',
+      copyButton('Copy the secret access key', credential.secret)));
+}
+
+/** The access keys (AK/SK) of one user: create (the secret shown once), disable, delete. */
+async function accessKeys(user, shown) {
+  const list = await api('GET', `/v3.0/OS-CREDENTIAL/credentials?user_id=${id(user.id)}`);
+  const again = (created) => users(user, created);
+  const rows = list.credentials.map((c) => el('tr', {},
+    el('td', {}, el('code', {}, c.access)),
+    el('td', {}, c.status),
+    el('td', {}, c.description || ''),
+    el('td', {}, el('div', { class: 'row-actions' },
+      el('button', {
+        type: 'button',
+        class: 'secondary',
+        'aria-label': `${c.status === 'active' ? 'Disable' : 'Enable'} access key ${c.access}`,
+        onclick: () => guarded(async () => {
+          await api('PUT', `/v3.0/OS-CREDENTIAL/credentials/${id(c.access)}`,
+            { credential: { status: c.status === 'active' ? 'inactive' : 'active' } });
+          await again();
+        }),
+      }, c.status === 'active' ? 'Disable' : 'Enable'),
+      el('button', {
+        type: 'button',
+        class: 'danger',
+        'aria-label': `Delete access key ${c.access}`,
+        onclick: () => guarded(async () => {
+          if (!window.confirm(`Delete the access key ${c.access}? Calls signed with it stop working.`)) return;
+          await api('DELETE', `/v3.0/OS-CREDENTIAL/credentials/${id(c.access)}`);
+          await again();
+        }),
+      }, 'Delete')))));
+  const description = el('input', { name: 'description', size: 30 });
+  return el('section', { 'aria-label': `Access keys of ${user.name}` },
+    el('h3', {}, `Access keys of ${user.name}`),
+    shown && keyPanel(shown),
+    form('Create an access key', [field('Description', description)], 'Create access key', async () => {
+      const created = await api('POST', '/v3.0/OS-CREDENTIAL/credentials',
+        { credential: { user_id: user.id, description: description.value } });
+      await again(created.credential);
+    }),
+    el('table', { 'aria-label': 'Access keys' },
+      el('thead', {}, el('tr', {}, ['Access key', 'Status', 'Description', ''].map((h) => el('th', {}, h)))),
+      el('tbody', {}, rows)),
+    list.credentials.length === 0 && el('p', { class: 'muted' }, 'No access key.'));
+}
+
+/**
+ * Users of the domain and their roles in this project (for domain admins), and the access
+ * keys of the chosen user (anyone: their own).
+ */
+async function users(chosen, shownKey) {
+  let list = null;
+  try {
+    list = await api('GET', '/v3/users');
+  } catch (error) {
+    if (!(error instanceof ApiError) || error.code !== '403') throw error;
+  }
+  const me = { id: session.user_id, name: session.user };
+  if (!list) {
+    // Not a domain admin: one's own access keys alone.
+    render(el('h2', {}, 'Users'),
+      el('p', { class: 'muted' }, 'Only domain administrators manage users; these are your own access keys.'),
+      await accessKeys(me, shownKey));
+    return;
+  }
+  const project = id(session.project_id);
+  const roles = await Promise.all(list.users.map((u) =>
+    api('GET', `/v3/projects/${project}/users/${id(u.id)}/roles`).then((r) => r.roles.map((x) => x.name))));
+  const rows = list.users.map((u, i) => {
+    const grant = el('select', { 'aria-label': `Role to grant ${u.name}` },
+      ROLES.filter((r) => !roles[i].includes(r)).map((r) => el('option', { value: r }, r)));
+    return el('tr', {},
+      el('td', {}, el('button', {
+        type: 'button', class: 'secondary', onclick: () => guarded(() => users(u)),
+      }, u.name)),
+      el('td', {}, u.enabled ? 'enabled' : 'disabled'),
+      el('td', {}, roles[i].map((r) => el('div', {}, r, ' ', el('button', {
+        type: 'button',
+        class: 'secondary',
+        'aria-label': `Revoke ${r} from ${u.name}`,
+        onclick: () => guarded(async () => {
+          await api('DELETE', `/v3/projects/${project}/users/${id(u.id)}/roles/${id(r)}`);
+          await users(chosen);
+        }),
+      }, 'Revoke')))),
+      el('td', {}, el('div', { class: 'row-actions' },
+        grant.options.length > 0 && grant,
+        grant.options.length > 0 && el('button', {
+          type: 'button',
+          'aria-label': `Grant the chosen role to ${u.name}`,
+          onclick: () => guarded(async () => {
+            await api('PUT', `/v3/projects/${project}/users/${id(u.id)}/roles/${id(grant.value)}`);
+            await users(chosen);
+          }),
+        }, 'Grant'),
+        u.id !== session.user_id && el('button', {
+          type: 'button',
+          class: 'danger',
+          'aria-label': `Delete user ${u.name}`,
+          onclick: () => guarded(async () => {
+            if (!window.confirm(`Delete the user ${u.name}?`)) return;
+            await api('DELETE', `/v3/users/${id(u.id)}`);
+            await users();
+          }),
+        }, 'Delete'))));
+  });
+  const name = el('input', { name: 'user_name', required: true, autocomplete: 'off' });
+  const password = el('input', { name: 'user_password', type: 'password', required: true, autocomplete: 'new-password' });
+  render(
+    el('h2', {}, 'Users'),
+    form('Create a user', [field('User name', name), field('Initial password', password)], 'Create user', async () => {
+      await api('POST', '/v3/users', { user: { name: name.value, password: password.value } });
+      password.value = '';
+      await users(chosen);
+    }),
+    el('table', { 'aria-label': 'Users' },
+      el('thead', {}, el('tr', {}, ['User', 'Status', `Roles in ${session.project}`, ''].map((h) => el('th', {}, h)))),
+      el('tbody', {}, rows)),
+    await accessKeys(chosen || me, shownKey),
   );
 }
 
@@ -468,12 +887,10 @@ function canonicalDiff(ours, theirs) {
 }
 
 async function tester() {
-  const serviceList = await api('GET', inProject('/services?limit=100'));
-  const perService = await Promise.all(serviceList.services.map((service) =>
-    api('GET', inProject(`/services/${id(service.service_id)}/app-auth-apis`))
-      .then((r) => r.apis.map((a) => ({ ...a, service: service.service_name })))));
-  const apis = perService.flat();
-  const appList = await api('GET', inProject('/app-auth/apps?limit=100'));
+  const [apis, appList] = await Promise.all([
+    allApis(),
+    api('GET', inProject('/app-auth/apps?limit=100')),
+  ]);
   const apiChoice = el('select', { name: 'api', 'aria-label': 'API' }, apis.map((a, i) =>
     el('option', { value: String(i) }, `${a.service} · ${a.api_name} (${a.auth_type})`)));
   const appChoice = el('select', { name: 'app', 'aria-label': 'App' },
@@ -572,7 +989,7 @@ async function tester() {
 
 // ---------------------------------------------------------------- navigation
 
-const views = { services, apps, tester };
+const views = { services, apps, throttles, users: () => users(), tester };
 
 function show(name) {
   for (const button of document.querySelectorAll('#nav [data-view]')) {
