@@ -286,7 +286,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     bootstrap(store.as_ref(), data_dir).await?;
 
     let role = settings.role;
-    raise_open_files();
+    if let Some(limit) = raise_open_files() {
+        warn_past_open_files(&settings, limit);
+    }
     let admin_listener = listen(settings.admin_listen, settings.listen_backlog)
         .with_context(|| format!("binding the admin listener {}", settings.admin_listen))?;
     let gateway_listener = listen(settings.gateway_listen, settings.listen_backlog)
@@ -598,8 +600,8 @@ fn listen(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
 
 /// Raises the soft limit of open files to the hard limit, as nginx's
 /// `worker_rlimit_nofile` does: each client connection and each upstream connection takes
-/// one. Logs what it found and what it set.
-fn raise_open_files() {
+/// one. Logs what it found and what it set; the limit now in force.
+fn raise_open_files() -> Option<u64> {
     let before = rlimit::Resource::NOFILE.get();
     match rlimit::increase_nofile_limit(u64::MAX) {
         Ok(now) => {
@@ -609,7 +611,27 @@ fn raise_open_files() {
             } else {
                 tracing::info!(limit = now, hard, "open-file limit");
             }
+            Some(now)
         }
-        Err(err) => tracing::warn!(error = %err, "the open-file limit could not be raised"),
+        Err(err) => {
+            tracing::warn!(error = %err, "the open-file limit could not be raised");
+            before.ok().map(|(soft, _)| soft)
+        }
+    }
+}
+
+/// Warns when the connections the listeners accept (each gateway connection with an
+/// upstream connection of its own while it calls) may need more descriptors than `limit`:
+/// past it, calls are answered 503 and new connections wait in the listen queue.
+fn warn_past_open_files(settings: &Settings, limit: u64) {
+    let max = settings.listener.max_connections as u64;
+    let needed = 3 * max + settings.upstream_keepalive as u64 + 256;
+    if needed > limit {
+        tracing::warn!(
+            limit,
+            max_connections = max,
+            needed,
+            "the open-file limit is below what max_connections allows (gateway and admin connections, and an upstream connection per gateway call): raise the hard limit (LimitNOFILE in systemd, ulimit -Hn) or lower max_connections"
+        );
     }
 }

@@ -607,12 +607,17 @@ async fn idle_clients_give_back_their_upstream_connections_and_buffers() {
     }
     let opened = raw.connections.load(std::sync::atomic::Ordering::SeqCst);
     assert!(opened >= 2, "{opened}");
-    // Idle: the pool keeps two, the others are closed; no client holds buffers.
+    // Three clients begin their next head and pause: that pins no upstream connection.
+    for socket in &mut clients[..3] {
+        socket.write_all(b"G").await.expect("write");
+    }
+    // Idle: the pool keeps two, the others are closed; only the clients with a head begun
+    // hold a buffer.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let open = raw.open.load(std::sync::atomic::Ordering::SeqCst);
         let holding = gauge(&s.server.admin, "infergate_gateway_holding_connections").await;
-        if open <= 2 && holding == 0.0 {
+        if open <= 2 && holding == 3.0 {
             break;
         }
         assert!(
@@ -623,8 +628,9 @@ async fn idle_clients_give_back_their_upstream_connections_and_buffers() {
     }
     assert_eq!(open_client_connections(&s.server.admin).await, 12.0);
     // Every client calls again, on the pooled connections and new ones.
-    for socket in &mut clients {
-        socket.write_all(call.as_bytes()).await.expect("write");
+    for (i, socket) in clients.iter_mut().enumerate() {
+        let rest = if i < 3 { &call[1..] } else { &call[..] };
+        socket.write_all(rest.as_bytes()).await.expect("write");
         let mut pending = Vec::new();
         let (head, body) = read_response(socket, &mut pending).await;
         assert!(head.starts_with("http/1.1 200"), "{head}");

@@ -194,8 +194,10 @@ pub async fn serve(
                 holding.set(true);
             }
             buf.reserve(READ_SIZE);
-            // Between requests, the connection rests after a moment idle.
-            let wake = if between && !resting {
+            // Between requests, the connection rests after a moment idle; with a head begun
+            // (and not ended), it still gives back its upstream connection then.
+            let restable = (between && !resting) || scratch.holds();
+            let wake = if restable {
                 deadline.min(active + REST_AFTER)
             } else {
                 deadline
@@ -208,15 +210,18 @@ pub async fn serve(
                 () = idle.until(wake) => None,
             };
             let Some(read) = read else {
-                if !between || Deadline::now() >= deadline {
+                if Deadline::now() >= deadline {
                     return Ended::Closed;
                 }
-                // Its upstream connection goes to the pool, its buffers to the allocator.
+                // Its upstream connection goes to the pool, its buffers to the allocator
+                // (those of a head begun are kept).
                 scratch.rest();
-                buf = BytesMut::new();
-                ahead = BytesMut::new();
-                resting = true;
-                holding.set(false);
+                if between {
+                    buf = BytesMut::new();
+                    ahead = BytesMut::new();
+                    resting = true;
+                    holding.set(false);
+                }
                 continue;
             };
             if !matches!(read, Ok(n) if n > 0) {
@@ -360,6 +365,11 @@ impl Scratch {
         if let Some(before) = self.held.replace(held) {
             before.release(&self.pool);
         }
+    }
+
+    /// Whether the connection holds an upstream connection or buffers for calls.
+    fn holds(&self) -> bool {
+        self.held.is_some() || self.request.capacity() > 0 || self.response.capacity() > 0
     }
 
     /// Gives back what the connection holds while idle: its upstream connection to the

@@ -37,7 +37,8 @@ impl Gateway {
         let mut record = self.begin(req.method(), req.uri().path(), req.uri().query(), bytes_in);
         let cross = cors::classify(&self.settings.cors, req.method(), req.headers());
         if let Cross::Preflight(origin) = cross {
-            // Answered here: a preflight carries no credential and reaches no upstream.
+            // Answered here, whatever the origin: a preflight carries no credential and
+            // reaches no upstream.
             let mut response = Response::new(body::full(Bytes::new()));
             *response.status_mut() = http::StatusCode::NO_CONTENT;
             *response.headers_mut() = cors::preflight(origin, req.headers());
@@ -56,9 +57,7 @@ impl Gateway {
                 )
             }
         };
-        if let Cross::Allowed(origin) = cross {
-            cors::allow(response.headers_mut(), origin);
-        }
+        cors::answer(response.headers_mut(), cross, &self.settings.cors);
         self.observed(record, response)
     }
     /// Reports the response head now, and the call once its body has been streamed.

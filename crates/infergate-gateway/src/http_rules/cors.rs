@@ -112,30 +112,71 @@ fn normal_origin(origin: &str) -> Option<String> {
 /// What a request is to the CORS rules.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Cross {
-    /// No listed origin: the answer gets no CORS line.
+    /// No listed origin: the answer gets no CORS line (the upstream's are removed).
     No,
     /// A call from a page of a listed origin: its answer may be read there.
     Allowed(HeaderValue),
-    /// A listed origin's page asks whether it may make a call: the gateway answers.
-    Preflight(HeaderValue),
+    /// A page asks whether it may make a call (OPTIONS with
+    /// `Access-Control-Request-Method`): the gateway answers, allowing a listed origin
+    /// (`Some`) and no other. Whatever the origin, a preflight reaches no upstream.
+    Preflight(Option<HeaderValue>),
 }
 
 /// What the request of `method` with `headers` is to the CORS rules of `origins`.
 pub(crate) fn classify(origins: &CorsOrigins, method: &Method, headers: &HeaderMap) -> Cross {
-    let Some(origin) = origins.allowed(headers) else {
-        return Cross::No;
-    };
-    if method == Method::OPTIONS && headers.contains_key(header::ACCESS_CONTROL_REQUEST_METHOD) {
-        Cross::Preflight(origin)
-    } else {
-        Cross::Allowed(origin)
+    let origin = origins.allowed(headers);
+    let preflight = method == Method::OPTIONS
+        && headers.contains_key(header::ORIGIN)
+        && headers.contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
+    match (preflight, origin) {
+        (true, origin) => Cross::Preflight(origin),
+        (false, Some(origin)) => Cross::Allowed(origin),
+        (false, None) => Cross::No,
     }
 }
 
-/// The lines of the gateway's answer (204) to a preflight from `origin`: the method and
-/// headers it asked for, when they are a method and header names; nothing else is echoed.
-pub(crate) fn preflight(origin: HeaderValue, request: &HeaderMap) -> HeaderMap {
+/// The CORS lines of an upstream: only the gateway decides who may read an answer.
+const UPSTREAM_LINES: [HeaderName; 6] = [
+    header::ACCESS_CONTROL_ALLOW_ORIGIN,
+    header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+    header::ACCESS_CONTROL_EXPOSE_HEADERS,
+    header::ACCESS_CONTROL_ALLOW_METHODS,
+    header::ACCESS_CONTROL_ALLOW_HEADERS,
+    header::ACCESS_CONTROL_MAX_AGE,
+];
+
+/// The CORS lines of the answer to a call that was `cross`: a listed origin's get the
+/// gateway's; any other's lose the upstream's, so no page of another origin reads an
+/// answer (of an open API, say) because its upstream allows everyone. While origins are
+/// listed, every answer varies by `Origin`.
+pub(crate) fn answer(headers: &mut HeaderMap, cross: Cross, origins: &CorsOrigins) {
+    match cross {
+        Cross::Allowed(origin) => allow(headers, origin),
+        _ => {
+            for name in UPSTREAM_LINES {
+                headers.remove(name);
+            }
+            if !origins.is_empty() {
+                headers.append(header::VARY, HeaderValue::from_static("origin"));
+            }
+        }
+    }
+}
+
+/// The lines of the gateway's answer (204) to a preflight from `origin` (none for an
+/// origin not listed, which the browser then refuses): the method and headers it asked
+/// for, when they are a method and header names; nothing else is echoed.
+pub(crate) fn preflight(origin: Option<HeaderValue>, request: &HeaderMap) -> HeaderMap {
     let mut out = HeaderMap::new();
+    out.insert(
+        header::VARY,
+        HeaderValue::from_static(
+            "origin, access-control-request-method, access-control-request-headers",
+        ),
+    );
+    let Some(origin) = origin else {
+        return out;
+    };
     out.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
     let method = request
         .get(header::ACCESS_CONTROL_REQUEST_METHOD)
@@ -168,23 +209,13 @@ pub(crate) fn preflight(origin: HeaderValue, request: &HeaderMap) -> HeaderMap {
         header::ACCESS_CONTROL_MAX_AGE,
         HeaderValue::from_static(MAX_AGE),
     );
-    out.insert(
-        header::VARY,
-        HeaderValue::from_static(
-            "origin, access-control-request-method, access-control-request-headers",
-        ),
-    );
     out
 }
 
 /// Makes an answer to a call from `origin` readable there: the upstream's own CORS lines
 /// give way to the gateway's (one `Access-Control-Allow-Origin`, never credentials).
-pub(crate) fn allow(headers: &mut HeaderMap, origin: HeaderValue) {
-    for name in [
-        header::ACCESS_CONTROL_ALLOW_ORIGIN,
-        header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
-        header::ACCESS_CONTROL_EXPOSE_HEADERS,
-    ] {
+fn allow(headers: &mut HeaderMap, origin: HeaderValue) {
+    for name in UPSTREAM_LINES {
         headers.remove(name);
     }
     headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
@@ -299,8 +330,16 @@ mod tests {
         ]);
         assert!(matches!(
             classify(&list, &Method::OPTIONS, &asking),
-            Cross::Preflight(_)
+            Cross::Preflight(Some(_))
         ));
+        // Any origin's preflight is one, answered by the gateway, allowing nothing.
+        let stranger = request(&[
+            ("origin", "http://evil.example"),
+            ("access-control-request-method", "POST"),
+        ]);
+        let options = Method::OPTIONS;
+        assert_eq!(classify(&list, &options, &stranger), Cross::Preflight(None));
+        assert_eq!(classify(&none, &options, &asking), Cross::Preflight(None));
     }
 
     #[test]
@@ -313,7 +352,7 @@ mod tests {
                 "Authorization, x-sdk-date,content-type",
             ),
         ]);
-        let answer = preflight(origin.clone(), &asked);
+        let answer = preflight(Some(origin.clone()), &asked);
         assert_eq!(answer[header::ACCESS_CONTROL_ALLOW_ORIGIN], origin);
         assert_eq!(answer[header::ACCESS_CONTROL_ALLOW_METHODS], "POST");
         assert_eq!(
@@ -325,23 +364,42 @@ mod tests {
             ("access-control-request-method", "PO ST"),
             ("access-control-request-headers", "ok, bad name"),
         ]);
-        let answer = preflight(origin, &hostile);
+        let answer = preflight(Some(origin), &hostile);
         assert!(!answer.contains_key(header::ACCESS_CONTROL_ALLOW_METHODS));
         assert!(!answer.contains_key(header::ACCESS_CONTROL_ALLOW_HEADERS));
+        // Another origin's preflight allows nothing.
+        let answer = preflight(None, &asked);
+        assert!(answer
+            .keys()
+            .all(|name| !name.as_str().starts_with("access-control-")));
     }
 
     #[test]
     fn an_upstreams_cors_lines_give_way() {
-        let mut answer = request(&[
-            ("access-control-allow-origin", "*"),
-            ("access-control-allow-credentials", "true"),
-            ("access-control-expose-headers", "x-secret"),
-            ("vary", "accept-encoding"),
-        ]);
-        allow(
-            &mut answer,
-            HeaderValue::from_static("http://127.0.0.1:8081"),
-        );
+        let upstream = || {
+            request(&[
+                ("access-control-allow-origin", "*"),
+                ("access-control-allow-credentials", "true"),
+                ("access-control-expose-headers", "x-secret"),
+                ("access-control-allow-methods", "*"),
+                ("vary", "accept-encoding"),
+            ])
+        };
+        // Another origin's page reads nothing the upstream allows.
+        let list = origins(&["http://127.0.0.1:8081"]);
+        for configured in [&list, &CorsOrigins::default()] {
+            let mut stranger = upstream();
+            answer(&mut stranger, Cross::No, configured);
+            assert!(stranger
+                .keys()
+                .all(|n| !n.as_str().starts_with("access-control-")));
+            let varies = stranger.get_all(header::VARY).iter().any(|v| v == "origin");
+            assert_eq!(varies, !configured.is_empty());
+        }
+        let mut answer = upstream();
+        let origin = HeaderValue::from_static("http://127.0.0.1:8081");
+        super::answer(&mut answer, Cross::Allowed(origin), &list);
+        assert!(!answer.contains_key(header::ACCESS_CONTROL_ALLOW_METHODS));
         assert_eq!(
             answer
                 .get_all(header::ACCESS_CONTROL_ALLOW_ORIGIN)

@@ -12,6 +12,7 @@ use infergate_core::model::HealthCheck;
 use infergate_core::snapshot::{ServiceRoute, Upstream};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+use crate::upstreams::pool::ConnectError;
 use crate::Gateway;
 
 /// How often the prober looks for probes that are due.
@@ -60,6 +61,15 @@ impl HealthBook {
 
     /// Takes in one probe's result; whether the upstream is in rotation now (`None` once
     /// its service changed or went away).
+    /// Ends a probe that tells nothing of the upstream (this node ran out of a resource):
+    /// its state stays as it was.
+    fn skip(&self, key: &str) {
+        let mut states = self.states.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(state) = states.get_mut(key) {
+            state.probing = false;
+        }
+    }
+
     fn record(&self, key: &str, check: &HealthCheck, passed: bool, why: &str) -> Option<bool> {
         let mut states = self.states.lock().unwrap_or_else(|e| e.into_inner());
         let state = states.get_mut(key)?;
@@ -167,7 +177,13 @@ impl Gateway {
                         (true, String::new())
                     }
                     Ok(Ok(status)) => (false, format!("answered {status}")),
-                    Ok(Err(why)) => (false, why),
+                    Ok(Err(err)) if err.local.is_some() => {
+                        // This node's shortage says nothing of the upstream.
+                        tracing::warn!(upstream = %upstream.authority, error = %err.why, "a health check could not connect for want of a local resource; the upstream's state is unchanged");
+                        gateway.upstreams.health.skip(&key);
+                        return;
+                    }
+                    Ok(Err(err)) => (false, err.why),
                     Err(_) => (false, format!("no answer within {} ms", check.timeout_ms)),
                 };
                 let Some(healthy) = gateway.upstreams.health.record(&key, &check, passed, &why)
@@ -190,7 +206,7 @@ impl Gateway {
         service: &ServiceRoute,
         upstream: &Upstream,
         check: &HealthCheck,
-    ) -> Result<u16, String> {
+    ) -> Result<u16, ConnectError> {
         let request = format!(
             "GET {}{} HTTP/1.1\r\nhost: {}\r\nuser-agent: infergate-health-check\r\nconnection: close\r\n\r\n",
             upstream.base_path, check.path, upstream.authority
@@ -199,9 +215,8 @@ impl Gateway {
             let tcp = self
                 .general_pool
                 .connect_tcp(&upstream.authority, 80)
-                .await
-                .map_err(|e| e.why)?;
-            return exchange(tcp, request.as_bytes()).await;
+                .await?;
+            return Ok(exchange(tcp, request.as_bytes()).await?);
         }
         let tls = self
             .upstream_tls
@@ -211,9 +226,8 @@ impl Gateway {
                 service.tls_ca_pem.as_ref(),
                 crate::upstreams::tls::Alpn::Http11,
             )
-            .await
-            .map_err(|e| e.why)?;
-        exchange(tls, request.as_bytes()).await
+            .await?;
+        Ok(exchange(tls, request.as_bytes()).await?)
     }
 }
 

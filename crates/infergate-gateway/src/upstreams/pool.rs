@@ -169,11 +169,18 @@ impl ConnectError {
         Self { why, local: None }
     }
 
-    /// A failure to connect with `err`, local when it says this node ran out of something.
+    /// A failure to connect with `err`, local when it says this node ran out of something,
+    /// or when this node cannot open a file either (a name's resolution fails with other
+    /// errors when descriptors run out).
     fn io(authority: &str, err: &std::io::Error) -> Self {
+        let local = local_resource(err).or_else(|| {
+            std::fs::File::open("/dev/null")
+                .err()
+                .and_then(|e| local_resource(&e))
+        });
         Self {
             why: format!("connecting to {authority}: {err}"),
-            local: local_resource(err),
+            local,
         }
     }
 }
