@@ -122,8 +122,9 @@ def main():
         url = ig.base + "/predict?model=bench&stream=false"
         target = url.split("://", 1)[1]
         host, path = target.split("/", 1)
+        # The signed lines include Host.
         headers = "".join(f"{h}\r\n" for h in ig.signed_headers("GET", url))
-        ig_request = f"GET /{path} HTTP/1.1\r\nHost: {host}\r\n{headers}\r\n".encode()
+        ig_request = f"GET /{path} HTTP/1.1\r\n{headers}\r\n".encode()
         port = run.free_port()
         conf = run.nginx_conf(work, "nginx-idle", f"""
   upstream up {{ server 127.0.0.1:{up}; keepalive 256; keepalive_requests 100000000; }}

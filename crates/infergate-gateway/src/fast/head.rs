@@ -12,7 +12,7 @@ use infergate_sign::HeaderSource;
 
 use crate::error::GatewayError;
 use crate::http_rules::{
-    self, forwarded_length, tokens, ClientHeaders, Forwarded, RequestFraming, MAX_HEAD,
+    self, forwarded_length, tokens, ClientHeaders, Forwarded, RequestFraming, MAX_HEAD, MAX_HEADERS,
 };
 use crate::phases::Head;
 
@@ -72,8 +72,17 @@ pub(super) struct Refused<'h> {
     pub error: GatewayError,
 }
 
+/// Header slots to parse into, left unwritten until a header fills one.
+pub(super) type Slots<'h> = [std::mem::MaybeUninit<httparse::Header<'h>>];
+
+/// Slots for a request's headers, on the heap (a call's state, not its connection's) and
+/// not written beforehand.
+pub(super) fn new_slots<'h>() -> Box<[std::mem::MaybeUninit<httparse::Header<'h>>; MAX_HEADERS]> {
+    Box::new([const { std::mem::MaybeUninit::uninit() }; MAX_HEADERS])
+}
+
 /// Parses a whole head (as [`head_end`] found it).
-pub(super) fn read_head<'h>(head: &'h [u8], slots: &'h mut [httparse::Header<'h>]) -> HeadRead<'h> {
+pub(super) fn read_head<'h>(head: &'h [u8], slots: &'h mut Slots<'h>) -> HeadRead<'h> {
     match parse_head(head, slots) {
         Ok(Some(parsed)) => HeadRead::Take(parsed),
         Ok(None) => HeadRead::Elsewhere,
@@ -83,11 +92,13 @@ pub(super) fn read_head<'h>(head: &'h [u8], slots: &'h mut [httparse::Header<'h>
 
 fn parse_head<'h>(
     head: &'h [u8],
-    slots: &'h mut [httparse::Header<'h>],
+    slots: &'h mut Slots<'h>,
 ) -> Result<Option<Parsed<'h>>, Refused<'h>> {
-    let mut req = httparse::Request::new(slots);
+    let mut req = httparse::Request::new(&mut []);
     // A head that ended earlier, at a bare LF, is not all of `head`.
-    if req.parse(head).ok() != Some(httparse::Status::Complete(head.len())) {
+    if req.parse_with_uninit_headers(head, slots).ok()
+        != Some(httparse::Status::Complete(head.len()))
+    {
         return Ok(None);
     }
     let httparse::Request {

@@ -23,7 +23,6 @@ use tokio::sync::watch;
 use crate::authn::Caller;
 use crate::error::GatewayError;
 use crate::http_rules::ConnInfo;
-use crate::http_rules::MAX_HEADERS;
 use crate::http_rules::{Forwarded, RequestFraming, ResponseFraming};
 use crate::phases::{BodySeen, CallRecord, Deferred, Head};
 use crate::upstreams::pool::{Pool, Pooled};
@@ -32,7 +31,8 @@ use crate::upstreams::{Answered, Attempt, Attempted, Attempts, Failure};
 use crate::usage::{Media, UsageChunkFilter, UsageTap};
 use crate::Gateway;
 use head::{
-    head_end, read_head, request_bytes, split_target, HeadEnd, HeadRead, Parsed, RawHeaders,
+    head_end, new_slots, read_head, request_bytes, split_target, HeadEnd, HeadRead, Parsed,
+    RawHeaders,
 };
 use relay::{error_bytes, ClientHead, FastTo, OwnLines, RelayError, READ_SIZE};
 
@@ -231,8 +231,9 @@ pub async fn serve(
         // The head is read in place; when its body has not all arrived, the rest is read
         // and the head parsed again (the buffer may have moved).
         let used = loop {
-            let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-            let request = match read_head(&buf[..end], &mut slots) {
+            // On the heap, as the call's state: the connection's task stays small.
+            let mut slots = new_slots();
+            let request = match read_head(&buf[..end], &mut slots[..]) {
                 HeadRead::Take(request) => request,
                 HeadRead::Elsewhere => {
                     return Ended::Fallback {
@@ -243,9 +244,7 @@ pub async fn serve(
                 HeadRead::Refuse(refused) => {
                     let (path, query) = split_target(refused.target);
                     let record = gateway.begin(&refused.method, path, query, 0);
-                    gateway
-                        .answer_error(refused.error, record, &mut stream, true)
-                        .await;
+                    Box::pin(gateway.answer_error(refused.error, record, &mut stream, true)).await;
                     return Ended::Closed;
                 }
             };
@@ -259,10 +258,10 @@ pub async fn serve(
                     scratch: &mut scratch,
                 };
                 let body = &buf[end..used];
-                match gateway
-                    .serve_fast(&request, body, conn, &mut client, close)
-                    .await
-                {
+                // The call's state is allocated for the call alone: a connection waiting
+                // between calls holds none of it.
+                let call = Box::pin(gateway.serve_fast(&request, body, conn, &mut client, close));
+                match call.await {
                     Some(ended) if !*stop.borrow() => active = Deadline::from_std(ended),
                     _ => return Ended::Closed,
                 }

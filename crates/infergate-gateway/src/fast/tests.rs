@@ -1,7 +1,7 @@
 use super::head::*;
 use super::relay::*;
 use super::*;
-use crate::http_rules::{ChunkedEnd, ResponseFraming, MAX_CHUNK_LINE, MAX_HEAD};
+use crate::http_rules::{ChunkedEnd, ResponseFraming, MAX_CHUNK_LINE, MAX_HEAD, MAX_HEADERS};
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::Method;
 use infergate_core::snapshot::Upstream;
@@ -30,8 +30,8 @@ fn inspect(buf: &[u8]) -> Inspect {
         HeadEnd::NotYet => Inspect::Partial,
         HeadEnd::Elsewhere => Inspect::Elsewhere,
         HeadEnd::At(len) => {
-            let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-            match read_head(&buf[..len], &mut slots) {
+            let mut slots = new_slots();
+            match read_head(&buf[..len], &mut slots[..]) {
                 HeadRead::Take(parsed) => info(len, parsed.body_len, parsed.close),
                 HeadRead::Elsewhere => Inspect::Elsewhere,
                 HeadRead::Refuse(_) => Inspect::Refused,
@@ -105,8 +105,8 @@ fn everything_else_goes_to_the_general_server() {
 #[test]
 fn heads_are_read_in_place() {
     let head = b"PUT /v1/infers/s/p%20q?x=1&y HTTP/1.1\r\nHost: gw:80\r\nX-A: 1\r\nx-a: 2\r\n\r\n";
-    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let HeadRead::Take(parsed) = read_head(head, &mut slots) else {
+    let mut slots = new_slots();
+    let HeadRead::Take(parsed) = read_head(head, &mut slots[..]) else {
         panic!("not taken")
     };
     assert_eq!(parsed.method, Method::PUT);
@@ -155,8 +155,8 @@ fn targets_the_general_server_reads_differently_go_there() {
 }
 
 fn header_lines(text: &[u8]) -> Vec<(String, Vec<u8>)> {
-    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let HeadRead::Take(parsed) = read_head(text, &mut slots) else {
+    let mut slots = new_slots();
+    let HeadRead::Take(parsed) = read_head(text, &mut slots[..]) else {
         panic!("not taken")
     };
     parsed
@@ -183,8 +183,8 @@ fn forwarded<'a>(caller: &'a Caller, conn: &'a ConnInfo) -> Forwarded<'a> {
 }
 
 fn forwarded_bytes(text: &[u8], caller: &Caller, upstream: &Upstream, api_path: &str) -> String {
-    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let HeadRead::Take(parsed) = read_head(text, &mut slots) else {
+    let mut slots = new_slots();
+    let HeadRead::Take(parsed) = read_head(text, &mut slots[..]) else {
         panic!("not taken")
     };
     let (path, query) = split_target(parsed.target);
@@ -494,8 +494,8 @@ fn header_lines_are_copied_in_runs_or_rewritten_when_not_plain() {
         "{bytes}"
     );
     // Kept as a run of whole lines where they were plain, around the dropped credential.
-    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let HeadRead::Take(parsed) = read_head(head, &mut slots) else {
+    let mut slots = new_slots();
+    let HeadRead::Take(parsed) = read_head(head, &mut slots[..]) else {
         panic!("not taken")
     };
     let copier = LineCopier::new(head);
@@ -594,8 +594,8 @@ proptest! {
             HeadEnd::At(end) => end,
             HeadEnd::NotYet | HeadEnd::Elsewhere => return Ok(()),
         };
-        let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let HeadRead::Take(parsed) = read_head(&head[..end], &mut slots) else {
+        let mut slots = new_slots();
+        let HeadRead::Take(parsed) = read_head(&head[..end], &mut slots[..]) else {
             return Ok(());
         };
         prop_assert!(plain_target(parsed.target));
@@ -751,4 +751,30 @@ async fn plaintext_left_in_a_tls_session_keeps_the_connection_from_the_next_call
     conn.stream.read_exact(&mut stray).await.expect("stray");
     assert_eq!(&stray, b"stray");
     assert!(conn.is_clean());
+}
+
+/// A connection waiting between calls holds a small task: a call's state (its request's
+/// header slots, the upstream exchange) is allocated for the call alone.
+#[tokio::test]
+async fn a_waiting_connections_task_is_small() {
+    let (snapshot, _) = crate::authn::tests::fixture(false);
+    let gateway = crate::Gateway::new(
+        std::sync::Arc::new(arc_swap::ArcSwap::from_pointee(snapshot)),
+        crate::GatewaySettings::default(),
+        crate::Observers::default(),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let _client = TcpStream::connect(addr).await.expect("connect");
+    let (stream, remote) = listener.accept().await.expect("accept");
+    let info = crate::ConnInfo::new(remote, false);
+    let (_stop, mut stopping) = tokio::sync::watch::channel(false);
+    let task = super::serve(&gateway, stream, &info, &mut stopping);
+    let size = std::mem::size_of_val(&task);
+    assert!(
+        size <= 2048,
+        "a fast-path connection's task takes {size} bytes"
+    );
 }

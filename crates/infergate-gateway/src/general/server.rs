@@ -263,7 +263,9 @@ pub async fn serve_with<M, S, B>(
                                 None => HeadGuard::new(stream, &[], header_timeout),
                             };
                             let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service).into_owned();
-                            if let Err(err) = watcher.watch(connection).await {
+                            // Allocated once the fast path hands the connection over: a
+                            // fast-path connection's task holds none of it.
+                            if let Err(err) = Box::pin(watcher.watch(connection)).await {
                                 tracing::debug!(error = %err, "connection ended with an error");
                             }
                         });
