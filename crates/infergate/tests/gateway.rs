@@ -685,6 +685,91 @@ async fn a_client_connection_keeps_its_upstream_connection_then_leaves_it_to_oth
     );
 }
 
+/// The lowest descriptor number `pid` has free.
+fn lowest_free_descriptor(pid: u32) -> u64 {
+    let open: std::collections::HashSet<u64> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("the process's descriptors")
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    (0..).find(|n| !open.contains(n)).unwrap_or(0)
+}
+
+/// Sets the soft open-file limit of `pid` (with util-linux's `prlimit`).
+fn set_open_files(pid: u32, soft: u64) {
+    let done = std::process::Command::new("prlimit")
+        .args(["--pid", &pid.to_string(), &format!("--nofile={soft}:")])
+        .status()
+        .expect("prlimit runs");
+    assert!(done.success(), "prlimit --nofile={soft}:");
+}
+
+/// A call that finds the node out of file descriptors when it connects to the upstream is
+/// answered 503 (the node's own shortage, counted as such) and ejects no upstream: once
+/// descriptors are free again, calls reach both upstreams in turn at once.
+#[tokio::test]
+async fn running_out_of_descriptors_answers_503_and_ejects_no_upstream() {
+    let s = setup(&[]).await;
+    let (a, b) = (
+        common::upstream::start_raw().await,
+        common::upstream::start_raw().await,
+    );
+    let body = json!({
+        "service_name": "short",
+        "upstreams": [a.url, b.url],
+        "load_balancing": "round_robin",
+    });
+    let service = s.admin.ok(Method::POST, "/services", Some(body)).await;
+    let sid = service["service_id"].as_str().expect("id").to_owned();
+    s.admin
+        .ok(
+            Method::POST,
+            &format!("/app-auth/{sid}/apis"),
+            Some(json!({"auth_type": "NONE"})),
+        )
+        .await;
+    let pid = s.server.child.id().expect("pid");
+    let call = format!("GET /v1/infers/{sid}/raw/length HTTP/1.1\r\nHost: gw\r\n\r\n");
+    // The node may open exactly one more descriptor: the client's connection is accepted,
+    // the connection to the upstream cannot be made.
+    let (mut socket, _) = connect(&s.server.gateway).await;
+    set_open_files(pid, lowest_free_descriptor(pid));
+    socket.write_all(call.as_bytes()).await.expect("write");
+    let mut pending = Vec::new();
+    let (head, body) = read_response(&mut socket, &mut pending).await;
+    set_open_files(pid, 65536.min(rlimit_hard(pid)));
+    assert!(head.starts_with("http/1.1 503"), "{head}");
+    let body: Value = serde_json::from_slice(&body).expect("json");
+    assert_eq!(body["error_code"], "APIG.0201", "{body}");
+    assert_eq!(a.connections.load(std::sync::atomic::Ordering::SeqCst), 0);
+    assert_eq!(b.connections.load(std::sync::atomic::Ordering::SeqCst), 0);
+    let metrics = s.server.scrape().await;
+    assert!(
+        metrics.contains("infergate_gateway_local_limits_total{resource=\"file_descriptors\"} 1"),
+        "{metrics}"
+    );
+    // Both upstreams take calls again at once: neither was ejected.
+    for _ in 0..4 {
+        socket.write_all(call.as_bytes()).await.expect("write");
+        let (head, _) = read_response(&mut socket, &mut pending).await;
+        assert!(head.starts_with("http/1.1 200"), "{head}");
+    }
+    let reached = [&a, &b].map(|u| u.connections.load(std::sync::atomic::Ordering::SeqCst));
+    assert!(
+        reached.iter().all(|&n| n >= 1),
+        "calls per upstream {reached:?}"
+    );
+}
+
+/// The hard open-file limit of `pid`.
+fn rlimit_hard(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/limits"))
+        .expect("limits")
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .and_then(|l| l.split_whitespace().nth(4)?.parse().ok())
+        .unwrap_or(1024)
+}
+
 #[tokio::test]
 async fn upstream_failures_limits_and_cancellation() {
     let s = setup(&["--max-body-bytes", "4096"]).await;
