@@ -43,25 +43,24 @@ fn csp(gateway: Option<&str>) -> String {
     )
 }
 
-/// The origin (`scheme://host[:port]`) of an absolute http(s) URL, when it has one that a
-/// policy may name.
-fn origin_of(url: &str) -> Option<&str> {
-    let (scheme, rest) = url.split_once("://")?;
-    if !matches!(scheme, "http" | "https") {
+/// The origin (`scheme://host[:port]`, as a browser writes it) of an absolute http(s) URL,
+/// when it has one that a policy may name (nothing that would end or add a directive).
+fn origin_of(url: &str) -> Option<String> {
+    let parsed = url::Url::parse(url).ok()?;
+    if !matches!(parsed.scheme(), "http" | "https") {
         return None;
     }
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let origin = &url[..scheme.len() + 3 + end];
+    let origin = parsed.origin().ascii_serialization();
     let safe = origin
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || matches!(b, b':' | b'/' | b'.' | b'-' | b'[' | b']'));
-    (end > 0 && safe).then_some(origin)
+    safe.then_some(origin)
 }
 
 /// `/` and `/console` lead to `/console/`, which serves the page; its policy lets it call
 /// the gateway at `public_url`.
 pub fn routes<S: Clone + Send + Sync + 'static>(public_url: &str) -> Router<S> {
-    let policy: Arc<str> = csp(origin_of(public_url)).into();
+    let policy: Arc<str> = csp(origin_of(public_url).as_deref()).into();
     let page = policy.clone();
     Router::new()
         .route("/", get(|| async { Redirect::to("/console/") }))
@@ -107,14 +106,17 @@ mod tests {
     #[test]
     fn the_policy_names_the_gateways_origin_alone() {
         assert_eq!(
-            origin_of("http://127.0.0.1:8080"),
+            origin_of("http://127.0.0.1:8080").as_deref(),
             Some("http://127.0.0.1:8080")
         );
         assert_eq!(
-            origin_of("https://models.example/base?x"),
+            origin_of("https://models.example/base?x").as_deref(),
             Some("https://models.example")
         );
-        assert_eq!(origin_of("http://[::1]:8080/"), Some("http://[::1]:8080"));
+        assert_eq!(
+            origin_of("http://[::1]:8080/").as_deref(),
+            Some("http://[::1]:8080")
+        );
         for bad in [
             "ftp://x",
             "http://",
@@ -124,7 +126,7 @@ mod tests {
         ] {
             assert_eq!(origin_of(bad), None, "{bad}");
         }
-        let policy = csp(origin_of("https://models.example/v1"));
+        let policy = csp(origin_of("https://models.example/v1").as_deref());
         assert!(
             policy.contains("connect-src 'self' https://models.example;"),
             "{policy}"

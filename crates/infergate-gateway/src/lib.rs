@@ -86,6 +86,9 @@ pub struct GatewaySettings {
     pub upstream_keepalive: usize,
 }
 
+/// Idle connections kept per upstream unless configured (nginx's `keepalive` of a busy site).
+pub const DEFAULT_UPSTREAM_KEEPALIVE: usize = 256;
+
 impl Default for GatewaySettings {
     fn default() -> Self {
         Self {
@@ -97,7 +100,7 @@ impl Default for GatewaySettings {
             listener: ListenerSettings::default(),
             upstream_policy: Arc::default(),
             cors: CorsOrigins::default(),
-            upstream_keepalive: 256,
+            upstream_keepalive: DEFAULT_UPSTREAM_KEEPALIVE,
         }
     }
 }

@@ -368,7 +368,7 @@ impl Settings {
             upstream_keepalive: positive(
                 "upstream_keepalive",
                 args.upstream_keepalive.or(file.upstream_keepalive),
-                256,
+                infergate_gateway::DEFAULT_UPSTREAM_KEEPALIVE,
             )?,
             listen_backlog: positive(
                 "listen_backlog",

@@ -50,7 +50,8 @@ const MAX_AHEAD: usize = 1024 * 1024;
 /// its buffers and its upstream connection (to the pool) and waits holding nothing.
 const REST_AFTER: Duration = Duration::from_millis(100);
 
-/// Counts a connection in a gauge while it holds buffers or an upstream connection.
+/// Whether a connection holds buffers or an upstream connection (else it rests, idle
+/// between requests), counted in a gauge while it does.
 struct Holding {
     gauge: Option<prometheus::IntGauge>,
     on: bool,
@@ -151,8 +152,6 @@ pub async fn serve(
     let mut exchanges = LazyTimer::new(active + IDLE);
     let mut scratch = Scratch::new(gateway.fast_pool.clone());
     let mut holding = Holding::new(gateway.metrics().map(|m| m.holding_connections.clone()));
-    // Whether the connection, idle between requests, gave back what it held.
-    let mut resting = false;
     loop {
         let end = loop {
             match head_end(&buf) {
@@ -179,7 +178,7 @@ pub async fn serve(
                 None => active + IDLE,
             };
             let between = head_started.is_none() && buf.is_empty();
-            if between && resting {
+            if between && !holding.on {
                 // Holding nothing until the client sends again.
                 let ready = tokio::select! {
                     biased;
@@ -190,13 +189,12 @@ pub async fn serve(
                 if ready.is_err() {
                     return Ended::Closed;
                 }
-                resting = false;
                 holding.set(true);
             }
             buf.reserve(READ_SIZE);
             // Between requests, the connection rests after a moment idle; with a head begun
             // (and not ended), it still gives back its upstream connection then.
-            let restable = (between && !resting) || scratch.holds();
+            let restable = (between && holding.on) || scratch.holds();
             let wake = if restable {
                 deadline.min(active + REST_AFTER)
             } else {
@@ -219,7 +217,6 @@ pub async fn serve(
                 if between {
                     buf = BytesMut::new();
                     ahead = BytesMut::new();
-                    resting = true;
                     holding.set(false);
                 }
                 continue;

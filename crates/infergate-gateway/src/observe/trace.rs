@@ -154,12 +154,8 @@ impl TraceContext {
     /// What the upstream receives of this trace.
     pub fn header(&self) -> TraceHeader {
         let mut value = *b"00-00000000000000000000000000000000-0000000000000000-00";
-        for (i, byte) in self.trace_id.iter().enumerate() {
-            value[3 + 2 * i..5 + 2 * i].copy_from_slice(&HEX[usize::from(*byte)]);
-        }
-        for (i, byte) in self.span_id.iter().enumerate() {
-            value[36 + 2 * i..38 + 2 * i].copy_from_slice(&HEX[usize::from(*byte)]);
-        }
+        value[3..35].copy_from_slice(&infergate_sign::hex_digits::<32>(&self.trace_id));
+        value[36..52].copy_from_slice(&infergate_sign::hex_digits::<16>(&self.span_id));
         if self.sampled {
             value[54] = b'1';
         }
@@ -169,18 +165,6 @@ impl TraceContext {
         }
     }
 }
-
-/// Every byte's two lowercase hex digits.
-const HEX: [[u8; 2]; 256] = {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut table = [[0u8; 2]; 256];
-    let mut i = 0;
-    while i < 256 {
-        table[i] = [DIGITS[i >> 4], DIGITS[i & 15]];
-        i += 1;
-    }
-    table
-};
 
 /// A random id, never all zero.
 pub(crate) fn random_id<const N: usize>() -> [u8; N] {

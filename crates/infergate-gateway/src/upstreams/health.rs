@@ -59,8 +59,6 @@ impl HealthBook {
         (states.len(), down)
     }
 
-    /// Takes in one probe's result; whether the upstream is in rotation now (`None` once
-    /// its service changed or went away).
     /// Ends a probe that tells nothing of the upstream (this node ran out of a resource):
     /// its state stays as it was.
     fn skip(&self, key: &str) {
@@ -70,6 +68,8 @@ impl HealthBook {
         }
     }
 
+    /// Takes in one probe's result; whether the upstream is in rotation now (`None` once
+    /// its service changed or went away).
     fn record(&self, key: &str, check: &HealthCheck, passed: bool, why: &str) -> Option<bool> {
         let mut states = self.states.lock().unwrap_or_else(|e| e.into_inner());
         let state = states.get_mut(key)?;
