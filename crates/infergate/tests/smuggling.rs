@@ -978,6 +978,79 @@ async fn pages_of_other_origins_reach_nothing_a_credential_would_not() {
         }
         assert_eq!(behind.taken().len(), usize::from(status == 200), "{origin}");
     }
+
+    // A member of another project, calling from the console's page (the origin every
+    // project's users share) with a token of their project, reaches nothing behind this
+    // project's IAM API: the page may read the refusal, no more.
+    let (iam_upstream, iam_behind) = start_counting().await;
+    let (iam_sid, _) = admin
+        .service_with_api("iam", &iam_upstream, json!({"auth_type": "IAM"}))
+        .await;
+    let member = member_of_new_project(&admin, "elsewhere", "carol").await;
+    let token = &member.token;
+    let raw = format!(
+        "POST /v1/infers/{iam_sid}/a HTTP/1.1\r\nHost: gw\r\nOrigin: {CONSOLE}\r\n\
+         X-Auth-Token: {token}\r\nContent-Length: 2\r\n\r\n{{}}"
+    );
+    let (outcome, bytes) = node.send_raw(raw.as_bytes()).await;
+    assert!(matches!(outcome.statuses[..], [401] | [403]), "{outcome:?}");
+    assert_eq!(allowed(&first_head(&bytes)), [CONSOLE]);
+    assert!(outcome.upstream.is_empty() && iam_behind.taken().is_empty());
+    assert!(behind.taken().is_empty());
+}
+
+/// A new project and a new user who is a member of it, signed in to it.
+async fn member_of_new_project(admin: &Admin, project: &str, user: &str) -> Admin {
+    let password = format!("{user}-password-1");
+    let project_id = admin
+        .ok(
+            Method::POST,
+            "/v3/projects",
+            Some(json!({"project": {"name": project}})),
+        )
+        .await["project"]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let user_id = admin
+        .ok(
+            Method::POST,
+            "/v3/users",
+            Some(json!({"user": {"name": user, "password": password}})),
+        )
+        .await["user"]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let (granted, _) = admin
+        .send(
+            Method::PUT,
+            &format!("/v3/projects/{project_id}/users/{user_id}/roles/member"),
+            None,
+        )
+        .await;
+    assert!(granted.is_success(), "{granted}");
+    let token = admin
+        .client
+        .post(format!("{}/v3/auth/tokens", admin.base))
+        .json(
+            &json!({"auth": {"identity": {"methods": ["password"], "password": {"user": {
+            "name": user, "password": password, "domain": {"name": "default"}}}},
+            "scope": {"project": {"name": project}}}}),
+        )
+        .send()
+        .await
+        .expect("token")
+        .headers()["x-subject-token"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    Admin {
+        client: admin.client.clone(),
+        base: admin.base.clone(),
+        project: project_id,
+        token,
+    }
 }
 
 /// A member of another project cannot take a path of this one: it is refused the paths in
@@ -1000,55 +1073,7 @@ async fn another_project_catches_no_call_under_this_projects_services() {
         .expect("sid")
         .to_owned();
     // Project B and its member.
-    let project_b = admin
-        .ok(
-            Method::POST,
-            "/v3/projects",
-            Some(json!({"project": {"name": "team-b"}})),
-        )
-        .await["project"]["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
-    let bob = admin
-        .ok(
-            Method::POST,
-            "/v3/users",
-            Some(json!({"user": {"name": "bob", "password": "bob-password-1"}})),
-        )
-        .await["user"]["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
-    let (granted, _) = admin
-        .send(
-            Method::PUT,
-            &format!("/v3/projects/{project_b}/users/{bob}/roles/member"),
-            None,
-        )
-        .await;
-    assert!(granted.is_success(), "{granted}");
-    let token = admin
-        .client
-        .post(format!("{}/v3/auth/tokens", admin.base))
-        .json(
-            &json!({"auth": {"identity": {"methods": ["password"], "password": {"user": {
-            "name": "bob", "password": "bob-password-1", "domain": {"name": "default"}}}},
-            "scope": {"project": {"name": "team-b"}}}}),
-        )
-        .send()
-        .await
-        .expect("token")
-        .headers()["x-subject-token"]
-        .to_str()
-        .expect("ascii")
-        .to_owned();
-    let member_b = Admin {
-        client: admin.client.clone(),
-        base: admin.base.clone(),
-        project: project_b,
-        token,
-    };
+    let member_b = member_of_new_project(&admin, "team-b", "bob").await;
     let (url_b, upstream_b) = start_counting().await;
     let sid_b = member_b
         .ok(
