@@ -1,8 +1,9 @@
 """Drives the web console in a real headless Chromium (Debian's, through Playwright from
 PyPI) as a user would: sign in, create a service, an API and an app (its secret shown once),
 authorize the app on the API, see an error of the API, call the API from the request tester
-(signed in the browser; a streamed answer; a broken secret's canonical-request diff), sign out; then sign in as a viewer,
-who sees the objects but no write control and no credential. Takes screenshots of the main
+(signed in the browser; a streamed answer; a broken secret's canonical-request diff), see
+those calls on the usage page, sign out; then sign in as a viewer, who sees the objects but
+no write control and no credential. Takes screenshots of the main
 pages into SHOTS. Prints one JSON line for the test that runs it: the app's key and secret as
 the console showed them, the predict URL, and the token the sign-out revoked.
 
@@ -196,6 +197,33 @@ def run(browser):
     page.once("dialog", lambda d: d.accept())
     page.get_by_role("button", name="Delete policy demo_policy").click()
     expect(page.get_by_text("No policy yet.")).to_be_visible()
+
+    # Usage: the tester's two calls by answer, under the app that made them (the refused
+    # one under no app), as totals, charts of the period and a table per app and API.
+    nav(page, "Usage")
+    totals = page.get_by_role("table", name="Totals")
+    cells = lambda: [c.inner_text() for c in totals.locator("tbody td").all()]
+    for _ in range(50):
+        if cells()[:4] == ["2", "1", "0", "0"]:
+            break
+        page.wait_for_timeout(200)
+        page.get_by_role("button", name="Refresh").click()
+    assert cells()[:4] == ["2", "1", "0", "0"], cells()
+    pairs = page.get_by_role("table", name="By app and API").locator("tbody tr")
+    expect(pairs).to_have_count(2)
+    expect(pairs.filter(has_text="demo_app")).to_contain_text("demo · ")
+    expect(pairs.filter(has_text="(not an app)")).to_have_count(1)
+    expect(page.get_by_role("figure", name="Calls per hour").locator("canvas")).to_have_count(1)
+    expect(page.get_by_role("figure", name="Model tokens per hour").locator("canvas")).to_have_count(1)
+    page.get_by_label("Period").select_option(label="Last hour")
+    expect(page.get_by_role("figure", name="Calls per minute")).to_be_visible()
+    page.get_by_label("App", exact=True).select_option(label="demo_app")
+    expect(page.get_by_role("table", name="By app and API").locator("tbody tr")).to_have_count(1)
+    assert cells()[:4] == ["1", "0", "0", "0"], cells()
+    page.get_by_label("App", exact=True).select_option(label="All apps")
+    expect(pairs).to_have_count(2)
+    assert not re.search(r"\b(false|undefined|null|NaN)\b", page.locator("#main").inner_text())
+    page.screenshot(path=f"{shots}/usage.png", full_page=True)
 
     # Users and their roles in the project; the signed-in user's access keys.
     nav(page, "Users")

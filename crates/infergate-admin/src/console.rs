@@ -1,5 +1,6 @@
 //! The web console at `/console/`: plain JavaScript modules embedded in the binary (no
-//! build step, no framework, nothing fetched from elsewhere). Every action is a call of the
+//! build step, no framework, nothing fetched from elsewhere; uPlot, vendored, draws the
+//! charts). Every action is a call of the
 //! public management API with the signed-in user's token, which lives in the page's session
 //! storage: the console has no powers of its own and sets no cookie.
 
@@ -28,6 +29,18 @@ const FILES: &[(&str, &str, &[u8])] = &[
         "console.css",
         "text/css; charset=utf-8",
         include_bytes!("../assets/console/console.css"),
+    ),
+    // uPlot 1.6.32 (MIT, `uPlot.LICENSE`), from the npm registry's `uplot` package, as
+    // published: the usage page's charts.
+    (
+        "uPlot.iife.min.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../assets/console/uPlot.iife.min.js"),
+    ),
+    (
+        "uPlot.min.css",
+        "text/css; charset=utf-8",
+        include_bytes!("../assets/console/uPlot.min.css"),
     ),
 ];
 
@@ -94,7 +107,7 @@ mod tests {
                 references += 1;
             }
         }
-        assert_eq!(references, 2);
+        assert_eq!(references, FILES.len() - 1);
         assert!(!page.contains("<script>") && !page.contains("style="));
         let handler = page.split(" on").skip(1).any(|rest| {
             rest.split_once('=')

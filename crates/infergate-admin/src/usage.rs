@@ -1,6 +1,7 @@
-//! Token usage of model calls (`…/chat/completions`, `…/completions`, `…/embeddings`,
-//! `…/responses`), as the gateways counted it: per app and API, per minute, hour or day.
-//! Everyone with a role in the project reads it.
+//! Usage as the gateways counted it, per app and API, per minute, hour or day: every call
+//! by its answer (requests, 4xx, 5xx, 429s), and the token usage of model calls
+//! (`…/chat/completions`, `…/completions`, `…/embeddings`, `…/responses`). Everyone with a
+//! role in the project reads it.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -343,10 +343,24 @@ pub struct Authorization {
     pub created_at: i64,
 }
 
-/// Sums of model calls' usage: the calls, their tokens by kind, and how many of them were
-/// estimated (their tokens are in the sums too).
+/// Sums of calls to APIs: all of them by how they were answered, and of the model calls
+/// among them the tokens by kind and how many were estimated (their tokens are in the sums
+/// too).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UsageCounts {
+    /// Every call to the API, whatever its answer.
+    #[serde(default)]
+    pub requests: i64,
+    /// Calls answered 4xx (the 429s among them).
+    #[serde(default)]
+    pub client_errors: i64,
+    /// Calls answered 5xx.
+    #[serde(default)]
+    pub server_errors: i64,
+    /// Calls refused 429 by a limit or answered 429 by the upstream.
+    #[serde(default)]
+    pub throttled: i64,
+    /// Model calls whose tokens are counted.
     pub calls: i64,
     pub prompt_tokens: i64,
     pub completion_tokens: i64,
@@ -359,21 +373,39 @@ pub struct UsageCounts {
 }
 
 impl UsageCounts {
+    /// One call answered `status`.
+    pub fn answered(status: u16) -> UsageCounts {
+        UsageCounts {
+            requests: 1,
+            client_errors: i64::from((400..500).contains(&status)),
+            server_errors: i64::from(status >= 500),
+            throttled: i64::from(status == 429),
+            ..UsageCounts::default()
+        }
+    }
+
     /// Adds `other`, saturating.
     pub fn merge(&mut self, other: &UsageCounts) {
-        self.calls = self.calls.saturating_add(other.calls);
-        self.prompt_tokens = self.prompt_tokens.saturating_add(other.prompt_tokens);
-        self.completion_tokens = self
-            .completion_tokens
-            .saturating_add(other.completion_tokens);
-        self.total_tokens = self.total_tokens.saturating_add(other.total_tokens);
-        self.reasoning_tokens = self.reasoning_tokens.saturating_add(other.reasoning_tokens);
-        self.cached_tokens = self.cached_tokens.saturating_add(other.cached_tokens);
-        self.estimated_calls = self.estimated_calls.saturating_add(other.estimated_calls);
+        let sums = [
+            (&mut self.requests, other.requests),
+            (&mut self.client_errors, other.client_errors),
+            (&mut self.server_errors, other.server_errors),
+            (&mut self.throttled, other.throttled),
+            (&mut self.calls, other.calls),
+            (&mut self.prompt_tokens, other.prompt_tokens),
+            (&mut self.completion_tokens, other.completion_tokens),
+            (&mut self.total_tokens, other.total_tokens),
+            (&mut self.reasoning_tokens, other.reasoning_tokens),
+            (&mut self.cached_tokens, other.cached_tokens),
+            (&mut self.estimated_calls, other.estimated_calls),
+        ];
+        for (sum, add) in sums {
+            *sum = sum.saturating_add(add);
+        }
     }
 }
 
-/// Model calls' usage in one minute, of one app (empty for other callers) on one API.
+/// Calls' usage in one minute, of one app (empty for other callers) on one API.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct UsageRow {
     pub project_id: String,

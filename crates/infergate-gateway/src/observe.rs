@@ -21,7 +21,7 @@ use metrics::GatewayMetrics;
 pub struct Observers {
     pub metrics: Option<GatewayMetrics>,
     pub access_log: Option<Arc<LogSink>>,
-    /// Where model calls' tokens are summed per minute for the store.
+    /// Where calls (by answer) and model calls' tokens are summed per minute for the store.
     pub usage: Option<Arc<UsageBook>>,
     /// Where calls' spans go, when tracing is on.
     pub tracer: Option<Arc<trace::Tracer>>,
@@ -80,12 +80,9 @@ impl Observers {
                 }
             }
         }
-        if let (Some(book), Some(usage), Some(project), Some(api)) = (
-            &self.usage,
-            &record.usage,
-            &record.project_id,
-            &record.api_id,
-        ) {
+        if let (Some(book), Some(project), Some(api)) =
+            (&self.usage, &record.project_id, &record.api_id)
+        {
             book.record(
                 UsageKey {
                     project_id: project.clone(),
@@ -93,7 +90,8 @@ impl Observers {
                     api_id: api.clone(),
                     minute: chrono::Utc::now().timestamp().div_euclid(60),
                 },
-                usage,
+                status,
+                record.usage.as_ref(),
             );
         }
         if let Some(sink) = &self.access_log {

@@ -127,7 +127,7 @@ pub struct CallRecord {
     pub model_call: bool,
     /// The model API the call reaches, read from its path or its upstream's.
     pub model_api: Option<crate::usage::ModelApi>,
-    /// The project of a model call's API.
+    /// The project of the call's API.
     pub project_id: Option<Arc<str>>,
     /// The tokens of a model call, once its answer has ended.
     pub usage: Option<Usage>,
@@ -318,6 +318,7 @@ impl Gateway {
         let presented = Presented::classify(head.headers, snapshot);
         let api = authn::select(&candidates, &presented)?;
         record.api_id = Some(api.api_id.clone());
+        record.project_id = Some(api.service.project_id.clone());
         if let Some(trace) = record.trace.as_mut().filter(|t| t.sampled) {
             trace.api = Some(api.clone());
         }
@@ -335,9 +336,6 @@ impl Gateway {
                 || snapshot
                     .throttle(&api.api_id)
                     .is_some_and(|bound| bound.token.is_some()));
-        if record.model_call {
-            record.project_id = Some(api.service.project_id.clone());
-        }
         if !conn.tls
             && self.settings.require_https_for_app_code
             && api.auth_type == AuthType::App

@@ -9,7 +9,8 @@
 //! framing apart, the general server with each data frame.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use infergate_core::model::UsageCounts;
 use serde::Deserialize;
@@ -1010,7 +1011,7 @@ pub struct UsageKey {
     pub minute: i64,
 }
 
-/// One call's usage as sums of one call.
+/// One model call's tokens as sums of one call (its answer is counted apart).
 pub fn counts_of(usage: &Usage) -> UsageCounts {
     let n = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
     UsageCounts {
@@ -1021,33 +1022,62 @@ pub fn counts_of(usage: &Usage) -> UsageCounts {
         reasoning_tokens: n(usage.reasoning),
         cached_tokens: n(usage.cached),
         estimated_calls: i64::from(usage.estimated),
+        ..UsageCounts::default()
     }
 }
 
-/// Model calls' usage summed per minute, app and API on this node, until whoever stores it
-/// takes it (the server writes it to the store in batches: a call never waits on a write).
+/// The book's shards: threads recording at once seldom wait on one another.
+const SHARDS: usize = 16;
+
+/// Calls summed per minute, app and API on this node, by answer and with model calls'
+/// tokens, until whoever stores it takes it (the server writes it to the store in batches:
+/// a call never waits on a write).
 #[derive(Debug, Default)]
 pub struct UsageBook {
-    minutes: Mutex<HashMap<UsageKey, UsageCounts>>,
+    shards: [Mutex<HashMap<UsageKey, UsageCounts>>; SHARDS],
+}
+
+/// Locks a shard, whatever a panicking holder left: the sums stay valid.
+fn open(
+    shard: &Mutex<HashMap<UsageKey, UsageCounts>>,
+) -> MutexGuard<'_, HashMap<UsageKey, UsageCounts>> {
+    shard.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl UsageBook {
-    pub fn record(&self, key: UsageKey, usage: &Usage) {
-        let mut minutes = self.minutes.lock().unwrap_or_else(|e| e.into_inner());
-        minutes.entry(key).or_default().merge(&counts_of(usage));
+    /// Counts a call answered `status`, with its tokens when it was a model call.
+    pub fn record(&self, key: UsageKey, status: u16, usage: Option<&Usage>) {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        thread_local! {
+            static SHARD: usize = NEXT.fetch_add(1, Ordering::Relaxed) % SHARDS;
+        }
+        let mut counts = UsageCounts::answered(status);
+        if let Some(usage) = usage {
+            counts.merge(&counts_of(usage));
+        }
+        let shard = SHARD.with(|s| *s);
+        open(&self.shards[shard])
+            .entry(key)
+            .or_default()
+            .merge(&counts);
     }
 
     /// Everything summed so far, leaving the book empty.
     pub fn take(&self) -> Vec<(UsageKey, UsageCounts)> {
-        let mut minutes = self.minutes.lock().unwrap_or_else(|e| e.into_inner());
-        std::mem::take(&mut *minutes).into_iter().collect()
+        let mut all: HashMap<UsageKey, UsageCounts> = HashMap::new();
+        for shard in &self.shards {
+            for (key, counts) in std::mem::take(&mut *open(shard)) {
+                all.entry(key).or_default().merge(&counts);
+            }
+        }
+        all.into_iter().collect()
     }
 
     /// Sums taken but not stored go back, added to what came since.
     pub fn put_back(&self, rows: Vec<(UsageKey, UsageCounts)>) {
-        let mut minutes = self.minutes.lock().unwrap_or_else(|e| e.into_inner());
+        let mut first = open(&self.shards[0]);
         for (key, counts) in rows {
-            minutes.entry(key).or_default().merge(&counts);
+            first.entry(key).or_default().merge(&counts);
         }
     }
 }

@@ -95,6 +95,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "upstream weights",
         include_str!("../migrations/postgres/0015_upstream_weights.sql"),
     ),
+    (
+        16,
+        "usage statuses",
+        include_str!("../migrations/postgres/0016_usage_statuses.sql"),
+    ),
 ];
 
 /// The PostgreSQL store.

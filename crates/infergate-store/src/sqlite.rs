@@ -84,6 +84,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "upstream weights",
         include_str!("../migrations/sqlite/0014_upstream_weights.sql"),
     ),
+    (
+        15,
+        "usage statuses",
+        include_str!("../migrations/sqlite/0015_usage_statuses.sql"),
+    ),
 ];
 
 /// The SQLite store.

@@ -1126,6 +1126,10 @@ pub async fn usage_adds_up_per_minute(store: &dyn Store) {
         api_id: api.into(),
         minute,
         counts: UsageCounts {
+            requests: 100 * calls,
+            client_errors: 40 * calls,
+            server_errors: 7 * calls,
+            throttled: 3 * calls,
             calls,
             prompt_tokens: 10 * calls,
             completion_tokens: 20 * calls,
@@ -1172,6 +1176,24 @@ pub async fn usage_adds_up_per_minute(store: &dyn Store) {
             all[0].counts.estimated_calls
         ),
         ("a1", 5, 150, 1)
+    );
+    // Every sum lands in its own column.
+    let c = all[0].counts;
+    assert_eq!(
+        [
+            c.requests,
+            c.client_errors,
+            c.server_errors,
+            c.throttled,
+            c.calls,
+            c.prompt_tokens,
+            c.completion_tokens,
+            c.total_tokens,
+            c.reasoning_tokens,
+            c.cached_tokens,
+            c.estimated_calls
+        ],
+        [500, 200, 35, 15, 5, 50, 100, 150, 5, 10, 1]
     );
     assert_eq!((all[1].app_id.as_str(), all[1].counts.calls), ("a2", 2));
     assert_eq!((all[2].api_id.as_str(), all[2].minute), ("y", 101));

@@ -981,8 +981,8 @@ pub struct ServeArgs {
         hide_env_values = true
     )]
     pub redis_url: Option<String>,
-    /// How often this node adds the token usage of its model calls to the store, in
-    /// milliseconds [default: 10000].
+    /// How often this node adds its calls by answer and its model calls' token usage to the
+    /// store, in milliseconds [default: 10000].
     #[arg(
         help_heading = "Store and cluster",
         long,

@@ -111,7 +111,7 @@ pub struct Settings {
     pub listen_backlog: u32,
     /// Redis holding the throttling counts of several nodes.
     pub redis_url: Option<String>,
-    /// How often model calls' token usage is added to the store.
+    /// How often calls by answer and model calls' token usage are added to the store.
     pub usage_flush: std::time::Duration,
     /// Where spans of calls go; none: tracing off.
     pub tracing: Option<TraceSettings>,

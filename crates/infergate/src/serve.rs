@@ -106,7 +106,7 @@ async fn refresh_periodically(publisher: Arc<ConfigPublisher>, every: std::time:
     }
 }
 
-/// Adds the token usage the gateway summed to the store every `every`.
+/// Adds the calls and token usage the gateway summed to the store every `every`.
 async fn store_usage(book: Arc<UsageBook>, store: Arc<dyn Store>, every: std::time::Duration) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -135,7 +135,7 @@ async fn flush_usage(book: &UsageBook, store: &dyn Store) {
             })
             .collect();
         if let Err(err) = store.add_usage(&rows).await {
-            tracing::warn!(error = %err, rows = rows.len(), "storing token usage failed; kept for the next try");
+            tracing::warn!(error = %err, rows = rows.len(), "storing usage failed; kept for the next try");
             book.put_back(taken);
         }
     }

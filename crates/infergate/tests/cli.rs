@@ -9,7 +9,7 @@ use std::path::Path;
 use serde_json::{json, Value};
 
 use common::upstream::start_mock;
-use common::{start_with, PASSWORD};
+use common::PASSWORD;
 
 struct Run {
     code: i32,
@@ -55,7 +55,7 @@ async fn ok(config: &Path, args: &[&str]) -> String {
 async fn a_whole_workflow_from_the_terminal() {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = dir.path().join("config");
-    let server = start_with(&dir.path().join("data"), Some(PASSWORD), &[]).await;
+    let server = common::start_counting(dir.path()).await;
     let mock = start_mock().await;
 
     let login = ok(
@@ -308,6 +308,23 @@ async fn a_whole_workflow_from_the_terminal() {
         refused.stderr
     );
     assert!(refused.stderr.contains("[request "), "{}", refused.stderr);
+    // `usage` counts the app's calls by answer, the refusal among the 4xx.
+    let mut usage = Value::Null;
+    for _ in 0..50 {
+        let json = ok(&config, &["-o", "json", "usage", "--app", "mobile"]).await;
+        usage = serde_json::from_str(&json).expect("json");
+        if usage["total"]["client_errors"].as_i64() >= Some(1) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(usage["total"]["client_errors"], 1, "{usage}");
+    assert!(usage["total"]["requests"].as_i64() > Some(1), "{usage}");
+    let table = ok(&config, &["usage", "--app", "mobile"]).await;
+    assert!(
+        table.starts_with("START") && table.contains("REQUESTS") && table.contains("4XX"),
+        "{table}"
+    );
 
     let codes = ok(&config, &["app", "code", "add", "mobile"]).await;
     assert!(codes.starts_with("APP_CODES"), "{codes}");

@@ -587,7 +587,8 @@ async fn the_openapi_document_holds_for_generated_requests() {
 
 /// The web console, driven in a real headless Chromium by Playwright
 /// (`tests/interop/console_e2e.py`): a user signs in, creates a service, an API and an app,
-/// authorizes the app and signs out; a viewer then sees no write control and no credential.
+/// authorizes the app, sees its calls counted on the usage page and signs out; a viewer then
+/// sees no write control and no credential.
 /// What the console showed is real: the key and secret it displayed once sign a call the
 /// gateway relays, and the token it signed out with opens nothing any more. Screenshots go
 /// to `INFERGATE_CONSOLE_SHOTS` (`docs/console/` holds those of the README), else a
@@ -595,7 +596,7 @@ async fn the_openapi_document_holds_for_generated_requests() {
 #[tokio::test]
 async fn the_console_manages_apps_in_a_browser() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let server = start_with(&dir.path().join("data"), Some(PASSWORD), &[]).await;
+    let server = common::start_counting(dir.path()).await;
     let admin = Admin::login(&server).await;
     let mock = start_mock().await;
     let viewer = admin
@@ -645,6 +646,7 @@ async fn the_console_manages_apps_in_a_browser() {
         "apps",
         "app",
         "throttling",
+        "usage",
         "users",
         "tester",
         "viewer",

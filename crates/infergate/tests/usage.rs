@@ -1,8 +1,9 @@
-//! Token usage of model calls end to end: the stand-in OpenAI-compatible model server of
-//! the examples (`examples/model-server.py`) behind the real binary; JSON and streamed
+//! Usage end to end. Token usage of model calls: the stand-in OpenAI-compatible model server
+//! of the examples (`examples/model-server.py`) behind the real binary; JSON and streamed
 //! answers through both servers (the fast path, and the general server that a request
-//! expecting `100 Continue` goes to); the counts in the access log, the metrics and the usage API equal what
-//! the model server reported.
+//! expecting `100 Continue` goes to); the counts in the access log, the metrics and the
+//! usage API equal what the model server reported. Calls by answer: every call to an API
+//! counted under its app and API as a request, a 4xx, a 5xx or a 429.
 
 mod common;
 
@@ -308,4 +309,92 @@ async fn a_service_can_switch_accounting_off() {
     let line = call_lines(&access_log, 1).await[0].clone();
     assert_eq!(line["status"], 200, "{line}");
     assert_eq!(line["tokens"], Value::Null, "{line}");
+}
+
+/// Every call to an API is counted by its answer, whoever made it and whatever it was:
+/// calls that succeed, a limit's 429s and a wrong AppCode's 401 (4xx), an upstream that is
+/// down (5xx), each under its app (no app for the refused caller).
+#[tokio::test]
+async fn every_call_is_counted_by_its_answer() {
+    let mock = common::upstream::start_mock().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = common::start_counting(dir.path()).await;
+    let admin = Admin::login(&server).await;
+    let (sid, api, app_id, code) = admin.app_code_setup(&mock.url, "counted").await;
+    admin
+        .throttle(
+            json!({"name": "daily", "api_call_limits": 100, "app_call_limits": 3,
+               "time_interval": 1, "time_unit": "DAY"}),
+            &[&api],
+        )
+        .await;
+    let down = common::upstream::closed_port_url().await;
+    let (down_sid, down_api) = admin
+        .service_with_api("down", &down, json!({"auth_type": "NONE"}))
+        .await;
+    let http = reqwest::Client::new();
+    let get = |url: String, code: &str| {
+        let http = http.clone();
+        let code = code.to_owned();
+        async move {
+            http.get(url)
+                .header("X-Apig-AppCode", code)
+                .send()
+                .await
+                .expect("call")
+                .status()
+                .as_u16()
+        }
+    };
+    let url = format!("{}/v1/infers/{sid}/x", server.gateway);
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        statuses.push(get(url.clone(), &code).await);
+    }
+    statuses.push(get(url.clone(), "not-a-code").await);
+    let down_url = format!("{}/v1/infers/{down_sid}", server.gateway);
+    statuses.push(get(down_url, "").await);
+    assert_eq!(statuses, [200, 200, 200, 429, 401, 502]);
+
+    let sums = |usage: &Value, app: &str, api: &str| -> [i64; 5] {
+        let bucket = usage["usage"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|b| b["app_id"] == app && b["api_id"] == api)
+            .cloned()
+            .unwrap_or(Value::Null);
+        [
+            "requests",
+            "client_errors",
+            "server_errors",
+            "throttled",
+            "calls",
+        ]
+        .map(|field| bucket[field].as_i64().unwrap_or(0))
+    };
+    let mut usage = Value::Null;
+    for _ in 0..50 {
+        usage = admin
+            .ok(Method::GET, "/app-auth/usage?granularity=day", None)
+            .await;
+        if usage["total"]["requests"] == 6 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(usage["total"]["requests"], 6, "{usage}");
+    assert_eq!(sums(&usage, &app_id, &api), [4, 1, 0, 1, 0], "{usage}");
+    assert_eq!(sums(&usage, "", &api), [1, 1, 0, 0, 0], "{usage}");
+    assert_eq!(sums(&usage, "", &down_api), [1, 0, 1, 0, 0], "{usage}");
+    // One API's, at minute granularity.
+    let one = admin
+        .ok(
+            Method::GET,
+            &format!("/app-auth/usage?api_id={down_api}&granularity=minute"),
+            None,
+        )
+        .await;
+    assert_eq!(one["total"]["server_errors"], 1, "{one}");
+    assert_eq!(one["total"]["requests"], 1, "{one}");
 }

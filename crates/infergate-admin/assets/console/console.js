@@ -987,9 +987,115 @@ async function tester() {
   );
 }
 
+// ---------------------------------------------------------------- usage
+
+/** The periods the usage page shows: length in ms and the API's granularity for it. */
+const PERIODS = {
+  hour: { ms: 3600e3, granularity: 'minute', step: 60e3, label: 'Last hour' },
+  day: { ms: 86400e3, granularity: 'hour', step: 3600e3, label: 'Last day' },
+  week: { ms: 7 * 86400e3, granularity: 'hour', step: 3600e3, label: 'Last week' },
+};
+
+/** The sums the page shows: field of the usage API, heading, chart and line colour. */
+const SUMS = [
+  ['requests', 'Requests', 'calls', '#3b4d75'],
+  ['client_errors', '4xx', 'calls', '#e0a800'],
+  ['server_errors', '5xx', 'calls', '#b42318'],
+  ['throttled', '429', 'calls', '#7a3db8'],
+  ['calls', 'Model calls', null, null],
+  ['prompt_tokens', 'Prompt tokens', 'tokens', '#1a7f5a'],
+  ['completion_tokens', 'Completion tokens', 'tokens', '#c2410c'],
+  ['total_tokens', 'Total tokens', null, null],
+];
+
+/** The charts drawn now, resized with the window. */
+let charts = [];
+window.addEventListener('resize', () => {
+  for (const chart of charts) chart.setSize({ width: chartWidth(), height: 220 });
+});
+const chartWidth = () => Math.max(280, Math.min(1100, $('#main').clientWidth - 40));
+
+/** A uPlot chart of the `SUMS` of one kind over time, with a caption. */
+function chart(kind, caption, times, buckets) {
+  const sums = SUMS.filter(([, , k]) => k === kind);
+  const box = el('div', { class: 'chart' });
+  const figure = el('figure', { 'aria-label': caption }, el('figcaption', {}, caption), box);
+  const data = [times.map((t) => t / 1000), ...sums.map(([f]) => times.map((t) => buckets.get(t)?.[f] ?? 0))];
+  const made = new window.uPlot({
+    width: chartWidth(),
+    height: 220,
+    series: [{}, ...sums.map(([, label, , stroke]) => ({ label, stroke, width: 2, points: { show: false } }))],
+    axes: [{}, { size: 60 }],
+    scales: { y: { range: (u, min, max) => [0, Math.max(1, max)] } },
+  }, data, box);
+  charts.push(made);
+  return figure;
+}
+
+/** Calls by answer and model tokens per app and API, over the last hour, day or week. */
+async function usage(chosen = {}) {
+  const choice = { period: 'day', app: '', api: '', ...chosen };
+  const period = PERIODS[choice.period];
+  const to = Date.now();
+  const from = Math.floor((to - period.ms) / period.step) * period.step + period.step;
+  const query = new URLSearchParams({ granularity: period.granularity, from, to });
+  if (choice.app) query.set('app_id', choice.app);
+  if (choice.api) query.set('api_id', choice.api);
+  const [answer, appList, apis] = await Promise.all([
+    api('GET', inProject(`/app-auth/usage?${query}`)),
+    api('GET', inProject('/app-auth/apps?limit=100')),
+    allApis(),
+  ]);
+  const appName = new Map(appList.apps.map((a) => [a.app_id, a.app_name]));
+  const apiName = new Map(apis.map((a) => [a.api_id, `${a.service} · ${a.api_name}`]));
+  // Every period's start, those without calls included; buckets summed over apps and APIs.
+  const times = [];
+  for (let t = Math.floor(from / period.step) * period.step; t < to; t += period.step) times.push(t);
+  const byTime = new Map();
+  const byPair = new Map();
+  for (const bucket of answer.usage) {
+    for (const [map, key] of [[byTime, bucket.start], [byPair, `${bucket.app_id}\n${bucket.api_id}`]]) {
+      const sum = map.get(key) ?? { app_id: bucket.app_id, api_id: bucket.api_id };
+      for (const [f] of SUMS) sum[f] = (sum[f] ?? 0) + bucket[f];
+      map.set(key, sum);
+    }
+  }
+  const pick = (name, label, value, options) => el('select', {
+    name, 'aria-label': label,
+    onchange: (event) => guarded(() => usage({ ...choice, [name]: event.target.value })),
+  }, options.map(([v, text]) => el('option', { value: v, selected: v === value }, text)));
+  const appLabel = (appId) => (appId ? appName.get(appId) ?? appId : '(not an app)');
+  const cells = (sum) => SUMS.map(([f]) => el('td', { class: 'number' }, String(sum[f] ?? 0)));
+  charts = [];
+  const root = el('section', { id: 'usage', 'aria-label': 'Usage' },
+    el('h2', {}, 'Usage'),
+    el('div', { class: 'controls' },
+      field('Period', pick('period', 'Period', choice.period, Object.entries(PERIODS).map(([k, p]) => [k, p.label]))),
+      field('App', pick('app', 'App', choice.app, [['', 'All apps'], ...appList.apps.map((a) => [a.app_id, a.app_name])])),
+      field('API', pick('api', 'API', choice.api, [['', 'All APIs'], ...apis.map((a) => [a.api_id, apiName.get(a.api_id)])])),
+      el('button', { type: 'button', class: 'secondary', onclick: () => guarded(() => usage(choice)) }, 'Refresh')),
+    el('table', { 'aria-label': 'Totals' },
+      el('thead', {}, el('tr', {}, SUMS.map(([, h]) => el('th', { class: 'number' }, h)))),
+      el('tbody', {}, el('tr', {}, cells(answer.total)))),
+  );
+  render(root);
+  const shown = [
+    chart('calls', `Calls per ${period.granularity}`, times, byTime),
+    chart('tokens', `Model tokens per ${period.granularity}`, times, byTime),
+    el('table', { 'aria-label': 'By app and API' },
+      el('thead', {}, el('tr', {}, el('th', {}, 'App'), el('th', {}, 'API'),
+        SUMS.map(([, h]) => el('th', { class: 'number' }, h)))),
+      el('tbody', {}, [...byPair.values()].map((sum) => el('tr', {},
+        el('td', {}, appLabel(sum.app_id)), el('td', {}, apiName.get(sum.api_id) ?? sum.api_id), cells(sum))))),
+    byPair.size === 0 && el('p', { class: 'muted' }, 'No call in this period.'),
+    el('p', { class: 'muted' }, 'Each gateway node adds its counts to the store every usage_flush_ms (10 s unless set).'),
+  ];
+  root.append(...shown.filter(Boolean));
+}
+
 // ---------------------------------------------------------------- navigation
 
-const views = { services, apps, throttles, users: () => users(), tester };
+const views = { services, apps, throttles, usage: () => usage(), users: () => users(), tester };
 
 function show(name) {
   for (const button of document.querySelectorAll('#nav [data-view]')) {

@@ -1,10 +1,35 @@
-//! Model calls' token usage per minute, app and API. Nodes add their sums in batches; a
-//! row is never rewritten, only added to, so concurrent nodes' batches add up.
+//! Calls per minute, app and API, by answer, with model calls' token usage. Nodes add their
+//! sums in batches; a row is never rewritten, only added to, so concurrent nodes' batches
+//! add up.
 
 use super::*;
 
-const COLUMNS: &str = "project_id, app_id, api_id, minute, calls, prompt_tokens, \
-    completion_tokens, total_tokens, reasoning_tokens, cached_tokens, estimated_calls";
+/// The key's columns, then the sums' in the order of [`sums`].
+fn columns() -> String {
+    let mut all = String::from("project_id, app_id, api_id, minute");
+    for (column, _) in sums(&UsageCounts::default()) {
+        all.push_str(", ");
+        all.push_str(column);
+    }
+    all
+}
+
+/// The sums' column names and values.
+fn sums(c: &UsageCounts) -> [(&'static str, i64); 11] {
+    [
+        ("requests", c.requests),
+        ("client_errors", c.client_errors),
+        ("server_errors", c.server_errors),
+        ("throttled", c.throttled),
+        ("calls", c.calls),
+        ("prompt_tokens", c.prompt_tokens),
+        ("completion_tokens", c.completion_tokens),
+        ("total_tokens", c.total_tokens),
+        ("reasoning_tokens", c.reasoning_tokens),
+        ("cached_tokens", c.cached_tokens),
+        ("estimated_calls", c.estimated_calls),
+    ]
+}
 
 fn usage_from_row(row: &DbRow) -> StoreResult<UsageRow> {
     Ok(UsageRow {
@@ -13,6 +38,10 @@ fn usage_from_row(row: &DbRow) -> StoreResult<UsageRow> {
         api_id: row.try_get("api_id")?,
         minute: row.try_get("minute")?,
         counts: UsageCounts {
+            requests: row.try_get("requests")?,
+            client_errors: row.try_get("client_errors")?,
+            server_errors: row.try_get("server_errors")?,
+            throttled: row.try_get("throttled")?,
             calls: row.try_get("calls")?,
             prompt_tokens: row.try_get("prompt_tokens")?,
             completion_tokens: row.try_get("completion_tokens")?,
@@ -30,33 +59,32 @@ impl UsageStore for This {
         if rows.is_empty() {
             return Ok(());
         }
+        let summed = sums(&UsageCounts::default());
+        let additions = summed
+            .iter()
+            .map(|(c, _)| format!("{c} = usage_minutes.{c} + excluded.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let places = (1..=4 + summed.len())
+            .map(|n| format!("${n}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let statement = format!(
+            "INSERT INTO usage_minutes ({}) VALUES ({places})
+             ON CONFLICT (project_id, app_id, api_id, minute) DO UPDATE SET {additions}",
+            columns()
+        );
         let mut tx = self.begin_write().await?;
         for row in rows {
-            sqlx::query(&format!(
-                "INSERT INTO usage_minutes ({COLUMNS})
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
-                 ON CONFLICT (project_id, app_id, api_id, minute) DO UPDATE SET
-                   calls = usage_minutes.calls + excluded.calls,
-                   prompt_tokens = usage_minutes.prompt_tokens + excluded.prompt_tokens,
-                   completion_tokens = usage_minutes.completion_tokens + excluded.completion_tokens,
-                   total_tokens = usage_minutes.total_tokens + excluded.total_tokens,
-                   reasoning_tokens = usage_minutes.reasoning_tokens + excluded.reasoning_tokens,
-                   cached_tokens = usage_minutes.cached_tokens + excluded.cached_tokens,
-                   estimated_calls = usage_minutes.estimated_calls + excluded.estimated_calls"
-            ))
-            .bind(&row.project_id)
-            .bind(&row.app_id)
-            .bind(&row.api_id)
-            .bind(row.minute)
-            .bind(row.counts.calls)
-            .bind(row.counts.prompt_tokens)
-            .bind(row.counts.completion_tokens)
-            .bind(row.counts.total_tokens)
-            .bind(row.counts.reasoning_tokens)
-            .bind(row.counts.cached_tokens)
-            .bind(row.counts.estimated_calls)
-            .execute(&mut *tx)
-            .await?;
+            let mut query = sqlx::query(&statement)
+                .bind(&row.project_id)
+                .bind(&row.app_id)
+                .bind(&row.api_id)
+                .bind(row.minute);
+            for (_, value) in sums(&row.counts) {
+                query = query.bind(value);
+            }
+            query.execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -64,10 +92,11 @@ impl UsageStore for This {
 
     async fn usage(&self, query: &UsageQuery) -> StoreResult<Vec<UsageRow>> {
         let rows = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM usage_minutes
+            "SELECT {} FROM usage_minutes
              WHERE project_id = $1 AND minute >= $2 AND minute < $3
                AND ($4 = '' OR app_id = $4) AND ($5 = '' OR api_id = $5)
-             ORDER BY minute, app_id, api_id"
+             ORDER BY minute, app_id, api_id",
+            columns()
         ))
         .bind(&query.project_id)
         .bind(query.from)

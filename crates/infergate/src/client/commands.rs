@@ -924,16 +924,25 @@ pub async fn usage(c: &Client, args: UsageArgs) -> CliResult<()> {
         answer["usage"] = Value::Array(kept);
     }
     c.print(&answer, |v| {
-        let mut table = Table::new(vec![
-            "START",
-            "APP",
-            "API",
-            "CALLS",
-            "PROMPT",
-            "COMPLETION",
-            "TOTAL",
-            "ESTIMATED",
-        ]);
+        // (heading, field) of each column after the start.
+        const COLUMNS: [(&str, &str); 11] = [
+            ("APP", "app_id"),
+            ("API", "api_id"),
+            ("REQUESTS", "requests"),
+            ("4XX", "client_errors"),
+            ("5XX", "server_errors"),
+            ("429", "throttled"),
+            ("MODEL CALLS", "calls"),
+            ("PROMPT", "prompt_tokens"),
+            ("COMPLETION", "completion_tokens"),
+            ("TOTAL", "total_tokens"),
+            ("ESTIMATED", "estimated_calls"),
+        ];
+        let mut table = Table::new(
+            std::iter::once("START")
+                .chain(COLUMNS.iter().map(|(heading, _)| *heading))
+                .collect(),
+        );
         for b in v["usage"].as_array().into_iter().flatten() {
             let start = b["start"]
                 .as_i64()
@@ -941,15 +950,7 @@ pub async fn usage(c: &Client, args: UsageArgs) -> CliResult<()> {
                 .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
                 .unwrap_or_default();
             let mut row = vec![start];
-            for field in [
-                "app_id",
-                "api_id",
-                "calls",
-                "prompt_tokens",
-                "completion_tokens",
-                "total_tokens",
-                "estimated_calls",
-            ] {
+            for (_, field) in COLUMNS {
                 row.push(super::output::cell(&b[field]));
             }
             table.rows.push(row);

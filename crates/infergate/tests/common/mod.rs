@@ -91,6 +91,17 @@ pub async fn start_with_access_log(dir: &Path) -> (Server, std::path::PathBuf) {
     (server, access_log)
 }
 
+/// A server with the admin password (its data in `dir/data`) that stores its usage every
+/// 200 ms.
+pub async fn start_counting(dir: &Path) -> Server {
+    start_with(
+        &dir.join("data"),
+        Some(PASSWORD),
+        &["--usage-flush-ms", "200"],
+    )
+    .await
+}
+
 /// A server with the admin password, its HTTP/1.1 fast path on or off (off: every call goes
 /// to the general server).
 pub async fn start_on(data_dir: &Path, fast_path: bool) -> Server {
