@@ -236,7 +236,19 @@ def run(browser):
     revoke.click()
     expect(revoke).to_have_count(0)
     expect(page.get_by_role("button", name=f"Revoke viewer from {viewer}")).to_be_visible()
-    page.get_by_label("Description").fill("console key")
+    # A new project, and the viewer's role in it granted from the same table.
+    page.get_by_label("Project name").fill("research")
+    page.get_by_role("button", name="Create project").click()
+    expect(page.get_by_role("table", name="Projects").get_by_text("research")).to_be_visible()
+    expect(page.get_by_role("columnheader", name="Roles in research")).to_be_visible()
+    expect(page.get_by_role("button", name=f"Revoke viewer from {viewer}")).to_have_count(0)
+    page.get_by_label(f"Role to grant {viewer}").select_option("member")
+    page.get_by_role("button", name=f"Grant the chosen role to {viewer}").click()
+    expect(page.get_by_role("button", name=f"Revoke member from {viewer}")).to_be_visible()
+    page.get_by_label("Project of the roles").select_option(label="default")
+    expect(page.get_by_role("button", name=f"Revoke viewer from {viewer}")).to_be_visible()
+    expect(page.get_by_role("button", name=f"Revoke member from {viewer}")).to_have_count(0)
+    page.get_by_label("Description", exact=True).fill("console key")
     page.get_by_role("button", name="Create access key").click()
     expect(page.get_by_text("it is not shown again")).to_be_visible()
     access = page.locator("#new-access-key").inner_text()
@@ -276,10 +288,14 @@ def run(browser):
     body = page.locator("body").inner_text()
     assert result["app_key"] not in body and result["app_secret"] not in body, body
 
-    # The viewer manages no user, only its own access keys.
+    # The viewer manages no user and no project, only its own access keys; it sees the two
+    # projects it holds a role in.
     nav(page, "Users")
     expect(page.get_by_text("Only domain administrators manage users")).to_be_visible()
     expect(page.get_by_role("table", name="Users")).to_have_count(0)
+    expect(page.get_by_role("heading", name="Your projects")).to_be_visible()
+    expect(page.get_by_role("table", name="Projects").locator("tbody tr")).to_have_count(2)
+    expect(page.get_by_role("button", name="Create project")).to_have_count(0)
 
     # A narrow window still shows the list and the navigation.
     page.set_viewport_size({"width": 420, "height": 800})

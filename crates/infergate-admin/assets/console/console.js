@@ -693,6 +693,29 @@ async function accessKeys(user, shown) {
  * Users of the domain and their roles in this project (for domain admins), and the access
  * keys of the chosen user (anyone: their own).
  */
+/** The project whose role grants the users page shows (the session's unless chosen). */
+let rolesProject = null;
+
+/** Projects: a table of those the user sees, and for a domain admin a form that creates one. */
+function projectsPanel(list, admin, chosen) {
+  const name = el('input', { name: 'project_name', required: true, autocomplete: 'off' });
+  const description = el('input', { name: 'project_description', autocomplete: 'off' });
+  return el('section', { 'aria-label': 'Projects' },
+    el('h3', {}, admin ? 'Projects' : 'Your projects'),
+    admin && form('Create a project', [field('Project name', name), field('Project description', description)],
+      'Create project', async () => {
+        const made = await api('POST', '/v3/projects', { project: { name: name.value, description: description.value } });
+        rolesProject = made.project;
+        await users(chosen);
+      }),
+    el('table', { 'aria-label': 'Projects' },
+      el('thead', {}, el('tr', {}, ['Project', 'ID', 'Description'].map((h) => el('th', {}, h)))),
+      el('tbody', {}, list.map((p) => el('tr', {},
+        el('td', {}, p.name, p.id === session.project_id ? ' (signed in)' : ''),
+        el('td', {}, el('code', {}, p.id)), el('td', {}, p.description || ''))))),
+  );
+}
+
 async function users(chosen, shownKey) {
   let list = null;
   try {
@@ -700,15 +723,26 @@ async function users(chosen, shownKey) {
   } catch (error) {
     if (!(error instanceof ApiError) || error.code !== '403') throw error;
   }
+  const projects = (await api('GET', '/v3/projects')).projects;
   const me = { id: session.user_id, name: session.user };
   if (!list) {
-    // Not a domain admin: one's own access keys alone.
+    // Not a domain admin: one's own projects and access keys alone.
     render(el('h2', {}, 'Users'),
-      el('p', { class: 'muted' }, 'Only domain administrators manage users; these are your own access keys.'),
+      el('p', { class: 'muted' }, 'Only domain administrators manage users and projects; these are your projects and your own access keys.'),
+      projectsPanel(projects, false, chosen),
       await accessKeys(me, shownKey));
     return;
   }
-  const project = id(session.project_id);
+  const shownProject = projects.find((p) => p.id === rolesProject?.id)
+    ?? { id: session.project_id, name: session.project };
+  const project = id(shownProject.id);
+  const projectChoice = el('select', {
+    'aria-label': 'Project of the roles',
+    onchange: (event) => guarded(async () => {
+      rolesProject = projects.find((p) => p.id === event.target.value);
+      await users(chosen);
+    }),
+  }, projects.map((p) => el('option', { value: p.id, selected: p.id === shownProject.id }, p.name)));
   const roles = await Promise.all(list.users.map((u) =>
     api('GET', `/v3/projects/${project}/users/${id(u.id)}/roles`).then((r) => r.roles.map((x) => x.name))));
   const rows = list.users.map((u, i) => {
@@ -758,10 +792,12 @@ async function users(chosen, shownKey) {
       password.value = '';
       await users(chosen);
     }),
+    field('Project of the roles', projectChoice),
     el('table', { 'aria-label': 'Users' },
-      el('thead', {}, el('tr', {}, ['User', 'Status', `Roles in ${session.project}`, ''].map((h) => el('th', {}, h)))),
+      el('thead', {}, el('tr', {}, ['User', 'Status', `Roles in ${shownProject.name}`, ''].map((h) => el('th', {}, h)))),
       el('tbody', {}, rows)),
     await accessKeys(chosen || me, shownKey),
+    projectsPanel(projects, true, chosen),
   );
 }
 
