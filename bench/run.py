@@ -150,6 +150,7 @@ http {{
     return path
 
 
+LARGE_BODY = 256 * 1024
 SSE_EVENTS = 200
 
 
@@ -264,6 +265,9 @@ export default {{ valid }};
     return nginx_conf(work, name, f"""
   {http}
   upstream up {{ server 127.0.0.1:{upstream}; keepalive 512; keepalive_requests 100000000; }}
+  # Large request bodies are buffered in memory, not in a temporary file.
+  client_body_buffer_size 1m;
+  client_max_body_size 2m;
   server {{
     listen 127.0.0.1:{port} backlog=4096;
     location / {{
@@ -667,6 +671,13 @@ def report(args, pairs, open_rounds, sse, signing, versions, first_usage=None):
             f"| {p['b_p50']:.0f} / {p['b_p99']:.0f} | {p['a_cpu']:.1f} | {p['b_cpu']:.1f} "
             f"| {p['cpu_ratio']:.3f} | {p['a_kernel'] * 100:.0f}% / {p['b_kernel'] * 100:.0f}% "
             f"| {p['core_busy'] * 100:.0f}% | {p['a_sleeps']:.3f} / {p['b_sleeps']:.3f} |")
+    for p in pairs:
+        if "sha256_us" in p:
+            extra = p["a_cpu"] - p["b_cpu"]
+            lines += ["", f"{LARGE_BODY // 1024} KiB signed POST: infergate's CPU per call over "
+                      f"nginx's {extra:.1f} µs; SHA-256 of the body alone on the proxy core "
+                      f"{p['sha256_us']:.1f} µs (infergate-load --time-sha256); extra / SHA-256 "
+                      f"**{extra / p['sha256_us']:.2f}** (target ≤ 1.10)."]
     if open_rounds:
         p = lambda key, q: med([r[key][q] for r in open_rounds])
         added = lambda name, q: med([r[name][q] - r[f"direct_{name}"][q] for r in open_rounds])
@@ -747,6 +758,11 @@ def sample(args, procs, binary, up):
     ig = Infergate(procs, args.work, args.proxy_core, binary, up)
     url = ig.base + "/predict?model=bench&stream=false"
     a = Target("infergate", url, ig.proc.pid, ig.signed_headers("GET", url))
+    large = None
+    if args.large:
+        large = args.work / "body-large.json"
+        large.write_text(json.dumps({"inputs": "x" * LARGE_BODY})[:LARGE_BODY].ljust(LARGE_BODY))
+        a = Target("infergate", url, ig.proc.pid, ig.signed_headers("POST", url, large), str(large))
     if args.traced:
         traced = Infergate(procs, args.work, args.proxy_core, binary, up, name="infergate-traced",
                            serve_args=["--otlp-endpoint", f"http://127.0.0.1:{up}"])
@@ -754,7 +770,8 @@ def sample(args, procs, binary, up):
         b = Target("infergate-traced", url, traced.proc.pid, traced.signed_headers("GET", url))
     else:
         ports, pids = start_peers(args, procs, ("nginx-a",), up)
-        b = Target("nginx", f"http://127.0.0.1:{ports['nginx-a']}/predict", pids["nginx-a"])
+        b = Target("nginx", f"http://127.0.0.1:{ports['nginx-a']}/predict", pids["nginx-a"],
+                   body_file=large and str(large))
     duration, args.rounds = args.duration, 1
     args.duration = 2
     paired(args, a, b)  # warm up: pools, caches
@@ -855,6 +872,8 @@ def main():
                     help="run infergate under callgrind instead and print instructions per request")
     ap.add_argument("--syscalls", action="store_true",
                     help="count system calls per request of infergate and nginx under strace")
+    ap.add_argument("--large", action="store_true",
+                    help=f"with --sample: a signed {LARGE_BODY // 1024} KiB POST instead of the GET")
     ap.add_argument("--sample", action="store_true",
                     help="sample infergate and nginx (loaded together) with perf cpu-clock")
     ap.add_argument("--traced", action="store_true",
@@ -975,6 +994,13 @@ def main():
         post_url = ig.base + "/echo"
         ig_post = Target("infergate APP-signed 1 KiB POST", post_url, ig.proc.pid,
                          ig.signed_headers("POST", post_url, body_file), str(body_file))
+        # A large signed body: the gateway reads and hashes all of it before forwarding.
+        large_file = args.work / "body-large.json"
+        large_file.write_text(json.dumps({"inputs": "x" * LARGE_BODY})[:LARGE_BODY].ljust(LARGE_BODY))
+        large_url = ig.base + "/predict"
+        ig_post_large = Target(f"infergate APP-signed {LARGE_BODY // 1024} KiB POST", large_url,
+                               ig.proc.pid, ig.signed_headers("POST", large_url, large_file),
+                               str(large_file))
         peer = lambda n, suffix="/predict?model=bench&stream=false", **kw: Target(
             n, f"http://127.0.0.1:{ports[n]}{path.rsplit('/', 1)[0]}{suffix}", pids[n], **kw)
         signed = hmac_headers(path.rsplit("/", 1)[0] + "/predict")
@@ -990,6 +1016,8 @@ def main():
             "envoy": lambda: (ig_get, peer("envoy")),
             "nginx-envoy": lambda: (peer("nginx-a"), peer("envoy")),
             "post": lambda: (ig_post, peer("nginx-a", "/echo", body_file=str(body_file))),
+            "post-large": lambda: (ig_post_large,
+                                   peer("nginx-a", "/predict", body_file=str(large_file))),
             "throttled": lambda: (throttled_get(
                 "infergate APP-signed GET, throttled", "infergate-throttled"), peer("nginx-a")),
             "sse-accounting": lambda: (sse_get("infergate SSE, usage read", ig),
@@ -1013,6 +1041,8 @@ def main():
             "envoy": "infergate signed GET vs Envoy plain proxy",
             "nginx-envoy": "nginx plain proxy vs Envoy plain proxy (reference)",
             "post": "infergate signed 1 KiB POST vs nginx plain proxy",
+            "post-large": f"infergate signed {LARGE_BODY // 1024} KiB POST (body hashed) vs nginx "
+                          "plain proxy",
             "throttled": "infergate signed GET, bound throttling policy, vs nginx plain proxy",
             "sse-accounting": f"infergate {SSE_EVENTS}-event SSE answer: usage read vs accounting off",
             "sse-nginx": f"infergate {SSE_EVENTS}-event SSE answer, usage read, vs nginx plain proxy",
@@ -1033,6 +1063,13 @@ def main():
             rounds = paired(args, a, b)
             pairs.append(summarize(labels[name], a, b, rounds))
             print(f"{labels[name]}: ratio {pairs[-1]['ratio']:.3f}", file=sys.stderr)
+        large = next((p for p in pairs if p["pair"] == labels["post-large"]), None)
+        if large:
+            # What hashing the body alone costs, on the proxies' core, in this run.
+            timed = subprocess.run(["taskset", "-c", str(args.proxy_core), args.load,
+                                    "--time-sha256", "--body-bytes", str(LARGE_BODY)],
+                                   capture_output=True, text=True, check=True)
+            large["sha256_us"] = json.loads(timed.stdout.strip().splitlines()[-1])["sha256_us"]
         open_rounds = sse = signing = None
         if not only or "latency" in only:
             open_rounds = open_loop(args, ig, f"http://127.0.0.1:{up}/predict",

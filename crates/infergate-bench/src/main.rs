@@ -33,7 +33,12 @@ enum SignMode {
 )]
 struct Args {
     /// Target URL (http only).
-    url: String,
+    #[arg(required_unless_present = "time_sha256")]
+    url: Option<String>,
+    /// Load nothing: time SHA-256 over a body of --body-bytes (what the gateway hashes for
+    /// each signed call) on this thread, and print the microseconds one hash takes.
+    #[arg(long)]
+    time_sha256: bool,
     #[arg(short = 'X', long, default_value = "GET")]
     method: String,
     /// Send a body of this many bytes (a JSON string), signed by its SHA-256.
@@ -355,6 +360,8 @@ async fn resolve(uri: &Uri) -> Result<SocketAddr, String> {
 async fn target(args: &Args) -> Result<Target, String> {
     let uri: Uri = args
         .url
+        .as_deref()
+        .unwrap_or_default()
         .parse()
         .map_err(|e| format!("url: not a URL: {e}"))?;
     if uri.scheme_str() != Some("http") {
@@ -471,8 +478,34 @@ async fn run(args: Args) -> Result<serde_json::Value, String> {
     }))
 }
 
+/// Microseconds one SHA-256 of `bytes` bytes takes, the median of 15 runs of at least
+/// 50 ms each.
+fn time_sha256(bytes: usize) -> f64 {
+    let body = vec![b'x'; bytes.max(1)];
+    let mut runs = Vec::new();
+    for _ in 0..15 {
+        let start = std::time::Instant::now();
+        let mut n = 0u32;
+        while start.elapsed() < Duration::from_millis(50) {
+            std::hint::black_box(infergate_sign::sha256_hex(std::hint::black_box(&body)));
+            n += 1;
+        }
+        runs.push(start.elapsed().as_secs_f64() * 1e6 / f64::from(n));
+    }
+    runs.sort_by(f64::total_cmp);
+    runs[runs.len() / 2]
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
+    if args.time_sha256 {
+        let us = time_sha256(args.body_bytes);
+        println!(
+            "{}",
+            serde_json::json!({"bytes": args.body_bytes, "sha256_us": us})
+        );
+        return ExitCode::SUCCESS;
+    }
     let runtime = if args.threads <= 1 {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()

@@ -1,5 +1,6 @@
 //! Body types: responses are streamed frame by frame as boxed bodies; request bodies are
-//! either buffered (signed, so hashed before forwarding) or streamed under the size limit.
+//! either read whole (signed, so hashed as they arrive, before forwarding) or streamed under
+//! the size limit.
 
 use crate::error::GatewayError;
 use crate::usage::{Usage, UsageChunkFilter, UsageTap};
@@ -9,7 +10,7 @@ use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Empty, Full, Limited};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
@@ -194,6 +195,117 @@ pub fn find_source<'e, T: std::error::Error + 'static>(
     None
 }
 
+/// A request body read whole before it is forwarded: its frames as they came (joined only
+/// for a reader that needs one slice), so it can be sent again to another upstream.
+#[derive(Debug, Clone, Default)]
+pub struct ReadBody {
+    chunks: Vec<Bytes>,
+    len: usize,
+}
+
+impl ReadBody {
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The body as one slice: its frames joined (once) when there are several.
+    pub fn joined(&mut self) -> &[u8] {
+        if self.chunks.len() > 1 {
+            let mut all = BytesMut::with_capacity(self.len);
+            for chunk in &self.chunks {
+                all.extend_from_slice(chunk);
+            }
+            self.chunks = vec![all.freeze()];
+        }
+        self.chunks.first().map_or(&[], |chunk| chunk)
+    }
+
+    /// A body that sends the frames (again), each as it came.
+    pub fn body(&self) -> GatewayBody {
+        ReadFrames {
+            chunks: self.chunks.clone().into_iter(),
+            left: self.len as u64,
+        }
+        .boxed_unsync()
+    }
+}
+
+impl From<Bytes> for ReadBody {
+    fn from(bytes: Bytes) -> Self {
+        Self {
+            len: bytes.len(),
+            chunks: if bytes.is_empty() {
+                Vec::new()
+            } else {
+                vec![bytes]
+            },
+        }
+    }
+}
+
+/// See [`ReadBody::body`].
+struct ReadFrames {
+    chunks: std::vec::IntoIter<Bytes>,
+    left: u64,
+}
+
+impl Body for ReadFrames {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let next = self.chunks.next();
+        if let Some(chunk) = &next {
+            self.left -= chunk.len() as u64;
+        }
+        Poll::Ready(next.map(|chunk| Ok(Frame::data(chunk))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.left == 0
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.left)
+    }
+}
+
+/// Reads a client body whole, failing once it passes `limit` bytes; with `hash`, each frame
+/// is hashed as it arrives (no second pass over the body, no copy of it): the body, and
+/// its SHA-256 in hex when asked for.
+pub async fn read_whole(
+    body: ClientBody,
+    limit: usize,
+    hash: bool,
+) -> Result<(ReadBody, Option<String>), GatewayError> {
+    let mut limited = Limited::new(body, limit);
+    let mut read = ReadBody::default();
+    let mut hasher = hash.then(infergate_sign::BodyHasher::default);
+    while let Some(frame) = limited.frame().await {
+        let frame = frame.map_err(|e| GatewayError::client_body(e.as_ref(), limit))?;
+        // Trailers are never forwarded (see `streamed`).
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        if data.is_empty() {
+            continue;
+        }
+        if let Some(hasher) = &mut hasher {
+            hasher.update(&data);
+        }
+        read.len += data.len();
+        read.chunks.push(data);
+    }
+    Ok((read, hasher.map(infergate_sign::BodyHasher::finish_hex)))
+}
+
 /// What [`Observed`] runs when its body has ended: the bytes streamed, and the usage its
 /// tap read.
 type Finish = Box<dyn FnOnce(u64, Option<Usage>) + Send>;
@@ -309,5 +421,33 @@ impl Drop for Observed {
     fn drop(&mut self) {
         // hyper stops polling a body that says it has ended, so its end may come as a drop.
         self.complete();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_read_body_is_sent_again_frame_by_frame_and_joined_once() {
+        let mut read = ReadBody::default();
+        for piece in ["ab", "cde", "f"] {
+            read.len += piece.len();
+            read.chunks.push(Bytes::from_static(piece.as_bytes()));
+        }
+        for _ in 0..2 {
+            let mut body = read.body();
+            assert_eq!(body.size_hint().exact(), Some(6));
+            let mut frames = Vec::new();
+            while let Some(frame) = body.frame().await {
+                frames.push(frame.expect("frame").into_data().expect("data"));
+            }
+            assert_eq!(frames, ["ab", "cde", "f"]);
+            assert!(body.is_end_stream());
+        }
+        assert_eq!(read.joined(), b"abcdef");
+        assert_eq!(read.chunks.len(), 1);
+        assert_eq!(read.body().size_hint().exact(), Some(6));
+        assert!(ReadBody::from(Bytes::new()).body().is_end_stream());
     }
 }

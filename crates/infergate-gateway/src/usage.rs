@@ -100,7 +100,12 @@ pub fn is_model_path(path: &str) -> bool {
 /// call's path below its API's `api_path`, query left out): an API at `/llm` over
 /// `http://host/v1/chat/completions` is a chat completion. Joined without a copy.
 pub fn model_api_at(base: &str, rest: &str) -> Option<ModelApi> {
-    let decoded = percent_encoding::percent_decode_str(rest).decode_utf8_lossy();
+    // Most paths have nothing to decode.
+    let decoded = if rest.contains('%') {
+        percent_encoding::percent_decode_str(rest).decode_utf8_lossy()
+    } else {
+        std::borrow::Cow::Borrowed(rest)
+    };
     let rest = decoded.trim_end_matches('/');
     let base = if rest.is_empty() {
         base.trim_end_matches('/')
@@ -1034,13 +1039,15 @@ const SHARDS: usize = 16;
 /// a call never waits on a write).
 #[derive(Debug, Default)]
 pub struct UsageBook {
-    shards: [Mutex<HashMap<UsageKey, UsageCounts>>; SHARDS],
+    shards: [Mutex<Sums>; SHARDS],
 }
 
+/// One shard's sums. Its keys come from the configuration (a caller names no key of its
+/// own), so a fast hash is safe.
+type Sums = HashMap<UsageKey, UsageCounts, foldhash::fast::RandomState>;
+
 /// Locks a shard, whatever a panicking holder left: the sums stay valid.
-fn open(
-    shard: &Mutex<HashMap<UsageKey, UsageCounts>>,
-) -> MutexGuard<'_, HashMap<UsageKey, UsageCounts>> {
+fn open(shard: &Mutex<Sums>) -> MutexGuard<'_, Sums> {
     shard.lock().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -1064,7 +1071,7 @@ impl UsageBook {
 
     /// Everything summed so far, leaving the book empty.
     pub fn take(&self) -> Vec<(UsageKey, UsageCounts)> {
-        let mut all: HashMap<UsageKey, UsageCounts> = HashMap::new();
+        let mut all = Sums::default();
         for shard in &self.shards {
             for (key, counts) in std::mem::take(&mut *open(shard)) {
                 all.entry(key).or_default().merge(&counts);

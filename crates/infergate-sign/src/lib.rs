@@ -334,6 +334,27 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex_string(digest::digest(&digest::SHA256, bytes).as_ref())
 }
 
+/// SHA-256 of a body fed as it arrives, piece by piece: the same digest as [`sha256_hex`] of
+/// the pieces joined, without joining them.
+pub struct BodyHasher(digest::Context);
+
+impl Default for BodyHasher {
+    fn default() -> Self {
+        Self(digest::Context::new(&digest::SHA256))
+    }
+}
+
+impl BodyHasher {
+    pub fn update(&mut self, piece: &[u8]) {
+        self.0.update(piece);
+    }
+
+    /// Lowercase hex SHA-256 of everything fed.
+    pub fn finish_hex(self) -> String {
+        hex_string(self.0.finish().as_ref())
+    }
+}
+
 /// The 64 lowercase hex digits of the SHA-256 of `bytes`, without allocating.
 fn sha256_hex_digits(bytes: &[u8]) -> [u8; 64] {
     hex_digits(digest::digest(&digest::SHA256, bytes).as_ref())

@@ -604,3 +604,22 @@ fn a_declared_body_hash_must_be_the_bodys() {
     assert_eq!(prepare(&meant, b""), Err(SignError::BodyHashMismatch));
     assert!(prepare(UNSIGNED_PAYLOAD, b"other").is_ok());
 }
+
+proptest! {
+    /// A body hashed piece by piece, cut anywhere, has the digest of the whole.
+    #[test]
+    fn a_body_hashed_in_pieces_is_hashed_whole(
+        body in proptest::collection::vec(any::<u8>(), 0..4096),
+        cuts in proptest::collection::vec(any::<usize>(), 0..8),
+    ) {
+        let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c % (body.len() + 1)).collect();
+        cuts.sort_unstable();
+        let mut hasher = BodyHasher::default();
+        let mut from = 0;
+        for cut in cuts.into_iter().chain([body.len()]) {
+            hasher.update(&body[from..cut]);
+            from = cut;
+        }
+        prop_assert_eq!(hasher.finish_hex(), sha256_hex(&body));
+    }
+}

@@ -1178,6 +1178,79 @@ async fn bodies_in_pieces_and_requests_sent_during_a_call() {
     assert_eq!(reply["body"], "ok");
 }
 
+/// A signed body past the fast path's limit, sent in many pieces (by length and chunked),
+/// is hashed as it arrives and reaches the upstream byte for byte; the same with one byte
+/// changed on the way is refused and reaches nothing.
+#[tokio::test]
+async fn large_signed_bodies_in_pieces_are_hashed_whole() {
+    use std::sync::atomic::Ordering;
+    let s = setup(&[]).await;
+    let (mut socket, addr) = connect(&s.server.gateway).await;
+    let path = format!("/v1/infers/{}/large", s.sid);
+    let body: Vec<u8> = (0..300 * 1024).map(|i| b'a' + (i % 26) as u8).collect();
+    let date = infergate_sign::format_sdk_date(chrono::Utc::now());
+    let headers = vec![
+        ("Host".to_string(), addr.clone()),
+        ("X-Sdk-Date".to_string(), date.clone()),
+    ];
+    let key = s.app["app_key"].as_str().expect("key");
+    let secret = s.app["app_secret"].as_str().expect("secret");
+    let signed = infergate_sign::sign(key, secret.as_bytes(), "POST", &path, "", &headers, &body);
+    let auth = signed.authorization.header_value();
+    let head = |framing: &str| {
+        format!("POST {path} HTTP/1.1\r\nHost: {addr}\r\nX-Sdk-Date: {date}\r\nAuthorization: {auth}\r\n{framing}\r\n")
+    };
+    let mut pending = Vec::new();
+    let calls = s.mock.recorder.calls.load(Ordering::SeqCst);
+    for (chunked, tampered) in [(false, false), (true, false), (false, true), (true, true)] {
+        let mut sent = body.clone();
+        if tampered {
+            sent[200 * 1024] ^= 1;
+        }
+        let framing = if chunked {
+            "Transfer-Encoding: chunked\r\n".to_string()
+        } else {
+            format!("Content-Length: {}\r\n", sent.len())
+        };
+        socket
+            .write_all(head(&framing).as_bytes())
+            .await
+            .expect("head");
+        for piece in sent.chunks(7 * 1024 + 3) {
+            if chunked {
+                let mut framed = format!("{:x}\r\n", piece.len()).into_bytes();
+                framed.extend_from_slice(piece);
+                framed.extend_from_slice(b"\r\n");
+                socket.write_all(&framed).await.expect("chunk");
+            } else {
+                socket.write_all(piece).await.expect("piece");
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        if chunked {
+            socket.write_all(b"0\r\n\r\n").await.expect("last chunk");
+        }
+        let (answer, reply) = read_response(&mut socket, &mut pending).await;
+        let reply: Value = serde_json::from_slice(&reply).expect("json");
+        if tampered {
+            assert!(answer.starts_with("http/1.1 401"), "{answer}");
+            assert_eq!(reply["error_code"], "APIG.0303", "{reply}");
+        } else {
+            assert!(answer.starts_with("http/1.1 200"), "{answer}");
+            assert_eq!(reply["body_len"], body.len());
+            assert!(
+                reply["body"].as_str().is_some_and(|b| b.as_bytes() == body),
+                "the upstream received other bytes"
+            );
+        }
+        if answer.contains("connection: close") {
+            (socket, _) = connect(&s.server.gateway).await;
+            pending.clear();
+        }
+    }
+    assert_eq!(s.mock.recorder.calls.load(Ordering::SeqCst), calls + 2);
+}
+
 /// Bodies past the fast path's limit are streamed by the general server; a request that
 /// asks to close gets `Connection: close` and a closed connection.
 #[tokio::test]

@@ -22,7 +22,7 @@ use infergate_core::snapshot::{ApiRoute, Upstream};
 use smallvec::SmallVec;
 
 use crate::authn::Caller;
-use crate::body::{full, streamed, BoxError, ClientBody, ClientFailure, GatewayBody};
+use crate::body::{streamed, BoxError, ClientBody, ClientFailure, GatewayBody, ReadBody};
 use crate::error::GatewayError;
 use crate::http_rules::ConnInfo;
 use crate::http_rules::{
@@ -90,7 +90,7 @@ impl Sender {
 /// The request body as the gateway holds it.
 pub(crate) enum ForwardBody {
     /// Read already (signed, or empty): can be sent again to another upstream.
-    Buffered(Bytes),
+    Buffered(ReadBody),
     /// Streamed from the client: sent once.
     Stream(Option<ClientBody>),
 }
@@ -249,7 +249,7 @@ impl Attempts for HyperAttempts<'_> {
             }
         };
         let (request_body, known) = match &mut self.body {
-            ForwardBody::Buffered(bytes) => (full(bytes.clone()), Some(bytes.len() as u64)),
+            ForwardBody::Buffered(read) => (read.body(), Some(read.len() as u64)),
             ForwardBody::Stream(stream) => match stream.take() {
                 Some(incoming) => {
                     let known = incoming.size_hint().exact();

@@ -131,69 +131,129 @@ impl<IO> HeadGuard<IO> {
         }
     }
 
-    /// Whether `n` bytes just read need no look: a passed-through stream, or the middle of
-    /// a body of known length (counted off here).
-    fn passes_unseen(&mut self, n: usize) -> bool {
-        match &mut self.state {
-            State::Passthrough => true,
-            State::Body(left) if n as u64 <= *left => {
-                *left -= n as u64;
-                if *left == 0 {
-                    self.state = State::Head;
+    /// How many of `read` (just read into the reader's buffer) go on as they are, the state
+    /// following them: a passed-through stream, a body's bytes, and heads that are whole in
+    /// them and accepted. What follows (a head not yet whole, one refused, bytes hyper reads
+    /// its own way) is for [`HeadGuard::feed`].
+    fn pass_in_place(&mut self, read: &[u8]) -> usize {
+        let mut used = 0;
+        while used < read.len() {
+            let rest = &read[used..];
+            match &mut self.state {
+                State::Passthrough => return read.len(),
+                State::Refused => return used,
+                State::Body(left) => {
+                    let take = rest.len().min(usize::try_from(*left).unwrap_or(usize::MAX));
+                    used += take;
+                    *left -= take as u64;
+                    if *left == 0 {
+                        self.state = State::Head;
+                    }
                 }
-                true
+                State::Chunked(end) => match end.advance(rest) {
+                    Ok(n) => {
+                        used += n;
+                        if end.done() {
+                            self.state = State::Head;
+                        } else if n < rest.len() {
+                            return used;
+                        }
+                    }
+                    // hyper refuses the same bytes.
+                    Err(_) => {
+                        self.state = State::Passthrough;
+                        return read.len();
+                    }
+                },
+                // A head begun in an earlier read is completed in `self.head`.
+                State::Head if !self.head.is_empty() => return used,
+                State::Head => match vet(rest) {
+                    Vetted::Whole { len, next } => {
+                        self.state = next;
+                        self.deadline = None;
+                        used += len;
+                    }
+                    _ => return used,
+                },
             }
-            _ => false,
         }
+        used
     }
 
     /// Decides the head in `self.head` once it is whole; the bytes after it, if any.
     fn vet_head(&mut self) -> Option<BytesMut> {
-        // Empty lines before a request line are hyper's to skip.
-        let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut req = httparse::Request::new(&mut slots);
-        let len = match req.parse(&self.head) {
-            Ok(httparse::Status::Complete(len)) => len,
-            Ok(httparse::Status::Partial) if self.head.len() <= MAX_HEAD => return None,
+        match vet(&self.head) {
+            Vetted::Partial => None,
             // Too long, not HTTP/1 (an HTTP/2 preface), or invalid: hyper answers it.
-            _ => {
+            Vetted::Unusual => {
                 self.state = State::Passthrough;
                 self.deadline = None;
                 let held = self.head.split();
                 self.out.extend_from_slice(&held);
-                return None;
+                None
             }
-        };
-        let upgrade = req.method == Some("CONNECT")
-            || req
-                .headers
-                .iter()
-                .any(|h| h.name.eq_ignore_ascii_case("upgrade"));
-        let framing = http_rules::request_framing(
-            req.version == Some(1),
-            req.headers.iter().map(|h| (h.name, h.value)),
-        );
-        let rest = self.head.split_off(len);
-        let head = self.head.split();
-        self.deadline = None;
-        match framing {
-            Err(_) => {
+            Vetted::Refused => {
+                self.head.clear();
+                self.deadline = None;
                 self.out.extend_from_slice(REFUSED_HEAD);
                 self.state = State::Refused;
                 self.ended = true;
-                return None;
+                None
             }
-            Ok(framing) => {
+            Vetted::Whole { len, next } => {
+                let rest = self.head.split_off(len);
+                let head = self.head.split();
+                self.deadline = None;
                 self.out.extend_from_slice(&head);
-                self.state = match framing {
-                    _ if upgrade => State::Passthrough,
-                    RequestFraming::None | RequestFraming::Length(0) => State::Head,
-                    RequestFraming::Length(n) => State::Body(n),
-                    RequestFraming::Chunked => State::Chunked(ChunkedEnd::default()),
-                };
+                self.state = next;
+                (!rest.is_empty()).then_some(rest)
             }
         }
-        (!rest.is_empty()).then_some(rest)
+    }
+}
+
+/// What the start of some bytes is as a request head.
+enum Vetted {
+    /// Not whole yet.
+    Partial,
+    /// Too long, not HTTP/1 (an HTTP/2 preface), or invalid: hyper answers it.
+    Unusual,
+    /// Framed ambiguously: never handed on.
+    Refused,
+    /// A head of `len` bytes, accepted; what follows it.
+    Whole { len: usize, next: State },
+}
+
+/// Vets the head at the start of `bytes` by the gateway's framing rules.
+fn vet(bytes: &[u8]) -> Vetted {
+    // Empty lines before a request line are hyper's to skip.
+    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut slots);
+    let len = match req.parse(bytes) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) if bytes.len() <= MAX_HEAD => return Vetted::Partial,
+        _ => return Vetted::Unusual,
+    };
+    let upgrade = req.method == Some("CONNECT")
+        || req
+            .headers
+            .iter()
+            .any(|h| h.name.eq_ignore_ascii_case("upgrade"));
+    let framing = http_rules::request_framing(
+        req.version == Some(1),
+        req.headers.iter().map(|h| (h.name, h.value)),
+    );
+    match framing {
+        Err(_) => Vetted::Refused,
+        Ok(framing) => Vetted::Whole {
+            len,
+            next: match framing {
+                _ if upgrade => State::Passthrough,
+                RequestFraming::None | RequestFraming::Length(0) => State::Head,
+                RequestFraming::Length(n) => State::Body(n),
+                RequestFraming::Chunked => State::Chunked(ChunkedEnd::default()),
+            },
+        },
     }
 }
 
@@ -238,13 +298,18 @@ impl<IO: AsyncRead + Unpin> AsyncRead for HeadGuard<IO> {
                 this.ended = true;
                 continue;
             }
-            if this.passes_unseen(read) {
+            // Most bytes go on where they were read (a large body is never copied); the
+            // rest is taken back and checked on its own, handed on after them.
+            let passed = this.pass_in_place(&buf.filled()[before..]);
+            if passed == read {
                 return Poll::Ready(Ok(()));
             }
-            // A head (or a chunked body) is in them: taken back and checked first.
-            let taken = BytesMut::from(&buf.filled()[before..]);
-            buf.set_filled(before);
+            let taken = BytesMut::from(&buf.filled()[before + passed..]);
+            buf.set_filled(before + passed);
             this.feed(taken);
+            if passed > 0 {
+                return Poll::Ready(Ok(()));
+            }
         }
     }
 }
@@ -396,6 +461,50 @@ mod tests {
                     String::from_utf8_lossy(&input[..input.len().min(60)])
                 );
             }
+        }
+    }
+
+    /// Requests of every framing, accepted and refused, for the property below.
+    const PARTS: &[&[u8]] = &[
+        b"GET /a HTTP/1.1\r\nHost: g\r\n\r\n",
+        b"POST /a HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello",
+        b"POST /a HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
+        b"POST /a HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5;x\r\nhello\r\n0\r\nT: 1\r\n\r\n",
+        b"POST /a HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+        b"POST /a HTTP/1.1\r\nContent-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nG",
+        b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+        b"GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\nraw",
+        b"\r\nGET /after-empty-line HTTP/1.1\r\n\r\n",
+        b"GET bad\r\nHost: x\r\n\r\n",
+        b"POST /a HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+    ];
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config::with_cases(512))]
+        /// Bytes handed on where they were read and bytes taken back through the state
+        /// machine make the same stream: whatever the requests and however they arrive.
+        #[test]
+        fn reading_in_place_hands_on_what_the_state_machine_decides(
+            parts in proptest::collection::vec(0..PARTS.len(), 1..8),
+            body in 0usize..3000,
+            piece in 1usize..5000,
+        ) {
+            let mut input = Vec::new();
+            for part in parts {
+                input.extend_from_slice(PARTS[part]);
+                if part == 1 {
+                    // A longer body of known length.
+                    let head = format!("POST /b HTTP/1.1\r\nContent-Length: {body}\r\n\r\n");
+                    input.extend_from_slice(head.as_bytes());
+                    input.extend(std::iter::repeat_n(b'x', body));
+                }
+            }
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            let read = runtime.block_on(read_through(&input, piece));
+            proptest::prop_assert_eq!(read, guarded(&input, piece));
         }
     }
 

@@ -14,7 +14,7 @@ use http::{Request, Response};
 use http_body_util::BodyExt;
 use hyper::body::Body;
 
-use crate::body::{self, ClientBody, GatewayBody};
+use crate::body::{self, read_whole, ClientBody, GatewayBody, ReadBody};
 use crate::error::{ErrorAnswer, GatewayError};
 use crate::http_rules;
 use crate::http_rules::cors::{self, Cross};
@@ -125,13 +125,13 @@ impl Gateway {
         }
         let selected = self.select(&snapshot, &Head::of(&parts), &conn, record)?;
         let body_is_empty = body.is_end_stream();
+        let limit = self.settings.limits.max_body_bytes;
         let (forward_body, body_hash) = if body_is_empty {
-            (ForwardBody::Buffered(Bytes::new()), None)
+            (ForwardBody::Buffered(ReadBody::default()), None)
         } else if selected.needs_hash {
-            let bytes = collect_limited(body, self.settings.limits.max_body_bytes).await?;
-            record.bytes_in = bytes.len() as u64;
-            let hash = infergate_sign::sha256_hex(&bytes);
-            (ForwardBody::Buffered(bytes), Some(hash))
+            let (read, hash) = read_whole(body, limit, true).await?;
+            record.bytes_in = read.len() as u64;
+            (ForwardBody::Buffered(read), hash)
         } else {
             (ForwardBody::Stream(Some(body)), None)
         };
@@ -149,33 +149,35 @@ impl Gateway {
         // An admitted model call's body is read whole (never a stranger's): it may be
         // asked for usage, and it says what tokens the call reserves. So is the body of a
         // call that may go to another upstream after an answer (up to the body limit).
-        let whole = record.model_call
-            || deferred.as_ref().is_some_and(|d| d.needs_body())
-            || (selected.api.service.retry.as_ref()).is_some_and(|r| r.on_answers());
-        let forward_body = match forward_body {
+        // Read as one slice by those that look into it.
+        let looked_into = record.model_call || deferred.as_ref().is_some_and(|d| d.needs_body());
+        let whole =
+            looked_into || (selected.api.service.retry.as_ref()).is_some_and(|r| r.on_answers());
+        let mut forward_body = match forward_body {
             ForwardBody::Stream(Some(body)) if whole => {
-                let bytes = collect_limited(body, self.settings.limits.max_body_bytes).await?;
-                record.bytes_in = bytes.len() as u64;
-                ForwardBody::Buffered(bytes)
+                let (read, _) = read_whole(body, limit, false).await?;
+                record.bytes_in = read.len() as u64;
+                ForwardBody::Buffered(read)
             }
             other => other,
         };
-        let sent: &[u8] = match &forward_body {
-            ForwardBody::Buffered(bytes) => bytes,
-            ForwardBody::Stream(_) => &[],
+        let sent: &[u8] = match &mut forward_body {
+            ForwardBody::Buffered(read) if looked_into => read.joined(),
+            _ => &[],
         };
         self.count_deferred(deferred, sent, record).await?;
         let model_api = record.model_api.filter(|_| record.model_call);
         let forward_body = match (forward_body, model_api) {
-            (ForwardBody::Buffered(bytes), Some(api)) => {
-                let edited = crate::usage::forwarded_request(api, &bytes, record.forward_cap)
-                    .map_err(GatewayError::BadRequest)?;
+            (ForwardBody::Buffered(mut read), Some(api)) => {
+                let edited =
+                    crate::usage::forwarded_request(api, read.joined(), record.forward_cap)
+                        .map_err(GatewayError::BadRequest)?;
                 match edited {
                     Some((edited, asked)) => {
                         record.asked_usage = asked;
-                        ForwardBody::Buffered(Bytes::from(edited))
+                        ForwardBody::Buffered(ReadBody::from(Bytes::from(edited)))
                     }
-                    None => ForwardBody::Buffered(bytes),
+                    None => ForwardBody::Buffered(read),
                 }
             }
             (other, _) => other,
@@ -208,13 +210,4 @@ fn answer_response(answer: ErrorAnswer<'_>) -> Response<GatewayBody> {
     *response.status_mut() = answer.status;
     *response.headers_mut() = headers;
     response
-}
-
-/// Reads a body up to `limit` bytes.
-async fn collect_limited(body: ClientBody, limit: usize) -> Result<Bytes, GatewayError> {
-    http_body_util::Limited::new(body, limit)
-        .collect()
-        .await
-        .map(|c| c.to_bytes())
-        .map_err(|e| GatewayError::client_body(e.as_ref(), limit))
 }
