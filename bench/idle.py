@@ -50,6 +50,30 @@ def upstream_connections(pid, port):
     return count
 
 
+def raise_open_files():
+    """Raises this process's open-file limit (and its children's) to the hard limit; that."""
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard
+
+
+def start_nginx(procs, work, name, core, up, nofile):
+    """nginx 1 worker as a plain proxy to `up` with `keepalive 256` (infergate's default
+    pool), its open-file limit `nofile`; its port and process."""
+    port = run.free_port()
+    conf = run.nginx_conf(work, name, f"""
+  upstream up {{ server 127.0.0.1:{up}; keepalive 256; keepalive_requests 100000000; }}
+  server {{
+    listen 127.0.0.1:{port} backlog=4096;
+    location / {{
+      proxy_pass http://up;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }}
+  }}""", main=f"worker_rlimit_nofile {nofile};")
+    return port, procs.start(name, core, [run.tool("nginx"), "-c", str(conf)])
+
+
 def call(sock, request):
     """Sends one request and reads its whole answer (Content-Length framed); its status."""
     sock.sendall(request)
@@ -103,8 +127,7 @@ def main():
     ap.add_argument("--proxy-core", default="0")
     ap.add_argument("--load-core", default="1")
     args = ap.parse_args()
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    hard = raise_open_files()
     if args.connections + 100 > hard:
         sys.exit(f"bench: {args.connections} connections need more than the open-file limit {hard}")
     if not args.no_build:
@@ -125,18 +148,7 @@ def main():
         # The signed lines include Host.
         headers = "".join(f"{h}\r\n" for h in ig.signed_headers("GET", url))
         ig_request = f"GET /{path} HTTP/1.1\r\n{headers}\r\n".encode()
-        port = run.free_port()
-        conf = run.nginx_conf(work, "nginx-idle", f"""
-  upstream up {{ server 127.0.0.1:{up}; keepalive 256; keepalive_requests 100000000; }}
-  server {{
-    listen 127.0.0.1:{port} backlog=4096;
-    location / {{
-      proxy_pass http://up;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-    }}
-  }}""", main=f"worker_rlimit_nofile {hard};")
-        ngx = procs.start("nginx-idle", args.proxy_core, [nginx, "-c", str(conf)])
+        port, ngx = start_nginx(procs, work, "nginx-idle", args.proxy_core, up, hard)
         run.wait_http(f"http://127.0.0.1:{port}/")
         nginx_request = f"GET /predict HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode()
         os.sched_setaffinity(0, {int(args.load_core)})

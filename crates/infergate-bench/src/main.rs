@@ -33,7 +33,7 @@ enum SignMode {
 )]
 struct Args {
     /// Target URL (http only).
-    #[arg(required_unless_present = "time_sha256")]
+    #[arg(required_unless_present_any = ["time_sha256", "serve_sse"])]
     url: Option<String>,
     /// Load nothing: time SHA-256 over a body of --body-bytes (what the gateway hashes for
     /// each signed call) on this thread, and print the microseconds one hash takes.
@@ -66,6 +66,18 @@ struct Args {
     /// Extra header `name: value` (repeatable).
     #[arg(short = 'H', long = "header")]
     headers: Vec<String>,
+    /// Open --connections streams at once, one request each, and time each one's first
+    /// body frame and the gaps between its frames until it ends.
+    #[arg(long)]
+    streams: bool,
+    /// Load nothing: serve a `text/event-stream` answer to every request on loopback (an
+    /// event every --every-ms, --events of them), printing the address first.
+    #[arg(long)]
+    serve_sse: bool,
+    #[arg(long, default_value_t = 50)]
+    events: usize,
+    #[arg(long, default_value_t = 100)]
+    every_ms: u64,
     /// Runtime threads (1: a single-threaded runtime).
     #[arg(long, default_value_t = 1)]
     threads: usize,
@@ -158,6 +170,8 @@ impl DateCache {
 struct Tally {
     latencies_us: Vec<u32>,
     late_us: Vec<u32>,
+    /// Between a stream's body frames.
+    gaps_us: Vec<u32>,
     ok: u64,
     non_2xx: u64,
     errors: u64,
@@ -167,6 +181,7 @@ impl Tally {
     fn merge(&mut self, other: Tally) {
         self.latencies_us.extend(other.latencies_us);
         self.late_us.extend(other.late_us);
+        self.gaps_us.extend(other.gaps_us);
         self.ok += other.ok;
         self.non_2xx += other.non_2xx;
         self.errors += other.errors;
@@ -339,6 +354,106 @@ async fn first_events(target: Arc<Target>, n: usize) -> Tally {
     tally
 }
 
+/// Microseconds from `since` to now, saturated.
+fn micros_since(since: Instant) -> u32 {
+    since.elapsed().as_micros().min(u128::from(u32::MAX)) as u32
+}
+
+/// One stream: a request on a connection of its own, its first body frame timed from the
+/// moment it was sent, then the gap before each later frame, until the answer ends.
+async fn one_stream(target: Arc<Target>) -> Tally {
+    let mut tally = Tally::default();
+    let mut dates = DateCache::default();
+    let request = target.request(&mut dates);
+    let (Ok(mut sender), Ok(request)) = (connect(target.addr).await, request) else {
+        tally.errors += 1;
+        return tally;
+    };
+    let sent = Instant::now();
+    let Ok(response) = sender.send_request(request).await else {
+        tally.errors += 1;
+        return tally;
+    };
+    if !response.status().is_success() {
+        tally.non_2xx += 1;
+        return tally;
+    }
+    let mut body = response.into_body();
+    let mut last: Option<Instant> = None;
+    while let Some(frame) = body.frame().await {
+        if frame.is_err() {
+            tally.errors += 1;
+            return tally;
+        }
+        match last {
+            None => tally.latencies_us.push(micros_since(sent)),
+            Some(at) => tally.gaps_us.push(micros_since(at)),
+        }
+        last = Some(Instant::now());
+    }
+    tally.ok += 1;
+    tally
+}
+
+/// An event stream for every request: `events` events, `every` apart, the first at once.
+struct Events {
+    left: usize,
+    n: usize,
+    tick: tokio::time::Interval,
+}
+
+impl hyper::body::Body for Events {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        if self.left == 0 {
+            return std::task::Poll::Ready(None);
+        }
+        std::task::ready!(self.tick.poll_tick(cx));
+        self.left -= 1;
+        self.n += 1;
+        let event = format!("id: {}\ndata: {{\"token\":\"hello\"}}\n\n", self.n);
+        std::task::Poll::Ready(Some(Ok(hyper::body::Frame::data(Bytes::from(event)))))
+    }
+}
+
+/// Serves [`Events`] on a loopback port until killed.
+async fn serve_sse(events: usize, every: Duration) -> Result<(), String> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| format!("bind: {e}"))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    println!("{}", serde_json::json!({"addr": addr.to_string()}));
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |_req| async move {
+                let mut tick = tokio::time::interval(every);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                let body = Events {
+                    left: events,
+                    n: 0,
+                    tick,
+                };
+                http::Response::builder()
+                    .header(http::header::CONTENT_TYPE, "text/event-stream")
+                    .header("x-accel-buffering", "no")
+                    .body(body)
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
 fn percentile(sorted: &[u32], p: f64) -> Option<u32> {
     if sorted.is_empty() {
         return None;
@@ -439,6 +554,15 @@ async fn run(args: Args) -> Result<serde_json::Value, String> {
     let mut tally = Tally::default();
     if let Some(n) = args.first_event {
         tally = first_events(target, n).await;
+    } else if args.streams {
+        let tasks: Vec<_> = (0..args.connections)
+            .map(|_| tokio::spawn(one_stream(target.clone())))
+            .collect();
+        for task in tasks {
+            if let Ok(t) = task.await {
+                tally.merge(t);
+            }
+        }
     } else {
         let deadline = started + Duration::from_secs_f64(args.duration);
         let schedule = match args.rate {
@@ -462,6 +586,7 @@ async fn run(args: Args) -> Result<serde_json::Value, String> {
     let seconds = started.elapsed().as_secs_f64();
     tally.latencies_us.sort_unstable();
     tally.late_us.sort_unstable();
+    tally.gaps_us.sort_unstable();
     let done = tally.ok + tally.non_2xx;
     Ok(serde_json::json!({
         "requests": done,
@@ -475,6 +600,8 @@ async fn run(args: Args) -> Result<serde_json::Value, String> {
         "p99_us": percentile(&tally.latencies_us, 99.0),
         "max_us": tally.latencies_us.last(),
         "late_p99_us": percentile(&tally.late_us, 99.0),
+        "gap_p50_us": percentile(&tally.gaps_us, 50.0),
+        "gap_p99_us": percentile(&tally.gaps_us, 99.0),
     }))
 }
 
@@ -498,6 +625,18 @@ fn time_sha256(bytes: usize) -> f64 {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if args.serve_sse {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build();
+        let served = runtime.map_err(|e| e.to_string()).and_then(|rt| {
+            rt.block_on(serve_sse(args.events, Duration::from_millis(args.every_ms)))
+        });
+        if let Err(e) = served {
+            eprintln!("infergate-load: {e}");
+        }
+        return ExitCode::FAILURE;
+    }
     if args.time_sha256 {
         let us = time_sha256(args.body_bytes);
         println!(
