@@ -34,7 +34,7 @@ use head::{
     head_end, new_slots, read_head, request_bytes, split_target, HeadEnd, HeadRead, Parsed,
     RawHeaders,
 };
-use relay::{error_bytes, ClientHead, FastTo, OwnLines, RelayError, READ_SIZE};
+use relay::{error_bytes, ClientHead, FastTo, OwnLines, ReadSize, RelayError};
 
 pub(crate) use relay::UpstreamConn;
 
@@ -141,7 +141,9 @@ pub async fn serve(
     conn: &ConnInfo,
     stop: &mut watch::Receiver<bool>,
 ) -> Ended {
-    let mut buf = BytesMut::with_capacity(READ_SIZE);
+    // Taken when the first bytes arrive.
+    let mut buf = BytesMut::new();
+    let mut read_size = ReadSize::default();
     // What the client sends while a call is with the upstream; appended to `buf` after it.
     let mut ahead = BytesMut::new();
     let listener = &gateway.settings.listener;
@@ -191,7 +193,7 @@ pub async fn serve(
                 }
                 holding.set(true);
             }
-            buf.reserve(READ_SIZE);
+            let room = read_size.room(&mut buf);
             // Between requests, the connection rests after a moment idle; with a head begun
             // (and not ended), it still gives back its upstream connection then.
             let restable = (between && holding.on) || scratch.holds();
@@ -217,12 +219,14 @@ pub async fn serve(
                 if between {
                     buf = BytesMut::new();
                     ahead = BytesMut::new();
+                    read_size = ReadSize::default();
                     holding.set(false);
                 }
                 continue;
             };
-            if !matches!(read, Ok(n) if n > 0) {
-                return Ended::Closed;
+            match read {
+                Ok(n) if n > 0 => read_size.after(n, room),
+                _ => return Ended::Closed,
             }
         };
         // The head is read in place; when its body has not all arrived, the rest is read
@@ -419,7 +423,7 @@ impl Client<'_> {
             if ready.is_err() {
                 return Waited::Gone;
             }
-            self.ahead.reserve(READ_SIZE);
+            self.ahead.reserve(ReadSize::FIRST);
             match self.stream.try_read_buf(self.ahead) {
                 Ok(0) => return Waited::Gone,
                 Ok(_) => {}

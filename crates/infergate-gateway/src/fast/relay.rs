@@ -24,8 +24,37 @@ use crate::upstreams::tls::{Alpn, UpstreamTls};
 use crate::upstreams::Failure;
 use crate::usage::{Media, UsageChunkFilter, UsageTap};
 
-/// What is read at a time.
+/// The most read at a time.
 pub(super) const READ_SIZE: usize = 16 * 1024;
+
+/// How much a connection reads at a time: little at first (most heads, answers and events
+/// fit), doubling up to [`READ_SIZE`] while reads fill the room, so an open stream or a
+/// quiet connection holds small buffers and a large body is still read in large pieces.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct ReadSize(usize);
+
+impl Default for ReadSize {
+    fn default() -> Self {
+        Self(Self::FIRST)
+    }
+}
+
+impl ReadSize {
+    pub const FIRST: usize = 4 * 1024;
+
+    /// Makes room in `buf` for the next read; the room.
+    pub fn room(&self, buf: &mut BytesMut) -> usize {
+        buf.reserve(self.0);
+        buf.capacity() - buf.len()
+    }
+
+    /// After a read of `n` bytes into `room`: a read that filled it makes the next larger.
+    pub fn after(&mut self, n: usize, room: usize) {
+        if n >= room && n > 0 {
+            self.0 = (self.0 * 2).min(READ_SIZE);
+        }
+    }
+}
 /// A response head larger than this is refused.
 const MAX_RESPONSE_HEAD: usize = 128 * 1024;
 
@@ -237,6 +266,7 @@ impl AsyncWrite for UpstreamIo {
 pub(crate) struct UpstreamConn {
     pub(super) stream: UpstreamIo,
     pub(super) buf: BytesMut,
+    read_size: ReadSize,
 }
 
 impl Pooled for UpstreamConn {
@@ -295,10 +325,7 @@ impl FastTo<'_> {
                 .map_err(Failure::from)?;
             UpstreamIo::Plain(tcp)
         };
-        Ok(UpstreamConn {
-            stream,
-            buf: BytesMut::with_capacity(READ_SIZE),
-        })
+        Ok(UpstreamConn::new(stream))
     }
 }
 
@@ -309,6 +336,15 @@ pub(super) enum RelayError {
 }
 
 impl UpstreamConn {
+    /// A connection with nothing read yet (its buffer taken when bytes arrive).
+    pub(super) fn new(stream: UpstreamIo) -> Self {
+        Self {
+            stream,
+            buf: BytesMut::new(),
+            read_size: ReadSize::default(),
+        }
+    }
+
     /// Whether the connection holds nothing past the answer just relayed, so the next call
     /// may take it: no bytes read and left over, and for TLS no plaintext the session
     /// decrypted already (which no readiness check or peek of the socket sees) and no
@@ -362,11 +398,11 @@ impl UpstreamConn {
                     Err(e) => return Err(Some(format!("invalid upstream response: {e}"))),
                 }
             }
-            self.buf.reserve(READ_SIZE);
+            let room = self.read_size.room(&mut self.buf);
             match self.stream.read_buf(&mut self.buf).await {
                 Ok(0) if !*received => return Err(None),
                 Ok(0) => return Err(Some("the upstream closed mid-response".into())),
-                Ok(_) => {}
+                Ok(n) => self.read_size.after(n, room),
                 Err(e) if !*received => {
                     tracing::debug!(error = %e, "upstream connection failed before a response");
                     return Err(None);
@@ -453,13 +489,16 @@ impl UpstreamConn {
     /// Reads more of the response into the buffer; `true` when the upstream closed a body
     /// that ends with the connection (any other close is an error).
     async fn read_more(&mut self, framing: ResponseFraming) -> Result<bool, RelayError> {
-        self.buf.reserve(READ_SIZE);
+        let room = self.read_size.room(&mut self.buf);
         match self.stream.read_buf(&mut self.buf).await {
             Ok(0) if framing == ResponseFraming::UntilClose => Ok(true),
             Ok(0) => Err(RelayError::Upstream(
                 "the upstream closed mid-response".into(),
             )),
-            Ok(_) => Ok(false),
+            Ok(n) => {
+                self.read_size.after(n, room);
+                Ok(false)
+            }
             Err(e) => Err(RelayError::Upstream(format!(
                 "reading the upstream response: {e}"
             ))),

@@ -444,10 +444,7 @@ async fn an_idle_upstream_connection_closed_by_its_peer_is_not_reused() {
     let addr = listener.local_addr().expect("addr");
     let stream = TcpStream::connect(addr).await.expect("connect");
     let (peer, _) = listener.accept().await.expect("accept");
-    let up = UpstreamConn {
-        stream: super::relay::UpstreamIo::Plain(stream),
-        buf: BytesMut::new(),
-    };
+    let up = UpstreamConn::new(super::relay::UpstreamIo::Plain(stream));
     assert!(!up.is_closed(), "open and quiet");
     drop(peer);
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -735,10 +732,7 @@ async fn plaintext_left_in_a_tls_session_keeps_the_connection_from_the_next_call
         .connect(tcp, "localhost", Some(&ca_pem), Alpn::Http11)
         .await
         .expect("TLS");
-    let mut conn = UpstreamConn {
-        stream: relay::UpstreamIo::Tls(Box::new(tls)),
-        buf: BytesMut::new(),
-    };
+    let mut conn = UpstreamConn::new(relay::UpstreamIo::Tls(Box::new(tls)));
     let mut answer = [0u8; 6];
     conn.stream.read_exact(&mut answer).await.expect("answer");
     assert_eq!(&answer, b"answer");
@@ -776,5 +770,32 @@ async fn a_waiting_connections_task_is_small() {
     assert!(
         size <= 2048,
         "a fast-path connection's task takes {size} bytes"
+    );
+}
+
+#[test]
+fn reads_start_small_and_grow_while_they_fill_the_room() {
+    let mut size = ReadSize::default();
+    let mut buf = BytesMut::new();
+    let room = size.room(&mut buf);
+    assert!(
+        (ReadSize::FIRST..2 * ReadSize::FIRST).contains(&room),
+        "{room}"
+    );
+    // A read that leaves room: the next is as small.
+    size.after(100, room);
+    assert_eq!(size.room(&mut BytesMut::new()), room);
+    // Reads that fill it: doubling up to READ_SIZE.
+    let mut last = room;
+    for _ in 0..8 {
+        let mut fresh = BytesMut::new();
+        let room = size.room(&mut fresh);
+        assert!(room >= last);
+        size.after(room, room);
+        last = room;
+    }
+    assert!(
+        last >= relay::READ_SIZE && last < 2 * relay::READ_SIZE,
+        "{last}"
     );
 }
