@@ -291,6 +291,9 @@ pub async fn serve_with<M, S, B>(
                         });
                     }
                 }
+                // One connection per turn: the connections already open go on between two
+                // accepts, so a burst of new ones does not hold back the calls under way.
+                tokio::task::yield_now().await;
             }
             _ = &mut shutdown => break,
         }
