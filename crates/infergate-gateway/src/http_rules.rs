@@ -299,8 +299,8 @@ pub(crate) fn content_length(value: &[u8]) -> Option<u64> {
 /// Header lines a request head may have: both servers parse at most this many (hyper's own
 /// limit).
 pub(crate) const MAX_HEADERS: usize = 100;
-/// A request head that has not ended by this size is not held or parsed by the gateway:
-/// hyper answers it with its own error.
+/// A request head that has not ended by this size is refused (hyper would read heads up
+/// to about 400 KiB).
 pub(crate) const MAX_HEAD: usize = 256 * 1024;
 
 // === Framing ===
@@ -441,7 +441,7 @@ impl ChunkedEnd {
                         None => (rest, false),
                     };
                     if self.line.len() + piece.len() > MAX_CHUNK_LINE {
-                        return Err("a chunk line of the upstream response is too long".into());
+                        return Err("a chunk line is too long".into());
                     }
                     self.line.extend_from_slice(piece);
                     at += piece.len();
@@ -456,7 +456,12 @@ impl ChunkedEnd {
 
     fn line_ended(&mut self) -> Result<(), String> {
         let line = std::mem::take(&mut self.line);
-        let blank = line == b"\r\n" || line == b"\n";
+        // Every line ends with CRLF, as hyper reads them: a bare LF would end a line here
+        // and not there, and the two would see the body end in different places.
+        if !line.ends_with(b"\r\n") {
+            return Err("a chunk line ends without CRLF".into());
+        }
+        let blank = line == b"\r\n";
         self.state = match self.state {
             ChunkState::Size => match httparse::parse_chunk_size(&line) {
                 Ok(httparse::Status::Complete((_, 0))) => ChunkState::Trailer,

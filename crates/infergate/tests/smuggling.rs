@@ -515,6 +515,47 @@ async fn hostile_requests_reach_the_upstream_once_or_not_at_all_on_both_servers(
     }
 }
 
+/// Chunked bodies that hyper and the gateway's own framing rules could read differently
+/// (a chunk line longer than the gateway reads, a line ended by a bare LF) followed by a
+/// request the gateway refuses: the connection ends at the broken line on both servers,
+/// and nothing after it, least of all the refused request, reaches the upstream.
+#[tokio::test]
+async fn a_broken_chunked_body_lets_nothing_after_it_through() {
+    let smuggled = "POST {P}/SMUGGLED HTTP/1.1\r\nHost: gw\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
+    let first = "POST {P}/first HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: chunked\r\n\r\n";
+    let cover = format!(
+        "POST {{P}}/cover HTTP/1.1\r\nHost: gw\r\nContent-Length: {}\r\n\r\n",
+        smuggled.len()
+    );
+    let long = "e".repeat(9000);
+    let cases = [
+        format!("{first}5;{long}\r\nhello\r\n0\r\n\r\n{smuggled}"),
+        format!(
+            "{first}11170\r\n{}\r\n5;{long}\r\nhello\r\n0\r\n\r\n{smuggled}",
+            "x".repeat(0x11170)
+        ),
+        format!("{first}5\r\nhello\r\n0\r\nX-T: {long}\r\n\r\n{smuggled}"),
+        format!("{first}5\r\nhello\r\n0\r\n\n{cover}{smuggled}"),
+        format!("{first}5\nhello\r\n0\r\n\r\n{smuggled}"),
+    ];
+    for fast_path in [true, false] {
+        let node = node(fast_path).await;
+        for case in &cases {
+            let name = &case[first.len()..first.len() + 20];
+            let outcome = node.send(case.as_bytes()).await;
+            assert!(
+                outcome
+                    .upstream
+                    .iter()
+                    .all(|r| r.target.ends_with("/first")),
+                "{name:?}: {outcome:?}"
+            );
+            assert!(outcome.statuses.len() <= 1, "{name:?}: {outcome:?}");
+            node.still_clean(name).await;
+        }
+    }
+}
+
 /// A request head made of lines that touch framing, hop-by-hop names, identity, paths and
 /// credentials, with the body its framing asks for.
 fn generated_request() -> impl Strategy<Value = Vec<u8>> {

@@ -420,6 +420,12 @@ fn broken_chunk_framing_is_an_error() {
         &b"zz\r\nhello\r\n"[..],
         b"2\r\nhello\r\n",
         b"2\r\nhe\r\n0\r\nbad trailer",
+        // Lines end with CRLF, as hyper reads them: a bare LF anywhere is an error.
+        b"5\nhello\r\n0\r\n\r\n",
+        b"5;ext\nhello\r\n0\r\n\r\n",
+        b"5\r\nhello\n0\r\n\r\n",
+        b"5\r\nhello\r\n0\r\n\n",
+        b"5\r\nhello\r\n0\r\nT: 1\n\r\n",
     ] {
         let mut end = ChunkedEnd::default();
         let result = end.advance(raw);
