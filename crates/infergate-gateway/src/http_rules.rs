@@ -381,6 +381,29 @@ pub(crate) fn forwarded_length(client: RequestFraming, known: Option<u64>) -> Op
     }
 }
 
+/// Whether a request asks to switch protocols, and whether by `CONNECT`: `Some(true)` for
+/// `CONNECT`, `Some(false)` for a request with an `Upgrade` line, `None` otherwise. The
+/// general server's head guard stops reading what follows such a head as requests, so the
+/// server ends the connection after any answer that does not switch ([`switched`]).
+pub(crate) fn asks_to_switch<'a>(
+    method: &str,
+    mut names: impl Iterator<Item = &'a [u8]>,
+) -> Option<bool> {
+    if method == "CONNECT" {
+        Some(true)
+    } else if names.any(|name| name.eq_ignore_ascii_case(b"upgrade")) {
+        Some(false)
+    } else {
+        None
+    }
+}
+
+/// Whether the answer `status` to a request that asked to switch protocols switched them:
+/// 101, or a 2xx to `CONNECT` (as hyper decides).
+pub(crate) fn switched(connect: bool, status: u16) -> bool {
+    status == 101 || (connect && (200..300).contains(&status))
+}
+
 /// Tracks where a chunked body ends while its bytes are relayed unchanged.
 #[derive(Debug, Default)]
 pub(crate) struct ChunkedEnd {

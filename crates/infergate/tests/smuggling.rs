@@ -556,6 +556,43 @@ async fn a_broken_chunked_body_lets_nothing_after_it_through() {
     }
 }
 
+/// A request that asks to switch protocols (an `Upgrade` line, `CONNECT`) and is answered
+/// without switching ends its connection: what came after it is never read as requests,
+/// so a request the gateway refuses cannot follow it to the upstream, on either server.
+#[tokio::test]
+async fn an_upgrade_that_does_not_happen_ends_the_connection() {
+    let smuggled = "POST {P}/SMUGGLED HTTP/1.1\r\nHost: gw\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
+    let cases = [
+        format!("GET {{P}}/up HTTP/1.1\r\nHost: gw\r\nUpgrade: websocket\r\n\r\n{smuggled}"),
+        format!("GET {{P}}/up HTTP/1.1\r\nHost: gw\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n{smuggled}"),
+        format!("GET {{P}}/up HTTP/1.0\r\nHost: gw\r\nUpgrade: websocket\r\nConnection: keep-alive\r\n\r\n{smuggled}"),
+        format!("GET {{P}}/up HTTP/1.1\r\nHost: gw\r\nUpgrade:\r\n\r\n{smuggled}"),
+        format!("GET /nowhere HTTP/1.1\r\nHost: gw\r\nUpgrade: websocket\r\n\r\n{smuggled}"),
+        format!("CONNECT 127.0.0.1:1 HTTP/1.1\r\nHost: gw\r\n\r\n{smuggled}"),
+        format!("POST {{P}}/up HTTP/1.1\r\nHost: gw\r\nUpgrade: websocket\r\nContent-Length: 3\r\n\r\nabc{smuggled}"),
+        format!("GET {{P}}/a HTTP/1.1\r\nHost: gw\r\n\r\nGET {{P}}/up HTTP/1.1\r\nHost: gw\r\nUpgrade: websocket\r\n\r\nGET {{P}}/b HTTP/1.1\r\nHost: gw\r\n\r\n{smuggled}"),
+    ];
+    for fast_path in [true, false] {
+        let node = node(fast_path).await;
+        for case in &cases {
+            let (outcome, answer) = node.send_raw(case.as_bytes()).await;
+            let name = case
+                .lines()
+                .find(|l| l.contains("/up") || l.contains("CONNECT") || l.contains("nowhere"));
+            assert!(
+                outcome
+                    .upstream
+                    .iter()
+                    .all(|r| !r.target.contains("SMUGGLED") && !r.target.ends_with("/b")),
+                "{name:?}: {outcome:?}"
+            );
+            let text = String::from_utf8_lossy(&answer).to_ascii_lowercase();
+            assert!(text.contains("connection: close"), "{name:?}: {text}");
+            node.still_clean(case).await;
+        }
+    }
+}
+
 /// A request head made of lines that touch framing, hop-by-hop names, identity, paths and
 /// credentials, with the body its framing asks for.
 fn generated_request() -> impl Strategy<Value = Vec<u8>> {

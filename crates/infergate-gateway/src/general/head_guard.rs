@@ -248,11 +248,11 @@ fn vet(bytes: &[u8]) -> Vetted {
         Ok(_) => return Vetted::Refused,
         Err(_) => return Vetted::Unusual,
     };
-    let upgrade = req.method == Some("CONNECT")
-        || req
-            .headers
-            .iter()
-            .any(|h| h.name.eq_ignore_ascii_case("upgrade"));
+    let upgrade = http_rules::asks_to_switch(
+        req.method.unwrap_or_default(),
+        req.headers.iter().map(|h| h.name.as_bytes()),
+    )
+    .is_some();
     let framing = http_rules::request_framing(
         req.version == Some(1),
         req.headers.iter().map(|h| (h.name, h.value)),

@@ -22,7 +22,7 @@ use tokio::net::TcpListener;
 
 use super::head_guard::HeadGuard;
 use crate::body::{BoxError, ClientBody, IdleTimeout};
-use crate::http_rules::ConnInfo;
+use crate::http_rules::{self, ConnInfo};
 use crate::{fast, Gateway, ListenerSettings};
 
 /// A certificate and key read from PEM files, re-read when they change.
@@ -245,7 +245,26 @@ pub async fn serve_with<M, S, B>(
                 let info = ConnInfo::new(remote, tls.is_some()).trusting(&settings.trusted_proxies);
                 let inner = make(info.clone());
                 let service = service_fn(move |req: http::Request<Incoming>| {
-                    inner.call(req.map(|body| IdleTimeout::new(body, body_idle)))
+                    // What follows a head that asks to switch protocols is not checked as
+                    // requests (see the head guard): unless the answer switches, the
+                    // connection ends with it.
+                    let switching = http_rules::asks_to_switch(
+                        req.method().as_str(),
+                        req.headers().keys().map(|name| name.as_str().as_bytes()),
+                    );
+                    let call = inner.call(req.map(|body| IdleTimeout::new(body, body_idle)));
+                    async move {
+                        let mut response = call.await?;
+                        if switching.is_some_and(|connect| {
+                            !http_rules::switched(connect, response.status().as_u16())
+                        }) {
+                            response.headers_mut().insert(
+                                http::header::CONNECTION,
+                                http::HeaderValue::from_static("close"),
+                            );
+                        }
+                        Ok::<_, S::Error>(response)
+                    }
                 });
                 let builder = builder.clone();
                 let watcher = graceful.watcher();
