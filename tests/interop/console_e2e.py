@@ -93,19 +93,23 @@ def run(browser):
     expect(page.get_by_role("button", name=re.compile("^Unauthorize demo_app"))).to_be_visible()
     page.screenshot(path=f"{shots}/apis.png")
 
-    # The service's settings, edited and read back.
+    # The service's settings, edited and read back from the page drawn after the save.
+    def save_settings():
+        page.evaluate("document.querySelector('details').dataset.before = 'save'")
+        page.get_by_role("button", name="Save settings").click()
+        expect(page.locator("details[data-before]")).to_have_count(0)
+        expect(page.get_by_role("status")).to_have_text("Settings saved.")
+
     page.get_by_text("Settings", exact=True).click()
     page.get_by_label("Timeout (ms)").fill("5000")
     page.get_by_label("Balancing").select_option("round_robin")
     page.get_by_label("Health check path").fill("/healthz")
-    page.get_by_role("button", name="Save settings").click()
-    page.get_by_text("Settings", exact=True).click()
+    save_settings()
     expect(page.get_by_label("Timeout (ms)")).to_have_value("5000")
     expect(page.get_by_label("Balancing")).to_have_value("round_robin")
     expect(page.get_by_label("Health check path")).to_have_value("/healthz")
     page.get_by_label("Health check path").fill("")
-    page.get_by_role("button", name="Save settings").click()
-    page.get_by_text("Settings", exact=True).click()
+    save_settings()
     expect(page.get_by_label("Health check path")).to_have_value("")
 
     # The app's page: AppCodes added, reset and deleted; its APIs, from its side.

@@ -222,7 +222,7 @@ async function services() {
   );
 }
 
-async function serviceApis(service) {
+async function serviceApis(service, saved = false) {
   const sid = id(service.service_id);
   const [list, apps] = await Promise.all([
     api('GET', inProject(`/services/${sid}/app-auth-apis`)),
@@ -271,7 +271,7 @@ async function serviceApis(service) {
           }),
         }, 'Delete'))));
   });
-  const settings = writer() && serviceSettings(service);
+  const settings = writer() && serviceSettings(service, saved);
   const authType = el('select', { name: 'auth_type' },
     ['APP', 'IAM', 'NONE'].map((t) => el('option', { value: t }, t)));
   const appCode = el('input', { type: 'checkbox', name: 'support_app_code' });
@@ -296,7 +296,7 @@ async function serviceApis(service) {
 }
 
 /** The form that edits a service's upstreams and settings (a PUT of what changed). */
-function serviceSettings(service) {
+function serviceSettings(service, saved) {
   const upstreams = el('textarea', { name: 'upstreams', rows: 2, cols: 40 });
   upstreams.value = service.upstreams.join('\n');
   const weights = el('input', { name: 'upstream_weights', value: service.upstream_weights.join(', '), size: 12 });
@@ -309,8 +309,10 @@ function serviceSettings(service) {
   ca.value = service.tls_ca_pem || '';
   const health = el('input', { name: 'health_path', value: service.health_check?.path || '', placeholder: '/health' });
   const retries = el('input', { name: 'retry_attempts', type: 'number', min: 0, value: service.retry?.attempts ?? 0 });
-  return el('details', {},
+  // Drawn again after a save: open, saying so.
+  return el('details', { open: saved },
     el('summary', {}, 'Settings'),
+    saved && el('p', { role: 'status' }, 'Settings saved.'),
     form('Service settings', [
       field('Upstream URLs, one per line', upstreams),
       field('Weights', weights),
@@ -339,8 +341,8 @@ function serviceSettings(service) {
       if (attempts !== (service.retry?.attempts ?? 0)) {
         body.retry = attempts > 0 ? { on: ['connect', '5xx'], ...(service.retry || {}), attempts } : null;
       }
-      const saved = await api('PUT', inProject(`/services/${id(service.service_id)}`), body);
-      await serviceApis(saved.service ?? saved);
+      const updated = await api('PUT', inProject(`/services/${id(service.service_id)}`), body);
+      await serviceApis(updated.service ?? updated, true);
     }));
 }
 
