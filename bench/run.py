@@ -21,6 +21,7 @@ import re
 import shutil
 import socket
 import statistics
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -88,10 +89,12 @@ def user_sys_ticks(pid):
 
 
 def wait_http(url, timeout=30.0):
+    # An HTTPS listener of the bench's private CA: only whether it answers matters here.
+    insecure = ssl._create_unverified_context() if url.startswith("https:") else None
     deadline = time.time() + timeout
     while time.time() < deadline:
         try:
-            urllib.request.urlopen(url, timeout=1).read()
+            urllib.request.urlopen(url, timeout=1, context=insecure).read()
             return
         except urllib.error.HTTPError:
             return
@@ -235,11 +238,20 @@ def upstream_conf(work, port, tls_port=None):
 """)
 
 
-def nginx_proxy_conf(work, name, port, upstream, check=False, https=False):
+def nginx_proxy_conf(work, name, port, upstream, check=False, https=False, listen_tls=False):
     """nginx as a plain reverse proxy; with `check`, it first verifies the same HMAC-SHA256
     header as HAProxy does, in njs (nginx's JavaScript module); with `https`, the upstream
-    is called over TLS, verified against the private CA, sessions reused."""
+    is called over TLS, verified against the private CA, sessions reused; with
+    `listen_tls`, clients connect over TLS (the private CA's certificate for localhost,
+    TLS 1.2 and 1.3, session tickets on, nginx's default)."""
     main = http = deny = ""
+    listen = f"listen 127.0.0.1:{port} backlog=4096;"
+    if listen_tls:
+        # TLS 1.3 as infergate speaks it (nginx 1.22's default stops at TLS 1.2).
+        listen = (f"listen 127.0.0.1:{port} ssl backlog=4096;\n    "
+                  f"ssl_certificate {work}/upstream.pem;\n    "
+                  f"ssl_certificate_key {work}/upstream.key;\n    "
+                  "ssl_protocols TLSv1.2 TLSv1.3;")
     scheme, tls = "http", ""
     if https:
         scheme = "https"
@@ -269,7 +281,7 @@ export default {{ valid }};
   client_body_buffer_size 1m;
   client_max_body_size 2m;
   server {{
-    listen 127.0.0.1:{port} backlog=4096;
+    {listen}
     location / {{
       {deny}
       proxy_pass {scheme}://up;
@@ -431,14 +443,22 @@ def find_key(obj, key):
 # ---------------------------------------------------------------- measuring
 
 class Target:
-    def __init__(self, name, url, pid, headers=(), body_file=None):
+    """What a load generator sends to one side of a pair; with `load_args`, infergate-load
+    sends it (with those arguments) instead of wrk."""
+
+    def __init__(self, name, url, pid, headers=(), body_file=None, load_args=None):
         self.name, self.url, self.pid = name, url, pid
         self.headers, self.body_file = list(headers), body_file
+        self.load_args = load_args
 
 
 def wrk_cmd(args, target, core):
-    cmd = ["taskset", "-c", core, args.wrk, "-t1", f"-c{args.connections}",
-           f"-d{args.duration}s", "-s", str(BENCH / "report.lua")]
+    if target.load_args is not None:
+        cmd = ["taskset", "-c", core, args.load, "-c", str(args.connections),
+               "-d", str(args.duration), *target.load_args]
+    else:
+        cmd = ["taskset", "-c", core, args.wrk, "-t1", f"-c{args.connections}",
+               f"-d{args.duration}s", "-s", str(BENCH / "report.lua")]
     for h in target.headers:
         cmd += ["-H", h]
     return cmd + [target.url]
@@ -811,12 +831,15 @@ def start_peers(args, procs, names, up):
         elif n == "nginx-https":
             argv = [tool("nginx"), "-c", str(
                 nginx_proxy_conf(args.work, n, ports[n], args.tls_up, https=True))]
+        elif n == "nginx-tls":
+            argv = [tool("nginx"), "-c", str(
+                nginx_proxy_conf(args.work, n, ports[n], up, listen_tls=True))]
         else:
             argv = [tool("nginx"), "-c", str(
                 nginx_proxy_conf(args.work, n, ports[n], up, check=n == "nginx-hmac"))]
         pids[n] = procs.start(n, args.proxy_core, argv).pid
-    for port in ports.values():
-        wait_http(f"http://127.0.0.1:{port}/")
+    for n, port in ports.items():
+        wait_http(f"{'https' if n == 'nginx-tls' else 'http'}://127.0.0.1:{port}/")
     return ports, pids
 
 
@@ -918,7 +941,8 @@ def main():
             return sample(args, procs, binary, up)
         core = args.proxy_core
         ports, pids = start_peers(
-            args, procs, ("nginx-a", "nginx-b", "nginx-hmac", "haproxy", "nginx-https"), up)
+            args, procs, ("nginx-a", "nginx-b", "nginx-hmac", "haproxy", "nginx-https",
+                          "nginx-tls"), up)
         ports["envoy"] = free_port()
         pids["envoy"] = procs.start("envoy", core, [
             envoy, "-c", str(envoy_conf(args.work, ports["envoy"], up)), "--concurrency", "1",
@@ -966,6 +990,33 @@ def main():
             url = node.base + "/predict?model=bench&stream=false"
             return Target("infergate APP-signed GET, HTTPS upstream", url, node.proc.pid,
                           node.signed_headers("GET", url))
+
+        tls_nodes = []
+
+        def tls_get(close=False, full=False):
+            """A signed GET through an infergate listening over TLS (the private CA's
+            certificate, as nginx-tls), and the same GET through nginx-tls; with `close`,
+            both get a new connection per call from wrk, which resumes its TLS session
+            (TLS 1.3 tickets); with `full`, from infergate-load, which verifies the
+            certificate and makes a full TLS 1.3 handshake each time."""
+            if not tls_nodes:
+                tls_nodes.append(Infergate(
+                    procs, args.work, core, binary, up, name="infergate-tls",
+                    serve_args=["--gateway-tls-cert", str(args.work / "upstream.pem"),
+                                "--gateway-tls-key", str(args.work / "upstream.key")]))
+            node = tls_nodes[0]
+            url = node.base + "/predict?model=bench&stream=false"
+            extra = ["Connection: close"] if close or full else []
+            load = (["--cacert", str(args.work / "ca.pem"), "--new-connection"] if full
+                    else None)
+            label = "infergate APP-signed GET over TLS" + (
+                ", a full handshake per call" if full else
+                ", a resumed handshake per call" if close else "")
+            return (Target(label, url, node.proc.pid, node.signed_headers("GET", url) + extra,
+                           load_args=load),
+                    Target("nginx over TLS", f"https://127.0.0.1:{ports['nginx-tls']}"
+                           f"{path.rsplit('/', 1)[0]}/predict?model=bench&stream=false",
+                           pids["nginx-tls"], headers=extra, load_args=load))
 
         def traced_get():
             """A signed GET through an infergate that traces every call (sampling 1) and
@@ -1032,6 +1083,9 @@ def main():
                 sse_post("infergate streamed POST, accounting off", quiet_node())),
             "https-upstream": lambda: (https_get(), peer("nginx-https")),
             "tracing": lambda: (traced_get(), ig_get),
+            "tls": lambda: tls_get(),
+            "tls-resumed": lambda: tls_get(close=True),
+            "tls-handshake": lambda: tls_get(full=True),
         }
         labels = {
             "control": "nginx vs nginx (control)",
@@ -1053,6 +1107,11 @@ def main():
             "https-upstream": "infergate signed GET vs nginx plain proxy, both to the same HTTPS "
                               "upstream",
             "tracing": "infergate signed GET: every call traced (OTLP export) vs tracing off",
+            "tls": "infergate signed GET vs nginx plain proxy, clients over TLS, kept alive",
+            "tls-resumed": "infergate signed GET vs nginx plain proxy, clients over TLS, a new "
+                           "connection per call (wrk: session resumed)",
+            "tls-handshake": "infergate signed GET vs nginx plain proxy, clients over TLS, a new "
+                             "connection per call (infergate-load: TLS 1.3, full handshake)",
         }
         only = [o for o in args.only.split(",") if o]
         pairs = []

@@ -15,6 +15,7 @@ use http::{HeaderName, HeaderValue, Method, Request, Uri};
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
+use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
@@ -32,7 +33,7 @@ enum SignMode {
     about = "Load generator for infergate's benchmark suite"
 )]
 struct Args {
-    /// Target URL (http only).
+    /// Target URL (http, or https with --cacert).
     #[arg(required_unless_present_any = ["time_sha256", "serve_sse"])]
     url: Option<String>,
     /// Load nothing: time SHA-256 over a body of --body-bytes (what the gateway hashes for
@@ -78,6 +79,16 @@ struct Args {
     events: usize,
     #[arg(long, default_value_t = 100)]
     every_ms: u64,
+    /// For an https URL: the PEM file of the CA its certificate must chain to.
+    #[arg(long)]
+    cacert: Option<std::path::PathBuf>,
+    /// Over TLS, resume sessions (tickets) on new connections; without, every connection
+    /// makes a full handshake.
+    #[arg(long)]
+    tls_resume: bool,
+    /// A new connection for every request (closed once its answer is read).
+    #[arg(long)]
+    new_connection: bool,
     /// Runtime threads (1: a single-threaded runtime).
     #[arg(long, default_value_t = 1)]
     threads: usize,
@@ -86,6 +97,9 @@ struct Args {
 /// What every request shares.
 struct Target {
     addr: SocketAddr,
+    /// Over TLS: the client's settings and the name its certificate must have.
+    tls: Option<(tokio_rustls::TlsConnector, ServerName<'static>)>,
+    new_connection: bool,
     method: Method,
     host: String,
     path: String,
@@ -138,12 +152,14 @@ impl Target {
         if !self.body.is_empty() {
             builder = builder.header(http::header::CONTENT_TYPE, "application/json");
         }
-        for (n, v) in &self.extra {
-            builder = builder.header(n, v);
-        }
-        builder
+        let mut request = builder
             .body(Full::new(self.body.clone()))
-            .map_err(|e| format!("building the request: {e}"))
+            .map_err(|e| format!("building the request: {e}"))?;
+        // An extra header replaces one of the same name (`Host` among them), as with wrk.
+        for (n, v) in &self.extra {
+            request.headers_mut().insert(n, v.clone());
+        }
+        Ok(request)
     }
 }
 
@@ -188,18 +204,64 @@ impl Tally {
     }
 }
 
-async fn connect(addr: SocketAddr) -> Result<SendRequest<Full<Bytes>>, String> {
+async fn connect(target: &Target) -> Result<SendRequest<Full<Bytes>>, String> {
+    let addr = target.addr;
     let stream = TcpStream::connect(addr)
         .await
         .map_err(|e| format!("connecting to {addr}: {e}"))?;
     let _ = stream.set_nodelay(true);
-    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+    match &target.tls {
+        None => http1(TokioIo::new(stream)).await,
+        Some((connector, name)) => {
+            let tls = connector
+                .connect(name.clone(), stream)
+                .await
+                .map_err(|e| format!("TLS handshake with {addr}: {e}"))?;
+            http1(TokioIo::new(tls)).await
+        }
+    }
+}
+
+async fn http1<T>(io: T) -> Result<SendRequest<Full<Bytes>>, String>
+where
+    T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let (sender, connection) = hyper::client::conn::http1::handshake(io)
         .await
-        .map_err(|e| format!("handshake with {addr}: {e}"))?;
+        .map_err(|e| format!("HTTP/1.1 handshake: {e}"))?;
     tokio::spawn(async move {
         let _ = connection.await;
     });
     Ok(sender)
+}
+
+/// The TLS client of `--cacert`: that CA alone trusted, HTTP/1.1 offered, sessions resumed
+/// only with `resume`.
+fn tls_connector(
+    cacert: &std::path::Path,
+    resume: bool,
+) -> Result<tokio_rustls::TlsConnector, String> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_file_iter(cacert)
+        .map_err(|e| format!("cacert: {e}"))?
+    {
+        roots
+            .add(cert.map_err(|e| format!("cacert: {e}"))?)
+            .map_err(|e| format!("cacert: {e}"))?;
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    if !resume {
+        config.resumption = rustls::client::Resumption::disabled();
+    }
+    Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
 }
 
 /// When the open loop sends its next request. A thread of its own sleeps until each
@@ -255,7 +317,7 @@ async fn drive(target: Arc<Target>, schedule: Option<Arc<Schedule>>, deadline: I
         };
         let conn = match sender.as_mut() {
             Some(s) => s,
-            None => match connect(target.addr).await {
+            None => match connect(&target).await {
                 Ok(s) => sender.insert(s),
                 Err(_) => {
                     tally.errors += 1;
@@ -289,9 +351,11 @@ async fn drive(target: Arc<Target>, schedule: Option<Arc<Schedule>>, deadline: I
                 tally
                     .latencies_us
                     .push(sent.elapsed().as_micros().min(u32::MAX as u128) as u32);
+                if !drained || target.new_connection {
+                    sender = None;
+                }
                 if !drained {
                     tally.errors += 1;
-                    sender = None;
                 } else if status.is_success() {
                     tally.ok += 1;
                 } else {
@@ -312,7 +376,7 @@ async fn drive(target: Arc<Target>, schedule: Option<Arc<Schedule>>, deadline: I
 async fn first_events(target: Arc<Target>, n: usize) -> Tally {
     let mut tally = Tally::default();
     let mut dates = DateCache::default();
-    let mut sender = match connect(target.addr).await {
+    let mut sender = match connect(&target).await {
         Ok(s) => s,
         Err(_) => {
             tally.errors += 1;
@@ -365,7 +429,7 @@ async fn one_stream(target: Arc<Target>) -> Tally {
     let mut tally = Tally::default();
     let mut dates = DateCache::default();
     let request = target.request(&mut dates);
-    let (Ok(mut sender), Ok(request)) = (connect(target.addr).await, request) else {
+    let (Ok(mut sender), Ok(request)) = (connect(&target).await, request) else {
         tally.errors += 1;
         return tally;
     };
@@ -464,7 +528,13 @@ fn percentile(sorted: &[u32], p: f64) -> Option<u32> {
 
 async fn resolve(uri: &Uri) -> Result<SocketAddr, String> {
     let authority = uri.authority().ok_or("the URL has no host")?;
-    let port = authority.port_u16().unwrap_or(80);
+    let port = authority
+        .port_u16()
+        .unwrap_or(if uri.scheme_str() == Some("https") {
+            443
+        } else {
+            80
+        });
     tokio::net::lookup_host((authority.host(), port))
         .await
         .map_err(|e| format!("resolving {authority}: {e}"))?
@@ -479,9 +549,17 @@ async fn target(args: &Args) -> Result<Target, String> {
         .unwrap_or_default()
         .parse()
         .map_err(|e| format!("url: not a URL: {e}"))?;
-    if uri.scheme_str() != Some("http") {
-        return Err("url: only http:// targets are supported".into());
-    }
+    let tls = match (uri.scheme_str(), &args.cacert) {
+        (Some("http"), _) => None,
+        (Some("https"), Some(cacert)) => {
+            let host = uri.host().unwrap_or_default().trim_matches(['[', ']']);
+            let name = ServerName::try_from(host.to_owned())
+                .map_err(|e| format!("url: {host:?} is not a TLS server name: {e}"))?;
+            Some((tls_connector(cacert, args.tls_resume)?, name))
+        }
+        (Some("https"), None) => return Err("cacert: an https URL needs the CA's file".into()),
+        _ => return Err("url: only http:// and https:// targets are supported".into()),
+    };
     let addr = resolve(&uri).await?;
     let host = uri
         .authority()
@@ -525,6 +603,8 @@ async fn target(args: &Args) -> Result<Target, String> {
     };
     let mut target = Target {
         addr,
+        tls,
+        new_connection: args.new_connection,
         method,
         host,
         path: uri.path().to_owned(),
@@ -681,6 +761,8 @@ mod tests {
     fn target(body: &str, sign: SignMode) -> Target {
         let mut t = Target {
             addr: "127.0.0.1:9".parse().expect("addr"),
+            tls: None,
+            new_connection: false,
             method: Method::POST,
             host: "127.0.0.1:9".into(),
             path: "/v1/infers/x/predict".into(),

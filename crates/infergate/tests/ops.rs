@@ -8,6 +8,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use serde_json::{json, Value};
 
+use common::tls::self_signed;
 use common::upstream::{closed_port_url, start_mock};
 use common::{start_logging, start_with, Admin, PASSWORD};
 
@@ -264,16 +265,6 @@ async fn metrics_count_each_outcome_once_and_logs_hold_no_secret() {
     }
 }
 
-fn self_signed() -> (String, String, Vec<u8>) {
-    let certified =
-        rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("cert");
-    (
-        certified.cert.pem(),
-        certified.signing_key.serialize_pem(),
-        certified.cert.der().to_vec(),
-    )
-}
-
 fn peer_cert(response: &reqwest::Response) -> Vec<u8> {
     response
         .extensions()
@@ -370,6 +361,169 @@ async fn https_with_http2_and_certificate_reload() {
         der_a,
         "the pooled connection kept its TLS session"
     );
+}
+
+/// One response read from `stream` (after what `pending` holds): its status and its body,
+/// framed by `Content-Length` or chunked.
+async fn read_one<S: tokio::io::AsyncRead + Unpin>(
+    stream: &mut S,
+    pending: &mut Vec<u8>,
+) -> (u16, Vec<u8>) {
+    use tokio::io::AsyncReadExt;
+    loop {
+        let mut slots = [httparse::EMPTY_HEADER; 64];
+        let mut res = httparse::Response::new(&mut slots);
+        if let Ok(httparse::Status::Complete(head)) = res.parse(pending) {
+            let status = res.code.expect("status");
+            let header = |name: &str| {
+                res.headers
+                    .iter()
+                    .find(|h| h.name.eq_ignore_ascii_case(name))
+                    .map(|h| String::from_utf8_lossy(h.value).into_owned())
+            };
+            let framed = match (header("content-length"), header("transfer-encoding")) {
+                (Some(length), _) => {
+                    let end = head + length.parse::<usize>().expect("length");
+                    (pending.len() >= end).then(|| (pending[head..end].to_vec(), end))
+                }
+                (None, Some(_)) => {
+                    let (mut at, mut body) = (head, Vec::new());
+                    loop {
+                        match httparse::parse_chunk_size(&pending[at..]) {
+                            Ok(httparse::Status::Complete((used, 0))) => {
+                                let end = at + used + 2;
+                                break (pending.len() >= end).then_some((body, end));
+                            }
+                            Ok(httparse::Status::Complete((used, size))) => {
+                                let start = at + used;
+                                let Some(data) = pending.get(start..start + size as usize + 2)
+                                else {
+                                    break None;
+                                };
+                                body.extend_from_slice(&data[..size as usize]);
+                                at = start + size as usize + 2;
+                            }
+                            _ => break None,
+                        }
+                    }
+                }
+                (None, None) => Some((Vec::new(), head)),
+            };
+            if let Some((body, end)) = framed {
+                pending.drain(..end);
+                return (status, body);
+            }
+        }
+        let mut chunk = [0u8; 8192];
+        let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut chunk))
+            .await
+            .expect("an answer in time")
+            .expect("read");
+        assert!(
+            n > 0,
+            "the connection closed: {:?}",
+            String::from_utf8_lossy(pending)
+        );
+        pending.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// HTTP/1.1 over TLS is served by the fast path as in the clear: calls pipelined on one
+/// connection are answered in order, a head begun and paused holds the connection's
+/// buffers (the fast path's gauge counts it; the general server's connections never
+/// do), a chunked request on the same connection is handed on to the general server,
+/// which serves the rest; and a client that comes back resumes its session (a ticket:
+/// no full handshake).
+#[tokio::test]
+async fn https_http1_takes_the_fast_path_and_sessions_resume() {
+    use tokio::io::AsyncWriteExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut flags, der) = common::tls::listener_flags(dir.path());
+    flags.extend(["--access-log".to_owned(), "off".to_owned()]);
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let server = start_with(&dir.path().join("data"), Some(PASSWORD), &flags).await;
+    let admin = Admin::login(&server).await;
+    let mock = start_mock().await;
+    let (sid, _) = admin
+        .service_with_api("open", &mock.url, json!({"auth_type": "NONE"}))
+        .await;
+    let addr = server.gateway.trim_start_matches("https://").to_owned();
+    let connector = common::tls::connector(&der, &[b"http/1.1"]);
+    let holding = || async {
+        let text = server.scrape().await;
+        let scrape =
+            prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).expect("parse");
+        sample(&scrape, "infergate_gateway_holding_connections", &[])
+    };
+
+    let mut tls = common::tls::connect(&connector, &addr).await;
+    assert_eq!(
+        tls.get_ref().1.handshake_kind(),
+        Some(rustls::HandshakeKind::Full)
+    );
+    let get =
+        |name: &str| format!("GET /v1/infers/{sid}/{name} HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    let mut pending = Vec::new();
+    tls.write_all(format!("{}{}", get("one"), get("two")).as_bytes())
+        .await
+        .expect("write");
+    for name in ["one", "two"] {
+        let (status, body) = read_one(&mut tls, &mut pending).await;
+        assert_eq!(status, 200);
+        let echoed: Value = serde_json::from_slice(&body).expect("json");
+        assert_eq!(echoed["path"], format!("/base/{name}"));
+        assert_eq!(echoed["headers"]["x-forwarded-proto"], "https");
+    }
+    // A head begun and left: past the moment after a call, only the fast path holds it.
+    let three = get("three");
+    tls.write_all(&three.as_bytes()[..20]).await.expect("write");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(
+        holding().await,
+        1.0,
+        "the fast path reads the TLS connection"
+    );
+    tls.write_all(&three.as_bytes()[20..]).await.expect("write");
+    let (status, body) = read_one(&mut tls, &mut pending).await;
+    assert_eq!(status, 200);
+    assert!(String::from_utf8_lossy(&body).contains("/base/three"));
+    // Chunked: the general server takes the connection over, with what was read.
+    tls.write_all(
+        format!(
+            "POST /v1/infers/{sid}/echo HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n{}",
+            get("four")
+        )
+        .as_bytes(),
+    )
+    .await
+    .expect("write");
+    let (status, body) = read_one(&mut tls, &mut pending).await;
+    assert_eq!(status, 200);
+    let echoed: Value = serde_json::from_slice(&body).expect("json");
+    assert_eq!(echoed["body"], "hello");
+    let (status, body) = read_one(&mut tls, &mut pending).await;
+    assert_eq!(status, 200);
+    assert!(String::from_utf8_lossy(&body).contains("/base/four"));
+    tls.write_all(&get("five").as_bytes()[..20])
+        .await
+        .expect("write");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(
+        holding().await,
+        0.0,
+        "the general server has the connection now"
+    );
+    drop(tls);
+
+    // The client comes back with the ticket of its last session.
+    let mut again = common::tls::connect(&connector, &addr).await;
+    assert_eq!(
+        again.get_ref().1.handshake_kind(),
+        Some(rustls::HandshakeKind::Resumed)
+    );
+    again.write_all(get("six").as_bytes()).await.expect("write");
+    let (status, _) = read_one(&mut again, &mut Vec::new()).await;
+    assert_eq!(status, 200);
 }
 
 /// `/docs/` of the admin listener, opened in a real headless Chromium (Debian's `chromium`,

@@ -11,7 +11,7 @@ use common::{start_with, Admin, Server, PASSWORD};
 use proptest::prelude::*;
 use reqwest::Method;
 use serde_json::json;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// One request as the upstream parsed it.
@@ -180,7 +180,13 @@ struct Node {
     /// The API's path prefix.
     prefix: String,
     upstream: Counting,
+    /// Set when the gateway listens over TLS.
+    tls: Option<tokio_rustls::TlsConnector>,
 }
+
+/// A client connection, in the clear or over TLS.
+trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
 
 async fn node(fast_path: bool) -> Node {
     let flag = if fast_path { "true" } else { "false" };
@@ -190,13 +196,36 @@ async fn node(fast_path: bool) -> Node {
 /// The same, with these flags of `serve`.
 async fn node_with(args: &[&str]) -> Node {
     let dir = tempfile::tempdir().expect("tempdir");
+    node_in(dir, args, None).await
+}
+
+/// A gateway listening over TLS (HTTP/1.1 chosen by ALPN), fast path on or off.
+async fn tls_node(fast_path: bool) -> Node {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut flags, der) = common::tls::listener_flags(dir.path());
+    flags.extend(["--http1-fast-path".to_owned(), fast_path.to_string()]);
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let connector = common::tls::connector(&der, &[b"http/1.1"]);
+    node_in(dir, &flags, Some(connector)).await
+}
+
+async fn node_in(
+    dir: tempfile::TempDir,
+    args: &[&str],
+    tls: Option<tokio_rustls::TlsConnector>,
+) -> Node {
     let server = start_with(&dir.path().join("data"), Some(PASSWORD), args).await;
     let admin = Admin::login(&server).await;
     let (url, upstream) = start_counting().await;
     let (sid, _) = admin
         .service_with_api("open", &url, json!({"auth_type": "NONE"}))
         .await;
-    let gateway = server.gateway.trim_start_matches("http://").to_owned();
+    let gateway = server
+        .gateway
+        .split_once("://")
+        .expect("scheme")
+        .1
+        .to_owned();
     Node {
         admin: server.admin.trim_start_matches("http://").to_owned(),
         server,
@@ -204,6 +233,7 @@ async fn node_with(args: &[&str]) -> Node {
         gateway,
         prefix: format!("/v1/infers/{sid}"),
         upstream,
+        tls,
     }
 }
 
@@ -246,6 +276,14 @@ fn statuses(mut bytes: &[u8]) -> Vec<u16> {
 }
 
 impl Node {
+    /// A new client connection to the gateway.
+    async fn connect(&self) -> Box<dyn Stream> {
+        match &self.tls {
+            Some(tls) => Box::new(common::tls::connect(tls, &self.gateway).await),
+            None => Box::new(TcpStream::connect(&self.gateway).await.expect("connect")),
+        }
+    }
+
     /// Sends `raw` (with `{P}` standing for the API's prefix) on a new connection, reads
     /// what comes back until the connection is quiet, and collects what reached upstream.
     async fn send(&self, raw: &[u8]) -> Outcome {
@@ -255,7 +293,7 @@ impl Node {
     /// The same, with the bytes that came back.
     async fn send_raw(&self, raw: &[u8]) -> (Outcome, Vec<u8>) {
         let raw = String::from_utf8_lossy(raw).replace("{P}", &self.prefix);
-        let mut socket = TcpStream::connect(&self.gateway).await.expect("connect");
+        let mut socket = self.connect().await;
         socket.write_all(raw.as_bytes()).await.expect("write");
         let mut answer = Vec::new();
         let mut chunk = [0u8; 8192];
@@ -504,6 +542,8 @@ fn check(name: &str, want: Want, outcome: &Outcome) {
 async fn hostile_requests_reach_the_upstream_once_or_not_at_all_on_both_servers() {
     let fast = node(true).await;
     let general = node(false).await;
+    // HTTPS: HTTP/1.1 over TLS starts on the fast path too.
+    let tls = tls_node(true).await;
     for (name, raw, want) in CORPUS {
         let on_fast = fast.send(raw).await;
         check(name, *want, &on_fast);
@@ -512,6 +552,18 @@ async fn hostile_requests_reach_the_upstream_once_or_not_at_all_on_both_servers(
         check(name, *want, &on_general);
         general.still_clean(name).await;
         assert_eq!(on_fast, on_general, "{name}: the servers differ");
+        let mut on_tls = tls.send(raw).await;
+        tls.still_clean(name).await;
+        // What differs, and must: the upstream learns the client came over TLS.
+        for received in &mut on_tls.upstream {
+            for (header, value) in &mut received.headers {
+                if header == "x-forwarded-proto" {
+                    assert_eq!(value, "https", "{name}");
+                    *value = "http".to_owned();
+                }
+            }
+        }
+        assert_eq!(on_fast, on_tls, "{name}: TLS and the clear differ");
     }
 }
 
@@ -538,8 +590,8 @@ async fn a_broken_chunked_body_lets_nothing_after_it_through() {
         format!("{first}5\r\nhello\r\n0\r\n\n{cover}{smuggled}"),
         format!("{first}5\nhello\r\n0\r\n\r\n{smuggled}"),
     ];
-    for fast_path in [true, false] {
-        let node = node(fast_path).await;
+    // Over TLS the same bytes arrive in records, and the fast path reads them through it.
+    for node in [node(true).await, node(false).await, tls_node(true).await] {
         for case in &cases {
             let name = &case[first.len()..first.len() + 20];
             let outcome = node.send(case.as_bytes()).await;
@@ -572,8 +624,7 @@ async fn an_upgrade_that_does_not_happen_ends_the_connection() {
         format!("POST {{P}}/up HTTP/1.1\r\nHost: gw\r\nUpgrade: websocket\r\nContent-Length: 3\r\n\r\nabc{smuggled}"),
         format!("GET {{P}}/a HTTP/1.1\r\nHost: gw\r\n\r\nGET {{P}}/up HTTP/1.1\r\nHost: gw\r\nUpgrade: websocket\r\n\r\nGET {{P}}/b HTTP/1.1\r\nHost: gw\r\n\r\n{smuggled}"),
     ];
-    for fast_path in [true, false] {
-        let node = node(fast_path).await;
+    for node in [node(true).await, node(false).await, tls_node(true).await] {
         for case in &cases {
             let (outcome, answer) = node.send_raw(case.as_bytes()).await;
             let name = case

@@ -1,4 +1,4 @@
-//! The HTTP/1.1 fast path for plain-TCP connections: the request head is parsed once from
+//! The HTTP/1.1 fast path for plain-TCP connections and TLS ones that chose HTTP/1.1: the request head is parsed once from
 //! the connection's buffer, the call goes through the same phases as every other (limits,
 //! route, select, authenticate, authorize), the head is written to a kept-alive upstream
 //! connection with the gateway's edits, and the response is relayed as its bytes arrive:
@@ -9,15 +9,13 @@
 //! anything else hands the connection, with the bytes read so far, to the general server
 //! (hyper: HTTP/2, upgrades, chunked and large bodies), which serves it from then on.
 
-use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
 use infergate_core::snapshot::ApiRoute;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::AsyncReadExt;
 use tokio::sync::watch;
 
 use crate::authn::Caller;
@@ -36,8 +34,10 @@ use head::{
 };
 use relay::{error_bytes, ClientHead, FastTo, OwnLines, ReadSize, RelayError};
 
+pub(crate) use client_io::ClientIo;
 pub(crate) use relay::UpstreamConn;
 
+mod client_io;
 mod head;
 mod relay;
 
@@ -86,13 +86,13 @@ impl Drop for Holding {
 }
 
 /// How a connection served by the fast path ended.
-pub enum Ended {
+pub enum Ended<S> {
     Closed,
     /// A request the fast path does not take: the general server serves the rest, starting
     /// with the bytes read so far.
     Fallback {
         read: Bytes,
-        stream: TcpStream,
+        stream: S,
     },
 }
 
@@ -135,12 +135,12 @@ impl LazyTimer {
 
 /// Serves `stream` until it closes, the gateway stops, or a request needs the general
 /// server.
-pub async fn serve(
+pub async fn serve<S: ClientIo>(
     gateway: &Gateway,
-    mut stream: TcpStream,
+    mut stream: S,
     conn: &ConnInfo,
     stop: &mut watch::Receiver<bool>,
-) -> Ended {
+) -> Ended<S> {
     // Taken when the first bytes arrive.
     let mut buf = BytesMut::new();
     let mut read_size = ReadSize::default();
@@ -290,8 +290,8 @@ pub async fn serve(
 
 /// The client's connection, the bytes it sent past the current request, and the timer of
 /// upstream exchanges.
-struct Client<'c> {
-    stream: &'c mut TcpStream,
+struct Client<'c, S> {
+    stream: &'c mut S,
     ahead: &'c mut BytesMut,
     timer: &'c mut LazyTimer,
     scratch: &'c mut Scratch,
@@ -400,7 +400,7 @@ enum Waited<T> {
     Gone,
 }
 
-impl Client<'_> {
+impl<S: ClientIo> Client<'_, S> {
     /// Waits for `work` until `deadline`; dropping `work` (when the client closes its
     /// connection first, or time runs out) cancels the upstream call. Bytes the client sends
     /// meanwhile are kept for later.
@@ -413,22 +413,15 @@ impl Client<'_> {
         loop {
             // The exchange first: once it is done, nothing else is polled. The client's
             // bytes are read only once they are there: no buffer is set aside before.
-            let ready = tokio::select! {
+            let read = tokio::select! {
                 biased;
                 done = &mut work => return Waited::Done(done),
                 () = self.timer.until(deadline) => return Waited::TimedOut,
-                ready = std::future::poll_fn(|cx| self.stream.poll_read_ready(cx)),
-                    if self.ahead.len() < MAX_AHEAD => ready,
+                read = std::future::poll_fn(|cx| self.stream.poll_read_some(cx, self.ahead, ReadSize::FIRST)),
+                    if self.ahead.len() < MAX_AHEAD => read,
             };
-            if ready.is_err() {
+            if !matches!(read, Ok(n) if n > 0) {
                 return Waited::Gone;
-            }
-            self.ahead.reserve(ReadSize::FIRST);
-            match self.stream.try_read_buf(self.ahead) {
-                Ok(0) => return Waited::Gone,
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(_) => return Waited::Gone,
             }
         }
     }
@@ -437,12 +430,12 @@ impl Client<'_> {
 impl Gateway {
     /// Serves one call of the fast path: `Some(when it ended)` while the client connection
     /// stays open, `None` when it must close.
-    async fn serve_fast(
+    async fn serve_fast<S: ClientIo>(
         &self,
         request: &Parsed<'_>,
         body: &[u8],
         conn: &ConnInfo,
-        client: &mut Client<'_>,
+        client: &mut Client<'_, S>,
         close: bool,
     ) -> Option<Instant> {
         let (path, query) = split_target(request.target);
@@ -512,7 +505,7 @@ impl Gateway {
         &self,
         err: GatewayError,
         mut record: CallRecord,
-        stream: &mut TcpStream,
+        stream: &mut impl ClientIo,
         close: bool,
     ) -> Option<Instant> {
         self.observers.refused(&err, &mut record);
@@ -524,7 +517,7 @@ impl Gateway {
         );
         let now = Instant::now();
         self.observers.response_head(&record, now);
-        let written = stream.write_all(&bytes).await.is_ok();
+        let written = stream.send_all(&bytes).await.is_ok();
         self.observers.finish(&record, status, 0);
         (written && !close).then_some(now)
     }
@@ -532,13 +525,13 @@ impl Gateway {
     /// Sends the call to the API's upstreams in turn until one answers, then relays the
     /// response. `Ok` once a response head was relayed: `Some(when the response ended)` while
     /// the client connection stays open.
-    async fn forward_fast(
+    async fn forward_fast<S: ClientIo>(
         &self,
         (api, caller): (&ApiRoute, &Caller),
         head: &Head<'_, RawHeaders<'_>>,
         (body, framing): (&[u8], RequestFraming),
         (conn, record): (&ConnInfo, &mut CallRecord),
-        client: &mut Client<'_>,
+        client: &mut Client<'_, S>,
         close: bool,
     ) -> Result<Option<Instant>, GatewayError> {
         // The connection's buffers, given back once the call is relayed.
@@ -652,7 +645,7 @@ impl Gateway {
 /// An admitted fast-path call: its API, its caller and the counts still to take.
 type FastAdmitted = (Arc<ApiRoute>, Caller, Option<Box<Deferred>>);
 
-struct FastAttempts<'a, 'c, 'h> {
+struct FastAttempts<'a, 'c, 'h, S> {
     api: &'a ApiRoute,
     pool: &'a Pool<UpstreamConn>,
     tls: &'a UpstreamTls,
@@ -664,10 +657,10 @@ struct FastAttempts<'a, 'c, 'h> {
     body: &'a [u8],
     request: &'a mut Vec<u8>,
     response: &'a mut Vec<u8>,
-    client: &'a mut Client<'c>,
+    client: &'a mut Client<'c, S>,
 }
 
-impl Attempts for FastAttempts<'_, '_, '_> {
+impl<S: ClientIo> Attempts for FastAttempts<'_, '_, '_, S> {
     type Answer = (UpstreamConn, ClientHead);
 
     /// HTTP/1.1, in the clear or over TLS.

@@ -15,6 +15,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
+use super::client_io::ClientIo;
 use super::head::{push_header, LineCopier};
 use crate::error::GatewayError;
 use crate::http_rules::{self, ChunkedEnd, ResponseFraming, MAX_HEADERS};
@@ -97,12 +98,9 @@ fn push_chunk(out: &mut Vec<u8>, data: &[u8]) {
 }
 
 /// Writes what `out` holds to the client, leaving it empty.
-async fn send(client: &mut TcpStream, out: &mut Vec<u8>) -> Result<(), RelayError> {
+async fn send(client: &mut impl ClientIo, out: &mut Vec<u8>) -> Result<(), RelayError> {
     if !out.is_empty() {
-        client
-            .write_all(out)
-            .await
-            .map_err(|_| RelayError::Client)?;
+        client.send_all(out).await.map_err(|_| RelayError::Client)?;
         out.clear();
     }
     Ok(())
@@ -417,7 +415,7 @@ impl UpstreamConn {
     /// for (when none had, the response ended as its head arrived).
     pub(super) async fn relay(
         &mut self,
-        client: &mut TcpStream,
+        client: &mut impl ClientIo,
         out: &mut Vec<u8>,
         framing: ResponseFraming,
         mut tap: Option<&mut UsageTap>,
@@ -478,7 +476,7 @@ impl UpstreamConn {
             waited = true;
             if self.read_more(framing).await? {
                 client
-                    .write_all(b"0\r\n\r\n")
+                    .send_all(b"0\r\n\r\n")
                     .await
                     .map_err(|_| RelayError::Client)?;
                 return Ok((sent, waited));
@@ -511,7 +509,7 @@ impl UpstreamConn {
     /// waits only for its own end). The tap reads the decoded body, the dropped chunk too.
     pub(super) async fn relay_filtered(
         &mut self,
-        client: &mut TcpStream,
+        client: &mut impl ClientIo,
         out: &mut Vec<u8>,
         framing: ResponseFraming,
         tap: &mut UsageTap,

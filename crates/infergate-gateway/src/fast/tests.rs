@@ -7,6 +7,8 @@ use http::Method;
 use infergate_core::snapshot::Upstream;
 use infergate_sign::HeaderSource;
 use proptest::prelude::*;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
 
 /// What the fast path makes of the bytes at the start of a connection's buffer.
 #[derive(Debug, PartialEq, Eq)]

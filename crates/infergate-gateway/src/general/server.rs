@@ -29,6 +29,9 @@ use crate::{fast, Gateway, ListenerSettings};
 pub struct TlsFiles {
     cert: PathBuf,
     key: PathBuf,
+    /// Makes the session tickets a client resumes with (no full handshake); its keys
+    /// rotate on their own and outlive a certificate reload.
+    tickets: Arc<dyn rustls::server::ProducesTickets>,
     config: ArcSwap<rustls::ServerConfig>,
     stamp: std::sync::Mutex<Option<(SystemTime, SystemTime)>>,
 }
@@ -37,7 +40,11 @@ fn modified(path: &Path) -> Option<SystemTime> {
     std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }
 
-fn load_config(cert: &Path, key: &Path) -> Result<rustls::ServerConfig, String> {
+fn load_config(
+    cert: &Path,
+    key: &Path,
+    tickets: &Arc<dyn rustls::server::ProducesTickets>,
+) -> Result<rustls::ServerConfig, String> {
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
         .map_err(|e| format!("reading {}: {e}", cert.display()))?
         .collect::<Result<_, _>>()
@@ -56,6 +63,7 @@ fn load_config(cert: &Path, key: &Path) -> Result<rustls::ServerConfig, String> 
     .with_single_cert(chain, key)
     .map_err(|e| format!("certificate and key do not fit: {e}"))?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    config.ticketer = tickets.clone();
     Ok(config)
 }
 
@@ -63,8 +71,11 @@ impl TlsFiles {
     /// Reads the files once; an error here stops the start.
     pub fn load(cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Result<Arc<Self>, String> {
         let (cert, key) = (cert.into(), key.into());
-        let config = load_config(&cert, &key)?;
+        let tickets = rustls::crypto::ring::Ticketer::new()
+            .map_err(|e| format!("making session tickets: {e}"))?;
+        let config = load_config(&cert, &key, &tickets)?;
         Ok(Arc::new(Self {
+            tickets,
             stamp: std::sync::Mutex::new(modified(&cert).zip(modified(&key))),
             cert,
             key,
@@ -74,7 +85,7 @@ impl TlsFiles {
 
     /// Re-reads the files; a broken pair is logged and the current certificate kept.
     pub fn reload(&self) -> bool {
-        match load_config(&self.cert, &self.key) {
+        match load_config(&self.cert, &self.key, &self.tickets) {
             Ok(config) => {
                 self.config.store(Arc::new(config));
                 tracing::info!(cert = %self.cert.display(), "TLS certificate reloaded");
@@ -183,8 +194,8 @@ impl Drop for OpenConnection {
 
 /// Serves every connection of `listener` with the service `make` builds for it, until
 /// `shutdown` resolves; then waits up to `grace` for open connections. With `fast`,
-/// plain-TCP connections start on that gateway's HTTP/1.1 fast path and reach `make`'s
-/// service only for what the fast path does not take. `settings` bound how long a client
+/// HTTP/1.1 connections (plain TCP, or TLS without `h2` chosen) start on that gateway's
+/// fast path and reach `make`'s service only for what the fast path does not take. `settings` bound how long a client
 /// may take over a head or a body and how many may be connected.
 #[allow(clippy::too_many_arguments)]
 pub async fn serve_with<M, S, B>(
@@ -274,12 +285,8 @@ pub async fn serve_with<M, S, B>(
                         let mut stopping = stopping.clone();
                         tokio::spawn(async move {
                             let _open = open;
-                            let io = match fast {
-                                Some(gateway) => match fast::serve(&gateway, stream, &info, &mut stopping).await {
-                                    fast::Ended::Closed => return,
-                                    fast::Ended::Fallback { read, stream } => HeadGuard::new(stream, &read, header_timeout),
-                                },
-                                None => HeadGuard::new(stream, &[], header_timeout),
+                            let Some(io) = http1_first(stream, fast, &info, &mut stopping, header_timeout).await else {
+                                return;
                             };
                             let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service).into_owned();
                             // Allocated once the fast path hands the connection over: a
@@ -292,6 +299,8 @@ pub async fn serve_with<M, S, B>(
                     Some(files) => {
                         let acceptor = files.acceptor();
                         let handshake = settings.header_timeout;
+                        let fast = fast.clone();
+                        let mut stopping = stopping.clone();
                         tokio::spawn(async move {
                             let _open = open;
                             let stream = match tokio::time::timeout(handshake, acceptor.accept(stream)).await {
@@ -302,9 +311,15 @@ pub async fn serve_with<M, S, B>(
                                 }
                                 Err(_) => return,
                             };
-                            let stream = HeadGuard::new(stream, &[], header_timeout);
-                            let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
-                            if let Err(err) = watcher.watch(connection).await {
+                            // HTTP/2 (chosen by ALPN) goes to hyper; HTTP/1.1 starts on the
+                            // fast path, as in the clear.
+                            let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+                            let fast = fast.filter(|_| !h2);
+                            let Some(io) = http1_first(stream, fast, &info, &mut stopping, header_timeout).await else {
+                                return;
+                            };
+                            let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service).into_owned();
+                            if let Err(err) = Box::pin(watcher.watch(connection)).await {
                                 tracing::debug!(error = %err, "connection ended with an error");
                             }
                         });
@@ -325,6 +340,27 @@ pub async fn serve_with<M, S, B>(
         .is_err()
     {
         tracing::warn!("in-flight calls did not finish within the shutdown grace period");
+    }
+}
+
+/// Serves a new connection on the fast path of `fast` (when given) until it ends or hands
+/// the connection over: then the head guard, holding the bytes read so far, that the
+/// general server reads from. `None` once the fast path closed the connection.
+async fn http1_first<S: fast::ClientIo>(
+    stream: S,
+    fast: Option<Arc<Gateway>>,
+    info: &ConnInfo,
+    stopping: &mut tokio::sync::watch::Receiver<bool>,
+    header_timeout: Duration,
+) -> Option<HeadGuard<S>> {
+    let Some(gateway) = fast else {
+        return Some(HeadGuard::new(stream, &[], header_timeout));
+    };
+    match fast::serve(&gateway, stream, info, stopping).await {
+        fast::Ended::Closed => None,
+        fast::Ended::Fallback { read, stream } => {
+            Some(HeadGuard::new(stream, &read, header_timeout))
+        }
     }
 }
 

@@ -1,0 +1,101 @@
+//! The client connections the fast path serves: plain TCP, or TLS whose handshake chose
+//! HTTP/1.1 (or no protocol). What differs between the two is here; the rest of the fast
+//! path reads and writes through these methods alone.
+
+use std::future::Future;
+use std::io;
+use std::pin::pin;
+use std::task::{Context, Poll};
+
+use bytes::BytesMut;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::server::TlsStream;
+
+/// A client connection of the fast path.
+pub trait ClientIo: AsyncRead + AsyncWrite + Unpin + Send + Sync {
+    /// Ready once a read would not wait: bytes (or their end) are there. Nothing is read.
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
+
+    /// Reads what is there into `buf` (making room for `room` bytes only once something
+    /// is), waiting for it otherwise; `Ok(0)` at the end of the stream.
+    fn poll_read_some(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut BytesMut,
+        room: usize,
+    ) -> Poll<io::Result<usize>>;
+
+    /// Waits until a read would not wait.
+    fn readable(&self) -> impl Future<Output = io::Result<()>> + Send + '_ {
+        std::future::poll_fn(|cx| self.poll_read_ready(cx))
+    }
+
+    /// Writes all of `bytes` and sends them on: none stays buffered in the connection.
+    fn send_all<'a>(
+        &'a mut self,
+        bytes: &'a [u8],
+    ) -> impl Future<Output = io::Result<()>> + Send + 'a {
+        async move {
+            self.write_all(bytes).await?;
+            self.flush().await
+        }
+    }
+}
+
+impl ClientIo for TcpStream {
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        TcpStream::poll_read_ready(self, cx)
+    }
+
+    fn poll_read_some(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut BytesMut,
+        room: usize,
+    ) -> Poll<io::Result<usize>> {
+        loop {
+            std::task::ready!(TcpStream::poll_read_ready(self, cx))?;
+            // The readiness can be stale: a read that would block clears it, and the loop
+            // waits again.
+            buf.reserve(room);
+            match self.try_read_buf(buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                done => return Poll::Ready(done),
+            }
+        }
+    }
+
+    fn send_all<'a>(
+        &'a mut self,
+        bytes: &'a [u8],
+    ) -> impl Future<Output = io::Result<()>> + Send + 'a {
+        // Nothing is buffered in a TCP stream: no flush.
+        self.write_all(bytes)
+    }
+}
+
+impl ClientIo for TlsStream<TcpStream> {
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let (tcp, tls) = self.get_ref();
+        // Records already read may hold plaintext (or the peer's close) that no readiness
+        // of the socket will announce.
+        if !tls.wants_read() {
+            return Poll::Ready(Ok(()));
+        }
+        tcp.poll_read_ready(cx)
+    }
+
+    fn poll_read_some(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut BytesMut,
+        room: usize,
+    ) -> Poll<io::Result<usize>> {
+        std::task::ready!(ClientIo::poll_read_ready(self, cx))?;
+        // A record may be only partly there: then the read waits (its waker set by the
+        // socket), and nothing was taken from the buffer's room.
+        buf.reserve(room);
+        pin!(self.read_buf(buf)).poll(cx)
+    }
+}
