@@ -855,8 +855,8 @@ pub struct ServeArgs {
         requires = "admin_tls_cert"
     )]
     pub admin_tls_key: Option<PathBuf>,
-    /// Serve plain HTTP/1.1 calls on the gateway's fast path; `false` sends every call
-    /// through the general HTTP server [default: true].
+    /// Serve HTTP/1.1 calls (in the clear or over TLS) on the gateway's fast path; `false`
+    /// sends every call through the general HTTP server [default: true].
     #[arg(help_heading = "Listeners", long, env = "INFERGATE_HTTP1_FAST_PATH", num_args = 0..=1, default_missing_value = "true")]
     pub http1_fast_path: Option<bool>,
     /// Refuse AppCode and apikey credentials over plain HTTP [default: false].

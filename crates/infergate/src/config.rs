@@ -91,7 +91,7 @@ pub struct Settings {
     pub require_https_for_app_code: bool,
     /// Runtime threads; `None`: one per available core.
     pub workers: Option<usize>,
-    /// Whether plain HTTP/1.1 calls take the gateway's fast path.
+    /// Whether HTTP/1.1 calls (in the clear or over TLS) take the gateway's fast path.
     pub http1_fast_path: bool,
     /// Timeouts, connection cap and trusted proxies of both listeners.
     pub listener: ListenerSettings,
