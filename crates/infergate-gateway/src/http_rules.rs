@@ -381,6 +381,14 @@ pub(crate) fn forwarded_length(client: RequestFraming, known: Option<u64>) -> Op
     }
 }
 
+/// Methods no API serves, whatever its method (`ANY` included), refused before routing as
+/// nginx refuses them: `CONNECT` asks for a tunnel, not a call (the upstream's 2xx would
+/// hand it the client's connection), and `TRACE` would echo the request with the lines
+/// the gateway adds.
+pub(crate) fn never_routed(method: &str) -> bool {
+    matches!(method, "CONNECT" | "TRACE")
+}
+
 /// Whether a request asks to switch protocols, and whether by `CONNECT`: `Some(true)` for
 /// `CONNECT`, `Some(false)` for a request with an `Upgrade` line, `None` otherwise. The
 /// general server's head guard stops reading what follows such a head as requests, so the

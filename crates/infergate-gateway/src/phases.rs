@@ -304,8 +304,11 @@ impl Gateway {
         record.hops = hops + 1;
 
         // Route: longest api_path prefix, then the method.
-        let on_path = snapshot.route(head.path).ok_or(GatewayError::NoApi)?;
         let method = head.method.as_str();
+        if http_rules::never_routed(method) {
+            return Err(GatewayError::MethodNotAllowed);
+        }
+        let on_path = snapshot.route(head.path).ok_or(GatewayError::NoApi)?;
         let candidates: SmallVec<[&Arc<ApiRoute>; 4]> = on_path
             .iter()
             .filter(|a| a.method.matches(method))

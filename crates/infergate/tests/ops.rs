@@ -433,7 +433,7 @@ async fn read_one<S: tokio::io::AsyncRead + Unpin>(
 /// buffers (the fast path's gauge counts it; the general server's connections never
 /// do), a chunked request on the same connection is handed on to the general server,
 /// which serves the rest; and a client that comes back resumes its session (a ticket:
-/// no full handshake).
+/// no full handshake). The gateway picks AES-128-GCM whatever the client's order.
 #[tokio::test]
 async fn https_http1_takes_the_fast_path_and_sessions_resume() {
     use tokio::io::AsyncWriteExt;
@@ -460,6 +460,11 @@ async fn https_http1_takes_the_fast_path_and_sessions_resume() {
     assert_eq!(
         tls.get_ref().1.handshake_kind(),
         Some(rustls::HandshakeKind::Full)
+    );
+    // The client lists AES-256 first; the gateway's order decides.
+    assert_eq!(
+        tls.get_ref().1.negotiated_cipher_suite().map(|s| s.suite()),
+        Some(rustls::CipherSuite::TLS13_AES_128_GCM_SHA256)
     );
     let get =
         |name: &str| format!("GET /v1/infers/{sid}/{name} HTTP/1.1\r\nHost: localhost\r\n\r\n");

@@ -644,6 +644,49 @@ async fn an_upgrade_that_does_not_happen_ends_the_connection() {
     }
 }
 
+/// `CONNECT` and `TRACE` reach no upstream, on an API that takes any method: each gets
+/// one refusal (404: no API serves them), `CONNECT` in any form ends its connection, and
+/// nothing after it is read; on both servers and over TLS.
+#[tokio::test]
+async fn connect_and_trace_reach_no_upstream() {
+    let cases = [
+        ("TRACE {P}/a HTTP/1.1\r\nHost: gw\r\n\r\n", false),
+        ("TRACE {P}/a HTTP/1.0\r\nHost: gw\r\n\r\n", false),
+        (
+            "CONNECT {P}/a HTTP/1.1\r\nHost: gw\r\n\r\nGET {P}/b HTTP/1.1\r\nHost: gw\r\n\r\n",
+            true,
+        ),
+        (
+            "CONNECT {P}/a HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+            true,
+        ),
+        (
+            "CONNECT 127.0.0.1:1 HTTP/1.1\r\nHost: 127.0.0.1:1\r\n\r\n",
+            true,
+        ),
+        ("CONNECT {P}/a HTTP/1.0\r\nHost: gw\r\n\r\n", true),
+        ("CONNECT 127.0.0.1:1 HTTP/1.0\r\n\r\n", true),
+    ];
+    for node in [node(true).await, node(false).await, tls_node(true).await] {
+        for (case, closes) in cases {
+            let (outcome, answer) = node.send_raw(case.as_bytes()).await;
+            let name = case.lines().next();
+            // 404 (no API serves the method), or 400 for a target that is no path.
+            assert!(
+                matches!(outcome.statuses[..], [404] | [400]),
+                "{name:?}: {outcome:?}"
+            );
+            assert!(outcome.upstream.is_empty(), "{name:?}: {outcome:?}");
+            assert_eq!(outcome.garbled, 0, "{name:?}");
+            if closes {
+                let text = String::from_utf8_lossy(&answer).to_ascii_lowercase();
+                assert!(text.contains("connection: close"), "{name:?}: {text}");
+            }
+            node.still_clean(case).await;
+        }
+    }
+}
+
 /// A request head made of lines that touch framing, hop-by-hop names, identity, paths and
 /// credentials, with the body its framing asks for.
 fn generated_request() -> impl Strategy<Value = Vec<u8>> {

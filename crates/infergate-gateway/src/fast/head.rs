@@ -111,9 +111,13 @@ fn parse_head<'h>(
     else {
         return Ok(None);
     };
+    // `CONNECT` asks to switch protocols: the general server refuses it and closes.
     let Ok(method) = Method::from_bytes(method.as_bytes()) else {
         return Ok(None);
     };
+    if method == Method::CONNECT {
+        return Ok(None);
+    }
     let framing = http_rules::request_framing(true, headers.iter().map(|h| (h.name, h.value)))
         .map_err(|error| Refused {
             method: method.clone(),
