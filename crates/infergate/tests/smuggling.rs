@@ -826,6 +826,19 @@ async fn slow_clients_are_cut_off_on_both_servers_and_both_listeners() {
                 closed,
                 "{listener} (fast path {fast_path}) kept a silent connection"
             );
+            // HTTP/2 (h2c): the preface alone, or with its SETTINGS, then nothing: the
+            // client answers no ping.
+            let preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+            let settings = [0u8, 0, 0, 4, 0, 0, 0, 0, 0];
+            for sent in [preface.to_vec(), [&preface[..], &settings[..]].concat()] {
+                let mut h2 = TcpStream::connect(addr).await.expect("connect");
+                h2.write_all(&sent).await.expect("write");
+                let (closed, _) = closed_within(&mut h2, Duration::from_secs(5)).await;
+                assert!(
+                    closed,
+                    "{listener} (fast path {fast_path}) kept a silent HTTP/2 connection"
+                );
+            }
         }
         // Half a body: the call is cut off and nothing half-read reaches the upstream.
         let mut socket = TcpStream::connect(&node.gateway).await.expect("connect");

@@ -4,7 +4,7 @@
 
 use std::future::Future;
 use std::io;
-use std::pin::pin;
+use std::pin::{pin, Pin};
 use std::task::{Context, Poll};
 
 use bytes::BytesMut;
@@ -29,6 +29,14 @@ pub trait ClientIo: AsyncRead + AsyncWrite + Unpin + Send + Sync {
     /// Waits until a read would not wait.
     fn readable(&self) -> impl Future<Output = io::Result<()>> + Send + '_ {
         std::future::poll_fn(|cx| self.poll_read_ready(cx))
+    }
+
+    /// Reads what is there into the room `buf` already has, waiting for it otherwise.
+    fn read_some<'a>(
+        &'a mut self,
+        buf: &'a mut BytesMut,
+    ) -> impl Future<Output = io::Result<usize>> + Send + 'a {
+        std::future::poll_fn(move |cx| self.poll_read_some(cx, buf, 0))
     }
 
     /// Writes all of `bytes` and sends them on: none stays buffered in the connection.
@@ -96,6 +104,13 @@ impl ClientIo for TlsStream<TcpStream> {
         // A record may be only partly there: then the read waits (its waker set by the
         // socket), and nothing was taken from the buffer's room.
         buf.reserve(room);
-        pin!(self.read_buf(buf)).poll(cx)
+        let read = pin!(self.read_buf(buf)).poll(cx);
+        // Reading may have queued records to send back (an alert refusing a renegotiation,
+        // the answer to a key update): they go now, not with the next response. What the
+        // socket does not take yet goes with the next read or write.
+        if self.get_ref().1.wants_write() {
+            let _ = Pin::new(&mut *self).poll_flush(cx);
+        }
+        read
     }
 }

@@ -15,7 +15,6 @@ use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
 use infergate_core::snapshot::ApiRoute;
-use tokio::io::AsyncReadExt;
 use tokio::sync::watch;
 
 use crate::authn::Caller;
@@ -205,7 +204,7 @@ pub async fn serve<S: ClientIo>(
             // In this order: no random draw per wake-up.
             let read = tokio::select! {
                 biased;
-                read = stream.read_buf(&mut buf) => Some(read),
+                read = stream.read_some(&mut buf) => Some(read),
                 _ = stop.changed(), if buf.is_empty() => return Ended::Closed,
                 () = idle.until(wake) => None,
             };
@@ -272,7 +271,7 @@ pub async fn serve<S: ClientIo>(
             // The body may pause at most the body idle timeout between reads.
             let read = tokio::select! {
                 biased;
-                read = stream.read_buf(&mut buf) => read,
+                read = stream.read_some(&mut buf) => read,
                 () = idle.until(Deadline::now() + listener.body_idle_timeout) => return Ended::Closed,
             };
             if !matches!(read, Ok(n) if n > 0) {

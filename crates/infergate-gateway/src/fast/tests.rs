@@ -7,7 +7,7 @@ use http::Method;
 use infergate_core::snapshot::Upstream;
 use infergate_sign::HeaderSource;
 use proptest::prelude::*;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// What the fast path makes of the bytes at the start of a connection's buffer.

@@ -244,6 +244,14 @@ pub async fn serve_with<M, S, B>(
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(fast::IDLE);
+    // HTTP/2 has no head to time: a client that stops answering (one that sent its preface
+    // and nothing since, among them) is found by a ping it must answer within the header
+    // timeout, and its connection closed.
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(settings.header_timeout))
+        .keep_alive_timeout(settings.header_timeout);
     let open_count = Arc::new(AtomicUsize::new(0));
     let header_timeout = settings.header_timeout;
     let body_idle = settings.body_idle_timeout;
