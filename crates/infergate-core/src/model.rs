@@ -384,22 +384,32 @@ impl UsageCounts {
         }
     }
 
+    /// Every count with its name (the store's column), in one order: the one list of them.
+    pub fn named_mut(&mut self) -> [(&'static str, &mut i64); 11] {
+        [
+            ("requests", &mut self.requests),
+            ("client_errors", &mut self.client_errors),
+            ("server_errors", &mut self.server_errors),
+            ("throttled", &mut self.throttled),
+            ("calls", &mut self.calls),
+            ("prompt_tokens", &mut self.prompt_tokens),
+            ("completion_tokens", &mut self.completion_tokens),
+            ("total_tokens", &mut self.total_tokens),
+            ("reasoning_tokens", &mut self.reasoning_tokens),
+            ("cached_tokens", &mut self.cached_tokens),
+            ("estimated_calls", &mut self.estimated_calls),
+        ]
+    }
+
+    /// Every count with its name, as [`Self::named_mut`] lists them.
+    pub fn named(&self) -> [(&'static str, i64); 11] {
+        let mut copy = *self;
+        copy.named_mut().map(|(name, value)| (name, *value))
+    }
+
     /// Adds `other`, saturating.
     pub fn merge(&mut self, other: &UsageCounts) {
-        let sums = [
-            (&mut self.requests, other.requests),
-            (&mut self.client_errors, other.client_errors),
-            (&mut self.server_errors, other.server_errors),
-            (&mut self.throttled, other.throttled),
-            (&mut self.calls, other.calls),
-            (&mut self.prompt_tokens, other.prompt_tokens),
-            (&mut self.completion_tokens, other.completion_tokens),
-            (&mut self.total_tokens, other.total_tokens),
-            (&mut self.reasoning_tokens, other.reasoning_tokens),
-            (&mut self.cached_tokens, other.cached_tokens),
-            (&mut self.estimated_calls, other.estimated_calls),
-        ];
-        for (sum, add) in sums {
+        for ((_, sum), (_, add)) in self.named_mut().into_iter().zip(other.named()) {
             *sum = sum.saturating_add(add);
         }
     }

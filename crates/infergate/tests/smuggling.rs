@@ -1241,7 +1241,7 @@ async fn member_of_new_project(admin: &Admin, project: &str, user: &str) -> Admi
 /// A member of another project cannot take a path of this one: it is refused the paths in
 /// this project's service namespaces, and an API it registers above them catches no call
 /// made under them (sent over a raw socket, with no credential), not even under a service
-/// of this project that has no API.
+/// of this project that has no API; nor can it read this project's usage.
 #[tokio::test]
 async fn another_project_catches_no_call_under_this_projects_services() {
     let node = node(true).await;
@@ -1308,6 +1308,21 @@ async fn another_project_catches_no_call_under_this_projects_services() {
             "{target}"
         );
     }
+    // Nor does B read how A's services are used: not under A's project, in any view.
+    let b_in_a = Admin {
+        client: member_b.client.clone(),
+        base: member_b.base.clone(),
+        project: admin.project.clone(),
+        token: member_b.token.clone(),
+    };
+    for view in ["", "?granularity=day", "?granularity=week"] {
+        let (status, body) = b_in_a
+            .send(Method::GET, &format!("/app-auth/usage{view}"), None)
+            .await;
+        assert_eq!(status.as_u16(), 403, "{view}: {body}");
+    }
+    let (status, _) = admin.send(Method::GET, "/app-auth/usage", None).await;
+    assert_eq!(status.as_u16(), 200, "A's admin reads A's usage");
 }
 
 /// Callers without the API's credential spend none of its throttling budget: their calls

@@ -205,11 +205,9 @@ impl<IO> HeadGuard<IO> {
                 None
             }
             Vetted::Refused => {
-                self.head.clear();
+                self.cut_off();
                 self.deadline = None;
                 self.out.extend_from_slice(REFUSED_HEAD);
-                self.state = State::Refused;
-                self.ended = true;
                 None
             }
             Vetted::Whole { len, next } => {

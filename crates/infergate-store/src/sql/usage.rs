@@ -4,52 +4,27 @@
 
 use super::*;
 
-/// The key's columns, then the sums' in the order of [`sums`].
+/// The key's columns, then the sums' in the order of [`UsageCounts::named`].
 fn columns() -> String {
     let mut all = String::from("project_id, app_id, api_id, minute");
-    for (column, _) in sums(&UsageCounts::default()) {
+    for (column, _) in UsageCounts::default().named() {
         all.push_str(", ");
         all.push_str(column);
     }
     all
 }
 
-/// The sums' column names and values.
-fn sums(c: &UsageCounts) -> [(&'static str, i64); 11] {
-    [
-        ("requests", c.requests),
-        ("client_errors", c.client_errors),
-        ("server_errors", c.server_errors),
-        ("throttled", c.throttled),
-        ("calls", c.calls),
-        ("prompt_tokens", c.prompt_tokens),
-        ("completion_tokens", c.completion_tokens),
-        ("total_tokens", c.total_tokens),
-        ("reasoning_tokens", c.reasoning_tokens),
-        ("cached_tokens", c.cached_tokens),
-        ("estimated_calls", c.estimated_calls),
-    ]
-}
-
 fn usage_from_row(row: &DbRow) -> StoreResult<UsageRow> {
+    let mut counts = UsageCounts::default();
+    for (column, value) in counts.named_mut() {
+        *value = row.try_get(column)?;
+    }
     Ok(UsageRow {
         project_id: row.try_get("project_id")?,
         app_id: row.try_get("app_id")?,
         api_id: row.try_get("api_id")?,
         minute: row.try_get("minute")?,
-        counts: UsageCounts {
-            requests: row.try_get("requests")?,
-            client_errors: row.try_get("client_errors")?,
-            server_errors: row.try_get("server_errors")?,
-            throttled: row.try_get("throttled")?,
-            calls: row.try_get("calls")?,
-            prompt_tokens: row.try_get("prompt_tokens")?,
-            completion_tokens: row.try_get("completion_tokens")?,
-            total_tokens: row.try_get("total_tokens")?,
-            reasoning_tokens: row.try_get("reasoning_tokens")?,
-            cached_tokens: row.try_get("cached_tokens")?,
-            estimated_calls: row.try_get("estimated_calls")?,
-        },
+        counts,
     })
 }
 
@@ -59,7 +34,7 @@ impl UsageStore for This {
         if rows.is_empty() {
             return Ok(());
         }
-        let summed = sums(&UsageCounts::default());
+        let summed = UsageCounts::default().named();
         let additions = summed
             .iter()
             .map(|(c, _)| format!("{c} = usage_minutes.{c} + excluded.{c}"))
@@ -81,7 +56,7 @@ impl UsageStore for This {
                 .bind(&row.app_id)
                 .bind(&row.api_id)
                 .bind(row.minute);
-            for (_, value) in sums(&row.counts) {
+            for (_, value) in row.counts.named() {
                 query = query.bind(value);
             }
             query.execute(&mut *tx).await?;
