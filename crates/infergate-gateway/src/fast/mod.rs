@@ -402,13 +402,13 @@ enum Waited<T> {
 impl<S: ClientIo> Client<'_, S> {
     /// Waits for `work` until `deadline`; dropping `work` (when the client closes its
     /// connection first, or time runs out) cancels the upstream call. Bytes the client sends
-    /// meanwhile are kept for later.
+    /// meanwhile are kept for later. `work` is pinned where it was made: a future moved in
+    /// here would take its room twice in every call's state (as the argument, and pinned).
     async fn unless_gone<T>(
         &mut self,
-        work: impl std::future::Future<Output = T>,
+        mut work: Pin<&mut impl std::future::Future<Output = T>>,
         deadline: Deadline,
     ) -> Waited<T> {
-        tokio::pin!(work);
         loop {
             // The exchange first: once it is done, nothing else is polled. The client's
             // bytes are read only once they are there: no buffer is set aside before.
@@ -450,9 +450,13 @@ impl Gateway {
             Ok(admitted) => admitted,
             Err(err) => return self.answer_error(err, record, client.stream, close).await,
         };
-        let counted = self.count_deferred(deferred, body, &mut record).await;
-        if let Err(err) = counted {
-            return self.answer_error(err, record, client.stream, close).await;
+        if deferred.is_some() {
+            // Counting in Redis or reserving tokens: its state is boxed, not carried in
+            // every call's.
+            let counted = Box::pin(self.count_deferred(deferred, body, &mut record)).await;
+            if let Err(err) = counted {
+                return self.answer_error(err, record, client.stream, close).await;
+            }
         }
         let forwarded = self
             .forward_fast(
@@ -699,7 +703,7 @@ impl<S: ClientIo> Attempts for FastAttempts<'_, '_, '_, S> {
             tls: self.tls,
         };
         let held = self.client.scratch.take_held(to.key, attempt.sent_at);
-        let exchange = UpstreamConn::exchange(
+        let exchange = std::pin::pin!(UpstreamConn::exchange(
             self.pool,
             &to,
             held,
@@ -708,7 +712,7 @@ impl<S: ClientIo> Attempts for FastAttempts<'_, '_, '_, S> {
             self.head.method,
             self.own,
             self.response,
-        );
+        ));
         match self
             .client
             .unless_gone(exchange, Deadline::from_std(attempt.deadline))

@@ -594,7 +594,9 @@ impl UpstreamConn {
         loop {
             let (mut up, reused) = match held.take().or_else(|| pool.take(to.key, sent_at)) {
                 Some(up) => (up, true),
-                None => (to.connect(pool).await?, false),
+                // A new connection (a TLS handshake, maybe) is the rare case: its state
+                // is boxed, not carried in every call's.
+                None => (Box::pin(to.connect(pool)).await?, false),
             };
             let written = match up.stream.write_all(request).await {
                 Ok(()) => up.stream.flush().await,
