@@ -287,8 +287,9 @@ impl Upstreams {
             .len()
             .min(retry.map_or(usize::MAX, |r| r.attempts as usize));
         let mut last_error = String::new();
-        // One deadline for all the attempts of a call.
-        let deadline = Instant::now() + api.service.timeout;
+        // One deadline for all the attempts of a call; the first is sent as it is set.
+        let started = Instant::now();
+        let deadline = started + api.service.timeout;
         for (n, (index, upstream)) in order.take(attempts).enumerate() {
             if !transport.speaks(&upstream.scheme) {
                 last_error = format!("{} upstreams are not served here", upstream.scheme);
@@ -297,7 +298,7 @@ impl Upstreams {
             record.upstream = Some(upstream.authority.clone());
             // Counted in flight on this upstream until the call ends or moves on.
             record.in_flight = Some(InFlight::start(&api.service, index));
-            let sent_at = Instant::now();
+            let sent_at = if n == 0 { started } else { Instant::now() };
             let attempt = Attempt {
                 upstream,
                 index,
