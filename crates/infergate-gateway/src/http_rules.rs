@@ -384,9 +384,10 @@ pub(crate) fn forwarded_length(client: RequestFraming, known: Option<u64>) -> Op
 /// Methods no API serves, whatever its method (`ANY` included), refused before routing as
 /// nginx refuses them: `CONNECT` asks for a tunnel, not a call (the upstream's 2xx would
 /// hand it the client's connection), and `TRACE` would echo the request with the lines
-/// the gateway adds.
+/// the gateway adds. In any case: methods are case-sensitive, but an upstream that reads
+/// them without regard to case would take `connect` for `CONNECT`.
 pub(crate) fn never_routed(method: &str) -> bool {
-    matches!(method, "CONNECT" | "TRACE")
+    method.eq_ignore_ascii_case("CONNECT") || method.eq_ignore_ascii_case("TRACE")
 }
 
 /// Whether a request asks to switch protocols, and whether by `CONNECT`: `Some(true)` for

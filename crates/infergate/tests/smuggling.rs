@@ -644,9 +644,9 @@ async fn an_upgrade_that_does_not_happen_ends_the_connection() {
     }
 }
 
-/// `CONNECT` and `TRACE` reach no upstream, on an API that takes any method: each gets
-/// one refusal (404: no API serves them), `CONNECT` in any form ends its connection, and
-/// nothing after it is read; on both servers and over TLS.
+/// `CONNECT` and `TRACE`, in any case, reach no upstream, on an API that takes any method:
+/// each gets one refusal (404: no API serves them), `CONNECT` in any form ends its
+/// connection, and nothing after it is read; on both servers and over TLS.
 #[tokio::test]
 async fn connect_and_trace_reach_no_upstream() {
     let cases = [
@@ -666,6 +666,9 @@ async fn connect_and_trace_reach_no_upstream() {
         ),
         ("CONNECT {P}/a HTTP/1.0\r\nHost: gw\r\n\r\n", true),
         ("CONNECT 127.0.0.1:1 HTTP/1.0\r\n\r\n", true),
+        // Another method to HTTP, but not to an upstream that reads methods in any case.
+        ("connect {P}/a HTTP/1.1\r\nHost: gw\r\n\r\n", false),
+        ("Trace {P}/a HTTP/1.1\r\nHost: gw\r\n\r\n", false),
     ];
     for node in [node(true).await, node(false).await, tls_node(true).await] {
         for (case, closes) in cases {
