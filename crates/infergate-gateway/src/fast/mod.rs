@@ -1,13 +1,15 @@
-//! The HTTP/1.1 fast path for plain-TCP connections and TLS ones that chose HTTP/1.1: the request head is parsed once from
+//! The HTTP/1.1 fast path for plain-TCP connections and TLS ones that chose HTTP/1.1
+//! (what differs between the two is in [`ClientIo`]): the request head is parsed once from
 //! the connection's buffer, the call goes through the same phases as every other (limits,
 //! route, select, authenticate, authorize), the head is written to a kept-alive upstream
 //! connection with the gateway's edits, and the response is relayed as its bytes arrive:
 //! no dispatch task, no body channel, no per-frame boxing.
 //!
 //! It takes only the common case: HTTP/1.1 in origin form, no `Transfer-Encoding`, no
-//! `Upgrade` or `Expect`, a body of at most [`MAX_BODY`] bytes. The first request that is
-//! anything else hands the connection, with the bytes read so far, to the general server
-//! (hyper: HTTP/2, upgrades, chunked and large bodies), which serves it from then on.
+//! `Upgrade` or `Expect`, not `CONNECT`, a body of at most [`MAX_BODY`] bytes. The first
+//! request that is anything else hands the connection, with the bytes read so far, to the
+//! general server (hyper: HTTP/2, upgrades, chunked and large bodies), which serves it
+//! from then on.
 
 use std::pin::Pin;
 use std::sync::Arc;

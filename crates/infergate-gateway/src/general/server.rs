@@ -213,8 +213,9 @@ impl Drop for OpenConnection {
 /// Serves every connection of `listener` with the service `make` builds for it, until
 /// `shutdown` resolves; then waits up to `grace` for open connections. With `fast`,
 /// HTTP/1.1 connections (plain TCP, or TLS without `h2` chosen) start on that gateway's
-/// fast path and reach `make`'s service only for what the fast path does not take. `settings` bound how long a client
-/// may take over a head or a body and how many may be connected.
+/// fast path and reach `make`'s service only for what the fast path does not take.
+/// `settings` bound how long a client may take over a head or a body and how many may be
+/// connected.
 #[allow(clippy::too_many_arguments)]
 pub async fn serve_with<M, S, B>(
     listener: TcpListener,
