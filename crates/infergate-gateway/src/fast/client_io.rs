@@ -17,14 +17,29 @@ pub trait ClientIo: AsyncRead + AsyncWrite + Unpin + Send + Sync {
     /// Ready once a read would not wait: bytes (or their end) are there. Nothing is read.
     fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
 
+    /// Sends what reading queued to send back, if anything.
+    fn after_read(&mut self, cx: &mut Context<'_>);
+
     /// Reads what is there into `buf` (making room for `room` bytes only once something
     /// is), waiting for it otherwise; `Ok(0)` at the end of the stream.
+    ///
+    /// Through the stream's `poll_read`: a read shorter than the room clears the socket's
+    /// readiness (the kernel's buffer is drained), so the next wait costs no system call
+    /// that finds nothing.
     fn poll_read_some(
         &mut self,
         cx: &mut Context<'_>,
         buf: &mut BytesMut,
         room: usize,
-    ) -> Poll<io::Result<usize>>;
+    ) -> Poll<io::Result<usize>> {
+        std::task::ready!(self.poll_read_ready(cx))?;
+        // A stale readiness, or a TLS record only partly there: the read waits (its waker
+        // set by the socket), and nothing was taken from the buffer's room.
+        buf.reserve(room);
+        let read = pin!(self.read_buf(buf)).poll(cx);
+        self.after_read(cx);
+        read
+    }
 
     /// Waits until a read would not wait.
     fn readable(&self) -> impl Future<Output = io::Result<()>> + Send + '_ {
@@ -56,23 +71,7 @@ impl ClientIo for TcpStream {
         TcpStream::poll_read_ready(self, cx)
     }
 
-    fn poll_read_some(
-        &mut self,
-        cx: &mut Context<'_>,
-        buf: &mut BytesMut,
-        room: usize,
-    ) -> Poll<io::Result<usize>> {
-        loop {
-            std::task::ready!(TcpStream::poll_read_ready(self, cx))?;
-            // The readiness can be stale: a read that would block clears it, and the loop
-            // waits again.
-            buf.reserve(room);
-            match self.try_read_buf(buf) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                done => return Poll::Ready(done),
-            }
-        }
-    }
+    fn after_read(&mut self, _: &mut Context<'_>) {}
 
     fn send_all<'a>(
         &'a mut self,
@@ -94,23 +93,12 @@ impl ClientIo for TlsStream<TcpStream> {
         tcp.poll_read_ready(cx)
     }
 
-    fn poll_read_some(
-        &mut self,
-        cx: &mut Context<'_>,
-        buf: &mut BytesMut,
-        room: usize,
-    ) -> Poll<io::Result<usize>> {
-        std::task::ready!(ClientIo::poll_read_ready(self, cx))?;
-        // A record may be only partly there: then the read waits (its waker set by the
-        // socket), and nothing was taken from the buffer's room.
-        buf.reserve(room);
-        let read = pin!(self.read_buf(buf)).poll(cx);
+    fn after_read(&mut self, cx: &mut Context<'_>) {
         // Reading may have queued records to send back (an alert refusing a renegotiation,
         // the answer to a key update): they go now, not with the next response. What the
         // socket does not take yet goes with the next read or write.
         if self.get_ref().1.wants_write() {
             let _ = Pin::new(&mut *self).poll_flush(cx);
         }
-        read
     }
 }
