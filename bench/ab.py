@@ -55,6 +55,9 @@ def main():
             cpu = [r[key]["cpu_us"] for r in rounds]
             print(f"{label} CPU µs/req: " + ", ".join(f"{x:.1f}" for x in cpu)
                   + f"; median {statistics.median(cpu):.1f}")
+            user = [r[key]["cpu_us"] * (1 - r[key]["kernel_share"]) for r in rounds]
+            print(f"{label} of it in user space: " + ", ".join(f"{x:.1f}" for x in user)
+                  + f"; median {statistics.median(user):.1f}")
     finally:
         procs.stop()
 

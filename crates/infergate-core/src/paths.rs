@@ -11,7 +11,7 @@ pub const INFERS_PREFIX: &str = "/v1/infers/";
 /// The id of the service whose namespace (`/v1/infers/{id}`) holds `path`, if any.
 pub fn service_namespace(path: &str) -> Option<&str> {
     let rest = path.strip_prefix(INFERS_PREFIX)?;
-    let id = rest.split('/').next().unwrap_or("");
+    let id = &rest[..rest.bytes().position(|b| b == b'/').unwrap_or(rest.len())];
     (!id.is_empty()).then_some(id)
 }
 

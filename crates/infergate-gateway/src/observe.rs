@@ -13,7 +13,7 @@ use infergate_core::snapshot::Upstream;
 
 use crate::authn::Caller;
 use crate::phases::CallRecord;
-use crate::usage::{UsageBook, UsageKey};
+use crate::usage::UsageBook;
 use metrics::GatewayMetrics;
 
 /// Where the gateway reports what it did: metrics and the access log, both optional.
@@ -83,16 +83,11 @@ impl Observers {
         if let (Some(book), Some(project), Some(api)) =
             (&self.usage, &record.project_id, &record.api_id)
         {
-            book.record(
-                UsageKey {
-                    project_id: project.clone(),
-                    app_id: app.cloned().unwrap_or_else(|| Arc::from("")),
-                    api_id: api.clone(),
-                    minute: chrono::Utc::now().timestamp().div_euclid(60),
-                },
-                status,
-                record.usage.as_ref(),
-            );
+            // The minute the call began in: no reading of the clock.
+            let minute = crate::phases::wall_time(record.started)
+                .timestamp()
+                .div_euclid(60);
+            book.record((project, app, api), minute, status, record.usage.as_ref());
         }
         if let Some(sink) = &self.access_log {
             sink.emit(access_line(record, status, bytes_out));

@@ -24,6 +24,16 @@ const MODEL_PATHS: &[(&str, ModelApi)] = &[
     ("/responses", ModelApi::Responses),
 ];
 
+// `model_api_at` tells most other paths apart by their last byte.
+const _: () = {
+    let mut i = 0;
+    while i < MODEL_PATHS.len() {
+        let path = MODEL_PATHS[i].0.as_bytes();
+        assert!(path[path.len() - 1] == b's');
+        i += 1;
+    }
+};
+
 /// Of a JSON answer, the first and the last this many bytes are kept (an embedding's
 /// vectors can be megabytes; `usage` comes at one end): an answer's memory is bounded.
 const JSON_END: usize = 64 * 1024;
@@ -112,6 +122,11 @@ pub fn model_api_at(base: &str, rest: &str) -> Option<ModelApi> {
     } else {
         base
     };
+    // Every model path ends in `s`: most other paths are told apart by their last byte.
+    let last = rest.as_bytes().last().or(base.as_bytes().last());
+    if last != Some(&b's') {
+        return None;
+    }
     let joined_ends_with = |suffix: &str| {
         if rest.len() >= suffix.len() {
             rest.ends_with(suffix)
@@ -1039,21 +1054,50 @@ const SHARDS: usize = 16;
 /// a call never waits on a write).
 #[derive(Debug, Default)]
 pub struct UsageBook {
-    shards: [Mutex<Sums>; SHARDS],
+    shards: [Mutex<Shard>; SHARDS],
+    /// The app of calls made by no app, shared by all of them.
+    no_app: NoApp,
 }
 
-/// One shard's sums. Its keys come from the configuration (a caller names no key of its
-/// own), so a fast hash is safe.
+#[derive(Debug)]
+struct NoApp(Arc<str>);
+
+impl Default for NoApp {
+    fn default() -> Self {
+        Self(Arc::from(""))
+    }
+}
+
+/// Sums by key. Its keys come from the configuration (a caller names no key of its own),
+/// so a fast hash is safe.
 type Sums = HashMap<UsageKey, UsageCounts, foldhash::fast::RandomState>;
 
+/// A shard's sums, found by the addresses of their key's names (and the minute). The names
+/// are the snapshot's, shared by every call of the same app and API: a call hashes, compares
+/// and clones no name. The same names of two snapshots make two entries, summed when taken;
+/// an entry holds its names, so no address is reused while it is there.
+type Shard = HashMap<(usize, usize, usize, i64), (UsageKey, UsageCounts), foldhash::fast::RandomState>;
+
+fn address(name: &Arc<str>) -> usize {
+    Arc::as_ptr(name).cast::<u8>().addr()
+}
+
 /// Locks a shard, whatever a panicking holder left: the sums stay valid.
-fn open(shard: &Mutex<Sums>) -> MutexGuard<'_, Sums> {
+fn open(shard: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
     shard.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl UsageBook {
-    /// Counts a call answered `status`, with its tokens when it was a model call.
-    pub fn record(&self, key: UsageKey, status: u16, usage: Option<&Usage>) {
+    /// Counts a call of `project`'s `api` by `app` (none: a caller that is no app) in
+    /// `minute` (since the epoch), answered `status`, with its tokens when it was a model
+    /// call.
+    pub fn record(
+        &self,
+        (project, app, api): (&Arc<str>, Option<&Arc<str>>, &Arc<str>),
+        minute: i64,
+        status: u16,
+        usage: Option<&Usage>,
+    ) {
         static NEXT: AtomicUsize = AtomicUsize::new(0);
         thread_local! {
             static SHARD: usize = NEXT.fetch_add(1, Ordering::Relaxed) % SHARDS;
@@ -1062,10 +1106,20 @@ impl UsageBook {
         if let Some(usage) = usage {
             counts.merge(&counts_of(usage));
         }
+        let app = app.unwrap_or(&self.no_app.0);
         let shard = SHARD.with(|s| *s);
         open(&self.shards[shard])
-            .entry(key)
-            .or_default()
+            .entry((address(project), address(app), address(api), minute))
+            .or_insert_with(|| {
+                let key = UsageKey {
+                    project_id: project.clone(),
+                    app_id: app.clone(),
+                    api_id: api.clone(),
+                    minute,
+                };
+                (key, UsageCounts::default())
+            })
+            .1
             .merge(&counts);
     }
 
@@ -1073,7 +1127,7 @@ impl UsageBook {
     pub fn take(&self) -> Vec<(UsageKey, UsageCounts)> {
         let mut all = Sums::default();
         for shard in &self.shards {
-            for (key, counts) in std::mem::take(&mut *open(shard)) {
+            for (key, counts) in std::mem::take(&mut *open(shard)).into_values() {
                 all.entry(key).or_default().merge(&counts);
             }
         }
@@ -1084,7 +1138,17 @@ impl UsageBook {
     pub fn put_back(&self, rows: Vec<(UsageKey, UsageCounts)>) {
         let mut first = open(&self.shards[0]);
         for (key, counts) in rows {
-            first.entry(key).or_default().merge(&counts);
+            let at = (
+                address(&key.project_id),
+                address(&key.app_id),
+                address(&key.api_id),
+                key.minute,
+            );
+            first
+                .entry(at)
+                .or_insert_with(|| (key, UsageCounts::default()))
+                .1
+                .merge(&counts);
         }
     }
 }

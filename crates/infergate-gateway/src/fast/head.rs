@@ -12,7 +12,7 @@ use infergate_sign::HeaderSource;
 
 use crate::error::GatewayError;
 use crate::http_rules::{
-    self, forwarded_length, tokens, ClientHeaders, Forwarded, RequestFraming, MAX_HEAD, MAX_HEADERS,
+    self, forwarded_length, tokens, ClientHeaders, Forwarded, RequestFraming, MAX_HEAD,
 };
 use crate::phases::Head;
 
@@ -75,11 +75,6 @@ pub(super) struct Refused<'h> {
 /// Header slots to parse into, left unwritten until a header fills one.
 pub(super) type Slots<'h> = [std::mem::MaybeUninit<httparse::Header<'h>>];
 
-/// Slots for a request's headers, on the heap (a call's state, not its connection's) and
-/// not written beforehand.
-pub(super) fn new_slots<'h>() -> Box<[std::mem::MaybeUninit<httparse::Header<'h>>; MAX_HEADERS]> {
-    Box::new([const { std::mem::MaybeUninit::uninit() }; MAX_HEADERS])
-}
 
 /// Parses a whole head (as [`head_end`] found it).
 pub(super) fn read_head<'h>(head: &'h [u8], slots: &'h mut Slots<'h>) -> HeadRead<'h> {

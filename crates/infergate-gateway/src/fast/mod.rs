@@ -29,8 +29,9 @@ use crate::upstreams::tls::UpstreamTls;
 use crate::upstreams::{Answered, Attempt, Attempted, Attempts, Failure};
 use crate::usage::{Media, UsageChunkFilter, UsageTap};
 use crate::Gateway;
+use crate::http_rules::MAX_HEADERS;
 use head::{
-    head_end, new_slots, read_head, request_bytes, split_target, HeadEnd, HeadRead, Parsed,
+    head_end, read_head, request_bytes, split_target, HeadEnd, HeadRead, Parsed,
     RawHeaders,
 };
 use relay::{error_bytes, ClientHead, FastTo, OwnLines, ReadSize, RelayError};
@@ -233,42 +234,33 @@ pub async fn serve<S: ClientIo>(
         // The head is read in place; when its body has not all arrived, the rest is read
         // and the head parsed again (the buffer may have moved).
         let used = loop {
-            // On the heap, as the call's state: the connection's task stays small.
-            let mut slots = new_slots();
-            let request = match read_head(&buf[..end], &mut slots[..]) {
-                HeadRead::Take(request) => request,
-                HeadRead::Elsewhere => {
+            let mut client = Client {
+                stream: &mut stream,
+                ahead: &mut ahead,
+                timer: &mut exchanges,
+                scratch: &mut scratch,
+            };
+            // The head's slots and the call's state are allocated together, for the call
+            // alone: a connection waiting between calls holds none of it.
+            let stopping = *stop.borrow();
+            let call = Box::pin(gateway.serve_head(&buf, end, conn, &mut client, stopping));
+            let used = match call.await {
+                HeadServed::Called { used, ended } => match ended {
+                    Some(ended) if !*stop.borrow() => {
+                        active = Deadline::from_std(ended);
+                        break used;
+                    }
+                    _ => return Ended::Closed,
+                },
+                HeadServed::Elsewhere => {
                     return Ended::Fallback {
                         read: buf.freeze(),
                         stream,
                     }
                 }
-                HeadRead::Refuse(refused) => {
-                    let (path, query) = split_target(refused.target);
-                    let record = gateway.begin(&refused.method, path, query, 0);
-                    Box::pin(gateway.answer_error(refused.error, record, &mut stream, true)).await;
-                    return Ended::Closed;
-                }
+                HeadServed::Refused => return Ended::Closed,
+                HeadServed::BodyToCome { used } => used,
             };
-            let used = end + request.body_len;
-            if buf.len() >= used {
-                let close = request.close || *stop.borrow();
-                let mut client = Client {
-                    stream: &mut stream,
-                    ahead: &mut ahead,
-                    timer: &mut exchanges,
-                    scratch: &mut scratch,
-                };
-                let body = &buf[end..used];
-                // The call's state is allocated for the call alone: a connection waiting
-                // between calls holds none of it.
-                let call = Box::pin(gateway.serve_fast(&request, body, conn, &mut client, close));
-                match call.await {
-                    Some(ended) if !*stop.borrow() => active = Deadline::from_std(ended),
-                    _ => return Ended::Closed,
-                }
-                break used;
-            }
             buf.reserve(used - buf.len());
             // The body may pause at most the body idle timeout between reads.
             let read = tokio::select! {
@@ -348,7 +340,7 @@ impl Scratch {
     /// another upstream goes to the pool.
     fn take_held(&mut self, authority: &Arc<str>, now: Instant) -> Option<UpstreamConn> {
         let held = self.held.take()?;
-        if *held.authority == **authority {
+        if Arc::ptr_eq(&held.authority, authority) || *held.authority == **authority {
             return (self.pool.still_fresh(held.since, now) && !held.conn.is_closed())
                 .then_some(held.conn);
         }
@@ -428,7 +420,51 @@ impl<S: ClientIo> Client<'_, S> {
     }
 }
 
+/// What became of a whole head in the connection's buffer.
+enum HeadServed {
+    /// Its call was served; the connection stays open when `ended` is `Some(when)`.
+    Called { used: usize, ended: Option<Instant> },
+    /// Its body has not all arrived: the buffer must hold `used` bytes first.
+    BodyToCome { used: usize },
+    /// A request the fast path does not take.
+    Elsewhere,
+    /// Refused and answered: the connection closes.
+    Refused,
+}
+
 impl Gateway {
+    /// Parses the head that ends at `end` in `buf` and serves its call once its body is
+    /// there. The head's slots live in this future's state, with the call's.
+    async fn serve_head<S: ClientIo>(
+        &self,
+        buf: &[u8],
+        end: usize,
+        conn: &ConnInfo,
+        client: &mut Client<'_, S>,
+        stopping: bool,
+    ) -> HeadServed {
+        let mut slots = [const { std::mem::MaybeUninit::uninit() }; MAX_HEADERS];
+        let request = match read_head(&buf[..end], &mut slots[..]) {
+            HeadRead::Take(request) => request,
+            HeadRead::Elsewhere => return HeadServed::Elsewhere,
+            HeadRead::Refuse(refused) => {
+                let (path, query) = split_target(refused.target);
+                let record = self.begin(&refused.method, path, query, 0);
+                Box::pin(self.answer_error(refused.error, record, client.stream, true)).await;
+                return HeadServed::Refused;
+            }
+        };
+        let used = end + request.body_len;
+        if buf.len() < used {
+            return HeadServed::BodyToCome { used };
+        }
+        let close = request.close || stopping;
+        let ended = self
+            .serve_fast(&request, &buf[end..used], conn, client, close)
+            .await;
+        HeadServed::Called { used, ended }
+    }
+
     /// Serves one call of the fast path: `Some(when it ended)` while the client connection
     /// stays open, `None` when it must close.
     async fn serve_fast<S: ClientIo>(
