@@ -84,9 +84,10 @@ impl Observers {
             (&self.usage, &record.project_id, &record.api_id)
         {
             // The minute the call began in: no reading of the clock.
-            let minute = crate::phases::wall_time(record.started)
-                .timestamp()
-                .div_euclid(60);
+            let began = record
+                .began
+                .unwrap_or_else(|| crate::phases::wall_time(record.started));
+            let minute = began.timestamp().div_euclid(60);
             book.record((project, app, api), minute, status, record.usage.as_ref());
         }
         if let Some(sink) = &self.access_log {

@@ -144,6 +144,8 @@ pub struct CallRecord {
     /// The trace the call takes part in, when tracing is on.
     pub trace: Option<Box<crate::observe::trace::TraceContext>>,
     pub(crate) started: Instant,
+    /// The wall-clock time at `started`, once admission has read it.
+    pub(crate) began: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl CallRecord {
@@ -155,7 +157,8 @@ impl CallRecord {
         path: &str,
         bytes_in: u64,
     ) -> Self {
-        let model_api = crate::usage::model_api(path);
+        // The path comes without its query.
+        let model_api = crate::usage::model_api_at("", path);
         CallRecord {
             request_id,
             method: method.clone(),
@@ -178,6 +181,7 @@ impl CallRecord {
             in_flight: None,
             trace: None,
             started: Instant::now(),
+            began: None,
         }
     }
 
@@ -380,6 +384,8 @@ impl Gateway {
             None if selected.needs_hash => Some(infergate_sign::EMPTY_BODY_SHA256),
             None => None,
         };
+        let began = wall_time(record.started);
+        record.began = Some(began);
         let caller = authn::authenticate(
             snapshot,
             &selected.api,
@@ -392,7 +398,7 @@ impl Gateway {
                 body_sha256,
                 body_is_empty,
             },
-            wall_time(record.started),
+            began,
         );
         self.report_key_verdict(&selected.presented, &caller);
         let caller = caller?;
@@ -410,7 +416,7 @@ impl Gateway {
         let Some(bound) = snapshot.throttle(&selected.api.api_id) else {
             return Ok((caller, None));
         };
-        let now = wall_time(record.started).timestamp_millis();
+        let now = began.timestamp_millis();
         let ip = source_ip(conn, head.headers);
         let counts = |rule: &Arc<ThrottleRule>| {
             let applicable = Applicable::of(rule, &selected.api.api_id, &caller, ip, now);

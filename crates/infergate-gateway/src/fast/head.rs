@@ -72,6 +72,11 @@ pub(super) struct Refused<'h> {
     pub error: GatewayError,
 }
 
+/// Header lines of a head the fast path takes: a head with more goes to the general server,
+/// which takes up to [`MAX_HEADERS`](http_rules::MAX_HEADERS). Their slots (32 bytes each)
+/// are part of every call's state, which is moved into its allocation.
+pub(crate) const FAST_HEADERS: usize = 32;
+
 /// Header slots to parse into, left unwritten until a header fills one.
 pub(super) type Slots<'h> = [std::mem::MaybeUninit<httparse::Header<'h>>];
 

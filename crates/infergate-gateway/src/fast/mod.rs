@@ -29,9 +29,8 @@ use crate::upstreams::tls::UpstreamTls;
 use crate::upstreams::{Answered, Attempt, Attempted, Attempts, Failure};
 use crate::usage::{Media, UsageChunkFilter, UsageTap};
 use crate::Gateway;
-use crate::http_rules::MAX_HEADERS;
 use head::{
-    head_end, read_head, request_bytes, split_target, HeadEnd, HeadRead, Parsed,
+    head_end, read_head, FAST_HEADERS, request_bytes, split_target, HeadEnd, HeadRead, Parsed,
     RawHeaders,
 };
 use relay::{error_bytes, ClientHead, FastTo, OwnLines, ReadSize, RelayError};
@@ -443,7 +442,7 @@ impl Gateway {
         client: &mut Client<'_, S>,
         stopping: bool,
     ) -> HeadServed {
-        let mut slots = [const { std::mem::MaybeUninit::uninit() }; MAX_HEADERS];
+        let mut slots = [const { std::mem::MaybeUninit::uninit() }; FAST_HEADERS];
         let request = match read_head(&buf[..end], &mut slots[..]) {
             HeadRead::Take(request) => request,
             HeadRead::Elsewhere => return HeadServed::Elsewhere,

@@ -32,7 +32,7 @@ fn inspect(buf: &[u8]) -> Inspect {
         HeadEnd::NotYet => Inspect::Partial,
         HeadEnd::Elsewhere => Inspect::Elsewhere,
         HeadEnd::At(len) => {
-            let mut slots = [const { std::mem::MaybeUninit::uninit() }; MAX_HEADERS];
+            let mut slots = [const { std::mem::MaybeUninit::uninit() }; FAST_HEADERS];
             match read_head(&buf[..len], &mut slots[..]) {
                 HeadRead::Take(parsed) => info(len, parsed.body_len, parsed.close),
                 HeadRead::Elsewhere => Inspect::Elsewhere,
@@ -107,7 +107,7 @@ fn everything_else_goes_to_the_general_server() {
 #[test]
 fn heads_are_read_in_place() {
     let head = b"PUT /v1/infers/s/p%20q?x=1&y HTTP/1.1\r\nHost: gw:80\r\nX-A: 1\r\nx-a: 2\r\n\r\n";
-    let mut slots = [const { std::mem::MaybeUninit::uninit() }; MAX_HEADERS];
+    let mut slots = [const { std::mem::MaybeUninit::uninit() }; FAST_HEADERS];
     let HeadRead::Take(parsed) = read_head(head, &mut slots[..]) else {
         panic!("not taken")
     };
@@ -123,6 +123,23 @@ fn heads_are_read_in_place() {
     let all: Vec<_> = headers.values("x-a").collect();
     assert_eq!(all, [b"1", b"2"]);
     assert_eq!(headers.values("x-b").count(), 0);
+}
+
+#[test]
+fn heads_of_more_lines_than_the_slots_go_to_the_general_server() {
+    let head = |lines: usize| {
+        let mut head = String::from("GET /a HTTP/1.1\r\n");
+        for i in 0..lines {
+            head.push_str(&format!("X-{i}: {i}\r\n"));
+        }
+        head + "\r\n"
+    };
+    let mut slots = [const { std::mem::MaybeUninit::uninit() }; FAST_HEADERS];
+    let full = head(FAST_HEADERS);
+    assert!(matches!(read_head(full.as_bytes(), &mut slots[..]), HeadRead::Take(_)));
+    let mut slots = [const { std::mem::MaybeUninit::uninit() }; FAST_HEADERS];
+    let over = head(FAST_HEADERS + 1);
+    assert!(matches!(read_head(over.as_bytes(), &mut slots[..]), HeadRead::Elsewhere));
 }
 
 #[test]
@@ -157,7 +174,7 @@ fn targets_the_general_server_reads_differently_go_there() {
 }
 
 fn header_lines(text: &[u8]) -> Vec<(String, Vec<u8>)> {
-    let mut slots = [const { std::mem::MaybeUninit::uninit() }; MAX_HEADERS];
+    let mut slots = [const { std::mem::MaybeUninit::uninit() }; FAST_HEADERS];
     let HeadRead::Take(parsed) = read_head(text, &mut slots[..]) else {
         panic!("not taken")
     };
@@ -185,7 +202,7 @@ fn forwarded<'a>(caller: &'a Caller, conn: &'a ConnInfo) -> Forwarded<'a> {
 }
 
 fn forwarded_bytes(text: &[u8], caller: &Caller, upstream: &Upstream, api_path: &str) -> String {
-    let mut slots = [const { std::mem::MaybeUninit::uninit() }; MAX_HEADERS];
+    let mut slots = [const { std::mem::MaybeUninit::uninit() }; FAST_HEADERS];
     let HeadRead::Take(parsed) = read_head(text, &mut slots[..]) else {
         panic!("not taken")
     };
@@ -499,7 +516,7 @@ fn header_lines_are_copied_in_runs_or_rewritten_when_not_plain() {
         "{bytes}"
     );
     // Kept as a run of whole lines where they were plain, around the dropped credential.
-    let mut slots = [const { std::mem::MaybeUninit::uninit() }; MAX_HEADERS];
+    let mut slots = [const { std::mem::MaybeUninit::uninit() }; FAST_HEADERS];
     let HeadRead::Take(parsed) = read_head(head, &mut slots[..]) else {
         panic!("not taken")
     };
@@ -599,7 +616,7 @@ proptest! {
             HeadEnd::At(end) => end,
             HeadEnd::NotYet | HeadEnd::Elsewhere => return Ok(()),
         };
-        let mut slots = [const { std::mem::MaybeUninit::uninit() }; MAX_HEADERS];
+        let mut slots = [const { std::mem::MaybeUninit::uninit() }; FAST_HEADERS];
         let HeadRead::Take(parsed) = read_head(&head[..end], &mut slots[..]) else {
             return Ok(());
         };
