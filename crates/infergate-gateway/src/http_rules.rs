@@ -894,14 +894,17 @@ pub(crate) fn response_head<'h>(
     minor: u8,
     status: u16,
     head_only: bool,
-    headers: impl Iterator<Item = (&'h [u8], &'h [u8])> + Clone,
+    headers: impl Iterator<Item = (&'h [u8], &'h [u8])>,
 ) -> Result<ResponseHead<'h>, String> {
     let mut close = minor != 1;
     let mut chunked = None;
     let mut length: Option<u64> = None;
-    for (name, value) in headers.clone() {
+    // The names the upstream's `Connection` lists, gathered in the one pass over the lines.
+    let mut listed = SmallVec::new();
+    for (name, value) in headers {
         if name.eq_ignore_ascii_case(b"connection") {
             for token in tokens(value) {
+                listed.push(token);
                 if token.eq_ignore_ascii_case(b"close") {
                     close = true;
                 } else if token.eq_ignore_ascii_case(b"keep-alive") && minor == 0 {
@@ -927,11 +930,12 @@ pub(crate) fn response_head<'h>(
             (None, Some(n)) => ResponseFraming::Length(n),
         }
     };
-    let connection = headers
-        .filter(|(name, _)| name.eq_ignore_ascii_case(b"connection"))
-        .map(|(_, value)| value);
     Ok(ResponseHead {
-        lines: ResponseLines::new(connection, false, chunked.is_some()),
+        lines: ResponseLines {
+            listed,
+            switching: false,
+            transfer_encoded: chunked.is_some(),
+        },
         framing,
         keep_alive: !close && framing != ResponseFraming::UntilClose,
     })
