@@ -58,6 +58,7 @@ def measure(args, name, pid, url, extra=()):
         "gap_p50": r["gap_p50_us"], "gap_p99": r["gap_p99_us"],
         "cpu_per_event": cpu * 1e6 / events if events else 0.0,
         "rss_per_stream": (peak[0] - before) / args.streams if pid else 0.0,
+        "before": before,
         "after": rss_kib(pid) if pid else 0,
     }
 
@@ -102,12 +103,12 @@ def main():
           f"(`python3 bench/streams.py --streams {args.streams} --events {args.events}`; "
           f"{run.machine()}; commit {run.git_commit()})\n")
     print("| through | streams ok / failed | first event p50 / p99 ms | gap p50 / p99 ms "
-          "| proxy CPU µs per event | proxy RSS per stream | proxy RSS after |")
+          "| proxy CPU µs per event | proxy RSS per stream | proxy RSS before / after |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:
         proxy = r["after"] > 0
         rss = f"{r['rss_per_stream']:.1f} KiB" if proxy else "–"
-        after = f"{r['after'] / 1024:.1f} MiB" if proxy else "–"
+        after = f"{r['before'] / 1024:.1f} / {r['after'] / 1024:.1f} MiB" if proxy else "–"
         cpu = f"{r['cpu_per_event']:.1f}" if proxy else "–"
         print(f"| {r['name']} | {r['ok']} / {r['failed']} | {r['first_p50'] / 1000:.1f} / "
               f"{r['first_p99'] / 1000:.1f} | {r['gap_p50'] / 1000:.1f} / "
