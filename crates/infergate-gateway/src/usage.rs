@@ -1076,7 +1076,8 @@ type Sums = HashMap<UsageKey, UsageCounts, foldhash::fast::RandomState>;
 /// are the snapshot's, shared by every call of the same app and API: a call hashes, compares
 /// and clones no name. The same names of two snapshots make two entries, summed when taken;
 /// an entry holds its names, so no address is reused while it is there.
-type Shard = HashMap<(usize, usize, usize, i64), (UsageKey, UsageCounts), foldhash::fast::RandomState>;
+type Shard =
+    HashMap<(usize, usize, usize, i64), (UsageKey, UsageCounts), foldhash::fast::RandomState>;
 
 fn address(name: &Arc<str>) -> usize {
     Arc::as_ptr(name).cast::<u8>().addr()

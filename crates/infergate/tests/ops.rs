@@ -840,3 +840,73 @@ async fn the_console_manages_apps_in_a_browser() {
         .expect("call");
     assert_eq!(reply.status(), 401);
 }
+
+/// SIGTERM on both servers: the listener closes, a connection waiting between calls is
+/// closed at once, an answer under way (an event stream of 2 s) is relayed to its end and
+/// its connection closed after it, and the process exits once it is.
+#[tokio::test]
+async fn sigterm_closes_idle_connections_and_lets_calls_under_way_finish() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    for fast_path in [true, false] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let flag = fast_path.to_string();
+        let mut server = start_with(
+            &dir.path().join("data"),
+            Some(PASSWORD),
+            &["--http1-fast-path", &flag],
+        )
+        .await;
+        let admin = Admin::login(&server).await;
+        let mock = start_mock().await;
+        let (sid, _) = admin
+            .service_with_api("draining", &mock.url, json!({"auth_type": "NONE"}))
+            .await;
+        let address = server.gateway.trim_start_matches("http://").to_owned();
+        let call = |path: &str| format!("GET /v1/infers/{sid}{path} HTTP/1.1\r\nHost: gw\r\n\r\n");
+        // One connection waits between calls, another has a call under way.
+        let mut idle = tokio::net::TcpStream::connect(&address)
+            .await
+            .expect("idle");
+        idle.write_all(call("/a").as_bytes()).await.expect("write");
+        let mut pending = Vec::new();
+        assert_eq!(read_one(&mut idle, &mut pending).await.0, 200);
+        let mut busy = tokio::net::TcpStream::connect(&address)
+            .await
+            .expect("busy");
+        busy.write_all(call("/sse").as_bytes())
+            .await
+            .expect("write");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let pid = server.child.id().expect("pid").to_string();
+        let killed = tokio::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .await
+            .expect("kill");
+        assert!(killed.success());
+        // The idle connection ends well before the call under way is answered.
+        let mut rest = Vec::new();
+        let closed = tokio::time::timeout(Duration::from_secs(2), idle.read_to_end(&mut rest))
+            .await
+            .expect("the idle connection was closed");
+        assert!(closed.is_ok() && rest.is_empty(), "fast path {fast_path}");
+        let mut answer = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), busy.read_to_end(&mut answer))
+            .await
+            .expect("the call under way was answered")
+            .expect("read");
+        let text = String::from_utf8_lossy(&answer).to_ascii_lowercase();
+        assert!(
+            text.starts_with("http/1.1 200"),
+            "fast path {fast_path}: {text}"
+        );
+        // Every event, the last one included.
+        assert!(text.contains("id: 19\n"), "fast path {fast_path}: {text}");
+        let status = tokio::time::timeout(Duration::from_secs(10), server.child.wait())
+            .await
+            .expect("the process exited")
+            .expect("wait");
+        assert!(status.success(), "fast path {fast_path}: {status}");
+        assert!(tokio::net::TcpStream::connect(&address).await.is_err());
+    }
+}

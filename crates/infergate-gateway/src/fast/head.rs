@@ -80,7 +80,6 @@ pub(crate) const FAST_HEADERS: usize = 32;
 /// Header slots to parse into, left unwritten until a header fills one.
 pub(super) type Slots<'h> = [std::mem::MaybeUninit<httparse::Header<'h>>];
 
-
 /// Parses a whole head (as [`head_end`] found it).
 pub(super) fn read_head<'h>(head: &'h [u8], slots: &'h mut Slots<'h>) -> HeadRead<'h> {
     match parse_head(head, slots) {

@@ -30,8 +30,8 @@ use crate::upstreams::{Answered, Attempt, Attempted, Attempts, Failure};
 use crate::usage::{Media, UsageChunkFilter, UsageTap};
 use crate::Gateway;
 use head::{
-    head_end, read_head, FAST_HEADERS, request_bytes, split_target, HeadEnd, HeadRead, Parsed,
-    RawHeaders,
+    head_end, read_head, request_bytes, split_target, HeadEnd, HeadRead, Parsed, RawHeaders,
+    FAST_HEADERS,
 };
 use relay::{error_bytes, ClientHead, FastTo, OwnLines, ReadSize, RelayError};
 
@@ -134,6 +134,14 @@ impl LazyTimer {
     }
 }
 
+/// Whether the gateway is stopping. The signal only ever turns `true`, and a connection's
+/// receiver marks no value seen before it returns (its `changed` ends the connection at
+/// once): a change since the receiver was made is the stop. An atomic load, where reading
+/// the value takes the channel's lock.
+fn stopping(stop: &watch::Receiver<bool>) -> bool {
+    stop.has_changed().unwrap_or(true)
+}
+
 /// Serves `stream` until it closes, the gateway stops, or a request needs the general
 /// server.
 pub async fn serve<S: ClientIo>(
@@ -167,7 +175,7 @@ pub async fn serve<S: ClientIo>(
                 }
                 HeadEnd::NotYet => {}
             }
-            if *stop.borrow() && buf.is_empty() {
+            if stopping(stop) && buf.is_empty() {
                 return Ended::Closed;
             }
             // A head that began and did not end in what was read: its clock starts now (the
@@ -241,11 +249,10 @@ pub async fn serve<S: ClientIo>(
             };
             // The head's slots and the call's state are allocated together, for the call
             // alone: a connection waiting between calls holds none of it.
-            let stopping = *stop.borrow();
-            let call = Box::pin(gateway.serve_head(&buf, end, conn, &mut client, stopping));
+            let call = Box::pin(gateway.serve_head(&buf, end, conn, &mut client, stopping(stop)));
             let used = match call.await {
                 HeadServed::Called { used, ended } => match ended {
-                    Some(ended) if !*stop.borrow() => {
+                    Some(ended) if !stopping(stop) => {
                         active = Deadline::from_std(ended);
                         break used;
                     }

@@ -374,11 +374,8 @@ impl UpstreamConn {
                 // Slots left unwritten until a header fills one.
                 let mut slots = [const { std::mem::MaybeUninit::uninit() }; MAX_HEADERS];
                 let mut res = httparse::Response::new(&mut []);
-                let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(
-                    &mut res,
-                    &self.buf,
-                    &mut slots,
-                );
+                let parsed = httparse::ParserConfig::default()
+                    .parse_response_with_uninit_headers(&mut res, &self.buf, &mut slots);
                 match parsed {
                     Ok(httparse::Status::Complete(len)) => {
                         let code = res.code.unwrap_or(0);

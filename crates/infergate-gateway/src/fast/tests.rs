@@ -136,10 +136,16 @@ fn heads_of_more_lines_than_the_slots_go_to_the_general_server() {
     };
     let mut slots = [const { std::mem::MaybeUninit::uninit() }; FAST_HEADERS];
     let full = head(FAST_HEADERS);
-    assert!(matches!(read_head(full.as_bytes(), &mut slots[..]), HeadRead::Take(_)));
+    assert!(matches!(
+        read_head(full.as_bytes(), &mut slots[..]),
+        HeadRead::Take(_)
+    ));
     let mut slots = [const { std::mem::MaybeUninit::uninit() }; FAST_HEADERS];
     let over = head(FAST_HEADERS + 1);
-    assert!(matches!(read_head(over.as_bytes(), &mut slots[..]), HeadRead::Elsewhere));
+    assert!(matches!(
+        read_head(over.as_bytes(), &mut slots[..]),
+        HeadRead::Elsewhere
+    ));
 }
 
 #[test]
