@@ -28,19 +28,6 @@ async fn serve(app: Router) -> std::net::SocketAddr {
     addr
 }
 
-/// Adds an API anyone may call to a created `service`; the service's id.
-async fn open_api(admin: &Admin, service: &Value) -> String {
-    let sid = service["service_id"].as_str().expect("sid").to_owned();
-    admin
-        .ok(
-            reqwest::Method::POST,
-            &format!("/app-auth/{sid}/apis"),
-            Some(json!({"auth_type": "NONE"})),
-        )
-        .await;
-    sid
-}
-
 /// A replica whose `…/slow` calls stream until released (or 20 s), and whose other calls
 /// answer at once; it counts both.
 struct Replica {
@@ -114,7 +101,7 @@ async fn least_outstanding(fast_path: bool) {
         )
         .await;
     assert_eq!(service["load_balancing"], "least_outstanding");
-    let sid = open_api(&admin, &service).await;
+    let sid = admin.open_api(&service).await;
     let base = format!("{}/v1/infers/{sid}", server.gateway);
     let client = reqwest::Client::new();
 
@@ -387,7 +374,7 @@ async fn https_upstreams(fast_path: bool) {
         let created = admin
             .ok(reqwest::Method::POST, "/services", Some(body))
             .await;
-        let sid = open_api(&admin, &created).await;
+        let sid = admin.open_api(&created).await;
         urls.push(format!("{}/v1/infers/{sid}/predict", server.gateway));
     }
     let client = reqwest::Client::new();
@@ -452,7 +439,7 @@ async fn https_upstreams(fast_path: bool) {
         let created = admin
             .ok(reqwest::Method::POST, "/services", Some(body))
             .await;
-        let sid = open_api(&admin, &created).await;
+        let sid = admin.open_api(&created).await;
         let other = format!("{}/v1/infers/{sid}/predict", server.gateway);
         for _ in 0..2 {
             let reply = client.post(&other).body("x").send().await.expect("call");
@@ -573,7 +560,7 @@ async fn health_checks_take_an_upstream_out_and_back() {
         .await;
     assert_eq!(service["health_check"]["unhealthy_threshold"], 1);
     assert_eq!(service["health_check"]["expected_statuses"], json!([200]));
-    let sid = open_api(&admin, &service).await;
+    let sid = admin.open_api(&service).await;
     let url = format!("{}/v1/infers/{sid}/predict", server.gateway);
     let client = reqwest::Client::new();
     let spread = |n: usize| {
@@ -745,7 +732,7 @@ async fn retries(fast_path: bool) {
                 ),
             )
             .await;
-        let sid = open_api(&admin, &service).await;
+        let sid = admin.open_api(&service).await;
         urls.push(format!("{}/v1/infers/{sid}/predict", server.gateway));
     }
     let client = reqwest::Client::new();
@@ -930,7 +917,7 @@ impl Traced {
                 Some(json!({"service_name": "traced", "upstreams": [mock.url]})),
             )
             .await;
-        let sid = open_api(&admin, &created).await;
+        let sid = admin.open_api(&created).await;
         let url = format!("{}/v1/infers/{sid}/echo", server.gateway);
         Traced {
             mock,

@@ -858,25 +858,36 @@ async fn sigterm_closes_idle_connections_and_lets_calls_under_way_finish() {
         .await;
         let admin = Admin::login(&server).await;
         let mock = start_mock().await;
-        let (sid, _) = admin
-            .service_with_api("draining", &mock.url, json!({"auth_type": "NONE"}))
+        // Time enough for the upstream's slow answer (3 s).
+        let service = admin
+            .ok(
+                reqwest::Method::POST,
+                "/services",
+                Some(json!({"service_name": "draining", "upstreams": [mock.url], "timeout_ms": 10000})),
+            )
             .await;
+        let sid = admin.open_api(&service).await;
         let address = server.gateway.trim_start_matches("http://").to_owned();
         let call = |path: &str| format!("GET /v1/infers/{sid}{path} HTTP/1.1\r\nHost: gw\r\n\r\n");
-        // One connection waits between calls, another has a call under way.
-        let mut idle = tokio::net::TcpStream::connect(&address)
-            .await
-            .expect("idle");
-        idle.write_all(call("/a").as_bytes()).await.expect("write");
-        let mut pending = Vec::new();
-        assert_eq!(read_one(&mut idle, &mut pending).await.0, 200);
-        let mut busy = tokio::net::TcpStream::connect(&address)
-            .await
-            .expect("busy");
-        busy.write_all(call("/sse").as_bytes())
-            .await
-            .expect("write");
+        let sent = |path: &str| {
+            let (address, request) = (address.clone(), call(path));
+            async move {
+                let mut stream = tokio::net::TcpStream::connect(&address)
+                    .await
+                    .expect("connect");
+                stream.write_all(request.as_bytes()).await.expect("write");
+                stream
+            }
+        };
+        // One connection waits between calls, another has a stream under way, a third a
+        // call whose upstream answers after the stop, and a fourth made a call just before.
+        let mut idle = sent("/a").await;
+        assert_eq!(read_one(&mut idle, &mut Vec::new()).await.0, 200);
+        let mut busy = sent("/sse").await;
+        let mut slow = sent("/slow").await;
         tokio::time::sleep(Duration::from_millis(300)).await;
+        let mut recent = sent("/b").await;
+        assert_eq!(read_one(&mut recent, &mut Vec::new()).await.0, 200);
         let pid = server.child.id().expect("pid").to_string();
         let killed = tokio::process::Command::new("kill")
             .args(["-TERM", &pid])
@@ -890,6 +901,10 @@ async fn sigterm_closes_idle_connections_and_lets_calls_under_way_finish() {
             .await
             .expect("the idle connection was closed");
         assert!(closed.is_ok() && rest.is_empty(), "fast path {fast_path}");
+        let closed = tokio::time::timeout(Duration::from_secs(2), recent.read_to_end(&mut rest))
+            .await
+            .expect("the connection of a recent call was closed");
+        assert!(closed.is_ok() && rest.is_empty(), "fast path {fast_path}");
         let mut answer = Vec::new();
         tokio::time::timeout(Duration::from_secs(10), busy.read_to_end(&mut answer))
             .await
@@ -902,6 +917,18 @@ async fn sigterm_closes_idle_connections_and_lets_calls_under_way_finish() {
         );
         // Every event, the last one included.
         assert!(text.contains("id: 19\n"), "fast path {fast_path}: {text}");
+        // An answer whose head comes after the stop says that the connection closes.
+        let mut answer = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), slow.read_to_end(&mut answer))
+            .await
+            .expect("the slow call was answered")
+            .expect("read");
+        let text = String::from_utf8_lossy(&answer).to_ascii_lowercase();
+        let head = text.split("\r\n\r\n").next().unwrap_or_default();
+        assert!(
+            head.starts_with("http/1.1 200") && head.contains("\r\nconnection: close"),
+            "fast path {fast_path}: {text}"
+        );
         let status = tokio::time::timeout(Duration::from_secs(10), server.child.wait())
             .await
             .expect("the process exited")

@@ -134,6 +134,12 @@ impl LazyTimer {
     }
 }
 
+/// Pins the future `make` gives in a box allocated before it is made, so that it can be
+/// written in place: the call's state is a few KB, and built on the stack it would be copied.
+fn boxed<F: std::future::Future>(make: impl FnOnce() -> F) -> Pin<Box<F>> {
+    Box::into_pin(Box::write(Box::new_uninit(), make()))
+}
+
 /// Whether the gateway is stopping. The signal only ever turns `true`, and a connection's
 /// receiver marks no value seen before it returns (its `changed` ends the connection at
 /// once): a change since the receiver was made is the stop. An atomic load, where reading
@@ -211,11 +217,14 @@ pub async fn serve<S: ClientIo>(
             } else {
                 deadline
             };
-            // In this order: no random draw per wake-up.
+            // In this order: no random draw per wake-up. A connection that rests within
+            // `REST_AFTER` sees the stop then, at the top of the loop: it waits on the signal
+            // only when it will not rest (waiting takes a lock to join the signal's waiters
+            // and another to leave them, which every call would pay).
             let read = tokio::select! {
                 biased;
                 read = stream.read_some(&mut buf) => Some(read),
-                _ = stop.changed(), if buf.is_empty() => return Ended::Closed,
+                _ = stop.changed(), if buf.is_empty() && !restable => return Ended::Closed,
                 () = idle.until(wake) => None,
             };
             let Some(read) = read else {
@@ -246,10 +255,11 @@ pub async fn serve<S: ClientIo>(
                 ahead: &mut ahead,
                 timer: &mut exchanges,
                 scratch: &mut scratch,
+                stop,
             };
             // The head's slots and the call's state are allocated together, for the call
             // alone: a connection waiting between calls holds none of it.
-            let call = Box::pin(gateway.serve_head(&buf, end, conn, &mut client, stopping(stop)));
+            let call = boxed(|| gateway.serve_head(&buf, end, conn, &mut client));
             let used = match call.await {
                 HeadServed::Called { used, ended } => match ended {
                     Some(ended) if !stopping(stop) => {
@@ -287,13 +297,14 @@ pub async fn serve<S: ClientIo>(
     }
 }
 
-/// The client's connection, the bytes it sent past the current request, and the timer of
-/// upstream exchanges.
+/// The client's connection, the bytes it sent past the current request, the timer of
+/// upstream exchanges, and the gateway's stop signal.
 struct Client<'c, S> {
     stream: &'c mut S,
     ahead: &'c mut BytesMut,
     timer: &'c mut LazyTimer,
     scratch: &'c mut Scratch,
+    stop: &'c watch::Receiver<bool>,
 }
 
 /// A client connection's buffers for the bytes of upstream requests and client response
@@ -447,7 +458,6 @@ impl Gateway {
         end: usize,
         conn: &ConnInfo,
         client: &mut Client<'_, S>,
-        stopping: bool,
     ) -> HeadServed {
         let mut slots = [const { std::mem::MaybeUninit::uninit() }; FAST_HEADERS];
         let request = match read_head(&buf[..end], &mut slots[..]) {
@@ -464,7 +474,7 @@ impl Gateway {
         if buf.len() < used {
             return HeadServed::BodyToCome { used };
         }
-        let close = request.close || stopping;
+        let close = request.close || stopping(client.stop);
         let ended = self
             .serve_fast(&request, &buf[end..used], conn, client, close)
             .await;
@@ -638,6 +648,9 @@ impl Gateway {
         };
         self.observers.response_head(record, now);
         let mut out = head.out;
+        // A stop that came while the upstream had the call: the client learns from this
+        // answer that the connection closes after it, and sends it nothing more.
+        let close = close || stopping(client.stop);
         if close {
             out.extend_from_slice(b"connection: close\r\n");
         }

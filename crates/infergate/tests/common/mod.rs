@@ -244,6 +244,18 @@ impl Admin {
         value
     }
 
+    /// Adds an API anyone may call to a created `service`; the service's id.
+    pub async fn open_api(&self, service: &Value) -> String {
+        let sid = service["service_id"].as_str().expect("sid").to_owned();
+        self.ok(
+            Method::POST,
+            &format!("/app-auth/{sid}/apis"),
+            Some(json!({"auth_type": "NONE"})),
+        )
+        .await;
+        sid
+    }
+
     /// A service over `upstream` with one API of `auth_type`; returns (service id, api id).
     pub async fn service_with_api(
         &self,
