@@ -832,6 +832,8 @@ pub(crate) struct ResponseLines<'h> {
     switching: bool,
     /// Whether the response has a `Transfer-Encoding`, which overrides a `Content-Length`.
     transfer_encoded: bool,
+    /// A status that may carry no `Content-Length` (1xx, 204: RFC 9110 §8.6).
+    no_length: bool,
 }
 
 impl<'h> ResponseLines<'h> {
@@ -839,22 +841,26 @@ impl<'h> ResponseLines<'h> {
         connection: impl Iterator<Item = &'h [u8]>,
         switching: bool,
         transfer_encoded: bool,
+        status: u16,
     ) -> Self {
         Self {
             listed: connection.flat_map(tokens).collect(),
             switching,
             transfer_encoded,
+            no_length: no_length(status),
         }
     }
 
     /// Whether the upstream's line named `name` reaches the client: not hop-by-hop, not
     /// listed in its `Connection` (but a switch keeps its `Upgrade`), not its `X-Request-Id`
-    /// (the gateway's replaces it), and no `Content-Length` beside a `Transfer-Encoding`.
+    /// (the gateway's replaces it). `Content-Length` is the framing a relayed body keeps:
+    /// `Connection` cannot remove it (as on the request side); it goes only beside a
+    /// `Transfer-Encoding` or on a status that may carry none.
     pub(crate) fn forwards(&self, name: &[u8]) -> bool {
         let listed = self.listed.iter().any(|l| name.eq_ignore_ascii_case(l));
         match named(name) {
             Named::Hop => false,
-            Named::ContentLength => !self.transfer_encoded && !listed,
+            Named::ContentLength => !self.transfer_encoded && !self.no_length,
             Named::Upgrade => self.switching || !listed,
             _ if name.eq_ignore_ascii_case(REQUEST_ID.as_bytes()) => false,
             _ => !listed,
@@ -865,6 +871,11 @@ impl<'h> ResponseLines<'h> {
     pub(crate) fn connection(&self) -> Option<&'static [u8]> {
         self.switching.then_some(b"upgrade".as_slice())
     }
+}
+
+/// Whether a response of `status` may carry no `Content-Length` (RFC 9110 §8.6).
+fn no_length(status: u16) -> bool {
+    (100..200).contains(&status) || status == 204
 }
 
 /// How an upstream's response body is framed (RFC 9112 §6.3).
@@ -935,6 +946,7 @@ pub(crate) fn response_head<'h>(
             listed,
             switching: false,
             transfer_encoded: chunked.is_some(),
+            no_length: no_length(status),
         },
         framing,
         keep_alive: !close && framing != ResponseFraming::UntilClose,

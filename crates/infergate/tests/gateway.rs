@@ -1053,7 +1053,8 @@ async fn response_framings_pipelining_and_fallbacks_on_one_connection() {
     assert_eq!(body, b"hello, world");
 
     for (path, status, expected) in [
-        ("nocontent", "204", &b""[..]),
+        ("length-listed", "200", &b"hello"[..]),
+        ("nocontent", "204", b""),
         ("early", "200", b"ok"),
         ("close", "200", b"until the upstream closes"),
         ("bad", "502", b""),
@@ -1062,6 +1063,11 @@ async fn response_framings_pipelining_and_fallbacks_on_one_connection() {
         let (head, body) = read_response(&mut socket, &mut pending).await;
         assert!(
             head.starts_with(&format!("http/1.1 {status}")),
+            "{path}: {head}"
+        );
+        assert_eq!(
+            head.contains("content-length"),
+            !["nocontent", "close"].contains(&path),
             "{path}: {head}"
         );
         if status == "502" {
@@ -1091,8 +1097,8 @@ async fn response_framings_pipelining_and_fallbacks_on_one_connection() {
     let head = String::from_utf8_lossy(&pending[..end]).to_lowercase();
     pending.drain(..end + 4);
     assert!(head.contains("content-length: 10"), "{head}");
-    // Connections: one for length/chunked/nocontent/early/close (closed by the upstream
-    // after `close`), then one for bad (closed after it), then one for HEAD.
+    // Connections: one for length/chunked/length-listed/nocontent/early/close (closed by
+    // the upstream after `close`), then one for bad (closed after it), then one for HEAD.
     assert_eq!(raw.connections.load(std::sync::atomic::Ordering::SeqCst), 3);
 
     // A chunked request body, on the same connection, goes to the general server; so does

@@ -867,8 +867,18 @@ async fn sigterm_closes_idle_connections_and_lets_calls_under_way_finish() {
             )
             .await;
         let sid = admin.open_api(&service).await;
+        // And one whose upstream is given 1 s: its slow call times out after the stop.
+        let (hurried, _) = admin
+            .service_with_api("hurried", &mock.url, json!({"auth_type": "NONE"}))
+            .await;
         let address = server.gateway.trim_start_matches("http://").to_owned();
-        let call = |path: &str| format!("GET /v1/infers/{sid}{path} HTTP/1.1\r\nHost: gw\r\n\r\n");
+        let call = |path: &str| {
+            let (service, path) = match path.strip_prefix("hurried:") {
+                Some(path) => (&hurried, path),
+                None => (&sid, path),
+            };
+            format!("GET /v1/infers/{service}{path} HTTP/1.1\r\nHost: gw\r\n\r\n")
+        };
         let sent = |path: &str| {
             let (address, request) = (address.clone(), call(path));
             async move {
@@ -884,7 +894,8 @@ async fn sigterm_closes_idle_connections_and_lets_calls_under_way_finish() {
         let mut idle = sent("/a").await;
         assert_eq!(read_one(&mut idle, &mut Vec::new()).await.0, 200);
         let mut busy = sent("/sse").await;
-        let mut slow = sent("/slow").await;
+        let slow = sent("/slow").await;
+        let timed_out = sent("hurried:/slow").await;
         tokio::time::sleep(Duration::from_millis(300)).await;
         let mut recent = sent("/b").await;
         assert_eq!(read_one(&mut recent, &mut Vec::new()).await.0, 200);
@@ -917,18 +928,22 @@ async fn sigterm_closes_idle_connections_and_lets_calls_under_way_finish() {
         );
         // Every event, the last one included.
         assert!(text.contains("id: 19\n"), "fast path {fast_path}: {text}");
-        // An answer whose head comes after the stop says that the connection closes.
-        let mut answer = Vec::new();
-        tokio::time::timeout(Duration::from_secs(10), slow.read_to_end(&mut answer))
-            .await
-            .expect("the slow call was answered")
-            .expect("read");
-        let text = String::from_utf8_lossy(&answer).to_ascii_lowercase();
-        let head = text.split("\r\n\r\n").next().unwrap_or_default();
-        assert!(
-            head.starts_with("http/1.1 200") && head.contains("\r\nconnection: close"),
-            "fast path {fast_path}: {text}"
-        );
+        // An answer whose head comes after the stop says that the connection closes; so
+        // does the gateway's own error answer.
+        for (mut stream, status) in [(slow, "200"), (timed_out, "504")] {
+            let mut answer = Vec::new();
+            tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer))
+                .await
+                .expect("answered")
+                .expect("read");
+            let text = String::from_utf8_lossy(&answer).to_ascii_lowercase();
+            let head = text.split("\r\n\r\n").next().unwrap_or_default();
+            assert!(
+                head.starts_with(&format!("http/1.1 {status}"))
+                    && head.contains("\r\nconnection: close"),
+                "fast path {fast_path}: {text}"
+            );
+        }
         let status = tokio::time::timeout(Duration::from_secs(10), server.child.wait())
             .await
             .expect("the process exited")

@@ -466,7 +466,7 @@ impl Gateway {
             HeadRead::Refuse(refused) => {
                 let (path, query) = split_target(refused.target);
                 let record = self.begin(&refused.method, path, query, 0);
-                Box::pin(self.answer_error(refused.error, record, client.stream, true)).await;
+                Box::pin(self.answer_error(refused.error, record, client, true)).await;
                 return HeadServed::Refused;
             }
         };
@@ -502,14 +502,14 @@ impl Gateway {
         let admitted = self.admit_fast(&head, body, conn, &mut record);
         let (api, caller, deferred) = match admitted {
             Ok(admitted) => admitted,
-            Err(err) => return self.answer_error(err, record, client.stream, close).await,
+            Err(err) => return self.answer_error(err, record, client, close).await,
         };
         if deferred.is_some() {
             // Counting in Redis or reserving tokens: its state is boxed, not carried in
             // every call's.
             let counted = Box::pin(self.count_deferred(deferred, body, &mut record)).await;
             if let Err(err) = counted {
-                return self.answer_error(err, record, client.stream, close).await;
+                return self.answer_error(err, record, client, close).await;
             }
         }
         let forwarded = self
@@ -524,7 +524,7 @@ impl Gateway {
             .await;
         match forwarded {
             Ok(ended) => ended,
-            Err(err) => self.answer_error(err, record, client.stream, close).await,
+            Err(err) => self.answer_error(err, record, client, close).await,
         }
     }
 
@@ -556,15 +556,16 @@ impl Gateway {
         Ok((selected.api, caller, shared))
     }
 
-    /// Answers `err` on `stream`; `Some(when)` while the connection stays open (not when
-    /// `close` or the error itself closes it).
-    async fn answer_error(
+    /// Answers `err` to the client; `Some(when)` while the connection stays open (not when
+    /// `close`, the error itself or a stop since the call began closes it).
+    async fn answer_error<S: ClientIo>(
         &self,
         err: GatewayError,
         mut record: CallRecord,
-        stream: &mut impl ClientIo,
+        client: &mut Client<'_, S>,
         close: bool,
     ) -> Option<Instant> {
+        let close = close || stopping(client.stop);
         self.observers.refused(&err, &mut record);
         let (status, close, bytes) = error_bytes(
             &err,
@@ -574,7 +575,7 @@ impl Gateway {
         );
         let now = Instant::now();
         self.observers.response_head(&record, now);
-        let written = stream.send_all(&bytes).await.is_ok();
+        let written = client.stream.send_all(&bytes).await.is_ok();
         self.observers.finish(&record, status, 0);
         (written && !close).then_some(now)
     }

@@ -152,11 +152,14 @@ pub(super) fn client_head(
         && media == Media::EventStream
         && matches!(decided.framing, ResponseFraming::Length(_));
     let mut copier = LineCopier::new(raw);
+    // One `Content-Length` reaches the client (the upstream may repeat the same value).
+    let mut length_sent = rechunked;
     for header in res.headers.iter() {
         let name = header.name.as_bytes();
         let coding = relays_codings && name.eq_ignore_ascii_case(b"transfer-encoding");
-        let length = rechunked && name.eq_ignore_ascii_case(b"content-length");
-        if coding || (decided.lines.forwards(name) && !length) {
+        let length = name.eq_ignore_ascii_case(b"content-length");
+        if coding || (decided.lines.forwards(name) && !(length && length_sent)) {
+            length_sent |= length;
             copier.keep(&mut out, header);
         }
     }

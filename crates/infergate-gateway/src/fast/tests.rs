@@ -361,6 +361,54 @@ fn response_heads_lose_hops_and_get_the_request_id() {
     );
 }
 
+/// The body's framing reaches the client whatever the upstream's `Connection` lists; a 204
+/// carries no `Content-Length`; a repeated one goes once.
+#[test]
+fn response_heads_keep_their_framing() {
+    let listed = parse_response(
+        b"HTTP/1.1 200 OK\r\nConnection: content-length\r\nContent-Length: 5\r\n\r\n",
+        false,
+    )
+    .expect("head");
+    assert_eq!(listed.framing, ResponseFraming::Length(5));
+    assert!(listed.keep_alive);
+    assert_eq!(
+        text(&listed),
+        "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nx-request-id: rid\r\n"
+    );
+    let no_content = parse_response(
+        b"HTTP/1.1 204 No Content\r\nContent-Length: 38\r\nX-A: b\r\n\r\n",
+        false,
+    )
+    .expect("head");
+    assert_eq!(no_content.framing, ResponseFraming::Empty);
+    assert_eq!(
+        text(&no_content),
+        "HTTP/1.1 204 No Content\r\nX-A: b\r\nx-request-id: rid\r\n"
+    );
+    // A HEAD's answer and a 304 keep theirs: the length of what a GET would get.
+    for (raw, head_only) in [
+        (&b"HTTP/1.1 200 OK\r\nContent-Length: 38\r\n\r\n"[..], true),
+        (
+            &b"HTTP/1.1 304 Not Modified\r\nContent-Length: 38\r\n\r\n"[..],
+            false,
+        ),
+    ] {
+        let head = parse_response(raw, head_only).expect("head");
+        assert_eq!(head.framing, ResponseFraming::Empty);
+        assert!(text(&head).contains("\r\nContent-Length: 38\r\n"));
+    }
+    let repeated = parse_response(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nX-A: b\r\nContent-Length: 3\r\n\r\n",
+        false,
+    )
+    .expect("head");
+    assert_eq!(
+        text(&repeated),
+        "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nX-A: b\r\nx-request-id: rid\r\n"
+    );
+}
+
 #[test]
 fn response_framing() {
     let chunked = parse_response(
@@ -683,6 +731,8 @@ proptest! {
                 prop_oneof![
                     Just("3"), Just("3, 3"), Just("chunked"), Just("gzip, chunked"),
                     Just("gzip"), Just("close"), Just("keep-alive, X-Hop"), Just("x"),
+                    Just("content-length"), Just("Content-Length, close"),
+                    Just("transfer-encoding"),
                 ],
             ),
             0..6,
@@ -710,6 +760,17 @@ proptest! {
         prop_assert_eq!(count("keep-alive") + count("connection"), 0);
         if head.framing == ResponseFraming::UntilClose {
             prop_assert!(!head.keep_alive);
+        }
+        // The client reads the body the way it is relayed: by its length, or chunked.
+        match head.framing {
+            ResponseFraming::Length(_) => prop_assert_eq!(count("content-length"), 1),
+            ResponseFraming::Chunked | ResponseFraming::UntilClose => {
+                prop_assert!(count("transfer-encoding") > 0);
+            }
+            ResponseFraming::Empty => {}
+        }
+        if status == 204 {
+            prop_assert_eq!(count("content-length"), 0);
         }
     }
 }

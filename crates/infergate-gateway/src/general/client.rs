@@ -393,6 +393,7 @@ fn downstream_response(
                 .map(HeaderValue::as_bytes),
             switching,
             headers.contains_key(header::TRANSFER_ENCODING),
+            parts.status.as_u16(),
         );
         let dropped: SmallVec<[HeaderName; 4]> = headers
             .keys()

@@ -196,7 +196,16 @@ fn raw_answer(method: &str, path: &str) -> (&'static [u8], bool) {
             b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil the upstream closes",
             true,
         ),
-        (_, "/raw/nocontent") => (b"HTTP/1.1 204 No Content\r\n\r\n", false),
+        // Framing lines no client may lose or see: one `Connection` lists, one a 204 may
+        // not carry.
+        (_, "/raw/length-listed") => (
+            b"HTTP/1.1 200 OK\r\nConnection: content-length\r\nContent-Length: 5\r\n\r\nhello",
+            false,
+        ),
+        (_, "/raw/nocontent") => (
+            b"HTTP/1.1 204 No Content\r\nContent-Length: 38\r\n\r\n",
+            false,
+        ),
         // The same stream framed by its length.
         (_, "/raw/sse-length/chat/completions") => (
             b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nContent-Length: 151\r\n\r\n\
