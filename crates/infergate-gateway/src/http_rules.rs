@@ -516,9 +516,11 @@ pub(crate) fn retry_after_seconds(value: &[u8]) -> Option<u64> {
 // === Paths ===
 
 /// Refuses a path that could reach something other than what its text names once an
-/// upstream normalises or decodes it: `.` and `..` segments, percent-encoded dots, slashes
-/// and backslashes (`%2e`, `%2f`, `%5c`, any case), encoded control bytes, a raw
-/// backslash, NUL or any control byte. Routing and forwarding use the path only after this check.
+/// upstream normalises or decodes it: `.` and `..` segments, also with path parameters
+/// (`..;x`, which servers that strip parameters before normalising, as Tomcat and Jetty
+/// do, read as `..`), percent-encoded dots, slashes and backslashes (`%2e`, `%2f`, `%5c`,
+/// any case), encoded control bytes, a raw backslash, NUL or any control byte. Routing and
+/// forwarding use the path only after this check.
 pub(crate) fn check_path(path: &str) -> Result<(), GatewayError> {
     let bytes = path.as_bytes();
     if bytes.first() != Some(&b'/') {
@@ -550,9 +552,10 @@ pub(crate) fn check_path(path: &str) -> Result<(), GatewayError> {
     }
     // Most paths hold no dot at all: one search, no split.
     let dot_segment = memchr::memchr(b'.', bytes).is_some()
-        && bytes
-            .split(|&b| b == b'/')
-            .any(|segment| segment == b"." || segment == b"..");
+        && bytes.split(|&b| b == b'/').any(|segment| {
+            let name = segment.split(|&b| b == b';').next().unwrap_or(segment);
+            name == b"." || name == b".."
+        });
     if dot_segment {
         return Err(bad_path("the path holds a . or .. segment"));
     }

@@ -451,6 +451,11 @@ const CORPUS: &[(&str, &[u8], Want)] = &[
         Want::Refused,
     ),
     (
+        "dot segments with path parameters",
+        b"GET {P}/..;/..;x=1/internal HTTP/1.1\r\nHost: gw\r\n\r\n",
+        Want::Refused,
+    ),
+    (
         "encoded slash",
         b"GET {P}%2f..%2finternal HTTP/1.1\r\nHost: gw\r\n\r\n",
         Want::Refused,
@@ -724,6 +729,7 @@ fn generated_request() -> impl Strategy<Value = Vec<u8>> {
         Just("/a%2Fb"),
         Just("/ok?x=1&y=%2e"),
         Just("/./a"),
+        Just("/..;/a"),
     ];
     let line = prop_oneof![
         Just("Content-Length: 5"),
