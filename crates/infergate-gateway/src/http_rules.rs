@@ -519,8 +519,9 @@ pub(crate) fn retry_after_seconds(value: &[u8]) -> Option<u64> {
 /// upstream normalises or decodes it: `.` and `..` segments, also with path parameters
 /// (`..;x`, which servers that strip parameters before normalising, as Tomcat and Jetty
 /// do, read as `..`), percent-encoded dots, slashes and backslashes (`%2e`, `%2f`, `%5c`,
-/// any case), encoded control bytes, a raw backslash, NUL or any control byte. Routing and
-/// forwarding use the path only after this check.
+/// any case), also encoded twice (`%252e`, for an upstream that decodes twice), encoded
+/// control bytes, a raw backslash, NUL or any control byte. Routing and forwarding use the
+/// path only after this check.
 pub(crate) fn check_path(path: &str) -> Result<(), GatewayError> {
     let bytes = path.as_bytes();
     if bytes.first() != Some(&b'/') {
@@ -539,12 +540,18 @@ pub(crate) fn check_path(path: &str) -> Result<(), GatewayError> {
             "the path holds a control byte"
         }));
     }
-    for at in memchr::memchr_iter(b'%', bytes) {
-        let decoded = bytes
-            .get(at + 1..at + 3)
+    let hex_at = |at: usize| {
+        bytes
+            .get(at..at + 2)
             .and_then(|pair| std::str::from_utf8(pair).ok())
-            .and_then(|pair| u8::from_str_radix(pair, 16).ok());
-        if decoded.is_some_and(|b| matches!(b, b'.' | b'/' | b'\\' | 0..0x20 | 0x7f)) {
+            .and_then(|pair| u8::from_str_radix(pair, 16).ok())
+    };
+    let unsafe_byte = |b: u8| matches!(b, b'.' | b'/' | b'\\' | 0..0x20 | 0x7f);
+    for at in memchr::memchr_iter(b'%', bytes) {
+        let decoded = hex_at(at + 1);
+        // `%25` and then the hex of one of them: the same byte, encoded twice.
+        let twice = decoded == Some(b'%') && hex_at(at + 3).is_some_and(unsafe_byte);
+        if decoded.is_some_and(unsafe_byte) || twice {
             return Err(bad_path(
                 "the path holds an encoded dot, slash, backslash or control byte",
             ));

@@ -451,6 +451,11 @@ const CORPUS: &[(&str, &[u8], Want)] = &[
         Want::Refused,
     ),
     (
+        "dots encoded twice",
+        b"GET {P}/%252e%252e/%252E%252E/internal HTTP/1.1\r\nHost: gw\r\n\r\n",
+        Want::Refused,
+    ),
+    (
         "dot segments with path parameters",
         b"GET {P}/..;/..;x=1/internal HTTP/1.1\r\nHost: gw\r\n\r\n",
         Want::Refused,
