@@ -234,6 +234,64 @@ pub async fn apis_unique_path_per_auth_type_and_cascade(store: &dyn Store) {
     assert_eq!(store.service("s1").await.expect("q"), None);
 }
 
+/// A path outside the service namespaces belongs to the project that took it first, in
+/// whatever case it is written: `/v1/Infers/…` is such a path (the namespaces are
+/// `/v1/infers/…` exactly), and no other project's API may sit at, above or below it.
+pub async fn paths_of_other_projects_are_theirs_in_any_case(store: &dyn Store) {
+    store.bootstrap(&plan()).await.expect("bootstrap");
+    store
+        .create_project(&Project {
+            id: "p2".into(),
+            domain_id: "d1".into(),
+            name: "team-b".into(),
+            description: String::new(),
+            created_at: 3,
+        })
+        .await
+        .expect("project");
+    store
+        .create_service(&service("s1", "svc"))
+        .await
+        .expect("svc");
+    let theirs = Service {
+        project_id: "p2".into(),
+        ..service("s2", "svc-b")
+    };
+    store.create_service(&theirs).await.expect("svc-b");
+    let of_b = |id: &str, path: &str| Api {
+        project_id: "p2".into(),
+        ..api(id, "s2", path, AuthType::None)
+    };
+    for path in ["/v1/Infers/chat", "/V1/INFERS/llm", "/models/chat"] {
+        store
+            .create_api(&api(&format!("a{}", path.len()), "s1", path, AuthType::App))
+            .await
+            .expect(path);
+    }
+    for path in [
+        "/v1/Infers/chat",
+        "/v1/Infers/chat/completions",
+        "/v1/Infers",
+        "/V1/INFERS/llm",
+        "/models/chat/x",
+    ] {
+        let taken = store.create_api(&of_b(&format!("b{}", path.len()), path)).await;
+        assert!(
+            matches!(taken, Err(StoreError::Conflict(ref m)) if m.contains("another project")),
+            "{path}: {taken:?}"
+        );
+    }
+    // Each service's own namespace stays its own; paths of other cases are free.
+    store
+        .create_api(&of_b("b-ns", "/v1/infers/s2/chat"))
+        .await
+        .expect("own namespace");
+    store
+        .create_api(&of_b("b-case", "/v1/infers-chat"))
+        .await
+        .expect("a path of its own");
+}
+
 pub async fn users_roles_and_credentials(store: &dyn Store) {
     store.bootstrap(&plan()).await.expect("bootstrap");
     store
@@ -1233,6 +1291,7 @@ macro_rules! backend_suite {
             case!(bootstrap_is_idempotent);
             case!(services_crud_and_names);
             case!(apis_unique_path_per_auth_type_and_cascade);
+            case!(paths_of_other_projects_are_theirs_in_any_case);
             case!(users_roles_and_credentials);
             case!(projects);
             case!(lockouts);

@@ -357,6 +357,14 @@ async fn api_paths_belong_to_their_owners() {
     )
     .await
     .assert_ok();
+    // Not a namespace (those are `/v1/infers/…` exactly): a path like any other.
+    t.create_api(
+        &t.admin_token,
+        &mine,
+        json!({"auth_type": "APP", "api_path": "/v1/Infers/chat"}),
+    )
+    .await
+    .assert_ok();
     // Another project: at, below and above a path of this one, under this service's
     // namespace, for every auth type.
     for auth_type in ["NONE", "APP", "IAM"] {
@@ -366,6 +374,8 @@ async fn api_paths_belong_to_their_owners() {
             "/models/chat".to_owned(),
             "/models/chat/v2".to_owned(),
             "/models".to_owned(),
+            "/v1/Infers/chat".to_owned(),
+            "/v1/Infers/chat/completions".to_owned(),
         ] {
             let reply = create_b(json!({"auth_type": auth_type, "api_path": path})).await;
             reply.assert_error(409, "ModelArts.3921");

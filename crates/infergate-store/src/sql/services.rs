@@ -165,7 +165,9 @@ impl ServiceStore for This {
         bump_revision(&mut tx, &[Changed::Api(&api.id)]).await?;
         let others: Vec<(String, String)> =
             // Paths in a service namespace belong to their service, whoever registered them.
-            sqlx::query("SELECT project_id, api_path FROM apis WHERE project_id <> $1 AND api_path NOT LIKE '/v1/infers/%'")
+            // Compared byte for byte, as the router does: SQLite's LIKE ignores ASCII case, and
+            // would leave `/v1/Infers/…` (a path like any other) out of the check.
+            sqlx::query("SELECT project_id, api_path FROM apis WHERE project_id <> $1 AND substr(api_path, 1, 11) <> '/v1/infers/'")
                 .bind(&api.project_id)
                 .fetch_all(&mut *tx)
                 .await?
