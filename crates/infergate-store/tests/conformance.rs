@@ -275,7 +275,9 @@ pub async fn paths_of_other_projects_are_theirs_in_any_case(store: &dyn Store) {
         "/V1/INFERS/llm",
         "/models/chat/x",
     ] {
-        let taken = store.create_api(&of_b(&format!("b{}", path.len()), path)).await;
+        let taken = store
+            .create_api(&of_b(&format!("b{}", path.len()), path))
+            .await;
         assert!(
             matches!(taken, Err(StoreError::Conflict(ref m)) if m.contains("another project")),
             "{path}: {taken:?}"

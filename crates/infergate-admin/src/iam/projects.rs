@@ -96,12 +96,15 @@ pub(super) async fn projects_show(
     caller: Authenticated,
     Path(project_id): Path<String>,
 ) -> Result<Json<Value>, IamError> {
+    let not_found = || IamError::NotFound(format!("Could not find project: {project_id}"));
     let project = state
         .store
         .project(&project_id)
         .await?
         .filter(|p| p.domain_id == caller.user.domain_id)
-        .ok_or_else(|| IamError::NotFound(format!("Could not find project: {project_id}")))?;
+        .ok_or_else(not_found)?;
+    // A project the caller has no role in answers as one that does not exist: its id
+    // tells another tenant nothing.
     if !caller.user.domain_admin
         && state
             .store
@@ -109,7 +112,7 @@ pub(super) async fn projects_show(
             .await?
             .is_empty()
     {
-        return Err(IamError::not_authorized());
+        return Err(not_found());
     }
     Ok(Json(json!({"project": project_view(&project)})))
 }

@@ -257,11 +257,10 @@ pub(super) async fn tokens_create(
                 }
             };
             let project = found.ok_or_else(unauthorized)?;
+            // The same answer as for a project that does not exist: whether another
+            // tenant's project does is not the caller's to learn.
             if state.store.roles(&project.id, &user.id).await?.is_empty() {
-                return Err(IamError::Unauthorized(format!(
-                    "User {} has no access to project {}",
-                    user.id, project.id
-                )));
+                return Err(unauthorized());
             }
             Scope::Project(project.id)
         }
@@ -285,12 +284,14 @@ pub(super) async fn tokens_create(
     Ok(with_subject_token(StatusCode::CREATED, &token, body))
 }
 
-/// Validates the token in `X-Subject-Token`; 404 when it is not valid.
+/// Validates the token in `X-Subject-Token`: the caller's own, or for a domain admin any of
+/// the domain's (as Keystone's `identity:validate_token`); 404 when it is not valid or not
+/// the caller's to read, alike.
 #[utoipa::path(get, path = "/v3/auth/tokens", tag = "iam",
     responses((status = 200, description = "the token"), (status = 401), (status = 404)))]
 pub(super) async fn tokens_validate(
     State(state): State<Arc<AdminState>>,
-    _caller: Authenticated,
+    caller: Authenticated,
     headers: HeaderMap,
     Query(query): Query<TokenQuery>,
 ) -> Result<Response, IamError> {
@@ -299,9 +300,15 @@ pub(super) async fn tokens_validate(
         .and_then(|v| v.to_str().ok())
         .ok_or_else(|| IamError::BadRequest("X-Subject-Token header is required".into()))?
         .to_owned();
+    let not_found = || IamError::NotFound("Could not find token".into());
     let (user, claims) = check_token(&state, &subject)
         .await
-        .map_err(|_| IamError::NotFound("Could not find token".into()))?;
+        .map_err(|_| not_found())?;
+    let readable = user.id == caller.user.id
+        || (caller.user.domain_admin && user.domain_id == caller.user.domain_id);
+    if !readable {
+        return Err(not_found());
+    }
     let nocatalog = query.nocatalog.is_some_and(|v| !v.is_empty());
     let body = token_view(&state, &user, &claims, nocatalog).await?;
     Ok(with_subject_token(StatusCode::OK, &subject, body))

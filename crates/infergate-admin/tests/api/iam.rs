@@ -101,6 +101,88 @@ async fn password_token_shapes() {
     assert_keystone_error(&invalid.body, 404);
 }
 
+/// Another tenant's project and tokens answer a user as ones that do not exist: showing the
+/// project, scoping a token to it, and reading another user's token all answer as for a
+/// made-up id.
+#[tokio::test]
+async fn another_tenants_project_and_tokens_are_not_confirmed() {
+    let t = TestApp::new().await;
+    let team_b = t.create_project("team-b").await;
+    let bob = t.create_user("bob").await;
+    t.grant(&team_b, &bob, "member").await;
+    let bob_token = t.token("bob", "bob-password", "team-b").await;
+    let (_, alice_token) = t.user_with_role("alice", "member").await;
+    let made_up = "0123456789abcdef0123456789abcdef";
+    // The default project exists and bob has no role in it.
+    let shown = |id: String| {
+        let token = bob_token.clone();
+        let t = &t;
+        async move {
+            let reply = t
+                .call(
+                    Method::GET,
+                    &format!("/v3/projects/{id}"),
+                    Some(&token),
+                    None,
+                )
+                .await;
+            (
+                reply.status.as_u16(),
+                reply.body["error"]["message"].clone(),
+            )
+        }
+    };
+    let (status, message) = shown(t.project_id.clone()).await;
+    assert_eq!(status, 404);
+    assert_eq!(
+        message.as_str().map(|m| m.replace(&t.project_id, "ID")),
+        shown(made_up.to_owned())
+            .await
+            .1
+            .as_str()
+            .map(|m| m.replace(made_up, "ID"))
+    );
+    assert_eq!(shown(team_b.clone()).await.0, 200);
+    let scoped = |id: String| {
+        let t = &t;
+        async move {
+            let reply = t
+                .issue("bob", "bob-password", json!({"project": {"id": id}}))
+                .await;
+            (reply.status.as_u16(), reply.body)
+        }
+    };
+    assert_eq!(
+        scoped(t.project_id.clone()).await,
+        scoped(made_up.to_owned()).await
+    );
+    assert_eq!(scoped(team_b).await.0, 201);
+    let validated = |caller: String, subject: String| {
+        let t = &t;
+        async move {
+            let req = Request::builder()
+                .method(Method::GET)
+                .uri("/v3/auth/tokens")
+                .header("X-Auth-Token", caller)
+                .header("X-Subject-Token", subject)
+                .body(Body::empty())
+                .expect("req");
+            let reply = t.send(req).await;
+            (reply.status.as_u16(), reply.body)
+        }
+    };
+    assert_eq!(
+        validated(bob_token.clone(), alice_token.clone()).await,
+        validated(bob_token.clone(), "igt1.bad.token".to_owned()).await
+    );
+    assert_eq!(
+        validated(bob_token.clone(), alice_token.clone()).await.0,
+        404
+    );
+    assert_eq!(validated(bob_token.clone(), bob_token.clone()).await.0, 200);
+    assert_eq!(validated(t.admin_token.clone(), alice_token).await.0, 200);
+}
+
 #[tokio::test]
 async fn refusals_in_keystone_shape() {
     let t = TestApp::new().await;
