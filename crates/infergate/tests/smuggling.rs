@@ -1276,7 +1276,8 @@ async fn member_of_new_project(admin: &Admin, project: &str, user: &str) -> Admi
 }
 
 /// A member of another project cannot take a path of this one: it is refused the paths in
-/// this project's service namespaces, and an API it registers above them catches no call
+/// this project's service namespaces and its other paths (in any case), and an API it
+/// registers above them catches no call
 /// made under them (sent over a raw socket, with no credential), not even under a service
 /// of this project that has no API; nor can it read this project's usage.
 #[tokio::test]
@@ -1307,10 +1308,20 @@ async fn another_project_catches_no_call_under_this_projects_services() {
         .as_str()
         .expect("sid")
         .to_owned();
+    // A path of A's outside the namespaces, in a case they do not use.
+    admin
+        .ok(
+            Method::POST,
+            &format!("/app-auth/{sid_a}/apis"),
+            Some(json!({"auth_type": "APP", "api_path": "/V1/Infers/chat"})),
+        )
+        .await;
     for path in [
         format!("/v1/infers/{sid_a}"),
         format!("/v1/infers/{sid_a}/predict"),
         format!("/v1/infers/{bare}"),
+        "/V1/Infers/chat".to_owned(),
+        "/V1/Infers/chat/completions".to_owned(),
     ] {
         let (status, body) = member_b
             .send(
@@ -1334,6 +1345,8 @@ async fn another_project_catches_no_call_under_this_projects_services() {
         (format!("/v1/infers/{bare}/x"), 404, 0, 0),
         (format!("/v1/infers/{sid_a}x/y"), 404, 0, 0),
         ("/v1/other".to_owned(), 200, 0, 1),
+        // A's APP API: no credential, nothing reaches either upstream.
+        ("/V1/Infers/chat/completions".to_owned(), 401, 0, 0),
     ] {
         let outcome = node
             .send(format!("GET {target} HTTP/1.1\r\nHost: gw\r\n\r\n").as_bytes())
