@@ -474,15 +474,16 @@ impl Gateway {
         if buf.len() < used {
             return HeadServed::BodyToCome { used };
         }
-        let close = request.close || stopping(client.stop);
         let ended = self
-            .serve_fast(&request, &buf[end..used], conn, client, close)
+            .serve_fast(&request, &buf[end..used], conn, client, request.close)
             .await;
         HeadServed::Called { used, ended }
     }
 
     /// Serves one call of the fast path: `Some(when it ended)` while the client connection
-    /// stays open, `None` when it must close.
+    /// stays open, `None` when it must close. `close`: the client asked that it close; a
+    /// stop of the gateway is read when the answer's head is written (it may come while
+    /// the upstream has the call).
     async fn serve_fast<S: ClientIo>(
         &self,
         request: &Parsed<'_>,
