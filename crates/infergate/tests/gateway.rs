@@ -694,6 +694,58 @@ fn lowest_free_descriptor(pid: u32) -> u64 {
     (0..).find(|n| !open.contains(n)).unwrap_or(0)
 }
 
+/// Waits until `pid` has accepted the connection `client` made: the kernel completes the
+/// handshake before the process takes the socket, and until then the socket has no descriptor.
+async fn wait_accepted(pid: u32, client: &tokio::net::TcpStream) {
+    let (local, peer) = (
+        client.local_addr().expect("local").port(),
+        client.peer_addr().expect("peer").port(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        // The server's end: its local port is the client's peer port and the other way round.
+        let inode = ["/proc/net/tcp", "/proc/net/tcp6"]
+            .iter()
+            .find_map(|table| socket_inode(table, peer, local));
+        if let Some(inode) = inode {
+            let wanted = format!("socket:[{inode}]");
+            let held = std::fs::read_dir(format!("/proc/{pid}/fd"))
+                .expect("the process's descriptors")
+                .filter_map(|entry| std::fs::read_link(entry.ok()?.path()).ok())
+                .any(|target| target.to_str() == Some(wanted.as_str()));
+            if held {
+                return;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the connection was never accepted"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// The inode of the TCP socket from port `local` to port `remote` in `table` (a
+/// `/proc/net/tcp` file); none while it waits in the listen queue (inode 0).
+fn socket_inode(table: &str, local: u16, remote: u16) -> Option<u64> {
+    let port = |field: &str| u16::from_str_radix(field.rsplit(':').next()?, 16).ok();
+    std::fs::read_to_string(table)
+        .ok()?
+        .lines()
+        .skip(1)
+        .find_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            if port(fields.get(1)?)? != local || port(fields.get(2)?)? != remote {
+                return None;
+            }
+            fields
+                .get(9)?
+                .parse()
+                .ok()
+                .filter(|&inode: &u64| inode != 0)
+        })
+}
+
 /// Sets the soft open-file limit of `pid` (with util-linux's `prlimit`).
 fn set_open_files(pid: u32, soft: u64) {
     let done = std::process::Command::new("prlimit")
@@ -732,6 +784,7 @@ async fn running_out_of_descriptors_answers_503_and_ejects_no_upstream() {
     // The node may open exactly one more descriptor: the client's connection is accepted,
     // the connection to the upstream cannot be made.
     let (mut socket, _) = connect(&s.server.gateway).await;
+    wait_accepted(pid, &socket).await;
     set_open_files(pid, lowest_free_descriptor(pid));
     socket.write_all(call.as_bytes()).await.expect("write");
     let mut pending = Vec::new();
