@@ -768,7 +768,7 @@ pub struct ServeArgs {
     /// trusted_proxies, lockout_failure_attempts, lockout_duration_s,
     /// ak_lockout_failure_attempts, ak_lockout_duration_s, max_password_hashes,
     /// upstream_allow, cors_origins, upstream_keepalive, listen_backlog, redis_url,
-    /// usage_flush_ms, otlp_endpoint, trace_sampling_ratio, otlp_service_name.
+    /// usage_flush_ms, otlp_endpoint, trace_sampling_ratio, otlp_service_name, metrics_token.
     #[arg(long, env = "INFERGATE_CONFIG")]
     pub config: Option<PathBuf>,
     /// Directory of the SQLite database, master key and initial password [default: ./infergate-data].
@@ -1001,6 +1001,16 @@ pub struct ServeArgs {
     /// `service.name` of the exported spans [default: infergate].
     #[arg(help_heading = "Logging", long, env = "INFERGATE_OTLP_SERVICE_NAME")]
     pub otlp_service_name: Option<String>,
+    /// Bearer token `/metrics` asks for (Prometheus: `authorization: {credentials: …}`), at
+    /// least 16 visible ASCII characters [default: none: `/metrics` answers loopback
+    /// clients only].
+    #[arg(
+        help_heading = "Logging",
+        long,
+        env = "INFERGATE_METRICS_TOKEN",
+        hide_env_values = true
+    )]
+    pub metrics_token: Option<String>,
 }
 
 #[cfg(test)]

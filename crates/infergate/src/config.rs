@@ -8,6 +8,7 @@ use anyhow::{bail, Context};
 use serde::Deserialize;
 
 use infergate_admin::AdminSettings;
+use infergate_core::crypto::Secret;
 use infergate_core::lockout::LockoutPolicy;
 use infergate_core::net::AllowedHost;
 use infergate_gateway::{Cidr, CorsOrigins, Limits, ListenerSettings, TraceSettings};
@@ -58,6 +59,7 @@ pub struct FileConfig {
     pub usage_flush_ms: Option<u64>,
     pub otlp_endpoint: Option<String>,
     pub trace_sampling_ratio: Option<f64>,
+    pub metrics_token: Option<String>,
     pub otlp_service_name: Option<String>,
 }
 
@@ -115,6 +117,26 @@ pub struct Settings {
     pub usage_flush: std::time::Duration,
     /// Where spans of calls go; none: tracing off.
     pub tracing: Option<TraceSettings>,
+    /// The bearer token `/metrics` asks for; none: loopback clients only.
+    pub metrics_token: Option<Secret>,
+}
+
+/// The metrics token, if one is set: at least 16 characters, each visible ASCII (it is sent
+/// as `Authorization: Bearer <token>`).
+fn metrics_token(token: Option<String>) -> anyhow::Result<Option<Secret>> {
+    let Some(token) = token else {
+        return Ok(None);
+    };
+    if token.len() < 16 {
+        bail!(
+            "metrics_token must have at least 16 characters, got {}",
+            token.len()
+        );
+    }
+    if !token.bytes().all(|b| b.is_ascii_graphic()) {
+        bail!("metrics_token must be visible ASCII characters (no spaces or control characters)");
+    }
+    Ok(Some(Secret::new(token)))
 }
 
 /// The tracing settings: the endpoint (a traces URL, or a base URL `/v1/traces` is added
@@ -361,6 +383,7 @@ impl Settings {
         )?;
         Ok(Self {
             tracing,
+            metrics_token: metrics_token(args.metrics_token.or(file.metrics_token))?,
             redis_url,
             usage_flush,
             upstream_allow,
@@ -685,6 +708,31 @@ mod tests {
             let err = Settings::resolve(args).expect_err(named);
             assert!(format!("{err:#}").contains(named), "{err:#}");
         }
+    }
+
+    #[test]
+    fn the_metrics_token_is_long_and_visible_ascii() {
+        let resolve = |token: &str| {
+            Settings::resolve(ServeArgs {
+                metrics_token: Some(token.into()),
+                ..ServeArgs::default()
+            })
+        };
+        for bad in [
+            "",
+            "short-token",
+            "sixteen chars ok",
+            "tab\tin-the-token-here",
+            "ünicode-token-value",
+        ] {
+            let err = resolve(bad).expect_err(bad);
+            assert!(format!("{err:#}").contains("metrics_token"), "{err:#}");
+        }
+        let settings = resolve("0123456789abcdef").expect("16 characters");
+        assert_eq!(
+            settings.metrics_token.as_ref().map(Secret::expose),
+            Some("0123456789abcdef")
+        );
     }
 
     #[test]

@@ -396,6 +396,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
                 access_key_lockout: settings.access_key_lockout,
                 max_password_hashes: settings.max_password_hashes,
                 upstream_policy: upstream_policy.clone(),
+                metrics_token: settings.metrics_token.clone(),
                 ..AdminSettings::new(public_url.clone(), admin_url.clone())
             },
         )
@@ -463,7 +464,16 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
                 admin_listener,
                 admin_tls,
                 None,
-                move |_| TowerToHyperService::new(router.clone()),
+                move |conn: infergate_gateway::ConnInfo| {
+                    let peer = infergate_admin::Peer(conn.remote);
+                    TowerToHyperService::new(tower::ServiceExt::map_request(
+                        router.clone(),
+                        move |mut req: axum::http::Request<_>| {
+                            req.extensions_mut().insert(peer);
+                            req
+                        },
+                    ))
+                },
                 std::time::Duration::from_secs(10),
                 admin_listener_settings,
                 admin_connections,

@@ -952,3 +952,127 @@ async fn sigterm_closes_idle_connections_and_lets_calls_under_way_finish() {
         assert!(tokio::net::TcpStream::connect(&address).await.is_err());
     }
 }
+
+/// An address of this host other than loopback: the source address of the route to a
+/// documentation address (no datagram is sent).
+fn this_hosts_address() -> std::net::IpAddr {
+    let socket = std::net::UdpSocket::bind("0.0.0.0:0").expect("udp");
+    socket
+        .connect("192.0.2.1:9")
+        .expect("this host has a route off loopback");
+    let ip = socket.local_addr().expect("address").ip();
+    assert!(!ip.is_loopback() && !ip.is_unspecified(), "{ip}");
+    ip
+}
+
+/// `/metrics` names every project's APIs, apps and upstreams, and the admin listener also
+/// serves tenants: without a metrics token it answers clients on this host only; with one,
+/// only clients that send it as a bearer token.
+#[tokio::test]
+async fn metrics_answer_this_host_or_the_metrics_token_only() {
+    const TOKEN: &str = "scrape-4c1d5e0f9a7b";
+    let dir = tempfile::tempdir().expect("tempdir");
+    let host = this_hosts_address();
+    let listen = ["--admin-listen", "0.0.0.0:0"];
+    let port = |server: &common::Server| {
+        server
+            .admin
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse::<u16>().ok())
+            .expect("admin port")
+    };
+    let client = reqwest::Client::new();
+    let scrape = |ip: std::net::IpAddr, port: u16, bearer: Option<&str>| {
+        let mut request = client.get(format!(
+            "http://{}/metrics",
+            std::net::SocketAddr::new(ip, port)
+        ));
+        if let Some(bearer) = bearer {
+            request = request.header("authorization", bearer);
+        }
+        async move { request.send().await.expect("scrape") }
+    };
+    let loopback: std::net::IpAddr = "127.0.0.1".parse().expect("ip");
+
+    let open = start_with(&dir.path().join("open"), Some(PASSWORD), &listen).await;
+    let here = scrape(loopback, port(&open), None).await;
+    assert_eq!(here.status(), 200);
+    assert!(here
+        .text()
+        .await
+        .expect("text")
+        .contains("infergate_gateway_open_connections"));
+    let there = scrape(host, port(&open), None).await;
+    assert_eq!(there.status(), 403, "from {host}");
+    let body: Value = there.json().await.expect("json");
+    assert_eq!(body["error_code"], "ModelArts.0108", "{body}");
+    assert!(
+        body["error_msg"]
+            .as_str()
+            .expect("msg")
+            .contains("metrics_token"),
+        "{body}"
+    );
+    // The management API itself still answers from there.
+    let healthz = client
+        .get(format!(
+            "http://{}/healthz",
+            std::net::SocketAddr::new(host, port(&open))
+        ))
+        .send()
+        .await
+        .expect("healthz");
+    assert_eq!(healthz.status(), 200);
+    drop(open);
+
+    let guarded = common::start_full(
+        &dir.path().join("guarded"),
+        Some(PASSWORD),
+        &listen,
+        None,
+        &[("INFERGATE_METRICS_TOKEN", TOKEN)],
+    )
+    .await;
+    for (ip, bearer) in [
+        (loopback, None),
+        (loopback, Some("Bearer scrape-4c1d5e0f9a7")),
+        (host, Some("Basic c2NyYXBlOg==")),
+        (host, None),
+    ] {
+        let refused = scrape(ip, port(&guarded), bearer).await;
+        assert_eq!(refused.status(), 401, "{ip} {bearer:?}");
+        assert!(refused.headers().contains_key("www-authenticate"));
+        let body: Value = refused.json().await.expect("json");
+        assert_eq!(body["error_code"], "ModelArts.0203", "{body}");
+        assert!(!body.to_string().contains(TOKEN), "{body}");
+    }
+    for ip in [loopback, host] {
+        let answered = scrape(ip, port(&guarded), Some(&format!("Bearer {TOKEN}"))).await;
+        assert_eq!(answered.status(), 200, "{ip}");
+        assert!(answered
+            .text()
+            .await
+            .expect("text")
+            .contains("infergate_gateway_open_connections"));
+    }
+    drop(guarded);
+
+    // A token too short to stand guard stops the start, naming the setting.
+    let refused = std::process::Command::new(env!("CARGO_BIN_EXE_infergate"))
+        .args([
+            "serve",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--gateway-listen",
+            "127.0.0.1:0",
+        ])
+        .arg("--data-dir")
+        .arg(dir.path().join("short"))
+        .args(["--metrics-token", "short"])
+        .output()
+        .expect("run");
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("metrics_token"), "{stderr}");
+}

@@ -129,21 +129,19 @@ pub async fn start_full(
     envs: &[(&str, &str)],
 ) -> Server {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_infergate"));
-    cmd.args([
-        "serve",
-        "--admin-listen",
-        "127.0.0.1:0",
-        "--gateway-listen",
-        "127.0.0.1:0",
-        "--data-dir",
-    ])
-    .arg(data_dir)
-    .args(extra)
-    .env_remove("INFERGATE_ADMIN_PASSWORD")
-    .env_remove("INFERGATE_MASTER_KEY")
-    .env("INFERGATE_LOG", "warn")
-    .stdout(Stdio::piped())
-    .kill_on_drop(true);
+    cmd.arg("serve");
+    // The admin listener on loopback unless the test names another address.
+    if !extra.contains(&"--admin-listen") {
+        cmd.args(["--admin-listen", "127.0.0.1:0"]);
+    }
+    cmd.args(["--gateway-listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir)
+        .args(extra)
+        .env_remove("INFERGATE_ADMIN_PASSWORD")
+        .env_remove("INFERGATE_MASTER_KEY")
+        .env("INFERGATE_LOG", "warn")
+        .stdout(Stdio::piped())
+        .kill_on_drop(true);
     if let Some(pw) = password {
         cmd.env("INFERGATE_ADMIN_PASSWORD", pw);
     }
