@@ -18,8 +18,9 @@ use crate::observe::trace::TraceHeader;
 
 // === Header names ===
 
-/// Headers that describe one hop, never forwarded (RFC 9110 §7.6.1).
-pub(crate) const HOP_NAMES: [&str; 8] = [
+/// Headers that describe one hop, never forwarded (RFC 9110 §7.6.1), and `HTTP2-Settings`,
+/// which belongs to an upgrade to `h2c` (RFC 7540 §3.2.1), never passed on.
+pub(crate) const HOP_NAMES: [&str; 9] = [
     "connection",
     "keep-alive",
     "proxy-connection",
@@ -28,6 +29,7 @@ pub(crate) const HOP_NAMES: [&str; 8] = [
     "te",
     "trailer",
     "transfer-encoding",
+    "http2-settings",
 ];
 
 /// Headers the gateway sets for the upstream; a client's own copies are dropped.
@@ -74,7 +76,7 @@ pub(crate) enum Named {
 }
 
 /// Every name [`named`] recognises by itself (besides the `X-Forwarded-` prefix).
-const SPECIAL: [(&str, Named); 25] = [
+const SPECIAL: [(&str, Named); 26] = [
     (HOP_NAMES[0], Named::Hop),
     (HOP_NAMES[1], Named::Hop),
     (HOP_NAMES[2], Named::Hop),
@@ -83,6 +85,7 @@ const SPECIAL: [(&str, Named); 25] = [
     (HOP_NAMES[5], Named::Hop),
     (HOP_NAMES[6], Named::Hop),
     (HOP_NAMES[7], Named::Hop),
+    (HOP_NAMES[8], Named::Hop),
     ("upgrade", Named::Upgrade),
     ("content-length", Named::ContentLength),
     ("host", Named::Host),
@@ -186,7 +189,7 @@ static BY_LENGTH: [[Option<Special>; SLOTS]; LONGEST + 1] = {
         let mut fold = [0u8; LONGEST];
         let mut b = 0;
         while b < bytes.len() {
-            assert!(bytes[b].is_ascii_lowercase() || bytes[b] == b'-');
+            assert!(bytes[b].is_ascii_lowercase() || bytes[b].is_ascii_digit() || bytes[b] == b'-');
             if bytes[b].is_ascii_lowercase() {
                 fold[b] = 0x20;
             }
@@ -208,8 +211,8 @@ static BY_LENGTH: [[Option<Special>; SLOTS]; LONGEST + 1] = {
 
 /// What a header name is to the gateway, read in any case and with `_` as `-` (many
 /// servers read `X_App_Id` as `X-App-Id`). At a letter of a special name, bit 0x20 set in
-/// the name's byte gives that letter only from the letter or its capital; at a `-` nothing
-/// is set, so only `-` (or `_`, turned into `-` first) matches there: a carriage return
+/// the name's byte gives that letter only from the letter or its capital; at a `-` or a digit
+/// nothing is set, so only that byte (or `_`, turned into `-` first) matches there: a carriage return
 /// would fold to `-`.
 pub(crate) fn named(name: &[u8]) -> Named {
     if let Some(candidates) = BY_LENGTH.get(name.len()).filter(|c| c[0].is_some()) {
@@ -400,6 +403,26 @@ pub(crate) fn asks_to_switch<'a>(
     } else {
         None
     }
+}
+
+/// Whether a request's `Upgrade` lines (`values`) ask only for WebSocket, the one protocol a
+/// client may switch to through the gateway. Any other (`h2c` above all) would turn the
+/// connection, after the upstream's 101, into a tunnel to the upstream in which requests
+/// are neither routed, authenticated nor rewritten; its `Upgrade` is dropped and the request
+/// goes on as an ordinary one, as nginx does. A list that names WebSocket beside another
+/// protocol is not WebSocket only: the upstream could choose the other.
+pub(crate) fn websocket_upgrade<'a>(values: impl Iterator<Item = &'a [u8]>) -> bool {
+    let mut protocols = 0usize;
+    for value in values {
+        for protocol in tokens(value) {
+            protocols += 1;
+            // `protocol-name ["/" protocol-version]` (RFC 9110 §7.8); WebSocket has no version.
+            if !protocol.eq_ignore_ascii_case(b"websocket") {
+                return false;
+            }
+        }
+    }
+    protocols > 0
 }
 
 /// Whether the answer `status` to a request that asked to switch protocols switched them:
@@ -623,8 +646,8 @@ enum TraceRewrite {
 }
 
 impl ClientHeaders {
-    /// The rules for a request whose `Connection` lines are `connection`, and which has an
-    /// `Upgrade` header or not.
+    /// The rules for a request whose `Connection` lines are `connection`, and whose `Upgrade`
+    /// lines ask for WebSocket only ([`websocket_upgrade`]) or not.
     pub(crate) fn new<'v>(connection: impl Iterator<Item = &'v [u8]>, has_upgrade: bool) -> Self {
         let mut listed = SmallVec::new();
         for value in connection {

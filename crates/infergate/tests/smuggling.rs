@@ -214,11 +214,23 @@ async fn node_in(
     args: &[&str],
     tls: Option<tokio_rustls::TlsConnector>,
 ) -> Node {
+    let (url, upstream) = start_counting().await;
+    node_over(dir, args, tls, &url, upstream).await
+}
+
+/// A gateway with an open API in front of the upstream at `url` (`upstream` counts what it
+/// parses, when it is the counting one).
+async fn node_over(
+    dir: tempfile::TempDir,
+    args: &[&str],
+    tls: Option<tokio_rustls::TlsConnector>,
+    url: &str,
+    upstream: Counting,
+) -> Node {
     let server = start_with(&dir.path().join("data"), Some(PASSWORD), args).await;
     let admin = Admin::login(&server).await;
-    let (url, upstream) = start_counting().await;
     let (sid, _) = admin
-        .service_with_api("open", &url, json!({"auth_type": "NONE"}))
+        .service_with_api("open", url, json!({"auth_type": "NONE"}))
         .await;
     let gateway = server
         .gateway
@@ -674,6 +686,182 @@ async fn an_upgrade_that_does_not_happen_ends_the_connection() {
             assert!(text.contains("connection: close"), "{name:?}: {text}");
             node.still_clean(case).await;
         }
+    }
+}
+
+/// An upstream that switches protocols as an HTTP/2 server does for `Upgrade: h2c`
+/// (hypercorn, among others): a request with an `Upgrade` line is answered 101 with that
+/// protocol, and so is any request to `…/always`, asked or not; others are answered 200.
+/// Records each request head (lowercase) and every byte that came after a switch.
+#[derive(Clone, Default)]
+struct Switching {
+    heads: Arc<Mutex<Vec<String>>>,
+    tunneled: Arc<Mutex<Vec<u8>>>,
+}
+
+async fn start_switching() -> (String, Switching) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}/base", listener.local_addr().expect("addr"));
+    let switching = Switching::default();
+    let state = switching.clone();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let state = state.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 8192];
+                loop {
+                    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                        match socket.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                        continue;
+                    };
+                    let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+                    buf.drain(..end + 4);
+                    state.heads.lock().expect("heads").push(head.clone());
+                    let asked = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("upgrade:"))
+                        .map(|p| p.trim().to_owned());
+                    let always = head.lines().next().is_some_and(|l| l.contains("/always "));
+                    let Some(protocol) = asked.or(always.then(|| "h2c".to_owned())) else {
+                        let ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+                        if socket.write_all(ok).await.is_err() {
+                            return;
+                        }
+                        continue;
+                    };
+                    let switched = format!(
+                        "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: {protocol}\r\n\r\n"
+                    );
+                    if socket.write_all(switched.as_bytes()).await.is_err() {
+                        return;
+                    }
+                    // From here on, whatever arrives is the other protocol's.
+                    state.tunneled.lock().expect("tunneled").append(&mut buf);
+                    while let Ok(n) = socket.read(&mut chunk).await {
+                        if n == 0 {
+                            return;
+                        }
+                        state
+                            .tunneled
+                            .lock()
+                            .expect("tunneled")
+                            .extend_from_slice(&chunk[..n]);
+                    }
+                    return;
+                }
+            });
+        }
+    });
+    (url, switching)
+}
+
+/// Upgrades pass to WebSocket only. An `Upgrade: h2c` (or a list naming another protocol)
+/// goes on as an ordinary request without it: were the upstream's 101 relayed, the client
+/// would speak HTTP/2 straight to the upstream through the gateway, to any path, with any
+/// identity headers, no credential checked. An upstream that switches unasked gets its
+/// answer refused (502) and no byte after it. On both servers and over TLS.
+#[tokio::test]
+async fn only_websocket_upgrades_reach_the_upstream_and_no_unasked_switch_the_client() {
+    let preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    let after = "GET /private/secret HTTP/1.1\r\nHost: up\r\nX-App-Id: forged\r\n\r\n";
+    let refused_upgrades = [
+        "GET {P}/h2c HTTP/1.1\r\nHost: gw\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n",
+        "GET {P}/h2c HTTP/1.1\r\nHost: gw\r\nconnection: UPGRADE\r\nupgrade: H2C\r\nhttp2_settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n",
+        "GET {P}/h2c HTTP/1.1\r\nHost: gw\r\nConnection: upgrade\r\nUpgrade: websocket, h2c\r\n\r\n",
+        "GET {P}/h2c HTTP/1.1\r\nHost: gw\r\nConnection: upgrade\r\nUpgrade: websocket\r\nUpgrade: h2c\r\n\r\n",
+    ];
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut tls_flags, der) = common::tls::listener_flags(dir.path());
+    tls_flags.extend(["--http1-fast-path".to_owned(), "true".to_owned()]);
+    let tls_flags: Vec<&str> = tls_flags.iter().map(String::as_str).collect();
+    let connector = common::tls::connector(&der, &[b"http/1.1"]);
+    let mut nodes = Vec::new();
+    for (args, tls) in [
+        (&["--http1-fast-path", "true"][..], None),
+        (&["--http1-fast-path", "false"][..], None),
+        (&tls_flags[..], Some(connector)),
+    ] {
+        let (url, switching) = start_switching().await;
+        let node_dir = tempfile::tempdir_in(dir.path()).expect("tempdir");
+        let node = node_over(node_dir, args, tls, &url, Counting::default()).await;
+        nodes.push((node, switching));
+    }
+    for (node, switching) in &nodes {
+        let quiet = || async {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            std::mem::take(&mut *switching.tunneled.lock().expect("tunneled"))
+        };
+        // What the client sent after its request: through a switch, it would reach the
+        // upstream as it is (a request's own body, sent before the answer, may).
+        let leaked = |bytes: &[u8]| {
+            [&b"PRI * HTTP/2.0"[..], b"/private/secret"]
+                .iter()
+                .any(|sent| bytes.windows(sent.len()).any(|w| w == *sent))
+        };
+        for case in refused_upgrades {
+            let raw = format!("{case}{preface}{after}");
+            let (outcome, answer) = node.send_raw(raw.as_bytes()).await;
+            let heads = std::mem::take(&mut *switching.heads.lock().expect("heads"));
+            assert_eq!(
+                outcome.statuses.first(),
+                Some(&200),
+                "{case:?}: {outcome:?}"
+            );
+            assert!(!outcome.statuses.contains(&101), "{case:?}: {outcome:?}");
+            assert!(
+                !leaked(&quiet().await),
+                "{case:?}: bytes went through a switch"
+            );
+            assert_eq!(heads.len(), 1, "{case:?}: {heads:?}");
+            assert!(heads[0].starts_with("get /base/h2c "), "{heads:?}");
+            for line in [
+                "upgrade:",
+                "connection:",
+                "http2-settings:",
+                "http2_settings:",
+            ] {
+                assert!(
+                    !heads[0].contains(line),
+                    "{case:?}: {line} reached the upstream: {heads:?}"
+                );
+            }
+            let text = String::from_utf8_lossy(&answer).to_ascii_lowercase();
+            assert!(!text.contains("switching protocols"), "{case:?}: {text}");
+        }
+        // An upstream that switches when nobody asked: refused, nothing tunneled.
+        for case in [
+            "GET {P}/always HTTP/1.1\r\nHost: gw\r\n\r\n",
+            "POST {P}/always HTTP/1.1\r\nHost: gw\r\nContent-Length: 2\r\n\r\nhi",
+        ] {
+            let raw = format!("{case}{preface}{after}");
+            let (outcome, answer) = node.send_raw(raw.as_bytes()).await;
+            switching.heads.lock().expect("heads").clear();
+            assert_eq!(
+                outcome.statuses.first(),
+                Some(&502),
+                "{case:?}: {outcome:?}"
+            );
+            let text = String::from_utf8_lossy(&answer).to_ascii_lowercase();
+            assert!(!text.contains("switching protocols"), "{case:?}: {text}");
+            assert!(
+                !leaked(&quiet().await),
+                "{case:?}: bytes went through a switch"
+            );
+        }
+        // A WebSocket upgrade still switches, and the bytes after it go through.
+        let raw = format!(
+            "GET {{P}}/ws HTTP/1.1\r\nHost: gw\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n{after}"
+        );
+        let (outcome, _) = node.send_raw(raw.as_bytes()).await;
+        switching.heads.lock().expect("heads").clear();
+        assert_eq!(outcome.statuses.first(), Some(&101), "{outcome:?}");
+        assert_eq!(quiet().await, after.as_bytes());
     }
 }
 

@@ -130,7 +130,13 @@ impl Gateway {
                 .get_all(header::CONNECTION)
                 .iter()
                 .map(HeaderValue::as_bytes),
-            parts.headers.contains_key(header::UPGRADE),
+            http_rules::websocket_upgrade(
+                parts
+                    .headers
+                    .get_all(header::UPGRADE)
+                    .iter()
+                    .map(HeaderValue::as_bytes),
+            ),
         )
         .unencoded(record.model_call)
         .traced(record.trace.as_ref().map(|t| t.header()));
@@ -166,6 +172,15 @@ impl Gateway {
             .try_in_turn(api, record, &self.observers, &mut attempts)
             .await?;
         match answered {
+            // A switch the client did not ask for (or was not let ask for) is no answer.
+            Some(answered)
+                if answered.answer.status() == StatusCode::SWITCHING_PROTOCOLS
+                    && client_upgrade.is_none() =>
+            {
+                Err(GatewayError::UpstreamUnavailable(
+                    "the upstream switched protocols unasked".into(),
+                ))
+            }
             Some(answered) => Ok(downstream_response(
                 answered.answer,
                 record.request_id.as_bytes(),
@@ -681,7 +696,12 @@ mod tests {
                 .get_all(header::CONNECTION)
                 .iter()
                 .map(HeaderValue::as_bytes),
-            headers.contains_key(header::UPGRADE),
+            http_rules::websocket_upgrade(
+                headers
+                    .get_all(header::UPGRADE)
+                    .iter()
+                    .map(HeaderValue::as_bytes),
+            ),
         );
         assert_eq!(rules.upgrade(), upgrade);
         upstream_headers(headers, &rules, &forwarded)
@@ -818,5 +838,29 @@ mod tests {
             false,
         );
         assert!(!signed.contains_key("authorization"));
+    }
+
+    /// An upgrade to anything but WebSocket (`h2c` above all: after the upstream's 101 the
+    /// connection would carry requests no gateway rule sees) goes on as an ordinary request.
+    #[test]
+    fn other_upgrades_are_dropped() {
+        for (upgrade, connection) in [
+            ("h2c", "Upgrade, HTTP2-Settings"),
+            ("websocket, h2c", "upgrade"),
+            ("TLS/1.2", "upgrade"),
+        ] {
+            let h = rewritten(
+                &[
+                    ("upgrade", upgrade),
+                    ("connection", connection),
+                    ("http2-settings", "AAMAAABkAARAAAAAAAIAAAAA"),
+                ],
+                Caller::Anonymous,
+                false,
+            );
+            for gone in ["upgrade", "connection", "http2-settings"] {
+                assert!(!h.contains_key(gone), "{gone} passed with {upgrade}");
+            }
+        }
     }
 }

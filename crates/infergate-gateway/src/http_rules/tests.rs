@@ -119,6 +119,41 @@ fn recognised_credentials_and_gateway_headers_never_pass() {
 }
 
 #[test]
+fn only_websocket_upgrades_pass() {
+    let asks = |values: &[&str]| websocket_upgrade(values.iter().map(|v| v.as_bytes()));
+    for allowed in [
+        &["websocket"][..],
+        &["WebSocket"],
+        &[" websocket "],
+        &["websocket", "WEBSOCKET"],
+        &["websocket,"],
+    ] {
+        assert!(asks(allowed), "{allowed:?}");
+    }
+    for refused in [
+        &[][..],
+        &[""],
+        &[" , "],
+        &["h2c"],
+        &["H2C"],
+        &["h2c, websocket"],
+        &["websocket, h2c"],
+        &["websocket", "h2c"],
+        &["websocket/13"],
+        &["HTTP/2.0"],
+        &["TLS/1.2"],
+        &["websocketx"],
+        &["web socket"],
+        &["websocket\0"],
+    ] {
+        assert!(!asks(refused), "{refused:?}");
+    }
+    assert_eq!(named(b"HTTP2-Settings"), Named::Hop);
+    assert_eq!(named(b"http2_settings"), Named::Hop);
+    assert_eq!(named(b"http3-settings"), Named::Other);
+}
+
+#[test]
 fn connection_removes_only_what_the_client_could_leave_out() {
     for protected in [
         "content-length",
