@@ -16,6 +16,7 @@ pub mod error;
 pub mod extract;
 pub mod guesses;
 pub mod iam;
+mod origin;
 pub mod paging;
 pub mod services;
 pub mod throttles;
@@ -384,6 +385,7 @@ pub fn app(state: Arc<AdminState>) -> Router {
         .merge(console::routes(&state.settings.public_url))
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn(origin::refuse_other_sites))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state);
     let normalized = tower::ServiceBuilder::new()
@@ -466,10 +468,12 @@ pub struct Peer(pub std::net::SocketAddr);
 
 /// Who may read `/metrics`. The metrics name every project's APIs, apps and upstreams, and
 /// the admin listener also serves tenants: with a metrics token, whoever sends it as a bearer
-/// token; without one, clients on this host only.
+/// token; without one, clients on this host only, that address it as `localhost` or a
+/// loopback address (not a name a web page could have pointed at 127.0.0.1).
 fn metrics_access(
     token: Option<&infergate_core::Secret>,
     peer: Option<Peer>,
+    authority: Option<&str>,
     authorization: Option<&axum::http::HeaderValue>,
 ) -> Result<(), ApiError> {
     match token {
@@ -492,11 +496,18 @@ fn metrics_access(
                 )),
             }
         }
-        None if peer.is_some_and(|Peer(peer)| peer.ip().to_canonical().is_loopback()) => Ok(()),
-        None => Err(ApiError::Forbidden(
-            "read /metrics from another host: set metrics_token and send it as a bearer token"
+        None if !peer.is_some_and(|Peer(peer)| peer.ip().to_canonical().is_loopback()) => {
+            Err(ApiError::Forbidden(
+                "read /metrics from another host: set metrics_token and send it as a bearer token"
+                    .into(),
+            ))
+        }
+        None if !origin::names_this_host_locally(authority) => Err(ApiError::Forbidden(
+            "read /metrics under a name other than localhost or a loopback address: set \
+             metrics_token and send it as a bearer token"
                 .into(),
         )),
+        None => Ok(()),
     }
 }
 
@@ -508,6 +519,7 @@ async fn metrics(State(state): State<Arc<AdminState>>, req: Request) -> Response
     if let Err(refused) = metrics_access(
         state.settings.metrics_token.as_ref(),
         req.extensions().get::<Peer>().copied(),
+        origin::authority(&req),
         req.headers().get(axum::http::header::AUTHORIZATION),
     ) {
         let mut response = refused.into_response();
@@ -649,7 +661,25 @@ mod metrics_access_tests {
             "[::1]:5000",
             "[::ffff:127.0.0.1]:5000",
         ] {
-            assert!(metrics_access(None, peer(local), None).is_ok(), "{local}");
+            for named in [
+                Some("127.0.0.1:8081"),
+                Some("localhost:8081"),
+                Some("[::1]:8081"),
+                None,
+            ] {
+                assert!(
+                    metrics_access(None, peer(local), named, None).is_ok(),
+                    "{local}"
+                );
+            }
+            // A page of another name rebound to 127.0.0.1 reaches it from here too.
+            for named in ["evil.example:8081", "evil.example", "127.0.0.1.nip.io:8081"] {
+                let refused = metrics_access(None, peer(local), Some(named), None);
+                assert!(
+                    matches!(refused, Err(super::ApiError::Forbidden(_))),
+                    "{named}"
+                );
+            }
         }
         for remote in [
             "10.0.0.5:5000",
@@ -657,11 +687,12 @@ mod metrics_access_tests {
             "[fe80::1]:5000",
             "0.0.0.0:1",
         ] {
-            let refused = metrics_access(None, peer(remote), None).expect_err(remote);
+            let refused =
+                metrics_access(None, peer(remote), Some("127.0.0.1:8081"), None).expect_err(remote);
             assert!(matches!(refused, super::ApiError::Forbidden(_)), "{remote}");
         }
         // A request the server did not mark with its peer is not taken for a local one.
-        assert!(metrics_access(None, None, None).is_err());
+        assert!(metrics_access(None, None, None, None).is_err());
     }
 
     #[test]
@@ -669,7 +700,12 @@ mod metrics_access_tests {
         let token = Secret::new("0123456789abcdef");
         let check = |peer_addr: &str, value: Option<&str>| {
             let value = value.map(|v| HeaderValue::from_str(v).expect("value"));
-            metrics_access(Some(&token), peer(peer_addr), value.as_ref())
+            metrics_access(
+                Some(&token),
+                peer(peer_addr),
+                Some("gw.example"),
+                value.as_ref(),
+            )
         };
         assert!(check("10.0.0.5:1", Some("Bearer 0123456789abcdef")).is_ok());
         assert!(check("10.0.0.5:1", Some("bearer 0123456789abcdef")).is_ok());
@@ -691,6 +727,6 @@ mod metrics_access_tests {
             );
         }
         let odd = HeaderValue::from_bytes(b"Bearer \xff\xfe").expect("opaque bytes");
-        assert!(metrics_access(Some(&token), peer("127.0.0.1:1"), Some(&odd)).is_err());
+        assert!(metrics_access(Some(&token), peer("127.0.0.1:1"), None, Some(&odd)).is_err());
     }
 }

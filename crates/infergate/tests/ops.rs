@@ -1014,6 +1014,22 @@ async fn metrics_answer_this_host_or_the_metrics_token_only() {
             .contains("metrics_token"),
         "{body}"
     );
+    // A page of another name that a resolver pointed at 127.0.0.1 (DNS rebinding) reaches
+    // it from here, under its own name.
+    let rebound = client
+        .get(format!("http://127.0.0.1:{}/metrics", port(&open)))
+        .header("host", format!("evil.example:{}", port(&open)))
+        .send()
+        .await
+        .expect("scrape");
+    assert_eq!(rebound.status(), 403);
+    let localhost = client
+        .get(format!("http://127.0.0.1:{}/metrics", port(&open)))
+        .header("host", format!("localhost:{}", port(&open)))
+        .send()
+        .await
+        .expect("scrape");
+    assert_eq!(localhost.status(), 200);
     // The management API itself still answers from there.
     let healthz = client
         .get(format!(
@@ -1075,4 +1091,90 @@ async fn metrics_answer_this_host_or_the_metrics_token_only() {
     assert!(!refused.status.success());
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(stderr.contains("metrics_token"), "{stderr}");
+}
+
+/// A web page may post a "simple" request (`text/plain`, no preflight) to any address, the
+/// admin listener on 127.0.0.1 among them: writes that a browser marks as sent from a page
+/// of another site are refused before they are read, so a page cannot lock the admin out
+/// with wrong passwords (nor log in, nor change anything); the same request from a client
+/// that is no browser, or from the console's own origin, is served.
+#[tokio::test]
+async fn pages_of_other_sites_cannot_write_to_the_admin_listener() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = start_with(&dir.path().join("data"), Some(PASSWORD), &[]).await;
+    let client = reqwest::Client::new();
+    let login = |password: &str| {
+        json!({"auth": {"identity": {"methods": ["password"], "password": {"user": {
+            "name": "admin", "password": password, "domain": {"name": "default"}}}},
+            "scope": {"project": {"name": "default"}}}})
+        .to_string()
+    };
+    let own_origin = server.admin.clone();
+    let post = |body: String, marks: &[(&'static str, &str)]| {
+        let mut request = client
+            .post(format!("{}/v3/auth/tokens", server.admin))
+            .header("content-type", "text/plain;charset=UTF-8")
+            .body(body);
+        for (name, value) in marks {
+            request = request.header(*name, *value);
+        }
+        async move { request.send().await.expect("post") }
+    };
+    for marks in [
+        &[("origin", "https://evil.example")][..],
+        &[("origin", "null")],
+        &[
+            ("sec-fetch-site", "cross-site"),
+            ("origin", "https://evil.example"),
+        ],
+        &[
+            ("sec-fetch-site", "same-site"),
+            ("origin", "http://127.0.0.1:1"),
+        ],
+    ] {
+        // More wrong passwords than the lockout allows, then the right one.
+        for _ in 0..6 {
+            let refused = post(login("wrong"), marks).await;
+            assert_eq!(refused.status(), 403, "{marks:?}");
+        }
+        let refused = post(login(PASSWORD), marks).await;
+        assert_eq!(refused.status(), 403, "{marks:?}");
+        assert!(!refused.headers().contains_key("x-subject-token"));
+        let body: Value = refused.json().await.expect("json");
+        assert!(body.to_string().contains("another"), "{body}");
+    }
+    // None of it counted against the admin: a client that is no browser logs in, and so
+    // does the console's own origin.
+    let admin = Admin::login(&server).await;
+    for marks in [
+        &[("origin", own_origin.as_str())][..],
+        &[
+            ("sec-fetch-site", "same-origin"),
+            ("origin", own_origin.as_str()),
+        ],
+    ] {
+        let served = post(login(PASSWORD), marks).await;
+        assert_eq!(served.status(), 201, "{marks:?}");
+    }
+    // The management API's writes are guarded alike; its reads are not.
+    let write = client
+        .post(format!(
+            "{}/v1/{}/app-auth/apps",
+            server.admin, server.project_id
+        ))
+        .header("x-auth-token", &admin.token)
+        .header("origin", "https://evil.example")
+        .header("content-type", "text/plain")
+        .body(json!({"app_name": "from_a_page"}).to_string())
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(write.status(), 403);
+    let body: Value = write.json().await.expect("json");
+    assert_eq!(body["error_code"], "ModelArts.0108", "{body}");
+    let (status, apps) = admin
+        .send(reqwest::Method::GET, "/app-auth/apps", None)
+        .await;
+    assert_eq!(status, 200);
+    assert!(!apps.to_string().contains("from_a_page"), "{apps}");
 }
