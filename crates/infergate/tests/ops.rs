@@ -329,6 +329,19 @@ async fn https_with_http2_and_certificate_reload() {
     let over_h2 = h2.get(&url).send().await.expect("h2 call");
     assert_eq!(over_h2.status().as_u16(), 200);
     assert_eq!(over_h2.version(), reqwest::Version::HTTP_2);
+    let echoed: Value = over_h2.json().await.expect("json");
+    assert_eq!(
+        echoed["headers"]["x-forwarded-host"],
+        format!("localhost:{port}")
+    );
+    // A host header that names another host than :authority is malformed over HTTP/2.
+    let two_hosts = h2
+        .get(&url)
+        .header("host", "evil.example")
+        .send()
+        .await
+        .expect("h2 call");
+    assert_eq!(two_hosts.status().as_u16(), 400);
 
     // Replace the files; the watcher picks them up within about a second.
     std::fs::write(&key_path, &key_b).expect("key");

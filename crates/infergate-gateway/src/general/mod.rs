@@ -113,6 +113,22 @@ impl Gateway {
                 .iter()
                 .map(|(n, v)| (n.as_str(), v.as_bytes())),
         )?;
+        if let (Some(authority), Some(host)) =
+            (parts.uri.authority(), parts.headers.get(http::header::HOST))
+        {
+            // Two names for the host that differ: which one a signature, a route or the
+            // upstream's `X-Forwarded-Host` went by would depend on who reads it (RFC 9113
+            // §8.3.1: malformed).
+            if parts.version == http::Version::HTTP_2
+                && !host
+                    .as_bytes()
+                    .eq_ignore_ascii_case(authority.as_str().as_bytes())
+            {
+                return Err(GatewayError::Malformed(
+                    "the host header differs from :authority".into(),
+                ));
+            }
+        }
         if !parts.headers.contains_key(http::header::HOST) {
             // HTTP/2 carries the host in :authority; signatures are over `host`.
             if let Some(value) = parts
