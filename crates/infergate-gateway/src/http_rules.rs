@@ -405,13 +405,9 @@ pub(crate) fn asks_to_switch<'a>(
     }
 }
 
-/// Whether a request's `Upgrade` lines (`values`) ask only for WebSocket, the one protocol a
-/// client may switch to through the gateway. Any other (`h2c` above all) would turn the
-/// connection, after the upstream's 101, into a tunnel to the upstream in which requests
-/// are neither routed, authenticated nor rewritten; its `Upgrade` is dropped and the request
-/// goes on as an ordinary one, as nginx does. A list that names WebSocket beside another
-/// protocol is not WebSocket only: the upstream could choose the other.
-pub(crate) fn websocket_upgrade<'a>(values: impl Iterator<Item = &'a [u8]>) -> bool {
+/// Whether `Upgrade` lines (`values`) name WebSocket and nothing else (a list that names it
+/// beside another protocol is not: the upstream could choose the other).
+fn websocket_only<'a>(values: impl Iterator<Item = &'a [u8]>) -> bool {
     let mut protocols = 0usize;
     for value in values {
         for protocol in tokens(value) {
@@ -423,6 +419,53 @@ pub(crate) fn websocket_upgrade<'a>(values: impl Iterator<Item = &'a [u8]>) -> b
         }
     }
     protocols > 0
+}
+
+/// The GUID a WebSocket server hashes with the client's key (RFC 6455 §1.3).
+const WEBSOCKET_GUID: &[u8] = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+
+/// WebSocket is the one protocol a client may switch to through the gateway. Any other
+/// (`h2c` above all) would turn the connection, after the upstream's 101, into a tunnel to
+/// the upstream in which requests are neither routed, authenticated nor rewritten; so would
+/// an upstream's 101 that is no WebSocket handshake (a server that echoes a status and goes
+/// on reading HTTP/1.1). A request's headers ask for a WebSocket opening handshake when
+/// `Upgrade` names WebSocket only, `Sec-WebSocket-Version` is 13 and `Sec-WebSocket-Key` is
+/// a base64 nonce of 16 bytes (RFC 6455 §4.1); then this is the `Sec-WebSocket-Accept` the
+/// upstream's 101 must carry ([`websocket_switched`]). Other `Upgrade` lines are dropped and
+/// the request goes on as an ordinary one, as nginx does.
+pub(crate) fn websocket_accept<H: HeaderSource + ?Sized>(headers: &H) -> Option<[u8; 28]> {
+    use base64::Engine;
+    if !websocket_only(headers.values("upgrade")) {
+        return None;
+    }
+    let mut versions = headers.values("sec-websocket-version");
+    if versions.next().map(<[u8]>::trim_ascii) != Some(b"13") || versions.next().is_some() {
+        return None;
+    }
+    let mut keys = headers.values("sec-websocket-key");
+    let key = keys.next()?.trim_ascii();
+    let nonce = base64::engine::general_purpose::STANDARD.decode(key).ok()?;
+    if nonce.len() != 16 || keys.next().is_some() {
+        return None;
+    }
+    let mut hash = ring::digest::Context::new(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY);
+    hash.update(key);
+    hash.update(WEBSOCKET_GUID);
+    let mut accept = [0u8; 28];
+    base64::engine::general_purpose::STANDARD
+        .encode_slice(hash.finish().as_ref(), &mut accept)
+        .ok()?;
+    Some(accept)
+}
+
+/// Whether an upstream's 101 (its `headers`) completes the WebSocket handshake whose
+/// answer is `accept`: `Upgrade` names WebSocket only and `Sec-WebSocket-Accept` is
+/// `accept`.
+pub(crate) fn websocket_switched<H: HeaderSource + ?Sized>(headers: &H, accept: &[u8; 28]) -> bool {
+    let mut answers = headers.values("sec-websocket-accept");
+    websocket_only(headers.values("upgrade"))
+        && answers.next().map(<[u8]>::trim_ascii) == Some(accept.as_slice())
+        && answers.next().is_none()
 }
 
 /// Whether the answer `status` to a request that asked to switch protocols switched them:
@@ -646,8 +689,8 @@ enum TraceRewrite {
 }
 
 impl ClientHeaders {
-    /// The rules for a request whose `Connection` lines are `connection`, and whose `Upgrade`
-    /// lines ask for WebSocket only ([`websocket_upgrade`]) or not.
+    /// The rules for a request whose `Connection` lines are `connection`, and that asks for
+    /// a WebSocket opening handshake ([`websocket_accept`]) or not.
     pub(crate) fn new<'v>(connection: impl Iterator<Item = &'v [u8]>, has_upgrade: bool) -> Self {
         let mut listed = SmallVec::new();
         for value in connection {

@@ -938,14 +938,16 @@ async fn upstream_failures_limits_and_cancellation() {
     }
 }
 
+/// A WebSocket opening handshake passes, the upstream's 101 with its `Sec-WebSocket-Accept`
+/// comes back, and bytes flow both ways on the switched connection.
 #[tokio::test]
-async fn upgrades_pass_through() {
+async fn websocket_upgrades_pass_through() {
     let s = setup(&[]).await;
     let open = s.open_service("ws").await;
     let (mut socket, addr) = connect(&s.server.gateway).await;
     socket
         .write_all(
-            format!("GET /v1/infers/{open}/ws HTTP/1.1\r\nHost: {addr}\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+            format!("GET /v1/infers/{open}/ws HTTP/1.1\r\nHost: {addr}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
                 .as_bytes(),
         )
         .await
@@ -966,7 +968,11 @@ async fn upgrades_pass_through() {
     }
     let head = String::from_utf8_lossy(&head).to_lowercase();
     assert!(head.starts_with("http/1.1 101"), "{head}");
-    assert!(head.contains("upgrade: echo"), "{head}");
+    assert!(head.contains("upgrade: websocket"), "{head}");
+    assert!(
+        head.contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo="),
+        "{head}"
+    );
     socket
         .write_all(b"ping over the upgraded connection")
         .await

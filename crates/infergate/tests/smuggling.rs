@@ -691,8 +691,9 @@ async fn an_upgrade_that_does_not_happen_ends_the_connection() {
 
 /// An upstream that switches protocols as an HTTP/2 server does for `Upgrade: h2c`
 /// (hypercorn, among others): a request with an `Upgrade` line is answered 101 with that
-/// protocol, and so is any request to `…/always`, asked or not; others are answered 200.
-/// Records each request head (lowercase) and every byte that came after a switch.
+/// protocol (and the `Sec-WebSocket-Accept` of its key, but under `…/noaccept`), and so is
+/// any request to `…/always`, asked or not; others are answered 200. Records each request
+/// head (lowercase) and every byte that came after a switch.
 #[derive(Clone, Default)]
 struct Switching {
     heads: Arc<Mutex<Vec<String>>>,
@@ -720,7 +721,8 @@ async fn start_switching() -> (String, Switching) {
                         }
                         continue;
                     };
-                    let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+                    let sent = String::from_utf8_lossy(&buf[..end]).into_owned();
+                    let head = sent.to_ascii_lowercase();
                     buf.drain(..end + 4);
                     state.heads.lock().expect("heads").push(head.clone());
                     let asked = head
@@ -735,8 +737,23 @@ async fn start_switching() -> (String, Switching) {
                         }
                         continue;
                     };
+                    let accept = sent
+                        .lines()
+                        .find_map(|l| {
+                            let (name, value) = l.split_once(':')?;
+                            name.eq_ignore_ascii_case("sec-websocket-key")
+                                .then_some(value)
+                        })
+                        .filter(|_| !head.contains("/noaccept "))
+                        .map(|key| {
+                            format!(
+                                "Sec-WebSocket-Accept: {}\r\n",
+                                common::upstream::websocket_accept(key)
+                            )
+                        })
+                        .unwrap_or_default();
                     let switched = format!(
-                        "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: {protocol}\r\n\r\n"
+                        "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: {protocol}\r\n{accept}\r\n"
                     );
                     if socket.write_all(switched.as_bytes()).await.is_err() {
                         return;
@@ -854,10 +871,28 @@ async fn only_websocket_upgrades_reach_the_upstream_and_no_unasked_switch_the_cl
                 "{case:?}: bytes went through a switch"
             );
         }
-        // A WebSocket upgrade still switches, and the bytes after it go through.
+        // A WebSocket handshake that the upstream's 101 does not complete (no
+        // `Sec-WebSocket-Accept`): refused, nothing tunneled.
+        let handshake = "Connection: upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n";
+        let raw = format!("GET {{P}}/noaccept HTTP/1.1\r\nHost: gw\r\n{handshake}\r\n{after}");
+        let (outcome, _) = node.send_raw(raw.as_bytes()).await;
+        switching.heads.lock().expect("heads").clear();
+        assert_eq!(outcome.statuses.first(), Some(&502), "{outcome:?}");
+        assert!(
+            !leaked(&quiet().await),
+            "a switch without the handshake's answer"
+        );
+        // Nor is WebSocket without its key and version an opening handshake: an ordinary
+        // request.
         let raw = format!(
             "GET {{P}}/ws HTTP/1.1\r\nHost: gw\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n{after}"
         );
+        let (outcome, _) = node.send_raw(raw.as_bytes()).await;
+        switching.heads.lock().expect("heads").clear();
+        assert_eq!(outcome.statuses.first(), Some(&200), "{outcome:?}");
+        assert!(!leaked(&quiet().await));
+        // A WebSocket handshake still switches, and the bytes after it go through.
+        let raw = format!("GET {{P}}/ws HTTP/1.1\r\nHost: gw\r\n{handshake}\r\n{after}");
         let (outcome, _) = node.send_raw(raw.as_bytes()).await;
         switching.heads.lock().expect("heads").clear();
         assert_eq!(outcome.statuses.first(), Some(&101), "{outcome:?}");

@@ -124,19 +124,14 @@ impl Gateway {
             conn,
             max_body,
         } = call;
+        let accept = http_rules::websocket_accept(&parts.headers);
         let client = ClientHeaders::new(
             parts
                 .headers
                 .get_all(header::CONNECTION)
                 .iter()
                 .map(HeaderValue::as_bytes),
-            http_rules::websocket_upgrade(
-                parts
-                    .headers
-                    .get_all(header::UPGRADE)
-                    .iter()
-                    .map(HeaderValue::as_bytes),
-            ),
+            accept.is_some(),
         )
         .unencoded(record.model_call)
         .traced(record.trace.as_ref().map(|t| t.header()));
@@ -172,13 +167,19 @@ impl Gateway {
             .try_in_turn(api, record, &self.observers, &mut attempts)
             .await?;
         match answered {
-            // A switch the client did not ask for (or was not let ask for) is no answer.
+            // A switch the client did not ask for (or was not let ask for), or one that is not
+            // the WebSocket handshake asked for, is no answer.
             Some(answered)
                 if answered.answer.status() == StatusCode::SWITCHING_PROTOCOLS
-                    && client_upgrade.is_none() =>
+                    && !(client_upgrade.is_some()
+                        && accept.is_some_and(|accept| {
+                            http_rules::websocket_switched(answered.answer.headers(), &accept)
+                        })) =>
             {
                 Err(GatewayError::UpstreamUnavailable(
-                    "the upstream switched protocols unasked".into(),
+                    "the upstream switched protocols unasked, or without completing the \
+                     WebSocket handshake"
+                        .into(),
                 ))
             }
             Some(answered) => Ok(downstream_response(
@@ -696,12 +697,7 @@ mod tests {
                 .get_all(header::CONNECTION)
                 .iter()
                 .map(HeaderValue::as_bytes),
-            http_rules::websocket_upgrade(
-                headers
-                    .get_all(header::UPGRADE)
-                    .iter()
-                    .map(HeaderValue::as_bytes),
-            ),
+            http_rules::websocket_accept(&headers).is_some(),
         );
         assert_eq!(rules.upgrade(), upgrade);
         upstream_headers(headers, &rules, &forwarded)
@@ -822,12 +818,18 @@ mod tests {
             &[
                 ("connection", "Upgrade"),
                 ("upgrade", "websocket"),
+                ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+                ("sec-websocket-version", "13"),
                 ("authorization", "Bearer model-token"),
             ],
             Caller::Anonymous,
             true,
         );
         assert_eq!(values(&h, "upgrade"), ["websocket"]);
+        assert_eq!(
+            values(&h, "sec-websocket-key"),
+            ["dGhlIHNhbXBsZSBub25jZQ=="]
+        );
         assert_eq!(values(&h, "connection"), ["upgrade"]);
         assert_eq!(values(&h, "authorization"), ["Bearer model-token"]);
         assert_eq!(values(&h, "x-forwarded-for"), ["127.0.0.2"]);
@@ -847,6 +849,8 @@ mod tests {
         for (upgrade, connection) in [
             ("h2c", "Upgrade, HTTP2-Settings"),
             ("websocket, h2c", "upgrade"),
+            // WebSocket without its key and version is no opening handshake.
+            ("websocket", "upgrade"),
             ("TLS/1.2", "upgrade"),
         ] {
             let h = rewritten(

@@ -119,8 +119,23 @@ fn recognised_credentials_and_gateway_headers_never_pass() {
 }
 
 #[test]
-fn only_websocket_upgrades_pass() {
-    let asks = |values: &[&str]| websocket_upgrade(values.iter().map(|v| v.as_bytes()));
+fn only_websocket_handshakes_switch() {
+    let map = |pairs: &[(&'static str, &str)]| {
+        let mut map = http::HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(*name, http::HeaderValue::from_str(value).expect("value"));
+        }
+        map
+    };
+    // RFC 6455 §1.3's example.
+    let key = ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==");
+    let version = ("sec-websocket-version", "13");
+    let accept = |upgrade: &[&str]| {
+        let mut pairs: Vec<(&'static str, &str)> =
+            upgrade.iter().map(|u| ("upgrade", *u)).collect();
+        pairs.extend([key, version]);
+        websocket_accept(&map(&pairs))
+    };
     for allowed in [
         &["websocket"][..],
         &["WebSocket"],
@@ -128,7 +143,11 @@ fn only_websocket_upgrades_pass() {
         &["websocket", "WEBSOCKET"],
         &["websocket,"],
     ] {
-        assert!(asks(allowed), "{allowed:?}");
+        assert_eq!(
+            accept(allowed).as_ref().map(|a| &a[..]),
+            Some(&b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo="[..]),
+            "{allowed:?}"
+        );
     }
     for refused in [
         &[][..],
@@ -144,9 +163,50 @@ fn only_websocket_upgrades_pass() {
         &["TLS/1.2"],
         &["websocketx"],
         &["web socket"],
-        &["websocket\0"],
     ] {
-        assert!(!asks(refused), "{refused:?}");
+        assert_eq!(accept(refused), None, "{refused:?}");
+    }
+    // Without a well-formed key, or with another version, it is no opening handshake.
+    let upgrade = ("upgrade", "websocket");
+    for pairs in [
+        &[upgrade, version][..],
+        &[upgrade, key],
+        &[upgrade, key, ("sec-websocket-version", "8")],
+        &[upgrade, key, version, ("sec-websocket-version", "13")],
+        &[upgrade, key, key, version],
+        &[upgrade, ("sec-websocket-key", "c2hvcnQ="), version],
+        &[
+            upgrade,
+            ("sec-websocket-key", "not base64 at all!!!!!!!"),
+            version,
+        ],
+    ] {
+        assert_eq!(websocket_accept(&map(pairs)), None, "{pairs:?}");
+    }
+    let want = accept(&["websocket"]).expect("accept");
+    let answer = |pairs: &[(&'static str, &str)]| websocket_switched(&map(pairs), &want);
+    assert!(answer(&[
+        ("upgrade", "websocket"),
+        ("sec-websocket-accept", "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=")
+    ]));
+    for wrong in [
+        &[("upgrade", "websocket")][..],
+        &[
+            ("upgrade", "h2c"),
+            ("sec-websocket-accept", "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="),
+        ],
+        &[("sec-websocket-accept", "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=")],
+        &[
+            ("upgrade", "websocket"),
+            ("sec-websocket-accept", "s3pPLMBiTxaQ9kYGzzhZRbK+xOp="),
+        ],
+        &[
+            ("upgrade", "websocket"),
+            ("sec-websocket-accept", "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="),
+            ("sec-websocket-accept", "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="),
+        ],
+    ] {
+        assert!(!answer(wrong), "{wrong:?}");
     }
     assert_eq!(named(b"HTTP2-Settings"), Named::Hop);
     assert_eq!(named(b"http2_settings"), Named::Hop);

@@ -55,8 +55,25 @@ pub fn now_micros() -> u128 {
         .as_micros()
 }
 
-/// Answers an `Upgrade: echo` request with 101 and echoes raw bytes on the connection.
+/// The `Sec-WebSocket-Accept` a WebSocket server answers the client's `key` with (RFC 6455
+/// §4.2.2), as a WebSocket library computes it.
+pub fn websocket_accept(key: &str) -> String {
+    use base64::Engine;
+    let mut hash = ring::digest::Context::new(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY);
+    hash.update(key.trim().as_bytes());
+    hash.update(b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11");
+    base64::engine::general_purpose::STANDARD.encode(hash.finish())
+}
+
+/// Answers a WebSocket opening handshake with 101 (its `Sec-WebSocket-Accept` computed from
+/// the key) and echoes raw bytes on the connection.
 fn upgrade_echo(mut req: Request) -> Response {
+    let accept = req
+        .headers()
+        .get("sec-websocket-key")
+        .and_then(|key| key.to_str().ok())
+        .map(websocket_accept)
+        .and_then(|accept| HeaderValue::from_str(&accept).ok());
     let Some(on_upgrade) = req.extensions_mut().remove::<hyper::upgrade::OnUpgrade>() else {
         return (StatusCode::BAD_REQUEST, "no upgrade").into_response();
     };
@@ -70,10 +87,15 @@ fn upgrade_echo(mut req: Request) -> Response {
     *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     response
         .headers_mut()
-        .insert("upgrade", HeaderValue::from_static("echo"));
+        .insert("upgrade", HeaderValue::from_static("websocket"));
     response
         .headers_mut()
         .insert("connection", HeaderValue::from_static("upgrade"));
+    if let Some(accept) = accept {
+        response
+            .headers_mut()
+            .insert("sec-websocket-accept", accept);
+    }
     response
 }
 
