@@ -66,6 +66,9 @@ pub struct AdminSettings {
     pub upstream_policy: UpstreamPolicy,
     /// The bearer token `/metrics` asks for; none: it answers loopback clients only.
     pub metrics_token: Option<infergate_core::Secret>,
+    /// Host names (lowercase) besides IP addresses and `localhost` under which web pages
+    /// may write to the admin listener.
+    pub admin_hosts: Vec<String>,
 }
 
 impl AdminSettings {
@@ -90,6 +93,7 @@ impl AdminSettings {
             max_password_hashes: Self::default_password_hashes(),
             upstream_policy: UpstreamPolicy::default(),
             metrics_token: None,
+            admin_hosts: Vec::new(),
         }
     }
 }
@@ -385,7 +389,10 @@ pub fn app(state: Arc<AdminState>) -> Router {
         .merge(console::routes(&state.settings.public_url))
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(middleware::from_fn(origin::refuse_other_sites))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            origin::refuse_other_sites,
+        ))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state);
     let normalized = tower::ServiceBuilder::new()

@@ -768,7 +768,8 @@ pub struct ServeArgs {
     /// trusted_proxies, lockout_failure_attempts, lockout_duration_s,
     /// ak_lockout_failure_attempts, ak_lockout_duration_s, max_password_hashes,
     /// upstream_allow, cors_origins, upstream_keepalive, listen_backlog, redis_url,
-    /// usage_flush_ms, otlp_endpoint, trace_sampling_ratio, otlp_service_name, metrics_token.
+    /// usage_flush_ms, otlp_endpoint, trace_sampling_ratio, otlp_service_name, metrics_token,
+    /// admin_hosts.
     #[arg(long, env = "INFERGATE_CONFIG")]
     pub config: Option<PathBuf>,
     /// Directory of the SQLite database, master key and initial password [default: ./infergate-data].
@@ -972,6 +973,17 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     pub cors_origins: Option<Vec<String>>,
+    /// Comma-separated host names (besides IP addresses and localhost) under which web pages
+    /// may write to the admin listener: the console's name behind a proxy or DNS; a page
+    /// under any other name (a name rebound to this node) is refused [default: none, IP
+    /// addresses and localhost only].
+    #[arg(
+        help_heading = "Credentials and security",
+        long,
+        env = "INFERGATE_ADMIN_HOSTS",
+        value_delimiter = ','
+    )]
+    pub admin_hosts: Option<Vec<String>>,
     /// redis://… shared by the nodes of a cluster, where throttling limits are counted so
     /// they hold across nodes [default: none: each node counts alone].
     #[arg(

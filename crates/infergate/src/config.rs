@@ -53,6 +53,7 @@ pub struct FileConfig {
     pub max_password_hashes: Option<usize>,
     pub upstream_allow: Option<Vec<String>>,
     pub cors_origins: Option<Vec<String>>,
+    pub admin_hosts: Option<Vec<String>>,
     pub upstream_keepalive: Option<usize>,
     pub listen_backlog: Option<u32>,
     pub redis_url: Option<String>,
@@ -119,6 +120,32 @@ pub struct Settings {
     pub tracing: Option<TraceSettings>,
     /// The bearer token `/metrics` asks for; none: loopback clients only.
     pub metrics_token: Option<Secret>,
+    /// Host names besides IP addresses and `localhost` under which pages may write to the
+    /// admin listener, lowercase.
+    pub admin_hosts: Vec<String>,
+}
+
+/// An entry of `admin_hosts`: a DNS name (letters, digits, `-` and `.`), no port.
+fn admin_host(entry: &str) -> Result<String, String> {
+    let name = entry.trim().trim_end_matches('.').to_ascii_lowercase();
+    let valid = !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        });
+    if valid {
+        Ok(name)
+    } else {
+        Err(format!(
+            "{entry:?} is not a host name (letters, digits, '-' and '.', no port or scheme)"
+        ))
+    }
 }
 
 /// The metrics token, if one is set: at least 16 characters, each visible ASCII (it is sent
@@ -384,6 +411,11 @@ impl Settings {
         Ok(Self {
             tracing,
             metrics_token: metrics_token(args.metrics_token.or(file.metrics_token))?,
+            admin_hosts: entries(
+                "admin_hosts",
+                args.admin_hosts.or(file.admin_hosts),
+                admin_host,
+            )?,
             redis_url,
             usage_flush,
             upstream_allow,
@@ -732,6 +764,32 @@ mod tests {
         assert_eq!(
             settings.metrics_token.as_ref().map(Secret::expose),
             Some("0123456789abcdef")
+        );
+    }
+
+    #[test]
+    fn admin_hosts_are_host_names() {
+        let resolve = |list: &[&str]| {
+            Settings::resolve(ServeArgs {
+                admin_hosts: Some(list.iter().map(|o| o.to_string()).collect()),
+                ..ServeArgs::default()
+            })
+        };
+        for bad in [
+            "http://console.example",
+            "console.example:8081",
+            "a..b",
+            "a b",
+            "-",
+            "é.example",
+        ] {
+            let err = resolve(&[bad]).expect_err(bad);
+            assert!(format!("{err:#}").contains("admin_hosts"), "{err:#}");
+        }
+        let settings = resolve(&["Console.Example.", " admin-1.internal ", ""]).expect("names");
+        assert_eq!(
+            settings.admin_hosts,
+            ["console.example", "admin-1.internal"]
         );
     }
 

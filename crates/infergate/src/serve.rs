@@ -397,6 +397,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
                 max_password_hashes: settings.max_password_hashes,
                 upstream_policy: upstream_policy.clone(),
                 metrics_token: settings.metrics_token.clone(),
+                admin_hosts: settings.admin_hosts.clone(),
                 ..AdminSettings::new(public_url.clone(), admin_url.clone())
             },
         )

@@ -1109,12 +1109,27 @@ async fn metrics_answer_this_host_or_the_metrics_token_only() {
 /// A web page may post a "simple" request (`text/plain`, no preflight) to any address, the
 /// admin listener on 127.0.0.1 among them: writes that a browser marks as sent from a page
 /// of another site are refused before they are read, so a page cannot lock the admin out
-/// with wrong passwords (nor log in, nor change anything); the same request from a client
-/// that is no browser, or from the console's own origin, is served.
+/// with wrong passwords (nor log in, nor change anything), and neither can a page whose name
+/// was rebound to 127.0.0.1; the same request from a client that is no browser, from the
+/// console's own origin, or under a name the node was given, is served.
 #[tokio::test]
 async fn pages_of_other_sites_cannot_write_to_the_admin_listener() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let server = start_with(&dir.path().join("data"), Some(PASSWORD), &[]).await;
+    let server = start_with(
+        &dir.path().join("data"),
+        Some(PASSWORD),
+        &["--admin-hosts", "console.example"],
+    )
+    .await;
+    let port = server.admin.rsplit(':').next().expect("port").to_owned();
+    let (rebound_host, rebound_origin) = (
+        format!("evil.example:{port}"),
+        format!("http://evil.example:{port}"),
+    );
+    let (named_host, named_origin) = (
+        format!("console.example:{port}"),
+        format!("http://console.example:{port}"),
+    );
     let client = reqwest::Client::new();
     let login = |password: &str| {
         json!({"auth": {"identity": {"methods": ["password"], "password": {"user": {
@@ -1144,6 +1159,17 @@ async fn pages_of_other_sites_cannot_write_to_the_admin_listener() {
             ("sec-fetch-site", "same-site"),
             ("origin", "http://127.0.0.1:1"),
         ],
+        // A page whose name an attacker's DNS points at 127.0.0.1 (DNS rebinding): to the
+        // browser it is same-origin, but the name is none of this node's.
+        &[
+            ("host", rebound_host.as_str()),
+            ("origin", rebound_origin.as_str()),
+            ("sec-fetch-site", "same-origin"),
+        ],
+        &[
+            ("host", rebound_host.as_str()),
+            ("origin", rebound_origin.as_str()),
+        ],
     ] {
         // More wrong passwords than the lockout allows, then the right one.
         for _ in 0..6 {
@@ -1154,7 +1180,7 @@ async fn pages_of_other_sites_cannot_write_to_the_admin_listener() {
         assert_eq!(refused.status(), 403, "{marks:?}");
         assert!(!refused.headers().contains_key("x-subject-token"));
         let body: Value = refused.json().await.expect("json");
-        assert!(body.to_string().contains("another"), "{body}");
+        assert!(body.to_string().contains("from a page"), "{body}");
     }
     // None of it counted against the admin: a client that is no browser logs in, and so
     // does the console's own origin.
@@ -1164,6 +1190,12 @@ async fn pages_of_other_sites_cannot_write_to_the_admin_listener() {
         &[
             ("sec-fetch-site", "same-origin"),
             ("origin", own_origin.as_str()),
+        ],
+        // A name it was given (`--admin-hosts`).
+        &[
+            ("host", named_host.as_str()),
+            ("origin", named_origin.as_str()),
+            ("sec-fetch-site", "same-origin"),
         ],
     ] {
         let served = post(login(PASSWORD), marks).await;
