@@ -363,6 +363,21 @@ const CORPUS: &[(&str, &[u8], Want)] = &[
         Want::Once,
     ),
     (
+        "absolute-form target naming another host than Host",
+        b"GET http://other{P}/a HTTP/1.1\r\nHost: gw\r\n\r\n",
+        Want::Refused,
+    ),
+    (
+        "absolute-form target with user information",
+        b"GET http://user@gw{P}/a HTTP/1.1\r\nHost: user@gw\r\n\r\n",
+        Want::Refused,
+    ),
+    (
+        "absolute-form target naming Host's host",
+        b"GET http://gw{P}/a HTTP/1.1\r\nHost: gw\r\n\r\n",
+        Want::Once,
+    ),
+    (
         "Connection: close, Content-Length",
         b"POST {P}/a HTTP/1.1\r\nHost: gw\r\nConnection: close, Content-Length\r\nContent-Length: 30\r\n\r\nGET /internal HTTP/1.1\r\nA: b\r\n\r\n",
         Want::Once,

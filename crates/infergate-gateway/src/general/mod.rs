@@ -113,20 +113,27 @@ impl Gateway {
                 .iter()
                 .map(|(n, v)| (n.as_str(), v.as_bytes())),
         )?;
-        if let (Some(authority), Some(host)) =
-            (parts.uri.authority(), parts.headers.get(http::header::HOST))
-        {
-            // Two names for the host that differ: which one a signature, a route or the
+        if let Some(authority) = parts.uri.authority() {
+            // Credentials in the authority (`user@host`) are refused (RFC 9110 §4.2.4); they
+            // would reach the upstream in `X-Forwarded-Host`.
+            if authority.as_str().contains('@') {
+                return Err(GatewayError::Malformed(
+                    "the request's authority holds user information".into(),
+                ));
+            }
+            // Two names for the host that differ (HTTP/2's `:authority`, HTTP/1.1's
+            // absolute-form target, against `Host`): which one a signature, a route or the
             // upstream's `X-Forwarded-Host` went by would depend on who reads it (RFC 9113
-            // §8.3.1: malformed).
-            if parts.version == http::Version::HTTP_2
-                && !host
+            // §8.3.1: malformed; RFC 9112 §3.2.2 lets the target win, the gateway refuses).
+            if let Some(host) = parts.headers.get(http::header::HOST) {
+                if !host
                     .as_bytes()
                     .eq_ignore_ascii_case(authority.as_str().as_bytes())
-            {
-                return Err(GatewayError::Malformed(
-                    "the host header differs from :authority".into(),
-                ));
+                {
+                    return Err(GatewayError::Malformed(
+                        "the host header differs from the request's authority".into(),
+                    ));
+                }
             }
         }
         if !parts.headers.contains_key(http::header::HOST) {
