@@ -67,7 +67,8 @@ pub struct AdminSettings {
     /// The bearer token `/metrics` asks for; none: it answers loopback clients only.
     pub metrics_token: Option<infergate_core::Secret>,
     /// Host names (lowercase) besides IP addresses and `localhost` under which web pages
-    /// may write to the admin listener.
+    /// may write to the admin listener (the node adds its machine's name and the public
+    /// URL's host to `admin_hosts`).
     pub admin_hosts: Vec<String>,
 }
 

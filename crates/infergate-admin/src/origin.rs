@@ -51,7 +51,8 @@ pub(crate) fn from_another_site(
 
 /// Why a browser's write is refused: it is from a page of another site
 /// ([`from_another_site`]), or from a page under a host name other than an IP address,
-/// `localhost` or one of `names` (a name rebound to this node). Clients that are no browser
+/// `localhost` or one of `names` (the node's own: `admin_hosts`, the machine's name, the
+/// public URL's host), as a name rebound to this node would be. Clients that are no browser
 /// (neither `Sec-Fetch-Site` nor `Origin`) pass.
 pub(crate) fn refused_page_write(
     method: &Method,

@@ -973,10 +973,10 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     pub cors_origins: Option<Vec<String>>,
-    /// Comma-separated host names (besides IP addresses and localhost) under which web pages
-    /// may write to the admin listener: the console's name behind a proxy or DNS; a page
-    /// under any other name (a name rebound to this node) is refused [default: none, IP
-    /// addresses and localhost only].
+    /// Comma-separated host names under which web pages may write to the admin listener
+    /// besides IP addresses, localhost, this machine's name and the public URL's host: the
+    /// console's name behind a proxy or DNS; a page under any other name (a name rebound to
+    /// this node) is refused [default: none, only those].
     #[arg(
         help_heading = "Credentials and security",
         long,

@@ -397,7 +397,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
                 max_password_hashes: settings.max_password_hashes,
                 upstream_policy: upstream_policy.clone(),
                 metrics_token: settings.metrics_token.clone(),
-                admin_hosts: settings.admin_hosts.clone(),
+                admin_hosts: page_names(&settings.admin_hosts, &public_url),
                 ..AdminSettings::new(public_url.clone(), admin_url.clone())
             },
         )
@@ -645,4 +645,22 @@ fn warn_past_open_files(settings: &Settings, limit: u64) {
             "the open-file limit is below what max_connections allows (gateway and admin connections, and an upstream connection per gateway call): raise the hard limit (LimitNOFILE in systemd, ulimit -Hn) or lower max_connections"
         );
     }
+}
+
+/// The host names under which web pages may write to the admin listener, besides IP
+/// addresses and `localhost`: `admin_hosts`, this machine's name and the public URL's host.
+/// An attacker's DNS can point its own names at this node, never these.
+fn page_names(admin_hosts: &[String], public_url: &str) -> Vec<String> {
+    let machine = std::fs::read_to_string("/proc/sys/kernel/hostname").ok();
+    let public = url::Url::parse(public_url)
+        .ok()
+        .and_then(|url| url.host_str().map(str::to_owned));
+    let mut names = admin_hosts.to_vec();
+    for name in [machine, public].into_iter().flatten() {
+        let name = name.trim().trim_end_matches('.').to_ascii_lowercase();
+        if !name.is_empty() && !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    names
 }

@@ -1130,6 +1130,11 @@ async fn pages_of_other_sites_cannot_write_to_the_admin_listener() {
         format!("console.example:{port}"),
         format!("http://console.example:{port}"),
     );
+    let machine = std::fs::read_to_string("/proc/sys/kernel/hostname").expect("hostname");
+    let (machine_host, machine_origin) = (
+        format!("{}:{port}", machine.trim()),
+        format!("http://{}:{port}", machine.trim()),
+    );
     let client = reqwest::Client::new();
     let login = |password: &str| {
         json!({"auth": {"identity": {"methods": ["password"], "password": {"user": {
@@ -1195,6 +1200,12 @@ async fn pages_of_other_sites_cannot_write_to_the_admin_listener() {
         &[
             ("host", named_host.as_str()),
             ("origin", named_origin.as_str()),
+            ("sec-fetch-site", "same-origin"),
+        ],
+        // The machine's own name.
+        &[
+            ("host", machine_host.as_str()),
+            ("origin", machine_origin.as_str()),
             ("sec-fetch-site", "same-origin"),
         ],
     ] {
