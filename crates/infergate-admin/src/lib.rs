@@ -42,6 +42,7 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
 use crate::error::{ApiError, IamError};
+pub use crate::origin::Peer;
 
 /// Settings the management plane needs from the configuration.
 #[derive(Debug, Clone)]
@@ -469,62 +470,12 @@ fn collapse_slashes(mut req: Request) -> Request {
     req
 }
 
-/// The address of the client of an admin connection, which the server puts into each
-/// request's extensions.
-#[derive(Debug, Clone, Copy)]
-pub struct Peer(pub std::net::SocketAddr);
-
-/// Who may read `/metrics`. The metrics name every project's APIs, apps and upstreams, and
-/// the admin listener also serves tenants: with a metrics token, whoever sends it as a bearer
-/// token; without one, clients on this host only, that address it as `localhost` or a
-/// loopback address (not a name a web page could have pointed at 127.0.0.1).
-fn metrics_access(
-    token: Option<&infergate_core::Secret>,
-    peer: Option<Peer>,
-    authority: Option<&str>,
-    authorization: Option<&axum::http::HeaderValue>,
-) -> Result<(), ApiError> {
-    match token {
-        Some(token) => {
-            let sent = authorization
-                .and_then(|value| value.to_str().ok())
-                .and_then(|value| {
-                    let (scheme, credentials) = value.split_once(' ')?;
-                    scheme
-                        .eq_ignore_ascii_case("bearer")
-                        .then(|| credentials.trim())
-                });
-            match sent {
-                Some(sent) if infergate_core::Secret::new(sent) == *token => Ok(()),
-                Some(_) => Err(ApiError::TokenInvalid(
-                    "the bearer token is not the metrics token".into(),
-                )),
-                None => Err(ApiError::TokenInvalid(
-                    "/metrics needs Authorization: Bearer <metrics_token>".into(),
-                )),
-            }
-        }
-        None if !peer.is_some_and(|Peer(peer)| peer.ip().to_canonical().is_loopback()) => {
-            Err(ApiError::Forbidden(
-                "read /metrics from another host: set metrics_token and send it as a bearer token"
-                    .into(),
-            ))
-        }
-        None if !origin::names_this_host_locally(authority) => Err(ApiError::Forbidden(
-            "read /metrics under a name other than localhost or a loopback address: set \
-             metrics_token and send it as a bearer token"
-                .into(),
-        )),
-        None => Ok(()),
-    }
-}
-
 /// `/metrics`: the Prometheus text format of every metric of the process.
 async fn metrics(State(state): State<Arc<AdminState>>, req: Request) -> Response {
     let Some(obs) = &state.observability else {
         return (StatusCode::NOT_FOUND, "metrics are off").into_response();
     };
-    if let Err(refused) = metrics_access(
+    if let Err(refused) = origin::metrics_access(
         state.settings.metrics_token.as_ref(),
         req.extensions().get::<Peer>().copied(),
         origin::authority(&req),
@@ -648,93 +599,5 @@ mod stamp_tests {
         let stamps: Vec<i64> = (0..1000).map(|_| stamp_ms()).collect();
         assert!(stamps.windows(2).all(|w| w[0] < w[1]));
         assert!(stamps[0] >= before);
-    }
-}
-
-#[cfg(test)]
-mod metrics_access_tests {
-    use super::{metrics_access, Peer};
-    use axum::http::HeaderValue;
-    use infergate_core::Secret;
-
-    fn peer(addr: &str) -> Option<Peer> {
-        Some(Peer(addr.parse().expect("address")))
-    }
-
-    #[test]
-    fn without_a_token_only_this_host_reads_metrics() {
-        for local in [
-            "127.0.0.1:5000",
-            "127.8.9.10:5000",
-            "[::1]:5000",
-            "[::ffff:127.0.0.1]:5000",
-        ] {
-            for named in [
-                Some("127.0.0.1:8081"),
-                Some("localhost:8081"),
-                Some("[::1]:8081"),
-                None,
-            ] {
-                assert!(
-                    metrics_access(None, peer(local), named, None).is_ok(),
-                    "{local}"
-                );
-            }
-            // A page of another name rebound to 127.0.0.1 reaches it from here too.
-            for named in ["evil.example:8081", "evil.example", "127.0.0.1.nip.io:8081"] {
-                let refused = metrics_access(None, peer(local), Some(named), None);
-                assert!(
-                    matches!(refused, Err(super::ApiError::Forbidden(_))),
-                    "{named}"
-                );
-            }
-        }
-        for remote in [
-            "10.0.0.5:5000",
-            "[::ffff:10.0.0.5]:5000",
-            "[fe80::1]:5000",
-            "0.0.0.0:1",
-        ] {
-            let refused =
-                metrics_access(None, peer(remote), Some("127.0.0.1:8081"), None).expect_err(remote);
-            assert!(matches!(refused, super::ApiError::Forbidden(_)), "{remote}");
-        }
-        // A request the server did not mark with its peer is not taken for a local one.
-        assert!(metrics_access(None, None, None, None).is_err());
-    }
-
-    #[test]
-    fn with_a_token_every_client_must_send_it() {
-        let token = Secret::new("0123456789abcdef");
-        let check = |peer_addr: &str, value: Option<&str>| {
-            let value = value.map(|v| HeaderValue::from_str(v).expect("value"));
-            metrics_access(
-                Some(&token),
-                peer(peer_addr),
-                Some("gw.example"),
-                value.as_ref(),
-            )
-        };
-        assert!(check("10.0.0.5:1", Some("Bearer 0123456789abcdef")).is_ok());
-        assert!(check("10.0.0.5:1", Some("bearer 0123456789abcdef")).is_ok());
-        for refused in [
-            None,
-            Some("Bearer"),
-            Some("Bearer "),
-            Some("Bearer 0123456789abcde"),
-            Some("Bearer 0123456789abcdef0"),
-            Some("Basic 0123456789abcdef"),
-            Some("Bearer0123456789abcdef"),
-            Some("0123456789abcdef"),
-        ] {
-            // Loopback clients are asked for it too once it is set.
-            let err = check("127.0.0.1:1", refused).expect_err(refused.unwrap_or("none"));
-            assert!(
-                matches!(err, super::ApiError::TokenInvalid(_)),
-                "{refused:?}"
-            );
-        }
-        let odd = HeaderValue::from_bytes(b"Bearer \xff\xfe").expect("opaque bytes");
-        assert!(metrics_access(Some(&token), peer("127.0.0.1:1"), None, Some(&odd)).is_err());
     }
 }

@@ -8,9 +8,10 @@
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderMap, Method};
+use axum::http::{header, HeaderMap, HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use infergate_core::Secret;
 
 use crate::error::{ApiError, IamError};
 use crate::AdminState;
@@ -123,6 +124,56 @@ pub(crate) fn names_this_host_locally(authority: Option<&str>) -> bool {
         || host
             .parse::<std::net::IpAddr>()
             .is_ok_and(|ip| ip.to_canonical().is_loopback())
+}
+
+/// The address of the client of an admin connection, which the server puts into each
+/// request's extensions.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer(pub std::net::SocketAddr);
+
+/// Who may read `/metrics`. The metrics name every project's APIs, apps and upstreams, and
+/// the admin listener also serves tenants: with a metrics token, whoever sends it as a bearer
+/// token; without one, clients on this host only, that address it as `localhost` or a
+/// loopback address (not a name a web page could have pointed at 127.0.0.1).
+pub(crate) fn metrics_access(
+    token: Option<&Secret>,
+    peer: Option<Peer>,
+    authority: Option<&str>,
+    authorization: Option<&HeaderValue>,
+) -> Result<(), ApiError> {
+    match token {
+        Some(token) => {
+            let sent = authorization
+                .and_then(|value| value.to_str().ok())
+                .and_then(|value| {
+                    let (scheme, credentials) = value.split_once(' ')?;
+                    scheme
+                        .eq_ignore_ascii_case("bearer")
+                        .then(|| credentials.trim())
+                });
+            match sent {
+                Some(sent) if Secret::new(sent) == *token => Ok(()),
+                Some(_) => Err(ApiError::TokenInvalid(
+                    "the bearer token is not the metrics token".into(),
+                )),
+                None => Err(ApiError::TokenInvalid(
+                    "/metrics needs Authorization: Bearer <metrics_token>".into(),
+                )),
+            }
+        }
+        None if !peer.is_some_and(|Peer(peer)| peer.ip().to_canonical().is_loopback()) => {
+            Err(ApiError::Forbidden(
+                "read /metrics from another host: set metrics_token and send it as a bearer token"
+                    .into(),
+            ))
+        }
+        None if !names_this_host_locally(authority) => Err(ApiError::Forbidden(
+            "read /metrics under a name other than localhost or a loopback address: set \
+             metrics_token and send it as a bearer token"
+                .into(),
+        )),
+        None => Ok(()),
+    }
 }
 
 #[cfg(test)]
@@ -261,5 +312,88 @@ mod tests {
         ] {
             assert!(!names_this_host_locally(other), "{other:?}");
         }
+    }
+}
+
+#[cfg(test)]
+mod metrics_access_tests {
+    use super::{metrics_access, Peer};
+    use crate::error::ApiError;
+    use axum::http::HeaderValue;
+    use infergate_core::Secret;
+
+    fn peer(addr: &str) -> Option<Peer> {
+        Some(Peer(addr.parse().expect("address")))
+    }
+
+    #[test]
+    fn without_a_token_only_this_host_reads_metrics() {
+        for local in [
+            "127.0.0.1:5000",
+            "127.8.9.10:5000",
+            "[::1]:5000",
+            "[::ffff:127.0.0.1]:5000",
+        ] {
+            for named in [
+                Some("127.0.0.1:8081"),
+                Some("localhost:8081"),
+                Some("[::1]:8081"),
+                None,
+            ] {
+                assert!(
+                    metrics_access(None, peer(local), named, None).is_ok(),
+                    "{local}"
+                );
+            }
+            // A page of another name rebound to 127.0.0.1 reaches it from here too.
+            for named in ["evil.example:8081", "evil.example", "127.0.0.1.nip.io:8081"] {
+                let refused = metrics_access(None, peer(local), Some(named), None);
+                assert!(matches!(refused, Err(ApiError::Forbidden(_))), "{named}");
+            }
+        }
+        for remote in [
+            "10.0.0.5:5000",
+            "[::ffff:10.0.0.5]:5000",
+            "[fe80::1]:5000",
+            "0.0.0.0:1",
+        ] {
+            let refused =
+                metrics_access(None, peer(remote), Some("127.0.0.1:8081"), None).expect_err(remote);
+            assert!(matches!(refused, ApiError::Forbidden(_)), "{remote}");
+        }
+        // A request the server did not mark with its peer is not taken for a local one.
+        assert!(metrics_access(None, None, None, None).is_err());
+    }
+
+    #[test]
+    fn with_a_token_every_client_must_send_it() {
+        let token = Secret::new("0123456789abcdef");
+        let check = |peer_addr: &str, value: Option<&str>| {
+            let value = value.map(|v| HeaderValue::from_str(v).expect("value"));
+            metrics_access(
+                Some(&token),
+                peer(peer_addr),
+                Some("gw.example"),
+                value.as_ref(),
+            )
+        };
+        assert!(check("10.0.0.5:1", Some("Bearer 0123456789abcdef")).is_ok());
+        assert!(check("10.0.0.5:1", Some("bearer 0123456789abcdef")).is_ok());
+        for refused in [
+            None,
+            Some("Bearer"),
+            Some("Bearer "),
+            Some("Bearer 0123456789abcde"),
+            Some("Bearer 0123456789abcdef0"),
+            Some("Basic 0123456789abcdef"),
+            Some("Bearer0123456789abcdef"),
+            Some("0123456789abcdef"),
+        ] {
+            // Loopback clients are asked for it too once it is set.
+            let err = check("127.0.0.1:1", refused).expect_err(refused.unwrap_or("none"));
+            assert!(matches!(err, ApiError::TokenInvalid(_)), "{refused:?}");
+        }
+        let odd = HeaderValue::from_bytes(b"Bearer \xff\xfe").expect("opaque bytes");
+        assert!(metrics_access(Some(&token), peer("127.0.0.1:1"), None, Some(&odd)).is_err());
     }
 }

@@ -92,6 +92,20 @@ fn dns_name(name: &str) -> String {
     name.trim().trim_end_matches('.').to_ascii_lowercase()
 }
 
+/// `text` as a DNS host name (lowercase, no final dot) when it is one: labels of letters,
+/// digits and `-` (not at either end), at most 63 bytes each and 253 in all.
+pub fn host_name(text: &str) -> Option<String> {
+    let name = dns_name(text);
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    (!name.is_empty() && name.len() <= 253 && name.split('.').all(label_ok)).then_some(name)
+}
+
 impl AllowedHost {
     /// Reads a network, an address, a host name or `*.` and a host name.
     pub fn parse(text: &str) -> Result<Self, String> {
@@ -106,19 +120,11 @@ impl AllowedHost {
             Some(rest) => (true, rest),
             None => (false, text),
         };
-        let name = dns_name(name);
-        let label_ok = |l: &str| {
-            !l.is_empty()
-                && l.len() <= 63
-                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-                && !l.starts_with('-')
-                && !l.ends_with('-')
-        };
-        if name.is_empty() || name.len() > 253 || !name.split('.').all(label_ok) {
+        let Some(name) = host_name(name) else {
             return Err(format!(
                 "{text:?} is not a host name, *.name, IP address or CIDR network"
             ));
-        }
+        };
         Ok(if below {
             AllowedHost::Below(name)
         } else {

@@ -127,25 +127,9 @@ pub struct Settings {
 
 /// An entry of `admin_hosts`: a DNS name (letters, digits, `-` and `.`), no port.
 fn admin_host(entry: &str) -> Result<String, String> {
-    let name = entry.trim().trim_end_matches('.').to_ascii_lowercase();
-    let valid = !name.is_empty()
-        && name.len() <= 253
-        && name.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        });
-    if valid {
-        Ok(name)
-    } else {
-        Err(format!(
-            "{entry:?} is not a host name (letters, digits, '-' and '.', no port or scheme)"
-        ))
-    }
+    infergate_core::net::host_name(entry).ok_or_else(|| {
+        format!("{entry:?} is not a host name (letters, digits, '-' and '.', no port or scheme)")
+    })
 }
 
 /// The metrics token, if one is set: at least 16 characters, each visible ASCII (it is sent

@@ -656,10 +656,11 @@ fn page_names(admin_hosts: &[String], public_url: &str) -> Vec<String> {
         .ok()
         .and_then(|url| url.host_str().map(str::to_owned));
     let mut names = admin_hosts.to_vec();
-    for name in [machine, public].into_iter().flatten() {
-        let name = name.trim().trim_end_matches('.').to_ascii_lowercase();
-        if !name.is_empty() && !names.contains(&name) {
-            names.push(name);
+    for name in [machine, public].iter().flatten() {
+        if let Some(name) = infergate_core::net::host_name(name) {
+            if !names.contains(&name) {
+                names.push(name);
+            }
         }
     }
     names
