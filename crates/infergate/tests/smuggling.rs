@@ -1290,6 +1290,21 @@ async fn callers_without_the_right_credential_reach_nothing_behind_an_app_api() 
             403,
         ),
         (
+            "a WebSocket handshake with no credential, a request behind it",
+            format!("GET {api}/ws HTTP/1.1\r\nHost: gw\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n{smuggled}"),
+            401,
+        ),
+        (
+            "a WebSocket handshake by an app that is not authorized",
+            format!("GET {api}/ws HTTP/1.1\r\nHost: gw\r\nX-Apig-AppCode: {stranger_code}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n{smuggled}"),
+            403,
+        ),
+        (
+            "an upgrade to h2c with no credential, HTTP/2 behind it",
+            format!("GET {api}/a HTTP/1.1\r\nHost: gw\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\nPRI * HTTP/2.0\r\n\r\nSM\r\n\r\n{smuggled}"),
+            401,
+        ),
+        (
             "from the open API's path up into the app's",
             format!("GET {{P}}/../{sid}/a HTTP/1.1\r\nHost: gw\r\n\r\n"),
             400,
