@@ -309,24 +309,29 @@ pub(super) struct FastTo<'a> {
 }
 
 impl FastTo<'_> {
-    /// A new connection to the upstream (TLS for `https://`).
-    async fn connect(&self, pool: &Pool<UpstreamConn>) -> Result<UpstreamConn, Failure> {
+    /// A new connection to the upstream (TLS for `https://`), and how much of `request`
+    /// went out on it as it was made (in the clear only).
+    async fn connect(
+        &self,
+        pool: &Pool<UpstreamConn>,
+        request: &[u8],
+    ) -> Result<(UpstreamConn, usize), Failure> {
         let authority = &*self.upstream.authority;
-        let stream = if self.upstream.scheme == "https" {
+        let (stream, sent) = if self.upstream.scheme == "https" {
             let tls = self
                 .tls
                 .connect_upstream(pool, authority, self.ca_pem, Alpn::Http11)
                 .await
                 .map_err(Failure::from)?;
-            UpstreamIo::Tls(Box::new(tls))
+            (UpstreamIo::Tls(Box::new(tls)), 0)
         } else {
-            let tcp = pool
-                .connect_tcp(authority, 80)
+            let (tcp, sent) = pool
+                .connect_tcp_sending(authority, 80, request)
                 .await
                 .map_err(Failure::from)?;
-            UpstreamIo::Plain(tcp)
+            (UpstreamIo::Plain(tcp), sent)
         };
-        Ok(UpstreamConn::new(stream))
+        Ok((UpstreamConn::new(stream), sent))
     }
 }
 
@@ -598,13 +603,16 @@ impl UpstreamConn {
         let head_only = *method == Method::HEAD;
         let retry_safe = method.is_idempotent();
         loop {
-            let (mut up, reused) = match held.take().or_else(|| pool.take(to.key, sent_at)) {
-                Some(up) => (up, true),
+            let (mut up, reused, sent) = match held.take().or_else(|| pool.take(to.key, sent_at)) {
+                Some(up) => (up, true, 0),
                 // A new connection (a TLS handshake, maybe) is the rare case: its state
                 // is boxed, not carried in every call's.
-                None => (Box::pin(to.connect(pool)).await?, false),
+                None => {
+                    let (up, sent) = Box::pin(to.connect(pool, request)).await?;
+                    (up, false, sent)
+                }
             };
-            let written = match up.stream.write_all(request).await {
+            let written = match up.stream.write_all(&request[sent..]).await {
                 Ok(()) => up.stream.flush().await,
                 Err(e) => Err(e),
             };

@@ -133,24 +133,106 @@ impl<C: Pooled> Pool<C> {
         authority: &str,
         default_port: u16,
     ) -> Result<TcpStream, ConnectError> {
+        let (stream, _) = self
+            .connect_tcp_sending(authority, default_port, &[])
+            .await?;
+        Ok(stream)
+    }
+
+    /// [`Self::connect_tcp`], and as much of `first` (a request) as the kernel takes at
+    /// once written on the new connection: how much, beside it. It is written as soon as
+    /// the address is checked, not after a turn of the event loop reports the connection
+    /// made: on loopback and nearby hosts the handshake is over when `connect` returns, and
+    /// in a burst of new connections each turn waits behind every other connection's.
+    /// The addresses a name resolves to are tried in turn; one the policy refuses ends it.
+    pub async fn connect_tcp_sending(
+        &self,
+        authority: &str,
+        default_port: u16,
+        first: &[u8],
+    ) -> Result<(TcpStream, usize), ConnectError> {
         let (host, port) = split_authority(authority, default_port)
             .ok_or_else(|| format!("{authority} is not host:port"))?;
-        let stream = tokio::time::timeout(
-            self.connect_timeout,
-            TcpStream::connect((host.as_str(), port)),
-        )
-        .await
-        .map_err(|_| format!("connecting to {authority} timed out"))?
-        .map_err(|e| ConnectError::io(authority, &e))?;
-        let (peer, local) = (stream.peer_addr(), stream.local_addr());
-        let (peer, local) = peer
-            .and_then(|p| local.map(|l| (p, l)))
-            .map_err(|e| format!("connecting to {authority}: {e}"))?;
+        let connecting = async {
+            let addrs = tokio::net::lookup_host((host.as_str(), port))
+                .await
+                .map_err(|e| ConnectError::io(authority, &e))?;
+            let mut failed = None;
+            for addr in addrs {
+                match self.connect_addr(authority, &host, addr, first).await {
+                    Ok(connected) => return Ok(connected),
+                    Err(Refused::Policy(why)) => return Err(ConnectError::remote(why)),
+                    Err(Refused::Io(e)) => failed = Some(e),
+                }
+            }
+            Err(failed.map_or_else(
+                || ConnectError::remote(format!("{authority} resolves to no address")),
+                |e| ConnectError::io(authority, &e),
+            ))
+        };
+        tokio::time::timeout(self.connect_timeout, connecting)
+            .await
+            .map_err(|_| format!("connecting to {authority} timed out"))?
+    }
+
+    async fn connect_addr(
+        &self,
+        authority: &str,
+        host: &str,
+        addr: std::net::SocketAddr,
+        first: &[u8],
+    ) -> Result<(TcpStream, usize), Refused> {
+        use socket2::{Domain, Protocol, Socket, Type};
+        let socket = Socket::new(
+            Domain::for_address(addr),
+            Type::from(libc::SOCK_STREAM | libc::SOCK_NONBLOCK),
+            Some(Protocol::TCP),
+        )?;
+        let _ = socket.set_tcp_nodelay(true);
+        match socket.connect(&addr.into()) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+            Err(e) => return Err(e.into()),
+        }
+        // The address is checked before a byte is written to it.
+        let local = socket.local_addr()?.as_socket().ok_or_else(|| {
+            std::io::Error::other(format!("connecting to {authority}: no local address"))
+        })?;
         self.policy
-            .check_connection(&host, peer, local)
-            .map_err(|why| format!("refused upstream: {why}"))?;
-        let _ = stream.set_nodelay(true);
-        Ok(stream)
+            .check_connection(host, addr, local)
+            .map_err(|why| Refused::Policy(format!("refused upstream: {why}")))?;
+        // A connection still being made takes nothing yet (EAGAIN).
+        let sent = if first.is_empty() {
+            0
+        } else {
+            match socket.send_with_flags(first, libc::MSG_NOSIGNAL) {
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => 0,
+                Err(e) => return Err(e.into()),
+            }
+        };
+        let stream = TcpStream::from_std(std::net::TcpStream::from(socket))?;
+        if sent == 0 {
+            // Made, or failed, once the socket is writable.
+            stream.writable().await?;
+            if let Some(e) = stream.take_error()? {
+                return Err(e.into());
+            }
+        }
+        Ok((stream, sent))
+    }
+}
+
+/// Why one address of an upstream gave no connection.
+enum Refused {
+    /// The upstream policy refuses it: no other address is tried.
+    Policy(String),
+    Io(std::io::Error),
+}
+
+impl From<std::io::Error> for Refused {
+    fn from(e: std::io::Error) -> Self {
+        Self::Io(e)
     }
 }
 
@@ -251,5 +333,114 @@ mod tests {
             Some(("::1".into(), 8080))
         );
         assert_eq!(split_authority("bad host:1", 80), None);
+    }
+
+    /// Holds nothing: the pool's connections do not matter to how it connects.
+    struct Nothing;
+
+    impl super::Pooled for Nothing {
+        fn is_closed(&self) -> bool {
+            false
+        }
+    }
+
+    fn pool(policy: infergate_core::net::UpstreamPolicy) -> std::sync::Arc<super::Pool<Nothing>> {
+        super::Pool::new(
+            4,
+            std::time::Duration::from_secs(60),
+            std::sync::Arc::new(policy),
+        )
+    }
+
+    /// A listener that hands back every byte its first connection received.
+    async fn receiver() -> (String, tokio::task::JoinHandle<Vec<u8>>) {
+        use tokio::io::AsyncReadExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let authority = listener.local_addr().expect("address").to_string();
+        let received = tokio::spawn(async move {
+            let (mut tcp, _) = listener.accept().await.expect("accept");
+            let mut got = Vec::new();
+            let _ = tcp.read_to_end(&mut got).await;
+            got
+        });
+        (authority, received)
+    }
+
+    #[tokio::test]
+    async fn a_new_connection_carries_the_request_as_it_is_made_and_the_rest_follows() {
+        use tokio::io::AsyncWriteExt;
+        let pool = pool(Default::default());
+        // On loopback the handshake is over when connect returns: a request goes out whole.
+        let (authority, received) = receiver().await;
+        let request = b"GET /v1/models HTTP/1.1\r\nhost: model\r\n\r\n";
+        let (tcp, sent) = pool
+            .connect_tcp_sending(&authority, 80, request)
+            .await
+            .expect("connected");
+        assert_eq!(sent, request.len());
+        drop(tcp);
+        assert_eq!(received.await.expect("receiver"), request);
+        // More than the socket takes at once: the rest is written after, in order.
+        let (authority, received) = receiver().await;
+        let big: Vec<u8> = (0..16 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+        let (mut tcp, sent) = pool
+            .connect_tcp_sending(&authority, 80, &big)
+            .await
+            .expect("connected");
+        assert!(sent < big.len(), "{sent} bytes taken at once");
+        tcp.write_all(&big[sent..]).await.expect("the rest");
+        tcp.shutdown().await.expect("shutdown");
+        assert!(
+            received.await.expect("receiver") == big,
+            "bytes lost or out of order"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_address_the_policy_refuses_gets_no_byte_and_a_closed_port_is_the_upstreams_fault() {
+        use infergate_core::net::{AllowedHost, UpstreamPolicy};
+        let request = b"POST /v1/chat HTTP/1.1\r\ncontent-length: 2\r\n\r\n{}";
+        // This node's own listener (a call would loop), and one not in upstream_allow.
+        let (authority, received) = receiver().await;
+        let own = UpstreamPolicy {
+            own: vec![authority.parse().expect("address")],
+            ..Default::default()
+        };
+        let err = pool(own)
+            .connect_tcp_sending(&authority, 80, request)
+            .await
+            .expect_err("refused");
+        assert!(err.why.contains("would loop"), "{}", err.why);
+        assert_eq!(err.local, None);
+        assert_eq!(received.await.expect("receiver"), b"");
+        let (authority, received) = receiver().await;
+        let elsewhere = UpstreamPolicy {
+            allow: vec![AllowedHost::parse("10.0.0.0/8").expect("network")],
+            ..Default::default()
+        };
+        let err = pool(elsewhere)
+            .connect_tcp_sending(&authority, 80, request)
+            .await
+            .expect_err("refused");
+        assert!(err.why.contains("not in upstream_allow"), "{}", err.why);
+        assert_eq!(received.await.expect("receiver"), b"");
+        // A port nobody listens on: the upstream's failure, not this node's limit.
+        let closed = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let authority = closed.local_addr().expect("address").to_string();
+        drop(closed);
+        let err = pool(Default::default())
+            .connect_tcp_sending(&authority, 80, request)
+            .await
+            .expect_err("refused");
+        assert!(
+            err.why.starts_with(&format!("connecting to {authority}")),
+            "{}",
+            err.why
+        );
+        assert_eq!(err.local, None);
     }
 }
