@@ -19,6 +19,8 @@ use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
+mod sse;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum SignMode {
     /// A new `X-Sdk-Date` and signature for every request.
@@ -188,6 +190,14 @@ struct Tally {
     late_us: Vec<u32>,
     /// Between a stream's body frames.
     gaps_us: Vec<u32>,
+    /// When each stream's request was sent, and when its first event came, from the start
+    /// of the burst.
+    sent_at_us: Vec<u32>,
+    first_at_us: Vec<u32>,
+    /// A stream's first event and its gaps as the kernel received them.
+    kernel_latencies_us: Vec<u32>,
+    kernel_gaps_us: Vec<u32>,
+    first_error: Option<String>,
     ok: u64,
     non_2xx: u64,
     errors: u64,
@@ -198,6 +208,13 @@ impl Tally {
         self.latencies_us.extend(other.latencies_us);
         self.late_us.extend(other.late_us);
         self.gaps_us.extend(other.gaps_us);
+        self.sent_at_us.extend(other.sent_at_us);
+        self.first_at_us.extend(other.first_at_us);
+        self.kernel_latencies_us.extend(other.kernel_latencies_us);
+        self.kernel_gaps_us.extend(other.kernel_gaps_us);
+        if self.first_error.is_none() {
+            self.first_error = other.first_error;
+        }
         self.ok += other.ok;
         self.non_2xx += other.non_2xx;
         self.errors += other.errors;
@@ -418,45 +435,62 @@ async fn first_events(target: Arc<Target>, n: usize) -> Tally {
     tally
 }
 
-/// Microseconds from `since` to now, saturated.
-fn micros_since(since: Instant) -> u32 {
-    since.elapsed().as_micros().min(u128::from(u32::MAX)) as u32
-}
-
-/// One stream: a request on a connection of its own, its first body frame timed from the
-/// moment it was sent, then the gap before each later frame, until the answer ends.
-async fn one_stream(target: Arc<Target>) -> Tally {
+/// One stream: a request on a connection of its own (plain HTTP), its first event timed
+/// from the moment it was written, then the gap before each later event, until the answer
+/// ends; each both as the client read it and as the kernel received it (see [`sse`]).
+async fn one_stream(target: Arc<Target>, start: Instant) -> Tally {
     let mut tally = Tally::default();
     let mut dates = DateCache::default();
-    let request = target.request(&mut dates);
-    let (Ok(mut sender), Ok(request)) = (connect(&target).await, request) else {
+    let Ok(request) = target.request(&mut dates) else {
         tally.errors += 1;
         return tally;
     };
-    let sent = Instant::now();
-    let Ok(response) = sender.send_request(request).await else {
-        tally.errors += 1;
-        return tally;
+    let timed = match sse::stream(target.addr, &request_bytes(&request, &target.body), start).await
+    {
+        Ok(timed) => timed,
+        Err(e) => {
+            tally.errors += 1;
+            tally.first_error.get_or_insert(e);
+            return tally;
+        }
     };
-    if !response.status().is_success() {
+    tally.sent_at_us.push(timed.sent_at_us);
+    if !(200..300).contains(&timed.status) {
         tally.non_2xx += 1;
         return tally;
     }
-    let mut body = response.into_body();
-    let mut last: Option<Instant> = None;
-    while let Some(frame) = body.frame().await {
-        if frame.is_err() {
-            tally.errors += 1;
-            return tally;
-        }
-        match last {
-            None => tally.latencies_us.push(micros_since(sent)),
-            Some(at) => tally.gaps_us.push(micros_since(at)),
-        }
-        last = Some(Instant::now());
+    if !timed.complete {
+        tally.errors += 1;
+        return tally;
     }
+    if let Some(first) = timed.first_read_us {
+        tally.latencies_us.push(first);
+        tally
+            .first_at_us
+            .push(timed.sent_at_us.saturating_add(first));
+    }
+    tally.kernel_latencies_us.extend(timed.first_kernel_us);
+    tally.gaps_us.extend(timed.gaps_read_us);
+    tally.kernel_gaps_us.extend(timed.gaps_kernel_us);
     tally.ok += 1;
     tally
+}
+
+/// `request` as HTTP/1.1 bytes, with `body`.
+fn request_bytes(request: &Request<Full<Bytes>>, body: &[u8]) -> Vec<u8> {
+    let mut out = format!("{} {} HTTP/1.1\r\n", request.method(), request.uri()).into_bytes();
+    for (name, value) in request.headers() {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    if !body.is_empty() {
+        out.extend_from_slice(format!("content-length: {}\r\n", body.len()).as_bytes());
+    }
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(body);
+    out
 }
 
 /// An event stream for every request: `events` events, `every` apart, the first at once.
@@ -485,11 +519,16 @@ impl hyper::body::Body for Events {
     }
 }
 
-/// Serves [`Events`] on a loopback port until killed.
+/// Serves [`Events`] on a loopback port until killed. Its listen queue holds 4096 waiting
+/// connections, as the bench's nginx upstream and proxies do (tokio's default is 1024): a
+/// burst of streams through a proxy must not lose SYNs to the model server's queue, which
+/// costs a stream a second (the SYN's retransmission) whichever proxy it went through.
 async fn serve_sse(events: usize, every: Duration) -> Result<(), String> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
+    let socket = tokio::net::TcpSocket::new_v4().map_err(|e| format!("socket: {e}"))?;
+    socket
+        .bind(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))
         .map_err(|e| format!("bind: {e}"))?;
+    let listener = socket.listen(4096).map_err(|e| format!("listen: {e}"))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     println!("{}", serde_json::json!({"addr": addr.to_string()}));
     loop {
@@ -635,8 +674,11 @@ async fn run(args: Args) -> Result<serde_json::Value, String> {
     if let Some(n) = args.first_event {
         tally = first_events(target, n).await;
     } else if args.streams {
+        if target.tls.is_some() {
+            return Err("--streams: plain http:// only".into());
+        }
         let tasks: Vec<_> = (0..args.connections)
-            .map(|_| tokio::spawn(one_stream(target.clone())))
+            .map(|_| tokio::spawn(one_stream(target.clone(), started)))
             .collect();
         for task in tasks {
             if let Ok(t) = task.await {
@@ -667,6 +709,10 @@ async fn run(args: Args) -> Result<serde_json::Value, String> {
     tally.latencies_us.sort_unstable();
     tally.late_us.sort_unstable();
     tally.gaps_us.sort_unstable();
+    tally.sent_at_us.sort_unstable();
+    tally.first_at_us.sort_unstable();
+    tally.kernel_latencies_us.sort_unstable();
+    tally.kernel_gaps_us.sort_unstable();
     let done = tally.ok + tally.non_2xx;
     Ok(serde_json::json!({
         "requests": done,
@@ -682,6 +728,16 @@ async fn run(args: Args) -> Result<serde_json::Value, String> {
         "late_p99_us": percentile(&tally.late_us, 99.0),
         "gap_p50_us": percentile(&tally.gaps_us, 50.0),
         "gap_p99_us": percentile(&tally.gaps_us, 99.0),
+        "sent_at_p50_us": percentile(&tally.sent_at_us, 50.0),
+        "sent_at_p99_us": percentile(&tally.sent_at_us, 99.0),
+        "first_at_p50_us": percentile(&tally.first_at_us, 50.0),
+        "first_at_p99_us": percentile(&tally.first_at_us, 99.0),
+        "stamped": tally.kernel_latencies_us.len(),
+        "kernel_p50_us": percentile(&tally.kernel_latencies_us, 50.0),
+        "kernel_p99_us": percentile(&tally.kernel_latencies_us, 99.0),
+        "kernel_gap_p50_us": percentile(&tally.kernel_gaps_us, 50.0),
+        "kernel_gap_p99_us": percentile(&tally.kernel_gaps_us, 99.0),
+        "first_error": tally.first_error,
     }))
 }
 
