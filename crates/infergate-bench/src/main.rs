@@ -190,10 +190,8 @@ struct Tally {
     late_us: Vec<u32>,
     /// Between a stream's body frames.
     gaps_us: Vec<u32>,
-    /// When each stream's request was sent, and when its first event came, from the start
-    /// of the burst.
+    /// When each stream's request was written, from the start of the burst.
     sent_at_us: Vec<u32>,
-    first_at_us: Vec<u32>,
     /// A stream's first event and its gaps as the kernel received them.
     kernel_latencies_us: Vec<u32>,
     kernel_gaps_us: Vec<u32>,
@@ -209,7 +207,6 @@ impl Tally {
         self.late_us.extend(other.late_us);
         self.gaps_us.extend(other.gaps_us);
         self.sent_at_us.extend(other.sent_at_us);
-        self.first_at_us.extend(other.first_at_us);
         self.kernel_latencies_us.extend(other.kernel_latencies_us);
         self.kernel_gaps_us.extend(other.kernel_gaps_us);
         if self.first_error.is_none() {
@@ -463,12 +460,7 @@ async fn one_stream(target: Arc<Target>, start: Instant) -> Tally {
         tally.errors += 1;
         return tally;
     }
-    if let Some(first) = timed.first_read_us {
-        tally.latencies_us.push(first);
-        tally
-            .first_at_us
-            .push(timed.sent_at_us.saturating_add(first));
-    }
+    tally.latencies_us.extend(timed.first_read_us);
     tally.kernel_latencies_us.extend(timed.first_kernel_us);
     tally.gaps_us.extend(timed.gaps_read_us);
     tally.kernel_gaps_us.extend(timed.gaps_kernel_us);
@@ -710,7 +702,6 @@ async fn run(args: Args) -> Result<serde_json::Value, String> {
     tally.late_us.sort_unstable();
     tally.gaps_us.sort_unstable();
     tally.sent_at_us.sort_unstable();
-    tally.first_at_us.sort_unstable();
     tally.kernel_latencies_us.sort_unstable();
     tally.kernel_gaps_us.sort_unstable();
     let done = tally.ok + tally.non_2xx;
@@ -730,8 +721,6 @@ async fn run(args: Args) -> Result<serde_json::Value, String> {
         "gap_p99_us": percentile(&tally.gaps_us, 99.0),
         "sent_at_p50_us": percentile(&tally.sent_at_us, 50.0),
         "sent_at_p99_us": percentile(&tally.sent_at_us, 99.0),
-        "first_at_p50_us": percentile(&tally.first_at_us, 50.0),
-        "first_at_p99_us": percentile(&tally.first_at_us, 99.0),
         "stamped": tally.kernel_latencies_us.len(),
         "kernel_p50_us": percentile(&tally.kernel_latencies_us, 50.0),
         "kernel_p99_us": percentile(&tally.kernel_latencies_us, 99.0),
