@@ -1,6 +1,6 @@
 //! Fleets of model servers behind one service: how calls are spread over the upstreams.
 
-mod common;
+use crate::common;
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicUsize, Ordering};

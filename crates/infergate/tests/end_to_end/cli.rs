@@ -1,7 +1,7 @@
 //! The command-line client driven as a user would: the real binary against a real server
 //! and a mock model server.
 
-mod common;
+use crate::common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;

@@ -5,7 +5,7 @@
 //! gateway asked for the usage itself). Concurrent first calls and 200 concurrent streams
 //! never take more tokens than the limit.
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;

@@ -2,7 +2,7 @@
 //! refuses at its count with APIG.0308 and the rate-limit fields, refused calls never reach
 //! the upstream nor count, shared policies count their APIs together, windows roll over.
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;

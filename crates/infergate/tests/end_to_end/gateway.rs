@@ -1,7 +1,7 @@
 //! The gateway end to end: the real binary on port 0, a mock model server, and requests
 //! signed by the official signing SDKs from PyPI (see `scripts/setup-interop.sh`).
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 use std::process::Stdio;

@@ -2,7 +2,7 @@
 //! requests it parses: every request is refused with 400 or reaches the upstream exactly
 //! once, never twice, and the fast path and the general server decide the same.
 
-mod common;
+use crate::common;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -5,7 +5,7 @@
 //! usage API equal what the model server reported. Calls by answer: every call to an API
 //! counted under its app and API as a request, a 4xx, a 5xx or a 429.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! Operating the gateway: Prometheus metrics, the access log (and what it must never
 //! contain), and TLS with certificate reload.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

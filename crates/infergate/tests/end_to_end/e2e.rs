@@ -8,7 +8,7 @@ use tokio::process::Command;
 
 use common::{start, Server, PASSWORD};
 
-mod common;
+use crate::common;
 
 async fn token(client: &reqwest::Client, server: &Server, password: &str) -> String {
     common::issue_token(client, &server.admin, "admin", password).await

@@ -1,7 +1,7 @@
 //! Several nodes on one PostgreSQL: propagation of changes, a database outage, and a
 //! bootstrap race. Each test works in its own schema of `INFERGATE_TEST_DATABASE_URL`.
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
