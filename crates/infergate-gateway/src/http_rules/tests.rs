@@ -2,6 +2,23 @@ use super::*;
 use proptest::prelude::*;
 
 #[test]
+fn client_addresses_of_every_width_are_written_as_displayed() {
+    for text in [
+        "0.0.0.0",
+        "9.10.99.100",
+        "255.255.255.255",
+        "127.0.0.1",
+        "::",
+        "::1",
+        "::ffff:255.255.255.255",
+        "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+    ] {
+        let ip: IpAddr = text.parse().expect("address");
+        assert_eq!(ip_header_value(ip).as_bytes(), text.as_bytes());
+    }
+}
+
+#[test]
 fn special_names_are_known_in_any_case_and_with_underscores() {
     for (name, kind) in SPECIAL {
         assert_eq!(named(name.as_bytes()), kind, "{name}");
@@ -390,6 +407,19 @@ fn decode(path: &str) -> Vec<u8> {
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    /// The client's address in a header is its `Display` text, for any address.
+    #[test]
+    fn a_client_address_is_written_as_displayed(v4 in any::<u32>(), v6 in any::<u128>()) {
+        for ip in [
+            IpAddr::from(std::net::Ipv4Addr::from(v4)),
+            IpAddr::from(std::net::Ipv6Addr::from(v6)),
+            IpAddr::from(std::net::Ipv4Addr::from(v4).to_ipv6_mapped()),
+        ] {
+            let (written, displayed) = (ip_header_value(ip), ip.to_string());
+            prop_assert_eq!(written.as_bytes(), displayed.as_bytes());
+        }
+    }
 
     /// A path that passes names, once an upstream decodes it once or twice, no segment that
     /// climbs or stays, no backslash and no control byte: nothing outside the text it shows.
