@@ -796,20 +796,21 @@ pub(crate) fn ip_header_value(ip: IpAddr) -> http::HeaderValue {
     let len = match ip {
         IpAddr::V4(v4) => {
             let mut at = 0;
+            let mut push = |byte: u8| {
+                text[at] = byte;
+                at += 1;
+            };
             for (i, octet) in v4.octets().into_iter().enumerate() {
                 if i > 0 {
-                    text[at] = b'.';
-                    at += 1;
+                    push(b'.');
                 }
-                // No leading zero: a two-digit octet skips one, a one-digit octet two.
-                let leading = usize::from(octet < 100) + usize::from(octet < 10);
-                for digit in [octet / 100, octet / 10 % 10, octet % 10]
-                    .into_iter()
-                    .skip(leading)
-                {
-                    text[at] = b'0' + digit;
-                    at += 1;
+                if octet >= 100 {
+                    push(b'0' + octet / 100);
                 }
+                if octet >= 10 {
+                    push(b'0' + octet / 10 % 10);
+                }
+                push(b'0' + octet % 10);
             }
             at
         }
