@@ -12,7 +12,7 @@
 //! Redis.
 //!
 //! Without Redis a node keeps counting locally, each limit divided by the nodes that were
-//! last seen alive, until the end of the window in which Redis went away (what each node
+//! last seen alive (rounded down), until the end of the window in which Redis went away (what each node
 //! admitted meanwhile is known to it alone); the next window is counted in Redis again.
 
 use std::collections::HashMap;
@@ -133,6 +133,12 @@ impl ClusterMetrics {
         registry.register(Box::new(redis_up.clone()))?;
         Ok(Self { permits, redis_up })
     }
+}
+
+/// What one of `nodes` may admit of `limit` in a window while Redis is away: rounded down,
+/// so that the shares of all nodes add up to no more than the limit.
+fn local_share(limit: u64, nodes: u64) -> u64 {
+    limit / nodes.max(1)
 }
 
 fn now_ms() -> i64 {
@@ -297,7 +303,7 @@ impl ClusterLimits {
                     ..Held::default()
                 };
             }
-            let share = limit.div_ceil(nodes);
+            let share = local_share(*limit, nodes);
             let cost = applicable.cost;
             let ok = if h.permits >= cost {
                 true
@@ -319,7 +325,7 @@ impl ClusterLimits {
             if up {
                 h.left + h.permits
             } else {
-                limit.div_ceil(nodes).saturating_sub(h.admitted)
+                local_share(limit, nodes).saturating_sub(h.admitted)
             }
         };
         let counts = |states: &[Held]| -> SmallVec<[u64; 4]> {
@@ -568,6 +574,27 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         counted
+    }
+
+    /// Without Redis each of three nodes admits a third of a limit, rounded down: three
+    /// nodes together never admit more than the limit (1,000 is not a multiple of 3).
+    #[tokio::test]
+    async fn without_redis_a_node_admits_its_share_rounded_down() {
+        // Nothing listens on port 1 of loopback: the node counts on its own from the start.
+        let limits = ClusterLimits::start("redis://127.0.0.1:1", "infergate-test-away", None)
+            .expect("start");
+        limits.nodes_when_away.store(3, Ordering::Relaxed);
+        let rule = tokens_per_hour(1_000);
+        let now = now_ms();
+        let ip = std::net::IpAddr::from([127, 0, 0, 1]);
+        let call = Applicable::of(&rule, &Arc::from("api"), &Caller::Anonymous, ip, now);
+        let mut admitted = 0;
+        while limits.admit(&rule, &call, now).await.is_ok() {
+            admitted += 1;
+            assert!(admitted <= 1_000, "no end to what one node admits");
+        }
+        assert!(!limits.redis_up());
+        assert_eq!(admitted, 333);
     }
 
     /// Tokens spent beyond a reservation are added to the count in Redis (so every node

@@ -703,15 +703,15 @@ async fn limits_status(node: &Server) -> String {
     ready["limits"].as_str().unwrap_or("").to_owned()
 }
 
-/// Three nodes on one PostgreSQL and one Redis: an app's limit of 3,000 calls a minute,
+/// Three nodes on one PostgreSQL and one Redis: an app's limit of 1,000 calls in 20 s,
 /// called round robin over the nodes at several times the limit for two windows, admits
-/// at most 3,000 per window and no fewer than 2,970. With Redis cut mid-window the nodes
+/// at most 1,000 per window and no fewer than 970. With Redis cut mid-window the nodes
 /// keep answering, admitting on their local shares and refusing, never over the limit, and
 /// share the counts again once it returns.
 #[tokio::test]
 async fn limits_hold_across_three_nodes_and_through_a_redis_outage() {
-    const LIMIT: u64 = 3_000;
-    const WINDOW: u64 = 60_000;
+    const LIMIT: u64 = 1_000;
+    const WINDOW: u64 = 20_000;
     const GUARD: u64 = 300;
     let schema = Schema::new().await;
     let dir = tempfile::tempdir().expect("tempdir");
@@ -727,8 +727,8 @@ async fn limits_hold_across_three_nodes_and_through_a_redis_outage() {
     let (sid, api, _, code) = admin.app_code_setup(&mock.url, "busy_app").await;
     admin
         .throttle(
-            json!({"name": "per_minute", "api_call_limits": 1_000_000, "app_call_limits": LIMIT,
-                   "time_interval": 1, "time_unit": "MINUTE"}),
+            json!({"name": "per_20s", "api_call_limits": 1_000_000, "app_call_limits": LIMIT,
+                   "time_interval": WINDOW / 1_000, "time_unit": "SECOND"}),
             &[&api],
         )
         .await;
@@ -784,8 +784,9 @@ async fn limits_hold_across_three_nodes_and_through_a_redis_outage() {
             }
         }));
     }
-    // Redis goes away 5 s into the second window, for 10 s.
-    let cut_at = (first + 1) * WINDOW + 5_000;
+    // Redis goes away 1.5 s into the second window (about a third of the limit taken), for
+    // 10 s.
+    let cut_at = (first + 1) * WINDOW + 1_500;
     tokio::time::sleep(Duration::from_millis(cut_at.saturating_sub(epoch_ms()))).await;
     redis.cut();
     tokio::time::sleep(Duration::from_millis(2_000)).await;
@@ -822,7 +823,7 @@ async fn limits_hold_across_three_nodes_and_through_a_redis_outage() {
     assert!(two <= LIMIT, "second window admitted {two}");
     assert_eq!(during, "counted on this node (Redis unreachable)");
     // During the outage the nodes admitted on their shares, then refused.
-    let outage = (5_500, 14_500);
+    let outage = (2_000, 11_000);
     let ok_during = admitted(first + 1, outage.0, outage.1);
     let refused_during = outcomes
         .iter()
