@@ -751,6 +751,8 @@ def profile(args, procs, binary, up):
     if args.profile_body:
         url = ig.base + "/echo"
         key += ["-X", "POST", "--body-bytes", str(args.profile_body)]
+    if args.profile_new_connections:
+        key += ["--new-connection"]
     load(args, url, ["-c", "8", "-d", "5", *key])  # warm up: pools, caches
     subprocess.run(["callgrind_control", "-z", str(ig.proc.pid)], check=True,
                    capture_output=True)
@@ -904,13 +906,18 @@ def main():
                     "with --profile: the profiled infergate traces every call")
     ap.add_argument("--profile-body", type=int, default=0, metavar="BYTES",
                     help="with --profile: signed POSTs of this many body bytes instead of GETs")
+    ap.add_argument("--profile-new-connections", action="store_true",
+                    help="with --profile: a new connection for every call (what a connection "
+                    "costs beside its call)")
+    ap.add_argument("--binary", default=str(ROOT / "target/release/infergate"),
+                    help="the infergate binary to run (with --no-build)")
     args = ap.parse_args()
     args.load_cores = args.load_cores.split(",")
 
     if not args.no_build:
         subprocess.run(["cargo", "build", "--release", "--locked", "-p", "infergate", "-p",
                         "infergate-bench"], cwd=ROOT, check=True)
-    binary = str(ROOT / "target/release/infergate")
+    binary = args.binary
     args.load = str(ROOT / "target/release/infergate-load")
     nginx, haproxy = tool("nginx"), tool("haproxy")
     args.wrk = tool("wrk")

@@ -165,8 +165,9 @@ pub async fn serve<S: ClientIo>(
     let mut active = Deadline::now();
     // When the head being read began (the connection's start counts for its first).
     let mut head_started = Some(active);
-    let mut idle = LazyTimer::new(active + listener.header_timeout);
-    let mut exchanges = LazyTimer::new(active + IDLE);
+    // One timer for every wait of the connection: for its next request's head or body, and
+    // for its calls' upstream exchanges (never two at once).
+    let mut timer = LazyTimer::new(active + listener.header_timeout);
     let mut scratch = Scratch::new(gateway.fast_pool.clone());
     let mut holding = Holding::new(gateway.metrics().map(|m| m.holding_connections.clone()));
     loop {
@@ -201,7 +202,7 @@ pub async fn serve<S: ClientIo>(
                     biased;
                     ready = stream.readable() => ready,
                     _ = stop.changed() => return Ended::Closed,
-                    () = idle.until(deadline) => return Ended::Closed,
+                    () = timer.until(deadline) => return Ended::Closed,
                 };
                 if ready.is_err() {
                     return Ended::Closed;
@@ -225,7 +226,7 @@ pub async fn serve<S: ClientIo>(
                 biased;
                 read = stream.read_some(&mut buf) => Some(read),
                 _ = stop.changed(), if buf.is_empty() && !restable => return Ended::Closed,
-                () = idle.until(wake) => None,
+                () = timer.until(wake) => None,
             };
             let Some(read) = read else {
                 if Deadline::now() >= deadline {
@@ -253,7 +254,7 @@ pub async fn serve<S: ClientIo>(
             let mut client = Client {
                 stream: &mut stream,
                 ahead: &mut ahead,
-                timer: &mut exchanges,
+                timer: &mut timer,
                 scratch: &mut scratch,
                 stop,
             };
@@ -282,7 +283,7 @@ pub async fn serve<S: ClientIo>(
             let read = tokio::select! {
                 biased;
                 read = stream.read_some(&mut buf) => read,
-                () = idle.until(Deadline::now() + listener.body_idle_timeout) => return Ended::Closed,
+                () = timer.until(Deadline::now() + listener.body_idle_timeout) => return Ended::Closed,
             };
             if !matches!(read, Ok(n) if n > 0) {
                 return Ended::Closed;
@@ -297,8 +298,8 @@ pub async fn serve<S: ClientIo>(
     }
 }
 
-/// The client's connection, the bytes it sent past the current request, the timer of
-/// upstream exchanges, and the gateway's stop signal.
+/// The client's connection, the bytes it sent past the current request, the connection's
+/// timer (for its upstream exchanges), and the gateway's stop signal.
 struct Client<'c, S> {
     stream: &'c mut S,
     ahead: &'c mut BytesMut,
