@@ -11,8 +11,10 @@
 //! general server (hyper: HTTP/2, upgrades, chunked and large bodies), which serves it
 //! from then on.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -99,9 +101,14 @@ pub enum Ended<S> {
 
 /// A connection's timer, re-armed lazily: a deadline later than the one armed costs nothing
 /// until the timer fires early and finds it moved; only an earlier deadline resets it.
+/// Polled again by the task whose waker it holds, while the timer has neither fired nor
+/// been re-armed, it answers from the timer's state alone: the waker registered at the last
+/// poll is still the one the timer will wake.
 struct LazyTimer {
     sleep: Pin<Box<tokio::time::Sleep>>,
     armed: Deadline,
+    /// The waker the armed timer holds, once polled since it was armed.
+    waker: Option<Waker>,
 }
 
 type Deadline = tokio::time::Instant;
@@ -111,6 +118,7 @@ impl LazyTimer {
         Self {
             sleep: Box::pin(tokio::time::sleep_until(deadline)),
             armed: deadline,
+            waker: None,
         }
     }
 
@@ -120,7 +128,7 @@ impl LazyTimer {
             if self.armed > deadline {
                 self.arm(deadline);
             }
-            self.sleep.as_mut().await;
+            std::future::poll_fn(|cx| self.poll_armed(cx)).await;
             if Deadline::now() >= deadline {
                 return;
             }
@@ -128,9 +136,31 @@ impl LazyTimer {
         }
     }
 
+    /// Whether the armed deadline has passed.
+    fn poll_armed(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if let Some(waker) = &self.waker {
+            if waker.will_wake(cx.waker()) && !self.sleep.is_elapsed() {
+                return Poll::Pending;
+            }
+        }
+        match self.sleep.as_mut().poll(cx) {
+            Poll::Ready(()) => {
+                self.waker = None;
+                Poll::Ready(())
+            }
+            Poll::Pending => {
+                if !self.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                    self.waker = Some(cx.waker().clone());
+                }
+                Poll::Pending
+            }
+        }
+    }
+
     fn arm(&mut self, deadline: Deadline) {
         self.sleep.as_mut().reset(deadline);
         self.armed = deadline;
+        self.waker = None;
     }
 }
 

@@ -535,24 +535,42 @@ async fn an_idle_upstream_connection_closed_by_its_peer_is_not_reused() {
 
 #[tokio::test]
 async fn a_lazy_timer_fires_at_each_deadline_moved_later_or_earlier() {
-    let start = Deadline::now();
-    let mut timer = LazyTimer::new(start + Duration::from_millis(20));
-    // Later than armed: it fires early, finds the deadline moved, and waits on.
-    timer.until(start + Duration::from_millis(60)).await;
-    assert!(start.elapsed() >= Duration::from_millis(60));
-    let far = Deadline::now() + Duration::from_secs(30);
-    tokio::select! {
-        () = timer.until(far) => panic!("fired 30 s early"),
-        () = tokio::time::sleep(Duration::from_millis(20)) => {}
-    }
-    // Earlier than armed: it is reset.
-    let near = Deadline::now();
-    timer.until(near + Duration::from_millis(40)).await;
-    let waited = near.elapsed();
-    assert!(
-        waited >= Duration::from_millis(40) && waited < Duration::from_secs(10),
-        "{waited:?}"
-    );
+    // A timer that never wakes its task fails the test instead of holding it.
+    let checks = async {
+        let start = Deadline::now();
+        let mut timer = LazyTimer::new(start + Duration::from_millis(20));
+        // Later than armed: it fires early, finds the deadline moved, and waits on.
+        timer.until(start + Duration::from_millis(60)).await;
+        assert!(start.elapsed() >= Duration::from_millis(60));
+        let far = Deadline::now() + Duration::from_secs(30);
+        tokio::select! {
+            () = timer.until(far) => panic!("fired 30 s early"),
+            () = tokio::time::sleep(Duration::from_millis(20)) => {}
+        }
+        // Earlier than armed: it is reset.
+        let near = Deadline::now();
+        timer.until(near + Duration::from_millis(40)).await;
+        let waited = near.elapsed();
+        assert!(
+            waited >= Duration::from_millis(40) && waited < Duration::from_secs(10),
+            "{waited:?}"
+        );
+        // Polled again and again by the same task before it fires (answered from the timer's
+        // state, not polling it), then awaited alone: the waker of its first poll wakes it.
+        let at = Deadline::now() + Duration::from_millis(80);
+        for _ in 0..5 {
+            tokio::select! {
+                biased;
+                () = timer.until(at) => panic!("fired early"),
+                () = tokio::time::sleep(Duration::from_millis(5)) => {}
+            }
+        }
+        timer.until(at).await;
+        assert!(Deadline::now() >= at);
+    };
+    tokio::time::timeout(Duration::from_secs(20), checks)
+        .await
+        .expect("the timer woke its task at each deadline");
 }
 
 #[test]
