@@ -103,7 +103,8 @@ pub enum Ended<S> {
 /// until the timer fires early and finds it moved; only an earlier deadline resets it.
 /// Polled again by the task whose waker it holds, while the timer has neither fired nor
 /// been re-armed, it answers from the timer's state alone: the waker registered at the last
-/// poll is still the one the timer will wake.
+/// poll (made outside the task's budget, so that it does register) is still the one the
+/// timer will wake.
 struct LazyTimer {
     sleep: Pin<Box<tokio::time::Sleep>>,
     armed: Deadline,
@@ -143,7 +144,9 @@ impl LazyTimer {
                 return Poll::Pending;
             }
         }
-        match self.sleep.as_mut().poll(cx) {
+        // Polled outside the task's budget: a `Sleep` out of budget answers `Pending` without
+        // holding the waker, which the polls after this one count on.
+        match std::pin::pin!(tokio::task::unconstrained(self.sleep.as_mut())).poll(cx) {
             Poll::Ready(()) => {
                 self.waker = None;
                 Poll::Ready(())

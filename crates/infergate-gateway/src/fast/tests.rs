@@ -573,6 +573,29 @@ async fn a_lazy_timer_fires_at_each_deadline_moved_later_or_earlier() {
         .expect("the timer woke its task at each deadline");
 }
 
+/// A timer first polled when its task has used up its turn's budget (tokio's `Sleep` then
+/// answers `Pending` without holding the task's waker) still wakes its task at its deadline.
+#[tokio::test]
+async fn a_lazy_timer_polled_without_budget_still_wakes_its_task() {
+    let at = Deadline::now() + Duration::from_millis(50);
+    let mut timer = LazyTimer::new(at);
+    std::future::poll_fn(|cx| {
+        // Spends the rest of this turn's budget.
+        while std::pin::pin!(tokio::task::consume_budget())
+            .poll(cx)
+            .is_ready()
+        {}
+        let until = std::pin::pin!(timer.until(at));
+        assert!(until.poll(cx).is_pending());
+        std::task::Poll::Ready(())
+    })
+    .await;
+    tokio::time::timeout(Duration::from_secs(10), timer.until(at))
+        .await
+        .expect("the timer woke its task");
+    assert!(Deadline::now() >= at);
+}
+
 #[test]
 fn header_lines_are_copied_in_runs_or_rewritten_when_not_plain() {
     let head = b"GET /v1/x HTTP/1.1\r\nHost: gw\r\nX-A:1\r\nX-B:  2\r\nAuthorization: SDK-HMAC-SHA256 x\r\nX-C: 3 \r\nX-T:\tv\r\nX-E:\r\nX-F: 6\r\n\r\n";
