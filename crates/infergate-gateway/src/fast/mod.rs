@@ -152,9 +152,7 @@ impl LazyTimer {
                 Poll::Ready(())
             }
             Poll::Pending => {
-                if !self.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
-                    self.waker = Some(cx.waker().clone());
-                }
+                self.waker = Some(cx.waker().clone());
                 Poll::Pending
             }
         }

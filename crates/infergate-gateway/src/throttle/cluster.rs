@@ -12,8 +12,9 @@
 //! Redis.
 //!
 //! Without Redis a node keeps counting locally, each limit divided by the nodes that were
-//! last seen alive (rounded down), until the end of the window in which Redis went away (what each node
-//! admitted meanwhile is known to it alone); the next window is counted in Redis again.
+//! last seen alive (rounded down), until the end of the window in which Redis went away
+//! (what each node admitted meanwhile is known to it alone); the next window is counted in
+//! Redis again.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
