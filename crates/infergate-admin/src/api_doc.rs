@@ -137,14 +137,23 @@ const REQUIRED: &[(&str, &[&str])] = &[("ThrottleBody", &["api_call_limits", "ti
 const UPSTREAM_PATTERN: &str =
     "^[Hh][Tt][Tt][Pp][Ss]?://[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*(:[1-9][0-9]{0,3})?(/[A-Za-z0-9._~-]+)*/?$";
 
+/// An `api_path`'s constraints: the spec's pattern, less what the gateway would refuse to
+/// route.
+fn api_path_schema() -> Value {
+    json!({"pattern": rules::API_PATH_PATTERN, "maxLength": 255,
+           "not": {"pattern": rules::API_PATH_REFUSED_PATTERN}})
+}
+
 /// Body fields' rules: (schema, property, constraints merged into the property).
 fn field_rules() -> Vec<(&'static str, &'static str, Value)> {
     let limit = json!({"minimum": 1, "maximum": MAX_LIMIT});
     let password =
         json!({"minLength": rules::PASSWORD_CHARS.0, "maxLength": rules::PASSWORD_CHARS.1});
-    let upstream = json!({"items": {"type": "string", "pattern": UPSTREAM_PATTERN},
+    let upstream = json!({"items": {"type": "string", "pattern": UPSTREAM_PATTERN,
+                                    "maxLength": rules::MAX_UPSTREAM_URL},
                           "minItems": 1, "maxItems": rules::MAX_UPSTREAMS});
     let timeout = json!({"minimum": 1, "maximum": rules::MAX_TIMEOUT_MS});
+    let api_path = api_path_schema();
     vec![
         (
             "CreateAppRequest",
@@ -183,7 +192,7 @@ fn field_rules() -> Vec<(&'static str, &'static str, Value)> {
         (
             "CreateApiRequest",
             "api_path",
-            json!({"pattern": rules::API_PATH_PATTERN, "maxLength": 255}),
+            api_path,
         ),
         (
             "CreateApiRequest",
@@ -400,7 +409,11 @@ mod tests {
                 rules::app_name(s).is_ok()
             }),
             (
-                json!({"type": "string", "pattern": rules::API_PATH_PATTERN, "maxLength": 255}),
+                {
+                    let mut schema = api_path_schema();
+                    schema["type"] = json!("string");
+                    schema
+                },
                 |s| rules::api_path("api_path", s).is_ok(),
             ),
             (pattern(rules::PROJECT_ID_PATTERN), |s| {

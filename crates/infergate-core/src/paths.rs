@@ -1,9 +1,112 @@
-//! Who owns an `api_path`. `/v1/infers/{service_id}` and everything under it belong to that
+//! Which request paths are safe to route and forward ([`path_problem`]), and who owns an
+//! `api_path`. `/v1/infers/{service_id}` and everything under it belong to that
 //! service; any other path belongs to the project that registered it first, and no API of
 //! another project may sit at, above or below it (at segment boundaries). The store applies
 //! [`check_ownership`] in the transaction that creates an API; the gateway applies
 //! [`service_namespace`] when it routes, so a call under a service's namespace never reaches
 //! an API of another service.
+
+/// How many times an upstream may decode a path, as far as [`path_problem`] looks: once is
+/// the rule, twice happens (a proxy and then the application), more is refused by nothing
+/// we know of but costs little to cover.
+const DECODINGS: usize = 3;
+
+/// Why `path` could reach something other than what its text names once an upstream
+/// normalises or decodes it (once, twice or three times), if it could:
+/// - `.` and `..` segments, also with path parameters (`..;x`, which servers that strip
+///   parameters before normalising, as Tomcat and Jetty do, read as `..`);
+/// - a raw backslash, NUL or any control byte;
+/// - a `%` not followed by two hex digits (`%2%65` is `%2e` to an upstream that decodes
+///   twice, `%u002e` a dot to IIS);
+/// - a dot, slash, backslash or control byte that any decoding yields (`%2e`, `%2F`,
+///   `%252e`, `%25%32%65`, any case);
+/// - the overlong UTF-8 lead bytes `%C0` and `%C1` (`%c0%ae` is a dot to a lax decoder).
+///
+/// The gateway routes and forwards a path only after this check, and the management API
+/// refuses an `api_path` it would fail.
+pub fn path_problem(path: &str) -> Option<&'static str> {
+    let bytes = path.as_bytes();
+    if bytes.first() != Some(&b'/') {
+        return Some("the path must start with /");
+    }
+    // Most paths hold none of the bytes the rules below look at: one pass over the whole
+    // path without an early exit (which the compiler turns into vector code) clears them.
+    let suspect = |b: u8| b < 0x20 || b == 0x7f || b == b'\\' || b == b'%' || b == b'.';
+    if !bytes.iter().fold(false, |seen, &b| seen | suspect(b)) {
+        return None;
+    }
+    if let Some(&b) = bytes.iter().find(|&&b| b < 0x20 || b == 0x7f || b == b'\\') {
+        return Some(if b == b'\\' {
+            "the path holds a backslash"
+        } else {
+            "the path holds a control byte"
+        });
+    }
+    if bytes.contains(&b'%') {
+        if let Some(why) = encoded_problem(bytes) {
+            return Some(why);
+        }
+    }
+    // Most paths hold no dot at all: one search, no split.
+    let dot_segment = bytes.contains(&b'.')
+        && bytes.split(|&b| b == b'/').any(|segment| {
+            let name = segment.split(|&b| b == b';').next().unwrap_or(segment);
+            name == b"." || name == b".."
+        });
+    dot_segment.then_some("the path holds a . or .. segment")
+}
+
+/// What decoding `bytes` up to [`DECODINGS`] times yields that [`path_problem`] refuses.
+fn encoded_problem(bytes: &[u8]) -> Option<&'static str> {
+    let mut at = 0;
+    while let Some(found) = bytes[at..].iter().position(|&b| b == b'%') {
+        at += found;
+        if hex_at(bytes, at + 1).is_none() {
+            return Some("the path holds a % not followed by two hex digits");
+        }
+        at += 3;
+    }
+    let mut current = bytes.to_vec();
+    for _ in 0..DECODINGS {
+        let mut decoded = Vec::with_capacity(current.len());
+        let mut i = 0;
+        while i < current.len() {
+            match (current[i], hex_at(&current, i + 1)) {
+                (b'%', Some(b)) => {
+                    if matches!(b, b'.' | b'/' | b'\\' | 0..0x20 | 0x7f) {
+                        return Some(
+                            "the path holds an encoded dot, slash, backslash or control byte",
+                        );
+                    }
+                    if matches!(b, 0xc0 | 0xc1) {
+                        return Some("the path holds an overlong UTF-8 byte (%C0, %C1)");
+                    }
+                    decoded.push(b);
+                    i += 3;
+                }
+                (b, _) => {
+                    decoded.push(b);
+                    i += 1;
+                }
+            }
+        }
+        if decoded.len() == current.len() || !decoded.contains(&b'%') {
+            // Nothing decoded, or nothing left to decode.
+            return None;
+        }
+        current = decoded;
+    }
+    None
+}
+
+/// The byte the two hex digits at `at` write, if they are there.
+fn hex_at(bytes: &[u8], at: usize) -> Option<u8> {
+    let digit = |b: u8| (b as char).to_digit(16);
+    match bytes.get(at..at + 2)? {
+        &[hi, lo] => Some((digit(hi)? * 16 + digit(lo)?) as u8),
+        _ => None,
+    }
+}
 
 /// Where every service's own namespace begins.
 pub const INFERS_PREFIX: &str = "/v1/infers/";
@@ -88,6 +191,38 @@ pub fn check_ownership<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn paths_that_decode_into_other_paths_are_refused_and_say_why() {
+        let refused = [
+            ("/a/%2e%2e/b", "encoded dot"),
+            ("/a/%252e%252e/b", "encoded dot"),
+            ("/a/%2%65%2%65/b", "not followed by two hex digits"),
+            ("/a/%%32%65/b", "not followed by two hex digits"),
+            ("/a/%25%32%65%25%32%65/b", "encoded dot"),
+            ("/a/%25252f", "encoded dot, slash"),
+            ("/a/%u002e", "not followed by two hex digits"),
+            ("/a/%c0%ae%c0%ae/b", "overlong"),
+            ("/a/%", "not followed by two hex digits"),
+            ("/a/..;x/b", ". or .. segment"),
+            ("/a\\b", "backslash"),
+            ("/a\u{1}", "control byte"),
+            ("a", "must start with /"),
+        ];
+        for (path, why) in refused {
+            let got = path_problem(path).unwrap_or_else(|| panic!("{path:?} passed"));
+            assert!(got.contains(why), "{path:?}: {got}");
+        }
+        for path in [
+            "/",
+            "/v1/infers/s/chat/completions",
+            "/a.b/..c/%41%25zz",
+            "/a/%e4%bd%a0",
+            "/a/%2Db",
+        ] {
+            assert_eq!(path_problem(path), None, "{path:?}");
+        }
+    }
 
     #[test]
     fn namespaces_are_read_from_the_first_segment_after_the_prefix() {

@@ -35,6 +35,8 @@ pub type FieldResult<T> = Result<T, FieldError>;
 pub const DEFAULT_TIMEOUT_MS: u64 = 40_000;
 pub const MAX_TIMEOUT_MS: u64 = 600_000;
 pub const MAX_UPSTREAMS: usize = 16;
+/// The longest upstream URL: its base path starts every request line sent to it.
+pub const MAX_UPSTREAM_URL: usize = 2048;
 
 fn is_ident_start(c: char) -> bool {
     c.is_ascii_alphabetic()
@@ -67,6 +69,12 @@ pub const SERVICE_NAME_PATTERN: &str = "^[A-Za-z][A-Za-z0-9_-]{0,63}$";
 pub const API_NAME_PATTERN: &str = "^[A-Za-z][A-Za-z0-9_]{2,254}$";
 pub const APP_NAME_PATTERN: &str = "^[A-Za-z][A-Za-z0-9_]{2,63}$";
 pub const API_PATH_PATTERN: &str = "^([/][A-Za-z0-9_%*.-]+){1,255}$";
+/// What [`api_path`] refuses beyond [`API_PATH_PATTERN`] that a pattern can say: a `.` or
+/// `..` segment, a `%` not followed by two hex digits. (It also refuses escapes that decode,
+/// once or more, to a dot, slash, backslash or control byte: see
+/// [`crate::paths::path_problem`].)
+pub const API_PATH_REFUSED_PATTERN: &str =
+    "(^|/)[.]{1,2}(/|$)|%([^0-9A-Fa-f]|[0-9A-Fa-f][^0-9A-Fa-f]|[0-9A-Fa-f]?$)";
 pub const PROJECT_ID_PATTERN: &str = "^[A-Za-z0-9-]{1,64}$";
 pub const USER_NAME_PATTERN: &str = "^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$";
 pub const PROJECT_NAME_PATTERN: &str = "^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$";
@@ -131,10 +139,16 @@ pub fn api_path(field: &str, value: &str) -> FieldResult<()> {
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || "_%*.-".contains(c))
     });
-    if ok {
-        Ok(())
-    } else {
-        Err(FieldError::new(field, rule))
+    if !ok {
+        return Err(FieldError::new(field, rule));
+    }
+    // A path the gateway refuses to route would take no call.
+    match crate::paths::path_problem(value) {
+        None => Ok(()),
+        Some(why) => Err(FieldError::new(
+            field,
+            format!("{why}: an API path is refused where the gateway would refuse its calls"),
+        )),
     }
 }
 
@@ -166,6 +180,12 @@ pub fn api_url(value: &str) -> FieldResult<String> {
 /// credentials, query or fragment. Returned normalised without a trailing `/`.
 pub fn upstream(index: usize, value: &str) -> FieldResult<String> {
     let field = format!("upstreams[{index}]");
+    if value.len() > MAX_UPSTREAM_URL {
+        return Err(FieldError::new(
+            &field,
+            format!("must be at most {MAX_UPSTREAM_URL} characters"),
+        ));
+    }
     let url = Url::parse(value.trim()).map_err(|e| {
         FieldError::new(
             &field,
@@ -485,7 +505,22 @@ mod tests {
         )
         .is_ok());
         assert!(api_path("api_path", "/a").is_ok());
-        for bad in ["", "/", "a/b", "/a//b", "/a/", "/a b", "/a?x=1"] {
+        for bad in [
+            "",
+            "/",
+            "a/b",
+            "/a//b",
+            "/a/",
+            "/a b",
+            "/a?x=1",
+            "/v1/infers/s/%2e%2e",
+            "/v1/infers/s/..",
+            "/a/./b",
+            "/a/%2",
+            "/a/%2%65%2%65",
+            "/a/%252f",
+            "/a/%c0%ae",
+        ] {
             assert!(api_path("api_path", bad).is_err(), "{bad:?}");
         }
         assert!(api_path("api_path", &format!("/{}", "a".repeat(255))).is_err());
@@ -533,5 +568,10 @@ mod tests {
             assert_eq!(err.field, "upstreams[2]");
         }
         assert!(upstreams(&[]).is_err());
+        let long = format!("http://h/{}", "a".repeat(MAX_UPSTREAM_URL));
+        let err = upstream(0, &long).expect_err("too long");
+        assert!(err.rule.contains("at most 2048"), "{}", err.rule);
+        let longest = format!("http://h/{}", "a".repeat(MAX_UPSTREAM_URL - 9));
+        assert!(upstream(0, &longest).is_ok());
     }
 }

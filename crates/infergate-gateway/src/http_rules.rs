@@ -582,57 +582,14 @@ pub(crate) fn retry_after_seconds(value: &[u8]) -> Option<u64> {
 // === Paths ===
 
 /// Refuses a path that could reach something other than what its text names once an
-/// upstream normalises or decodes it: `.` and `..` segments, also with path parameters
-/// (`..;x`, which servers that strip parameters before normalising, as Tomcat and Jetty
-/// do, read as `..`), percent-encoded dots, slashes and backslashes (`%2e`, `%2f`, `%5c`,
-/// any case), also encoded twice (`%252e`, for an upstream that decodes twice), encoded
-/// control bytes, a raw backslash, NUL or any control byte. Routing and forwarding use the
+/// upstream normalises or decodes it, by the rule of [`infergate_core::paths::path_problem`]
+/// (which the management API applies to `api_path` too). Routing and forwarding use the
 /// path only after this check.
 pub(crate) fn check_path(path: &str) -> Result<(), GatewayError> {
-    let bytes = path.as_bytes();
-    if bytes.first() != Some(&b'/') {
-        return Err(bad_path("the path must start with /"));
+    match infergate_core::paths::path_problem(path) {
+        None => Ok(()),
+        Some(why) => Err(bad_path(why)),
     }
-    // Most paths hold none of the bytes the rules below look at: one pass over the whole
-    // path without an early exit (which the compiler turns into vector code) clears them.
-    let suspect = |b: u8| b < 0x20 || b == 0x7f || b == b'\\' || b == b'%' || b == b'.';
-    if !bytes.iter().fold(false, |seen, &b| seen | suspect(b)) {
-        return Ok(());
-    }
-    if let Some(&b) = bytes.iter().find(|&&b| b < 0x20 || b == 0x7f || b == b'\\') {
-        return Err(bad_path(if b == b'\\' {
-            "the path holds a backslash"
-        } else {
-            "the path holds a control byte"
-        }));
-    }
-    let hex_at = |at: usize| {
-        bytes
-            .get(at..at + 2)
-            .and_then(|pair| std::str::from_utf8(pair).ok())
-            .and_then(|pair| u8::from_str_radix(pair, 16).ok())
-    };
-    let unsafe_byte = |b: u8| matches!(b, b'.' | b'/' | b'\\' | 0..0x20 | 0x7f);
-    for at in memchr::memchr_iter(b'%', bytes) {
-        let decoded = hex_at(at + 1);
-        // `%25` and then the hex of one of them: the same byte, encoded twice.
-        let twice = decoded == Some(b'%') && hex_at(at + 3).is_some_and(unsafe_byte);
-        if decoded.is_some_and(unsafe_byte) || twice {
-            return Err(bad_path(
-                "the path holds an encoded dot, slash, backslash or control byte",
-            ));
-        }
-    }
-    // Most paths hold no dot at all: one search, no split.
-    let dot_segment = memchr::memchr(b'.', bytes).is_some()
-        && bytes.split(|&b| b == b'/').any(|segment| {
-            let name = segment.split(|&b| b == b';').next().unwrap_or(segment);
-            name == b"." || name == b".."
-        });
-    if dot_segment {
-        return Err(bad_path("the path holds a . or .. segment"));
-    }
-    Ok(())
 }
 
 fn bad_path(why: &str) -> GatewayError {

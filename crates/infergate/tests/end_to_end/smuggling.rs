@@ -483,6 +483,16 @@ const CORPUS: &[(&str, &[u8], Want)] = &[
         Want::Refused,
     ),
     (
+        "dots that a second decoding completes",
+        b"GET {P}/%2%65%2%65/%%32%65%%32%65/%25%32%65%25%32%65/internal HTTP/1.1\r\nHost: gw\r\n\r\n",
+        Want::Refused,
+    ),
+    (
+        "overlong UTF-8 dots",
+        b"GET {P}/%c0%ae%c0%ae/internal HTTP/1.1\r\nHost: gw\r\n\r\n",
+        Want::Refused,
+    ),
+    (
         "dot segments with path parameters",
         b"GET {P}/..;/..;x=1/internal HTTP/1.1\r\nHost: gw\r\n\r\n",
         Want::Refused,
