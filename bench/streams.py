@@ -17,7 +17,7 @@ either proxy (the clients and the upstream share one core): the run repeats it `
 times, the two proxies taking turns going first, and compares the medians. Listen-queue
 overflows the kernel counted during each burst are printed beside it.
 
-usage: python3 bench/streams.py [--streams 2000] [--events 30] [--rounds 5] [--no-build]
+usage: python3 bench/streams.py [--streams 2000] [--events 30] [--rounds 5] [--paired] [--no-build]
 """
 
 import argparse
@@ -46,50 +46,76 @@ def listen_overflows():
     return 0
 
 
+class Burst:
+    """One burst of streams through `url`, started at once; `result` waits for its end and
+    gives what the clients saw and what the proxy spent. Two bursts started one after the
+    other run together (the paired mode)."""
+
+    def __init__(self, args, name, pid, url, extra=()):
+        self.args, self.name, self.pid = args, name, pid
+        self.before = rss_kib(pid) if pid else 0
+        self.cpu0 = run.cpu_seconds(pid) if pid else 0.0
+        self.overflows0 = listen_overflows()
+        self.peak = self.before
+        self.done = threading.Event()
+        self.watcher = threading.Thread(target=self.watch)
+        if pid:
+            self.watcher.start()
+        self.proc = subprocess.Popen(
+            ["taskset", "-c", args.load_core, args.load, url, "--streams",
+             "--connections", str(args.streams), *extra],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def watch(self):
+        while not self.done.wait(0.05):
+            self.peak = max(self.peak, rss_kib(self.pid))
+
+    def result(self):
+        stdout, stderr = self.proc.communicate()
+        self.done.set()
+        if self.pid:
+            self.watcher.join()
+        if self.proc.returncode != 0:
+            sys.exit(f"bench: infergate-load failed: {stderr.strip()}")
+        r = json.loads(stdout.strip().splitlines()[-1])
+        if r["ok"] and r["stamped"] < r["ok"] * 0.9:
+            sys.exit(f"bench: the kernel stamped the first event of only {r['stamped']} of "
+                     f"{r['ok']} streams (SO_TIMESTAMPING)")
+        events = r["ok"] * self.args.events
+        cpu = (run.cpu_seconds(self.pid) - self.cpu0) if self.pid else 0.0
+        return {
+            "name": self.name, "ok": r["ok"], "failed": r["non_2xx"] + r["errors"],
+            # As the kernel received them (what the proxy did), and as the client read them
+            # (later by however long the client itself was busy with the burst).
+            "first_p50": r["kernel_p50_us"], "first_p99": r["kernel_p99_us"],
+            "gap_p50": r["kernel_gap_p50_us"], "gap_p99": r["kernel_gap_p99_us"],
+            "read_p50": r["p50_us"], "read_p99": r["p99_us"],
+            "read_gap_p99": r["gap_p99_us"], "stamped": r["stamped"],
+            # When the requests were written, from the client's start (it connects every
+            # stream, then writes each request as its connection opens).
+            "sent_p50": r["sent_at_p50_us"], "sent_p99": r["sent_at_p99_us"],
+            "cpu_per_event": cpu * 1e6 / events if events else 0.0,
+            "rss_per_stream": (self.peak - self.before) / self.args.streams if self.pid else 0.0,
+            "before": self.before,
+            "after": rss_kib(self.pid) if self.pid else 0,
+            "overflows": listen_overflows() - self.overflows0,
+        }
+
+
 def measure(args, name, pid, url, extra=()):
     """Opens the streams through `url`; what the clients saw and what the proxy spent."""
-    before = rss_kib(pid) if pid else 0
-    cpu0 = run.cpu_seconds(pid) if pid else 0.0
-    overflows0 = listen_overflows()
-    peak = [before]
-    done = threading.Event()
-
-    def watch():
-        while not done.wait(0.05):
-            peak[0] = max(peak[0], rss_kib(pid))
-
-    watcher = threading.Thread(target=watch)
-    if pid:
-        watcher.start()
-    out = subprocess.run(["taskset", "-c", args.load_core, args.load, url, "--streams",
-                          "--connections", str(args.streams), *extra],
-                         capture_output=True, text=True)
-    done.set()
-    if pid:
-        watcher.join()
-    if out.returncode != 0:
-        sys.exit(f"bench: infergate-load failed: {out.stderr.strip()}")
-    r = json.loads(out.stdout.strip().splitlines()[-1])
-    if r["ok"] and r["stamped"] < r["ok"] * 0.9:
-        sys.exit(f"bench: the kernel stamped the first event of only {r['stamped']} of "
-                 f"{r['ok']} streams (SO_TIMESTAMPING)")
-    events = r["ok"] * args.events
-    cpu = (run.cpu_seconds(pid) - cpu0) if pid else 0.0
+    result = Burst(args, name, pid, url, extra).result()
     time.sleep(0.5)
-    return {
-        "name": name, "ok": r["ok"], "failed": r["non_2xx"] + r["errors"],
-        # As the kernel received them (what the proxy did), and as the client read them
-        # (later by however long the client itself was busy with the burst).
-        "first_p50": r["kernel_p50_us"], "first_p99": r["kernel_p99_us"],
-        "gap_p50": r["kernel_gap_p50_us"], "gap_p99": r["kernel_gap_p99_us"],
-        "read_p50": r["p50_us"], "read_p99": r["p99_us"],
-        "read_gap_p99": r["gap_p99_us"], "stamped": r["stamped"],
-        "cpu_per_event": cpu * 1e6 / events if events else 0.0,
-        "rss_per_stream": (peak[0] - before) / args.streams if pid else 0.0,
-        "before": before,
-        "after": rss_kib(pid) if pid else 0,
-        "overflows": listen_overflows() - overflows0,
-    }
+    return result
+
+
+def measure_paired(args, targets, order):
+    """The bursts of `order` started together (the second a moment after the first), each
+    proxy on the proxy core beside the other, as the pair runs of `run.py` load them."""
+    bursts = [Burst(args, name, *targets[name]) for name in order]
+    results = {b.name: b.result() for b in bursts}
+    time.sleep(0.5)
+    return results
 
 
 def median(values):
@@ -103,6 +129,10 @@ def main():
     ap.add_argument("--rounds", type=int, default=5,
                     help="bursts through each proxy; the two proxies take turns going first")
     ap.add_argument("--no-build", action="store_true")
+    ap.add_argument("--paired", action="store_true",
+                    help="each round, the two proxies' bursts at the same moment, both proxies "
+                    "on the proxy core (after the direct burst alone), instead of one after "
+                    "the other")
     ap.add_argument("--proxy-core", default="0")
     ap.add_argument("--load-core", default="1")
     args = ap.parse_args()
@@ -141,20 +171,33 @@ def main():
             # The proxies take turns going first: whatever the one before leaves behind
             # (sockets closing, memory the kernel reclaims) falls on each alike.
             order = [names[0], *(names[1:] if i % 2 == 0 else names[:0:-1])]
-            rounds.append({name: measure(args, name, *targets[name]) for name in order})
+            if args.paired:
+                round_ = {names[0]: measure(args, names[0], *targets[names[0]])}
+                round_.update(measure_paired(args, targets, order[1:]))
+            else:
+                round_ = {name: measure(args, name, *targets[name]) for name in order}
+            rounds.append(round_)
             rounds[-1]["order"] = order
     finally:
         procs.stop()
+    paired = " --paired" if args.paired else ""
     print(f"{args.streams} event streams opened at once, {args.events} events 100 ms apart, "
           f"{args.rounds} rounds (`python3 bench/streams.py --streams {args.streams} "
-          f"--events {args.events} --rounds {args.rounds}`; {run.machine()}; "
+          f"--events {args.events} --rounds {args.rounds}{paired}`; {run.machine()}; "
           f"commit {run.git_commit()})\n")
-    print("Each round, one burst straight to the upstream, then one through each proxy (they "
-          "take turns going first); first events in ms from the moment each request was sent:\n")
+    if args.paired:
+        print("Each round, one burst straight to the upstream, then one through each proxy at "
+              "the same moment, both proxies on the proxy core (the one started first takes "
+              "turns); first events in ms from the moment each request was sent:\n")
+    else:
+        print("Each round, one burst straight to the upstream, then one through each proxy "
+              "(they take turns going first); first events in ms from the moment each request "
+              "was sent:\n")
     print("| round | first | infergate p50 / p99 | nginx p50 / p99 | direct p50 / p99 "
           "| as read: infergate / nginx p50 | gap p99 infergate / nginx "
+          "| requests written p50 infergate / nginx "
           "| listen overflows direct / infergate / nginx |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
     for i, r in enumerate(rounds, 1):
         ig, ngx, direct = r[names[1]], r[names[2]], r[names[0]]
         first = "infergate" if r["order"][1] == names[1] else "nginx"
@@ -163,6 +206,7 @@ def main():
               f"| {direct['first_p50'] / 1000:.1f} / {direct['first_p99'] / 1000:.1f} "
               f"| {ig['read_p50'] / 1000:.1f} / {ngx['read_p50'] / 1000:.1f} "
               f"| {ig['gap_p99'] / 1000:.1f} / {ngx['gap_p99'] / 1000:.1f} "
+              f"| {ig['sent_p50'] / 1000:.1f} / {ngx['sent_p50'] / 1000:.1f} "
               f"| {direct['overflows']} / {ig['overflows']} / {ngx['overflows']} |")
     print("\nMedians over the rounds (RSS per stream: the first round's, before the process "
           "could reuse memory of an earlier burst):\n")
