@@ -189,11 +189,7 @@ fn field_rules() -> Vec<(&'static str, &'static str, Value)> {
             "api_name",
             json!({"pattern": rules::API_NAME_PATTERN}),
         ),
-        (
-            "CreateApiRequest",
-            "api_path",
-            api_path,
-        ),
+        ("CreateApiRequest", "api_path", api_path),
         (
             "CreateApiRequest",
             "api_remark",
