@@ -227,7 +227,7 @@ pub async fn serve_with<M, S, B>(
     metrics: ConnectionMetrics,
     shutdown: impl Future<Output = ()>,
 ) where
-    M: Fn(ConnInfo) -> S,
+    M: Fn(ConnInfo) -> S + Send + Sync + 'static,
     S: hyper::service::Service<http::Request<ClientBody>, Response = http::Response<B>>
         + Send
         + 'static,
@@ -257,6 +257,8 @@ pub async fn serve_with<M, S, B>(
     let header_timeout = settings.header_timeout;
     let body_idle = settings.body_idle_timeout;
     let graceful = GracefulShutdown::new();
+    // What a connection handed to the general server needs, shared by every connection.
+    let general = Arc::new((builder, make));
     // Tells fast-path connections to close once their call is answered.
     let (stop, stopping) = tokio::sync::watch::channel(false);
     tokio::pin!(shutdown);
@@ -281,30 +283,9 @@ pub async fn serve_with<M, S, B>(
                 };
                 let _ = stream.set_nodelay(true);
                 let info = ConnInfo::new(remote, tls.is_some()).trusting(&settings.trusted_proxies);
-                let inner = make(info.clone());
-                let service = service_fn(move |req: http::Request<Incoming>| {
-                    // What follows a head that asks to switch protocols is not checked as
-                    // requests (see the head guard): unless the answer switches, the
-                    // connection ends with it.
-                    let switching = http_rules::asks_to_switch(
-                        req.method().as_str(),
-                        req.headers().keys().map(|name| name.as_str().as_bytes()),
-                    );
-                    let call = inner.call(req.map(|body| IdleTimeout::new(body, body_idle)));
-                    async move {
-                        let mut response = call.await?;
-                        if switching.is_some_and(|connect| {
-                            !http_rules::switched(connect, response.status().as_u16())
-                        }) {
-                            response.headers_mut().insert(
-                                http::header::CONNECTION,
-                                http::HeaderValue::from_static("close"),
-                            );
-                        }
-                        Ok::<_, S::Error>(response)
-                    }
-                });
-                let builder = builder.clone();
+                // The general server's service and connection are made only for a
+                // connection the fast path hands over: most never are.
+                let general = general.clone();
                 let watcher = graceful.watcher();
                 match &tls {
                     None => {
@@ -315,6 +296,8 @@ pub async fn serve_with<M, S, B>(
                             let Some(io) = http1_first(stream, fast, &info, &mut stopping, header_timeout).await else {
                                 return;
                             };
+                            let (builder, make) = &*general;
+                            let service = general_service(make(info), body_idle);
                             let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service).into_owned();
                             // Allocated once the fast path hands the connection over: a
                             // fast-path connection's task holds none of it.
@@ -345,6 +328,8 @@ pub async fn serve_with<M, S, B>(
                             let Some(io) = http1_first(stream, fast, &info, &mut stopping, header_timeout).await else {
                                 return;
                             };
+                            let (builder, make) = &*general;
+                            let service = general_service(make(info), body_idle);
                             let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service).into_owned();
                             if let Err(err) = Box::pin(watcher.watch(connection)).await {
                                 tracing::debug!(error = %err, "connection ended with an error");
@@ -368,6 +353,50 @@ pub async fn serve_with<M, S, B>(
     {
         tracing::warn!("in-flight calls did not finish within the shutdown grace period");
     }
+}
+
+/// The general server's service for one connection: `inner`, its bodies read under the body
+/// idle timeout, and a connection whose head asked to switch protocols closed after an
+/// answer that does not switch.
+fn general_service<S, B>(
+    inner: S,
+    body_idle: Duration,
+) -> impl hyper::service::Service<
+    http::Request<Incoming>,
+    Response = http::Response<B>,
+    Error = S::Error,
+    Future = impl Future<Output = Result<http::Response<B>, S::Error>> + Send + 'static,
+> + Send
+       + 'static
+where
+    S: hyper::service::Service<http::Request<ClientBody>, Response = http::Response<B>>
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    B: hyper::body::Body,
+{
+    service_fn(move |req: http::Request<Incoming>| {
+        // What follows a head that asks to switch protocols is not checked as requests (see
+        // the head guard): unless the answer switches, the connection ends with it.
+        let switching = http_rules::asks_to_switch(
+            req.method().as_str(),
+            req.headers().keys().map(|name| name.as_str().as_bytes()),
+        );
+        let call = inner.call(req.map(|body| IdleTimeout::new(body, body_idle)));
+        async move {
+            let mut response = call.await?;
+            if switching
+                .is_some_and(|connect| !http_rules::switched(connect, response.status().as_u16()))
+            {
+                response.headers_mut().insert(
+                    http::header::CONNECTION,
+                    http::HeaderValue::from_static("close"),
+                );
+            }
+            Ok(response)
+        }
+    })
 }
 
 /// Serves a new connection on the fast path of `fast` (when given) until it ends or hands
