@@ -51,7 +51,7 @@ class Burst:
     gives what the clients saw and what the proxy spent. Two bursts started one after the
     other run together (the paired mode)."""
 
-    def __init__(self, args, name, pid, url, extra=()):
+    def __init__(self, args, name, pid, url, extra=(), start_at_ms=None):
         self.args, self.name, self.pid = args, name, pid
         self.before = rss_kib(pid) if pid else 0
         self.cpu0 = run.cpu_seconds(pid) if pid else 0.0
@@ -61,9 +61,10 @@ class Burst:
         self.watcher = threading.Thread(target=self.watch)
         if pid:
             self.watcher.start()
+        start = ["--start-at-ms", str(start_at_ms)] if start_at_ms else []
         self.proc = subprocess.Popen(
             ["taskset", "-c", args.load_core, args.load, url, "--streams",
-             "--connections", str(args.streams), *extra],
+             "--connections", str(args.streams), *start, *extra],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
     def watch(self):
@@ -79,7 +80,7 @@ class Burst:
             sys.exit(f"bench: infergate-load failed: {stderr.strip()}")
         r = json.loads(stdout.strip().splitlines()[-1])
         if r["ok"] and r["stamped"] < r["ok"] * 0.9:
-            sys.exit(f"bench: the kernel stamped the first event of only {r['stamped']} of "
+            sys.exit(f"bench: {self.name}: the kernel stamped the first event of only {r['stamped']} of "
                      f"{r['ok']} streams (SO_TIMESTAMPING)")
         events = r["ok"] * self.args.events
         cpu = (run.cpu_seconds(self.pid) - self.cpu0) if self.pid else 0.0
@@ -110,9 +111,11 @@ def measure(args, name, pid, url, extra=()):
 
 
 def measure_paired(args, targets, order):
-    """The bursts of `order` started together (the second a moment after the first), each
-    proxy on the proxy core beside the other, as the pair runs of `run.py` load them."""
-    bursts = [Burst(args, name, *targets[name]) for name in order]
+    """The bursts of `order` started together, each proxy on the proxy core beside the
+    other, as the pair runs of `run.py` load them: each client makes (and signs) its
+    requests, then both open their streams at the same moment."""
+    start_at_ms = int((time.time() + 1.0) * 1000)
+    bursts = [Burst(args, name, *targets[name], start_at_ms=start_at_ms) for name in order]
     results = {b.name: b.result() for b in bursts}
     time.sleep(0.5)
     return results

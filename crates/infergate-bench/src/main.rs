@@ -73,6 +73,11 @@ struct Args {
     /// body frame and the gaps between its frames until it ends.
     #[arg(long)]
     streams: bool,
+    /// With --streams: the requests are made (and signed) first, then the streams open at
+    /// this wall-clock time (Unix milliseconds), so that two clients started together
+    /// begin their bursts at the same moment whatever each spent making its requests.
+    #[arg(long)]
+    start_at_ms: Option<u64>,
     /// Load nothing: serve a `text/event-stream` answer to every request on loopback (an
     /// event every --every-ms, --events of them), printing the address first.
     #[arg(long)]
@@ -435,15 +440,9 @@ async fn first_events(target: Arc<Target>, n: usize) -> Tally {
 /// One stream: a request on a connection of its own (plain HTTP), its first event timed
 /// from the moment it was written, then the gap before each later event, until the answer
 /// ends; each both as the client read it and as the kernel received it (see [`sse`]).
-async fn one_stream(target: Arc<Target>, start: Instant) -> Tally {
+async fn one_stream(addr: SocketAddr, request: Vec<u8>, start: Instant) -> Tally {
     let mut tally = Tally::default();
-    let mut dates = DateCache::default();
-    let Ok(request) = target.request(&mut dates) else {
-        tally.errors += 1;
-        return tally;
-    };
-    let timed = match sse::stream(target.addr, &request_bytes(&request, &target.body), start).await
-    {
+    let timed = match sse::stream(addr, &request, start).await {
         Ok(timed) => timed,
         Err(e) => {
             tally.errors += 1;
@@ -669,8 +668,29 @@ async fn run(args: Args) -> Result<serde_json::Value, String> {
         if target.tls.is_some() {
             return Err("--streams: plain http:// only".into());
         }
-        let tasks: Vec<_> = (0..args.connections)
-            .map(|_| tokio::spawn(one_stream(target.clone(), started)))
+        let _stamps = sse::stamps_on()?;
+        // Every request made before the first connection opens: the burst is connections
+        // and writes alone.
+        let mut dates = DateCache::default();
+        let requests = (0..args.connections)
+            .map(|_| {
+                target
+                    .request(&mut dates)
+                    .map(|request| request_bytes(&request, &target.body))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        // The stamps on, as the kernel's deferred work turns them on.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        if let Some(at) = args.start_at_ms {
+            let at = std::time::UNIX_EPOCH + Duration::from_millis(at);
+            if let Ok(wait) = at.duration_since(std::time::SystemTime::now()) {
+                tokio::time::sleep(wait).await;
+            }
+        }
+        let started = Instant::now();
+        let tasks: Vec<_> = requests
+            .into_iter()
+            .map(|request| tokio::spawn(one_stream(target.addr, request, started)))
             .collect();
         for task in tasks {
             if let Ok(t) = task.await {

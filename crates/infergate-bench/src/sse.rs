@@ -33,6 +33,22 @@ fn micros(d: Duration) -> u32 {
     d.as_micros().min(u128::from(u32::MAX)) as u32
 }
 
+/// Turns the kernel's receive stamps on for as long as the socket it gives is open. The
+/// kernel turns them on for every socket a moment after the first socket asks (deferred
+/// work) and off when the last one closes: a burst whose first answers come within that
+/// moment would find them unstamped. Held through the burst and asked a while before it.
+pub(crate) fn stamps_on() -> Result<std::net::UdpSocket, String> {
+    let socket = std::net::UdpSocket::bind(("127.0.0.1", 0)).map_err(|e| format!("bind: {e}"))?;
+    setsockopt(
+        &socket,
+        sockopt::Timestamping,
+        &(TimestampingFlag::SOF_TIMESTAMPING_RX_SOFTWARE
+            | TimestampingFlag::SOF_TIMESTAMPING_SOFTWARE),
+    )
+    .map_err(|e| format!("SO_TIMESTAMPING: {e}"))?;
+    Ok(socket)
+}
+
 /// Sends `request` on a new connection to `addr` and reads the answer to its end.
 pub(crate) async fn stream(
     addr: std::net::SocketAddr,
