@@ -14,13 +14,17 @@ const DECODINGS: usize = 3;
 /// Why `path` could reach something other than what its text names once an upstream
 /// normalises or decodes it (once, twice or three times), if it could:
 /// - `.` and `..` segments, also with path parameters (`..;x`, which servers that strip
-///   parameters before normalising, as Tomcat and Jetty do, read as `..`);
+///   parameters before normalising, as Tomcat and Jetty do, read as `..`), and those that
+///   a decoding makes (`..%3bx`, `..%3f`: a decoded `;`, `?` or `#` ends a segment's name
+///   for a server that parses the decoded text again);
 /// - a raw backslash, NUL or any control byte;
 /// - a `%` not followed by two hex digits (`%2%65` is `%2e` to an upstream that decodes
-///   twice, `%u002e` a dot to IIS);
+///   twice), and IIS's `%u` escapes however they are encoded (`%25u002e`);
 /// - a dot, slash, backslash or control byte that any decoding yields (`%2e`, `%2F`,
 ///   `%252e`, `%25%32%65`, any case);
-/// - the overlong UTF-8 lead bytes `%C0` and `%C1` (`%c0%ae` is a dot to a lax decoder).
+/// - overlong UTF-8 (`%c0%ae`, `%e0%80%ae`, `%f0%80%80%ae`: a dot to a lax decoder), and
+///   the characters Unicode normalisation (NFKC) turns into a dot, two dots, a slash or a
+///   backslash (`．`, `․`, `‥`, `／`, `＼`), raw or encoded.
 ///
 /// The gateway routes and forwards a path only after this check, and the management API
 /// refuses an `api_path` it would fail.
@@ -31,7 +35,7 @@ pub fn path_problem(path: &str) -> Option<&'static str> {
     }
     // Most paths hold none of the bytes the rules below look at: one pass over the whole
     // path without an early exit (which the compiler turns into vector code) clears them.
-    let suspect = |b: u8| b < 0x20 || b == 0x7f || b == b'\\' || b == b'%' || b == b'.';
+    let suspect = |b: u8| !(0x20..0x7f).contains(&b) || b == b'\\' || b == b'%' || b == b'.';
     if !bytes.iter().fold(false, |seen, &b| seen | suspect(b)) {
         return None;
     }
@@ -42,18 +46,63 @@ pub fn path_problem(path: &str) -> Option<&'static str> {
             "the path holds a control byte"
         });
     }
-    if bytes.contains(&b'%') {
-        if let Some(why) = encoded_problem(bytes) {
-            return Some(why);
-        }
+    if let Some(why) = text_problem(bytes, b";") {
+        return Some(why);
     }
+    if bytes.contains(&b'%') {
+        return encoded_problem(bytes);
+    }
+    None
+}
+
+/// What [`path_problem`] refuses in a path's text, raw or as a decoding left it: a `.` or
+/// `..` segment (its name ending at any of `ends`), an IIS `%u` escape, overlong UTF-8, or
+/// a character that Unicode normalisation turns into a dot, a slash or a backslash.
+fn text_problem(text: &[u8], ends: &[u8]) -> Option<&'static str> {
     // Most paths hold no dot at all: one search, no split.
-    let dot_segment = bytes.contains(&b'.')
-        && bytes.split(|&b| b == b'/').any(|segment| {
-            let name = segment.split(|&b| b == b';').next().unwrap_or(segment);
+    let dot_segment = text.contains(&b'.')
+        && text.split(|&b| b == b'/').any(|segment| {
+            let name = segment
+                .split(|b| ends.contains(b))
+                .next()
+                .unwrap_or(segment);
             name == b"." || name == b".."
         });
-    dot_segment.then_some("the path holds a . or .. segment")
+    if dot_segment {
+        return Some("the path holds a . or .. segment");
+    }
+    if !text.iter().any(|&b| b == b'%' || b >= 0x80) {
+        return None;
+    }
+    for (at, &b) in text.iter().enumerate() {
+        let next = text.get(at + 1).copied().unwrap_or(0);
+        let iis = b == b'%'
+            && matches!(next, b'u' | b'U')
+            && hex_at(text, at + 2).is_some()
+            && hex_at(text, at + 4).is_some();
+        if iis {
+            return Some("the path holds an IIS %u escape");
+        }
+        let overlong = matches!(b, 0xc0 | 0xc1)
+            || (b == 0xe0 && (0x80..=0x9f).contains(&next))
+            || (b == 0xf0 && (0x80..=0x8f).contains(&next));
+        if overlong {
+            return Some("the path holds overlong UTF-8");
+        }
+    }
+    // FULLWIDTH FULL STOP, SOLIDUS, REVERSE SOLIDUS; ONE DOT LEADER, TWO DOT LEADER.
+    const LOOK_ALIKES: [&[u8]; 5] = [
+        "\u{ff0e}".as_bytes(),
+        "\u{ff0f}".as_bytes(),
+        "\u{ff3c}".as_bytes(),
+        "\u{2024}".as_bytes(),
+        "\u{2025}".as_bytes(),
+    ];
+    let look_alike = text.windows(3).any(|w| LOOK_ALIKES.contains(&w));
+    look_alike.then_some(
+        "the path holds a character that Unicode normalisation turns into a dot, slash or \
+         backslash",
+    )
 }
 
 /// What decoding `bytes` up to [`DECODINGS`] times yields that [`path_problem`] refuses.
@@ -78,9 +127,6 @@ fn encoded_problem(bytes: &[u8]) -> Option<&'static str> {
                             "the path holds an encoded dot, slash, backslash or control byte",
                         );
                     }
-                    if matches!(b, 0xc0 | 0xc1) {
-                        return Some("the path holds an overlong UTF-8 byte (%C0, %C1)");
-                    }
                     decoded.push(b);
                     i += 3;
                 }
@@ -90,8 +136,16 @@ fn encoded_problem(bytes: &[u8]) -> Option<&'static str> {
                 }
             }
         }
-        if decoded.len() == current.len() || !decoded.contains(&b'%') {
-            // Nothing decoded, or nothing left to decode.
+        if decoded.len() == current.len() {
+            // Nothing decoded.
+            return None;
+        }
+        // A server that parses the decoded text again ends a segment's name at a `;`, and
+        // its path at a `?` or `#`.
+        if let Some(why) = text_problem(&decoded, b";?#") {
+            return Some(why);
+        }
+        if !decoded.contains(&b'%') {
             return None;
         }
         current = decoded;
@@ -201,9 +255,20 @@ mod tests {
             ("/a/%%32%65/b", "not followed by two hex digits"),
             ("/a/%25%32%65%25%32%65/b", "encoded dot"),
             ("/a/%25252f", "encoded dot, slash"),
-            ("/a/%u002e", "not followed by two hex digits"),
+            ("/a/%u002e", "IIS"),
             ("/a/%c0%ae%c0%ae/b", "overlong"),
             ("/a/%", "not followed by two hex digits"),
+            ("/a/..%3bx/b", ". or .. segment"),
+            ("/a/..%253B/b", ". or .. segment"),
+            ("/a/..%3f", ". or .. segment"),
+            ("/a/.%3b/b", ". or .. segment"),
+            ("/a/..%23x", ". or .. segment"),
+            ("/a/%25u002e%25u002e/b", "IIS"),
+            ("/a/%e0%80%ae%e0%80%ae/b", "overlong"),
+            ("/a/%f0%80%80%ae/b", "overlong"),
+            ("/a/%ef%bc%8e%ef%bc%8e/b", "Unicode normalisation"),
+            ("/a/\u{2025}/b", "Unicode normalisation"),
+            ("/a/%E2%80%A5", "Unicode normalisation"),
             ("/a/..;x/b", ". or .. segment"),
             ("/a\\b", "backslash"),
             ("/a\u{1}", "control byte"),
@@ -218,7 +283,9 @@ mod tests {
             "/v1/infers/s/chat/completions",
             "/a.b/..c/%41%25zz",
             "/a/%e4%bd%a0",
+            "/a/\u{4f60}\u{597d}",
             "/a/%2Db",
+            "/a/%3bx/b%3fc%23d",
         ] {
             assert_eq!(path_problem(path), None, "{path:?}");
         }

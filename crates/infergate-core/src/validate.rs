@@ -171,9 +171,28 @@ pub fn api_url(value: &str) -> FieldResult<String> {
     if !matches!(url.scheme(), "http" | "https") {
         return Err(FieldError::new("api_url", "scheme must be http or https"));
     }
-    let path = url.path().trim_end_matches('/').to_owned();
-    api_path("api_url", &path)?;
-    Ok(path)
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(FieldError::new(
+            "api_url",
+            "must not have a query or fragment: the API path is the URL's path",
+        ));
+    }
+    // The path as written, before the URL parser resolves dot segments and backslashes:
+    // an API lands at the path its caller wrote or nowhere.
+    let written = value
+        .split_once("://")
+        .map(|(_, rest)| rest)
+        .and_then(|rest| rest.find(['/', '\\']).map(|at| &rest[at..]))
+        .unwrap_or("");
+    let path = url.path().trim_end_matches('/');
+    api_path("api_url", written.trim_end_matches('/'))?;
+    if path != written.trim_end_matches('/') {
+        return Err(FieldError::new(
+            "api_url",
+            "must give its path in normal form (as the gateway routes it)",
+        ));
+    }
+    Ok(path.to_owned())
 }
 
 /// An upstream base URL: http or https, a host, an optional port and base path; no
@@ -183,7 +202,7 @@ pub fn upstream(index: usize, value: &str) -> FieldResult<String> {
     if value.len() > MAX_UPSTREAM_URL {
         return Err(FieldError::new(
             &field,
-            format!("must be at most {MAX_UPSTREAM_URL} characters"),
+            format!("must be at most {MAX_UPSTREAM_URL} bytes"),
         ));
     }
     let url = Url::parse(value.trim()).map_err(|e| {
@@ -204,7 +223,14 @@ pub fn upstream(index: usize, value: &str) -> FieldResult<String> {
     if url.query().is_some() || url.fragment().is_some() {
         return Err(FieldError::new(&field, "must not have a query or fragment"));
     }
-    Ok(url.as_str().trim_end_matches('/').to_owned())
+    let normalised = url.as_str().trim_end_matches('/');
+    if normalised.len() > MAX_UPSTREAM_URL {
+        return Err(FieldError::new(
+            &field,
+            format!("must be at most {MAX_UPSTREAM_URL} bytes once normalised (percent-encoded)"),
+        ));
+    }
+    Ok(normalised.to_owned())
 }
 
 /// The upstream list: 1 to 16 valid URLs.
@@ -535,6 +561,19 @@ mod tests {
         assert_eq!(api_url("/v1/x").expect("path"), "/v1/x");
         assert!(api_url("ftp://x/y").is_err());
         assert!(api_url("https://x.example.test/").is_err());
+        // What the URL parser would resolve or drop is refused, not rewritten.
+        for bad in [
+            "http://h/y/%2e%2e/w",
+            "http://h/y/../w",
+            "http://h/y\\..\\z",
+            "http://h/y/z?q=1",
+            "http://h/y/z#f",
+            "http://h/y/..%3bx",
+        ] {
+            let err = api_url(bad).expect_err(bad);
+            assert_eq!(err.field, "api_url", "{bad}");
+        }
+        assert_eq!(api_url("http://h:8/y/z/").expect("url"), "/y/z");
     }
 
     #[test]
@@ -571,6 +610,10 @@ mod tests {
         let long = format!("http://h/{}", "a".repeat(MAX_UPSTREAM_URL));
         let err = upstream(0, &long).expect_err("too long");
         assert!(err.rule.contains("at most 2048"), "{}", err.rule);
+        // Short as written, long once percent-encoded.
+        let encoded = format!("http://h/{}", "\u{e9}".repeat(1000));
+        let err = upstream(0, &encoded).expect_err("too long encoded");
+        assert!(err.rule.contains("once normalised"), "{}", err.rule);
         let longest = format!("http://h/{}", "a".repeat(MAX_UPSTREAM_URL - 9));
         assert!(upstream(0, &longest).is_ok());
     }

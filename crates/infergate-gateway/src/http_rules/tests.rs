@@ -364,6 +364,17 @@ pub(crate) const HOSTILE_PATHS: &[&str] = &[
     "/v1/infers/s/%c0%ae%c0%ae/internal",
     "/v1/infers/s/..%c0%afinternal",
     "/v1/infers/s/%C1%9C",
+    // Segments that a decoded `;`, `?` or `#` ends, IIS escapes encoded, longer overlong
+    // UTF-8, and what NFKC turns into dots.
+    "/v1/infers/s/..%3bx/internal",
+    "/v1/infers/s/..%253B/internal",
+    "/v1/infers/s/..%3f",
+    "/v1/infers/s/..%23",
+    "/v1/infers/s/%25u002e%25u002e/internal",
+    "/v1/infers/s/%e0%80%ae%e0%80%ae/internal",
+    "/v1/infers/s/%f0%80%80%ae/internal",
+    "/v1/infers/s/%ef%bc%8e%ef%bc%8e/internal",
+    "/v1/infers/s/\u{2025}/internal",
     "/v1/infers/s/\u{0}",
     "/v1/infers/s/\t",
     "/v1/infers/s/\u{7f}",
@@ -431,7 +442,7 @@ proptest! {
         segments in proptest::collection::vec(
             prop_oneof![
                 // Pieces of escapes that only a later decoding completes.
-                8 => "(%|%2|%25|%32|%65|e|\\.|%c0|%ae){1,6}",
+                8 => "(%|%2|%25|%32|%65|e|\\.|%c0|%ae|%3b|%3f|%23|;){1,6}",
                 1 => Just(".".to_owned()), 1 => Just("..".to_owned()), 1 => Just("%2e".to_owned()),
                 1 => Just("%2E%2e".to_owned()), 1 => Just("%2f".to_owned()), 1 => Just("%5C".to_owned()),
                 1 => Just("\\".to_owned()), 1 => Just("%00".to_owned()), 1 => Just("%".to_owned()),
@@ -451,8 +462,12 @@ proptest! {
             for decoded in [once, twice, thrice] {
                 prop_assert!(!decoded.iter().any(|&b| b == b'\\' || b < 0x20));
                 for segment in decoded.split(|&b| b == b'/') {
-                    // As a server that strips path parameters reads it.
-                    let name = segment.split(|&b| b == b';').next().unwrap_or(segment);
+                    // As a server that strips path parameters reads it, or parses the
+                    // decoded text again.
+                    let name = segment
+                        .split(|&b| matches!(b, b';' | b'?' | b'#'))
+                        .next()
+                        .unwrap_or(segment);
                     prop_assert!(name != b"." && name != b"..", "{path:?}");
                 }
             }

@@ -488,6 +488,11 @@ const CORPUS: &[(&str, &[u8], Want)] = &[
         Want::Refused,
     ),
     (
+        "a dot segment that a decoded ; or ? ends",
+        b"GET {P}/..%3bx/..%3f/internal HTTP/1.1\r\nHost: gw\r\n\r\n",
+        Want::Refused,
+    ),
+    (
         "overlong UTF-8 dots",
         b"GET {P}/%c0%ae%c0%ae/internal HTTP/1.1\r\nHost: gw\r\n\r\n",
         Want::Refused,
