@@ -22,9 +22,10 @@ const DECODINGS: usize = 3;
 ///   twice), and IIS's `%u` escapes however they are encoded (`%25u002e`);
 /// - a dot, slash, backslash or control byte that any decoding yields (`%2e`, `%2F`,
 ///   `%252e`, `%25%32%65`, any case);
-/// - overlong UTF-8 (`%c0%ae`, `%e0%80%ae`, `%f0%80%80%ae`: a dot to a lax decoder), and
-///   the characters Unicode normalisation (NFKC) turns into a dot, two dots, a slash or a
-///   backslash (`．`, `․`, `‥`, `／`, `＼`), raw or encoded.
+/// - a decoding that is not UTF-8 (overlong forms such as `%c0%ae` and `%e0%80%ae`, bytes a
+///   lax decoder drops or masks: `..%ff`, `%ae%ae`);
+/// - text whose Unicode compatibility form (NFKC, which some servers apply) breaks any of
+///   these rules, or holds a slash more: `．．`, `..；x`, `％2e`, `℀` (`a/c`).
 ///
 /// The gateway routes and forwards a path only after this check, and the management API
 /// refuses an `api_path` it would fail.
@@ -39,6 +40,15 @@ pub fn path_problem(path: &str) -> Option<&'static str> {
     if !bytes.iter().fold(false, |seen, &b| seen | suspect(b)) {
         return None;
     }
+    text_problem(path, b";", DECODINGS)
+}
+
+/// What [`path_problem`] refuses in a path's text, raw or as a decoding left it, with
+/// `decodings` decodings still to look at: a backslash or control byte, a `.` or `..`
+/// segment (its name ending at any of `ends`), an IIS `%u` escape, what the decodings make,
+/// and what the text's NFKC form breaks.
+fn text_problem(text: &str, ends: &[u8], decodings: usize) -> Option<&'static str> {
+    let bytes = text.as_bytes();
     if let Some(&b) = bytes.iter().find(|&&b| b < 0x20 || b == 0x7f || b == b'\\') {
         return Some(if b == b'\\' {
             "the path holds a backslash"
@@ -46,22 +56,9 @@ pub fn path_problem(path: &str) -> Option<&'static str> {
             "the path holds a control byte"
         });
     }
-    if let Some(why) = text_problem(bytes, b";") {
-        return Some(why);
-    }
-    if bytes.contains(&b'%') {
-        return encoded_problem(bytes);
-    }
-    None
-}
-
-/// What [`path_problem`] refuses in a path's text, raw or as a decoding left it: a `.` or
-/// `..` segment (its name ending at any of `ends`), an IIS `%u` escape, overlong UTF-8, or
-/// a character that Unicode normalisation turns into a dot, a slash or a backslash.
-fn text_problem(text: &[u8], ends: &[u8]) -> Option<&'static str> {
     // Most paths hold no dot at all: one search, no split.
-    let dot_segment = text.contains(&b'.')
-        && text.split(|&b| b == b'/').any(|segment| {
+    let dot_segment = bytes.contains(&b'.')
+        && bytes.split(|&b| b == b'/').any(|segment| {
             let name = segment
                 .split(|b| ends.contains(b))
                 .next()
@@ -71,42 +68,48 @@ fn text_problem(text: &[u8], ends: &[u8]) -> Option<&'static str> {
     if dot_segment {
         return Some("the path holds a . or .. segment");
     }
-    if !text.iter().any(|&b| b == b'%' || b >= 0x80) {
-        return None;
-    }
-    for (at, &b) in text.iter().enumerate() {
-        let next = text.get(at + 1).copied().unwrap_or(0);
-        let iis = b == b'%'
-            && matches!(next, b'u' | b'U')
-            && hex_at(text, at + 2).is_some()
-            && hex_at(text, at + 4).is_some();
+    if bytes.contains(&b'%') {
+        let iis = bytes.windows(6).any(|w| {
+            w[0] == b'%'
+                && matches!(w[1], b'u' | b'U')
+                && hex_at(w, 2).is_some()
+                && hex_at(w, 4).is_some()
+        });
         if iis {
             return Some("the path holds an IIS %u escape");
         }
-        let overlong = matches!(b, 0xc0 | 0xc1)
-            || (b == 0xe0 && (0x80..=0x9f).contains(&next))
-            || (b == 0xf0 && (0x80..=0x8f).contains(&next));
-        if overlong {
-            return Some("the path holds overlong UTF-8");
+        if decodings > 0 {
+            if let Some(why) = encoded_problem(bytes, decodings) {
+                return Some(why);
+            }
         }
     }
-    // FULLWIDTH FULL STOP, SOLIDUS, REVERSE SOLIDUS; ONE DOT LEADER, TWO DOT LEADER.
-    const LOOK_ALIKES: [&[u8]; 5] = [
-        "\u{ff0e}".as_bytes(),
-        "\u{ff0f}".as_bytes(),
-        "\u{ff3c}".as_bytes(),
-        "\u{2024}".as_bytes(),
-        "\u{2025}".as_bytes(),
-    ];
-    let look_alike = text.windows(3).any(|w| LOOK_ALIKES.contains(&w));
-    look_alike.then_some(
-        "the path holds a character that Unicode normalisation turns into a dot, slash or \
-         backslash",
-    )
+    if !text.is_ascii() {
+        return compatibility_problem(text, decodings);
+    }
+    None
 }
 
-/// What decoding `bytes` up to [`DECODINGS`] times yields that [`path_problem`] refuses.
-fn encoded_problem(bytes: &[u8]) -> Option<&'static str> {
+/// What [`path_problem`] refuses in `text`'s NFKC form, when it differs: the form checked
+/// as a path's text, and no slash more than `text` has (`℀` is `a/c`).
+fn compatibility_problem(text: &str, decodings: usize) -> Option<&'static str> {
+    use unicode_normalization::UnicodeNormalization;
+    let compatible: String = text.nfkc().collect();
+    if compatible == text {
+        return None;
+    }
+    let slashes = |t: &str| t.bytes().filter(|&b| b == b'/').count();
+    if slashes(&compatible) > slashes(text) {
+        return Some("the path's Unicode compatibility form holds a slash more");
+    }
+    text_problem(&compatible, b";?#", decodings).map(|_| {
+        "the path's Unicode compatibility form (NFKC) holds a dot segment, backslash, \
+         control byte or encoded one"
+    })
+}
+
+/// What decoding `bytes` (up to `decodings` times) yields that [`path_problem`] refuses.
+fn encoded_problem(bytes: &[u8], decodings: usize) -> Option<&'static str> {
     let mut at = 0;
     while let Some(found) = bytes[at..].iter().position(|&b| b == b'%') {
         at += found;
@@ -116,7 +119,7 @@ fn encoded_problem(bytes: &[u8]) -> Option<&'static str> {
         at += 3;
     }
     let mut current = bytes.to_vec();
-    for _ in 0..DECODINGS {
+    for left in (0..decodings).rev() {
         let mut decoded = Vec::with_capacity(current.len());
         let mut i = 0;
         while i < current.len() {
@@ -140,10 +143,18 @@ fn encoded_problem(bytes: &[u8]) -> Option<&'static str> {
             // Nothing decoded.
             return None;
         }
+        let Ok(text) = std::str::from_utf8(&decoded) else {
+            return Some("the path decodes to bytes that are not UTF-8");
+        };
         // A server that parses the decoded text again ends a segment's name at a `;`, and
-        // its path at a `?` or `#`.
-        if let Some(why) = text_problem(&decoded, b";?#") {
+        // its path at a `?` or `#`. Its own escapes are the next decoding's, below.
+        if let Some(why) = text_problem(text, b";?#", 0) {
             return Some(why);
+        }
+        if !text.is_ascii() {
+            if let Some(why) = compatibility_problem(text, left) {
+                return Some(why);
+            }
         }
         if !decoded.contains(&b'%') {
             return None;
@@ -256,7 +267,7 @@ mod tests {
             ("/a/%25%32%65%25%32%65/b", "encoded dot"),
             ("/a/%25252f", "encoded dot, slash"),
             ("/a/%u002e", "IIS"),
-            ("/a/%c0%ae%c0%ae/b", "overlong"),
+            ("/a/%c0%ae%c0%ae/b", "not UTF-8"),
             ("/a/%", "not followed by two hex digits"),
             ("/a/..%3bx/b", ". or .. segment"),
             ("/a/..%253B/b", ". or .. segment"),
@@ -264,11 +275,30 @@ mod tests {
             ("/a/.%3b/b", ". or .. segment"),
             ("/a/..%23x", ". or .. segment"),
             ("/a/%25u002e%25u002e/b", "IIS"),
-            ("/a/%e0%80%ae%e0%80%ae/b", "overlong"),
-            ("/a/%f0%80%80%ae/b", "overlong"),
-            ("/a/%ef%bc%8e%ef%bc%8e/b", "Unicode normalisation"),
-            ("/a/\u{2025}/b", "Unicode normalisation"),
-            ("/a/%E2%80%A5", "Unicode normalisation"),
+            ("/a/%e0%80%ae%e0%80%ae/b", "not UTF-8"),
+            ("/a/%f0%80%80%ae/b", "not UTF-8"),
+            ("/a/%ef%bc%8e%ef%bc%8e/b", "compatibility form"),
+            ("/a/\u{2025}/b", "compatibility form"),
+            ("/a/%E2%80%A5", "compatibility form"),
+            // Lax decoders: longer forms, unchecked continuation bytes, bytes dropped or
+            // masked.
+            ("/a/%f8%80%80%80%ae%f8%80%80%80%ae/b", "not UTF-8"),
+            ("/a/%e0@n%e0@n/b", "not UTF-8"),
+            ("/a/..%ff/b", "not UTF-8"),
+            ("/a/%ae%ae/b", "not UTF-8"),
+            ("/a/%25ae%25ae/b", "not UTF-8"),
+            // What NFKC turns into dots, slashes, backslashes, `;`, `?`, `#` and `%`.
+            ("/a/\u{fe52}\u{fe52}/b", "compatibility form"),
+            ("/a/%ef%b9%92%ef%b9%92/b", "compatibility form"),
+            ("/a/\u{fe30}/b", "compatibility form"),
+            ("/a/\u{fe68}etc", "compatibility form"),
+            ("/a/\u{2100}/b", "a slash more"),
+            ("/a/..\u{ff1b}x/b", "compatibility form"),
+            ("/a/..%CD%BE/b", "compatibility form"),
+            ("/a/..\u{ff1f}/b", "compatibility form"),
+            ("/a/..%EF%BC%83/b", "compatibility form"),
+            ("/a/\u{ff05}2e\u{ff05}2e/b", "compatibility form"),
+            ("/a/%EF%BC%852e%EF%BC%852e/b", "compatibility form"),
             ("/a/..;x/b", ". or .. segment"),
             ("/a\\b", "backslash"),
             ("/a\u{1}", "control byte"),
@@ -286,6 +316,8 @@ mod tests {
             "/a/\u{4f60}\u{597d}",
             "/a/%2Db",
             "/a/%3bx/b%3fc%23d",
+            "/f/\u{8cc7}\u{6599}\u{ff0e}pdf",
+            "/a/caf\u{e9}/caf%C3%A9",
         ] {
             assert_eq!(path_problem(path), None, "{path:?}");
         }

@@ -498,6 +498,11 @@ const CORPUS: &[(&str, &[u8], Want)] = &[
         Want::Refused,
     ),
     (
+        "dots after Unicode compatibility or a lax decoder",
+        b"GET {P}/%ef%bc%8e%ef%bc%8e/..%ff/%ae%ae/internal HTTP/1.1\r\nHost: gw\r\n\r\n",
+        Want::Refused,
+    ),
+    (
         "dot segments with path parameters",
         b"GET {P}/..;/..;x=1/internal HTTP/1.1\r\nHost: gw\r\n\r\n",
         Want::Refused,
