@@ -24,8 +24,9 @@ const DECODINGS: usize = 3;
 ///   `%252e`, `%25%32%65`, any case);
 /// - a decoding that is not UTF-8 (overlong forms such as `%c0%ae` and `%e0%80%ae`, bytes a
 ///   lax decoder drops or masks: `..%ff`, `%ae%ae`);
-/// - text whose Unicode compatibility form (NFKC, which some servers apply) breaks any of
-///   these rules, or holds a slash more: `．．`, `..；x`, `％2e`, `℀` (`a/c`).
+/// - text whose Unicode compatibility form (NFKC, which some servers apply; also without
+///   the default-ignorable characters that NFKC_Casefold deletes) breaks any of these rules,
+///   or holds a slash more: `．．`, `..；x`, `％2e`, `℀` (`a/c`), `.\u{ad}.`.
 ///
 /// The gateway routes and forwards a path only after this check, and the management API
 /// refuses an `api_path` it would fail.
@@ -94,7 +95,8 @@ fn text_problem(text: &str, ends: &[u8], decodings: usize) -> Option<&'static st
 /// as a path's text, and no slash more than `text` has (`℀` is `a/c`).
 fn compatibility_problem(text: &str, decodings: usize) -> Option<&'static str> {
     use unicode_normalization::UnicodeNormalization;
-    let compatible: String = text.nfkc().collect();
+    // Without the characters NFKC_Casefold and IDNA-style maps delete (`.\u{ad}.` is `..`).
+    let compatible: String = text.nfkc().filter(|&c| !default_ignorable(c)).collect();
     if compatible == text {
         return None;
     }
@@ -106,6 +108,31 @@ fn compatibility_problem(text: &str, decodings: usize) -> Option<&'static str> {
         "the path's Unicode compatibility form (NFKC) holds a dot segment, backslash, \
          control byte or encoded one"
     })
+}
+
+/// Unicode's Default_Ignorable_Code_Point (DerivedCoreProperties.txt): the soft hyphen,
+/// zero-width and bidi controls, variation selectors, tags and their reserved neighbours.
+fn default_ignorable(c: char) -> bool {
+    matches!(
+        u32::from(c),
+        0x00ad
+            | 0x034f
+            | 0x061c
+            | 0x115f..=0x1160
+            | 0x17b4..=0x17b5
+            | 0x180b..=0x180f
+            | 0x200b..=0x200f
+            | 0x202a..=0x202e
+            | 0x2060..=0x206f
+            | 0x3164
+            | 0xfe00..=0xfe0f
+            | 0xfeff
+            | 0xffa0
+            | 0xfff0..=0xfff8
+            | 0x1bca0..=0x1bca3
+            | 0x1d173..=0x1d17a
+            | 0xe0000..=0xe0fff
+    )
 }
 
 /// What decoding `bytes` (up to `decodings` times) yields that [`path_problem`] refuses.
@@ -299,6 +326,11 @@ mod tests {
             ("/a/..%EF%BC%83/b", "compatibility form"),
             ("/a/\u{ff05}2e\u{ff05}2e/b", "compatibility form"),
             ("/a/%EF%BC%852e%EF%BC%852e/b", "compatibility form"),
+            // Default-ignorable characters between dots.
+            ("/a/.\u{ad}./b", "compatibility form"),
+            ("/a/.%C2%AD./b", "compatibility form"),
+            ("/a/.\u{200b}./b", "compatibility form"),
+            ("/a/\u{feff}./b", "compatibility form"),
             ("/a/..;x/b", ". or .. segment"),
             ("/a\\b", "backslash"),
             ("/a\u{1}", "control byte"),
@@ -318,6 +350,7 @@ mod tests {
             "/a/%3bx/b%3fc%23d",
             "/f/\u{8cc7}\u{6599}\u{ff0e}pdf",
             "/a/caf\u{e9}/caf%C3%A9",
+            "/a/x\u{ad}y/.\u{ad}x",
         ] {
             assert_eq!(path_problem(path), None, "{path:?}");
         }
