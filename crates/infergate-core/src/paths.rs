@@ -44,12 +44,27 @@ pub fn path_problem(path: &str) -> Option<&'static str> {
     text_problem(path, b";", DECODINGS)
 }
 
-/// What [`path_problem`] refuses in a path's text, raw or as a decoding left it, with
-/// `decodings` decodings still to look at: a backslash or control byte, a `.` or `..`
-/// segment (its name ending at any of `ends`), an IIS `%u` escape, what the decodings make,
-/// and what the text's NFKC form breaks.
+/// What [`path_problem`] refuses in a path's text, raw or as NFKC left it, with
+/// `decodings` decodings still to look at: what [`plain_problem`] refuses, what the
+/// decodings make, and what the text's NFKC form breaks.
 fn text_problem(text: &str, ends: &[u8], decodings: usize) -> Option<&'static str> {
-    let bytes = text.as_bytes();
+    if let Some(why) = plain_problem(text.as_bytes(), ends) {
+        return Some(why);
+    }
+    if decodings > 0 && text.contains('%') {
+        if let Some(why) = encoded_problem(text.as_bytes(), decodings) {
+            return Some(why);
+        }
+    }
+    if !text.is_ascii() {
+        return compatibility_problem(text, decodings);
+    }
+    None
+}
+
+/// What [`path_problem`] refuses in text as it reads, undecoded: a backslash or control
+/// byte, a `.` or `..` segment (its name ending at any of `ends`), an IIS `%u` escape.
+fn plain_problem(bytes: &[u8], ends: &[u8]) -> Option<&'static str> {
     if let Some(&b) = bytes.iter().find(|&&b| b < 0x20 || b == 0x7f || b == b'\\') {
         return Some(if b == b'\\' {
             "the path holds a backslash"
@@ -69,26 +84,13 @@ fn text_problem(text: &str, ends: &[u8], decodings: usize) -> Option<&'static st
     if dot_segment {
         return Some("the path holds a . or .. segment");
     }
-    if bytes.contains(&b'%') {
-        let iis = bytes.windows(6).any(|w| {
-            w[0] == b'%'
-                && matches!(w[1], b'u' | b'U')
-                && hex_at(w, 2).is_some()
-                && hex_at(w, 4).is_some()
-        });
-        if iis {
-            return Some("the path holds an IIS %u escape");
-        }
-        if decodings > 0 {
-            if let Some(why) = encoded_problem(bytes, decodings) {
-                return Some(why);
-            }
-        }
-    }
-    if !text.is_ascii() {
-        return compatibility_problem(text, decodings);
-    }
-    None
+    let iis = bytes.windows(6).any(|w| {
+        w[0] == b'%'
+            && matches!(w[1], b'u' | b'U')
+            && hex_at(w, 2).is_some()
+            && hex_at(w, 4).is_some()
+    });
+    iis.then_some("the path holds an IIS %u escape")
 }
 
 /// What [`path_problem`] refuses in `text`'s NFKC form, when it differs: the form checked
@@ -145,37 +147,28 @@ fn encoded_problem(bytes: &[u8], decodings: usize) -> Option<&'static str> {
         }
         at += 3;
     }
-    let mut current = bytes.to_vec();
+    // Bytes an escape must not write: the text around them would change what it names.
+    let structural = |text: &[u8]| {
+        text.iter()
+            .filter(|&&b| matches!(b, b'.' | b'/' | b'\\' | 0..0x20 | 0x7f))
+            .count()
+    };
+    let mut current = std::borrow::Cow::Borrowed(bytes);
     for left in (0..decodings).rev() {
-        let mut decoded = Vec::with_capacity(current.len());
-        let mut i = 0;
-        while i < current.len() {
-            match (current[i], hex_at(&current, i + 1)) {
-                (b'%', Some(b)) => {
-                    if matches!(b, b'.' | b'/' | b'\\' | 0..0x20 | 0x7f) {
-                        return Some(
-                            "the path holds an encoded dot, slash, backslash or control byte",
-                        );
-                    }
-                    decoded.push(b);
-                    i += 3;
-                }
-                (b, _) => {
-                    decoded.push(b);
-                    i += 1;
-                }
-            }
-        }
+        let decoded: Vec<u8> = percent_encoding::percent_decode(&current).collect();
         if decoded.len() == current.len() {
             // Nothing decoded.
             return None;
+        }
+        if structural(&decoded) > structural(&current) {
+            return Some("the path holds an encoded dot, slash, backslash or control byte");
         }
         let Ok(text) = std::str::from_utf8(&decoded) else {
             return Some("the path decodes to bytes that are not UTF-8");
         };
         // A server that parses the decoded text again ends a segment's name at a `;`, and
         // its path at a `?` or `#`. Its own escapes are the next decoding's, below.
-        if let Some(why) = text_problem(text, b";?#", 0) {
+        if let Some(why) = plain_problem(&decoded, b";?#") {
             return Some(why);
         }
         if !text.is_ascii() {
@@ -186,7 +179,7 @@ fn encoded_problem(bytes: &[u8], decodings: usize) -> Option<&'static str> {
         if !decoded.contains(&b'%') {
             return None;
         }
-        current = decoded;
+        current = std::borrow::Cow::Owned(decoded);
     }
     None
 }
