@@ -199,12 +199,6 @@ pub fn api_url(value: &str) -> FieldResult<String> {
 /// credentials, query or fragment. Returned normalised without a trailing `/`.
 pub fn upstream(index: usize, value: &str) -> FieldResult<String> {
     let field = format!("upstreams[{index}]");
-    if value.len() > MAX_UPSTREAM_URL {
-        return Err(FieldError::new(
-            &field,
-            format!("must be at most {MAX_UPSTREAM_URL} bytes"),
-        ));
-    }
     let url = Url::parse(value.trim()).map_err(|e| {
         FieldError::new(
             &field,
