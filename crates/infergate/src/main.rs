@@ -1,6 +1,7 @@
 //! The `infergate` binary: a thin entry point. Parsing lives in `cli`, the server in
 //! `serve`, the client commands in `client`.
 
+mod allocator;
 mod cli;
 mod client;
 mod config;
@@ -12,10 +13,6 @@ use clap::FromArgMatches;
 
 use crate::cli::{Cli, Command};
 
-/// mimalloc: a gateway call makes dozens of short-lived allocations, which it serves with
-/// fewer instructions and less contention than the system allocator.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use crate::client::{call, commands, CliError, Client};
 
 /// The async runtime: one thread per available core (the process's CPU affinity counts)
@@ -57,6 +54,13 @@ fn main() -> ExitCode {
         Err(err) => err.exit(),
     };
     if let Command::Serve(args) = cli.command {
+        // Returns only when the setting is in place, or could not be.
+        if let Err(err) = allocator::with_server_setting() {
+            eprintln!(
+                "infergate: the allocator keeps its default purge delay: cannot set {}: {err}",
+                allocator::PURGE_DELAY_VAR
+            );
+        }
         let settings = match config::Settings::resolve(*args) {
             Ok(settings) => settings,
             Err(err) => {

@@ -289,6 +289,10 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     if let Some(limit) = raise_open_files() {
         warn_past_open_files(&settings, limit);
     }
+    tracing::info!(
+        purge_delay_ms = %crate::allocator::purge_delay(),
+        "allocator: free memory goes back to the system after this delay"
+    );
     let admin_listener = listen(settings.admin_listen, settings.listen_backlog)
         .with_context(|| format!("binding the admin listener {}", settings.admin_listen))?;
     let gateway_listener = listen(settings.gateway_listen, settings.listen_backlog)

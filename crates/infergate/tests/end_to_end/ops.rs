@@ -1234,3 +1234,40 @@ async fn pages_of_other_sites_cannot_write_to_the_admin_listener() {
     assert_eq!(status, 200);
     assert!(!apps.to_string().contains("from_a_page"), "{apps}");
 }
+
+/// The environment of process `pid`, one `NAME=value` per entry.
+fn environ(pid: u32) -> Vec<String> {
+    std::fs::read(format!("/proc/{pid}/environ"))
+        .expect("environ")
+        .split(|&b| b == 0)
+        .map(|entry| String::from_utf8_lossy(entry).into_owned())
+        .collect()
+}
+
+/// The server's own process (the one started, same id) runs its allocator with a 10 s
+/// purge delay when the environment sets none, and with the operator's when it does.
+#[tokio::test]
+async fn the_server_runs_its_allocator_with_its_purge_delay_unless_told_another() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (envs, expected) in [
+        (&[][..], "MIMALLOC_PURGE_DELAY=10000"),
+        (
+            &[("MIMALLOC_PURGE_DELAY", "250")][..],
+            "MIMALLOC_PURGE_DELAY=250",
+        ),
+    ] {
+        let data = dir.path().join(expected.replace('=', "-"));
+        let server = common::start_full(&data, Some(PASSWORD), &[], None, envs).await;
+        let pid = server.child.id().expect("pid");
+        let set: Vec<String> = environ(pid)
+            .into_iter()
+            .filter(|entry| entry.starts_with("MIMALLOC_"))
+            .collect();
+        assert_eq!(set, [expected], "{envs:?}");
+        // The process that answers is the one started.
+        let healthz = reqwest::get(format!("{}/healthz", server.admin))
+            .await
+            .expect("healthz");
+        assert_eq!(healthz.status(), 200);
+    }
+}

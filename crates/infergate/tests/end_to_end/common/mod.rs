@@ -139,6 +139,7 @@ pub async fn start_full(
         .args(extra)
         .env_remove("INFERGATE_ADMIN_PASSWORD")
         .env_remove("INFERGATE_MASTER_KEY")
+        .env_remove("MIMALLOC_PURGE_DELAY")
         .env("INFERGATE_LOG", "warn")
         .stdout(Stdio::piped())
         .kill_on_drop(true);
