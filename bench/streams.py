@@ -136,6 +136,8 @@ def main():
                     help="each round, the two proxies' bursts at the same moment, both proxies "
                     "on the proxy core (after the direct burst alone), instead of one after "
                     "the other")
+    ap.add_argument("--binary", default=str(run.ROOT / "target/release/infergate"),
+                    help="the infergate binary to run (the load client is always this tree's)")
     ap.add_argument("--proxy-core", default="0")
     ap.add_argument("--load-core", default="1")
     args = ap.parse_args()
@@ -148,7 +150,7 @@ def main():
     if not args.no_build:
         subprocess.run(["cargo", "build", "--release", "--locked", "-p", "infergate",
                         "-p", "infergate-bench"], cwd=run.ROOT, check=True)
-    binary = str(run.ROOT / "target/release/infergate")
+    binary = args.binary
     args.load = str(run.ROOT / "target/release/infergate-load")
     work = Path(tempfile.mkdtemp(prefix="infergate-streams-"))
     procs = run.Procs(work)
