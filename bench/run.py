@@ -365,6 +365,10 @@ class Infergate:
         self.binary = binary
         self.env = dict(os.environ, INFERGATE_CONFIG_DIR=str(work / f"{name}-cli"),
                         INFERGATE_ADMIN_PASSWORD="bench-Admin-pass-1", INFERGATE_LOG="warn")
+        if wrapper:
+            # The server's allocator setting, given here: set by itself, it would start its
+            # program again in place, out from under the wrapper (valgrind).
+            self.env.setdefault("MIMALLOC_PURGE_DELAY", "10000")
         out_path = work / f"{name}.out"
         out = open(out_path, "w")
         self.proc = procs.start(name, core, [
