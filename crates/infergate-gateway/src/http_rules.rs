@@ -312,12 +312,34 @@ pub(crate) enum RequestFraming {
     Chunked,
 }
 
+/// The HTTP version of a request, as the rules about its head read it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Version {
+    Http10,
+    Http11,
+    /// HTTP/2 and later: the authority comes as a pseudo-header, `Host` is optional.
+    Http2,
+}
+
+impl Version {
+    pub fn of(version: http::Version) -> Self {
+        if version == http::Version::HTTP_10 || version == http::Version::HTTP_09 {
+            Self::Http10
+        } else if version == http::Version::HTTP_11 {
+            Self::Http11
+        } else {
+            Self::Http2
+        }
+    }
+}
+
 /// Decides the framing of a request from its header lines, refusing every ambiguous case:
 /// `Content-Length` with `Transfer-Encoding`, differing or malformed `Content-Length`
-/// values, a `Transfer-Encoding` other than exactly `chunked`, or one on HTTP/1.0; and a
-/// second `Host` (which one would be signed, which one routed?).
+/// values, a `Transfer-Encoding` other than exactly `chunked`, or one on HTTP/1.0; and the
+/// request's `Host`: a second one (which one would be signed, which one routed?), none on
+/// HTTP/1.1, or one that is not a host and port (RFC 9112 §3.2: all three are answered 400).
 pub(crate) fn request_framing<'a>(
-    http11: bool,
+    version: Version,
     headers: impl IntoIterator<Item = (&'a str, &'a [u8])>,
 ) -> Result<RequestFraming, GatewayError> {
     let mut length: Option<u64> = None;
@@ -331,6 +353,12 @@ pub(crate) fn request_framing<'a>(
             hosts += 1;
             if hosts > 1 {
                 return Err(malformed("the request has more than one Host"));
+            }
+            if !is_host(value) {
+                return Err(malformed(
+                    "Host must be a host name or address with an optional port \
+                     (RFC 3986 uri-host, no percent-encoding)",
+                ));
             }
         } else if name.eq_ignore_ascii_case("content-length") {
             match content_length(value) {
@@ -350,18 +378,57 @@ pub(crate) fn request_framing<'a>(
             }
         }
     }
+    if hosts == 0 && version == Version::Http11 {
+        return Err(malformed(
+            "an HTTP/1.1 request must have a Host (RFC 9112 §3.2)",
+        ));
+    }
     match (codings, length) {
         (0, None) => Ok(RequestFraming::None),
         (0, Some(n)) => Ok(RequestFraming::Length(n)),
         (_, Some(_)) => Err(malformed(
             "the request has both Content-Length and Transfer-Encoding",
         )),
-        _ if !http11 => Err(malformed("Transfer-Encoding is not allowed in HTTP/1.0")),
+        _ if version == Version::Http10 => {
+            Err(malformed("Transfer-Encoding is not allowed in HTTP/1.0"))
+        }
         (1, None) if chunked_last => Ok(RequestFraming::Chunked),
         _ => Err(malformed(
             "Transfer-Encoding must be exactly chunked (no other coding)",
         )),
     }
+}
+
+/// Whether `value` is a `Host` value: RFC 3986's `uri-host [ ":" port ]`, where a name holds
+/// letters, digits and `-._~!$&'()*+,;=` and a bracketed literal those and `:`, but no
+/// percent-encoding (which no DNS name needs, and which an upstream that decoded
+/// `X-Forwarded-Host` would read as what this rule keeps out: `/`, `@`, spaces). Empty is
+/// allowed, as RFC 9112 §3.2 allows it.
+pub(crate) fn is_host(value: &[u8]) -> bool {
+    fn name_byte(b: u8) -> bool {
+        b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=".contains(&b)
+    }
+    let (host, port) = match value.strip_prefix(b"[") {
+        Some(rest) => {
+            let Some(end) = rest.iter().position(|&b| b == b']') else {
+                return false;
+            };
+            let literal = &rest[..end];
+            if literal.is_empty() || !literal.iter().all(|&b| name_byte(b) || b == b':') {
+                return false;
+            }
+            match &rest[end + 1..] {
+                [] => return true,
+                [b':', port @ ..] => (&[][..], port),
+                _ => return false,
+            }
+        }
+        None => match value.iter().rposition(|&b| b == b':') {
+            Some(colon) => (&value[..colon], &value[colon + 1..]),
+            None => (value, &[][..]),
+        },
+    };
+    host.iter().all(|&b| name_byte(b)) && port.iter().all(u8::is_ascii_digit)
 }
 
 fn malformed(why: &str) -> GatewayError {

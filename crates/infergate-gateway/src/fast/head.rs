@@ -117,12 +117,15 @@ fn parse_head<'h>(
     if method == Method::CONNECT {
         return Ok(None);
     }
-    let framing = http_rules::request_framing(true, headers.iter().map(|h| (h.name, h.value)))
-        .map_err(|error| Refused {
-            method: method.clone(),
-            target,
-            error,
-        })?;
+    let framing = http_rules::request_framing(
+        http_rules::Version::Http11,
+        headers.iter().map(|h| (h.name, h.value)),
+    )
+    .map_err(|error| Refused {
+        method: method.clone(),
+        target,
+        error,
+    })?;
     let body_len = match framing {
         RequestFraming::None => 0,
         RequestFraming::Length(n) => n,

@@ -55,9 +55,9 @@ fn plain_http11_heads_take_the_fast_path() {
     let get = b"GET /v1/infers/x?a=1 HTTP/1.1\r\nHost: gw\r\nAccept: */*\r\n\r\n";
     assert_eq!(inspect(get), info(get.len(), 0, false));
     let mut pipelined = get.to_vec();
-    pipelined.extend_from_slice(b"GET /next HTTP/1.1\r\n");
+    pipelined.extend_from_slice(b"GET /next HTTP/1.1\r\nHost: gw\r\n");
     assert_eq!(inspect(&pipelined), info(get.len(), 0, false));
-    let post = b"POST /p HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 5\r\nConnection: keep-alive, Close\r\n\r\nhello";
+    let post = b"POST /p HTTP/1.1\r\nHost: gw\r\nContent-Length: 5\r\nContent-Length: 5\r\nConnection: keep-alive, Close\r\n\r\nhello";
     assert_eq!(inspect(post), info(post.len() - 5, 5, true));
     assert_eq!(inspect(b""), Inspect::Partial);
     assert_eq!(inspect(b"GET /v1 HTTP/1.1\r\nHost: g"), Inspect::Partial);
@@ -66,7 +66,7 @@ fn plain_http11_heads_take_the_fast_path() {
 #[test]
 fn everything_else_goes_to_the_general_server() {
     let big = format!(
-        "POST / HTTP/1.1\r\nContent-Length: {}\r\n\r\n",
+        "POST / HTTP/1.1\r\nHost: gw\r\nContent-Length: {}\r\n\r\n",
         MAX_BODY + 1
     );
     for head in [
@@ -74,11 +74,11 @@ fn everything_else_goes_to_the_general_server() {
         "GET http://gw/x HTTP/1.1\r\n\r\n",
         "OPTIONS * HTTP/1.1\r\n\r\n",
         "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
-        "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
-        "POST / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n",
-        "GET / HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
-        "GET / HTTP/1.1\r\nUpgrade: h2c\r\n\r\n",
-        "GET / HTTP/1.1\r\nBad Header: x\r\n\r\n",
+        "POST / HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: chunked\r\n\r\n",
+        "POST / HTTP/1.1\r\nHost: gw\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: gw\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: gw\r\nUpgrade: h2c\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: gw\r\nBad Header: x\r\n\r\n",
         "garbage\r\n\r\n",
         "GET / HTTP/1.1\nHost: gw\n\n",
         "GET / HTTP/1.1\r\nHost: gw\n\r\n",
@@ -90,17 +90,22 @@ fn everything_else_goes_to_the_general_server() {
         assert_eq!(inspect(head.as_bytes()), Inspect::Elsewhere, "{head:?}");
     }
     for head in [
-        "POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
-        "POST / HTTP/1.1\r\nContent-Length: +5\r\n\r\n",
-        "POST / HTTP/1.1\r\nContent-Length: 99999999999999999999\r\n\r\n",
-        "POST / HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
-        "POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n",
-        "POST / HTTP/1.1\r\nTransfer-Encoding: chunked, chunked\r\n\r\n",
+        "POST / HTTP/1.1\r\nHost: gw\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
+        "POST / HTTP/1.1\r\nHost: gw\r\nContent-Length: +5\r\n\r\n",
+        "POST / HTTP/1.1\r\nHost: gw\r\nContent-Length: 99999999999999999999\r\n\r\n",
+        "POST / HTTP/1.1\r\nHost: gw\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+        "POST / HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: gzip\r\n\r\n",
+        "POST / HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: chunked, chunked\r\n\r\n",
         "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+        "GET / HTTP/1.1\r\n\r\n",
+        "GET / HTTP/1.1\r\nX-Host: gw\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: gw/x\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: a@gw\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: gw:80:80\r\n\r\n",
     ] {
         assert_eq!(inspect(head.as_bytes()), Inspect::Refused, "{head:?}");
     }
-    let endless = format!("GET / HTTP/1.1\r\nX: {}", "a".repeat(MAX_HEAD));
+    let endless = format!("GET / HTTP/1.1\r\nHost: gw\r\nX: {}", "a".repeat(MAX_HEAD));
     assert_eq!(inspect(endless.as_bytes()), Inspect::Elsewhere);
 }
 
@@ -128,8 +133,8 @@ fn heads_are_read_in_place() {
 #[test]
 fn heads_of_more_lines_than_the_slots_go_to_the_general_server() {
     let head = |lines: usize| {
-        let mut head = String::from("GET /a HTTP/1.1\r\n");
-        for i in 0..lines {
+        let mut head = String::from("GET /a HTTP/1.1\r\nHost: gw\r\n");
+        for i in 1..lines {
             head.push_str(&format!("X-{i}: {i}\r\n"));
         }
         head + "\r\n"

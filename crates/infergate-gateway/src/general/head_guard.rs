@@ -252,7 +252,11 @@ fn vet(bytes: &[u8]) -> Vetted {
     )
     .is_some();
     let framing = http_rules::request_framing(
-        req.version == Some(1),
+        if req.version == Some(1) {
+            http_rules::Version::Http11
+        } else {
+            http_rules::Version::Http10
+        },
         req.headers.iter().map(|h| (h.name, h.value)),
     );
     match framing {
@@ -403,10 +407,10 @@ mod tests {
     fn plain_requests_pass_unchanged_in_any_pieces() {
         let requests: &[&[u8]] = &[
             b"GET /a HTTP/1.1\r\nHost: g\r\n\r\n",
-            b"POST /a HTTP/1.1\r\nContent-Length: 5\r\n\r\nhelloGET /b HTTP/1.1\r\n\r\n",
-            b"POST /a HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5;x\r\nhello\r\n0\r\nT: 1\r\n\r\nGET /c HTTP/1.1\r\n\r\n",
+            b"POST /a HTTP/1.1\r\nHost: g\r\nContent-Length: 5\r\n\r\nhelloGET /b HTTP/1.1\r\nHost: g\r\n\r\n",
+            b"POST /a HTTP/1.1\r\nHost: g\r\nTransfer-Encoding: chunked\r\n\r\n5;x\r\nhello\r\n0\r\nT: 1\r\n\r\nGET /c HTTP/1.1\r\nHost: g\r\n\r\n",
             b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x12\x04",
-            b"GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\nGET raw bytes \r\n\r\n Content-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"GET /ws HTTP/1.1\r\nHost: g\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\nGET raw bytes \r\n\r\n Content-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
             b"GET bad\r\nHost: x\r\n\r\n",
         ];
         for input in requests {
@@ -478,10 +482,10 @@ mod tests {
 
     #[tokio::test]
     async fn the_reader_hands_on_what_the_state_machine_decides() {
-        let refused = b"GET /ok HTTP/1.1\r\n\r\nPOST /a HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
+        let refused = b"GET /ok HTTP/1.1\r\nHost: g\r\n\r\nPOST /a HTTP/1.1\r\nHost: g\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
         let inputs: [&[u8]; 4] = [
-            b"POST /a HTTP/1.1\r\nContent-Length: 20000\r\n\r\n",
-            b"POST /a HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\nGET /b HTTP/1.1\r\n\r\n",
+            b"POST /a HTTP/1.1\r\nHost: g\r\nContent-Length: 20000\r\n\r\n",
+            b"POST /a HTTP/1.1\r\nHost: g\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\nGET /b HTTP/1.1\r\nHost: g\r\n\r\n",
             b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
             refused,
         ];
@@ -489,7 +493,7 @@ mod tests {
             let mut input = input.to_vec();
             if input.ends_with(b"20000\r\n\r\n") {
                 input.extend(std::iter::repeat_n(b'x', 20000));
-                input.extend_from_slice(b"GET /next HTTP/1.1\r\n\r\n");
+                input.extend_from_slice(b"GET /next HTTP/1.1\r\nHost: g\r\n\r\n");
             }
             for piece in [1, 9, 4096, 70000] {
                 assert_eq!(
@@ -505,16 +509,16 @@ mod tests {
     /// Requests of every framing, accepted and refused, for the property below.
     const PARTS: &[&[u8]] = &[
         b"GET /a HTTP/1.1\r\nHost: g\r\n\r\n",
-        b"POST /a HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello",
-        b"POST /a HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
-        b"POST /a HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5;x\r\nhello\r\n0\r\nT: 1\r\n\r\n",
-        b"POST /a HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
-        b"POST /a HTTP/1.1\r\nContent-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nG",
+        b"POST /a HTTP/1.1\r\nHost: g\r\nContent-Length: 5\r\n\r\nhello",
+        b"POST /a HTTP/1.1\r\nHost: g\r\nContent-Length: 0\r\n\r\n",
+        b"POST /a HTTP/1.1\r\nHost: g\r\nTransfer-Encoding: chunked\r\n\r\n5;x\r\nhello\r\n0\r\nT: 1\r\n\r\n",
+        b"POST /a HTTP/1.1\r\nHost: g\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+        b"POST /a HTTP/1.1\r\nHost: g\r\nContent-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nG",
         b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
-        b"GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\nraw",
-        b"\r\nGET /after-empty-line HTTP/1.1\r\n\r\n",
+        b"GET /ws HTTP/1.1\r\nHost: g\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\nraw",
+        b"\r\nGET /after-empty-line HTTP/1.1\r\nHost: g\r\n\r\n",
         b"GET bad\r\nHost: x\r\n\r\n",
-        b"POST /a HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        b"POST /a HTTP/1.1\r\nHost: g\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
     ];
 
     proptest::proptest! {
@@ -532,7 +536,7 @@ mod tests {
                 input.extend_from_slice(PARTS[part]);
                 if part == 1 {
                     // A longer body of known length.
-                    let head = format!("POST /b HTTP/1.1\r\nContent-Length: {body}\r\n\r\n");
+                    let head = format!("POST /b HTTP/1.1\r\nHost: g\r\nContent-Length: {body}\r\n\r\n");
                     input.extend_from_slice(head.as_bytes());
                     input.extend(std::iter::repeat_n(b'x', body));
                 }
@@ -552,12 +556,13 @@ mod tests {
     /// request after them never reaches hyper. A head too long to check is refused.
     #[tokio::test]
     async fn a_chunked_body_that_breaks_the_rules_ends_the_stream_there() {
-        let smuggled = b"POST /SMUGGLED HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
+        let smuggled = b"POST /SMUGGLED HTTP/1.1\r\nHost: g\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
         let cover = format!(
-            "POST /cover HTTP/1.1\r\nContent-Length: {}\r\n\r\n",
+            "POST /cover HTTP/1.1\r\nHost: g\r\nContent-Length: {}\r\n\r\n",
             smuggled.len()
         );
-        let chunked = b"POST /first HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+        let chunked =
+            b"POST /first HTTP/1.1\r\nHost: g\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
         let long_extension = [
             chunked.clone(),
             b"5;".to_vec(),
@@ -606,7 +611,7 @@ mod tests {
         }
         // A head too long to check, however it arrives: refused, and nothing after it.
         let long_head = [
-            b"GET /long HTTP/1.1\r\nX-Long: ".to_vec(),
+            b"GET /long HTTP/1.1\r\nHost: g\r\nX-Long: ".to_vec(),
             vec![b'l'; MAX_HEAD + 10],
             b"\r\n\r\n".to_vec(),
             smuggled.to_vec(),
@@ -624,16 +629,18 @@ mod tests {
 
     #[test]
     fn a_refused_head_becomes_one_hyper_refuses_and_the_rest_is_dropped() {
-        let first = b"GET /ok HTTP/1.1\r\n\r\n".as_slice();
+        let first = b"GET /ok HTTP/1.1\r\nHost: g\r\n\r\n".as_slice();
         for bad in [
-            b"POST /a HTTP/1.1\r\nContent-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nG".as_slice(),
-            b"POST /a HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n8\r\nSMUGGLED\r\n0\r\n\r\n",
-            b"POST /a HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+            b"POST /a HTTP/1.1\r\nHost: g\r\nContent-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nG".as_slice(),
+            b"POST /a HTTP/1.1\r\nHost: g\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n8\r\nSMUGGLED\r\n0\r\n\r\n",
+            b"POST /a HTTP/1.1\r\nHost: g\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
             b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+            b"GET /no-host HTTP/1.1\r\nX-Host: g\r\n\r\n",
+            b"GET /bad-host HTTP/1.1\r\nHost: g/x\r\n\r\n",
         ] {
             let mut input = first.to_vec();
             input.extend_from_slice(bad);
-            input.extend_from_slice(b"GET /smuggled HTTP/1.1\r\n\r\n");
+            input.extend_from_slice(b"GET /smuggled HTTP/1.1\r\nHost: g\r\n\r\n");
             for piece in [1, 5, 4096] {
                 let mut want = first.to_vec();
                 want.extend_from_slice(REFUSED_HEAD);

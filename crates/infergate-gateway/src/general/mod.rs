@@ -107,7 +107,7 @@ impl Gateway {
         // The general server parsed the framing already; the gateway's own rules decide
         // whether it is unambiguous enough to forward.
         let framing = http_rules::request_framing(
-            parts.version != http::Version::HTTP_10,
+            http_rules::Version::of(parts.version),
             parts
                 .headers
                 .iter()

@@ -250,8 +250,83 @@ fn connection_removes_only_what_the_client_could_leave_out() {
     assert!(removable_by_connection(named(b"authorization")));
 }
 
+/// The framing of an HTTP/2 request's lines (where `Host` is optional; an HTTP/1.1 one
+/// needs it, below).
 fn framing(lines: &[(&str, &str)]) -> Result<RequestFraming, GatewayError> {
-    request_framing(true, lines.iter().map(|(n, v)| (*n, v.as_bytes())))
+    request_framing(
+        Version::Http2,
+        lines.iter().map(|(n, v)| (*n, v.as_bytes())),
+    )
+}
+
+#[test]
+fn an_http11_request_has_one_host_that_is_a_host_and_port() {
+    let http11 = |lines: &[(&str, &str)]| {
+        request_framing(
+            Version::Http11,
+            lines.iter().map(|(n, v)| (*n, v.as_bytes())),
+        )
+    };
+    assert!(matches!(http11(&[]), Err(GatewayError::Malformed(_))));
+    assert!(matches!(
+        http11(&[("Content-Length", "0")]),
+        Err(GatewayError::Malformed(_))
+    ));
+    assert!(matches!(
+        request_framing(Version::Http10, std::iter::empty()),
+        Ok(RequestFraming::None)
+    ));
+    for host in [
+        "gw",
+        "example.com",
+        "example.com:8080",
+        "127.0.0.1:80",
+        "[::1]",
+        "[::1]:8443",
+        "[v1.fe80::a+en1]",
+        "xn--bcher-kva.example",
+        "host:",
+        "",
+    ] {
+        assert_eq!(
+            http11(&[("Host", host)]),
+            Ok(RequestFraming::None),
+            "{host}"
+        );
+        assert!(is_host(host.as_bytes()), "{host}");
+    }
+    for host in [
+        "evil.example/path",
+        "user@host",
+        "a b",
+        "a\\b",
+        "a?b",
+        "a#b",
+        "%2F",
+        "evil%2eexample",
+        "[::1",
+        "[]",
+        "[::1]x",
+        "[::1]:8a",
+        "host:80:80",
+        "host:8a",
+        "\"quoted\"",
+        "a<b>",
+        "a\tb",
+        "ex\u{e4}mple",
+        "[::1/x]",
+        "[::1]:80/x",
+    ] {
+        assert!(!is_host(host.as_bytes()), "{host}");
+        assert!(
+            matches!(http11(&[("Host", host)]), Err(GatewayError::Malformed(_))),
+            "{host}"
+        );
+        assert!(
+            matches!(framing(&[("Host", host)]), Err(GatewayError::Malformed(_))),
+            "HTTP/2 {host}"
+        );
+    }
 }
 
 #[test]
@@ -305,7 +380,7 @@ fn framing_follows_rfc_9112_and_refuses_every_ambiguity() {
         );
     }
     assert!(matches!(
-        request_framing(false, [("Transfer-Encoding", &b"chunked"[..])]),
+        request_framing(Version::Http10, [("Transfer-Encoding", &b"chunked"[..])]),
         Err(GatewayError::Malformed(_))
     ));
 }
@@ -531,7 +606,10 @@ proptest! {
             .map(|t| t.trim().to_ascii_lowercase())
             .filter(|t| !t.is_empty())
             .collect();
+        // The generator's values hold letters, digits, `,` and spaces: a Host is one
+        // without a space.
         let want_ok = hosts.len() <= 1
+            && hosts.iter().all(|h| !h.contains(' '))
             && !codings.iter().any(|v| v.split(',').all(|t| t.trim().is_empty()))
             && numbers.iter().all(Option::is_some)
             && numbers.windows(2).all(|w| w[0] == w[1])

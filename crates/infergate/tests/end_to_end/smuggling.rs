@@ -503,6 +503,31 @@ const CORPUS: &[(&str, &[u8], Want)] = &[
         Want::Refused,
     ),
     (
+        "HTTP/1.1 with no Host",
+        b"GET {P}/a HTTP/1.1\r\nX-Host: gw\r\n\r\n",
+        Want::Refused,
+    ),
+    (
+        "HTTP/1.1 with no Host, chunked (the general server's way)",
+        b"POST {P}/a HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+        Want::Refused,
+    ),
+    (
+        "a Host that names a path or a user",
+        b"GET {P}/a HTTP/1.1\r\nHost: gw/evil@x\r\n\r\n",
+        Want::Refused,
+    ),
+    (
+        "a Host that hides a slash in an escape",
+        b"POST {P}/a HTTP/1.1\r\nHost: gw%2fevil\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        Want::Refused,
+    ),
+    (
+        "HTTP/1.0 with no Host",
+        b"GET {P}/a HTTP/1.0\r\n\r\n",
+        Want::Once,
+    ),
+    (
         "dot segments with path parameters",
         b"GET {P}/..;/..;x=1/internal HTTP/1.1\r\nHost: gw\r\n\r\n",
         Want::Refused,
