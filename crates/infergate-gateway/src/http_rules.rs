@@ -399,36 +399,56 @@ pub(crate) fn request_framing<'a>(
     }
 }
 
-/// Whether `value` is a `Host` value: RFC 3986's `uri-host [ ":" port ]`, where a name holds
-/// letters, digits and `-._~!$&'()*+,;=` and a bracketed literal those and `:`, but no
-/// percent-encoding (which no DNS name needs, and which an upstream that decoded
-/// `X-Forwarded-Host` would read as what this rule keeps out: `/`, `@`, spaces). Empty is
-/// allowed, as RFC 9112 §3.2 allows it.
+/// Whether `value` is a `Host` value: RFC 3986's `uri-host [ ":" port ]`, where the host is
+/// not empty (RFC 9110 §4.2.1), a name holds letters, digits and `-._~!$&'()*+,;=`, a
+/// bracketed literal is an IPv6 address or `v<hex>.` followed by those and `:`, and a port
+/// is at most 65535. No percent-encoding: no DNS name needs it, and an upstream that decoded
+/// `X-Forwarded-Host` would read what this rule keeps out (`/`, `@`, spaces).
 pub(crate) fn is_host(value: &[u8]) -> bool {
     fn name_byte(b: u8) -> bool {
         b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=".contains(&b)
     }
-    let (host, port) = match value.strip_prefix(b"[") {
+    fn literal(inside: &[u8]) -> bool {
+        if let Some(future) = inside.strip_prefix(b"v").or(inside.strip_prefix(b"V")) {
+            let Some(dot) = future.iter().position(|&b| b == b'.') else {
+                return false;
+            };
+            let (version, rest) = (&future[..dot], &future[dot + 1..]);
+            return !version.is_empty()
+                && version.iter().all(u8::is_ascii_hexdigit)
+                && !rest.is_empty()
+                && rest.iter().all(|&b| name_byte(b) || b == b':');
+        }
+        std::str::from_utf8(inside).is_ok_and(|text| text.parse::<std::net::Ipv6Addr>().is_ok())
+    }
+    let (host_ok, port) = match value.strip_prefix(b"[") {
         Some(rest) => {
             let Some(end) = rest.iter().position(|&b| b == b']') else {
                 return false;
             };
-            let literal = &rest[..end];
-            if literal.is_empty() || !literal.iter().all(|&b| name_byte(b) || b == b':') {
-                return false;
-            }
-            match &rest[end + 1..] {
-                [] => return true,
-                [b':', port @ ..] => (&[][..], port),
+            let port = match &rest[end + 1..] {
+                [] => &[][..],
+                [b':', port @ ..] => port,
                 _ => return false,
-            }
+            };
+            (literal(&rest[..end]), port)
         }
-        None => match value.iter().rposition(|&b| b == b':') {
-            Some(colon) => (&value[..colon], &value[colon + 1..]),
-            None => (value, &[][..]),
-        },
+        None => {
+            let (host, port) = match value.iter().rposition(|&b| b == b':') {
+                Some(colon) => (&value[..colon], &value[colon + 1..]),
+                None => (value, &[][..]),
+            };
+            (!host.is_empty() && host.iter().all(|&b| name_byte(b)), port)
+        }
     };
-    host.iter().all(|&b| name_byte(b)) && port.iter().all(u8::is_ascii_digit)
+    // `port = *DIGIT`: empty is allowed, a number is at most 65535.
+    host_ok
+        && port.len() <= 5
+        && port.iter().all(u8::is_ascii_digit)
+        && std::str::from_utf8(port)
+            .ok()
+            .and_then(|p| p.parse::<u32>().ok())
+            .is_none_or(|p| p <= 65535)
 }
 
 fn malformed(why: &str) -> GatewayError {

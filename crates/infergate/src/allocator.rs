@@ -14,7 +14,10 @@
 //! mimalloc reads its options from the environment once, as the process loads, before
 //! `main` runs. So the server starts its own program again, in place of this process (same
 //! process id, arguments and environment), with `MIMALLOC_PURGE_DELAY` set, unless the
-//! environment sets it already: that also lets an operator choose another delay.
+//! environment sets it already: that also lets an operator choose another delay. It does so
+//! only when the program it would start is the one running (not when it was started through
+//! another program, such as the dynamic loader), and by the path it was started by, so that
+//! the process keeps its name.
 
 use std::io;
 
@@ -27,28 +30,85 @@ pub const PURGE_DELAY_VAR: &str = "MIMALLOC_PURGE_DELAY";
 /// The server's purge delay when the environment sets none, in ms.
 const SERVER_PURGE_DELAY_MS: &str = "10000";
 
+/// The legacy name mimalloc also reads the delay from.
+const LEGACY_VAR: &str = "MIMALLOC_RESET_DELAY";
+
+/// The value the environment gives the delay, if any: mimalloc matches the names in any case.
+fn operator_value() -> Option<std::ffi::OsString> {
+    std::env::vars_os().find_map(|(name, value)| {
+        let name = name.to_str()?;
+        (name.eq_ignore_ascii_case(PURGE_DELAY_VAR) || name.eq_ignore_ascii_case(LEGACY_VAR))
+            .then_some(value)
+    })
+}
+
 /// Runs this program again in place of this process with the server's allocator setting,
 /// unless the environment has one. Returns only when it has (`Ok`), or when the program
 /// could not be started again (then mimalloc's defaults stay; the error says why).
 pub fn with_server_setting() -> io::Result<()> {
-    if std::env::var_os(PURGE_DELAY_VAR).is_some() {
+    if operator_value().is_some() {
         return Ok(());
     }
     again(&[(PURGE_DELAY_VAR, SERVER_PURGE_DELAY_MS)])
 }
 
-/// The purge delay this process runs with: the environment's, else mimalloc's default.
+/// The purge delay this process runs with, read as mimalloc reads it: the environment's
+/// value when it is one, else mimalloc's default.
 pub fn purge_delay() -> String {
-    std::env::var(PURGE_DELAY_VAR).unwrap_or_else(|_| "1000 (mimalloc's default)".into())
+    let Some(value) = operator_value() else {
+        return "1000 (mimalloc's default)".into();
+    };
+    let text = value.to_string_lossy().to_ascii_uppercase();
+    match text.as_str() {
+        "" | "1" | "TRUE" | "YES" | "ON" => "1".into(),
+        "0" | "FALSE" | "NO" | "OFF" => "0".into(),
+        number => match number.parse::<i64>() {
+            Ok(ms) => ms.to_string(),
+            Err(_) => format!(
+                "1000 (mimalloc's default: {PURGE_DELAY_VAR}={:?} is not a number)",
+                value.to_string_lossy()
+            ),
+        },
+    }
+}
+
+/// The file the program was started by (its first argument, a path or a name on `PATH`),
+/// when it is the program running: the same file as `/proc/self/exe`.
+#[cfg(target_os = "linux")]
+fn running_program() -> io::Result<std::path::PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    let first = std::env::args_os()
+        .next()
+        .map(std::path::PathBuf::from)
+        .filter(|p| !p.as_os_str().is_empty())
+        .ok_or_else(|| io::Error::other("the program was started with no name"))?;
+    let path = if first.components().count() > 1 {
+        first
+    } else {
+        std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+            .map(|dir| dir.join(&first))
+            .find(|candidate| candidate.is_file())
+            .ok_or_else(|| io::Error::other(format!("{first:?} is not on PATH")))?
+    };
+    let (named, running) = (
+        std::fs::metadata(&path)?,
+        std::fs::metadata("/proc/self/exe")?,
+    );
+    if (named.dev(), named.ino()) != (running.dev(), running.ino()) {
+        return Err(io::Error::other(format!(
+            "{path:?} is not the program running (started through another program, or \
+             replaced since)"
+        )));
+    }
+    Ok(path)
 }
 
 #[cfg(target_os = "linux")]
 fn again(env: &[(&str, &str)]) -> io::Result<()> {
     use std::os::unix::process::CommandExt;
+    let program = running_program()?;
     let mut args = std::env::args_os();
-    // The running program's own file, even when its path now names another (an upgrade
-    // in place) or none.
-    let mut command = std::process::Command::new("/proc/self/exe");
+    let mut command = std::process::Command::new(program);
     if let Some(arg0) = args.next() {
         command.arg0(arg0);
     }

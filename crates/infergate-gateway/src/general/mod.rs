@@ -114,11 +114,14 @@ impl Gateway {
                 .map(|(n, v)| (n.as_str(), v.as_bytes())),
         )?;
         if let Some(authority) = parts.uri.authority() {
-            // Credentials in the authority (`user@host`) are refused (RFC 9110 §4.2.4); they
-            // would reach the upstream in `X-Forwarded-Host`.
-            if authority.as_str().contains('@') {
+            // The authority stands in for `Host` when there is none (below), and reaches the
+            // upstream as `X-Forwarded-Host`: it is held to the same rule. Credentials in it
+            // (`user@host`, RFC 9110 §4.2.4) are refused with the rest.
+            if !http_rules::is_host(authority.as_str().as_bytes()) {
                 return Err(GatewayError::Malformed(
-                    "the request's authority holds user information".into(),
+                    "the request's authority must be a host and port (no user information, \
+                     no percent-encoding)"
+                        .into(),
                 ));
             }
             // Two names for the host that differ (HTTP/2's `:authority`, HTTP/1.1's

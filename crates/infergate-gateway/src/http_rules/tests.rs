@@ -286,7 +286,9 @@ fn an_http11_request_has_one_host_that_is_a_host_and_port() {
         "[v1.fe80::a+en1]",
         "xn--bcher-kva.example",
         "host:",
-        "",
+        "a:65535",
+        "[::ffff:127.0.0.1]:1",
+        "[fe80::1]",
     ] {
         assert_eq!(
             http11(&[("Host", host)]),
@@ -316,6 +318,20 @@ fn an_http11_request_has_one_host_that_is_a_host_and_port() {
         "ex\u{e4}mple",
         "[::1/x]",
         "[::1]:80/x",
+        "",
+        " ",
+        ":",
+        ":80",
+        "[zz]:1",
+        "[zz!$]:80",
+        "[::1%25eth0]",
+        "[v1.]",
+        "[v.x]",
+        "a:65536",
+        "a:99999999999999999999999",
+        "a:000080",
+        "x[%2f%40evil]",
+        "evil.com[x]y",
     ] {
         assert!(!is_host(host.as_bytes()), "{host}");
         assert!(
@@ -609,7 +625,7 @@ proptest! {
         // The generator's values hold letters, digits, `,` and spaces: a Host is one
         // without a space.
         let want_ok = hosts.len() <= 1
-            && hosts.iter().all(|h| !h.contains(' '))
+            && hosts.iter().all(|h| !h.is_empty() && !h.contains(' '))
             && !codings.iter().any(|v| v.split(',').all(|t| t.trim().is_empty()))
             && numbers.iter().all(Option::is_some)
             && numbers.windows(2).all(|w| w[0] == w[1])

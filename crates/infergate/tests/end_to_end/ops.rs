@@ -1264,10 +1264,54 @@ async fn the_server_runs_its_allocator_with_its_purge_delay_unless_told_another(
             .filter(|entry| entry.starts_with("MIMALLOC_"))
             .collect();
         assert_eq!(set, [expected], "{envs:?}");
+        // Started again by the path it was started by: it keeps its name.
+        let name = std::fs::read_to_string(format!("/proc/{pid}/comm")).expect("comm");
+        assert_eq!(name.trim(), "infergate");
         // The process that answers is the one started.
         let healthz = reqwest::get(format!("{}/healthz", server.admin))
             .await
             .expect("healthz");
         assert_eq!(healthz.status(), 200);
+    }
+    // Started through the dynamic loader, the running program is the loader: the server is
+    // not started again (it would start the loader with the server's arguments) and runs
+    // with the allocator's default.
+    let loader = "/lib64/ld-linux-x86-64.so.2";
+    if std::path::Path::new(loader).exists() {
+        let data = dir.path().join("through-the-loader");
+        let mut child = tokio::process::Command::new(loader)
+            .arg(env!("CARGO_BIN_EXE_infergate"))
+            .args(["serve", "--admin-listen", "127.0.0.1:0"])
+            .args(["--gateway-listen", "127.0.0.1:0", "--data-dir"])
+            .arg(&data)
+            .env("INFERGATE_ADMIN_PASSWORD", PASSWORD)
+            .env_remove("MIMALLOC_PURGE_DELAY")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn through the loader");
+        let pid = child.id().expect("pid");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
+        let admin = tokio::time::timeout(Duration::from_secs(60), async {
+            while let Some(line) = lines.next_line().await.expect("read") {
+                if let Some(url) = line.trim_start().strip_prefix("admin API:") {
+                    return url.trim().to_owned();
+                }
+            }
+            panic!("the server ended before its banner");
+        })
+        .await
+        .expect("banner");
+        let healthz = reqwest::get(format!("{admin}/healthz"))
+            .await
+            .expect("healthz");
+        assert_eq!(healthz.status(), 200);
+        assert!(
+            !environ(pid).iter().any(|e| e.starts_with("MIMALLOC_")),
+            "{:?}",
+            environ(pid)
+        );
     }
 }

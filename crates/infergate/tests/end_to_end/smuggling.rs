@@ -528,6 +528,16 @@ const CORPUS: &[(&str, &[u8], Want)] = &[
         Want::Once,
     ),
     (
+        "an absolute-form authority that is not a host, standing in for Host",
+        b"GET http://x:abc{P}/a HTTP/1.0\r\n\r\n",
+        Want::Refused,
+    ),
+    (
+        "an absolute-form authority with escapes in brackets",
+        b"GET http://x[%2f%40evil]{P}/a HTTP/1.0\r\n\r\n",
+        Want::Refused,
+    ),
+    (
         "dot segments with path parameters",
         b"GET {P}/..;/..;x=1/internal HTTP/1.1\r\nHost: gw\r\n\r\n",
         Want::Refused,
@@ -2029,5 +2039,47 @@ async fn strangers_bodies_are_not_kept_for_retries() {
             .collect();
         assert_eq!(reached.len(), 1, "{reached:?}");
         assert_eq!(reached[0].body, b"hello");
+    }
+}
+
+/// Over HTTP/2 with no `host` header, `:authority` stands in for it (and reaches the upstream
+/// as `X-Forwarded-Host`): one that is not a host and port is refused as such a `Host` is.
+#[tokio::test]
+async fn an_http2_authority_that_is_no_host_reaches_nothing() {
+    use http_body_util::Empty;
+    use hyper::body::Bytes;
+    let node = node(true).await;
+    let tcp = TcpStream::connect(&node.gateway).await.expect("connect");
+    let (mut sender, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tcp),
+    )
+    .await
+    .expect("h2c handshake");
+    tokio::spawn(connection);
+    for (authority, status) in [
+        ("a:b", 400),
+        ("x[%2f%40evil]", 400),
+        ("evil.com[x]y", 400),
+        ("gw:99999", 400),
+        ("gw:8080", 200),
+    ] {
+        let request = hyper::Request::get(format!("http://{authority}{}/a", node.prefix))
+            .body(Empty::<Bytes>::new())
+            .expect("request");
+        let answer = sender.send_request(request).await.expect("answer");
+        assert_eq!(answer.status().as_u16(), status, "{authority}");
+        let reached = node.upstream.taken();
+        if status == 400 {
+            assert!(reached.is_empty(), "{authority}: {reached:?}");
+        } else {
+            assert_eq!(reached.len(), 1, "{authority}: {reached:?}");
+            assert!(
+                reached[0]
+                    .headers
+                    .contains(&("x-forwarded-host".to_owned(), authority.to_owned())),
+                "{reached:?}"
+            );
+        }
     }
 }
