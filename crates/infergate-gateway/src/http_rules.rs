@@ -399,28 +399,14 @@ pub(crate) fn request_framing<'a>(
     }
 }
 
-/// Whether `value` is a `Host` value: RFC 3986's `uri-host [ ":" port ]`, where the host is
-/// not empty (RFC 9110 §4.2.1), a name holds letters, digits and `-._~!$&'()*+,;=`, a
-/// bracketed literal is an IPv6 address or `v<hex>.` followed by those and `:`, and a port
-/// is at most 65535. No percent-encoding: no DNS name needs it, and an upstream that decoded
-/// `X-Forwarded-Host` would read what this rule keeps out (`/`, `@`, spaces).
+/// Whether `value` is a `Host` value: `uri-host [":" port]` (RFC 3986) as host names and
+/// addresses are written: a name of letters, digits and `-._~` (RFC 3986 also allows
+/// `!$&'()*+,;=`, which no DNS name holds and which would make `X-Forwarded-Host`, a list,
+/// read as two hosts), at most [`MAX_HOST_NAME`] bytes and not empty (RFC 9110 §4.2.1), or
+/// a bracketed IPv6 address; a port of at most 65535 (or none after the colon). No
+/// percent-encoding: an upstream that decoded `X-Forwarded-Host` would read what this rule
+/// keeps out (`/`, `@`, spaces).
 pub(crate) fn is_host(value: &[u8]) -> bool {
-    fn name_byte(b: u8) -> bool {
-        b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=".contains(&b)
-    }
-    fn literal(inside: &[u8]) -> bool {
-        if let Some(future) = inside.strip_prefix(b"v").or(inside.strip_prefix(b"V")) {
-            let Some(dot) = future.iter().position(|&b| b == b'.') else {
-                return false;
-            };
-            let (version, rest) = (&future[..dot], &future[dot + 1..]);
-            return !version.is_empty()
-                && version.iter().all(u8::is_ascii_hexdigit)
-                && !rest.is_empty()
-                && rest.iter().all(|&b| name_byte(b) || b == b':');
-        }
-        std::str::from_utf8(inside).is_ok_and(|text| text.parse::<std::net::Ipv6Addr>().is_ok())
-    }
     let (host_ok, port) = match value.strip_prefix(b"[") {
         Some(rest) => {
             let Some(end) = rest.iter().position(|&b| b == b']') else {
@@ -431,17 +417,23 @@ pub(crate) fn is_host(value: &[u8]) -> bool {
                 [b':', port @ ..] => port,
                 _ => return false,
             };
-            (literal(&rest[..end]), port)
+            let literal = std::str::from_utf8(&rest[..end])
+                .is_ok_and(|text| text.parse::<std::net::Ipv6Addr>().is_ok());
+            (literal, port)
         }
         None => {
             let (host, port) = match value.iter().rposition(|&b| b == b':') {
                 Some(colon) => (&value[..colon], &value[colon + 1..]),
                 None => (value, &[][..]),
             };
-            (!host.is_empty() && host.iter().all(|&b| name_byte(b)), port)
+            let name = !host.is_empty()
+                && host.len() <= MAX_HOST_NAME
+                && host
+                    .iter()
+                    .all(|&b| b.is_ascii_alphanumeric() || b"-._~".contains(&b));
+            (name, port)
         }
     };
-    // `port = *DIGIT`: empty is allowed, a number is at most 65535.
     host_ok
         && port.len() <= 5
         && port.iter().all(u8::is_ascii_digit)
@@ -450,6 +442,9 @@ pub(crate) fn is_host(value: &[u8]) -> bool {
             .and_then(|p| p.parse::<u32>().ok())
             .is_none_or(|p| p <= 65535)
 }
+
+/// The longest host name a `Host` may carry: a DNS name is at most 253 bytes.
+pub(crate) const MAX_HOST_NAME: usize = 255;
 
 fn malformed(why: &str) -> GatewayError {
     GatewayError::Malformed(why.into())

@@ -87,7 +87,12 @@ fn running_program() -> io::Result<std::path::PathBuf> {
     } else {
         std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
             .map(|dir| dir.join(&first))
-            .find(|candidate| candidate.is_file())
+            .find(|candidate| {
+                use std::os::unix::fs::PermissionsExt;
+                // As `execvp` looks: the first file there that may be executed.
+                std::fs::metadata(candidate)
+                    .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+            })
             .ok_or_else(|| io::Error::other(format!("{first:?} is not on PATH")))?
     };
     let (named, running) = (

@@ -113,6 +113,15 @@ impl Gateway {
                 .iter()
                 .map(|(n, v)| (n.as_str(), v.as_bytes())),
         )?;
+        // An absolute-form target (or HTTP/2's `:scheme`) of another scheme than the web's:
+        // the gateway serves `http` and `https` resources only.
+        if let Some(scheme) = parts.uri.scheme_str() {
+            if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
+                return Err(GatewayError::Malformed(
+                    "the request's scheme must be http or https".into(),
+                ));
+            }
+        }
         if let Some(authority) = parts.uri.authority() {
             // The authority stands in for `Host` when there is none (below), and reaches the
             // upstream as `X-Forwarded-Host`: it is held to the same rule. Credentials in it

@@ -283,12 +283,14 @@ fn an_http11_request_has_one_host_that_is_a_host_and_port() {
         "127.0.0.1:80",
         "[::1]",
         "[::1]:8443",
-        "[v1.fe80::a+en1]",
         "xn--bcher-kva.example",
         "host:",
         "a:65535",
         "[::ffff:127.0.0.1]:1",
         "[fe80::1]",
+        "A.B",
+        "a.b.",
+        "under_score.example",
     ] {
         assert_eq!(
             http11(&[("Host", host)]),
@@ -297,6 +299,10 @@ fn an_http11_request_has_one_host_that_is_a_host_and_port() {
         );
         assert!(is_host(host.as_bytes()), "{host}");
     }
+    let longest = "a".repeat(MAX_HOST_NAME);
+    assert!(is_host(longest.as_bytes()));
+    assert!(is_host(format!("{longest}:443").as_bytes()));
+    assert!(!is_host(format!("{longest}a").as_bytes()));
     for host in [
         "evil.example/path",
         "user@host",
@@ -332,6 +338,12 @@ fn an_http11_request_has_one_host_that_is_a_host_and_port() {
         "a:000080",
         "x[%2f%40evil]",
         "evil.com[x]y",
+        "a,b",
+        "a;b=c",
+        "a'b",
+        "a!b",
+        "[v1.fe80::a+en1]",
+        "[v1.x]",
     ] {
         assert!(!is_host(host.as_bytes()), "{host}");
         assert!(
@@ -622,10 +634,10 @@ proptest! {
             .map(|t| t.trim().to_ascii_lowercase())
             .filter(|t| !t.is_empty())
             .collect();
-        // The generator's values hold letters, digits, `,` and spaces: a Host is one
-        // without a space.
+        // The generator's values hold letters, digits, `,` and spaces: a Host is a
+        // non-empty one of letters and digits.
         let want_ok = hosts.len() <= 1
-            && hosts.iter().all(|h| !h.is_empty() && !h.contains(' '))
+            && hosts.iter().all(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_alphanumeric()))
             && !codings.iter().any(|v| v.split(',').all(|t| t.trim().is_empty()))
             && numbers.iter().all(Option::is_some)
             && numbers.windows(2).all(|w| w[0] == w[1])

@@ -533,6 +533,16 @@ const CORPUS: &[(&str, &[u8], Want)] = &[
         Want::Refused,
     ),
     (
+        "an absolute-form target of another scheme",
+        b"GET foo://gw{P}/a HTTP/1.1\r\nHost: gw\r\n\r\n",
+        Want::Refused,
+    ),
+    (
+        "a Host that reads as a list of two",
+        b"GET {P}/a HTTP/1.1\r\nHost: gw,evil.example\r\n\r\n",
+        Want::Refused,
+    ),
+    (
         "an absolute-form authority with escapes in brackets",
         b"GET http://x[%2f%40evil]{P}/a HTTP/1.0\r\n\r\n",
         Want::Refused,
