@@ -443,6 +443,40 @@ pub(crate) fn is_host(value: &[u8]) -> bool {
             .is_none_or(|p| p <= 65535)
 }
 
+/// The rules for a request whose target names its scheme and authority (an absolute-form
+/// target, HTTP/2's `:scheme` and `:authority`), beside its `Host` (if any): the scheme is
+/// `http` or `https`; the authority, which stands in for a missing `Host` and reaches the
+/// upstream as `X-Forwarded-Host`, is held to [`is_host`] (so credentials, `user@host`, RFC
+/// 9110 §4.2.4, are refused with the rest); and a `Host` that names another host is refused:
+/// which one a signature, a route or the upstream went by would depend on who reads it (RFC
+/// 9113 §8.3.1: malformed; RFC 9112 §3.2.2 lets the target win, the gateway refuses).
+pub(crate) fn check_target_authority(
+    target: &http::Uri,
+    host: Option<&http::HeaderValue>,
+) -> Result<(), GatewayError> {
+    if let Some(scheme) = target.scheme_str() {
+        if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
+            return Err(malformed("the request's scheme must be http or https"));
+        }
+    }
+    let Some(authority) = target.authority() else {
+        return Ok(());
+    };
+    let authority = authority.as_str().as_bytes();
+    if !is_host(authority) {
+        return Err(malformed(
+            "the request's authority must be a host and port (no user information, \
+             no percent-encoding)",
+        ));
+    }
+    if host.is_some_and(|host| !host.as_bytes().eq_ignore_ascii_case(authority)) {
+        return Err(malformed(
+            "the host header differs from the request's authority",
+        ));
+    }
+    Ok(())
+}
+
 /// The longest host name a `Host` may carry: a DNS name is at most 253 bytes.
 pub(crate) const MAX_HOST_NAME: usize = 255;
 

@@ -113,41 +113,7 @@ impl Gateway {
                 .iter()
                 .map(|(n, v)| (n.as_str(), v.as_bytes())),
         )?;
-        // An absolute-form target (or HTTP/2's `:scheme`) of another scheme than the web's:
-        // the gateway serves `http` and `https` resources only.
-        if let Some(scheme) = parts.uri.scheme_str() {
-            if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
-                return Err(GatewayError::Malformed(
-                    "the request's scheme must be http or https".into(),
-                ));
-            }
-        }
-        if let Some(authority) = parts.uri.authority() {
-            // The authority stands in for `Host` when there is none (below), and reaches the
-            // upstream as `X-Forwarded-Host`: it is held to the same rule. Credentials in it
-            // (`user@host`, RFC 9110 §4.2.4) are refused with the rest.
-            if !http_rules::is_host(authority.as_str().as_bytes()) {
-                return Err(GatewayError::Malformed(
-                    "the request's authority must be a host and port (no user information, \
-                     no percent-encoding)"
-                        .into(),
-                ));
-            }
-            // Two names for the host that differ (HTTP/2's `:authority`, HTTP/1.1's
-            // absolute-form target, against `Host`): which one a signature, a route or the
-            // upstream's `X-Forwarded-Host` went by would depend on who reads it (RFC 9113
-            // §8.3.1: malformed; RFC 9112 §3.2.2 lets the target win, the gateway refuses).
-            if let Some(host) = parts.headers.get(http::header::HOST) {
-                if !host
-                    .as_bytes()
-                    .eq_ignore_ascii_case(authority.as_str().as_bytes())
-                {
-                    return Err(GatewayError::Malformed(
-                        "the host header differs from the request's authority".into(),
-                    ));
-                }
-            }
-        }
+        http_rules::check_target_authority(&parts.uri, parts.headers.get(http::header::HOST))?;
         if !parts.headers.contains_key(http::header::HOST) {
             // HTTP/2 carries the host in :authority; signatures are over `host`.
             if let Some(value) = parts
